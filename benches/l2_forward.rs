@@ -1,0 +1,2 @@
+//! Placeholder; the engine work fills this in.
+fn main() {}

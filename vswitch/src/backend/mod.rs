@@ -1,0 +1,1 @@
+//! Backends: the IO that turns a plan into a running world.

@@ -1,0 +1,12 @@
+//! vswitch: a userspace virtual switch and network test bench that
+//! reproduces Docker's networking world on real namespaces and TAP devices.
+#![deny(unsafe_code)]
+// `sys` is the one place allowed to say `unsafe`.
+
+pub mod backend;
+pub mod engine;
+pub mod netns;
+pub mod probe;
+pub mod scenario;
+pub mod sys;
+pub mod world;

@@ -1,0 +1,2 @@
+//! The `vswitch` command line.
+fn main() {}

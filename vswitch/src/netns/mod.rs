@@ -1,0 +1,301 @@
+//! Named network namespaces, compatible with `ip netns`: each one is a bind
+//! mount of a namespace file under `/run/netns/NAME`, and its
+//! `/etc/netns/NAME/` holds files that `ip netns exec` binds over `/etc`.
+//!
+//! Work inside a namespace runs on a dedicated thread that `setns`es into it
+//! first (network namespaces are per thread), so the calling thread never
+//! leaves the namespace it started in. Sockets and TAP fds created there keep
+//! their namespace when handed back.
+
+use std::fs::{self, File};
+use std::io;
+use std::os::fd::AsFd;
+use std::path::{Path, PathBuf};
+use std::thread::JoinHandle;
+
+use nix::mount::{MntFlags, MsFlags, mount, umount2};
+use nix::sched::{CloneFlags, setns, unshare};
+
+/// Where `ip netns` keeps its namespace files.
+pub const NETNS_RUN_DIR: &str = "/run/netns";
+/// Where `ip netns exec` looks for per-namespace `/etc` files.
+pub const NETNS_ETC_DIR: &str = "/etc/netns";
+
+/// Errors of namespace handling.
+#[derive(Debug, thiserror::Error)]
+pub enum NetnsError {
+    /// Creating a namespace failed.
+    #[error("cannot create network namespace {name}: {source}")]
+    Create {
+        /// Namespace name.
+        name: String,
+        /// Cause.
+        source: io::Error,
+    },
+    /// Opening a namespace failed.
+    #[error("cannot open network namespace {name}: {source}")]
+    Open {
+        /// Namespace name.
+        name: String,
+        /// Cause.
+        source: io::Error,
+    },
+    /// Entering a namespace failed.
+    #[error("cannot enter network namespace {name}: {source}")]
+    Enter {
+        /// Namespace name.
+        name: String,
+        /// Cause.
+        source: io::Error,
+    },
+    /// Writing a namespace's /etc file failed.
+    #[error("cannot write {path}: {source}")]
+    Etc {
+        /// File.
+        path: PathBuf,
+        /// Cause.
+        source: io::Error,
+    },
+    /// The worker thread panicked.
+    #[error("thread inside network namespace {name} panicked")]
+    Panicked {
+        /// Namespace name.
+        name: String,
+    },
+}
+
+fn errno(e: nix::Error) -> io::Error {
+    io::Error::from_raw_os_error(e as i32)
+}
+
+/// A named network namespace (an open handle on it).
+#[derive(Debug)]
+pub struct NetNs {
+    name: String,
+    file: File,
+}
+
+impl NetNs {
+    /// Creates `/run/netns/NAME` holding a fresh network namespace, as
+    /// `ip netns add NAME` does. Fails if the name exists.
+    pub fn create(name: &str) -> Result<NetNs, NetnsError> {
+        let err = |source| NetnsError::Create {
+            name: name.to_string(),
+            source,
+        };
+        ensure_run_dir().map_err(err)?;
+        let path = Path::new(NETNS_RUN_DIR).join(name);
+        File::options()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(err)?;
+        let target = path.clone();
+        let made = std::thread::spawn(move || -> io::Result<()> {
+            unshare(CloneFlags::CLONE_NEWNET).map_err(errno)?;
+            mount(
+                Some("/proc/thread-self/ns/net"),
+                &target,
+                Some("none"),
+                MsFlags::MS_BIND,
+                None::<&str>,
+            )
+            .map_err(errno)
+        })
+        .join()
+        .unwrap_or_else(|_| Err(io::Error::other("namespace thread panicked")));
+        if let Err(e) = made {
+            let _ = fs::remove_file(&path);
+            return Err(err(e));
+        }
+        NetNs::open(name)
+    }
+
+    /// Opens an existing named namespace.
+    pub fn open(name: &str) -> Result<NetNs, NetnsError> {
+        let file = File::open(Path::new(NETNS_RUN_DIR).join(name)).map_err(|source| {
+            NetnsError::Open {
+                name: name.to_string(),
+                source,
+            }
+        })?;
+        Ok(NetNs {
+            name: name.to_string(),
+            file,
+        })
+    }
+
+    /// The namespace's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// A second handle on the same namespace.
+    pub fn try_clone(&self) -> io::Result<NetNs> {
+        Ok(NetNs {
+            name: self.name.clone(),
+            file: self.file.try_clone()?,
+        })
+    }
+
+    /// Moves the calling thread into this namespace. Only for threads that
+    /// are dedicated to it; prefer [`NetNs::run`] and [`NetNs::spawn`].
+    pub fn enter(&self) -> Result<(), NetnsError> {
+        setns(self.file.as_fd(), CloneFlags::CLONE_NEWNET).map_err(|e| NetnsError::Enter {
+            name: self.name.clone(),
+            source: errno(e),
+        })
+    }
+
+    /// Runs `f` on a fresh thread inside this namespace and returns its result.
+    pub fn run<F, R>(&self, f: F) -> Result<R, NetnsError>
+    where
+        F: FnOnce() -> R + Send + 'static,
+        R: Send + 'static,
+    {
+        let h = self.spawn(f)?;
+        h.join().map_err(|_| NetnsError::Panicked {
+            name: self.name.clone(),
+        })
+    }
+
+    /// Starts a named thread inside this namespace.
+    pub fn spawn<F, R>(&self, f: F) -> Result<JoinHandle<R>, NetnsError>
+    where
+        F: FnOnce() -> R + Send + 'static,
+        R: Send + 'static,
+    {
+        let ns = self.try_clone().map_err(|source| NetnsError::Open {
+            name: self.name.clone(),
+            source,
+        })?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        let h = std::thread::Builder::new()
+            .name(format!("ns:{}", short(&self.name)))
+            .spawn(move || {
+                let entered = ns.enter();
+                let ok = entered.is_ok();
+                let _ = tx.send(entered);
+                drop(ns);
+                if !ok {
+                    // The caller gets the error; the closure must not run
+                    // in the wrong namespace.
+                    std::process::abort();
+                }
+                f()
+            })
+            .map_err(|source| NetnsError::Enter {
+                name: self.name.clone(),
+                source,
+            })?;
+        match rx.recv() {
+            Ok(Ok(())) => Ok(h),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(NetnsError::Panicked {
+                name: self.name.clone(),
+            }),
+        }
+    }
+
+    /// Writes `/etc/netns/NAME/FILE` (e.g. `resolv.conf`), which `ip netns
+    /// exec` and `vswitch exec` bind over `/etc/FILE`.
+    pub fn write_etc(&self, file: &str, content: &str) -> Result<PathBuf, NetnsError> {
+        let dir = Path::new(NETNS_ETC_DIR).join(&self.name);
+        let path = dir.join(file);
+        fs::create_dir_all(&dir)
+            .and_then(|_| fs::write(&path, content))
+            .map_err(|source| NetnsError::Etc {
+                path: path.clone(),
+                source,
+            })?;
+        Ok(path)
+    }
+}
+
+fn short(name: &str) -> &str {
+    // Thread names are cut at 15 bytes by the kernel; keep the distinctive tail.
+    let n = name.len();
+    if n > 12 {
+        let mut i = n - 12;
+        while !name.is_char_boundary(i) {
+            i += 1;
+        }
+        &name[i..]
+    } else {
+        name
+    }
+}
+
+/// Makes `/run/netns` exist and be a shared mount, as iproute2 does, so that
+/// namespace files stay visible to `ip netns exec`'s private mount namespace.
+fn ensure_run_dir() -> io::Result<()> {
+    fs::create_dir_all(NETNS_RUN_DIR)?;
+    let shared = |flags| mount(None::<&str>, NETNS_RUN_DIR, Some("none"), flags, None::<&str>);
+    if shared(MsFlags::MS_SHARED | MsFlags::MS_REC).is_ok() {
+        return Ok(());
+    }
+    mount(
+        Some(NETNS_RUN_DIR),
+        NETNS_RUN_DIR,
+        Some("none"),
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None::<&str>,
+    )
+    .map_err(errno)?;
+    shared(MsFlags::MS_SHARED | MsFlags::MS_REC).map_err(errno)
+}
+
+/// Deletes a named namespace and its `/etc/netns` files, as `ip netns del`
+/// does. The namespace itself (and every link in it) goes away once no
+/// process or fd holds it. Missing names are not an error.
+pub fn delete(name: &str) -> io::Result<()> {
+    let path = Path::new(NETNS_RUN_DIR).join(name);
+    match umount2(&path, MntFlags::MNT_DETACH) {
+        Ok(()) | Err(nix::Error::EINVAL) | Err(nix::Error::ENOENT) => {}
+        Err(e) => return Err(errno(e)),
+    }
+    match fs::remove_file(&path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    match fs::remove_dir_all(Path::new(NETNS_ETC_DIR).join(name)) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Names of namespaces under `/run/netns` that start with `prefix`.
+pub fn list(prefix: &str) -> Vec<String> {
+    let Ok(rd) = fs::read_dir(NETNS_RUN_DIR) else {
+        return Vec::new();
+    };
+    let mut v: Vec<String> = rd
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|n| n.starts_with(prefix))
+        .collect();
+    v.sort();
+    v
+}
+
+/// True when this process may create namespaces (root or CAP_SYS_ADMIN +
+/// CAP_NET_ADMIN). Checked by trying, not by looking at the uid.
+pub fn can_create() -> bool {
+    std::thread::spawn(|| unshare(CloneFlags::CLONE_NEWNET).is_ok())
+        .join()
+        .unwrap_or(false)
+        && nix::unistd::Uid::effective().is_root()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_keeps_tail() {
+        assert_eq!(short("vsw1234567-c-web"), "234567-c-web");
+        assert_eq!(short("abc"), "abc");
+    }
+}

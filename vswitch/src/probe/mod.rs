@@ -1,0 +1,1 @@
+//! Built-in probes and echo services, run inside namespaces.

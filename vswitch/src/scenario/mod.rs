@@ -1,0 +1,3 @@
+//! Scenario files: TOML model, validation, IPAM, and the resolved plan.
+
+pub mod plan;

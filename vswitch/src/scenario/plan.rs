@@ -1,0 +1,541 @@
+//! The resolved, validated form of a scenario: every default applied, every
+//! name turned into an index, every address allocated. Backends and the
+//! runner consume only this; nothing downstream looks at TOML again.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use ipnet::{Ipv4Net, Ipv6Net};
+use serde::Serialize;
+
+/// A MAC address.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct MacAddr(pub [u8; 6]);
+
+impl MacAddr {
+    /// Broadcast address ff:ff:ff:ff:ff:ff.
+    pub const BROADCAST: MacAddr = MacAddr([0xff; 6]);
+
+    /// Docker ≤ 27's container MAC: `02:42:` followed by the IPv4 octets (BR-5).
+    pub fn docker_from_ipv4(ip: Ipv4Addr) -> MacAddr {
+        let o = ip.octets();
+        MacAddr([0x02, 0x42, o[0], o[1], o[2], o[3]])
+    }
+
+    /// True for group (multicast or broadcast) addresses.
+    pub fn is_multicast(&self) -> bool {
+        self.0[0] & 1 == 1
+    }
+}
+
+impl fmt::Display for MacAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let m = self.0;
+        write!(
+            f,
+            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+            m[0], m[1], m[2], m[3], m[4], m[5]
+        )
+    }
+}
+
+impl fmt::Debug for MacAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl std::str::FromStr for MacAddr {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let parts: Vec<&str> = s.split(':').collect();
+        if parts.len() != 6 {
+            return Err(format!("invalid MAC address {s:?}: expected six hex octets"));
+        }
+        let mut m = [0u8; 6];
+        for (i, p) in parts.iter().enumerate() {
+            m[i] = u8::from_str_radix(p, 16)
+                .map_err(|_| format!("invalid MAC address {s:?}: bad octet {p:?}"))?;
+        }
+        Ok(MacAddr(m))
+    }
+}
+
+/// Which data path builds a machine.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendKind {
+    /// The vswitch engine behind TAP devices.
+    Userspace,
+    /// Linux bridge, macvlan, ipvlan, vxlan and nftables.
+    Kernel,
+}
+
+impl fmt::Display for BackendKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            BackendKind::Userspace => "userspace",
+            BackendKind::Kernel => "kernel",
+        })
+    }
+}
+
+/// A validated scenario.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    /// File it came from (`-` for standard input).
+    pub source: PathBuf,
+    /// One-line title.
+    pub name: String,
+    /// What it reproduces or proves.
+    pub description: String,
+    /// Free labels.
+    pub tags: Vec<String>,
+    /// Addressing of the `lan` segment.
+    pub lan: Ipv4Net,
+    /// Docker hosts; never empty (an implicit `host` when the file has none).
+    pub machines: Vec<Machine>,
+    /// Hosts on `lan`.
+    pub externals: Vec<External>,
+    /// Docker networks.
+    pub networks: Vec<Network>,
+    /// Containers.
+    pub containers: Vec<Container>,
+    /// Checks, in file order.
+    pub checks: Vec<Check>,
+}
+
+/// A Docker host.
+#[derive(Clone, Debug)]
+pub struct Machine {
+    /// Name from the file (or `host`).
+    pub name: String,
+    /// Uplink address on `lan`.
+    pub ip: Ipv4Addr,
+    /// Per-machine backend override.
+    pub backend: Option<BackendKind>,
+    /// Docker's userland proxy (PUB-7/PUB-8).
+    pub userland_proxy: bool,
+    /// The machine's own resolv.conf nameservers.
+    pub resolvers: Vec<IpAddr>,
+}
+
+/// A host on `lan`.
+#[derive(Clone, Debug)]
+pub struct External {
+    /// Name from the file.
+    pub name: String,
+    /// Address on `lan` (or its VLAN).
+    pub ip: IpAddr,
+    /// 802.1Q VLAN of `lan` it sits on.
+    pub vlan: Option<u16>,
+    /// Default router of `lan`.
+    pub gateway: bool,
+    /// Echo services.
+    pub serve: Vec<Service>,
+    /// Authoritative DNS table (lower-case names without trailing dot → addresses).
+    pub dns: BTreeMap<String, Vec<IpAddr>>,
+}
+
+/// Docker network driver.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Driver {
+    /// Linux bridge (docker0 / br-*).
+    Bridge,
+    /// macvlan children of a parent.
+    Macvlan,
+    /// ipvlan children of a parent.
+    Ipvlan,
+    /// VXLAN overlay across machines.
+    Overlay,
+    /// Loopback only.
+    None,
+    /// The machine's own namespace.
+    Host,
+}
+
+impl fmt::Display for Driver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Driver::Bridge => "bridge",
+            Driver::Macvlan => "macvlan",
+            Driver::Ipvlan => "ipvlan",
+            Driver::Overlay => "overlay",
+            Driver::None => "none",
+            Driver::Host => "host",
+        })
+    }
+}
+
+/// macvlan/ipvlan mode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// macvlan bridge (default).
+    Bridge,
+    /// macvlan vepa.
+    Vepa,
+    /// macvlan private.
+    Private,
+    /// macvlan passthru.
+    Passthru,
+    /// ipvlan l2 (default).
+    L2,
+    /// ipvlan l3.
+    L3,
+    /// ipvlan l3s.
+    L3s,
+}
+
+/// ipvlan flag.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IpvlanFlag {
+    /// Children talk directly (default).
+    Bridge,
+    /// No child↔child.
+    Private,
+    /// Child↔child via the external switch.
+    Vepa,
+}
+
+/// The parent link of a macvlan/ipvlan network.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Parent {
+    /// As written (`eth0`, `eth0.10`).
+    pub name: String,
+    /// The 802.1Q VLAN id for `eth0.N`.
+    pub vlan: Option<u16>,
+}
+
+/// One IPv4 subnet of a network.
+#[derive(Clone, Debug)]
+pub struct Subnet4 {
+    /// The subnet.
+    pub net: Ipv4Net,
+    /// Gateway address (None where the driver allocates none).
+    pub gateway: Option<Ipv4Addr>,
+    /// Where dynamic addresses come from.
+    pub ip_range: Ipv4Net,
+}
+
+/// A Docker network.
+#[derive(Clone, Debug)]
+pub struct Network {
+    /// Unique name.
+    pub name: String,
+    /// Driver.
+    pub driver: Driver,
+    /// Index into `Plan::machines`; `None` for overlay (every machine).
+    pub machine: Option<usize>,
+    /// Docker's default `bridge` network.
+    pub default: bool,
+    /// IPv4 subnets, first is primary. Empty for `none`/`host`.
+    pub subnets: Vec<Subnet4>,
+    /// Reserved addresses.
+    pub aux_addresses: BTreeMap<String, IpAddr>,
+    /// Dual stack.
+    pub ipv6: bool,
+    /// IPv6 subnet.
+    pub subnet6: Option<Ipv6Net>,
+    /// IPv6 gateway.
+    pub gateway6: Option<Ipv6Addr>,
+    /// No route or NAT beyond the network.
+    pub internal: bool,
+    /// Inter-container communication.
+    pub icc: bool,
+    /// SNAT on egress.
+    pub masquerade: bool,
+    /// MTU of container interfaces (overlay: already minus 50).
+    pub mtu: u16,
+    /// macvlan/ipvlan parent.
+    pub parent: Option<Parent>,
+    /// macvlan/ipvlan mode.
+    pub mode: Option<Mode>,
+    /// ipvlan flag.
+    pub flag: Option<IpvlanFlag>,
+    /// Overlay VNI.
+    pub vni: Option<u32>,
+    /// Whether the file set `mtu` explicitly.
+    pub mtu_explicit: bool,
+}
+
+impl Network {
+    /// Primary IPv4 subnet, if any.
+    pub fn primary(&self) -> Option<&Subnet4> {
+        self.subnets.first()
+    }
+
+    /// Whether containers on this network get Docker's embedded DNS (DNS-1).
+    pub fn has_embedded_dns(&self) -> bool {
+        !self.default && !matches!(self.driver, Driver::None | Driver::Host)
+    }
+}
+
+/// A container's attachment to one network.
+#[derive(Clone, Debug)]
+pub struct Endpoint {
+    /// Index into `Plan::networks`.
+    pub network: usize,
+    /// IPv4 address (allocated or given).
+    pub ip: Option<Ipv4Addr>,
+    /// IPv6 address.
+    pub ip6: Option<Ipv6Addr>,
+    /// Network-scoped aliases.
+    pub aliases: Vec<String>,
+    /// MAC address (given, or `02:42:<ip>`).
+    pub mac: MacAddr,
+}
+
+/// Transport protocol of a service, mapping or probe.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, PartialOrd, Ord)]
+#[serde(rename_all = "lowercase")]
+pub enum Proto {
+    /// TCP.
+    Tcp,
+    /// UDP.
+    Udp,
+}
+
+impl fmt::Display for Proto {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Proto::Tcp => "tcp",
+            Proto::Udp => "udp",
+        })
+    }
+}
+
+/// An echo service `PROTO:PORT`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Service {
+    /// Protocol.
+    pub proto: Proto,
+    /// Port.
+    pub port: u16,
+}
+
+/// A published port `[HOSTIP:]HOSTPORT:CONTAINERPORT[/proto]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PortMapping {
+    /// Optional host IP.
+    pub host_ip: Option<IpAddr>,
+    /// Host port.
+    pub host_port: u16,
+    /// Container port.
+    pub container_port: u16,
+    /// Protocol.
+    pub proto: Proto,
+}
+
+/// A container.
+#[derive(Clone, Debug)]
+pub struct Container {
+    /// Name (also its DNS name).
+    pub name: String,
+    /// Index into `Plan::machines`.
+    pub machine: usize,
+    /// Attachments, in file order (eth0, eth1, …).
+    pub endpoints: Vec<Endpoint>,
+    /// Published ports.
+    pub publish: Vec<PortMapping>,
+    /// Echo services.
+    pub serve: Vec<Service>,
+    /// Custom upstreams for the embedded DNS.
+    pub dns: Vec<IpAddr>,
+}
+
+/// Something a check runs from or targets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Node {
+    /// Index into `Plan::containers`.
+    Container(usize),
+    /// Index into `Plan::externals`.
+    External(usize),
+    /// Index into `Plan::machines` (its host stack).
+    Machine(usize),
+}
+
+/// A resolved check target.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Target {
+    /// As written in the file (`web`, `web@net`, `10.0.0.1:80`).
+    pub text: String,
+    /// The node, when the target named one.
+    pub node: Option<Node>,
+    /// The address to probe.
+    pub addr: IpAddr,
+    /// Port, where the kind takes one.
+    pub port: Option<u16>,
+}
+
+/// DNS query type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum QueryType {
+    /// A.
+    A,
+    /// AAAA.
+    AAAA,
+    /// PTR.
+    PTR,
+    /// CNAME.
+    CNAME,
+    /// MX.
+    MX,
+    /// TXT.
+    TXT,
+}
+
+/// What a check expects.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Expect {
+    /// `ok`.
+    Ok,
+    /// `fail`.
+    Fail,
+    /// A DNS outcome.
+    Dns(DnsExpect),
+    /// Throughput checks: only the optional minimums.
+    Figures,
+}
+
+/// A DNS check's expected outcome.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DnsExpect {
+    /// NOERROR with exactly these answers (set comparison; names lower-case, no trailing dot).
+    Answers(Vec<String>),
+    /// NXDOMAIN.
+    NxDomain,
+    /// SERVFAIL.
+    ServFail,
+    /// REFUSED.
+    Refused,
+    /// No answer at all.
+    NoAnswer,
+}
+
+/// The kind-specific part of a check.
+#[derive(Clone, Debug)]
+pub enum CheckKind {
+    /// ICMP echo.
+    Ping {
+        /// Target.
+        to: Target,
+        /// Echo requests.
+        count: u32,
+        /// ICMP payload size.
+        size: u16,
+        /// Don't-fragment.
+        df: bool,
+        /// Use IPv6.
+        ipv6: bool,
+    },
+    /// TCP connect to an echo service.
+    Tcp {
+        /// Target with port.
+        to: Target,
+        /// Expected source address seen by the echo.
+        seen_as: Option<IpAddr>,
+    },
+    /// UDP exchange with an echo service.
+    Udp {
+        /// Target with port.
+        to: Target,
+        /// Expected source address seen by the echo.
+        seen_as: Option<IpAddr>,
+    },
+    /// DNS query.
+    Dns {
+        /// Name (or address for PTR).
+        query: String,
+        /// Query type.
+        qtype: QueryType,
+        /// TCP instead of UDP.
+        tcp: bool,
+        /// Server; None = first nameserver of `from`'s resolv.conf.
+        server: Option<IpAddr>,
+        /// Require answer order to vary.
+        rotate: bool,
+    },
+    /// Every (from, to) pair pinged.
+    Reach {
+        /// Targets.
+        to: Vec<Target>,
+    },
+    /// Throughput measurement.
+    Throughput {
+        /// Target (port optional).
+        to: Target,
+        /// Protocol.
+        proto: Proto,
+        /// Duration.
+        seconds: u32,
+        /// Parallel streams.
+        streams: u32,
+        /// UDP payload size.
+        size: u16,
+        /// Minimum Gbit/s.
+        min_gbps: Option<f64>,
+        /// Minimum kpps.
+        min_kpps: Option<f64>,
+    },
+}
+
+impl CheckKind {
+    /// The `kind` string of the format.
+    pub fn name(&self) -> &'static str {
+        match self {
+            CheckKind::Ping { .. } => "ping",
+            CheckKind::Tcp { .. } => "tcp",
+            CheckKind::Udp { .. } => "udp",
+            CheckKind::Dns { .. } => "dns",
+            CheckKind::Reach { .. } => "reach",
+            CheckKind::Throughput { .. } => "throughput",
+        }
+    }
+}
+
+/// A documented departure of one backend from Docker.
+#[derive(Clone, Debug)]
+pub struct KnownDifference {
+    /// Why.
+    pub reason: String,
+    /// Which backend departs (None: any).
+    pub backend: Option<String>,
+}
+
+/// One check.
+#[derive(Clone, Debug)]
+pub struct Check {
+    /// 0-based position in the file.
+    pub index: usize,
+    /// Optional label.
+    pub name: Option<String>,
+    /// Where it runs from (several only for `reach`).
+    pub from: Vec<Node>,
+    /// `from` as written.
+    pub from_text: String,
+    /// Kind and its keys.
+    pub kind: CheckKind,
+    /// Expected outcome.
+    pub expect: Expect,
+    /// Deadline for the whole check.
+    pub timeout: Duration,
+    /// Documented difference.
+    pub known_difference: Option<KnownDifference>,
+}
+
+impl Plan {
+    /// Human name of a node.
+    pub fn node_name(&self, n: Node) -> &str {
+        match n {
+            Node::Container(i) => &self.containers[i].name,
+            Node::External(i) => &self.externals[i].name,
+            Node::Machine(i) => &self.machines[i].name,
+        }
+    }
+}

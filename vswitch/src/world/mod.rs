@@ -1,0 +1,1 @@
+//! Building and tearing down a world: namespaces, links, run ids, cleanup.
