@@ -1,2 +1,516 @@
-//! The `vswitch` command line.
-fn main() {}
+//! The `vswitch` command line: clap, tracing set-up, exit statuses.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand, ValueEnum};
+
+use vswitch::backend::BuildOptions;
+use vswitch::run::execute::{
+    EXIT_FAILED, EXIT_INVALID, EXIT_OK, EXIT_UNSUPPORTED, Execution, RunOptions, execute,
+};
+use vswitch::scenario::{self, plan::BackendKind};
+use vswitch::world::{self, RunId, RunRecord};
+
+#[derive(Parser, Debug)]
+#[command(name = "vswitch", version, about = "Userspace virtual switch and Docker networking test bench")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum Backend {
+    /// The vswitch engine behind TAP devices.
+    Userspace,
+    /// Linux bridge, macvlan, ipvlan, vxlan and nftables.
+    Kernel,
+}
+
+impl From<Backend> for BackendKind {
+    fn from(b: Backend) -> Self {
+        match b {
+            Backend::Userspace => BackendKind::Userspace,
+            Backend::Kernel => BackendKind::Kernel,
+        }
+    }
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Build each scenario, run its checks, tear it down.
+    Run {
+        /// Scenario files (`-` or none: standard input).
+        files: Vec<PathBuf>,
+        /// Data path.
+        #[arg(long, value_enum, default_value = "userspace")]
+        backend: Backend,
+        /// Write the JSON report here (`-`: standard output).
+        #[arg(long, value_name = "PATH")]
+        json: Option<PathBuf>,
+        /// Write one pcap file per engine port into this directory.
+        #[arg(long, value_name = "DIR")]
+        pcap: Option<PathBuf>,
+        /// Keep the world up after the checks (until Ctrl-C or `vswitch down`).
+        #[arg(long)]
+        keep: bool,
+        /// Count "backend cannot build this" (exit 3) as a failure (exit 1).
+        #[arg(long)]
+        strict: bool,
+        /// No progress lines on standard error.
+        #[arg(long, short)]
+        quiet: bool,
+    },
+    /// Validate scenario files only.
+    Check {
+        /// Scenario files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Also report what this backend cannot build (exit 3).
+        #[arg(long, value_enum)]
+        backend: Option<Backend>,
+    },
+    /// Build a world and keep it up in the background.
+    Up {
+        /// Scenario file.
+        file: PathBuf,
+        /// Data path.
+        #[arg(long, value_enum, default_value = "userspace")]
+        backend: Backend,
+        /// Write one pcap file per engine port into this directory.
+        #[arg(long, value_name = "DIR")]
+        pcap: Option<PathBuf>,
+    },
+    /// Tear down a world started with `up` (by run id or scenario name).
+    Down {
+        /// Run id (`vswXXXXXX`) or scenario file stem.
+        name: String,
+    },
+    /// Run a command inside a node (container, external or machine) of a live world.
+    Exec {
+        /// The world (run id or scenario name) when several have this node.
+        #[arg(long)]
+        world: Option<String>,
+        /// Node name.
+        node: String,
+        /// Command and arguments.
+        #[arg(last = true, required = true)]
+        cmd: Vec<String>,
+    },
+    /// Remove everything that killed runs left behind (live runs are kept).
+    Cleanup,
+    /// Run the throughput checks N times and report median and spread.
+    Bench {
+        /// Scenario files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Repetitions.
+        #[arg(long, default_value_t = 3)]
+        repeat: u32,
+        /// Data path.
+        #[arg(long, value_enum, default_value = "userspace")]
+        backend: Backend,
+    },
+    /// Internal: the background process of `up`.
+    #[command(hide = true)]
+    Serve {
+        file: PathBuf,
+        #[arg(long, value_enum)]
+        backend: Backend,
+        #[arg(long)]
+        pcap: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("VSWITCH_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { EXIT_INVALID as u8 } else { 0 });
+        }
+    };
+    match dispatch(cli.cmd) {
+        Ok(code) => ExitCode::from(code as u8),
+        Err(e) => {
+            eprintln!("vswitch: {e:#}");
+            ExitCode::from(EXIT_FAILED as u8)
+        }
+    }
+}
+
+fn dispatch(cmd: Cmd) -> Result<i32> {
+    match cmd {
+        Cmd::Run {
+            files,
+            backend,
+            json,
+            pcap,
+            keep,
+            strict,
+            quiet,
+        } => cmd_run(files, backend.into(), json, pcap, keep, strict, quiet),
+        Cmd::Check { files, backend } => Ok(cmd_check(&files, backend.map(Into::into))),
+        Cmd::Up { file, backend, pcap } => cmd_up(&file, backend, pcap),
+        Cmd::Down { name } => cmd_down(&name),
+        Cmd::Exec { world, node, cmd } => cmd_exec(world.as_deref(), &node, &cmd),
+        Cmd::Cleanup => {
+            let removed = world::cleanup_leftovers();
+            if removed.is_empty() {
+                println!("nothing to clean up");
+            }
+            for ns in removed {
+                println!("removed namespace {ns}");
+            }
+            Ok(EXIT_OK)
+        }
+        Cmd::Bench {
+            files,
+            repeat,
+            backend,
+        } => cmd_bench(&files, repeat, backend.into()),
+        Cmd::Serve { file, backend, pcap } => cmd_serve(&file, backend.into(), pcap),
+    }
+}
+
+fn install_signals() -> Result<()> {
+    world::install_signal_cleanup().context("installing signal handlers")
+}
+
+fn pcap_dir(pcap: Option<PathBuf>) -> Result<Option<PathBuf>> {
+    if let Some(dir) = &pcap {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    Ok(pcap)
+}
+
+/// Exit status of several scenarios: invalid beats failed beats unsupported.
+fn combine(codes: &[i32], strict: bool) -> i32 {
+    let strict_code = |c: i32| if strict && c == EXIT_UNSUPPORTED { EXIT_FAILED } else { c };
+    let codes: Vec<i32> = codes.iter().map(|&c| strict_code(c)).collect();
+    [EXIT_INVALID, EXIT_FAILED, EXIT_UNSUPPORTED]
+        .into_iter()
+        .find(|c| codes.contains(c))
+        .unwrap_or(EXIT_OK)
+}
+
+fn cmd_run(
+    files: Vec<PathBuf>,
+    backend: BackendKind,
+    json: Option<PathBuf>,
+    pcap: Option<PathBuf>,
+    keep: bool,
+    strict: bool,
+    quiet: bool,
+) -> Result<i32> {
+    install_signals()?;
+    let files = if files.is_empty() { vec![PathBuf::from("-")] } else { files };
+    let opts = RunOptions {
+        backend,
+        build: BuildOptions { pcap_dir: pcap_dir(pcap)? },
+        keep,
+        progress: !quiet,
+        run_id: None,
+    };
+    let json_to_stdout = json.as_deref() == Some(Path::new("-"));
+    let mut codes = Vec::new();
+    let mut reports = Vec::new();
+    for f in &files {
+        let Execution { code, report, error } = execute(f, &opts);
+        if let Some(e) = &error {
+            eprintln!("{e}");
+        }
+        if let Some(r) = &report {
+            for u in &r.unsupported {
+                eprintln!("{u}");
+            }
+            if r.unsupported.is_empty() && error.is_none() || !r.checks.is_empty() {
+                let table = r.table();
+                if json_to_stdout {
+                    eprint!("{table}");
+                } else {
+                    print!("{table}");
+                }
+            }
+            reports.push(serde_json::to_value(r)?);
+        } else if let Some(e) = &error {
+            reports.push(serde_json::json!({ "scenario": f.display().to_string(), "error": e }));
+        }
+        codes.push(code);
+    }
+    if let Some(path) = json {
+        let value = if reports.len() == 1 {
+            reports.pop().unwrap_or_default()
+        } else {
+            serde_json::Value::Array(reports)
+        };
+        let text = serde_json::to_string_pretty(&value)?;
+        if json_to_stdout {
+            let mut out = std::io::stdout().lock();
+            writeln!(out, "{text}")?;
+        } else {
+            std::fs::write(&path, text + "\n").with_context(|| format!("writing {}", path.display()))?;
+        }
+    }
+    Ok(combine(&codes, strict))
+}
+
+fn cmd_check(files: &[PathBuf], backend: Option<BackendKind>) -> i32 {
+    let mut codes = Vec::new();
+    for f in files {
+        match scenario::load_file(f) {
+            Ok(plan) => {
+                let why = backend.map(|b| vswitch::backend::unsupported(&plan, b)).unwrap_or_default();
+                for w in &why {
+                    eprintln!("{}: {w}", f.display());
+                }
+                println!(
+                    "{}: ok — {} machine(s), {} network(s), {} container(s), {} external(s), {} check(s)",
+                    f.display(),
+                    plan.machines.len(),
+                    plan.networks.len(),
+                    plan.containers.len(),
+                    plan.externals.len(),
+                    plan.checks.len()
+                );
+                codes.push(if why.is_empty() { EXIT_OK } else { EXIT_UNSUPPORTED });
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                codes.push(EXIT_INVALID);
+            }
+        }
+    }
+    combine(&codes, false)
+}
+
+fn find_record(name: &str) -> Result<RunRecord> {
+    let live: Vec<RunRecord> = RunRecord::all().into_iter().filter(|r| r.is_live()).collect();
+    let hits: Vec<RunRecord> = live
+        .into_iter()
+        .filter(|r| r.id.as_str() == name || r.name == name)
+        .collect();
+    match hits.len() {
+        0 => bail!("no live world named {name:?} (see /run/vswitch/runs; `vswitch up FILE` starts one)"),
+        1 => Ok(hits.into_iter().next().expect("one")),
+        _ => bail!(
+            "several live worlds are named {name:?}: use a run id ({})",
+            hits.iter().map(|r| r.id.to_string()).collect::<Vec<_>>().join(", ")
+        ),
+    }
+}
+
+fn cmd_up(file: &Path, backend: Backend, pcap: Option<PathBuf>) -> Result<i32> {
+    use std::os::unix::process::CommandExt;
+    let plan = match scenario::load_file(file) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("{e}");
+            return Ok(EXIT_INVALID);
+        }
+    };
+    let why = vswitch::backend::unsupported(&plan, backend.into());
+    if !why.is_empty() {
+        for w in why {
+            eprintln!("{w}");
+        }
+        return Ok(EXIT_UNSUPPORTED);
+    }
+    let run = RunId::new();
+    std::fs::create_dir_all(world::RUN_DIR)?;
+    let log = PathBuf::from(world::RUN_DIR).join(format!("{run}.log"));
+    let out = std::fs::File::create(&log)?;
+    let mut cmd = std::process::Command::new(std::env::current_exe()?);
+    cmd.arg("serve")
+        .arg(std::fs::canonicalize(file)?)
+        .arg("--backend")
+        .arg(match backend {
+            Backend::Userspace => "userspace",
+            Backend::Kernel => "kernel",
+        })
+        .env("VSWITCH_RUN_ID", run.as_str())
+        .stdin(std::process::Stdio::null())
+        .stdout(out.try_clone()?)
+        .stderr(out)
+        .process_group(0);
+    if let Some(p) = pcap_dir(pcap)? {
+        cmd.arg("--pcap").arg(std::fs::canonicalize(p)?);
+    }
+    let mut child = cmd.spawn().context("starting the background world")?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if RunRecord::all().iter().any(|r| r.id == run && r.kept) {
+            break;
+        }
+        if let Some(status) = child.try_wait()? {
+            bail!(
+                "the world did not come up ({status}); its log:\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            world::remove_run(&run);
+            bail!("the world did not come up within 60 s; log in {}", log.display());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    println!("world {run} is up ({})", plan.name);
+    println!("  vswitch exec NODE -- CMD     run a command in a container, external or machine");
+    println!("  vswitch down {run}       tear it down");
+    Ok(EXIT_OK)
+}
+
+fn cmd_serve(file: &Path, backend: BackendKind, pcap: Option<PathBuf>) -> Result<i32> {
+    install_signals()?;
+    let plan = scenario::load_file(file).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let run = RunId::new();
+    let record = RunRecord {
+        id: run.clone(),
+        pid: std::process::id(),
+        scenario: file.display().to_string(),
+        name: file
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        backend: backend.to_string(),
+        namespaces: vswitch::backend::namespace_names(&run, &plan),
+        kept: false,
+    };
+    record.save()?;
+    let _live = world::register_live(&run);
+    let opts = BuildOptions { pcap_dir: pcap };
+    let w = match vswitch::backend::World::build(&run, &plan, backend, &opts, &|s| eprintln!("{s}")) {
+        Ok(w) => w,
+        Err(e) => {
+            world::remove_run(&run);
+            bail!("building the world failed: {e}");
+        }
+    };
+    let mut kept = record;
+    kept.kept = true;
+    kept.save()?;
+    eprintln!("world {run} up");
+    let _w = w;
+    loop {
+        std::thread::park();
+    }
+}
+
+fn cmd_down(name: &str) -> Result<i32> {
+    let rec = find_record(name)?;
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(rec.pid)?);
+    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while rec.is_live() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let removed = world::remove_run(&rec.id);
+    println!("world {} is down ({} namespaces removed by this command)", rec.id, removed.len());
+    Ok(EXIT_OK)
+}
+
+fn cmd_exec(world_name: Option<&str>, node: &str, cmd: &[String]) -> Result<i32> {
+    use std::os::unix::process::CommandExt;
+    let records: Vec<RunRecord> = match world_name {
+        Some(w) => vec![find_record(w)?],
+        None => RunRecord::all().into_iter().filter(|r| r.is_live()).collect(),
+    };
+    let hits: Vec<(RunId, String)> = records
+        .iter()
+        .flat_map(|r| {
+            r.namespaces
+                .iter()
+                .filter(|(n, _)| n == node)
+                .map(|(_, ns)| (r.id.clone(), ns.clone()))
+        })
+        .collect();
+    let (_, ns) = match hits.len() {
+        0 => bail!("no live world has a node named {node:?}"),
+        1 => hits.into_iter().next().expect("one"),
+        _ => bail!("several live worlds have a node named {node:?}: pass --world RUN_ID"),
+    };
+    // `ip netns exec` binds /etc/netns/NS/resolv.conf and hosts over /etc,
+    // exactly as for any other named namespace.
+    let err = std::process::Command::new("ip")
+        .args(["netns", "exec", &ns])
+        .args(cmd)
+        .exec();
+    bail!("cannot run `ip netns exec {ns}`: {err}")
+}
+
+fn cmd_bench(files: &[PathBuf], repeat: u32, backend: BackendKind) -> Result<i32> {
+    install_signals()?;
+    let opts = RunOptions {
+        backend,
+        build: BuildOptions::default(),
+        keep: false,
+        progress: false,
+        run_id: None,
+    };
+    let mut codes = Vec::new();
+    for f in files {
+        let plan = match scenario::load_file(f) {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!("{e}");
+                codes.push(EXIT_INVALID);
+                continue;
+            }
+        };
+        let mut only = plan.clone();
+        only.checks.retain(|c| matches!(c.kind, scenario::plan::CheckKind::Throughput { .. }));
+        for (i, c) in only.checks.iter_mut().enumerate() {
+            c.index = i;
+        }
+        if only.checks.is_empty() {
+            eprintln!("{}: no throughput checks", f.display());
+            continue;
+        }
+        let mut samples: Vec<Vec<f64>> = vec![Vec::new(); only.checks.len()];
+        for _ in 0..repeat {
+            let ex = vswitch::run::execute::execute_plan(f, &only, &opts);
+            codes.push(ex.code);
+            if let Some(e) = ex.error {
+                eprintln!("{e}");
+            }
+            let Some(r) = ex.report else { break };
+            for u in &r.unsupported {
+                eprintln!("{u}");
+            }
+            for c in &r.checks {
+                if let Some(g) = c.gbps {
+                    samples[c.index].push(g);
+                }
+            }
+        }
+        println!("{} [{backend}] ({repeat} runs)", f.display());
+        for (c, s) in only.checks.iter().zip(&mut samples) {
+            if s.is_empty() {
+                continue;
+            }
+            s.sort_by(|a, b| a.total_cmp(b));
+            let median = s[s.len() / 2];
+            println!(
+                "  {} {} → {}: median {:.2} Gbit/s, min {:.2}, max {:.2}",
+                c.kind.name(),
+                c.from_text,
+                vswitch::run::report::expect_text(&c.expect, &c.kind).replace('-', ""),
+                median,
+                s[0],
+                s[s.len() - 1]
+            );
+        }
+    }
+    Ok(combine(&codes, false))
+}

@@ -1,1 +1,359 @@
-fn main() {}
+//! End-to-end tests: every file in `scenarios/` is built on the userspace
+//! backend in real namespaces and its checks must hold; then the CLI's exit
+//! statuses, cleanup after panic/SIGINT/SIGKILL, `up`/`exec`/`down`, and
+//! pcaps read back by tshark.
+//!
+//! Needs root (namespaces, TAP devices). Without it the trials are ignored
+//! with a message, unless `VSWITCH_REQUIRE_ROOT=1`, when they fail.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use libtest_mimic::{Arguments, Failed, Trial};
+
+use vswitch::backend::BuildOptions;
+use vswitch::run::execute::{RunOptions, execute_plan};
+use vswitch::scenario::{self, plan::BackendKind};
+use vswitch::world::RunId;
+
+type TestResult = Result<(), Failed>;
+
+fn root_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_vswitch")
+}
+
+fn require_root() -> bool {
+    std::env::var("VSWITCH_REQUIRE_ROOT").as_deref() == Ok("1")
+}
+
+/// Namespaces (and /etc/netns entries) a run left behind.
+fn leftovers(run: &RunId) -> Vec<String> {
+    let mut v = vswitch::netns::list(&format!("{run}-"));
+    if let Ok(rd) = std::fs::read_dir(vswitch::netns::NETNS_ETC_DIR) {
+        v.extend(
+            rd.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with(&format!("{run}-"))),
+        );
+    }
+    v
+}
+
+fn assert_no_leftovers(run: &RunId) -> TestResult {
+    let left = leftovers(run);
+    if left.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("run {run} leaked: {left:?}").into())
+    }
+}
+
+/// Waits for a condition with a deadline (never a fixed sleep).
+fn wait_for(what: &str, deadline: Duration, mut cond: impl FnMut() -> bool) -> TestResult {
+    let end = Instant::now() + deadline;
+    while Instant::now() < end {
+        if cond() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    Err(format!("timed out waiting for {what}").into())
+}
+
+fn vswitch(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut c = Command::new(bin());
+    c.args(args).stdin(Stdio::null());
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.output().expect("vswitch runs")
+}
+
+fn scenario_trial(path: PathBuf) -> Trial {
+    let stem = path.file_stem().unwrap().to_string_lossy().into_owned();
+    let name = format!("userspace::{stem}");
+    let plan = match scenario::load_file(&path) {
+        Ok(p) => p,
+        Err(e) => return Trial::test(name, move || Err(format!("invalid scenario: {e}").into())),
+    };
+    let why = vswitch::backend::unsupported(&plan, BackendKind::Userspace);
+    if !why.is_empty() {
+        // An unsupported kernel or engine feature stays a named skip.
+        eprintln!("skip {name}: {}", why.join("; "));
+        return Trial::test(name, || Ok(())).with_ignored_flag(true);
+    }
+    Trial::test(name, move || {
+        let run = RunId::new();
+        let opts = RunOptions {
+            backend: BackendKind::Userspace,
+            build: BuildOptions::default(),
+            keep: false,
+            progress: false,
+            run_id: Some(run.clone()),
+        };
+        let ex = execute_plan(&path, &plan, &opts);
+        assert_no_leftovers(&run)?;
+        let report = ex.report.ok_or("no report")?;
+        if let Some(e) = ex.error {
+            return Err(format!("{e}\n{}", report.table()).into());
+        }
+        if ex.code != 0 {
+            return Err(format!("exit {}:\n{}", ex.code, report.table()).into());
+        }
+        if report.checks.len() != plan.checks.len() {
+            return Err("not every check ran".into());
+        }
+        Ok(())
+    })
+}
+
+fn write_temp(name: &str, text: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("vswitch-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+/// Exit 2 for a malformed file, with file:line:column in the message.
+fn invalid_exit_2() -> TestResult {
+    let p = write_temp(
+        "bad.toml",
+        "name = \"bad\"\n\n[[network]]\nname = \"n\"\nsubnet = \"10.0.0.0/33\"\n",
+    );
+    let out = vswitch(&["check", p.to_str().unwrap()], &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    if out.status.code() != Some(2) {
+        return Err(format!("expected exit 2, got {:?}: {err}", out.status).into());
+    }
+    if !err.contains("bad.toml:5:") || !err.contains("subnet") {
+        return Err(format!("message lacks file:line and field: {err}").into());
+    }
+    let out = vswitch(&["run", "--quiet", p.to_str().unwrap()], &[]);
+    if out.status.code() != Some(2) {
+        return Err(format!("run: expected exit 2, got {:?}", out.status).into());
+    }
+    Ok(())
+}
+
+const IPVLAN: &str = r#"
+name = "needs ipvlan"
+[[network]]
+name = "v"
+driver = "ipvlan"
+parent = "eth0"
+subnet = "198.18.0.0/24"
+[[container]]
+name = "c"
+networks = ["v"]
+[[check]]
+kind = "ping"
+from = "c"
+to = "198.18.0.1"
+expect = "ok"
+"#;
+
+/// Exit 3 names what the backend cannot build, builds nothing; --strict → 1.
+fn unsupported_exit_3() -> TestResult {
+    let p = write_temp("ipvlan.toml", IPVLAN);
+    let run = RunId::new();
+    let out = vswitch(&["run", p.to_str().unwrap()], &[("VSWITCH_RUN_ID", run.as_str())]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    if out.status.code() != Some(3) || !err.contains("driver ipvlan not supported yet") {
+        return Err(format!("expected exit 3 naming ipvlan, got {:?}: {err}", out.status).into());
+    }
+    assert_no_leftovers(&run)?;
+    let out = vswitch(&["run", "--strict", p.to_str().unwrap()], &[]);
+    if out.status.code() != Some(1) {
+        return Err(format!("--strict: expected exit 1, got {:?}", out.status).into());
+    }
+    Ok(())
+}
+
+/// A run that panics after building its world leaves nothing behind.
+fn panic_mid_run_leaves_nothing() -> TestResult {
+    let run = RunId::new();
+    let quick = root_dir().join("scenarios/quickstart.toml");
+    let out = vswitch(
+        &["run", "--quiet", quick.to_str().unwrap()],
+        &[("VSWITCH_RUN_ID", run.as_str()), ("VSWITCH_FAULT", "panic-after-build")],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    if out.status.success() || !err.contains("injected failure") {
+        return Err(format!("expected the injected panic, got {:?}: {err}", out.status).into());
+    }
+    assert_no_leftovers(&run)
+}
+
+const LONG: &str = r#"
+name = "long-running"
+[[network]]
+name = "n"
+subnet = "10.123.0.0/24"
+[[container]]
+name = "a"
+networks = ["n"]
+[[container]]
+name = "b"
+networks = ["n"]
+[[check]]
+kind = "throughput"
+from = "a"
+to = "b"
+seconds = 30
+"#;
+
+fn spawn_long(run: &RunId) -> std::process::Child {
+    let p = write_temp(&format!("long-{run}.toml"), LONG);
+    Command::new(bin())
+        .args(["run", "--quiet", p.to_str().unwrap()])
+        .env("VSWITCH_RUN_ID", run.as_str())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn vswitch")
+}
+
+fn world_is_up(run: &RunId) -> bool {
+    vswitch::netns::list(&format!("{run}-")).len() == 3
+}
+
+/// Ctrl-C in the middle of a run removes the world, exit 130.
+fn sigint_mid_run_leaves_nothing() -> TestResult {
+    let run = RunId::new();
+    let mut child = spawn_long(&run);
+    wait_for("the world to come up", Duration::from_secs(30), || world_is_up(&run))?;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )?;
+    let status = child.wait()?;
+    if status.code() != Some(130) {
+        return Err(format!("expected exit 130 after SIGINT, got {status:?}").into());
+    }
+    assert_no_leftovers(&run)
+}
+
+/// SIGKILL leaves the namespaces; `vswitch cleanup` removes them (and only dead runs').
+fn sigkill_then_cleanup() -> TestResult {
+    let run = RunId::new();
+    let mut child = spawn_long(&run);
+    wait_for("the world to come up", Duration::from_secs(30), || world_is_up(&run))?;
+    child.kill()?;
+    child.wait()?;
+    if leftovers(&run).is_empty() {
+        return Err("SIGKILL left nothing: the test would prove nothing".into());
+    }
+    let out = vswitch(&["cleanup"], &[]);
+    if !out.status.success() {
+        return Err(format!("cleanup failed: {out:?}").into());
+    }
+    assert_no_leftovers(&run)
+}
+
+/// `up` keeps a world, `exec` works inside it with Docker's resolv.conf, `down` removes it.
+fn up_exec_down() -> TestResult {
+    let run = RunId::new();
+    let quick = root_dir().join("scenarios/quickstart.toml");
+    let out = vswitch(&["up", quick.to_str().unwrap()], &[("VSWITCH_RUN_ID", run.as_str())]);
+    if !out.status.success() {
+        return Err(format!("up failed: {}", String::from_utf8_lossy(&out.stderr)).into());
+    }
+    let result = (|| -> TestResult {
+        let out = vswitch(&["exec", "--world", run.as_str(), "client", "--", "cat", "/etc/resolv.conf"], &[]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        if !text.contains("nameserver 127.0.0.11") {
+            return Err(format!("resolv.conf in the container: {text:?} {out:?}").into());
+        }
+        let out = vswitch(
+            &["exec", "--world", run.as_str(), "client", "--", "ping", "-c", "1", "-W", "2", "172.18.0.2"],
+            &[],
+        );
+        if !out.status.success() {
+            return Err(format!("ping web from client through `exec` failed: {out:?}").into());
+        }
+        Ok(())
+    })();
+    let down = vswitch(&["down", run.as_str()], &[]);
+    result?;
+    if !down.status.success() {
+        return Err(format!("down failed: {down:?}").into());
+    }
+    assert_no_leftovers(&run)
+}
+
+/// `--pcap` writes a file per port that tshark decodes.
+fn pcap_read_by_tshark() -> TestResult {
+    if Command::new("tshark").arg("--version").output().is_err() {
+        if require_root() {
+            return Err("tshark is not installed (.ci/run installs it)".into());
+        }
+        eprintln!("skip pcap_read_by_tshark: tshark not installed");
+        return Ok(());
+    }
+    let dir = std::env::temp_dir().join(format!("vswitch-pcap-{}", std::process::id()));
+    let quick = root_dir().join("scenarios/quickstart.toml");
+    let out = vswitch(
+        &["run", "--quiet", "--pcap", dir.to_str().unwrap(), quick.to_str().unwrap()],
+        &[],
+    );
+    if !out.status.success() {
+        return Err(format!("run failed: {}", String::from_utf8_lossy(&out.stdout)).into());
+    }
+    let file = dir.join("client-eth0.pcap");
+    let t = Command::new("tshark")
+        .args(["-r", file.to_str().unwrap(), "-Y", "icmp.type == 0 || arp.opcode == 2", "-T", "fields", "-e", "frame.number"])
+        .output()?;
+    let frames = String::from_utf8_lossy(&t.stdout).lines().count();
+    let _ = std::fs::remove_dir_all(&dir);
+    if !t.status.success() || frames == 0 {
+        return Err(format!("tshark saw no ICMP/ARP replies in {}: {t:?}", file.display()).into());
+    }
+    Ok(())
+}
+
+fn main() {
+    let args = Arguments::from_args();
+    let root = vswitch::netns::can_create();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(root_dir().join("scenarios"))
+        .expect("scenarios/ exists")
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    files.sort();
+    let mut trials: Vec<Trial> = files.into_iter().map(scenario_trial).collect();
+    let cli: [(&str, fn() -> TestResult); 7] = [
+        ("cli::invalid_exit_2", invalid_exit_2),
+        ("cli::unsupported_exit_3", unsupported_exit_3),
+        ("cli::up_exec_down", up_exec_down),
+        ("cli::pcap_read_by_tshark", pcap_read_by_tshark),
+        ("cleanup::panic_mid_run_leaves_nothing", panic_mid_run_leaves_nothing),
+        ("cleanup::sigint_mid_run_leaves_nothing", sigint_mid_run_leaves_nothing),
+        ("cleanup::sigkill_then_cleanup", sigkill_then_cleanup),
+    ];
+    trials.extend(cli.into_iter().map(|(n, f)| Trial::test(n, f)));
+    if !root {
+        if require_root() {
+            trials = trials
+                .into_iter()
+                .map(|t| {
+                    let name = t.name().to_string();
+                    Trial::test(name, || {
+                        Err("VSWITCH_REQUIRE_ROOT=1 but this process cannot create network namespaces".into())
+                    })
+                })
+                .collect();
+        } else {
+            eprintln!("scenario tests need root (network namespaces, TAP devices): ignored");
+            trials = trials.into_iter().map(|t| t.with_ignored_flag(true)).collect();
+        }
+    }
+    libtest_mimic::run(&args, trials).exit();
+}

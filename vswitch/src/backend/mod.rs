@@ -1,1 +1,340 @@
-//! Backends: the IO that turns a plan into a running world.
+//! Backends: the IO that turns a [`Plan`] into a running world.
+//!
+//! What every backend shares lives here: one network namespace per machine,
+//! external and container (named by the run id), Docker's resolv.conf and
+//! hosts files, the echo and DNS services, and teardown. The data path
+//! between those namespaces is the backend's: [`userspace`] puts TAP devices
+//! behind the vswitch engine.
+
+pub mod pcap;
+pub mod userspace;
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use crate::netns::NetNs;
+use crate::probe;
+use crate::scenario::plan::{BackendKind, CheckKind, Driver, Node, Plan};
+use crate::sys::netlink::Netlink;
+use crate::world::{NodeKind, RunId};
+
+/// The address of Docker's embedded DNS inside a container.
+pub const EMBEDDED_DNS: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 11));
+
+/// Options of a build.
+#[derive(Clone, Debug, Default)]
+pub struct BuildOptions {
+    /// Write one pcap per engine port here.
+    pub pcap_dir: Option<PathBuf>,
+}
+
+/// A build step that failed.
+#[derive(Debug, thiserror::Error)]
+#[error("{step}: {source}")]
+pub struct BuildError {
+    /// What was being done.
+    pub step: String,
+    /// Why it failed.
+    pub source: Box<dyn std::error::Error + Send + Sync>,
+}
+
+impl BuildError {
+    fn at<E: std::error::Error + Send + Sync + 'static>(step: impl Into<String>) -> impl FnOnce(E) -> BuildError {
+        let step = step.into();
+        move |e| BuildError {
+            step,
+            source: Box::new(e),
+        }
+    }
+}
+
+/// What a backend cannot build of this plan, one reason per line
+/// ("backend userspace: driver ipvlan not supported yet (network `v`)").
+pub fn unsupported(plan: &Plan, backend: BackendKind) -> Vec<String> {
+    match backend {
+        BackendKind::Userspace => userspace::unsupported(plan),
+        BackendKind::Kernel => vec![
+            "backend kernel: not implemented yet (use --backend userspace)".to_string(),
+        ],
+    }
+}
+
+/// The data path of a world.
+#[derive(Debug)]
+enum Dataplane {
+    Userspace(userspace::Dataplane),
+}
+
+/// A built world: namespaces, data path and services. Dropping it tears
+/// everything down (services, data path, then namespaces).
+#[derive(Debug)]
+pub struct World {
+    run: RunId,
+    namespaces: Vec<NetNs>,
+    node_ns: HashMap<Node, usize>,
+    dataplane: Option<Dataplane>,
+    echo: Vec<probe::EchoServices>,
+    dns: Vec<probe::DnsServer>,
+}
+
+/// Node name → namespace name, for `vswitch exec` and the run record.
+pub fn namespace_names(run: &RunId, plan: &Plan) -> Vec<(String, String)> {
+    let mut v = Vec::new();
+    for m in &plan.machines {
+        v.push((m.name.clone(), run.netns_name(NodeKind::Machine, &m.name)));
+    }
+    for x in &plan.externals {
+        v.push((x.name.clone(), run.netns_name(NodeKind::External, &x.name)));
+    }
+    for (i, c) in plan.containers.iter().enumerate() {
+        let ns = if on_host_network(plan, i) {
+            run.netns_name(NodeKind::Machine, &plan.machines[c.machine].name)
+        } else {
+            run.netns_name(NodeKind::Container, &c.name)
+        };
+        v.push((c.name.clone(), ns));
+    }
+    v
+}
+
+/// A container on the `host` network shares its machine's namespace (NH-3).
+fn on_host_network(plan: &Plan, container: usize) -> bool {
+    plan.containers[container]
+        .endpoints
+        .iter()
+        .any(|e| plan.networks[e.network].driver == Driver::Host)
+}
+
+impl World {
+    /// Builds `plan` with `backend`. On error everything built so far is
+    /// removed before returning.
+    pub fn build(
+        run: &RunId,
+        plan: &Plan,
+        backend: BackendKind,
+        opts: &BuildOptions,
+        progress: &dyn Fn(&str),
+    ) -> Result<World, BuildError> {
+        let mut world = World {
+            run: run.clone(),
+            namespaces: Vec::new(),
+            node_ns: HashMap::new(),
+            dataplane: None,
+            echo: Vec::new(),
+            dns: Vec::new(),
+        };
+        progress(&format!(
+            "creating {} namespaces",
+            plan.machines.len() + plan.externals.len() + plan.containers.len()
+        ));
+        world.create_namespaces(plan)?;
+        world.write_etc_files(plan)?;
+        progress("wiring the data path");
+        world.dataplane = Some(match backend {
+            BackendKind::Userspace => {
+                Dataplane::Userspace(userspace::Dataplane::build(&world, plan, opts)?)
+            }
+            BackendKind::Kernel => {
+                return Err(BuildError {
+                    step: "backend kernel".into(),
+                    source: "not implemented yet".into(),
+                });
+            }
+        });
+        progress("starting services");
+        world.start_services(plan)?;
+        Ok(world)
+    }
+
+    /// The run id.
+    pub fn run(&self) -> &RunId {
+        &self.run
+    }
+
+    /// The namespace a node lives in.
+    pub fn ns(&self, node: Node) -> &NetNs {
+        &self.namespaces[self.node_ns[&node]]
+    }
+
+    fn create_namespaces(&mut self, plan: &Plan) -> Result<(), BuildError> {
+        let names = namespace_names(&self.run, plan);
+        let mut by_name: HashMap<String, usize> = HashMap::new();
+        let nodes = plan
+            .machines
+            .iter()
+            .enumerate()
+            .map(|(i, _)| Node::Machine(i))
+            .chain((0..plan.externals.len()).map(Node::External))
+            .chain((0..plan.containers.len()).map(Node::Container));
+        for (node, (_, ns_name)) in nodes.zip(names) {
+            let idx = match by_name.get(&ns_name) {
+                Some(&i) => i,
+                None => {
+                    let ns = NetNs::create(&ns_name)
+                        .map_err(BuildError::at(format!("namespace {ns_name}")))?;
+                    ns.run(prepare_namespace)
+                        .map_err(BuildError::at(format!("namespace {ns_name}")))?
+                        .map_err(|e| BuildError {
+                            step: format!("namespace {ns_name}: loopback"),
+                            source: e,
+                        })?;
+                    self.namespaces.push(ns);
+                    by_name.insert(ns_name, self.namespaces.len() - 1);
+                    self.namespaces.len() - 1
+                }
+            };
+            self.node_ns.insert(node, idx);
+        }
+        Ok(())
+    }
+
+    /// resolv.conf and hosts as Docker writes them (DNS-2, DNS-20, DNS-21),
+    /// where `ip netns exec` and `vswitch exec` bind them.
+    fn write_etc_files(&self, plan: &Plan) -> Result<(), BuildError> {
+        for (i, c) in plan.containers.iter().enumerate() {
+            if on_host_network(plan, i) {
+                continue;
+            }
+            let ns = self.ns(Node::Container(i));
+            ns.write_etc("resolv.conf", &resolv_conf(plan, i))
+                .map_err(BuildError::at(format!("container {}", c.name)))?;
+            let mut hosts = String::from("127.0.0.1\tlocalhost\n");
+            for e in &c.endpoints {
+                if let Some(ip) = e.ip {
+                    hosts.push_str(&format!("{ip}\t{}\n", c.name));
+                }
+            }
+            ns.write_etc("hosts", &hosts)
+                .map_err(BuildError::at(format!("container {}", c.name)))?;
+        }
+        for (i, m) in plan.machines.iter().enumerate() {
+            let mut r = String::new();
+            for ip in &m.resolvers {
+                r.push_str(&format!("nameserver {ip}\n"));
+            }
+            self.ns(Node::Machine(i))
+                .write_etc("resolv.conf", &r)
+                .map_err(BuildError::at(format!("machine {}", m.name)))?;
+        }
+        Ok(())
+    }
+
+    fn start_services(&mut self, plan: &Plan) -> Result<(), BuildError> {
+        for (i, c) in plan.containers.iter().enumerate() {
+            if !c.serve.is_empty() {
+                let s = probe::start_echo(self.ns(Node::Container(i)), &c.serve)
+                    .map_err(BuildError::at(format!("services of {}", c.name)))?;
+                self.echo.push(s);
+            }
+        }
+        for (i, x) in plan.externals.iter().enumerate() {
+            if !x.serve.is_empty() {
+                let s = probe::start_echo(self.ns(Node::External(i)), &x.serve)
+                    .map_err(BuildError::at(format!("services of {}", x.name)))?;
+                self.echo.push(s);
+            }
+            if !x.dns.is_empty() {
+                let s = probe::start_dns_server(self.ns(Node::External(i)), &x.dns)
+                    .map_err(BuildError::at(format!("DNS server of {}", x.name)))?;
+                self.dns.push(s);
+            }
+        }
+        Ok(())
+    }
+
+    /// Tears the world down and returns the data path's counters.
+    pub fn teardown(mut self) -> serde_json::Value {
+        self.echo.clear();
+        self.dns.clear();
+        let metrics = match self.dataplane.take() {
+            Some(Dataplane::Userspace(d)) => d.stop(),
+            None => serde_json::Value::Null,
+        };
+        drop(self);
+        metrics
+    }
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        self.echo.clear();
+        self.dns.clear();
+        if let Some(Dataplane::Userspace(d)) = self.dataplane.take() {
+            let _ = d.stop();
+        }
+        let names: Vec<String> = self.namespaces.drain(..).map(|n| n.name().to_string()).collect();
+        for n in names {
+            if let Err(e) = crate::netns::delete(&n) {
+                eprintln!("vswitch: cannot delete namespace {n}: {e}");
+            }
+        }
+    }
+}
+
+/// Loopback up; IPv6 off unless an interface asks for it later (no router
+/// solicitations or MLD reports cluttering captures).
+fn prepare_namespace() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let mut nl = Netlink::new()?;
+    nl.link_set_up("lo")?;
+    crate::sys::sysctl::sysctl_set("net.ipv6.conf.default.disable_ipv6", "1")?;
+    crate::sys::sysctl::sysctl_set("net.ipv6.conf.all.disable_ipv6", "1")?;
+    Ok(())
+}
+
+/// A container's resolv.conf: the embedded DNS on user-defined networks
+/// (DNS-2), the machine's resolvers (or the container's `dns`) on the
+/// default bridge (DNS-21). vswitch never writes public resolvers.
+pub fn resolv_conf(plan: &Plan, container: usize) -> String {
+    let c = &plan.containers[container];
+    let embedded = c
+        .endpoints
+        .iter()
+        .any(|e| plan.networks[e.network].has_embedded_dns());
+    if embedded {
+        return "nameserver 127.0.0.11\noptions ndots:0\n".to_string();
+    }
+    let servers: Vec<IpAddr> = if c.dns.is_empty() {
+        plan.machines[c.machine]
+            .resolvers
+            .iter()
+            .copied()
+            .filter(|ip| !ip.is_loopback())
+            .collect()
+    } else {
+        c.dns.clone()
+    };
+    let mut s = String::new();
+    if servers.is_empty() {
+        s.push_str("# no resolvers in the scenario (vswitch never adds public ones)\n");
+    }
+    for ip in servers {
+        s.push_str(&format!("nameserver {ip}\n"));
+    }
+    s
+}
+
+/// The DNS server a `dns` check asks when it names none: the first
+/// nameserver of `from`'s resolv.conf.
+pub fn default_dns_server(plan: &Plan, from: Node) -> Option<IpAddr> {
+    match from {
+        Node::Container(i) => {
+            let text = resolv_conf(plan, i);
+            text.lines()
+                .filter_map(|l| l.strip_prefix("nameserver "))
+                .find_map(|s| s.trim().parse().ok())
+        }
+        Node::Machine(i) => plan.machines[i].resolvers.first().copied(),
+        Node::External(_) => None,
+    }
+}
+
+/// True when a check asks the embedded DNS (127.0.0.11).
+pub fn uses_embedded_dns(plan: &Plan, kind: &CheckKind, from: Node) -> bool {
+    match kind {
+        CheckKind::Dns { server, .. } => {
+            server.or_else(|| default_dns_server(plan, from)) == Some(EMBEDDED_DNS)
+        }
+        _ => false,
+    }
+}

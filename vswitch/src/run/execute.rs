@@ -1,0 +1,181 @@
+//! One scenario end to end: validate, check the backend can build it,
+//! record the run, build, run the checks, tear down. Exit statuses follow the
+//! format: 0 all held, 1 a check did not hold, 2 invalid input, 3 the
+//! backend cannot build something here.
+
+use std::path::Path;
+use std::time::Instant;
+
+use crate::backend::{self, BuildOptions, World, namespace_names};
+use crate::run::{Report, run_checks};
+use crate::scenario::{self, plan::BackendKind, plan::Plan};
+use crate::world::{self, RunId, RunRecord};
+
+/// Exit status: every check held.
+pub const EXIT_OK: i32 = 0;
+/// Exit status: a check did not hold (or the world could not be built).
+pub const EXIT_FAILED: i32 = 1;
+/// Exit status: invalid scenario or command line.
+pub const EXIT_INVALID: i32 = 2;
+/// Exit status: the backend cannot build something on this machine.
+pub const EXIT_UNSUPPORTED: i32 = 3;
+
+/// How to run.
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    /// Backend.
+    pub backend: BackendKind,
+    /// Build options.
+    pub build: BuildOptions,
+    /// Keep the world up after the checks until a signal arrives.
+    pub keep: bool,
+    /// Print progress on standard error.
+    pub progress: bool,
+    /// Use this run id instead of a fresh one (tests look for its leftovers).
+    pub run_id: Option<RunId>,
+}
+
+/// What a run produced.
+#[derive(Debug)]
+pub struct Execution {
+    /// Exit status for this scenario.
+    pub code: i32,
+    /// The report (None when the file was invalid).
+    pub report: Option<Report>,
+    /// The validation error, when invalid.
+    pub error: Option<String>,
+}
+
+fn empty_report(path: &Path, plan: &Plan, backend: BackendKind, run: &RunId) -> Report {
+    Report {
+        scenario: path.display().to_string(),
+        title: plan.name.clone(),
+        backend: backend.to_string(),
+        run_id: run.to_string(),
+        passed: 0,
+        failed: 0,
+        skipped: 0,
+        setup_ms: 0,
+        teardown_ms: 0,
+        checks: Vec::new(),
+        unsupported: Vec::new(),
+        metrics: serde_json::Value::Null,
+    }
+}
+
+/// Test hook: `VSWITCH_FAULT=panic-after-build` panics once the world is up,
+/// so tests can prove that a panicking run leaves nothing behind.
+fn inject_fault(point: &str) {
+    if std::env::var("VSWITCH_FAULT").as_deref() == Ok(point) {
+        panic!("VSWITCH_FAULT={point}: injected failure");
+    }
+}
+
+/// Runs one scenario file.
+pub fn execute(path: &Path, opts: &RunOptions) -> Execution {
+    let plan = match scenario::load_file(path) {
+        Ok(p) => p,
+        Err(e) => {
+            return Execution {
+                code: EXIT_INVALID,
+                report: None,
+                error: Some(e.to_string()),
+            };
+        }
+    };
+    execute_plan(path, &plan, opts)
+}
+
+/// Runs one validated plan.
+pub fn execute_plan(path: &Path, plan: &Plan, opts: &RunOptions) -> Execution {
+    let run = opts.run_id.clone().unwrap_or_default();
+    let mut report = empty_report(path, plan, opts.backend, &run);
+    let unsupported = backend::unsupported(plan, opts.backend);
+    if !unsupported.is_empty() {
+        report.skipped = plan.checks.len();
+        report.unsupported = unsupported;
+        return Execution {
+            code: EXIT_UNSUPPORTED,
+            report: Some(report),
+            error: None,
+        };
+    }
+    let record = RunRecord {
+        id: run.clone(),
+        pid: std::process::id(),
+        scenario: path.display().to_string(),
+        name: path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "stdin".into()),
+        backend: opts.backend.to_string(),
+        namespaces: namespace_names(&run, plan),
+        kept: false,
+    };
+    if let Err(e) = record.save() {
+        return Execution {
+            code: EXIT_FAILED,
+            report: Some(report),
+            error: Some(format!("cannot write run record under {}: {e}", world::RUN_DIR)),
+        };
+    }
+    let _live = world::register_live(&run);
+    let progress = |s: &str| {
+        if opts.progress {
+            eprintln!("vswitch [{run}] {s}");
+        }
+    };
+    let t0 = Instant::now();
+    let built = World::build(&run, plan, opts.backend, &opts.build, &progress);
+    report.setup_ms = t0.elapsed().as_millis() as u64;
+    let world = match built {
+        Ok(w) => w,
+        Err(e) => {
+            world::remove_run(&run);
+            report.skipped = plan.checks.len();
+            return Execution {
+                code: EXIT_FAILED,
+                report: Some(report),
+                error: Some(format!("building the world failed: {e}")),
+            };
+        }
+    };
+    inject_fault("panic-after-build");
+    progress(&format!("world up in {} ms; running {} checks", report.setup_ms, plan.checks.len()));
+    let show = |r: &crate::run::CheckResult| {
+        if opts.progress {
+            eprintln!(
+                "vswitch [{run}]   check {} {} {} → {}: {} ({})",
+                r.index,
+                r.kind,
+                r.from,
+                r.to,
+                r.observed,
+                if r.pass { "pass" } else { "FAIL" }
+            );
+        }
+    };
+    report.checks = run_checks(&world, plan, &show);
+    report.tally();
+    if opts.keep {
+        let mut kept = record.clone();
+        kept.kept = true;
+        let _ = kept.save();
+        eprintln!(
+            "vswitch [{run}] world kept up; `vswitch exec NODE -- CMD` works in it. Ctrl-C (or `vswitch down {run}`) tears it down."
+        );
+        loop {
+            std::thread::park();
+        }
+    }
+    let t1 = Instant::now();
+    report.metrics = world.teardown();
+    world::remove_run(&run);
+    report.teardown_ms = t1.elapsed().as_millis() as u64;
+    let code = if report.failed == 0 { EXIT_OK } else { EXIT_FAILED };
+    Execution {
+        code,
+        report: Some(report),
+        error: None,
+    }
+}

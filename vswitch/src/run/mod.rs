@@ -1,0 +1,331 @@
+//! Running a scenario's checks against a built world. Every result is
+//! observed from real traffic in the namespaces; nothing is assumed.
+
+pub mod execute;
+pub mod report;
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use crate::backend::{World, default_dns_server};
+use crate::netns::NetNs;
+use crate::probe::{self, DnsOutcome, PingOptions};
+use crate::scenario::plan::{Check, CheckKind, DnsExpect, Expect, Node, Plan, QueryType, Target};
+
+pub use report::{CheckResult, Report};
+
+/// Runs every check: connectivity and DNS checks concurrently (each has its
+/// own deadline), throughput checks afterwards one at a time so they do not
+/// share the CPU with each other.
+pub fn run_checks(world: &World, plan: &Plan, on_result: &(dyn Fn(&CheckResult) + Sync)) -> Vec<CheckResult> {
+    let mut results: Vec<Option<CheckResult>> = vec![None; plan.checks.len()];
+    std::thread::scope(|s| {
+        let handles: Vec<_> = plan
+            .checks
+            .iter()
+            .filter(|c| !matches!(c.kind, CheckKind::Throughput { .. }))
+            .map(|c| {
+                (
+                    c.index,
+                    s.spawn(move || {
+                        let r = run_check(world, plan, c);
+                        on_result(&r);
+                        r
+                    }),
+                )
+            })
+            .collect();
+        for (i, h) in handles {
+            let r = h.join().unwrap_or_else(|_| {
+                CheckResult::new(plan, &plan.checks[i]).observed("error", false, "probe panicked".into())
+            });
+            results[i] = Some(r);
+        }
+    });
+    for c in plan
+        .checks
+        .iter()
+        .filter(|c| matches!(c.kind, CheckKind::Throughput { .. }))
+    {
+        let r = run_check(world, plan, c);
+        on_result(&r);
+        results[c.index] = Some(r);
+    }
+    results.into_iter().flatten().collect()
+}
+
+fn ping_observed(received: u32, count: u32) -> &'static str {
+    if received == count {
+        "ok"
+    } else if received == 0 {
+        "fail"
+    } else {
+        "partial"
+    }
+}
+
+fn expect_pass(expect: &Expect, observed: &str) -> bool {
+    match expect {
+        Expect::Ok => observed == "ok",
+        Expect::Fail => observed == "fail",
+        _ => false,
+    }
+}
+
+/// Runs one check.
+pub fn run_check(world: &World, plan: &Plan, check: &Check) -> CheckResult {
+    let base = CheckResult::new(plan, check);
+    let deadline = Instant::now() + check.timeout;
+    let from = check.from[0];
+    let ns = world.ns(from);
+    match &check.kind {
+        CheckKind::Ping {
+            to,
+            count,
+            size,
+            df,
+            ..
+        } => {
+            let opts = PingOptions {
+                count: *count,
+                size: *size,
+                df: *df,
+                interval: Duration::from_millis(100),
+            };
+            match probe::ping(ns, to.addr, &opts, deadline) {
+                Ok(o) => {
+                    let obs = ping_observed(o.received, o.sent.max(*count));
+                    let mut detail = format!("{}/{} replies", o.received, count);
+                    if let Some(e) = &o.error {
+                        detail.push_str(&format!(" ({e})"));
+                    }
+                    base.observed(obs, expect_pass(&check.expect, obs), detail)
+                }
+                Err(e) => base.observed("fail", check.expect == Expect::Fail, e.to_string()),
+            }
+        }
+        CheckKind::Tcp { to, seen_as } | CheckKind::Udp { to, seen_as } => {
+            let dst = SocketAddr::new(to.addr, to.port.unwrap_or(0));
+            let r = if matches!(check.kind, CheckKind::Tcp { .. }) {
+                probe::tcp_echo(ns, dst, deadline)
+            } else {
+                probe::udp_echo(ns, dst, deadline)
+            };
+            match r {
+                Ok(reply) => {
+                    let seen = reply.seen.ip().to_canonical();
+                    let detail = format!("seen {}:{}", seen, reply.seen.port());
+                    match seen_as {
+                        Some(want) if *want != seen => {
+                            base.observed(&format!("seen {seen}"), false, format!("{detail}, expected seen as {want}"))
+                        }
+                        _ => base.observed("ok", check.expect == Expect::Ok, detail),
+                    }
+                }
+                Err(e) => base.observed("fail", check.expect == Expect::Fail, e.to_string()),
+            }
+        }
+        CheckKind::Dns {
+            query,
+            qtype,
+            tcp,
+            server,
+            rotate,
+        } => {
+            let Some(server) = server.or_else(|| default_dns_server(plan, from)) else {
+                let pass = check.expect == Expect::Dns(DnsExpect::NoAnswer);
+                return base.observed("fail", pass, "no nameserver to ask".into());
+            };
+            dns_check(ns, check, base, SocketAddr::new(server, 53), query, *qtype, *tcp, *rotate, deadline)
+        }
+        CheckKind::Reach { to } => reach(world, check, base, to, deadline),
+        CheckKind::Throughput {
+            to,
+            proto,
+            seconds,
+            streams,
+            size,
+            min_gbps,
+            min_kpps,
+        } => {
+            let Some(node) = to.node else {
+                return base.observed("fail", false, "throughput needs a named target".into());
+            };
+            let port = to.port.unwrap_or(5201);
+            match probe::throughput(ns, world.ns(node), to.addr, port, *proto, f64::from(*seconds), *streams, *size) {
+                Ok(t) => {
+                    let pass = min_gbps.is_none_or(|m| t.gbps >= m) && min_kpps.is_none_or(|m| t.kpps >= m);
+                    let mut r = base.observed(
+                        &format!("{:.2} Gbit/s", t.gbps),
+                        pass,
+                        format!("{:.1} kpps over {:.1} s", t.kpps, t.seconds),
+                    );
+                    r.gbps = Some(t.gbps);
+                    r.kpps = Some(t.kpps);
+                    r.loss = t.loss;
+                    r
+                }
+                Err(e) => base.observed("fail", false, e.to_string()),
+            }
+        }
+    }
+}
+
+fn ptr_name(query: &str) -> String {
+    match query.parse::<IpAddr>() {
+        Ok(IpAddr::V4(a)) => {
+            let o = a.octets();
+            format!("{}.{}.{}.{}.in-addr.arpa", o[3], o[2], o[1], o[0])
+        }
+        Ok(IpAddr::V6(a)) => {
+            let mut s = String::new();
+            for b in a.octets().iter().rev() {
+                s.push_str(&format!("{:x}.{:x}.", b & 0xf, b >> 4));
+            }
+            s.push_str("ip6.arpa");
+            s
+        }
+        Err(_) => query.to_string(),
+    }
+}
+
+fn normalize(name: &str) -> String {
+    name.trim_end_matches('.').to_ascii_lowercase()
+}
+
+/// The observed outcome of one DNS answer, as the format writes `expect`.
+fn dns_observed(o: &DnsOutcome) -> (String, Option<Vec<String>>) {
+    match o {
+        DnsOutcome::NoAnswer => ("fail".into(), None),
+        DnsOutcome::Answer { rcode, answers, .. } => match rcode.as_str() {
+            "NOERROR" => {
+                let mut a: Vec<String> = answers.iter().map(|s| normalize(s)).collect();
+                a.sort();
+                (format!("[{}]", a.join(", ")), Some(a))
+            }
+            other => (other.to_ascii_lowercase(), None),
+        },
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn dns_check(
+    ns: &NetNs,
+    check: &Check,
+    base: CheckResult,
+    server: SocketAddr,
+    query: &str,
+    qtype: QueryType,
+    tcp: bool,
+    rotate: bool,
+    deadline: Instant,
+) -> CheckResult {
+    let name = if qtype == QueryType::PTR { ptr_name(query) } else { query.to_string() };
+    let first = match probe::dns_query(ns, server, &name, qtype, tcp, deadline) {
+        Ok(o) => o,
+        Err(e) => return base.observed("fail", check.expect == Expect::Dns(DnsExpect::NoAnswer), e.to_string()),
+    };
+    let (observed, answers) = dns_observed(&first);
+    let mut pass = match (&check.expect, &answers) {
+        (Expect::Dns(DnsExpect::Answers(want)), Some(got)) => {
+            let mut w: Vec<String> = want.iter().map(|s| normalize(s)).collect();
+            w.sort();
+            &w == got
+        }
+        (Expect::Dns(DnsExpect::NxDomain), _) => observed == "nxdomain",
+        (Expect::Dns(DnsExpect::ServFail), _) => observed == "servfail",
+        (Expect::Dns(DnsExpect::Refused), _) => observed == "refused",
+        (Expect::Dns(DnsExpect::NoAnswer), _) => observed == "fail",
+        _ => false,
+    };
+    let mut detail = format!("asked {server} ({})", if tcp { "tcp" } else { "udp" });
+    if rotate && pass {
+        // Round-robin: over several answers the order must change at least once.
+        let order = |o: &DnsOutcome| match o {
+            DnsOutcome::Answer { answers, .. } => answers.clone(),
+            DnsOutcome::NoAnswer => Vec::new(),
+        };
+        let first_order = order(&first);
+        let varied = (0..20).any(|_| {
+            probe::dns_query(ns, server, &name, qtype, tcp, deadline)
+                .map(|o| order(&o) != first_order)
+                .unwrap_or(false)
+        });
+        if !varied {
+            pass = false;
+            detail.push_str("; answer order never changed over 20 queries");
+        }
+    }
+    base.observed(&observed, pass, detail)
+}
+
+fn reach(world: &World, check: &Check, base: CheckResult, to: &[Target], deadline: Instant) -> CheckResult {
+    let plan_pairs: Vec<(Node, &Target)> = check
+        .from
+        .iter()
+        .flat_map(|f| to.iter().map(move |t| (*f, t)))
+        .collect();
+    let outcomes: Vec<(String, bool)> = std::thread::scope(|s| {
+        let hs: Vec<_> = plan_pairs
+            .iter()
+            .map(|(f, t)| {
+                let ns = world.ns(*f);
+                s.spawn(move || {
+                    let opts = PingOptions {
+                        count: 1,
+                        size: 56,
+                        df: false,
+                        interval: Duration::from_millis(100),
+                    };
+                    probe::ping(ns, t.addr, &opts, deadline)
+                        .map(|o| o.received > 0)
+                        .unwrap_or(false)
+                })
+            })
+            .collect();
+        hs.into_iter()
+            .zip(&plan_pairs)
+            .map(|(h, (f, t))| (format!("{:?}→{}", f, t.text), h.join().unwrap_or(false)))
+            .collect()
+    });
+    let ok = outcomes.iter().filter(|(_, r)| *r).count();
+    let observed = if ok == outcomes.len() {
+        "ok"
+    } else if ok == 0 {
+        "fail"
+    } else {
+        "mixed"
+    };
+    let odd: Vec<String> = outcomes
+        .iter()
+        .filter(|(_, r)| (observed == "mixed") && !*r)
+        .map(|(p, _)| p.clone())
+        .collect();
+    let detail = if odd.is_empty() {
+        format!("{ok}/{} pairs reply", outcomes.len())
+    } else {
+        format!("{ok}/{} pairs reply; no reply: {}", outcomes.len(), odd.join(", "))
+    };
+    base.observed(observed, expect_pass(&check.expect, observed), detail)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ptr_names() {
+        assert_eq!(ptr_name("172.20.0.2"), "2.0.20.172.in-addr.arpa");
+        assert_eq!(ptr_name("web"), "web");
+        assert!(ptr_name("fd00::1").ends_with(".0.0.d.f.ip6.arpa"));
+    }
+
+    #[test]
+    fn ping_outcomes() {
+        assert_eq!(ping_observed(3, 3), "ok");
+        assert_eq!(ping_observed(0, 3), "fail");
+        assert_eq!(ping_observed(1, 3), "partial");
+        assert!(!expect_pass(&Expect::Ok, "partial"));
+        assert!(!expect_pass(&Expect::Fail, "partial"));
+    }
+}
