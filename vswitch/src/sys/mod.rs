@@ -7,8 +7,12 @@
 //!   network namespace.
 #![allow(unsafe_code)]
 
+pub mod netlink;
+pub mod probe;
 pub mod tap;
 
+pub use netlink::{LinkState, MacvlanMode, Netlink, NetlinkError};
+pub use probe::link_kind_supported;
 pub use tap::{Tap, TapError, TapOptions};
 
 /// Environment variable that turns "skip when not root" into a failure
