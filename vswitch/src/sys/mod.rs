@@ -9,10 +9,12 @@
 
 pub mod netlink;
 pub mod probe;
+pub mod sysctl;
 pub mod tap;
 
 pub use netlink::{LinkState, MacvlanMode, Netlink, NetlinkError};
 pub use probe::link_kind_supported;
+pub use sysctl::{SysctlError, sysctl_get, sysctl_set};
 pub use tap::{Tap, TapError, TapOptions};
 
 /// Environment variable that turns "skip when not root" into a failure
