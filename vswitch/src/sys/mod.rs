@@ -12,6 +12,9 @@ pub mod probe;
 pub mod sysctl;
 pub mod tap;
 
+#[cfg(test)]
+mod tests;
+
 pub use netlink::{LinkState, MacvlanMode, Netlink, NetlinkError};
 pub use probe::link_kind_supported;
 pub use sysctl::{SysctlError, sysctl_get, sysctl_set};
