@@ -13,6 +13,8 @@ mod l2;
 pub mod metrics;
 pub mod packet;
 #[cfg(test)]
+mod proptests;
+#[cfg(test)]
 mod tests;
 mod wire;
 
