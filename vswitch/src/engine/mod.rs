@@ -7,14 +7,26 @@
 //! learning with aging and a bounded table, flooding, a gateway that answers
 //! ARP and ICMP echo, `icc = false`, isolation between domains.
 
+mod fdb;
+mod gateway;
+mod l2;
+pub mod metrics;
 pub mod packet;
+#[cfg(test)]
+mod proptests;
+#[cfg(test)]
+mod tests;
+mod wire;
 
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
+pub use metrics::{DropCounts, DropReason, FdbCounters, Metrics, PortCounters};
 pub use packet::{Packet, VnetHdr};
 
 use crate::scenario::plan::MacAddr;
+use fdb::{Fdb, mac_key};
+use l2::{Domain, Port};
 
 /// Index of a port (a TAP device) in the engine.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -102,34 +114,233 @@ pub enum Action {
     Drop(DropReason),
 }
 
-/// Why a frame was dropped. (Stub: the engine issue fills this in.)
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum DropReason {
-    /// Placeholder.
-    Malformed,
+/// A configuration the engine cannot run.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// A port names a domain that is not configured.
+    #[error(
+        "port {port} ({name}) is in domain {domain}, but only {domains} domains are configured; \
+         add the domain or fix the port's domain index"
+    )]
+    UnknownDomain {
+        /// The port's index.
+        port: u16,
+        /// The port's name.
+        name: String,
+        /// The domain index it names.
+        domain: u16,
+        /// How many domains there are.
+        domains: usize,
+    },
+    /// A domain has more than one host port.
+    #[error(
+        "domain {domain} ({name}) has two host ports, {first} and {second}; \
+         a domain has at most one (it owns the gateway MAC)"
+    )]
+    SecondHostPort {
+        /// The domain's index.
+        domain: u16,
+        /// The domain's name.
+        name: String,
+        /// Name of the first host port.
+        first: String,
+        /// Name of the second host port.
+        second: String,
+    },
+    /// A gateway MAC that is a group or zero address.
+    #[error("domain {domain} ({name}): gateway MAC {mac} is not a unicast address")]
+    BadGatewayMac {
+        /// The domain's index.
+        domain: u16,
+        /// The domain's name.
+        name: String,
+        /// The MAC.
+        mac: MacAddr,
+    },
+    /// More ports or domains than a 16-bit index can name.
+    #[error("{count} {what} configured; at most 65536 are supported")]
+    TooMany {
+        /// `ports` or `domains`.
+        what: &'static str,
+        /// How many were configured.
+        count: usize,
+    },
 }
 
-/// The switch. (Stub.)
+/// The switch: L2 domains, their FDBs, gateways and counters.
+///
+/// Deterministic: the output depends only on the configuration, the frames
+/// and the `now` values the caller passes; the engine never reads a clock.
 #[derive(Debug)]
 pub struct Engine {
     cfg: EngineConfig,
+    ports: Vec<Port>,
+    domains: Vec<Domain>,
+    metrics: Metrics,
 }
 
 impl Engine {
-    /// Builds an engine.
-    pub fn new(cfg: EngineConfig) -> Engine {
-        Engine { cfg }
+    /// Builds an engine, checking that every port's domain exists and that
+    /// each domain has at most one host port.
+    pub fn new(cfg: EngineConfig) -> Result<Engine, EngineError> {
+        for (what, count) in [("ports", cfg.ports.len()), ("domains", cfg.domains.len())] {
+            if count > usize::from(u16::MAX) + 1 {
+                return Err(EngineError::TooMany { what, count });
+            }
+        }
+        let mut domains = Vec::with_capacity(cfg.domains.len());
+        for (i, dc) in cfg.domains.iter().enumerate() {
+            let id = DomainId(i as u16);
+            if let Some(gw) = dc.gateway
+                && (gw.mac.is_multicast() || gw.mac.0 == [0; 6])
+            {
+                return Err(EngineError::BadGatewayMac {
+                    domain: id.0,
+                    name: dc.name.clone(),
+                    mac: gw.mac,
+                });
+            }
+            let fdb = Fdb::new(cfg.fdb_capacity, cfg.fdb_aging);
+            domains.push(Domain::new(id, dc.gateway, dc.icc, fdb));
+        }
+        let mut ports = Vec::with_capacity(cfg.ports.len());
+        for (i, pc) in cfg.ports.iter().enumerate() {
+            let id = PortId(i as u16);
+            let Some(d) = domains.get_mut(usize::from(pc.domain.0)) else {
+                return Err(EngineError::UnknownDomain {
+                    port: id.0,
+                    name: pc.name.clone(),
+                    domain: pc.domain.0,
+                    domains: cfg.domains.len(),
+                });
+            };
+            if pc.role == PortRole::Host {
+                if let Some(first) = d.host_port {
+                    return Err(EngineError::SecondHostPort {
+                        domain: pc.domain.0,
+                        name: cfg.domains[usize::from(pc.domain.0)].name.clone(),
+                        first: cfg.ports[usize::from(first.0)].name.clone(),
+                        second: pc.name.clone(),
+                    });
+                }
+                d.host_port = Some(id);
+            }
+            d.members.push((id, pc.role));
+            ports.push(Port {
+                domain: pc.domain,
+                role: pc.role,
+            });
+        }
+        let metrics = Metrics::new(ports.len(), domains.len());
+        Ok(Engine {
+            cfg,
+            ports,
+            domains,
+            metrics,
+        })
     }
 
-    /// Handles one frame received on `ingress` at `now`.
+    /// Handles one frame received on `ingress` at `now`, appending what to
+    /// do with it to `out` (which the caller clears and reuses).
+    ///
+    /// The outcome is one or more `Forward`s (the caller sends `pkt`, vnet
+    /// header untouched, out of each), `Emit`s of engine-built frames, or
+    /// exactly one `Drop` with its reason. The frame is not copied.
+    #[inline]
     pub fn handle_frame(
         &mut self,
-        _now: Instant,
-        _ingress: PortId,
-        _pkt: &mut Packet,
+        now: Instant,
+        ingress: PortId,
+        pkt: &mut Packet,
         out: &mut Vec<Action>,
     ) {
-        let _ = &self.cfg;
-        out.push(Action::Drop(DropReason::Malformed));
+        let Some(&port) = self.ports.get(usize::from(ingress.0)) else {
+            tracing::trace!(port = ingress.0, "frame on unknown port");
+            self.metrics.drop_unknown_port();
+            out.push(Action::Drop(DropReason::UnknownPort));
+            return;
+        };
+        self.metrics.rx(ingress, pkt.len());
+        if pkt.len() < wire::ETH_HDR_LEN {
+            return l2::drop_frame(&mut self.metrics, ingress, DropReason::Malformed, out);
+        }
+        let d = &mut self.domains[usize::from(port.domain.0)];
+        l2::switch(
+            d,
+            &self.ports,
+            &mut self.metrics,
+            now,
+            ingress,
+            port.role,
+            pkt,
+            out,
+        );
+    }
+
+    /// Forgets every learned MAC idle for longer than `fdb_aging`; returns
+    /// how many. Lookups also age entries out lazily, so calling this is
+    /// only needed to keep the tables (and `fdb_len`) tidy.
+    pub fn expire(&mut self, now: Instant) -> usize {
+        let mut n = 0;
+        for d in &mut self.domains {
+            let e = d.fdb.expire(now);
+            self.metrics.fdb_mut(d.id).expired += e as u64;
+            n += e;
+        }
+        n
+    }
+
+    /// When [`Engine::expire`] may next have something to do (`None` when
+    /// no MAC is learned). May be early, never late.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.domains
+            .iter()
+            .filter_map(|d| d.fdb.next_expiry())
+            .min()
+    }
+
+    /// The configuration the engine was built from.
+    pub fn config(&self) -> &EngineConfig {
+        &self.cfg
+    }
+
+    /// The counters.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// The counters as JSON, with port and domain names (see
+    /// [`Metrics::snapshot`]).
+    pub fn metrics_json(&self) -> serde_json::Value {
+        let ports: Vec<&str> = self.cfg.ports.iter().map(|p| p.name.as_str()).collect();
+        let domains: Vec<&str> = self.cfg.domains.iter().map(|d| d.name.as_str()).collect();
+        self.metrics.snapshot(&ports, &domains)
+    }
+
+    /// Number of learned MACs in a domain (the gateway's static entry is not
+    /// counted); 0 for an unknown domain.
+    pub fn fdb_len(&self, domain: DomainId) -> usize {
+        self.domains
+            .get(usize::from(domain.0))
+            .map_or(0, |d| d.fdb.len())
+    }
+
+    /// Where a domain would send unicast to `mac` right now: the gateway's
+    /// host port or a learned port. Does not age entries out.
+    pub fn fdb_port(&self, domain: DomainId, mac: MacAddr) -> Option<PortId> {
+        self.domains
+            .get(usize::from(domain.0))?
+            .peek(mac_key(&mac.0))
+    }
+
+    /// The domain a port belongs to.
+    pub fn port_domain(&self, port: PortId) -> Option<DomainId> {
+        self.ports.get(usize::from(port.0)).map(|p| p.domain)
+    }
+
+    /// A port's role.
+    pub fn port_role(&self, port: PortId) -> Option<PortRole> {
+        self.ports.get(usize::from(port.0)).map(|p| p.role)
     }
 }

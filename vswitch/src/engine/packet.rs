@@ -139,6 +139,18 @@ impl Packet {
         }
     }
 
+    /// A packet holding `len` zero bytes (cut at `MAX_FRAME`), for frames the
+    /// engine builds itself: one allocation sized to the frame.
+    pub fn zeroed(hdr: VnetHdr, len: usize) -> Packet {
+        let n = len.min(MAX_FRAME);
+        Packet {
+            hdr,
+            buf: vec![0u8; HEADROOM + n].into_boxed_slice(),
+            start: HEADROOM,
+            len: n,
+        }
+    }
+
     /// The frame bytes.
     pub fn frame(&self) -> &[u8] {
         &self.buf[self.start..self.start + self.len]

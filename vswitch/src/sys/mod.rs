@@ -1,2 +1,41 @@
 //! Every ioctl, netlink request and `unsafe` line of the project.
+//!
+//! - [`tap`]: TAP devices with virtio-net headers and offloads (the hot path).
+//! - [`netlink`]: a small synchronous rtnetlink client.
+//! - [`probe`]: which link kinds this kernel can create.
+//! - [`sysctl`]: `/proc/sys` reads and writes for the calling thread's
+//!   network namespace.
 #![allow(unsafe_code)]
+
+pub mod netlink;
+pub mod probe;
+pub mod sysctl;
+pub mod tap;
+
+#[cfg(test)]
+mod tests;
+
+pub use netlink::{LinkState, MacvlanMode, Netlink, NetlinkError};
+pub use probe::link_kind_supported;
+pub use sysctl::{SysctlError, sysctl_get, sysctl_set};
+pub use tap::{Tap, TapError, TapOptions};
+
+/// Environment variable that turns "skip when not root" into a failure
+/// (set it in CI, where a missing privilege is a broken runner).
+pub const REQUIRE_ROOT_ENV: &str = "VSWITCH_REQUIRE_ROOT";
+
+/// Gate for privileged tests. Returns true when the process may create
+/// network namespaces and links. Otherwise prints why `test` is skipped and
+/// returns false, unless `VSWITCH_REQUIRE_ROOT=1`, in which case it panics.
+pub fn require_root(test: &str) -> bool {
+    if crate::netns::can_create() {
+        return true;
+    }
+    if std::env::var(REQUIRE_ROOT_ENV).is_ok_and(|v| v == "1") {
+        panic!(
+            "{test}: needs root (CAP_SYS_ADMIN + CAP_NET_ADMIN) and {REQUIRE_ROOT_ENV}=1 is set"
+        );
+    }
+    eprintln!("skipping {test}: needs root (set {REQUIRE_ROOT_ENV}=1 to fail instead)");
+    false
+}

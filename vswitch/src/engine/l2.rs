@@ -1,0 +1,245 @@
+//! One L2 domain: learning, forwarding, flooding, `icc`, and the hand-off
+//! to the gateway.
+//!
+//! A frame's way through a domain (the ingress port is already known and
+//! counted, and the frame is at least an Ethernet header long):
+//!
+//! 1. source checks: group or zero source, VLAN tag, gateway MAC spoofing;
+//! 2. learn the source;
+//! 3. destination: the gateway MAC (answer ICMP/ARP, else the host port),
+//!    a known unicast (one port), or anything else (flood; ARP requests for
+//!    the gateway from containers are answered instead).
+//!
+//! Every port a frame can go to is a member of the ingress port's domain,
+//! so frames never cross domains (BR-12).
+
+use std::time::Instant;
+
+use tracing::trace;
+
+use super::fdb::{Fdb, Learned, mac_key};
+use super::gateway::{self, Echo};
+use super::metrics::Metrics;
+use super::wire::{ETH_DST, ETH_SRC, ETHERTYPE_ARP, ETHERTYPE_QINQ, ETHERTYPE_VLAN, ethertype};
+use super::{Action, DomainId, DropReason, Gateway, Packet, PortId, PortRole};
+
+/// A key no MAC can have (MACs use 48 bits): "this domain has no gateway".
+const NO_KEY: u64 = u64::MAX;
+
+/// A port as the forwarding path needs it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Port {
+    pub(crate) domain: DomainId,
+    pub(crate) role: PortRole,
+}
+
+/// One L2 domain's state.
+#[derive(Debug)]
+pub(crate) struct Domain {
+    pub(crate) id: DomainId,
+    pub(crate) gateway: Option<Gateway>,
+    gw_key: u64,
+    pub(crate) host_port: Option<PortId>,
+    pub(crate) icc: bool,
+    /// Member ports with their roles, in port order (the flood order).
+    pub(crate) members: Vec<(PortId, PortRole)>,
+    pub(crate) fdb: Fdb,
+}
+
+impl Domain {
+    pub(crate) fn new(id: DomainId, gateway: Option<Gateway>, icc: bool, fdb: Fdb) -> Domain {
+        Domain {
+            id,
+            gateway,
+            gw_key: gateway.map_or(NO_KEY, |g| mac_key(&g.mac.0)),
+            host_port: None,
+            icc,
+            members: Vec::new(),
+            fdb,
+        }
+    }
+
+    /// The port a MAC maps to: the gateway's static entry or a learned one
+    /// (without aging it out).
+    pub(crate) fn peek(&self, key: u64) -> Option<PortId> {
+        if key == self.gw_key {
+            return self.host_port;
+        }
+        self.fdb.peek(key)
+    }
+
+    /// True when `icc = false` forbids delivery from `from` to `to`.
+    #[inline]
+    fn icc_blocks(&self, from: PortRole, to: PortRole) -> bool {
+        !self.icc && from == PortRole::Container && to == PortRole::Container
+    }
+}
+
+/// Records a drop: one reason, one counter, one action.
+#[inline]
+pub(crate) fn drop_frame(
+    metrics: &mut Metrics,
+    ingress: PortId,
+    reason: DropReason,
+    out: &mut Vec<Action>,
+) {
+    trace!(port = ingress.0, reason = reason.as_str(), "drop");
+    metrics.drop(ingress, reason);
+    out.push(Action::Drop(reason));
+}
+
+#[inline]
+fn forward(metrics: &mut Metrics, to: PortId, len: usize, out: &mut Vec<Action>) {
+    metrics.tx(to, len);
+    out.push(Action::Forward(to));
+}
+
+fn emit(metrics: &mut Metrics, to: PortId, p: Packet, out: &mut Vec<Action>) {
+    metrics.tx(to, p.len());
+    out.push(Action::Emit(to, p));
+}
+
+/// Switches one frame (at least 14 bytes) received on `ingress`, a member
+/// of `d`. `ports` is the engine's port table (for egress roles).
+#[allow(clippy::too_many_arguments)] // the engine's split borrows, spelled out
+#[inline]
+pub(crate) fn switch(
+    d: &mut Domain,
+    ports: &[Port],
+    metrics: &mut Metrics,
+    now: Instant,
+    ingress: PortId,
+    role: PortRole,
+    pkt: &Packet,
+    out: &mut Vec<Action>,
+) {
+    let frame = pkt.frame();
+    let len = frame.len();
+    let src = &frame[ETH_SRC..ETH_SRC + 6];
+    let dst = &frame[ETH_DST..ETH_DST + 6];
+
+    // 1. Source checks.
+    if src[0] & 1 != 0 {
+        return drop_frame(metrics, ingress, DropReason::MulticastSource, out);
+    }
+    let src_key = mac_key(src);
+    if src_key == 0 {
+        return drop_frame(metrics, ingress, DropReason::ZeroSource, out);
+    }
+    let et = ethertype(frame);
+    if et == ETHERTYPE_VLAN || et == ETHERTYPE_QINQ {
+        return drop_frame(metrics, ingress, DropReason::VlanNotConfigured, out);
+    }
+    if src_key == d.gw_key && role != PortRole::Host {
+        return drop_frame(metrics, ingress, DropReason::SpoofedGatewayMac, out);
+    }
+
+    // 2. Learn (the gateway MAC is static: never learned).
+    if src_key != d.gw_key {
+        let (learned, expired) = d.fdb.learn(src_key, ingress, now);
+        if learned != Learned::Refreshed {
+            let c = metrics.fdb_mut(d.id);
+            c.expired += expired as u64;
+            match learned {
+                Learned::New => c.learned += 1,
+                Learned::Moved => c.moved += 1,
+                Learned::Full => c.full += 1,
+                Learned::Refreshed => {}
+            }
+        }
+    }
+
+    // 3. Destination.
+    let dst_key = mac_key(dst);
+    if dst_key == d.gw_key {
+        return to_gateway(d, metrics, ingress, role, pkt, out);
+    }
+    if dst[0] & 1 == 0 {
+        let (found, expired) = d.fdb.lookup(dst_key, now);
+        if expired {
+            metrics.fdb_mut(d.id).expired += 1;
+        }
+        if let Some(to) = found {
+            if to == ingress {
+                return drop_frame(metrics, ingress, DropReason::SamePort, out);
+            }
+            if d.icc_blocks(role, ports[usize::from(to.0)].role) {
+                return drop_frame(metrics, ingress, DropReason::IccDisabled, out);
+            }
+            return forward(metrics, to, len, out);
+        }
+    } else if role == PortRole::Container
+        && et == ETHERTYPE_ARP
+        && let Some(gw) = d.gateway
+        && let Some(reply) = gateway::arp_reply(frame, &gw)
+    {
+        // A container resolving the gateway: answered here, not flooded.
+        return emit(metrics, ingress, reply, out);
+    }
+    flood(d, metrics, ingress, role, len, out);
+}
+
+/// A frame for the gateway MAC: ICMP echo and ARP for the gateway address
+/// are answered; everything else belongs to the host stack (BR-16).
+fn to_gateway(
+    d: &Domain,
+    metrics: &mut Metrics,
+    ingress: PortId,
+    role: PortRole,
+    pkt: &Packet,
+    out: &mut Vec<Action>,
+) {
+    let frame = pkt.frame();
+    if role != PortRole::Host
+        && let Some(gw) = d.gateway
+    {
+        match gateway::icmp_echo(frame, &pkt.hdr, &gw) {
+            Echo::Reply(p) => return emit(metrics, ingress, p, out),
+            Echo::BadChecksum => {
+                return drop_frame(metrics, ingress, DropReason::BadChecksum, out);
+            }
+            Echo::NotMine => {}
+        }
+        if let Some(p) = gateway::arp_reply(frame, &gw) {
+            return emit(metrics, ingress, p, out);
+        }
+    }
+    match d.host_port {
+        None => drop_frame(metrics, ingress, DropReason::NoHostPort, out),
+        Some(h) if h == ingress => drop_frame(metrics, ingress, DropReason::SamePort, out),
+        Some(h) => forward(metrics, h, frame.len(), out),
+    }
+}
+
+/// Sends the frame out of every other member port that `icc` allows.
+#[inline]
+fn flood(
+    d: &Domain,
+    metrics: &mut Metrics,
+    ingress: PortId,
+    role: PortRole,
+    len: usize,
+    out: &mut Vec<Action>,
+) {
+    let mut sent = false;
+    let mut icc_skipped = false;
+    for &(p, prole) in &d.members {
+        if p == ingress {
+            continue;
+        }
+        if d.icc_blocks(role, prole) {
+            icc_skipped = true;
+            continue;
+        }
+        forward(metrics, p, len, out);
+        sent = true;
+    }
+    if !sent {
+        let reason = if icc_skipped {
+            DropReason::IccDisabled
+        } else {
+            DropReason::NoEgressPort
+        };
+        drop_frame(metrics, ingress, reason, out);
+    }
+}

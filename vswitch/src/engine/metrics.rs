@@ -1,0 +1,291 @@
+//! Counters: per port (rx/tx, drops by reason) and per domain (FDB events).
+//!
+//! Every frame the engine drops has exactly one [`DropReason`], counted on
+//! its ingress port. The counters are plain `u64`s bumped on the engine's
+//! thread; the IO layer reads them through [`Metrics`] for its JSON report.
+
+use serde::Serialize;
+use serde::ser::SerializeMap;
+use serde_json::{Map, Value, json};
+
+use super::{DomainId, PortId};
+
+/// Why a frame was dropped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum DropReason {
+    /// Shorter than an Ethernet header (14 bytes).
+    Malformed,
+    /// The source MAC is a group (multicast or broadcast) address.
+    MulticastSource,
+    /// The source MAC is 00:00:00:00:00:00.
+    ZeroSource,
+    /// The ingress port is not configured.
+    UnknownPort,
+    /// An 802.1Q / 802.1ad tagged frame on a port without VLANs.
+    VlanNotConfigured,
+    /// A non-host port used its domain's gateway MAC as source.
+    SpoofedGatewayMac,
+    /// The destination is known to sit behind the ingress port itself.
+    SamePort,
+    /// Container → container delivery on a domain with `icc = false` (BR-8).
+    IccDisabled,
+    /// Addressed to the gateway MAC, but the domain has no host port.
+    NoHostPort,
+    /// A flood with no other port to go to.
+    NoEgressPort,
+    /// An ICMP echo request to the gateway with a wrong IPv4 or ICMP checksum.
+    BadChecksum,
+}
+
+impl DropReason {
+    /// Every reason, in a stable order (the report's order).
+    pub const ALL: [DropReason; 11] = [
+        DropReason::Malformed,
+        DropReason::MulticastSource,
+        DropReason::ZeroSource,
+        DropReason::UnknownPort,
+        DropReason::VlanNotConfigured,
+        DropReason::SpoofedGatewayMac,
+        DropReason::SamePort,
+        DropReason::IccDisabled,
+        DropReason::NoHostPort,
+        DropReason::NoEgressPort,
+        DropReason::BadChecksum,
+    ];
+
+    /// Number of reasons.
+    pub const COUNT: usize = Self::ALL.len();
+
+    /// Kebab-case name, as shown in reports and logs.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            DropReason::Malformed => "malformed",
+            DropReason::MulticastSource => "multicast-source",
+            DropReason::ZeroSource => "zero-source",
+            DropReason::UnknownPort => "unknown-port",
+            DropReason::VlanNotConfigured => "vlan-not-configured",
+            DropReason::SpoofedGatewayMac => "spoofed-gateway-mac",
+            DropReason::SamePort => "same-port",
+            DropReason::IccDisabled => "icc-disabled",
+            DropReason::NoHostPort => "no-host-port",
+            DropReason::NoEgressPort => "no-egress-port",
+            DropReason::BadChecksum => "bad-checksum",
+        }
+    }
+
+    /// Index into per-reason arrays (position in [`DropReason::ALL`]).
+    pub const fn index(self) -> usize {
+        self as usize
+    }
+}
+
+impl std::fmt::Display for DropReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for DropReason {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+/// Drop counts by reason.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DropCounts([u64; DropReason::COUNT]);
+
+impl DropCounts {
+    /// Count for one reason.
+    pub fn get(&self, r: DropReason) -> u64 {
+        self.0[r.index()]
+    }
+
+    /// Sum over all reasons.
+    pub fn total(&self) -> u64 {
+        self.0.iter().sum()
+    }
+
+    /// (reason, count) for the non-zero reasons.
+    pub fn iter(&self) -> impl Iterator<Item = (DropReason, u64)> + '_ {
+        DropReason::ALL
+            .iter()
+            .map(|&r| (r, self.get(r)))
+            .filter(|&(_, n)| n != 0)
+    }
+
+    pub(crate) fn bump(&mut self, r: DropReason) {
+        self.0[r.index()] += 1;
+    }
+}
+
+/// Serialised as a map `{reason: count}` of the non-zero reasons.
+impl Serialize for DropCounts {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(None)?;
+        for (r, n) in self.iter() {
+            m.serialize_entry(r.as_str(), &n)?;
+        }
+        m.end()
+    }
+}
+
+/// One port's counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct PortCounters {
+    /// Frames received on the port (including the ones dropped).
+    pub rx_frames: u64,
+    /// Bytes received (frame bytes, without the vnet header).
+    pub rx_bytes: u64,
+    /// Frames sent out of the port (forwarded and engine-built).
+    pub tx_frames: u64,
+    /// Bytes sent.
+    pub tx_bytes: u64,
+    /// Frames received on this port and dropped, by reason.
+    pub drops: DropCounts,
+}
+
+/// One domain's forwarding-table counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct FdbCounters {
+    /// New MACs learned.
+    pub learned: u64,
+    /// Known MACs seen on another port (entry moved).
+    pub moved: u64,
+    /// Entries forgotten after `fdb_aging` idle.
+    pub expired: u64,
+    /// MACs not learned because the table was full.
+    pub full: u64,
+}
+
+/// All of the engine's counters.
+#[derive(Clone, Debug, Default)]
+pub struct Metrics {
+    ports: Vec<PortCounters>,
+    fdb: Vec<FdbCounters>,
+    unknown_port: u64,
+}
+
+impl Metrics {
+    pub(crate) fn new(ports: usize, domains: usize) -> Metrics {
+        Metrics {
+            ports: vec![PortCounters::default(); ports],
+            fdb: vec![FdbCounters::default(); domains],
+            unknown_port: 0,
+        }
+    }
+
+    /// A port's counters. Panics if `port` is not one of the engine's ports.
+    pub fn port(&self, port: PortId) -> &PortCounters {
+        &self.ports[usize::from(port.0)]
+    }
+
+    /// A domain's FDB counters. Panics if `domain` is not one of the engine's.
+    pub fn fdb(&self, domain: DomainId) -> &FdbCounters {
+        &self.fdb[usize::from(domain.0)]
+    }
+
+    /// Frames received on a port the engine does not know (reason
+    /// `unknown-port`; there is no port to count them on).
+    pub fn unknown_port_drops(&self) -> u64 {
+        self.unknown_port
+    }
+
+    /// Drops by reason summed over all ports (including `unknown-port`).
+    pub fn total_drops(&self) -> DropCounts {
+        let mut t = DropCounts::default();
+        for p in &self.ports {
+            for (i, n) in p.drops.0.iter().enumerate() {
+                t.0[i] += n;
+            }
+        }
+        t.0[DropReason::UnknownPort.index()] += self.unknown_port;
+        t
+    }
+
+    /// The report: `{"ports": {name: counters}, "domains": {name: {"fdb": …}},
+    /// "unknown_port_drops": n}`. Names missing from the slices fall back to
+    /// `port<N>` / `domain<N>`.
+    pub fn snapshot(&self, port_names: &[&str], domain_names: &[&str]) -> Value {
+        let mut ports = Map::new();
+        for (i, c) in self.ports.iter().enumerate() {
+            let name = port_names
+                .get(i)
+                .map_or_else(|| format!("port{i}"), |s| (*s).to_owned());
+            ports.insert(name, json!(c));
+        }
+        let mut domains = Map::new();
+        for (i, c) in self.fdb.iter().enumerate() {
+            let name = domain_names
+                .get(i)
+                .map_or_else(|| format!("domain{i}"), |s| (*s).to_owned());
+            domains.insert(name, json!({ "fdb": c }));
+        }
+        json!({
+            "ports": ports,
+            "domains": domains,
+            "unknown_port_drops": self.unknown_port,
+        })
+    }
+
+    #[inline]
+    pub(crate) fn rx(&mut self, port: PortId, bytes: usize) {
+        let c = &mut self.ports[usize::from(port.0)];
+        c.rx_frames += 1;
+        c.rx_bytes += bytes as u64;
+    }
+
+    #[inline]
+    pub(crate) fn tx(&mut self, port: PortId, bytes: usize) {
+        let c = &mut self.ports[usize::from(port.0)];
+        c.tx_frames += 1;
+        c.tx_bytes += bytes as u64;
+    }
+
+    #[inline]
+    pub(crate) fn drop(&mut self, port: PortId, r: DropReason) {
+        self.ports[usize::from(port.0)].drops.bump(r);
+    }
+
+    pub(crate) fn drop_unknown_port(&mut self) {
+        self.unknown_port += 1;
+    }
+
+    #[inline]
+    pub(crate) fn fdb_mut(&mut self, domain: DomainId) -> &mut FdbCounters {
+        &mut self.fdb[usize::from(domain.0)]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reasons_are_indexed_in_order_and_named_in_kebab_case() {
+        for (i, r) in DropReason::ALL.iter().enumerate() {
+            assert_eq!(r.index(), i);
+            let s = r.as_str();
+            assert!(s.chars().all(|c| c.is_ascii_lowercase() || c == '-'), "{s}");
+        }
+        let mut names: Vec<_> = DropReason::ALL.iter().map(|r| r.as_str()).collect();
+        names.dedup();
+        assert_eq!(names.len(), DropReason::COUNT);
+    }
+
+    #[test]
+    fn snapshot_names_ports_and_lists_nonzero_drops() {
+        let mut m = Metrics::new(2, 1);
+        m.rx(PortId(0), 60);
+        m.drop(PortId(0), DropReason::IccDisabled);
+        m.tx(PortId(1), 60);
+        m.fdb_mut(DomainId(0)).learned += 1;
+        let v = m.snapshot(&["a/eth0"], &["n"]);
+        assert_eq!(v["ports"]["a/eth0"]["rx_bytes"], 60);
+        assert_eq!(v["ports"]["a/eth0"]["drops"]["icc-disabled"], 1);
+        assert_eq!(v["ports"]["port1"]["tx_frames"], 1);
+        assert!(v["ports"]["port1"]["drops"].as_object().unwrap().is_empty());
+        assert_eq!(v["domains"]["n"]["fdb"]["learned"], 1);
+        assert_eq!(m.total_drops().total(), 1);
+    }
+}
