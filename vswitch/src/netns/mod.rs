@@ -211,6 +211,12 @@ impl NetNs {
     }
 }
 
+impl AsFd for NetNs {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.file.as_fd()
+    }
+}
+
 fn short(name: &str) -> &str {
     // Thread names are cut at 15 bytes by the kernel; keep the distinctive tail.
     let n = name.len();

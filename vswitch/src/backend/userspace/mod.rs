@@ -367,7 +367,7 @@ impl Dataplane {
         match engine.stop() {
             Ok((engine, io)) => serde_json::json!({
                 "ports": self.port_names,
-                "engine": engine.metrics().snapshot(&self.port_names),
+                "engine": engine.metrics_json(),
                 "io": io,
             }),
             Err(e) => serde_json::json!({ "error": e.to_string() }),
