@@ -88,13 +88,20 @@ pub fn parse_str(source: &Path, text: &str) -> Result<plan::Plan, ScenarioError>
     let (root, errors) = DeTable::parse_recoverable(text);
     if let Some(e) = errors.first() {
         let offset = e.span().map_or(0, |s| s.start);
-        let path = span::path_at(&root, offset);
+        let mut path = span::path_at(&root, offset);
+        if path.0.is_empty() {
+            path = span::path_before(&root, offset);
+        }
         let field = if path.0.is_empty() {
             "toml".to_string()
         } else {
             path.to_string()
         };
-        return Err(located(offset, field, clean(e.message())));
+        return Err(located(
+            offset,
+            field,
+            format!("invalid TOML: {}", clean(e.message())),
+        ));
     }
     let def = match model::ScenarioDef::deserialize(toml::de::Deserializer::from(root.clone())) {
         Ok(def) => def,
@@ -118,15 +125,25 @@ pub fn parse_str(source: &Path, text: &str) -> Result<plan::Plan, ScenarioError>
             return Err(located(offset, field, message));
         }
     };
-    validate::build(source, def).map_err(|issue: Issue| {
+    let pos = |p: &span::FieldPath| span::locate(&root, p, false).start;
+    validate::build(source, def, &pos).map_err(|issue: Issue| {
         let range = span::locate(&root, &issue.path, issue.at_key);
         located(range.start, issue.path.to_string(), issue.message)
     })
 }
 
-/// Error text on one line.
+/// Error text on one line, with serde's Rust type names in the format's words.
 fn clean(message: &str) -> String {
-    message.trim().replace('\n', " ")
+    let mut m = message.trim().replace('\n', " ");
+    for (rust, words) in [
+        ("expected i64", "expected an integer"),
+        ("expected f64", "expected a number"),
+        ("expected a sequence", "expected a list"),
+        ("expected a map", "expected a table"),
+    ] {
+        m = m.replace(rust, words);
+    }
+    m
 }
 
 /// The name in "`prefix`name`...".

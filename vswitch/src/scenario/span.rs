@@ -144,6 +144,50 @@ pub(crate) fn path_at(root: &Spanned<DeTable<'_>>, offset: usize) -> FieldPath {
     best
 }
 
+/// The path of the last key that starts before byte `offset` (for syntax
+/// errors such as a duplicate key, which no parsed span contains).
+pub(crate) fn path_before(root: &Spanned<DeTable<'_>>, offset: usize) -> FieldPath {
+    let mut best = (0, FieldPath::root());
+    before_table(root.get_ref(), offset, &mut FieldPath::root(), &mut best);
+    best.1
+}
+
+fn before_table(
+    t: &DeTable<'_>,
+    offset: usize,
+    path: &mut FieldPath,
+    best: &mut (usize, FieldPath),
+) {
+    for (k, v) in t.iter() {
+        path.0.push(Seg::Key(k.get_ref().to_string()));
+        let start = k.span().start;
+        if start < offset && (best.1.0.is_empty() || start >= best.0) {
+            *best = (start, path.clone());
+        }
+        before_value(v.get_ref(), offset, path, best);
+        path.0.pop();
+    }
+}
+
+fn before_value(
+    v: &DeValue<'_>,
+    offset: usize,
+    path: &mut FieldPath,
+    best: &mut (usize, FieldPath),
+) {
+    match v {
+        DeValue::Table(t) => before_table(t, offset, path, best),
+        DeValue::Array(a) => {
+            for (i, e) in a.iter().enumerate() {
+                path.0.push(Seg::Index(i));
+                before_value(e.get_ref(), offset, path, best);
+                path.0.pop();
+            }
+        }
+        _ => {}
+    }
+}
+
 fn contains(r: &Range<usize>, offset: usize) -> bool {
     r.start <= offset && offset < r.end.max(r.start + 1)
 }

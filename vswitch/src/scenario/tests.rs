@@ -464,8 +464,8 @@ fn names_are_checked() {
         &format!(
             "{HEAD}[[container]]\nname = \"a\"\nnetworks = [\"n\"]\n[[external]]\nname = \"a\"\nip = \"198.18.0.5\"\n"
         ),
-        3,
-        "container[0].name",
+        6,
+        "external[0].name",
         "duplicate name \"a\"",
     );
     err_at(

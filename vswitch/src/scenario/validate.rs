@@ -34,7 +34,13 @@ pub(crate) struct Names {
 }
 
 /// Validates the whole model.
-pub(crate) fn build(source: &Path, def: ScenarioDef) -> VResult<Plan> {
+/// `pos` gives the byte offset of a field in the file, so that a duplicate
+/// is reported at whichever of the two comes second.
+pub(crate) fn build(
+    source: &Path,
+    def: ScenarioDef,
+    pos: &dyn Fn(&FieldPath) -> usize,
+) -> VResult<Plan> {
     let root = FieldPath::root();
     if let Some(v) = def.version
         && v != 1
@@ -54,7 +60,7 @@ pub(crate) fn build(source: &Path, def: ScenarioDef) -> VResult<Plan> {
             format!("lan {lan} is too small: use a prefix of /30 or shorter"),
         ));
     }
-    let names = collect_names(&def)?;
+    let names = collect_names(&def, pos)?;
     let externals = externals(&def.external, lan)?;
     let machines = machines(&def.machine, lan, &externals)?;
     let mut plan = Plan {
@@ -78,7 +84,7 @@ pub(crate) fn build(source: &Path, def: ScenarioDef) -> VResult<Plan> {
 
 /// Checks name syntax and uniqueness; containers, externals and machines
 /// share one namespace because checks refer to them by name.
-fn collect_names(def: &ScenarioDef) -> VResult<Names> {
+fn collect_names(def: &ScenarioDef, pos: &dyn Fn(&FieldPath) -> usize) -> VResult<Names> {
     let root = FieldPath::root();
     let mut names = Names::default();
     let mut owner: HashMap<String, String> = HashMap::new();
@@ -91,38 +97,36 @@ fn collect_names(def: &ScenarioDef) -> VResult<Names> {
             "the implicit machine (declare [[machine]] tables to use this name)".to_string(),
         );
     }
-    let kinds: [(&str, Vec<&str>); 3] = [
-        (
-            "machine",
-            def.machine.iter().map(|m| m.name.as_str()).collect(),
-        ),
-        (
-            "external",
-            def.external.iter().map(|m| m.name.as_str()).collect(),
-        ),
-        (
-            "container",
-            def.container.iter().map(|m| m.name.as_str()).collect(),
-        ),
-    ];
-    for (kind, list) in kinds {
-        for (i, name) in list.into_iter().enumerate() {
-            let path = root.k(kind).i(i).k("name");
-            addr::check_name(kind, name).map_err(|m| Issue::new(path.clone(), m))?;
-            if let Some(prev) = owner.get(name) {
-                return Err(Issue::new(
-                    path,
-                    format!("duplicate name {name:?}: already used by {prev}"),
-                ));
-            }
-            owner.insert(name.to_string(), format!("{kind}[{i}]"));
-            let node = match kind {
-                "machine" => Node::Machine(i),
-                "external" => Node::External(i),
-                _ => Node::Container(i),
-            };
-            names.nodes.insert(name.to_string(), node);
+    let mut entries: Vec<(usize, &str, usize, &str)> = Vec::new();
+    for (i, m) in def.machine.iter().enumerate() {
+        entries.push((0, "machine", i, m.name.as_str()));
+    }
+    for (i, m) in def.external.iter().enumerate() {
+        entries.push((0, "external", i, m.name.as_str()));
+    }
+    for (i, m) in def.container.iter().enumerate() {
+        entries.push((0, "container", i, m.name.as_str()));
+    }
+    for e in &mut entries {
+        e.0 = pos(&root.k(e.1).i(e.2).k("name"));
+    }
+    entries.sort_by_key(|e| e.0);
+    for (_, kind, i, name) in entries {
+        let path = root.k(kind).i(i).k("name");
+        addr::check_name(kind, name).map_err(|m| Issue::new(path.clone(), m))?;
+        if let Some(prev) = owner.get(name) {
+            return Err(Issue::new(
+                path,
+                format!("duplicate name {name:?}: already used by {prev}"),
+            ));
         }
+        owner.insert(name.to_string(), format!("{kind}[{i}]"));
+        let node = match kind {
+            "machine" => Node::Machine(i),
+            "external" => Node::External(i),
+            _ => Node::Container(i),
+        };
+        names.nodes.insert(name.to_string(), node);
     }
     for (i, n) in def.network.iter().enumerate() {
         let path = root.k("network").i(i).k("name");
