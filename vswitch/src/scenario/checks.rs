@@ -1,0 +1,607 @@
+//! `[[check]]` tables: kinds, the keys each kind takes, targets, expectations
+//! and default timeouts.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use super::addr;
+use super::model::{CheckDef, OneOrMany};
+use super::plan::{
+    Check, CheckKind, DnsExpect, Driver, Expect, KnownDifference, Node, Plan, Proto, QueryType,
+    Target,
+};
+use super::span::{FieldPath, Issue, VResult};
+use super::validate::Names;
+
+const KINDS: &str = "ping, tcp, udp, dns, reach, throughput";
+const COMMON: &[&str] = &[
+    "kind",
+    "from",
+    "expect",
+    "name",
+    "timeout_ms",
+    "known_difference",
+    "backend",
+];
+
+/// Keys a kind takes besides the common ones.
+fn kind_keys(kind: &str) -> &'static [&'static str] {
+    match kind {
+        "ping" => &["to", "count", "size", "df", "ipv6"],
+        "tcp" | "udp" => &["to", "seen_as"],
+        "dns" => &["query", "type", "transport", "server", "rotate"],
+        "reach" => &["to"],
+        _ => &[
+            "to", "proto", "seconds", "streams", "size", "min_gbps", "min_kpps",
+        ],
+    }
+}
+
+fn present_keys(d: &CheckDef) -> [(&'static str, bool); 22] {
+    [
+        ("to", d.to.is_some()),
+        ("expect", d.expect.is_some()),
+        ("name", d.name.is_some()),
+        ("timeout_ms", d.timeout_ms.is_some()),
+        ("count", d.count.is_some()),
+        ("size", d.size.is_some()),
+        ("df", d.df.is_some()),
+        ("ipv6", d.ipv6.is_some()),
+        ("seen_as", d.seen_as.is_some()),
+        ("query", d.query.is_some()),
+        ("type", d.qtype.is_some()),
+        ("transport", d.transport.is_some()),
+        ("server", d.server.is_some()),
+        ("rotate", d.rotate.is_some()),
+        ("proto", d.proto.is_some()),
+        ("seconds", d.seconds.is_some()),
+        ("streams", d.streams.is_some()),
+        ("min_gbps", d.min_gbps.is_some()),
+        ("min_kpps", d.min_kpps.is_some()),
+        ("known_difference", d.known_difference.is_some()),
+        ("backend", d.backend.is_some()),
+        ("from", true),
+    ]
+}
+
+/// Whether a target takes a port.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum PortRule {
+    Required,
+    Forbidden,
+    Optional,
+}
+
+/// Validates every check and resolves its nodes and targets.
+pub(crate) fn checks(defs: &[CheckDef], plan: &Plan, names: &Names) -> VResult<Vec<Check>> {
+    defs.iter()
+        .enumerate()
+        .map(|(i, d)| check(i, d, plan, names))
+        .collect()
+}
+
+fn int_in(v: Option<i64>, p: FieldPath, lo: i64, hi: i64, default: i64) -> VResult<i64> {
+    match v {
+        None => Ok(default),
+        Some(x) if (lo..=hi).contains(&x) => Ok(x),
+        Some(x) => Err(Issue::new(
+            p,
+            format!("{x} is out of range: must be {lo}-{hi}"),
+        )),
+    }
+}
+
+fn check(i: usize, d: &CheckDef, plan: &Plan, names: &Names) -> VResult<Check> {
+    let p = FieldPath::root().k("check").i(i);
+    let kind = d.kind.as_str();
+    if !matches!(
+        kind,
+        "ping" | "tcp" | "udp" | "dns" | "reach" | "throughput"
+    ) {
+        return Err(Issue::new(
+            p.k("kind"),
+            format!("unknown check kind {kind:?}: expected one of {KINDS}"),
+        ));
+    }
+    let allowed = kind_keys(kind);
+    for (key, here) in present_keys(d) {
+        if here && !COMMON.contains(&key) && !allowed.contains(&key) {
+            return Err(Issue::key(
+                p.k(key),
+                format!(
+                    "{key} is not valid for a {kind} check ({kind} takes: {})",
+                    allowed.join(", ")
+                ),
+            ));
+        }
+    }
+    let known_difference = match (&d.known_difference, &d.backend) {
+        (None, None) => None,
+        (None, Some(_)) => {
+            return Err(Issue::key(
+                p.k("backend"),
+                "backend names who departs in a known_difference; add known_difference",
+            ));
+        }
+        (Some(reason), backend) => {
+            if let Some(b) = backend
+                && !matches!(b.as_str(), "userspace" | "kernel" | "docker")
+            {
+                return Err(Issue::new(
+                    p.k("backend"),
+                    format!("unknown backend {b:?}: expected userspace, kernel or docker"),
+                ));
+            }
+            Some(KnownDifference {
+                reason: reason.clone(),
+                backend: backend.clone(),
+            })
+        }
+    };
+    // from
+    let from_items = d.from.items();
+    if matches!(d.from, OneOrMany::Many(_)) && kind != "reach" {
+        return Err(Issue::new(
+            p.k("from"),
+            format!("only reach checks take a list in from; a {kind} check runs from one node"),
+        ));
+    }
+    if from_items.is_empty() {
+        return Err(Issue::new(p.k("from"), "from is empty"));
+    }
+    let mut from = Vec::with_capacity(from_items.len());
+    for (j, name) in from_items.iter().enumerate() {
+        let fp = match d.from {
+            OneOrMany::Many(_) => p.k("from").i(j),
+            OneOrMany::One(_) => p.k("from"),
+        };
+        from.push(node(name, names).ok_or_else(|| {
+            Issue::new(
+                fp,
+                format!("no container, external or machine named {name:?}"),
+            )
+        })?);
+    }
+    let from_text = from_items.join(", ");
+    // to
+    let to_path = p.k("to");
+    let to_one = |rule: PortRule, ipv6: bool| -> VResult<Target> {
+        match &d.to {
+            None => Err(Issue::new(
+                to_path.clone(),
+                format!("a {kind} check needs to"),
+            )),
+            Some(OneOrMany::Many(_)) => Err(Issue::new(
+                to_path.clone(),
+                format!("only reach checks take a list in to; a {kind} check has one target"),
+            )),
+            Some(OneOrMany::One(s)) => target(s, rule, ipv6, plan, names, to_path.clone(), kind),
+        }
+    };
+    let ok_fail = || -> VResult<Expect> {
+        match &d.expect {
+            Some(OneOrMany::One(s)) if s == "ok" => Ok(Expect::Ok),
+            Some(OneOrMany::One(s)) if s == "fail" => Ok(Expect::Fail),
+            _ => Err(Issue::new(
+                p.k("expect"),
+                format!("expect for a {kind} check must be \"ok\" or \"fail\""),
+            )),
+        }
+    };
+    let (kind_v, expect, default_ms) = match kind {
+        "ping" => {
+            let count = int_in(d.count, p.k("count"), 1, 10_000, 3)?;
+            let size = int_in(d.size, p.k("size"), 0, 65_507, 56)?;
+            let ipv6 = d.ipv6.unwrap_or(false);
+            let to = to_one(PortRule::Forbidden, ipv6)?;
+            let ms = (count as u64 * 200 + 1000).max(2000);
+            let ipv6 = ipv6 || to.addr.is_ipv6();
+            (
+                CheckKind::Ping {
+                    to,
+                    count: count as u32,
+                    size: size as u16,
+                    df: d.df.unwrap_or(false),
+                    ipv6,
+                },
+                ok_fail()?,
+                ms,
+            )
+        }
+        "tcp" | "udp" => {
+            let to = to_one(PortRule::Required, false)?;
+            let seen_as = match &d.seen_as {
+                None => None,
+                Some(s) => {
+                    Some(seen_as(s, plan, names).map_err(|m| Issue::new(p.k("seen_as"), m))?)
+                }
+            };
+            let k = if kind == "tcp" {
+                CheckKind::Tcp { to, seen_as }
+            } else {
+                CheckKind::Udp { to, seen_as }
+            };
+            (k, ok_fail()?, 2000)
+        }
+        "dns" => dns(d, &p, plan)?,
+        "reach" => {
+            let tp = p.k("to");
+            let list: Vec<(FieldPath, &str)> = match &d.to {
+                None => return Err(Issue::new(tp, "a reach check needs to")),
+                Some(OneOrMany::One(s)) => vec![(tp, s.as_str())],
+                Some(OneOrMany::Many(v)) => v
+                    .iter()
+                    .enumerate()
+                    .map(|(j, s)| (tp.i(j), s.as_str()))
+                    .collect(),
+            };
+            if list.is_empty() {
+                return Err(Issue::new(p.k("to"), "to is empty"));
+            }
+            let mut to = Vec::with_capacity(list.len());
+            for (tp, s) in list {
+                to.push(target(
+                    s,
+                    PortRule::Forbidden,
+                    false,
+                    plan,
+                    names,
+                    tp,
+                    kind,
+                )?);
+            }
+            let ms = (from.len() as u64)
+                .saturating_mul(to.len() as u64)
+                .saturating_mul(2000);
+            (CheckKind::Reach { to }, ok_fail()?, ms)
+        }
+        _ => {
+            let to = to_one(PortRule::Optional, false)?;
+            let proto = match &d.proto {
+                None => Proto::Tcp,
+                Some(s) => addr::proto(s).map_err(|m| Issue::new(p.k("proto"), m))?,
+            };
+            let seconds = int_in(d.seconds, p.k("seconds"), 1, 3600, 3)?;
+            let streams = int_in(d.streams, p.k("streams"), 1, 128, 1)?;
+            let size = int_in(d.size, p.k("size"), 1, 65_507, 1400)?;
+            for (key, v) in [("min_gbps", d.min_gbps), ("min_kpps", d.min_kpps)] {
+                if let Some(x) = v
+                    && !(x.is_finite() && x >= 0.0)
+                {
+                    return Err(Issue::new(p.k(key), format!("{key} must be a number >= 0")));
+                }
+            }
+            let expect = match &d.expect {
+                None => Expect::Figures,
+                Some(OneOrMany::One(s)) if s == "ok" => Expect::Figures,
+                Some(_) => {
+                    return Err(Issue::new(
+                        p.k("expect"),
+                        "throughput checks take no expect; use min_gbps or min_kpps",
+                    ));
+                }
+            };
+            let ms = seconds as u64 * 1000 + 10_000;
+            (
+                CheckKind::Throughput {
+                    to,
+                    proto,
+                    seconds: seconds as u32,
+                    streams: streams as u32,
+                    size: size as u16,
+                    min_gbps: d.min_gbps,
+                    min_kpps: d.min_kpps,
+                },
+                expect,
+                ms,
+            )
+        }
+    };
+    let timeout_ms = match d.timeout_ms {
+        None => default_ms,
+        Some(t) if (1..=86_400_000).contains(&t) => t as u64,
+        Some(t) => {
+            return Err(Issue::new(
+                p.k("timeout_ms"),
+                format!("timeout_ms {t} is out of range: must be 1-86400000"),
+            ));
+        }
+    };
+    Ok(Check {
+        index: i,
+        name: d.name.clone(),
+        from,
+        from_text,
+        kind: kind_v,
+        expect,
+        timeout: Duration::from_millis(timeout_ms),
+        known_difference,
+    })
+}
+
+fn dns(d: &CheckDef, p: &FieldPath, plan: &Plan) -> VResult<(CheckKind, Expect, u64)> {
+    let query = match &d.query {
+        Some(q) if !q.trim().is_empty() => q.trim().to_string(),
+        Some(_) => return Err(Issue::new(p.k("query"), "query is empty")),
+        None => return Err(Issue::new(p.k("query"), "a dns check needs query")),
+    };
+    let qtype = match d.qtype.as_deref().map(str::to_ascii_uppercase).as_deref() {
+        None | Some("A") => QueryType::A,
+        Some("AAAA") => QueryType::AAAA,
+        Some("PTR") => QueryType::PTR,
+        Some("CNAME") => QueryType::CNAME,
+        Some("MX") => QueryType::MX,
+        Some("TXT") => QueryType::TXT,
+        Some(t) => {
+            return Err(Issue::new(
+                p.k("type"),
+                format!("unknown query type {t:?}: expected A, AAAA, PTR, CNAME, MX or TXT"),
+            ));
+        }
+    };
+    let tcp = match d.transport.as_deref() {
+        None | Some("udp") => false,
+        Some("tcp") => true,
+        Some(t) => {
+            return Err(Issue::new(
+                p.k("transport"),
+                format!("unknown transport {t:?}: expected udp or tcp"),
+            ));
+        }
+    };
+    let server = match &d.server {
+        None => None,
+        Some(s) => Some(match plan.externals.iter().find(|e| &e.name == s) {
+            Some(e) => e.ip,
+            None => {
+                let a: IpAddr = s.parse().map_err(|_| {
+                    Issue::new(p.k("server"), format!("no external named {s:?} (server takes an IP address or an external name)"))
+                })?;
+                if !in_scenario(plan, a) {
+                    return Err(Issue::new(
+                        p.k("server"),
+                        format!("address {a} is not part of the scenario"),
+                    ));
+                }
+                a
+            }
+        }),
+    };
+    let expect = match &d.expect {
+        Some(OneOrMany::Many(list)) => Expect::Dns(DnsExpect::Answers(
+            list.iter().map(|a| normalize_answer(a, qtype)).collect(),
+        )),
+        Some(OneOrMany::One(s)) if s == "nxdomain" => Expect::Dns(DnsExpect::NxDomain),
+        Some(OneOrMany::One(s)) if s == "servfail" => Expect::Dns(DnsExpect::ServFail),
+        Some(OneOrMany::One(s)) if s == "refused" => Expect::Dns(DnsExpect::Refused),
+        Some(OneOrMany::One(s)) if s == "fail" => Expect::Dns(DnsExpect::NoAnswer),
+        _ => {
+            return Err(Issue::new(
+                p.k("expect"),
+                "expect for a dns check is a list of answers (e.g. [\"10.0.0.2\"], [] for none) or one of \"nxdomain\", \"servfail\", \"refused\", \"fail\"",
+            ));
+        }
+    };
+    let kind = CheckKind::Dns {
+        query,
+        qtype,
+        tcp,
+        server,
+        rotate: d.rotate.unwrap_or(false),
+    };
+    Ok((kind, expect, 5000))
+}
+
+/// Answers compare as lower-case names without trailing dot; addresses in
+/// canonical form.
+fn normalize_answer(a: &str, qtype: QueryType) -> String {
+    let a = a.trim();
+    if let Ok(ip) = a.parse::<IpAddr>() {
+        return ip.to_string();
+    }
+    if qtype == QueryType::TXT {
+        return a.to_string();
+    }
+    a.strip_suffix('.').unwrap_or(a).to_ascii_lowercase()
+}
+
+fn node(name: &str, names: &Names) -> Option<Node> {
+    names.nodes.get(name).copied()
+}
+
+/// Whether an address belongs to the scenario: the lan, a network's
+/// subnet, an external or machine address, or loopback (which never leaves
+/// the namespace the check runs in).
+fn in_scenario(plan: &Plan, a: IpAddr) -> bool {
+    if a.is_loopback() {
+        return true;
+    }
+    if plan.externals.iter().any(|e| e.ip == a) {
+        return true;
+    }
+    match a {
+        IpAddr::V4(v4) => {
+            plan.lan.contains(&v4)
+                || plan.machines.iter().any(|m| m.ip == v4)
+                || plan
+                    .networks
+                    .iter()
+                    .any(|n| n.subnets.iter().any(|s| s.net.contains(&v4)))
+        }
+        IpAddr::V6(v6) => plan
+            .networks
+            .iter()
+            .any(|n| n.subnet6.is_some_and(|s| s.contains(&v6))),
+    }
+}
+
+/// Splits `host[:port]`, `[v6][:port]` or a bare IPv6 literal.
+fn split_port(s: &str) -> Result<(&str, Option<&str>), String> {
+    if let Some(rest) = s.strip_prefix('[') {
+        let (h, after) = rest
+            .split_once(']')
+            .ok_or_else(|| format!("invalid target {s:?}: missing ']'"))?;
+        return match after {
+            "" => Ok((h, None)),
+            _ => match after.strip_prefix(':') {
+                Some(port) => Ok((h, Some(port))),
+                None => Err(format!("invalid target {s:?}: expected ':PORT' after ']'")),
+            },
+        };
+    }
+    if s.parse::<IpAddr>().is_ok() {
+        return Ok((s, None));
+    }
+    Ok(match s.rsplit_once(':') {
+        Some((h, port)) => (h, Some(port)),
+        None => (s, None),
+    })
+}
+
+/// Resolves a `to` target.
+fn target(
+    text: &str,
+    rule: PortRule,
+    ipv6: bool,
+    plan: &Plan,
+    names: &Names,
+    path: FieldPath,
+    kind: &str,
+) -> VResult<Target> {
+    let err = |m: String| Issue::new(path.clone(), m);
+    let (host, port) = split_port(text).map_err(err)?;
+    let port = match (port, rule) {
+        (None, PortRule::Required) => {
+            return Err(err(format!(
+                "a {kind} target needs a port, e.g. \"{host}:80\""
+            )));
+        }
+        (Some(_), PortRule::Forbidden) => {
+            return Err(err(format!(
+                "a {kind} target takes no port: write \"{host}\""
+            )));
+        }
+        (Some(p), _) => Some(addr::port(p).map_err(err)?),
+        (None, _) => None,
+    };
+    let (node, addr) = if let Ok(a) = host.parse::<IpAddr>() {
+        if !in_scenario(plan, a) {
+            return Err(err(format!(
+                "address {a} is not part of the scenario: targets must be declared addresses or lie in a declared subnet or the lan"
+            )));
+        }
+        if ipv6 && a.is_ipv4() {
+            return Err(err(format!("ipv6 = true needs an IPv6 target, not {a}")));
+        }
+        (None, a)
+    } else {
+        let (name, net) = match host.split_once('@') {
+            Some((n, net)) => (n, Some(net)),
+            None => (host, None),
+        };
+        let Some(n) = node(name, names) else {
+            return Err(err(format!(
+                "no container, external or machine named {name:?}"
+            )));
+        };
+        (Some(n), node_addr(plan, names, n, net, ipv6).map_err(err)?)
+    };
+    Ok(Target {
+        text: text.to_string(),
+        node,
+        addr,
+        port,
+    })
+}
+
+/// The address of a node: a container's first (or named) endpoint, an
+/// external's address, a machine's uplink.
+fn node_addr(
+    plan: &Plan,
+    names: &Names,
+    n: Node,
+    net: Option<&str>,
+    ipv6: bool,
+) -> Result<IpAddr, String> {
+    let fam = if ipv6 { "IPv6" } else { "IPv4" };
+    match n {
+        Node::Container(c) => {
+            let ctr = &plan.containers[c];
+            let ep = match net {
+                None => ctr.endpoints.first(),
+                Some(netname) => {
+                    let Some(&ni) = names.networks.get(netname) else {
+                        return Err(format!("network {netname} not found"));
+                    };
+                    let ep = ctr.endpoints.iter().find(|e| e.network == ni);
+                    if ep.is_none() {
+                        return Err(format!(
+                            "container {} is not on network {netname}",
+                            ctr.name
+                        ));
+                    }
+                    ep
+                }
+            };
+            let Some(ep) = ep else {
+                return Err(format!("container {} has no endpoint", ctr.name));
+            };
+            if plan.networks[ep.network].driver == Driver::Host && !ipv6 {
+                // Host networking: the container is the machine's stack.
+                return Ok(IpAddr::V4(plan.machines[ctr.machine].ip));
+            }
+            let a = if ipv6 {
+                ep.ip6.map(IpAddr::V6)
+            } else {
+                ep.ip.map(IpAddr::V4)
+            };
+            a.ok_or_else(|| {
+                format!(
+                    "container {} has no {fam} address on network {}",
+                    ctr.name, plan.networks[ep.network].name
+                )
+            })
+        }
+        Node::External(e) => {
+            if net.is_some() {
+                return Err("name@network is only for containers".to_string());
+            }
+            let a = plan.externals[e].ip;
+            if a.is_ipv6() != ipv6 {
+                return Err(format!(
+                    "external {} has no {fam} address",
+                    plan.externals[e].name
+                ));
+            }
+            Ok(a)
+        }
+        Node::Machine(m) => {
+            if net.is_some() {
+                return Err("name@network is only for containers".to_string());
+            }
+            if ipv6 {
+                return Err(format!(
+                    "machine {} has no IPv6 uplink address",
+                    plan.machines[m].name
+                ));
+            }
+            Ok(IpAddr::V4(plan.machines[m].ip))
+        }
+    }
+}
+
+/// `seen_as`: a node name (`name@network` for one endpoint) or an address.
+fn seen_as(s: &str, plan: &Plan, names: &Names) -> Result<IpAddr, String> {
+    if let Ok(a) = s.parse::<IpAddr>() {
+        return Ok(a);
+    }
+    let (name, net) = match s.split_once('@') {
+        Some((n, net)) => (n, Some(net)),
+        None => (s, None),
+    };
+    let n = node(name, names).ok_or_else(|| {
+        format!("no container, external or machine named {name:?} (seen_as takes a name or an IP address)")
+    })?;
+    let v6 = matches!(n, Node::External(e) if plan.externals[e].ip.is_ipv6());
+    node_addr(plan, names, n, net, v6)
+}

@@ -1,0 +1,224 @@
+//! Serde model of a scenario file, format version 1.
+//!
+//! Everything here is exactly what the file says: strings stay strings and
+//! integers stay `i64`, so that `validate` can report ranges and syntax with
+//! the scenario's own wording and location. Unknown keys are errors.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::de::{self, MapAccess, SeqAccess, Visitor};
+use serde::{Deserialize, Deserializer};
+
+/// The whole file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ScenarioDef {
+    pub version: Option<i64>,
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    pub lan: Option<String>,
+    #[serde(default)]
+    pub machine: Vec<MachineDef>,
+    #[serde(default)]
+    pub external: Vec<ExternalDef>,
+    #[serde(default)]
+    pub network: Vec<NetworkDef>,
+    #[serde(default)]
+    pub container: Vec<ContainerDef>,
+    #[serde(default)]
+    pub check: Vec<CheckDef>,
+}
+
+/// `[[machine]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct MachineDef {
+    pub name: String,
+    pub ip: Option<String>,
+    pub backend: Option<String>,
+    pub userland_proxy: Option<bool>,
+    #[serde(default)]
+    pub resolvers: Vec<String>,
+}
+
+/// `[[external]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ExternalDef {
+    pub name: String,
+    pub ip: String,
+    pub vlan: Option<i64>,
+    #[serde(default)]
+    pub gateway: bool,
+    #[serde(default)]
+    pub serve: Vec<String>,
+    #[serde(default)]
+    pub dns: BTreeMap<String, OneOrMany>,
+}
+
+/// `[[network]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct NetworkDef {
+    pub name: String,
+    pub driver: Option<String>,
+    pub machine: Option<String>,
+    pub default: Option<bool>,
+    pub subnet: Option<OneOrMany>,
+    pub gateway: Option<String>,
+    pub ip_range: Option<String>,
+    pub aux_addresses: Option<BTreeMap<String, String>>,
+    pub ipv6: Option<bool>,
+    pub subnet6: Option<String>,
+    pub gateway6: Option<String>,
+    pub internal: Option<bool>,
+    pub icc: Option<bool>,
+    pub masquerade: Option<bool>,
+    pub mtu: Option<i64>,
+    pub parent: Option<String>,
+    pub mode: Option<String>,
+    pub flag: Option<String>,
+    pub vni: Option<i64>,
+}
+
+/// `[[container]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ContainerDef {
+    pub name: String,
+    pub machine: Option<String>,
+    pub networks: Vec<NetRef>,
+    #[serde(default)]
+    pub publish: Vec<String>,
+    #[serde(default)]
+    pub serve: Vec<String>,
+    #[serde(default)]
+    pub dns: Vec<String>,
+}
+
+/// Table form of a container's network attachment.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct AttachDef {
+    pub name: String,
+    pub ip: Option<String>,
+    pub ip6: Option<String>,
+    #[serde(default)]
+    pub aliases: Vec<String>,
+    pub mac: Option<String>,
+}
+
+/// `[[check]]`: every key of every kind; `checks` rejects keys foreign to
+/// the kind.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CheckDef {
+    pub kind: String,
+    pub from: OneOrMany,
+    pub to: Option<OneOrMany>,
+    pub expect: Option<OneOrMany>,
+    pub name: Option<String>,
+    pub timeout_ms: Option<i64>,
+    pub count: Option<i64>,
+    pub size: Option<i64>,
+    pub df: Option<bool>,
+    pub ipv6: Option<bool>,
+    pub seen_as: Option<String>,
+    pub query: Option<String>,
+    #[serde(rename = "type")]
+    pub qtype: Option<String>,
+    pub transport: Option<String>,
+    pub server: Option<String>,
+    pub rotate: Option<bool>,
+    pub proto: Option<String>,
+    pub seconds: Option<i64>,
+    pub streams: Option<i64>,
+    pub min_gbps: Option<f64>,
+    pub min_kpps: Option<f64>,
+    pub known_difference: Option<String>,
+    pub backend: Option<String>,
+}
+
+/// A string or a list of strings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    /// The strings, whichever form was written.
+    pub fn items(&self) -> Vec<&str> {
+        match self {
+            OneOrMany::One(s) => vec![s.as_str()],
+            OneOrMany::Many(v) => v.iter().map(String::as_str).collect(),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for OneOrMany {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = OneOrMany;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string or a list of strings")
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<OneOrMany, E> {
+                Ok(OneOrMany::One(s.to_string()))
+            }
+            fn visit_string<E: de::Error>(self, s: String) -> Result<OneOrMany, E> {
+                Ok(OneOrMany::One(s))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<OneOrMany, A::Error> {
+                let mut v = Vec::new();
+                while let Some(s) = seq.next_element::<String>()? {
+                    v.push(s);
+                }
+                Ok(OneOrMany::Many(v))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A container's network: a name or a table.
+#[derive(Debug)]
+pub(crate) enum NetRef {
+    Name(String),
+    Table(AttachDef),
+}
+
+impl NetRef {
+    /// The network name.
+    pub fn name(&self) -> &str {
+        match self {
+            NetRef::Name(n) => n,
+            NetRef::Table(t) => &t.name,
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for NetRef {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = NetRef;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a network name or a table { name, ip, ip6, aliases, mac }")
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<NetRef, E> {
+                Ok(NetRef::Name(s.to_string()))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<NetRef, A::Error> {
+                AttachDef::deserialize(de::value::MapAccessDeserializer::new(map))
+                    .map(NetRef::Table)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}

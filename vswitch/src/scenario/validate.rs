@@ -1,0 +1,329 @@
+//! From the serde model to a [`Plan`]: names, machines and externals here;
+//! networks and containers in `networks`; checks in `checks`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::Path;
+
+use ipnet::Ipv4Net;
+
+use super::addr;
+use super::checks;
+use super::ipam::{self, AddrPool, Reserve};
+use super::model::{ExternalDef, MachineDef, ScenarioDef};
+use super::networks;
+use super::plan::{BackendKind, External, Machine, Node, Plan};
+use super::span::{FieldPath, Issue, VResult};
+
+/// The `lan` when the file does not set one.
+const DEFAULT_LAN: Ipv4Net = match Ipv4Net::new(Ipv4Addr::new(198, 18, 0, 0), 24) {
+    Ok(n) => n,
+    Err(_) => panic!("constant"),
+};
+
+/// Name of the machine of a file without `[[machine]]` tables.
+pub(crate) const IMPLICIT_MACHINE: &str = "host";
+
+/// Names of the nodes checks can refer to.
+#[derive(Debug, Default)]
+pub(crate) struct Names {
+    /// Container, external and machine names.
+    pub nodes: HashMap<String, Node>,
+    /// Network names.
+    pub networks: HashMap<String, usize>,
+}
+
+/// Validates the whole model.
+/// `pos` gives the byte offset of a field in the file, so that a duplicate
+/// is reported at whichever of the two comes second.
+pub(crate) fn build(
+    source: &Path,
+    def: ScenarioDef,
+    pos: &dyn Fn(&FieldPath) -> usize,
+) -> VResult<Plan> {
+    let root = FieldPath::root();
+    if let Some(v) = def.version
+        && v != 1
+    {
+        return Err(Issue::new(
+            root.k("version"),
+            format!("unsupported scenario format version {v}: only version 1 exists"),
+        ));
+    }
+    let lan = match &def.lan {
+        Some(s) => addr::cidr4(s).map_err(|m| Issue::new(root.k("lan"), m))?,
+        None => DEFAULT_LAN,
+    };
+    if lan.prefix_len() > 30 {
+        return Err(Issue::new(
+            root.k("lan"),
+            format!("lan {lan} is too small: use a prefix of /30 or shorter"),
+        ));
+    }
+    let names = collect_names(&def, pos)?;
+    let externals = externals(&def.external, lan)?;
+    let machines = machines(&def.machine, lan, &externals)?;
+    let mut plan = Plan {
+        source: source.to_path_buf(),
+        name: def.name.clone(),
+        description: def.description.clone(),
+        tags: def.tags.clone(),
+        lan,
+        machines,
+        externals,
+        networks: Vec::new(),
+        containers: Vec::new(),
+        checks: Vec::new(),
+    };
+    let mut nets = networks::networks(&def.network, &plan)?;
+    plan.containers = networks::containers(&def.container, &plan, &mut nets, &names)?;
+    plan.networks = nets.networks;
+    plan.checks = checks::checks(&def.check, &plan, &names)?;
+    Ok(plan)
+}
+
+/// Checks name syntax and uniqueness; containers, externals and machines
+/// share one namespace because checks refer to them by name.
+fn collect_names(def: &ScenarioDef, pos: &dyn Fn(&FieldPath) -> usize) -> VResult<Names> {
+    let root = FieldPath::root();
+    let mut names = Names::default();
+    let mut owner: HashMap<String, String> = HashMap::new();
+    if def.machine.is_empty() {
+        names
+            .nodes
+            .insert(IMPLICIT_MACHINE.to_string(), Node::Machine(0));
+        owner.insert(
+            IMPLICIT_MACHINE.to_string(),
+            "the implicit machine (declare [[machine]] tables to use this name)".to_string(),
+        );
+    }
+    let mut entries: Vec<(usize, &str, usize, &str)> = Vec::new();
+    for (i, m) in def.machine.iter().enumerate() {
+        entries.push((0, "machine", i, m.name.as_str()));
+    }
+    for (i, m) in def.external.iter().enumerate() {
+        entries.push((0, "external", i, m.name.as_str()));
+    }
+    for (i, m) in def.container.iter().enumerate() {
+        entries.push((0, "container", i, m.name.as_str()));
+    }
+    for e in &mut entries {
+        e.0 = pos(&root.k(e.1).i(e.2).k("name"));
+    }
+    entries.sort_by_key(|e| e.0);
+    for (_, kind, i, name) in entries {
+        let path = root.k(kind).i(i).k("name");
+        addr::check_name(kind, name).map_err(|m| Issue::new(path.clone(), m))?;
+        if let Some(prev) = owner.get(name) {
+            return Err(Issue::new(
+                path,
+                format!("duplicate name {name:?}: already used by {prev}"),
+            ));
+        }
+        owner.insert(name.to_string(), format!("{kind}[{i}]"));
+        let node = match kind {
+            "machine" => Node::Machine(i),
+            "external" => Node::External(i),
+            _ => Node::Container(i),
+        };
+        names.nodes.insert(name.to_string(), node);
+    }
+    for (i, n) in def.network.iter().enumerate() {
+        let path = root.k("network").i(i).k("name");
+        addr::check_name("network", &n.name).map_err(|m| Issue::new(path.clone(), m))?;
+        if let Some(prev) = names.networks.insert(n.name.clone(), i) {
+            return Err(Issue::new(
+                path,
+                format!(
+                    "network with name {} already exists (network[{prev}])",
+                    n.name
+                ),
+            ));
+        }
+    }
+    Ok(names)
+}
+
+/// Who holds each address of the lan (for messages).
+type LanOwners = BTreeMap<u128, String>;
+
+fn externals(defs: &[ExternalDef], lan: Ipv4Net) -> VResult<Vec<External>> {
+    let mut out = Vec::with_capacity(defs.len());
+    let mut used: HashMap<(IpAddr, Option<u16>), String> = HashMap::new();
+    let mut routers: HashMap<Option<u16>, String> = HashMap::new();
+    for (i, d) in defs.iter().enumerate() {
+        let p = FieldPath::root().k("external").i(i);
+        let vlan = match d.vlan {
+            None => None,
+            Some(v) if (1..=4094).contains(&v) => Some(v as u16),
+            Some(v) => {
+                return Err(Issue::new(
+                    p.k("vlan"),
+                    format!("invalid VLAN id {v}: must be 1-4094"),
+                ));
+            }
+        };
+        let ip = addr::ip(&d.ip).map_err(|m| Issue::new(p.k("ip"), m))?;
+        if let (IpAddr::V4(a), None) = (ip, vlan) {
+            lan_address(lan, a).map_err(|m| Issue::new(p.k("ip"), m))?;
+        }
+        if let Some(prev) = used.insert((ip, vlan), d.name.clone()) {
+            return Err(Issue::new(
+                p.k("ip"),
+                format!("address {ip} is already used by external {prev}"),
+            ));
+        }
+        if d.gateway
+            && let Some(prev) = routers.insert(vlan, d.name.clone())
+        {
+            return Err(Issue::new(
+                p.k("gateway"),
+                format!("external {prev} is already the gateway of this segment"),
+            ));
+        }
+        let mut serve = Vec::with_capacity(d.serve.len());
+        for (j, s) in d.serve.iter().enumerate() {
+            let sv = addr::service(s).map_err(|m| Issue::new(p.k("serve").i(j), m))?;
+            if serve.contains(&sv) {
+                return Err(Issue::new(
+                    p.k("serve").i(j),
+                    format!("service {s} is listed twice"),
+                ));
+            }
+            serve.push(sv);
+        }
+        let mut dns = BTreeMap::new();
+        for (name, value) in &d.dns {
+            let vp = p.k("dns").k(name);
+            let key = name.trim_end_matches('.').to_ascii_lowercase();
+            if key.is_empty() {
+                return Err(Issue::key(vp, "empty DNS name"));
+            }
+            let items = value.items();
+            let mut addrs = Vec::with_capacity(items.len());
+            for (j, s) in items.iter().enumerate() {
+                let ep = if matches!(value, super::model::OneOrMany::Many(_)) {
+                    vp.i(j)
+                } else {
+                    vp.clone()
+                };
+                addrs.push(addr::ip(s).map_err(|m| Issue::new(ep, m))?);
+            }
+            if dns.insert(key.clone(), addrs).is_some() {
+                return Err(Issue::key(vp, format!("DNS name {key} is listed twice")));
+            }
+        }
+        out.push(External {
+            name: d.name.clone(),
+            ip,
+            vlan,
+            gateway: d.gateway,
+            serve,
+            dns,
+        });
+    }
+    Ok(out)
+}
+
+/// An address of the lan that a host may hold.
+fn lan_address(lan: Ipv4Net, a: Ipv4Addr) -> Result<(), String> {
+    if !lan.contains(&a) {
+        return Err(format!("address {a} is not in the lan {lan}"));
+    }
+    if a == lan.network() || a == lan.broadcast() {
+        return Err(format!(
+            "address {a} is the network or broadcast address of the lan {lan}"
+        ));
+    }
+    Ok(())
+}
+
+fn machines(defs: &[MachineDef], lan: Ipv4Net, externals: &[External]) -> VResult<Vec<Machine>> {
+    let mut pool = AddrPool::v4(lan, lan);
+    let mut owners = LanOwners::new();
+    for e in externals {
+        if let (IpAddr::V4(a), None) = (e.ip, e.vlan) {
+            let _ = pool.reserve(ipam::n4(a));
+            owners.insert(ipam::n4(a), format!("external {}", e.name));
+        }
+    }
+    if defs.is_empty() {
+        let ip = pool.alloc().map(ipam::to_v4).ok_or_else(|| {
+            Issue::new(
+                FieldPath::root().k("lan"),
+                format!("no free address left on the lan {lan}"),
+            )
+        })?;
+        return Ok(vec![Machine {
+            name: IMPLICIT_MACHINE.to_string(),
+            ip,
+            backend: None,
+            userland_proxy: true,
+            resolvers: Vec::new(),
+        }]);
+    }
+    // Explicit addresses first, so that allocated ones skip all of them.
+    let mut ips: Vec<Option<Ipv4Addr>> = Vec::with_capacity(defs.len());
+    for (i, d) in defs.iter().enumerate() {
+        let p = FieldPath::root().k("machine").i(i).k("ip");
+        let Some(s) = &d.ip else {
+            ips.push(None);
+            continue;
+        };
+        let a = addr::ipv4(s).map_err(|m| Issue::new(p.clone(), m))?;
+        lan_address(lan, a).map_err(|m| Issue::new(p.clone(), m))?;
+        if let Err(Reserve::InUse) = pool.reserve(ipam::n4(a)) {
+            let who = owners.get(&ipam::n4(a)).cloned().unwrap_or_default();
+            return Err(Issue::new(
+                p,
+                format!("address {a} is already used by {who}"),
+            ));
+        }
+        owners.insert(ipam::n4(a), format!("machine {}", d.name));
+        ips.push(Some(a));
+    }
+    let mut out = Vec::with_capacity(defs.len());
+    for (i, d) in defs.iter().enumerate() {
+        let p = FieldPath::root().k("machine").i(i);
+        let ip = match ips[i] {
+            Some(a) => a,
+            None => pool.alloc().map(ipam::to_v4).ok_or_else(|| {
+                Issue::new(p.k("ip"), format!("no free address left on the lan {lan}"))
+            })?,
+        };
+        let backend = match d.backend.as_deref() {
+            None => None,
+            Some("userspace") => Some(BackendKind::Userspace),
+            Some("kernel") => Some(BackendKind::Kernel),
+            Some(b) => {
+                return Err(Issue::new(
+                    p.k("backend"),
+                    format!("unknown backend {b:?}: expected userspace or kernel"),
+                ));
+            }
+        };
+        let mut resolvers = Vec::with_capacity(d.resolvers.len());
+        for (j, r) in d.resolvers.iter().enumerate() {
+            let a = match externals.iter().find(|e| &e.name == r) {
+                Some(e) => e.ip,
+                None => r.parse::<IpAddr>().map_err(|_| {
+                    Issue::new(
+                        p.k("resolvers").i(j),
+                        format!(
+                            "no external named {r:?} (resolvers are external names or IP addresses)"
+                        ),
+                    )
+                })?,
+            };
+            resolvers.push(a);
+        }
+        out.push(Machine {
+            name: d.name.clone(),
+            ip,
+            backend,
+            userland_proxy: d.userland_proxy.unwrap_or(true),
+            resolvers,
+        });
+    }
+    Ok(out)
+}
