@@ -4,10 +4,10 @@
 // `sys` is the one place allowed to say `unsafe`.
 
 pub mod backend;
-pub mod run;
 pub mod engine;
 pub mod netns;
 pub mod probe;
+pub mod run;
 pub mod scenario;
 pub mod sys;
 pub mod world;

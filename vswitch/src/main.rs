@@ -16,7 +16,11 @@ use vswitch::scenario::{self, plan::BackendKind};
 use vswitch::world::{self, RunId, RunRecord};
 
 #[derive(Parser, Debug)]
-#[command(name = "vswitch", version, about = "Userspace virtual switch and Docker networking test bench")]
+#[command(
+    name = "vswitch",
+    version,
+    about = "Userspace virtual switch and Docker networking test bench"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -137,7 +141,11 @@ fn main() -> ExitCode {
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();
-            return ExitCode::from(if e.use_stderr() { EXIT_INVALID as u8 } else { 0 });
+            return ExitCode::from(if e.use_stderr() {
+                EXIT_INVALID as u8
+            } else {
+                0
+            });
         }
     };
     match dispatch(cli.cmd) {
@@ -161,7 +169,11 @@ fn dispatch(cmd: Cmd) -> Result<i32> {
             quiet,
         } => cmd_run(files, backend.into(), json, pcap, keep, strict, quiet),
         Cmd::Check { files, backend } => Ok(cmd_check(&files, backend.map(Into::into))),
-        Cmd::Up { file, backend, pcap } => cmd_up(&file, backend, pcap),
+        Cmd::Up {
+            file,
+            backend,
+            pcap,
+        } => cmd_up(&file, backend, pcap),
         Cmd::Down { name } => cmd_down(&name),
         Cmd::Exec { world, node, cmd } => cmd_exec(world.as_deref(), &node, &cmd),
         Cmd::Cleanup => {
@@ -179,7 +191,11 @@ fn dispatch(cmd: Cmd) -> Result<i32> {
             repeat,
             backend,
         } => cmd_bench(&files, repeat, backend.into()),
-        Cmd::Serve { file, backend, pcap } => cmd_serve(&file, backend.into(), pcap),
+        Cmd::Serve {
+            file,
+            backend,
+            pcap,
+        } => cmd_serve(&file, backend.into(), pcap),
     }
 }
 
@@ -196,7 +212,13 @@ fn pcap_dir(pcap: Option<PathBuf>) -> Result<Option<PathBuf>> {
 
 /// Exit status of several scenarios: invalid beats failed beats unsupported.
 fn combine(codes: &[i32], strict: bool) -> i32 {
-    let strict_code = |c: i32| if strict && c == EXIT_UNSUPPORTED { EXIT_FAILED } else { c };
+    let strict_code = |c: i32| {
+        if strict && c == EXIT_UNSUPPORTED {
+            EXIT_FAILED
+        } else {
+            c
+        }
+    };
     let codes: Vec<i32> = codes.iter().map(|&c| strict_code(c)).collect();
     [EXIT_INVALID, EXIT_FAILED, EXIT_UNSUPPORTED]
         .into_iter()
@@ -214,10 +236,16 @@ fn cmd_run(
     quiet: bool,
 ) -> Result<i32> {
     install_signals()?;
-    let files = if files.is_empty() { vec![PathBuf::from("-")] } else { files };
+    let files = if files.is_empty() {
+        vec![PathBuf::from("-")]
+    } else {
+        files
+    };
     let opts = RunOptions {
         backend,
-        build: BuildOptions { pcap_dir: pcap_dir(pcap)? },
+        build: BuildOptions {
+            pcap_dir: pcap_dir(pcap)?,
+        },
         keep,
         progress: !quiet,
         run_id: None,
@@ -226,7 +254,11 @@ fn cmd_run(
     let mut codes = Vec::new();
     let mut reports = Vec::new();
     for f in &files {
-        let Execution { code, report, error } = execute(f, &opts);
+        let Execution {
+            code,
+            report,
+            error,
+        } = execute(f, &opts);
         if let Some(e) = &error {
             eprintln!("{e}");
         }
@@ -259,7 +291,8 @@ fn cmd_run(
             let mut out = std::io::stdout().lock();
             writeln!(out, "{text}")?;
         } else {
-            std::fs::write(&path, text + "\n").with_context(|| format!("writing {}", path.display()))?;
+            std::fs::write(&path, text + "\n")
+                .with_context(|| format!("writing {}", path.display()))?;
         }
     }
     Ok(combine(&codes, strict))
@@ -270,7 +303,9 @@ fn cmd_check(files: &[PathBuf], backend: Option<BackendKind>) -> i32 {
     for f in files {
         match scenario::load_file(f) {
             Ok(plan) => {
-                let why = backend.map(|b| vswitch::backend::unsupported(&plan, b)).unwrap_or_default();
+                let why = backend
+                    .map(|b| vswitch::backend::unsupported(&plan, b))
+                    .unwrap_or_default();
                 for w in &why {
                     eprintln!("{}: {w}", f.display());
                 }
@@ -283,7 +318,11 @@ fn cmd_check(files: &[PathBuf], backend: Option<BackendKind>) -> i32 {
                     plan.externals.len(),
                     plan.checks.len()
                 );
-                codes.push(if why.is_empty() { EXIT_OK } else { EXIT_UNSUPPORTED });
+                codes.push(if why.is_empty() {
+                    EXIT_OK
+                } else {
+                    EXIT_UNSUPPORTED
+                });
             }
             Err(e) => {
                 eprintln!("{e}");
@@ -295,17 +334,25 @@ fn cmd_check(files: &[PathBuf], backend: Option<BackendKind>) -> i32 {
 }
 
 fn find_record(name: &str) -> Result<RunRecord> {
-    let live: Vec<RunRecord> = RunRecord::all().into_iter().filter(|r| r.is_live()).collect();
+    let live: Vec<RunRecord> = RunRecord::all()
+        .into_iter()
+        .filter(|r| r.is_live())
+        .collect();
     let hits: Vec<RunRecord> = live
         .into_iter()
         .filter(|r| r.id.as_str() == name || r.name == name)
         .collect();
     match hits.len() {
-        0 => bail!("no live world named {name:?} (see /run/vswitch/runs; `vswitch up FILE` starts one)"),
+        0 => bail!(
+            "no live world named {name:?} (see /run/vswitch/runs; `vswitch up FILE` starts one)"
+        ),
         1 => Ok(hits.into_iter().next().expect("one")),
         _ => bail!(
             "several live worlds are named {name:?}: use a run id ({})",
-            hits.iter().map(|r| r.id.to_string()).collect::<Vec<_>>().join(", ")
+            hits.iter()
+                .map(|r| r.id.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
     }
 }
@@ -361,7 +408,10 @@ fn cmd_up(file: &Path, backend: Backend, pcap: Option<PathBuf>) -> Result<i32> {
         if Instant::now() > deadline {
             let _ = child.kill();
             world::remove_run(&run);
-            bail!("the world did not come up within 60 s; log in {}", log.display());
+            bail!(
+                "the world did not come up within 60 s; log in {}",
+                log.display()
+            );
         }
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -390,7 +440,8 @@ fn cmd_serve(file: &Path, backend: BackendKind, pcap: Option<PathBuf>) -> Result
     record.save()?;
     let _live = world::register_live(&run);
     let opts = BuildOptions { pcap_dir: pcap };
-    let w = match vswitch::backend::World::build(&run, &plan, backend, &opts, &|s| eprintln!("{s}")) {
+    let w = match vswitch::backend::World::build(&run, &plan, backend, &opts, &|s| eprintln!("{s}"))
+    {
         Ok(w) => w,
         Err(e) => {
             world::remove_run(&run);
@@ -416,7 +467,11 @@ fn cmd_down(name: &str) -> Result<i32> {
         std::thread::sleep(Duration::from_millis(20));
     }
     let removed = world::remove_run(&rec.id);
-    println!("world {} is down ({} namespaces removed by this command)", rec.id, removed.len());
+    println!(
+        "world {} is down ({} namespaces removed by this command)",
+        rec.id,
+        removed.len()
+    );
     Ok(EXIT_OK)
 }
 
@@ -424,7 +479,10 @@ fn cmd_exec(world_name: Option<&str>, node: &str, cmd: &[String]) -> Result<i32>
     use std::os::unix::process::CommandExt;
     let records: Vec<RunRecord> = match world_name {
         Some(w) => vec![find_record(w)?],
-        None => RunRecord::all().into_iter().filter(|r| r.is_live()).collect(),
+        None => RunRecord::all()
+            .into_iter()
+            .filter(|r| r.is_live())
+            .collect(),
     };
     let hits: Vec<(RunId, String)> = records
         .iter()
@@ -469,7 +527,8 @@ fn cmd_bench(files: &[PathBuf], repeat: u32, backend: BackendKind) -> Result<i32
             }
         };
         let mut only = plan.clone();
-        only.checks.retain(|c| matches!(c.kind, scenario::plan::CheckKind::Throughput { .. }));
+        only.checks
+            .retain(|c| matches!(c.kind, scenario::plan::CheckKind::Throughput { .. }));
         for (i, c) in only.checks.iter_mut().enumerate() {
             c.index = i;
         }

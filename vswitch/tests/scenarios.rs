@@ -162,7 +162,10 @@ expect = "ok"
 fn unsupported_exit_3() -> TestResult {
     let p = write_temp("ipvlan.toml", IPVLAN);
     let run = RunId::new();
-    let out = vswitch(&["run", p.to_str().unwrap()], &[("VSWITCH_RUN_ID", run.as_str())]);
+    let out = vswitch(
+        &["run", p.to_str().unwrap()],
+        &[("VSWITCH_RUN_ID", run.as_str())],
+    );
     let err = String::from_utf8_lossy(&out.stderr);
     if out.status.code() != Some(3) || !err.contains("driver ipvlan not supported yet") {
         return Err(format!("expected exit 3 naming ipvlan, got {:?}: {err}", out.status).into());
@@ -181,7 +184,10 @@ fn panic_mid_run_leaves_nothing() -> TestResult {
     let quick = root_dir().join("scenarios/quickstart.toml");
     let out = vswitch(
         &["run", "--quiet", quick.to_str().unwrap()],
-        &[("VSWITCH_RUN_ID", run.as_str()), ("VSWITCH_FAULT", "panic-after-build")],
+        &[
+            ("VSWITCH_RUN_ID", run.as_str()),
+            ("VSWITCH_FAULT", "panic-after-build"),
+        ],
     );
     let err = String::from_utf8_lossy(&out.stderr);
     if out.status.success() || !err.contains("injected failure") {
@@ -228,7 +234,9 @@ fn world_is_up(run: &RunId) -> bool {
 fn sigint_mid_run_leaves_nothing() -> TestResult {
     let run = RunId::new();
     let mut child = spawn_long(&run);
-    wait_for("the world to come up", Duration::from_secs(30), || world_is_up(&run))?;
+    wait_for("the world to come up", Duration::from_secs(30), || {
+        world_is_up(&run)
+    })?;
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(child.id() as i32),
         nix::sys::signal::Signal::SIGINT,
@@ -244,7 +252,9 @@ fn sigint_mid_run_leaves_nothing() -> TestResult {
 fn sigkill_then_cleanup() -> TestResult {
     let run = RunId::new();
     let mut child = spawn_long(&run);
-    wait_for("the world to come up", Duration::from_secs(30), || world_is_up(&run))?;
+    wait_for("the world to come up", Duration::from_secs(30), || {
+        world_is_up(&run)
+    })?;
     child.kill()?;
     child.wait()?;
     if leftovers(&run).is_empty() {
@@ -261,18 +271,44 @@ fn sigkill_then_cleanup() -> TestResult {
 fn up_exec_down() -> TestResult {
     let run = RunId::new();
     let quick = root_dir().join("scenarios/quickstart.toml");
-    let out = vswitch(&["up", quick.to_str().unwrap()], &[("VSWITCH_RUN_ID", run.as_str())]);
+    let out = vswitch(
+        &["up", quick.to_str().unwrap()],
+        &[("VSWITCH_RUN_ID", run.as_str())],
+    );
     if !out.status.success() {
         return Err(format!("up failed: {}", String::from_utf8_lossy(&out.stderr)).into());
     }
     let result = (|| -> TestResult {
-        let out = vswitch(&["exec", "--world", run.as_str(), "client", "--", "cat", "/etc/resolv.conf"], &[]);
+        let out = vswitch(
+            &[
+                "exec",
+                "--world",
+                run.as_str(),
+                "client",
+                "--",
+                "cat",
+                "/etc/resolv.conf",
+            ],
+            &[],
+        );
         let text = String::from_utf8_lossy(&out.stdout);
         if !text.contains("nameserver 127.0.0.11") {
             return Err(format!("resolv.conf in the container: {text:?} {out:?}").into());
         }
         let out = vswitch(
-            &["exec", "--world", run.as_str(), "client", "--", "ping", "-c", "1", "-W", "2", "172.18.0.2"],
+            &[
+                "exec",
+                "--world",
+                run.as_str(),
+                "client",
+                "--",
+                "ping",
+                "-c",
+                "1",
+                "-W",
+                "2",
+                "172.18.0.2",
+            ],
             &[],
         );
         if !out.status.success() {
@@ -300,7 +336,13 @@ fn pcap_read_by_tshark() -> TestResult {
     let dir = std::env::temp_dir().join(format!("vswitch-pcap-{}", std::process::id()));
     let quick = root_dir().join("scenarios/quickstart.toml");
     let out = vswitch(
-        &["run", "--quiet", "--pcap", dir.to_str().unwrap(), quick.to_str().unwrap()],
+        &[
+            "run",
+            "--quiet",
+            "--pcap",
+            dir.to_str().unwrap(),
+            quick.to_str().unwrap(),
+        ],
         &[],
     );
     if !out.status.success() {
@@ -308,12 +350,25 @@ fn pcap_read_by_tshark() -> TestResult {
     }
     let file = dir.join("client-eth0.pcap");
     let t = Command::new("tshark")
-        .args(["-r", file.to_str().unwrap(), "-Y", "icmp.type == 0 || arp.opcode == 2", "-T", "fields", "-e", "frame.number"])
+        .args([
+            "-r",
+            file.to_str().unwrap(),
+            "-Y",
+            "icmp.type == 0 || arp.opcode == 2",
+            "-T",
+            "fields",
+            "-e",
+            "frame.number",
+        ])
         .output()?;
     let frames = String::from_utf8_lossy(&t.stdout).lines().count();
     let _ = std::fs::remove_dir_all(&dir);
     if !t.status.success() || frames == 0 {
-        return Err(format!("tshark saw no ICMP/ARP replies in {}: {t:?}", file.display()).into());
+        return Err(format!(
+            "tshark saw no ICMP/ARP replies in {}: {t:?}",
+            file.display()
+        )
+        .into());
     }
     Ok(())
 }
@@ -334,8 +389,14 @@ fn main() {
         ("cli::unsupported_exit_3", unsupported_exit_3),
         ("cli::up_exec_down", up_exec_down),
         ("cli::pcap_read_by_tshark", pcap_read_by_tshark),
-        ("cleanup::panic_mid_run_leaves_nothing", panic_mid_run_leaves_nothing),
-        ("cleanup::sigint_mid_run_leaves_nothing", sigint_mid_run_leaves_nothing),
+        (
+            "cleanup::panic_mid_run_leaves_nothing",
+            panic_mid_run_leaves_nothing,
+        ),
+        (
+            "cleanup::sigint_mid_run_leaves_nothing",
+            sigint_mid_run_leaves_nothing,
+        ),
         ("cleanup::sigkill_then_cleanup", sigkill_then_cleanup),
     ];
     trials.extend(cli.into_iter().map(|(n, f)| Trial::test(n, f)));
@@ -352,7 +413,10 @@ fn main() {
                 .collect();
         } else {
             eprintln!("scenario tests need root (network namespaces, TAP devices): ignored");
-            trials = trials.into_iter().map(|t| t.with_ignored_flag(true)).collect();
+            trials = trials
+                .into_iter()
+                .map(|t| t.with_ignored_flag(true))
+                .collect();
         }
     }
     libtest_mimic::run(&args, trials).exit();

@@ -40,7 +40,9 @@ pub struct BuildError {
 }
 
 impl BuildError {
-    fn at<E: std::error::Error + Send + Sync + 'static>(step: impl Into<String>) -> impl FnOnce(E) -> BuildError {
+    fn at<E: std::error::Error + Send + Sync + 'static>(
+        step: impl Into<String>,
+    ) -> impl FnOnce(E) -> BuildError {
         let step = step.into();
         move |e| BuildError {
             step,
@@ -54,9 +56,9 @@ impl BuildError {
 pub fn unsupported(plan: &Plan, backend: BackendKind) -> Vec<String> {
     match backend {
         BackendKind::Userspace => userspace::unsupported(plan),
-        BackendKind::Kernel => vec![
-            "backend kernel: not implemented yet (use --backend userspace)".to_string(),
-        ],
+        BackendKind::Kernel => {
+            vec!["backend kernel: not implemented yet (use --backend userspace)".to_string()]
+        }
     }
 }
 
@@ -263,7 +265,11 @@ impl Drop for World {
         if let Some(Dataplane::Userspace(d)) = self.dataplane.take() {
             let _ = d.stop();
         }
-        let names: Vec<String> = self.namespaces.drain(..).map(|n| n.name().to_string()).collect();
+        let names: Vec<String> = self
+            .namespaces
+            .drain(..)
+            .map(|n| n.name().to_string())
+            .collect();
         for n in names {
             if let Err(e) = crate::netns::delete(&n) {
                 eprintln!("vswitch: cannot delete namespace {n}: {e}");

@@ -116,7 +116,10 @@ pub fn execute_plan(path: &Path, plan: &Plan, opts: &RunOptions) -> Execution {
         return Execution {
             code: EXIT_FAILED,
             report: Some(report),
-            error: Some(format!("cannot write run record under {}: {e}", world::RUN_DIR)),
+            error: Some(format!(
+                "cannot write run record under {}: {e}",
+                world::RUN_DIR
+            )),
         };
     }
     let _live = world::register_live(&run);
@@ -141,7 +144,11 @@ pub fn execute_plan(path: &Path, plan: &Plan, opts: &RunOptions) -> Execution {
         }
     };
     inject_fault("panic-after-build");
-    progress(&format!("world up in {} ms; running {} checks", report.setup_ms, plan.checks.len()));
+    progress(&format!(
+        "world up in {} ms; running {} checks",
+        report.setup_ms,
+        plan.checks.len()
+    ));
     let show = |r: &crate::run::CheckResult| {
         if opts.progress {
             eprintln!(
@@ -172,7 +179,11 @@ pub fn execute_plan(path: &Path, plan: &Plan, opts: &RunOptions) -> Execution {
     report.metrics = world.teardown();
     world::remove_run(&run);
     report.teardown_ms = t1.elapsed().as_millis() as u64;
-    let code = if report.failed == 0 { EXIT_OK } else { EXIT_FAILED };
+    let code = if report.failed == 0 {
+        EXIT_OK
+    } else {
+        EXIT_FAILED
+    };
     Execution {
         code,
         report: Some(report),

@@ -17,7 +17,11 @@ pub use report::{CheckResult, Report};
 /// Runs every check: connectivity and DNS checks concurrently (each has its
 /// own deadline), throughput checks afterwards one at a time so they do not
 /// share the CPU with each other.
-pub fn run_checks(world: &World, plan: &Plan, on_result: &(dyn Fn(&CheckResult) + Sync)) -> Vec<CheckResult> {
+pub fn run_checks(
+    world: &World,
+    plan: &Plan,
+    on_result: &(dyn Fn(&CheckResult) + Sync),
+) -> Vec<CheckResult> {
     let mut results: Vec<Option<CheckResult>> = vec![None; plan.checks.len()];
     std::thread::scope(|s| {
         let handles: Vec<_> = plan
@@ -37,7 +41,11 @@ pub fn run_checks(world: &World, plan: &Plan, on_result: &(dyn Fn(&CheckResult) 
             .collect();
         for (i, h) in handles {
             let r = h.join().unwrap_or_else(|_| {
-                CheckResult::new(plan, &plan.checks[i]).observed("error", false, "probe panicked".into())
+                CheckResult::new(plan, &plan.checks[i]).observed(
+                    "error",
+                    false,
+                    "probe panicked".into(),
+                )
             });
             results[i] = Some(r);
         }
@@ -116,9 +124,11 @@ pub fn run_check(world: &World, plan: &Plan, check: &Check) -> CheckResult {
                     let seen = reply.seen.ip().to_canonical();
                     let detail = format!("seen {}:{}", seen, reply.seen.port());
                     match seen_as {
-                        Some(want) if *want != seen => {
-                            base.observed(&format!("seen {seen}"), false, format!("{detail}, expected seen as {want}"))
-                        }
+                        Some(want) if *want != seen => base.observed(
+                            &format!("seen {seen}"),
+                            false,
+                            format!("{detail}, expected seen as {want}"),
+                        ),
                         _ => base.observed("ok", check.expect == Expect::Ok, detail),
                     }
                 }
@@ -136,7 +146,17 @@ pub fn run_check(world: &World, plan: &Plan, check: &Check) -> CheckResult {
                 let pass = check.expect == Expect::Dns(DnsExpect::NoAnswer);
                 return base.observed("fail", pass, "no nameserver to ask".into());
             };
-            dns_check(ns, check, base, SocketAddr::new(server, 53), query, *qtype, *tcp, *rotate, deadline)
+            dns_check(
+                ns,
+                check,
+                base,
+                SocketAddr::new(server, 53),
+                query,
+                *qtype,
+                *tcp,
+                *rotate,
+                deadline,
+            )
         }
         CheckKind::Reach { to } => reach(world, check, base, to, deadline),
         CheckKind::Throughput {
@@ -152,9 +172,19 @@ pub fn run_check(world: &World, plan: &Plan, check: &Check) -> CheckResult {
                 return base.observed("fail", false, "throughput needs a named target".into());
             };
             let port = to.port.unwrap_or(5201);
-            match probe::throughput(ns, world.ns(node), to.addr, port, *proto, f64::from(*seconds), *streams, *size) {
+            match probe::throughput(
+                ns,
+                world.ns(node),
+                to.addr,
+                port,
+                *proto,
+                f64::from(*seconds),
+                *streams,
+                *size,
+            ) {
                 Ok(t) => {
-                    let pass = min_gbps.is_none_or(|m| t.gbps >= m) && min_kpps.is_none_or(|m| t.kpps >= m);
+                    let pass = min_gbps.is_none_or(|m| t.gbps >= m)
+                        && min_kpps.is_none_or(|m| t.kpps >= m);
                     let mut r = base.observed(
                         &format!("{:.2} Gbit/s", t.gbps),
                         pass,
@@ -220,10 +250,20 @@ fn dns_check(
     rotate: bool,
     deadline: Instant,
 ) -> CheckResult {
-    let name = if qtype == QueryType::PTR { ptr_name(query) } else { query.to_string() };
+    let name = if qtype == QueryType::PTR {
+        ptr_name(query)
+    } else {
+        query.to_string()
+    };
     let first = match probe::dns_query(ns, server, &name, qtype, tcp, deadline) {
         Ok(o) => o,
-        Err(e) => return base.observed("fail", check.expect == Expect::Dns(DnsExpect::NoAnswer), e.to_string()),
+        Err(e) => {
+            return base.observed(
+                "fail",
+                check.expect == Expect::Dns(DnsExpect::NoAnswer),
+                e.to_string(),
+            );
+        }
     };
     let (observed, answers) = dns_observed(&first);
     let mut pass = match (&check.expect, &answers) {
@@ -259,7 +299,13 @@ fn dns_check(
     base.observed(&observed, pass, detail)
 }
 
-fn reach(world: &World, check: &Check, base: CheckResult, to: &[Target], deadline: Instant) -> CheckResult {
+fn reach(
+    world: &World,
+    check: &Check,
+    base: CheckResult,
+    to: &[Target],
+    deadline: Instant,
+) -> CheckResult {
     let plan_pairs: Vec<(Node, &Target)> = check
         .from
         .iter()
@@ -304,7 +350,11 @@ fn reach(world: &World, check: &Check, base: CheckResult, to: &[Target], deadlin
     let detail = if odd.is_empty() {
         format!("{ok}/{} pairs reply", outcomes.len())
     } else {
-        format!("{ok}/{} pairs reply; no reply: {}", outcomes.len(), odd.join(", "))
+        format!(
+            "{ok}/{} pairs reply; no reply: {}",
+            outcomes.len(),
+            odd.join(", ")
+        )
     };
     base.observed(observed, expect_pass(&check.expect, observed), detail)
 }

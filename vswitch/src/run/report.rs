@@ -60,7 +60,11 @@ pub fn expect_text(e: &Expect, kind: &CheckKind) -> String {
                 if let Some(k) = min_kpps {
                     v.push(format!(">= {k} kpps"));
                 }
-                if v.is_empty() { "-".into() } else { v.join(", ") }
+                if v.is_empty() {
+                    "-".into()
+                } else {
+                    v.join(", ")
+                }
             }
             _ => "-".into(),
         },
@@ -75,7 +79,11 @@ impl CheckResult {
             | CheckKind::Tcp { to, .. }
             | CheckKind::Udp { to, .. }
             | CheckKind::Throughput { to, .. } => to.text.clone(),
-            CheckKind::Reach { to } => to.iter().map(|t| t.text.as_str()).collect::<Vec<_>>().join(","),
+            CheckKind::Reach { to } => to
+                .iter()
+                .map(|t| t.text.as_str())
+                .collect::<Vec<_>>()
+                .join(","),
             CheckKind::Dns { query, qtype, .. } => format!("{query} {qtype:?}"),
         };
         CheckResult {
@@ -176,7 +184,12 @@ impl Report {
             s.push('\n');
         }
         for c in self.checks.iter().filter(|c| !c.pass) {
-            s.push_str(&format!("  check {} ({}): {}\n", c.index, c.name.as_deref().unwrap_or(&c.kind), c.detail));
+            s.push_str(&format!(
+                "  check {} ({}): {}\n",
+                c.index,
+                c.name.as_deref().unwrap_or(&c.kind),
+                c.detail
+            ));
         }
         s.push_str(&format!(
             "{} passed, {} failed, {} skipped (setup {} ms, teardown {} ms)\n",

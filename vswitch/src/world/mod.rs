@@ -42,8 +42,11 @@ impl RunId {
     /// Parses `vsw` + 6 lower-case hex digits.
     pub fn parse(s: &str) -> Option<RunId> {
         let hex = s.strip_prefix(PREFIX)?;
-        (hex.len() == 6 && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
-            .then(|| RunId(s.to_string()))
+        (hex.len() == 6
+            && hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
+        .then(|| RunId(s.to_string()))
     }
 
     /// The id as text.
@@ -126,7 +129,10 @@ impl RunRecord {
         fs::create_dir_all(RUN_DIR)?;
         let path = RunRecord::path(&self.id);
         let tmp = path.with_extension("tmp");
-        fs::write(&tmp, serde_json::to_vec_pretty(self).map_err(io::Error::other)?)?;
+        fs::write(
+            &tmp,
+            serde_json::to_vec_pretty(self).map_err(io::Error::other)?,
+        )?;
         fs::rename(tmp, path)
     }
 
@@ -162,7 +168,13 @@ fn pid_alive(pid: u32) -> bool {
         return false;
     }
     fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| !s.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'))
+        .map(|s| {
+            !s.rsplit(')')
+                .next()
+                .unwrap_or("")
+                .trim_start()
+                .starts_with('Z')
+        })
         .unwrap_or(false)
 }
 
@@ -265,10 +277,7 @@ pub fn install_signal_cleanup() -> io::Result<()> {
         .name("signals".into())
         .spawn(move || {
             if let Some(sig) = signals.forever().next() {
-                let runs: Vec<RunId> = LIVE_RUNS
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .clone();
+                let runs: Vec<RunId> = LIVE_RUNS.lock().unwrap_or_else(|e| e.into_inner()).clone();
                 for id in &runs {
                     let removed = remove_run(id);
                     eprintln!(

@@ -112,7 +112,10 @@ fn run(
             EpollEvent::new(EpollFlags::EPOLLIN, i as u64),
         )?;
     }
-    epoll.add(stop.as_fd(), EpollEvent::new(EpollFlags::EPOLLIN, STOP_TOKEN))?;
+    epoll.add(
+        stop.as_fd(),
+        EpollEvent::new(EpollFlags::EPOLLIN, STOP_TOKEN),
+    )?;
 
     let mut stats = IoStats {
         read: vec![0; ports.len()],

@@ -45,7 +45,10 @@ pub fn unsupported(plan: &Plan) -> Vec<String> {
             ));
         }
         if n.ipv6 {
-            say(format!("IPv6 not supported yet (network[{i}] `{}`)", n.name));
+            say(format!(
+                "IPv6 not supported yet (network[{i}] `{}`)",
+                n.name
+            ));
         }
     }
     for (i, x) in plan.externals.iter().enumerate() {
@@ -56,7 +59,10 @@ pub fn unsupported(plan: &Plan) -> Vec<String> {
             ));
         }
         if x.ip.is_ipv6() {
-            say(format!("IPv6 not supported yet (external[{i}] `{}`)", x.name));
+            say(format!(
+                "IPv6 not supported yet (external[{i}] `{}`)",
+                x.name
+            ));
         }
     }
     for (i, c) in plan.containers.iter().enumerate() {
@@ -71,7 +77,9 @@ pub fn unsupported(plan: &Plan) -> Vec<String> {
         let what = format!("check[{}] ({})", c.index, c.kind.name());
         for &from in &c.from {
             if uses_embedded_dns(plan, &c.kind, from) {
-                say(format!("embedded DNS at 127.0.0.11 not supported yet ({what})"));
+                say(format!(
+                    "embedded DNS at 127.0.0.11 not supported yet ({what})"
+                ));
             }
             for addr in check_addresses(plan, &c.kind, from) {
                 if !reachable_without_routing(plan, from, addr) {
@@ -246,11 +254,7 @@ impl Dataplane {
         });
         let lan = DomainId(0);
         let lan_prefix = plan.lan.prefix_len();
-        let lan_gateway = plan
-            .externals
-            .iter()
-            .find(|x| x.gateway)
-            .map(|x| x.ip);
+        let lan_gateway = plan.externals.iter().find(|x| x.gateway).map(|x| x.ip);
         for (i, m) in plan.machines.iter().enumerate() {
             let mut routes = Vec::new();
             if let Some(gw) = lan_gateway {
@@ -263,7 +267,14 @@ impl Dataplane {
                 addrs: vec![(IpAddr::V4(m.ip), lan_prefix)],
                 routes,
             };
-            add_port(&mut cfg, Node::Machine(i), lan, PortRole::Plain, format!("lan-{}-eth0", m.name), spec)?;
+            add_port(
+                &mut cfg,
+                Node::Machine(i),
+                lan,
+                PortRole::Plain,
+                format!("lan-{}-eth0", m.name),
+                spec,
+            )?;
         }
         for (i, x) in plan.externals.iter().enumerate() {
             let IpAddr::V4(ip) = x.ip else { continue };
@@ -274,7 +285,14 @@ impl Dataplane {
                 addrs: vec![(x.ip, lan_prefix)],
                 routes: Vec::new(),
             };
-            add_port(&mut cfg, Node::External(i), lan, PortRole::Plain, format!("lan-{}-eth0", x.name), spec)?;
+            add_port(
+                &mut cfg,
+                Node::External(i),
+                lan,
+                PortRole::Plain,
+                format!("lan-{}-eth0", x.name),
+                spec,
+            )?;
         }
 
         // One domain per bridge network, with its host port.
@@ -312,7 +330,14 @@ impl Dataplane {
                 routes: Vec::new(),
             };
             let label = format!("{}-{}", plan.machines[machine].name, name);
-            add_port(&mut cfg, Node::Machine(machine), domain, PortRole::Host, label, spec)?;
+            add_port(
+                &mut cfg,
+                Node::Machine(machine),
+                domain,
+                PortRole::Host,
+                label,
+                spec,
+            )?;
         }
 
         // Containers: one ethN per attachment, default route via the first
@@ -335,7 +360,11 @@ impl Dataplane {
                     .map_or(32, |s| s.net.prefix_len());
                 let mut routes = Vec::new();
                 if default_net == Some(k)
-                    && let Some(gw) = n.subnets.iter().find(|s| s.net.contains(&ip)).and_then(|s| s.gateway)
+                    && let Some(gw) = n
+                        .subnets
+                        .iter()
+                        .find(|s| s.net.contains(&ip))
+                        .and_then(|s| s.gateway)
                 {
                     routes.push((IpNet::V4(Ipv4Net::default()), Some(IpAddr::V4(gw))));
                 }
@@ -347,7 +376,14 @@ impl Dataplane {
                     addrs: vec![(IpAddr::V4(ip), prefix)],
                     routes,
                 };
-                add_port(&mut cfg, Node::Container(ci), domain, PortRole::Container, format!("{}-{ifname}", c.name), spec)?;
+                add_port(
+                    &mut cfg,
+                    Node::Container(ci),
+                    domain,
+                    PortRole::Container,
+                    format!("{}-{ifname}", c.name),
+                    spec,
+                )?;
             }
         }
 
