@@ -113,12 +113,11 @@ impl NetNs {
 
     /// Opens an existing named namespace.
     pub fn open(name: &str) -> Result<NetNs, NetnsError> {
-        let file = File::open(Path::new(NETNS_RUN_DIR).join(name)).map_err(|source| {
-            NetnsError::Open {
+        let file =
+            File::open(Path::new(NETNS_RUN_DIR).join(name)).map_err(|source| NetnsError::Open {
                 name: name.to_string(),
                 source,
-            }
-        })?;
+            })?;
         Ok(NetNs {
             name: name.to_string(),
             file,
@@ -230,7 +229,15 @@ fn short(name: &str) -> &str {
 /// namespace files stay visible to `ip netns exec`'s private mount namespace.
 fn ensure_run_dir() -> io::Result<()> {
     fs::create_dir_all(NETNS_RUN_DIR)?;
-    let shared = |flags| mount(None::<&str>, NETNS_RUN_DIR, Some("none"), flags, None::<&str>);
+    let shared = |flags| {
+        mount(
+            None::<&str>,
+            NETNS_RUN_DIR,
+            Some("none"),
+            flags,
+            None::<&str>,
+        )
+    };
     if shared(MsFlags::MS_SHARED | MsFlags::MS_REC).is_ok() {
         return Ok(());
     }

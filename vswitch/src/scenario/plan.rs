@@ -53,7 +53,9 @@ impl std::str::FromStr for MacAddr {
     fn from_str(s: &str) -> Result<Self, String> {
         let parts: Vec<&str> = s.split(':').collect();
         if parts.len() != 6 {
-            return Err(format!("invalid MAC address {s:?}: expected six hex octets"));
+            return Err(format!(
+                "invalid MAC address {s:?}: expected six hex octets"
+            ));
         }
         let mut m = [0u8; 6];
         for (i, p) in parts.iter().enumerate() {
