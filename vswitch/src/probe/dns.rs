@@ -42,7 +42,7 @@ pub enum DnsOutcome {
 }
 
 /// Time to live of every answer of [`authoritative_answer`].
-pub const TTL: u32 = 300;
+pub const DNS_TTL: u32 = 300;
 
 /// How often UDP queries are repeated.
 const UDP_RETRY: Duration = Duration::from_secs(1);
@@ -276,7 +276,7 @@ fn read_full_until(s: &mut TcpStream, buf: &mut [u8], deadline: Instant) -> bool
 /// Names of `table` (lower-case, no trailing dot) are matched
 /// case-insensitively, a trailing dot ignored; A/AAAA get the addresses of
 /// that family, other types NOERROR with no answers; unknown names get
-/// NXDOMAIN. Responses are authoritative, TTL [`TTL`], never truncated.
+/// NXDOMAIN. Responses are authoritative, TTL [`DNS_TTL`], never truncated.
 pub fn authoritative_answer(
     table: &BTreeMap<String, Vec<IpAddr>>,
     query: &[u8],
@@ -355,7 +355,7 @@ fn respond(
             (RecordType::AAAA, IpAddr::V6(v6)) => RData::AAAA(AAAA(*v6)),
             _ => continue,
         };
-        answers.push(Record::from_rdata(query.name.clone(), TTL, data));
+        answers.push(Record::from_rdata(query.name.clone(), DNS_TTL, data));
     }
     ResponseCode::NoError
 }
@@ -417,7 +417,10 @@ fn dns_udp_loop(u: &UdpService, stop: &AtomicBool, table: &BTreeMap<String, Vec<
 const TCP_IDLE: Duration = Duration::from_secs(10);
 
 fn dns_tcp_conn(mut s: TcpStream, stop: &AtomicBool, table: &BTreeMap<String, Vec<IpAddr>>) {
-    if s.set_read_timeout(Some(POLL)).is_err() {
+    // A client that does not read its answers is dropped after a second.
+    if s.set_read_timeout(Some(POLL)).is_err()
+        || s.set_write_timeout(Some(Duration::from_secs(1))).is_err()
+    {
         return;
     }
     loop {
@@ -534,7 +537,7 @@ mod tests {
         assert!(r.metadata.authoritative);
         assert!(r.metadata.recursion_desired);
         assert_eq!(r.answers.len(), 2);
-        assert!(r.answers.iter().all(|a| a.ttl == TTL));
+        assert!(r.answers.iter().all(|a| a.ttl == DNS_TTL));
         // Case of the question is kept (0x20 randomisation).
         let (_, _, q) = build_query("WeB.example", QueryType::A).unwrap();
         let r = Message::from_vec(&authoritative_answer(&table(), &q).unwrap()).unwrap();

@@ -136,10 +136,15 @@ pub(crate) fn accept_loop(
 
 fn tcp_echo_conn(mut s: TcpStream, stop: &AtomicBool) {
     let Ok(peer) = s.peer_addr() else { return };
-    if s.set_read_timeout(Some(POLL)).is_err() || s.set_nodelay(true).is_err() {
+    // Timeouts both ways, so a peer that stops reading cannot keep this
+    // thread (and so `stop`) waiting.
+    if s.set_read_timeout(Some(POLL)).is_err()
+        || s.set_write_timeout(Some(POLL)).is_err()
+        || s.set_nodelay(true).is_err()
+    {
         return;
     }
-    if s.write_all(format_seen(peer).as_bytes()).is_err() {
+    if !write_all_stoppable(&mut s, format_seen(peer).as_bytes(), stop) {
         return;
     }
     let mut buf = vec![0u8; 16 * 1024];
@@ -150,7 +155,7 @@ fn tcp_echo_conn(mut s: TcpStream, stop: &AtomicBool) {
                 return;
             }
             Ok(n) => {
-                if s.write_all(&buf[..n]).is_err() {
+                if !write_all_stoppable(&mut s, &buf[..n], stop) {
                     return;
                 }
             }
@@ -158,6 +163,23 @@ fn tcp_echo_conn(mut s: TcpStream, stop: &AtomicBool) {
             Err(_) => return,
         }
     }
+}
+
+/// Writes all of `data` on a socket with a write timeout; false on error or
+/// `stop`.
+fn write_all_stoppable(s: &mut TcpStream, mut data: &[u8], stop: &AtomicBool) -> bool {
+    while !data.is_empty() {
+        if stop.load(Ordering::Relaxed) {
+            return false;
+        }
+        match s.write(data) {
+            Ok(0) => return false,
+            Ok(n) => data = &data[n..],
+            Err(e) if is_retry(&e) => {}
+            Err(_) => return false,
+        }
+    }
+    true
 }
 
 fn udp_echo_loop(u: &UdpService, stop: &AtomicBool) {

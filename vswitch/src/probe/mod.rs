@@ -27,12 +27,12 @@ use crate::netns::NetnsError;
 
 pub use client::{EchoReply, tcp_echo, udp_echo};
 pub use dns::{
-    DnsOutcome, DnsServer, authoritative_answer, authoritative_answer_udp, dns_query,
+    DNS_TTL, DnsOutcome, DnsServer, authoritative_answer, authoritative_answer_udp, dns_query,
     start_dns_server,
 };
 pub use echo::{
-    EchoServices, Sink, SinkStats, decode_seq, encode_seq, format_seen, parse_seen, start_echo,
-    start_sink,
+    EchoServices, SEQ_HEADER, Sink, SinkStats, decode_seq, encode_seq, format_seen, parse_seen,
+    start_echo, start_sink,
 };
 pub use ping::{PingOptions, PingOutcome, ping};
 pub use throughput::{Throughput, throughput};

@@ -79,6 +79,11 @@ fn ping_unused_address_fails_by_deadline() {
     assert_eq!(out.received, 0, "{out:?}");
     assert_eq!(out.sent, 3);
     assert!(Instant::now() < deadline + Duration::from_millis(300));
+    // Once neighbour resolution gives up (about 3 s), the kernel says so.
+    let out = ping(&p.a, ip("10.99.0.78"), &PingOptions::default(), soon(6000)).unwrap();
+    assert_eq!(out.received, 0);
+    let err = out.error.unwrap_or_default();
+    assert!(err.starts_with("host unreachable"), "{err}");
     // Off-link without a route: the send itself fails.
     let out = ping(&p.a, ip("192.0.2.1"), &PingOptions::default(), soon(1000)).unwrap();
     assert_eq!(out.received, 0);
@@ -138,9 +143,81 @@ fn echo_reports_seen_address() {
         let r = udp_echo(&p.a, sa(dst, 7000), soon(2000)).unwrap();
         assert_eq!(r.seen.ip(), ip(src), "udp {dst}");
     }
+    // Secondary addresses: replies must come from the address asked, or
+    // the client's connected socket would drop them.
+    p.add_addr_b("10.99.0.3/24");
+    p.add_addr_b("fd99::3/64");
+    for dst in ["10.99.0.3", "fd99::3"] {
+        udp_echo(&p.a, sa(dst, 7000), soon(2000)).unwrap();
+    }
+    // A client that sends without reading blocks the echo's writes; stop
+    // must not wait for it.
+    let stuck =
+        p.a.run(|| {
+            let mut c = std::net::TcpStream::connect(sa(B4, 7000)).unwrap();
+            c.set_nonblocking(true).unwrap();
+            let block = vec![0u8; 64 * 1024];
+            let mut until = Instant::now() + Duration::from_secs(5);
+            let mut written = 0usize;
+            // Write until both socket buffers are full (the echo is stuck).
+            loop {
+                match std::io::Write::write(&mut c, &block) {
+                    Ok(n) => {
+                        written += n;
+                        until = Instant::now() + Duration::from_millis(300);
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        if Instant::now() >= until {
+                            break;
+                        }
+                        std::thread::sleep(Duration::from_millis(2));
+                    }
+                    Err(e) => panic!("{e}"),
+                }
+            }
+            assert!(written > 0);
+            c
+        })
+        .unwrap();
     let start = Instant::now();
     svc.stop();
+    drop(stuck);
     assert!(start.elapsed() < Duration::from_secs(1));
+}
+
+#[test]
+fn echo_without_ipv6() {
+    let Some(p) = Pair::new("echo_without_ipv6") else {
+        return;
+    };
+    let out = Command::new("ip")
+        .args(["netns", "exec", p.b.name(), "sysctl", "-qw"])
+        .args([
+            "net.ipv6.conf.all.disable_ipv6=1",
+            "net.ipv6.conf.default.disable_ipv6=1",
+        ])
+        .status()
+        .unwrap();
+    assert!(out.success());
+    let _svc = start_echo(&p.b, &echo_services(7200)).unwrap();
+    let _dns = start_dns_server(&p.b, &table()).unwrap();
+    assert_eq!(
+        tcp_echo(&p.a, sa(B4, 7200), soon(2000)).unwrap().seen.ip(),
+        ip(A4)
+    );
+    assert_eq!(
+        udp_echo(&p.a, sa(B4, 7200), soon(2000)).unwrap().seen.ip(),
+        ip(A4)
+    );
+    let out = dns_query(
+        &p.a,
+        sa(B4, 53),
+        "www.example.test",
+        QueryType::A,
+        false,
+        soon(2000),
+    );
+    assert!(matches!(out, Ok(DnsOutcome::Answer { .. })), "{out:?}");
 }
 
 #[test]
@@ -194,9 +271,11 @@ fn throughput_tcp_and_udp() {
         return;
     };
     let t = throughput(&p.a, &p.b, ip(B4), 5201, Proto::Tcp, 0.5, 2, 1400).unwrap();
+    eprintln!("tcp: {t:?}");
     assert!(t.gbps > 0.0 && t.kpps > 0.0 && t.bytes > 0, "{t:?}");
     assert_eq!(t.loss, None);
     let t = throughput(&p.a, &p.b, ip(B4), 5201, Proto::Udp, 0.5, 1, 1400).unwrap();
+    eprintln!("udp: {t:?}");
     assert!(t.gbps > 0.0 && t.kpps > 0.0 && t.bytes > 0, "{t:?}");
     let loss = t.loss.unwrap();
     assert!((0.0..1.0).contains(&loss), "{t:?}");

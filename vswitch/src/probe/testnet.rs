@@ -108,6 +108,11 @@ impl Pair {
         })
     }
 
+    /// Adds an address (CIDR) to `b`'s veth end.
+    pub(crate) fn add_addr_b(&self, cidr: &str) {
+        ip(self.b.name(), &["addr", "add", cidr, "dev", "vb", "nodad"]);
+    }
+
     /// Sets the MTU of `a`'s veth end.
     pub(crate) fn set_mtu_a(&self, mtu: u16) {
         ip(
