@@ -18,6 +18,7 @@ use vswitch::scenario::{self, plan::BackendKind};
 use vswitch::world::RunId;
 
 type TestResult = Result<(), Failed>;
+type NamedTest = (&'static str, fn() -> TestResult);
 
 fn root_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -214,16 +215,27 @@ to = "b"
 seconds = 30
 "#;
 
-fn spawn_long(run: &RunId) -> std::process::Child {
+/// A child process that is killed and reaped however the test ends.
+struct Reaped(std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn_long(run: &RunId) -> Reaped {
     let p = write_temp(&format!("long-{run}.toml"), LONG);
-    Command::new(bin())
+    let child = Command::new(bin())
         .args(["run", "--quiet", p.to_str().unwrap()])
         .env("VSWITCH_RUN_ID", run.as_str())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .expect("spawn vswitch")
+        .expect("spawn vswitch");
+    Reaped(child)
 }
 
 fn world_is_up(run: &RunId) -> bool {
@@ -238,10 +250,10 @@ fn sigint_mid_run_leaves_nothing() -> TestResult {
         world_is_up(&run)
     })?;
     nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::unistd::Pid::from_raw(child.0.id() as i32),
         nix::sys::signal::Signal::SIGINT,
     )?;
-    let status = child.wait()?;
+    let status = child.0.wait()?;
     if status.code() != Some(130) {
         return Err(format!("expected exit 130 after SIGINT, got {status:?}").into());
     }
@@ -255,8 +267,8 @@ fn sigkill_then_cleanup() -> TestResult {
     wait_for("the world to come up", Duration::from_secs(30), || {
         world_is_up(&run)
     })?;
-    child.kill()?;
-    child.wait()?;
+    child.0.kill()?;
+    child.0.wait()?;
     if leftovers(&run).is_empty() {
         return Err("SIGKILL left nothing: the test would prove nothing".into());
     }
@@ -269,59 +281,143 @@ fn sigkill_then_cleanup() -> TestResult {
 
 /// `up` keeps a world, `exec` works inside it with Docker's resolv.conf, `down` removes it.
 fn up_exec_down() -> TestResult {
+    if !have_tool("ping")? {
+        return Ok(());
+    }
+    with_world("scenarios/quickstart.toml", |run| {
+        let out = exec_in(run, "client", &["cat", "/etc/resolv.conf"]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        if !text.contains("nameserver 127.0.0.11") {
+            return Err(format!("resolv.conf in the container: {text:?} {out:?}").into());
+        }
+        // Real ping (iputils) from inside the container, across the engine.
+        let out = exec_in(run, "client", &["ping", "-c", "1", "-W", "2", "172.18.0.2"]);
+        if !out.status.success() {
+            return Err(format!("ping web from client through `exec` failed: {out:?}").into());
+        }
+        Ok(())
+    })
+}
+
+/// Starts `file` with `vswitch up`, runs `body` with the run id, then `down`;
+/// the world must be gone afterwards whatever `body` returned.
+fn with_world(file: &str, body: impl FnOnce(&RunId) -> TestResult) -> TestResult {
     let run = RunId::new();
-    let quick = root_dir().join("scenarios/quickstart.toml");
+    let path = root_dir().join(file);
     let out = vswitch(
-        &["up", quick.to_str().unwrap()],
+        &["up", path.to_str().unwrap()],
         &[("VSWITCH_RUN_ID", run.as_str())],
     );
     if !out.status.success() {
         return Err(format!("up failed: {}", String::from_utf8_lossy(&out.stderr)).into());
     }
-    let result = (|| -> TestResult {
-        let out = vswitch(
-            &[
-                "exec",
-                "--world",
-                run.as_str(),
-                "client",
-                "--",
-                "cat",
-                "/etc/resolv.conf",
-            ],
-            &[],
-        );
-        let text = String::from_utf8_lossy(&out.stdout);
-        if !text.contains("nameserver 127.0.0.11") {
-            return Err(format!("resolv.conf in the container: {text:?} {out:?}").into());
-        }
-        let out = vswitch(
-            &[
-                "exec",
-                "--world",
-                run.as_str(),
-                "client",
-                "--",
-                "ping",
-                "-c",
-                "1",
-                "-W",
-                "2",
-                "172.18.0.2",
-            ],
-            &[],
-        );
-        if !out.status.success() {
-            return Err(format!("ping web from client through `exec` failed: {out:?}").into());
-        }
-        Ok(())
-    })();
+    let result = body(&run);
     let down = vswitch(&["down", run.as_str()], &[]);
     result?;
     if !down.status.success() {
         return Err(format!("down failed: {down:?}").into());
     }
     assert_no_leftovers(&run)
+}
+
+fn exec_in(run: &RunId, node: &str, cmd: &[&str]) -> Output {
+    let mut args = vec!["exec", "--world", run.as_str(), node, "--"];
+    args.extend_from_slice(cmd);
+    vswitch(&args, &[])
+}
+
+fn have_tool(tool: &str) -> Result<bool, Failed> {
+    if Command::new(tool).arg("--version").output().is_ok() {
+        return Ok(true);
+    }
+    if require_root() {
+        return Err(format!("{tool} is not installed (.ci/run installs it)").into());
+    }
+    eprintln!("skip: {tool} not installed");
+    Ok(false)
+}
+
+/// Real iperf3 between two containers through the engine (TSO path).
+fn iperf3_through_engine() -> TestResult {
+    if !have_tool("iperf3")? {
+        return Ok(());
+    }
+    with_world("scenarios/bridge-throughput.toml", |run| {
+        // -1: serve one test then exit; -D: daemonize once listening.
+        let s = exec_in(
+            run,
+            "receiver",
+            &["iperf3", "-s", "-1", "-D", "-B", "10.100.0.3"],
+        );
+        if !s.status.success() {
+            return Err(format!("iperf3 -s: {s:?}").into());
+        }
+        let mut last = None;
+        // The daemon may not be listening the instant -D returns: retry on
+        // "connection refused" until a deadline.
+        wait_for("iperf3 client to run", Duration::from_secs(10), || {
+            let c = exec_in(
+                run,
+                "sender",
+                &["iperf3", "-c", "10.100.0.3", "-t", "2", "-J"],
+            );
+            let ok = c.status.success();
+            last = Some(c);
+            ok
+        })?;
+        let c = last.ok_or("no client run")?;
+        let json: serde_json::Value = serde_json::from_slice(&c.stdout)?;
+        let bps = json["end"]["sum_received"]["bits_per_second"]
+            .as_f64()
+            .ok_or("no sum_received in iperf3 output")?;
+        eprintln!("iperf3 through the engine: {:.2} Gbit/s", bps / 1e9);
+        if bps <= 0.0 {
+            return Err("iperf3 moved no data".into());
+        }
+        Ok(())
+    })
+}
+
+/// Real dig against an external's DNS server, from the machine's namespace.
+fn dig_external_dns() -> TestResult {
+    if !have_tool("dig")? {
+        return Ok(());
+    }
+    with_world("scenarios/lan-externals.toml", |run| {
+        for transport in ["+notcp", "+tcp"] {
+            let out = exec_in(
+                run,
+                "host",
+                &[
+                    "dig",
+                    "@198.18.0.53",
+                    "multi.test",
+                    "A",
+                    "+short",
+                    transport,
+                    "+time=2",
+                    "+tries=2",
+                ],
+            );
+            let mut got: Vec<String> = String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .map(str::to_string)
+                .collect();
+            got.sort();
+            if got != ["198.18.0.80", "198.18.0.81"] {
+                return Err(format!("dig {transport}: {got:?} {out:?}").into());
+            }
+        }
+        let out = exec_in(
+            run,
+            "host",
+            &["dig", "@198.18.0.53", "nope.test", "+time=2"],
+        );
+        if !String::from_utf8_lossy(&out.stdout).contains("status: NXDOMAIN") {
+            return Err(format!("dig nope.test: {out:?}").into());
+        }
+        Ok(())
+    })
 }
 
 /// `--pcap` writes a file per port that tshark decodes.
@@ -384,11 +480,13 @@ fn main() {
         .collect();
     files.sort();
     let mut trials: Vec<Trial> = files.into_iter().map(scenario_trial).collect();
-    let cli: [(&str, fn() -> TestResult); 7] = [
+    let cli: [NamedTest; 9] = [
         ("cli::invalid_exit_2", invalid_exit_2),
         ("cli::unsupported_exit_3", unsupported_exit_3),
         ("cli::up_exec_down", up_exec_down),
         ("cli::pcap_read_by_tshark", pcap_read_by_tshark),
+        ("cross::iperf3_through_engine", iperf3_through_engine),
+        ("cross::dig_external_dns", dig_external_dns),
         (
             "cleanup::panic_mid_run_leaves_nothing",
             panic_mid_run_leaves_nothing,

@@ -360,16 +360,17 @@ mod tests {
     fn ioctl_numbers_match_if_tun_h() {
         // Cross-check the macro-built numbers against libc's table.
         assert_eq!(
-            nix::request_code_write!(TUN_IOC_MAGIC, 202, std::mem::size_of::<libc::c_int>()),
-            libc::TUNSETIFF as _
+            nix::request_code_write!(TUN_IOC_MAGIC, 202, std::mem::size_of::<libc::c_int>()) as u64,
+            libc::TUNSETIFF
         );
         assert_eq!(
-            nix::request_code_write!(TUN_IOC_MAGIC, 208, std::mem::size_of::<libc::c_uint>()),
-            libc::TUNSETOFFLOAD as _
+            nix::request_code_write!(TUN_IOC_MAGIC, 208, std::mem::size_of::<libc::c_uint>())
+                as u64,
+            libc::TUNSETOFFLOAD
         );
         assert_eq!(
-            nix::request_code_write!(TUN_IOC_MAGIC, 216, std::mem::size_of::<libc::c_int>()),
-            libc::TUNSETVNETHDRSZ as _
+            nix::request_code_write!(TUN_IOC_MAGIC, 216, std::mem::size_of::<libc::c_int>()) as u64,
+            libc::TUNSETVNETHDRSZ
         );
     }
 
