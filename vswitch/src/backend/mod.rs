@@ -6,6 +6,7 @@
 //! between those namespaces is the backend's: [`userspace`] puts TAP devices
 //! behind the vswitch engine.
 
+pub mod kernel;
 pub mod pcap;
 pub mod userspace;
 
@@ -66,6 +67,16 @@ pub fn unsupported(plan: &Plan, backend: BackendKind) -> Vec<String> {
 #[derive(Debug)]
 enum Dataplane {
     Userspace(userspace::Dataplane),
+    Kernel(kernel::Dataplane),
+}
+
+impl Dataplane {
+    fn stop(self) -> serde_json::Value {
+        match self {
+            Dataplane::Userspace(d) => d.stop(),
+            Dataplane::Kernel(d) => d.stop(),
+        }
+    }
 }
 
 /// A built world: namespaces, data path and services. Dropping it tears
@@ -137,12 +148,7 @@ impl World {
             BackendKind::Userspace => {
                 Dataplane::Userspace(userspace::Dataplane::build(&world, plan, opts)?)
             }
-            BackendKind::Kernel => {
-                return Err(BuildError {
-                    step: "backend kernel".into(),
-                    source: "not implemented yet".into(),
-                });
-            }
+            BackendKind::Kernel => Dataplane::Kernel(kernel::Dataplane::build(&world, plan, opts)?),
         });
         progress("starting services");
         world.start_services(plan)?;
@@ -249,10 +255,10 @@ impl World {
     pub fn teardown(mut self) -> serde_json::Value {
         self.echo.clear();
         self.dns.clear();
-        let metrics = match self.dataplane.take() {
-            Some(Dataplane::Userspace(d)) => d.stop(),
-            None => serde_json::Value::Null,
-        };
+        let metrics = self
+            .dataplane
+            .take()
+            .map_or(serde_json::Value::Null, Dataplane::stop);
         drop(self);
         metrics
     }
@@ -262,7 +268,7 @@ impl Drop for World {
     fn drop(&mut self) {
         self.echo.clear();
         self.dns.clear();
-        if let Some(Dataplane::Userspace(d)) = self.dataplane.take() {
+        if let Some(d) = self.dataplane.take() {
             let _ = d.stop();
         }
         let names: Vec<String> = self
