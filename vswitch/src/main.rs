@@ -106,7 +106,27 @@ enum Cmd {
     },
     /// Remove everything that killed runs left behind (live runs are kept).
     Cleanup,
-    /// Run the throughput checks N times and report median and spread.
+    /// Run each scenario on several backends and show where they differ.
+    Compare {
+        /// Scenario files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Backends, in column order (throughput ratio = first / last).
+        #[arg(
+            long,
+            value_enum,
+            value_delimiter = ',',
+            default_value = "userspace,kernel"
+        )]
+        backends: Vec<Backend>,
+        /// Write the comparison as JSON here (`-`: standard output).
+        #[arg(long, value_name = "PATH")]
+        json: Option<PathBuf>,
+        /// Count "a backend cannot build this" (exit 3) as a failure (exit 1).
+        #[arg(long)]
+        strict: bool,
+    },
+    /// Run the throughput checks N times per backend: median, spread, ratio.
     Bench {
         /// Scenario files.
         #[arg(required = true)]
@@ -114,9 +134,14 @@ enum Cmd {
         /// Repetitions.
         #[arg(long, default_value_t = 3)]
         repeat: u32,
-        /// Data path.
-        #[arg(long, value_enum, default_value = "userspace")]
-        backend: Backend,
+        /// Backends measured side by side (ratio = first / last).
+        #[arg(
+            long,
+            value_enum,
+            value_delimiter = ',',
+            default_value = "userspace,kernel"
+        )]
+        backends: Vec<Backend>,
     },
     /// Internal: the background process of `up`.
     #[command(hide = true)]
@@ -186,11 +211,17 @@ fn dispatch(cmd: Cmd) -> Result<i32> {
             }
             Ok(EXIT_OK)
         }
+        Cmd::Compare {
+            files,
+            backends,
+            json,
+            strict,
+        } => cmd_compare(&files, &backends, json, strict),
         Cmd::Bench {
             files,
             repeat,
-            backend,
-        } => cmd_bench(&files, repeat, backend.into()),
+            backends,
+        } => cmd_bench(&files, repeat, &backends),
         Cmd::Serve {
             file,
             backend,
@@ -507,15 +538,83 @@ fn cmd_exec(world_name: Option<&str>, node: &str, cmd: &[String]) -> Result<i32>
     bail!("cannot run `ip netns exec {ns}`: {err}")
 }
 
-fn cmd_bench(files: &[PathBuf], repeat: u32, backend: BackendKind) -> Result<i32> {
-    install_signals()?;
-    let opts = RunOptions {
+fn quiet_opts(backend: BackendKind) -> RunOptions {
+    RunOptions {
         backend,
         build: BuildOptions::default(),
         keep: false,
         progress: false,
         run_id: None,
-    };
+    }
+}
+
+fn cmd_compare(
+    files: &[PathBuf],
+    backends: &[Backend],
+    json: Option<PathBuf>,
+    strict: bool,
+) -> Result<i32> {
+    use vswitch::run::compare::{BackendRun, Comparison};
+    install_signals()?;
+    let mut codes = Vec::new();
+    let mut all = Vec::new();
+    for f in files {
+        let plan = match scenario::load_file(f) {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!("{e}");
+                codes.push(EXIT_INVALID);
+                continue;
+            }
+        };
+        let runs: Vec<BackendRun> = backends
+            .iter()
+            .map(|&b| {
+                let kind: BackendKind = b.into();
+                eprintln!("vswitch compare: {} on {kind}", f.display());
+                let ex = vswitch::run::execute::execute_plan(f, &plan, &quiet_opts(kind));
+                BackendRun {
+                    backend: kind.to_string(),
+                    code: ex.code,
+                    report: ex.report,
+                    error: ex.error,
+                }
+            })
+            .collect();
+        let known: Vec<(usize, Option<String>)> = plan
+            .checks
+            .iter()
+            .filter_map(|c| Some((c.index, c.known_difference.as_ref()?.backend.clone())))
+            .collect();
+        let cmp = Comparison::new(&f.display().to_string(), &runs, &known);
+        let table = cmp.table();
+        if json.as_deref() == Some(Path::new("-")) {
+            eprint!("{table}");
+        } else {
+            print!("{table}");
+        }
+        codes.push(if cmp.has_disagreement() {
+            EXIT_FAILED
+        } else if runs.iter().any(|r| r.code == EXIT_UNSUPPORTED) {
+            EXIT_UNSUPPORTED
+        } else {
+            EXIT_OK
+        });
+        all.push(serde_json::to_value(&cmp)?);
+    }
+    if let Some(path) = json {
+        let text = serde_json::to_string_pretty(&all)?;
+        if path == Path::new("-") {
+            println!("{text}");
+        } else {
+            std::fs::write(&path, text + "\n")?;
+        }
+    }
+    Ok(combine(&codes, strict))
+}
+
+fn cmd_bench(files: &[PathBuf], repeat: u32, backends: &[Backend]) -> Result<i32> {
+    install_signals()?;
     let mut codes = Vec::new();
     for f in files {
         let plan = match scenario::load_file(f) {
@@ -536,39 +635,57 @@ fn cmd_bench(files: &[PathBuf], repeat: u32, backend: BackendKind) -> Result<i32
             eprintln!("{}: no throughput checks", f.display());
             continue;
         }
-        let mut samples: Vec<Vec<f64>> = vec![Vec::new(); only.checks.len()];
+        // samples[check][backend] = Gbit/s per repetition. Backends alternate
+        // within each repetition so drift on the machine hits both alike.
+        let mut samples = vec![vec![Vec::<f64>::new(); backends.len()]; only.checks.len()];
         for _ in 0..repeat {
-            let ex = vswitch::run::execute::execute_plan(f, &only, &opts);
-            codes.push(ex.code);
-            if let Some(e) = ex.error {
-                eprintln!("{e}");
-            }
-            let Some(r) = ex.report else { break };
-            for u in &r.unsupported {
-                eprintln!("{u}");
-            }
-            for c in &r.checks {
-                if let Some(g) = c.gbps {
-                    samples[c.index].push(g);
+            for (bi, &b) in backends.iter().enumerate() {
+                let ex = vswitch::run::execute::execute_plan(f, &only, &quiet_opts(b.into()));
+                codes.push(ex.code);
+                if let Some(e) = ex.error {
+                    eprintln!("{e}");
+                }
+                let Some(r) = ex.report else { continue };
+                for u in &r.unsupported {
+                    eprintln!("{u}");
+                }
+                for c in &r.checks {
+                    if let Some(g) = c.gbps {
+                        samples[c.index][bi].push(g);
+                    }
                 }
             }
         }
-        println!("{} [{backend}] ({repeat} runs)", f.display());
-        for (c, s) in only.checks.iter().zip(&mut samples) {
-            if s.is_empty() {
-                continue;
+        println!("{} ({repeat} runs per backend)", f.display());
+        for (c, per_backend) in only.checks.iter().zip(&mut samples) {
+            let label = c.name.clone().unwrap_or_else(|| c.kind.name().to_string());
+            let mut medians = Vec::new();
+            for (s, &b) in per_backend.iter_mut().zip(backends) {
+                if s.is_empty() {
+                    medians.push(None);
+                    continue;
+                }
+                s.sort_by(|a, b| a.total_cmp(b));
+                let median = s[s.len() / 2];
+                medians.push(Some(median));
+                println!(
+                    "  {label} [{}]: median {median:.2} Gbit/s (min {:.2}, max {:.2})",
+                    BackendKind::from(b),
+                    s[0],
+                    s[s.len() - 1]
+                );
             }
-            s.sort_by(|a, b| a.total_cmp(b));
-            let median = s[s.len() / 2];
-            println!(
-                "  {} {} → {}: median {:.2} Gbit/s, min {:.2}, max {:.2}",
-                c.kind.name(),
-                c.from_text,
-                vswitch::run::report::expect_text(&c.expect, &c.kind).replace('-', ""),
-                median,
-                s[0],
-                s[s.len() - 1]
-            );
+            if let (Some(Some(first)), Some(Some(last))) = (medians.first(), medians.last())
+                && medians.len() > 1
+                && *last > 0.0
+            {
+                println!(
+                    "  {label}: {} / {} = {:.2}",
+                    BackendKind::from(backends[0]),
+                    BackendKind::from(backends[backends.len() - 1]),
+                    first / last
+                );
+            }
         }
     }
     Ok(combine(&codes, false))

@@ -1,6 +1,7 @@
 //! Running a scenario's checks against a built world. Every result is
 //! observed from real traffic in the namespaces; nothing is assumed.
 
+pub mod compare;
 pub mod execute;
 pub mod report;
 
