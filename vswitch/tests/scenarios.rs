@@ -13,8 +13,12 @@ use std::time::{Duration, Instant};
 use libtest_mimic::{Arguments, Failed, Trial};
 
 use vswitch::backend::BuildOptions;
+use vswitch::run::compare::{BackendRun, Comparison};
 use vswitch::run::execute::{RunOptions, execute_plan};
-use vswitch::scenario::{self, plan::BackendKind};
+use vswitch::scenario::{
+    self,
+    plan::{BackendKind, Plan},
+};
 use vswitch::world::RunId;
 
 type TestResult = Result<(), Failed>;
@@ -75,42 +79,89 @@ fn vswitch(args: &[&str], env: &[(&str, &str)]) -> Output {
     c.output().expect("vswitch runs")
 }
 
-fn scenario_trial(path: PathBuf) -> Trial {
+/// Runs `plan` on one backend; Err with the report table when it did not pass.
+fn run_on(path: &Path, plan: &Plan, backend: BackendKind) -> Result<BackendRun, Failed> {
+    let run = RunId::new();
+    let opts = RunOptions {
+        backend,
+        build: BuildOptions::default(),
+        keep: false,
+        progress: false,
+        run_id: Some(run.clone()),
+    };
+    let ex = execute_plan(path, plan, &opts);
+    assert_no_leftovers(&run)?;
+    let report = ex.report.ok_or("no report")?;
+    if let Some(e) = &ex.error {
+        return Err(format!("{backend}: {e}\n{}", report.table()).into());
+    }
+    if ex.code != 0 {
+        return Err(format!("{backend}: exit {}:\n{}", ex.code, report.table()).into());
+    }
+    if report.checks.len() != plan.checks.len() {
+        return Err(format!("{backend}: not every check ran").into());
+    }
+    Ok(BackendRun {
+        backend: backend.to_string(),
+        code: ex.code,
+        report: Some(report),
+        error: None,
+    })
+}
+
+/// Trials for one scenario file: it runs on every backend that can build it,
+/// every check must hold on each, and the backends must observe the same
+/// thing for every non-throughput check. A backend that cannot build it is a
+/// named skip.
+fn scenario_trials(path: PathBuf) -> Vec<Trial> {
     let stem = path.file_stem().unwrap().to_string_lossy().into_owned();
-    let name = format!("userspace::{stem}");
     let plan = match scenario::load_file(&path) {
         Ok(p) => p,
-        Err(e) => return Trial::test(name, move || Err(format!("invalid scenario: {e}").into())),
+        Err(e) => {
+            return vec![Trial::test(format!("scenario::{stem}"), move || {
+                Err(format!("invalid scenario: {e}").into())
+            })];
+        }
     };
-    let why = vswitch::backend::unsupported(&plan, BackendKind::Userspace);
-    if !why.is_empty() {
-        // An unsupported kernel or engine feature stays a named skip.
-        eprintln!("skip {name}: {}", why.join("; "));
-        return Trial::test(name, || Ok(())).with_ignored_flag(true);
+    let mut trials = Vec::new();
+    let mut able = Vec::new();
+    for backend in [BackendKind::Userspace, BackendKind::Kernel] {
+        let why = vswitch::backend::unsupported(&plan, backend);
+        if why.is_empty() {
+            able.push(backend);
+        } else {
+            // An unsupported kernel or engine feature stays a named skip.
+            let name = format!("{backend}::{stem}");
+            eprintln!("skip {name}: {}", why.join("; "));
+            trials.push(Trial::test(name, || Ok(())).with_ignored_flag(true));
+        }
     }
-    Trial::test(name, move || {
-        let run = RunId::new();
-        let opts = RunOptions {
-            backend: BackendKind::Userspace,
-            build: BuildOptions::default(),
-            keep: false,
-            progress: false,
-            run_id: Some(run.clone()),
-        };
-        let ex = execute_plan(&path, &plan, &opts);
-        assert_no_leftovers(&run)?;
-        let report = ex.report.ok_or("no report")?;
-        if let Some(e) = ex.error {
-            return Err(format!("{e}\n{}", report.table()).into());
-        }
-        if ex.code != 0 {
-            return Err(format!("exit {}:\n{}", ex.code, report.table()).into());
-        }
-        if report.checks.len() != plan.checks.len() {
-            return Err("not every check ran".into());
+    if able.is_empty() {
+        return trials;
+    }
+    let name = match able.as_slice() {
+        [one] => format!("{one}::{stem}"),
+        _ => format!("both::{stem}"),
+    };
+    trials.push(Trial::test(name, move || {
+        let runs = able
+            .iter()
+            .map(|&b| run_on(&path, &plan, b))
+            .collect::<Result<Vec<_>, _>>()?;
+        if runs.len() > 1 {
+            let known: Vec<(usize, Option<String>)> = plan
+                .checks
+                .iter()
+                .filter_map(|c| Some((c.index, c.known_difference.as_ref()?.backend.clone())))
+                .collect();
+            let cmp = Comparison::new(&path.display().to_string(), &runs, &known);
+            if cmp.has_disagreement() {
+                return Err(format!("backends disagree:\n{}", cmp.table()).into());
+            }
         }
         Ok(())
-    })
+    }));
+    trials
 }
 
 fn write_temp(name: &str, text: &str) -> PathBuf {
@@ -479,7 +530,7 @@ fn main() {
         .filter(|p| p.extension().is_some_and(|x| x == "toml"))
         .collect();
     files.sort();
-    let mut trials: Vec<Trial> = files.into_iter().map(scenario_trial).collect();
+    let mut trials: Vec<Trial> = files.into_iter().flat_map(scenario_trials).collect();
     let cli: [NamedTest; 9] = [
         ("cli::invalid_exit_2", invalid_exit_2),
         ("cli::unsupported_exit_3", unsupported_exit_3),
