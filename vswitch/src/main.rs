@@ -538,6 +538,18 @@ fn cmd_exec(world_name: Option<&str>, node: &str, cmd: &[String]) -> Result<i32>
     bail!("cannot run `ip netns exec {ns}`: {err}")
 }
 
+/// Loads a scenario, or prints why not and records exit 2.
+fn load_or_report(file: &Path, codes: &mut Vec<i32>) -> Option<scenario::plan::Plan> {
+    match scenario::load_file(file) {
+        Ok(p) => Some(p),
+        Err(e) => {
+            eprintln!("{e}");
+            codes.push(EXIT_INVALID);
+            None
+        }
+    }
+}
+
 fn quiet_opts(backend: BackendKind) -> RunOptions {
     RunOptions {
         backend,
@@ -559,13 +571,8 @@ fn cmd_compare(
     let mut codes = Vec::new();
     let mut all = Vec::new();
     for f in files {
-        let plan = match scenario::load_file(f) {
-            Ok(p) => p,
-            Err(e) => {
-                eprintln!("{e}");
-                codes.push(EXIT_INVALID);
-                continue;
-            }
+        let Some(plan) = load_or_report(f, &mut codes) else {
+            continue;
         };
         let runs: Vec<BackendRun> = backends
             .iter()
@@ -581,11 +588,7 @@ fn cmd_compare(
                 }
             })
             .collect();
-        let known: Vec<(usize, Option<String>)> = plan
-            .checks
-            .iter()
-            .filter_map(|c| Some((c.index, c.known_difference.as_ref()?.backend.clone())))
-            .collect();
+        let known = vswitch::run::compare::known_differences(&plan);
         let cmp = Comparison::new(&f.display().to_string(), &runs, &known);
         let table = cmp.table();
         if json.as_deref() == Some(Path::new("-")) {
@@ -617,13 +620,8 @@ fn cmd_bench(files: &[PathBuf], repeat: u32, backends: &[Backend]) -> Result<i32
     install_signals()?;
     let mut codes = Vec::new();
     for f in files {
-        let plan = match scenario::load_file(f) {
-            Ok(p) => p,
-            Err(e) => {
-                eprintln!("{e}");
-                codes.push(EXIT_INVALID);
-                continue;
-            }
+        let Some(plan) = load_or_report(f, &mut codes) else {
+            continue;
         };
         let mut only = plan.clone();
         only.checks

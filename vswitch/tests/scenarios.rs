@@ -149,11 +149,7 @@ fn scenario_trials(path: PathBuf) -> Vec<Trial> {
             .map(|&b| run_on(&path, &plan, b))
             .collect::<Result<Vec<_>, _>>()?;
         if runs.len() > 1 {
-            let known: Vec<(usize, Option<String>)> = plan
-                .checks
-                .iter()
-                .filter_map(|c| Some((c.index, c.known_difference.as_ref()?.backend.clone())))
-                .collect();
+            let known = vswitch::run::compare::known_differences(&plan);
             let cmp = Comparison::new(&path.display().to_string(), &runs, &known);
             if cmp.has_disagreement() {
                 return Err(format!("backends disagree:\n{}", cmp.table()).into());

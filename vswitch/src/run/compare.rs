@@ -9,6 +9,16 @@
 use serde::Serialize;
 
 use crate::run::Report;
+use crate::scenario::plan::Plan;
+
+/// The checks a scenario marks `known_difference`, with the backend named
+/// beside it (None: any backend).
+pub fn known_differences(plan: &Plan) -> Vec<(usize, Option<String>)> {
+    plan.checks
+        .iter()
+        .filter_map(|c| Some((c.index, c.known_difference.as_ref()?.backend.clone())))
+        .collect()
+}
 
 /// One backend's outcome for one scenario.
 #[derive(Clone, Debug, Serialize)]
