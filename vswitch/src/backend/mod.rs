@@ -57,9 +57,7 @@ impl BuildError {
 pub fn unsupported(plan: &Plan, backend: BackendKind) -> Vec<String> {
     match backend {
         BackendKind::Userspace => userspace::unsupported(plan),
-        BackendKind::Kernel => {
-            vec!["backend kernel: not implemented yet (use --backend userspace)".to_string()]
-        }
+        BackendKind::Kernel => kernel::unsupported(plan),
     }
 }
 
