@@ -13,7 +13,7 @@ use crate::sys::probe::link_kind_supported;
 /// Every reason this machine cannot build `plan` with the kernel backend,
 /// one per item, each starting with `backend kernel: `.
 pub fn unsupported(plan: &Plan) -> Vec<String> {
-    unsupported_with(plan, &link_kind_supported, nft_available)
+    unsupported_with(plan, &link_kind_supported, tool_available)
 }
 
 /// [`unsupported`] with the kernel probe and the `nft` check given, so the
@@ -21,7 +21,7 @@ pub fn unsupported(plan: &Plan) -> Vec<String> {
 pub(super) fn unsupported_with(
     plan: &Plan,
     has_kind: &dyn Fn(&str) -> bool,
-    has_nft: fn() -> bool,
+    has_tool: fn(&str) -> bool,
 ) -> Vec<String> {
     let mut why = Vec::new();
     let mut say = |s: String| why.push(format!("backend kernel: {s}"));
@@ -138,9 +138,16 @@ pub(super) fn unsupported_with(
             say(format!("IPv6 not supported yet ({what})"));
         }
     }
-    if needs_nft && !has_nft() {
+    if needs_nft && !has_tool("nft") {
         say(
             "bridge networks need the nftables CLI `nft` (Debian package nftables), which is not installed"
+                .to_string(),
+        );
+    }
+    let publishes = plan.containers.iter().any(|c| !c.publish.is_empty());
+    if needs_nft && publishes && !has_tool("ip") {
+        say(
+            "published ports need `ip` from iproute2 (bridge port hairpin mode), which is not installed"
                 .to_string(),
         );
     }
@@ -148,10 +155,10 @@ pub(super) fn unsupported_with(
     why
 }
 
-/// True when `nft --version` runs.
-fn nft_available() -> bool {
-    Command::new("nft")
-        .arg("--version")
+/// True when `TOOL -V` runs (`nft` and `ip` both take it).
+fn tool_available(tool: &str) -> bool {
+    Command::new(tool)
+        .arg("-V")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()

@@ -47,6 +47,10 @@ pub(super) enum Attach {
         host: String,
         /// Bridge it is enslaved to.
         bridge: String,
+        /// Hairpin mode on the port: a container reaching its own published
+        /// port has its DNATed frames bridged back out of the port they came
+        /// in by br_netfilter (Docker sets it for the same reason, PUB-8).
+        hairpin: bool,
     },
     /// A macvlan child of `parent` (MV-1).
     Macvlan {
@@ -192,6 +196,7 @@ pub(super) fn machine_layout(plan: &Plan, m: usize) -> MachineLayout {
                     Attach::Veth {
                         host,
                         bridge: b.iface.name.clone(),
+                        hairpin: default_ep == Some(k) && !c.publish.is_empty(),
                     }
                 }
                 Driver::Macvlan => Attach::Macvlan {

@@ -28,7 +28,9 @@ mod nft;
 #[cfg(test)]
 mod tests;
 
+use std::io::Write as _;
 use std::os::fd::AsFd;
+use std::process::{Command, Stdio};
 
 use crate::backend::{BuildError, BuildOptions, World};
 use crate::netns::{NetNs, NetnsError};
@@ -65,13 +67,15 @@ pub enum KernelError {
         /// Cause.
         source: std::io::Error,
     },
-    /// `nft` refused the ruleset.
-    #[error("nft refused the ruleset: {stderr}\n--- ruleset ---\n{ruleset}")]
-    Nft {
-        /// nft's message.
+    /// A helper tool (`nft`, `ip`) refused its input.
+    #[error("`{command}` failed: {stderr}{}", if input.is_empty() { String::new() } else { format!("\n--- input ---\n{input}") })]
+    Tool {
+        /// The command line.
+        command: String,
+        /// Its standard error.
         stderr: String,
-        /// The ruleset given.
-        ruleset: String,
+        /// What it was given on standard input.
+        input: String,
     },
     /// A namespace handle could not be duplicated.
     #[error("namespace handle: {0}")]
@@ -119,6 +123,35 @@ fn configure(nl: &mut Netlink, name: &str, iface: &Iface) -> Result<(), KernelEr
             .map_err(nlerr(what))?;
     }
     Ok(())
+}
+
+/// Runs `program args…` with `input` on its standard input, in the calling
+/// thread's network namespace (a child inherits the thread's namespace).
+fn run_tool(program: &str, args: &[&str], input: &str) -> Result<(), KernelError> {
+    let command = format!("{program} {}", args.join(" "));
+    let spawn_err = |source| KernelError::Spawn {
+        what: command.clone(),
+        source,
+    };
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(spawn_err)?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin.write_all(input.as_bytes()).map_err(spawn_err)?;
+    }
+    let out = child.wait_with_output().map_err(spawn_err)?;
+    if out.status.success() {
+        return Ok(());
+    }
+    Err(KernelError::Tool {
+        command,
+        stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        input: input.to_string(),
+    })
 }
 
 /// The kernel data path of a world.
@@ -210,11 +243,19 @@ fn build_machine(world: &World, plan: &Plan, m: usize) -> Result<(), BuildError>
             }
             for (l, target) in &moves {
                 match &l.attach {
-                    Attach::Veth { host, bridge } => {
+                    Attach::Veth {
+                        host,
+                        bridge,
+                        hairpin,
+                    } => {
                         nl.link_add_veth(host, &l.tmp).map_err(nlerr(host))?;
                         nl.link_set_mtu(host, u32::from(l.iface.mtu))
                             .map_err(nlerr(host))?;
                         nl.link_set_master(host, bridge).map_err(nlerr(host))?;
+                        if *hairpin {
+                            let args = ["link", "set", "dev", host, "type", "bridge_slave"];
+                            run_tool("ip", &[&args[..], &["hairpin", "on"]].concat(), "")?;
+                        }
                         nl.link_set_up(host).map_err(nlerr(host))?;
                     }
                     Attach::Macvlan { parent, mode } => {

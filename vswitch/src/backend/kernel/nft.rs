@@ -24,12 +24,10 @@
 //!   instead (frames between two ports of the bridge).
 
 use std::fmt::Write as _;
-use std::io::Write as _;
 use std::net::IpAddr;
-use std::process::{Command, Stdio};
 
-use super::KernelError;
 use super::layout::{MachineLayout, gateway_endpoint};
+use super::{KernelError, run_tool};
 use crate::scenario::plan::{Driver, Plan, Proto};
 
 /// Conntrack mark of connections that stand for docker-proxy's (PUB-7).
@@ -233,39 +231,7 @@ pub(super) fn machine_ruleset(
     Some(s)
 }
 
-/// Loads `ruleset` with `nft -f -` in the calling thread's namespace (the
-/// child process inherits the thread's network namespace).
+/// Loads `ruleset` with `nft -f -` in the calling thread's namespace.
 pub(super) fn apply(ruleset: &str) -> Result<(), KernelError> {
-    let mut child = Command::new("nft")
-        .args(["-f", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|source| KernelError::Spawn {
-            what: "nft -f -".into(),
-            source,
-        })?;
-    if let Some(mut stdin) = child.stdin.take() {
-        stdin
-            .write_all(ruleset.as_bytes())
-            .map_err(|source| KernelError::Spawn {
-                what: "writing the ruleset to nft".into(),
-                source,
-            })?;
-    }
-    let out = child
-        .wait_with_output()
-        .map_err(|source| KernelError::Spawn {
-            what: "nft -f -".into(),
-            source,
-        })?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(KernelError::Nft {
-            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
-            ruleset: ruleset.to_string(),
-        })
-    }
+    run_tool("nft", &["-f", "-"], ruleset)
 }

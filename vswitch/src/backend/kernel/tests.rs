@@ -83,7 +83,7 @@ networks = ["m"]
 fn unsupported_names_missing_link_kinds() {
     let p = plan(IPVLAN);
     let lacking = |k: &str| !matches!(k, "ipvlan" | "vlan");
-    let why = unsupported_with(&p, &lacking, || true);
+    let why = unsupported_with(&p, &lacking, |_| true);
     assert!(
         why.iter().any(
             |w| w.contains("driver ipvlan needs the kernel's ipvlan link type")
@@ -98,7 +98,7 @@ fn unsupported_names_missing_link_kinds() {
     );
     assert!(why.iter().all(|w| w.starts_with("backend kernel: ")));
     // A kernel that has them: still not built by this backend.
-    let why = unsupported_with(&p, &|_| true, || true);
+    let why = unsupported_with(&p, &|_| true, |_| true);
     assert!(
         why.iter()
             .any(|w| w.contains("driver ipvlan not supported yet"))
@@ -109,10 +109,10 @@ fn unsupported_names_missing_link_kinds() {
 fn supported_plan_has_no_reasons() {
     let p = plan(NAT);
     assert_eq!(
-        unsupported_with(&p, &|_| true, || true),
+        unsupported_with(&p, &|_| true, |_| true),
         Vec::<String>::new()
     );
-    let why = unsupported_with(&p, &|_| true, || false);
+    let why = unsupported_with(&p, &|_| true, |_| false);
     assert!(why[0].contains("nft"), "{why:?}");
 }
 
@@ -669,4 +669,44 @@ fn repository_scenarios_pass() {
             ex.error
         );
     }
+}
+
+/// A build step the kernel refuses (a macvlan child bigger than its
+/// parent, as Docker would fail to start the container) fails the run and
+/// leaves nothing behind: the lan namespace goes with the others.
+#[test]
+fn failed_build_leaves_nothing() {
+    if !crate::sys::require_root("failed_build_leaves_nothing") {
+        return;
+    }
+    let p = plan(
+        r#"
+name = "too big"
+[[network]]
+name = "mv"
+driver = "macvlan"
+parent = "eth0"
+subnet = "10.9.0.0/24"
+mtu = 9000
+[[container]]
+name = "a"
+networks = ["mv"]
+"#,
+    );
+    let run = RunId::new();
+    let ex = execute_plan(
+        Path::new("big.toml"),
+        &p,
+        &RunOptions {
+            backend: BackendKind::Kernel,
+            build: BuildOptions::default(),
+            keep: false,
+            progress: false,
+            run_id: Some(run.clone()),
+        },
+    );
+    assert_eq!(ex.code, crate::run::execute::EXIT_FAILED, "{:?}", ex.error);
+    let error = ex.error.unwrap_or_default();
+    assert!(error.contains("eth0"), "{error}");
+    no_leftovers(&run);
 }
