@@ -1,0 +1,166 @@
+//! What the kernel backend cannot build on this machine, found before
+//! anything is created: link kinds the kernel lacks (probed for real in a
+//! throwaway namespace), drivers and options this backend does not build
+//! yet, and tools it needs.
+
+use std::net::IpAddr;
+use std::process::{Command, Stdio};
+
+use crate::backend::uses_embedded_dns;
+use crate::scenario::plan::{BackendKind, CheckKind, Driver, Mode, Plan};
+use crate::sys::probe::link_kind_supported;
+
+/// Every reason this machine cannot build `plan` with the kernel backend,
+/// one per item, each starting with `backend kernel: `.
+pub fn unsupported(plan: &Plan) -> Vec<String> {
+    unsupported_with(plan, &link_kind_supported, tool_available)
+}
+
+/// [`unsupported`] with the kernel probe and the `nft` check given, so the
+/// reasoning can be tested without root.
+pub(super) fn unsupported_with(
+    plan: &Plan,
+    has_kind: &dyn Fn(&str) -> bool,
+    has_tool: fn(&str) -> bool,
+) -> Vec<String> {
+    let mut why = Vec::new();
+    let mut say = |s: String| why.push(format!("backend kernel: {s}"));
+    let lacks = |kind: &str, what: &str| {
+        format!("{what} needs the kernel's {kind} link type, which this kernel lacks")
+    };
+
+    for kind in ["veth", "bridge"] {
+        if !has_kind(kind) {
+            say(lacks(kind, "the lan segment"));
+        }
+    }
+    for (i, m) in plan.machines.iter().enumerate() {
+        if m.backend == Some(BackendKind::Userspace) {
+            say(format!(
+                "mixed backends (machine[{i}] `{}` backend = userspace) not supported yet",
+                m.name
+            ));
+        }
+    }
+    for (i, x) in plan.externals.iter().enumerate() {
+        if let Some(v) = x.vlan {
+            if has_kind("vlan") {
+                say(format!(
+                    "VLAN {v} on lan (external[{i}] `{}`) needs VLAN filtering on the lan bridge, not supported yet",
+                    x.name
+                ));
+            } else {
+                say(format!(
+                    "VLAN {v} on lan (external[{i}] `{}`) needs 802.1Q vlan devices or bridge VLAN filtering, which this kernel lacks",
+                    x.name
+                ));
+            }
+        }
+        if x.ip.is_ipv6() {
+            say(format!(
+                "IPv6 not supported yet (external[{i}] `{}`)",
+                x.name
+            ));
+        }
+    }
+    let mut needs_nft = false;
+    for (i, n) in plan.networks.iter().enumerate() {
+        let at = format!("network[{i}] `{}`", n.name);
+        if n.ipv6 {
+            say(format!("IPv6 not supported yet ({at})"));
+        }
+        match n.driver {
+            Driver::Bridge => needs_nft = true,
+            Driver::Macvlan => {
+                if !has_kind("macvlan") {
+                    say(format!("{} ({at})", lacks("macvlan", "driver macvlan")));
+                }
+                if let Some(p) = &n.parent
+                    && p.vlan.is_some()
+                {
+                    if has_kind("vlan") {
+                        say(format!(
+                            "parent {} (802.1Q sub-interface) not supported yet ({at})",
+                            p.name
+                        ));
+                    } else {
+                        say(format!(
+                            "parent {} needs 802.1Q vlan devices, which this kernel lacks ({at})",
+                            p.name
+                        ));
+                    }
+                }
+                if n.mode == Some(Mode::Passthru) {
+                    let users = plan
+                        .containers
+                        .iter()
+                        .flat_map(|c| &c.endpoints)
+                        .filter(|e| e.network == i)
+                        .count();
+                    if users > 1 {
+                        say(format!(
+                            "macvlan passthru gives its parent to one container; {users} are attached ({at})"
+                        ));
+                    }
+                }
+            }
+            Driver::Ipvlan => {
+                if has_kind("ipvlan") {
+                    say(format!("driver ipvlan not supported yet ({at})"));
+                } else {
+                    say(format!("{} ({at})", lacks("ipvlan", "driver ipvlan")));
+                }
+            }
+            Driver::Overlay => say(format!("driver overlay not supported yet ({at})")),
+            Driver::None | Driver::Host => {}
+        }
+    }
+    for (i, c) in plan.containers.iter().enumerate() {
+        for p in &c.publish {
+            if let Some(IpAddr::V6(ip)) = p.host_ip {
+                say(format!(
+                    "publishing on IPv6 host address {ip} not supported yet (container[{i}] `{}`)",
+                    c.name
+                ));
+            }
+        }
+    }
+    for c in &plan.checks {
+        let what = format!("check[{}] ({})", c.index, c.kind.name());
+        for &from in &c.from {
+            if uses_embedded_dns(plan, &c.kind, from) {
+                say(format!(
+                    "embedded DNS at 127.0.0.11 not supported yet ({what})"
+                ));
+            }
+        }
+        if let CheckKind::Ping { ipv6: true, .. } = c.kind {
+            say(format!("IPv6 not supported yet ({what})"));
+        }
+    }
+    if needs_nft && !has_tool("nft") {
+        say(
+            "bridge networks need the nftables CLI `nft` (Debian package nftables), which is not installed"
+                .to_string(),
+        );
+    }
+    let publishes = plan.containers.iter().any(|c| !c.publish.is_empty());
+    if needs_nft && publishes && !has_tool("ip") {
+        say(
+            "published ports need `ip` from iproute2 (bridge port hairpin mode), which is not installed"
+                .to_string(),
+        );
+    }
+    why.dedup();
+    why
+}
+
+/// True when `TOOL -V` runs (`nft` and `ip` both take it).
+fn tool_available(tool: &str) -> bool {
+    Command::new(tool)
+        .arg("-V")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}

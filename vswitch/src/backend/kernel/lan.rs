@@ -1,0 +1,120 @@
+//! The `lan` segment: a Linux bridge in its own namespace
+//! (`<run id>-l-lan`); each machine's and each external's `eth0` is a veth
+//! whose peer is a port of that bridge.
+
+use std::net::IpAddr;
+
+use ipnet::{IpNet, Ipv4Net};
+
+use super::layout::{Iface, lan_mac};
+use super::{KernelError, configure, in_ns, nlerr};
+use crate::backend::{BuildError, World};
+use crate::netns::NetNs;
+use crate::scenario::plan::{Node, Plan};
+use crate::sys::netlink::Netlink;
+
+/// Name of the bridge inside the lan namespace.
+const BRIDGE: &str = "lan";
+
+/// The lan namespace; deleted when dropped.
+#[derive(Debug)]
+pub(super) struct LanNs {
+    ns: Option<NetNs>,
+}
+
+impl LanNs {
+    /// The namespace.
+    pub fn ns(&self) -> Option<&NetNs> {
+        self.ns.as_ref()
+    }
+}
+
+impl Drop for LanNs {
+    fn drop(&mut self) {
+        if let Some(ns) = self.ns.take() {
+            let name = ns.name().to_string();
+            drop(ns);
+            if let Err(e) = crate::netns::delete(&name) {
+                eprintln!("vswitch: cannot delete namespace {name}: {e}");
+            }
+        }
+    }
+}
+
+/// Creates the lan namespace and bridge, and every uplink.
+pub(super) fn build(world: &World, plan: &Plan) -> Result<LanNs, BuildError> {
+    let name = format!("{}-l-lan", world.run());
+    let ns = NetNs::create(&name).map_err(BuildError::at(format!("namespace {name}")))?;
+    let lan = LanNs { ns: Some(ns) };
+    let ns = lan.ns().expect("just created");
+
+    // Ports: (port name in lan, temporary peer name, node it goes to).
+    let mut ends = Vec::new();
+    for i in 0..plan.machines.len() {
+        ends.push((format!("m{i}"), format!("tm{i}"), Node::Machine(i)));
+    }
+    for (i, x) in plan.externals.iter().enumerate() {
+        if x.ip.is_ipv4() {
+            ends.push((format!("x{i}"), format!("tx{i}"), Node::External(i)));
+        }
+    }
+    let mut moves = Vec::new();
+    for (port, tmp, node) in &ends {
+        let target = world.ns(*node).try_clone().map_err(BuildError::at(format!(
+            "namespace of {}",
+            plan.node_name(*node)
+        )))?;
+        moves.push((port.clone(), tmp.clone(), target));
+    }
+    in_ns(ns, "lan bridge", move || {
+        let mut nl = Netlink::new().map_err(nlerr("netlink socket"))?;
+        nl.link_set_up("lo").map_err(nlerr("lo"))?;
+        // No rules live here: keep bridged lan frames out of netfilter.
+        let _ = crate::sys::sysctl::sysctl_set("net.bridge.bridge-nf-call-iptables", "0");
+        let _ = crate::sys::sysctl::sysctl_set("net.ipv6.conf.all.disable_ipv6", "1");
+        let _ = crate::sys::sysctl::sysctl_set("net.ipv6.conf.default.disable_ipv6", "1");
+        nl.link_add_bridge(BRIDGE).map_err(nlerr("lan bridge"))?;
+        nl.link_set_up(BRIDGE).map_err(nlerr("lan bridge"))?;
+        for (port, tmp, target) in &moves {
+            nl.link_add_veth(port, tmp).map_err(nlerr("lan port"))?;
+            nl.link_set_master(port, BRIDGE)
+                .map_err(nlerr("lan port"))?;
+            nl.link_set_up(port).map_err(nlerr("lan port"))?;
+            nl.link_set_netns(tmp, std::os::fd::AsFd::as_fd(target))
+                .map_err(nlerr("lan port"))?;
+        }
+        Ok::<(), KernelError>(())
+    })?;
+
+    let prefix = plan.lan.prefix_len();
+    let gateway = plan.externals.iter().find(|x| x.gateway).map(|x| x.ip);
+    for (_, tmp, node) in ends {
+        let (ip, routes) = match node {
+            Node::Machine(i) => {
+                let routes = gateway
+                    .map(|gw| (IpNet::V4(Ipv4Net::default()), Some(gw)))
+                    .into_iter()
+                    .collect();
+                (plan.machines[i].ip, routes)
+            }
+            Node::External(i) => match plan.externals[i].ip {
+                IpAddr::V4(ip) => (ip, Vec::new()),
+                IpAddr::V6(_) => continue,
+            },
+            Node::Container(_) => continue,
+        };
+        let iface = Iface {
+            name: "eth0".into(),
+            mac: lan_mac(ip),
+            mtu: 1500,
+            addrs: vec![(IpAddr::V4(ip), prefix)],
+            routes,
+        };
+        let step = format!("eth0 of {}", plan.node_name(node));
+        in_ns(world.ns(node), step, move || {
+            let mut nl = Netlink::new().map_err(nlerr("netlink socket"))?;
+            configure(&mut nl, &tmp, &iface)
+        })?;
+    }
+    Ok(lan)
+}

@@ -1,0 +1,237 @@
+//! nftables for one machine namespace, equivalent to what Docker programs
+//! with iptables (golden dumps cited in docker-semantics.md), in one table
+//! named after the run (`table inet vswXXXXXX`), loaded with `nft -f -` from
+//! a thread inside that namespace.
+//!
+//! - filter forward: replies accepted; published (DNATed) connections
+//!   accepted (PUB-2); same-bridge traffic accepted or, with `icc = false`,
+//!   dropped (BR-8; bridged frames reach this hook through br_netfilter,
+//!   BR-9); traffic between two bridges dropped (BR-12); anything else into
+//!   a bridge dropped (PUB-2); an internal bridge's egress dropped (BR-15).
+//! - nat: `ip saddr <subnet> oifname != <bridge> masquerade` (BR-10/11,
+//!   PUB-9); published ports DNAT from prerouting and output when the
+//!   destination is a local address (PUB-1, PUB-11, host IP PUB-4).
+//! - userland proxy (PUB-7, `userland_proxy = true`): docker-proxy makes the
+//!   container see the bridge gateway as source for connections from the
+//!   machine itself and from containers (hairpin). Here those connections
+//!   are DNATed too, marked, and SNATed to the gateway: the same
+//!   observation without a proxy process. External clients keep their
+//!   address (PUB-3).
+//! - hairpin NAT (PUB-8, `userland_proxy = false`): no `! -i bridge`
+//!   restriction, MASQUERADE for locally-sourced traffic into a bridge and
+//!   for a container calling its own published port.
+//! - Without br_netfilter, `icc = false` is done in a `bridge` family table
+//!   instead (frames between two ports of the bridge).
+
+use std::fmt::Write as _;
+use std::net::IpAddr;
+
+use super::layout::{MachineLayout, gateway_endpoint};
+use super::{KernelError, run_tool};
+use crate::scenario::plan::{Driver, Plan, Proto};
+
+/// Conntrack mark of connections that stand for docker-proxy's (PUB-7).
+const PROXY_MARK: u32 = 0x7673_7750;
+
+/// One published port of a container on this machine.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Publish {
+    host_ip: Option<IpAddr>,
+    host_port: u16,
+    proto: Proto,
+    container_ip: IpAddr,
+    container_port: u16,
+}
+
+fn publishes(plan: &Plan, m: usize) -> Vec<Publish> {
+    let mut out = Vec::new();
+    for (ci, c) in plan.containers.iter().enumerate() {
+        if c.machine != m {
+            continue;
+        }
+        // BR-17: only on the gateway endpoint; PUB-10: only bridge networks.
+        let Some(k) = gateway_endpoint(plan, ci) else {
+            continue;
+        };
+        let e = &c.endpoints[k];
+        let (Some(ip), Driver::Bridge) = (e.ip, plan.networks[e.network].driver) else {
+            continue;
+        };
+        for p in &c.publish {
+            out.push(Publish {
+                host_ip: p.host_ip.filter(|h| !h.is_unspecified()),
+                host_port: p.host_port,
+                proto: p.proto,
+                container_ip: IpAddr::V4(ip),
+                container_port: p.container_port,
+            });
+        }
+    }
+    out
+}
+
+fn quoted_set(names: &[&str]) -> String {
+    let items: Vec<String> = names.iter().map(|n| format!("\"{n}\"")).collect();
+    format!("{{ {} }}", items.join(", "))
+}
+
+/// The ruleset of machine `m`, or None when the machine has no bridge
+/// network (nothing to filter or translate).
+pub(super) fn machine_ruleset(
+    plan: &Plan,
+    m: usize,
+    layout: &MachineLayout,
+    table: &str,
+    br_netfilter: bool,
+) -> Option<String> {
+    if layout.bridges.is_empty() {
+        return None;
+    }
+    let proxy = plan.machines[m].userland_proxy;
+    let bridges: Vec<&str> = layout
+        .bridges
+        .iter()
+        .map(|b| b.iface.name.as_str())
+        .collect();
+    let all = quoted_set(&bridges);
+    let pubs = publishes(plan, m);
+    let mut s = String::new();
+    let _ = writeln!(s, "table inet {table} {{");
+
+    // Filter.
+    let _ = writeln!(
+        s,
+        "  chain filter_forward {{\n    type filter hook forward priority filter; policy accept;\n    ct state established,related accept"
+    );
+    if !proxy {
+        // Hairpin NAT goes bridge → bridge: ICC decides it (golden:icc=false).
+        for b in layout
+            .bridges
+            .iter()
+            .filter(|b| !plan.networks[b.network].icc)
+        {
+            let n = &b.iface.name;
+            let _ = writeln!(s, "    iifname \"{n}\" oifname \"{n}\" drop");
+        }
+    }
+    let _ = writeln!(s, "    ct status dnat accept");
+    for b in &layout.bridges {
+        let n = &b.iface.name;
+        let verdict = if plan.networks[b.network].icc {
+            "accept"
+        } else {
+            "drop"
+        };
+        let _ = writeln!(s, "    iifname \"{n}\" oifname \"{n}\" {verdict}");
+    }
+    let _ = writeln!(s, "    iifname {all} oifname {all} drop");
+    let _ = writeln!(s, "    oifname {all} drop");
+    let internal: Vec<&str> = layout
+        .bridges
+        .iter()
+        .filter(|b| plan.networks[b.network].internal)
+        .map(|b| b.iface.name.as_str())
+        .collect();
+    if !internal.is_empty() {
+        let _ = writeln!(s, "    iifname {} drop", quoted_set(&internal));
+    }
+    let _ = writeln!(s, "  }}");
+
+    // Published ports.
+    let dnat_rule = |p: &Publish, mark: bool| {
+        let mut r = String::from("    ");
+        if let Some(h) = p.host_ip {
+            let _ = write!(r, "ip daddr {h} ");
+        }
+        let _ = write!(r, "{} dport {} ", p.proto, p.host_port);
+        if mark {
+            let _ = write!(r, "ct mark set {PROXY_MARK:#x} ");
+        }
+        let _ = writeln!(r, "dnat ip to {}:{}", p.container_ip, p.container_port);
+        r
+    };
+    let _ = writeln!(s, "  chain publish {{");
+    for p in &pubs {
+        s.push_str(&dnat_rule(p, false));
+    }
+    let _ = writeln!(s, "  }}");
+    let _ = writeln!(s, "  chain publish_local {{");
+    for p in &pubs {
+        s.push_str(&dnat_rule(p, proxy));
+    }
+    let _ = writeln!(s, "  }}");
+    let _ = writeln!(
+        s,
+        "  chain nat_prerouting {{\n    type nat hook prerouting priority dstnat; policy accept;"
+    );
+    if proxy {
+        let _ = writeln!(
+            s,
+            "    fib daddr type local iifname {all} jump publish_local"
+        );
+    }
+    let _ = writeln!(s, "    fib daddr type local jump publish\n  }}");
+    let _ = writeln!(
+        s,
+        "  chain nat_output {{\n    type nat hook output priority -100; policy accept;\n    fib daddr type local jump publish_local\n  }}"
+    );
+
+    // Source NAT.
+    let _ = writeln!(
+        s,
+        "  chain nat_postrouting {{\n    type nat hook postrouting priority srcnat; policy accept;"
+    );
+    for b in &layout.bridges {
+        let n = &b.iface.name;
+        if proxy && let Some((gw, _)) = b.iface.addrs.first() {
+            let _ = writeln!(
+                s,
+                "    ct mark {PROXY_MARK:#x} oifname \"{n}\" snat ip to {gw}"
+            );
+        }
+        let net = &plan.networks[b.network];
+        if net.masquerade && !net.internal {
+            for sub in &b.subnets {
+                let _ = writeln!(s, "    ip saddr {sub} oifname != \"{n}\" masquerade");
+            }
+        }
+        if !proxy {
+            let _ = writeln!(s, "    oifname \"{n}\" fib saddr type local masquerade");
+        }
+    }
+    if !proxy {
+        for p in &pubs {
+            let _ = writeln!(
+                s,
+                "    ip saddr {ip} ip daddr {ip} {} dport {} masquerade",
+                p.proto,
+                p.container_port,
+                ip = p.container_ip
+            );
+        }
+    }
+    let _ = writeln!(s, "  }}\n}}");
+
+    if !br_netfilter {
+        let ports: Vec<&str> = layout
+            .bridges
+            .iter()
+            .filter(|b| !plan.networks[b.network].icc)
+            .flat_map(|b| b.ports.iter().map(String::as_str))
+            .collect();
+        if !ports.is_empty() {
+            // Without br_netfilter the inet hooks never see bridged frames.
+            let set = quoted_set(&ports);
+            let _ = writeln!(
+                s,
+                "table bridge {table} {{\n  chain filter_forward {{\n    type filter hook forward priority filter; policy accept;\n    iifname {set} oifname {set} ether type ip drop\n  }}\n}}"
+            );
+        }
+    }
+    Some(s)
+}
+
+/// Loads `ruleset` with `nft -f -` in the calling thread's namespace.
+pub(super) fn apply(ruleset: &str) -> Result<(), KernelError> {
+    run_tool("nft", &["-f", "-"], ruleset)
+}
