@@ -61,6 +61,17 @@ pub fn unsupported(plan: &Plan, backend: BackendKind) -> Vec<String> {
     }
 }
 
+/// What a backend cannot honour of the run's options (never ignored).
+pub fn unsupported_options(opts: &BuildOptions, backend: BackendKind) -> Vec<String> {
+    let mut why = Vec::new();
+    if opts.pcap_dir.is_some() && backend != BackendKind::Userspace {
+        why.push(format!(
+            "backend {backend}: --pcap not supported (captures are written by the engine's ports)"
+        ));
+    }
+    why
+}
+
 /// The data path of a world.
 #[derive(Debug)]
 enum Dataplane {

@@ -90,7 +90,8 @@ pub fn execute(path: &Path, opts: &RunOptions) -> Execution {
 pub fn execute_plan(path: &Path, plan: &Plan, opts: &RunOptions) -> Execution {
     let run = opts.run_id.clone().unwrap_or_default();
     let mut report = empty_report(path, plan, opts.backend, &run);
-    let unsupported = backend::unsupported(plan, opts.backend);
+    let mut unsupported = backend::unsupported(plan, opts.backend);
+    unsupported.extend(backend::unsupported_options(&opts.build, opts.backend));
     if !unsupported.is_empty() {
         report.skipped = plan.checks.len();
         report.unsupported = unsupported;
