@@ -273,7 +273,7 @@ impl World {
 
     /// Tears the world down and returns the data path's counters.
     pub fn teardown(mut self) -> serde_json::Value {
-        self.embedded_dns.clear();
+        crate::dns::stop_all(&mut self.embedded_dns);
         self.echo.clear();
         self.dns.clear();
         let metrics = self
@@ -287,7 +287,7 @@ impl World {
 
 impl Drop for World {
     fn drop(&mut self) {
-        self.embedded_dns.clear();
+        crate::dns::stop_all(&mut self.embedded_dns);
         self.echo.clear();
         self.dns.clear();
         if let Some(d) = self.dataplane.take() {

@@ -25,7 +25,7 @@ pub use forward::{
     DEFAULT_UPSTREAM_TIMEOUT, ForwardConfig, Inflight, MAX_CONCURRENT, MAX_UPSTREAMS, forward,
 };
 pub use resolver::{Decision, Transport, error_reply};
-pub use server::{DnsError, EmbeddedDns, start_embedded_dns};
+pub use server::{DnsError, EmbeddedDns, start_embedded_dns, stop_all};
 pub use table::{ContainerView, Family, NameTable, Upstreams};
 
 /// The address Docker's embedded DNS listens on inside a container.
