@@ -24,7 +24,7 @@ mod tests;
 pub use forward::{
     DEFAULT_UPSTREAM_TIMEOUT, ForwardConfig, Inflight, MAX_CONCURRENT, MAX_UPSTREAMS, forward,
 };
-pub use resolver::{Decision, Transport, error_reply};
+pub use resolver::{Decision, Transport, decodes, error_reply, query_has_edns, seeded_rng};
 pub use server::{DnsError, EmbeddedDns, start_embedded_dns, stop_all};
 pub use table::{ContainerView, Family, NameTable, Upstreams};
 

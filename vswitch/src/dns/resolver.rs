@@ -225,6 +225,24 @@ pub fn error_reply(query: &[u8], code: ResponseCode) -> Option<Vec<u8>> {
     Some(h)
 }
 
+/// Whether `bytes` decode as a whole DNS message (fuzzing and tests check
+/// answers with it).
+pub fn decodes(bytes: &[u8]) -> bool {
+    Message::from_vec(bytes).is_ok()
+}
+
+/// Whether `query` decodes and carries an EDNS OPT record (a UDP answer may
+/// then be as large as the client's advertised size).
+pub fn query_has_edns(query: &[u8]) -> bool {
+    Message::from_vec(query).is_ok_and(|m| m.edns.is_some())
+}
+
+/// A deterministic generator for [`NameTable::answer`]'s shuffle, for
+/// callers (fuzz targets, benches) that do not depend on `rand` themselves.
+pub fn seeded_rng(seed: u64) -> rand::rngs::StdRng {
+    rand::SeedableRng::seed_from_u64(seed)
+}
+
 /// A name as the table keys it: labels lower-cased, joined by dots, no
 /// trailing dot.
 pub(crate) fn name_key(n: &Name) -> String {

@@ -149,3 +149,87 @@ fn dig_inside_a_container() {
         "namespaces left behind"
     );
 }
+
+/// Garbage over UDP, TCP streams that stop mid-message or announce 65535
+/// bytes and send a few: the server keeps answering, on both transports,
+/// while those streams are still open.
+#[test]
+fn server_survives_garbage_and_stalled_streams() {
+    use std::io::Write;
+    use std::net::{SocketAddr, TcpStream, UdpSocket};
+    use std::time::{Duration, Instant};
+
+    use crate::probe::{DnsOutcome, dns_query};
+    use crate::scenario::plan::{Node, QueryType};
+
+    if !crate::sys::require_root("server_survives_garbage_and_stalled_streams") {
+        return;
+    }
+    let text = "name = \"garbage\"\n[[network]]\nname = \"n\"\nsubnet = \"10.53.98.0/24\"\n\
+                [[container]]\nname = \"web\"\nnetworks = [\"n\"]\n";
+    let plan = crate::scenario::parse_str(Path::new("garbage.toml"), text).unwrap();
+    let run = RunId::new();
+    let world = World::build(
+        &run,
+        &plan,
+        BackendKind::Userspace,
+        &BuildOptions::default(),
+        &|_| {},
+    )
+    .expect("world builds");
+    let ns = world.ns(Node::Container(0));
+    let dns = SocketAddr::from((super::EMBEDDED_DNS_ADDR, 53));
+    let stalled = ns
+        .run(move || {
+            let u = UdpSocket::bind("0.0.0.0:0").unwrap();
+            let mut header_only = vec![0x55, 0x66, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+            header_only.extend_from_slice(&[63; 70]);
+            for d in [
+                &[1u8, 2, 3][..],
+                &[0xff; 100][..],
+                &header_only[..],
+                &vec![0u8; 65000][..],
+            ] {
+                u.send_to(d, dns).unwrap();
+            }
+            let mut v = Vec::new();
+            // Half a length prefix; a full one promising 65535 bytes and a
+            // few of them; a zero length (closed by the server); garbage.
+            for bytes in [
+                &[0x00][..],
+                &[0xff, 0xff, 1, 2, 3][..],
+                &[0, 0][..],
+                &[
+                    0, 20, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+                    0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+                ][..],
+            ] {
+                let mut s = TcpStream::connect(dns).unwrap();
+                s.write_all(bytes).unwrap();
+                v.push(s);
+            }
+            v
+        })
+        .unwrap();
+    for tcp in [false, true] {
+        let deadline = Instant::now() + Duration::from_secs(3);
+        let out = dns_query(ns, dns, "web", QueryType::A, tcp, deadline).unwrap();
+        assert_eq!(
+            out,
+            DnsOutcome::Answer {
+                rcode: "NOERROR".into(),
+                answers: vec!["10.53.98.2".into()],
+                truncated: false
+            },
+            "tcp {tcp}"
+        );
+    }
+    drop(stalled);
+    let started = Instant::now();
+    drop(world);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "teardown waits on stalled streams"
+    );
+    assert!(crate::netns::list(&format!("{run}-")).is_empty());
+}

@@ -4,7 +4,12 @@
 //! Docker listens on random ports and DNATs port 53 to them in the
 //! container's namespace (DNS-3); binding port 53 directly is what a client
 //! sees all the same, and needs no NAT rules: `lo` is up and 127.0.0.0/8 is
-//! local, so 127.0.0.11 can be bound as it is.
+//! local, so 127.0.0.11 can be bound as it is. One difference remains: a
+//! container that itself serves `tcp:53` on every address leaves no room
+//! for a TCP listener on 127.0.0.11:53 (Linux refuses a specific bind beside
+//! a wildcard listener), so its embedded DNS answers over UDP only, with a
+//! warning; `udp:53` services coexist (SO_REUSEADDR, the more specific
+//! socket gets the queries).
 //!
 //! The listening sockets are created inside the container's namespace; every
 //! thread of the server runs in the **machine's** namespace, so the sockets
