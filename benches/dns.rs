@@ -105,7 +105,7 @@ fn print_rates(t: &NameTable, span: Duration) {
         let qps = rate(span, || {
             let d = t.answer(0, black_box(&q), Transport::Udp, &mut rng);
             assert!(!matches!(d, Decision::Drop));
-            black_box(d);
+            let _ = black_box(d);
         });
         println!("  {name:<18} {qps:>12.0} q/s  ({:.1}x decode)", base / qps);
     }
