@@ -98,6 +98,8 @@ pub struct World {
     dataplane: Option<Dataplane>,
     echo: Vec<probe::EchoServices>,
     dns: Vec<probe::DnsServer>,
+    /// Docker's embedded DNS (127.0.0.11) of each container that has one.
+    embedded_dns: Vec<crate::dns::EmbeddedDns>,
 }
 
 /// Node name → namespace name, for `vswitch exec` and the run record.
@@ -145,6 +147,7 @@ impl World {
             dataplane: None,
             echo: Vec::new(),
             dns: Vec::new(),
+            embedded_dns: Vec::new(),
         };
         progress(&format!(
             "creating {} namespaces",
@@ -257,11 +260,29 @@ impl World {
                 self.dns.push(s);
             }
         }
+        // Docker's embedded DNS in every container with an endpoint on a
+        // network that has it (DNS-1); forwarding leaves from the machine.
+        let table = std::sync::Arc::new(crate::dns::NameTable::from_plan(plan));
+        for (i, c) in plan.containers.iter().enumerate() {
+            if on_host_network(plan, i) || !table.view(i).is_some_and(|v| v.embedded) {
+                continue;
+            }
+            let s = crate::dns::start_embedded_dns(
+                table.clone(),
+                i,
+                self.ns(Node::Container(i)),
+                self.ns(Node::Machine(c.machine)),
+                crate::dns::ForwardConfig::default(),
+            )
+            .map_err(BuildError::at(format!("embedded DNS of {}", c.name)))?;
+            self.embedded_dns.push(s);
+        }
         Ok(())
     }
 
     /// Tears the world down and returns the data path's counters.
     pub fn teardown(mut self) -> serde_json::Value {
+        crate::dns::stop_all(&mut self.embedded_dns);
         self.echo.clear();
         self.dns.clear();
         let metrics = self
@@ -275,6 +296,7 @@ impl World {
 
 impl Drop for World {
     fn drop(&mut self) {
+        crate::dns::stop_all(&mut self.embedded_dns);
         self.echo.clear();
         self.dns.clear();
         if let Some(d) = self.dataplane.take() {

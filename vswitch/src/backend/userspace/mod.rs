@@ -15,7 +15,7 @@ use std::time::Duration;
 use ipnet::{IpNet, Ipv4Net};
 
 use crate::backend::pcap::{self, PcapWriter};
-use crate::backend::{BuildError, BuildOptions, World, uses_embedded_dns};
+use crate::backend::{BuildError, BuildOptions, World};
 use crate::engine::{
     DomainConfig, DomainId, Engine, EngineConfig, Gateway, PortConfig, PortId, PortRole,
 };
@@ -76,11 +76,6 @@ pub fn unsupported(plan: &Plan) -> Vec<String> {
     for c in &plan.checks {
         let what = format!("check[{}] ({})", c.index, c.kind.name());
         for &from in &c.from {
-            if uses_embedded_dns(plan, &c.kind, from) {
-                say(format!(
-                    "embedded DNS at 127.0.0.11 not supported yet ({what})"
-                ));
-            }
             for addr in check_addresses(plan, &c.kind, from) {
                 if !reachable_without_routing(plan, from, addr) {
                     say(format!(
