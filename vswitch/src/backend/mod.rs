@@ -16,7 +16,7 @@ use std::path::PathBuf;
 
 use crate::netns::NetNs;
 use crate::probe;
-use crate::scenario::plan::{BackendKind, CheckKind, Driver, Node, Plan};
+use crate::scenario::plan::{BackendKind, Driver, Node, Plan};
 use crate::sys::netlink::Netlink;
 use crate::world::{NodeKind, RunId};
 
@@ -369,15 +369,5 @@ pub fn default_dns_server(plan: &Plan, from: Node) -> Option<IpAddr> {
         }
         Node::Machine(i) => plan.machines[i].resolvers.first().copied(),
         Node::External(_) => None,
-    }
-}
-
-/// True when a check asks the embedded DNS (127.0.0.11).
-pub fn uses_embedded_dns(plan: &Plan, kind: &CheckKind, from: Node) -> bool {
-    match kind {
-        CheckKind::Dns { server, .. } => {
-            server.or_else(|| default_dns_server(plan, from)) == Some(EMBEDDED_DNS)
-        }
-        _ => false,
     }
 }

@@ -6,7 +6,6 @@
 use std::net::IpAddr;
 use std::process::{Command, Stdio};
 
-use crate::backend::uses_embedded_dns;
 use crate::scenario::plan::{BackendKind, CheckKind, Driver, Mode, Plan};
 use crate::sys::probe::link_kind_supported;
 
@@ -127,13 +126,6 @@ pub(super) fn unsupported_with(
     }
     for c in &plan.checks {
         let what = format!("check[{}] ({})", c.index, c.kind.name());
-        for &from in &c.from {
-            if uses_embedded_dns(plan, &c.kind, from) {
-                say(format!(
-                    "embedded DNS at 127.0.0.11 not supported yet ({what})"
-                ));
-            }
-        }
         if let CheckKind::Ping { ipv6: true, .. } = c.kind {
             say(format!("IPv6 not supported yet ({what})"));
         }
