@@ -88,13 +88,16 @@ pub struct Version {
     pub api_version: String,
 }
 
-/// A container or network: its id and name (without the leading `/`).
+/// A container or network: its id, name (without the leading `/`) and the
+/// value of the label it was listed by.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Object {
     /// Full id.
     pub id: String,
     /// Name.
     pub name: String,
+    /// The label's value.
+    pub label: String,
 }
 
 impl Client {
@@ -244,25 +247,17 @@ impl Client {
         self.json("GET", &format!("/networks/{id}"), None)
     }
 
-    /// Networks whose name starts with `prefix`.
-    pub fn networks_named(&self, prefix: &str) -> Result<Vec<Object>, ApiError> {
-        let filters = json!({ "name": [prefix] }).to_string();
+    /// Networks carrying label `key` (any value).
+    pub fn networks_labeled(&self, key: &str) -> Result<Vec<Object>, ApiError> {
+        let filters = json!({ "label": [key] }).to_string();
         let v = self.json(
             "GET",
             &format!("/networks?filters={}", query_escape(&filters)),
             None,
         )?;
-        Ok(v.as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|n| {
-                Some(Object {
-                    id: n.get("Id")?.as_str()?.to_string(),
-                    name: n.get("Name")?.as_str()?.to_string(),
-                })
-            })
-            .filter(|o| o.name.starts_with(prefix))
-            .collect())
+        Ok(labeled(&v, key, |n| {
+            n.get("Name")?.as_str().map(str::to_string)
+        }))
     }
 
     /// `DELETE /networks/{id}`; a network already gone is not an error.
@@ -303,30 +298,18 @@ impl Client {
         self.json("GET", &format!("/containers/{id}/json"), None)
     }
 
-    /// Containers (running or not) whose name starts with `prefix`.
-    pub fn containers_named(&self, prefix: &str) -> Result<Vec<Object>, ApiError> {
-        let filters = json!({ "name": [format!("^/{}", prefix)] }).to_string();
+    /// Containers (running or not) carrying label `key` (any value).
+    pub fn containers_labeled(&self, key: &str) -> Result<Vec<Object>, ApiError> {
+        let filters = json!({ "label": [key] }).to_string();
         let v = self.json(
             "GET",
             &format!("/containers/json?all=1&filters={}", query_escape(&filters)),
             None,
         )?;
-        Ok(v.as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|c| {
-                let id = c.get("Id")?.as_str()?.to_string();
-                let name = c
-                    .get("Names")?
-                    .as_array()?
-                    .iter()
-                    .filter_map(Value::as_str)
-                    .map(|n| n.trim_start_matches('/'))
-                    .find(|n| n.starts_with(prefix))?
-                    .to_string();
-                Some(Object { id, name })
-            })
-            .collect())
+        Ok(labeled(&v, key, |c| {
+            let first = c.get("Names")?.as_array()?.first()?.as_str()?;
+            Some(first.trim_start_matches('/').to_string())
+        }))
     }
 
     /// `DELETE /containers/{id}?force=1&v=1`; a container already gone is not an error.
@@ -336,6 +319,21 @@ impl Client {
             r => r.map(|_| ()),
         }
     }
+}
+
+/// The objects of a list answer that carry label `key`.
+fn labeled(v: &Value, key: &str, name: impl Fn(&Value) -> Option<String>) -> Vec<Object> {
+    v.as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|o| {
+            Some(Object {
+                id: o.get("Id")?.as_str()?.to_string(),
+                name: name(o)?,
+                label: o.get("Labels")?.get(key)?.as_str()?.to_string(),
+            })
+        })
+        .collect()
 }
 
 fn id_of(v: &Value, path: &str) -> Result<String, ApiError> {

@@ -31,12 +31,12 @@
 //!    machine address, and a default route via the `gateway = true` external);
 //! 2. imports the image `vswitch/busybox:1` once (Debian's busybox-static,
 //!    see [`image`]); no registry is used;
-//! 3. creates the networks as `<run>-<name>` (bridge: subnet, gateway,
+//! 3. creates the networks under their scenario names (bridge: subnet, gateway,
 //!    ip_range, aux addresses, internal, ICC, masquerade, MTU; macvlan on
 //!    parent `eth0`); the default bridge is the daemon's `bridge`, `none` and
 //!    `host` its built-in ones;
-//! 4. creates, starts and connects each container `<run>-<name>` in file
-//!    order, passing every planned address explicitly (Docker refuses that on
+//! 4. creates, starts and connects each container under its scenario name in
+//!    file order, passing every planned address explicitly (Docker refuses that on
 //!    the default bridge, BR-19, where its own IPAM must and is checked to
 //!    agree with the plan). DNS servers are always explicit: the container's
 //!    `dns`, else the machine's resolvers, else an address of the scenario
@@ -48,7 +48,18 @@
 //!    exec` work exactly as on the other backends, and checks that each
 //!    interface `ethN` carries the planned address.
 //!
-//! Everything carries the run id and is removed by [`Dataplane::stop`] (also
+//! Names are the scenario's, not prefixed with the run id: Docker derives
+//! its DNS names from them (a container's name on each network, PTR answers
+//! `<container>.<network>.`, DNS-4/7/11), so prefixed names would make every
+//! name lookup differ from the scenario by construction. Where Docker refuses
+//! a name (one character: it wants `[a-zA-Z0-9][a-zA-Z0-9_.-]+`; a network
+//! named like a built-in one) the object is named `<run>-<name>` and a
+//! container also gets its plain name as an alias on each user-defined
+//! network (A lookups then agree; its PTR answer does not).
+//!
+//! Everything a run creates in the daemon carries the label
+//! `vswitch.run=<run id>`; the lock makes sure no two runs' names meet.
+//! Everything is removed by [`Dataplane::stop`] (also
 //! on drop, on a failed build, and from the signal path via [`remove_run`]);
 //! `vswitch cleanup` removes what dead runs left ([`leftover_runs`]).
 
@@ -82,6 +93,8 @@ pub const DAEMON_NETNS: &str = "oracle-dockerd";
 pub const LOCK_FILE: &str = "/run/vswitch/docker.lock";
 /// Which run owns the daemon-side uplink `eth0` right now.
 pub const UPLINK_OWNER: &str = "/run/vswitch/docker-uplink";
+/// The label that marks a container or network as a run's.
+pub const LABEL_RUN: &str = "vswitch.run";
 /// What starts the daemon.
 pub const START_COMMAND: &str = "ci/docker-daemon.sh start";
 /// The machine uplink's name inside the daemon's namespace.
@@ -397,7 +410,7 @@ impl Dataplane {
                     "bridge".to_string()
                 }
                 _ => {
-                    let name = format!("{}-{}", self.run, n.name);
+                    let name = network_name(&self.run, &n.name);
                     let body = network_body(&name, &self.run, n);
                     let id = self
                         .client
@@ -444,7 +457,7 @@ impl Dataplane {
     ) -> Result<u32, BuildError> {
         let c = &plan.containers[ci];
         let step = |what: &str| format!("container {}: {what}", c.name);
-        let name = format!("{}-{}", self.run, c.name);
+        let name = container_name(&self.run, &c.name);
         let body = container_body(plan, ci, nets, &self.run, silent);
         let id = self
             .client
@@ -459,7 +472,7 @@ impl Dataplane {
         for e in c.endpoints.iter().skip(1) {
             let net = &nets[e.network];
             self.client
-                .network_connect(net, &id, &endpoint_config(plan, e))
+                .network_connect(net, &id, &endpoint_config(plan, ci, e))
                 .map_err(BuildError::at(step(&format!(
                     "connect to {}",
                     plan.networks[e.network].name
@@ -787,13 +800,13 @@ fn network_body(name: &str, run: &RunId, n: &crate::scenario::plan::Network) -> 
         "Attachable": true,
         "IPAM": { "Driver": "default", "Config": config },
         "Options": options,
-        "Labels": { "vswitch.run": run.as_str(), "vswitch.network": n.name },
+        "Labels": { LABEL_RUN: run.as_str(), "vswitch.network": n.name },
     })
 }
 
 /// An endpoint's settings: the planned address and aliases on user-defined
 /// networks; nothing on the default bridge, where Docker refuses both (BR-19).
-fn endpoint_config(plan: &Plan, e: &crate::scenario::plan::Endpoint) -> Value {
+fn endpoint_config(plan: &Plan, ci: usize, e: &crate::scenario::plan::Endpoint) -> Value {
     let n = &plan.networks[e.network];
     if n.default || matches!(n.driver, Driver::None | Driver::Host) {
         return json!({});
@@ -802,10 +815,44 @@ fn endpoint_config(plan: &Plan, e: &crate::scenario::plan::Endpoint) -> Value {
     if let Some(ip) = e.ip {
         v["IPAMConfig"] = json!({ "IPv4Address": ip.to_string() });
     }
-    if !e.aliases.is_empty() {
-        v["Aliases"] = json!(e.aliases);
+    let mut aliases = e.aliases.clone();
+    let name = &plan.containers[ci].name;
+    if !docker_accepts_container_name(name) {
+        // Named `<run>-<name>` in the daemon: the plain name as an alias.
+        aliases.insert(0, name.clone());
+    }
+    if !aliases.is_empty() {
+        v["Aliases"] = json!(aliases);
     }
     v
+}
+
+/// Docker's rule for container names: `[a-zA-Z0-9][a-zA-Z0-9_.-]+`.
+fn docker_accepts_container_name(name: &str) -> bool {
+    let b = name.as_bytes();
+    b.len() >= 2
+        && b[0].is_ascii_alphanumeric()
+        && b[1..]
+            .iter()
+            .all(|c| c.is_ascii_alphanumeric() || b"_.-".contains(c))
+}
+
+/// A container's name in the daemon: the scenario's where Docker accepts it.
+fn container_name(run: &RunId, name: &str) -> String {
+    if docker_accepts_container_name(name) {
+        name.to_string()
+    } else {
+        format!("{run}-{name}")
+    }
+}
+
+/// A network's name in the daemon: the scenario's unless it is a built-in one.
+fn network_name(run: &RunId, name: &str) -> String {
+    if matches!(name, "bridge" | "host" | "none") {
+        format!("{run}-{name}")
+    } else {
+        name.to_string()
+    }
 }
 
 /// `POST /containers/create` body: the first network, its endpoint, DNS,
@@ -819,8 +866,8 @@ fn container_body(plan: &Plan, ci: usize, nets: &[String], run: &RunId, silent: 
     let mut body = json!({
         "Image": format!("{}:{}", image::IMAGE_REPO, image::IMAGE_TAG),
         "Cmd": ["sleep", "2000000000"],
-        "Labels": { "vswitch.run": run.as_str(), "vswitch.container": c.name },
-        "NetworkingConfig": { "EndpointsConfig": { mode.clone(): endpoint_config(plan, first) } },
+        "Labels": { LABEL_RUN: run.as_str(), "vswitch.container": c.name },
+        "NetworkingConfig": { "EndpointsConfig": { mode.clone(): endpoint_config(plan, ci, first) } },
     });
     if first_net.driver != Driver::Host {
         let dns: Vec<String> = if !c.dns.is_empty() {
@@ -884,20 +931,20 @@ fn silent_resolver(plan: &Plan) -> Ipv4Addr {
         .unwrap_or(plan.lan.broadcast())
 }
 
-/// Removes the containers and networks named `<run>-*`; returns their names.
+/// Removes the containers and networks labelled as run `run`'s; returns
+/// their names.
 fn remove_objects(client: &Client, run: &RunId) -> Vec<String> {
-    let prefix = format!("{run}-");
     let mut removed = Vec::new();
-    if let Ok(list) = client.containers_named(&prefix) {
-        for c in list {
+    if let Ok(list) = client.containers_labeled(LABEL_RUN) {
+        for c in list.into_iter().filter(|c| c.label == run.as_str()) {
             match client.container_remove(&c.id) {
                 Ok(()) => removed.push(format!("docker container {}", c.name)),
                 Err(e) => eprintln!("vswitch: cannot remove docker container {}: {e}", c.name),
             }
         }
     }
-    if let Ok(list) = client.networks_named(&prefix) {
-        for n in list {
+    if let Ok(list) = client.networks_labeled(LABEL_RUN) {
+        for n in list.into_iter().filter(|n| n.label == run.as_str()) {
             match client.network_remove(&n.id) {
                 Ok(()) => removed.push(format!("docker network {}", n.name)),
                 Err(e) => eprintln!("vswitch: cannot remove docker network {}: {e}", n.name),
@@ -936,14 +983,13 @@ pub fn leftover_runs() -> Vec<RunId> {
     let mut ids: Vec<RunId> = uplink_owner().into_iter().collect();
     if Path::new(SOCKET).exists() {
         let c = client();
-        let prefix = crate::world::PREFIX;
-        let names = c
-            .containers_named(prefix)
+        let labels = c
+            .containers_labeled(LABEL_RUN)
             .unwrap_or_default()
             .into_iter()
-            .chain(c.networks_named(prefix).unwrap_or_default())
-            .map(|o| o.name);
-        ids.extend(names.filter_map(|n| RunId::of_netns(&n)));
+            .chain(c.networks_labeled(LABEL_RUN).unwrap_or_default())
+            .map(|o| o.label);
+        ids.extend(labels.filter_map(|l| RunId::parse(&l)));
     }
     ids.sort();
     ids.dedup();
