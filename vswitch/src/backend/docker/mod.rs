@@ -1017,6 +1017,28 @@ fn remove_dead_leftovers(me: &RunId) {
     }
 }
 
+/// What run `id` still has on the docker side: daemon objects labelled as
+/// its, its namespaces, the uplink (tests look for leaks with this).
+pub fn traces(id: &RunId) -> Vec<String> {
+    let mut v = Vec::new();
+    if Path::new(SOCKET).exists() {
+        let c = client();
+        v.extend(
+            c.containers_labeled(LABEL_RUN)
+                .unwrap_or_default()
+                .into_iter()
+                .chain(c.networks_labeled(LABEL_RUN).unwrap_or_default())
+                .filter(|o| o.label == id.as_str())
+                .map(|o| format!("docker object {}", o.name)),
+        );
+    }
+    v.extend(netns::list(&format!("{id}-")));
+    if uplink_owner().as_ref() == Some(id) {
+        v.push(UPLINK_OWNER.into());
+    }
+    v
+}
+
 /// Whether the daemon answers (tests and `vswitch check`).
 pub fn daemon_reachable() -> Result<api::Version, ApiError> {
     client().version()
