@@ -64,7 +64,10 @@
 //! `vswitch cleanup` removes what dead runs left ([`leftover_runs`]).
 
 pub mod api;
+mod cleanup;
 pub mod image;
+mod lan;
+mod spec;
 #[cfg(test)]
 mod tests;
 
@@ -74,16 +77,24 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
 use std::time::Duration;
 
-use ipnet::{IpNet, Ipv4Net};
+use ipnet::Ipv4Net;
 use serde_json::{Value, json};
 
 use crate::backend::{BuildError, BuildOptions, World, namespace_names};
 use crate::netns::{self, NetNs};
 use crate::scenario::plan::{BackendKind, CheckKind, Driver, MacAddr, Node, Plan};
 use crate::sys::netlink::Netlink;
-use crate::world::{RunId, RunRecord};
+use crate::world::RunId;
 
 use api::{ApiError, Client};
+use cleanup::{acquire_lock, remove_dead_leftovers, remove_objects};
+pub use cleanup::{leftover_runs, remove_run, traces};
+use lan::{adopt_pid_netns, delete_uplink, in_ns, lan_mac, plug};
+#[cfg(test)]
+use spec::docker_accepts_container_name;
+use spec::{
+    container_body, container_name, endpoint_config, network_body, network_name, silent_resolver,
+};
 
 /// The daemon's API socket.
 pub const SOCKET: &str = "/run/vswitch-docker.sock";
@@ -589,138 +600,6 @@ impl Drop for Dataplane {
     }
 }
 
-/// Runs `f` inside `ns`, folding both error layers into a [`BuildError`].
-fn in_ns<R: Send + 'static>(
-    ns: &NetNs,
-    step: &str,
-    f: impl FnOnce() -> Result<R, BoxError> + Send + 'static,
-) -> Result<R, BuildError> {
-    ns.run(f)
-        .map_err(BuildError::at(step.to_string()))?
-        .map_err(|source| BuildError {
-            step: step.to_string(),
-            source,
-        })
-}
-
-/// A veth from the lan bridge (`port` there) to `eth0` in `target`, with
-/// an address and optionally a default route.
-fn plug(
-    lan: &NetNs,
-    port: &str,
-    target: &NetNs,
-    mac: MacAddr,
-    ip: Ipv4Addr,
-    prefix: u8,
-    gateway: Option<Ipv4Addr>,
-) -> Result<(), BoxError> {
-    let (port, peer) = (port.to_string(), format!("p-{port}"));
-    let target_fd = target.try_clone()?;
-    let peer2 = peer.clone();
-    lan.run(move || -> Result<(), BoxError> {
-        let mut nl = Netlink::new()?;
-        nl.link_add_veth(&port, &peer2)?;
-        nl.link_set_master(&port, "lan")?;
-        nl.link_set_up(&port)?;
-        nl.link_set_netns(&peer2, std::os::fd::AsFd::as_fd(&target_fd))?;
-        Ok(())
-    })??;
-    target.run(move || -> Result<(), BoxError> {
-        let mut nl = Netlink::new()?;
-        nl.link_rename(&peer, UPLINK)?;
-        nl.link_set_mac(UPLINK, mac.0)?;
-        nl.addr_add(UPLINK, IpAddr::V4(ip), prefix)?;
-        nl.link_set_up(UPLINK)?;
-        if let Some(gw) = gateway {
-            nl.route_add(
-                IpNet::V4(Ipv4Net::default()),
-                Some(IpAddr::V4(gw)),
-                Some(UPLINK),
-            )?;
-        }
-        Ok(())
-    })??;
-    Ok(())
-}
-
-/// The MAC of a lan interface, as the userspace backend gives it (`02:56:` + IPv4).
-fn lan_mac(ip: Ipv4Addr) -> MacAddr {
-    let o = ip.octets();
-    MacAddr([0x02, 0x56, o[0], o[1], o[2], o[3]])
-}
-
-/// Deletes the uplink in the daemon's namespace (absent is fine). Its
-/// routes go with it; its peer goes with the lan namespace.
-fn delete_uplink() -> Result<(), BoxError> {
-    let daemon = NetNs::open(DAEMON_NETNS)?;
-    daemon.run(|| -> Result<(), BoxError> {
-        let mut nl = Netlink::new()?;
-        if nl.link_exists(UPLINK)? {
-            nl.link_del(UPLINK)?;
-        }
-        Ok(())
-    })?
-}
-
-/// Bind-mounts `/proc/PID/ns/net` at `/run/netns/NAME` (as `ip netns attach`).
-fn adopt_pid_netns(pid: u32, name: &str) -> Result<NetNs, BoxError> {
-    use nix::mount::{MsFlags, mount};
-    let target = Path::new(netns::NETNS_RUN_DIR).join(name);
-    std::fs::create_dir_all(netns::NETNS_RUN_DIR)?;
-    File::options().write(true).create_new(true).open(&target)?;
-    let source = format!("/proc/{pid}/ns/net");
-    if let Err(e) = mount(
-        Some(source.as_str()),
-        &target,
-        Some("none"),
-        MsFlags::MS_BIND,
-        None::<&str>,
-    ) {
-        let _ = std::fs::remove_file(&target);
-        return Err(format!("bind {source} at {}: {e}", target.display()).into());
-    }
-    Ok(NetNs::open(name)?)
-}
-
-/// Takes the docker lock, waiting for another run to finish.
-fn acquire_lock(wait: Duration) -> Result<File, BuildError> {
-    let err = BuildError::at(format!("lock {LOCK_FILE}"));
-    if let Some(dir) = Path::new(LOCK_FILE).parent() {
-        std::fs::create_dir_all(dir).map_err(BuildError::at(format!("lock {LOCK_FILE}")))?;
-    }
-    let f = File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(LOCK_FILE)
-        .map_err(err)?;
-    let end = std::time::Instant::now() + wait;
-    loop {
-        match f.try_lock() {
-            Ok(()) => return Ok(f),
-            Err(std::fs::TryLockError::WouldBlock) if std::time::Instant::now() < end => {
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            Err(std::fs::TryLockError::WouldBlock) => {
-                return Err(BuildError {
-                    step: format!("lock {LOCK_FILE}"),
-                    source: format!(
-                        "another docker run held it for {} s (a world kept up with `vswitch up --backend docker`?)",
-                        wait.as_secs()
-                    )
-                    .into(),
-                });
-            }
-            Err(std::fs::TryLockError::Error(e)) => {
-                return Err(BuildError {
-                    step: format!("lock {LOCK_FILE}"),
-                    source: Box::new(e),
-                });
-            }
-        }
-    }
-}
-
 /// Imports the image unless the daemon has it.
 fn ensure_image(client: &Client) -> Result<(), BuildError> {
     let reference = format!("{}:{}", image::IMAGE_REPO, image::IMAGE_TAG);
@@ -735,308 +614,6 @@ fn ensure_image(client: &Client) -> Result<(), BuildError> {
     client
         .image_import(image::IMAGE_REPO, image::IMAGE_TAG, &tar)
         .map_err(BuildError::at(format!("image {reference}")))
-}
-
-/// `POST /networks/create` body of a bridge or macvlan network.
-fn network_body(name: &str, run: &RunId, n: &crate::scenario::plan::Network) -> Value {
-    let config: Vec<Value> = n
-        .subnets
-        .iter()
-        .map(|s| {
-            let mut c = json!({ "Subnet": s.net.to_string() });
-            if let Some(g) = s.gateway {
-                c["Gateway"] = json!(g.to_string());
-            }
-            if s.ip_range != s.net {
-                c["IPRange"] = json!(s.ip_range.to_string());
-            }
-            let aux: serde_json::Map<String, Value> = n
-                .aux_addresses
-                .iter()
-                .filter(|(_, ip)| match ip {
-                    IpAddr::V4(v4) => s.net.contains(v4),
-                    IpAddr::V6(_) => false,
-                })
-                .map(|(k, ip)| (k.clone(), json!(ip.to_string())))
-                .collect();
-            if !aux.is_empty() {
-                c["AuxiliaryAddresses"] = Value::Object(aux);
-            }
-            c
-        })
-        .collect();
-    let mut options = serde_json::Map::new();
-    let driver = match n.driver {
-        Driver::Macvlan => {
-            if let Some(p) = &n.parent {
-                options.insert("parent".into(), json!(p.name));
-            }
-            if let Some(m) = n.mode {
-                let mode = serde_json::to_value(m).unwrap_or(Value::Null);
-                options.insert("macvlan_mode".into(), mode);
-            }
-            "macvlan"
-        }
-        _ => {
-            let flag = |b: bool| json!(if b { "true" } else { "false" });
-            options.insert("com.docker.network.bridge.enable_icc".into(), flag(n.icc));
-            options.insert(
-                "com.docker.network.bridge.enable_ip_masquerade".into(),
-                flag(n.masquerade),
-            );
-            options.insert(
-                "com.docker.network.driver.mtu".into(),
-                json!(n.mtu.to_string()),
-            );
-            "bridge"
-        }
-    };
-    json!({
-        "Name": name,
-        "CheckDuplicate": true,
-        "Driver": driver,
-        "Internal": n.internal,
-        "EnableIPv6": false,
-        "Attachable": true,
-        "IPAM": { "Driver": "default", "Config": config },
-        "Options": options,
-        "Labels": { LABEL_RUN: run.as_str(), "vswitch.network": n.name },
-    })
-}
-
-/// An endpoint's settings: the planned address and aliases on user-defined
-/// networks; nothing on the default bridge, where Docker refuses both (BR-19).
-fn endpoint_config(plan: &Plan, ci: usize, e: &crate::scenario::plan::Endpoint) -> Value {
-    let n = &plan.networks[e.network];
-    if n.default || matches!(n.driver, Driver::None | Driver::Host) {
-        return json!({});
-    }
-    let mut v = json!({});
-    if let Some(ip) = e.ip {
-        v["IPAMConfig"] = json!({ "IPv4Address": ip.to_string() });
-    }
-    let mut aliases = e.aliases.clone();
-    let name = &plan.containers[ci].name;
-    if !docker_accepts_container_name(name) {
-        // Named `<run>-<name>` in the daemon: the plain name as an alias.
-        aliases.insert(0, name.clone());
-    }
-    if !aliases.is_empty() {
-        v["Aliases"] = json!(aliases);
-    }
-    v
-}
-
-/// Docker's rule for container names: `[a-zA-Z0-9][a-zA-Z0-9_.-]+`.
-fn docker_accepts_container_name(name: &str) -> bool {
-    let b = name.as_bytes();
-    b.len() >= 2
-        && b[0].is_ascii_alphanumeric()
-        && b[1..]
-            .iter()
-            .all(|c| c.is_ascii_alphanumeric() || b"_.-".contains(c))
-}
-
-/// A container's name in the daemon: the scenario's where Docker accepts it.
-fn container_name(run: &RunId, name: &str) -> String {
-    if docker_accepts_container_name(name) {
-        name.to_string()
-    } else {
-        format!("{run}-{name}")
-    }
-}
-
-/// A network's name in the daemon: the scenario's unless it is a built-in one.
-fn network_name(run: &RunId, name: &str) -> String {
-    if matches!(name, "bridge" | "host" | "none") {
-        format!("{run}-{name}")
-    } else {
-        name.to_string()
-    }
-}
-
-/// `POST /containers/create` body: the first network, its endpoint, DNS,
-/// published ports.
-fn container_body(plan: &Plan, ci: usize, nets: &[String], run: &RunId, silent: Ipv4Addr) -> Value {
-    let c = &plan.containers[ci];
-    let first = &c.endpoints[0];
-    let first_net = &plan.networks[first.network];
-    let mode = nets[first.network].clone();
-    let mut host = json!({ "NetworkMode": mode });
-    let mut body = json!({
-        "Image": format!("{}:{}", image::IMAGE_REPO, image::IMAGE_TAG),
-        "Cmd": ["sleep", "2000000000"],
-        "Labels": { LABEL_RUN: run.as_str(), "vswitch.container": c.name },
-        "NetworkingConfig": { "EndpointsConfig": { mode.clone(): endpoint_config(plan, ci, first) } },
-    });
-    if first_net.driver != Driver::Host {
-        let dns: Vec<String> = if !c.dns.is_empty() {
-            c.dns.iter().map(IpAddr::to_string).collect()
-        } else if !plan.machines[c.machine].resolvers.is_empty() {
-            plan.machines[c.machine]
-                .resolvers
-                .iter()
-                .map(IpAddr::to_string)
-                .collect()
-        } else {
-            vec![silent.to_string()]
-        };
-        host["Dns"] = json!(dns);
-    }
-    if first.ip.is_some() && !matches!(first_net.driver, Driver::None | Driver::Host) {
-        body["MacAddress"] = json!(first.mac.to_string());
-    }
-    if !c.publish.is_empty() {
-        let mut bindings = serde_json::Map::new();
-        let mut exposed = serde_json::Map::new();
-        for p in &c.publish {
-            let key = format!("{}/{}", p.container_port, p.proto);
-            exposed.insert(key.clone(), json!({}));
-            let b = json!({
-                "HostIp": p.host_ip.map(|ip| ip.to_string()).unwrap_or_default(),
-                "HostPort": p.host_port.to_string(),
-            });
-            match bindings.get_mut(&key).and_then(Value::as_array_mut) {
-                Some(list) => list.push(b),
-                None => {
-                    bindings.insert(key, json!([b]));
-                }
-            }
-        }
-        host["PortBindings"] = Value::Object(bindings);
-        body["ExposedPorts"] = Value::Object(exposed);
-    }
-    body["HostConfig"] = host;
-    body
-}
-
-/// An address of `lan` that nothing in the scenario holds: the DNS server
-/// given to containers when the scenario names none, so that the embedded
-/// DNS forwards nowhere outside the scenario and unknown names fail.
-fn silent_resolver(plan: &Plan) -> Ipv4Addr {
-    let mut used: Vec<Ipv4Addr> = plan.machines.iter().map(|m| m.ip).collect();
-    used.extend(plan.externals.iter().filter_map(|x| match x.ip {
-        IpAddr::V4(v4) => Some(v4),
-        IpAddr::V6(_) => None,
-    }));
-    let in_networks = |ip: &Ipv4Addr| {
-        plan.networks
-            .iter()
-            .any(|n| n.subnets.iter().any(|s| s.net.contains(ip)))
-    };
-    plan.lan
-        .hosts()
-        .rev()
-        .find(|ip| !used.contains(ip) && !in_networks(ip))
-        .unwrap_or(plan.lan.broadcast())
-}
-
-/// Removes the containers and networks labelled as run `run`'s; returns
-/// their names.
-fn remove_objects(client: &Client, run: &RunId) -> Vec<String> {
-    let mut removed = Vec::new();
-    if let Ok(list) = client.containers_labeled(LABEL_RUN) {
-        for c in list.into_iter().filter(|c| c.label == run.as_str()) {
-            match client.container_remove(&c.id) {
-                Ok(()) => removed.push(format!("docker container {}", c.name)),
-                Err(e) => eprintln!("vswitch: cannot remove docker container {}: {e}", c.name),
-            }
-        }
-    }
-    if let Ok(list) = client.networks_labeled(LABEL_RUN) {
-        for n in list.into_iter().filter(|n| n.label == run.as_str()) {
-            match client.network_remove(&n.id) {
-                Ok(()) => removed.push(format!("docker network {}", n.name)),
-                Err(e) => eprintln!("vswitch: cannot remove docker network {}: {e}", n.name),
-            }
-        }
-    }
-    removed
-}
-
-/// Removes what run `id` has in the daemon: its containers and networks,
-/// and the daemon-side uplink when that run owns it. Quiet when no daemon
-/// runs. Used by the signal path and `vswitch cleanup` (its lan namespace
-/// carries the run id and goes with the run's other namespaces).
-pub fn remove_run(id: &RunId) -> Vec<String> {
-    let mut removed = Vec::new();
-    if Path::new(SOCKET).exists() {
-        removed = remove_objects(&client(), id);
-    }
-    if uplink_owner().as_ref() == Some(id) {
-        match delete_uplink() {
-            Ok(()) => removed.push(format!("{DAEMON_NETNS}/{UPLINK}")),
-            Err(e) => eprintln!("vswitch: cannot remove {UPLINK} in {DAEMON_NETNS}: {e}"),
-        }
-        let _ = std::fs::remove_file(UPLINK_OWNER);
-    }
-    removed
-}
-
-fn uplink_owner() -> Option<RunId> {
-    RunId::parse(std::fs::read_to_string(UPLINK_OWNER).ok()?.trim())
-}
-
-/// Run ids that own something in the daemon (containers, networks, the
-/// uplink), live or not.
-pub fn leftover_runs() -> Vec<RunId> {
-    let mut ids: Vec<RunId> = uplink_owner().into_iter().collect();
-    if Path::new(SOCKET).exists() {
-        let c = client();
-        let labels = c
-            .containers_labeled(LABEL_RUN)
-            .unwrap_or_default()
-            .into_iter()
-            .chain(c.networks_labeled(LABEL_RUN).unwrap_or_default())
-            .map(|o| o.label);
-        ids.extend(labels.filter_map(|l| RunId::parse(&l)));
-    }
-    ids.sort();
-    ids.dedup();
-    ids
-}
-
-/// Under the lock: removes what runs that are no longer live left in the
-/// daemon (never `me`, never a live run's).
-fn remove_dead_leftovers(me: &RunId) {
-    let live: Vec<RunId> = RunRecord::all()
-        .into_iter()
-        .filter(RunRecord::is_live)
-        .map(|r| r.id)
-        .collect();
-    for id in leftover_runs() {
-        if &id != me && !live.contains(&id) {
-            let removed = remove_run(&id);
-            if !removed.is_empty() {
-                eprintln!(
-                    "vswitch: removed leftovers of dead run {id}: {}",
-                    removed.join(", ")
-                );
-            }
-        }
-    }
-}
-
-/// What run `id` still has on the docker side: daemon objects labelled as
-/// its, its namespaces, the uplink (tests look for leaks with this).
-pub fn traces(id: &RunId) -> Vec<String> {
-    let mut v = Vec::new();
-    if Path::new(SOCKET).exists() {
-        let c = client();
-        v.extend(
-            c.containers_labeled(LABEL_RUN)
-                .unwrap_or_default()
-                .into_iter()
-                .chain(c.networks_labeled(LABEL_RUN).unwrap_or_default())
-                .filter(|o| o.label == id.as_str())
-                .map(|o| format!("docker object {}", o.name)),
-        );
-    }
-    v.extend(netns::list(&format!("{id}-")));
-    if uplink_owner().as_ref() == Some(id) {
-        v.push(UPLINK_OWNER.into());
-    }
-    v
 }
 
 /// Whether the daemon answers (tests and `vswitch check`).
