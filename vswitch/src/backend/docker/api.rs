@@ -21,7 +21,7 @@ pub const API_VERSION: &str = "1.41";
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     /// The socket could not be reached.
-    #[error("no Docker daemon at {}: {source} (start one with `ci/docker-daemon.sh start`)", socket.display())]
+    #[error("no Docker daemon at {}: start one with `ci/docker-daemon.sh start` ({source})", socket.display())]
     Connect {
         /// The socket.
         socket: PathBuf,

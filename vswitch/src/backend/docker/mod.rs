@@ -120,11 +120,6 @@ pub fn client() -> Client {
     Client::new(SOCKET)
 }
 
-/// The message when no daemon answers.
-pub fn no_daemon_message() -> String {
-    format!("no Docker daemon at {SOCKET}: start one with `{START_COMMAND}`")
-}
-
 /// What this backend cannot build, one reason per item. Includes an
 /// unreachable daemon (with the command that starts one).
 pub fn unsupported(plan: &Plan) -> Vec<String> {
@@ -237,7 +232,10 @@ pub fn unsupported(plan: &Plan) -> Vec<String> {
     if why.is_empty()
         && let Err(e) = client().version()
     {
-        why.push(format!("backend docker: {} ({e})", no_daemon_message()));
+        why.push(match e {
+            ApiError::Connect { .. } => format!("backend docker: {e}"),
+            _ => format!("backend docker: the daemon at {SOCKET} does not answer as expected: {e}"),
+        });
     }
     why
 }
