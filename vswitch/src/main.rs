@@ -32,6 +32,8 @@ enum Backend {
     Userspace,
     /// Linux bridge, macvlan, ipvlan, vxlan and nftables.
     Kernel,
+    /// A real Docker daemon (start it with `ci/docker-daemon.sh start`).
+    Docker,
 }
 
 impl From<Backend> for BackendKind {
@@ -39,6 +41,7 @@ impl From<Backend> for BackendKind {
         match b {
             Backend::Userspace => BackendKind::Userspace,
             Backend::Kernel => BackendKind::Kernel,
+            Backend::Docker => BackendKind::Docker,
         }
     }
 }
@@ -412,10 +415,7 @@ fn cmd_up(file: &Path, backend: Backend, pcap: Option<PathBuf>) -> Result<i32> {
     cmd.arg("serve")
         .arg(std::fs::canonicalize(file)?)
         .arg("--backend")
-        .arg(match backend {
-            Backend::Userspace => "userspace",
-            Backend::Kernel => "kernel",
-        })
+        .arg(BackendKind::from(backend).to_string())
         .env("VSWITCH_RUN_ID", run.as_str())
         .stdin(std::process::Stdio::null())
         .stdout(out.try_clone()?)
@@ -465,7 +465,7 @@ fn cmd_serve(file: &Path, backend: BackendKind, pcap: Option<PathBuf>) -> Result
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_default(),
         backend: backend.to_string(),
-        namespaces: vswitch::backend::namespace_names(&run, &plan),
+        namespaces: vswitch::backend::namespace_names(&run, &plan, backend),
         kept: false,
     };
     record.save()?;

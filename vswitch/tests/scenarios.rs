@@ -1,10 +1,13 @@
-//! End-to-end tests: every file in `scenarios/` is built on the userspace
-//! backend in real namespaces and its checks must hold; then the CLI's exit
-//! statuses, cleanup after panic/SIGINT/SIGKILL, `up`/`exec`/`down`, and
-//! pcaps read back by tshark.
+//! End-to-end tests: every file in `scenarios/` is built on every backend
+//! that can build it (userspace, kernel, and docker — the project's Docker
+//! daemon as the oracle) in real namespaces, its checks must hold and the
+//! backends must agree; then the CLI's exit statuses, cleanup after
+//! panic/SIGINT/SIGKILL (also of docker runs), `up`/`exec`/`down`, and pcaps
+//! read back by tshark.
 //!
-//! Needs root (namespaces, TAP devices). Without it the trials are ignored
-//! with a message, unless `VSWITCH_REQUIRE_ROOT=1`, when they fail.
+//! Needs root (namespaces, TAP devices), and for docker the daemon started by
+//! `ci/docker-daemon.sh start`. Without them the trials are ignored with a
+//! message, unless `VSWITCH_REQUIRE_ROOT=1`, when they fail.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -36,9 +39,10 @@ fn require_root() -> bool {
     std::env::var("VSWITCH_REQUIRE_ROOT").as_deref() == Ok("1")
 }
 
-/// Namespaces (and /etc/netns entries) a run left behind.
+/// Namespaces (and /etc/netns entries) a run left behind, and what it left
+/// in the project's Docker daemon.
 fn leftovers(run: &RunId) -> Vec<String> {
-    let mut v = vswitch::netns::list(&format!("{run}-"));
+    let mut v = vswitch::backend::docker::traces(run);
     if let Ok(rd) = std::fs::read_dir(vswitch::netns::NETNS_ETC_DIR) {
         v.extend(
             rd.filter_map(|e| e.ok())
@@ -125,10 +129,22 @@ fn scenario_trials(path: PathBuf) -> Vec<Trial> {
     };
     let mut trials = Vec::new();
     let mut able = Vec::new();
-    for backend in [BackendKind::Userspace, BackendKind::Kernel] {
+    for backend in [
+        BackendKind::Userspace,
+        BackendKind::Kernel,
+        BackendKind::Docker,
+    ] {
         let why = vswitch::backend::unsupported(&plan, backend);
         if why.is_empty() {
             able.push(backend);
+        } else if require_root()
+            && backend == BackendKind::Docker
+            && vswitch::backend::docker::daemon_reachable().is_err()
+        {
+            // Under CI the oracle must be there (.ci/run starts it).
+            let name = format!("{backend}::{stem}");
+            let msg = why.join("; ");
+            trials.push(Trial::test(name, move || Err(msg.into())));
         } else {
             // An unsupported kernel or engine feature stays a named skip.
             let name = format!("{backend}::{stem}");
@@ -141,7 +157,8 @@ fn scenario_trials(path: PathBuf) -> Vec<Trial> {
     }
     let name = match able.as_slice() {
         [one] => format!("{one}::{stem}"),
-        _ => format!("both::{stem}"),
+        [_, _] => format!("both::{stem}"),
+        _ => format!("all::{stem}"),
     };
     trials.push(Trial::test(name, move || {
         let runs = able
@@ -273,9 +290,13 @@ impl Drop for Reaped {
 }
 
 fn spawn_long(run: &RunId) -> Reaped {
+    spawn_long_on(run, "userspace")
+}
+
+fn spawn_long_on(run: &RunId, backend: &str) -> Reaped {
     let p = write_temp(&format!("long-{run}.toml"), LONG);
     let child = Command::new(bin())
-        .args(["run", "--quiet", p.to_str().unwrap()])
+        .args(["run", "--quiet", "--backend", backend, p.to_str().unwrap()])
         .env("VSWITCH_RUN_ID", run.as_str())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -318,6 +339,75 @@ fn sigkill_then_cleanup() -> TestResult {
     child.0.wait()?;
     if leftovers(&run).is_empty() {
         return Err("SIGKILL left nothing: the test would prove nothing".into());
+    }
+    let out = vswitch(&["cleanup"], &[]);
+    if !out.status.success() {
+        return Err(format!("cleanup failed: {out:?}").into());
+    }
+    assert_no_leftovers(&run)
+}
+
+/// The docker backend needs the project's daemon: Ok(false) skips without it
+/// (a failure under CI, which starts it).
+fn have_daemon() -> Result<bool, Failed> {
+    match vswitch::backend::docker::daemon_reachable() {
+        Ok(_) => Ok(true),
+        Err(e) if require_root() => Err(format!("{e}").into()),
+        Err(e) => {
+            eprintln!("skip: {e}");
+            Ok(false)
+        }
+    }
+}
+
+/// A docker world is up: its lan and both containers' namespaces exist.
+fn docker_world_is_up(run: &RunId) -> bool {
+    let ns = vswitch::netns::list(&format!("{run}-"));
+    ns.len() == 3 && ns.iter().any(|n| n.ends_with("-c-b"))
+}
+
+/// Ctrl-C during a docker run removes its containers, networks, uplink and
+/// namespaces (the signal path), exit 130.
+fn docker_sigint_mid_run_leaves_nothing() -> TestResult {
+    if !have_daemon()? {
+        return Ok(());
+    }
+    let run = RunId::new();
+    let mut child = spawn_long_on(&run, "docker");
+    wait_for(
+        "the docker world to come up",
+        Duration::from_secs(120),
+        || docker_world_is_up(&run),
+    )?;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.0.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )?;
+    let status = child.0.wait()?;
+    if status.code() != Some(130) {
+        return Err(format!("expected exit 130 after SIGINT, got {status:?}").into());
+    }
+    assert_no_leftovers(&run)
+}
+
+/// SIGKILL during a docker run leaves containers, networks, the uplink and
+/// namespaces; `vswitch cleanup` removes them.
+fn docker_sigkill_then_cleanup() -> TestResult {
+    if !have_daemon()? {
+        return Ok(());
+    }
+    let run = RunId::new();
+    let mut child = spawn_long_on(&run, "docker");
+    wait_for(
+        "the docker world to come up",
+        Duration::from_secs(120),
+        || docker_world_is_up(&run),
+    )?;
+    child.0.kill()?;
+    child.0.wait()?;
+    let left = leftovers(&run);
+    if !left.iter().any(|l| l.starts_with("docker object")) {
+        return Err(format!("SIGKILL left no docker objects: {left:?}").into());
     }
     let out = vswitch(&["cleanup"], &[]);
     if !out.status.success() {
@@ -527,7 +617,7 @@ fn main() {
         .collect();
     files.sort();
     let mut trials: Vec<Trial> = files.into_iter().flat_map(scenario_trials).collect();
-    let cli: [NamedTest; 9] = [
+    let cli: [NamedTest; 11] = [
         ("cli::invalid_exit_2", invalid_exit_2),
         ("cli::unsupported_exit_3", unsupported_exit_3),
         ("cli::up_exec_down", up_exec_down),
@@ -543,6 +633,14 @@ fn main() {
             sigint_mid_run_leaves_nothing,
         ),
         ("cleanup::sigkill_then_cleanup", sigkill_then_cleanup),
+        (
+            "cleanup::docker_sigint_mid_run_leaves_nothing",
+            docker_sigint_mid_run_leaves_nothing,
+        ),
+        (
+            "cleanup::docker_sigkill_then_cleanup",
+            docker_sigkill_then_cleanup,
+        ),
     ];
     trials.extend(cli.into_iter().map(|(n, f)| Trial::test(n, f)));
     // These two never build a world: they run without root too.

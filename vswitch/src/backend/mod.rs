@@ -4,8 +4,11 @@
 //! external and container (named by the run id), Docker's resolv.conf and
 //! hosts files, the echo and DNS services, and teardown. The data path
 //! between those namespaces is the backend's: [`userspace`] puts TAP devices
-//! behind the vswitch engine.
+//! behind the vswitch engine; [`docker`] has a real Docker daemon build it,
+//! and provides the machine's and containers' namespaces itself (World only
+//! ever deletes namespaces named with its run id).
 
+pub mod docker;
 pub mod kernel;
 pub mod pcap;
 pub mod userspace;
@@ -58,6 +61,7 @@ pub fn unsupported(plan: &Plan, backend: BackendKind) -> Vec<String> {
     match backend {
         BackendKind::Userspace => userspace::unsupported(plan),
         BackendKind::Kernel => kernel::unsupported(plan),
+        BackendKind::Docker => docker::unsupported(plan),
     }
 }
 
@@ -77,6 +81,7 @@ pub fn unsupported_options(opts: &BuildOptions, backend: BackendKind) -> Vec<Str
 enum Dataplane {
     Userspace(userspace::Dataplane),
     Kernel(kernel::Dataplane),
+    Docker(docker::Dataplane),
 }
 
 impl Dataplane {
@@ -84,6 +89,7 @@ impl Dataplane {
         match self {
             Dataplane::Userspace(d) => d.stop(),
             Dataplane::Kernel(d) => d.stop(),
+            Dataplane::Docker(d) => d.stop(),
         }
     }
 }
@@ -102,18 +108,23 @@ pub struct World {
     embedded_dns: Vec<crate::dns::EmbeddedDns>,
 }
 
-/// Node name → namespace name, for `vswitch exec` and the run record.
-pub fn namespace_names(run: &RunId, plan: &Plan) -> Vec<(String, String)> {
+/// Node name → namespace name, for `vswitch exec` and the run record. On
+/// `docker` the machine is the daemon's namespace.
+pub fn namespace_names(run: &RunId, plan: &Plan, backend: BackendKind) -> Vec<(String, String)> {
     let mut v = Vec::new();
     for m in &plan.machines {
-        v.push((m.name.clone(), run.netns_name(NodeKind::Machine, &m.name)));
+        let ns = match backend {
+            BackendKind::Docker => docker::DAEMON_NETNS.to_string(),
+            _ => run.netns_name(NodeKind::Machine, &m.name),
+        };
+        v.push((m.name.clone(), ns));
     }
     for x in &plan.externals {
         v.push((x.name.clone(), run.netns_name(NodeKind::External, &x.name)));
     }
     for (i, c) in plan.containers.iter().enumerate() {
         let ns = if on_host_network(plan, i) {
-            run.netns_name(NodeKind::Machine, &plan.machines[c.machine].name)
+            v[c.machine].1.clone()
         } else {
             run.netns_name(NodeKind::Container, &c.name)
         };
@@ -153,17 +164,26 @@ impl World {
             "creating {} namespaces",
             plan.machines.len() + plan.externals.len() + plan.containers.len()
         ));
-        world.create_namespaces(plan)?;
-        world.write_etc_files(plan)?;
+        world.create_namespaces(plan, backend)?;
+        if backend != BackendKind::Docker {
+            world.write_etc_files(plan)?;
+        }
         progress("wiring the data path");
         world.dataplane = Some(match backend {
             BackendKind::Userspace => {
                 Dataplane::Userspace(userspace::Dataplane::build(&world, plan, opts)?)
             }
             BackendKind::Kernel => Dataplane::Kernel(kernel::Dataplane::build(&world, plan, opts)?),
+            BackendKind::Docker => {
+                Dataplane::Docker(docker::Dataplane::build(&mut world, plan, opts, progress)?)
+            }
         });
+        if backend == BackendKind::Docker {
+            // Container namespaces exist only now.
+            world.write_etc_files(plan)?;
+        }
         progress("starting services");
-        world.start_services(plan)?;
+        world.start_services(plan, backend)?;
         Ok(world)
     }
 
@@ -177,8 +197,27 @@ impl World {
         &self.namespaces[self.node_ns[&node]]
     }
 
-    fn create_namespaces(&mut self, plan: &Plan) -> Result<(), BuildError> {
-        let names = namespace_names(&self.run, plan);
+    /// Whether this world created (and so deletes) a namespace: those named
+    /// with its run id. A backend's borrowed ones (the Docker daemon's) are not.
+    fn owns(&self, ns: &NetNs) -> bool {
+        ns.name().starts_with(&format!("{}-", self.run))
+    }
+
+    /// Gives `node` a namespace the backend provides (it must be named
+    /// as [`namespace_names`] says); one already held under that name is shared.
+    fn adopt(&mut self, node: Node, ns: NetNs) {
+        let idx = match self.namespaces.iter().position(|n| n.name() == ns.name()) {
+            Some(i) => i,
+            None => {
+                self.namespaces.push(ns);
+                self.namespaces.len() - 1
+            }
+        };
+        self.node_ns.insert(node, idx);
+    }
+
+    fn create_namespaces(&mut self, plan: &Plan, backend: BackendKind) -> Result<(), BuildError> {
+        let names = namespace_names(&self.run, plan, backend);
         let mut by_name: HashMap<String, usize> = HashMap::new();
         let nodes = plan
             .machines
@@ -188,6 +227,9 @@ impl World {
             .chain((0..plan.externals.len()).map(Node::External))
             .chain((0..plan.containers.len()).map(Node::Container));
         for (node, (_, ns_name)) in nodes.zip(names) {
+            if backend == BackendKind::Docker && !docker::world_creates(node) {
+                continue;
+            }
             let idx = match by_name.get(&ns_name) {
                 Some(&i) => i,
                 None => {
@@ -229,18 +271,21 @@ impl World {
                 .map_err(BuildError::at(format!("container {}", c.name)))?;
         }
         for (i, m) in plan.machines.iter().enumerate() {
+            let ns = self.ns(Node::Machine(i));
+            if !self.owns(ns) {
+                continue;
+            }
             let mut r = String::new();
             for ip in &m.resolvers {
                 r.push_str(&format!("nameserver {ip}\n"));
             }
-            self.ns(Node::Machine(i))
-                .write_etc("resolv.conf", &r)
+            ns.write_etc("resolv.conf", &r)
                 .map_err(BuildError::at(format!("machine {}", m.name)))?;
         }
         Ok(())
     }
 
-    fn start_services(&mut self, plan: &Plan) -> Result<(), BuildError> {
+    fn start_services(&mut self, plan: &Plan, backend: BackendKind) -> Result<(), BuildError> {
         for (i, c) in plan.containers.iter().enumerate() {
             if !c.serve.is_empty() {
                 let s = probe::start_echo(self.ns(Node::Container(i)), &c.serve)
@@ -262,6 +307,10 @@ impl World {
         }
         // Docker's embedded DNS in every container with an endpoint on a
         // network that has it (DNS-1); forwarding leaves from the machine.
+        // On the docker backend the daemon's own resolver is the one to test.
+        if backend == BackendKind::Docker {
+            return Ok(());
+        }
         let table = std::sync::Arc::new(crate::dns::NameTable::from_plan(plan));
         for (i, c) in plan.containers.iter().enumerate() {
             if on_host_network(plan, i) || !table.view(i).is_some_and(|v| v.embedded) {
@@ -302,11 +351,13 @@ impl Drop for World {
         if let Some(d) = self.dataplane.take() {
             let _ = d.stop();
         }
-        let names: Vec<String> = self
-            .namespaces
-            .drain(..)
+        let namespaces = std::mem::take(&mut self.namespaces);
+        let names: Vec<String> = namespaces
+            .iter()
+            .filter(|n| self.owns(n))
             .map(|n| n.name().to_string())
             .collect();
+        drop(namespaces);
         for n in names {
             if let Err(e) = crate::netns::delete(&n) {
                 eprintln!("vswitch: cannot delete namespace {n}: {e}");

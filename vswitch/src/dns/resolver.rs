@@ -117,6 +117,7 @@ impl NameTable {
             return None;
         }
         let key = name_key(&query.name);
+        let asked = name_text(&query.name);
         match query.query_type {
             RecordType::A | RecordType::AAAA => {
                 let family = if query.query_type == RecordType::A {
@@ -124,7 +125,7 @@ impl NameTable {
                 } else {
                     Family::V6
                 };
-                let mut addrs = self.lookup(querier, &key, family)?;
+                let mut addrs = self.lookup(querier, &asked, family)?;
                 addrs.shuffle(rng);
                 Some(
                     addrs
@@ -140,7 +141,7 @@ impl NameTable {
                 )
             }
             RecordType::MX => self
-                .lookup(querier, &key, Family::Any)
+                .lookup(querier, &asked, Family::Any)
                 .filter(|a| !a.is_empty())
                 .map(|_| Vec::new()),
             RecordType::PTR => {
@@ -252,6 +253,18 @@ pub(crate) fn name_key(n: &Name) -> String {
             s.push('.');
         }
         s.extend(l.iter().map(|b| char::from(b.to_ascii_lowercase())));
+    }
+    s
+}
+
+/// A name's labels as asked (case kept), joined by dots, no trailing dot.
+pub(crate) fn name_text(n: &Name) -> String {
+    let mut s = String::with_capacity(n.len());
+    for (i, l) in n.iter().enumerate() {
+        if i > 0 {
+            s.push('.');
+        }
+        s.extend(l.iter().map(|&b| char::from(b)));
     }
     s
 }

@@ -91,7 +91,7 @@ fn dig_inside_a_container() {
     }
     let plan = crate::scenario::parse_str(Path::new("dig.toml"), &scenario()).unwrap();
     let run = RunId::new();
-    let ns = namespace_names(&run, &plan)
+    let ns = namespace_names(&run, &plan, BackendKind::Userspace)
         .into_iter()
         .find(|(n, _)| n == "client")
         .unwrap()

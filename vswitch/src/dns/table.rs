@@ -87,7 +87,7 @@ impl NameTable {
             .networks
             .iter()
             .map(|n| NetRecords {
-                name: n.name.to_ascii_lowercase(),
+                name: n.name.clone(),
                 ..NetRecords::default()
             })
             .collect();
@@ -142,9 +142,10 @@ impl NameTable {
     /// family answers. `Some(empty)` when the name is known but only with the
     /// other family (DNS-10); `None` when it is not known at all.
     ///
-    /// Network names compare case-insensitively (Docker compares them
-    /// exactly; a DNS name is case-insensitive, and 0x20-randomising stubs
-    /// would otherwise miss).
+    /// `name` is the query name as asked (labels joined, no trailing dot).
+    /// The container or alias part compares case-insensitively; the network
+    /// part of `a.network` compares exactly, as Docker 20.10 does (observed
+    /// on the docker backend: `WWW.AppNet` is not `www` on `appnet`).
     pub fn lookup(&self, querier: usize, name: &str, family: Family) -> Option<Vec<IpAddr>> {
         let view = self.views.get(querier)?;
         if !view.embedded {
@@ -157,6 +158,8 @@ impl NameTable {
             rest = &rest[..dot];
         }
         for (req, net_name) in candidates {
+            let req = req.to_ascii_lowercase();
+            let req = req.as_str();
             let mut known = false;
             for &n in &view.networks {
                 let rec = &self.networks[n];

@@ -191,7 +191,11 @@ fn dns7_case_insensitive_and_name_dot_network() {
     let mut w = World::new(WORLD);
     assert_eq!(w.addrs("client", "WEB", RecordType::A), ["10.1.0.2"]);
     assert_eq!(w.addrs("client", "web.n1", RecordType::A), ["10.1.0.2"]);
-    assert_eq!(w.addrs("client", "Web.N1.", RecordType::A), ["10.1.0.2"]);
+    assert_eq!(w.addrs("client", "Web.n1.", RecordType::A), ["10.1.0.2"]);
+    // The network part compares exactly, as Docker 20.10 does (seen on the
+    // docker backend): `Web.N1` is not a local name, it goes upstream.
+    let q = query("Web.N1.", RecordType::A, None);
+    assert_eq!(w.ask("client", &q, Transport::Udp), ns1());
     assert_eq!(w.addrs("client", "www.n1", RecordType::A), ["10.1.0.2"]);
     // The answer keeps the question's case.
     let m = w.local("client", "WeB", RecordType::A);

@@ -110,7 +110,7 @@ pub fn execute_plan(path: &Path, plan: &Plan, opts: &RunOptions) -> Execution {
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_else(|| "stdin".into()),
         backend: opts.backend.to_string(),
-        namespaces: namespace_names(&run, plan),
+        namespaces: namespace_names(&run, plan, opts.backend),
         kept: false,
     };
     if let Err(e) = record.save() {

@@ -74,6 +74,8 @@ pub enum BackendKind {
     Userspace,
     /// Linux bridge, macvlan, ipvlan, vxlan and nftables.
     Kernel,
+    /// A real Docker daemon (the oracle).
+    Docker,
 }
 
 impl fmt::Display for BackendKind {
@@ -81,6 +83,7 @@ impl fmt::Display for BackendKind {
         f.write_str(match self {
             BackendKind::Userspace => "userspace",
             BackendKind::Kernel => "kernel",
+            BackendKind::Docker => "docker",
         })
     }
 }

@@ -178,9 +178,12 @@ fn pid_alive(pid: u32) -> bool {
         .unwrap_or(false)
 }
 
-/// Removes every namespace of one run (and its record). Returns what was removed.
+/// Removes every namespace of one run (and its record), and what it has in
+/// the project's Docker daemon (containers, networks, the daemon-side
+/// uplink; nothing when no daemon runs). Returns what was removed.
 pub fn remove_run(id: &RunId) -> Vec<String> {
-    let mut removed = Vec::new();
+    // Containers first: their namespaces are bind-mounted under the run's names.
+    let mut removed = crate::backend::docker::remove_run(id);
     for ns in netns::list(&format!("{id}-")) {
         if netns::delete(&ns).is_ok() {
             removed.push(ns);
@@ -226,6 +229,12 @@ pub fn cleanup_leftovers() -> Vec<String> {
             {
                 dead.insert(id);
             }
+        }
+    }
+    // Docker containers/networks named `<run id>-*`, and the daemon uplink.
+    for id in crate::backend::docker::leftover_runs() {
+        if !live.contains(&id) {
+            dead.insert(id);
         }
     }
     dead.iter().flat_map(remove_run).collect()

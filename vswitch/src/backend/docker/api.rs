@@ -1,0 +1,445 @@
+//! A small synchronous client for the Docker Engine API over its unix socket.
+//!
+//! Plain HTTP/1.1 over [`UnixStream`] with `serde_json`, one connection per
+//! request (`Connection: close`, so a response ends at EOF). A world needs a
+//! few dozen calls, each answered in milliseconds; bollard would bring tokio
+//! and hyper into a crate that is otherwise synchronous, and compile for
+//! minutes on the project's 2 cores. API version 1.41 (Engine 20.10, the
+//! reference engine) is pinned in every path; newer engines still serve it.
+
+use std::io::{self, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+/// The API version every request asks for (Engine 20.10).
+pub const API_VERSION: &str = "1.41";
+
+/// Errors of the Engine API client.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The socket could not be reached.
+    #[error("no Docker daemon at {}: start one with `ci/docker-daemon.sh start` ({source})", socket.display())]
+    Connect {
+        /// The socket.
+        socket: PathBuf,
+        /// Cause.
+        source: io::Error,
+    },
+    /// Reading or writing the connection failed.
+    #[error("{method} {path}: {source}")]
+    Io {
+        /// HTTP method.
+        method: &'static str,
+        /// Request path.
+        path: String,
+        /// Cause.
+        source: io::Error,
+    },
+    /// The daemon answered with an error status.
+    #[error("{method} {path}: HTTP {status}: {message}")]
+    Status {
+        /// HTTP method.
+        method: &'static str,
+        /// Request path.
+        path: String,
+        /// HTTP status.
+        status: u16,
+        /// The daemon's `message`, or the body.
+        message: String,
+    },
+    /// The answer was not HTTP or not the JSON expected.
+    #[error("{method} {path}: unexpected answer: {what}")]
+    Malformed {
+        /// HTTP method.
+        method: &'static str,
+        /// Request path.
+        path: String,
+        /// What was wrong.
+        what: String,
+    },
+}
+
+impl ApiError {
+    /// The HTTP status, when the daemon answered with an error.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            ApiError::Status { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+}
+
+/// A client bound to one socket.
+#[derive(Clone, Debug)]
+pub struct Client {
+    socket: PathBuf,
+    timeout: Duration,
+}
+
+/// What `GET /version` says.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Version {
+    /// Engine version (`20.10.24+dfsg1`).
+    pub version: String,
+    /// Highest API version the engine serves.
+    pub api_version: String,
+}
+
+/// A container or network: its id, name (without the leading `/`) and the
+/// value of the label it was listed by.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Object {
+    /// Full id.
+    pub id: String,
+    /// Name.
+    pub name: String,
+    /// The label's value.
+    pub label: String,
+}
+
+impl Client {
+    /// A client for the daemon listening on `socket`.
+    pub fn new(socket: impl Into<PathBuf>) -> Client {
+        Client {
+            socket: socket.into(),
+            timeout: Duration::from_secs(120),
+        }
+    }
+
+    /// The socket this client talks to.
+    pub fn socket(&self) -> &Path {
+        &self.socket
+    }
+
+    fn request(
+        &self,
+        method: &'static str,
+        path: &str,
+        body: Option<(&str, &[u8])>,
+    ) -> Result<(u16, Vec<u8>), ApiError> {
+        let full = format!("/v{API_VERSION}{path}");
+        let io_err = |source| ApiError::Io {
+            method,
+            path: full.clone(),
+            source,
+        };
+        let mut s = UnixStream::connect(&self.socket).map_err(|source| ApiError::Connect {
+            socket: self.socket.clone(),
+            source,
+        })?;
+        s.set_read_timeout(Some(self.timeout)).map_err(io_err)?;
+        s.set_write_timeout(Some(self.timeout)).map_err(io_err)?;
+        let mut head = format!("{method} {full} HTTP/1.1\r\nHost: docker\r\nConnection: close\r\n");
+        match body {
+            Some((ctype, b)) => head.push_str(&format!(
+                "Content-Type: {ctype}\r\nContent-Length: {}\r\n\r\n",
+                b.len()
+            )),
+            None => head.push_str("Content-Length: 0\r\n\r\n"),
+        }
+        s.write_all(head.as_bytes()).map_err(io_err)?;
+        if let Some((_, b)) = body {
+            s.write_all(b).map_err(io_err)?;
+        }
+        let mut raw = Vec::new();
+        s.read_to_end(&mut raw).map_err(io_err)?;
+        let (status, body) = parse_response(&raw).map_err(|what| ApiError::Malformed {
+            method,
+            path: full.clone(),
+            what,
+        })?;
+        if status >= 400 {
+            let message = serde_json::from_slice::<Value>(&body)
+                .ok()
+                .and_then(|v| v.get("message")?.as_str().map(str::to_string))
+                .unwrap_or_else(|| String::from_utf8_lossy(&body).trim().to_string());
+            return Err(ApiError::Status {
+                method,
+                path: full,
+                status,
+                message,
+            });
+        }
+        Ok((status, body))
+    }
+
+    fn json(
+        &self,
+        method: &'static str,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Value, ApiError> {
+        let bytes = body.map(|b| b.to_string().into_bytes());
+        let (_, out) = self.request(
+            method,
+            path,
+            bytes.as_deref().map(|b| ("application/json", b)),
+        )?;
+        if out.is_empty() {
+            return Ok(Value::Null);
+        }
+        serde_json::from_slice(&out).map_err(|e| ApiError::Malformed {
+            method,
+            path: path.to_string(),
+            what: format!("not JSON: {e}"),
+        })
+    }
+
+    /// `GET /version`.
+    pub fn version(&self) -> Result<Version, ApiError> {
+        let v = self.json("GET", "/version", None)?;
+        let field = |k: &str| v.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+        Ok(Version {
+            version: field("Version"),
+            api_version: field("ApiVersion"),
+        })
+    }
+
+    /// Whether an image with this reference exists.
+    pub fn image_exists(&self, reference: &str) -> Result<bool, ApiError> {
+        match self.json("GET", &format!("/images/{reference}/json"), None) {
+            Ok(_) => Ok(true),
+            Err(e) if e.status() == Some(404) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Imports a root filesystem tar as `repo:tag` (`POST /images/create?fromSrc=-`).
+    pub fn image_import(&self, repo: &str, tag: &str, tar: &[u8]) -> Result<(), ApiError> {
+        let path = format!(
+            "/images/create?fromSrc=-&repo={}&tag={}",
+            query_escape(repo),
+            query_escape(tag)
+        );
+        let (_, out) = self.request("POST", &path, Some(("application/x-tar", tar)))?;
+        // A stream of JSON progress objects; a failure is one with "error".
+        let stream = serde_json::Deserializer::from_slice(&out).into_iter::<Value>();
+        for v in stream.flatten() {
+            if let Some(e) = v.get("error").and_then(Value::as_str) {
+                return Err(ApiError::Status {
+                    method: "POST",
+                    path,
+                    status: 500,
+                    message: e.to_string(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes an image (tests).
+    pub fn image_remove(&self, reference: &str) -> Result<(), ApiError> {
+        self.json("DELETE", &format!("/images/{reference}?force=1"), None)
+            .map(|_| ())
+    }
+
+    /// `POST /networks/create`; returns the id.
+    pub fn network_create(&self, body: &Value) -> Result<String, ApiError> {
+        let v = self.json("POST", "/networks/create", Some(body))?;
+        id_of(&v, "/networks/create")
+    }
+
+    /// `GET /networks/{id}`.
+    pub fn network_inspect(&self, id: &str) -> Result<Value, ApiError> {
+        self.json("GET", &format!("/networks/{id}"), None)
+    }
+
+    /// Networks carrying label `key` (any value).
+    pub fn networks_labeled(&self, key: &str) -> Result<Vec<Object>, ApiError> {
+        let filters = json!({ "label": [key] }).to_string();
+        let v = self.json(
+            "GET",
+            &format!("/networks?filters={}", query_escape(&filters)),
+            None,
+        )?;
+        Ok(labeled(&v, key, |n| {
+            n.get("Name")?.as_str().map(str::to_string)
+        }))
+    }
+
+    /// `DELETE /networks/{id}`; a network already gone is not an error.
+    pub fn network_remove(&self, id: &str) -> Result<(), ApiError> {
+        match self.json("DELETE", &format!("/networks/{id}"), None) {
+            Err(e) if e.status() == Some(404) => Ok(()),
+            r => r.map(|_| ()),
+        }
+    }
+
+    /// `POST /networks/{id}/connect`.
+    pub fn network_connect(
+        &self,
+        network: &str,
+        container: &str,
+        endpoint: &Value,
+    ) -> Result<(), ApiError> {
+        let body = json!({ "Container": container, "EndpointConfig": endpoint });
+        self.json("POST", &format!("/networks/{network}/connect"), Some(&body))
+            .map(|_| ())
+    }
+
+    /// `POST /containers/create?name=NAME`; returns the id.
+    pub fn container_create(&self, name: &str, body: &Value) -> Result<String, ApiError> {
+        let path = format!("/containers/create?name={}", query_escape(name));
+        let v = self.json("POST", &path, Some(body))?;
+        id_of(&v, &path)
+    }
+
+    /// `POST /containers/{id}/start`.
+    pub fn container_start(&self, id: &str) -> Result<(), ApiError> {
+        self.json("POST", &format!("/containers/{id}/start"), None)
+            .map(|_| ())
+    }
+
+    /// `GET /containers/{id}/json`.
+    pub fn container_inspect(&self, id: &str) -> Result<Value, ApiError> {
+        self.json("GET", &format!("/containers/{id}/json"), None)
+    }
+
+    /// Containers (running or not) carrying label `key` (any value).
+    pub fn containers_labeled(&self, key: &str) -> Result<Vec<Object>, ApiError> {
+        let filters = json!({ "label": [key] }).to_string();
+        let v = self.json(
+            "GET",
+            &format!("/containers/json?all=1&filters={}", query_escape(&filters)),
+            None,
+        )?;
+        Ok(labeled(&v, key, |c| {
+            let first = c.get("Names")?.as_array()?.first()?.as_str()?;
+            Some(first.trim_start_matches('/').to_string())
+        }))
+    }
+
+    /// `DELETE /containers/{id}?force=1&v=1`; a container already gone is not an error.
+    pub fn container_remove(&self, id: &str) -> Result<(), ApiError> {
+        match self.json("DELETE", &format!("/containers/{id}?force=1&v=1"), None) {
+            Err(e) if e.status() == Some(404) => Ok(()),
+            r => r.map(|_| ()),
+        }
+    }
+}
+
+/// The objects of a list answer that carry label `key`.
+fn labeled(v: &Value, key: &str, name: impl Fn(&Value) -> Option<String>) -> Vec<Object> {
+    v.as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|o| {
+            Some(Object {
+                id: o.get("Id")?.as_str()?.to_string(),
+                name: name(o)?,
+                label: o.get("Labels")?.get(key)?.as_str()?.to_string(),
+            })
+        })
+        .collect()
+}
+
+fn id_of(v: &Value, path: &str) -> Result<String, ApiError> {
+    v.get("Id")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+        .ok_or_else(|| ApiError::Malformed {
+            method: "POST",
+            path: path.to_string(),
+            what: format!("no Id in {v}"),
+        })
+}
+
+/// Percent-encodes everything but unreserved characters (RFC 3986).
+pub fn query_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Splits an HTTP/1.1 response read to EOF into status and body, undoing
+/// chunked transfer encoding.
+fn parse_response(raw: &[u8]) -> Result<(u16, Vec<u8>), String> {
+    let end = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or("no end of headers")?;
+    let head = std::str::from_utf8(&raw[..end]).map_err(|_| "headers are not UTF-8")?;
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().ok_or("empty response")?;
+    let status: u16 = status_line
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| format!("bad status line {status_line:?}"))?;
+    let chunked = lines.any(|l| {
+        let l = l.to_ascii_lowercase();
+        l.starts_with("transfer-encoding:") && l.contains("chunked")
+    });
+    let body = &raw[end + 4..];
+    if !chunked {
+        return Ok((status, body.to_vec()));
+    }
+    let mut out = Vec::new();
+    let mut rest = body;
+    loop {
+        let nl = rest
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .ok_or("truncated chunk size")?;
+        let size_text = std::str::from_utf8(&rest[..nl]).map_err(|_| "bad chunk size")?;
+        let size_text = size_text.split(';').next().unwrap_or("").trim();
+        let size = usize::from_str_radix(size_text, 16)
+            .map_err(|_| format!("bad chunk size {size_text:?}"))?;
+        rest = &rest[nl + 2..];
+        if size == 0 {
+            return Ok((status, out));
+        }
+        if rest.len() < size {
+            return Err("truncated chunk".into());
+        }
+        out.extend_from_slice(&rest[..size]);
+        rest = rest.get(size + 2..).unwrap_or(&[]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_plain_and_chunked_responses() {
+        let plain = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}";
+        assert_eq!(parse_response(plain).unwrap(), (200, b"{}".to_vec()));
+        let chunked = b"HTTP/1.1 201 Created\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2;x=y\r\nde\r\n0\r\n\r\n";
+        assert_eq!(parse_response(chunked).unwrap(), (201, b"abcde".to_vec()));
+        let empty = b"HTTP/1.1 204 No Content\r\n\r\n";
+        assert_eq!(parse_response(empty).unwrap(), (204, Vec::new()));
+        assert!(parse_response(b"garbage").is_err());
+        assert!(
+            parse_response(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab")
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn escapes_queries() {
+        assert_eq!(query_escape("vswitch/busybox"), "vswitch%2Fbusybox");
+        assert_eq!(
+            query_escape(r#"{"name":["^/vsw"]}"#),
+            "%7B%22name%22%3A%5B%22%5E%2Fvsw%22%5D%7D"
+        );
+        assert_eq!(query_escape("a-b_c.d~1"), "a-b_c.d~1");
+    }
+
+    #[test]
+    fn missing_socket_names_the_start_command() {
+        let c = Client::new("/nonexistent/vswitch-docker.sock");
+        let e = c.version().unwrap_err().to_string();
+        assert!(e.contains("ci/docker-daemon.sh start"), "{e}");
+        assert!(e.contains("/nonexistent/vswitch-docker.sock"), "{e}");
+    }
+}

@@ -1,0 +1,160 @@
+//! Ownership and removal: the lock that serializes runs on the shared
+//! daemon, and what a run (live, dead or killed) has there.
+
+use std::fs::File;
+use std::path::Path;
+use std::time::Duration;
+
+use super::api::Client;
+use super::lan::delete_uplink;
+use super::{DAEMON_NETNS, LABEL_RUN, LOCK_FILE, SOCKET, UPLINK, UPLINK_OWNER, client};
+use crate::backend::BuildError;
+use crate::netns;
+use crate::world::{RunId, RunRecord};
+
+/// Takes the docker lock, waiting for another run to finish.
+pub(super) fn acquire_lock(wait: Duration) -> Result<File, BuildError> {
+    let err = BuildError::at(format!("lock {LOCK_FILE}"));
+    if let Some(dir) = Path::new(LOCK_FILE).parent() {
+        std::fs::create_dir_all(dir).map_err(BuildError::at(format!("lock {LOCK_FILE}")))?;
+    }
+    let f = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(LOCK_FILE)
+        .map_err(err)?;
+    let end = std::time::Instant::now() + wait;
+    loop {
+        match f.try_lock() {
+            Ok(()) => return Ok(f),
+            Err(std::fs::TryLockError::WouldBlock) if std::time::Instant::now() < end => {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(BuildError {
+                    step: format!("lock {LOCK_FILE}"),
+                    source: format!(
+                        "another docker run held it for {} s (a world kept up with `vswitch up --backend docker`?)",
+                        wait.as_secs()
+                    )
+                    .into(),
+                });
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(BuildError {
+                    step: format!("lock {LOCK_FILE}"),
+                    source: Box::new(e),
+                });
+            }
+        }
+    }
+}
+
+/// Removes the containers and networks labelled as run `run`'s; returns
+/// their names.
+pub(super) fn remove_objects(client: &Client, run: &RunId) -> Vec<String> {
+    let mut removed = Vec::new();
+    if let Ok(list) = client.containers_labeled(LABEL_RUN) {
+        for c in list.into_iter().filter(|c| c.label == run.as_str()) {
+            match client.container_remove(&c.id) {
+                Ok(()) => removed.push(format!("docker container {}", c.name)),
+                Err(e) => eprintln!("vswitch: cannot remove docker container {}: {e}", c.name),
+            }
+        }
+    }
+    if let Ok(list) = client.networks_labeled(LABEL_RUN) {
+        for n in list.into_iter().filter(|n| n.label == run.as_str()) {
+            match client.network_remove(&n.id) {
+                Ok(()) => removed.push(format!("docker network {}", n.name)),
+                Err(e) => eprintln!("vswitch: cannot remove docker network {}: {e}", n.name),
+            }
+        }
+    }
+    removed
+}
+
+/// Removes what run `id` has in the daemon: its containers and networks,
+/// and the daemon-side uplink when that run owns it. Quiet when no daemon
+/// runs. Used by the signal path and `vswitch cleanup` (its lan namespace
+/// carries the run id and goes with the run's other namespaces).
+pub fn remove_run(id: &RunId) -> Vec<String> {
+    let mut removed = Vec::new();
+    if Path::new(SOCKET).exists() {
+        removed = remove_objects(&client(), id);
+    }
+    if uplink_owner().as_ref() == Some(id) {
+        match delete_uplink() {
+            Ok(()) => removed.push(format!("{DAEMON_NETNS}/{UPLINK}")),
+            Err(e) => eprintln!("vswitch: cannot remove {UPLINK} in {DAEMON_NETNS}: {e}"),
+        }
+        let _ = std::fs::remove_file(UPLINK_OWNER);
+    }
+    removed
+}
+
+pub(super) fn uplink_owner() -> Option<RunId> {
+    RunId::parse(std::fs::read_to_string(UPLINK_OWNER).ok()?.trim())
+}
+
+/// Run ids that own something in the daemon (containers, networks, the
+/// uplink), live or not.
+pub fn leftover_runs() -> Vec<RunId> {
+    let mut ids: Vec<RunId> = uplink_owner().into_iter().collect();
+    if Path::new(SOCKET).exists() {
+        let c = client();
+        let labels = c
+            .containers_labeled(LABEL_RUN)
+            .unwrap_or_default()
+            .into_iter()
+            .chain(c.networks_labeled(LABEL_RUN).unwrap_or_default())
+            .map(|o| o.label);
+        ids.extend(labels.filter_map(|l| RunId::parse(&l)));
+    }
+    ids.sort();
+    ids.dedup();
+    ids
+}
+
+/// Under the lock: removes what runs that are no longer live left in the
+/// daemon (never `me`, never a live run's).
+pub(super) fn remove_dead_leftovers(me: &RunId) {
+    let live: Vec<RunId> = RunRecord::all()
+        .into_iter()
+        .filter(RunRecord::is_live)
+        .map(|r| r.id)
+        .collect();
+    for id in leftover_runs() {
+        if &id != me && !live.contains(&id) {
+            let removed = remove_run(&id);
+            if !removed.is_empty() {
+                eprintln!(
+                    "vswitch: removed leftovers of dead run {id}: {}",
+                    removed.join(", ")
+                );
+            }
+        }
+    }
+}
+
+/// What run `id` still has on the docker side: daemon objects labelled as
+/// its, its namespaces, the uplink (tests look for leaks with this).
+pub fn traces(id: &RunId) -> Vec<String> {
+    let mut v = Vec::new();
+    if Path::new(SOCKET).exists() {
+        let c = client();
+        v.extend(
+            c.containers_labeled(LABEL_RUN)
+                .unwrap_or_default()
+                .into_iter()
+                .chain(c.networks_labeled(LABEL_RUN).unwrap_or_default())
+                .filter(|o| o.label == id.as_str())
+                .map(|o| format!("docker object {}", o.name)),
+        );
+    }
+    v.extend(netns::list(&format!("{id}-")));
+    if uplink_owner().as_ref() == Some(id) {
+        v.push(UPLINK_OWNER.into());
+    }
+    v
+}

@@ -1,0 +1,625 @@
+//! The docker backend: the same scenario built by a real Docker daemon, so
+//! `vswitch compare --backends userspace,kernel,docker` shows where either
+//! of the project's data paths departs from Docker (the oracle).
+//!
+//! # The daemon
+//!
+//! vswitch never starts or configures a daemon itself; the project's own one
+//! is started by `ci/docker-daemon.sh start`, which runs, inside a network
+//! namespace of its own named `oracle-dockerd`:
+//!
+//! ```text
+//! ip netns add oracle-dockerd && ip -n oracle-dockerd link set lo up
+//! nsenter --net=/run/netns/oracle-dockerd dockerd --config-file /run/vswitch-docker.json \
+//!   -H unix:///run/vswitch-docker.sock --data-root /var/lib/vswitch-docker \
+//!   --exec-root /run/vswitch-docker --pidfile /run/vswitch-docker.pid \
+//!   --storage-driver vfs --iptables=true --bip 172.17.0.1/16 --userland-proxy=true
+//! ```
+//!
+//! Its bridges, iptables rules and forwarding sysctls therefore live in that
+//! namespace, never in the one vswitch started in. The daemon's namespace
+//! *is* the scenario's machine: `from = "host"` checks run there.
+//!
+//! # A run
+//!
+//! Runs share the daemon, so they are serialized by an exclusive `flock` on
+//! [`LOCK_FILE`], held for the world's lifetime. Under it, a run:
+//!
+//! 1. creates `<run>-l-lan`, a namespace holding the Linux bridge `lan`,
+//!    with a veth `eth0` into each external's namespace and one into the
+//!    daemon's namespace, named `eth0` there (the machine uplink: the
+//!    machine address, and a default route via the `gateway = true` external);
+//! 2. imports the image `vswitch/busybox:1` once (Debian's busybox-static,
+//!    see [`image`]); no registry is used;
+//! 3. creates the networks under their scenario names (bridge: subnet, gateway,
+//!    ip_range, aux addresses, internal, ICC, masquerade, MTU; macvlan on
+//!    parent `eth0`); the default bridge is the daemon's `bridge`, `none` and
+//!    `host` its built-in ones;
+//! 4. creates, starts and connects each container under its scenario name in
+//!    file order, passing every planned address explicitly (Docker refuses that on
+//!    the default bridge, BR-19, where its own IPAM must and is checked to
+//!    agree with the plan). DNS servers are always explicit: the container's
+//!    `dns`, else the machine's resolvers, else an address of the scenario
+//!    that answers nothing, so the embedded DNS never forwards anywhere
+//!    outside the scenario (and 20.10's fallback to public resolvers never
+//!    applies);
+//! 5. bind-mounts each container's network namespace (from its PID) at
+//!    `/run/netns/<run>-c-<name>`, so probes, echo services and `vswitch
+//!    exec` work exactly as on the other backends, and checks that each
+//!    interface `ethN` carries the planned address.
+//!
+//! Names are the scenario's, not prefixed with the run id: Docker derives
+//! its DNS names from them (a container's name on each network, PTR answers
+//! `<container>.<network>.`, DNS-4/7/11), so prefixed names would make every
+//! name lookup differ from the scenario by construction. Where Docker refuses
+//! a name (one character: it wants `[a-zA-Z0-9][a-zA-Z0-9_.-]+`; a network
+//! named like a built-in one) the object is named `<run>-<name>` and a
+//! container also gets its plain name as an alias on each user-defined
+//! network (A lookups then agree; its PTR answer does not).
+//!
+//! Everything a run creates in the daemon carries the label
+//! `vswitch.run=<run id>`; the lock makes sure no two runs' names meet.
+//! Everything is removed by [`Dataplane::stop`] (also
+//! on drop, on a failed build, and from the signal path via [`remove_run`]);
+//! `vswitch cleanup` removes what dead runs left ([`leftover_runs`]).
+
+pub mod api;
+mod cleanup;
+pub mod image;
+mod lan;
+mod spec;
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::Path;
+use std::time::Duration;
+
+use ipnet::Ipv4Net;
+use serde_json::{Value, json};
+
+use crate::backend::{BuildError, BuildOptions, World, namespace_names};
+use crate::netns::{self, NetNs};
+use crate::scenario::plan::{BackendKind, CheckKind, Driver, MacAddr, Node, Plan};
+use crate::sys::netlink::Netlink;
+use crate::world::RunId;
+
+use api::{ApiError, Client};
+use cleanup::{acquire_lock, remove_dead_leftovers, remove_objects};
+pub use cleanup::{leftover_runs, remove_run, traces};
+use lan::{adopt_pid_netns, delete_uplink, in_ns, lan_mac, plug};
+#[cfg(test)]
+use spec::docker_accepts_container_name;
+use spec::{
+    container_body, container_name, endpoint_config, network_body, network_name, silent_resolver,
+};
+
+/// The daemon's API socket.
+pub const SOCKET: &str = "/run/vswitch-docker.sock";
+/// The daemon's network namespace: the scenario's machine.
+pub const DAEMON_NETNS: &str = "oracle-dockerd";
+/// Serializes runs on the shared daemon.
+pub const LOCK_FILE: &str = "/run/vswitch/docker.lock";
+/// Which run owns the daemon-side uplink `eth0` right now.
+pub const UPLINK_OWNER: &str = "/run/vswitch/docker-uplink";
+/// The label that marks a container or network as a run's.
+pub const LABEL_RUN: &str = "vswitch.run";
+/// What starts the daemon.
+pub const START_COMMAND: &str = "ci/docker-daemon.sh start";
+/// The machine uplink's name inside the daemon's namespace.
+const UPLINK: &str = "eth0";
+/// How long a run waits for another docker run to finish.
+const LOCK_WAIT: Duration = Duration::from_secs(600);
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A client for the project's daemon.
+pub fn client() -> Client {
+    Client::new(SOCKET)
+}
+
+/// What this backend cannot build, one reason per item. Includes an
+/// unreachable daemon (with the command that starts one).
+pub fn unsupported(plan: &Plan) -> Vec<String> {
+    let mut why = Vec::new();
+    let mut say = |s: String| why.push(format!("backend docker: {s}"));
+    if plan.machines.len() > 1 {
+        say(format!(
+            "one machine per scenario (the daemon's namespace is the machine); machine[1] `{}` would need a second daemon",
+            plan.machines[1].name
+        ));
+    }
+    for (i, m) in plan.machines.iter().enumerate() {
+        if let Some(b) = m.backend {
+            say(format!(
+                "mixed backends (machine[{i}] `{}` backend = {b}) not supported",
+                m.name
+            ));
+        }
+        if !m.userland_proxy {
+            say(format!(
+                "userland_proxy = false (machine[{i}] `{}`): the daemon's userland proxy is a daemon-wide setting and is on",
+                m.name
+            ));
+        }
+        for r in &m.resolvers {
+            if r.is_loopback() {
+                say(format!(
+                    "loopback resolver {r} (machine[{i}] `{}`): the daemon's own resolv.conf is not the scenario's",
+                    m.name
+                ));
+            }
+        }
+    }
+    for (i, n) in plan.networks.iter().enumerate() {
+        let what = format!("network[{i}] `{}`", n.name);
+        match n.driver {
+            Driver::Overlay => say(format!("driver overlay needs Swarm ({what})")),
+            Driver::Ipvlan => say(format!("driver ipvlan not supported ({what})")),
+            Driver::Macvlan => {
+                if let Some(p) = &n.parent {
+                    if p.vlan.is_some() {
+                        say(format!("802.1Q parent `{}` not supported ({what})", p.name));
+                    } else if p.name != UPLINK {
+                        say(format!(
+                            "parent `{}` not supported: only `{UPLINK}` ({what})",
+                            p.name
+                        ));
+                    }
+                }
+                if n.mtu_explicit {
+                    say(format!("mtu on macvlan not supported ({what})"));
+                }
+                if n.parent.is_none() && !crate::sys::probe::link_kind_supported("dummy") {
+                    say(format!(
+                        "parent-less macvlan: Docker makes a dummy link its parent (MV-6), and this kernel has no dummy links ({what})"
+                    ));
+                }
+            }
+            _ => {}
+        }
+        if n.ipv6 || n.subnet6.is_some() {
+            say(format!("IPv6 not supported ({what})"));
+        }
+        if n.default && n.driver == Driver::Bridge {
+            let expected = Ipv4Net::new(Ipv4Addr::new(172, 17, 0, 0), 16).expect("valid");
+            let ok = n.subnets.len() == 1
+                && n.subnets[0].net == expected
+                && n.subnets[0].gateway == Some(Ipv4Addr::new(172, 17, 0, 1))
+                && n.subnets[0].ip_range == expected
+                && n.aux_addresses.is_empty()
+                && !n.internal
+                && n.icc
+                && n.masquerade
+                && n.mtu == 1500;
+            if !ok {
+                say(format!(
+                    "the default bridge is the daemon's (172.17.0.0/16, gateway .1, ICC and masquerade on, MTU 1500): other settings are daemon-wide ({what})"
+                ));
+            }
+        }
+    }
+    for (i, x) in plan.externals.iter().enumerate() {
+        if x.vlan.is_some() {
+            say(format!(
+                "VLANs on lan not supported (external[{i}] `{}`)",
+                x.name
+            ));
+        }
+        if x.ip.is_ipv6() {
+            say(format!("IPv6 not supported (external[{i}] `{}`)", x.name));
+        }
+    }
+    for (i, c) in plan.containers.iter().enumerate() {
+        for (k, e) in c.endpoints.iter().enumerate() {
+            if e.ip6.is_some() {
+                say(format!("IPv6 not supported (container[{i}] `{}`)", c.name));
+            }
+            if k > 0
+                && let Some(ip) = e.ip
+                && e.mac != MacAddr::docker_from_ipv4(ip)
+            {
+                say(format!(
+                    "a MAC address on a second network needs Engine API 1.44 (container[{i}] `{}` network `{}`)",
+                    c.name, plan.networks[e.network].name
+                ));
+            }
+        }
+    }
+    for c in &plan.checks {
+        if let CheckKind::Ping { ipv6: true, .. } = c.kind {
+            say(format!("IPv6 not supported (check[{}])", c.index));
+        }
+    }
+    why.dedup();
+    if why.is_empty()
+        && let Err(e) = client().version()
+    {
+        why.push(match e {
+            ApiError::Connect { .. } => format!("backend docker: {e}"),
+            _ => format!("backend docker: the daemon at {SOCKET} does not answer as expected: {e}"),
+        });
+    }
+    why
+}
+
+/// Whether World creates this node's namespace (false: this backend provides it).
+pub fn world_creates(node: Node) -> bool {
+    matches!(node, Node::External(_))
+}
+
+/// The docker data path of a world: what it created in the daemon and
+/// around it. [`Dataplane::stop`] (or drop) removes all of it.
+#[derive(Debug)]
+pub struct Dataplane {
+    client: Client,
+    run: RunId,
+    lock: Option<File>,
+    lan: Option<NetNs>,
+    uplink: bool,
+    engine_version: String,
+    containers: Vec<String>,
+    networks: Vec<String>,
+}
+
+impl Dataplane {
+    /// Builds the world's data path in the daemon and adopts the machine's
+    /// and containers' namespaces into `world`. On error, everything it
+    /// created is removed before returning.
+    pub fn build(
+        world: &mut World,
+        plan: &Plan,
+        opts: &BuildOptions,
+        progress: &dyn Fn(&str),
+    ) -> Result<Dataplane, BuildError> {
+        if opts.pcap_dir.is_some() {
+            progress("backend docker writes no pcaps (--pcap ignored)");
+        }
+        let mut dp = Dataplane {
+            client: client(),
+            run: world.run.clone(),
+            lock: None,
+            lan: None,
+            uplink: false,
+            engine_version: String::new(),
+            containers: Vec::new(),
+            networks: Vec::new(),
+        };
+        match dp.build_inner(world, plan, progress) {
+            Ok(()) => Ok(dp),
+            Err(e) => {
+                dp.shutdown();
+                Err(e)
+            }
+        }
+    }
+
+    fn build_inner(
+        &mut self,
+        world: &mut World,
+        plan: &Plan,
+        progress: &dyn Fn(&str),
+    ) -> Result<(), BuildError> {
+        progress("waiting for the docker lock");
+        self.lock = Some(acquire_lock(LOCK_WAIT)?);
+        let v = self
+            .client
+            .version()
+            .map_err(BuildError::at("docker daemon"))?;
+        self.engine_version = v.version;
+        // Holding the lock, no other docker run is live: what a dead one
+        // left (networks whose subnets would clash, the uplink) goes now.
+        remove_dead_leftovers(&self.run);
+        ensure_image(&self.client)?;
+        progress("wiring lan and the machine uplink");
+        self.build_lan(world, plan)?;
+        // The machine is the daemon's namespace (never deleted by World: it
+        // does not carry the run id).
+        let daemon_ns = NetNs::open(DAEMON_NETNS).map_err(BuildError::at("daemon namespace"))?;
+        world.adopt(Node::Machine(0), daemon_ns);
+        progress("creating networks");
+        let nets = self.create_networks(plan)?;
+        progress("creating containers");
+        let names: BTreeMap<String, String> = namespace_names(&self.run, plan, BackendKind::Docker)
+            .into_iter()
+            .collect();
+        let silent = silent_resolver(plan);
+        for (ci, c) in plan.containers.iter().enumerate() {
+            let pid = self.create_container(plan, ci, &nets, silent)?;
+            let ns_name = &names[&c.name];
+            let ns = if ns_name == DAEMON_NETNS {
+                NetNs::open(DAEMON_NETNS)
+                    .map_err(BuildError::at(format!("container {}", c.name)))?
+            } else {
+                adopt_pid_netns(pid, ns_name).map_err(|source| BuildError {
+                    step: format!("container {}: namespace of pid {pid}", c.name),
+                    source,
+                })?
+            };
+            world.adopt(Node::Container(ci), ns);
+            self.verify_interfaces(world, plan, ci)?;
+        }
+        Ok(())
+    }
+
+    /// The lan bridge in its own namespace, the externals' `eth0`, and the
+    /// machine uplink `eth0` in the daemon's namespace.
+    fn build_lan(&mut self, world: &World, plan: &Plan) -> Result<(), BuildError> {
+        let lan_name = format!("{}-l-lan", self.run);
+        let lan = NetNs::create(&lan_name).map_err(BuildError::at("lan namespace"))?;
+        let lan = self.lan.insert(lan);
+        in_ns(lan, "lan bridge", || {
+            crate::backend::prepare_namespace()?;
+            let mut nl = Netlink::new()?;
+            nl.link_add_bridge("lan")?;
+            nl.link_set_up("lan")?;
+            Ok(())
+        })?;
+        let prefix = plan.lan.prefix_len();
+        // Externals.
+        for (i, x) in plan.externals.iter().enumerate() {
+            let IpAddr::V4(ip) = x.ip else { continue };
+            let target = world
+                .ns(Node::External(i))
+                .try_clone()
+                .map_err(BuildError::at(format!("external {}", x.name)))?;
+            plug(
+                lan,
+                &format!("x{i}"),
+                &target,
+                lan_mac(ip),
+                ip,
+                prefix,
+                None,
+            )
+            .map_err(|source| BuildError {
+                step: format!("lan port of external {}", x.name),
+                source,
+            })?;
+        }
+        // The machine uplink in the daemon's namespace.
+        let daemon = NetNs::open(DAEMON_NETNS).map_err(BuildError::at("daemon namespace"))?;
+        let stale = in_ns(&daemon, "daemon uplink", || {
+            Ok(Netlink::new()?.link_exists(UPLINK)?)
+        })?;
+        if stale {
+            // The lock is ours, so no live run owns it.
+            delete_uplink().map_err(|source| BuildError {
+                step: "removing a stale daemon uplink".into(),
+                source,
+            })?;
+        }
+        std::fs::write(UPLINK_OWNER, self.run.as_str())
+            .map_err(BuildError::at(format!("writing {UPLINK_OWNER}")))?;
+        self.uplink = true;
+        let m = &plan.machines[0];
+        let gateway = plan
+            .externals
+            .iter()
+            .find(|x| x.gateway)
+            .and_then(|x| match x.ip {
+                IpAddr::V4(v4) => Some(v4),
+                IpAddr::V6(_) => None,
+            });
+        plug(lan, "m0", &daemon, lan_mac(m.ip), m.ip, prefix, gateway).map_err(|source| {
+            BuildError {
+                step: format!("uplink {UPLINK} of machine {} in {DAEMON_NETNS}", m.name),
+                source,
+            }
+        })?;
+        Ok(())
+    }
+
+    /// Creates the scenario's networks; returns each one's Docker name.
+    fn create_networks(&mut self, plan: &Plan) -> Result<Vec<String>, BuildError> {
+        let mut names = Vec::new();
+        for n in &plan.networks {
+            let name = match n.driver {
+                Driver::None => "none".to_string(),
+                Driver::Host => "host".to_string(),
+                Driver::Bridge if n.default => {
+                    self.check_default_bridge()?;
+                    "bridge".to_string()
+                }
+                _ => {
+                    let name = network_name(&self.run, &n.name);
+                    let body = network_body(&name, &self.run, n);
+                    let id = self
+                        .client
+                        .network_create(&body)
+                        .map_err(BuildError::at(format!("network {}", n.name)))?;
+                    self.networks.push(id);
+                    name
+                }
+            };
+            names.push(name);
+        }
+        Ok(names)
+    }
+
+    /// The daemon's `bridge` must be what the plan assumes (BR-21).
+    fn check_default_bridge(&self) -> Result<(), BuildError> {
+        let v = self
+            .client
+            .network_inspect("bridge")
+            .map_err(BuildError::at("the daemon's default bridge"))?;
+        let cfg = &v["IPAM"]["Config"][0];
+        let (subnet, gw) = (cfg["Subnet"].as_str(), cfg["Gateway"].as_str());
+        if subnet != Some("172.17.0.0/16") || gw.is_some_and(|g| g != "172.17.0.1") {
+            return Err(BuildError {
+                step: "the daemon's default bridge".into(),
+                source: format!(
+                    "is {} gateway {}, not 172.17.0.0/16 gateway 172.17.0.1: start the daemon with `{START_COMMAND}` (--bip 172.17.0.1/16)",
+                    subnet.unwrap_or("?"),
+                    gw.unwrap_or("?")
+                )
+                .into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Creates, starts and connects one container; returns its PID.
+    fn create_container(
+        &mut self,
+        plan: &Plan,
+        ci: usize,
+        nets: &[String],
+        silent: Ipv4Addr,
+    ) -> Result<u32, BuildError> {
+        let c = &plan.containers[ci];
+        let step = |what: &str| format!("container {}: {what}", c.name);
+        let name = container_name(&self.run, &c.name);
+        let body = container_body(plan, ci, nets, &self.run, silent);
+        let id = self
+            .client
+            .container_create(&name, &body)
+            .map_err(BuildError::at(step("create")))?;
+        self.containers.push(id.clone());
+        self.client
+            .container_start(&id)
+            .map_err(BuildError::at(step("start")))?;
+        // Further networks after start, in file order, so that ethN follows
+        // the file and default-bridge addresses are taken in file order.
+        for e in c.endpoints.iter().skip(1) {
+            let net = &nets[e.network];
+            self.client
+                .network_connect(net, &id, &endpoint_config(plan, ci, e))
+                .map_err(BuildError::at(step(&format!(
+                    "connect to {}",
+                    plan.networks[e.network].name
+                ))))?;
+        }
+        let v = self
+            .client
+            .container_inspect(&id)
+            .map_err(BuildError::at(step("inspect")))?;
+        let pid = v["State"]["Pid"].as_u64().unwrap_or(0) as u32;
+        if pid == 0 {
+            return Err(BuildError {
+                step: step("start"),
+                source: format!("not running after start: {}", v["State"]).into(),
+            });
+        }
+        // Docker's addresses and MACs must be the plan's (checks target the plan's).
+        for e in &c.endpoints {
+            let Some(ip) = e.ip else { continue };
+            let net = &nets[e.network];
+            let got = &v["NetworkSettings"]["Networks"][net];
+            let got_ip = got["IPAddress"].as_str().unwrap_or("");
+            let got_mac = got["MacAddress"].as_str().unwrap_or("");
+            if got_ip != ip.to_string() || got_mac != e.mac.to_string() {
+                return Err(BuildError {
+                    step: step(&format!("address on {}", plan.networks[e.network].name)),
+                    source: format!(
+                        "Docker gave {got_ip} {got_mac}, the plan says {ip} {}",
+                        e.mac
+                    )
+                    .into(),
+                });
+            }
+        }
+        Ok(pid)
+    }
+
+    /// Each `ethN` of the container carries the plan's address for its Nth network.
+    fn verify_interfaces(&self, world: &World, plan: &Plan, ci: usize) -> Result<(), BuildError> {
+        let c = &plan.containers[ci];
+        if c.endpoints
+            .iter()
+            .any(|e| matches!(plan.networks[e.network].driver, Driver::Host | Driver::None))
+        {
+            return Ok(());
+        }
+        let want: Vec<(String, Option<Ipv4Addr>)> = c
+            .endpoints
+            .iter()
+            .enumerate()
+            .map(|(k, e)| (format!("eth{k}"), e.ip))
+            .collect();
+        let ns = world.ns(Node::Container(ci));
+        in_ns(
+            ns,
+            &format!("container {}: interfaces", c.name),
+            move || {
+                let mut nl = Netlink::new()?;
+                for (ifname, ip) in &want {
+                    let addrs = nl.addr_list(ifname)?;
+                    if let Some(ip) = ip
+                        && !addrs.iter().any(|(a, _)| *a == IpAddr::V4(*ip))
+                    {
+                        return Err(format!("{ifname} has {addrs:?}, the plan says {ip}").into());
+                    }
+                }
+                Ok(())
+            },
+        )
+    }
+
+    /// Tears the data path down and returns what it removed.
+    pub fn stop(mut self) -> Value {
+        self.shutdown()
+    }
+
+    /// Idempotent teardown: containers, networks, the uplink, the lan
+    /// namespace, then the lock.
+    fn shutdown(&mut self) -> Value {
+        if self.lock.is_none() && self.lan.is_none() && !self.uplink {
+            return Value::Null;
+        }
+        let mut removed = remove_objects(&self.client, &self.run);
+        // Objects whose names were not listed (a failed create) by id.
+        for id in self.containers.drain(..) {
+            let _ = self.client.container_remove(&id);
+        }
+        for id in self.networks.drain(..) {
+            let _ = self.client.network_remove(&id);
+        }
+        if self.uplink {
+            self.uplink = false;
+            match delete_uplink() {
+                Ok(()) => removed.push(format!("{DAEMON_NETNS}/{UPLINK}")),
+                Err(e) => eprintln!("vswitch: cannot remove {UPLINK} in {DAEMON_NETNS}: {e}"),
+            }
+            let _ = std::fs::remove_file(UPLINK_OWNER);
+        }
+        if let Some(lan) = self.lan.take() {
+            let name = lan.name().to_string();
+            drop(lan);
+            if let Err(e) = netns::delete(&name) {
+                eprintln!("vswitch: cannot delete namespace {name}: {e}");
+            }
+        }
+        self.lock = None;
+        json!({ "engine": self.engine_version, "removed": removed })
+    }
+}
+
+impl Drop for Dataplane {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// Imports the image unless the daemon has it.
+fn ensure_image(client: &Client) -> Result<(), BuildError> {
+    let reference = format!("{}:{}", image::IMAGE_REPO, image::IMAGE_TAG);
+    if client
+        .image_exists(&reference)
+        .map_err(BuildError::at(format!("image {reference}")))?
+    {
+        return Ok(());
+    }
+    let tar = image::rootfs_tar(Path::new(image::BUSYBOX))
+        .map_err(BuildError::at(format!("image {reference}")))?;
+    client
+        .image_import(image::IMAGE_REPO, image::IMAGE_TAG, &tar)
+        .map_err(BuildError::at(format!("image {reference}")))
+}
+
+/// Whether the daemon answers (tests and `vswitch check`).
+pub fn daemon_reachable() -> Result<api::Version, ApiError> {
+    client().version()
+}

@@ -1,0 +1,210 @@
+//! What the Engine API is asked for: network and container bodies built
+//! from the plan, and the names objects get in the daemon.
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use serde_json::{Value, json};
+
+use super::{LABEL_RUN, image};
+use crate::scenario::plan::{Driver, Endpoint, Network, Plan};
+use crate::world::RunId;
+
+/// `POST /networks/create` body of a bridge or macvlan network.
+pub(super) fn network_body(name: &str, run: &RunId, n: &Network) -> Value {
+    let config: Vec<Value> = n
+        .subnets
+        .iter()
+        .map(|s| {
+            let mut c = json!({ "Subnet": s.net.to_string() });
+            if let Some(g) = s.gateway {
+                c["Gateway"] = json!(g.to_string());
+            }
+            if s.ip_range != s.net {
+                c["IPRange"] = json!(s.ip_range.to_string());
+            }
+            let aux: serde_json::Map<String, Value> = n
+                .aux_addresses
+                .iter()
+                .filter(|(_, ip)| match ip {
+                    IpAddr::V4(v4) => s.net.contains(v4),
+                    IpAddr::V6(_) => false,
+                })
+                .map(|(k, ip)| (k.clone(), json!(ip.to_string())))
+                .collect();
+            if !aux.is_empty() {
+                c["AuxiliaryAddresses"] = Value::Object(aux);
+            }
+            c
+        })
+        .collect();
+    let mut options = serde_json::Map::new();
+    let driver = match n.driver {
+        Driver::Macvlan => {
+            if let Some(p) = &n.parent {
+                options.insert("parent".into(), json!(p.name));
+            }
+            if let Some(m) = n.mode {
+                let mode = serde_json::to_value(m).unwrap_or(Value::Null);
+                options.insert("macvlan_mode".into(), mode);
+            }
+            "macvlan"
+        }
+        _ => {
+            let flag = |b: bool| json!(if b { "true" } else { "false" });
+            options.insert("com.docker.network.bridge.enable_icc".into(), flag(n.icc));
+            options.insert(
+                "com.docker.network.bridge.enable_ip_masquerade".into(),
+                flag(n.masquerade),
+            );
+            options.insert(
+                "com.docker.network.driver.mtu".into(),
+                json!(n.mtu.to_string()),
+            );
+            "bridge"
+        }
+    };
+    json!({
+        "Name": name,
+        "CheckDuplicate": true,
+        "Driver": driver,
+        "Internal": n.internal,
+        "EnableIPv6": false,
+        "Attachable": true,
+        "IPAM": { "Driver": "default", "Config": config },
+        "Options": options,
+        "Labels": { LABEL_RUN: run.as_str(), "vswitch.network": n.name },
+    })
+}
+
+/// An endpoint's settings: the planned address and aliases on user-defined
+/// networks; nothing on the default bridge, where Docker refuses both (BR-19).
+pub(super) fn endpoint_config(plan: &Plan, ci: usize, e: &Endpoint) -> Value {
+    let n = &plan.networks[e.network];
+    if n.default || matches!(n.driver, Driver::None | Driver::Host) {
+        return json!({});
+    }
+    let mut v = json!({});
+    if let Some(ip) = e.ip {
+        v["IPAMConfig"] = json!({ "IPv4Address": ip.to_string() });
+    }
+    let mut aliases = e.aliases.clone();
+    let name = &plan.containers[ci].name;
+    if !docker_accepts_container_name(name) {
+        // Named `<run>-<name>` in the daemon: the plain name as an alias.
+        aliases.insert(0, name.clone());
+    }
+    if !aliases.is_empty() {
+        v["Aliases"] = json!(aliases);
+    }
+    v
+}
+
+/// Docker's rule for container names: `[a-zA-Z0-9][a-zA-Z0-9_.-]+`.
+pub(super) fn docker_accepts_container_name(name: &str) -> bool {
+    let b = name.as_bytes();
+    b.len() >= 2
+        && b[0].is_ascii_alphanumeric()
+        && b[1..]
+            .iter()
+            .all(|c| c.is_ascii_alphanumeric() || b"_.-".contains(c))
+}
+
+/// A container's name in the daemon: the scenario's where Docker accepts it.
+pub(super) fn container_name(run: &RunId, name: &str) -> String {
+    if docker_accepts_container_name(name) {
+        name.to_string()
+    } else {
+        format!("{run}-{name}")
+    }
+}
+
+/// A network's name in the daemon: the scenario's unless it is a built-in one.
+pub(super) fn network_name(run: &RunId, name: &str) -> String {
+    if matches!(name, "bridge" | "host" | "none") {
+        format!("{run}-{name}")
+    } else {
+        name.to_string()
+    }
+}
+
+/// `POST /containers/create` body: the first network, its endpoint, DNS,
+/// published ports.
+pub(super) fn container_body(
+    plan: &Plan,
+    ci: usize,
+    nets: &[String],
+    run: &RunId,
+    silent: Ipv4Addr,
+) -> Value {
+    let c = &plan.containers[ci];
+    let first = &c.endpoints[0];
+    let first_net = &plan.networks[first.network];
+    let mode = nets[first.network].clone();
+    let mut host = json!({ "NetworkMode": mode });
+    let mut body = json!({
+        "Image": format!("{}:{}", image::IMAGE_REPO, image::IMAGE_TAG),
+        "Cmd": ["sleep", "2000000000"],
+        "Labels": { LABEL_RUN: run.as_str(), "vswitch.container": c.name },
+        "NetworkingConfig": { "EndpointsConfig": { mode.clone(): endpoint_config(plan, ci, first) } },
+    });
+    if first_net.driver != Driver::Host {
+        let dns: Vec<String> = if !c.dns.is_empty() {
+            c.dns.iter().map(IpAddr::to_string).collect()
+        } else if !plan.machines[c.machine].resolvers.is_empty() {
+            plan.machines[c.machine]
+                .resolvers
+                .iter()
+                .map(IpAddr::to_string)
+                .collect()
+        } else {
+            vec![silent.to_string()]
+        };
+        host["Dns"] = json!(dns);
+    }
+    if first.ip.is_some() && !matches!(first_net.driver, Driver::None | Driver::Host) {
+        body["MacAddress"] = json!(first.mac.to_string());
+    }
+    if !c.publish.is_empty() {
+        let mut bindings = serde_json::Map::new();
+        let mut exposed = serde_json::Map::new();
+        for p in &c.publish {
+            let key = format!("{}/{}", p.container_port, p.proto);
+            exposed.insert(key.clone(), json!({}));
+            let b = json!({
+                "HostIp": p.host_ip.map(|ip| ip.to_string()).unwrap_or_default(),
+                "HostPort": p.host_port.to_string(),
+            });
+            match bindings.get_mut(&key).and_then(Value::as_array_mut) {
+                Some(list) => list.push(b),
+                None => {
+                    bindings.insert(key, json!([b]));
+                }
+            }
+        }
+        host["PortBindings"] = Value::Object(bindings);
+        body["ExposedPorts"] = Value::Object(exposed);
+    }
+    body["HostConfig"] = host;
+    body
+}
+
+/// An address of `lan` that nothing in the scenario holds: the DNS server
+/// given to containers when the scenario names none, so that the embedded
+/// DNS forwards nowhere outside the scenario and unknown names fail.
+pub(super) fn silent_resolver(plan: &Plan) -> Ipv4Addr {
+    let mut used: Vec<Ipv4Addr> = plan.machines.iter().map(|m| m.ip).collect();
+    used.extend(plan.externals.iter().filter_map(|x| match x.ip {
+        IpAddr::V4(v4) => Some(v4),
+        IpAddr::V6(_) => None,
+    }));
+    let in_networks = |ip: &Ipv4Addr| {
+        plan.networks
+            .iter()
+            .any(|n| n.subnets.iter().any(|s| s.net.contains(ip)))
+    };
+    plan.lan
+        .hosts()
+        .rev()
+        .find(|ip| !used.contains(ip) && !in_networks(ip))
+        .unwrap_or(plan.lan.broadcast())
+}
