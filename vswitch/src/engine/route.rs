@@ -137,6 +137,9 @@ pub(crate) struct NetRt {
     pub(crate) gw_ip: Ipv4Addr,
     pub(crate) gw_mac: MacAddr,
     gw_key: u64,
+    /// Hairpin NAT (PUB-8) may target this network: container → container
+    /// frames on its L2 path may be replies to translate back.
+    l2_hairpin: bool,
     /// Ports an ARP request goes out of (all but the host port).
     pub(crate) flood: Vec<PortId>,
     pub(crate) neigh: Neighbours,
@@ -251,6 +254,8 @@ impl Router {
                 gw_ip,
                 gw_mac,
                 gw_key: mac_key(&gw_mac.0),
+                l2_hairpin: !cfg.machines[n.machine].userland_proxy
+                    && cfg.publish.iter().any(|p| p.network == i),
                 flood: members
                     .into_iter()
                     .filter(|&p| Some(p) != host_port)
@@ -309,6 +314,9 @@ impl Router {
         match tag {
             Tag::Container(n) => {
                 if dst_key != self.nets[usize::from(n)].gw_key {
+                    if self.nets[usize::from(n)].l2_hairpin {
+                        self.hairpin_reply_on_l2(now, pkt);
+                    }
                     return false;
                 }
                 let Some(ip) = Ip4::parse(frame) else {
@@ -345,6 +353,25 @@ impl Router {
             }
             Tag::None => false,
         }
+    }
+
+    /// A container answering a hairpinned peer of its own network goes
+    /// straight to the peer's MAC; its source must become the published
+    /// address again (what br_netfilter's conntrack does on a Linux bridge).
+    fn hairpin_reply_on_l2(&mut self, now: Instant, pkt: &mut Packet) {
+        let Some(ip) = Ip4::parse(pkt.frame()) else {
+            return;
+        };
+        let Some((id, dir)) = self.ct.lookup(&ip.tuple, now) else {
+            return;
+        };
+        let Some(c) = self.ct.get(id) else { return };
+        if c.kind != Kind::Hairpin {
+            return;
+        }
+        let to = c.translated(dir);
+        self.ct.update(id, dir, tcp_of(&ip), now);
+        super::nat::translate(pkt, &ip, &ip.tuple, &to);
     }
 
     fn machine_by_mac(&self, key: u64) -> Option<usize> {
@@ -656,15 +683,30 @@ impl Router {
         } else if local {
             match self.publish_match(m, t.proto, t.dst, t.dport) {
                 Some(p) if !matches!(ip.l4, L4::Fragment) => {
+                    if p.network != n {
+                        // DNATed into another bridge: Docker's isolation
+                        // chains drop it (BR-12); only the proxy gets there.
+                        drop_frame(metrics, ingress, DropReason::Isolation, out);
+                        return true;
+                    }
+                    // PUB-8: only a container reaching its own published
+                    // port is masqueraded (to the gateway); a peer keeps
+                    // its address.
+                    let own = t.src == p.container_ip;
                     let want = Tuple {
                         src: p.container_ip,
-                        dst: self.nets[p.network].gw_ip,
+                        dst: if own { self.nets[n].gw_ip } else { t.src },
                         sport: p.container_port,
                         dport: t.sport,
                         proto: t.proto,
                         icmp_reply: false,
                     };
-                    let Some(reply) = self.ct.free_reply(want) else {
+                    let reply = if own {
+                        self.ct.free_reply(want)
+                    } else {
+                        (!self.ct.in_use(&want)).then_some(want)
+                    };
+                    let Some(reply) = reply else {
                         drop_frame(metrics, ingress, DropReason::NatPortsExhausted, out);
                         return true;
                     };
