@@ -337,6 +337,10 @@ impl Engine {
         if pkt.len() < wire::ETH_HDR_LEN {
             return l2::drop_frame(&mut self.metrics, ingress, DropReason::Malformed, out);
         }
+        let d = &mut self.domains[usize::from(port.domain.0)];
+        if !l2::admit(d, &mut self.metrics, now, ingress, port.role, pkt, out) {
+            return;
+        }
         if let Some(r) = self.router.as_deref_mut()
             && r.intercept(now, ingress, pkt, &mut self.metrics, out)
         {

@@ -191,12 +191,6 @@ impl Neighbours {
         self.pending.front().map(|p| p.since + PENDING_TTL)
     }
 
-    /// Packets waiting.
-    #[cfg(test)]
-    pub(crate) fn pending_len(&self) -> usize {
-        self.pending.len()
-    }
-
     /// A broadcast ARP request for `target` from this address.
     pub(crate) fn request(&self, target: Ipv4Addr) -> Packet {
         let mut p = Packet::zeroed(VnetHdr::default(), ETH_HDR_LEN + ARP_LEN);
