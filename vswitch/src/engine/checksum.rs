@@ -105,7 +105,7 @@ mod tests {
             at in 0usize..16,
             new in any::<u32>(),
         ) {
-            let at = (at * 2) % (data.len() - 4) & !1;
+            let at = ((at * 2) % (data.len() - 4)) & !1;
             let before = full(&data);
             let old = get32(&data, at);
             put32(&mut data, at, new);

@@ -4,14 +4,14 @@
 //! Where frames enter it (everything else stays on the L2 path):
 //!
 //! - a container's IPv4 frame to its gateway MAC for an address that is not
-//!   the machine's own ([`Router::from_container`]): conntrack, then
+//!   the machine's own ([`Router::routed_from_container`]): conntrack, then
 //!   isolation (BR-12), internal networks (BR-15), masquerade (BR-10/11) or
 //!   hairpin NAT (PUB-8), then routed into another network or out of the
 //!   uplink;
 //! - an IPv4 frame from `lan` to a machine's uplink MAC ([`Router::inbound`]):
 //!   replies of tracked flows, published ports (PUB-1, PUB-3), ingress deny
 //!   for container addresses (PUB-2), and the host stack's own flows;
-//! - the host stack's frames leaving its uplink ([`Router::from_host`]):
+//! - the host stack's frames leaving its uplink ([`Router::egress_host`]):
 //!   tracked, so that NAT never picks a port one of them uses; a host flow
 //!   is itself translated only when its tuple collides with a NAT flow's;
 //! - ARP anywhere on those segments: learned for next hops.
@@ -322,13 +322,13 @@ impl Router {
                 let Some(ip) = Ip4::parse(frame) else {
                     return false;
                 };
-                self.from_container(now, usize::from(n), ingress, pkt, &ip, metrics, out)
+                self.routed_from_container(now, usize::from(n), ingress, pkt, &ip, metrics, out)
             }
             Tag::Uplink(m) => {
                 let Some(ip) = Ip4::parse(frame) else {
                     return false;
                 };
-                if self.from_host(now, usize::from(m), pkt, &ip, metrics, ingress, out) {
+                if self.egress_host(now, usize::from(m), pkt, &ip, metrics, ingress, out) {
                     return true;
                 }
                 // Machine to machine: the other one's inbound path.
@@ -489,7 +489,7 @@ impl Router {
     /// The host stack's IPv4 frame leaving its uplink. True when it was
     /// dropped (table full, no port left).
     #[allow(clippy::too_many_arguments)]
-    fn from_host(
+    fn egress_host(
         &mut self,
         now: Instant,
         m: usize,
@@ -642,7 +642,7 @@ impl Router {
 
     /// A container's IPv4 frame to its gateway MAC.
     #[allow(clippy::too_many_arguments)]
-    fn from_container(
+    fn routed_from_container(
         &mut self,
         now: Instant,
         n: usize,

@@ -11,6 +11,7 @@
 //! after [`UDP_IDLE`] without traffic.
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, SocketAddrV4, TcpListener, TcpStream, UdpSocket};
 use std::os::fd::AsFd;
@@ -262,28 +263,29 @@ fn udp_loop(
             Ok(x) => x,
             Err(_) => continue,
         };
-        if !sessions.contains_key(&client) {
-            let Ok(sock) = UdpSocket::bind("0.0.0.0:0").and_then(|s| {
-                s.connect(target)?;
-                s.set_read_timeout(Some(TICK))?;
-                Ok(Arc::new(s))
-            }) else {
-                continue;
-            };
-            let last = Arc::new(Mutex::new(now));
-            let (back, l2, listen2, stop2) =
-                (sock.clone(), last.clone(), listen.clone(), stop.clone());
-            spawn_conn(conns, move || {
-                udp_back(&back, &listen2, client, &l2, &stop2)
-            });
-            sessions.insert(client, Session { sock, last });
-        }
-        if let Some(s) = sessions.get(&client) {
-            if let Ok(mut t) = s.last.lock() {
-                *t = now;
+        let s = match sessions.entry(client) {
+            Entry::Occupied(o) => o.into_mut(),
+            Entry::Vacant(v) => {
+                let Ok(sock) = UdpSocket::bind("0.0.0.0:0").and_then(|s| {
+                    s.connect(target)?;
+                    s.set_read_timeout(Some(TICK))?;
+                    Ok(Arc::new(s))
+                }) else {
+                    continue;
+                };
+                let last = Arc::new(Mutex::new(now));
+                let (back, l2, listen2, stop2) =
+                    (sock.clone(), last.clone(), listen.clone(), stop.clone());
+                spawn_conn(conns, move || {
+                    udp_back(&back, &listen2, client, &l2, &stop2)
+                });
+                v.insert(Session { sock, last })
             }
-            let _ = s.sock.send(&buf[..n]);
+        };
+        if let Ok(mut t) = s.last.lock() {
+            *t = now;
         }
+        let _ = s.sock.send(&buf[..n]);
     }
 }
 
