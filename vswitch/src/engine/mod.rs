@@ -20,6 +20,7 @@ mod forward;
 mod gateway;
 mod icmp;
 mod l2;
+mod l3config;
 pub mod metrics;
 mod nat;
 mod neigh;
@@ -40,9 +41,9 @@ use std::time::{Duration, Instant};
 
 pub use conntrack::{Conn, ConntrackCounters, Dir, Kind, TcpState, Timeouts};
 pub use flow::Tuple;
+pub use l3config::{L3Config, MachineConfig, NetworkConfig, PublishConfig};
 pub use metrics::{DropCounts, DropReason, FdbCounters, Metrics, PortCounters};
 pub use packet::{Packet, VnetHdr};
-pub use route::{L3Config, MachineConfig, NetworkConfig, PublishConfig};
 
 use crate::scenario::plan::MacAddr;
 use fdb::{Fdb, mac_key};
@@ -290,14 +291,7 @@ impl Engine {
                 gateway_of: &gateway_of,
                 members_of: &members_of,
             };
-            // Static neighbours have no age; any instant will do.
-            let now = Instant::now();
-            Some(Box::new(route::Router::new(
-                &cfg.l3,
-                ports.len(),
-                &view,
-                now,
-            )?))
+            Some(Box::new(route::Router::new(&cfg.l3, ports.len(), &view)?))
         };
         Ok(Engine {
             cfg,

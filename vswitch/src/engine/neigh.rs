@@ -27,8 +27,14 @@ const MAX_NEIGHBOURS: usize = 1024;
 pub(crate) struct Entry {
     pub(crate) mac: MacAddr,
     pub(crate) port: PortId,
-    seen: Instant,
-    fixed: bool,
+    /// When last confirmed; `None` for a static entry (never ages).
+    seen: Option<Instant>,
+}
+
+/// True for a static entry or a learned one younger than [`NEIGH_TTL`].
+fn fresh(e: &Entry, now: Instant) -> bool {
+    e.seen
+        .is_none_or(|t| now.saturating_duration_since(t) < NEIGH_TTL)
 }
 
 /// A packet waiting for its next hop's MAC.
@@ -76,14 +82,13 @@ impl Neighbours {
     }
 
     /// A static entry (a container's own address and port).
-    pub(crate) fn add_static(&mut self, ip: Ipv4Addr, mac: MacAddr, port: PortId, now: Instant) {
+    pub(crate) fn add_static(&mut self, ip: Ipv4Addr, mac: MacAddr, port: PortId) {
         self.entries.insert(
             ip,
             Entry {
                 mac,
                 port,
-                seen: now,
-                fixed: true,
+                seen: None,
             },
         );
     }
@@ -92,7 +97,7 @@ impl Neighbours {
     #[inline]
     pub(crate) fn lookup(&self, ip: Ipv4Addr, now: Instant) -> Option<Entry> {
         let e = self.entries.get(&ip)?;
-        (e.fixed || now.saturating_duration_since(e.seen) < NEIGH_TTL).then_some(*e)
+        fresh(e, now).then_some(*e)
     }
 
     /// Learns `ip` at `mac` behind `port`; returns the packets that were
@@ -109,11 +114,11 @@ impl Neighbours {
         }
         let room = self.entries.len() < MAX_NEIGHBOURS;
         match self.entries.get_mut(&ip) {
-            Some(e) if e.fixed => {}
+            Some(Entry { seen: None, .. }) => {}
             Some(e) => {
                 e.mac = mac;
                 e.port = port;
-                e.seen = now;
+                e.seen = Some(now);
             }
             None if room => {
                 self.entries.insert(
@@ -121,8 +126,7 @@ impl Neighbours {
                     Entry {
                         mac,
                         port,
-                        seen: now,
-                        fixed: false,
+                        seen: Some(now),
                     },
                 );
             }
@@ -167,8 +171,7 @@ impl Neighbours {
     /// Packets that waited too long (dropped by the caller, reason
     /// `neighbour-unresolved`), and stale learned entries forgotten.
     pub(crate) fn expire(&mut self, now: Instant) -> Vec<Pending> {
-        self.entries
-            .retain(|_, e| e.fixed || now.saturating_duration_since(e.seen) < NEIGH_TTL);
+        self.entries.retain(|_, e| fresh(e, now));
         self.asked
             .retain(|_, t| now.saturating_duration_since(*t) < PENDING_TTL);
         if !self
