@@ -188,6 +188,16 @@ pub struct ConntrackCounters {
     pub ports_exhausted: u64,
 }
 
+impl std::ops::AddAssign for ConntrackCounters {
+    fn add_assign(&mut self, o: ConntrackCounters) {
+        self.created += o.created;
+        self.expired += o.expired;
+        self.full += o.full;
+        self.port_remapped += o.port_remapped;
+        self.ports_exhausted += o.ports_exhausted;
+    }
+}
+
 /// A tuple packed into one integer for hashing.
 fn key(t: &Tuple) -> u128 {
     (u128::from(t.src.to_bits()) << 96)

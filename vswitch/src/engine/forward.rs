@@ -116,7 +116,7 @@ impl Router {
     ) {
         let t = ip.tuple;
         let nt = match flow {
-            Flow::Existing(id, dir) => match self.ct.get(id) {
+            Flow::Existing(id, dir) => match self.machines[m].ct.get(id) {
                 Some(c) => c.translated(dir),
                 None => return drop_frame(metrics, ingress, DropReason::InvalidState, out),
             },
@@ -178,9 +178,9 @@ impl Router {
         // Commit.
         let tcp = tcp_of(ip);
         match flow {
-            Flow::Existing(id, dir) => self.ct.update(id, dir, tcp, now),
+            Flow::Existing(id, dir) => self.machines[m].ct.update(id, dir, tcp, now),
             Flow::New { kind, reply } => {
-                if let Err(r) = self.ct.insert(t, reply, kind, tcp, now) {
+                if let Err(r) = self.machines[m].ct.insert(t, reply, kind, tcp, now) {
                     return drop_frame(metrics, ingress, refused_reason(r), out);
                 }
             }
@@ -275,6 +275,23 @@ impl Router {
         };
         let src_mac = neigh.mac.0;
         if let Some(e) = neigh.lookup(next_hop, now) {
+            // The next hop is another machine of this world: its own
+            // inbound path (DNAT, conntrack) comes first.
+            if matches!(egress, Egress::Lan(_))
+                && let Some(m2) = self.machine_by_mac(super::fdb::mac_key(&e.mac.0))
+                && m2 != m
+            {
+                let up = self.machines[m].cfg.uplink;
+                let packets = match outgoing {
+                    Outgoing::Ingress => vec![Packet::from_frame(pkt.hdr, pkt.frame())],
+                    Outgoing::Built(f) => f,
+                };
+                for mut q in packets {
+                    nat::set_macs(&mut q, e.mac.0, src_mac);
+                    self.inbound_owned(now, m2, up, q, metrics, out);
+                }
+                return;
+            }
             match outgoing {
                 Outgoing::Ingress => {
                     nat::set_macs(pkt, e.mac.0, src_mac);

@@ -80,7 +80,7 @@ pub struct L3Config {
     pub networks: Vec<NetworkConfig>,
     /// Published ports.
     pub publish: Vec<PublishConfig>,
-    /// Most tracked flows (all machines together).
+    /// Most tracked flows per machine.
     pub conntrack_capacity: usize,
     /// Conntrack timeouts.
     pub timeouts: Timeouts,

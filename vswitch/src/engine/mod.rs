@@ -381,23 +381,34 @@ impl Engine {
             .min()
     }
 
-    /// The tracked flows (empty without routing).
+    /// The tracked flows of every machine (empty without routing).
     pub fn conntrack(&self) -> Vec<Conn> {
+        self.router.as_deref().map_or_else(Vec::new, |r| {
+            r.machines
+                .iter()
+                .flat_map(|m| m.ct.iter().map(|(_, c)| *c))
+                .collect()
+        })
+    }
+
+    /// Number of tracked flows (all machines).
+    pub fn conntrack_len(&self) -> usize {
         self.router
             .as_deref()
-            .map_or_else(Vec::new, |r| r.ct.iter().map(|(_, c)| *c).collect())
+            .map_or(0, |r| r.machines.iter().map(|m| m.ct.len()).sum())
     }
 
-    /// Number of tracked flows.
-    pub fn conntrack_len(&self) -> usize {
-        self.router.as_deref().map_or(0, |r| r.ct.len())
-    }
-
-    /// Conntrack counters (zero without routing).
+    /// Conntrack counters summed over machines (zero without routing).
     pub fn conntrack_counters(&self) -> ConntrackCounters {
         self.router
             .as_deref()
-            .map_or_else(ConntrackCounters::default, |r| *r.ct.counters())
+            .map_or_else(ConntrackCounters::default, |r| {
+                let mut t = ConntrackCounters::default();
+                for m in &r.machines {
+                    t += *m.ct.counters();
+                }
+                t
+            })
     }
 
     /// The configuration the engine was built from.
@@ -419,11 +430,20 @@ impl Engine {
         if let (Some(r), Some(o)) = (self.router.as_deref(), v.as_object_mut()) {
             o.insert(
                 "conntrack".into(),
-                serde_json::json!({
-                    "len": r.ct.len(),
-                    "capacity": r.ct.capacity(),
-                    "counters": r.ct.counters(),
-                }),
+                r.machines
+                    .iter()
+                    .map(|m| {
+                        (
+                            m.cfg.name.clone(),
+                            serde_json::json!({
+                                "len": m.ct.len(),
+                                "capacity": m.ct.capacity(),
+                                "counters": m.ct.counters(),
+                            }),
+                        )
+                    })
+                    .collect::<serde_json::Map<_, _>>()
+                    .into(),
             );
         }
         v

@@ -35,6 +35,8 @@ use super::{Action, DomainId, DropReason, EngineError, MacAddr, PortId, PortRole
 pub(crate) struct MachineRt {
     pub(crate) cfg: MachineConfig,
     pub(crate) neigh: Neighbours,
+    /// Its connection tracking (each machine is its own host).
+    pub(crate) ct: Conntrack,
     /// Networks of this machine (indices into `Router::nets`).
     pub(crate) nets: Vec<usize>,
 }
@@ -85,7 +87,6 @@ pub(crate) struct Router {
     /// machine's uplink).
     pub(crate) lan_ports: Vec<PortId>,
     publish: Vec<PublishConfig>,
-    pub(crate) ct: Conntrack,
 }
 
 /// What the engine's ports look like, for building the router.
@@ -122,6 +123,7 @@ impl Router {
             machines.push(MachineRt {
                 cfg: m.clone(),
                 neigh: Neighbours::new(m.ip, m.mac, cfg.neighbour_queue),
+                ct: Conntrack::new(cfg.conntrack_capacity, cfg.timeouts),
                 nets: Vec::new(),
             });
         }
@@ -184,7 +186,6 @@ impl Router {
             tags,
             lan_ports,
             publish: cfg.publish.clone(),
-            ct: Conntrack::new(cfg.conntrack_capacity, cfg.timeouts),
         })
     }
 
@@ -222,7 +223,8 @@ impl Router {
             Tag::Container(n) => {
                 if dst_key != self.nets[usize::from(n)].gw_key {
                     if self.nets[usize::from(n)].l2_hairpin {
-                        self.hairpin_reply_on_l2(now, pkt);
+                        let m = self.nets[usize::from(n)].cfg.machine;
+                        self.hairpin_reply_on_l2(now, m, pkt);
                     }
                     return false;
                 }
@@ -265,23 +267,59 @@ impl Router {
     /// A container answering a hairpinned peer of its own network goes
     /// straight to the peer's MAC; its source must become the published
     /// address again (what br_netfilter's conntrack does on a Linux bridge).
-    fn hairpin_reply_on_l2(&mut self, now: Instant, pkt: &mut Packet) {
+    fn hairpin_reply_on_l2(&mut self, now: Instant, m: usize, pkt: &mut Packet) {
         let Some(ip) = Ip4::parse(pkt.frame()) else {
             return;
         };
-        let Some((id, dir)) = self.ct.lookup(&ip.tuple, now) else {
+        let Some((id, dir)) = self.machines[m].ct.lookup(&ip.tuple, now) else {
             return;
         };
-        let Some(c) = self.ct.get(id) else { return };
+        let Some(c) = self.machines[m].ct.get(id) else {
+            return;
+        };
         if c.kind != Kind::Hairpin {
             return;
         }
         let to = c.translated(dir);
-        self.ct.update(id, dir, tcp_of(&ip), now);
+        self.machines[m].ct.update(id, dir, tcp_of(&ip), now);
         super::nat::translate(pkt, &ip, &ip.tuple, &to);
     }
 
-    fn machine_by_mac(&self, key: u64) -> Option<usize> {
+    /// Runs another machine's inbound path on a packet the router built or
+    /// held (a routed packet whose next hop is that machine): its
+    /// `Forward`s become `Emit`s of this packet; by default it goes to that
+    /// machine's host stack.
+    pub(crate) fn inbound_owned(
+        &mut self,
+        now: Instant,
+        m2: usize,
+        from: PortId,
+        mut pkt: Packet,
+        metrics: &mut Metrics,
+        out: &mut Vec<Action>,
+    ) {
+        let mut tmp = Vec::new();
+        let taken = match Ip4::parse(pkt.frame()) {
+            Some(ip) => self.inbound(now, m2, from, &mut pkt, &ip, metrics, &mut tmp),
+            None => false,
+        };
+        if !taken {
+            let up = self.machines[m2].cfg.uplink;
+            metrics.tx(up, pkt.len());
+            tmp.push(Action::Forward(up));
+        }
+        for a in tmp {
+            match a {
+                Action::Forward(p) => out.push(Action::Emit(p, pkt.clone())),
+                // Already counted on `from`; the caller's frame is not the
+                // one dropped.
+                Action::Drop(_) => {}
+                other => out.push(other),
+            }
+        }
+    }
+
+    pub(crate) fn machine_by_mac(&self, key: u64) -> Option<usize> {
         self.machines
             .iter()
             .position(|m| mac_key(&m.cfg.mac.0) == key)
@@ -306,6 +344,7 @@ impl Router {
         let spa = Ipv4Addr::from(arp.spa);
         let sha = MacAddr(arp.sha);
         let mut released = Vec::new();
+        let mut lan_from = None;
         match tag {
             Tag::Container(n) => {
                 let net = &mut self.nets[usize::from(n)];
@@ -320,22 +359,29 @@ impl Router {
                 }
             }
             Tag::Uplink(_) | Tag::Lan => {
-                for m in &mut self.machines {
+                for (i, m) in self.machines.iter_mut().enumerate() {
                     if m.cfg.lan.contains(&spa) {
                         let mac = m.cfg.mac;
-                        released.extend(
-                            m.neigh
-                                .learn(spa, sha, ingress, now)
-                                .into_iter()
-                                .map(|p| (p, mac)),
-                        );
+                        let up = m.cfg.uplink;
+                        let ready = m.neigh.learn(spa, sha, ingress, now);
+                        if !ready.is_empty() {
+                            lan_from = Some((i, up));
+                        }
+                        released.extend(ready.into_iter().map(|p| (p, mac)));
                     }
                 }
             }
             Tag::None => {}
         }
+        let next_machine = self.machine_by_mac(mac_key(&sha.0));
         for (mut p, src) in released {
             super::nat::set_macs(&mut p.pkt, sha.0, src.0);
+            if let (Some(m2), Some((m, up))) = (next_machine, lan_from)
+                && m2 != m
+            {
+                self.inbound_owned(now, m2, up, p.pkt, metrics, out);
+                continue;
+            }
             metrics.tx(ingress, p.pkt.len());
             out.push(Action::Emit(ingress, p.pkt));
         }
@@ -411,9 +457,9 @@ impl Router {
             return false;
         }
         let tcp = tcp_of(ip);
-        if let Some((id, dir)) = self.ct.lookup(&t, now) {
-            let to = self.ct.get(id).map(|c| c.translated(dir));
-            self.ct.update(id, dir, tcp, now);
+        if let Some((id, dir)) = self.machines[m].ct.lookup(&t, now) {
+            let to = self.machines[m].ct.get(id).map(|c| c.translated(dir));
+            self.machines[m].ct.update(id, dir, tcp, now);
             if let Some(to) = to {
                 super::nat::translate(pkt, ip, &t, &to);
             }
@@ -422,7 +468,7 @@ impl Router {
         match ip.l4 {
             L4::IcmpError { inner } => {
                 if let Some((inner, inner_to, src, dst)) =
-                    self.icmp_error_target(pkt, ip, inner, now)
+                    self.icmp_error_target(m, pkt, ip, inner, now)
                 {
                     super::nat::translate_icmp_error(pkt, ip, &inner, &inner_to, src, dst);
                 }
@@ -432,11 +478,11 @@ impl Router {
             L4::Tcp { flags } if flags & tcp_flags::RST != 0 => return false,
             _ => {}
         }
-        let Some(reply) = self.ct.free_reply(t.inverse()) else {
+        let Some(reply) = self.machines[m].ct.free_reply(t.inverse()) else {
             drop_frame(metrics, ingress, DropReason::NatPortsExhausted, out);
             return true;
         };
-        match self.ct.insert(t, reply, Kind::Host, tcp, now) {
+        match self.machines[m].ct.insert(t, reply, Kind::Host, tcp, now) {
             Ok(_) => {
                 super::nat::translate(pkt, ip, &t, &reply.inverse());
                 false
@@ -452,14 +498,15 @@ impl Router {
     /// it must become, and the outer source and destination.
     pub(crate) fn icmp_error_target(
         &mut self,
+        m: usize,
         pkt: &Packet,
         ip: &Ip4,
         inner_off: usize,
         now: Instant,
     ) -> Option<(Inner, Tuple, Ipv4Addr, Ipv4Addr)> {
         let inner = Inner::parse(&pkt.frame()[..ETH_HDR_LEN + ip.total], inner_off)?;
-        let (id, dir) = self.ct.lookup(&inner.tuple.inverse(), now)?;
-        let c = self.ct.get(id)?;
+        let (id, dir) = self.machines[m].ct.lookup(&inner.tuple.inverse(), now)?;
+        let c = self.machines[m].ct.get(id)?;
         let tr = c.translated(dir);
         let src = if ip.tuple.src == c.tuple(dir).src {
             tr.src
@@ -482,11 +529,11 @@ impl Router {
         out: &mut Vec<Action>,
     ) -> bool {
         let t = ip.tuple;
-        let flow = if let Some((id, dir)) = self.ct.lookup(&t, now) {
+        let flow = if let Some((id, dir)) = self.machines[m].ct.lookup(&t, now) {
             Flow::Existing(id, dir)
         } else {
             if let L4::IcmpError { inner } = ip.l4 {
-                return match self.icmp_error_target(pkt, ip, inner, now) {
+                return match self.icmp_error_target(m, pkt, ip, inner, now) {
                     Some(target) => {
                         self.forward_icmp_error(
                             now, m, None, ingress, pkt, ip, target, metrics, out,
@@ -503,7 +550,7 @@ impl Router {
                 if self.nets[k].cfg.internal
                     || matches!(ip.l4, L4::Fragment)
                     || !self.published_direct(k, &t)
-                    || self.ct.in_use(&t.inverse())
+                    || self.machines[m].ct.in_use(&t.inverse())
                 {
                     drop_frame(metrics, ingress, DropReason::IngressDenied, out);
                     return true;
@@ -523,7 +570,7 @@ impl Router {
                     proto: t.proto,
                     icmp_reply: false,
                 };
-                if self.ct.in_use(&reply) {
+                if self.machines[m].ct.in_use(&reply) {
                     drop_frame(metrics, ingress, DropReason::InvalidState, out);
                     return true;
                 }
@@ -533,7 +580,7 @@ impl Router {
                 }
             } else if t.dst == self.machines[m].cfg.ip
                 && !matches!(ip.l4, L4::Tcp { flags } if flags & tcp_flags::RST != 0)
-                && !self.ct.in_use(&t.inverse())
+                && !self.machines[m].ct.in_use(&t.inverse())
             {
                 Flow::New {
                     kind: Kind::Host,
@@ -566,10 +613,10 @@ impl Router {
             // The host stack (and the userland proxy there) answers.
             return false;
         }
-        let flow = if let Some((id, dir)) = self.ct.lookup(&t, now) {
+        let flow = if let Some((id, dir)) = self.machines[m].ct.lookup(&t, now) {
             Flow::Existing(id, dir)
         } else if let L4::IcmpError { inner } = ip.l4 {
-            match self.icmp_error_target(pkt, ip, inner, now) {
+            match self.icmp_error_target(m, pkt, ip, inner, now) {
                 Some(target) => {
                     self.forward_icmp_error(
                         now,
@@ -609,9 +656,9 @@ impl Router {
                         icmp_reply: false,
                     };
                     let reply = if own {
-                        self.ct.free_reply(want)
+                        self.machines[m].ct.free_reply(want)
                     } else {
-                        (!self.ct.in_use(&want)).then_some(want)
+                        (!self.machines[m].ct.in_use(&want)).then_some(want)
                     };
                     let Some(reply) = reply else {
                         drop_frame(metrics, ingress, DropReason::NatPortsExhausted, out);
@@ -643,7 +690,7 @@ impl Router {
         } else if self.nets[n].cfg.masquerade {
             let mut want = t.inverse();
             want.dst = self.machines[m].cfg.ip;
-            let Some(reply) = self.ct.free_reply(want) else {
+            let Some(reply) = self.machines[m].ct.free_reply(want) else {
                 drop_frame(metrics, ingress, DropReason::NatPortsExhausted, out);
                 return true;
             };
@@ -652,7 +699,7 @@ impl Router {
                 reply,
             }
         } else {
-            if self.ct.in_use(&t.inverse()) {
+            if self.machines[m].ct.in_use(&t.inverse()) {
                 drop_frame(metrics, ingress, DropReason::InvalidState, out);
                 return true;
             }
@@ -668,7 +715,7 @@ impl Router {
     /// Forgets expired flows and neighbours; drops packets that waited too
     /// long for ARP (reason `neighbour-unresolved` on their ingress port).
     pub(crate) fn expire(&mut self, now: Instant, metrics: &mut Metrics) -> usize {
-        let n = self.ct.expire(now);
+        let n = self.machines.iter_mut().map(|m| m.ct.expire(now)).sum();
         let tables = self
             .machines
             .iter_mut()
@@ -689,7 +736,7 @@ impl Router {
             .map(|m| &m.neigh)
             .chain(self.nets.iter().map(|n| &n.neigh))
             .filter_map(Neighbours::next_expiry)
-            .chain(self.ct.next_expiry())
+            .chain(self.machines.iter().filter_map(|m| m.ct.next_expiry()))
             .min()
     }
 }
