@@ -187,10 +187,7 @@ impl Router {
         }
         nat::translate(pkt, ip, &t, &nt);
         if egress == Egress::Host {
-            let up = self.machines[m].cfg.uplink;
-            metrics.tx(up, pkt.len());
-            out.push(Action::Forward(up));
-            return;
+            return self.to_host(m, pkt, metrics, out);
         }
         nat::dec_ttl(pkt);
         let outgoing = if too_big {
@@ -233,10 +230,7 @@ impl Router {
         }
         nat::translate_icmp_error(pkt, ip, &inner, &inner_to, src, dst);
         if egress == Egress::Host {
-            let up = self.machines[m].cfg.uplink;
-            metrics.tx(up, pkt.len());
-            out.push(Action::Forward(up));
-            return;
+            return self.to_host(m, pkt, metrics, out);
         }
         nat::dec_ttl(pkt);
         self.deliver(
@@ -250,6 +244,13 @@ impl Router {
             metrics,
             out,
         );
+    }
+
+    /// Hands the (translated) ingress frame to machine `m`'s host stack.
+    fn to_host(&self, m: usize, pkt: &Packet, metrics: &mut Metrics, out: &mut Vec<Action>) {
+        let up = self.machines[m].cfg.uplink;
+        metrics.tx(up, pkt.len());
+        out.push(Action::Forward(up));
     }
 
     /// Sends to the next hop of `egress`, or queues for ARP.
