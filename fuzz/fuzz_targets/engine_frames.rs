@@ -74,6 +74,7 @@ fn config() -> EngineConfig {
         ],
         fdb_capacity: CAPACITY,
         fdb_aging: Duration::from_secs(300),
+        ..EngineConfig::default()
     }
 }
 

@@ -99,39 +99,39 @@ fn emit(metrics: &mut Metrics, to: PortId, p: Packet, out: &mut Vec<Action>) {
     out.push(Action::Emit(to, p));
 }
 
-/// Switches one frame (at least 14 bytes) received on `ingress`, a member
-/// of `d`. `ports` is the engine's port table (for egress roles).
-#[allow(clippy::too_many_arguments)] // the engine's split borrows, spelled out
+/// Steps 1 and 2 for one frame (at least 14 bytes) received on `ingress`,
+/// a member of `d`: the source checks (false: dropped, with its reason in
+/// `out`) and learning. Every frame passes here, routed or switched.
 #[inline]
-pub(crate) fn switch(
+pub(crate) fn admit(
     d: &mut Domain,
-    ports: &[Port],
     metrics: &mut Metrics,
     now: Instant,
     ingress: PortId,
     role: PortRole,
     pkt: &Packet,
     out: &mut Vec<Action>,
-) {
+) -> bool {
     let frame = pkt.frame();
-    let len = frame.len();
     let src = &frame[ETH_SRC..ETH_SRC + 6];
-    let dst = &frame[ETH_DST..ETH_DST + 6];
 
     // 1. Source checks.
-    if src[0] & 1 != 0 {
-        return drop_frame(metrics, ingress, DropReason::MulticastSource, out);
-    }
     let src_key = mac_key(src);
-    if src_key == 0 {
-        return drop_frame(metrics, ingress, DropReason::ZeroSource, out);
-    }
     let et = ethertype(frame);
-    if et == ETHERTYPE_VLAN || et == ETHERTYPE_QINQ {
-        return drop_frame(metrics, ingress, DropReason::VlanNotConfigured, out);
-    }
-    if src_key == d.gw_key && role != PortRole::Host {
-        return drop_frame(metrics, ingress, DropReason::SpoofedGatewayMac, out);
+    let reason = if src[0] & 1 != 0 {
+        Some(DropReason::MulticastSource)
+    } else if src_key == 0 {
+        Some(DropReason::ZeroSource)
+    } else if et == ETHERTYPE_VLAN || et == ETHERTYPE_QINQ {
+        Some(DropReason::VlanNotConfigured)
+    } else if src_key == d.gw_key && role != PortRole::Host {
+        Some(DropReason::SpoofedGatewayMac)
+    } else {
+        None
+    };
+    if let Some(r) = reason {
+        drop_frame(metrics, ingress, r, out);
+        return false;
     }
 
     // 2. Learn (the gateway MAC is static: never learned).
@@ -148,6 +148,27 @@ pub(crate) fn switch(
             }
         }
     }
+    true
+}
+
+/// Step 3 for a frame that [`admit`] let in: where it goes. `ports` is the
+/// engine's port table (for egress roles).
+#[allow(clippy::too_many_arguments)] // the engine's split borrows, spelled out
+#[inline]
+pub(crate) fn switch(
+    d: &mut Domain,
+    ports: &[Port],
+    metrics: &mut Metrics,
+    now: Instant,
+    ingress: PortId,
+    role: PortRole,
+    pkt: &Packet,
+    out: &mut Vec<Action>,
+) {
+    let frame = pkt.frame();
+    let len = frame.len();
+    let dst = &frame[ETH_DST..ETH_DST + 6];
+    let et = ethertype(frame);
 
     // 3. Destination.
     let dst_key = mac_key(dst);

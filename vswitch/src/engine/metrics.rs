@@ -35,11 +35,35 @@ pub enum DropReason {
     NoEgressPort,
     /// An ICMP echo request to the gateway with a wrong IPv4 or ICMP checksum.
     BadChecksum,
+    /// Routed from one bridge network to another of the same machine (BR-12).
+    Isolation,
+    /// Routed off an internal network (BR-15).
+    InternalNetwork,
+    /// From outside to a container address: neither a tracked reply nor a published port (PUB-2).
+    IngressDenied,
+    /// A new flow while the connection table was full.
+    ConntrackFull,
+    /// A new flow for which NAT found no free port.
+    NatPortsExhausted,
+    /// TTL would reach 0 when routed (ICMP time exceeded sent).
+    TtlExceeded,
+    /// Larger than the egress MTU with DF set (ICMP fragmentation needed sent).
+    FragNeeded,
+    /// No route to the destination (ICMP network unreachable sent).
+    NoRoute,
+    /// The next hop's MAC was unknown and the ARP queue was full.
+    NeighbourQueueFull,
+    /// Waited for ARP that never answered.
+    NeighbourUnresolved,
+    /// Matches no flow and may not start one (a stray RST, an ICMP error about nothing tracked).
+    InvalidState,
+    /// A non-first IPv4 fragment that needs NAT (fragments are not reassembled).
+    UntrackedFragment,
 }
 
 impl DropReason {
     /// Every reason, in a stable order (the report's order).
-    pub const ALL: [DropReason; 11] = [
+    pub const ALL: [DropReason; 23] = [
         DropReason::Malformed,
         DropReason::MulticastSource,
         DropReason::ZeroSource,
@@ -51,6 +75,18 @@ impl DropReason {
         DropReason::NoHostPort,
         DropReason::NoEgressPort,
         DropReason::BadChecksum,
+        DropReason::Isolation,
+        DropReason::InternalNetwork,
+        DropReason::IngressDenied,
+        DropReason::ConntrackFull,
+        DropReason::NatPortsExhausted,
+        DropReason::TtlExceeded,
+        DropReason::FragNeeded,
+        DropReason::NoRoute,
+        DropReason::NeighbourQueueFull,
+        DropReason::NeighbourUnresolved,
+        DropReason::InvalidState,
+        DropReason::UntrackedFragment,
     ];
 
     /// Number of reasons.
@@ -70,6 +106,18 @@ impl DropReason {
             DropReason::NoHostPort => "no-host-port",
             DropReason::NoEgressPort => "no-egress-port",
             DropReason::BadChecksum => "bad-checksum",
+            DropReason::Isolation => "isolation",
+            DropReason::InternalNetwork => "internal-network",
+            DropReason::IngressDenied => "ingress-denied",
+            DropReason::ConntrackFull => "conntrack-full",
+            DropReason::NatPortsExhausted => "nat-ports-exhausted",
+            DropReason::TtlExceeded => "ttl-exceeded",
+            DropReason::FragNeeded => "frag-needed",
+            DropReason::NoRoute => "no-route",
+            DropReason::NeighbourQueueFull => "neighbour-queue-full",
+            DropReason::NeighbourUnresolved => "neighbour-unresolved",
+            DropReason::InvalidState => "invalid-state",
+            DropReason::UntrackedFragment => "untracked-fragment",
         }
     }
 

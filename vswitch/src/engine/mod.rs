@@ -6,21 +6,42 @@
 //! Issue 3 scope: L2 domains (one per Docker network and one for `lan`), MAC
 //! learning with aging and a bounded table, flooding, a gateway that answers
 //! ARP and ICMP echo, `icc = false`, isolation between domains.
+//!
+//! Issue 9 scope ([`L3Config`]): a router per machine between its bridge
+//! networks, its host stack and its uplink, with connection tracking,
+//! masquerade, published ports, hairpin NAT, internal networks, ingress
+//! deny, ICMP errors and ARP for next hops (see `route.rs`).
 
+mod checksum;
+pub mod conntrack;
 mod fdb;
+pub mod flow;
+mod forward;
 mod gateway;
+mod icmp;
 mod l2;
+mod l3config;
 pub mod metrics;
+mod nat;
+mod neigh;
 pub mod packet;
 #[cfg(test)]
 mod proptests;
+mod route;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_l3;
+#[cfg(test)]
+mod tests_nat;
 mod wire;
 
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
+pub use conntrack::{Conn, ConntrackCounters, Dir, Kind, TcpState, Timeouts};
+pub use flow::Tuple;
+pub use l3config::{L3Config, MachineConfig, NetworkConfig, PublishConfig};
 pub use metrics::{DropCounts, DropReason, FdbCounters, Metrics, PortCounters};
 pub use packet::{Packet, VnetHdr};
 
@@ -90,6 +111,8 @@ pub struct EngineConfig {
     pub fdb_capacity: usize,
     /// Idle time after which a learned MAC is forgotten.
     pub fdb_aging: Duration,
+    /// Routing and NAT (empty: a pure L2 switch).
+    pub l3: L3Config,
 }
 
 impl Default for EngineConfig {
@@ -99,6 +122,7 @@ impl Default for EngineConfig {
             ports: Vec::new(),
             fdb_capacity: 4096,
             fdb_aging: Duration::from_secs(300),
+            l3: L3Config::default(),
         }
     }
 }
@@ -157,6 +181,22 @@ pub enum EngineError {
         /// The MAC.
         mac: MacAddr,
     },
+    /// The routing configuration names a port that is missing or wrong.
+    #[error(
+        "routing configuration: {what} names port {port}, which is not a port of the right kind"
+    )]
+    BadL3Port {
+        /// What named it.
+        what: String,
+        /// The port index.
+        port: u16,
+    },
+    /// A routed network's domain has no gateway.
+    #[error("routing configuration: domain {domain} routes but has no gateway; give it one")]
+    NoGateway {
+        /// The domain's index.
+        domain: u16,
+    },
     /// More ports or domains than a 16-bit index can name.
     #[error("{count} {what} configured; at most 65536 are supported")]
     TooMany {
@@ -177,6 +217,7 @@ pub struct Engine {
     ports: Vec<Port>,
     domains: Vec<Domain>,
     metrics: Metrics,
+    router: Option<Box<route::Router>>,
 }
 
 impl Engine {
@@ -232,11 +273,32 @@ impl Engine {
             });
         }
         let metrics = Metrics::new(ports.len(), domains.len());
+        let router = if cfg.l3.machines.is_empty() {
+            None
+        } else {
+            let domain_of = |p: PortId| ports.get(usize::from(p.0)).map(|p| (p.domain, p.role));
+            let gateway_of = |d: DomainId| {
+                let d = domains.get(usize::from(d.0))?;
+                d.gateway.map(|g| (g.ip, g.mac, d.host_port))
+            };
+            let members_of = |d: DomainId| {
+                domains
+                    .get(usize::from(d.0))
+                    .map_or_else(Vec::new, |d| d.members.iter().map(|&(p, _)| p).collect())
+            };
+            let view = route::PortView {
+                domain_of: &domain_of,
+                gateway_of: &gateway_of,
+                members_of: &members_of,
+            };
+            Some(Box::new(route::Router::new(&cfg.l3, ports.len(), &view)?))
+        };
         Ok(Engine {
             cfg,
             ports,
             domains,
             metrics,
+            router,
         })
     }
 
@@ -245,7 +307,12 @@ impl Engine {
     ///
     /// The outcome is one or more `Forward`s (the caller sends `pkt`, vnet
     /// header untouched, out of each), `Emit`s of engine-built frames, or
-    /// exactly one `Drop` with its reason. The frame is not copied.
+    /// exactly one `Drop` with its reason. The frame is not copied, but the
+    /// router rewrites it in place (NAT, TTL, MACs) before a `Forward`.
+    /// A frame answered with an ICMP error yields that `Emit` (and its drop
+    /// reason is counted); a frame queued while its next hop is resolved
+    /// yields the ARP request's `Emit`s, or nothing when a request is
+    /// already out; it is sent (or dropped, `neighbour-unresolved`) later.
     #[inline]
     pub fn handle_frame(
         &mut self,
@@ -265,6 +332,15 @@ impl Engine {
             return l2::drop_frame(&mut self.metrics, ingress, DropReason::Malformed, out);
         }
         let d = &mut self.domains[usize::from(port.domain.0)];
+        if !l2::admit(d, &mut self.metrics, now, ingress, port.role, pkt, out) {
+            return;
+        }
+        if let Some(r) = self.router.as_deref_mut()
+            && r.intercept(now, ingress, pkt, &mut self.metrics, out)
+        {
+            return;
+        }
+        let d = &mut self.domains[usize::from(port.domain.0)];
         l2::switch(
             d,
             &self.ports,
@@ -277,9 +353,10 @@ impl Engine {
         );
     }
 
-    /// Forgets every learned MAC idle for longer than `fdb_aging`; returns
-    /// how many. Lookups also age entries out lazily, so calling this is
-    /// only needed to keep the tables (and `fdb_len`) tidy.
+    /// Forgets every learned MAC idle for longer than `fdb_aging`, every
+    /// flow past its timeout and every packet that waited too long for ARP;
+    /// returns how many MACs and flows. Lookups also age entries out
+    /// lazily, so calling this keeps the tables tidy and the counts right.
     pub fn expire(&mut self, now: Instant) -> usize {
         let mut n = 0;
         for d in &mut self.domains {
@@ -287,17 +364,51 @@ impl Engine {
             self.metrics.fdb_mut(d.id).expired += e as u64;
             n += e;
         }
+        if let Some(r) = self.router.as_deref_mut() {
+            n += r.expire(now, &mut self.metrics);
+        }
         n
     }
 
     /// When [`Engine::expire`] may next have something to do (`None` when
-    /// no MAC is learned). May be early, never late.
+    /// nothing is learned or tracked). May be early, never late.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.domains
             .iter()
             .filter_map(|d| d.fdb.next_expiry())
+            .chain(self.router.as_deref().and_then(route::Router::next_expiry))
             .min()
+    }
+
+    /// The tracked flows of every machine (empty without routing).
+    pub fn conntrack(&self) -> Vec<Conn> {
+        self.router.as_deref().map_or_else(Vec::new, |r| {
+            r.machines
+                .iter()
+                .flat_map(|m| m.ct.iter().map(|(_, c)| *c))
+                .collect()
+        })
+    }
+
+    /// Number of tracked flows (all machines).
+    pub fn conntrack_len(&self) -> usize {
+        self.router
+            .as_deref()
+            .map_or(0, |r| r.machines.iter().map(|m| m.ct.len()).sum())
+    }
+
+    /// Conntrack counters summed over machines (zero without routing).
+    pub fn conntrack_counters(&self) -> ConntrackCounters {
+        self.router
+            .as_deref()
+            .map_or_else(ConntrackCounters::default, |r| {
+                let mut t = ConntrackCounters::default();
+                for m in &r.machines {
+                    t += *m.ct.counters();
+                }
+                t
+            })
     }
 
     /// The configuration the engine was built from.
@@ -315,7 +426,27 @@ impl Engine {
     pub fn metrics_json(&self) -> serde_json::Value {
         let ports: Vec<&str> = self.cfg.ports.iter().map(|p| p.name.as_str()).collect();
         let domains: Vec<&str> = self.cfg.domains.iter().map(|d| d.name.as_str()).collect();
-        self.metrics.snapshot(&ports, &domains)
+        let mut v = self.metrics.snapshot(&ports, &domains);
+        if let (Some(r), Some(o)) = (self.router.as_deref(), v.as_object_mut()) {
+            o.insert(
+                "conntrack".into(),
+                r.machines
+                    .iter()
+                    .map(|m| {
+                        (
+                            m.cfg.name.clone(),
+                            serde_json::json!({
+                                "len": m.ct.len(),
+                                "capacity": m.ct.capacity(),
+                                "counters": m.ct.counters(),
+                            }),
+                        )
+                    })
+                    .collect::<serde_json::Map<_, _>>()
+                    .into(),
+            );
+        }
+        v
     }
 
     /// Number of learned MACs in a domain (the gateway's static entry is not

@@ -117,3 +117,78 @@ proptest! {
         prop_assert!(drops <= rx);
     }
 }
+
+/// Frames for the NAT topology of `tests_l3.rs`: TCP, UDP, ICMP echo and
+/// errors and ARP between its addresses and MACs, with random ports, TTLs
+/// and flags, sometimes truncated or with a byte flipped.
+pub(super) fn nat_frame() -> impl Strategy<Value = Vec<u8>> {
+    use super::tests_l3::{
+        A_IP, B_IP, C_IP, D_IP, G_IP, GW1, GW3, M_IP, X_IP, arp, dmac, lmac, tcp, udp,
+    };
+    let ip = prop_oneof![
+        Just(A_IP),
+        Just(B_IP),
+        Just(C_IP),
+        Just(D_IP),
+        Just(M_IP),
+        Just(X_IP),
+        Just(G_IP),
+        Just(GW1),
+        Just(GW3),
+        Just(std::net::Ipv4Addr::new(8, 8, 8, 8)),
+    ];
+    let macs = prop_oneof![
+        Just(dmac(A_IP)),
+        Just(dmac(GW1)),
+        Just(dmac(GW3)),
+        Just(lmac(M_IP)),
+        Just(lmac(X_IP)),
+        Just([0xff; 6]),
+    ];
+    let port = prop_oneof![Just(80u16), Just(8080), Just(40000), 1u16..64];
+    (
+        macs.clone(),
+        macs,
+        ip.clone(),
+        ip,
+        port.clone(),
+        port,
+        0u8..6,
+        0u8..3,
+        any::<Option<(usize, u8)>>(),
+    )
+        .prop_map(|(sm, dm, si, di, sp, dp, kind, ttl, mangle)| {
+            let mut v = match kind {
+                0 => tcp(sm, dm, si, di, sp, dp, "S", ttl),
+                1 => tcp(sm, dm, si, di, sp, dp, "SA", 64),
+                2 => udp(sm, dm, si, di, sp, dp, b"data"),
+                3 => icmp_echo(sm, dm, si.octets(), di, b"ping"),
+                4 => arp(etherparse::ArpOperation::REPLY, sm, si, di),
+                _ => {
+                    let mut q = Vec::new();
+                    etherparse::PacketBuilder::ipv4(di.octets(), si.octets(), 1)
+                        .udp(dp, sp)
+                        .write(&mut q, b"x")
+                        .unwrap();
+                    let mut v = Vec::new();
+                    etherparse::PacketBuilder::ethernet2(sm, dm)
+                        .ipv4(si.octets(), di.octets(), 64)
+                        .icmpv4(etherparse::Icmpv4Type::DestinationUnreachable(
+                            etherparse::icmpv4::DestUnreachableHeader::Port,
+                        ))
+                        .write(&mut v, &q)
+                        .unwrap();
+                    v
+                }
+            };
+            if let Some((at, b)) = mangle {
+                if b & 1 == 0 {
+                    v.truncate(at % (v.len() + 1));
+                } else {
+                    let i = at % v.len();
+                    v[i] ^= b;
+                }
+            }
+            v
+        })
+}

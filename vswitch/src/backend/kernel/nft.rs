@@ -114,6 +114,17 @@ pub(super) fn machine_ruleset(
             let _ = writeln!(s, "    iifname \"{n}\" oifname \"{n}\" drop");
         }
     }
+    // Isolation between bridges (BR-12) comes before the published-port
+    // accept, as DOCKER-ISOLATION-STAGE-1 comes before the DOCKER chain: a
+    // hairpin-NATed connection from another network is dropped. Connections
+    // that stand for docker-proxy's (marked) are the machine's own and pass.
+    for b in &layout.bridges {
+        let n = &b.iface.name;
+        let _ = writeln!(
+            s,
+            "    iifname \"{n}\" oifname != \"{n}\" oifname {all} ct mark != {PROXY_MARK:#x} drop"
+        );
+    }
     let _ = writeln!(s, "    ct status dnat accept");
     for b in &layout.bridges {
         let n = &b.iface.name;

@@ -6,10 +6,17 @@
 //! Each bridge network is a domain with the containers' `ethN` and one host
 //! port in the machine namespace (`br-<name>`, or `docker0` for the default
 //! bridge) that holds the gateway address and MAC, as docker0 does.
+//!
+//! Routing and NAT (issue 9) are the engine's: machine namespaces keep
+//! `ip_forward = 0`, so nothing routes but the engine, which owns each
+//! machine's uplink address on `lan` together with its host stack. The
+//! userland proxy ([`proxy`]) runs in each machine namespace for its
+//! published ports.
 
 pub mod io;
+pub mod proxy;
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
 
 use ipnet::{IpNet, Ipv4Net};
@@ -17,13 +24,18 @@ use ipnet::{IpNet, Ipv4Net};
 use crate::backend::pcap::{self, PcapWriter};
 use crate::backend::{BuildError, BuildOptions, World};
 use crate::engine::{
-    DomainConfig, DomainId, Engine, EngineConfig, Gateway, PortConfig, PortId, PortRole,
+    DomainConfig, DomainId, Engine, EngineConfig, Gateway, MachineConfig, NetworkConfig,
+    PortConfig, PortId, PortRole, PublishConfig,
 };
-use crate::scenario::plan::{BackendKind, CheckKind, Driver, MacAddr, Node, Plan};
+use crate::scenario::plan::{BackendKind, CheckKind, Driver, MacAddr, Node, Plan, Proto};
 use crate::sys::netlink::Netlink;
 use crate::sys::tap::{Tap, TapOptions};
 
 use io::{EngineLoop, PortIo};
+use proxy::{Mapping, Proxy};
+
+/// MTU of `lan`.
+const LAN_MTU: u16 = 1500;
 
 /// What this backend cannot build yet, one reason per item.
 pub fn unsupported(plan: &Plan) -> Vec<String> {
@@ -66,22 +78,23 @@ pub fn unsupported(plan: &Plan) -> Vec<String> {
         }
     }
     for (i, c) in plan.containers.iter().enumerate() {
-        if !c.publish.is_empty() {
-            say(format!(
-                "published ports (NAT) not supported yet (container[{i}] `{}` publish)",
-                c.name
-            ));
+        for p in &c.publish {
+            if p.host_ip.is_some_and(|h| h.is_ipv6()) {
+                say(format!(
+                    "IPv6 not supported yet (container[{i}] `{}` publish {}:{})",
+                    c.name,
+                    p.host_ip.map_or_else(String::new, |h| h.to_string()),
+                    p.host_port
+                ));
+            }
         }
     }
     for c in &plan.checks {
         let what = format!("check[{}] ({})", c.index, c.kind.name());
         for &from in &c.from {
             for addr in check_addresses(plan, &c.kind, from) {
-                if !reachable_without_routing(plan, from, addr) {
-                    say(format!(
-                        "routing/NAT between {} and {addr} not supported yet ({what})",
-                        plan.node_name(from)
-                    ));
+                if addr.is_ipv6() {
+                    say(format!("IPv6 not supported yet ({what})"));
                 }
             }
             if let CheckKind::Ping { ipv6: true, .. } = c.kind {
@@ -105,44 +118,6 @@ fn check_addresses(plan: &Plan, kind: &CheckKind, from: Node) -> Vec<IpAddr> {
             .into_iter()
             .filter(|ip| !ip.is_loopback())
             .collect(),
-    }
-}
-
-/// Where an address lives: inside machine `m` (its networks or its own
-/// uplink), or on `lan`.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Place {
-    Machine(usize),
-    Lan,
-}
-
-fn place_of(plan: &Plan, addr: IpAddr) -> Place {
-    let IpAddr::V4(v4) = addr else {
-        return Place::Lan;
-    };
-    for n in &plan.networks {
-        if let Some(m) = n.machine
-            && n.subnets.iter().any(|s| s.net.contains(&v4))
-        {
-            return Place::Machine(m);
-        }
-    }
-    Place::Lan
-}
-
-/// Traffic that this backend carries today: within a machine (containers,
-/// their gateways, the host stack) and on `lan` (machines and externals).
-/// Anything between a container and the world outside its machine needs the
-/// routing/NAT layer.
-fn reachable_without_routing(plan: &Plan, from: Node, to: IpAddr) -> bool {
-    let target = place_of(plan, to);
-    match from {
-        Node::Container(c) => {
-            let m = plan.containers[c].machine;
-            target == Place::Machine(m) || IpAddr::V4(plan.machines[m].ip) == to
-        }
-        Node::Machine(m) => target == Place::Machine(m) || target == Place::Lan,
-        Node::External(_) => target == Place::Lan,
     }
 }
 
@@ -199,6 +174,7 @@ fn host_port_name(plan: &Plan, net: usize) -> String {
 pub struct Dataplane {
     engine: Option<EngineLoop>,
     port_names: Vec<String>,
+    proxies: Vec<Proxy>,
 }
 
 impl Dataplane {
@@ -250,6 +226,7 @@ impl Dataplane {
         let lan = DomainId(0);
         let lan_prefix = plan.lan.prefix_len();
         let lan_gateway = plan.externals.iter().find(|x| x.gateway).map(|x| x.ip);
+        let mut uplinks = Vec::new();
         for (i, m) in plan.machines.iter().enumerate() {
             let mut routes = Vec::new();
             if let Some(gw) = lan_gateway {
@@ -262,22 +239,24 @@ impl Dataplane {
                 addrs: vec![(IpAddr::V4(m.ip), lan_prefix)],
                 routes,
             };
-            add_port(
+            uplinks.push(add_port(
                 &mut cfg,
                 Node::Machine(i),
                 lan,
                 PortRole::Plain,
                 format!("lan-{}-eth0", m.name),
                 spec,
-            )?;
+            )?);
         }
         for (i, x) in plan.externals.iter().enumerate() {
             let IpAddr::V4(ip) = x.ip else { continue };
             let spec = IfaceSpec {
                 name: "eth0".into(),
                 mac: lan_mac(ip),
-                mtu: 1500,
+                mtu: LAN_MTU,
                 addrs: vec![(x.ip, lan_prefix)],
+                // No route back to container subnets: with `masquerade =
+                // false` no reply returns (BR-11, BUG-5), as on Docker.
                 routes: Vec::new(),
             };
             add_port(
@@ -292,6 +271,7 @@ impl Dataplane {
 
         // One domain per bridge network, with its host port.
         let mut domain_of = vec![None; plan.networks.len()];
+        let mut l3_net_of = vec![None; plan.networks.len()];
         for (ni, n) in plan.networks.iter().enumerate() {
             if n.driver != Driver::Bridge {
                 continue;
@@ -311,6 +291,17 @@ impl Dataplane {
             let domain = DomainId((cfg.domains.len() - 1) as u16);
             domain_of[ni] = Some(domain);
             let Some(gw) = gateway else { continue };
+            l3_net_of[ni] = Some(cfg.l3.networks.len());
+            cfg.l3.networks.push(NetworkConfig {
+                domain,
+                machine,
+                subnets: n.subnets.iter().map(|s| s.net).collect(),
+                gateways: n.subnets.iter().filter_map(|s| s.gateway).collect(),
+                internal: n.internal,
+                masquerade: n.masquerade && !n.internal,
+                mtu: n.mtu,
+                neighbours: Vec::new(),
+            });
             let addrs = n
                 .subnets
                 .iter()
@@ -371,7 +362,7 @@ impl Dataplane {
                     addrs: vec![(IpAddr::V4(ip), prefix)],
                     routes,
                 };
-                add_port(
+                let port = add_port(
                     &mut cfg,
                     Node::Container(ci),
                     domain,
@@ -379,19 +370,73 @@ impl Dataplane {
                     format!("{}-{ifname}", c.name),
                     spec,
                 )?;
+                if let Some(l3) = l3_net_of[e.network] {
+                    cfg.l3.networks[l3].neighbours.push((ip, e.mac, port));
+                }
+                // BR-17: ports are published on the default-gateway network.
+                if default_net == Some(k)
+                    && let Some(l3) = l3_net_of[e.network]
+                {
+                    for p in &c.publish {
+                        let host_ip = match p.host_ip {
+                            None => None,
+                            Some(IpAddr::V4(h)) => Some(h),
+                            Some(IpAddr::V6(_)) => continue,
+                        };
+                        cfg.l3.publish.push(PublishConfig {
+                            machine: c.machine,
+                            host_ip,
+                            host_port: p.host_port,
+                            proto: ip_proto(p.proto),
+                            container_ip: ip,
+                            container_port: p.container_port,
+                            network: l3,
+                        });
+                    }
+                }
             }
         }
 
+        for (i, m) in plan.machines.iter().enumerate() {
+            cfg.l3.machines.push(MachineConfig {
+                name: m.name.clone(),
+                uplink: uplinks[i],
+                ip: m.ip,
+                mac: lan_mac(m.ip),
+                lan: plan.lan,
+                lan_gateway: lan_gateway.and_then(|g| match g {
+                    IpAddr::V4(g) => Some(g),
+                    IpAddr::V6(_) => None,
+                }),
+                lan_mtu: LAN_MTU,
+                userland_proxy: m.userland_proxy,
+            });
+        }
+        let proxy_maps = proxy_mappings(plan, &cfg);
+
         let engine = Engine::new(cfg).map_err(BuildError::at("engine configuration"))?;
         let engine = EngineLoop::spawn(engine, ports).map_err(BuildError::at("engine thread"))?;
-        Ok(Dataplane {
+        let mut dp = Dataplane {
             engine: Some(engine),
             port_names,
-        })
+            proxies: Vec::new(),
+        };
+        for (m, maps) in proxy_maps.iter().enumerate() {
+            if maps.is_empty() {
+                continue;
+            }
+            let p = Proxy::start(world.ns(Node::Machine(m)), maps)
+                .map_err(BuildError::at(format!("machine {}", plan.machines[m].name)))?;
+            dp.proxies.push(p);
+        }
+        Ok(dp)
     }
 
-    /// Stops the engine and returns its counters as JSON.
+    /// Stops the proxies and the engine and returns its counters as JSON.
     pub fn stop(mut self) -> serde_json::Value {
+        for p in self.proxies.drain(..) {
+            p.stop();
+        }
         let Some(engine) = self.engine.take() else {
             return serde_json::Value::Null;
         };
@@ -404,6 +449,49 @@ impl Dataplane {
             Err(e) => serde_json::json!({ "error": e.to_string() }),
         }
     }
+}
+
+/// IP protocol number of a mapping's protocol.
+fn ip_proto(p: Proto) -> u8 {
+    match p {
+        Proto::Tcp => 6,
+        Proto::Udp => 17,
+    }
+}
+
+/// The userland proxy's listeners per machine (PUB-7): TCP on the mapping's
+/// host address (all addresses when it has none); UDP on each
+/// machine-local address (and loopback), so that a reply leaves from the
+/// address the client talked to. Kept with `userland_proxy = false` too,
+/// for connections from the machine itself (the engine DNATs the rest).
+fn proxy_mappings(plan: &Plan, cfg: &EngineConfig) -> Vec<Vec<Mapping>> {
+    let mut per = vec![Vec::new(); plan.machines.len()];
+    for p in &cfg.l3.publish {
+        let target = SocketAddrV4::new(p.container_ip, p.container_port);
+        let proto = match p.proto {
+            6 => Proto::Tcp,
+            _ => Proto::Udp,
+        };
+        let listen: Vec<Ipv4Addr> = match (p.host_ip, proto) {
+            (Some(h), _) if !h.is_unspecified() => vec![h],
+            (_, Proto::Tcp) => vec![Ipv4Addr::UNSPECIFIED],
+            (_, Proto::Udp) => {
+                let mut a = vec![Ipv4Addr::LOCALHOST, plan.machines[p.machine].ip];
+                for n in cfg.l3.networks.iter().filter(|n| n.machine == p.machine) {
+                    a.extend(n.gateways.iter().copied());
+                }
+                a
+            }
+        };
+        for ip in listen {
+            per[p.machine].push(Mapping {
+                listen: SocketAddrV4::new(ip, p.host_port),
+                target,
+                proto,
+            });
+        }
+    }
+    per
 }
 
 /// How long a world may take to settle before checks; kept for symmetry

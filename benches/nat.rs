@@ -1,0 +1,348 @@
+//! The router's per-packet cost on established flows beside the plain L2
+//! path, in the same run: a container → container frame switched in one
+//! bridge (l2), a container → external packet masqueraded (masq-out), its
+//! reply translated back (masq-in), and a packet from the lan to a
+//! published port (dnat-in). 64- and 1500-byte frames.
+//!
+//! Every case restores the original frame before each call (NAT rewrites
+//! in place), the L2 case too, so the ratios compare like with like.
+//!
+//! ```text
+//! cargo bench -p vswitch-benches --bench nat            # full
+//! cargo bench -p vswitch-benches --bench nat -- --quick # smoke
+//! ```
+
+use std::hint::black_box;
+use std::net::Ipv4Addr;
+use std::time::{Duration, Instant};
+
+use criterion::{BenchmarkId, Criterion, Throughput};
+use vswitch::engine::{
+    Action, DomainConfig, DomainId, Engine, EngineConfig, Gateway, L3Config, MachineConfig,
+    NetworkConfig, Packet, PortConfig, PortId, PortRole, PublishConfig, VnetHdr,
+};
+use vswitch::scenario::plan::MacAddr;
+
+const SIZES: [usize; 2] = [64, 1500];
+
+const M_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
+const X_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 80);
+const GW: Ipv4Addr = Ipv4Addr::new(172, 20, 0, 1);
+const A_IP: Ipv4Addr = Ipv4Addr::new(172, 20, 0, 2);
+const B_IP: Ipv4Addr = Ipv4Addr::new(172, 20, 0, 3);
+
+// Ports: 0 machine uplink, 1 external (lan); 2 host, 3 A, 4 B (bridge).
+const X: PortId = PortId(1);
+const A: PortId = PortId(3);
+
+fn lmac(ip: Ipv4Addr) -> [u8; 6] {
+    let o = ip.octets();
+    [0x02, 0x56, o[0], o[1], o[2], o[3]]
+}
+
+fn dmac(ip: Ipv4Addr) -> [u8; 6] {
+    MacAddr::docker_from_ipv4(ip).0
+}
+
+fn engine() -> Engine {
+    let port = |name: &str, d: u16, role| PortConfig {
+        name: name.into(),
+        domain: DomainId(d),
+        role,
+    };
+    let cfg = EngineConfig {
+        domains: vec![
+            DomainConfig {
+                name: "lan".into(),
+                gateway: None,
+                icc: true,
+            },
+            DomainConfig {
+                name: "n".into(),
+                gateway: Some(Gateway {
+                    ip: GW,
+                    mac: MacAddr::docker_from_ipv4(GW),
+                }),
+                icc: true,
+            },
+        ],
+        ports: vec![
+            port("m/eth0", 0, PortRole::Plain),
+            port("x/eth0", 0, PortRole::Plain),
+            port("m/br-n", 1, PortRole::Host),
+            port("a/eth0", 1, PortRole::Container),
+            port("b/eth0", 1, PortRole::Container),
+        ],
+        l3: L3Config {
+            machines: vec![MachineConfig {
+                name: "m".into(),
+                uplink: PortId(0),
+                ip: M_IP,
+                mac: MacAddr(lmac(M_IP)),
+                lan: "198.18.0.0/24".parse().expect("cidr"),
+                lan_gateway: None,
+                lan_mtu: 1500,
+                userland_proxy: true,
+            }],
+            networks: vec![NetworkConfig {
+                domain: DomainId(1),
+                machine: 0,
+                subnets: vec!["172.20.0.0/24".parse().expect("cidr")],
+                gateways: vec![GW],
+                internal: false,
+                masquerade: true,
+                mtu: 1500,
+                neighbours: vec![
+                    (A_IP, MacAddr(dmac(A_IP)), A),
+                    (B_IP, MacAddr(dmac(B_IP)), PortId(4)),
+                ],
+            }],
+            publish: vec![PublishConfig {
+                machine: 0,
+                host_ip: None,
+                host_port: 8080,
+                proto: 6,
+                container_ip: A_IP,
+                container_port: 80,
+                network: 0,
+            }],
+            ..L3Config::default()
+        },
+        ..EngineConfig::default()
+    };
+    Engine::new(cfg).expect("bench config")
+}
+
+/// Ethernet + IPv4 + TCP of `len` bytes in all.
+#[allow(clippy::too_many_arguments)] // one header's fields
+fn tcp(
+    smac: [u8; 6],
+    dmac: [u8; 6],
+    sip: Ipv4Addr,
+    dip: Ipv4Addr,
+    sp: u16,
+    dp: u16,
+    flags: u8,
+    len: usize,
+) -> Vec<u8> {
+    let len = len.max(54);
+    let mut f = vec![0u8; len];
+    f[..6].copy_from_slice(&dmac);
+    f[6..12].copy_from_slice(&smac);
+    f[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
+    let ip = &mut f[14..];
+    ip[0] = 0x45;
+    ip[2..4].copy_from_slice(&((len - 14) as u16).to_be_bytes());
+    ip[6] = 0x40;
+    ip[8] = 64;
+    ip[9] = 6;
+    ip[12..16].copy_from_slice(&sip.octets());
+    ip[16..20].copy_from_slice(&dip.octets());
+    let mut s: u32 = 0;
+    for c in ip[..20].chunks(2) {
+        s += u32::from(u16::from_be_bytes([c[0], c[1]]));
+    }
+    while s >> 16 != 0 {
+        s = (s & 0xffff) + (s >> 16);
+    }
+    ip[10..12].copy_from_slice(&(!(s as u16)).to_be_bytes());
+    let t = &mut ip[20..];
+    t[0..2].copy_from_slice(&sp.to_be_bytes());
+    t[2..4].copy_from_slice(&dp.to_be_bytes());
+    t[12] = 0x50;
+    t[13] = flags;
+    f
+}
+
+#[derive(Clone, Copy)]
+enum Case {
+    L2,
+    MasqOut,
+    MasqIn,
+    DnatIn,
+}
+
+impl Case {
+    const ALL: [Case; 4] = [Case::L2, Case::MasqOut, Case::MasqIn, Case::DnatIn];
+
+    fn name(self) -> &'static str {
+        match self {
+            Case::L2 => "l2",
+            Case::MasqOut => "masq-out",
+            Case::MasqIn => "masq-in",
+            Case::DnatIn => "dnat-in",
+        }
+    }
+
+    /// An engine with the flow established, the frame and its ingress.
+    fn setup(self, len: usize) -> (Engine, Vec<u8>, PortId, Instant) {
+        let now = Instant::now();
+        let mut e = engine();
+        let mut out = Vec::new();
+        let mut run = |e: &mut Engine, port: PortId, f: Vec<u8>| {
+            out.clear();
+            let mut p = Packet::from_frame(VnetHdr::default(), &f);
+            e.handle_frame(now, port, &mut p, &mut out);
+        };
+        // The external and both containers are known.
+        let mut arp = vec![0u8; 42];
+        arp[..6].fill(0xff);
+        arp[6..12].copy_from_slice(&lmac(X_IP));
+        arp[12..14].copy_from_slice(&0x0806u16.to_be_bytes());
+        arp[14..22].copy_from_slice(&[0, 1, 8, 0, 6, 4, 0, 1]);
+        arp[22..28].copy_from_slice(&lmac(X_IP));
+        arp[28..32].copy_from_slice(&X_IP.octets());
+        arp[38..42].copy_from_slice(&M_IP.octets());
+        run(&mut e, X, arp);
+        run(
+            &mut e,
+            PortId(4),
+            tcp(dmac(B_IP), dmac(A_IP), B_IP, A_IP, 1, 1, 0x10, 64),
+        );
+        run(
+            &mut e,
+            A,
+            tcp(dmac(A_IP), dmac(B_IP), A_IP, B_IP, 1, 1, 0x10, 64),
+        );
+        let gw = dmac(GW);
+        // Flows: A:40000 → X:80 masqueraded; X:5555 → M:8080 published.
+        run(
+            &mut e,
+            A,
+            tcp(dmac(A_IP), gw, A_IP, X_IP, 40000, 80, 0x02, 64),
+        );
+        run(
+            &mut e,
+            X,
+            tcp(lmac(X_IP), lmac(M_IP), X_IP, M_IP, 80, 40000, 0x12, 64),
+        );
+        run(
+            &mut e,
+            A,
+            tcp(dmac(A_IP), gw, A_IP, X_IP, 40000, 80, 0x10, 64),
+        );
+        run(
+            &mut e,
+            X,
+            tcp(lmac(X_IP), lmac(M_IP), X_IP, M_IP, 5555, 8080, 0x02, 64),
+        );
+        run(
+            &mut e,
+            A,
+            tcp(dmac(A_IP), gw, A_IP, X_IP, 80, 5555, 0x12, 64),
+        );
+        run(
+            &mut e,
+            X,
+            tcp(lmac(X_IP), lmac(M_IP), X_IP, M_IP, 5555, 8080, 0x10, 64),
+        );
+        let (f, port) = match self {
+            Case::L2 => (tcp(dmac(A_IP), dmac(B_IP), A_IP, B_IP, 1, 1, 0x10, len), A),
+            Case::MasqOut => (tcp(dmac(A_IP), gw, A_IP, X_IP, 40000, 80, 0x10, len), A),
+            Case::MasqIn => (
+                tcp(lmac(X_IP), lmac(M_IP), X_IP, M_IP, 80, 40000, 0x10, len),
+                X,
+            ),
+            Case::DnatIn => (
+                tcp(lmac(X_IP), lmac(M_IP), X_IP, M_IP, 5555, 8080, 0x10, len),
+                X,
+            ),
+        };
+        (e, f, port, now)
+    }
+}
+
+/// One call: restore the frame, run the engine, check one forward.
+#[inline]
+fn once(
+    e: &mut Engine,
+    p: &mut Packet,
+    f: &[u8],
+    port: PortId,
+    now: Instant,
+    out: &mut Vec<Action>,
+) {
+    let area = p.read_area();
+    area[..f.len()].copy_from_slice(f);
+    p.set_len(f.len());
+    out.clear();
+    e.handle_frame(now, port, black_box(p), out);
+    black_box(&out);
+}
+
+fn bench_engine(c: &mut Criterion) {
+    let mut g = c.benchmark_group("nat");
+    g.throughput(Throughput::Elements(1));
+    for len in SIZES {
+        for case in Case::ALL {
+            let (mut e, f, port, now) = case.setup(len);
+            let mut p = Packet::new();
+            let mut out: Vec<Action> = Vec::with_capacity(8);
+            g.bench_function(BenchmarkId::new(case.name(), len), |b| {
+                b.iter(|| once(&mut e, &mut p, &f, port, now, &mut out))
+            });
+            assert!(
+                matches!(out[..], [Action::Forward(_)]),
+                "{}: {out:?}",
+                case.name()
+            );
+        }
+    }
+    g.finish();
+}
+
+fn time_per_call(budget: Duration, mut f: impl FnMut()) -> f64 {
+    for _ in 0..10_000 {
+        f();
+    }
+    let mut n: u64 = 0;
+    let start = Instant::now();
+    while start.elapsed() < budget {
+        for _ in 0..10_000 {
+            f();
+        }
+        n += 10_000;
+    }
+    start.elapsed().as_nanos() as f64 / n as f64
+}
+
+fn print_ratios(budget: Duration) {
+    println!("\nrouted/NAT cases vs the L2 path (self-timed, {budget:?} per case):");
+    println!(
+        "{:>9} {:>6} {:>10} {:>12} {:>8}",
+        "case", "bytes", "ns/frame", "Mframes/s", "x l2"
+    );
+    for len in SIZES {
+        let mut l2 = 0.0;
+        for case in Case::ALL {
+            let (mut e, f, port, now) = case.setup(len);
+            let mut p = Packet::new();
+            let mut out: Vec<Action> = Vec::with_capacity(8);
+            let ns = time_per_call(budget, || once(&mut e, &mut p, &f, port, now, &mut out));
+            if matches!(case, Case::L2) {
+                l2 = ns;
+            }
+            println!(
+                "{:>9} {:>6} {:>10.2} {:>12.2} {:>8.2}",
+                case.name(),
+                len,
+                ns,
+                1e3 / ns,
+                ns / l2
+            );
+        }
+    }
+}
+
+fn main() {
+    let mut c = Criterion::default()
+        .measurement_time(Duration::from_secs(2))
+        .warm_up_time(Duration::from_millis(500))
+        .configure_from_args();
+    bench_engine(&mut c);
+    c.final_summary();
+    let args: Vec<String> = std::env::args().collect();
+    if args.iter().any(|a| a == "--bench") && !args.iter().any(|a| a == "--list") {
+        print_ratios(Duration::from_millis(300));
+    }
+}

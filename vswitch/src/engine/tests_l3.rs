@@ -1,0 +1,645 @@
+//! Router tests on a virtual clock: routing, ARP on lan, ICMP errors, TTL,
+//! MTU, internal networks, isolation, ingress deny. Statement ids refer to
+//! docker-semantics.md. NAT itself is in `tests_nat.rs`; both share the
+//! topology below.
+
+use std::net::Ipv4Addr;
+use std::time::{Duration, Instant};
+
+use etherparse::{
+    ArpEthIpv4Packet, ArpOperation, Icmpv4Type, NetSlice, PacketBuilder, SlicedPacket,
+    TransportSlice,
+};
+use ipnet::Ipv4Net;
+
+use super::*;
+
+/// Ports: lan (domain 0): 0 machine uplink, 1 external X, 2 router G;
+/// n1 (domain 1, 172.20.0.0/24): 3 host, 4 container A, 5 container B;
+/// n2 (domain 2, 172.21.0.0/24, masquerade off): 6 host, 7 container C;
+/// n3 (domain 3, 10.81.0.0/24, internal): 8 host, 9 container D.
+pub(super) const UPLINK: PortId = PortId(0);
+pub(super) const X: PortId = PortId(1);
+pub(super) const G: PortId = PortId(2);
+pub(super) const H1: PortId = PortId(3);
+pub(super) const A: PortId = PortId(4);
+pub(super) const B: PortId = PortId(5);
+pub(super) const C: PortId = PortId(7);
+pub(super) const D: PortId = PortId(9);
+
+pub(super) const M_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
+pub(super) const X_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 80);
+pub(super) const G_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
+pub(super) const A_IP: Ipv4Addr = Ipv4Addr::new(172, 20, 0, 2);
+pub(super) const B_IP: Ipv4Addr = Ipv4Addr::new(172, 20, 0, 3);
+pub(super) const C_IP: Ipv4Addr = Ipv4Addr::new(172, 21, 0, 2);
+pub(super) const D_IP: Ipv4Addr = Ipv4Addr::new(10, 81, 0, 2);
+pub(super) const GW1: Ipv4Addr = Ipv4Addr::new(172, 20, 0, 1);
+pub(super) const GW3: Ipv4Addr = Ipv4Addr::new(10, 81, 0, 1);
+
+pub(super) fn lmac(ip: Ipv4Addr) -> [u8; 6] {
+    let o = ip.octets();
+    [0x02, 0x56, o[0], o[1], o[2], o[3]]
+}
+
+pub(super) fn dmac(ip: Ipv4Addr) -> [u8; 6] {
+    MacAddr::docker_from_ipv4(ip).0
+}
+
+/// Knobs of [`nat_cfg`].
+#[derive(Clone, Copy)]
+pub(super) struct Knobs {
+    pub(super) proxy: bool,
+    pub(super) lan_gateway: bool,
+    pub(super) lan_mtu: u16,
+    pub(super) capacity: usize,
+}
+
+impl Default for Knobs {
+    fn default() -> Self {
+        Knobs {
+            proxy: true,
+            lan_gateway: true,
+            lan_mtu: 1500,
+            capacity: 1024,
+        }
+    }
+}
+
+pub(super) fn nat_cfg(k: Knobs) -> EngineConfig {
+    let port = |name: &str, d: u16, role| PortConfig {
+        name: name.into(),
+        domain: DomainId(d),
+        role,
+    };
+    let dom = |name: &str, gw: Option<Ipv4Addr>| DomainConfig {
+        name: name.into(),
+        gateway: gw.map(|ip| Gateway {
+            ip,
+            mac: MacAddr::docker_from_ipv4(ip),
+        }),
+        icc: true,
+    };
+    let net =
+        |d: u16, subnet: &str, gw: Ipv4Addr, internal, masquerade, n: Vec<(Ipv4Addr, u16)>| {
+            NetworkConfig {
+                domain: DomainId(d),
+                machine: 0,
+                subnets: vec![subnet.parse().unwrap()],
+                gateways: vec![gw],
+                internal,
+                masquerade,
+                mtu: 1500,
+                neighbours: n
+                    .into_iter()
+                    .map(|(ip, p)| (ip, MacAddr::docker_from_ipv4(ip), PortId(p)))
+                    .collect(),
+            }
+        };
+    let publish = |proto| PublishConfig {
+        machine: 0,
+        host_ip: None,
+        host_port: 8080,
+        proto,
+        container_ip: A_IP,
+        container_port: 80,
+        network: 0,
+    };
+    EngineConfig {
+        domains: vec![
+            dom("lan", None),
+            dom("n1", Some(GW1)),
+            dom("n2", Some(Ipv4Addr::new(172, 21, 0, 1))),
+            dom("n3", Some(GW3)),
+        ],
+        ports: vec![
+            port("m/eth0", 0, PortRole::Plain),
+            port("x/eth0", 0, PortRole::Plain),
+            port("g/eth0", 0, PortRole::Plain),
+            port("m/br-n1", 1, PortRole::Host),
+            port("a/eth0", 1, PortRole::Container),
+            port("b/eth0", 1, PortRole::Container),
+            port("m/br-n2", 2, PortRole::Host),
+            port("c/eth0", 2, PortRole::Container),
+            port("m/br-n3", 3, PortRole::Host),
+            port("d/eth0", 3, PortRole::Container),
+        ],
+        l3: L3Config {
+            machines: vec![MachineConfig {
+                name: "m".into(),
+                uplink: UPLINK,
+                ip: M_IP,
+                mac: MacAddr(lmac(M_IP)),
+                lan: Ipv4Net::new(Ipv4Addr::new(198, 18, 0, 0), 24).unwrap(),
+                lan_gateway: k.lan_gateway.then_some(G_IP),
+                lan_mtu: k.lan_mtu,
+                userland_proxy: k.proxy,
+            }],
+            networks: vec![
+                net(
+                    1,
+                    "172.20.0.0/24",
+                    GW1,
+                    false,
+                    true,
+                    vec![(A_IP, 4), (B_IP, 5)],
+                ),
+                net(
+                    2,
+                    "172.21.0.0/24",
+                    Ipv4Addr::new(172, 21, 0, 1),
+                    false,
+                    false,
+                    vec![(C_IP, 7)],
+                ),
+                net(3, "10.81.0.0/24", GW3, true, false, vec![(D_IP, 9)]),
+            ],
+            publish: vec![publish(6), publish(17)],
+            conntrack_capacity: k.capacity,
+            ..L3Config::default()
+        },
+        ..EngineConfig::default()
+    }
+}
+
+/// An engine with X and G already known on lan (as if they had ARPed).
+pub(super) fn nat_engine(k: Knobs, now: Instant) -> Engine {
+    let mut e = Engine::new(nat_cfg(k)).unwrap();
+    for (ip, port) in [(X_IP, X), (G_IP, G)] {
+        let mut p = Packet::from_frame(
+            VnetHdr::default(),
+            &arp(ArpOperation::REQUEST, lmac(ip), ip, M_IP),
+        );
+        let mut out = Vec::new();
+        e.handle_frame(now, port, &mut p, &mut out);
+    }
+    e
+}
+
+pub(super) fn arp(op: ArpOperation, src: [u8; 6], spa: Ipv4Addr, tpa: Ipv4Addr) -> Vec<u8> {
+    let a = ArpEthIpv4Packet {
+        operation: op,
+        sender_mac: src,
+        sender_ipv4: spa.octets(),
+        target_mac: [0; 6],
+        target_ipv4: tpa.octets(),
+    };
+    let mut v = Vec::new();
+    PacketBuilder::ethernet2(src, [0xff; 6])
+        .arp(a.into())
+        .write(&mut v)
+        .unwrap();
+    v
+}
+
+/// A TCP segment; `flags`: "S", "SA", "A", "F", "R".
+#[allow(clippy::too_many_arguments)]
+pub(super) fn tcp(
+    smac: [u8; 6],
+    dmac: [u8; 6],
+    sip: Ipv4Addr,
+    dip: Ipv4Addr,
+    sport: u16,
+    dport: u16,
+    flags: &str,
+    ttl: u8,
+) -> Vec<u8> {
+    let mut b = PacketBuilder::ethernet2(smac, dmac)
+        .ipv4(sip.octets(), dip.octets(), ttl)
+        .tcp(sport, dport, 1000, 64240);
+    for f in flags.chars() {
+        b = match f {
+            'S' => b.syn(),
+            'A' => b.ack(1),
+            'F' => b.fin(),
+            'R' => b.rst(),
+            _ => b,
+        };
+    }
+    let mut v = Vec::new();
+    b.write(&mut v, b"hello").unwrap();
+    v
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(super) fn udp(
+    smac: [u8; 6],
+    dmac: [u8; 6],
+    sip: Ipv4Addr,
+    dip: Ipv4Addr,
+    sport: u16,
+    dport: u16,
+    payload: &[u8],
+) -> Vec<u8> {
+    let mut v = Vec::new();
+    PacketBuilder::ethernet2(smac, dmac)
+        .ipv4(sip.octets(), dip.octets(), 64)
+        .udp(sport, dport)
+        .write(&mut v, payload)
+        .unwrap();
+    v
+}
+
+pub(super) fn step(
+    e: &mut Engine,
+    now: Instant,
+    port: PortId,
+    bytes: &[u8],
+) -> (Vec<Action>, Packet) {
+    let mut p = Packet::from_frame(VnetHdr::default(), bytes);
+    let mut out = Vec::new();
+    e.handle_frame(now, port, &mut p, &mut out);
+    (out, p)
+}
+
+/// The one frame that left and where: a forwarded ingress frame or an emit.
+pub(super) fn one_out(out: &[Action], p: &Packet) -> (PortId, Vec<u8>) {
+    match out {
+        [Action::Forward(to)] => (*to, p.frame().to_vec()),
+        [Action::Emit(to, q)] => (*to, q.frame().to_vec()),
+        other => panic!("expected one frame out, got {other:?}"),
+    }
+}
+
+/// Parses a frame and checks every checksum (IPv4, TCP/UDP/ICMP).
+pub(super) fn verified(frame: &[u8]) -> SlicedPacket<'_> {
+    let s = SlicedPacket::from_ethernet(frame).expect("parses");
+    let Some(NetSlice::Ipv4(ip)) = &s.net else {
+        panic!("not IPv4")
+    };
+    let h = ip.header().to_header();
+    assert_eq!(h.header_checksum, h.calc_header_checksum(), "IPv4 checksum");
+    match &s.transport {
+        Some(TransportSlice::Tcp(t)) => {
+            let want = t.to_header().calc_checksum_ipv4(&h, t.payload()).unwrap();
+            assert_eq!(t.checksum(), want, "TCP checksum");
+        }
+        Some(TransportSlice::Udp(u)) => {
+            let want = u.to_header().calc_checksum_ipv4(&h, u.payload()).unwrap();
+            assert_eq!(u.checksum(), want, "UDP checksum");
+        }
+        Some(TransportSlice::Icmpv4(i)) => {
+            assert_eq!(super::wire::checksum(i.slice()), 0, "ICMP checksum");
+        }
+        _ => {}
+    }
+    s
+}
+
+pub(super) fn addrs(s: &SlicedPacket<'_>) -> (Ipv4Addr, Ipv4Addr, u8) {
+    let Some(NetSlice::Ipv4(ip)) = &s.net else {
+        panic!("not IPv4")
+    };
+    let h = ip.header();
+    (h.source_addr(), h.destination_addr(), h.ttl())
+}
+
+pub(super) fn ports(s: &SlicedPacket<'_>) -> (u16, u16) {
+    match &s.transport {
+        Some(TransportSlice::Tcp(t)) => (t.source_port(), t.destination_port()),
+        Some(TransportSlice::Udp(u)) => (u.source_port(), u.destination_port()),
+        other => panic!("no ports: {other:?}"),
+    }
+}
+
+fn icmp_of(s: &SlicedPacket<'_>) -> Icmpv4Type {
+    match &s.transport {
+        Some(TransportSlice::Icmpv4(i)) => i.icmp_type(),
+        other => panic!("not ICMP: {other:?}"),
+    }
+}
+
+/// Sets or clears DF, with the header checksum recomputed.
+pub(super) fn set_df(mut f: Vec<u8>, df: bool) -> Vec<u8> {
+    if df {
+        f[14 + 6] |= 0x40;
+    } else {
+        f[14 + 6] &= !0x40;
+    }
+    f[24..26].fill(0);
+    let c = super::wire::checksum(&f[14..34]);
+    f[24..26].copy_from_slice(&c.to_be_bytes());
+    f
+}
+
+fn drops(e: &Engine, p: PortId, r: DropReason) -> u64 {
+    e.metrics().port(p).drops.get(r)
+}
+
+#[test]
+fn routes_out_of_the_uplink_after_arp_and_learns_from_it() {
+    let t0 = Instant::now();
+    let mut e = Engine::new(nat_cfg(Knobs::default())).unwrap();
+    let syn = tcp(dmac(A_IP), dmac(GW1), A_IP, X_IP, 40000, 80, "S", 64);
+    let (out, _) = step(&mut e, t0, A, &syn);
+    // Nothing known on lan: an ARP request from the machine's address out
+    // of every lan port but the machine's own, the packet queued.
+    let mut asked = Vec::new();
+    for a in &out {
+        let Action::Emit(p, q) = a else {
+            panic!("{a:?}")
+        };
+        let arp = super::wire::ArpRepr::parse(&q.frame()[14..]).unwrap();
+        assert_eq!(arp.spa, M_IP.octets());
+        assert_eq!(arp.tpa, X_IP.octets());
+        assert_eq!(&q.frame()[6..12], &lmac(M_IP));
+        asked.push(*p);
+    }
+    assert_eq!(asked, vec![X, G]);
+    // The reply releases the packet towards X, masqueraded, TTL 63.
+    let mut rep = arp(ArpOperation::REPLY, lmac(X_IP), X_IP, M_IP);
+    rep[0..6].copy_from_slice(&lmac(M_IP));
+    let (out, _) = step(&mut e, t0, X, &rep);
+    let sent: Vec<_> = out
+        .iter()
+        .filter_map(|a| match a {
+            Action::Emit(p, q) => Some((*p, q.frame().to_vec())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(sent.len(), 1);
+    let (port, f) = &sent[0];
+    assert_eq!(*port, X);
+    assert_eq!((&f[0..6], &f[6..12]), (&lmac(X_IP)[..], &lmac(M_IP)[..]));
+    let s = verified(f);
+    assert_eq!(addrs(&s), (M_IP, X_IP, 63));
+    assert_eq!(ports(&s), (40000, 80), "PUB-9: the source port is kept");
+    // The ARP reply itself still reaches the host stack.
+    assert!(out.iter().any(|a| matches!(a, Action::Forward(UPLINK))));
+}
+
+#[test]
+fn next_hop_off_lan_is_the_gateway_external_and_none_is_net_unreachable() {
+    let t0 = Instant::now();
+    let far = Ipv4Addr::new(203, 0, 113, 9);
+    let mut e = nat_engine(Knobs::default(), t0);
+    let (out, p) = step(
+        &mut e,
+        t0,
+        A,
+        &tcp(dmac(A_IP), dmac(GW1), A_IP, far, 1, 2, "S", 64),
+    );
+    let (port, f) = one_out(&out, &p);
+    assert_eq!((port, &f[0..6]), (G, &lmac(G_IP)[..]));
+    assert_eq!(addrs(&verified(&f)).1, far);
+
+    let mut e = nat_engine(
+        Knobs {
+            lan_gateway: false,
+            ..Knobs::default()
+        },
+        t0,
+    );
+    let (out, p) = step(
+        &mut e,
+        t0,
+        A,
+        &tcp(dmac(A_IP), dmac(GW1), A_IP, far, 1, 2, "S", 64),
+    );
+    let (port, f) = one_out(&out, &p);
+    assert_eq!(port, A);
+    let s = verified(&f);
+    assert_eq!(addrs(&s).0, GW1, "the gateway answers");
+    assert!(matches!(
+        icmp_of(&s),
+        Icmpv4Type::DestinationUnreachable(etherparse::icmpv4::DestUnreachableHeader::Network)
+    ));
+    assert_eq!(drops(&e, A, DropReason::NoRoute), 1);
+    assert_eq!(e.conntrack_len(), 0, "a rejected packet leaves no flow");
+}
+
+#[test]
+fn ttl_one_gets_time_exceeded_and_is_not_forwarded() {
+    let t0 = Instant::now();
+    let mut e = nat_engine(Knobs::default(), t0);
+    let (out, p) = step(
+        &mut e,
+        t0,
+        A,
+        &tcp(dmac(A_IP), dmac(GW1), A_IP, X_IP, 1, 2, "S", 1),
+    );
+    let (port, f) = one_out(&out, &p);
+    assert_eq!(port, A);
+    let s = verified(&f);
+    assert_eq!(addrs(&s).0, GW1);
+    assert!(matches!(icmp_of(&s), Icmpv4Type::TimeExceeded(_)));
+    assert_eq!(drops(&e, A, DropReason::TtlExceeded), 1);
+}
+
+#[test]
+fn df_over_the_egress_mtu_gets_frag_needed_and_without_df_is_fragmented() {
+    let t0 = Instant::now();
+    let k = Knobs {
+        lan_mtu: 1400,
+        ..Knobs::default()
+    };
+    let mut e = nat_engine(k, t0);
+    let big = vec![7u8; 1450];
+    let f = set_df(udp(dmac(A_IP), dmac(GW1), A_IP, X_IP, 5000, 53, &big), true);
+    let (out, p) = step(&mut e, t0, A, &f);
+    let (port, g) = one_out(&out, &p);
+    assert_eq!(port, A);
+    let s = verified(&g);
+    match icmp_of(&s) {
+        Icmpv4Type::DestinationUnreachable(
+            etherparse::icmpv4::DestUnreachableHeader::FragmentationNeeded { next_hop_mtu },
+        ) => assert_eq!(next_hop_mtu, 1400),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(drops(&e, A, DropReason::FragNeeded), 1);
+
+    // Without DF: fragments that fit, masqueraded, offsets in order.
+    let f = set_df(
+        udp(dmac(A_IP), dmac(GW1), A_IP, X_IP, 5000, 53, &big),
+        false,
+    );
+    let (out, _) = step(&mut e, t0, A, &f);
+    let frags: Vec<Vec<u8>> = out
+        .iter()
+        .map(|a| match a {
+            Action::Emit(p, q) => {
+                assert_eq!(*p, X);
+                q.frame().to_vec()
+            }
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(frags.len(), 2);
+    let mut data = Vec::new();
+    for fr in &frags {
+        let ip = etherparse::Ipv4Slice::from_slice(&fr[14..]).unwrap();
+        let h = ip.header().to_header();
+        assert!(usize::from(h.total_len) <= 1400);
+        assert_eq!(h.header_checksum, h.calc_header_checksum());
+        assert_eq!(h.source, M_IP.octets());
+        data.extend_from_slice(ip.payload().payload);
+    }
+    // The reassembled UDP datagram verifies.
+    let mut whole = Vec::new();
+    PacketBuilder::ipv4(M_IP.octets(), X_IP.octets(), 63)
+        .udp(5000, 53)
+        .write(&mut whole, &big)
+        .unwrap();
+    assert_eq!(&data[..], &whole[20..]);
+}
+
+#[test]
+fn isolation_internal_and_own_subnet() {
+    let t0 = Instant::now();
+    let mut e = nat_engine(Knobs::default(), t0);
+    // BR-12: n1 → n2 through the gateway.
+    let (out, _) = step(
+        &mut e,
+        t0,
+        A,
+        &tcp(dmac(A_IP), dmac(GW1), A_IP, C_IP, 1, 80, "S", 64),
+    );
+    assert!(matches!(out[..], [Action::Drop(DropReason::Isolation)]));
+    // BR-15: the internal network routes nowhere (even with a route set by hand).
+    let (out, _) = step(
+        &mut e,
+        t0,
+        D,
+        &tcp(dmac(D_IP), dmac(GW3), D_IP, X_IP, 1, 80, "S", 64),
+    );
+    assert!(matches!(
+        out[..],
+        [Action::Drop(DropReason::InternalNetwork)]
+    ));
+    // BR-16: its gateway address is the host stack's, as before.
+    let (out, _) = step(
+        &mut e,
+        t0,
+        D,
+        &tcp(dmac(D_IP), dmac(GW3), D_IP, GW3, 1, 80, "S", 64),
+    );
+    assert!(matches!(out[..], [Action::Forward(PortId(8))]));
+    // BR-14: another network's gateway and the uplink address are local.
+    let (out, _) = step(
+        &mut e,
+        t0,
+        A,
+        &tcp(dmac(A_IP), dmac(GW1), A_IP, GW3, 1, 80, "S", 64),
+    );
+    assert!(matches!(out[..], [Action::Forward(H1)]));
+    let (out, _) = step(
+        &mut e,
+        t0,
+        A,
+        &tcp(dmac(A_IP), dmac(GW1), A_IP, M_IP, 1, 80, "S", 64),
+    );
+    assert!(matches!(out[..], [Action::Forward(H1)]));
+    assert_eq!(e.conntrack_len(), 0);
+}
+
+#[test]
+fn ingress_deny_for_container_addresses_from_the_lan() {
+    let t0 = Instant::now();
+    let mut e = nat_engine(Knobs::default(), t0);
+    let to_a = |dport| tcp(lmac(X_IP), lmac(M_IP), X_IP, A_IP, 5555, dport, "S", 64);
+    // PUB-2: an unpublished port of a container address: dropped.
+    let (out, _) = step(&mut e, t0, X, &to_a(81));
+    assert!(matches!(out[..], [Action::Drop(DropReason::IngressDenied)]));
+    // The published container port itself is accepted.
+    let (out, p) = step(&mut e, t0, X, &to_a(80));
+    let (port, f) = one_out(&out, &p);
+    assert_eq!(port, A);
+    assert_eq!(addrs(&verified(&f)), (X_IP, A_IP, 63));
+    // Internal networks: never.
+    let (out, _) = step(
+        &mut e,
+        t0,
+        X,
+        &tcp(lmac(X_IP), lmac(M_IP), X_IP, D_IP, 1, 80, "S", 64),
+    );
+    assert!(matches!(out[..], [Action::Drop(DropReason::IngressDenied)]));
+    // BR-11: a reply to a flow that left without masquerade comes back.
+    let gw2 = dmac(Ipv4Addr::new(172, 21, 0, 1));
+    let (out, p) = step(
+        &mut e,
+        t0,
+        C,
+        &tcp(dmac(C_IP), gw2, C_IP, X_IP, 4000, 80, "S", 64),
+    );
+    let (port, f) = one_out(&out, &p);
+    assert_eq!(port, X);
+    assert_eq!(
+        addrs(&verified(&f)).0,
+        C_IP,
+        "BR-11: the container's own address"
+    );
+    let (out, p) = step(
+        &mut e,
+        t0,
+        X,
+        &tcp(lmac(X_IP), lmac(M_IP), X_IP, C_IP, 80, 4000, "SA", 64),
+    );
+    assert_eq!(one_out(&out, &p).0, C);
+    // …but an unsolicited one to the same container does not.
+    let (out, _) = step(
+        &mut e,
+        t0,
+        X,
+        &tcp(lmac(X_IP), lmac(M_IP), X_IP, C_IP, 81, 4000, "S", 64),
+    );
+    assert!(matches!(out[..], [Action::Drop(DropReason::IngressDenied)]));
+    assert_eq!(drops(&e, X, DropReason::IngressDenied), 3);
+}
+
+#[test]
+fn lan_traffic_to_the_host_stack_is_tracked_and_delivered() {
+    let t0 = Instant::now();
+    let mut e = nat_engine(Knobs::default(), t0);
+    let (out, _) = step(
+        &mut e,
+        t0,
+        X,
+        &tcp(lmac(X_IP), lmac(M_IP), X_IP, M_IP, 5000, 22, "S", 64),
+    );
+    assert!(matches!(out[..], [Action::Forward(UPLINK)]));
+    let c = e.conntrack();
+    assert_eq!((c.len(), c[0].kind), (1, Kind::Host));
+    // Externals among themselves stay on L2.
+    let (out, _) = step(
+        &mut e,
+        t0,
+        X,
+        &tcp(lmac(X_IP), lmac(G_IP), X_IP, G_IP, 1, 2, "S", 64),
+    );
+    assert!(matches!(out[..], [Action::Forward(G)]));
+    assert_eq!(e.conntrack_len(), 1);
+}
+
+#[test]
+fn unanswered_arp_queue_is_bounded_and_times_out() {
+    let t0 = Instant::now();
+    let mut cfg = nat_cfg(Knobs::default());
+    cfg.l3.neighbour_queue = 2;
+    let mut e = Engine::new(cfg).unwrap();
+    let ghost = Ipv4Addr::new(198, 18, 0, 99);
+    let f = |sport| tcp(dmac(A_IP), dmac(GW1), A_IP, ghost, sport, 80, "S", 64);
+    let (out, _) = step(&mut e, t0, A, &f(1));
+    assert_eq!(out.len(), 2, "one ARP request per lan port");
+    let (out, _) = step(&mut e, t0, A, &f(2));
+    assert!(out.is_empty(), "queued behind the first request");
+    let (out, _) = step(&mut e, t0, A, &f(3));
+    assert!(matches!(
+        out[..],
+        [Action::Drop(DropReason::NeighbourQueueFull)]
+    ));
+    e.expire(t0 + Duration::from_secs(4));
+    assert_eq!(drops(&e, A, DropReason::NeighbourUnresolved), 2);
+    assert!(e.poll_timeout().is_none_or(|t| t > t0));
+}
+
+#[test]
+fn gateway_still_answers_arp_and_ping_with_routing_on() {
+    let t0 = Instant::now();
+    let mut e = nat_engine(Knobs::default(), t0);
+    let req = arp(ArpOperation::REQUEST, dmac(A_IP), A_IP, GW1);
+    let (out, _) = step(&mut e, t0, A, &req);
+    assert!(matches!(&out[..], [Action::Emit(A, _)]));
+    let echo = super::tests::icmp_echo(dmac(A_IP), dmac(GW1), A_IP.octets(), GW1, b"x");
+    let (out, _) = step(&mut e, t0, A, &echo);
+    assert!(matches!(&out[..], [Action::Emit(A, _)]));
+}
