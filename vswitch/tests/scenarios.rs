@@ -308,10 +308,6 @@ impl Drop for Reaped {
     }
 }
 
-fn spawn_long(run: &RunId) -> Reaped {
-    spawn_long_on(run, "userspace")
-}
-
 fn spawn_long_on(run: &RunId, backend: &str) -> Reaped {
     let p = write_temp(&format!("long-{run}.toml"), LONG);
     let child = Command::new(bin())
@@ -329,13 +325,11 @@ fn world_is_up(run: &RunId) -> bool {
     vswitch::netns::list(&format!("{run}-")).len() == 3
 }
 
-/// Ctrl-C in the middle of a run removes the world, exit 130.
-fn sigint_mid_run_leaves_nothing() -> TestResult {
+/// Ctrl-C in the middle of a run on `backend` removes the world, exit 130.
+fn sigint_on(backend: &str, up_within: Duration, is_up: fn(&RunId) -> bool) -> TestResult {
     let run = RunId::new();
-    let mut child = spawn_long(&run);
-    wait_for("the world to come up", Duration::from_secs(30), || {
-        world_is_up(&run)
-    })?;
+    let mut child = spawn_long_on(&run, backend);
+    wait_for("the world to come up", up_within, || is_up(&run))?;
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(child.0.id() as i32),
         nix::sys::signal::Signal::SIGINT,
@@ -347,13 +341,12 @@ fn sigint_mid_run_leaves_nothing() -> TestResult {
     assert_no_leftovers(&run)
 }
 
-/// SIGKILL leaves the namespaces; `vswitch cleanup` removes them (and only dead runs').
-fn sigkill_then_cleanup() -> TestResult {
+/// SIGKILL during a run on `backend` leaves its world behind; `vswitch
+/// cleanup` removes it (and only dead runs').
+fn sigkill_on(backend: &str, up_within: Duration, is_up: fn(&RunId) -> bool) -> TestResult {
     let run = RunId::new();
-    let mut child = spawn_long(&run);
-    wait_for("the world to come up", Duration::from_secs(30), || {
-        world_is_up(&run)
-    })?;
+    let mut child = spawn_long_on(&run, backend);
+    wait_for("the world to come up", up_within, || is_up(&run))?;
     child.0.kill()?;
     child.0.wait()?;
     if leftovers(&run).is_empty() {
@@ -364,6 +357,14 @@ fn sigkill_then_cleanup() -> TestResult {
         return Err(format!("cleanup failed: {out:?}").into());
     }
     assert_no_leftovers(&run)
+}
+
+fn sigint_mid_run_leaves_nothing() -> TestResult {
+    sigint_on("userspace", Duration::from_secs(30), world_is_up)
+}
+
+fn sigkill_then_cleanup() -> TestResult {
+    sigkill_on("userspace", Duration::from_secs(30), world_is_up)
 }
 
 /// The docker backend needs the project's daemon: Ok(false) skips without it
@@ -391,22 +392,7 @@ fn docker_sigint_mid_run_leaves_nothing() -> TestResult {
     if !have_daemon()? {
         return Ok(());
     }
-    let run = RunId::new();
-    let mut child = spawn_long_on(&run, "docker");
-    wait_for(
-        "the docker world to come up",
-        Duration::from_secs(120),
-        || docker_world_is_up(&run),
-    )?;
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.0.id() as i32),
-        nix::sys::signal::Signal::SIGINT,
-    )?;
-    let status = child.0.wait()?;
-    if status.code() != Some(130) {
-        return Err(format!("expected exit 130 after SIGINT, got {status:?}").into());
-    }
-    assert_no_leftovers(&run)
+    sigint_on("docker", Duration::from_secs(120), docker_world_is_up)
 }
 
 /// SIGKILL during a docker run leaves containers, networks, the uplink and
@@ -415,24 +401,7 @@ fn docker_sigkill_then_cleanup() -> TestResult {
     if !have_daemon()? {
         return Ok(());
     }
-    let run = RunId::new();
-    let mut child = spawn_long_on(&run, "docker");
-    wait_for(
-        "the docker world to come up",
-        Duration::from_secs(120),
-        || docker_world_is_up(&run),
-    )?;
-    child.0.kill()?;
-    child.0.wait()?;
-    let left = leftovers(&run);
-    if !left.iter().any(|l| l.starts_with("docker object")) {
-        return Err(format!("SIGKILL left no docker objects: {left:?}").into());
-    }
-    let out = vswitch(&["cleanup"], &[]);
-    if !out.status.success() {
-        return Err(format!("cleanup failed: {out:?}").into());
-    }
-    assert_no_leftovers(&run)
+    sigkill_on("docker", Duration::from_secs(120), docker_world_is_up)
 }
 
 /// `up` keeps a world, `exec` works inside it with Docker's resolv.conf, `down` removes it.
