@@ -195,11 +195,17 @@ pub fn start_embedded_dns(
         shared: shared.clone(),
         threads: Vec::new(),
     };
-    let sh = shared.clone();
+    // Two receivers on one socket: a query's answer is short work next to
+    // the two syscalls around it, so a second thread keeps the socket
+    // drained while the first is in send_to (the loopback delivery runs in
+    // the sender's context).
     let udp = Arc::new(udp);
-    server
-        .threads
-        .push(machine_ns.spawn(move || udp_loop(&sh, &udp))?);
+    for _ in 0..UDP_WORKERS {
+        let (sh, udp) = (shared.clone(), udp.clone());
+        server
+            .threads
+            .push(machine_ns.spawn(move || udp_loop(&sh, &udp))?);
+    }
     if let Some(tcp) = tcp {
         let sh = shared;
         server
@@ -233,6 +239,9 @@ fn bind_tcp(addr: SocketAddr) -> io::Result<TcpListener> {
     set_socket_timeout(&l, Timeout::Recv, Some(POLL))?;
     Ok(l)
 }
+
+/// Threads receiving on the UDP socket.
+const UDP_WORKERS: usize = 2;
 
 fn udp_loop(sh: &Arc<Shared>, sock: &Arc<UdpSocket>) {
     let mut buf = vec![0u8; 65535];
