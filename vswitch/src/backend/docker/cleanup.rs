@@ -55,23 +55,48 @@ pub(super) fn acquire_lock(wait: Duration) -> Result<File, BuildError> {
 /// their names.
 pub(super) fn remove_objects(client: &Client, run: &RunId) -> Vec<String> {
     let mut removed = Vec::new();
+    let mine = |label: &str| label == run.as_str();
     if let Ok(list) = client.containers_labeled(LABEL_RUN) {
-        for c in list.into_iter().filter(|c| c.label == run.as_str()) {
+        for c in list.into_iter().filter(|c| mine(&c.label)) {
             match client.container_remove(&c.id) {
                 Ok(()) => removed.push(format!("docker container {}", c.name)),
                 Err(e) => eprintln!("vswitch: cannot remove docker container {}: {e}", c.name),
             }
         }
     }
+    // Another cleaner (a docker run that just took the lock, or a parallel
+    // `vswitch cleanup`) may be removing the same containers: an error here
+    // can mean "in progress". Wait until they are really gone, so that the
+    // networks can go and the caller can rely on what it was told.
+    wait_gone(|| {
+        client
+            .containers_labeled(LABEL_RUN)
+            .map(|l| l.iter().any(|c| mine(&c.label)))
+            .unwrap_or(false)
+    });
     if let Ok(list) = client.networks_labeled(LABEL_RUN) {
-        for n in list.into_iter().filter(|n| n.label == run.as_str()) {
+        for n in list.into_iter().filter(|n| mine(&n.label)) {
             match client.network_remove(&n.id) {
                 Ok(()) => removed.push(format!("docker network {}", n.name)),
                 Err(e) => eprintln!("vswitch: cannot remove docker network {}: {e}", n.name),
             }
         }
     }
+    wait_gone(|| {
+        client
+            .networks_labeled(LABEL_RUN)
+            .map(|l| l.iter().any(|n| mine(&n.label)))
+            .unwrap_or(false)
+    });
     removed
+}
+
+/// Polls `present` until it is false or 30 s have passed.
+fn wait_gone(mut present: impl FnMut() -> bool) {
+    let end = std::time::Instant::now() + Duration::from_secs(30);
+    while present() && std::time::Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// Removes what run `id` has in the daemon: its containers and networks,
