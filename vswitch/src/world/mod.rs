@@ -136,9 +136,10 @@ impl RunRecord {
         fs::rename(tmp, path)
     }
 
-    /// Removes the record.
+    /// Removes the record (and the log `vswitch up` keeps beside it).
     pub fn remove(id: &RunId) {
         let _ = fs::remove_file(RunRecord::path(id));
+        let _ = fs::remove_file(Path::new(RUN_DIR).join(format!("{id}.log")));
     }
 
     /// Every readable record.
