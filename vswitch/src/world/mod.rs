@@ -232,6 +232,17 @@ pub fn cleanup_leftovers() -> Vec<String> {
             }
         }
     }
+    // Logs of `vswitch up` whose run is gone.
+    if let Ok(rd) = fs::read_dir(RUN_DIR) {
+        for e in rd.filter_map(|e| e.ok()) {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if let Some(id) = name.strip_suffix(".log").and_then(RunId::parse)
+                && !live.contains(&id)
+            {
+                dead.insert(id);
+            }
+        }
+    }
     // Docker containers/networks named `<run id>-*`, and the daemon uplink.
     for id in crate::backend::docker::leftover_runs() {
         if !live.contains(&id) {
