@@ -136,8 +136,8 @@ impl DropReason {
             DropReason::VlanUnknown => "vlan-unknown",
             DropReason::ParentIsolation => "parent-isolation",
             DropReason::SiblingIsolation => "sibling-isolation",
-            DropReason::IpvlanL3Broadcast => "ipvlan-l3-broadcast",
-            DropReason::IpvlanL3Egress => "ipvlan-l3-egress",
+            DropReason::IpvlanL3Broadcast => "ipvlan-no-broadcast",
+            DropReason::IpvlanL3Egress => "ipvlan-no-route-back",
         }
     }
 

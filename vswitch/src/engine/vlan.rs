@@ -26,9 +26,9 @@
 //! (demultiplexed by IP). `l2` children ARP on the lan like any host, and
 //! the engine answers a child's ARP for a sibling with the parent MAC (the
 //! sibling would answer the same). `l3`/`l3s` children send no broadcast
-//! (`ipvlan-l3-broadcast`): the engine answers every ARP they send with the
+//! (`ipvlan-no-broadcast`): the engine answers every ARP they send with the
 //! parent MAC, routes between the network's children (any subnet, IV-5),
-//! and never puts their frames on the lan (`ipvlan-l3-egress`: no lan host
+//! and never puts their frames on the lan (`ipvlan-no-route-back`: no lan host
 //! has a route back to an l3 subnet, BUG-13, so nothing could answer).
 //! Flags `private`/`vepa` stop child↔child traffic (IV-7).
 
