@@ -234,7 +234,7 @@ fn tagged_frames_on_a_trunk_are_popped_unknown_vids_dropped() {
     // A tag on an access port, a QinQ tag, a double tag.
     let mut p = Packet::from_frame(
         hdr,
-        &tagged(&eth(BCAST, xmac(1), 0x0800, &[0; 46]).frame().to_vec(), 10),
+        &tagged(eth(BCAST, xmac(1), 0x0800, &[0; 46]).frame(), 10),
     );
     assert_eq!(
         dropped(&run(&mut e, t, X0, &mut p)),
@@ -500,7 +500,7 @@ proptest! {
                     Action::Forward(to) => {
                         prop_assert_ne!(vid_in, u16::MAX);
                         prop_assert_eq!(port_vid(*to).unwrap_or(0), vid_in, "forward {:?}→{:?}", ingress, to);
-                        prop_assert!(p.len() < 16 || &p.frame()[12..14] != [0x81, 0x00]);
+                        prop_assert!(p.len() < 16 || p.frame()[12..14] != [0x81, 0x00]);
                     }
                     Action::Emit(to, q) => {
                         prop_assert_ne!(vid_in, u16::MAX);

@@ -137,7 +137,7 @@ impl VlanPort {
 }
 
 /// The VLAN, macvlan and ipvlan configuration of one domain (`lan`).
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct VlanConfig {
     /// The VLAN-aware domain.
     pub domain: DomainId,
@@ -147,9 +147,14 @@ pub struct VlanConfig {
     pub vids: Vec<u16>,
 }
 
-impl Default for DomainId {
+impl Default for VlanConfig {
+    /// Domain 0 (the userspace backend's `lan`), no ports, no VLANs.
     fn default() -> Self {
-        DomainId(0)
+        VlanConfig {
+            domain: DomainId(0),
+            ports: Vec::new(),
+            vids: Vec::new(),
+        }
     }
 }
 
