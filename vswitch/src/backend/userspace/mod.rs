@@ -7,6 +7,11 @@
 //! port in the machine namespace (`br-<name>`, or `docker0` for the default
 //! bridge) that holds the gateway address and MAC, as docker0 does.
 //!
+//! macvlan and ipvlan networks with a parent put their containers on `lan`
+//! as children of the machine's uplink, and `lan` is 802.1Q-aware (uplinks
+//! are trunks, externals with `vlan` access ports): see [`l2nets`] and
+//! `engine::vlan`. Parent-less ones are domains of their own (internal).
+//!
 //! Routing and NAT (issue 9) are the engine's: machine namespaces keep
 //! `ip_forward = 0`, so nothing routes but the engine, which owns each
 //! machine's uplink address on `lan` together with its host stack. The
