@@ -423,7 +423,7 @@ pub(crate) fn handle(
     } = vp.attach
     {
         return from_ipvlan(
-            st, d, metrics, now, ingress, vid, group, ip, l3, flag, pkt, out,
+            st, d, metrics, router, now, ingress, vid, group, ip, l3, flag, pkt, out,
         );
     }
     let (learned, expired) = d.fdb.learn(vlan_key(src, vid), ingress, now);
@@ -545,6 +545,7 @@ fn from_ipvlan(
     st: &VlanState,
     d: &mut Domain,
     metrics: &mut Metrics,
+    router: Option<&mut Router>,
     now: Instant,
     ingress: PortId,
     vid: u16,
@@ -552,7 +553,7 @@ fn from_ipvlan(
     own_ip: Ipv4Addr,
     l3: bool,
     flag: Siblings,
-    pkt: &Packet,
+    pkt: &mut Packet,
     out: &mut Vec<Action>,
 ) {
     let frame = pkt.frame();
@@ -614,6 +615,16 @@ fn from_ipvlan(
     if l3 {
         return drop_frame(metrics, ingress, DropReason::IpvlanL3Egress, out);
     }
+    // Another machine's host stack: its inbound path (published ports,
+    // conntrack), as for any lan host.
+    if vid == 0
+        && let Some(r) = router
+        && r.intercept(now, ingress, pkt, metrics, out)
+    {
+        return;
+    }
+    let frame = pkt.frame();
+    let dst = &frame[ETH_DST..ETH_DST + 6];
     let (to, expired) = d.fdb.lookup(vlan_key(dst, vid), now);
     if expired {
         metrics.fdb_mut(d.id).expired += 1;

@@ -9,7 +9,7 @@
 //!
 //! macvlan and ipvlan networks with a parent put their containers on `lan`
 //! as children of the machine's uplink, and `lan` is 802.1Q-aware (uplinks
-//! are trunks, externals with `vlan` access ports): see [`l2nets`] and
+//! are trunks, externals with `vlan` access ports): see `l2nets` and
 //! `engine::vlan`. Parent-less ones are domains of their own (internal).
 //!
 //! Routing and NAT (issue 9) are the engine's: machine namespaces keep
