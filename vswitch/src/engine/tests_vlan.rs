@@ -359,6 +359,17 @@ fn ipvlan_children_are_found_by_address_behind_the_parent_mac() {
         dropped(&run(&mut e, t, IV2, &mut p)),
         Some(DropReason::IpvlanL3Egress)
     );
+    // BUG-13 with the route: a lan host that routes the l3 subnet via the
+    // machine (dst MAC: the machine's) reaches the child.
+    let ping = icmp_echo(
+        peer,
+        M_MAC,
+        [198, 18, 0, 50],
+        Ipv4Addr::new(10, 1, 0, 5),
+        b"x",
+    );
+    let mut p = Packet::from_frame(VnetHdr::default(), &ping);
+    assert_eq!(targets(&run(&mut e, t, X0, &mut p)), vec![IV2]);
     // The shared MAC is never learned from a child.
     assert_eq!(e.fdb_port(DomainId(0), MacAddr(M_MAC)), None);
 }
