@@ -59,11 +59,21 @@ pub enum DropReason {
     InvalidState,
     /// A non-first IPv4 fragment that needs NAT (fragments are not reassembled).
     UntrackedFragment,
+    /// An 802.1Q frame for a VLAN the lan does not carry.
+    VlanUnknown,
+    /// Between a macvlan/ipvlan child and its own machine's host stack (MV-7, IV-8).
+    ParentIsolation,
+    /// Between children of one parent in private/vepa/passthru mode (MV-3, IV-7).
+    SiblingIsolation,
+    /// Broadcast or multicast from an ipvlan l3/l3s child (IV-5).
+    IpvlanL3Broadcast,
+    /// From an ipvlan l3/l3s child off its network: no lan host routes back (BUG-13).
+    IpvlanL3Egress,
 }
 
 impl DropReason {
     /// Every reason, in a stable order (the report's order).
-    pub const ALL: [DropReason; 23] = [
+    pub const ALL: [DropReason; 28] = [
         DropReason::Malformed,
         DropReason::MulticastSource,
         DropReason::ZeroSource,
@@ -87,6 +97,11 @@ impl DropReason {
         DropReason::NeighbourUnresolved,
         DropReason::InvalidState,
         DropReason::UntrackedFragment,
+        DropReason::VlanUnknown,
+        DropReason::ParentIsolation,
+        DropReason::SiblingIsolation,
+        DropReason::IpvlanL3Broadcast,
+        DropReason::IpvlanL3Egress,
     ];
 
     /// Number of reasons.
@@ -118,6 +133,11 @@ impl DropReason {
             DropReason::NeighbourUnresolved => "neighbour-unresolved",
             DropReason::InvalidState => "invalid-state",
             DropReason::UntrackedFragment => "untracked-fragment",
+            DropReason::VlanUnknown => "vlan-unknown",
+            DropReason::ParentIsolation => "parent-isolation",
+            DropReason::SiblingIsolation => "sibling-isolation",
+            DropReason::IpvlanL3Broadcast => "ipvlan-no-broadcast",
+            DropReason::IpvlanL3Egress => "ipvlan-no-route-back",
         }
     }
 

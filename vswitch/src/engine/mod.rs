@@ -34,6 +34,9 @@ mod tests;
 mod tests_l3;
 #[cfg(test)]
 mod tests_nat;
+#[cfg(test)]
+mod tests_vlan;
+pub mod vlan;
 mod wire;
 
 use std::net::Ipv4Addr;
@@ -44,6 +47,7 @@ pub use flow::Tuple;
 pub use l3config::{L3Config, MachineConfig, NetworkConfig, PublishConfig};
 pub use metrics::{DropCounts, DropReason, FdbCounters, Metrics, PortCounters};
 pub use packet::{Packet, VnetHdr};
+pub use vlan::{Attachment, Siblings, VlanConfig, VlanMode, VlanPort};
 
 use crate::scenario::plan::MacAddr;
 use fdb::{Fdb, mac_key};
@@ -197,6 +201,14 @@ pub enum EngineError {
         /// The domain's index.
         domain: u16,
     },
+    /// The VLAN configuration names a port that is missing or wrong.
+    #[error("VLAN configuration: port {port}: {why}")]
+    BadVlan {
+        /// The port index.
+        port: u16,
+        /// What is wrong.
+        why: String,
+    },
     /// More ports or domains than a 16-bit index can name.
     #[error("{count} {what} configured; at most 65536 are supported")]
     TooMany {
@@ -218,6 +230,7 @@ pub struct Engine {
     domains: Vec<Domain>,
     metrics: Metrics,
     router: Option<Box<route::Router>>,
+    vlan: Option<Box<vlan::VlanState>>,
 }
 
 impl Engine {
@@ -299,7 +312,22 @@ impl Engine {
             domains,
             metrics,
             router,
+            vlan: None,
         })
+    }
+
+    /// Makes one domain (`lan`) 802.1Q-aware, with macvlan/ipvlan children
+    /// on its ports (see [`vlan`]). Without it every domain is untagged.
+    pub fn set_vlans(&mut self, cfg: &VlanConfig) -> Result<(), EngineError> {
+        let ports = &self.ports;
+        let st = vlan::VlanState::new(cfg, ports.len(), |p| {
+            ports.get(usize::from(p.0)).map(|p| p.domain)
+        })?;
+        if let Some(r) = self.router.as_deref_mut() {
+            r.retain_lan_ports(|p| st.takes_router_arp(p));
+        }
+        self.vlan = Some(Box::new(st));
+        Ok(())
     }
 
     /// Handles one frame received on `ingress` at `now`, appending what to
@@ -330,6 +358,21 @@ impl Engine {
         self.metrics.rx(ingress, pkt.len());
         if pkt.len() < wire::ETH_HDR_LEN {
             return l2::drop_frame(&mut self.metrics, ingress, DropReason::Malformed, out);
+        }
+        if let Some(v) = self.vlan.as_deref()
+            && v.domain == port.domain
+        {
+            let d = &mut self.domains[usize::from(port.domain.0)];
+            return vlan::handle(
+                v,
+                d,
+                &mut self.metrics,
+                self.router.as_deref_mut(),
+                now,
+                ingress,
+                pkt,
+                out,
+            );
         }
         let d = &mut self.domains[usize::from(port.domain.0)];
         if !l2::admit(d, &mut self.metrics, now, ingress, port.role, pkt, out) {

@@ -189,6 +189,12 @@ impl Router {
         })
     }
 
+    /// Keeps only the lan ports that `keep` allows as targets of the
+    /// router's ARP requests (the untagged lan's ports, with VLANs).
+    pub(crate) fn retain_lan_ports(&mut self, keep: impl Fn(PortId) -> bool) {
+        self.lan_ports.retain(|&p| keep(p));
+    }
+
     /// Takes the frame when it is the router's; false leaves it to L2 (the
     /// router may have rewritten it, e.g. a remapped host-stack port, or
     /// appended emits of packets an ARP packet released).

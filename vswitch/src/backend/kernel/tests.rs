@@ -668,6 +668,11 @@ fn repository_scenarios_pass() {
         );
         no_leftovers(&run);
         let r = ex.report.expect("report");
+        // What this kernel cannot build (802.1Q parents, ipvlan) is
+        // refused up front, exit 3; the userspace backend runs those.
+        if ex.code == 3 && !r.unsupported.is_empty() {
+            continue;
+        }
         assert_eq!(
             ex.code,
             0,

@@ -7,6 +7,11 @@
 //! port in the machine namespace (`br-<name>`, or `docker0` for the default
 //! bridge) that holds the gateway address and MAC, as docker0 does.
 //!
+//! macvlan and ipvlan networks with a parent put their containers on `lan`
+//! as children of the machine's uplink, and `lan` is 802.1Q-aware (uplinks
+//! are trunks, externals with `vlan` access ports): see `l2nets` and
+//! `engine::vlan`. Parent-less ones are domains of their own (internal).
+//!
 //! Routing and NAT (issue 9) are the engine's: machine namespaces keep
 //! `ip_forward = 0`, so nothing routes but the engine, which owns each
 //! machine's uplink address on `lan` together with its host stack. The
@@ -14,6 +19,7 @@
 //! published ports.
 
 pub mod io;
+mod l2nets;
 pub mod proxy;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddrV4};
@@ -24,8 +30,8 @@ use ipnet::{IpNet, Ipv4Net};
 use crate::backend::pcap::{self, PcapWriter};
 use crate::backend::{BuildError, BuildOptions, World};
 use crate::engine::{
-    DomainConfig, DomainId, Engine, EngineConfig, Gateway, MachineConfig, NetworkConfig,
-    PortConfig, PortId, PortRole, PublishConfig,
+    Attachment, DomainConfig, DomainId, Engine, EngineConfig, Gateway, MachineConfig,
+    NetworkConfig, PortConfig, PortId, PortRole, PublishConfig, VlanConfig, VlanMode, VlanPort,
 };
 use crate::scenario::plan::{BackendKind, CheckKind, Driver, MacAddr, Node, Plan, Proto};
 use crate::sys::netlink::Netlink;
@@ -50,7 +56,7 @@ pub fn unsupported(plan: &Plan) -> Vec<String> {
         }
     }
     for (i, n) in plan.networks.iter().enumerate() {
-        if matches!(n.driver, Driver::Macvlan | Driver::Ipvlan | Driver::Overlay) {
+        if matches!(n.driver, Driver::Overlay) {
             say(format!(
                 "driver {} not supported yet (network[{i}] `{}`)",
                 n.driver, n.name
@@ -63,13 +69,8 @@ pub fn unsupported(plan: &Plan) -> Vec<String> {
             ));
         }
     }
+    l2nets::unsupported(plan, &mut say);
     for (i, x) in plan.externals.iter().enumerate() {
-        if x.vlan.is_some() {
-            say(format!(
-                "VLANs on lan not supported yet (external[{i}] `{}` vlan)",
-                x.name
-            ));
-        }
         if x.ip.is_ipv6() {
             say(format!(
                 "IPv6 not supported yet (external[{i}] `{}`)",
@@ -224,6 +225,10 @@ impl Dataplane {
             icc: true,
         });
         let lan = DomainId(0);
+        let mut vlans = VlanConfig {
+            domain: lan,
+            ..VlanConfig::default()
+        };
         let lan_prefix = plan.lan.prefix_len();
         let lan_gateway = plan.externals.iter().find(|x| x.gateway).map(|x| x.ip);
         let mut uplinks = Vec::new();
@@ -239,14 +244,26 @@ impl Dataplane {
                 addrs: vec![(IpAddr::V4(m.ip), lan_prefix)],
                 routes,
             };
-            uplinks.push(add_port(
+            let up = add_port(
                 &mut cfg,
                 Node::Machine(i),
                 lan,
                 PortRole::Plain,
                 format!("lan-{}-eth0", m.name),
                 spec,
-            )?);
+            )?;
+            uplinks.push(up);
+            vlans.ports.push((
+                up,
+                VlanPort {
+                    mode: VlanMode::Trunk { native: 0 },
+                    attach: Attachment::Parent {
+                        group: i as u16,
+                        mac: lan_mac(m.ip),
+                        ip: m.ip,
+                    },
+                },
+            ));
         }
         for (i, x) in plan.externals.iter().enumerate() {
             let IpAddr::V4(ip) = x.ip else { continue };
@@ -259,7 +276,7 @@ impl Dataplane {
                 // false` no reply returns (BR-11, BUG-5), as on Docker.
                 routes: Vec::new(),
             };
-            add_port(
+            let p = add_port(
                 &mut cfg,
                 Node::External(i),
                 lan,
@@ -267,12 +284,35 @@ impl Dataplane {
                 format!("lan-{}-eth0", x.name),
                 spec,
             )?;
+            if let Some(v) = x.vlan {
+                vlans.ports.push((
+                    p,
+                    VlanPort {
+                        mode: VlanMode::Access(v),
+                        attach: Attachment::None,
+                    },
+                ));
+            }
         }
 
         // One domain per bridge network, with its host port.
         let mut domain_of = vec![None; plan.networks.len()];
         let mut l3_net_of = vec![None; plan.networks.len()];
         for (ni, n) in plan.networks.iter().enumerate() {
+            if l2nets::is_child_driver(n) {
+                // With a parent: on lan. Without: a domain of its own.
+                domain_of[ni] = Some(if n.parent.is_some() {
+                    lan
+                } else {
+                    cfg.domains.push(DomainConfig {
+                        name: n.name.clone(),
+                        gateway: None,
+                        icc: true,
+                    });
+                    DomainId((cfg.domains.len() - 1) as u16)
+                });
+                continue;
+            }
             if n.driver != Driver::Bridge {
                 continue;
             }
@@ -329,10 +369,10 @@ impl Dataplane {
         // Containers: one ethN per attachment, default route via the first
         // non-internal network with a gateway (BR-3, BR-15).
         for (ci, c) in plan.containers.iter().enumerate() {
-            let default_net = c.endpoints.iter().position(|e| {
-                let n = &plan.networks[e.network];
-                !n.internal && n.primary().and_then(|s| s.gateway).is_some()
-            });
+            let default_net = c
+                .endpoints
+                .iter()
+                .position(|e| l2nets::carries_default(&plan.networks[e.network]));
             for (k, e) in c.endpoints.iter().enumerate() {
                 let n = &plan.networks[e.network];
                 let Some(domain) = domain_of[e.network] else {
@@ -353,11 +393,20 @@ impl Dataplane {
                         .and_then(|s| s.gateway)
                 {
                     routes.push((IpNet::V4(Ipv4Net::default()), Some(IpAddr::V4(gw))));
+                } else if default_net == Some(k) && l2nets::is_ipvlan_l3(n) {
+                    // IV-5: `default dev eth0`, no next hop.
+                    routes.push((IpNet::V4(Ipv4Net::default()), None));
+                }
+                let on_lan = l2nets::is_child_driver(n) && n.parent.is_some();
+                let mut mac = e.mac;
+                if on_lan && n.driver == Driver::Ipvlan {
+                    // IV-2: the parent's MAC.
+                    mac = lan_mac(plan.machines[c.machine].ip);
                 }
                 let ifname = format!("eth{k}");
                 let spec = IfaceSpec {
                     name: ifname.clone(),
-                    mac: e.mac,
+                    mac,
                     mtu: n.mtu,
                     addrs: vec![(IpAddr::V4(ip), prefix)],
                     routes,
@@ -366,10 +415,19 @@ impl Dataplane {
                     &mut cfg,
                     Node::Container(ci),
                     domain,
-                    PortRole::Container,
+                    if on_lan {
+                        PortRole::Plain
+                    } else {
+                        PortRole::Container
+                    },
                     format!("{}-{ifname}", c.name),
                     spec,
                 )?;
+                if on_lan {
+                    vlans
+                        .ports
+                        .push((port, l2nets::child_port(n, c.machine, ip)));
+                }
                 if let Some(l3) = l3_net_of[e.network] {
                     cfg.l3.networks[l3].neighbours.push((ip, e.mac, port));
                 }
@@ -414,7 +472,12 @@ impl Dataplane {
         }
         let proxy_maps = proxy_mappings(plan, &cfg);
 
-        let engine = Engine::new(cfg).map_err(BuildError::at("engine configuration"))?;
+        let mut engine = Engine::new(cfg).map_err(BuildError::at("engine configuration"))?;
+        if l2nets::needs_vlans(plan) {
+            engine
+                .set_vlans(&vlans)
+                .map_err(BuildError::at("engine VLAN configuration"))?;
+        }
         let engine = EngineLoop::spawn(engine, ports).map_err(BuildError::at("engine thread"))?;
         let mut dp = Dataplane {
             engine: Some(engine),
