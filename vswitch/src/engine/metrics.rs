@@ -59,11 +59,15 @@ pub enum DropReason {
     InvalidState,
     /// A non-first IPv4 fragment that needs NAT (fragments are not reassembled).
     UntrackedFragment,
+    /// VXLAN to a machine for a VNI it has no overlay network of.
+    VxlanUnknownVni,
+    /// VXLAN to a machine whose headers are short or invalid.
+    VxlanMalformed,
 }
 
 impl DropReason {
     /// Every reason, in a stable order (the report's order).
-    pub const ALL: [DropReason; 23] = [
+    pub const ALL: [DropReason; 25] = [
         DropReason::Malformed,
         DropReason::MulticastSource,
         DropReason::ZeroSource,
@@ -87,6 +91,8 @@ impl DropReason {
         DropReason::NeighbourUnresolved,
         DropReason::InvalidState,
         DropReason::UntrackedFragment,
+        DropReason::VxlanUnknownVni,
+        DropReason::VxlanMalformed,
     ];
 
     /// Number of reasons.
@@ -118,6 +124,8 @@ impl DropReason {
             DropReason::NeighbourUnresolved => "neighbour-unresolved",
             DropReason::InvalidState => "invalid-state",
             DropReason::UntrackedFragment => "untracked-fragment",
+            DropReason::VxlanUnknownVni => "vxlan-unknown-vni",
+            DropReason::VxlanMalformed => "vxlan-malformed",
         }
     }
 

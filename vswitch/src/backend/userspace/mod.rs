@@ -14,6 +14,7 @@
 //! published ports.
 
 pub mod io;
+pub mod overlay;
 pub mod proxy;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddrV4};
@@ -50,7 +51,7 @@ pub fn unsupported(plan: &Plan) -> Vec<String> {
         }
     }
     for (i, n) in plan.networks.iter().enumerate() {
-        if matches!(n.driver, Driver::Macvlan | Driver::Ipvlan | Driver::Overlay) {
+        if matches!(n.driver, Driver::Macvlan | Driver::Ipvlan) {
             say(format!(
                 "driver {} not supported yet (network[{i}] `{}`)",
                 n.driver, n.name
@@ -62,6 +63,9 @@ pub fn unsupported(plan: &Plan) -> Vec<String> {
                 n.name
             ));
         }
+    }
+    for r in overlay::refusals(plan) {
+        say(r);
     }
     for (i, x) in plan.externals.iter().enumerate() {
         if x.vlan.is_some() {
@@ -326,16 +330,22 @@ impl Dataplane {
             )?;
         }
 
+        let ov_domains = overlay::add_domains(plan, &mut cfg);
+
         // Containers: one ethN per attachment, default route via the first
         // non-internal network with a gateway (BR-3, BR-15).
         for (ci, c) in plan.containers.iter().enumerate() {
             let default_net = c.endpoints.iter().position(|e| {
                 let n = &plan.networks[e.network];
-                !n.internal && n.primary().and_then(|s| s.gateway).is_some()
+                n.driver != Driver::Overlay
+                    && !n.internal
+                    && n.primary().and_then(|s| s.gateway).is_some()
             });
             for (k, e) in c.endpoints.iter().enumerate() {
                 let n = &plan.networks[e.network];
-                let Some(domain) = domain_of[e.network] else {
+                let Some(domain) = domain_of[e.network]
+                    .or_else(|| ov_domains.get(&(e.network, c.machine)).copied())
+                else {
                     continue;
                 };
                 let Some(ip) = e.ip else { continue };
@@ -397,6 +407,7 @@ impl Dataplane {
             }
         }
 
+        overlay::add_vteps(plan, &mut cfg, &ov_domains, &uplinks, lan_mac);
         for (i, m) in plan.machines.iter().enumerate() {
             cfg.l3.machines.push(MachineConfig {
                 name: m.name.clone(),

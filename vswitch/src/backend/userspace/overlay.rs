@@ -1,0 +1,169 @@
+//! Overlay networks on the userspace backend (issue 8): one engine domain
+//! per overlay network per machine that runs a container of it (OV-4: the
+//! overlay's namespace exists only where a task runs), each with a virtual
+//! VTEP port; the engine's [`crate::engine::vxlan`] carries frames between
+//! them in VXLAN over `lan`.
+//!
+//! What is not built yet is refused by name ([`refusals`], shared with the
+//! kernel backend so both refuse alike): north–south traffic from a
+//! container whose only networks are overlays (Docker gives it a
+//! `docker_gwbridge` interface and default route, OV-8) and publishing from
+//! such a container (ingress/host-mode publishing, OV-10).
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr};
+
+use crate::engine::{
+    DomainConfig, DomainId, EngineConfig, PortConfig, PortId, PortRole, VtepConfig,
+};
+use crate::scenario::plan::{CheckKind, Driver, MacAddr, Node, Plan};
+
+/// Machines that run a container attached to network `net`, in order.
+pub fn machines_of(plan: &Plan, net: usize) -> Vec<usize> {
+    let mut v: Vec<usize> = plan
+        .containers
+        .iter()
+        .filter(|c| c.endpoints.iter().any(|e| e.network == net))
+        .map(|c| c.machine)
+        .collect();
+    v.sort_unstable();
+    v.dedup();
+    v
+}
+
+/// True when a container has a default route on this backend: an endpoint
+/// on a non-internal, non-overlay network with a gateway (OV-8's
+/// `docker_gwbridge` is not built yet).
+fn has_default_route(plan: &Plan, container: usize) -> bool {
+    plan.containers[container].endpoints.iter().any(|e| {
+        let n = &plan.networks[e.network];
+        n.driver != Driver::Overlay && !n.internal && n.primary().and_then(|s| s.gateway).is_some()
+    })
+}
+
+fn on_overlay(plan: &Plan, container: usize) -> bool {
+    plan.containers[container]
+        .endpoints
+        .iter()
+        .any(|e| plan.networks[e.network].driver == Driver::Overlay)
+}
+
+/// What neither the userspace nor the kernel backend builds of overlay
+/// networks yet, one reason per item (without the `backend X: ` prefix).
+pub fn refusals(plan: &Plan) -> Vec<String> {
+    let mut why = Vec::new();
+    for (ci, c) in plan.containers.iter().enumerate() {
+        if on_overlay(plan, ci) && !has_default_route(plan, ci) && !c.publish.is_empty() {
+            why.push(format!(
+                "publishing from an overlay-only container (ingress or host-mode publish, OV-10) not supported yet (container[{ci}] `{}`)",
+                c.name
+            ));
+        }
+    }
+    for chk in &plan.checks {
+        for &from in &chk.from {
+            let Node::Container(ci) = from else { continue };
+            if !on_overlay(plan, ci) || has_default_route(plan, ci) {
+                continue;
+            }
+            let targets: Vec<IpAddr> = match &chk.kind {
+                CheckKind::Ping { to, .. }
+                | CheckKind::Tcp { to, .. }
+                | CheckKind::Udp { to, .. }
+                | CheckKind::Throughput { to, .. } => vec![to.addr],
+                CheckKind::Reach { to } => to.iter().map(|t| t.addr).collect(),
+                CheckKind::Dns { .. } => Vec::new(),
+            };
+            let local = |a: &IpAddr| {
+                a.is_loopback()
+                    || plan.containers[ci].endpoints.iter().any(|e| {
+                        plan.networks[e.network]
+                            .subnets
+                            .iter()
+                            .any(|s| matches!(a, IpAddr::V4(v) if s.net.contains(v)))
+                    })
+            };
+            if targets.iter().any(|a| !local(a)) {
+                why.push(format!(
+                    "north–south traffic from an overlay-only container needs docker_gwbridge (OV-8), not supported yet (check[{}] ({}) from `{}`)",
+                    chk.index,
+                    chk.kind.name(),
+                    plan.containers[ci].name
+                ));
+            }
+        }
+    }
+    why
+}
+
+/// The overlay domains of a world: (network, machine) → domain.
+pub type Domains = BTreeMap<(usize, usize), DomainId>;
+
+/// Adds one domain per overlay network per machine running one of its
+/// containers. Overlay networks have no gateway the engine answers: the
+/// subnet's gateway lives in Docker's hidden overlay namespace (OV-4),
+/// which nothing routes through here.
+pub fn add_domains(plan: &Plan, cfg: &mut EngineConfig) -> Domains {
+    let mut out = Domains::new();
+    for (ni, n) in plan.networks.iter().enumerate() {
+        if n.driver != Driver::Overlay {
+            continue;
+        }
+        for m in machines_of(plan, ni) {
+            cfg.domains.push(DomainConfig {
+                name: format!("{}@{}", n.name, plan.machines[m].name),
+                gateway: None,
+                icc: n.icc,
+            });
+            out.insert((ni, m), DomainId((cfg.domains.len() - 1) as u16));
+        }
+    }
+    out
+}
+
+/// Adds each overlay domain's virtual VTEP port (after every real port, so
+/// no TAP is behind its index) and its VTEP. `uplinks[m]` is machine `m`'s
+/// lan port; `lan_mac` gives a machine's uplink MAC from its address.
+pub fn add_vteps(
+    plan: &Plan,
+    cfg: &mut EngineConfig,
+    domains: &Domains,
+    uplinks: &[PortId],
+    lan_mac: fn(Ipv4Addr) -> MacAddr,
+) {
+    for (&(ni, m), &domain) in domains {
+        let n = &plan.networks[ni];
+        let Some(vni) = n.vni else { continue };
+        cfg.ports.push(PortConfig {
+            name: format!("{}-vtep-{}", plan.machines[m].name, n.name),
+            domain,
+            role: PortRole::Plain,
+        });
+        let port = PortId((cfg.ports.len() - 1) as u16);
+        let peers: Vec<(Ipv4Addr, MacAddr)> = machines_of(plan, ni)
+            .into_iter()
+            .filter(|&p| p != m)
+            .map(|p| (plan.machines[p].ip, lan_mac(plan.machines[p].ip)))
+            .collect();
+        let mut bindings = Vec::new();
+        for c in plan.containers.iter().filter(|c| c.machine != m) {
+            for e in c.endpoints.iter().filter(|e| e.network == ni) {
+                if let Some(ip) = e.ip {
+                    bindings.push((ip, e.mac, plan.machines[c.machine].ip));
+                }
+            }
+        }
+        let ip = plan.machines[m].ip;
+        cfg.overlay.push(VtepConfig {
+            name: n.name.clone(),
+            vni,
+            domain,
+            port,
+            uplink: uplinks[m],
+            local_ip: ip,
+            local_mac: lan_mac(ip),
+            peers,
+            bindings,
+        });
+    }
+}
