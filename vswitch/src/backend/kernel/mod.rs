@@ -25,6 +25,7 @@ mod features;
 mod lan;
 mod layout;
 mod nft;
+mod overlay;
 #[cfg(test)]
 mod tests;
 
@@ -205,6 +206,7 @@ impl Dataplane {
 fn build_machine(world: &World, plan: &Plan, m: usize) -> Result<(), BuildError> {
     let layout = layout::machine_layout(plan, m);
     let machine = &plan.machines[m].name;
+    overlay::build(world, plan, m)?;
     let mut moves = Vec::new();
     for l in &layout.links {
         let target = world
@@ -299,6 +301,7 @@ fn build_machine(world: &World, plan: &Plan, m: usize) -> Result<(), BuildError>
         )?;
     }
 
+    overlay::finish(world, plan, m)?;
     let table = world.run().to_string();
     if let Some(rules) = nft::machine_ruleset(plan, m, &layout, &table, br_netfilter) {
         in_ns(
