@@ -74,13 +74,19 @@ pub fn refusals(plan: &Plan) -> Vec<String> {
                 CheckKind::Reach { to } => to.iter().map(|t| t.addr).collect(),
                 CheckKind::Dns { .. } => Vec::new(),
             };
+            // East–west: its own networks, or another overlay (unreachable
+            // with or without docker_gwbridge: no machine routes to it).
             let local = |a: &IpAddr| {
                 a.is_loopback()
-                    || plan.containers[ci].endpoints.iter().any(|e| {
-                        plan.networks[e.network]
-                            .subnets
+                    || plan.networks.iter().enumerate().any(|(ni, n)| {
+                        let mine = plan.containers[ci]
+                            .endpoints
                             .iter()
-                            .any(|s| matches!(a, IpAddr::V4(v) if s.net.contains(v)))
+                            .any(|e| e.network == ni);
+                        (mine || n.driver == Driver::Overlay)
+                            && n.subnets
+                                .iter()
+                                .any(|s| matches!(a, IpAddr::V4(v) if s.net.contains(v)))
                     })
             };
             if targets.iter().any(|a| !local(a)) {
