@@ -34,6 +34,8 @@ mod tests;
 mod tests_l3;
 #[cfg(test)]
 mod tests_nat;
+#[cfg(test)]
+mod tests_vxlan;
 pub mod vxlan;
 mod wire;
 
