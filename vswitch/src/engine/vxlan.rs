@@ -268,9 +268,23 @@ pub fn encap(
 
 /// Strips the outer headers (`inner` from [`parse_outer`]) in place and
 /// shifts the vnet header back.
+///
+/// A partial checksum that starts in the outer headers is the outer UDP
+/// checksum (Linux's vxlan sends `udpcsum`): it dies with them, and the
+/// inner frame's own checksums are complete (one skb has one partial
+/// checksum), so the flag is cleared.
 pub fn decap_in_place(pkt: &mut Packet, inner: usize) {
     pkt.pull_front(inner);
-    pkt.hdr.shift(-(inner as i32));
+    let h = &mut pkt.hdr;
+    if h.flags & VnetHdr::F_NEEDS_CSUM != 0 && usize::from(h.csum_start) < inner {
+        h.flags &= !VnetHdr::F_NEEDS_CSUM;
+        h.csum_start = 0;
+        h.csum_offset = 0;
+    }
+    if usize::from(h.hdr_len) < inner {
+        h.hdr_len = 0;
+    }
+    h.shift(-(inner as i32));
 }
 
 /// Cuts an inner IPv4/TCP GSO super-frame (`hdr.gso_type` TCPV4) into
@@ -553,23 +567,42 @@ impl Engine {
             (vt.cfg.vni, vt.cfg.local_mac, vt.cfg.local_ip, vt.cfg.uplink);
         let mut sub = Vec::new();
         for (ip, mac) in targets {
-            let mut e = encap(pkt, vni, lmac, lip, mac, ip, sport);
-            if let Some(ov) = self.overlay.as_deref_mut() {
-                ov.stats.encapsulated += 1;
-            }
-            out.push(Action::Capture(
-                uplink,
-                Packet::from_frame(e.hdr, e.frame()),
-            ));
-            sub.clear();
-            self.handle_frame(now, uplink, &mut e, &mut sub);
-            for a in sub.drain(..) {
-                match a {
-                    Action::Forward(p) => {
-                        out.push(Action::Emit(p, Packet::from_frame(e.hdr, e.frame())));
+            // A peer VTEP of this engine decapsulates the frame whole, GSO
+            // metadata and all; a foreign one (a kernel machine behind a TAP
+            // without UDP-tunnel GSO) gets MSS-sized, fully checksummed
+            // segments.
+            let local = self
+                .overlay
+                .as_deref()
+                .is_some_and(|o| o.locals.contains_key(&ip));
+            let frames = if local || (!pkt.hdr.is_gso() && pkt.hdr.flags == 0) {
+                vec![encap(pkt, vni, lmac, lip, mac, ip, sport)]
+            } else {
+                segment_tcp4(pkt)
+                    .iter()
+                    .map(|s| encap(s, vni, lmac, lip, mac, ip, sport))
+                    .collect()
+            };
+            for mut e in frames {
+                if let Some(ov) = self.overlay.as_deref_mut() {
+                    ov.stats.encapsulated += 1;
+                }
+                if local {
+                    out.push(Action::Capture(
+                        uplink,
+                        Packet::from_frame(e.hdr, e.frame()),
+                    ));
+                }
+                sub.clear();
+                self.handle_frame(now, uplink, &mut e, &mut sub);
+                for a in sub.drain(..) {
+                    match a {
+                        Action::Forward(p) => {
+                            out.push(Action::Emit(p, Packet::from_frame(e.hdr, e.frame())));
+                        }
+                        Action::Drop(_) => {}
+                        other => out.push(other),
                     }
-                    Action::Drop(_) => {}
-                    other => out.push(other),
                 }
             }
         }

@@ -201,6 +201,13 @@ impl Dataplane {
     }
 }
 
+/// Machine `m` of a mixed run (`backend = "kernel"` beside userspace
+/// machines): everything but its uplink, which the userspace backend made a
+/// TAP on the engine's lan (design notes, "Mixed runs").
+pub(crate) fn build_mixed_machine(world: &World, plan: &Plan, m: usize) -> Result<(), BuildError> {
+    build_machine(world, plan, m)
+}
+
 /// Machine `m`: sysctls, bridges, container links, their configuration in
 /// each container, and the nftables ruleset.
 fn build_machine(world: &World, plan: &Plan, m: usize) -> Result<(), BuildError> {

@@ -16,7 +16,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use crate::engine::{
     DomainConfig, DomainId, EngineConfig, PortConfig, PortId, PortRole, VtepConfig,
 };
-use crate::scenario::plan::{CheckKind, Driver, MacAddr, Node, Plan};
+use crate::scenario::plan::{BackendKind, CheckKind, Driver, MacAddr, Node, Plan};
 
 /// Machines that run a container attached to network `net`, in order.
 pub fn machines_of(plan: &Plan, net: usize) -> Vec<usize> {
@@ -116,6 +116,9 @@ pub fn add_domains(plan: &Plan, cfg: &mut EngineConfig) -> Domains {
             continue;
         }
         for m in machines_of(plan, ni) {
+            if plan.machines[m].backend == Some(BackendKind::Kernel) {
+                continue;
+            }
             cfg.domains.push(DomainConfig {
                 name: format!("{}@{}", n.name, plan.machines[m].name),
                 gateway: None,
@@ -172,4 +175,41 @@ pub fn add_vteps(
             bindings,
         });
     }
+}
+
+/// For each machine of the plan, its index among the engine's machines, or
+/// None for a `backend = "kernel"` machine of a mixed run (the kernel
+/// backend builds it; only its uplink is a TAP on the engine's lan).
+pub fn engine_machines(plan: &Plan) -> Vec<Option<usize>> {
+    let mut next = 0;
+    plan.machines
+        .iter()
+        .map(|m| {
+            if m.backend == Some(BackendKind::Kernel) {
+                None
+            } else {
+                next += 1;
+                Some(next - 1)
+            }
+        })
+        .collect()
+}
+
+/// What a mixed run (some machines `backend = "kernel"`) cannot build: the
+/// kernel backend's own refusals (it builds those machines), re-labelled.
+pub fn mixed_refusals(plan: &Plan) -> Vec<String> {
+    if !plan
+        .machines
+        .iter()
+        .any(|m| m.backend == Some(BackendKind::Kernel))
+    {
+        return Vec::new();
+    }
+    crate::backend::kernel::unsupported(plan)
+        .into_iter()
+        .map(|r| {
+            let r = r.strip_prefix("backend kernel: ").unwrap_or(&r).to_string();
+            format!("mixed run, kernel machines: {r}")
+        })
+        .collect()
 }
