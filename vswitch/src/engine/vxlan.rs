@@ -659,6 +659,31 @@ mod tests {
     }
 
     #[test]
+    fn outer_partial_checksum_dies_with_the_outer_headers() {
+        let inner = Packet::from_frame(VnetHdr::default(), &inner_frame(&[0x45; 40]));
+        let mut e = encap(
+            &inner,
+            7,
+            MacAddr([2; 6]),
+            Ipv4Addr::LOCALHOST,
+            MacAddr([2; 6]),
+            Ipv4Addr::LOCALHOST,
+            1,
+        );
+        // As Linux's vxlan (udpcsum) hands it to a TAP: outer UDP partial.
+        e.hdr = VnetHdr {
+            flags: VnetHdr::F_NEEDS_CSUM,
+            csum_start: 34,
+            csum_offset: 6,
+            ..VnetHdr::default()
+        };
+        let o = parse_outer(e.frame()).unwrap().unwrap();
+        decap_in_place(&mut e, o.inner);
+        assert_eq!(e.hdr, VnetHdr::default());
+        assert_eq!(e.frame(), inner.frame());
+    }
+
+    #[test]
     fn not_vxlan_and_malformed() {
         assert_eq!(parse_outer(&[0u8; 10]), Ok(None));
         let inner = Packet::from_frame(VnetHdr::default(), &inner_frame(&[]));

@@ -213,3 +213,115 @@ pub fn mixed_refusals(plan: &Plan) -> Vec<String> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::process::Command;
+
+    use crate::backend::BuildOptions;
+    use crate::run::execute::{RunOptions, execute_plan};
+    use crate::scenario::plan::{BackendKind, Plan};
+    use crate::world::RunId;
+
+    fn plan(text: &str) -> Plan {
+        crate::scenario::parse_str(Path::new("overlay-test.toml"), text).expect("valid scenario")
+    }
+
+    const TWO: &str = r#"
+name = "t"
+[[machine]]
+name = "h1"
+[[machine]]
+name = "h2"
+[[network]]
+name = "ov"
+driver = "overlay"
+vni = 4242
+[[container]]
+name = "a"
+machine = "h1"
+networks = ["ov"]
+[[container]]
+name = "b"
+machine = "h2"
+networks = ["ov"]
+[[container]]
+name = "out"
+machine = "h2"
+networks = ["ov"]
+[[external]]
+name = "x"
+ip = "198.18.0.100"
+[[check]]
+kind = "ping"
+from = "a"
+to = "b"
+expect = "ok"
+"#;
+
+    #[test]
+    fn refusals_name_north_south_and_publish() {
+        let mut t = TWO.to_string();
+        t.push_str("[[check]]\nkind = \"ping\"\nfrom = \"out\"\nto = \"x\"\nexpect = \"ok\"\n");
+        let why = super::refusals(&plan(&t));
+        assert_eq!(why.len(), 1, "{why:?}");
+        assert!(why[0].contains("docker_gwbridge (OV-8)"), "{why:?}");
+        assert!(super::refusals(&plan(TWO)).is_empty());
+    }
+
+    #[test]
+    fn engine_machines_skip_kernel_ones() {
+        let t = TWO.replace("name = \"h1\"\n", "name = \"h1\"\nbackend = \"kernel\"\n");
+        assert_eq!(super::engine_machines(&plan(&t)), vec![None, Some(0)]);
+    }
+
+    /// A capture on the lan port that tshark decodes as VXLAN, VNI 4242.
+    #[test]
+    fn lan_pcap_decodes_as_vxlan_with_the_vni() {
+        if !crate::sys::require_root("lan_pcap_decodes_as_vxlan_with_the_vni") {
+            return;
+        }
+        if Command::new("tshark").arg("-v").output().is_err() {
+            eprintln!("skip lan_pcap_decodes_as_vxlan_with_the_vni: tshark not installed");
+            return;
+        }
+        let dir = std::env::temp_dir().join(format!("vswitch-ovpcap-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let ex = execute_plan(
+            Path::new("overlay-pcap"),
+            &plan(TWO),
+            &RunOptions {
+                backend: BackendKind::Userspace,
+                build: BuildOptions {
+                    pcap_dir: Some(dir.clone()),
+                },
+                keep: false,
+                progress: false,
+                run_id: Some(RunId::new()),
+            },
+        );
+        assert_eq!(ex.code, 0, "{:?}", ex.report.map(|r| r.table()));
+        let out = Command::new("tshark")
+            .arg("-r")
+            .arg(dir.join("lan-h1-eth0.pcap"))
+            .args([
+                "-Y",
+                "vxlan",
+                "-T",
+                "fields",
+                "-e",
+                "vxlan.vni",
+                "-e",
+                "udp.dstport",
+            ])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        let _ = std::fs::remove_dir_all(&dir);
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(!lines.is_empty(), "no VXLAN in the lan capture");
+        assert!(lines.iter().all(|l| *l == "4242\t4789"), "{text}");
+    }
+}
