@@ -56,6 +56,7 @@ fn engine() -> Engine {
         local_mac: mac(m),
         peers: vec![(ip(peer), mac(peer))],
         bindings: vec![],
+        capture: true,
     };
     let mut ports = vec![port("m1", 0), port("m2", 0), port("a", 1), port("b", 2)];
     ports.push(PortConfig {

@@ -51,6 +51,7 @@ fn cfg() -> EngineConfig {
         local_mac: mmac(m),
         peers: peers.into_iter().map(|p| (mip(p), mmac(p))).collect(),
         bindings,
+        capture: true,
     };
     EngineConfig {
         domains: vec![dom("lan"), dom("ov@m1"), dom("ov@m2"), dom("ov2@m1")],

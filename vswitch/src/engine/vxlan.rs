@@ -65,6 +65,9 @@ pub struct VtepConfig {
     pub peers: Vec<(Ipv4Addr, MacAddr)>,
     /// Remote containers known up front: (inner IP, inner MAC, peer address).
     pub bindings: Vec<(Ipv4Addr, MacAddr, Ipv4Addr)>,
+    /// Emit [`Action::Capture`] copies of the VXLAN frames this engine
+    /// carries between its own VTEPs (set when lan is captured).
+    pub capture: bool,
 }
 
 #[derive(Debug)]
@@ -86,6 +89,9 @@ pub(crate) struct Overlay {
     by_local: HashMap<(Ipv4Addr, u32), usize>,
     /// Uplink ports of machines that have VTEPs, with their addresses.
     locals: HashMap<Ipv4Addr, PortId>,
+    /// Copy encapsulated frames between this engine's own VTEPs to the
+    /// sender's uplink capture ([`Action::Capture`]).
+    capture: bool,
     /// Counters.
     pub(crate) stats: OverlayStats,
 }
@@ -107,7 +113,10 @@ pub struct OverlayStats {
 
 impl Overlay {
     pub(crate) fn new(cfgs: &[VtepConfig]) -> Overlay {
-        let mut o = Overlay::default();
+        let mut o = Overlay {
+            capture: cfgs.iter().any(|c| c.capture),
+            ..Overlay::default()
+        };
         for (i, c) in cfgs.iter().enumerate() {
             let mut remote = HashMap::new();
             let mut arp = HashMap::new();
@@ -584,10 +593,14 @@ impl Engine {
                     .collect()
             };
             for mut e in frames {
-                if let Some(ov) = self.overlay.as_deref_mut() {
-                    ov.stats.encapsulated += 1;
-                }
-                if local {
+                let capture = match self.overlay.as_deref_mut() {
+                    Some(ov) => {
+                        ov.stats.encapsulated += 1;
+                        ov.capture
+                    }
+                    None => false,
+                };
+                if local && capture {
                     out.push(Action::Capture(
                         uplink,
                         Packet::from_frame(e.hdr, e.frame()),
@@ -595,10 +608,21 @@ impl Engine {
                 }
                 sub.clear();
                 self.handle_frame(now, uplink, &mut e, &mut sub);
-                for a in sub.drain(..) {
+                // The last Forward takes the packet itself: no copy for the
+                // usual single destination.
+                let last = sub.iter().rposition(|a| matches!(a, Action::Forward(_)));
+                let mut owned = Some(e);
+                for (i, a) in sub.drain(..).enumerate() {
                     match a {
+                        Action::Forward(p) if Some(i) == last => {
+                            if let Some(e) = owned.take() {
+                                out.push(Action::Emit(p, e));
+                            }
+                        }
                         Action::Forward(p) => {
-                            out.push(Action::Emit(p, Packet::from_frame(e.hdr, e.frame())));
+                            if let Some(e) = owned.as_ref() {
+                                out.push(Action::Emit(p, Packet::from_frame(e.hdr, e.frame())));
+                            }
                         }
                         Action::Drop(_) => {}
                         other => out.push(other),

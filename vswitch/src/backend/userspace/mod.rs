@@ -413,7 +413,14 @@ impl Dataplane {
             }
         }
 
-        overlay::add_vteps(plan, &mut cfg, &ov_domains, &uplinks, lan_mac);
+        overlay::add_vteps(
+            plan,
+            &mut cfg,
+            &ov_domains,
+            &uplinks,
+            lan_mac,
+            opts.pcap_dir.is_some(),
+        );
         for (i, m) in plan.machines.iter().enumerate() {
             if l3_of[i].is_none() {
                 continue;

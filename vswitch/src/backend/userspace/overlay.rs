@@ -139,6 +139,7 @@ pub fn add_vteps(
     domains: &Domains,
     uplinks: &[PortId],
     lan_mac: fn(Ipv4Addr) -> MacAddr,
+    capture: bool,
 ) {
     for (&(ni, m), &domain) in domains {
         let n = &plan.networks[ni];
@@ -173,6 +174,7 @@ pub fn add_vteps(
             local_mac: lan_mac(ip),
             peers,
             bindings,
+            capture,
         });
     }
 }
