@@ -171,6 +171,8 @@ impl Dataplane {
         plan: &Plan,
         _opts: &BuildOptions,
     ) -> Result<Dataplane, BuildError> {
+        // OV-8: overlay-only containers get a docker_gwbridge endpoint.
+        let plan = &*crate::backend::userspace::overlay::with_gwbridge(plan);
         let lan = lan::build(world, plan)?;
         let mut dp = Dataplane {
             lan,

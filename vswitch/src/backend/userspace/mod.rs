@@ -180,6 +180,8 @@ impl Dataplane {
     /// Creates every TAP in its namespace, configures it, and starts the
     /// engine loop over them.
     pub fn build(world: &World, plan: &Plan, opts: &BuildOptions) -> Result<Dataplane, BuildError> {
+        // OV-8: overlay-only containers get a docker_gwbridge endpoint.
+        let plan = &*overlay::with_gwbridge(plan);
         let mut cfg = EngineConfig::default();
         let mut ports: Vec<PortIo> = Vec::new();
         let mut port_names = Vec::new();

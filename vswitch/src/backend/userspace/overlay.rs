@@ -16,7 +16,11 @@ use std::net::{IpAddr, Ipv4Addr};
 use crate::engine::{
     DomainConfig, DomainId, EngineConfig, PortConfig, PortId, PortRole, VtepConfig,
 };
-use crate::scenario::plan::{BackendKind, CheckKind, Driver, MacAddr, Node, Plan};
+use ipnet::Ipv4Net;
+
+use crate::scenario::plan::{
+    BackendKind, CheckKind, Driver, Endpoint, MacAddr, Network, Node, Plan, Subnet4,
+};
 
 /// Machines that run a container attached to network `net`, in order.
 pub fn machines_of(plan: &Plan, net: usize) -> Vec<usize> {
@@ -63,7 +67,10 @@ pub fn refusals(plan: &Plan) -> Vec<String> {
     for chk in &plan.checks {
         for &from in &chk.from {
             let Node::Container(ci) = from else { continue };
-            if !on_overlay(plan, ci) || has_default_route(plan, ci) {
+            if !on_overlay(plan, ci)
+                || has_default_route(plan, ci)
+                || gwbridge_subnet(plan).is_some()
+            {
                 continue;
             }
             let targets: Vec<IpAddr> = match &chk.kind {
@@ -91,7 +98,7 @@ pub fn refusals(plan: &Plan) -> Vec<String> {
             };
             if targets.iter().any(|a| !local(a)) {
                 why.push(format!(
-                    "north–south traffic from an overlay-only container needs docker_gwbridge (OV-8), not supported yet (check[{}] ({}) from `{}`)",
+                    "north–south traffic from an overlay-only container needs docker_gwbridge (OV-8), and no 172.18-31.0.0/16 is free for it (check[{}] ({}) from `{}`)",
                     chk.index,
                     chk.kind.name(),
                     plan.containers[ci].name
@@ -216,6 +223,84 @@ pub fn mixed_refusals(plan: &Plan) -> Vec<String> {
         .collect()
 }
 
+/// Name of the implicit gateway bridge network (OV-8).
+pub const GWBRIDGE: &str = "docker_gwbridge";
+
+/// The subnet Docker's `docker_gwbridge` would get: the first /16 of
+/// 172.18-31 overlapping no network of the plan and not `lan`.
+fn gwbridge_subnet(plan: &Plan) -> Option<Ipv4Net> {
+    (18..=31u8).find_map(|b| {
+        let net = Ipv4Net::new(Ipv4Addr::new(172, b, 0, 0), 16).ok()?;
+        let clash = |o: &Ipv4Net| o.contains(&net.network()) || net.contains(&o.network());
+        let used = plan
+            .networks
+            .iter()
+            .flat_map(|n| n.subnets.iter().map(|s| s.net))
+            .any(|o| clash(&o))
+            || clash(&plan.lan);
+        (!used).then_some(net)
+    })
+}
+
+/// The plan the backends build (OV-8): every container whose only routed
+/// networks are overlays gets one more endpoint, on its machine's
+/// `docker_gwbridge` (a bridge network, ICC off, masquerade on, one per
+/// machine, as Docker creates it), which carries its default route.
+/// Names are not registered on it (no embedded DNS records come from this
+/// plan). Unchanged when no container needs it.
+pub fn with_gwbridge(plan: &Plan) -> std::borrow::Cow<'_, Plan> {
+    use std::borrow::Cow;
+    let needy: Vec<usize> = (0..plan.containers.len())
+        .filter(|&ci| on_overlay(plan, ci) && !has_default_route(plan, ci))
+        .collect();
+    let Some(net) = (!needy.is_empty()).then(|| gwbridge_subnet(plan)).flatten() else {
+        return Cow::Borrowed(plan);
+    };
+    let mut out = plan.clone();
+    let gw = Ipv4Addr::from(u32::from(net.network()) + 1);
+    let mut per_machine: BTreeMap<usize, (usize, u32)> = BTreeMap::new();
+    for &ci in &needy {
+        let m = plan.containers[ci].machine;
+        let entry = per_machine.entry(m).or_insert_with(|| {
+            out.networks.push(Network {
+                name: GWBRIDGE.to_string(),
+                driver: Driver::Bridge,
+                machine: Some(m),
+                default: false,
+                subnets: vec![Subnet4 {
+                    net,
+                    gateway: Some(gw),
+                    ip_range: net,
+                }],
+                aux_addresses: BTreeMap::new(),
+                ipv6: false,
+                subnet6: None,
+                gateway6: None,
+                internal: false,
+                icc: false,
+                masquerade: true,
+                mtu: 1500,
+                parent: None,
+                mode: None,
+                flag: None,
+                vni: None,
+                mtu_explicit: false,
+            });
+            (out.networks.len() - 1, 1)
+        });
+        entry.1 += 1;
+        let ip = Ipv4Addr::from(u32::from(net.network()) + entry.1);
+        out.containers[ci].endpoints.push(Endpoint {
+            network: entry.0,
+            ip: Some(ip),
+            ip6: None,
+            aliases: Vec::new(),
+            mac: MacAddr::docker_from_ipv4(ip),
+        });
+    }
+    Cow::Owned(out)
+}
+
 #[cfg(test)]
 mod tests {
     use std::path::Path;
@@ -263,13 +348,52 @@ expect = "ok"
 "#;
 
     #[test]
-    fn refusals_name_north_south_and_publish() {
+    fn refusals_name_publish_only() {
         let mut t = TWO.to_string();
         t.push_str("[[check]]\nkind = \"ping\"\nfrom = \"out\"\nto = \"x\"\nexpect = \"ok\"\n");
-        let why = super::refusals(&plan(&t));
+        assert!(super::refusals(&plan(&t)).is_empty());
+        let p = t.replace(
+            "name = \"out\"\n",
+            "name = \"out\"\npublish = [\"8080:80\"]\n",
+        );
+        let why = super::refusals(&plan(&p));
         assert_eq!(why.len(), 1, "{why:?}");
-        assert!(why[0].contains("docker_gwbridge (OV-8)"), "{why:?}");
-        assert!(super::refusals(&plan(TWO)).is_empty());
+        assert!(why[0].contains("OV-10"), "{why:?}");
+    }
+
+    #[test]
+    fn gwbridge_per_machine_for_overlay_only_containers() {
+        let p = plan(TWO);
+        let g = super::with_gwbridge(&p);
+        let gw: Vec<_> = g
+            .networks
+            .iter()
+            .filter(|n| n.name == super::GWBRIDGE)
+            .collect();
+        assert_eq!(gw.len(), 2);
+        assert!(
+            gw.iter()
+                .all(|n| !n.icc && n.masquerade && n.subnets[0].net.to_string() == "172.18.0.0/16")
+        );
+        // b and out share h2's: distinct addresses.
+        let last = |c: usize| {
+            g.containers[c]
+                .endpoints
+                .last()
+                .unwrap()
+                .ip
+                .unwrap()
+                .to_string()
+        };
+        assert_eq!(
+            (last(0), last(1), last(2)),
+            (
+                "172.18.0.2".into(),
+                "172.18.0.2".into(),
+                "172.18.0.3".into()
+            )
+        );
+        assert_eq!(g.containers[1].endpoints.len(), 2);
     }
 
     #[test]
