@@ -11,6 +11,9 @@
 //! networks, its host stack and its uplink, with connection tracking,
 //! masquerade, published ports, hairpin NAT, internal networks, ingress
 //! deny, ICMP errors and ARP for next hops (see `route.rs`).
+//!
+//! Issue 8 scope ([`VtepConfig`], `vxlan.rs`): VXLAN tunnel endpoints that
+//! join one overlay domain per machine over `lan`.
 
 mod checksum;
 pub mod conntrack;

@@ -12,6 +12,11 @@
 //! machine's uplink address on `lan` together with its host stack. The
 //! userland proxy ([`proxy`]) runs in each machine namespace for its
 //! published ports.
+//!
+//! Overlay networks (issue 8, [`overlay`]): one domain per network per
+//! machine, joined by the engine's VTEPs. A mixed run's `backend = "kernel"`
+//! machines get only their uplink TAP here; the kernel backend builds the
+//! rest of them.
 
 pub mod io;
 pub mod overlay;
