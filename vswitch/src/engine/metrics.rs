@@ -69,11 +69,15 @@ pub enum DropReason {
     IpvlanL3Broadcast,
     /// From an ipvlan l3/l3s child off its network: no lan host routes back (BUG-13).
     IpvlanL3Egress,
+    /// VXLAN to a machine for a VNI it has no overlay network of.
+    VxlanUnknownVni,
+    /// VXLAN to a machine whose headers are short or invalid.
+    VxlanMalformed,
 }
 
 impl DropReason {
     /// Every reason, in a stable order (the report's order).
-    pub const ALL: [DropReason; 28] = [
+    pub const ALL: [DropReason; 30] = [
         DropReason::Malformed,
         DropReason::MulticastSource,
         DropReason::ZeroSource,
@@ -102,6 +106,8 @@ impl DropReason {
         DropReason::SiblingIsolation,
         DropReason::IpvlanL3Broadcast,
         DropReason::IpvlanL3Egress,
+        DropReason::VxlanUnknownVni,
+        DropReason::VxlanMalformed,
     ];
 
     /// Number of reasons.
@@ -138,6 +144,8 @@ impl DropReason {
             DropReason::SiblingIsolation => "sibling-isolation",
             DropReason::IpvlanL3Broadcast => "ipvlan-no-broadcast",
             DropReason::IpvlanL3Egress => "ipvlan-no-route-back",
+            DropReason::VxlanUnknownVni => "vxlan-unknown-vni",
+            DropReason::VxlanMalformed => "vxlan-malformed",
         }
     }
 

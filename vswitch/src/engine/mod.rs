@@ -11,6 +11,9 @@
 //! networks, its host stack and its uplink, with connection tracking,
 //! masquerade, published ports, hairpin NAT, internal networks, ingress
 //! deny, ICMP errors and ARP for next hops (see `route.rs`).
+//!
+//! Issue 8 scope ([`VtepConfig`], `vxlan.rs`): VXLAN tunnel endpoints that
+//! join one overlay domain per machine over `lan`.
 
 mod checksum;
 pub mod conntrack;
@@ -36,7 +39,10 @@ mod tests_l3;
 mod tests_nat;
 #[cfg(test)]
 mod tests_vlan;
+#[cfg(test)]
+mod tests_vxlan;
 pub mod vlan;
+pub mod vxlan;
 mod wire;
 
 use std::net::Ipv4Addr;
@@ -48,6 +54,7 @@ pub use l3config::{L3Config, MachineConfig, NetworkConfig, PublishConfig};
 pub use metrics::{DropCounts, DropReason, FdbCounters, Metrics, PortCounters};
 pub use packet::{Packet, VnetHdr};
 pub use vlan::{Attachment, Siblings, VlanConfig, VlanMode, VlanPort};
+pub use vxlan::{OverlayStats, VtepConfig};
 
 use crate::scenario::plan::MacAddr;
 use fdb::{Fdb, mac_key};
@@ -117,6 +124,8 @@ pub struct EngineConfig {
     pub fdb_aging: Duration,
     /// Routing and NAT (empty: a pure L2 switch).
     pub l3: L3Config,
+    /// VXLAN tunnel endpoints of overlay networks (issue 8; empty: none).
+    pub overlay: Vec<VtepConfig>,
 }
 
 impl Default for EngineConfig {
@@ -127,6 +136,7 @@ impl Default for EngineConfig {
             fdb_capacity: 4096,
             fdb_aging: Duration::from_secs(300),
             l3: L3Config::default(),
+            overlay: Vec::new(),
         }
     }
 }
@@ -140,6 +150,10 @@ pub enum Action {
     Emit(PortId, Packet),
     /// The ingress frame is dropped, for this reason.
     Drop(DropReason),
+    /// Write this engine-built frame to the port's capture only (a frame
+    /// the engine sent on the port's segment without a device seeing it,
+    /// e.g. VXLAN between two machines of one engine).
+    Capture(PortId, Packet),
 }
 
 /// A configuration the engine cannot run.
@@ -231,6 +245,7 @@ pub struct Engine {
     metrics: Metrics,
     router: Option<Box<route::Router>>,
     vlan: Option<Box<vlan::VlanState>>,
+    overlay: Option<Box<vxlan::Overlay>>,
 }
 
 impl Engine {
@@ -306,6 +321,11 @@ impl Engine {
             };
             Some(Box::new(route::Router::new(&cfg.l3, ports.len(), &view)?))
         };
+        let overlay = if cfg.overlay.is_empty() {
+            None
+        } else {
+            Some(Box::new(vxlan::Overlay::new(&cfg.overlay)))
+        };
         Ok(Engine {
             cfg,
             ports,
@@ -313,6 +333,7 @@ impl Engine {
             metrics,
             router,
             vlan: None,
+            overlay,
         })
     }
 
@@ -378,12 +399,18 @@ impl Engine {
         if !l2::admit(d, &mut self.metrics, now, ingress, port.role, pkt, out) {
             return;
         }
+        if self.overlay.is_some()
+            && (self.overlay_ingress(now, ingress, pkt, out) || self.overlay_arp(ingress, pkt, out))
+        {
+            return;
+        }
         if let Some(r) = self.router.as_deref_mut()
             && r.intercept(now, ingress, pkt, &mut self.metrics, out)
         {
             return;
         }
         let d = &mut self.domains[usize::from(port.domain.0)];
+        let start = out.len();
         l2::switch(
             d,
             &self.ports,
@@ -394,6 +421,9 @@ impl Engine {
             pkt,
             out,
         );
+        if self.overlay.is_some() {
+            self.overlay_egress(now, pkt, out, start);
+        }
     }
 
     /// Forgets every learned MAC idle for longer than `fdb_aging`, every
@@ -470,6 +500,9 @@ impl Engine {
         let ports: Vec<&str> = self.cfg.ports.iter().map(|p| p.name.as_str()).collect();
         let domains: Vec<&str> = self.cfg.domains.iter().map(|d| d.name.as_str()).collect();
         let mut v = self.metrics.snapshot(&ports, &domains);
+        if let (Some(ov), Some(o)) = (self.overlay_stats(), v.as_object_mut()) {
+            o.insert("overlay".into(), serde_json::json!(ov));
+        }
         if let (Some(r), Some(o)) = (self.router.as_deref(), v.as_object_mut()) {
             o.insert(
                 "conntrack".into(),

@@ -103,6 +103,7 @@ proptest! {
                         prop_assert_eq!(&pk.frame()[6..12], &GW_MAC.0[..]);
                     }
                     Action::Drop(_) => {}
+                    Action::Capture(..) => prop_assert!(false, "capture without overlay"),
                 }
             }
             for d in 0..3 {

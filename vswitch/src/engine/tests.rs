@@ -75,6 +75,7 @@ pub(super) fn topo_cfg(icc: bool, capacity: usize) -> EngineConfig {
         fdb_capacity: capacity,
         fdb_aging: AGING,
         l3: L3Config::default(),
+        overlay: Vec::new(),
     }
 }
 

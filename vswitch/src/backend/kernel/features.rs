@@ -63,6 +63,7 @@ pub(super) fn unsupported_with(
         }
     }
     let mut needs_nft = false;
+    let mut needs_bridge_tool = false;
     for (i, n) in plan.networks.iter().enumerate() {
         let at = format!("network[{i}] `{}`", n.name);
         if n.ipv6 {
@@ -110,7 +111,12 @@ pub(super) fn unsupported_with(
                     say(format!("{} ({at})", lacks("ipvlan", "driver ipvlan")));
                 }
             }
-            Driver::Overlay => say(format!("driver overlay not supported yet ({at})")),
+            Driver::Overlay => {
+                if !has_kind("vxlan") {
+                    say(format!("{} ({at})", lacks("vxlan", "driver overlay")));
+                }
+                needs_bridge_tool = true;
+            }
             Driver::None | Driver::Host => {}
         }
     }
@@ -135,6 +141,15 @@ pub(super) fn unsupported_with(
             "bridge networks need the nftables CLI `nft` (Debian package nftables), which is not installed"
                 .to_string(),
         );
+    }
+    if needs_bridge_tool && !has_tool("bridge") {
+        say(
+            "overlay networks need `bridge` from iproute2 (head-end replication FDB entries), which is not installed"
+                .to_string(),
+        );
+    }
+    for r in crate::backend::userspace::overlay::refusals(plan) {
+        say(r);
     }
     let publishes = plan.containers.iter().any(|c| !c.publish.is_empty());
     if needs_nft && publishes && !has_tool("ip") {

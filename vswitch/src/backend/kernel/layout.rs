@@ -116,7 +116,8 @@ pub(super) fn bridge_name(plan: &Plan, net: usize) -> String {
 pub(super) fn gateway_endpoint(plan: &Plan, container: usize) -> Option<usize> {
     plan.containers[container].endpoints.iter().position(|e| {
         let n = &plan.networks[e.network];
-        !n.internal && n.primary().and_then(|s| s.gateway).is_some()
+        // Overlay: the default route is docker_gwbridge's (OV-8), not built.
+        n.driver != Driver::Overlay && !n.internal && n.primary().and_then(|s| s.gateway).is_some()
     })
 }
 
@@ -199,6 +200,11 @@ pub(super) fn machine_layout(plan: &Plan, m: usize) -> MachineLayout {
                         hairpin: default_ep == Some(k) && !c.publish.is_empty(),
                     }
                 }
+                Driver::Overlay => Attach::Veth {
+                    host: format!("veth{ci}_{k}"),
+                    bridge: super::overlay::bridge_name(plan, e.network),
+                    hairpin: false,
+                },
                 Driver::Macvlan => Attach::Macvlan {
                     parent: match &n.parent {
                         Some(p) => p.name.clone(),

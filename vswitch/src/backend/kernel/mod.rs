@@ -15,6 +15,10 @@
 //!   a veth stub as parent: Docker uses a dummy link (MV-6), which this
 //!   kernel lacks; a veth end with nothing behind it behaves the same for
 //!   the children (no uplink, no host address on it).
+//! - overlay networks ([`overlay`]): a bridge and a vxlan device per
+//!   network in each machine namespace running one of its containers, with
+//!   head-end replication FDB entries toward the other machines; overlay-only
+//!   containers also get a `docker_gwbridge` bridge endpoint (OV-8).
 //!
 //! Observable consequences of the kernel's own behaviour, kept on purpose:
 //! the lan bridge does not hairpin, so `vepa` children on one machine cannot
@@ -25,6 +29,7 @@ mod features;
 mod lan;
 mod layout;
 mod nft;
+mod overlay;
 #[cfg(test)]
 mod tests;
 
@@ -170,6 +175,8 @@ impl Dataplane {
         plan: &Plan,
         _opts: &BuildOptions,
     ) -> Result<Dataplane, BuildError> {
+        // OV-8: overlay-only containers get a docker_gwbridge endpoint.
+        let plan = &*crate::backend::userspace::overlay::with_gwbridge(plan);
         let lan = lan::build(world, plan)?;
         let mut dp = Dataplane {
             lan,
@@ -200,11 +207,19 @@ impl Dataplane {
     }
 }
 
+/// Machine `m` of a mixed run (`backend = "kernel"` beside userspace
+/// machines): everything but its uplink, which the userspace backend made a
+/// TAP on the engine's lan (design notes, "Mixed runs").
+pub(crate) fn build_mixed_machine(world: &World, plan: &Plan, m: usize) -> Result<(), BuildError> {
+    build_machine(world, plan, m)
+}
+
 /// Machine `m`: sysctls, bridges, container links, their configuration in
 /// each container, and the nftables ruleset.
 fn build_machine(world: &World, plan: &Plan, m: usize) -> Result<(), BuildError> {
     let layout = layout::machine_layout(plan, m);
     let machine = &plan.machines[m].name;
+    overlay::build(world, plan, m)?;
     let mut moves = Vec::new();
     for l in &layout.links {
         let target = world
@@ -299,6 +314,7 @@ fn build_machine(world: &World, plan: &Plan, m: usize) -> Result<(), BuildError>
         )?;
     }
 
+    overlay::finish(world, plan, m)?;
     let table = world.run().to_string();
     if let Some(rules) = nft::machine_ruleset(plan, m, &layout, &table, br_netfilter) {
         in_ns(

@@ -160,6 +160,14 @@ fn run(
                         Action::Forward(p) => (p.0 as usize, &pkt),
                         Action::Emit(p, built) => (p.0 as usize, built),
                         Action::Drop(_) => continue,
+                        Action::Capture(p, built) => {
+                            if let Some(w) =
+                                ports.get_mut(p.0 as usize).and_then(|x| x.pcap.as_mut())
+                            {
+                                let _ = w.write(built.frame());
+                            }
+                            continue;
+                        }
                     };
                     let Some(port) = ports.get_mut(egress) else {
                         continue;

@@ -17,9 +17,15 @@
 //! machine's uplink address on `lan` together with its host stack. The
 //! userland proxy ([`proxy`]) runs in each machine namespace for its
 //! published ports.
+//!
+//! Overlay networks (issue 8, [`overlay`]): one domain per network per
+//! machine, joined by the engine's VTEPs. A mixed run's `backend = "kernel"`
+//! machines get only their uplink TAP here; the kernel backend builds the
+//! rest of them.
 
 pub mod io;
 mod l2nets;
+pub mod overlay;
 pub mod proxy;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddrV4};
@@ -33,7 +39,7 @@ use crate::engine::{
     Attachment, DomainConfig, DomainId, Engine, EngineConfig, Gateway, MachineConfig,
     NetworkConfig, PortConfig, PortId, PortRole, PublishConfig, VlanConfig, VlanMode, VlanPort,
 };
-use crate::scenario::plan::{BackendKind, CheckKind, Driver, MacAddr, Node, Plan, Proto};
+use crate::scenario::plan::{CheckKind, Driver, MacAddr, Node, Plan, Proto};
 use crate::sys::netlink::Netlink;
 use crate::sys::tap::{Tap, TapOptions};
 
@@ -47,21 +53,10 @@ const LAN_MTU: u16 = 1500;
 pub fn unsupported(plan: &Plan) -> Vec<String> {
     let mut why = Vec::new();
     let mut say = |s: String| why.push(format!("backend userspace: {s}"));
-    for (i, m) in plan.machines.iter().enumerate() {
-        if m.backend == Some(BackendKind::Kernel) {
-            say(format!(
-                "mixed backends (machine[{i}] `{}` backend = kernel) not supported yet",
-                m.name
-            ));
-        }
+    for r in overlay::mixed_refusals(plan) {
+        say(r);
     }
     for (i, n) in plan.networks.iter().enumerate() {
-        if matches!(n.driver, Driver::Overlay) {
-            say(format!(
-                "driver {} not supported yet (network[{i}] `{}`)",
-                n.driver, n.name
-            ));
-        }
         if n.ipv6 {
             say(format!(
                 "IPv6 not supported yet (network[{i}] `{}`)",
@@ -70,6 +65,9 @@ pub fn unsupported(plan: &Plan) -> Vec<String> {
         }
     }
     l2nets::unsupported(plan, &mut say);
+    for r in overlay::refusals(plan) {
+        say(r);
+    }
     for (i, x) in plan.externals.iter().enumerate() {
         if x.ip.is_ipv6() {
             say(format!(
@@ -182,6 +180,8 @@ impl Dataplane {
     /// Creates every TAP in its namespace, configures it, and starts the
     /// engine loop over them.
     pub fn build(world: &World, plan: &Plan, opts: &BuildOptions) -> Result<Dataplane, BuildError> {
+        // OV-8: overlay-only containers get a docker_gwbridge endpoint.
+        let plan = &*overlay::with_gwbridge(plan);
         let mut cfg = EngineConfig::default();
         let mut ports: Vec<PortIo> = Vec::new();
         let mut port_names = Vec::new();
@@ -295,6 +295,10 @@ impl Dataplane {
             }
         }
 
+        // Machines whose data path is the engine's (mixed runs: not the
+        // `backend = kernel` ones), and their index among the router's.
+        let l3_of = overlay::engine_machines(plan);
+
         // One domain per bridge network, with its host port.
         let mut domain_of = vec![None; plan.networks.len()];
         let mut l3_net_of = vec![None; plan.networks.len()];
@@ -319,6 +323,10 @@ impl Dataplane {
             let (Some(machine), Some(primary)) = (n.machine, n.primary()) else {
                 continue;
             };
+            // A kernel machine of a mixed run builds its own networks.
+            let Some(l3_machine) = l3_of[machine] else {
+                continue;
+            };
             let gateway = primary.gateway.map(|ip| Gateway {
                 ip,
                 mac: MacAddr::docker_from_ipv4(ip),
@@ -334,7 +342,7 @@ impl Dataplane {
             l3_net_of[ni] = Some(cfg.l3.networks.len());
             cfg.l3.networks.push(NetworkConfig {
                 domain,
-                machine,
+                machine: l3_machine,
                 subnets: n.subnets.iter().map(|s| s.net).collect(),
                 gateways: n.subnets.iter().filter_map(|s| s.gateway).collect(),
                 internal: n.internal,
@@ -366,16 +374,23 @@ impl Dataplane {
             )?;
         }
 
+        let ov_domains = overlay::add_domains(plan, &mut cfg);
+
         // Containers: one ethN per attachment, default route via the first
         // non-internal network with a gateway (BR-3, BR-15).
         for (ci, c) in plan.containers.iter().enumerate() {
-            let default_net = c
-                .endpoints
-                .iter()
-                .position(|e| l2nets::carries_default(&plan.networks[e.network]));
+            let Some(l3_machine) = l3_of[c.machine] else {
+                continue;
+            };
+            let default_net = c.endpoints.iter().position(|e| {
+                let n = &plan.networks[e.network];
+                n.driver != Driver::Overlay && l2nets::carries_default(n)
+            });
             for (k, e) in c.endpoints.iter().enumerate() {
                 let n = &plan.networks[e.network];
-                let Some(domain) = domain_of[e.network] else {
+                let Some(domain) = domain_of[e.network]
+                    .or_else(|| ov_domains.get(&(e.network, c.machine)).copied())
+                else {
                     continue;
                 };
                 let Some(ip) = e.ip else { continue };
@@ -442,7 +457,7 @@ impl Dataplane {
                             Some(IpAddr::V6(_)) => continue,
                         };
                         cfg.l3.publish.push(PublishConfig {
-                            machine: c.machine,
+                            machine: l3_machine,
                             host_ip,
                             host_port: p.host_port,
                             proto: ip_proto(p.proto),
@@ -455,7 +470,18 @@ impl Dataplane {
             }
         }
 
+        overlay::add_vteps(
+            plan,
+            &mut cfg,
+            &ov_domains,
+            &uplinks,
+            lan_mac,
+            opts.pcap_dir.is_some(),
+        );
         for (i, m) in plan.machines.iter().enumerate() {
+            if l3_of[i].is_none() {
+                continue;
+            }
             cfg.l3.machines.push(MachineConfig {
                 name: m.name.clone(),
                 uplink: uplinks[i],
@@ -470,7 +496,13 @@ impl Dataplane {
                 userland_proxy: m.userland_proxy,
             });
         }
-        let proxy_maps = proxy_mappings(plan, &cfg);
+        let plan_of: Vec<usize> = (0..plan.machines.len())
+            .filter(|&m| l3_of[m].is_some())
+            .collect();
+        let proxy_maps = proxy_mappings(plan, &cfg, &plan_of);
+        for m in (0..plan.machines.len()).filter(|&m| l3_of[m].is_none()) {
+            crate::backend::kernel::build_mixed_machine(world, plan, m)?;
+        }
 
         let mut engine = Engine::new(cfg).map_err(BuildError::at("engine configuration"))?;
         if l2nets::needs_vlans(plan) {
@@ -527,9 +559,11 @@ fn ip_proto(p: Proto) -> u8 {
 /// machine-local address (and loopback), so that a reply leaves from the
 /// address the client talked to. Kept with `userland_proxy = false` too,
 /// for connections from the machine itself (the engine DNATs the rest).
-fn proxy_mappings(plan: &Plan, cfg: &EngineConfig) -> Vec<Vec<Mapping>> {
+fn proxy_mappings(plan: &Plan, cfg: &EngineConfig, plan_of: &[usize]) -> Vec<Vec<Mapping>> {
     let mut per = vec![Vec::new(); plan.machines.len()];
     for p in &cfg.l3.publish {
+        let l3_machine = p.machine;
+        let machine = plan_of[l3_machine];
         let target = SocketAddrV4::new(p.container_ip, p.container_port);
         let proto = match p.proto {
             6 => Proto::Tcp,
@@ -539,15 +573,15 @@ fn proxy_mappings(plan: &Plan, cfg: &EngineConfig) -> Vec<Vec<Mapping>> {
             (Some(h), _) if !h.is_unspecified() => vec![h],
             (_, Proto::Tcp) => vec![Ipv4Addr::UNSPECIFIED],
             (_, Proto::Udp) => {
-                let mut a = vec![Ipv4Addr::LOCALHOST, plan.machines[p.machine].ip];
-                for n in cfg.l3.networks.iter().filter(|n| n.machine == p.machine) {
+                let mut a = vec![Ipv4Addr::LOCALHOST, plan.machines[machine].ip];
+                for n in cfg.l3.networks.iter().filter(|n| n.machine == l3_machine) {
                     a.extend(n.gateways.iter().copied());
                 }
                 a
             }
         };
         for ip in listen {
-            per[p.machine].push(Mapping {
+            per[machine].push(Mapping {
                 listen: SocketAddrV4::new(ip, p.host_port),
                 target,
                 proto,

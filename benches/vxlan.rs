@@ -1,0 +1,135 @@
+//! The VTEP's per-packet work (issue 8): VXLAN encapsulation of a 64- and a
+//! 1450-byte inner frame, decapsulation (outer parse + strip), and the
+//! whole engine path of a frame from a container on m1 to one on m2
+//! (switch, encap, lan, decap, switch), beside a baseline that only copies
+//! the frame once.
+//!
+//! `Throughput::Elements(1)`: criterion reports packets/s.
+//!
+//! ```text
+//! cargo bench -p vswitch-benches --bench vxlan            # full
+//! cargo bench -p vswitch-benches --bench vxlan -- --quick # smoke
+//! ```
+
+use std::hint::black_box;
+use std::net::Ipv4Addr;
+use std::time::Instant;
+
+use criterion::{Criterion, Throughput};
+use vswitch::engine::vxlan::{decap_in_place, encap, parse_outer};
+use vswitch::engine::{
+    DomainConfig, DomainId, Engine, EngineConfig, Packet, PortConfig, PortId, PortRole, VnetHdr,
+    VtepConfig,
+};
+use vswitch::scenario::plan::MacAddr;
+
+fn mac(n: u8) -> MacAddr {
+    MacAddr([2, 0x56, 198, 18, 0, n])
+}
+fn ip(n: u8) -> Ipv4Addr {
+    Ipv4Addr::new(198, 18, 0, n)
+}
+const A: MacAddr = MacAddr([2, 0x42, 10, 0, 0, 2]);
+const B: MacAddr = MacAddr([2, 0x42, 10, 0, 0, 3]);
+
+fn frame(len: usize) -> Packet {
+    let mut f = vec![0x45u8; len];
+    f[0..6].copy_from_slice(&B.0);
+    f[6..12].copy_from_slice(&A.0);
+    f[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
+    Packet::from_frame(VnetHdr::default(), &f)
+}
+
+fn engine() -> Engine {
+    let dom = |n: &str| DomainConfig {
+        name: n.into(),
+        gateway: None,
+        icc: true,
+    };
+    let port = |n: &str, d: u16, role| PortConfig {
+        name: n.into(),
+        domain: DomainId(d),
+        role,
+    };
+    let vtep = |m: u8, d: u16, p: u16, peer: u8, who: MacAddr, at: u8| VtepConfig {
+        name: "ov".into(),
+        vni: 4097,
+        domain: DomainId(d),
+        port: PortId(p),
+        uplink: PortId(u16::from(m) - 1),
+        local_ip: ip(m),
+        local_mac: mac(m),
+        peers: vec![(ip(peer), mac(peer))],
+        bindings: vec![(Ipv4Addr::new(10, 0, 0, at), who, ip(peer))],
+        capture: false,
+    };
+    Engine::new(EngineConfig {
+        domains: vec![dom("lan"), dom("ov@m1"), dom("ov@m2")],
+        ports: vec![
+            port("m1", 0, PortRole::Plain),
+            port("m2", 0, PortRole::Plain),
+            port("a", 1, PortRole::Container),
+            port("b", 2, PortRole::Container),
+            port("v1", 1, PortRole::Plain),
+            port("v2", 2, PortRole::Plain),
+        ],
+        overlay: vec![vtep(1, 1, 4, 2, B, 3), vtep(2, 2, 5, 1, A, 2)],
+        ..EngineConfig::default()
+    })
+    .expect("valid configuration")
+}
+
+fn main() {
+    let mut c = Criterion::default().configure_from_args();
+    for len in [64usize, 1464] {
+        let inner = frame(len);
+        let mut g = c.benchmark_group(format!("vxlan/{len}B"));
+        g.throughput(Throughput::Elements(1));
+        g.bench_function("copy-baseline", |b| {
+            b.iter(|| black_box(Packet::from_frame(inner.hdr, black_box(inner.frame()))))
+        });
+        g.bench_function("encap", |b| {
+            b.iter(|| {
+                black_box(encap(
+                    black_box(&inner),
+                    4097,
+                    mac(1),
+                    ip(1),
+                    mac(2),
+                    ip(2),
+                    50000,
+                ))
+            })
+        });
+        let outer = encap(&inner, 4097, mac(1), ip(1), mac(2), ip(2), 50000);
+        g.bench_function("decap", |b| {
+            b.iter(|| {
+                let mut p = Packet::from_frame(outer.hdr, outer.frame());
+                if let Ok(Some(o)) = parse_outer(black_box(p.frame())) {
+                    decap_in_place(&mut p, o.inner);
+                }
+                black_box(p)
+            })
+        });
+        let mut e = engine();
+        let now = Instant::now();
+        let mut out = Vec::new();
+        // Teach both domains where a and b are.
+        let mut f = inner.frame().to_vec();
+        f[0..6].copy_from_slice(&A.0);
+        f[6..12].copy_from_slice(&B.0);
+        let mut back = Packet::from_frame(VnetHdr::default(), &f);
+        e.handle_frame(now, PortId(3), &mut back, &mut out);
+        out.clear();
+        g.bench_function("engine a@m1 → b@m2", |b| {
+            b.iter(|| {
+                let mut p = inner.clone();
+                e.handle_frame(now, PortId(2), &mut p, &mut out);
+                black_box(out.len());
+                out.clear();
+            })
+        });
+        g.finish();
+    }
+    c.final_summary();
+}

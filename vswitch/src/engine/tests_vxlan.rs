@@ -1,0 +1,240 @@
+//! Engine tests of the VTEPs (issue 8): three machines on lan, one overlay
+//! domain on each of m1 and m2 with VNI 4097 (m3 has none), plus a second
+//! overlay (VNI 5000) on m1 only. Nothing sleeps; nothing does IO.
+
+use std::net::Ipv4Addr;
+use std::time::Instant;
+
+use super::vxlan::{OVERHEAD, encap, parse_outer};
+use super::*;
+
+const LAN: DomainId = DomainId(0);
+// Ports: 0..3 uplinks m1..m3; 3 a (m1, ov), 4 b (m2, ov), 5 c (m1, ov),
+// 6 z (m1, ov2); 7 vtep m1/ov, 8 vtep m2/ov, 9 vtep m1/ov2.
+const U1: PortId = PortId(0);
+const U2: PortId = PortId(1);
+const A: PortId = PortId(3);
+const B: PortId = PortId(4);
+const C: PortId = PortId(5);
+
+fn mip(n: u8) -> Ipv4Addr {
+    Ipv4Addr::new(198, 18, 0, n)
+}
+fn mmac(n: u8) -> MacAddr {
+    MacAddr([2, 0x56, 198, 18, 0, n])
+}
+fn cmac(n: u8) -> MacAddr {
+    MacAddr([2, 0x42, 10, 0, 0, n])
+}
+fn cip(n: u8) -> Ipv4Addr {
+    Ipv4Addr::new(10, 0, 0, n)
+}
+
+fn cfg() -> EngineConfig {
+    let dom = |n: &str| DomainConfig {
+        name: n.into(),
+        gateway: None,
+        icc: true,
+    };
+    let port = |n: &str, d: u16, role| PortConfig {
+        name: n.into(),
+        domain: DomainId(d),
+        role,
+    };
+    let vtep = |m: u8, d: u16, port: u16, vni, peers: Vec<u8>, bindings| VtepConfig {
+        name: "ov".into(),
+        vni,
+        domain: DomainId(d),
+        port: PortId(port),
+        uplink: PortId(u16::from(m) - 1),
+        local_ip: mip(m),
+        local_mac: mmac(m),
+        peers: peers.into_iter().map(|p| (mip(p), mmac(p))).collect(),
+        bindings,
+        capture: true,
+    };
+    EngineConfig {
+        domains: vec![dom("lan"), dom("ov@m1"), dom("ov@m2"), dom("ov2@m1")],
+        ports: vec![
+            port("m1", 0, PortRole::Plain),
+            port("m2", 0, PortRole::Plain),
+            port("m3", 0, PortRole::Plain),
+            port("a", 1, PortRole::Container),
+            port("b", 2, PortRole::Container),
+            port("c", 1, PortRole::Container),
+            port("z", 3, PortRole::Container),
+            port("vtep1", 1, PortRole::Plain),
+            port("vtep2", 2, PortRole::Plain),
+            port("vtep1b", 3, PortRole::Plain),
+        ],
+        overlay: vec![
+            vtep(1, 1, 7, 4097, vec![2], vec![(cip(3), cmac(3), mip(2))]),
+            vtep(2, 2, 8, 4097, vec![1], vec![(cip(2), cmac(2), mip(1))]),
+            vtep(1, 3, 9, 5000, vec![2], vec![]),
+        ],
+        ..EngineConfig::default()
+    }
+}
+
+fn eth(dst: MacAddr, src: MacAddr, et: u16, body: &[u8]) -> Packet {
+    let mut f = vec![0u8; 14];
+    f[0..6].copy_from_slice(&dst.0);
+    f[6..12].copy_from_slice(&src.0);
+    f[12..14].copy_from_slice(&et.to_be_bytes());
+    f.extend_from_slice(body);
+    Packet::from_frame(VnetHdr::default(), &f)
+}
+
+fn arp_request(from: u8, target: u8) -> Packet {
+    let mut b = vec![0, 1, 8, 0, 6, 4, 0, 1];
+    b.extend_from_slice(&cmac(from).0);
+    b.extend_from_slice(&cip(from).octets());
+    b.extend_from_slice(&[0; 6]);
+    b.extend_from_slice(&cip(target).octets());
+    eth(MacAddr::BROADCAST, cmac(from), 0x0806, &b)
+}
+
+fn run(e: &mut Engine, port: PortId, p: &mut Packet) -> Vec<Action> {
+    let mut out = Vec::new();
+    e.handle_frame(Instant::now(), port, p, &mut out);
+    out
+}
+
+#[test]
+fn unicast_crosses_machines_and_is_captured_on_the_sender_uplink() {
+    let mut e = Engine::new(cfg()).unwrap();
+    let mut p = eth(cmac(3), cmac(2), 0x0800, &[0x45; 40]);
+    let out = run(&mut e, A, &mut p);
+    let mut delivered = 0;
+    let mut captured = 0;
+    for a in &out {
+        match a {
+            Action::Emit(to, pk) if *to == B => {
+                assert_eq!(pk.frame(), p.frame());
+                delivered += 1;
+            }
+            Action::Capture(to, pk) => {
+                assert_eq!(*to, U1);
+                let o = parse_outer(pk.frame()).unwrap().unwrap();
+                assert_eq!((o.vni, o.src, o.dst), (4097, mip(1), mip(2)));
+                assert_eq!(&pk.frame()[OVERHEAD..], p.frame());
+                captured += 1;
+            }
+            // Not learned locally yet: the domain floods to c too.
+            Action::Forward(to) if *to == C => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!((delivered, captured), (1, 1));
+    assert_eq!(e.overlay_stats().unwrap().decapsulated, 1);
+}
+
+#[test]
+fn arp_for_a_known_remote_binding_is_answered_locally() {
+    let mut e = Engine::new(cfg()).unwrap();
+    let mut p = arp_request(2, 3);
+    let out = run(&mut e, A, &mut p);
+    assert_eq!(out.len(), 1);
+    let Action::Emit(to, r) = &out[0] else {
+        panic!("{out:?}")
+    };
+    assert_eq!(*to, A);
+    let f = r.frame();
+    assert_eq!(&f[6..12], &cmac(3).0);
+    assert_eq!(&f[20..22], &[0, 2]);
+    assert_eq!(&f[22..28], &cmac(3).0);
+    assert_eq!(&f[28..32], &cip(3).octets());
+}
+
+#[test]
+fn broadcast_is_flooded_locally_and_replicated_to_peers() {
+    let mut e = Engine::new(cfg()).unwrap();
+    // ARP for an unknown address: not answered, flooded.
+    let mut p = arp_request(2, 99);
+    let out = run(&mut e, A, &mut p);
+    let to: Vec<PortId> = out
+        .iter()
+        .filter_map(|a| match a {
+            Action::Forward(p) | Action::Emit(p, _) => Some(*p),
+            _ => None,
+        })
+        .collect();
+    assert!(to.contains(&C), "{out:?}");
+    assert!(to.contains(&B), "{out:?}");
+    assert!(
+        !to.contains(&PortId(6)),
+        "leaked into the other VNI: {out:?}"
+    );
+    assert_eq!(
+        out.iter()
+            .filter(|a| matches!(a, Action::Capture(..)))
+            .count(),
+        1
+    );
+}
+
+#[test]
+fn remote_macs_are_learned_from_decapsulated_frames() {
+    let mut e = Engine::new(cfg()).unwrap();
+    // A frame from an unknown MAC behind m2 arrives for m1's VNI 4097.
+    let new = MacAddr([2, 0x42, 10, 0, 0, 77]);
+    let inner = eth(cmac(2), new, 0x0800, &[0x45; 30]);
+    let mut x = encap(&inner, 4097, mmac(2), mip(2), mmac(1), mip(1), 50000);
+    let out = run(&mut e, U2, &mut x);
+    assert!(
+        out.iter()
+            .any(|a| matches!(a, Action::Forward(p) if *p == A)),
+        "{out:?}"
+    );
+    // a answers: unicast to the learned MAC goes to m2 only.
+    let mut r = eth(new, cmac(2), 0x0800, &[0x45; 30]);
+    let out = run(&mut e, A, &mut r);
+    assert_eq!(
+        out.iter()
+            .filter(|a| matches!(a, Action::Capture(..)))
+            .count(),
+        1
+    );
+    assert!(e.overlay_stats().unwrap().learned >= 1);
+}
+
+#[test]
+fn wrong_vni_is_dropped_with_its_reason() {
+    let mut e = Engine::new(cfg()).unwrap();
+    let inner = eth(cmac(2), cmac(3), 0x0800, &[0x45; 30]);
+    let mut x = encap(&inner, 999, mmac(2), mip(2), mmac(1), mip(1), 50000);
+    let out = run(&mut e, U2, &mut x);
+    assert!(
+        matches!(out[..], [Action::Drop(DropReason::VxlanUnknownVni)]),
+        "{out:?}"
+    );
+    assert_eq!(e.overlay_stats().unwrap().unknown_vni, 1);
+    // m3 has no VTEP: VXLAN to it is plain lan traffic.
+    let mut y = encap(&inner, 4097, mmac(2), mip(2), mmac(3), mip(3), 50000);
+    let out = run(&mut e, U2, &mut y);
+    assert!(!out.iter().any(|a| matches!(a, Action::Drop(_))), "{out:?}");
+}
+
+#[test]
+fn gso_metadata_survives_the_tunnel() {
+    let mut e = Engine::new(cfg()).unwrap();
+    let mut p = eth(cmac(3), cmac(2), 0x0800, &[0x45; 60]);
+    p.hdr = VnetHdr {
+        flags: VnetHdr::F_NEEDS_CSUM,
+        gso_type: VnetHdr::GSO_TCPV4,
+        hdr_len: 54,
+        gso_size: 1398,
+        csum_start: 34,
+        csum_offset: 16,
+    };
+    let out = run(&mut e, A, &mut p);
+    let got = out
+        .iter()
+        .find_map(|a| match a {
+            Action::Emit(to, pk) if *to == B => Some(pk.hdr),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(got, p.hdr);
+    let _ = LAN;
+}

@@ -1,0 +1,814 @@
+//! The engine's VXLAN tunnel endpoints (issue 8, OV-2..5): an overlay
+//! network is one L2 domain per machine; each such domain has a virtual
+//! VTEP port (a port with no TAP behind it). Frames the domain sends to that
+//! port are encapsulated in VXLAN/UDP 4789 from the machine's uplink address
+//! to the peer machine's and handed to `lan` as if the machine's uplink had
+//! sent them (the engine speaks on lan as the machine, as the router does
+//! for NAT). VXLAN arriving on `lan` for a machine's uplink address is
+//! decapsulated into the VNI's domain on that machine, as if received on its
+//! VTEP port.
+//!
+//! Per VTEP: remote MACs are learned from decapsulated frames (inner source
+//! → outer source address) on top of the bindings the control plane knows
+//! (the scenario's containers, OV-11); broadcast and unknown unicast are
+//! replicated to every peer of the VNI (head-end replication); ARP requests
+//! for a known remote binding are answered locally; VXLAN for a VNI the
+//! machine has no VTEP for is dropped (`vxlan-unknown-vni`). The outer UDP
+//! source port is a hash of the inner flow (RFC 7348 §5).
+//!
+//! virtio-net metadata: the inner frame's checksum/GSO offsets are shifted
+//! with the outer headers, so a GSO super-frame crosses the (virtual) lan
+//! whole and is written to the receiving container's TAP still GSO: TCP
+//! across the overlay keeps its offloads. Where an encapsulated frame must
+//! leave on a real link without tunnel GSO, [`segment_tcp4`] cuts the inner
+//! super-frame into MSS-sized segments with full checksums first.
+
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+use std::time::Instant;
+
+use super::fdb::mac_key;
+use super::wire::{
+    ARP_REPLY, ARP_REQUEST, ArpRepr, ETH_HDR_LEN, ETHERTYPE_ARP, ETHERTYPE_IPV4, checksum,
+    emit_eth, ethertype,
+};
+use super::{Action, DomainId, DropReason, Engine, MacAddr, Packet, PortId, VnetHdr, l2};
+
+/// UDP destination port of VXLAN (IANA, OV-2).
+pub const VXLAN_PORT: u16 = 4789;
+/// Outer Ethernet + IPv4 + UDP + VXLAN headers: what the overlay costs (OV-5).
+pub const OVERHEAD: usize = 14 + 20 + 8 + 8;
+const IPPROTO_UDP: u8 = 17;
+const IPPROTO_TCP: u8 = 6;
+/// VXLAN flags byte with the I (valid VNI) bit.
+const VXLAN_FLAG_I: u8 = 0x08;
+
+/// One VTEP: an overlay network's domain on one machine.
+#[derive(Clone, Debug)]
+pub struct VtepConfig {
+    /// Network name (for logs).
+    pub name: String,
+    /// The VNI.
+    pub vni: u32,
+    /// The overlay's domain on this machine.
+    pub domain: DomainId,
+    /// The domain's virtual VTEP port (configured in `EngineConfig::ports`
+    /// as a `Plain` port of `domain`; no TAP behind it).
+    pub port: PortId,
+    /// The machine's uplink port on lan.
+    pub uplink: PortId,
+    /// The machine's uplink address (the outer source).
+    pub local_ip: Ipv4Addr,
+    /// The machine's uplink MAC.
+    pub local_mac: MacAddr,
+    /// Other machines of the VNI: underlay address and MAC.
+    pub peers: Vec<(Ipv4Addr, MacAddr)>,
+    /// Remote containers known up front: (inner IP, inner MAC, peer address).
+    pub bindings: Vec<(Ipv4Addr, MacAddr, Ipv4Addr)>,
+    /// Emit [`Action::Capture`] copies of the VXLAN frames this engine
+    /// carries between its own VTEPs (set when lan is captured).
+    pub capture: bool,
+}
+
+#[derive(Debug)]
+struct Vtep {
+    cfg: VtepConfig,
+    /// Inner MAC → peer address (static bindings, then learned).
+    remote: HashMap<u64, Ipv4Addr>,
+    /// Inner IP → inner MAC, for local ARP answers.
+    arp: HashMap<Ipv4Addr, MacAddr>,
+    peer_mac: HashMap<Ipv4Addr, MacAddr>,
+}
+
+/// The engine's VTEPs.
+#[derive(Debug, Default)]
+pub(crate) struct Overlay {
+    vteps: Vec<Vtep>,
+    by_port: HashMap<PortId, usize>,
+    by_domain: HashMap<DomainId, usize>,
+    by_local: HashMap<(Ipv4Addr, u32), usize>,
+    /// Uplink ports of machines that have VTEPs, with their addresses.
+    locals: HashMap<Ipv4Addr, PortId>,
+    /// Copy encapsulated frames between this engine's own VTEPs to the
+    /// sender's uplink capture ([`Action::Capture`]).
+    capture: bool,
+    /// Counters.
+    pub(crate) stats: OverlayStats,
+}
+
+/// What the VTEPs did.
+#[derive(Clone, Copy, Debug, Default, serde::Serialize)]
+pub struct OverlayStats {
+    /// Frames encapsulated (one per peer copy).
+    pub encapsulated: u64,
+    /// Frames decapsulated.
+    pub decapsulated: u64,
+    /// ARP requests answered locally.
+    pub arp_answered: u64,
+    /// VXLAN dropped for an unknown VNI.
+    pub unknown_vni: u64,
+    /// Remote MACs learned (new or moved).
+    pub learned: u64,
+}
+
+impl Overlay {
+    pub(crate) fn new(cfgs: &[VtepConfig]) -> Overlay {
+        let mut o = Overlay {
+            capture: cfgs.iter().any(|c| c.capture),
+            ..Overlay::default()
+        };
+        for (i, c) in cfgs.iter().enumerate() {
+            let mut remote = HashMap::new();
+            let mut arp = HashMap::new();
+            for &(ip, mac, peer) in &c.bindings {
+                remote.insert(mac_key(&mac.0), peer);
+                arp.insert(ip, mac);
+            }
+            o.vteps.push(Vtep {
+                cfg: c.clone(),
+                remote,
+                arp,
+                peer_mac: c.peers.iter().copied().collect(),
+            });
+            o.by_port.insert(c.port, i);
+            o.by_domain.insert(c.domain, i);
+            o.by_local.insert((c.local_ip, c.vni), i);
+            o.locals.insert(c.local_ip, c.uplink);
+        }
+        o
+    }
+}
+
+/// Why a frame addressed to a VTEP could not be decapsulated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DecapError {
+    /// Headers short or inconsistent, or the I flag clear.
+    Malformed,
+}
+
+/// The outer headers of a VXLAN frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Outer {
+    /// Outer source address (the sending VTEP).
+    pub src: Ipv4Addr,
+    /// Outer destination address.
+    pub dst: Ipv4Addr,
+    /// The VNI.
+    pub vni: u32,
+    /// Offset of the inner Ethernet frame.
+    pub inner: usize,
+}
+
+/// Parses an Ethernet frame: `Ok(None)` when it is not IPv4/UDP to port
+/// 4789 (not ours to look at), `Err` when it is but is malformed.
+pub fn parse_outer(frame: &[u8]) -> Result<Option<Outer>, DecapError> {
+    if frame.len() < ETH_HDR_LEN + 20 || ethertype(frame) != ETHERTYPE_IPV4 {
+        return Ok(None);
+    }
+    let ip = &frame[ETH_HDR_LEN..];
+    if ip[0] >> 4 != 4 || ip[9] != IPPROTO_UDP {
+        return Ok(None);
+    }
+    let ihl = usize::from(ip[0] & 0x0f) * 4;
+    let total = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
+    if ihl < 20 || ip.len() < ihl + 8 {
+        return Ok(None);
+    }
+    // Fragments are not VXLAN we can decapsulate here.
+    if u16::from_be_bytes([ip[6], ip[7]]) & 0x3fff != 0 {
+        return Ok(None);
+    }
+    let udp = &ip[ihl..];
+    if u16::from_be_bytes([udp[2], udp[3]]) != VXLAN_PORT {
+        return Ok(None);
+    }
+    let ulen = usize::from(u16::from_be_bytes([udp[4], udp[5]]));
+    // GSO frames from a TAP may carry total/UDP lengths of 0 or of one
+    // segment; only the buffer bounds what is read.
+    if total != 0 && (total < ihl + 8 + 8 + ETH_HDR_LEN) {
+        return Err(DecapError::Malformed);
+    }
+    if ulen != 0 && ulen < 8 + 8 + ETH_HDR_LEN {
+        return Err(DecapError::Malformed);
+    }
+    if udp.len() < 8 + 8 + ETH_HDR_LEN {
+        return Err(DecapError::Malformed);
+    }
+    let vx = &udp[8..16];
+    if vx[0] & VXLAN_FLAG_I == 0 {
+        return Err(DecapError::Malformed);
+    }
+    let vni = u32::from_be_bytes([0, vx[4], vx[5], vx[6]]);
+    Ok(Some(Outer {
+        src: Ipv4Addr::new(ip[12], ip[13], ip[14], ip[15]),
+        dst: Ipv4Addr::new(ip[16], ip[17], ip[18], ip[19]),
+        vni,
+        inner: ETH_HDR_LEN + ihl + 16,
+    }))
+}
+
+/// The outer UDP source port for an inner frame: a hash of its MACs,
+/// EtherType and (for IPv4) addresses, protocol and ports, folded into
+/// 49152..=65535 so one flow always takes one underlay path.
+pub fn flow_port(inner: &[u8]) -> u16 {
+    // FNV-1a: cheap, deterministic, no per-process seed.
+    let mut h: u32 = 0x811c_9dc5;
+    let mut eat = |b: &[u8]| {
+        for &x in b {
+            h ^= u32::from(x);
+            h = h.wrapping_mul(0x0100_0193);
+        }
+    };
+    if inner.len() >= ETH_HDR_LEN {
+        eat(&inner[..ETH_HDR_LEN]);
+        if ethertype(inner) == ETHERTYPE_IPV4 && inner.len() >= ETH_HDR_LEN + 20 {
+            let ip = &inner[ETH_HDR_LEN..];
+            eat(&ip[9..10]);
+            eat(&ip[12..20]);
+            let ihl = usize::from(ip[0] & 0x0f) * 4;
+            if matches!(ip[9], IPPROTO_TCP | IPPROTO_UDP) && ip.len() >= ihl + 4 && ihl >= 20 {
+                eat(&ip[ihl..ihl + 4]);
+            }
+        }
+    }
+    49152 | (((h >> 16) ^ h) as u16 & 0x3fff)
+}
+
+/// Builds the VXLAN encapsulation of `inner` (its vnet header's offsets
+/// shifted by the outer headers). The outer UDP checksum is 0 (allowed for
+/// IPv4, RFC 7348 §5); DF is clear, as Linux's vxlan leaves it by default.
+#[allow(clippy::too_many_arguments)]
+pub fn encap(
+    inner: &Packet,
+    vni: u32,
+    src_mac: MacAddr,
+    src_ip: Ipv4Addr,
+    dst_mac: MacAddr,
+    dst_ip: Ipv4Addr,
+    sport: u16,
+) -> Packet {
+    let n = inner.len();
+    let mut hdr = inner.hdr;
+    hdr.shift(OVERHEAD as i32);
+    let mut p = Packet::zeroed(hdr, n + OVERHEAD);
+    let b = p.frame_mut();
+    emit_eth(b, dst_mac.0, src_mac.0, ETHERTYPE_IPV4);
+    let ip_len = (n + OVERHEAD - ETH_HDR_LEN).min(usize::from(u16::MAX)) as u16;
+    {
+        let h = &mut b[ETH_HDR_LEN..ETH_HDR_LEN + 20];
+        h[0] = 0x45;
+        h[2..4].copy_from_slice(&ip_len.to_be_bytes());
+        h[8] = 64;
+        h[9] = IPPROTO_UDP;
+        h[12..16].copy_from_slice(&src_ip.octets());
+        h[16..20].copy_from_slice(&dst_ip.octets());
+        let c = checksum(h);
+        h[10..12].copy_from_slice(&c.to_be_bytes());
+    }
+    let u = &mut b[ETH_HDR_LEN + 20..OVERHEAD];
+    u[0..2].copy_from_slice(&sport.to_be_bytes());
+    u[2..4].copy_from_slice(&VXLAN_PORT.to_be_bytes());
+    u[4..6].copy_from_slice(&(ip_len - 20).to_be_bytes());
+    u[8] = VXLAN_FLAG_I;
+    u[12..15].copy_from_slice(&vni.to_be_bytes()[1..4]);
+    b[OVERHEAD..].copy_from_slice(inner.frame());
+    p
+}
+
+/// Strips the outer headers (`inner` from [`parse_outer`]) in place and
+/// shifts the vnet header back.
+///
+/// A partial checksum that starts in the outer headers is the outer UDP
+/// checksum (Linux's vxlan sends `udpcsum`): it dies with them, and the
+/// inner frame's own checksums are complete (one skb has one partial
+/// checksum), so the flag is cleared.
+pub fn decap_in_place(pkt: &mut Packet, inner: usize) {
+    pkt.pull_front(inner);
+    let h = &mut pkt.hdr;
+    if h.flags & VnetHdr::F_NEEDS_CSUM != 0 && usize::from(h.csum_start) < inner {
+        h.flags &= !VnetHdr::F_NEEDS_CSUM;
+        h.csum_start = 0;
+        h.csum_offset = 0;
+    }
+    if usize::from(h.hdr_len) < inner {
+        h.hdr_len = 0;
+    }
+    h.shift(-(inner as i32));
+}
+
+/// Cuts an inner IPv4/TCP GSO super-frame (`hdr.gso_type` TCPV4) into
+/// frames of at most `gso_size` payload bytes, each with its own IPv4 total
+/// length, id, header checksum, TCP sequence number and full TCP checksum
+/// (FIN/PSH only on the last, CWR only on the first). Anything else comes
+/// back as one frame with its checksum completed if it was partial.
+pub fn segment_tcp4(pkt: &Packet) -> Vec<Packet> {
+    let f = pkt.frame();
+    let h = pkt.hdr;
+    let is_tcp4 = h.gso_type & !VnetHdr::GSO_ECN == VnetHdr::GSO_TCPV4;
+    let ip_ok = f.len() >= ETH_HDR_LEN + 20 && ethertype(f) == ETHERTYPE_IPV4;
+    if !is_tcp4 || !ip_ok || h.gso_size == 0 {
+        let mut one = Packet::from_frame(VnetHdr::default(), f);
+        finish_csum(&mut one, &h);
+        return vec![one];
+    }
+    let ihl = usize::from(f[ETH_HDR_LEN] & 0x0f) * 4;
+    let l4 = ETH_HDR_LEN + ihl;
+    if ihl < 20 || f.len() < l4 + 20 || f[ETH_HDR_LEN + 9] != IPPROTO_TCP {
+        return vec![Packet::from_frame(VnetHdr::default(), f)];
+    }
+    let thl = usize::from(f[l4 + 12] >> 4) * 4;
+    let hlen = l4 + thl;
+    if thl < 20 || f.len() < hlen {
+        return vec![Packet::from_frame(VnetHdr::default(), f)];
+    }
+    let payload = &f[hlen..];
+    let mss = usize::from(h.gso_size);
+    let seq0 = u32::from_be_bytes([f[l4 + 4], f[l4 + 5], f[l4 + 6], f[l4 + 7]]);
+    let id0 = u16::from_be_bytes([f[ETH_HDR_LEN + 4], f[ETH_HDR_LEN + 5]]);
+    let flags0 = f[l4 + 13];
+    let chunks: Vec<&[u8]> = if payload.is_empty() {
+        vec![payload]
+    } else {
+        payload.chunks(mss).collect()
+    };
+    let last = chunks.len() - 1;
+    let mut out = Vec::with_capacity(chunks.len());
+    let mut off = 0u32;
+    for (i, c) in chunks.iter().enumerate() {
+        let mut s = Packet::zeroed(VnetHdr::default(), hlen + c.len());
+        let b = s.frame_mut();
+        b[..hlen].copy_from_slice(&f[..hlen]);
+        b[hlen..].copy_from_slice(c);
+        let ipb = &mut b[ETH_HDR_LEN..l4];
+        ipb[2..4].copy_from_slice(&((ihl + thl + c.len()) as u16).to_be_bytes());
+        ipb[4..6].copy_from_slice(&id0.wrapping_add(i as u16).to_be_bytes());
+        ipb[10..12].fill(0);
+        let ck = checksum(ipb);
+        ipb[10..12].copy_from_slice(&ck.to_be_bytes());
+        let src: [u8; 4] = b[ETH_HDR_LEN + 12..ETH_HDR_LEN + 16]
+            .try_into()
+            .unwrap_or([0; 4]);
+        let dst: [u8; 4] = b[ETH_HDR_LEN + 16..ETH_HDR_LEN + 20]
+            .try_into()
+            .unwrap_or([0; 4]);
+        let t = &mut b[l4..];
+        t[4..8].copy_from_slice(&seq0.wrapping_add(off).to_be_bytes());
+        let mut fl = flags0;
+        if i != last {
+            fl &= !(0x01 | 0x08); // FIN, PSH
+        }
+        if i != 0 {
+            fl &= !0x80; // CWR
+        }
+        t[13] = fl;
+        t[16..18].fill(0);
+        let ck = l4_checksum(src, dst, IPPROTO_TCP, t);
+        t[16..18].copy_from_slice(&ck.to_be_bytes());
+        off = off.wrapping_add(c.len() as u32);
+        out.push(s);
+    }
+    out
+}
+
+/// TCP/UDP checksum over the IPv4 pseudo-header and `seg` (whose checksum
+/// field must be zero).
+pub fn l4_checksum(src: [u8; 4], dst: [u8; 4], proto: u8, seg: &[u8]) -> u16 {
+    let mut pseudo = [0u8; 12];
+    pseudo[0..4].copy_from_slice(&src);
+    pseudo[4..8].copy_from_slice(&dst);
+    pseudo[9] = proto;
+    pseudo[10..12].copy_from_slice(&(seg.len() as u16).to_be_bytes());
+    let mut sum: u64 = 0;
+    for part in [&pseudo[..], seg] {
+        let mut ch = part.chunks_exact(2);
+        for c in &mut ch {
+            sum += u64::from(u16::from_be_bytes([c[0], c[1]]));
+        }
+        if let [x] = ch.remainder() {
+            sum += u64::from(u16::from_be_bytes([*x, 0]));
+        }
+    }
+    while sum >> 16 != 0 {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+/// Completes a partial checksum (`F_NEEDS_CSUM`) in software.
+fn finish_csum(p: &mut Packet, h: &VnetHdr) {
+    if h.flags & VnetHdr::F_NEEDS_CSUM == 0 {
+        return;
+    }
+    let start = usize::from(h.csum_start);
+    let at = start + usize::from(h.csum_offset);
+    let b = p.frame_mut();
+    if at + 2 > b.len() {
+        return;
+    }
+    // The field holds the pseudo-header sum; fold the rest on top.
+    let c = checksum(&b[start..]);
+    b[at..at + 2].copy_from_slice(&c.to_be_bytes());
+}
+
+fn push(out: &mut Vec<Action>, engine_metrics: &mut super::Metrics, a: Action) {
+    if let Action::Emit(p, ref pkt) = a {
+        engine_metrics.tx(p, pkt.len());
+    }
+    out.push(a);
+}
+
+impl Engine {
+    /// A frame received on a lan port: when it is VXLAN for a local VTEP's
+    /// address, decapsulates it into the VNI's domain (true: handled).
+    pub(super) fn overlay_ingress(
+        &mut self,
+        now: Instant,
+        ingress: PortId,
+        pkt: &mut Packet,
+        out: &mut Vec<Action>,
+    ) -> bool {
+        let Some(ov) = self.overlay.as_deref_mut() else {
+            return false;
+        };
+        let frame = pkt.frame();
+        let outer = match parse_outer(frame) {
+            Ok(Some(o)) => o,
+            Ok(None) => return false,
+            Err(DecapError::Malformed) => {
+                let dst_ip = Ipv4Addr::new(frame[30], frame[31], frame[32], frame[33]);
+                if ov.locals.contains_key(&dst_ip) {
+                    l2::drop_frame(&mut self.metrics, ingress, DropReason::VxlanMalformed, out);
+                    return true;
+                }
+                return false;
+            }
+        };
+        if !ov.locals.contains_key(&outer.dst) {
+            return false;
+        }
+        let Some(&vi) = ov.by_local.get(&(outer.dst, outer.vni)) else {
+            ov.stats.unknown_vni += 1;
+            l2::drop_frame(&mut self.metrics, ingress, DropReason::VxlanUnknownVni, out);
+            return true;
+        };
+        let vt = &mut ov.vteps[vi];
+        let inner = &frame[outer.inner..];
+        if inner.len() < ETH_HDR_LEN {
+            l2::drop_frame(&mut self.metrics, ingress, DropReason::VxlanMalformed, out);
+            return true;
+        }
+        let src = mac_key(&inner[6..12]);
+        if inner[6] & 1 == 0 && vt.remote.insert(src, outer.src) != Some(outer.src) {
+            ov.stats.learned += 1;
+        }
+        ov.stats.decapsulated += 1;
+        let (domain, vport) = (vt.cfg.domain, vt.cfg.port);
+        decap_in_place(pkt, outer.inner);
+        self.metrics.rx(vport, pkt.len());
+        let d = &mut self.domains[usize::from(domain.0)];
+        if !l2::admit(
+            d,
+            &mut self.metrics,
+            now,
+            vport,
+            super::PortRole::Plain,
+            pkt,
+            out,
+        ) {
+            return true;
+        }
+        l2::switch(
+            d,
+            &self.ports,
+            &mut self.metrics,
+            now,
+            vport,
+            super::PortRole::Plain,
+            pkt,
+            out,
+        );
+        true
+    }
+
+    /// A frame from a local port of an overlay domain: answers ARP for
+    /// known remote bindings (true: handled).
+    pub(super) fn overlay_arp(
+        &mut self,
+        ingress: PortId,
+        pkt: &Packet,
+        out: &mut Vec<Action>,
+    ) -> bool {
+        let Some(ov) = self.overlay.as_deref_mut() else {
+            return false;
+        };
+        let Some(port) = self.ports.get(usize::from(ingress.0)) else {
+            return false;
+        };
+        let Some(&vi) = ov.by_domain.get(&port.domain) else {
+            return false;
+        };
+        let f = pkt.frame();
+        if ethertype(f) != ETHERTYPE_ARP || ov.by_port.contains_key(&ingress) {
+            return false;
+        }
+        let Some(req) = ArpRepr::parse(&f[ETH_HDR_LEN..]) else {
+            return false;
+        };
+        if req.op != ARP_REQUEST {
+            return false;
+        }
+        let vt = &ov.vteps[vi];
+        let Some(&mac) = vt.arp.get(&Ipv4Addr::from(req.tpa)) else {
+            return false;
+        };
+        let mut p = Packet::zeroed(VnetHdr::default(), ETH_HDR_LEN + 28);
+        let b = p.frame_mut();
+        emit_eth(b, req.sha, mac.0, ETHERTYPE_ARP);
+        ArpRepr {
+            op: ARP_REPLY,
+            sha: mac.0,
+            spa: req.tpa,
+            tha: req.sha,
+            tpa: req.spa,
+        }
+        .emit(&mut b[ETH_HDR_LEN..]);
+        ov.stats.arp_answered += 1;
+        push(out, &mut self.metrics, Action::Emit(ingress, p));
+        true
+    }
+
+    /// After switching in an overlay domain: every `Forward` to a VTEP port
+    /// (from `out[start..]`) becomes encapsulated copies for the peers —
+    /// one when the destination MAC is known behind a peer, every peer
+    /// otherwise — handed to lan from the machine's uplink.
+    pub(super) fn overlay_egress(
+        &mut self,
+        now: Instant,
+        pkt: &Packet,
+        out: &mut Vec<Action>,
+        start: usize,
+    ) {
+        let Some(ov) = self.overlay.as_deref() else {
+            return;
+        };
+        let Some(at) = out[start..]
+            .iter()
+            .position(|a| matches!(a, Action::Forward(p) if ov.by_port.contains_key(p)))
+        else {
+            return;
+        };
+        let Action::Forward(vport) = out.remove(start + at) else {
+            return;
+        };
+        let vt = &ov.vteps[ov.by_port[&vport]];
+        let f = pkt.frame();
+        let dst = mac_key(&f[0..6]);
+        let targets: Vec<(Ipv4Addr, MacAddr)> = match vt.remote.get(&dst) {
+            Some(ip) if f[0] & 1 == 0 => vt
+                .peer_mac
+                .get(ip)
+                .map(|m| vec![(*ip, *m)])
+                .unwrap_or_default(),
+            _ => vt.cfg.peers.clone(),
+        };
+        let sport = flow_port(f);
+        let (vni, lmac, lip, uplink) =
+            (vt.cfg.vni, vt.cfg.local_mac, vt.cfg.local_ip, vt.cfg.uplink);
+        let mut sub = Vec::new();
+        for (ip, mac) in targets {
+            // A peer VTEP of this engine decapsulates the frame whole, GSO
+            // metadata and all; a foreign one (a kernel machine behind a TAP
+            // without UDP-tunnel GSO) gets MSS-sized, fully checksummed
+            // segments.
+            let local = self
+                .overlay
+                .as_deref()
+                .is_some_and(|o| o.locals.contains_key(&ip));
+            let frames = if local || (!pkt.hdr.is_gso() && pkt.hdr.flags == 0) {
+                vec![encap(pkt, vni, lmac, lip, mac, ip, sport)]
+            } else {
+                segment_tcp4(pkt)
+                    .iter()
+                    .map(|s| encap(s, vni, lmac, lip, mac, ip, sport))
+                    .collect()
+            };
+            for mut e in frames {
+                let capture = match self.overlay.as_deref_mut() {
+                    Some(ov) => {
+                        ov.stats.encapsulated += 1;
+                        ov.capture
+                    }
+                    None => false,
+                };
+                if local && capture {
+                    out.push(Action::Capture(
+                        uplink,
+                        Packet::from_frame(e.hdr, e.frame()),
+                    ));
+                }
+                sub.clear();
+                self.handle_frame(now, uplink, &mut e, &mut sub);
+                // The last Forward takes the packet itself: no copy for the
+                // usual single destination.
+                let last = sub.iter().rposition(|a| matches!(a, Action::Forward(_)));
+                let mut owned = Some(e);
+                for (i, a) in sub.drain(..).enumerate() {
+                    match a {
+                        Action::Forward(p) if Some(i) == last => {
+                            if let Some(e) = owned.take() {
+                                out.push(Action::Emit(p, e));
+                            }
+                        }
+                        Action::Forward(p) => {
+                            if let Some(e) = owned.as_ref() {
+                                out.push(Action::Emit(p, Packet::from_frame(e.hdr, e.frame())));
+                            }
+                        }
+                        Action::Drop(_) => {}
+                        other => out.push(other),
+                    }
+                }
+            }
+        }
+    }
+
+    /// The VTEPs' counters (None without overlay networks).
+    pub fn overlay_stats(&self) -> Option<OverlayStats> {
+        self.overlay.as_deref().map(|o| o.stats)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn inner_frame(payload: &[u8]) -> Vec<u8> {
+        let mut f = vec![0u8; ETH_HDR_LEN];
+        emit_eth(
+            &mut f,
+            [2, 0x42, 10, 0, 0, 3],
+            [2, 0x42, 10, 0, 0, 2],
+            0x0800,
+        );
+        f.extend_from_slice(payload);
+        f
+    }
+
+    #[test]
+    fn encap_layout_and_round_trip() {
+        let inner = Packet::from_frame(VnetHdr::default(), &inner_frame(&[1, 2, 3, 4]));
+        let e = encap(
+            &inner,
+            4097,
+            MacAddr([2, 0x56, 192, 168, 0, 2]),
+            Ipv4Addr::new(192, 168, 0, 2),
+            MacAddr([2, 0x56, 192, 168, 0, 3]),
+            Ipv4Addr::new(192, 168, 0, 3),
+            50000,
+        );
+        let f = e.frame();
+        assert_eq!(f.len(), inner.len() + OVERHEAD);
+        assert_eq!(&f[36..38], &4789u16.to_be_bytes());
+        assert_eq!(f[42], 0x08);
+        assert_eq!(&f[46..49], &[0x00, 0x10, 0x01]);
+        assert_eq!(checksum(&f[14..34]), 0);
+        let o = parse_outer(f).unwrap().unwrap();
+        assert_eq!(o.vni, 4097);
+        assert_eq!(o.src, Ipv4Addr::new(192, 168, 0, 2));
+        assert_eq!(o.dst, Ipv4Addr::new(192, 168, 0, 3));
+        let mut e = e;
+        decap_in_place(&mut e, o.inner);
+        assert_eq!(e.frame(), inner.frame());
+    }
+
+    #[test]
+    fn outer_partial_checksum_dies_with_the_outer_headers() {
+        let inner = Packet::from_frame(VnetHdr::default(), &inner_frame(&[0x45; 40]));
+        let mut e = encap(
+            &inner,
+            7,
+            MacAddr([2; 6]),
+            Ipv4Addr::LOCALHOST,
+            MacAddr([2; 6]),
+            Ipv4Addr::LOCALHOST,
+            1,
+        );
+        // As Linux's vxlan (udpcsum) hands it to a TAP: outer UDP partial.
+        e.hdr = VnetHdr {
+            flags: VnetHdr::F_NEEDS_CSUM,
+            csum_start: 34,
+            csum_offset: 6,
+            ..VnetHdr::default()
+        };
+        let o = parse_outer(e.frame()).unwrap().unwrap();
+        decap_in_place(&mut e, o.inner);
+        assert_eq!(e.hdr, VnetHdr::default());
+        assert_eq!(e.frame(), inner.frame());
+    }
+
+    #[test]
+    fn not_vxlan_and_malformed() {
+        assert_eq!(parse_outer(&[0u8; 10]), Ok(None));
+        let inner = Packet::from_frame(VnetHdr::default(), &inner_frame(&[]));
+        let mut e = encap(
+            &inner,
+            1,
+            MacAddr([2; 6]),
+            Ipv4Addr::LOCALHOST,
+            MacAddr([2; 6]),
+            Ipv4Addr::LOCALHOST,
+            1,
+        )
+        .frame()
+        .to_vec();
+        e[42] = 0; // I flag clear
+        assert_eq!(parse_outer(&e), Err(DecapError::Malformed));
+        e[36] = 0; // other port
+        assert_eq!(parse_outer(&e), Ok(None));
+    }
+
+    #[test]
+    fn flow_port_is_stable_and_in_range() {
+        let a = inner_frame(&[0x45; 40]);
+        assert_eq!(flow_port(&a), flow_port(&a));
+        assert!(flow_port(&a) >= 49152);
+    }
+
+    /// An IPv4/TCP GSO frame with `n` payload bytes and MSS `mss`.
+    fn tcp_gso(n: usize, mss: u16) -> Packet {
+        let mut f = vec![0u8; ETH_HDR_LEN + 40];
+        emit_eth(&mut f, [2; 6], [4; 6], 0x0800);
+        f.extend((0..n).map(|i| i as u8));
+        let ip = &mut f[14..34];
+        ip[0] = 0x45;
+        ip[2..4].copy_from_slice(&((40 + n) as u16).to_be_bytes());
+        ip[8] = 64;
+        ip[9] = 6;
+        ip[12..16].copy_from_slice(&[10, 0, 0, 2]);
+        ip[16..20].copy_from_slice(&[10, 0, 0, 3]);
+        let t = &mut f[34..54];
+        t[0..2].copy_from_slice(&1234u16.to_be_bytes());
+        t[2..4].copy_from_slice(&80u16.to_be_bytes());
+        t[4..8].copy_from_slice(&1000u32.to_be_bytes());
+        t[12] = 5 << 4;
+        t[13] = 0x18; // PSH ACK
+        Packet::from_frame(
+            VnetHdr {
+                flags: VnetHdr::F_NEEDS_CSUM,
+                gso_type: VnetHdr::GSO_TCPV4,
+                hdr_len: 54,
+                gso_size: mss,
+                csum_start: 34,
+                csum_offset: 16,
+            },
+            &f,
+        )
+    }
+
+    proptest! {
+        #[test]
+        fn round_trip_any_frame(body in proptest::collection::vec(any::<u8>(), 0..2000),
+                                vni in 1u32..(1 << 24), sport in any::<u16>()) {
+            let inner = Packet::from_frame(VnetHdr::default(), &inner_frame(&body));
+            let e = encap(&inner, vni, MacAddr([2;6]), Ipv4Addr::new(1,2,3,4),
+                          MacAddr([2;6]), Ipv4Addr::new(5,6,7,8), sport);
+            let o = parse_outer(e.frame()).unwrap().unwrap();
+            prop_assert_eq!(o.vni, vni);
+            let mut e = e;
+            decap_in_place(&mut e, o.inner);
+            prop_assert_eq!(e.frame(), inner.frame());
+            prop_assert_eq!(e.hdr, inner.hdr);
+        }
+
+        #[test]
+        fn parse_never_panics(b in proptest::collection::vec(any::<u8>(), 0..200)) {
+            let _ = parse_outer(&b);
+            let _ = flow_port(&b);
+        }
+
+        #[test]
+        fn segmentation_sizes_and_checksums(n in 1usize..20000, mss in 500u16..1500) {
+            let p = tcp_gso(n, mss);
+            let segs = segment_tcp4(&p);
+            prop_assert_eq!(segs.len(), n.div_ceil(usize::from(mss)));
+            let mut total = 0;
+            let mut seq = 1000u32;
+            for (i, s) in segs.iter().enumerate() {
+                let f = s.frame();
+                let pl = f.len() - 54;
+                if i + 1 < segs.len() {
+                    prop_assert_eq!(pl, usize::from(mss));
+                    prop_assert_eq!(f[47] & 0x08, 0);
+                }
+                prop_assert_eq!(checksum(&f[14..34]), 0);
+                prop_assert_eq!(u16::from_be_bytes([f[16], f[17]]) as usize, 40 + pl);
+                prop_assert_eq!(u32::from_be_bytes([f[38], f[39], f[40], f[41]]), seq);
+                prop_assert_eq!(l4_checksum([10,0,0,2],[10,0,0,3],6,&f[34..]), 0);
+                seq = seq.wrapping_add(pl as u32);
+                total += pl;
+            }
+            prop_assert_eq!(total, n);
+        }
+    }
+}
