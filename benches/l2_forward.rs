@@ -23,6 +23,9 @@ use vswitch::engine::{
 };
 use vswitch::scenario::plan::MacAddr;
 
+mod common;
+use common::time_per_call;
+
 const SIZES: [usize; 2] = [64, 1500];
 const PORTS: u16 = 4;
 const GW_MAC: [u8; 6] = [0x02, 0x42, 10, 0, 0, 1];
@@ -131,22 +134,6 @@ fn bench_engine(c: &mut Criterion) {
         });
     }
     g.finish();
-}
-
-/// Nanoseconds per call of `f`, over roughly `budget`.
-fn time_per_call(budget: Duration, mut f: impl FnMut()) -> f64 {
-    for _ in 0..10_000 {
-        f();
-    }
-    let mut n: u64 = 0;
-    let start = Instant::now();
-    while start.elapsed() < budget {
-        for _ in 0..10_000 {
-            f();
-        }
-        n += 10_000;
-    }
-    start.elapsed().as_nanos() as f64 / n as f64
 }
 
 /// Engine cost against copying the frame, measured back to back.

@@ -23,6 +23,9 @@ use vswitch::engine::{
 };
 use vswitch::scenario::plan::MacAddr;
 
+mod common;
+use common::time_per_call;
+
 const SIZES: [usize; 2] = [64, 1500];
 
 const M_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
@@ -289,21 +292,6 @@ fn bench_engine(c: &mut Criterion) {
         }
     }
     g.finish();
-}
-
-fn time_per_call(budget: Duration, mut f: impl FnMut()) -> f64 {
-    for _ in 0..10_000 {
-        f();
-    }
-    let mut n: u64 = 0;
-    let start = Instant::now();
-    while start.elapsed() < budget {
-        for _ in 0..10_000 {
-            f();
-        }
-        n += 10_000;
-    }
-    start.elapsed().as_nanos() as f64 / n as f64
 }
 
 fn print_ratios(budget: Duration) {
