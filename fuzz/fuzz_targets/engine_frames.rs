@@ -133,6 +133,7 @@ fuzz_target!(|data: &[u8]| {
                     assert_eq!(*to, ingress, "emit to another port");
                     assert_eq!(&pk.frame()[6..12], &GW_MAC[..], "emit not from the gateway");
                 }
+                Action::Capture(..) => panic!("capture without an overlay"),
                 Action::Drop(_) => {}
             }
         }

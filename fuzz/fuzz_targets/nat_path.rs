@@ -309,6 +309,7 @@ fuzz_target!(|data: &[u8]| {
                     q.frame()
                 }
                 Action::Drop(_) => continue,
+                Action::Capture(..) => panic!("capture without an overlay"),
             };
             if f.len() >= 34 && f[12..14] == [0x08, 0x00] && f[14] == 0x45 && kind != 5 {
                 assert_eq!(csum(&f[14..34]), 0, "IPv4 header checksum broken");

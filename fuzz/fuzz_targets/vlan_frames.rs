@@ -181,7 +181,7 @@ fuzz_target!(|data: &[u8]| {
                         None => assert_eq!(port_vid(to.0).unwrap_or(0), v, "VLAN leak"),
                     }
                 }
-                Action::Drop(_) => {}
+                Action::Drop(_) | Action::Capture(..) => {}
             }
         }
     }
