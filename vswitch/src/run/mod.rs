@@ -159,7 +159,7 @@ pub fn run_check(world: &World, plan: &Plan, check: &Check) -> CheckResult {
                 deadline,
             )
         }
-        CheckKind::Reach { to } => reach(world, check, base, to, deadline),
+        CheckKind::Reach { to } => reach(world, plan, check, base, to, deadline),
         CheckKind::Throughput {
             to,
             proto,
@@ -302,6 +302,7 @@ fn dns_check(
 
 fn reach(
     world: &World,
+    plan: &Plan,
     check: &Check,
     base: CheckResult,
     to: &[Target],
@@ -332,7 +333,12 @@ fn reach(
             .collect();
         hs.into_iter()
             .zip(&plan_pairs)
-            .map(|(h, (f, t))| (format!("{:?}→{}", f, t.text), h.join().unwrap_or(false)))
+            .map(|(h, (f, t))| {
+                (
+                    format!("{}→{}", plan.node_name(*f), t.text),
+                    h.join().unwrap_or(false),
+                )
+            })
             .collect()
     });
     let ok = outcomes.iter().filter(|(_, r)| *r).count();

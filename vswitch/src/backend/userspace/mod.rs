@@ -29,7 +29,6 @@ pub mod overlay;
 pub mod proxy;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddrV4};
-use std::time::Duration;
 
 use ipnet::{IpNet, Ipv4Net};
 
@@ -590,7 +589,3 @@ fn proxy_mappings(plan: &Plan, cfg: &EngineConfig, plan_of: &[usize]) -> Vec<Vec
     }
     per
 }
-
-/// How long a world may take to settle before checks; kept for symmetry
-/// with the kernel backend (userspace interfaces are ready once configured).
-pub const SETTLE: Duration = Duration::ZERO;
