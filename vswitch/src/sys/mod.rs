@@ -1,5 +1,6 @@
 //! Every ioctl, netlink request and `unsafe` line of the project.
 //!
+//! - [`bpf`]: a BPF assembler, maps, program loading, tcx links.
 //! - [`tap`]: TAP devices with virtio-net headers and offloads (the hot path).
 //! - [`netlink`]: a small synchronous rtnetlink client.
 //! - [`probe`]: which link kinds this kernel can create.
@@ -7,6 +8,7 @@
 //!   network namespace.
 #![allow(unsafe_code)]
 
+pub mod bpf;
 pub mod netlink;
 pub mod probe;
 pub mod sysctl;
