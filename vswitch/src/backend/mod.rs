@@ -329,6 +329,15 @@ impl World {
         Ok(())
     }
 
+    /// Queries answered by the embedded DNS's kernel fast path, summed over
+    /// containers; `None` when no container has it loaded.
+    pub fn dns_fast_path_hits(&self) -> Option<u64> {
+        self.embedded_dns
+            .iter()
+            .filter_map(crate::dns::EmbeddedDns::fast_path_hits)
+            .reduce(|a, b| a + b)
+    }
+
     /// Tears the world down and returns the data path's counters.
     pub fn teardown(mut self) -> serde_json::Value {
         crate::dns::stop_all(&mut self.embedded_dns);

@@ -10,12 +10,17 @@
 //!   SERVFAIL/REFUSED → next, anything else relayed) and the per-container
 //!   limit on concurrent forwarded queries.
 //! - [`server`]: UDP and TCP `127.0.0.11:53` inside each container namespace.
+//! - [`fastpath`]: a tc program on the container's `lo` answering the common
+//!   case (a single-address A/AAAA name over UDP) in the kernel.
 
+pub mod fastpath;
 pub mod forward;
 pub mod resolver;
 pub mod server;
 pub mod table;
 
+#[cfg(test)]
+mod fastpath_tests;
 #[cfg(test)]
 mod root_tests;
 #[cfg(test)]
@@ -26,7 +31,7 @@ pub use forward::{
 };
 pub use resolver::{Decision, Transport, decodes, error_reply, query_has_edns, seeded_rng};
 pub use server::{DnsError, EmbeddedDns, start_embedded_dns, stop_all};
-pub use table::{ContainerView, Family, NameTable, Upstreams};
+pub use table::{ContainerView, Family, FastAnswer, NameTable, Upstreams};
 
 /// The address Docker's embedded DNS listens on inside a container.
 pub const EMBEDDED_DNS_ADDR: std::net::Ipv4Addr = std::net::Ipv4Addr::new(127, 0, 0, 11);

@@ -108,6 +108,30 @@ fn dig_inside_a_container() {
 
         // UDP and TCP, names and aliases, case (DNS-4, DNS-7, DNS-18).
         assert_eq!(short(&ns, &["web"]), ["10.53.99.2"]);
+        // The kernel fast path answers `web` asked without EDNS options
+        // (dig's COOKIE sends the query above to the server); `WEB` goes to
+        // the server. Same header, same record, and the program counts it.
+        if super::fastpath::enabled() {
+            let before = world.dns_fast_path_hits().expect("fast path loaded");
+            let fast = dig(&ns, &["+noedns", "web"]);
+            assert_eq!(world.dns_fast_path_hits(), Some(before + 1), "{fast}");
+            let slow = dig(&ns, &["+noedns", "WEB"]);
+            assert_eq!(world.dns_fast_path_hits(), Some(before + 1), "{slow}");
+            for out in [&fast, &slow] {
+                assert!(out.contains("status: NOERROR"), "{out}");
+                assert!(
+                    out.contains(
+                        "flags: qr rd ra; QUERY: 1, ANSWER: 1, AUTHORITY: 0, ADDITIONAL: 0"
+                    ),
+                    "{out}"
+                );
+                assert!(
+                    out.to_ascii_lowercase()
+                        .contains("web.\t\t\t600\tin\ta\t10.53.99.2"),
+                    "{out}"
+                );
+            }
+        }
         assert_eq!(short(&ns, &["+tcp", "WWW.n"]), ["10.53.99.2"]);
         // AAAA and MX for a known name: NOERROR, no answers (DNS-10, DNS-12).
         for t in ["AAAA", "MX"] {

@@ -200,6 +200,63 @@ impl NameTable {
     }
 }
 
+/// A query the kernel fast path may answer by itself: `name` (as a client
+/// spells it, no trailing dot) and type `qtype` (A or AAAA) get `addr`, or
+/// NOERROR without records when `None`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FastAnswer {
+    /// Labels joined by dots, exactly as they must be asked.
+    pub name: String,
+    /// 1 (A) or 28 (AAAA).
+    pub qtype: u16,
+    /// The one address, or none of that family (DNS-10).
+    pub addr: Option<IpAddr>,
+}
+
+impl NameTable {
+    /// Every A/AAAA query of `querier` whose answer is fixed: each name it
+    /// can see (container names and aliases, lower case, alone and as
+    /// `name.network`) with at most one address of the family asked.
+    /// Answers come from [`NameTable::lookup`] itself, so they are the
+    /// resolver's; names with several addresses are left out (their order
+    /// rotates, DNS-8), and so is every other spelling (those are looked up
+    /// by the resolver, case rules included).
+    pub fn fast_answers(&self, querier: usize) -> Vec<FastAnswer> {
+        let Some(view) = self.views.get(querier).filter(|v| v.embedded) else {
+            return Vec::new();
+        };
+        let mut names: Vec<String> = Vec::new();
+        for &n in &view.networks {
+            let rec = &self.networks[n];
+            for name in rec.names.keys() {
+                names.push(name.clone());
+                names.push(format!("{name}.{}", rec.name));
+            }
+        }
+        names.sort();
+        names.dedup();
+        let mut out = Vec::new();
+        for name in names {
+            for (family, qtype) in [(Family::V4, 1u16), (Family::V6, 28u16)] {
+                match self.lookup(querier, &name, family).as_deref() {
+                    Some([]) => out.push(FastAnswer {
+                        name: name.clone(),
+                        qtype,
+                        addr: None,
+                    }),
+                    Some([one]) => out.push(FastAnswer {
+                        name: name.clone(),
+                        qtype,
+                        addr: Some(*one),
+                    }),
+                    _ => {}
+                }
+            }
+        }
+        out
+    }
+}
+
 /// Container `i`'s view: its networks with records and its upstreams.
 fn view_of(plan: &Plan, i: usize) -> ContainerView {
     let c = &plan.containers[i];

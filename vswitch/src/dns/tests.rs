@@ -18,7 +18,7 @@ use super::resolver::parse_arpa;
 use super::*;
 use crate::scenario::plan::Plan;
 
-const WORLD: &str = r#"
+pub(super) const WORLD: &str = r#"
 name = "dns unit world"
 
 [[machine]]
@@ -142,7 +142,7 @@ impl World {
     }
 }
 
-fn query(name: &str, rt: RecordType, edns: Option<u16>) -> Vec<u8> {
+pub(super) fn query(name: &str, rt: RecordType, edns: Option<u16>) -> Vec<u8> {
     let mut m = Message::new(0x1234, MessageType::Query, OpCode::Query);
     m.metadata.recursion_desired = true;
     m.add_query(Query::query(Name::from_ascii(name).unwrap(), rt));

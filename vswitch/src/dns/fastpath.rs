@@ -1,0 +1,548 @@
+//! The embedded DNS's kernel fast path: a tc egress program on a
+//! container's `lo` that turns a UDP query for a local name into its answer
+//! in place, so the answer goes back through `lo` to the asking socket
+//! without waking the server thread at all.
+//!
+//! Why: answering over a socket costs two syscalls and a thread wake-up per
+//! query on each side, and on this 2-core machine the client (dnsperf) and
+//! the server then split the CPU: a userspace server, however lean, cannot
+//! give more than about 2× the queries per second of Docker's (a bare C
+//! `recvmmsg`/`sendmmsg` responder measures the same as ours). Answering
+//! where the query is sent removes the server's half.
+//!
+//! What it answers — only what [`NameTable::answer`] would answer the same
+//! way, byte for byte (a root test runs both on the same queries):
+//!
+//! - a UDP/IPv4 query to 127.0.0.11:53 without IP options or fragments;
+//! - header: QR = 0, opcode QUERY, one question, no answer or authority
+//!   records, no additional record or exactly one empty OPT (EDNS without
+//!   options, as `dnsperf -e` sends);
+//! - a question of class IN, type A or AAAA, whose name (at most 64 bytes on
+//!   the wire, exact bytes: other spellings go to userspace) is in the
+//!   container's map: names with one address of that family (answered with
+//!   it, TTL 600) or none (NOERROR, no records: DNS-10).
+//!
+//! Everything else — several addresses (round-robin, DNS-8), PTR, MX,
+//! forwarded names, TCP, malformed input — passes on untouched to the
+//! userspace server. The map is filled from [`NameTable::fast_answers`] when
+//! the server starts; the scenario's names do not change while it runs.
+//!
+//! The reply: addresses and ports swapped, IP checksum recomputed, UDP
+//! checksum 0 (none, allowed for IPv4), header as moby's `createRespMsg`
+//! (QR, RD and CD copied, RA), the question kept as asked, the answer record
+//! with a compression pointer to it, any OPT dropped (vswitch's answers carry
+//! none).
+//!
+//! Set `VSWITCH_DNS_FASTPATH=off` to answer everything in userspace (to
+//! compare, or to see every query in the server).
+
+use std::io;
+use std::net::IpAddr;
+
+use crate::sys::bpf::{
+    Alu, Asm, FP, HELPER_MAP_LOOKUP, HELPER_SKB_CHANGE_TAIL, HELPER_SKB_STORE_BYTES, Insn, Jmp,
+    Map, Program, R0, R1, R2, R3, R4, R5, R6, R7, R8, R9, Size, TCX_DROP, TCX_NEXT, TCX_PASS,
+    TcxLink, skb,
+};
+
+use super::EMBEDDED_TTL;
+use super::table::{FastAnswer, NameTable};
+
+/// Environment variable: `off` (or `0`) disables the fast path.
+pub const FASTPATH_ENV: &str = "VSWITCH_DNS_FASTPATH";
+
+/// Longest query name the fast path takes, in wire bytes (labels with their
+/// length bytes and the final zero).
+pub const NAME_MAX: usize = 64;
+/// Map key: the name's wire bytes zero-padded to [`NAME_MAX`], the query
+/// type (network order) and two zero bytes.
+pub const KEY_SIZE: usize = NAME_MAX + 4;
+/// Map value: the kind (u32: 0 no record, 1 A, 2 AAAA) and the answer
+/// record's bytes.
+pub const VALUE_SIZE: usize = 4 + RR_AAAA;
+/// Most entries of a container's map (names beyond are answered in
+/// userspace).
+pub const MAX_ENTRIES: u32 = 4096;
+
+/// An A record with a pointer to the question's name: pointer (2), type,
+/// class, TTL, length, address.
+const RR_A: usize = 2 + 2 + 2 + 4 + 2 + 4;
+/// The same for AAAA.
+const RR_AAAA: usize = 2 + 2 + 2 + 4 + 2 + 16;
+
+const ETH: i32 = 14;
+const IP: i16 = 14;
+const UDP: i16 = 34;
+const DNS: i16 = 42;
+const QNAME: i32 = 54;
+/// Stack: the key at fp-72 … fp-4, the answer length at fp-80.
+const KEY: i16 = -72;
+const SAVED_LEN: i16 = -80;
+
+/// Whether the environment leaves the fast path on.
+pub fn enabled() -> bool {
+    !std::env::var(FASTPATH_ENV).is_ok_and(|v| v == "off" || v == "0")
+}
+
+/// The map key of `name` (dot-separated labels as asked, no trailing dot)
+/// and query type `qtype`, or `None` when the name cannot be a key (too
+/// long, an empty or oversized label).
+pub fn key(name: &str, qtype: u16) -> Option<[u8; KEY_SIZE]> {
+    let mut k = [0u8; KEY_SIZE];
+    let mut at = 0;
+    for label in name.split('.') {
+        let len = label.len();
+        if len == 0 || len > 63 || at + 1 + len + 1 > NAME_MAX {
+            return None;
+        }
+        k[at] = len as u8;
+        k[at + 1..at + 1 + len].copy_from_slice(label.as_bytes());
+        at += 1 + len;
+    }
+    // k[at] is the final zero.
+    k[NAME_MAX..NAME_MAX + 2].copy_from_slice(&qtype.to_be_bytes());
+    Some(k)
+}
+
+/// The map value answering with `addr` (`None`: NOERROR, no records).
+pub fn value(addr: Option<IpAddr>) -> [u8; VALUE_SIZE] {
+    let mut v = [0u8; VALUE_SIZE];
+    let ttl = EMBEDDED_TTL.to_be_bytes();
+    let mut rr = |kind: u32, qtype: u16, data: &[u8]| {
+        v[..4].copy_from_slice(&kind.to_ne_bytes());
+        let r = &mut v[4..];
+        r[..2].copy_from_slice(&[0xc0, 0x0c]);
+        r[2..4].copy_from_slice(&qtype.to_be_bytes());
+        r[4..6].copy_from_slice(&1u16.to_be_bytes());
+        r[6..10].copy_from_slice(&ttl);
+        r[10..12].copy_from_slice(&(data.len() as u16).to_be_bytes());
+        r[12..12 + data.len()].copy_from_slice(data);
+    };
+    match addr {
+        None => {}
+        Some(IpAddr::V4(a)) => rr(1, 1, &a.octets()),
+        Some(IpAddr::V6(a)) => rr(2, 28, &a.octets()),
+    }
+    v
+}
+
+/// A loaded and attached fast path; detached when dropped.
+#[derive(Debug)]
+pub struct FastPath {
+    _link: TcxLink,
+    _prog: Program,
+    _names: Map,
+    hits: Map,
+}
+
+impl FastPath {
+    /// Queries answered in the kernel so far.
+    pub fn hits(&self) -> u64 {
+        read_counter(&self.hits)
+    }
+}
+
+fn read_counter(m: &Map) -> u64 {
+    m.lookup(&0u32.to_ne_bytes())
+        .ok()
+        .flatten()
+        .and_then(|v| v.get(..8).and_then(|b| b.try_into().ok()))
+        .map_or(0, u64::from_ne_bytes)
+}
+
+/// The program and its maps, loaded but not attached (tests run it with
+/// `BPF_PROG_TEST_RUN`).
+#[derive(Debug)]
+pub struct Loaded {
+    /// The program.
+    pub prog: Program,
+    /// name+type → answer.
+    pub names: Map,
+    /// One u64: queries answered.
+    pub hits: Map,
+}
+
+impl Loaded {
+    /// Loads the program with `answers` in its map.
+    pub fn new(answers: &[FastAnswer]) -> io::Result<Loaded> {
+        let answers = &answers[..answers.len().min(MAX_ENTRIES as usize)];
+        // Sized to the names (hash maps are preallocated).
+        let size = u32::try_from(answers.len().max(1)).unwrap_or(MAX_ENTRIES);
+        let names = Map::hash("vsw_dns_names", KEY_SIZE, VALUE_SIZE, size)?;
+        for a in answers {
+            if let Some(k) = key(&a.name, a.qtype) {
+                names.update(&k, &value(a.addr))?;
+            }
+        }
+        let hits = Map::array("vsw_dns_hits", 8, 1)?;
+        let prog = Program::load_tc("vsw_dns_fast", &program(&names, &hits))
+            .map_err(|e| io::Error::other(e.to_string()))?;
+        Ok(Loaded { prog, names, hits })
+    }
+
+    /// Queries answered so far.
+    pub fn hits(&self) -> u64 {
+        read_counter(&self.hits)
+    }
+
+    /// Attaches to tc egress of `lo` in the calling thread's namespace.
+    pub fn attach_lo(self) -> io::Result<FastPath> {
+        // `lo` is interface 1 in every network namespace.
+        let link = self.prog.attach_tcx_egress(1)?;
+        Ok(FastPath {
+            _link: link,
+            _prog: self.prog,
+            _names: self.names,
+            hits: self.hits,
+        })
+    }
+}
+
+/// Loads container `container`'s fast path and attaches it to `lo` of the
+/// calling thread's namespace (call it inside the container's). `None` when
+/// disabled, when the container has no local single-address names, or when
+/// this kernel or this process cannot load it (logged; the userspace server
+/// answers everything then).
+pub fn start(table: &NameTable, container: usize) -> Option<FastPath> {
+    if !enabled() {
+        return None;
+    }
+    let answers = table.fast_answers(container);
+    if answers.is_empty() {
+        return None;
+    }
+    match Loaded::new(&answers).and_then(Loaded::attach_lo) {
+        Ok(f) => Some(f),
+        Err(e) => {
+            tracing::info!(error = %e, "embedded DNS kernel fast path unavailable; answering in userspace");
+            None
+        }
+    }
+}
+
+/// The frame a container's socket sends on `lo` for UDP query `dns` from
+/// 127.0.0.1:40000 to 127.0.0.11:53 (Ethernet header with zero addresses,
+/// IPv4 without options, UDP checksum 0): what tests and the fuzz target
+/// feed the program with `BPF_PROG_TEST_RUN`.
+pub fn query_frame(dns: &[u8]) -> Vec<u8> {
+    let mut f = vec![0u8; 12];
+    f.extend_from_slice(&[0x08, 0x00]);
+    let total = u16::try_from(20 + 8 + dns.len()).unwrap_or(u16::MAX);
+    let mut ip = [
+        0x45, 0, 0, 0, 0x12, 0x34, 0x40, 0, 64, 17, 0, 0, 127, 0, 0, 1, 127, 0, 0, 11,
+    ];
+    ip[2..4].copy_from_slice(&total.to_be_bytes());
+    let c = ip_checksum(&ip);
+    ip[10..12].copy_from_slice(&c.to_be_bytes());
+    f.extend_from_slice(&ip);
+    f.extend_from_slice(&40000u16.to_be_bytes());
+    f.extend_from_slice(&53u16.to_be_bytes());
+    f.extend_from_slice(&total.saturating_sub(20).to_be_bytes());
+    f.extend_from_slice(&[0, 0]);
+    f.extend_from_slice(dns);
+    f
+}
+
+/// The one's-complement checksum of an IPv4 header (0 when `h` carries a
+/// valid one).
+pub fn ip_checksum(h: &[u8]) -> u16 {
+    let mut sum: u32 = h
+        .chunks(2)
+        .map(|w| u32::from(u16::from_be_bytes([w[0], *w.get(1).unwrap_or(&0)])))
+        .sum();
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+/// Checks that `reply` is the program's answer to `query` (both frames as
+/// on `lo`): addresses and ports swapped, lengths right, a valid IP
+/// checksum. Its DNS bytes, or what is wrong.
+pub fn reply_payload<'a>(query: &[u8], reply: &'a [u8]) -> Result<&'a [u8], String> {
+    if reply.len() < 42 + 12 || query.len() < 42 {
+        return Err(format!("reply of {} bytes", reply.len()));
+    }
+    let (qip, ip) = (&query[14..34], &reply[14..34]);
+    let len_at = |b: &[u8], at: usize| usize::from(u16::from_be_bytes([b[at], b[at + 1]]));
+    let checks = [
+        (ip_checksum(ip) == 0, "IP header checksum"),
+        (
+            ip[12..16] == qip[16..20] && ip[16..20] == qip[12..16],
+            "addresses swapped",
+        ),
+        (len_at(ip, 2) == reply.len() - 14, "IP total length"),
+        (
+            reply[34..36] == query[36..38] && reply[36..38] == query[34..36],
+            "ports swapped",
+        ),
+        (len_at(reply, 38) == reply.len() - 34, "UDP length"),
+    ];
+    match checks.iter().find(|(ok, _)| !ok) {
+        Some((_, what)) => Err(format!("reply frame: wrong {what}")),
+        None => Ok(&reply[42..]),
+    }
+}
+
+/// Network-order constants as the little-endian loads of the program see
+/// them.
+fn be16(v: u16) -> i32 {
+    i32::from(u16::from_ne_bytes(v.to_be_bytes()))
+}
+
+/// The tc program. Registers: r6 the skb, r7 `data`, r8 `data_end`, r9 the
+/// question name's length (a constant on every path: the name copy is
+/// unrolled, so the verifier sees each length as its own path).
+fn program(names: &Map, hits: &Map) -> Vec<Insn> {
+    let mut a = Asm::new();
+    let next = a.label();
+    let drop = a.label();
+    let have_name = a.label();
+
+    a.alu_reg(Alu::Mov, R6, R1);
+    a.load(Size::W, R7, R6, skb::DATA);
+    a.load(Size::W, R8, R6, skb::DATA_END);
+    // Headers through the DNS header must be there.
+    a.alu_reg(Alu::Mov, R2, R7);
+    a.alu_imm(Alu::Add, R2, QNAME);
+    a.jmp_reg(Jmp::Gt, R2, R8, next);
+    // IPv4, no options, UDP, not a fragment, to 127.0.0.11:53.
+    a.load(Size::H, R3, R7, 12);
+    a.jmp_imm(Jmp::Ne, R3, be16(0x0800), next);
+    a.load(Size::B, R3, R7, IP);
+    a.jmp_imm(Jmp::Ne, R3, 0x45, next);
+    a.load(Size::B, R3, R7, IP + 9);
+    a.jmp_imm(Jmp::Ne, R3, 17, next);
+    a.load(Size::H, R3, R7, IP + 6);
+    a.alu_imm(Alu::And, R3, be16(0x3fff));
+    a.jmp_imm(Jmp::Ne, R3, 0, next);
+    a.load(Size::W, R3, R7, IP + 16);
+    a.jmp_imm(
+        Jmp::Ne,
+        R3,
+        i32::from_ne_bytes(super::EMBEDDED_DNS_ADDR.octets()),
+        next,
+    );
+    a.load(Size::H, R3, R7, UDP + 2);
+    a.jmp_imm(Jmp::Ne, R3, be16(53), next);
+    // QR = 0 and opcode QUERY; QDCOUNT 1; ANCOUNT and NSCOUNT 0; ARCOUNT 0 or 1.
+    a.load(Size::B, R3, R7, DNS + 2);
+    a.alu_imm(Alu::And, R3, 0xf8);
+    a.jmp_imm(Jmp::Ne, R3, 0, next);
+    a.load(Size::H, R3, R7, DNS + 4);
+    a.jmp_imm(Jmp::Ne, R3, be16(1), next);
+    a.load(Size::W, R3, R7, DNS + 6);
+    a.jmp_imm(Jmp::Ne, R3, 0, next);
+    let ar_ok = a.label();
+    a.load(Size::H, R3, R7, DNS + 10);
+    a.jmp_imm(Jmp::Eq, R3, 0, ar_ok);
+    a.jmp_imm(Jmp::Ne, R3, be16(1), next);
+    a.bind(ar_ok);
+
+    // The key: zeroed, then the name's bytes up to and including its zero.
+    for off in (KEY..-8).step_by(8) {
+        a.store_imm(Size::Dw, FP, off, 0);
+    }
+    a.store_imm(Size::W, FP, -8, 0);
+    for i in 0..NAME_MAX as i32 {
+        let not_end = a.label();
+        a.alu_reg(Alu::Mov, R2, R7);
+        a.alu_imm(Alu::Add, R2, QNAME + i + 1);
+        a.jmp_reg(Jmp::Gt, R2, R8, next);
+        a.load(Size::B, R3, R7, (QNAME + i) as i16);
+        a.store(Size::B, FP, KEY + i as i16, R3);
+        a.jmp_imm(Jmp::Ne, R3, 0, not_end);
+        a.alu_imm(Alu::Mov, R9, i + 1);
+        a.ja(have_name);
+        a.bind(not_end);
+    }
+    a.ja(next);
+
+    a.bind(have_name);
+    // Type and class after the name: r2 points at them.
+    a.alu_reg(Alu::Mov, R2, R7);
+    a.alu_reg(Alu::Add, R2, R9);
+    a.alu_imm(Alu::Add, R2, QNAME);
+    a.alu_reg(Alu::Mov, R3, R2);
+    a.alu_imm(Alu::Add, R3, 4);
+    a.jmp_reg(Jmp::Gt, R3, R8, next);
+    a.load(Size::H, R4, R2, 2);
+    a.jmp_imm(Jmp::Ne, R4, be16(1), next);
+    a.load(Size::H, R4, R2, 0);
+    a.store(Size::H, FP, KEY + NAME_MAX as i16, R4);
+    // The message must end after the question, or after an empty OPT
+    // (root name, type 41, RDLEN 0): r5 = expected packet length.
+    a.alu_reg(Alu::Mov, R5, R9);
+    a.alu_imm(Alu::Add, R5, QNAME + 4);
+    a.load(Size::H, R3, R7, DNS + 10);
+    let no_opt = a.label();
+    a.jmp_imm(Jmp::Eq, R3, 0, no_opt);
+    a.alu_reg(Alu::Mov, R3, R2);
+    a.alu_imm(Alu::Add, R3, 4 + 11);
+    a.jmp_reg(Jmp::Gt, R3, R8, next);
+    a.load(Size::B, R3, R2, 4);
+    a.jmp_imm(Jmp::Ne, R3, 0, next);
+    a.load(Size::H, R3, R2, 5);
+    a.jmp_imm(Jmp::Ne, R3, be16(41), next);
+    a.load(Size::H, R3, R2, 4 + 9);
+    a.jmp_imm(Jmp::Ne, R3, 0, next);
+    a.alu_imm(Alu::Add, R5, 11);
+    a.bind(no_opt);
+    a.load(Size::W, R3, R6, skb::LEN);
+    a.jmp_reg(Jmp::Ne, R3, R5, next);
+    // IP total length and UDP length agree with it.
+    a.load(Size::H, R3, R7, IP + 2);
+    a.alu_imm(Alu::Lsh, R3, 8);
+    a.load(Size::H, R4, R7, IP + 2);
+    a.alu_imm(Alu::Rsh, R4, 8);
+    a.alu_reg(Alu::Or, R3, R4);
+    a.alu_imm(Alu::And, R3, 0xffff);
+    a.alu_imm(Alu::Add, R3, ETH);
+    a.jmp_reg(Jmp::Ne, R3, R5, next);
+    a.load(Size::H, R3, R7, UDP + 4);
+    a.alu_imm(Alu::Lsh, R3, 8);
+    a.load(Size::H, R4, R7, UDP + 4);
+    a.alu_imm(Alu::Rsh, R4, 8);
+    a.alu_reg(Alu::Or, R3, R4);
+    a.alu_imm(Alu::And, R3, 0xffff);
+    a.alu_imm(Alu::Add, R3, i32::from(UDP));
+    a.jmp_reg(Jmp::Ne, R3, R5, next);
+
+    // Known name?
+    a.load_map(R1, names);
+    a.alu_reg(Alu::Mov, R2, FP);
+    a.alu_imm(Alu::Add, R2, i32::from(KEY));
+    a.call(HELPER_MAP_LOOKUP);
+    a.jmp_imm(Jmp::Eq, R0, 0, next);
+    a.alu_reg(Alu::Mov, R7, R0);
+    // r4 = the answer's length, by kind.
+    a.load(Size::W, R3, R7, 0);
+    a.alu_imm(Alu::Mov, R4, 0);
+    let kind_done = a.label();
+    let not_a = a.label();
+    a.jmp_imm(Jmp::Ne, R3, 1, not_a);
+    a.alu_imm(Alu::Mov, R4, RR_A as i32);
+    a.ja(kind_done);
+    a.bind(not_a);
+    a.jmp_imm(Jmp::Ne, R3, 2, kind_done);
+    a.alu_imm(Alu::Mov, R4, RR_AAAA as i32);
+    a.bind(kind_done);
+    a.store(Size::Dw, FP, SAVED_LEN, R4);
+    // The reply's length: headers, question, answer (an OPT is cut off).
+    a.alu_reg(Alu::Mov, R2, R9);
+    a.alu_imm(Alu::Add, R2, QNAME + 4);
+    a.alu_reg(Alu::Add, R2, R4);
+    a.alu_reg(Alu::Mov, R1, R6);
+    a.alu_imm(Alu::Mov, R3, 0);
+    a.call(HELPER_SKB_CHANGE_TAIL);
+    a.jmp_imm(Jmp::Ne, R0, 0, next);
+    // The answer record after the question.
+    a.load(Size::Dw, R4, FP, SAVED_LEN);
+    let stored = a.label();
+    for (len, kind_len) in [(RR_A, RR_A as i32), (RR_AAAA, RR_AAAA as i32)] {
+        let other = a.label();
+        a.jmp_imm(Jmp::Ne, R4, kind_len, other);
+        a.alu_reg(Alu::Mov, R1, R6);
+        a.alu_reg(Alu::Mov, R2, R9);
+        a.alu_imm(Alu::Add, R2, QNAME + 4);
+        a.alu_reg(Alu::Mov, R3, R7);
+        a.alu_imm(Alu::Add, R3, 4);
+        a.alu_imm(Alu::Mov, R4, len as i32);
+        a.alu_imm(Alu::Mov, R5, 0);
+        a.call(HELPER_SKB_STORE_BYTES);
+        a.jmp_imm(Jmp::Ne, R0, 0, drop);
+        a.ja(stored);
+        a.bind(other);
+    }
+    a.bind(stored);
+
+    // Headers, through fresh packet pointers (the helpers moved them).
+    a.load(Size::W, R2, R6, skb::DATA);
+    a.load(Size::W, R3, R6, skb::DATA_END);
+    a.alu_reg(Alu::Mov, R4, R2);
+    a.alu_imm(Alu::Add, R4, QNAME);
+    a.jmp_reg(Jmp::Gt, R4, R3, drop);
+    // r5 = reply length again.
+    a.load(Size::Dw, R5, FP, SAVED_LEN);
+    a.alu_reg(Alu::Add, R5, R9);
+    a.alu_imm(Alu::Add, R5, QNAME + 4);
+    // IP: swap addresses, total length, TTL 64, checksum.
+    a.load(Size::W, R3, R2, IP + 12);
+    a.load(Size::W, R4, R2, IP + 16);
+    a.store(Size::W, R2, IP + 12, R4);
+    a.store(Size::W, R2, IP + 16, R3);
+    store_be16(&mut a, R2, IP + 2, R5, -ETH);
+    a.store_imm(Size::B, R2, IP + 8, 64);
+    a.store_imm(Size::H, R2, IP + 10, 0);
+    a.alu_imm(Alu::Mov, R0, 0);
+    for w in 0..10 {
+        a.load(Size::H, R3, R2, IP + 2 * w);
+        a.alu_reg(Alu::Add, R0, R3);
+    }
+    for _ in 0..2 {
+        a.alu_reg(Alu::Mov, R3, R0);
+        a.alu_imm(Alu::Rsh, R3, 16);
+        a.alu_imm(Alu::And, R0, 0xffff);
+        a.alu_reg(Alu::Add, R0, R3);
+    }
+    a.alu_imm(Alu::Xor, R0, 0xffff);
+    a.store(Size::H, R2, IP + 10, R0);
+    // UDP: swap ports, length, no checksum.
+    a.load(Size::H, R3, R2, UDP);
+    a.load(Size::H, R4, R2, UDP + 2);
+    a.store(Size::H, R2, UDP, R4);
+    a.store(Size::H, R2, UDP + 2, R3);
+    store_be16(&mut a, R2, UDP + 4, R5, -i32::from(UDP));
+    a.store_imm(Size::H, R2, UDP + 6, 0);
+    // DNS: QR, RD kept; RA, CD kept; one answer or none; no other records.
+    a.load(Size::B, R3, R2, DNS + 2);
+    a.alu_imm(Alu::And, R3, 0x01);
+    a.alu_imm(Alu::Or, R3, 0x80);
+    a.store(Size::B, R2, DNS + 2, R3);
+    a.load(Size::B, R3, R2, DNS + 3);
+    a.alu_imm(Alu::And, R3, 0x10);
+    a.alu_imm(Alu::Or, R3, 0x80);
+    a.store(Size::B, R2, DNS + 3, R3);
+    a.load(Size::Dw, R3, FP, SAVED_LEN);
+    let none = a.label();
+    a.store_imm(Size::H, R2, DNS + 6, 0);
+    a.jmp_imm(Jmp::Eq, R3, 0, none);
+    a.store_imm(Size::H, R2, DNS + 6, be16(1));
+    a.bind(none);
+    a.store_imm(Size::H, R2, DNS + 8, 0);
+    a.store_imm(Size::H, R2, DNS + 10, 0);
+    // Count it.
+    a.store_imm(Size::W, FP, KEY, 0);
+    a.load_map(R1, hits);
+    a.alu_reg(Alu::Mov, R2, FP);
+    a.alu_imm(Alu::Add, R2, i32::from(KEY));
+    a.call(HELPER_MAP_LOOKUP);
+    let counted = a.label();
+    a.jmp_imm(Jmp::Eq, R0, 0, counted);
+    a.alu_imm(Alu::Mov, R1, 1);
+    a.atomic_add64(R0, 0, R1);
+    a.bind(counted);
+    a.alu_imm(Alu::Mov, R0, TCX_PASS);
+    a.exit();
+
+    a.bind(next);
+    a.alu_imm(Alu::Mov, R0, TCX_NEXT);
+    a.exit();
+    a.bind(drop);
+    a.alu_imm(Alu::Mov, R0, TCX_DROP);
+    a.exit();
+    a.finish()
+}
+
+/// `*(be16 *)(base + off) = value + add`, with `value` a register
+/// (clobbers r3 and r4).
+fn store_be16(a: &mut Asm, base: u8, off: i16, value: u8, add: i32) {
+    a.alu_reg(Alu::Mov, R3, value);
+    a.alu_imm(Alu::Add, R3, add);
+    a.alu_reg(Alu::Mov, R4, R3);
+    a.alu_imm(Alu::Rsh, R4, 8);
+    a.alu_imm(Alu::And, R4, 0xff);
+    a.store(Size::B, base, off, R4);
+    a.alu_imm(Alu::And, R3, 0xff);
+    a.store(Size::B, base, off + 1, R3);
+}
