@@ -4,45 +4,11 @@
 //! UDP answer fits 512 bytes unless the query carried EDNS.
 #![no_main]
 
-use std::path::Path;
-use std::sync::OnceLock;
-
 use libfuzzer_sys::fuzz_target;
-use vswitch::dns::{Decision, NameTable, Transport};
+use vswitch::dns::{Decision, Transport};
 
-const WORLD: &str = r#"
-name = "fuzz"
-[[machine]]
-name = "host"
-resolvers = ["ns1"]
-[[external]]
-name = "ns1"
-ip = "198.18.0.53"
-[[network]]
-name = "n1"
-subnet = "10.1.0.0/24"
-[[network]]
-name = "n2"
-subnet = "10.2.0.0/24"
-internal = true
-[[container]]
-name = "web"
-networks = [{ name = "n1", aliases = ["www", "pool"] }]
-[[container]]
-name = "web2"
-networks = [{ name = "n1", aliases = ["pool"] }, "n2"]
-[[container]]
-name = "lonely"
-networks = ["n2"]
-"#;
-
-fn table() -> &'static NameTable {
-    static T: OnceLock<NameTable> = OnceLock::new();
-    T.get_or_init(|| {
-        let plan = vswitch::scenario::parse_str(Path::new("fuzz.toml"), WORLD).expect("valid");
-        NameTable::from_plan(&plan)
-    })
-}
+mod dns_world;
+use dns_world::table;
 
 fuzz_target!(|data: &[u8]| {
     let t = table();

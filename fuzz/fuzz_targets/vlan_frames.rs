@@ -100,7 +100,10 @@ fn config() -> (EngineConfig, VlanConfig) {
             (PortId(5), access(10, mv(Siblings::Bridge))),
             (PortId(6), access(0, mv(Siblings::Private))),
             (PortId(7), access(0, mv(Siblings::Private))),
-            (PortId(8), access(0, iv(Ipv4Addr::new(198, 18, 0, 130), false))),
+            (
+                PortId(8),
+                access(0, iv(Ipv4Addr::new(198, 18, 0, 130), false)),
+            ),
             (PortId(9), access(0, iv(Ipv4Addr::new(10, 1, 0, 5), true))),
         ],
         vids: Vec::new(),
