@@ -391,22 +391,11 @@ fn program(names: &Map, hits: &Map) -> Vec<Insn> {
     a.load(Size::W, R3, R6, skb::LEN);
     a.jmp_reg(Jmp::Ne, R3, R5, next);
     // IP total length and UDP length agree with it.
-    a.load(Size::H, R3, R7, IP + 2);
-    a.alu_imm(Alu::Lsh, R3, 8);
-    a.load(Size::H, R4, R7, IP + 2);
-    a.alu_imm(Alu::Rsh, R4, 8);
-    a.alu_reg(Alu::Or, R3, R4);
-    a.alu_imm(Alu::And, R3, 0xffff);
-    a.alu_imm(Alu::Add, R3, ETH);
-    a.jmp_reg(Jmp::Ne, R3, R5, next);
-    a.load(Size::H, R3, R7, UDP + 4);
-    a.alu_imm(Alu::Lsh, R3, 8);
-    a.load(Size::H, R4, R7, UDP + 4);
-    a.alu_imm(Alu::Rsh, R4, 8);
-    a.alu_reg(Alu::Or, R3, R4);
-    a.alu_imm(Alu::And, R3, 0xffff);
-    a.alu_imm(Alu::Add, R3, i32::from(UDP));
-    a.jmp_reg(Jmp::Ne, R3, R5, next);
+    for (field, header_start) in [(IP + 2, ETH), (UDP + 4, i32::from(UDP))] {
+        load_be16(&mut a, R3, R7, field);
+        a.alu_imm(Alu::Add, R3, header_start);
+        a.jmp_reg(Jmp::Ne, R3, R5, next);
+    }
 
     // Known name?
     a.load_map(R1, names);
@@ -532,6 +521,16 @@ fn program(names: &Map, hits: &Map) -> Vec<Insn> {
     a.alu_imm(Alu::Mov, R0, TCX_DROP);
     a.exit();
     a.finish()
+}
+
+/// `dst = *(be16 *)(base + off)` in host order (clobbers r4).
+fn load_be16(a: &mut Asm, dst: u8, base: u8, off: i16) {
+    a.load(Size::H, dst, base, off);
+    a.alu_imm(Alu::Lsh, dst, 8);
+    a.load(Size::H, R4, base, off);
+    a.alu_imm(Alu::Rsh, R4, 8);
+    a.alu_reg(Alu::Or, dst, R4);
+    a.alu_imm(Alu::And, dst, 0xffff);
 }
 
 /// `*(be16 *)(base + off) = value + add`, with `value` a register
