@@ -133,6 +133,25 @@ pub fn namespace_names(run: &RunId, plan: &Plan, backend: BackendKind) -> Vec<(S
     v
 }
 
+/// Name of a bridge network's device in its machine namespace, the same on
+/// every backend (the userspace host port, the kernel bridge): `docker0` for
+/// the default bridge, else `br-<name>` cut to 15 characters, `br<index>`
+/// when two cut names clash.
+pub(crate) fn bridge_device_name(plan: &Plan, net: usize) -> String {
+    let n = &plan.networks[net];
+    if n.default {
+        return "docker0".to_string();
+    }
+    let mut name: String = format!("br-{}", n.name).chars().take(15).collect();
+    let clash = plan.networks.iter().enumerate().any(|(j, o)| {
+        j != net && o.machine == n.machine && format!("br-{}", o.name).starts_with(&name)
+    });
+    if clash {
+        name = format!("br{net}");
+    }
+    name
+}
+
 /// A container on the `host` network shares its machine's namespace (NH-3).
 fn on_host_network(plan: &Plan, container: usize) -> bool {
     plan.containers[container]

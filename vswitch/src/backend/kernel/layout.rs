@@ -93,24 +93,6 @@ pub(super) fn lan_mac(ip: Ipv4Addr) -> MacAddr {
     MacAddr([0x02, 0x56, o[0], o[1], o[2], o[3]])
 }
 
-/// Name of a bridge network's device: `docker0` for the default bridge,
-/// else `br-<name>` cut to 15 characters, `br<index>` when two cut names
-/// clash (as the userspace backend names its host port).
-pub(super) fn bridge_name(plan: &Plan, net: usize) -> String {
-    let n = &plan.networks[net];
-    if n.default {
-        return "docker0".to_string();
-    }
-    let mut name: String = format!("br-{}", n.name).chars().take(15).collect();
-    let clash = plan.networks.iter().enumerate().any(|(j, o)| {
-        j != net && o.machine == n.machine && format!("br-{}", o.name).starts_with(&name)
-    });
-    if clash {
-        name = format!("br{net}");
-    }
-    name
-}
-
 /// The endpoint that carries a container's default route (and its published
 /// ports, BR-17): the first on a non-internal network with a gateway.
 pub(super) fn gateway_endpoint(plan: &Plan, container: usize) -> Option<usize> {
@@ -145,7 +127,7 @@ pub(super) fn machine_layout(plan: &Plan, m: usize) -> MachineLayout {
                 out.bridges.push(BridgeDev {
                     network: ni,
                     iface: Iface {
-                        name: bridge_name(plan, ni),
+                        name: crate::backend::bridge_device_name(plan, ni),
                         mac: MacAddr::docker_from_ipv4(gw),
                         mtu: n.mtu,
                         addrs: n

@@ -150,23 +150,6 @@ fn lan_mac(ip: Ipv4Addr) -> MacAddr {
     MacAddr([0x02, 0x56, o[0], o[1], o[2], o[3]])
 }
 
-/// Name of a network's host port in the machine namespace.
-fn host_port_name(plan: &Plan, net: usize) -> String {
-    let n = &plan.networks[net];
-    if n.default {
-        return "docker0".to_string();
-    }
-    let mut name: String = format!("br-{}", n.name).chars().take(15).collect();
-    // Two long names can cut to the same prefix: fall back to the index.
-    let clash = plan.networks.iter().enumerate().any(|(j, o)| {
-        j != net && o.machine == n.machine && format!("br-{}", o.name).starts_with(&name)
-    });
-    if clash {
-        name = format!("br{net}");
-    }
-    name
-}
-
 /// The userspace data path of a world.
 #[derive(Debug)]
 pub struct Dataplane {
@@ -354,7 +337,7 @@ impl Dataplane {
                 .iter()
                 .filter_map(|s| s.gateway.map(|g| (IpAddr::V4(g), s.net.prefix_len())))
                 .collect();
-            let name = host_port_name(plan, ni);
+            let name = crate::backend::bridge_device_name(plan, ni);
             let spec = IfaceSpec {
                 name: name.clone(),
                 mac: gw.mac,
