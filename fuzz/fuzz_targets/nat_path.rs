@@ -162,6 +162,7 @@ fn csum(b: &[u8]) -> u16 {
 }
 
 /// Ethernet + IPv4 header around `l4`.
+#[allow(clippy::too_many_arguments)]
 fn ipv4(
     smac: [u8; 6],
     dmac: [u8; 6],
