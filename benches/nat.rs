@@ -17,103 +17,22 @@ use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput};
-use vswitch::engine::{
-    Action, DomainConfig, DomainId, Engine, EngineConfig, Gateway, L3Config, MachineConfig,
-    NetworkConfig, Packet, PortConfig, PortId, PortRole, PublishConfig, VnetHdr,
-};
-use vswitch::scenario::plan::MacAddr;
+use vswitch::engine::fixtures::{A, A_IP, B, B_IP, GW1, Knobs, M_IP, X, X_IP, dmac, lmac, nat_cfg};
+use vswitch::engine::{Action, Engine, Packet, PortId, VnetHdr};
 
 mod common;
 use common::time_per_call;
 
 const SIZES: [usize; 2] = [64, 1500];
 
-const M_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
-const X_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 80);
-const GW: Ipv4Addr = Ipv4Addr::new(172, 20, 0, 1);
-const A_IP: Ipv4Addr = Ipv4Addr::new(172, 20, 0, 2);
-const B_IP: Ipv4Addr = Ipv4Addr::new(172, 20, 0, 3);
-
-// Ports: 0 machine uplink, 1 external (lan); 2 host, 3 A, 4 B (bridge).
-const X: PortId = PortId(1);
-const A: PortId = PortId(3);
-
-fn lmac(ip: Ipv4Addr) -> [u8; 6] {
-    let o = ip.octets();
-    [0x02, 0x56, o[0], o[1], o[2], o[3]]
-}
-
-fn dmac(ip: Ipv4Addr) -> [u8; 6] {
-    MacAddr::docker_from_ipv4(ip).0
-}
-
+/// The engine's reference NAT world (A and B on masqueraded n1, X on lan,
+/// A publishing 8080 → 80); X is reached directly, not through G.
 fn engine() -> Engine {
-    let port = |name: &str, d: u16, role| PortConfig {
-        name: name.into(),
-        domain: DomainId(d),
-        role,
-    };
-    let cfg = EngineConfig {
-        domains: vec![
-            DomainConfig {
-                name: "lan".into(),
-                gateway: None,
-                icc: true,
-            },
-            DomainConfig {
-                name: "n".into(),
-                gateway: Some(Gateway {
-                    ip: GW,
-                    mac: MacAddr::docker_from_ipv4(GW),
-                }),
-                icc: true,
-            },
-        ],
-        ports: vec![
-            port("m/eth0", 0, PortRole::Plain),
-            port("x/eth0", 0, PortRole::Plain),
-            port("m/br-n", 1, PortRole::Host),
-            port("a/eth0", 1, PortRole::Container),
-            port("b/eth0", 1, PortRole::Container),
-        ],
-        l3: L3Config {
-            machines: vec![MachineConfig {
-                name: "m".into(),
-                uplink: PortId(0),
-                ip: M_IP,
-                mac: MacAddr(lmac(M_IP)),
-                lan: "198.18.0.0/24".parse().expect("cidr"),
-                lan_gateway: None,
-                lan_mtu: 1500,
-                userland_proxy: true,
-            }],
-            networks: vec![NetworkConfig {
-                domain: DomainId(1),
-                machine: 0,
-                subnets: vec!["172.20.0.0/24".parse().expect("cidr")],
-                gateways: vec![GW],
-                internal: false,
-                masquerade: true,
-                mtu: 1500,
-                neighbours: vec![
-                    (A_IP, MacAddr(dmac(A_IP)), A),
-                    (B_IP, MacAddr(dmac(B_IP)), PortId(4)),
-                ],
-            }],
-            publish: vec![PublishConfig {
-                machine: 0,
-                host_ip: None,
-                host_port: 8080,
-                proto: 6,
-                container_ip: A_IP,
-                container_port: 80,
-                network: 0,
-            }],
-            ..L3Config::default()
-        },
-        ..EngineConfig::default()
-    };
-    Engine::new(cfg).expect("bench config")
+    Engine::new(nat_cfg(Knobs {
+        lan_gateway: false,
+        ..Knobs::default()
+    }))
+    .expect("bench config")
 }
 
 /// Ethernet + IPv4 + TCP of `len` bytes in all.
@@ -199,7 +118,7 @@ impl Case {
         run(&mut e, X, arp);
         run(
             &mut e,
-            PortId(4),
+            B,
             tcp(dmac(B_IP), dmac(A_IP), B_IP, A_IP, 1, 1, 0x10, 64),
         );
         run(
@@ -207,7 +126,7 @@ impl Case {
             A,
             tcp(dmac(A_IP), dmac(B_IP), A_IP, B_IP, 1, 1, 0x10, 64),
         );
-        let gw = dmac(GW);
+        let gw = dmac(GW1);
         // Flows: A:40000 → X:80 masqueraded; X:5555 → M:8080 published.
         run(
             &mut e,

@@ -26,28 +26,23 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use libfuzzer_sys::fuzz_target;
-use vswitch::engine::{
-    Action, DomainConfig, DomainId, Engine, EngineConfig, Gateway, L3Config, MachineConfig,
-    NetworkConfig, Packet, PortConfig, PortId, PortRole, PublishConfig, VnetHdr,
+use vswitch::engine::fixtures::{
+    A_IP, B_IP, C_IP, D_IP, G_IP, GW1, GW2, GW3, Knobs, M_IP, X_IP, dmac, lmac, nat_cfg,
 };
-use vswitch::scenario::plan::MacAddr;
+use vswitch::engine::{Action, Engine, EngineConfig, Packet, PortId, VnetHdr};
 
 const CAPACITY: usize = 8;
-const M: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
-const GW1: Ipv4Addr = Ipv4Addr::new(172, 20, 0, 1);
-const GW2: Ipv4Addr = Ipv4Addr::new(172, 21, 0, 1);
-const GW3: Ipv4Addr = Ipv4Addr::new(10, 81, 0, 1);
 
 /// Addresses a record can name (index mod len); the MAC of each is the
 /// one its owner uses on its segment.
 const POOL: [Ipv4Addr; 12] = [
-    Ipv4Addr::new(172, 20, 0, 2),
-    Ipv4Addr::new(172, 20, 0, 3),
-    Ipv4Addr::new(172, 21, 0, 2),
-    Ipv4Addr::new(10, 81, 0, 2),
-    M,
-    Ipv4Addr::new(198, 18, 0, 80),
-    Ipv4Addr::new(198, 18, 0, 1),
+    A_IP,
+    B_IP,
+    C_IP,
+    D_IP,
+    M_IP,
+    X_IP,
+    G_IP,
     GW1,
     GW2,
     GW3,
@@ -56,93 +51,24 @@ const POOL: [Ipv4Addr; 12] = [
 ];
 
 fn mac_of(ip: Ipv4Addr) -> [u8; 6] {
-    let o = ip.octets();
-    if o[0] == 198 {
-        [0x02, 0x56, o[0], o[1], o[2], o[3]]
+    if ip.octets()[0] == 198 {
+        lmac(ip)
     } else {
-        MacAddr::docker_from_ipv4(ip).0
+        dmac(ip)
     }
 }
 
+/// The engine's reference NAT world with small tables, so that the bounds
+/// are reached, and no userland proxy (hairpin NAT in the engine).
 fn config() -> EngineConfig {
-    let port = |name: &str, d: u16, role| PortConfig {
-        name: name.into(),
-        domain: DomainId(d),
-        role,
-    };
-    let dom = |name: &str, gw: Option<Ipv4Addr>| DomainConfig {
-        name: name.into(),
-        gateway: gw.map(|ip| Gateway {
-            ip,
-            mac: MacAddr::docker_from_ipv4(ip),
-        }),
-        icc: true,
-    };
-    let net = |d: u16, s: &str, gw, internal, masquerade, n: &[(usize, u16)]| NetworkConfig {
-        domain: DomainId(d),
-        machine: 0,
-        subnets: vec![s.parse().expect("cidr")],
-        gateways: vec![gw],
-        internal,
-        masquerade,
-        mtu: 1400,
-        neighbours: n
-            .iter()
-            .map(|&(i, p)| (POOL[i], MacAddr(mac_of(POOL[i])), PortId(p)))
-            .collect(),
-    };
-    let publish = |proto| PublishConfig {
-        machine: 0,
-        host_ip: None,
-        host_port: 8080,
-        proto,
-        container_ip: POOL[0],
-        container_port: 80,
-        network: 0,
-    };
-    EngineConfig {
-        domains: vec![
-            dom("lan", None),
-            dom("n1", Some(GW1)),
-            dom("n2", Some(GW2)),
-            dom("n3", Some(GW3)),
-        ],
-        ports: vec![
-            port("m/eth0", 0, PortRole::Plain),
-            port("x/eth0", 0, PortRole::Plain),
-            port("g/eth0", 0, PortRole::Plain),
-            port("m/br-n1", 1, PortRole::Host),
-            port("a/eth0", 1, PortRole::Container),
-            port("b/eth0", 1, PortRole::Container),
-            port("m/br-n2", 2, PortRole::Host),
-            port("c/eth0", 2, PortRole::Container),
-            port("m/br-n3", 3, PortRole::Host),
-            port("d/eth0", 3, PortRole::Container),
-        ],
+    nat_cfg(Knobs {
+        proxy: false,
+        net_mtu: 1400,
+        capacity: CAPACITY,
         fdb_capacity: 16,
-        l3: L3Config {
-            machines: vec![MachineConfig {
-                name: "m".into(),
-                uplink: PortId(0),
-                ip: M,
-                mac: MacAddr(mac_of(M)),
-                lan: "198.18.0.0/24".parse().expect("cidr"),
-                lan_gateway: Some(POOL[6]),
-                lan_mtu: 1500,
-                userland_proxy: false,
-            }],
-            networks: vec![
-                net(1, "172.20.0.0/24", GW1, false, true, &[(0, 4), (1, 5)]),
-                net(2, "172.21.0.0/24", GW2, false, false, &[(2, 7)]),
-                net(3, "10.81.0.0/24", GW3, true, false, &[(3, 9)]),
-            ],
-            publish: vec![publish(6), publish(17)],
-            conntrack_capacity: CAPACITY,
-            neighbour_queue: 4,
-            ..L3Config::default()
-        },
-        ..EngineConfig::default()
-    }
+        neighbour_queue: 4,
+        ..Knobs::default()
+    })
 }
 
 fn base() -> Instant {
@@ -249,9 +175,9 @@ fuzz_target!(|data: &[u8]| {
         let src_mac = mac_of(src);
         let dst_mac = if src.octets()[0] != 198 && src.octets()[..3] != dst.octets()[..3] {
             let o = src.octets();
-            MacAddr::docker_from_ipv4(Ipv4Addr::new(o[0], o[1], o[2], 1)).0
+            dmac(Ipv4Addr::new(o[0], o[1], o[2], 1))
         } else if dst.octets()[0] == 198 || src.octets()[0] == 198 {
-            mac_of(if dst.octets()[0] == 198 { dst } else { M })
+            mac_of(if dst.octets()[0] == 198 { dst } else { M_IP })
         } else {
             mac_of(dst)
         };

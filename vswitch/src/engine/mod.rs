@@ -18,6 +18,7 @@
 mod checksum;
 pub mod conntrack;
 mod fdb;
+pub mod fixtures;
 pub mod flow;
 mod forward;
 mod gateway;
