@@ -1,7 +1,7 @@
 //! Router tests on a virtual clock: routing, ARP on lan, ICMP errors, TTL,
 //! MTU, internal networks, isolation, ingress deny. Statement ids refer to
-//! docker-semantics.md. NAT itself is in `tests_nat.rs`; both share the
-//! topology below.
+//! docker-semantics.md. NAT itself is in `tests_nat.rs`; both use the
+//! reference topology of [`super::fixtures`].
 
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
