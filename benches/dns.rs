@@ -17,10 +17,13 @@
 use std::fmt::Write as _;
 use std::hint::black_box;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use criterion::{Criterion, Throughput};
 use vswitch::dns::{Decision, NameTable, Transport, decodes, seeded_rng};
+
+mod common;
+use common::{criterion, self_timed_pass, time_per_call};
 
 const CONTAINERS: usize = 100;
 const ALIASED: usize = 10;
@@ -82,16 +85,9 @@ fn bench_answers(c: &mut Criterion, t: &NameTable) {
 }
 
 /// Queries per second of `f` over about `span`.
-fn rate(span: Duration, mut f: impl FnMut()) -> f64 {
-    let start = Instant::now();
-    let mut n = 0u64;
-    while start.elapsed() < span {
-        for _ in 0..256 {
-            f();
-        }
-        n += 256;
-    }
-    n as f64 / start.elapsed().as_secs_f64()
+/// Calls of `f` per second over about `span`.
+fn rate(span: Duration, f: impl FnMut()) -> f64 {
+    1e9 / time_per_call(span, f)
 }
 
 fn print_rates(t: &NameTable, span: Duration) {
@@ -113,15 +109,10 @@ fn print_rates(t: &NameTable, span: Duration) {
 
 fn main() {
     let t = table();
-    let mut c = Criterion::default()
-        .measurement_time(Duration::from_secs(2))
-        .warm_up_time(Duration::from_millis(500))
-        .configure_from_args();
+    let mut c = criterion();
     bench_answers(&mut c, &t);
     c.final_summary();
-    // Skip the extra pass when cargo runs benches as tests or lists them.
-    let args: Vec<String> = std::env::args().collect();
-    if args.iter().any(|a| a == "--bench") && !args.iter().any(|a| a == "--list") {
+    if self_timed_pass() {
         print_rates(&t, Duration::from_millis(300));
     }
 }

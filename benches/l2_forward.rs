@@ -24,7 +24,7 @@ use vswitch::engine::{
 use vswitch::scenario::plan::MacAddr;
 
 mod common;
-use common::time_per_call;
+use common::{criterion, self_timed_pass, time_per_call};
 
 const SIZES: [usize; 2] = [64, 1500];
 const PORTS: u16 = 4;
@@ -172,15 +172,10 @@ fn print_ratios(budget: Duration) {
 }
 
 fn main() {
-    let mut c = Criterion::default()
-        .measurement_time(Duration::from_secs(2))
-        .warm_up_time(Duration::from_millis(500))
-        .configure_from_args();
+    let mut c = criterion();
     bench_engine(&mut c);
     c.final_summary();
-    // Skip the extra pass when cargo runs benches as tests or lists them.
-    let args: Vec<String> = std::env::args().collect();
-    if args.iter().any(|a| a == "--bench") && !args.iter().any(|a| a == "--list") {
+    if self_timed_pass() {
         print_ratios(Duration::from_millis(300));
     }
 }

@@ -21,7 +21,7 @@ use vswitch::engine::fixtures::{A, A_IP, B, B_IP, GW1, Knobs, M_IP, X, X_IP, dma
 use vswitch::engine::{Action, Engine, Packet, PortId, VnetHdr};
 
 mod common;
-use common::time_per_call;
+use common::{criterion, self_timed_pass, time_per_call};
 
 const SIZES: [usize; 2] = [64, 1500];
 
@@ -242,14 +242,10 @@ fn print_ratios(budget: Duration) {
 }
 
 fn main() {
-    let mut c = Criterion::default()
-        .measurement_time(Duration::from_secs(2))
-        .warm_up_time(Duration::from_millis(500))
-        .configure_from_args();
+    let mut c = criterion();
     bench_engine(&mut c);
     c.final_summary();
-    let args: Vec<String> = std::env::args().collect();
-    if args.iter().any(|a| a == "--bench") && !args.iter().any(|a| a == "--list") {
+    if self_timed_pass() {
         print_ratios(Duration::from_millis(300));
     }
 }

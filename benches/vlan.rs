@@ -12,7 +12,7 @@
 
 use std::hint::black_box;
 use std::net::Ipv4Addr;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use criterion::{BenchmarkId, Criterion, Throughput};
 use vswitch::engine::vlan::push_tag;
@@ -21,6 +21,9 @@ use vswitch::engine::{
     PortRole, VlanConfig, VlanMode, VlanPort, VnetHdr,
 };
 use vswitch::scenario::plan::MacAddr;
+
+mod common;
+use common::criterion;
 
 const SIZES: [usize; 2] = [64, 1500];
 const TRUNK: PortId = PortId(0);
@@ -173,10 +176,7 @@ fn bench(c: &mut Criterion) {
 }
 
 fn main() {
-    let mut c = Criterion::default()
-        .measurement_time(Duration::from_secs(2))
-        .warm_up_time(Duration::from_millis(500))
-        .configure_from_args();
+    let mut c = criterion();
     bench(&mut c);
     c.final_summary();
 }
