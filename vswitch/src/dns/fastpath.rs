@@ -47,6 +47,7 @@ use crate::sys::bpf::{
 
 use super::EMBEDDED_TTL;
 use super::table::{FastAnswer, NameTable};
+use crate::engine::internet_checksum;
 
 /// Environment variable: `off` (or `0`) disables the fast path.
 pub const FASTPATH_ENV: &str = "VSWITCH_DNS_FASTPATH";
@@ -232,7 +233,7 @@ pub fn query_frame(dns: &[u8]) -> Vec<u8> {
         0x45, 0, 0, 0, 0x12, 0x34, 0x40, 0, 64, 17, 0, 0, 127, 0, 0, 1, 127, 0, 0, 11,
     ];
     ip[2..4].copy_from_slice(&total.to_be_bytes());
-    let c = ip_checksum(&ip);
+    let c = internet_checksum(&ip);
     ip[10..12].copy_from_slice(&c.to_be_bytes());
     f.extend_from_slice(&ip);
     f.extend_from_slice(&40000u16.to_be_bytes());
@@ -241,19 +242,6 @@ pub fn query_frame(dns: &[u8]) -> Vec<u8> {
     f.extend_from_slice(&[0, 0]);
     f.extend_from_slice(dns);
     f
-}
-
-/// The one's-complement checksum of an IPv4 header (0 when `h` carries a
-/// valid one).
-pub fn ip_checksum(h: &[u8]) -> u16 {
-    let mut sum: u32 = h
-        .chunks(2)
-        .map(|w| u32::from(u16::from_be_bytes([w[0], *w.get(1).unwrap_or(&0)])))
-        .sum();
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
 }
 
 /// Checks that `reply` is the program's answer to `query` (both frames as
@@ -266,7 +254,7 @@ pub fn reply_payload<'a>(query: &[u8], reply: &'a [u8]) -> Result<&'a [u8], Stri
     let (qip, ip) = (&query[14..34], &reply[14..34]);
     let len_at = |b: &[u8], at: usize| usize::from(u16::from_be_bytes([b[at], b[at + 1]]));
     let checks = [
-        (ip_checksum(ip) == 0, "IP header checksum"),
+        (internet_checksum(ip) == 0, "IP header checksum"),
         (
             ip[12..16] == qip[16..20] && ip[16..20] == qip[12..16],
             "addresses swapped",

@@ -56,6 +56,8 @@ pub use metrics::{DropCounts, DropReason, FdbCounters, Metrics, PortCounters};
 pub use packet::{Packet, VnetHdr};
 pub use vlan::{Attachment, Siblings, VlanConfig, VlanMode, VlanPort};
 pub use vxlan::{OverlayStats, VtepConfig};
+/// The Internet checksum (RFC 1071): 0 over data holding a correct one.
+pub(crate) use wire::checksum as internet_checksum;
 
 use crate::scenario::plan::MacAddr;
 use fdb::{Fdb, mac_key};

@@ -378,20 +378,7 @@ pub fn l4_checksum(src: [u8; 4], dst: [u8; 4], proto: u8, seg: &[u8]) -> u16 {
     pseudo[4..8].copy_from_slice(&dst);
     pseudo[9] = proto;
     pseudo[10..12].copy_from_slice(&(seg.len() as u16).to_be_bytes());
-    let mut sum: u64 = 0;
-    for part in [&pseudo[..], seg] {
-        let mut ch = part.chunks_exact(2);
-        for c in &mut ch {
-            sum += u64::from(u16::from_be_bytes([c[0], c[1]]));
-        }
-        if let [x] = ch.remainder() {
-            sum += u64::from(u16::from_be_bytes([*x, 0]));
-        }
-    }
-    while sum >> 16 != 0 {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
+    !super::checksum::sum(seg, u32::from(super::checksum::sum(&pseudo, 0)))
 }
 
 /// Completes a partial checksum (`F_NEEDS_CSUM`) in software.

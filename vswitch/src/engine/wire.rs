@@ -199,18 +199,7 @@ pub(crate) fn emit_ipv4(
 /// The Internet checksum (RFC 1071) of `data`: 0 when `data` holds a
 /// correct checksum field.
 pub(crate) fn checksum(data: &[u8]) -> u16 {
-    let mut sum: u64 = 0;
-    let mut chunks = data.chunks_exact(2);
-    for c in &mut chunks {
-        sum += u64::from(u16::from_be_bytes([c[0], c[1]]));
-    }
-    if let [last] = chunks.remainder() {
-        sum += u64::from(u16::from_be_bytes([*last, 0]));
-    }
-    while sum >> 16 != 0 {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
+    !super::checksum::sum(data, 0)
 }
 
 #[cfg(test)]

@@ -20,6 +20,7 @@ use rustix::net::{
     socket_with,
 };
 
+use crate::engine::internet_checksum as checksum;
 use crate::netns::NetNs;
 
 use super::ProbeError;
@@ -243,22 +244,6 @@ fn echo_request(v6: bool, id: u16, seq: u16, size: u16) -> Vec<u8> {
         p[2..4].copy_from_slice(&c.to_be_bytes());
     }
     p
-}
-
-/// The Internet checksum (RFC 1071).
-fn checksum(data: &[u8]) -> u16 {
-    let mut sum: u32 = 0;
-    let mut chunks = data.chunks_exact(2);
-    for c in &mut chunks {
-        sum += u32::from(u16::from_be_bytes([c[0], c[1]]));
-    }
-    if let [b] = chunks.remainder() {
-        sum += u32::from(*b) << 8;
-    }
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
 }
 
 /// A received ICMP message that concerns this ping.
