@@ -11,7 +11,7 @@ use std::sync::OnceLock;
 use libfuzzer_sys::fuzz_target;
 use vswitch::dns::fastpath::{Loaded, query_frame, reply_payload};
 use vswitch::dns::{Decision, Transport};
-use vswitch::sys::bpf::{TCX_NEXT, TCX_PASS};
+use vswitch::sys::bpf::{TCX_NEXT, TCX_PASS, current_netns_cookie};
 
 mod dns_world;
 use dns_world::table;
@@ -21,8 +21,13 @@ const QUERIER: usize = 1;
 
 fn loaded() -> Option<&'static Loaded> {
     static L: OnceLock<Option<Loaded>> = OnceLock::new();
-    L.get_or_init(|| Loaded::new(&table().fast_answers(QUERIER)).ok())
-        .as_ref()
+    L.get_or_init(|| {
+        let answers = table().fast_answers(QUERIER);
+        let l = Loaded::new(answers.len()).ok()?;
+        l.insert(current_netns_cookie().ok()?, &answers).ok()?;
+        Some(l)
+    })
+    .as_ref()
 }
 
 fuzz_target!(|data: &[u8]| {

@@ -106,6 +106,12 @@ pub struct World {
     dns: Vec<probe::DnsServer>,
     /// Docker's embedded DNS (127.0.0.11) of each container that has one.
     embedded_dns: Vec<crate::dns::EmbeddedDns>,
+    /// Its kernel fast path: one program and map for the world …
+    dns_fast_path: Option<std::sync::Arc<crate::dns::fastpath::WorldFastPath>>,
+    /// … attached to each of those containers' `lo`. Declared last and
+    /// never cleared by hand, so the links close after the namespaces are
+    /// gone (a live detach waits for an RCU grace period; a dead one does not).
+    dns_fast_links: Vec<crate::sys::bpf::TcxLink>,
 }
 
 /// Node name → namespace name, for `vswitch exec` and the run record. On
@@ -178,6 +184,8 @@ impl World {
             echo: Vec::new(),
             dns: Vec::new(),
             embedded_dns: Vec::new(),
+            dns_fast_path: None,
+            dns_fast_links: Vec::new(),
         };
         progress(&format!(
             "creating {} namespaces",
@@ -331,6 +339,7 @@ impl World {
             return Ok(());
         }
         let table = std::sync::Arc::new(crate::dns::NameTable::from_plan(plan));
+        let mut served = Vec::new();
         for (i, c) in plan.containers.iter().enumerate() {
             if on_host_network(plan, i) || !table.view(i).is_some_and(|v| v.embedded) {
                 continue;
@@ -344,17 +353,21 @@ impl World {
             )
             .map_err(BuildError::at(format!("embedded DNS of {}", c.name)))?;
             self.embedded_dns.push(s);
+            served.push(i);
+        }
+        if let Some(fast) = crate::dns::fastpath::WorldFastPath::load(&table) {
+            let fast = std::sync::Arc::new(fast);
+            self.dns_fast_links =
+                fast.attach_in(served.iter().map(|&i| (i, self.ns(Node::Container(i)))));
+            self.dns_fast_path = Some(fast);
         }
         Ok(())
     }
 
-    /// Queries answered by the embedded DNS's kernel fast path, summed over
-    /// containers; `None` when no container has it loaded.
+    /// Queries answered by the embedded DNS's kernel fast path, all
+    /// containers together; `None` when it is not loaded.
     pub fn dns_fast_path_hits(&self) -> Option<u64> {
-        self.embedded_dns
-            .iter()
-            .filter_map(crate::dns::EmbeddedDns::fast_path_hits)
-            .reduce(|a, b| a + b)
+        self.dns_fast_path.as_ref().map(|f| f.hits())
     }
 
     /// Tears the world down and returns the data path's counters.

@@ -18,14 +18,18 @@
 //!   records, no additional record or exactly one empty OPT (EDNS without
 //!   options, as `dnsperf -e` sends);
 //! - a question of class IN, type A or AAAA, whose name (at most 64 bytes on
-//!   the wire, exact bytes: other spellings go to userspace) is in the
-//!   container's map: names with one address of that family (answered with
-//!   it, TTL 600) or none (NOERROR, no records: DNS-10).
+//!   the wire, exact bytes: other spellings go to userspace) is in the map
+//!   for the namespace it is sent in: names with one address of that family
+//!   (answered with it, TTL 600) or none (NOERROR, no records: DNS-10).
 //!
 //! Everything else — several addresses (round-robin, DNS-8), PTR, MX,
 //! forwarded names, TCP, malformed input — passes on untouched to the
-//! userspace server. The map is filled from [`NameTable::fast_answers`] when
-//! the server starts; the scenario's names do not change while it runs.
+//! userspace server. One program (verified once) and one map serve a whole
+//! world ([`WorldFastPath`]): every container's [`NameTable::fast_answers`]
+//! go in when the world is built, keyed by the container's network
+//! namespace cookie, which the program reads from the packet
+//! (`bpf_get_netns_cookie`), so each container keeps its own view (DNS-5).
+//! The scenario's names do not change while it runs.
 //!
 //! The reply: addresses and ports swapped, IP checksum recomputed, UDP
 //! checksum 0 (none, allowed for IPv4), header as moby's `createRespMsg`
@@ -38,16 +42,18 @@
 
 use std::io;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use crate::sys::bpf::{
     Alu, Asm, FP, HELPER_MAP_LOOKUP, HELPER_SKB_CHANGE_TAIL, HELPER_SKB_STORE_BYTES, Insn, Jmp,
     Map, Program, R0, R1, R2, R3, R4, R5, R6, R7, R8, R9, Size, TCX_DROP, TCX_NEXT, TCX_PASS,
-    TcxLink, skb,
+    TcxLink, current_netns_cookie, skb,
 };
 
 use super::EMBEDDED_TTL;
 use super::table::{FastAnswer, NameTable};
 use crate::engine::internet_checksum;
+use crate::netns::NetNs;
 
 /// Environment variable: `off` (or `0`) disables the fast path.
 pub const FASTPATH_ENV: &str = "VSWITCH_DNS_FASTPATH";
@@ -55,15 +61,16 @@ pub const FASTPATH_ENV: &str = "VSWITCH_DNS_FASTPATH";
 /// Longest query name the fast path takes, in wire bytes (labels with their
 /// length bytes and the final zero).
 pub const NAME_MAX: usize = 64;
-/// Map key: the name's wire bytes zero-padded to [`NAME_MAX`], the query
-/// type (network order) and two zero bytes.
-pub const KEY_SIZE: usize = NAME_MAX + 4;
+/// Map key: the asking container's network namespace cookie (u64, host
+/// order), the name's wire bytes zero-padded to [`NAME_MAX`], the query
+/// type (network order) and two zero bytes. One map serves a whole world;
+/// the cookie keeps each container to its own view (DNS-5).
+pub const KEY_SIZE: usize = 8 + NAME_MAX + 4;
 /// Map value: the kind (u32: 0 no record, 1 A, 2 AAAA) and the answer
 /// record's bytes.
 pub const VALUE_SIZE: usize = 4 + RR_AAAA;
-/// Most entries of a container's map (names beyond are answered in
-/// userspace).
-pub const MAX_ENTRIES: u32 = 4096;
+/// Most entries of a world's map (names beyond are answered in userspace).
+pub const MAX_ENTRIES: u32 = 65536;
 
 /// An A record with a pointer to the question's name: pointer (2), type,
 /// class, TTL, length, address.
@@ -76,9 +83,13 @@ const IP: i16 = 14;
 const UDP: i16 = 34;
 const DNS: i16 = 42;
 const QNAME: i32 = 54;
-/// Stack: the key at fp-72 … fp-4, the answer length at fp-80.
-const KEY: i16 = -72;
-const SAVED_LEN: i16 = -80;
+/// Stack: the key at fp-80 … fp-4 (the name from fp-72), the answer length
+/// at fp-88.
+const KEY: i16 = -80;
+const KEY_NAME: i16 = KEY + 8;
+const SAVED_LEN: i16 = -88;
+/// Helper `bpf_get_netns_cookie(skb)` (open to tc programs since 2025).
+const HELPER_GET_NETNS_COOKIE: i32 = 122;
 
 /// Whether the environment leaves the fast path on.
 pub fn enabled() -> bool {
@@ -86,14 +97,16 @@ pub fn enabled() -> bool {
 }
 
 /// The map key of `name` (dot-separated labels as asked, no trailing dot)
-/// and query type `qtype`, or `None` when the name cannot be a key (too
-/// long, an empty or oversized label).
-pub fn key(name: &str, qtype: u16) -> Option<[u8; KEY_SIZE]> {
+/// and query type `qtype` asked in the namespace of cookie `netns`, or
+/// `None` when the name cannot be a key (too long, an empty or oversized
+/// label).
+pub fn key(netns: u64, name: &str, qtype: u16) -> Option<[u8; KEY_SIZE]> {
     let mut k = [0u8; KEY_SIZE];
-    let mut at = 0;
+    k[..8].copy_from_slice(&netns.to_ne_bytes());
+    let mut at = 8;
     for label in name.split('.') {
         let len = label.len();
-        if len == 0 || len > 63 || at + 1 + len + 1 > NAME_MAX {
+        if len == 0 || len > 63 || at + 1 + len + 1 > 8 + NAME_MAX {
             return None;
         }
         k[at] = len as u8;
@@ -101,7 +114,7 @@ pub fn key(name: &str, qtype: u16) -> Option<[u8; KEY_SIZE]> {
         at += 1 + len;
     }
     // k[at] is the final zero.
-    k[NAME_MAX..NAME_MAX + 2].copy_from_slice(&qtype.to_be_bytes());
+    k[8 + NAME_MAX..8 + NAME_MAX + 2].copy_from_slice(&qtype.to_be_bytes());
     Some(k)
 }
 
@@ -127,22 +140,6 @@ pub fn value(addr: Option<IpAddr>) -> [u8; VALUE_SIZE] {
     v
 }
 
-/// A loaded and attached fast path; detached when dropped.
-#[derive(Debug)]
-pub struct FastPath {
-    _link: TcxLink,
-    _prog: Program,
-    _names: Map,
-    hits: Map,
-}
-
-impl FastPath {
-    /// Queries answered in the kernel so far.
-    pub fn hits(&self) -> u64 {
-        read_counter(&self.hits)
-    }
-}
-
 fn read_counter(m: &Map) -> u64 {
     m.lookup(&0u32.to_ne_bytes())
         .ok()
@@ -151,34 +148,40 @@ fn read_counter(m: &Map) -> u64 {
         .map_or(0, u64::from_ne_bytes)
 }
 
-/// The program and its maps, loaded but not attached (tests run it with
-/// `BPF_PROG_TEST_RUN`).
+/// A world's fast path: one program (verified once) and one map holding
+/// every container's names under its namespace cookie. Each container
+/// attaches it to its own `lo` ([`Loaded::attach_here`]); tests run it with
+/// `BPF_PROG_TEST_RUN`.
 #[derive(Debug)]
 pub struct Loaded {
     /// The program.
     pub prog: Program,
-    /// name+type → answer.
+    /// (netns cookie, name, type) → answer.
     pub names: Map,
-    /// One u64: queries answered.
+    /// One u64: queries answered, all containers together.
     pub hits: Map,
 }
 
 impl Loaded {
-    /// Loads the program with `answers` in its map.
-    pub fn new(answers: &[FastAnswer]) -> io::Result<Loaded> {
-        let answers = &answers[..answers.len().min(MAX_ENTRIES as usize)];
-        // Sized to the names (hash maps are preallocated).
-        let size = u32::try_from(answers.len().max(1)).unwrap_or(MAX_ENTRIES);
+    /// Loads the program with an empty map of room for `capacity` answers
+    /// (hash maps are preallocated, so it is sized to what will go in).
+    pub fn new(capacity: usize) -> io::Result<Loaded> {
+        let size = u32::try_from(capacity.max(1)).map_or(MAX_ENTRIES, |n| n.min(MAX_ENTRIES));
         let names = Map::hash("vsw_dns_names", KEY_SIZE, VALUE_SIZE, size)?;
-        for a in answers {
-            if let Some(k) = key(&a.name, a.qtype) {
-                names.update(&k, &value(a.addr))?;
-            }
-        }
         let hits = Map::array("vsw_dns_hits", 8, 1)?;
         let prog = Program::load_tc("vsw_dns_fast", &program(&names, &hits))
             .map_err(|e| io::Error::other(e.to_string()))?;
         Ok(Loaded { prog, names, hits })
+    }
+
+    /// Puts `answers` in the map for queries asked in namespace `netns`.
+    pub fn insert(&self, netns: u64, answers: &[FastAnswer]) -> io::Result<()> {
+        for a in answers {
+            if let Some(k) = key(netns, &a.name, a.qtype) {
+                self.names.update(&k, &value(a.addr))?;
+            }
+        }
+        Ok(())
     }
 
     /// Queries answered so far.
@@ -186,39 +189,80 @@ impl Loaded {
         read_counter(&self.hits)
     }
 
-    /// Attaches to tc egress of `lo` in the calling thread's namespace.
-    pub fn attach_lo(self) -> io::Result<FastPath> {
+    /// Puts `answers` in the map under the calling thread's namespace and
+    /// attaches the program to tc egress of its `lo` (call it inside the
+    /// container's namespace). Detached when the link is dropped.
+    pub fn attach_here(&self, answers: &[FastAnswer]) -> io::Result<TcxLink> {
+        self.insert(current_netns_cookie()?, answers)?;
         // `lo` is interface 1 in every network namespace.
-        let link = self.prog.attach_tcx_egress(1)?;
-        Ok(FastPath {
-            _link: link,
-            _prog: self.prog,
-            _names: self.names,
-            hits: self.hits,
-        })
+        self.prog.attach_tcx_egress(1)
     }
 }
 
-/// Loads container `container`'s fast path and attaches it to `lo` of the
-/// calling thread's namespace (call it inside the container's). `None` when
-/// disabled, when the container has no local single-address names, or when
-/// this kernel or this process cannot load it (logged; the userspace server
-/// answers everything then).
-pub fn start(table: &NameTable, container: usize) -> Option<FastPath> {
-    if !enabled() {
-        return None;
-    }
-    let answers = table.fast_answers(container);
-    if answers.is_empty() {
-        return None;
-    }
-    match Loaded::new(&answers).and_then(Loaded::attach_lo) {
-        Ok(f) => Some(f),
-        Err(e) => {
-            tracing::info!(error = %e, "embedded DNS kernel fast path unavailable; answering in userspace");
-            None
+/// A world's fast path and what each container of it answers there.
+#[derive(Debug)]
+pub struct WorldFastPath {
+    loaded: Loaded,
+    /// Per container (index into `Plan::containers`).
+    answers: Vec<Vec<FastAnswer>>,
+}
+
+impl WorldFastPath {
+    /// Loads the fast path for every container of `table`. `None` when
+    /// disabled, when no container has a single-address name, or when this
+    /// kernel or process cannot load it (logged; the userspace servers
+    /// answer everything then).
+    pub fn load(table: &NameTable) -> Option<WorldFastPath> {
+        if !enabled() {
+            return None;
+        }
+        let answers: Vec<Vec<FastAnswer>> = (0..table.containers())
+            .map(|c| table.fast_answers(c))
+            .collect();
+        let total = answers.iter().map(Vec::len).sum();
+        if total == 0 {
+            return None;
+        }
+        match Loaded::new(total) {
+            Ok(loaded) => Some(WorldFastPath { loaded, answers }),
+            Err(e) => {
+                unavailable(&e);
+                None
+            }
         }
     }
+
+    /// Attaches each `(container, its namespace)`'s part there. Containers
+    /// with nothing to answer, or where the kernel refuses (logged), get no
+    /// link. (Attaches are serialised in the kernel, ~10 ms each here: doing
+    /// them in parallel measured no faster.)
+    pub fn attach_in<'a>(
+        self: &Arc<Self>,
+        containers: impl IntoIterator<Item = (usize, &'a NetNs)>,
+    ) -> Vec<TcxLink> {
+        let mut links = Vec::new();
+        for (c, ns) in containers {
+            if self.answers.get(c).is_none_or(Vec::is_empty) {
+                continue;
+            }
+            let f = self.clone();
+            match ns.run(move || f.loaded.attach_here(&f.answers[c])) {
+                Ok(Ok(link)) => links.push(link),
+                Ok(Err(e)) => unavailable(&e),
+                Err(e) => unavailable(&io::Error::other(e.to_string())),
+            }
+        }
+        links
+    }
+
+    /// Queries answered in the kernel so far, all containers together.
+    pub fn hits(&self) -> u64 {
+        self.loaded.hits()
+    }
+}
+
+fn unavailable(e: &io::Error) {
+    tracing::info!(error = %e, "embedded DNS kernel fast path unavailable; answering in userspace");
 }
 
 /// The frame a container's socket sends on `lo` for UDP query `dns` from
@@ -332,13 +376,17 @@ fn program(names: &Map, hits: &Map) -> Vec<Insn> {
         a.store_imm(Size::Dw, FP, off, 0);
     }
     a.store_imm(Size::W, FP, -8, 0);
+    // Whose view: the namespace the query is sent in.
+    a.alu_reg(Alu::Mov, R1, R6);
+    a.call(HELPER_GET_NETNS_COOKIE);
+    a.store(Size::Dw, FP, KEY, R0);
     for i in 0..NAME_MAX as i32 {
         let not_end = a.label();
         a.alu_reg(Alu::Mov, R2, R7);
         a.alu_imm(Alu::Add, R2, QNAME + i + 1);
         a.jmp_reg(Jmp::Gt, R2, R8, next);
         a.load(Size::B, R3, R7, (QNAME + i) as i16);
-        a.store(Size::B, FP, KEY + i as i16, R3);
+        a.store(Size::B, FP, KEY_NAME + i as i16, R3);
         a.jmp_imm(Jmp::Ne, R3, 0, not_end);
         a.alu_imm(Alu::Mov, R9, i + 1);
         a.ja(have_name);
@@ -357,7 +405,7 @@ fn program(names: &Map, hits: &Map) -> Vec<Insn> {
     a.load(Size::H, R4, R2, 2);
     a.jmp_imm(Jmp::Ne, R4, be16(1), next);
     a.load(Size::H, R4, R2, 0);
-    a.store(Size::H, FP, KEY + NAME_MAX as i16, R4);
+    a.store(Size::H, FP, KEY_NAME + NAME_MAX as i16, R4);
     // The message must end after the question, or after an empty OPT
     // (root name, type 41, RDLEN 0): r5 = expected packet length.
     a.alu_reg(Alu::Mov, R5, R9);

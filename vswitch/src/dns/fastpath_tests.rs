@@ -14,7 +14,7 @@ use rand::rngs::StdRng;
 use super::fastpath::{Loaded, key, query_frame, reply_payload};
 use super::tests::{WORLD, query};
 use super::*;
-use crate::sys::bpf::{TCX_NEXT, TCX_PASS};
+use crate::sys::bpf::{TCX_NEXT, TCX_PASS, current_netns_cookie};
 
 fn table() -> (crate::scenario::plan::Plan, NameTable) {
     let plan = crate::scenario::parse_str(Path::new("unit.toml"), WORLD).expect("valid scenario");
@@ -30,7 +30,16 @@ fn load(table: &NameTable, c: usize) -> Option<Loaded> {
     if !crate::sys::require_root("dns fast path") {
         return None;
     }
-    Some(Loaded::new(&table.fast_answers(c)).expect("the verifier accepts the program"))
+    let answers = table.fast_answers(c);
+    let l = Loaded::new(answers.len()).expect("the verifier accepts the program");
+    l.insert(here(), &answers).expect("map update");
+    Some(l)
+}
+
+/// The cookie of this thread's namespace, the one `BPF_PROG_TEST_RUN` runs
+/// the program in.
+fn here() -> u64 {
+    current_netns_cookie().expect("SO_NETNS_COOKIE")
 }
 
 /// Runs `dns` through the program: `Some(reply)` when it answered, `None`
@@ -86,10 +95,10 @@ fn fast_answers_are_single_address_names_dns8_dns10() {
         "default bridge: no embedded DNS"
     );
     assert!(
-        key(&"a".repeat(63), 1).is_none(),
+        key(7, &"a".repeat(63), 1).is_none(),
         "64 wire bytes plus the zero do not fit"
     );
-    assert!(key(&"a".repeat(62), 1).is_some());
+    assert!(key(7, &"a".repeat(62), 1).is_some());
 }
 
 /// DNS-4, DNS-7, DNS-9, DNS-10: every fast answer, with and without EDNS,
@@ -153,6 +162,31 @@ fn everything_else_passes_through_untouched() {
     cookie.extend_from_slice(&[0, 10, 0, 0]); // … an empty COOKIE option
     assert_eq!(run(&l, &cookie), None);
     assert_eq!(l.hits(), 0);
+}
+
+/// DNS-5 in the kernel: one map holds every container's names, each under
+/// its namespace's cookie; a query only finds those of the namespace it is
+/// sent in.
+#[test]
+fn names_of_another_namespace_are_not_answered() {
+    let (plan, table) = table();
+    if !crate::sys::require_root("dns fast path") {
+        return;
+    }
+    let api = table.fast_answers(idx(&plan, "api"));
+    let l = Loaded::new(2 * api.len()).expect("the verifier accepts the program");
+    l.insert(here().wrapping_add(1), &api).unwrap();
+    assert_eq!(
+        run(&l, &query("api", RecordType::A, None)),
+        None,
+        "another namespace's name"
+    );
+    l.insert(here(), &api).unwrap();
+    assert!(
+        run(&l, &query("api", RecordType::A, None)).is_some(),
+        "this namespace's"
+    );
+    assert_eq!(l.hits(), 1);
 }
 
 proptest! {

@@ -21,9 +21,9 @@
 //! which only differs when a container could not reach its own `dns`
 //! server.)
 //!
-//! Before the sockets serve, the kernel fast path ([`super::fastpath`]) is
-//! attached to the container's `lo`: the single-address A/AAAA queries it
-//! answers never arrive here.
+//! The world's kernel fast path ([`super::fastpath`]), attached to the
+//! container's `lo` by the world builder, answers the single-address A/AAAA
+//! queries: those never arrive here.
 //!
 //! Robustness: every socket wait is a short poll on a stop flag; garbage is
 //! dropped or answered FORMERR; a TCP stream that stalls mid-message is
@@ -47,7 +47,6 @@ use rustix::net::{AddressFamily, SocketFlags, SocketType, bind, socket_with};
 use crate::netns::{NetNs, NetnsError};
 
 use super::EMBEDDED_DNS_ADDR;
-use super::fastpath::FastPath;
 use super::forward::{ForwardConfig, Inflight, forward, read_full};
 use super::resolver::{Decision, Transport, error_reply};
 use super::table::NameTable;
@@ -116,16 +115,9 @@ impl Shared {
 pub struct EmbeddedDns {
     shared: Arc<Shared>,
     threads: Vec<JoinHandle<()>>,
-    /// The kernel fast path on the container's `lo`, when loaded.
-    fast: Option<FastPath>,
 }
 
 impl EmbeddedDns {
-    /// Queries the kernel fast path answered; `None` when it is not loaded.
-    pub fn fast_path_hits(&self) -> Option<u64> {
-        self.fast.as_ref().map(FastPath::hits)
-    }
-
     /// Forwarded queries in flight.
     pub fn inflight(&self) -> usize {
         self.shared.inflight.current()
@@ -179,14 +171,7 @@ pub fn start_embedded_dns(
         move |source| DnsError::Bind { proto, ns, source }
     };
     let addr = SocketAddr::from((EMBEDDED_DNS_ADDR, 53));
-    let t = table.clone();
-    let (udp, tcp, fast) = container_ns.run(move || {
-        (
-            bind_udp(addr),
-            bind_tcp(addr),
-            super::fastpath::start(&t, container),
-        )
-    })?;
+    let (udp, tcp) = container_ns.run(move || (bind_udp(addr), bind_tcp(addr)))?;
     let udp = udp.map_err(bind_err("udp"))?;
     let tcp = match tcp {
         Ok(l) => Some(l),
@@ -216,7 +201,6 @@ pub fn start_embedded_dns(
     let mut server = EmbeddedDns {
         shared: shared.clone(),
         threads: Vec::new(),
-        fast,
     };
     // One receiver, batching: the common queries never reach it (the kernel
     // fast path answers them), and a second thread on the same socket

@@ -616,6 +616,35 @@ impl Program {
     }
 }
 
+/// The cookie of the calling thread's network namespace (`SO_NETNS_COOKIE`,
+/// Linux ≥ 5.14): what `bpf_get_netns_cookie` gives a program for packets
+/// of that namespace.
+pub fn current_netns_cookie() -> io::Result<u64> {
+    const SO_NETNS_COOKIE: libc::c_int = 71;
+    let sock = rustix::net::socket(
+        rustix::net::AddressFamily::INET,
+        rustix::net::SocketType::DGRAM,
+        None,
+    )?;
+    let mut cookie: u64 = 0;
+    let mut len = std::mem::size_of::<u64>() as libc::socklen_t;
+    // SAFETY: `sock` is an open socket; `cookie` and `len` are live locals
+    // the kernel writes at most `len` (8) bytes and the length into.
+    let r = unsafe {
+        libc::getsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            SO_NETNS_COOKIE,
+            std::ptr::from_mut(&mut cookie).cast::<libc::c_void>(),
+            &mut len,
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(cookie)
+}
+
 /// A program attached with tcx; detached when dropped.
 #[derive(Debug)]
 pub struct TcxLink {
