@@ -10,7 +10,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use vswitch::backend::BuildOptions;
 use vswitch::run::execute::{
-    EXIT_FAILED, EXIT_INVALID, EXIT_OK, EXIT_UNSUPPORTED, Execution, RunOptions, execute,
+    EXIT_FAILED, EXIT_INVALID, EXIT_OK, EXIT_UNSUPPORTED, Execution, RunOptions, execute_with,
 };
 use vswitch::scenario::{self, plan::BackendKind};
 use vswitch::world::{self, RunId, RunRecord};
@@ -285,14 +285,38 @@ fn cmd_run(
         run_id: None,
     };
     let json_to_stdout = json.as_deref() == Some(Path::new("-"));
+    let print_table = |r: &vswitch::run::Report| {
+        let table = r.table();
+        if json_to_stdout {
+            eprint!("{table}");
+        } else {
+            print!("{table}");
+            let _ = std::io::stdout().flush();
+        }
+    };
     let mut codes = Vec::new();
     let mut reports = Vec::new();
     for f in &files {
+        // A kept world shows its results (and writes --json) before it is
+        // held, not only once it is torn down.
+        let shown = std::cell::Cell::new(false);
+        let on_checked = |r: &vswitch::run::Report| {
+            if !keep {
+                return;
+            }
+            print_table(r);
+            shown.set(true);
+            if let Some(path) = json.as_deref().filter(|_| files.len() == 1)
+                && let Err(e) = write_json(path, &serde_json::to_value(r).unwrap_or_default())
+            {
+                eprintln!("{e:#}");
+            }
+        };
         let Execution {
             code,
             report,
             error,
-        } = execute(f, &opts);
+        } = execute_with(f, &opts, &on_checked);
         if let Some(e) = &error {
             eprintln!("{e}");
         }
@@ -300,13 +324,9 @@ fn cmd_run(
             for u in &r.unsupported {
                 eprintln!("{u}");
             }
-            if r.unsupported.is_empty() && error.is_none() || !r.checks.is_empty() {
-                let table = r.table();
-                if json_to_stdout {
-                    eprint!("{table}");
-                } else {
-                    print!("{table}");
-                }
+            if (r.unsupported.is_empty() && error.is_none() || !r.checks.is_empty()) && !shown.get()
+            {
+                print_table(r);
             }
             reports.push(serde_json::to_value(r)?);
         } else if let Some(e) = &error {
@@ -320,16 +340,22 @@ fn cmd_run(
         } else {
             serde_json::Value::Array(reports)
         };
-        let text = serde_json::to_string_pretty(&value)?;
-        if json_to_stdout {
-            let mut out = std::io::stdout().lock();
-            writeln!(out, "{text}")?;
-        } else {
-            std::fs::write(&path, text + "\n")
-                .with_context(|| format!("writing {}", path.display()))?;
-        }
+        write_json(&path, &value)?;
     }
     Ok(combine(&codes, strict))
+}
+
+/// Writes a report to `path` (`-`: standard output).
+fn write_json(path: &Path, value: &serde_json::Value) -> Result<()> {
+    let text = serde_json::to_string_pretty(value)?;
+    if path == Path::new("-") {
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "{text}")?;
+        out.flush()?;
+    } else {
+        std::fs::write(path, text + "\n").with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
 }
 
 fn cmd_check(files: &[PathBuf], backend: Option<BackendKind>) -> i32 {

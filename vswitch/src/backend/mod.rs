@@ -224,6 +224,13 @@ impl World {
         &self.namespaces[self.node_ns[&node]]
     }
 
+    /// Puts `ns` in place of `node`'s namespace handle, returning the old
+    /// one (tests: a probe whose namespace is gone).
+    #[cfg(test)]
+    pub(crate) fn swap_ns(&mut self, node: Node, ns: NetNs) -> NetNs {
+        std::mem::replace(&mut self.namespaces[self.node_ns[&node]], ns)
+    }
+
     /// Whether this world created (and so deletes) a namespace: those named
     /// with its run id. A backend's borrowed ones (the Docker daemon's) are not.
     fn owns(&self, ns: &NetNs) -> bool {

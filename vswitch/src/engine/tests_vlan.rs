@@ -396,16 +396,11 @@ fn bad_vlan_configurations_are_refused() {
 /// is installed.
 #[test]
 fn a_trunk_pcap_shows_the_vids_to_tshark() {
-    let Ok(v) = std::process::Command::new("tshark")
-        .arg("--version")
-        .output()
+    let Some(tshark) =
+        crate::prereq::tool("a_trunk_pcap_shows_the_vids_to_tshark", "tshark").or_panic()
     else {
-        eprintln!("tshark not installed: skipped");
         return;
     };
-    if !v.status.success() {
-        return;
-    }
     let dir = std::env::temp_dir().join(format!("vswitch-vlan-pcap-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("lan-m-eth0.pcap");
@@ -427,7 +422,7 @@ fn a_trunk_pcap_shows_the_vids_to_tshark() {
     }
     w.flush().unwrap();
     drop(w);
-    let out = std::process::Command::new("tshark")
+    let out = std::process::Command::new(tshark)
         .args([
             "-r",
             path.to_str().unwrap(),

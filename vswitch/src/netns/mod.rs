@@ -178,8 +178,9 @@ impl NetNs {
                 drop(ns);
                 if !ok {
                     // The caller gets the error; the closure must not run
-                    // in the wrong namespace.
-                    std::process::abort();
+                    // in the wrong namespace. Unwinding ends this thread
+                    // alone (no panic message: the error is the report).
+                    std::panic::resume_unwind(Box::new("namespace not entered"));
                 }
                 f()
             })

@@ -131,6 +131,40 @@ impl ProbeError {
         }
     }
 
+    /// Whether the probe itself could not run (a harness error: entering
+    /// the namespace, creating a socket or thread, encoding the query), as
+    /// opposed to a network outcome (timeout, refusal, unreachable, an ICMP
+    /// error, a wrong answer). A harness error is never an observation.
+    pub fn is_harness(&self) -> bool {
+        match self {
+            ProbeError::Netns(_)
+            | ProbeError::Socket { .. }
+            | ProbeError::Thread { .. }
+            | ProbeError::InvalidName { .. } => true,
+            ProbeError::Refused { .. }
+            | ProbeError::TimedOut { .. }
+            | ProbeError::Unreachable { .. }
+            | ProbeError::BadReply { .. } => false,
+            // Errors of the local socket layer, not of the path: the probe
+            // was wrong or the process ran out of something.
+            ProbeError::Io { source, .. } => matches!(
+                source.raw_os_error(),
+                Some(
+                    libc::EBADF
+                        | libc::EINVAL
+                        | libc::EFAULT
+                        | libc::ENOMEM
+                        | libc::EMFILE
+                        | libc::ENFILE
+                        | libc::ENOTSOCK
+                        | libc::EAFNOSUPPORT
+                        | libc::EPROTONOSUPPORT
+                        | libc::ENOSYS
+                )
+            ),
+        }
+    }
+
     pub(crate) fn socket(what: impl Into<String>, source: io::Error) -> ProbeError {
         ProbeError::Socket {
             what: what.into(),

@@ -3,7 +3,6 @@
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
-use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -336,13 +335,15 @@ fn dns_server_and_client() {
 
 #[test]
 fn dns_server_answers_dig() {
-    if !Path::new("/usr/bin/dig").exists() {
-        eprintln!("skipping dns_server_answers_dig: no /usr/bin/dig");
-        return;
-    }
     let Some(p) = Pair::new("dns_server_answers_dig") else {
         return;
     };
+    if crate::prereq::tool("dns_server_answers_dig", "dig")
+        .or_panic()
+        .is_none()
+    {
+        return;
+    }
     let _srv = start_dns_server(&p.b, &table()).unwrap();
     let dig = |args: &[&str]| {
         let out = Command::new("ip")

@@ -36,14 +36,7 @@ pub(crate) struct Pair {
 
 /// Whether root tests should run; panics when they must but cannot.
 pub(crate) fn root_or_skip(test: &str) -> bool {
-    if netns::can_create() {
-        return true;
-    }
-    if std::env::var("VSWITCH_REQUIRE_ROOT").as_deref() == Ok("1") {
-        panic!("{test}: needs root (CAP_SYS_ADMIN, CAP_NET_ADMIN) and VSWITCH_REQUIRE_ROOT=1");
-    }
-    eprintln!("skipping {test}: needs root");
-    false
+    crate::prereq::root(test).or_panic().is_some()
 }
 
 fn ip(ns: &str, args: &[&str]) -> String {

@@ -2,8 +2,8 @@
 //!
 //! Connectivity and DNS checks must observe the same thing on every backend
 //! that could build the scenario, and what the file expects; a check marked
-//! `known_difference` (optionally for one `backend`) is reported but does not
-//! fail. Throughput is shown side by side as a ratio against the last
+//! `known_difference` is reported but does not fail when the departure is
+//! the named `backend`'s alone. Throughput is shown side by side as a ratio against the last
 //! backend (userspace / kernel by default), never compared as pass/fail.
 
 use serde::Serialize;
@@ -12,7 +12,7 @@ use crate::run::Report;
 use crate::scenario::plan::Plan;
 
 /// The checks a scenario marks `known_difference`, with the backend named
-/// beside it (None: any backend).
+/// beside it (validation requires one).
 pub fn known_differences(plan: &Plan) -> Vec<(usize, Option<String>)> {
     plan.checks
         .iter()
@@ -109,10 +109,21 @@ impl Comparison {
             let ran: Vec<&String> = observed.iter().flatten().collect();
             let disagree = !is_throughput && ran.windows(2).any(|w| w[0] != w[1]);
             let unexpected = pass.iter().flatten().any(|p| !p);
-            // A known difference excuses the departure (of its backend, or any).
-            let known = known
-                .iter()
-                .any(|(idx, b)| *idx == i && b.as_ref().is_none_or(|b| backends.contains(b)));
+            // A known difference excuses the departure of the backend it
+            // names and of no other: every other backend must hold and agree,
+            // and a probe that could not run is never excused.
+            let known = known.iter().any(|(idx, b)| {
+                *idx == i
+                    && b.as_ref().is_some_and(|b| {
+                        let others: Vec<usize> = (0..backends.len())
+                            .filter(|&k| &backends[k] != b && cells[k].is_some())
+                            .collect();
+                        backends.contains(b)
+                            && !cells.iter().flatten().any(|c| c.is_error())
+                            && others.iter().all(|&k| pass[k] == Some(true))
+                            && others.windows(2).all(|w| observed[w[0]] == observed[w[1]])
+                    })
+            });
             let ratio = if is_throughput {
                 let g: Vec<Option<f64>> = cells.iter().map(|c| c.and_then(|c| c.gbps)).collect();
                 match (g.first().copied().flatten(), g.last().copied().flatten()) {
@@ -270,6 +281,7 @@ mod tests {
                 run_id: "vsw000000".into(),
                 passed: 0,
                 failed: 0,
+                errors: 0,
                 skipped: 0,
                 setup_ms: 0,
                 teardown_ms: 0,
@@ -306,8 +318,26 @@ mod tests {
         assert!(!c.rows[2].disagree);
         assert!(c.has_disagreement());
         assert!(c.table().contains("DISAGREE"));
-        let excused = Comparison::new("s", &[u, k], &[(1, Some("userspace".into()))]);
+        let excused = Comparison::new(
+            "s",
+            &[u.clone(), k.clone()],
+            &[(1, Some("userspace".into()))],
+        );
         assert!(!excused.has_disagreement());
         assert!(excused.table().contains("known difference"));
+        // Naming the backend that held excuses nothing: userspace departs.
+        let wrong = Comparison::new("s", &[u, k.clone()], &[(1, Some("kernel".into()))]);
+        assert!(wrong.has_disagreement());
+        // A probe that could not run is never excused.
+        let broken = run(
+            "userspace",
+            vec![
+                result(0, "ping", "error", false, None),
+                result(1, "ping", "fail", false, None),
+                result(2, "throughput", "9 Gbit/s", true, Some(9.0)),
+            ],
+        );
+        let c = Comparison::new("s", &[broken, k], &[(0, Some("userspace".into()))]);
+        assert!(c.has_disagreement());
     }
 }

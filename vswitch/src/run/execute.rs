@@ -27,7 +27,8 @@ pub struct RunOptions {
     pub backend: BackendKind,
     /// Build options.
     pub build: BuildOptions,
-    /// Keep the world up after the checks until a signal arrives.
+    /// Keep the world up after the checks until a signal (Ctrl-C, `vswitch
+    /// down`) arrives, then tear it down and return the run's status.
     pub keep: bool,
     /// Print progress on standard error.
     pub progress: bool,
@@ -54,6 +55,7 @@ fn empty_report(path: &Path, plan: &Plan, backend: BackendKind, run: &RunId) -> 
         run_id: run.to_string(),
         passed: 0,
         failed: 0,
+        errors: 0,
         skipped: 0,
         setup_ms: 0,
         teardown_ms: 0,
@@ -73,6 +75,13 @@ fn inject_fault(point: &str) {
 
 /// Runs one scenario file.
 pub fn execute(path: &Path, opts: &RunOptions) -> Execution {
+    execute_with(path, opts, &|_| {})
+}
+
+/// [`execute`], calling `checked` with the report once the checks ran and
+/// before the world is held (`keep`) or torn down, so the caller can show
+/// the results of a world that stays up.
+pub fn execute_with(path: &Path, opts: &RunOptions, checked: &dyn Fn(&Report)) -> Execution {
     let plan = match scenario::load_file(path) {
         Ok(p) => p,
         Err(e) => {
@@ -83,11 +92,21 @@ pub fn execute(path: &Path, opts: &RunOptions) -> Execution {
             };
         }
     };
-    execute_plan(path, &plan, opts)
+    execute_plan_with(path, &plan, opts, checked)
 }
 
 /// Runs one validated plan.
 pub fn execute_plan(path: &Path, plan: &Plan, opts: &RunOptions) -> Execution {
+    execute_plan_with(path, plan, opts, &|_| {})
+}
+
+/// [`execute_plan`] with the `checked` hook of [`execute_with`].
+pub fn execute_plan_with(
+    path: &Path,
+    plan: &Plan,
+    opts: &RunOptions,
+    checked: &dyn Fn(&Report),
+) -> Execution {
     let run = opts.run_id.clone().unwrap_or_default();
     let mut report = empty_report(path, plan, opts.backend, &run);
     let mut unsupported = backend::unsupported(plan, opts.backend);
@@ -165,6 +184,7 @@ pub fn execute_plan(path: &Path, plan: &Plan, opts: &RunOptions) -> Execution {
     };
     report.checks = run_checks(&world, plan, &show);
     report.tally();
+    checked(&report);
     if opts.keep {
         let mut kept = record.clone();
         kept.kept = true;
@@ -172,15 +192,14 @@ pub fn execute_plan(path: &Path, plan: &Plan, opts: &RunOptions) -> Execution {
         eprintln!(
             "vswitch [{run}] world kept up; `vswitch exec NODE -- CMD` works in it. Ctrl-C (or `vswitch down {run}`) tears it down."
         );
-        loop {
-            std::thread::park();
-        }
+        world::hold_until_signal();
+        progress("tearing down");
     }
     let t1 = Instant::now();
     report.metrics = world.teardown();
     world::remove_run(&run);
     report.teardown_ms = t1.elapsed().as_millis() as u64;
-    let code = if report.failed == 0 {
+    let code = if report.all_held() {
         EXIT_OK
     } else {
         EXIT_FAILED

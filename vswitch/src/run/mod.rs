@@ -5,15 +5,29 @@ pub mod compare;
 pub mod execute;
 pub mod report;
 
+#[cfg(test)]
+mod root_tests;
+
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use crate::backend::{World, default_dns_server};
 use crate::netns::NetNs;
-use crate::probe::{self, DnsOutcome, PingOptions};
+use crate::probe::{self, DnsOutcome, PingOptions, ProbeError};
 use crate::scenario::plan::{Check, CheckKind, DnsExpect, Expect, Node, Plan, QueryType, Target};
 
-pub use report::{CheckResult, Report};
+pub use report::{CheckResult, OBSERVED_ERROR, Report};
+
+/// A probe's error as a result: a network outcome (timeout, refusal,
+/// unreachable, a wrong answer) is observed `fail`; a harness error (the
+/// probe could not run) is observed `error`, which never passes.
+fn probe_failed(base: CheckResult, check: &Check, e: &ProbeError) -> CheckResult {
+    if e.is_harness() {
+        base.error(format!("the probe could not run: {e}"))
+    } else {
+        base.observed("fail", expect_pass(&check.expect, "fail"), e.to_string())
+    }
+}
 
 /// Runs every check: connectivity and DNS checks concurrently (each has its
 /// own deadline), throughput checks afterwards one at a time so they do not
@@ -42,11 +56,7 @@ pub fn run_checks(
             .collect();
         for (i, h) in handles {
             let r = h.join().unwrap_or_else(|_| {
-                CheckResult::new(plan, &plan.checks[i]).observed(
-                    "error",
-                    false,
-                    "probe panicked".into(),
-                )
+                CheckResult::new(plan, &plan.checks[i]).error("the probe panicked".into())
             });
             results[i] = Some(r);
         }
@@ -76,7 +86,7 @@ fn ping_observed(received: u32, count: u32) -> &'static str {
 fn expect_pass(expect: &Expect, observed: &str) -> bool {
     match expect {
         Expect::Ok => observed == "ok",
-        Expect::Fail => observed == "fail",
+        Expect::Fail | Expect::Dns(DnsExpect::NoAnswer) => observed == "fail",
         _ => false,
     }
 }
@@ -110,7 +120,7 @@ pub fn run_check(world: &World, plan: &Plan, check: &Check) -> CheckResult {
                     }
                     base.observed(obs, expect_pass(&check.expect, obs), detail)
                 }
-                Err(e) => base.observed("fail", check.expect == Expect::Fail, e.to_string()),
+                Err(e) => probe_failed(base, check, &e),
             }
         }
         CheckKind::Tcp { to, seen_as } | CheckKind::Udp { to, seen_as } => {
@@ -133,7 +143,7 @@ pub fn run_check(world: &World, plan: &Plan, check: &Check) -> CheckResult {
                         _ => base.observed("ok", check.expect == Expect::Ok, detail),
                     }
                 }
-                Err(e) => base.observed("fail", check.expect == Expect::Fail, e.to_string()),
+                Err(e) => probe_failed(base, check, &e),
             }
         }
         CheckKind::Dns {
@@ -144,8 +154,10 @@ pub fn run_check(world: &World, plan: &Plan, check: &Check) -> CheckResult {
             rotate,
         } => {
             let Some(server) = server.or_else(|| default_dns_server(plan, from)) else {
-                let pass = check.expect == Expect::Dns(DnsExpect::NoAnswer);
-                return base.observed("fail", pass, "no nameserver to ask".into());
+                return base.error(format!(
+                    "{} has no nameserver to ask (give the check a server)",
+                    plan.node_name(from)
+                ));
             };
             dns_check(
                 ns,
@@ -170,7 +182,10 @@ pub fn run_check(world: &World, plan: &Plan, check: &Check) -> CheckResult {
             min_kpps,
         } => {
             let Some(node) = to.node else {
-                return base.observed("fail", false, "throughput needs a named target".into());
+                return base.error(format!(
+                    "no node of the scenario holds {} to run the receiver in",
+                    to.addr
+                ));
             };
             let port = to.port.unwrap_or(5201);
             match probe::throughput(
@@ -196,6 +211,7 @@ pub fn run_check(world: &World, plan: &Plan, check: &Check) -> CheckResult {
                     r.loss = t.loss;
                     r
                 }
+                Err(e) if e.is_harness() => base.error(format!("the probe could not run: {e}")),
                 Err(e) => base.observed("fail", false, e.to_string()),
             }
         }
@@ -258,13 +274,7 @@ fn dns_check(
     };
     let first = match probe::dns_query(ns, server, &name, qtype, tcp, deadline) {
         Ok(o) => o,
-        Err(e) => {
-            return base.observed(
-                "fail",
-                check.expect == Expect::Dns(DnsExpect::NoAnswer),
-                e.to_string(),
-            );
-        }
+        Err(e) => return probe_failed(base, check, &e),
     };
     let (observed, answers) = dns_observed(&first);
     let mut pass = match (&check.expect, &answers) {
@@ -287,11 +297,20 @@ fn dns_check(
             DnsOutcome::NoAnswer => Vec::new(),
         };
         let first_order = order(&first);
-        let varied = (0..20).any(|_| {
-            probe::dns_query(ns, server, &name, qtype, tcp, deadline)
-                .map(|o| order(&o) != first_order)
-                .unwrap_or(false)
-        });
+        let mut varied = false;
+        for _ in 0..20 {
+            match probe::dns_query(ns, server, &name, qtype, tcp, deadline) {
+                Ok(o) if order(&o) != first_order => {
+                    varied = true;
+                    break;
+                }
+                Ok(_) => {}
+                Err(e) if e.is_harness() => {
+                    return base.error(format!("the probe could not run: {e}"));
+                }
+                Err(_) => {}
+            }
+        }
         if !varied {
             pass = false;
             detail.push_str("; answer order never changed over 20 queries");
@@ -313,7 +332,7 @@ fn reach(
         .iter()
         .flat_map(|f| to.iter().map(move |t| (*f, t)))
         .collect();
-    let outcomes: Vec<(String, bool)> = std::thread::scope(|s| {
+    let outcomes: Vec<(String, Result<bool, ProbeError>)> = std::thread::scope(|s| {
         let hs: Vec<_> = plan_pairs
             .iter()
             .map(|(f, t)| {
@@ -325,9 +344,7 @@ fn reach(
                         df: false,
                         interval: Duration::from_millis(100),
                     };
-                    probe::ping(ns, t.addr, &opts, deadline)
-                        .map(|o| o.received > 0)
-                        .unwrap_or(false)
+                    probe::ping(ns, t.addr, &opts, deadline).map(|o| o.received > 0)
                 })
             })
             .collect();
@@ -336,11 +353,32 @@ fn reach(
             .map(|(h, (f, t))| {
                 (
                     format!("{}→{}", plan.node_name(*f), t.text),
-                    h.join().unwrap_or(false),
+                    h.join().unwrap_or_else(|_| {
+                        Err(ProbeError::Thread {
+                            name: "reach ping".into(),
+                            source: std::io::Error::other("the probe panicked"),
+                        })
+                    }),
                 )
             })
             .collect()
     });
+    // A pair whose probe could not run makes the whole check an error; a
+    // network failure of a pair is an observation.
+    let broken: Vec<String> = outcomes
+        .iter()
+        .filter_map(|(p, r)| match r {
+            Err(e) if e.is_harness() => Some(format!("{p}: {e}")),
+            _ => None,
+        })
+        .collect();
+    if !broken.is_empty() {
+        return base.error(format!("the probe could not run: {}", broken.join("; ")));
+    }
+    let outcomes: Vec<(String, bool)> = outcomes
+        .into_iter()
+        .map(|(p, r)| (p, r.unwrap_or(false)))
+        .collect();
     let ok = outcomes.iter().filter(|(_, r)| *r).count();
     let observed = if ok == outcomes.len() {
         "ok"

@@ -4,6 +4,10 @@ use serde::Serialize;
 
 use crate::scenario::plan::{Check, CheckKind, DnsExpect, Expect, Plan};
 
+/// What a check observed when its probe could not run: never a pass,
+/// whatever the check expected, and counted apart (`errors`).
+pub const OBSERVED_ERROR: &str = "error";
+
 /// One check's result (`checks[]` of the JSON report).
 #[derive(Clone, Debug, Serialize)]
 pub struct CheckResult {
@@ -110,6 +114,28 @@ impl CheckResult {
         self.detail = detail;
         self
     }
+
+    /// The probe could not run (a harness error, not a network outcome):
+    /// observed `error`, never a pass.
+    pub fn error(self, detail: String) -> CheckResult {
+        self.observed(OBSERVED_ERROR, false, detail)
+    }
+
+    /// Whether this result is a harness error rather than an observation.
+    pub fn is_error(&self) -> bool {
+        self.observed == OBSERVED_ERROR
+    }
+
+    /// The verdict column of the table.
+    fn verdict(&self) -> &'static str {
+        if self.pass {
+            "PASS"
+        } else if self.is_error() {
+            "ERROR"
+        } else {
+            "FAIL"
+        }
+    }
 }
 
 /// The JSON object `--json` writes.
@@ -125,8 +151,11 @@ pub struct Report {
     pub run_id: String,
     /// Checks that held.
     pub passed: usize,
-    /// Checks that did not.
+    /// Checks whose observation did not meet `expect`.
     pub failed: usize,
+    /// Checks whose probe could not run (observed `error`): neither passed
+    /// nor failed, and the run's exit status is 1.
+    pub errors: usize,
     /// Checks not run.
     pub skipped: usize,
     /// Time to build the world.
@@ -144,10 +173,16 @@ pub struct Report {
 }
 
 impl Report {
-    /// Recounts passed/failed from the checks.
+    /// Recounts passed/failed/errors from the checks.
     pub fn tally(&mut self) {
         self.passed = self.checks.iter().filter(|c| c.pass).count();
-        self.failed = self.checks.len() - self.passed;
+        self.errors = self.checks.iter().filter(|c| c.is_error()).count();
+        self.failed = self.checks.len() - self.passed - self.errors;
+    }
+
+    /// Whether every check held (no failure and no error).
+    pub fn all_held(&self) -> bool {
+        self.failed == 0 && self.errors == 0
     }
 
     /// The human summary table.
@@ -167,7 +202,7 @@ impl Report {
                 format!("{} → {}", c.from, c.to),
                 c.expect.clone(),
                 c.observed.clone(),
-                if c.pass { "PASS".into() } else { "FAIL".into() },
+                c.verdict().into(),
             ]);
         }
         let widths: Vec<usize> = (0..6)
@@ -192,8 +227,8 @@ impl Report {
             ));
         }
         s.push_str(&format!(
-            "{} passed, {} failed, {} skipped (setup {} ms, teardown {} ms)\n",
-            self.passed, self.failed, self.skipped, self.setup_ms, self.teardown_ms
+            "{} passed, {} failed, {} errors, {} skipped (setup {} ms, teardown {} ms)\n",
+            self.passed, self.failed, self.errors, self.skipped, self.setup_ms, self.teardown_ms
         ));
         s
     }

@@ -123,10 +123,15 @@ fn check(i: usize, d: &CheckDef, plan: &Plan, names: &Names) -> VResult<Check> {
                 "backend names who departs in a known_difference; add known_difference",
             ));
         }
-        (Some(reason), backend) => {
-            if let Some(b) = backend
-                && !matches!(b.as_str(), "userspace" | "kernel" | "docker")
-            {
+        (Some(_), None) => {
+            // A departure excused on every backend would excuse anything.
+            return Err(Issue::key(
+                p.k("known_difference"),
+                "a known_difference excuses one backend: add backend = \"userspace\", \"kernel\" or \"docker\" (the one that departs)",
+            ));
+        }
+        (Some(reason), Some(b)) => {
+            if !matches!(b.as_str(), "userspace" | "kernel" | "docker") {
                 return Err(Issue::new(
                     p.k("backend"),
                     format!("unknown backend {b:?}: expected userspace, kernel or docker"),
@@ -134,7 +139,7 @@ fn check(i: usize, d: &CheckDef, plan: &Plan, names: &Names) -> VResult<Check> {
             }
             Some(KnownDifference {
                 reason: reason.clone(),
-                backend: backend.clone(),
+                backend: Some(b.clone()),
             })
         }
     };

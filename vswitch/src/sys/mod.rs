@@ -30,14 +30,5 @@ pub const REQUIRE_ROOT_ENV: &str = "VSWITCH_REQUIRE_ROOT";
 /// network namespaces and links. Otherwise prints why `test` is skipped and
 /// returns false, unless `VSWITCH_REQUIRE_ROOT=1`, in which case it panics.
 pub fn require_root(test: &str) -> bool {
-    if crate::netns::can_create() {
-        return true;
-    }
-    if std::env::var(REQUIRE_ROOT_ENV).is_ok_and(|v| v == "1") {
-        panic!(
-            "{test}: needs root (CAP_SYS_ADMIN + CAP_NET_ADMIN) and {REQUIRE_ROOT_ENV}=1 is set"
-        );
-    }
-    eprintln!("skipping {test}: needs root (set {REQUIRE_ROOT_ENV}=1 to fail instead)");
-    false
+    crate::prereq::root(test).or_panic().is_some()
 }

@@ -289,15 +289,42 @@ impl Drop for LiveGuard {
     }
 }
 
+/// The thread holding a kept world (`run --keep`), woken by the first signal.
+static HOLDER: Mutex<Option<std::thread::Thread>> = Mutex::new(None);
+/// Set by the signal thread when a held world is to be torn down.
+static RELEASED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Blocks until SIGINT, SIGTERM or SIGHUP arrives (with
+/// [`install_signal_cleanup`] installed), so that a kept world is torn down
+/// the ordinary way and the run returns its own exit status. A second signal
+/// while the world is being torn down takes the immediate path.
+pub fn hold_until_signal() {
+    use std::sync::atomic::Ordering;
+    *HOLDER.lock().unwrap_or_else(|e| e.into_inner()) = Some(std::thread::current());
+    while !RELEASED.load(Ordering::SeqCst) {
+        std::thread::park();
+    }
+    HOLDER.lock().unwrap_or_else(|e| e.into_inner()).take();
+}
+
 /// Installs SIGINT/SIGTERM/SIGHUP handling: every live run of this process is
 /// removed, then the process exits with 128 + signal. Call once at start-up.
+/// A world held by [`hold_until_signal`] is released instead, once.
 pub fn install_signal_cleanup() -> io::Result<()> {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    use std::sync::atomic::Ordering;
     let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])?;
     std::thread::Builder::new()
         .name("signals".into())
         .spawn(move || {
-            if let Some(sig) = signals.forever().next() {
+            for sig in signals.forever() {
+                let holder = HOLDER.lock().unwrap_or_else(|e| e.into_inner()).take();
+                if let Some(t) = holder {
+                    eprintln!("vswitch: signal {sig}: tearing the kept world down");
+                    RELEASED.store(true, Ordering::SeqCst);
+                    t.unpark();
+                    continue;
+                }
                 let runs: Vec<RunId> = LIVE_RUNS.lock().unwrap_or_else(|e| e.into_inner()).clone();
                 for id in &runs {
                     let removed = remove_run(id);

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::api::Client;
 use super::lan::delete_uplink;
-use super::{DAEMON_NETNS, LABEL_RUN, LOCK_FILE, SOCKET, UPLINK, UPLINK_OWNER, client};
+use super::{DAEMON_NETNS, LABEL_RUN, LOCK_FILE, UPLINK, UPLINK_OWNER, client};
 use crate::backend::BuildError;
 use crate::netns;
 use crate::world::{RunId, RunRecord};
@@ -105,7 +105,7 @@ fn wait_gone(mut present: impl FnMut() -> bool) {
 /// carries the run id and goes with the run's other namespaces).
 pub fn remove_run(id: &RunId) -> Vec<String> {
     let mut removed = Vec::new();
-    if Path::new(SOCKET).exists() {
+    if Path::new(&super::socket()).exists() {
         removed = remove_objects(&client(), id);
     }
     if uplink_owner().as_ref() == Some(id) {
@@ -126,7 +126,7 @@ pub(super) fn uplink_owner() -> Option<RunId> {
 /// uplink), live or not.
 pub fn leftover_runs() -> Vec<RunId> {
     let mut ids: Vec<RunId> = uplink_owner().into_iter().collect();
-    if Path::new(SOCKET).exists() {
+    if Path::new(&super::socket()).exists() {
         let c = client();
         let labels = c
             .containers_labeled(LABEL_RUN)
@@ -166,7 +166,7 @@ pub(super) fn remove_dead_leftovers(me: &RunId) {
 /// its, its namespaces, the uplink (tests look for leaks with this).
 pub fn traces(id: &RunId) -> Vec<String> {
     let mut v = Vec::new();
-    if Path::new(SOCKET).exists() {
+    if Path::new(&super::socket()).exists() {
         let c = client();
         v.extend(
             c.containers_labeled(LABEL_RUN)

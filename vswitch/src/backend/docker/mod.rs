@@ -115,9 +115,15 @@ const LOCK_WAIT: Duration = Duration::from_secs(600);
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
+/// The daemon's API socket for this process: [`SOCKET`], unless
+/// `VSWITCH_DOCKER_SOCKET` names another (tests of a machine without one).
+pub fn socket() -> String {
+    std::env::var("VSWITCH_DOCKER_SOCKET").unwrap_or_else(|_| SOCKET.to_string())
+}
+
 /// A client for the project's daemon.
 pub fn client() -> Client {
-    Client::new(SOCKET)
+    Client::new(socket())
 }
 
 /// What this backend cannot build, one reason per item. Includes an
@@ -239,7 +245,10 @@ pub fn unsupported(plan: &Plan) -> Vec<String> {
     {
         why.push(match e {
             ApiError::Connect { .. } => format!("backend docker: {e}"),
-            _ => format!("backend docker: the daemon at {SOCKET} does not answer as expected: {e}"),
+            _ => format!(
+                "backend docker: the daemon at {} does not answer as expected: {e}",
+                socket()
+            ),
         });
     }
     why

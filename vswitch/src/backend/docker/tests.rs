@@ -11,7 +11,6 @@ use serde_json::json;
 use super::*;
 use crate::backend::{BuildOptions, World};
 use crate::scenario;
-use crate::sys::REQUIRE_ROOT_ENV;
 
 fn plan(text: &str) -> Plan {
     scenario::parse_str(Path::new("test.toml"), text).expect("valid scenario")
@@ -24,13 +23,9 @@ fn require_daemon(test: &str) -> bool {
     }
     match daemon_reachable() {
         Ok(_) => true,
-        Err(e) if std::env::var(REQUIRE_ROOT_ENV).is_ok_and(|v| v == "1") => {
-            panic!("{test}: {e}")
-        }
-        Err(e) => {
-            eprintln!("skipping {test}: {e}");
-            false
-        }
+        Err(e) => crate::prereq::missing::<()>(test, &format!("{e}"))
+            .or_panic()
+            .is_some(),
     }
 }
 

@@ -4,7 +4,6 @@
 //! yet, and tools it needs.
 
 use std::net::IpAddr;
-use std::process::{Command, Stdio};
 
 use crate::scenario::plan::{BackendKind, CheckKind, Driver, Mode, Plan};
 use crate::sys::probe::link_kind_supported;
@@ -116,6 +115,8 @@ pub(super) fn unsupported_with(
                     say(format!("{} ({at})", lacks("vxlan", "driver overlay")));
                 }
                 needs_bridge_tool = true;
+                // docker_gwbridge is a bridge with masquerade (OV-8).
+                needs_nft = true;
             }
             Driver::None | Driver::Host => {}
         }
@@ -137,37 +138,29 @@ pub(super) fn unsupported_with(
         }
     }
     if needs_nft && !has_tool("nft") {
-        say(
-            "bridge networks need the nftables CLI `nft` (Debian package nftables), which is not installed"
-                .to_string(),
-        );
+        say("nftables (nft) is not installed: apt-get install nftables (bridge networks' NAT and filtering)".to_string());
     }
     if needs_bridge_tool && !has_tool("bridge") {
-        say(
-            "overlay networks need `bridge` from iproute2 (head-end replication FDB entries), which is not installed"
-                .to_string(),
-        );
+        say(format!(
+            "{} (overlay head-end replication FDB entries)",
+            crate::tools::missing("bridge")
+        ));
     }
     for r in crate::backend::userspace::overlay::refusals(plan) {
         say(r);
     }
     let publishes = plan.containers.iter().any(|c| !c.publish.is_empty());
     if needs_nft && publishes && !has_tool("ip") {
-        say(
-            "published ports need `ip` from iproute2 (bridge port hairpin mode), which is not installed"
-                .to_string(),
-        );
+        say(format!(
+            "{} (bridge port hairpin mode for published ports)",
+            crate::tools::missing("ip")
+        ));
     }
     why.dedup();
     why
 }
 
-/// True when `TOOL -V` runs (`nft` and `ip` both take it).
+/// True when `tool` is on PATH.
 fn tool_available(tool: &str) -> bool {
-    Command::new(tool)
-        .arg("-V")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
+    crate::tools::find(tool).is_some()
 }

@@ -412,10 +412,10 @@ expect = "ok"
         if !crate::sys::require_root("lan_pcap_decodes_as_vxlan_with_the_vni") {
             return;
         }
-        if Command::new("tshark").arg("-v").output().is_err() {
-            eprintln!("skip lan_pcap_decodes_as_vxlan_with_the_vni: tshark not installed");
+        let test = "lan_pcap_decodes_as_vxlan_with_the_vni";
+        let Some(tshark) = crate::prereq::tool(test, "tshark").or_panic() else {
             return;
-        }
+        };
         let dir = std::env::temp_dir().join(format!("vswitch-ovpcap-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
@@ -433,7 +433,7 @@ expect = "ok"
             },
         );
         assert_eq!(ex.code, 0, "{:?}", ex.report.map(|r| r.table()));
-        let out = Command::new("tshark")
+        let out = Command::new(tshark)
             .arg("-r")
             .arg(dir.join("lan-h1-eth0.pcap"))
             .args([

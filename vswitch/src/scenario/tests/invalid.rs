@@ -468,6 +468,15 @@ fn check_errors() {
         "check[0].backend",
         "add known_difference",
     );
+    // A known difference names the one backend it excuses.
+    err_at(
+        &k(
+            "kind = \"ping\"\nfrom = \"c\"\nto = \"c\"\nexpect = \"ok\"\nknown_difference = \"why\"",
+        ),
+        13,
+        "check[0].known_difference",
+        "add backend",
+    );
     // Loopback stays inside the namespace and the embedded DNS is 127.0.0.11.
     ok(&k(
         "kind = \"dns\"\nfrom = \"c\"\nquery = \"x\"\nserver = \"127.0.0.11\"\nexpect = \"servfail\"",
