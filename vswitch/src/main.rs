@@ -304,13 +304,14 @@ fn cmd_run(
             if !keep {
                 return;
             }
-            print_table(r);
-            shown.set(true);
+            // The report first: whoever reads the table may look for it.
             if let Some(path) = json.as_deref().filter(|_| files.len() == 1)
                 && let Err(e) = write_json(path, &serde_json::to_value(r).unwrap_or_default())
             {
                 eprintln!("{e:#}");
             }
+            print_table(r);
+            shown.set(true);
         };
         let Execution {
             code,

@@ -21,6 +21,7 @@ pub const TOOLS: &[(&str, &str)] = &[
     ("busybox", "busybox-static"),
     ("curl", "curl"),
     ("dnsperf", "dnsperf"),
+    ("setpriv", "util-linux"),
 ];
 
 /// The Debian package that provides `tool` (the tool's own name when the

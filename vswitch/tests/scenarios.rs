@@ -36,7 +36,17 @@ fn bin() -> &'static str {
 }
 
 fn require_root() -> bool {
-    std::env::var("VSWITCH_REQUIRE_ROOT").as_deref() == Ok("1")
+    vswitch::prereq::required()
+}
+
+/// A prerequisite's gate as a trial result: Ok(Some) run, Ok(None) a named
+/// skip (recorded), Err a failure (under `VSWITCH_REQUIRE_ROOT=1`).
+fn gate<T>(g: vswitch::prereq::Gate<T>) -> Result<Option<T>, Failed> {
+    match g {
+        vswitch::prereq::Gate::Run(t) => Ok(Some(t)),
+        vswitch::prereq::Gate::Skip => Ok(None),
+        vswitch::prereq::Gate::Fail(m) => Err(m.into()),
+    }
 }
 
 /// Namespaces (and /etc/netns entries) a run left behind, and what it left
@@ -100,17 +110,18 @@ fn run_on(path: &Path, plan: &Plan, backend: BackendKind) -> Result<BackendRun, 
         return Err(format!("{backend}: {e}\n{}", report.table()).into());
     }
     // A check that fails only where its `known_difference` names this
-    // backend (or any backend) is the documented departure, not a failure.
+    // backend is the documented departure, not a failure; a probe that
+    // could not run is never excused.
     let known = vswitch::run::compare::known_differences(plan);
     let excused = |i: usize| {
         known
             .iter()
-            .any(|(k, b)| *k == i && b.as_deref().is_none_or(|b| b == backend.to_string()))
+            .any(|(k, b)| *k == i && b.as_deref() == Some(backend.to_string().as_str()))
     };
     let failing: Vec<usize> = report
         .checks
         .iter()
-        .filter(|c| !c.pass && !excused(c.index))
+        .filter(|c| !c.pass && (c.is_error() || !excused(c.index)))
         .map(|c| c.index)
         .collect();
     if !failing.is_empty() || (ex.code != 0 && ex.code != 1) {
@@ -148,30 +159,41 @@ fn scenario_trials(path: PathBuf) -> Vec<Trial> {
     };
     let mut trials = Vec::new();
     let mut able = Vec::new();
+    let mut refusals = Vec::new();
     for backend in [
         BackendKind::Userspace,
         BackendKind::Kernel,
         BackendKind::Docker,
     ] {
         let why = vswitch::backend::unsupported(&plan, backend);
+        let name = format!("{backend}::{stem}");
         if why.is_empty() {
             able.push(backend);
-        } else if require_root()
-            && backend == BackendKind::Docker
-            && vswitch::backend::docker::daemon_reachable().is_err()
-        {
-            // Under CI the oracle must be there (.ci/run starts it).
-            let name = format!("{backend}::{stem}");
+        } else if require_root() && missing_prerequisite(backend, &why) {
+            // Under CI a missing tool or daemon is a broken runner (.ci/run
+            // installs and starts them), not a skip.
             let msg = why.join("; ");
             trials.push(Trial::test(name, move || Err(msg.into())));
         } else {
             // An unsupported kernel or engine feature stays a named skip.
-            let name = format!("{backend}::{stem}");
-            eprintln!("skip {name}: {}", why.join("; "));
+            vswitch::prereq::record_skip(&name, &why.join("; "));
+            refusals.extend(why);
             trials.push(Trial::test(name, || Ok(())).with_ignored_flag(true));
         }
     }
     if able.is_empty() {
+        // Refused everywhere: under CI only a kernel feature the scenario
+        // says it needs (`requires`), absent here, excuses that.
+        let absent = vswitch::backend::absent_requirements(&plan);
+        if require_root() && absent.is_empty() {
+            let msg = format!(
+                "every backend refused the scenario and it names no absent kernel feature in `requires`: {}",
+                refusals.join("; ")
+            );
+            trials.push(Trial::test(format!("refused::{stem}"), move || {
+                Err(msg.into())
+            }));
+        }
         return trials;
     }
     let name = match able.as_slice() {
@@ -260,6 +282,144 @@ fn unsupported_exit_3() -> TestResult {
         return Err(format!("--strict: expected exit 1, got {:?}", out.status).into());
     }
     Ok(())
+}
+
+const PINGS: &str = r#"
+name = "pings and a tcp echo"
+[[network]]
+name = "n"
+subnet = "10.124.0.0/24"
+[[container]]
+name = "a"
+networks = ["n"]
+serve = ["tcp:80"]
+[[container]]
+name = "b"
+networks = ["n"]
+[[check]]
+name = "BR-7 ping expected ok"
+kind = "ping"
+from = "b"
+to = "a"
+count = 1
+expect = "ok"
+[[check]]
+name = "ping expected fail"
+kind = "ping"
+from = "b"
+to = "10.124.0.99"
+count = 1
+timeout_ms = 1000
+expect = "fail"
+[[check]]
+name = "BR-7 tcp"
+kind = "tcp"
+from = "b"
+to = "a:80"
+expect = "ok"
+"#;
+
+/// A probe that cannot run (here: raw ICMP sockets without CAP_NET_RAW,
+/// the capability dropped from the whole process) is observed `error` for
+/// `expect = "ok"` and `expect = "fail"` alike, counted under `errors`, and
+/// the run exits 1; the checks that could run still pass.
+fn probe_that_cannot_run_is_an_error() -> TestResult {
+    let Some(setpriv) = gate(vswitch::prereq::tool(
+        "cli::probe_that_cannot_run_is_an_error",
+        "setpriv",
+    ))?
+    else {
+        return Ok(());
+    };
+    let p = write_temp("pings.toml", PINGS);
+    let run = RunId::new();
+    let out = Command::new(setpriv)
+        .args(["--bounding-set", "-net_raw", "--inh-caps", "-net_raw", "--"])
+        .arg(bin())
+        .args(["run", "--quiet", "--json", "-", p.to_str().unwrap()])
+        .env("VSWITCH_RUN_ID", run.as_str())
+        .stdin(Stdio::null())
+        .output()?;
+    assert_no_leftovers(&run)?;
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .map_err(|e| format!("{e}: {}", String::from_utf8_lossy(&out.stderr)))?;
+    let observed: Vec<&str> = json["checks"]
+        .as_array()
+        .ok_or("no checks")?
+        .iter()
+        .map(|c| c["observed"].as_str().unwrap_or("?"))
+        .collect();
+    if observed != ["error", "error", "ok"]
+        || json["errors"] != 2
+        || json["passed"] != 1
+        || json["failed"] != 0
+        || out.status.code() != Some(1)
+    {
+        return Err(format!(
+            "expected two errors, one pass, exit 1; got {:?} {observed:?} {json}",
+            out.status
+        )
+        .into());
+    }
+    Ok(())
+}
+
+/// `run --keep` prints the table and writes `--json` before it holds the
+/// world; Ctrl-C then tears it down and the run exits with its own status.
+fn keep_prints_before_holding() -> TestResult {
+    use std::io::BufRead;
+    let run = RunId::new();
+    let quick = root_dir().join("scenarios/quickstart.toml");
+    let json = std::env::temp_dir().join(format!("vswitch-keep-{run}.json"));
+    let mut child = Reaped(
+        Command::new(bin())
+            .args(["run", "--keep", "--json", json.to_str().unwrap()])
+            .arg(&quick)
+            .env("VSWITCH_RUN_ID", run.as_str())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()?,
+    );
+    let stdout = child.0.stdout.take().ok_or("no stdout")?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let end = Instant::now() + Duration::from_secs(60);
+    let mut table = Vec::new();
+    while !table.iter().any(|l: &String| l.contains(" passed, ")) {
+        let left = end.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(l) => table.push(l),
+            Err(_) => return Err(format!("no result table while kept: {table:?}").into()),
+        }
+    }
+    // The world is still up, and the report is already written.
+    if vswitch::netns::list(&format!("{run}-")).is_empty() {
+        return Err("the world is not held".into());
+    }
+    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json)?)?;
+    if report["passed"] != 6 || report["errors"] != 0 {
+        return Err(format!("report while kept: {report}").into());
+    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.0.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )?;
+    let status = child.0.wait()?;
+    let _ = std::fs::remove_file(&json);
+    if status.code() != Some(0) {
+        return Err(format!("expected the run's own status 0 after Ctrl-C, got {status:?}").into());
+    }
+    assert_no_leftovers(&run)
 }
 
 /// A run that panics after building its world leaves nothing behind.
@@ -369,14 +529,10 @@ fn sigkill_then_cleanup() -> TestResult {
 
 /// The docker backend needs the project's daemon: Ok(false) skips without it
 /// (a failure under CI, which starts it).
-fn have_daemon() -> Result<bool, Failed> {
+fn have_daemon(test: &str) -> Result<bool, Failed> {
     match vswitch::backend::docker::daemon_reachable() {
         Ok(_) => Ok(true),
-        Err(e) if require_root() => Err(format!("{e}").into()),
-        Err(e) => {
-            eprintln!("skip: {e}");
-            Ok(false)
-        }
+        Err(e) => Ok(gate(vswitch::prereq::missing::<()>(test, &format!("{e}")))?.is_some()),
     }
 }
 
@@ -389,7 +545,7 @@ fn docker_world_is_up(run: &RunId) -> bool {
 /// Ctrl-C during a docker run removes its containers, networks, uplink and
 /// namespaces (the signal path), exit 130.
 fn docker_sigint_mid_run_leaves_nothing() -> TestResult {
-    if !have_daemon()? {
+    if !have_daemon("cleanup::docker_sigint_mid_run_leaves_nothing")? {
         return Ok(());
     }
     sigint_on("docker", Duration::from_secs(120), docker_world_is_up)
@@ -398,7 +554,7 @@ fn docker_sigint_mid_run_leaves_nothing() -> TestResult {
 /// SIGKILL during a docker run leaves containers, networks, the uplink and
 /// namespaces; `vswitch cleanup` removes them.
 fn docker_sigkill_then_cleanup() -> TestResult {
-    if !have_daemon()? {
+    if !have_daemon("cleanup::docker_sigkill_then_cleanup")? {
         return Ok(());
     }
     sigkill_on("docker", Duration::from_secs(120), docker_world_is_up)
@@ -406,7 +562,7 @@ fn docker_sigkill_then_cleanup() -> TestResult {
 
 /// `up` keeps a world, `exec` works inside it with Docker's resolv.conf, `down` removes it.
 fn up_exec_down() -> TestResult {
-    if !have_tool("ping")? {
+    if !have_tool("cli::up_exec_down", "ping")? {
         return Ok(());
     }
     with_world("scenarios/quickstart.toml", |run| {
@@ -451,20 +607,20 @@ fn exec_in(run: &RunId, node: &str, cmd: &[&str]) -> Output {
     vswitch(&args, &[])
 }
 
-fn have_tool(tool: &str) -> Result<bool, Failed> {
-    if Command::new(tool).arg("--version").output().is_ok() {
-        return Ok(true);
-    }
-    if require_root() {
-        return Err(format!("{tool} is not installed (.ci/run installs it)").into());
-    }
-    eprintln!("skip: {tool} not installed");
-    Ok(false)
+/// Whether a backend's refusal is a missing tool or daemon (which CI
+/// provides) rather than a feature this kernel or backend lacks.
+fn missing_prerequisite(backend: BackendKind, why: &[String]) -> bool {
+    why.iter().any(|w| w.contains("is not installed"))
+        || (backend == BackendKind::Docker && vswitch::backend::docker::daemon_reachable().is_err())
+}
+
+fn have_tool(test: &str, tool: &str) -> Result<bool, Failed> {
+    Ok(gate(vswitch::prereq::tool(test, tool))?.is_some())
 }
 
 /// Real iperf3 between two containers through the engine (TSO path).
 fn iperf3_through_engine() -> TestResult {
-    if !have_tool("iperf3")? {
+    if !have_tool("cross::iperf3_through_engine", "iperf3")? {
         return Ok(());
     }
     with_world("scenarios/bridge-throughput.toml", |run| {
@@ -505,7 +661,7 @@ fn iperf3_through_engine() -> TestResult {
 
 /// Real dig against an external's DNS server, from the machine's namespace.
 fn dig_external_dns() -> TestResult {
-    if !have_tool("dig")? {
+    if !have_tool("cross::dig_external_dns", "dig")? {
         return Ok(());
     }
     with_world("scenarios/lan-externals.toml", |run| {
@@ -547,13 +703,9 @@ fn dig_external_dns() -> TestResult {
 
 /// `--pcap` writes a file per port that tshark decodes.
 fn pcap_read_by_tshark() -> TestResult {
-    if Command::new("tshark").arg("--version").output().is_err() {
-        if require_root() {
-            return Err("tshark is not installed (.ci/run installs it)".into());
-        }
-        eprintln!("skip pcap_read_by_tshark: tshark not installed");
+    let Some(tshark) = gate(vswitch::prereq::tool("cli::pcap_read_by_tshark", "tshark"))? else {
         return Ok(());
-    }
+    };
     let dir = std::env::temp_dir().join(format!("vswitch-pcap-{}", std::process::id()));
     let quick = root_dir().join("scenarios/quickstart.toml");
     let out = vswitch(
@@ -570,7 +722,7 @@ fn pcap_read_by_tshark() -> TestResult {
         return Err(format!("run failed: {}", String::from_utf8_lossy(&out.stdout)).into());
     }
     let file = dir.join("client-eth0.pcap");
-    let t = Command::new("tshark")
+    let t = Command::new(tshark)
         .args([
             "-r",
             file.to_str().unwrap(),
@@ -605,7 +757,15 @@ fn main() {
         .collect();
     files.sort();
     let mut trials: Vec<Trial> = files.into_iter().flat_map(scenario_trials).collect();
-    let cli: [NamedTest; 11] = [
+    let cli: [NamedTest; 13] = [
+        (
+            "cli::probe_that_cannot_run_is_an_error",
+            probe_that_cannot_run_is_an_error,
+        ),
+        (
+            "cli::keep_prints_before_holding",
+            keep_prints_before_holding,
+        ),
         ("cli::invalid_exit_2", invalid_exit_2),
         ("cli::unsupported_exit_3", unsupported_exit_3),
         ("cli::up_exec_down", up_exec_down),
@@ -648,7 +808,10 @@ fn main() {
                 })
                 .collect();
         } else {
-            eprintln!("scenario tests need root (network namespaces, TAP devices): ignored");
+            vswitch::prereq::skip(
+                "scenarios (every trial that builds a world)",
+                "needs root (network namespaces, TAP devices)",
+            );
             trials = trials
                 .into_iter()
                 .map(|t| {
@@ -658,5 +821,15 @@ fn main() {
                 .collect();
         }
     }
-    libtest_mimic::run(&args, trials).exit();
+    let conclusion = libtest_mimic::run(&args, trials);
+    // What was not tested, and why: this binary's skips and those the
+    // library's unit tests recorded earlier in the same `cargo test`.
+    let skips = vswitch::prereq::take_skips();
+    if !skips.is_empty() {
+        eprintln!("\nnot tested in this run ({} named skips):", skips.len());
+        for s in &skips {
+            eprintln!("  skip {s}");
+        }
+    }
+    conclusion.exit();
 }

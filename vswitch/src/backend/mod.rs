@@ -65,6 +65,16 @@ pub fn unsupported(plan: &Plan, backend: BackendKind) -> Vec<String> {
     }
 }
 
+/// The kernel features `plan` says it `requires` that this kernel lacks
+/// (probed for real in a throwaway namespace).
+pub fn absent_requirements(plan: &Plan) -> Vec<String> {
+    plan.requires
+        .iter()
+        .filter(|k| !crate::sys::link_kind_supported(k))
+        .cloned()
+        .collect()
+}
+
 /// What a backend cannot honour of the run's options (never ignored).
 pub fn unsupported_options(opts: &BuildOptions, backend: BackendKind) -> Vec<String> {
     let mut why = Vec::new();

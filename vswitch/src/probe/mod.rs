@@ -35,7 +35,7 @@ pub use echo::{
     start_echo, start_sink,
 };
 pub use ping::{PingOptions, PingOutcome, ping};
-pub use throughput::{Throughput, throughput};
+pub use throughput::{Ports, Throughput, throughput};
 
 /// Errors of the probes and services.
 #[derive(Debug, thiserror::Error)]

@@ -269,17 +269,56 @@ fn throughput_tcp_and_udp() {
     let Some(p) = Pair::new("throughput_tcp_and_udp") else {
         return;
     };
-    let t = throughput(&p.a, &p.b, ip(B4), 5201, Proto::Tcp, 0.5, 2, 1400).unwrap();
+    let t = throughput(
+        &p.a,
+        &p.b,
+        ip(B4),
+        Ports {
+            listen: 5201,
+            connect: 5201,
+        },
+        Proto::Tcp,
+        0.5,
+        2,
+        1400,
+    )
+    .unwrap();
     eprintln!("tcp: {t:?}");
     assert!(t.gbps > 0.0 && t.kpps > 0.0 && t.bytes > 0, "{t:?}");
     assert_eq!(t.loss, None);
-    let t = throughput(&p.a, &p.b, ip(B4), 5201, Proto::Udp, 0.5, 1, 1400).unwrap();
+    let t = throughput(
+        &p.a,
+        &p.b,
+        ip(B4),
+        Ports {
+            listen: 5201,
+            connect: 5201,
+        },
+        Proto::Udp,
+        0.5,
+        1,
+        1400,
+    )
+    .unwrap();
     eprintln!("udp: {t:?}");
     assert!(t.gbps > 0.0 && t.kpps > 0.0 && t.bytes > 0, "{t:?}");
     let loss = t.loss.unwrap();
     assert!((0.0..1.0).contains(&loss), "{t:?}");
     // TCP to an address without a route: an error, not zeros.
-    let e = throughput(&p.a, &p.b, ip("192.0.2.1"), 5202, Proto::Tcp, 0.2, 1, 1400).unwrap_err();
+    let e = throughput(
+        &p.a,
+        &p.b,
+        ip("192.0.2.1"),
+        Ports {
+            listen: 5202,
+            connect: 5202,
+        },
+        Proto::Tcp,
+        0.2,
+        1,
+        1400,
+    )
+    .unwrap_err();
     assert!(matches!(e, ProbeError::Unreachable { .. }), "{e}");
 }
 

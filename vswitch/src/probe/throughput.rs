@@ -29,6 +29,16 @@ pub struct Throughput {
     pub seconds: f64,
 }
 
+/// Where the receiver listens and where the senders connect: the same port,
+/// or a published host port that reaches the receiver's container port.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ports {
+    /// The receiver's port in its own namespace.
+    pub listen: u16,
+    /// The port the senders connect to at `dst`.
+    pub connect: u16,
+}
+
 const TCP_WRITE: usize = 128 * 1024;
 const TCP_MSS_GUESS: f64 = 1448.0;
 
@@ -42,14 +52,19 @@ pub fn throughput(
     client: &NetNs,
     server: &NetNs,
     dst: IpAddr,
-    port: u16,
+    ports: Ports,
     proto: Proto,
     seconds: f64,
     streams: u32,
     udp_size: u16,
 ) -> Result<Throughput, ProbeError> {
-    let sink = start_sink(server, proto, port)?;
-    let to = SocketAddr::new(dst, sink.port());
+    let sink = start_sink(server, proto, ports.listen)?;
+    let connect = if ports.connect == ports.listen {
+        sink.port()
+    } else {
+        ports.connect
+    };
+    let to = SocketAddr::new(dst, connect);
     let run = sink.run_id();
     let duration = Duration::from_secs_f64(seconds.max(0.0));
     let stop = Arc::new(AtomicBool::new(false));

@@ -181,18 +181,27 @@ pub fn run_check(world: &World, plan: &Plan, check: &Check) -> CheckResult {
             min_gbps,
             min_kpps,
         } => {
-            let Some(node) = to.node else {
+            let port = to.port.unwrap_or(crate::scenario::plan::THROUGHPUT_PORT);
+            // A named container or external receives itself; an address (or
+            // a machine) is received where Docker would deliver it.
+            let receiver = match to.node {
+                Some(n @ (Node::Container(_) | Node::External(_))) => Some((n, port)),
+                _ => plan.receiver_of(to.addr, port, *proto),
+            };
+            let Some((node, listen)) = receiver else {
                 return base.error(format!(
                     "no node of the scenario holds {} to run the receiver in",
                     to.addr
                 ));
             };
-            let port = to.port.unwrap_or(5201);
             match probe::throughput(
                 ns,
                 world.ns(node),
                 to.addr,
-                port,
+                probe::Ports {
+                    listen,
+                    connect: port,
+                },
                 *proto,
                 f64::from(*seconds),
                 *streams,

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use super::addr;
 use super::model::{CheckDef, OneOrMany};
+use super::plan::THROUGHPUT_PORT;
 use super::plan::{
     Check, CheckKind, DnsExpect, Driver, Expect, KnownDifference, Node, Plan, Proto, QueryType,
     Target,
@@ -266,6 +267,18 @@ fn check(i: usize, d: &CheckDef, plan: &Plan, names: &Names) -> VResult<Check> {
                 None => Proto::Tcp,
                 Some(s) => addr::proto(s).map_err(|m| Issue::new(p.k("proto"), m))?,
             };
+            if plan
+                .receiver_of(to.addr, to.port.unwrap_or(THROUGHPUT_PORT), proto)
+                .is_none()
+            {
+                return Err(Issue::new(
+                    p.k("to"),
+                    format!(
+                        "no container, external or machine of the scenario holds {}: a throughput check needs a node there to receive",
+                        to.addr
+                    ),
+                ));
+            }
             let seconds = int_in(d.seconds, p.k("seconds"), 1, 3600, 3)?;
             let streams = int_in(d.streams, p.k("streams"), 1, 128, 1)?;
             let size = int_in(d.size, p.k("size"), 1, 65_507, 1400)?;

@@ -22,6 +22,8 @@ pub(crate) struct ScenarioDef {
     pub tags: Vec<String>,
     pub lan: Option<String>,
     #[serde(default)]
+    pub requires: Vec<String>,
+    #[serde(default)]
     pub machine: Vec<MachineDef>,
     #[serde(default)]
     pub external: Vec<ExternalDef>,

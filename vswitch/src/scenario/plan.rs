@@ -101,6 +101,10 @@ pub struct Plan {
     pub tags: Vec<String>,
     /// Addressing of the `lan` segment.
     pub lan: Ipv4Net,
+    /// Kernel features the scenario needs (`requires`, link kinds such as
+    /// `ipvlan`): when every backend refuses it and one of these is absent
+    /// here, that is a named skip rather than a failure.
+    pub requires: Vec<String>,
     /// Docker hosts; never empty (an implicit `host` when the file has none).
     pub machines: Vec<Machine>,
     /// Hosts on `lan`.
@@ -534,7 +538,43 @@ pub struct Check {
     pub known_difference: Option<KnownDifference>,
 }
 
+/// The port a throughput check's receiver listens on when `to` names none.
+pub const THROUGHPUT_PORT: u16 = 5201;
+
 impl Plan {
+    /// Where the receiving end of traffic to `addr:port` runs, and the port
+    /// it listens on there: the container, external or machine that holds
+    /// `addr`; for a machine address, the container that publishes `port`
+    /// on it (listening on its container port), as Docker would deliver it.
+    pub fn receiver_of(&self, addr: IpAddr, port: u16, proto: Proto) -> Option<(Node, u16)> {
+        let on_addr = |ip: Option<IpAddr>| ip == Some(addr);
+        for (i, c) in self.containers.iter().enumerate() {
+            if c.endpoints
+                .iter()
+                .filter(|e| self.networks[e.network].driver != Driver::Host)
+                .any(|e| on_addr(e.ip.map(IpAddr::V4)) || on_addr(e.ip6.map(IpAddr::V6)))
+            {
+                return Some((Node::Container(i), port));
+            }
+        }
+        if let Some(i) = self.externals.iter().position(|x| x.ip == addr) {
+            return Some((Node::External(i), port));
+        }
+        let m = self
+            .machines
+            .iter()
+            .position(|m| IpAddr::V4(m.ip) == addr)?;
+        let published = self.containers.iter().enumerate().find_map(|(i, c)| {
+            let p = c.publish.iter().find(|p| {
+                p.proto == proto
+                    && p.host_port == port
+                    && p.host_ip.is_none_or(|h| h == addr || h.is_unspecified())
+            })?;
+            (c.machine == m).then_some((Node::Container(i), p.container_port))
+        });
+        Some(published.unwrap_or((Node::Machine(m), port)))
+    }
+
     /// Human name of a node.
     pub fn node_name(&self, n: Node) -> &str {
         match n {

@@ -33,6 +33,12 @@ pub(crate) struct Names {
     pub networks: HashMap<String, usize>,
 }
 
+/// What `requires` may name: link kinds whose presence the kernel backend
+/// probes (`sys::link_kind_supported`).
+pub const KERNEL_FEATURES: &[&str] = &[
+    "veth", "bridge", "macvlan", "macvtap", "ipvlan", "vlan", "vxlan", "dummy", "bond", "vrf",
+];
+
 /// Validates the whole model.
 /// `pos` gives the byte offset of a field in the file, so that a duplicate
 /// is reported at whichever of the two comes second.
@@ -60,6 +66,17 @@ pub(crate) fn build(
             format!("lan {lan} is too small: use a prefix of /30 or shorter"),
         ));
     }
+    for (i, r) in def.requires.iter().enumerate() {
+        if !KERNEL_FEATURES.contains(&r.as_str()) {
+            return Err(Issue::new(
+                root.k("requires").i(i),
+                format!(
+                    "unknown kernel feature {r:?}: requires takes link kinds ({})",
+                    KERNEL_FEATURES.join(", ")
+                ),
+            ));
+        }
+    }
     let names = collect_names(&def, pos)?;
     let externals = externals(&def.external, lan)?;
     let machines = machines(&def.machine, lan, &externals)?;
@@ -69,6 +86,7 @@ pub(crate) fn build(
         description: def.description.clone(),
         tags: def.tags.clone(),
         lan,
+        requires: def.requires.clone(),
         machines,
         externals,
         networks: Vec::new(),

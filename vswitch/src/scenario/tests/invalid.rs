@@ -1,6 +1,7 @@
 //! Scenarios that must be rejected, with where and why.
 
 use super::{HEAD, err_at, ok};
+use crate::scenario::plan::{Node, Proto};
 
 #[test]
 fn syntax_and_unknown_keys_are_located() {
@@ -368,6 +369,18 @@ fn container_errors() {
 }
 
 #[test]
+fn requires_names_kernel_features() {
+    err_at(
+        &format!("{HEAD}requires = [\"ipvlan\", \"warp-drive\"]\n"),
+        2,
+        "requires[1]",
+        "unknown kernel feature \"warp-drive\"",
+    );
+    let p = ok(&format!("{HEAD}requires = [\"ipvlan\"]\n"));
+    assert_eq!(p.requires, ["ipvlan"]);
+}
+
+#[test]
 fn check_errors() {
     let base = "[[network]]\nname = \"n\"\nsubnet = \"10.0.0.0/24\"\n[[container]]\nname = \"c\"\nnetworks = [\"n\"]\n[[check]]\n";
     // Line 9 is the first key of the check.
@@ -467,6 +480,21 @@ fn check_errors() {
         13,
         "check[0].backend",
         "add known_difference",
+    );
+    // A throughput check to an address nobody holds has no receiver.
+    err_at(
+        &k("kind = \"throughput\"\nfrom = \"c\"\nto = \"10.0.0.77\""),
+        11,
+        "check[0].to",
+        "needs a node there to receive",
+    );
+    // One that somebody holds is valid, and received there.
+    let p = ok(&k(
+        "kind = \"throughput\"\nfrom = \"c\"\nto = \"10.0.0.2:5300\"",
+    ));
+    assert_eq!(
+        p.receiver_of("10.0.0.2".parse().unwrap(), 5300, Proto::Tcp),
+        Some((Node::Container(0), 5300))
     );
     // A known difference names the one backend it excuses.
     err_at(
