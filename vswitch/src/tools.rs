@@ -89,21 +89,38 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
-    /// Every tool's package is in ci/packages.txt, the one list CI installs
-    /// and the README shows.
-    #[test]
-    fn every_package_is_in_the_install_list() {
-        let list = include_str!("../../ci/packages.txt");
-        let pkgs: Vec<&str> = list
+    fn install_list() -> Vec<&'static str> {
+        include_str!("../../ci/packages.txt")
             .lines()
             .map(|l| l.split('#').next().unwrap_or("").trim())
             .flat_map(str::split_whitespace)
-            .collect();
+            .collect()
+    }
+
+    /// Every tool's package is in ci/packages.txt, the one list CI installs.
+    #[test]
+    fn every_package_is_in_the_install_list() {
+        let pkgs = install_list();
         for (tool, p) in TOOLS {
             assert!(
                 pkgs.contains(p),
                 "{tool}: package {p} is not in ci/packages.txt"
             );
         }
+    }
+
+    /// The README's install line is exactly that list.
+    #[test]
+    fn the_readme_shows_the_install_list() {
+        let readme = include_str!("../../README.md");
+        let line = readme
+            .lines()
+            .find_map(|l| l.split_once("apt-get install -y ").map(|(_, r)| r))
+            .expect("the README has an apt-get install line");
+        let mut shown: Vec<&str> = line.split_whitespace().collect();
+        let mut listed = install_list();
+        shown.sort_unstable();
+        listed.sort_unstable();
+        assert_eq!(shown, listed, "README and ci/packages.txt differ");
     }
 }
