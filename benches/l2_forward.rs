@@ -41,6 +41,7 @@ fn engine(now: Instant) -> Engine {
             name: "bench".into(),
             gateway: Some(Gateway {
                 ip: Ipv4Addr::new(10, 0, 0, 1),
+                ip6: None,
                 mac: MacAddr(GW_MAC),
             }),
             icc: true,

@@ -54,6 +54,7 @@ fn config() -> EngineConfig {
                 name: "locked".into(),
                 gateway: Some(Gateway {
                     ip: Ipv4Addr::new(10, 0, 0, 1),
+                    ip6: None,
                     mac: MacAddr(GW_MAC),
                 }),
                 icc: false,

@@ -96,6 +96,7 @@ pub fn nat_cfg(k: Knobs) -> EngineConfig {
         name: name.into(),
         gateway: gw.map(|ip| Gateway {
             ip,
+            ip6: None,
             mac: MacAddr::docker_from_ipv4(ip),
         }),
         icc: true,

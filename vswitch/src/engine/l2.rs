@@ -20,6 +20,7 @@ use tracing::trace;
 use super::fdb::{Fdb, Learned, mac_key};
 use super::gateway::{self, Echo};
 use super::metrics::Metrics;
+use super::nd;
 use super::wire::{ETH_DST, ETH_SRC, ETHERTYPE_ARP, ETHERTYPE_QINQ, ETHERTYPE_VLAN, ethertype};
 use super::{Action, DomainId, DropReason, Gateway, Packet, PortId, PortRole};
 
@@ -190,9 +191,12 @@ pub(crate) fn switch(
             return forward(metrics, to, len, out);
         }
     } else if role == PortRole::Container
-        && et == ETHERTYPE_ARP
         && let Some(gw) = d.gateway
-        && let Some(reply) = gateway::arp_reply(frame, &gw)
+        && let Some(reply) = match et {
+            ETHERTYPE_ARP => gateway::arp_reply(frame, &gw),
+            nd::ETHERTYPE_IPV6 => nd::na_reply(frame, &gw),
+            _ => None,
+        }
     {
         // A container resolving the gateway: answered here, not flooded.
         return emit(metrics, ingress, reply, out);
@@ -222,6 +226,17 @@ fn to_gateway(
             Echo::NotMine => {}
         }
         if let Some(p) = gateway::arp_reply(frame, &gw) {
+            return emit(metrics, ingress, p, out);
+        }
+        match nd::echo6(frame, &pkt.hdr, &gw) {
+            nd::Echo6::Reply(p) => return emit(metrics, ingress, p, out),
+            nd::Echo6::BadChecksum => {
+                return drop_frame(metrics, ingress, DropReason::BadChecksum, out);
+            }
+            nd::Echo6::NotMine => {}
+        }
+        // A unicast solicitation (reachability confirmation) for gateway6.
+        if let Some(p) = nd::na_reply(frame, &gw) {
             return emit(metrics, ingress, p, out);
         }
     }

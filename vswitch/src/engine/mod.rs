@@ -27,6 +27,7 @@ mod l2;
 mod l3config;
 pub mod metrics;
 mod nat;
+mod nd;
 mod neigh;
 pub mod packet;
 #[cfg(test)]
@@ -46,7 +47,7 @@ pub mod vlan;
 pub mod vxlan;
 mod wire;
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::time::{Duration, Instant};
 
 pub use conntrack::{Conn, ConntrackCounters, Dir, Kind, TcpState, Timeouts};
@@ -99,6 +100,8 @@ pub struct PortConfig {
 pub struct Gateway {
     /// Gateway IPv4 address.
     pub ip: Ipv4Addr,
+    /// Gateway IPv6 address (`gateway6`), when the network has IPv6.
+    pub ip6: Option<Ipv6Addr>,
     /// Gateway MAC (also the host port's MAC).
     pub mac: MacAddr,
 }

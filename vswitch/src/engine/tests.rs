@@ -47,6 +47,7 @@ pub(super) fn topo_cfg(icc: bool, capacity: usize) -> EngineConfig {
                 name: "n1".into(),
                 gateway: Some(Gateway {
                     ip: GW_IP,
+                    ip6: None,
                     mac: GW_MAC,
                 }),
                 icc,
@@ -615,4 +616,131 @@ fn every_drop_has_one_reason_counted_once() {
     assert_eq!(j["ports"]["a/eth0"]["drops"]["icc-disabled"], 1);
     assert_eq!(j["ports"]["a/eth0"]["drops"]["malformed"], 1);
     assert_eq!(j["domains"]["n1"]["fdb"]["learned"], 2);
+}
+
+// ------------------------------------------------------------------ IPv6
+
+const GW6: std::net::Ipv6Addr = std::net::Ipv6Addr::new(0xfd00, 0x5653, 0, 1, 0, 0, 0, 1);
+
+fn v6(n: u16) -> std::net::Ipv6Addr {
+    std::net::Ipv6Addr::new(0xfd00, 0x5653, 0, 1, 0, 0, 0, n)
+}
+
+fn topo6(icc: bool) -> Engine {
+    let mut cfg = topo_cfg(icc, 64);
+    if let Some(g) = cfg.domains[0].gateway.as_mut() {
+        g.ip6 = Some(GW6);
+    }
+    Engine::new(cfg).unwrap()
+}
+
+/// A Neighbour Solicitation from `src` (MAC `smac`) for `target`, to its
+/// solicited-node group.
+fn ns6(smac: [u8; 6], src: std::net::Ipv6Addr, target: std::net::Ipv6Addr) -> Packet {
+    let t = target.octets();
+    let group = std::net::Ipv6Addr::new(
+        0xff02,
+        0,
+        0,
+        0,
+        0,
+        1,
+        0xff00 | u16::from(t[13]),
+        u16::from_be_bytes([t[14], t[15]]),
+    );
+    let g = group.octets();
+    let mut body = t.to_vec();
+    body.extend_from_slice(&[1, 1]);
+    body.extend_from_slice(&smac);
+    let mut v = Vec::new();
+    PacketBuilder::ethernet2(smac, [0x33, 0x33, g[12], g[13], g[14], g[15]])
+        .ipv6(src.octets(), g, 255)
+        .icmpv6(etherparse::Icmpv6Type::Unknown {
+            type_u8: 135,
+            code_u8: 0,
+            bytes5to8: [0; 4],
+        })
+        .write(&mut v, &body)
+        .unwrap();
+    Packet::from_frame(VnetHdr::default(), &v)
+}
+
+fn ping6(smac: [u8; 6], dmac: [u8; 6], src: std::net::Ipv6Addr, dst: std::net::Ipv6Addr) -> Packet {
+    let mut v = Vec::new();
+    PacketBuilder::ethernet2(smac, dmac)
+        .ipv6(src.octets(), dst.octets(), 64)
+        .icmpv6_echo_request(9, 1)
+        .write(&mut v, b"v6")
+        .unwrap();
+    Packet::from_frame(VnetHdr::default(), &v)
+}
+
+fn emits6(out: &[Action]) -> Vec<(PortId, Vec<u8>)> {
+    out.iter()
+        .filter_map(|a| match a {
+            Action::Emit(p, pkt) => Some((*p, pkt.frame().to_vec())),
+            _ => None,
+        })
+        .collect()
+}
+
+/// V6-1: a container resolves gateway6 (answered by the engine, not
+/// flooded) and pings it; with `icc = false` too (BR-8's IPv6 side).
+#[test]
+fn gateway6_answers_neighbour_solicitation_and_ping6_even_without_icc() {
+    for icc in [true, false] {
+        let mut e = topo6(icc);
+        let t = Instant::now();
+        let out = run(&mut e, t, A, ns6(mac(0, 2), v6(2), GW6));
+        let em = emits6(&out);
+        assert_eq!(em.len(), 1, "{out:?}");
+        assert!(forwards(&out).is_empty(), "not flooded: {out:?}");
+        let (port, na) = &em[0];
+        assert_eq!(*port, A);
+        let s = SlicedPacket::from_ethernet(na).unwrap();
+        let Some(TransportSlice::Icmpv6(icmp)) = s.transport else {
+            panic!("{s:?}");
+        };
+        assert_eq!(icmp.type_u8(), 136);
+        assert_eq!(&na[6..12], &GW_MAC.0, "from the gateway MAC");
+
+        let out = run(&mut e, t, A, ping6(mac(0, 2), GW_MAC.0, v6(2), GW6));
+        let em = emits6(&out);
+        assert_eq!(em.len(), 1, "{out:?}");
+        let s = SlicedPacket::from_ethernet(&em[0].1).unwrap();
+        let Some(TransportSlice::Icmpv6(icmp)) = s.transport else {
+            panic!("{s:?}");
+        };
+        assert!(matches!(
+            icmp.icmp_type(),
+            etherparse::Icmpv6Type::EchoReply(_)
+        ));
+    }
+}
+
+/// V6-1: containers of one network reach each other over IPv6 on L2 (NS
+/// to the solicited-node group is flooded, the echo is unicast); other
+/// addresses of the network are not answered by the gateway.
+#[test]
+fn containers_reach_each_other_over_ipv6() {
+    let mut e = topo6(true);
+    let t = Instant::now();
+    let out = run(&mut e, t, A, ns6(mac(0, 2), v6(2), v6(3)));
+    let mut f = forwards(&out);
+    f.sort();
+    assert_eq!(f, vec![HOST, B, C], "flooded to the group: {out:?}");
+    assert!(emits6(&out).is_empty());
+    let out = run(&mut e, t, B, ping6(mac(0, 3), mac(0, 2), v6(3), v6(2)));
+    assert_eq!(forwards(&out), vec![A]);
+}
+
+/// V6-3: IPv6 never crosses from one network's domain to another's.
+#[test]
+fn ipv6_stays_in_its_network() {
+    let mut e = topo6(true);
+    let t = Instant::now();
+    let out = run(&mut e, t, D, ns6(mac(1, 2), v6(9), GW6));
+    let f = forwards(&out);
+    assert!(f.iter().all(|p| *p == E), "{out:?}");
+    assert!(emits6(&out).is_empty(), "n2 has no gateway6: {out:?}");
 }

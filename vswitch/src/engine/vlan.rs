@@ -578,6 +578,7 @@ fn from_ipvlan(
             mac.copy_from_slice(&frame[ETH_SRC..ETH_SRC + 6]);
             let gw = Gateway {
                 ip: tpa,
+                ip6: None,
                 mac: MacAddr(mac),
             };
             if let Some(p) = super::gateway::arp_reply(frame, &gw) {

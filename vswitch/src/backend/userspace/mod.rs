@@ -30,7 +30,7 @@ pub mod proxy;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddrV4};
 
-use ipnet::{IpNet, Ipv4Net};
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
 use crate::backend::pcap::{self, PcapWriter};
 use crate::backend::{BuildError, BuildOptions, World};
@@ -55,10 +55,18 @@ pub fn unsupported(plan: &Plan) -> Vec<String> {
     for r in overlay::mixed_refusals(plan) {
         say(r);
     }
+    // IPv6 on a bridge network's own link (addresses, gateway6 ND and
+    // echo, container to container) is built; IPv6 routed beyond the
+    // network (NAT66, published ports, the lan) is not yet.
     for (i, n) in plan.networks.iter().enumerate() {
-        if n.ipv6 {
+        if n.ipv6 && (n.driver != Driver::Bridge || n.default) {
+            let what = if n.default {
+                "the default bridge".to_string()
+            } else {
+                format!("{} networks", n.driver)
+            };
             say(format!(
-                "IPv6 not supported yet (network[{i}] `{}`)",
+                "IPv6 on {what} not supported yet (network[{i}] `{}`): only user-defined bridges",
                 n.name
             ));
         }
@@ -91,17 +99,25 @@ pub fn unsupported(plan: &Plan) -> Vec<String> {
         let what = format!("check[{}] ({})", c.index, c.kind.name());
         for &from in &c.from {
             for addr in check_addresses(plan, &c.kind, from) {
-                if addr.is_ipv6() {
-                    say(format!("IPv6 not supported yet ({what})"));
+                if addr.is_ipv6() && !on_ipv6_link(plan, addr) {
+                    say(format!(
+                        "IPv6 routed beyond a network ({addr}) not supported yet ({what})"
+                    ));
                 }
-            }
-            if let CheckKind::Ping { ipv6: true, .. } = c.kind {
-                say(format!("IPv6 not supported yet ({what})"));
             }
         }
     }
     why.dedup();
     why
+}
+
+/// Whether an IPv6 address lies in a bridge network's `subnet6` (a
+/// container's or a gateway6: reached on that network's link, or not at all).
+fn on_ipv6_link(plan: &Plan, addr: IpAddr) -> bool {
+    let IpAddr::V6(a) = addr else { return false };
+    plan.networks
+        .iter()
+        .any(|n| n.ipv6 && n.subnet6.is_some_and(|s| s.contains(&a)))
 }
 
 fn check_addresses(plan: &Plan, kind: &CheckKind, from: Node) -> Vec<IpAddr> {
@@ -134,6 +150,9 @@ fn create_tap(spec: IfaceSpec) -> Result<Tap, Box<dyn std::error::Error + Send +
     let mut nl = Netlink::new()?;
     nl.link_set_mac(&spec.name, spec.mac.0)?;
     nl.link_set_mtu(&spec.name, u32::from(spec.mtu))?;
+    if spec.addrs.iter().any(|(a, _)| a.is_ipv6()) {
+        enable_ipv6(&spec.name)?;
+    }
     for (a, p) in &spec.addrs {
         nl.addr_add(&spec.name, *a, *p)?;
     }
@@ -142,6 +161,24 @@ fn create_tap(spec: IfaceSpec) -> Result<Tap, Box<dyn std::error::Error + Send +
         nl.route_add(*dst, *via, Some(&spec.name))?;
     }
     Ok(tap)
+}
+
+/// Turns IPv6 on for one interface of a namespace that has it off (see
+/// `prepare_namespace`): static addresses usable at once (no DAD, as
+/// Docker's veths behave once up), no router advertisements or
+/// solicitations, no SLAAC.
+fn enable_ipv6(ifname: &str) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    use crate::sys::sysctl::sysctl_set;
+    for (key, value) in [
+        ("accept_dad", "0"),
+        ("accept_ra", "0"),
+        ("autoconf", "0"),
+        ("router_solicitations", "0"),
+        ("disable_ipv6", "0"),
+    ] {
+        sysctl_set(&format!("net.ipv6.conf.{ifname}.{key}"), value)?;
+    }
+    Ok(())
 }
 
 /// A MAC for a lan interface: locally administered `02:56:` + its IPv4.
@@ -311,6 +348,7 @@ impl Dataplane {
             };
             let gateway = primary.gateway.map(|ip| Gateway {
                 ip,
+                ip6: n.gateway6.filter(|_| n.ipv6),
                 mac: MacAddr::docker_from_ipv4(ip),
             });
             cfg.domains.push(DomainConfig {
@@ -332,11 +370,15 @@ impl Dataplane {
                 mtu: n.mtu,
                 neighbours: Vec::new(),
             });
-            let addrs = n
+            let mut addrs: Vec<(IpAddr, u8)> = n
                 .subnets
                 .iter()
                 .filter_map(|s| s.gateway.map(|g| (IpAddr::V4(g), s.net.prefix_len())))
                 .collect();
+            // V6-1: the host port holds gateway6 as docker0 would.
+            if let (true, Some(g6), Some(s6)) = (n.ipv6, n.gateway6, n.subnet6) {
+                addrs.push((IpAddr::V6(g6), s6.prefix_len()));
+            }
             let name = crate::backend::bridge_device_name(plan, ni);
             let spec = IfaceSpec {
                 name: name.clone(),
@@ -400,12 +442,22 @@ impl Dataplane {
                     // IV-2: the parent's MAC.
                     mac = lan_mac(plan.machines[c.machine].ip);
                 }
+                let mut addrs = vec![(IpAddr::V4(ip), prefix)];
+                if let (true, Some(ip6), Some(s6)) = (n.ipv6, e.ip6, n.subnet6) {
+                    addrs.push((IpAddr::V6(ip6), s6.prefix_len()));
+                    // V6-1: the default route of the family via gateway6.
+                    if default_net == Some(k)
+                        && let Some(g6) = n.gateway6
+                    {
+                        routes.push((IpNet::V6(Ipv6Net::default()), Some(IpAddr::V6(g6))));
+                    }
+                }
                 let ifname = format!("eth{k}");
                 let spec = IfaceSpec {
                     name: ifname.clone(),
                     mac,
                     mtu: n.mtu,
-                    addrs: vec![(IpAddr::V4(ip), prefix)],
+                    addrs,
                     routes,
                 };
                 let port = add_port(
