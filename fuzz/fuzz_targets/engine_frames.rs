@@ -54,7 +54,8 @@ fn config() -> EngineConfig {
                 name: "locked".into(),
                 gateway: Some(Gateway {
                     ip: Ipv4Addr::new(10, 0, 0, 1),
-                    ip6: None,
+                    // gateway6 too, so the IPv6 neighbour and echo answers are fuzzed.
+                    ip6: Some(std::net::Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 1)),
                     mac: MacAddr(GW_MAC),
                 }),
                 icc: false,
