@@ -279,7 +279,8 @@ impl World {
                 None => {
                     let ns = NetNs::create(&ns_name)
                         .map_err(BuildError::at(format!("namespace {ns_name}")))?;
-                    ns.run(prepare_namespace)
+                    let ipv6 = plan.lan6.is_some();
+                    ns.run(move || prepare_namespace(ipv6))
                         .map_err(BuildError::at(format!("namespace {ns_name}")))?
                         .map_err(|e| BuildError {
                             step: format!("namespace {ns_name}: loopback"),
@@ -305,13 +306,7 @@ impl World {
             let ns = self.ns(Node::Container(i));
             ns.write_etc("resolv.conf", &resolv_conf(plan, i))
                 .map_err(BuildError::at(format!("container {}", c.name)))?;
-            let mut hosts = String::from("127.0.0.1\tlocalhost\n");
-            for e in &c.endpoints {
-                if let Some(ip) = e.ip {
-                    hosts.push_str(&format!("{ip}\t{}\n", c.name));
-                }
-            }
-            ns.write_etc("hosts", &hosts)
+            ns.write_etc("hosts", &hosts_file(plan, i))
                 .map_err(BuildError::at(format!("container {}", c.name)))?;
         }
         for (i, m) in plan.machines.iter().enumerate() {
@@ -424,14 +419,55 @@ impl Drop for World {
     }
 }
 
-/// Loopback up; IPv6 off unless an interface asks for it later (no router
-/// solicitations or MLD reports cluttering captures).
-fn prepare_namespace() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+/// Loopback up. In an IPv4-only world IPv6 is off (no router
+/// solicitations or MLD reports cluttering captures). In a world with
+/// IPv6 (`Plan::lan6`) it is on, without duplicate address detection (the
+/// scenario's addresses are unique and usable at once), router
+/// advertisements or solicitations: every address and route is static.
+fn prepare_namespace(ipv6: bool) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let mut nl = Netlink::new()?;
     nl.link_set_up("lo")?;
-    crate::sys::sysctl::sysctl_set("net.ipv6.conf.default.disable_ipv6", "1")?;
-    crate::sys::sysctl::sysctl_set("net.ipv6.conf.all.disable_ipv6", "1")?;
+    let set = crate::sys::sysctl::sysctl_set;
+    if !ipv6 {
+        set("net.ipv6.conf.default.disable_ipv6", "1")?;
+        set("net.ipv6.conf.all.disable_ipv6", "1")?;
+        return Ok(());
+    }
+    for scope in ["all", "default"] {
+        set(&format!("net.ipv6.conf.{scope}.accept_dad"), "0")?;
+        set(&format!("net.ipv6.conf.{scope}.accept_ra"), "0")?;
+        set(&format!("net.ipv6.conf.{scope}.router_solicitations"), "0")?;
+        set(&format!("net.ipv6.conf.{scope}.disable_ipv6"), "0")?;
+    }
     Ok(())
+}
+
+/// The IPv6 lines Docker writes into a container's `/etc/hosts` when the
+/// container has IPv6 (DNS-20, moby etchosts defaultContent).
+pub const HOSTS_IPV6_LINES: &str = "::1\tlocalhost ip6-localhost ip6-loopback\n\
+fe00::0\tip6-localnet\n\
+ff00::0\tip6-mcastprefix\n\
+ff02::1\tip6-allnodes\n\
+ff02::2\tip6-allrouters\n";
+
+/// A container's `/etc/hosts` (DNS-20): localhost, the IPv6 localhost and
+/// multicast lines when it has an IPv6 address, then one line per address
+/// of each endpoint (IPv4 first, then IPv6), and nothing else.
+pub fn hosts_file(plan: &Plan, container: usize) -> String {
+    let c = &plan.containers[container];
+    let mut hosts = String::from("127.0.0.1\tlocalhost\n");
+    if c.endpoints.iter().any(|e| e.ip6.is_some()) {
+        hosts.push_str(HOSTS_IPV6_LINES);
+    }
+    for e in &c.endpoints {
+        if let Some(ip) = e.ip {
+            hosts.push_str(&format!("{ip}\t{}\n", c.name));
+        }
+        if let Some(ip) = e.ip6 {
+            hosts.push_str(&format!("{ip}\t{}\n", c.name));
+        }
+    }
+    hosts
 }
 
 /// A container's resolv.conf: the embedded DNS on user-defined networks
@@ -446,12 +482,15 @@ pub fn resolv_conf(plan: &Plan, container: usize) -> String {
     if embedded {
         return "nameserver 127.0.0.11\noptions ndots:0\n".to_string();
     }
+    // DNS-21: the machine's loopback nameservers are dropped, and its IPv6
+    // ones too for a container without IPv6; `dns` values are literal.
+    let has_v6 = c.endpoints.iter().any(|e| e.ip6.is_some());
     let servers: Vec<IpAddr> = if c.dns.is_empty() {
         plan.machines[c.machine]
             .resolvers
             .iter()
             .copied()
-            .filter(|ip| !ip.is_loopback())
+            .filter(|ip| !ip.is_loopback() && (has_v6 || ip.is_ipv4()))
             .collect()
     } else {
         c.dns.clone()
@@ -478,5 +517,64 @@ pub fn default_dns_server(plan: &Plan, from: Node) -> Option<IpAddr> {
         }
         Node::Machine(i) => plan.machines[i].resolvers.first().copied(),
         Node::External(_) => None,
+    }
+}
+
+#[cfg(test)]
+mod etc_tests {
+    use std::path::Path;
+
+    use super::{default_dns_server, hosts_file, resolv_conf};
+
+    const WORLD: &str = r#"
+name = "etc files"
+[[machine]]
+name = "host"
+resolvers = ["198.18.0.53", "2001:2::53"]
+[[network]]
+name = "bridge"
+default = true
+[[network]]
+name = "dual"
+ipv6 = true
+subnet = "10.9.0.0/24"
+[[network]]
+name = "four"
+subnet = "10.8.0.0/24"
+[[container]]
+name = "web"
+networks = ["dual", "four"]
+[[container]]
+name = "old"
+networks = ["bridge"]
+[[container]]
+name = "v4"
+networks = ["four"]
+"#;
+
+    /// DNS-20: the IPv6 localhost lines and every address of the container,
+    /// only for a container with IPv6.
+    #[test]
+    fn dns20_hosts_with_and_without_ipv6() {
+        let plan = crate::scenario::parse_str(Path::new("t.toml"), WORLD).unwrap();
+        assert_eq!(
+            hosts_file(&plan, 0),
+            "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n\
+fe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\n\
+ff02::2\tip6-allrouters\n10.9.0.2\tweb\nfd00:5653::2\tweb\n10.8.0.2\tweb\n"
+        );
+        assert_eq!(hosts_file(&plan, 2), "127.0.0.1\tlocalhost\n10.8.0.3\tv4\n");
+    }
+
+    /// DNS-21: a default-bridge container without IPv6 gets the machine's
+    /// IPv4 nameservers only.
+    #[test]
+    fn dns21_ipv6_nameservers_need_ipv6() {
+        let plan = crate::scenario::parse_str(Path::new("t.toml"), WORLD).unwrap();
+        assert_eq!(resolv_conf(&plan, 1), "nameserver 198.18.0.53\n");
+        assert_eq!(
+            default_dns_server(&plan, crate::scenario::plan::Node::Container(1)),
+            Some("198.18.0.53".parse().unwrap())
+        );
     }
 }

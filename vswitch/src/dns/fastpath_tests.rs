@@ -75,6 +75,27 @@ fn edns_query(name: &str, rt: RecordType, cd: bool, rd: bool, id: u16) -> Vec<u8
     m.to_vec().unwrap()
 }
 
+/// AAAA in the kernel as A: a single-address IPv6 name is a fast answer,
+/// and the program's reply is the resolver's.
+#[test]
+fn aaaa_fast_answer_for_an_ipv6_name() {
+    let (plan, table) = table();
+    let c = idx(&plan, "dual");
+    let answers = table.fast_answers(c);
+    let six = answers
+        .iter()
+        .find(|a| a.name == "dual" && a.qtype == 28)
+        .expect("dual AAAA is a fast answer");
+    assert_eq!(six.addr, Some("fd00:6::2".parse().unwrap()));
+    let Some(l) = load(&table, c) else { return };
+    let q = query("dual", RecordType::AAAA, None);
+    let got = run(&l, &q).expect("answered in the kernel");
+    assert_eq!(Some(got.clone()), resolver_bytes(&table, c, &q));
+    let m = Message::from_vec(&got).unwrap();
+    assert_eq!(m.answers.len(), 1);
+    assert_eq!(m.answers[0].record_type(), RecordType::AAAA);
+}
+
 #[test]
 fn fast_answers_are_single_address_names_dns8_dns10() {
     let (plan, table) = table();

@@ -566,7 +566,10 @@ struct FakeUdp {
 
 impl FakeUdp {
     fn new(reply: impl Fn(&[u8]) -> Option<Vec<u8>> + Send + 'static) -> FakeUdp {
-        let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+        Self::on(UdpSocket::bind("127.0.0.1:0").unwrap(), reply)
+    }
+
+    fn on(s: UdpSocket, reply: impl Fn(&[u8]) -> Option<Vec<u8>> + Send + 'static) -> FakeUdp {
         s.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
         let addr = s.local_addr().unwrap();
         let stop = Arc::new(AtomicBool::new(false));
@@ -705,4 +708,78 @@ fn dns18_forward_over_tcp() {
     let m = Message::from_vec(&r).unwrap();
     assert_eq!(m.metadata.id, 0x1234);
     assert_eq!(m.answers.len(), 1);
+}
+
+/// Upstreams reached over IPv6 (format 1.1): an IPv6 upstream is asked from
+/// an IPv6 socket, and its AAAA answer is relayed unchanged.
+#[test]
+fn forward_to_an_ipv6_upstream() {
+    let Ok(sock) = UdpSocket::bind("[::1]:0") else {
+        eprintln!("SKIP forward_to_an_ipv6_upstream: no IPv6 loopback here");
+        return;
+    };
+    let t: std::collections::BTreeMap<String, Vec<IpAddr>> =
+        [("six.test".to_string(), vec![ip("2001:2::80")])].into();
+    let good = FakeUdp::on(sock, move |q| crate::probe::authoritative_answer_udp(&t, q));
+    assert!(good.addr.is_ipv6());
+    let cfg = ForwardConfig {
+        timeout: Duration::from_millis(500),
+    };
+    let q = query("six.test", RecordType::AAAA, None);
+    let r = forward(&[good.addr], &q, false, &cfg, &AtomicBool::new(false)).unwrap();
+    let m = Message::from_vec(&r).unwrap();
+    assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+    let got: Vec<String> = m.answers.iter().map(|a| render(&a.data)).collect();
+    assert_eq!(got, ["2001:2::80"]);
+}
+
+/// V6-2: AAAA from the container's IPv6 address, A from its IPv4 one, and
+/// the PTR of the IPv6 address is `container.network.`, on the default /64
+/// of a network without subnet6 too.
+#[test]
+fn v6_2_aaaa_and_ip6_arpa_ptr() {
+    let plan = plan_of(
+        r#"
+name = "v6"
+[[network]]
+name = "dual"
+subnet = "10.9.0.0/24"
+ipv6 = true
+[[container]]
+name = "web"
+networks = [{ name = "dual", ip6 = "fd00:5653::99" }]
+[[container]]
+name = "client"
+networks = ["dual"]
+"#,
+    );
+    let table = NameTable::from_plan(&plan);
+    let mut rng = StdRng::seed_from_u64(3);
+    let ask = |rng: &mut StdRng, name: &str, rt: RecordType| -> Vec<String> {
+        match table.answer(1, &query(name, rt, None), Transport::Udp, rng) {
+            Decision::Answer(b) => Message::from_vec(&b)
+                .unwrap()
+                .answers
+                .iter()
+                .map(|a| render(&a.data))
+                .collect(),
+            d => panic!("{name} {rt}: {d:?}"),
+        }
+    };
+    assert_eq!(ask(&mut rng, "web", RecordType::AAAA), ["fd00:5653::99"]);
+    assert_eq!(ask(&mut rng, "web", RecordType::A), ["10.9.0.2"]);
+    assert_eq!(
+        ask(&mut rng, "client.dual", RecordType::AAAA),
+        ["fd00:5653::2"]
+    );
+    let ip6: std::net::Ipv6Addr = "fd00:5653::99".parse().unwrap();
+    let nibbles: Vec<String> = ip6
+        .octets()
+        .iter()
+        .rev()
+        .flat_map(|b| [format!("{:x}", b & 0xf), format!("{:x}", b >> 4)])
+        .collect();
+    let arpa = format!("{}.ip6.arpa", nibbles.join("."));
+    let arpa = arpa.as_str();
+    assert_eq!(ask(&mut rng, arpa, RecordType::PTR), ["web.dual."]);
 }

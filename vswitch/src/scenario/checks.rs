@@ -29,11 +29,11 @@ const COMMON: &[&str] = &[
 fn kind_keys(kind: &str) -> &'static [&'static str] {
     match kind {
         "ping" => &["to", "count", "size", "df", "ipv6"],
-        "tcp" | "udp" => &["to", "seen_as"],
+        "tcp" | "udp" => &["to", "seen_as", "ipv6"],
         "dns" => &["query", "type", "transport", "server", "rotate"],
-        "reach" => &["to"],
+        "reach" => &["to", "ipv6"],
         _ => &[
-            "to", "proto", "seconds", "streams", "size", "min_gbps", "min_kpps",
+            "to", "proto", "seconds", "streams", "size", "min_gbps", "min_kpps", "ipv6",
         ],
     }
 }
@@ -194,11 +194,11 @@ fn check(i: usize, d: &CheckDef, plan: &Plan, names: &Names) -> VResult<Check> {
             )),
         }
     };
+    let ipv6 = d.ipv6.unwrap_or(false);
     let (kind_v, expect, default_ms) = match kind {
         "ping" => {
             let count = int_in(d.count, p.k("count"), 1, 10_000, 3)?;
             let size = int_in(d.size, p.k("size"), 0, 65_507, 56)?;
-            let ipv6 = d.ipv6.unwrap_or(false);
             let to = to_one(PortRule::Forbidden, ipv6)?;
             let ms = (count as u64 * 200 + 1000).max(2000);
             let ipv6 = ipv6 || to.addr.is_ipv6();
@@ -215,12 +215,13 @@ fn check(i: usize, d: &CheckDef, plan: &Plan, names: &Names) -> VResult<Check> {
             )
         }
         "tcp" | "udp" => {
-            let to = to_one(PortRule::Required, false)?;
+            let to = to_one(PortRule::Required, ipv6)?;
             let seen_as = match &d.seen_as {
                 None => None,
-                Some(s) => {
-                    Some(seen_as(s, plan, names).map_err(|m| Issue::new(p.k("seen_as"), m))?)
-                }
+                Some(s) => Some(
+                    seen_as(s, to.addr.is_ipv6(), plan, names)
+                        .map_err(|m| Issue::new(p.k("seen_as"), m))?,
+                ),
             };
             let k = if kind == "tcp" {
                 CheckKind::Tcp { to, seen_as }
@@ -246,15 +247,7 @@ fn check(i: usize, d: &CheckDef, plan: &Plan, names: &Names) -> VResult<Check> {
             }
             let mut to = Vec::with_capacity(list.len());
             for (tp, s) in list {
-                to.push(target(
-                    s,
-                    PortRule::Forbidden,
-                    false,
-                    plan,
-                    names,
-                    tp,
-                    kind,
-                )?);
+                to.push(target(s, PortRule::Forbidden, ipv6, plan, names, tp, kind)?);
             }
             let ms = (from.len() as u64)
                 .saturating_mul(to.len() as u64)
@@ -262,7 +255,7 @@ fn check(i: usize, d: &CheckDef, plan: &Plan, names: &Names) -> VResult<Check> {
             (CheckKind::Reach { to }, ok_fail()?, ms)
         }
         _ => {
-            let to = to_one(PortRule::Optional, false)?;
+            let to = to_one(PortRule::Optional, ipv6)?;
             let proto = match &d.proto {
                 None => Proto::Tcp,
                 Some(s) => addr::proto(s).map_err(|m| Issue::new(p.k("proto"), m))?,
@@ -434,7 +427,7 @@ fn in_scenario(plan: &Plan, a: IpAddr) -> bool {
     if a.is_loopback() {
         return true;
     }
-    if plan.externals.iter().any(|e| e.ip == a) {
+    if plan.externals.iter().any(|e| e.holds(a)) || plan.machines.iter().any(|m| m.holds(a)) {
         return true;
     }
     match a {
@@ -446,10 +439,13 @@ fn in_scenario(plan: &Plan, a: IpAddr) -> bool {
                     .iter()
                     .any(|n| n.subnets.iter().any(|s| s.net.contains(&v4)))
         }
-        IpAddr::V6(v6) => plan
-            .networks
-            .iter()
-            .any(|n| n.subnet6.is_some_and(|s| s.contains(&v6))),
+        IpAddr::V6(v6) => {
+            plan.lan6.is_some_and(|l| l.contains(&v6))
+                || plan
+                    .networks
+                    .iter()
+                    .any(|n| n.subnet6.is_some_and(|s| s.contains(&v6)))
+        }
     }
 }
 
@@ -564,9 +560,9 @@ fn node_addr(
             let Some(ep) = ep else {
                 return Err(format!("container {} has no endpoint", ctr.name));
             };
-            if plan.networks[ep.network].driver == Driver::Host && !ipv6 {
+            if plan.networks[ep.network].driver == Driver::Host {
                 // Host networking: the container is the machine's stack.
-                return Ok(IpAddr::V4(plan.machines[ctr.machine].ip));
+                return machine_addr(plan, ctr.machine, ipv6);
             }
             let a = if ipv6 {
                 ep.ip6.map(IpAddr::V6)
@@ -584,33 +580,47 @@ fn node_addr(
             if net.is_some() {
                 return Err("name@network is only for containers".to_string());
             }
-            let a = plan.externals[e].ip;
-            if a.is_ipv6() != ipv6 {
-                return Err(format!(
-                    "external {} has no {fam} address",
-                    plan.externals[e].name
-                ));
-            }
-            Ok(a)
+            let x = &plan.externals[e];
+            let a = if ipv6 {
+                x.ip6.map(IpAddr::V6)
+            } else {
+                x.ip4().map(IpAddr::V4)
+            };
+            a.ok_or_else(|| {
+                let hint = if ipv6 { " (give it ip6)" } else { "" };
+                format!("external {} has no {fam} address{hint}", x.name)
+            })
         }
         Node::Machine(m) => {
             if net.is_some() {
                 return Err("name@network is only for containers".to_string());
             }
-            if ipv6 {
-                return Err(format!(
-                    "machine {} has no IPv6 uplink address",
-                    plan.machines[m].name
-                ));
-            }
-            Ok(IpAddr::V4(plan.machines[m].ip))
+            machine_addr(plan, m, ipv6)
         }
     }
 }
 
-/// `seen_as`: a node name (`name@network` for one endpoint) or an address.
-fn seen_as(s: &str, plan: &Plan, names: &Names) -> Result<IpAddr, String> {
+/// A machine's uplink address of one family.
+fn machine_addr(plan: &Plan, m: usize, ipv6: bool) -> Result<IpAddr, String> {
+    let mach = &plan.machines[m];
+    if !ipv6 {
+        return Ok(IpAddr::V4(mach.ip));
+    }
+    mach.ip6.map(IpAddr::V6).ok_or_else(|| {
+        format!(
+            "machine {} has no IPv6 uplink address (the scenario has no lan6)",
+            mach.name
+        )
+    })
+}
+
+/// `seen_as`: a node name (`name@network` for one endpoint), resolved to
+/// its address of the check's family, or an address (kept as `IpAddr`, so
+/// it compares in canonical form, RFC 5952).
+fn seen_as(s: &str, ipv6: bool, plan: &Plan, names: &Names) -> Result<IpAddr, String> {
     if let Ok(a) = s.parse::<IpAddr>() {
+        // Either family: docker-proxy serves the IPv6 side of a port of an
+        // IPv4-only container (PUB-4), which then sees an IPv4 source.
         return Ok(a);
     }
     let (name, net) = match s.split_once('@') {
@@ -620,6 +630,5 @@ fn seen_as(s: &str, plan: &Plan, names: &Names) -> Result<IpAddr, String> {
     let n = node(name, names).ok_or_else(|| {
         format!("no container, external or machine named {name:?} (seen_as takes a name or an IP address)")
     })?;
-    let v6 = matches!(n, Node::External(e) if plan.externals[e].ip.is_ipv6());
-    node_addr(plan, names, n, net, v6)
+    node_addr(plan, names, n, net, ipv6)
 }

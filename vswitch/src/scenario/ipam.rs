@@ -258,7 +258,13 @@ pub(crate) fn vnis(declared: &[Option<u32>]) -> Option<Vec<u32>> {
     Some(out)
 }
 
-/// The default ULA /64 of the network with index `index`, skipping taken ones.
+/// The subnet id (third group) of a `fd00:5653:K::/64`.
+pub(crate) fn ula64_index(net: &Ipv6Net) -> usize {
+    usize::from(net.addr().segments()[2])
+}
+
+/// The first free default ULA /64 `fd00:5653:K::/64` with `K >= index`,
+/// skipping taken ones.
 pub(crate) fn ula64(index: usize, taken: &[Ipv6Net]) -> Option<Ipv6Net> {
     let mut k = u16::try_from(index).ok()?;
     loop {

@@ -1,6 +1,6 @@
 //! Scenario files: TOML model, validation, IPAM, and the resolved plan.
 //!
-//! [`parse_str`] turns the text of a scenario (format version 1, see
+//! [`parse_str`] turns the text of a scenario (format version 1.1, see
 //! `shared/scenario-format.md`) into a [`plan::Plan`] with every default
 //! applied, every name resolved to an index and every address allocated, or
 //! into one [`ScenarioError`] that names file, line, column and field.

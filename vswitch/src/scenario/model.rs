@@ -21,6 +21,8 @@ pub(crate) struct ScenarioDef {
     #[serde(default)]
     pub tags: Vec<String>,
     pub lan: Option<String>,
+    /// Format 1.1: IPv6 addressing of `lan`.
+    pub lan6: Option<String>,
     #[serde(default)]
     pub requires: Vec<String>,
     #[serde(default)]
@@ -41,6 +43,10 @@ pub(crate) struct ScenarioDef {
 pub(crate) struct MachineDef {
     pub name: String,
     pub ip: Option<String>,
+    /// Format 1.1: the uplink's IPv6 address on `lan6`.
+    pub ip6: Option<String>,
+    /// Format 1.1: Docker's `ip6tables` daemon option.
+    pub ip6tables: Option<bool>,
     pub backend: Option<String>,
     pub userland_proxy: Option<bool>,
     #[serde(default)]
@@ -53,6 +59,8 @@ pub(crate) struct MachineDef {
 pub(crate) struct ExternalDef {
     pub name: String,
     pub ip: String,
+    /// Format 1.1: the host's IPv6 address on `lan6`.
+    pub ip6: Option<String>,
     pub vlan: Option<i64>,
     #[serde(default)]
     pub gateway: bool,

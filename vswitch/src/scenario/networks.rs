@@ -233,8 +233,12 @@ pub(crate) fn networks(defs: &[NetworkDef], plan: &Plan) -> VResult<Nets> {
     reserved.push(plan.lan);
     reserved.push(ipam::DEFAULT_BRIDGE);
     let mut picker = PoolPicker::new(reserved);
-    let declared6 = declared_v6(defs)?;
+    let declared6 = declared_v6(defs, plan, &drivers)?;
     let mut taken6: Vec<Ipv6Net> = declared6.iter().flatten().copied().collect();
+    taken6.extend(plan.lan6);
+    // Default /64s come from fd00:5653::/48 in file order: each network
+    // without subnet6 takes the next free one after the previous one's.
+    let mut ula_next = 0usize;
 
     // Pass 2: everything else, in file order.
     let mut nets = Nets::default();
@@ -347,9 +351,10 @@ pub(crate) fn networks(defs: &[NetworkDef], plan: &Plan) -> VResult<Nets> {
             let net6 = match declared6[i] {
                 Some(n) => n,
                 None => {
-                    let n = ipam::ula64(i, &taken6).ok_or_else(|| {
+                    let n = ipam::ula64(ula_next, &taken6).ok_or_else(|| {
                         Issue::new(p.k("ipv6"), "no free IPv6 ULA /64 left for this network")
                     })?;
+                    ula_next = ipam::ula64_index(&n) + 1;
                     taken6.push(n);
                     n
                 }
@@ -458,6 +463,25 @@ pub(crate) fn networks(defs: &[NetworkDef], plan: &Plan) -> VResult<Nets> {
                 }
             }
         }
+        if let (Some(pool), Some(l6), Some(n6)) = (pool6.as_mut(), plan.lan6, subnet6)
+            && ipam::overlaps6(&n6, &l6)
+        {
+            let hosts = plan
+                .machines
+                .iter()
+                .filter_map(|m| Some((m.ip6?, format!("machine {}", m.name))))
+                .chain(
+                    plan.externals
+                        .iter()
+                        .filter(|e| e.vlan.is_none())
+                        .filter_map(|e| Some((e.ip6?, format!("external {}", e.name)))),
+                );
+            for (a, who) in hosts {
+                if pool.reserve(ipam::n6(a)).is_ok() {
+                    nets.owners.insert((i, ipam::n6(a)), who);
+                }
+            }
+        }
         let mtu = mtu(d, drv, &p)?;
         let (parent, mode, flag) = link_options(d, drv, &p)?;
         let vni = match d.vni {
@@ -520,7 +544,11 @@ pub(crate) fn machine_index(
     }
 }
 
-fn declared_v6(defs: &[NetworkDef]) -> VResult<Vec<Option<Ipv6Net>>> {
+fn declared_v6(
+    defs: &[NetworkDef],
+    plan: &Plan,
+    drivers: &[Driver],
+) -> VResult<Vec<Option<Ipv6Net>>> {
     let mut out: Vec<Option<Ipv6Net>> = Vec::with_capacity(defs.len());
     for (i, d) in defs.iter().enumerate() {
         let Some(s) = &d.subnet6 else {
@@ -529,6 +557,19 @@ fn declared_v6(defs: &[NetworkDef]) -> VResult<Vec<Option<Ipv6Net>>> {
         };
         let p = FieldPath::root().k("network").i(i).k("subnet6");
         let n = addr::cidr6(s).map_err(|m| Issue::new(p.clone(), m))?;
+        let on_lan_ok = matches!(drivers[i], Driver::Macvlan | Driver::Ipvlan)
+            && d.parent.as_deref() == Some("eth0");
+        if let Some(l6) = plan.lan6
+            && ipam::overlaps6(&n, &l6)
+            && !on_lan_ok
+        {
+            return Err(Issue::new(
+                p,
+                format!(
+                    "subnet6 {n} overlaps the lan6 {l6}; only a macvlan or ipvlan network on parent eth0 may share it"
+                ),
+            ));
+        }
         for (j, other) in out.iter().enumerate() {
             if let Some(o) = other
                 && ipam::overlaps6(&n, o)

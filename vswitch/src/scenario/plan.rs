@@ -101,6 +101,10 @@ pub struct Plan {
     pub tags: Vec<String>,
     /// Addressing of the `lan` segment.
     pub lan: Ipv4Net,
+    /// IPv6 addressing of the `lan` segment (format 1.1 `lan6`): set when
+    /// anything in the file is IPv6 (default `2001:2::/64`), else `None`.
+    /// When set, every machine has an [`Machine::ip6`] on it.
+    pub lan6: Option<Ipv6Net>,
     /// Kernel features the scenario needs (`requires`, link kinds such as
     /// `ipvlan`): when every backend refuses it and one of these is absent
     /// here, that is a named skip rather than a failure.
@@ -124,6 +128,13 @@ pub struct Machine {
     pub name: String,
     /// Uplink address on `lan`.
     pub ip: Ipv4Addr,
+    /// Uplink IPv6 address on `lan6`: given, or the next free one; `Some`
+    /// for every machine exactly when [`Plan::lan6`] is.
+    pub ip6: Option<Ipv6Addr>,
+    /// Docker's `ip6tables` daemon option (default true): container IPv6
+    /// gets the same masquerade, published-port DNAT, isolation and ICC
+    /// rules as IPv4. `false`: IPv6 is routed without NAT or filtering (V6-4).
+    pub ip6tables: bool,
     /// Per-machine backend override.
     pub backend: Option<BackendKind>,
     /// Docker's userland proxy (PUB-7/PUB-8).
@@ -137,8 +148,12 @@ pub struct Machine {
 pub struct External {
     /// Name from the file.
     pub name: String,
-    /// Address on `lan` (or its VLAN).
+    /// Address on `lan` (or its VLAN) as written in `ip`: IPv6 for an
+    /// IPv6-only host.
     pub ip: IpAddr,
+    /// IPv6 address on `lan6`: the `ip6` key, or `ip` itself when that is
+    /// IPv6. `None` for an IPv4-only host.
+    pub ip6: Option<Ipv6Addr>,
     /// 802.1Q VLAN of `lan` it sits on.
     pub vlan: Option<u16>,
     /// Default router of `lan`.
@@ -147,6 +162,31 @@ pub struct External {
     pub serve: Vec<Service>,
     /// Authoritative DNS table (lower-case names without trailing dot → addresses).
     pub dns: BTreeMap<String, Vec<IpAddr>>,
+}
+
+impl External {
+    /// The IPv4 address, if the host has one (`ip` may be IPv6).
+    pub fn ip4(&self) -> Option<Ipv4Addr> {
+        match self.ip {
+            IpAddr::V4(a) => Some(a),
+            IpAddr::V6(_) => None,
+        }
+    }
+
+    /// Whether the host holds `a` (either family).
+    pub fn holds(&self, a: IpAddr) -> bool {
+        self.ip == a || matches!(a, IpAddr::V6(v6) if self.ip6 == Some(v6))
+    }
+}
+
+impl Machine {
+    /// Whether the uplink holds `a` (either family).
+    pub fn holds(&self, a: IpAddr) -> bool {
+        match a {
+            IpAddr::V4(v4) => self.ip == v4,
+            IpAddr::V6(v6) => self.ip6 == Some(v6),
+        }
+    }
 }
 
 /// Docker network driver.
@@ -247,11 +287,13 @@ pub struct Network {
     pub subnets: Vec<Subnet4>,
     /// Reserved addresses.
     pub aux_addresses: BTreeMap<String, IpAddr>,
-    /// Dual stack.
+    /// Dual stack (`ipv6 = true`): every endpoint also has an IPv6 address.
     pub ipv6: bool,
-    /// IPv6 subnet.
+    /// IPv6 subnet: `subnet6`, or the next free /64 of `fd00:5653::/48` in
+    /// file order. `Some` exactly when `ipv6`.
     pub subnet6: Option<Ipv6Net>,
-    /// IPv6 gateway.
+    /// IPv6 gateway (`gateway6`, default the first address of `subnet6`),
+    /// held by the bridge. `Some` exactly when `ipv6`.
     pub gateway6: Option<Ipv6Addr>,
     /// No route or NAT beyond the network.
     pub internal: bool,
@@ -328,10 +370,12 @@ pub struct Service {
     pub port: u16,
 }
 
-/// A published port `[HOSTIP:]HOSTPORT:CONTAINERPORT[/proto]`.
+/// A published port `[HOSTIP:]HOSTPORT:CONTAINERPORT[/proto]`; the host IP
+/// may be `[::]` or `[v6addr]`. Without a host IP the port is published on
+/// both families (PUB-4).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PortMapping {
-    /// Optional host IP.
+    /// Optional host IP (`None`: 0.0.0.0 and [::]).
     pub host_ip: Option<IpAddr>,
     /// Host port.
     pub host_port: u16,
@@ -339,6 +383,19 @@ pub struct PortMapping {
     pub container_port: u16,
     /// Protocol.
     pub proto: Proto,
+}
+
+impl PortMapping {
+    /// Whether this mapping listens on host address `addr` (PUB-4): any
+    /// address of either family without a host IP, any address of its
+    /// family for `0.0.0.0` / `[::]`, else only the host IP itself.
+    pub fn listens_on(&self, addr: IpAddr) -> bool {
+        match self.host_ip {
+            None => true,
+            Some(h) if h.is_unspecified() => h.is_ipv4() == addr.is_ipv4(),
+            Some(h) => h == addr,
+        }
+    }
 }
 
 /// A container.
@@ -376,7 +433,9 @@ pub struct Target {
     pub text: String,
     /// The node, when the target named one.
     pub node: Option<Node>,
-    /// The address to probe.
+    /// The address to probe. Its family is the family of the check: an
+    /// IPv6 address for `ipv6 = true` (or a literal IPv6 target) on every
+    /// kind, including `tcp`, `udp`, `reach` and `throughput`.
     pub addr: IpAddr,
     /// Port, where the kind takes one.
     pub port: Option<u16>,
@@ -447,7 +506,8 @@ pub enum CheckKind {
     Tcp {
         /// Target with port.
         to: Target,
-        /// Expected source address seen by the echo.
+        /// Expected source address seen by the echo (compare as `IpAddr`:
+        /// canonical form).
         seen_as: Option<IpAddr>,
     },
     /// UDP exchange with an echo service.
@@ -557,19 +617,15 @@ impl Plan {
                 return Some((Node::Container(i), port));
             }
         }
-        if let Some(i) = self.externals.iter().position(|x| x.ip == addr) {
+        if let Some(i) = self.externals.iter().position(|x| x.holds(addr)) {
             return Some((Node::External(i), port));
         }
-        let m = self
-            .machines
-            .iter()
-            .position(|m| IpAddr::V4(m.ip) == addr)?;
+        let m = self.machines.iter().position(|m| m.holds(addr))?;
         let published = self.containers.iter().enumerate().find_map(|(i, c)| {
-            let p = c.publish.iter().find(|p| {
-                p.proto == proto
-                    && p.host_port == port
-                    && p.host_ip.is_none_or(|h| h == addr || h.is_unspecified())
-            })?;
+            let p = c
+                .publish
+                .iter()
+                .find(|p| p.proto == proto && p.host_port == port && p.listens_on(addr))?;
             (c.machine == m).then_some((Node::Container(i), p.container_port))
         });
         Some(published.unwrap_or((Node::Machine(m), port)))

@@ -2,10 +2,10 @@
 //! networks and containers in `networks`; checks in `checks`.
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::Path;
 
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 
 use super::addr;
 use super::checks;
@@ -17,6 +17,12 @@ use super::span::{FieldPath, Issue, VResult};
 
 /// The `lan` when the file does not set one.
 const DEFAULT_LAN: Ipv4Net = match Ipv4Net::new(Ipv4Addr::new(198, 18, 0, 0), 24) {
+    Ok(n) => n,
+    Err(_) => panic!("constant"),
+};
+
+/// The `lan6` when the file uses IPv6 and does not set one (RFC 5180).
+const DEFAULT_LAN6: Ipv6Net = match Ipv6Net::new(Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, 0), 64) {
     Ok(n) => n,
     Err(_) => panic!("constant"),
 };
@@ -77,15 +83,31 @@ pub(crate) fn build(
             ));
         }
     }
+    let lan6 = match &def.lan6 {
+        Some(s) => {
+            let n = addr::cidr6(s).map_err(|m| Issue::new(root.k("lan6"), m))?;
+            if n.prefix_len() > 120 {
+                return Err(Issue::new(
+                    root.k("lan6"),
+                    format!("lan6 {n} is too small: use a prefix of /120 or shorter"),
+                ));
+            }
+            Some(n)
+        }
+        None if uses_ipv6(&def) => Some(DEFAULT_LAN6),
+        None => None,
+    };
     let names = collect_names(&def, pos)?;
-    let externals = externals(&def.external, lan)?;
-    let machines = machines(&def.machine, lan, &externals)?;
+    let externals = externals(&def.external, lan, lan6)?;
+    let mut machines = machines(&def.machine, lan, &externals)?;
+    machines6(&def.machine, lan6, &externals, &mut machines)?;
     let mut plan = Plan {
         source: source.to_path_buf(),
         name: def.name.clone(),
         description: def.description.clone(),
         tags: def.tags.clone(),
         lan,
+        lan6,
         requires: def.requires.clone(),
         machines,
         externals,
@@ -98,6 +120,20 @@ pub(crate) fn build(
     plan.networks = nets.networks;
     plan.checks = checks::checks(&def.check, &plan, &names)?;
     Ok(plan)
+}
+
+/// Whether anything in the file is IPv6 (then `lan6` defaults to
+/// `2001:2::/64`).
+fn uses_ipv6(def: &ScenarioDef) -> bool {
+    let v6 = |s: &str| s.parse::<Ipv6Addr>().is_ok();
+    def.network.iter().any(|n| n.ipv6 == Some(true))
+        || def.machine.iter().any(|m| m.ip6.is_some())
+        || def.external.iter().any(|e| e.ip6.is_some() || v6(&e.ip))
+        || def.check.iter().any(|c| c.ipv6 == Some(true))
+        || def
+            .container
+            .iter()
+            .any(|c| c.publish.iter().any(|p| p.starts_with('[')))
 }
 
 /// Checks name syntax and uniqueness; containers, externals and machines
@@ -165,7 +201,7 @@ fn collect_names(def: &ScenarioDef, pos: &dyn Fn(&FieldPath) -> usize) -> VResul
 /// Who holds each address of the lan (for messages).
 type LanOwners = BTreeMap<u128, String>;
 
-fn externals(defs: &[ExternalDef], lan: Ipv4Net) -> VResult<Vec<External>> {
+fn externals(defs: &[ExternalDef], lan: Ipv4Net, lan6: Option<Ipv6Net>) -> VResult<Vec<External>> {
     let mut out = Vec::with_capacity(defs.len());
     let mut used: HashMap<(IpAddr, Option<u16>), String> = HashMap::new();
     let mut routers: HashMap<Option<u16>, String> = HashMap::new();
@@ -185,11 +221,35 @@ fn externals(defs: &[ExternalDef], lan: Ipv4Net) -> VResult<Vec<External>> {
         if let (IpAddr::V4(a), None) = (ip, vlan) {
             lan_address(lan, a).map_err(|m| Issue::new(p.k("ip"), m))?;
         }
-        if let Some(prev) = used.insert((ip, vlan), d.name.clone()) {
-            return Err(Issue::new(
-                p.k("ip"),
-                format!("address {ip} is already used by external {prev}"),
-            ));
+        let ip6 = match (&d.ip6, ip) {
+            (Some(_), IpAddr::V6(_)) => {
+                return Err(Issue::key(
+                    p.k("ip6"),
+                    "ip is already IPv6: an IPv6-only host takes no ip6",
+                ));
+            }
+            (Some(s), IpAddr::V4(_)) => {
+                Some((addr::ipv6(s).map_err(|m| Issue::new(p.k("ip6"), m))?, "ip6"))
+            }
+            (None, IpAddr::V6(a)) => Some((a, "ip")),
+            (None, IpAddr::V4(_)) => None,
+        };
+        if let (Some((a, key)), None) = (ip6, vlan) {
+            let l6 = lan6.unwrap_or(DEFAULT_LAN6);
+            lan6_address(l6, a).map_err(|m| Issue::new(p.k(key), m))?;
+        }
+        let ip6 = ip6.map(|(a, _)| a);
+        let mut own = vec![(ip, "ip")];
+        if let Some(a) = ip6.filter(|a| IpAddr::V6(*a) != ip) {
+            own.push((IpAddr::V6(a), "ip6"));
+        }
+        for (a, key) in own {
+            if let Some(prev) = used.insert((a, vlan), d.name.clone()) {
+                return Err(Issue::new(
+                    p.k(key),
+                    format!("address {a} is already used by external {prev}"),
+                ));
+            }
         }
         if d.gateway
             && let Some(prev) = routers.insert(vlan, d.name.clone())
@@ -234,6 +294,7 @@ fn externals(defs: &[ExternalDef], lan: Ipv4Net) -> VResult<Vec<External>> {
         out.push(External {
             name: d.name.clone(),
             ip,
+            ip6,
             vlan,
             gateway: d.gateway,
             serve,
@@ -252,6 +313,69 @@ fn lan_address(lan: Ipv4Net, a: Ipv4Addr) -> Result<(), String> {
         return Err(format!(
             "address {a} is the network or broadcast address of the lan {lan}"
         ));
+    }
+    Ok(())
+}
+
+/// An IPv6 address of `lan6` that a host may hold (not the subnet-router
+/// anycast address, IPAM-4).
+fn lan6_address(lan6: Ipv6Net, a: Ipv6Addr) -> Result<(), String> {
+    if !lan6.contains(&a) {
+        return Err(format!("address {a} is not in the lan6 {lan6}"));
+    }
+    if a == lan6.network() {
+        return Err(format!(
+            "address {a} is the subnet-router anycast address of the lan6 {lan6}"
+        ));
+    }
+    Ok(())
+}
+
+/// Gives every machine its `ip6` (given ones first, then the next free
+/// addresses of `lan6` in file order) when the scenario has a `lan6`.
+fn machines6(
+    defs: &[MachineDef],
+    lan6: Option<Ipv6Net>,
+    externals: &[External],
+    machines: &mut [Machine],
+) -> VResult<()> {
+    let Some(lan6) = lan6 else {
+        return Ok(());
+    };
+    let mut pool = AddrPool::v6(lan6);
+    let mut owners = LanOwners::new();
+    for e in externals.iter().filter(|e| e.vlan.is_none()) {
+        if let Some(a) = e.ip6 {
+            let _ = pool.reserve(ipam::n6(a));
+            owners.insert(ipam::n6(a), format!("external {}", e.name));
+        }
+    }
+    for (i, d) in defs.iter().enumerate() {
+        let p = FieldPath::root().k("machine").i(i).k("ip6");
+        let Some(s) = &d.ip6 else { continue };
+        let a = addr::ipv6(s).map_err(|m| Issue::new(p.clone(), m))?;
+        lan6_address(lan6, a).map_err(|m| Issue::new(p.clone(), m))?;
+        if let Err(Reserve::InUse) = pool.reserve(ipam::n6(a)) {
+            let who = owners.get(&ipam::n6(a)).cloned().unwrap_or_default();
+            return Err(Issue::new(
+                p,
+                format!("address {a} is already used by {who}"),
+            ));
+        }
+        owners.insert(ipam::n6(a), format!("machine {}", d.name));
+        machines[i].ip6 = Some(a);
+    }
+    for (i, m) in machines.iter_mut().enumerate() {
+        if m.ip6.is_none() {
+            let p = if defs.is_empty() {
+                FieldPath::root().k("lan6")
+            } else {
+                FieldPath::root().k("machine").i(i).k("ip6")
+            };
+            m.ip6 = Some(pool.alloc().map(ipam::to_v6).ok_or_else(|| {
+                Issue::new(p, format!("no free address left on the lan6 {lan6}"))
+            })?);
+        }
     }
     Ok(())
 }
@@ -275,6 +399,8 @@ fn machines(defs: &[MachineDef], lan: Ipv4Net, externals: &[External]) -> VResul
         return Ok(vec![Machine {
             name: IMPLICIT_MACHINE.to_string(),
             ip,
+            ip6: None,
+            ip6tables: true,
             backend: None,
             userland_proxy: true,
             resolvers: Vec::new(),
@@ -338,6 +464,8 @@ fn machines(defs: &[MachineDef], lan: Ipv4Net, externals: &[External]) -> VResul
         out.push(Machine {
             name: d.name.clone(),
             ip,
+            ip6: None,
+            ip6tables: d.ip6tables.unwrap_or(true),
             backend,
             userland_proxy: d.userland_proxy.unwrap_or(true),
             resolvers,

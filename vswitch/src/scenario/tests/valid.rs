@@ -269,7 +269,7 @@ name = "six"
 ipv6 = true
 [[container]]
 name = "a"
-networks = ["mv", { name = "six", ip6 = "fd00:5653:1::99" }]
+networks = ["mv", { name = "six", ip6 = "fd00:5653::99" }]
 [[container]]
 name = "b"
 networks = ["six"]
@@ -285,20 +285,21 @@ expect = "ok"
     assert_eq!(p.containers[0].endpoints[0].ip, Some(v4("198.18.0.3")));
     assert!(!p.networks[0].internal);
     let six = &p.networks[1];
-    assert_eq!(six.subnet6.unwrap().to_string(), "fd00:5653:1::/64");
-    assert_eq!(six.gateway6.unwrap().to_string(), "fd00:5653:1::1");
+    // The first /64 of fd00:5653::/48 for the first IPv6 network.
+    assert_eq!(six.subnet6.unwrap().to_string(), "fd00:5653::/64");
+    assert_eq!(six.gateway6.unwrap().to_string(), "fd00:5653::1");
     assert_eq!(
         p.containers[0].endpoints[1].ip6.unwrap().to_string(),
-        "fd00:5653:1::99"
+        "fd00:5653::99"
     );
     assert_eq!(
         p.containers[1].endpoints[0].ip6.unwrap().to_string(),
-        "fd00:5653:1::2"
+        "fd00:5653::2"
     );
     match &p.checks[0].kind {
         CheckKind::Ping { to, ipv6, .. } => {
             assert!(*ipv6);
-            assert_eq!(to.addr.to_string(), "fd00:5653:1::2");
+            assert_eq!(to.addr.to_string(), "fd00:5653::2");
         }
         k => panic!("{k:?}"),
     }
