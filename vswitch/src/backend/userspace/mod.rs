@@ -31,6 +31,7 @@ pub mod proxy;
 use std::net::{IpAddr, Ipv4Addr, SocketAddrV4};
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+use std::net::Ipv6Addr;
 
 use crate::backend::pcap::{self, PcapWriter};
 use crate::backend::{BuildError, BuildOptions, World};
@@ -55,18 +56,18 @@ pub fn unsupported(plan: &Plan) -> Vec<String> {
     for r in overlay::mixed_refusals(plan) {
         say(r);
     }
-    // IPv6 on a bridge network's own link (addresses, gateway6 ND and
-    // echo, container to container) is built; IPv6 routed beyond the
-    // network (NAT66, published ports, the lan) is not yet.
+    // IPv6 on a link is built (addresses, gateway6 neighbour discovery
+    // and echo, bridge, macvlan and overlay links, lan6); IPv6 routed
+    // between links (NAT66, published ports over IPv6) is not yet.
     for (i, n) in plan.networks.iter().enumerate() {
-        if n.ipv6 && (n.driver != Driver::Bridge || n.default) {
+        if n.ipv6 && (n.driver == Driver::Ipvlan || n.default) {
             let what = if n.default {
                 "the default bridge".to_string()
             } else {
                 format!("{} networks", n.driver)
             };
             say(format!(
-                "IPv6 on {what} not supported yet (network[{i}] `{}`): only user-defined bridges",
+                "IPv6 on {what} not supported yet (network[{i}] `{}`)",
                 n.name
             ));
         }
@@ -76,9 +77,9 @@ pub fn unsupported(plan: &Plan) -> Vec<String> {
         say(r);
     }
     for (i, x) in plan.externals.iter().enumerate() {
-        if x.ip.is_ipv6() {
+        if x.ip6.is_some() && x.vlan.is_some() {
             say(format!(
-                "IPv6 not supported yet (external[{i}] `{}`)",
+                "IPv6 on a VLAN of lan not supported yet (external[{i}] `{}`)",
                 x.name
             ));
         }
@@ -99,10 +100,10 @@ pub fn unsupported(plan: &Plan) -> Vec<String> {
         let what = format!("check[{}] ({})", c.index, c.kind.name());
         for &from in &c.from {
             for addr in check_addresses(plan, &c.kind, from) {
-                if addr.is_ipv6() && !on_ipv6_link(plan, addr) {
-                    say(format!(
-                        "IPv6 routed beyond a network ({addr}) not supported yet ({what})"
-                    ));
+                if let IpAddr::V6(a) = addr
+                    && let Some(why) = ipv6_refusal(plan, from, a, check_port(&c.kind))
+                {
+                    say(format!("{why} ({what})"));
                 }
             }
         }
@@ -111,13 +112,75 @@ pub fn unsupported(plan: &Plan) -> Vec<String> {
     why
 }
 
-/// Whether an IPv6 address lies in a bridge network's `subnet6` (a
-/// container's or a gateway6: reached on that network's link, or not at all).
-fn on_ipv6_link(plan: &Plan, addr: IpAddr) -> bool {
-    let IpAddr::V6(a) = addr else { return false };
-    plan.networks
-        .iter()
-        .any(|n| n.ipv6 && n.subnet6.is_some_and(|s| s.contains(&a)))
+/// Why the engine cannot carry IPv6 from `from` to `a` yet, if it cannot:
+/// it carries IPv6 on a link (a network's `subnet6`, `lan6`), to the
+/// machine's own addresses, and drops it between two networks of a machine
+/// whose `ip6tables` isolates them (V6-3), as Docker does; IPv6 routed
+/// anywhere else (NAT66 to the lan, published ports) is not built yet.
+fn ipv6_refusal(plan: &Plan, from: Node, a: Ipv6Addr, port: Option<u16>) -> Option<String> {
+    let machine_of = |m: usize| {
+        let ours = plan.machines[m].ip6 == Some(a)
+            || plan
+                .networks
+                .iter()
+                .any(|n| n.machine == Some(m) && n.ipv6 && n.gateway6 == Some(a));
+        ours.then_some(m)
+    };
+    let target_machine = (0..plan.machines.len()).find_map(machine_of);
+    if let (Some(m), Some(p)) = (target_machine, port)
+        && plan
+            .containers
+            .iter()
+            .any(|c| c.machine == m && c.publish.iter().any(|x| x.host_port == p))
+    {
+        return Some(format!(
+            "published ports over IPv6 ([{a}]:{p}) not supported yet"
+        ));
+    }
+    let on = |s: Option<Ipv6Net>| s.is_some_and(|s| s.contains(&a));
+    let lan6 = plan.lan6;
+    let held = match from {
+        Node::Container(c) => {
+            let ctr = &plan.containers[c];
+            if target_machine == Some(ctr.machine) {
+                return None;
+            }
+            let linked = ctr.endpoints.iter().any(|e| {
+                let n = &plan.networks[e.network];
+                e.ip6.is_some() && on(n.subnet6)
+            });
+            // Another bridge network of its machine, isolated by ip6tables.
+            let isolated = plan.machines[ctr.machine].ip6tables
+                && plan.networks.iter().any(|n| {
+                    n.driver == Driver::Bridge && n.machine == Some(ctr.machine) && on(n.subnet6)
+                });
+            linked || isolated
+        }
+        Node::Machine(m) => {
+            (plan.machines[m].ip6.is_some() && on(lan6))
+                || plan
+                    .networks
+                    .iter()
+                    .any(|n| n.machine == Some(m) && n.ipv6 && on(n.subnet6))
+        }
+        Node::External(x) => plan.externals[x].ip6.is_some() && on(lan6),
+    };
+    (!held).then(|| {
+        format!(
+            "IPv6 routed from {} to {a} not supported yet",
+            plan.node_name(from)
+        )
+    })
+}
+
+/// The port a check connects to, if it has one.
+fn check_port(kind: &CheckKind) -> Option<u16> {
+    match kind {
+        CheckKind::Tcp { to, .. }
+        | CheckKind::Udp { to, .. }
+        | CheckKind::Throughput { to, .. } => to.port,
+        _ => None,
+    }
 }
 
 fn check_addresses(plan: &Plan, kind: &CheckKind, from: Node) -> Vec<IpAddr> {
@@ -179,6 +242,18 @@ fn enable_ipv6(ifname: &str) -> Result<(), Box<dyn std::error::Error + Send + Sy
         sysctl_set(&format!("net.ipv6.conf.{ifname}.{key}"), value)?;
     }
     Ok(())
+}
+
+/// An address on `lan6` with its prefix, for a host that has one.
+fn lan6_addr(plan: &Plan, ip6: Option<std::net::Ipv6Addr>) -> Option<(IpAddr, u8)> {
+    Some((IpAddr::V6(ip6?), plan.lan6?.prefix_len()))
+}
+
+/// A MAC for an IPv6-only lan host: locally administered `02:57:` + the
+/// last four bytes of its address.
+fn lan_mac6(ip: std::net::Ipv6Addr) -> MacAddr {
+    let o = ip.octets();
+    MacAddr([0x02, 0x57, o[12], o[13], o[14], o[15]])
 }
 
 /// A MAC for a lan interface: locally administered `02:56:` + its IPv4.
@@ -249,18 +324,23 @@ impl Dataplane {
             ..VlanConfig::default()
         };
         let lan_prefix = plan.lan.prefix_len();
-        let lan_gateway = plan.externals.iter().find(|x| x.gateway).map(|x| x.ip);
+        let lan_gateway = plan.externals.iter().find(|x| x.gateway);
         let mut uplinks = Vec::new();
         for (i, m) in plan.machines.iter().enumerate() {
             let mut routes = Vec::new();
-            if let Some(gw) = lan_gateway {
-                routes.push((IpNet::V4(Ipv4Net::default()), Some(gw)));
+            if let Some(gw) = lan_gateway.and_then(|x| x.ip4()) {
+                routes.push((IpNet::V4(Ipv4Net::default()), Some(IpAddr::V4(gw))));
             }
+            if let (Some(gw6), Some(_)) = (lan_gateway.and_then(|x| x.ip6), m.ip6) {
+                routes.push((IpNet::V6(Ipv6Net::default()), Some(IpAddr::V6(gw6))));
+            }
+            let mut addrs = vec![(IpAddr::V4(m.ip), lan_prefix)];
+            addrs.extend(lan6_addr(plan, m.ip6));
             let spec = IfaceSpec {
                 name: "eth0".into(),
                 mac: lan_mac(m.ip),
                 mtu: 1500,
-                addrs: vec![(IpAddr::V4(m.ip), lan_prefix)],
+                addrs,
                 routes,
             };
             let up = add_port(
@@ -285,12 +365,22 @@ impl Dataplane {
             ));
         }
         for (i, x) in plan.externals.iter().enumerate() {
-            let IpAddr::V4(ip) = x.ip else { continue };
+            let mut addrs: Vec<(IpAddr, u8)> = x
+                .ip4()
+                .map(|ip| (IpAddr::V4(ip), lan_prefix))
+                .into_iter()
+                .collect();
+            addrs.extend(lan6_addr(plan, x.ip6));
+            let mac = match (x.ip4(), x.ip6) {
+                (Some(ip), _) => lan_mac(ip),
+                (None, Some(ip6)) => lan_mac6(ip6),
+                (None, None) => continue,
+            };
             let spec = IfaceSpec {
                 name: "eth0".into(),
-                mac: lan_mac(ip),
+                mac,
                 mtu: LAN_MTU,
-                addrs: vec![(x.ip, lan_prefix)],
+                addrs,
                 // No route back to container subnets: with `masquerade =
                 // false` no reply returns (BR-11, BUG-5), as on Docker.
                 routes: Vec::new(),
@@ -522,10 +612,7 @@ impl Dataplane {
                 ip: m.ip,
                 mac: lan_mac(m.ip),
                 lan: plan.lan,
-                lan_gateway: lan_gateway.and_then(|g| match g {
-                    IpAddr::V4(g) => Some(g),
-                    IpAddr::V6(_) => None,
-                }),
+                lan_gateway: lan_gateway.and_then(|g| g.ip4()),
                 lan_mtu: LAN_MTU,
                 userland_proxy: m.userland_proxy,
             });
