@@ -205,7 +205,9 @@ impl Comparison {
                 (Some(x), _, _) => format!("ratio {x:.2}"),
                 (None, true, true) => "known difference".into(),
                 (None, true, false) => {
-                    if r.disagree {
+                    if r.observed.iter().flatten().any(|o| o == super::OBSERVED_ERROR) {
+                        "ERROR (a probe could not run)".into()
+                    } else if r.disagree {
                         "DISAGREE".into()
                     } else {
                         "UNEXPECTED".into()
@@ -339,5 +341,6 @@ mod tests {
         );
         let c = Comparison::new("s", &[broken, k], &[(0, Some("userspace".into()))]);
         assert!(c.has_disagreement());
+        assert!(c.table().contains("ERROR (a probe could not run)"));
     }
 }
