@@ -205,7 +205,11 @@ impl Comparison {
                 (Some(x), _, _) => format!("ratio {x:.2}"),
                 (None, true, true) => "known difference".into(),
                 (None, true, false) => {
-                    if r.observed.iter().flatten().any(|o| o == super::OBSERVED_ERROR) {
+                    if r.observed
+                        .iter()
+                        .flatten()
+                        .any(|o| o == super::OBSERVED_ERROR)
+                    {
                         "ERROR (a probe could not run)".into()
                     } else if r.disagree {
                         "DISAGREE".into()
