@@ -701,25 +701,52 @@ fn dig_external_dns() -> TestResult {
     })
 }
 
-/// `--pcap` writes a file per port that tshark decodes.
+/// `--pcap` writes a file per port (userspace) or interface (kernel,
+/// docker: AF_PACKET captures), with the same names, that tshark decodes.
 fn pcap_read_by_tshark() -> TestResult {
-    let Some(tshark) = gate(vswitch::prereq::tool("cli::pcap_read_by_tshark", "tshark"))? else {
+    let test = "cli::pcap_read_by_tshark";
+    let Some(tshark) = gate(vswitch::prereq::tool(test, "tshark"))? else {
         return Ok(());
     };
-    let dir = std::env::temp_dir().join(format!("vswitch-pcap-{}", std::process::id()));
     let quick = root_dir().join("scenarios/quickstart.toml");
+    let plan = scenario::load_file(&quick).map_err(|e| e.to_string())?;
+    for backend in [
+        BackendKind::Userspace,
+        BackendKind::Kernel,
+        BackendKind::Docker,
+    ] {
+        let why = vswitch::backend::unsupported(&plan, backend);
+        if !why.is_empty() {
+            let what = format!("--pcap on {backend}: {}", why.join("; "));
+            if missing_prerequisite(backend, &why) {
+                gate(vswitch::prereq::missing::<()>(test, &what))?;
+            } else {
+                vswitch::prereq::skip(test, &what);
+            }
+            continue;
+        }
+        pcap_on(&tshark, &quick, backend)?;
+    }
+    Ok(())
+}
+
+fn pcap_on(tshark: &Path, scenario: &Path, backend: BackendKind) -> TestResult {
+    let dir = std::env::temp_dir().join(format!("vswitch-pcap-{}-{backend}", std::process::id()));
+    let b = backend.to_string();
     let out = vswitch(
         &[
             "run",
             "--quiet",
+            "--backend",
+            &b,
             "--pcap",
             dir.to_str().unwrap(),
-            quick.to_str().unwrap(),
+            scenario.to_str().unwrap(),
         ],
         &[],
     );
     if !out.status.success() {
-        return Err(format!("run failed: {}", String::from_utf8_lossy(&out.stdout)).into());
+        return Err(format!("{b}: run failed: {}", String::from_utf8_lossy(&out.stdout)).into());
     }
     let file = dir.join("client-eth0.pcap");
     let t = Command::new(tshark)
@@ -738,7 +765,7 @@ fn pcap_read_by_tshark() -> TestResult {
     let _ = std::fs::remove_dir_all(&dir);
     if !t.status.success() || frames == 0 {
         return Err(format!(
-            "tshark saw no ICMP/ARP replies in {}: {t:?}",
+            "{b}: tshark saw no ICMP/ARP replies in {}: {t:?}",
             file.display()
         )
         .into());

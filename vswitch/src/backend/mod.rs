@@ -8,6 +8,7 @@
 //! and provides the machine's and containers' namespaces itself (World only
 //! ever deletes namespaces named with its run id).
 
+pub mod capture;
 pub mod docker;
 pub mod kernel;
 pub mod pcap;
@@ -75,17 +76,6 @@ pub fn absent_requirements(plan: &Plan) -> Vec<String> {
         .collect()
 }
 
-/// What a backend cannot honour of the run's options (never ignored).
-pub fn unsupported_options(opts: &BuildOptions, backend: BackendKind) -> Vec<String> {
-    let mut why = Vec::new();
-    if opts.pcap_dir.is_some() && backend != BackendKind::Userspace {
-        why.push(format!(
-            "backend {backend}: --pcap not supported (captures are written by the engine's ports)"
-        ));
-    }
-    why
-}
-
 /// The data path of a world.
 #[derive(Debug)]
 enum Dataplane {
@@ -112,6 +102,8 @@ pub struct World {
     namespaces: Vec<NetNs>,
     node_ns: HashMap<Node, usize>,
     dataplane: Option<Dataplane>,
+    /// `--pcap` captures of a kernel data path (stopped before it).
+    captures: Option<capture::Captures>,
     echo: Vec<probe::EchoServices>,
     dns: Vec<probe::DnsServer>,
     /// Docker's embedded DNS (127.0.0.11) of each container that has one.
@@ -191,6 +183,7 @@ impl World {
             namespaces: Vec::new(),
             node_ns: HashMap::new(),
             dataplane: None,
+            captures: None,
             echo: Vec::new(),
             dns: Vec::new(),
             embedded_dns: Vec::new(),
@@ -218,6 +211,10 @@ impl World {
         if backend == BackendKind::Docker {
             // Container namespaces exist only now.
             world.write_etc_files(plan)?;
+        }
+        if let (Some(dir), true) = (&opts.pcap_dir, backend != BackendKind::Userspace) {
+            progress("starting captures");
+            world.captures = Some(capture::Captures::start(&world, plan, dir)?);
         }
         progress("starting services");
         world.start_services(plan, backend)?;
@@ -384,6 +381,9 @@ impl World {
 
     /// Tears the world down and returns the data path's counters.
     pub fn teardown(mut self) -> serde_json::Value {
+        if let Some(c) = self.captures.take() {
+            c.stop();
+        }
         crate::dns::stop_all(&mut self.embedded_dns);
         self.echo.clear();
         self.dns.clear();
@@ -398,6 +398,7 @@ impl World {
 
 impl Drop for World {
     fn drop(&mut self) {
+        self.captures.take();
         crate::dns::stop_all(&mut self.embedded_dns);
         self.echo.clear();
         self.dns.clear();

@@ -109,8 +109,7 @@ pub fn execute_plan_with(
 ) -> Execution {
     let run = opts.run_id.clone().unwrap_or_default();
     let mut report = empty_report(path, plan, opts.backend, &run);
-    let mut unsupported = backend::unsupported(plan, opts.backend);
-    unsupported.extend(backend::unsupported_options(&opts.build, opts.backend));
+    let unsupported = backend::unsupported(plan, opts.backend);
     if !unsupported.is_empty() {
         report.skipped = plan.checks.len();
         report.unsupported = unsupported;
