@@ -6,6 +6,7 @@
 //! into one [`ScenarioError`] that names file, line, column and field.
 
 mod addr;
+mod builtin;
 mod checks;
 mod containers;
 mod ipam;

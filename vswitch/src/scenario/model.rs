@@ -71,7 +71,7 @@ pub(crate) struct ExternalDef {
 }
 
 /// `[[network]]`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct NetworkDef {
     pub name: String,

@@ -50,7 +50,7 @@ pub const KERNEL_FEATURES: &[&str] = &[
 /// is reported at whichever of the two comes second.
 pub(crate) fn build(
     source: &Path,
-    def: ScenarioDef,
+    mut def: ScenarioDef,
     pos: &dyn Fn(&FieldPath) -> usize,
 ) -> VResult<Plan> {
     let root = FieldPath::root();
@@ -97,6 +97,7 @@ pub(crate) fn build(
         None if uses_ipv6(&def) => Some(DEFAULT_LAN6),
         None => None,
     };
+    super::builtin::add_implicit(&mut def)?;
     let names = collect_names(&def, pos)?;
     let externals = externals(&def.external, lan, lan6)?;
     let mut machines = machines(&def.machine, lan, &externals)?;
