@@ -15,7 +15,10 @@
 #
 # Its own data root, exec root, pid file and socket; the vfs storage driver
 # (no overlayfs needed); the default bridge is 172.17.0.1/16 (BR-21); the
-# userland proxy is on (Docker's default, PUB-7); no registry is ever used
+# userland proxy is on (Docker's default, PUB-7); IPv6 is on, with
+# ip6tables (20.10 needs --experimental for it) and the default bridge's
+# IPv6 from fd00:dead:beef::/48 (V6-4, V6-6; seed S000's daemon.json);
+# no registry is ever used
 # (vswitch imports its busybox image from a tar). resolv.conf of the daemon
 # is irrelevant: vswitch gives every container explicit DNS servers.
 set -euo pipefail
@@ -60,6 +63,10 @@ start() {
     --iptables=true \
     --bip 172.17.0.1/16 \
     --userland-proxy=true \
+    --ipv6 \
+    --fixed-cidr-v6 fd00:dead:beef::/48 \
+    --experimental \
+    --ip6tables \
     --log-level warn \
     >>"$LOG" 2>&1 </dev/null &
   for _ in $(seq 1 300); do

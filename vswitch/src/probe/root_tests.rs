@@ -322,6 +322,31 @@ fn throughput_tcp_and_udp() {
     assert!(matches!(e, ProbeError::Unreachable { .. }), "{e}");
 }
 
+/// Format 1.1: throughput over IPv6, TCP and UDP.
+#[test]
+fn throughput_over_ipv6() {
+    let Some(p) = Pair::new("throughput_over_ipv6") else {
+        return;
+    };
+    for (proto, port) in [(Proto::Tcp, 5211), (Proto::Udp, 5212)] {
+        let t = throughput(
+            &p.a,
+            &p.b,
+            ip(B6),
+            Ports {
+                listen: port,
+                connect: port,
+            },
+            proto,
+            0.3,
+            1,
+            1200,
+        )
+        .unwrap();
+        assert!(t.gbps > 0.0 && t.bytes > 0, "{proto}: {t:?}");
+    }
+}
+
 fn table() -> BTreeMap<String, Vec<IpAddr>> {
     let mut t = BTreeMap::new();
     t.insert(

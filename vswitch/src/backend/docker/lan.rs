@@ -3,10 +3,10 @@
 //! uplink), and containers' namespaces adopted under `/run/netns`.
 
 use std::fs::File;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::Path;
 
-use ipnet::{IpNet, Ipv4Net};
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
 use super::{BoxError, DAEMON_NETNS, UPLINK};
 use crate::backend::BuildError;
@@ -28,17 +28,20 @@ pub(super) fn in_ns<R: Send + 'static>(
         })
 }
 
-/// A veth from the lan bridge (`port` there) to `eth0` in `target`, with
-/// an address and optionally a default route.
-pub(super) fn plug(
-    lan: &NetNs,
-    port: &str,
-    target: &NetNs,
-    mac: MacAddr,
-    ip: Ipv4Addr,
-    prefix: u8,
-    gateway: Option<Ipv4Addr>,
-) -> Result<(), BoxError> {
+/// How `eth0` of a lan host looks: its MAC, addresses (IPv4 on `lan`,
+/// IPv6 on `lan6`) and default routes (one per family at most).
+pub(super) struct Uplink {
+    /// Hardware address.
+    pub mac: MacAddr,
+    /// Addresses with prefix lengths.
+    pub addrs: Vec<(IpAddr, u8)>,
+    /// Default-route next hops.
+    pub gateways: Vec<IpAddr>,
+}
+
+/// A veth from the lan bridge (`port` there) to `eth0` in `target`,
+/// configured as `up` says.
+pub(super) fn plug(lan: &NetNs, port: &str, target: &NetNs, up: Uplink) -> Result<(), BoxError> {
     let (port, peer) = (port.to_string(), format!("p-{port}"));
     let target_fd = target.try_clone()?;
     let peer2 = peer.clone();
@@ -53,15 +56,17 @@ pub(super) fn plug(
     target.run(move || -> Result<(), BoxError> {
         let mut nl = Netlink::new()?;
         nl.link_rename(&peer, UPLINK)?;
-        nl.link_set_mac(UPLINK, mac.0)?;
-        nl.addr_add(UPLINK, IpAddr::V4(ip), prefix)?;
+        nl.link_set_mac(UPLINK, up.mac.0)?;
+        for (a, p) in &up.addrs {
+            nl.addr_add(UPLINK, *a, *p)?;
+        }
         nl.link_set_up(UPLINK)?;
-        if let Some(gw) = gateway {
-            nl.route_add(
-                IpNet::V4(Ipv4Net::default()),
-                Some(IpAddr::V4(gw)),
-                Some(UPLINK),
-            )?;
+        for gw in &up.gateways {
+            let default = match gw {
+                IpAddr::V4(_) => IpNet::V4(Ipv4Net::default()),
+                IpAddr::V6(_) => IpNet::V6(Ipv6Net::default()),
+            };
+            nl.route_add(default, Some(*gw), Some(UPLINK))?;
         }
         Ok(())
     })??;
@@ -72,6 +77,13 @@ pub(super) fn plug(
 pub(super) fn lan_mac(ip: Ipv4Addr) -> MacAddr {
     let o = ip.octets();
     MacAddr([0x02, 0x56, o[0], o[1], o[2], o[3]])
+}
+
+/// The MAC of an IPv6-only host's lan interface (`02:57:` + the last four
+/// bytes of its address), as the kernel backend gives it.
+pub(super) fn lan_mac6(ip: Ipv6Addr) -> MacAddr {
+    let o = ip.octets();
+    MacAddr([0x02, 0x57, o[12], o[13], o[14], o[15]])
 }
 
 /// Deletes the uplink in the daemon's namespace (absent is fine). Its

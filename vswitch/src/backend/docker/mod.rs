@@ -13,8 +13,14 @@
 //! nsenter --net=/run/netns/oracle-dockerd dockerd --config-file /run/vswitch-docker.json \
 //!   -H unix:///run/vswitch-docker.sock --data-root /var/lib/vswitch-docker \
 //!   --exec-root /run/vswitch-docker --pidfile /run/vswitch-docker.pid \
-//!   --storage-driver vfs --iptables=true --bip 172.17.0.1/16 --userland-proxy=true
+//!   --storage-driver vfs --iptables=true --bip 172.17.0.1/16 --userland-proxy=true \
+//!   --ipv6 --fixed-cidr-v6 fd00:dead:beef::/48 --experimental --ip6tables
 //! ```
+//!
+//! IPv6 (format 1.1): networks are created with `EnableIPv6` and their
+//! `subnet6`/`gateway6` as a second IPAM config, containers get their
+//! planned `IPv6Address`, the uplink and externals their `lan6` addresses.
+//! `ip6tables` is daemon-wide and on: `ip6tables = false` is refused.
 //!
 //! Its bridges, iptables rules and forwarding sysctls therefore live in that
 //! namespace, never in the one vswitch started in. The daemon's namespace
@@ -82,14 +88,14 @@ use serde_json::{Value, json};
 
 use crate::backend::{BuildError, BuildOptions, World, namespace_names};
 use crate::netns::{self, NetNs};
-use crate::scenario::plan::{BackendKind, CheckKind, Driver, MacAddr, Node, Plan};
+use crate::scenario::plan::{BackendKind, Driver, MacAddr, Node, Plan};
 use crate::sys::netlink::Netlink;
 use crate::world::RunId;
 
 use api::{ApiError, Client};
 use cleanup::{acquire_lock, remove_dead_leftovers, remove_objects};
 pub use cleanup::{leftover_runs, remove_run, traces};
-use lan::{adopt_pid_netns, delete_uplink, in_ns, lan_mac, plug};
+use lan::{Uplink, adopt_pid_netns, delete_uplink, in_ns, lan_mac, lan_mac6, plug};
 #[cfg(test)]
 use spec::docker_accepts_container_name;
 use spec::{
@@ -144,6 +150,12 @@ pub fn unsupported(plan: &Plan) -> Vec<String> {
                 m.name
             ));
         }
+        if !m.ip6tables {
+            say(format!(
+                "ip6tables = false (machine[{i}] `{}`): the daemon's ip6tables is a daemon-wide setting and is on",
+                m.name
+            ));
+        }
         if !m.userland_proxy {
             say(format!(
                 "userland_proxy = false (machine[{i}] `{}`): the daemon's userland proxy is a daemon-wide setting and is on",
@@ -186,8 +198,10 @@ pub fn unsupported(plan: &Plan) -> Vec<String> {
             }
             _ => {}
         }
-        if n.ipv6 || n.subnet6.is_some() {
-            say(format!("IPv6 not supported ({what})"));
+        if n.ipv6 && n.default {
+            say(format!(
+                "ipv6 on the default bridge: its IPv6 is the daemon's fixed-cidr-v6 (fd00:dead:beef::/48, V6-6), a daemon-wide setting ({what})"
+            ));
         }
         if n.default && n.driver == Driver::Bridge {
             let expected = Ipv4Net::new(Ipv4Addr::new(172, 17, 0, 0), 16).expect("valid");
@@ -214,15 +228,9 @@ pub fn unsupported(plan: &Plan) -> Vec<String> {
                 x.name
             ));
         }
-        if x.ip.is_ipv6() {
-            say(format!("IPv6 not supported (external[{i}] `{}`)", x.name));
-        }
     }
     for (i, c) in plan.containers.iter().enumerate() {
         for (k, e) in c.endpoints.iter().enumerate() {
-            if e.ip6.is_some() {
-                say(format!("IPv6 not supported (container[{i}] `{}`)", c.name));
-            }
             if k > 0
                 && let Some(ip) = e.ip
                 && e.mac != MacAddr::docker_from_ipv4(ip)
@@ -232,11 +240,6 @@ pub fn unsupported(plan: &Plan) -> Vec<String> {
                     c.name, plan.networks[e.network].name
                 ));
             }
-        }
-    }
-    for c in &plan.checks {
-        if let CheckKind::Ping { ipv6: true, .. } = c.kind {
-            say(format!("IPv6 not supported (check[{}])", c.index));
         }
     }
     why.dedup();
@@ -251,7 +254,26 @@ pub fn unsupported(plan: &Plan) -> Vec<String> {
             ),
         });
     }
+    if why.is_empty()
+        && plan.lan6.is_some()
+        && let Some(r) = daemon_lacks_ipv6()
+    {
+        why.push(format!("backend docker: {r}"));
+    }
     why
+}
+
+/// Why the daemon cannot build IPv6 worlds, if it cannot: it was started
+/// without `--ipv6` (its default bridge has no IPv6).
+fn daemon_lacks_ipv6() -> Option<String> {
+    match client().network_inspect("bridge") {
+        Ok(v) if v["EnableIPv6"].as_bool() == Some(true) => None,
+        Ok(_) => Some(format!(
+            "the daemon at {} runs without IPv6: restart it with `bash ci/docker-daemon.sh stop; {START_COMMAND}` (--ipv6 --ip6tables)",
+            socket()
+        )),
+        Err(e) => Some(format!("the daemon's default bridge: {e}")),
+    }
 }
 
 /// Whether World creates this node's namespace (false: this backend provides it).
@@ -367,23 +389,30 @@ impl Dataplane {
             Ok(())
         })?;
         let prefix = plan.lan.prefix_len();
-        // Externals.
+        let prefix6 = plan.lan6.map_or(64, |n| n.prefix_len());
+        // Externals (IPv6-only ones too).
         for (i, x) in plan.externals.iter().enumerate() {
-            let IpAddr::V4(ip) = x.ip else { continue };
+            let mut addrs: Vec<(IpAddr, u8)> = x
+                .ip4()
+                .map(|a| (IpAddr::V4(a), prefix))
+                .into_iter()
+                .collect();
+            addrs.extend(x.ip6.map(|a| (IpAddr::V6(a), prefix6)));
+            let mac = match (x.ip4(), x.ip6) {
+                (Some(a), _) => lan_mac(a),
+                (None, Some(a)) => lan_mac6(a),
+                (None, None) => continue,
+            };
             let target = world
                 .ns(Node::External(i))
                 .try_clone()
                 .map_err(BuildError::at(format!("external {}", x.name)))?;
-            plug(
-                lan,
-                &format!("x{i}"),
-                &target,
-                lan_mac(ip),
-                ip,
-                prefix,
-                None,
-            )
-            .map_err(|source| BuildError {
+            let up = Uplink {
+                mac,
+                addrs,
+                gateways: Vec::new(),
+            };
+            plug(lan, &format!("x{i}"), &target, up).map_err(|source| BuildError {
                 step: format!("lan port of external {}", x.name),
                 source,
             })?;
@@ -404,19 +433,24 @@ impl Dataplane {
             .map_err(BuildError::at(format!("writing {UPLINK_OWNER}")))?;
         self.uplink = true;
         let m = &plan.machines[0];
-        let gateway = plan
-            .externals
-            .iter()
-            .find(|x| x.gateway)
-            .and_then(|x| match x.ip {
-                IpAddr::V4(v4) => Some(v4),
-                IpAddr::V6(_) => None,
-            });
-        plug(lan, "m0", &daemon, lan_mac(m.ip), m.ip, prefix, gateway).map_err(|source| {
-            BuildError {
-                step: format!("uplink {UPLINK} of machine {} in {DAEMON_NETNS}", m.name),
-                source,
-            }
+        let gateway = plan.externals.iter().find(|x| x.gateway);
+        let mut up = Uplink {
+            mac: lan_mac(m.ip),
+            addrs: vec![(IpAddr::V4(m.ip), prefix)],
+            gateways: gateway
+                .and_then(|x| x.ip4())
+                .map(IpAddr::V4)
+                .into_iter()
+                .collect(),
+        };
+        if let Some(a6) = m.ip6 {
+            up.addrs.push((IpAddr::V6(a6), prefix6));
+            up.gateways
+                .extend(gateway.and_then(|x| x.ip6).map(IpAddr::V6));
+        }
+        plug(lan, "m0", &daemon, up).map_err(|source| BuildError {
+            step: format!("uplink {UPLINK} of machine {} in {DAEMON_NETNS}", m.name),
+            source,
         })?;
         Ok(())
     }
@@ -519,6 +553,18 @@ impl Dataplane {
             let got = &v["NetworkSettings"]["Networks"][net];
             let got_ip = got["IPAddress"].as_str().unwrap_or("");
             let got_mac = got["MacAddress"].as_str().unwrap_or("");
+            let got_ip6 = got["GlobalIPv6Address"].as_str().unwrap_or("");
+            if let Some(ip6) = e.ip6
+                && got_ip6.parse::<std::net::Ipv6Addr>().ok() != Some(ip6)
+            {
+                return Err(BuildError {
+                    step: step(&format!(
+                        "IPv6 address on {}",
+                        plan.networks[e.network].name
+                    )),
+                    source: format!("Docker gave {got_ip6:?}, the plan says {ip6}").into(),
+                });
+            }
             if got_ip != ip.to_string() || got_mac != e.mac.to_string() {
                 return Err(BuildError {
                     step: step(&format!("address on {}", plan.networks[e.network].name)),
@@ -542,11 +588,17 @@ impl Dataplane {
         {
             return Ok(());
         }
-        let want: Vec<(String, Option<Ipv4Addr>)> = c
+        let want: Vec<(String, Option<IpAddr>)> = c
             .endpoints
             .iter()
             .enumerate()
-            .map(|(k, e)| (format!("eth{k}"), e.ip))
+            .flat_map(|(k, e)| {
+                [
+                    (format!("eth{k}"), e.ip.map(IpAddr::V4)),
+                    (format!("eth{k}"), e.ip6.map(IpAddr::V6)),
+                ]
+            })
+            .filter(|(_, a)| a.is_some())
             .collect();
         let ns = world.ns(Node::Container(ci));
         in_ns(
@@ -557,7 +609,7 @@ impl Dataplane {
                 for (ifname, ip) in &want {
                     let addrs = nl.addr_list(ifname)?;
                     if let Some(ip) = ip
-                        && !addrs.iter().any(|(a, _)| *a == IpAddr::V4(*ip))
+                        && !addrs.iter().any(|(a, _)| a == ip)
                     {
                         return Err(format!("{ifname} has {addrs:?}, the plan says {ip}").into());
                     }

@@ -37,6 +37,25 @@ pub(super) fn network_body(name: &str, run: &RunId, n: &Network) -> Value {
             c
         })
         .collect();
+    let mut config = config;
+    // V6-1: the IPv6 subnet and gateway (and IPv6 aux addresses) as a
+    // second IPAM config.
+    if let (true, Some(net6)) = (n.ipv6, n.subnet6) {
+        let mut c = json!({ "Subnet": net6.to_string() });
+        if let Some(g) = n.gateway6 {
+            c["Gateway"] = json!(g.to_string());
+        }
+        let aux: serde_json::Map<String, Value> = n
+            .aux_addresses
+            .iter()
+            .filter(|(_, ip)| matches!(ip, IpAddr::V6(v6) if net6.contains(v6)))
+            .map(|(k, ip)| (k.clone(), json!(ip.to_string())))
+            .collect();
+        if !aux.is_empty() {
+            c["AuxiliaryAddresses"] = Value::Object(aux);
+        }
+        config.push(c);
+    }
     let mut options = serde_json::Map::new();
     let driver = match n.driver {
         Driver::Macvlan => {
@@ -68,7 +87,7 @@ pub(super) fn network_body(name: &str, run: &RunId, n: &Network) -> Value {
         "CheckDuplicate": true,
         "Driver": driver,
         "Internal": n.internal,
-        "EnableIPv6": false,
+        "EnableIPv6": n.ipv6,
         "Attachable": true,
         "IPAM": { "Driver": "default", "Config": config },
         "Options": options,
@@ -84,8 +103,15 @@ pub(super) fn endpoint_config(plan: &Plan, ci: usize, e: &Endpoint) -> Value {
         return json!({});
     }
     let mut v = json!({});
+    let mut ipam = serde_json::Map::new();
     if let Some(ip) = e.ip {
-        v["IPAMConfig"] = json!({ "IPv4Address": ip.to_string() });
+        ipam.insert("IPv4Address".into(), json!(ip.to_string()));
+    }
+    if let Some(ip6) = e.ip6 {
+        ipam.insert("IPv6Address".into(), json!(ip6.to_string()));
+    }
+    if !ipam.is_empty() {
+        v["IPAMConfig"] = Value::Object(ipam);
     }
     let mut aliases = e.aliases.clone();
     let name = &plan.containers[ci].name;

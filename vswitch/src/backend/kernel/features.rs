@@ -5,7 +5,7 @@
 
 use std::net::IpAddr;
 
-use crate::scenario::plan::{BackendKind, CheckKind, Driver, Mode, Plan};
+use crate::scenario::plan::{BackendKind, Check, CheckKind, Driver, Mode, Node, Plan, Proto};
 use crate::sys::probe::link_kind_supported;
 
 /// Every reason this machine cannot build `plan` with the kernel backend,
@@ -54,20 +54,11 @@ pub(super) fn unsupported_with(
                 ));
             }
         }
-        if x.ip.is_ipv6() {
-            say(format!(
-                "IPv6 not supported yet (external[{i}] `{}`)",
-                x.name
-            ));
-        }
     }
     let mut needs_nft = false;
     let mut needs_bridge_tool = false;
     for (i, n) in plan.networks.iter().enumerate() {
         let at = format!("network[{i}] `{}`", n.name);
-        if n.ipv6 {
-            say(format!("IPv6 not supported yet ({at})"));
-        }
         match n.driver {
             Driver::Bridge => needs_nft = true,
             Driver::Macvlan => {
@@ -121,20 +112,9 @@ pub(super) fn unsupported_with(
             Driver::None | Driver::Host => {}
         }
     }
-    for (i, c) in plan.containers.iter().enumerate() {
-        for p in &c.publish {
-            if let Some(IpAddr::V6(ip)) = p.host_ip {
-                say(format!(
-                    "publishing on IPv6 host address {ip} not supported yet (container[{i}] `{}`)",
-                    c.name
-                ));
-            }
-        }
-    }
     for c in &plan.checks {
-        let what = format!("check[{}] ({})", c.index, c.kind.name());
-        if let CheckKind::Ping { ipv6: true, .. } = c.kind {
-            say(format!("IPv6 not supported yet ({what})"));
+        if let Some(r) = proxied_v6(plan, c) {
+            say(r);
         }
     }
     if needs_nft && !has_tool("nft") {
@@ -158,6 +138,37 @@ pub(super) fn unsupported_with(
     }
     why.dedup();
     why
+}
+
+/// PUB-4, V6-5: a check over IPv6 to a machine's port that Docker serves
+/// with docker-proxy (published by a container without IPv6 on its gateway
+/// endpoint, or on a machine with `ip6tables = false`), which forwards to
+/// the container's IPv4 address: nftables cannot translate IPv6 to IPv4.
+fn proxied_v6(plan: &Plan, c: &Check) -> Option<String> {
+    let (to, proto) = match &c.kind {
+        CheckKind::Tcp { to, .. } => (to, Proto::Tcp),
+        CheckKind::Udp { to, .. } => (to, Proto::Udp),
+        CheckKind::Throughput { to, proto, .. } => (to, *proto),
+        _ => return None,
+    };
+    let IpAddr::V6(a) = to.addr else { return None };
+    let m = plan.machines.iter().position(|m| m.ip6 == Some(a))?;
+    let port = to.port.unwrap_or(crate::scenario::plan::THROUGHPUT_PORT);
+    let (Node::Container(ci), _) = plan.receiver_of(to.addr, port, proto)? else {
+        return None;
+    };
+    let ctr = &plan.containers[ci];
+    let has6 =
+        super::layout::gateway_endpoint(plan, ci).is_some_and(|k| ctr.endpoints[k].ip6.is_some());
+    if has6 && plan.machines[m].ip6tables {
+        return None;
+    }
+    Some(format!(
+        "check[{}] ({}): the IPv6 side of port {port} published by container `{}` is served by docker-proxy, which forwards to its IPv4 address (PUB-4, V6-5); nftables cannot translate IPv6 to IPv4",
+        c.index,
+        c.kind.name(),
+        ctr.name
+    ))
 }
 
 /// True when `tool` is on PATH.

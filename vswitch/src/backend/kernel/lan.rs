@@ -2,11 +2,7 @@
 //! (`<run id>-l-lan`); each machine's and each external's `eth0` is a veth
 //! whose peer is a port of that bridge.
 
-use std::net::IpAddr;
-
-use ipnet::{IpNet, Ipv4Net};
-
-use super::layout::{Iface, lan_mac};
+use super::layout::lan_iface;
 use super::{KernelError, configure, in_ns, nlerr};
 use crate::backend::{BuildError, World};
 use crate::netns::NetNs;
@@ -53,10 +49,8 @@ pub(super) fn build(world: &World, plan: &Plan) -> Result<LanNs, BuildError> {
     for i in 0..plan.machines.len() {
         ends.push((format!("m{i}"), format!("tm{i}"), Node::Machine(i)));
     }
-    for (i, x) in plan.externals.iter().enumerate() {
-        if x.ip.is_ipv4() {
-            ends.push((format!("x{i}"), format!("tx{i}"), Node::External(i)));
-        }
+    for i in 0..plan.externals.len() {
+        ends.push((format!("x{i}"), format!("tx{i}"), Node::External(i)));
     }
     let mut moves = Vec::new();
     for (port, tmp, node) in &ends {
@@ -86,29 +80,9 @@ pub(super) fn build(world: &World, plan: &Plan) -> Result<LanNs, BuildError> {
         Ok::<(), KernelError>(())
     })?;
 
-    let prefix = plan.lan.prefix_len();
-    let gateway = plan.externals.iter().find(|x| x.gateway).map(|x| x.ip);
     for (_, tmp, node) in ends {
-        let (ip, routes) = match node {
-            Node::Machine(i) => {
-                let routes = gateway
-                    .map(|gw| (IpNet::V4(Ipv4Net::default()), Some(gw)))
-                    .into_iter()
-                    .collect();
-                (plan.machines[i].ip, routes)
-            }
-            Node::External(i) => match plan.externals[i].ip {
-                IpAddr::V4(ip) => (ip, Vec::new()),
-                IpAddr::V6(_) => continue,
-            },
-            Node::Container(_) => continue,
-        };
-        let iface = Iface {
-            name: "eth0".into(),
-            mac: lan_mac(ip),
-            mtu: 1500,
-            addrs: vec![(IpAddr::V4(ip), prefix)],
-            routes,
+        let Some(iface) = lan_iface(plan, node) else {
+            continue;
         };
         let step = format!("eth0 of {}", plan.node_name(node));
         in_ns(world.ns(node), step, move || {

@@ -32,6 +32,8 @@ mod nft;
 mod overlay;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_v6;
 
 use std::io::Write as _;
 use std::os::fd::AsFd;
@@ -232,6 +234,7 @@ fn build_machine(world: &World, plan: &Plan, m: usize) -> Result<(), BuildError>
         moves.push((l.clone(), target));
     }
     let built = layout.clone();
+    let ipv6 = plan.lan6.is_some();
     let br_netfilter = in_ns(
         world.ns(Node::Machine(m)),
         format!("machine {machine}: links"),
@@ -240,6 +243,14 @@ fn build_machine(world: &World, plan: &Plan, m: usize) -> Result<(), BuildError>
             sysctl_set("net.ipv4.ip_forward", "1")?;
             // BR-9: Docker has bridged IPv4 go through iptables.
             let br_netfilter = sysctl_set("net.bridge.bridge-nf-call-iptables", "1").is_ok();
+            if ipv6 {
+                // A Docker host routes IPv6 between its bridges and uplink
+                // (V6-1); bridged IPv6 meets the same rules as IPv4 (V6-4).
+                sysctl_set("net.ipv6.conf.all.forwarding", "1")?;
+                if br_netfilter {
+                    sysctl_set("net.bridge.bridge-nf-call-ip6tables", "1")?;
+                }
+            }
             for (a, b) in &built.stubs {
                 nl.link_add_veth(a, b).map_err(nlerr(a))?;
                 nl.link_set_up(b).map_err(nlerr(b))?;

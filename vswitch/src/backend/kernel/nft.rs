@@ -33,14 +33,41 @@ use crate::scenario::plan::{Driver, Plan, Proto};
 /// Conntrack mark of connections that stand for docker-proxy's (PUB-7).
 const PROXY_MARK: u32 = 0x7673_7750;
 
-/// One published port of a container on this machine.
+/// One published port of a container on this machine, in one family.
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Publish {
+    /// A specific host address (`None`: every address of the family).
     host_ip: Option<IpAddr>,
     host_port: u16,
     proto: Proto,
+    /// The container's address of the family (IPv4 or IPv6).
     container_ip: IpAddr,
     container_port: u16,
+}
+
+impl Publish {
+    /// `ip` or `ip6`: the nft keyword of the mapping's family.
+    fn fam(&self) -> &'static str {
+        if self.container_ip.is_ipv6() {
+            "ip6"
+        } else {
+            "ip"
+        }
+    }
+
+    /// `ipv4` or `ipv6`, for `meta nfproto`.
+    fn nfproto(&self) -> &'static str {
+        if self.container_ip.is_ipv6() {
+            "ipv6"
+        } else {
+            "ipv4"
+        }
+    }
+
+    /// The DNAT target: `a:p` or `[a6]:p`.
+    fn to(&self) -> String {
+        std::net::SocketAddr::new(self.container_ip, self.container_port).to_string()
+    }
 }
 
 fn publishes(plan: &Plan, m: usize) -> Vec<Publish> {
@@ -57,14 +84,24 @@ fn publishes(plan: &Plan, m: usize) -> Vec<Publish> {
         let (Some(ip), Driver::Bridge) = (e.ip, plan.networks[e.network].driver) else {
             continue;
         };
+        // V6-4: IPv6 DNAT to the container's IPv6 address with ip6tables.
+        let ip6 = e.ip6.filter(|_| plan.machines[m].ip6tables);
         for p in &c.publish {
-            out.push(Publish {
-                host_ip: p.host_ip.filter(|h| !h.is_unspecified()),
-                host_port: p.host_port,
-                proto: p.proto,
-                container_ip: IpAddr::V4(ip),
-                container_port: p.container_port,
-            });
+            let targets = [Some(IpAddr::V4(ip)), ip6.map(IpAddr::V6)];
+            for target in targets.into_iter().flatten() {
+                // PUB-4: without a host IP on both families; `0.0.0.0`
+                // and `[::]` on theirs only.
+                if p.host_ip.is_some_and(|h| h.is_ipv4() != target.is_ipv4()) {
+                    continue;
+                }
+                out.push(Publish {
+                    host_ip: p.host_ip.filter(|h| !h.is_unspecified()),
+                    host_port: p.host_port,
+                    proto: p.proto,
+                    container_ip: target,
+                    container_port: p.container_port,
+                });
+            }
         }
     }
     out
@@ -88,6 +125,7 @@ pub(super) fn machine_ruleset(
         return None;
     }
     let proxy = plan.machines[m].userland_proxy;
+    let ip6tables = plan.machines[m].ip6tables;
     let bridges: Vec<&str> = layout
         .bridges
         .iter()
@@ -103,6 +141,10 @@ pub(super) fn machine_ruleset(
         s,
         "  chain filter_forward {{\n    type filter hook forward priority filter; policy accept;\n    ct state established,related accept"
     );
+    if !plan.machines[m].ip6tables {
+        // V6-4, ip6tables off: IPv6 is routed, unfiltered and un-NATed.
+        let _ = writeln!(s, "    meta nfproto ipv6 accept");
+    }
     if !proxy {
         // Hairpin NAT goes bridge → bridge: ICC decides it (golden:icc=false).
         for b in layout
@@ -151,14 +193,19 @@ pub(super) fn machine_ruleset(
     // Published ports.
     let dnat_rule = |p: &Publish, mark: bool| {
         let mut r = String::from("    ");
-        if let Some(h) = p.host_ip {
-            let _ = write!(r, "ip daddr {h} ");
+        match p.host_ip {
+            Some(h) => {
+                let _ = write!(r, "{} daddr {h} ", p.fam());
+            }
+            None => {
+                let _ = write!(r, "meta nfproto {} ", p.nfproto());
+            }
         }
         let _ = write!(r, "{} dport {} ", p.proto, p.host_port);
         if mark {
             let _ = write!(r, "ct mark set {PROXY_MARK:#x} ");
         }
-        let _ = writeln!(r, "dnat ip to {}:{}", p.container_ip, p.container_port);
+        let _ = writeln!(r, "dnat {} to {}", p.fam(), p.to());
         r
     };
     let _ = writeln!(s, "  chain publish {{");
@@ -194,16 +241,28 @@ pub(super) fn machine_ruleset(
     );
     for b in &layout.bridges {
         let n = &b.iface.name;
-        if proxy && let Some((gw, _)) = b.iface.addrs.first() {
-            let _ = writeln!(
-                s,
-                "    ct mark {PROXY_MARK:#x} oifname \"{n}\" snat ip to {gw}"
-            );
-        }
         let net = &plan.networks[b.network];
+        if proxy {
+            if let Some((gw, _)) = b.iface.addrs.iter().find(|(a, _)| a.is_ipv4()) {
+                let _ = writeln!(
+                    s,
+                    "    meta nfproto ipv4 ct mark {PROXY_MARK:#x} oifname \"{n}\" snat ip to {gw}"
+                );
+            }
+            if ip6tables && let Some(gw6) = net.gateway6 {
+                let _ = writeln!(
+                    s,
+                    "    meta nfproto ipv6 ct mark {PROXY_MARK:#x} oifname \"{n}\" snat ip6 to {gw6}"
+                );
+            }
+        }
         if net.masquerade && !net.internal {
             for sub in &b.subnets {
                 let _ = writeln!(s, "    ip saddr {sub} oifname != \"{n}\" masquerade");
+            }
+            // V6-4: POSTROUTING -s <subnet6> ! -o <bridge> -j MASQUERADE.
+            if ip6tables && let Some(sub6) = net.subnet6 {
+                let _ = writeln!(s, "    ip6 saddr {sub6} oifname != \"{n}\" masquerade");
             }
         }
         if !proxy {
@@ -214,9 +273,10 @@ pub(super) fn machine_ruleset(
         for p in &pubs {
             let _ = writeln!(
                 s,
-                "    ip saddr {ip} ip daddr {ip} {} dport {} masquerade",
+                "    {f} saddr {ip} {f} daddr {ip} {} dport {} masquerade",
                 p.proto,
                 p.container_port,
+                f = p.fam(),
                 ip = p.container_ip
             );
         }
@@ -233,9 +293,14 @@ pub(super) fn machine_ruleset(
         if !ports.is_empty() {
             // Without br_netfilter the inet hooks never see bridged frames.
             let set = quoted_set(&ports);
+            let types = if ip6tables && plan.lan6.is_some() {
+                "{ ip, ip6 }"
+            } else {
+                "ip"
+            };
             let _ = writeln!(
                 s,
-                "table bridge {table} {{\n  chain filter_forward {{\n    type filter hook forward priority filter; policy accept;\n    iifname {set} oifname {set} ether type ip drop\n  }}\n}}"
+                "table bridge {table} {{\n  chain filter_forward {{\n    type filter hook forward priority filter; policy accept;\n    iifname {set} oifname {set} ether type {types} drop\n  }}\n}}"
             );
         }
     }
