@@ -13,7 +13,10 @@ use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::time::{Duration, Instant};
 
-use super::flow::{IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, Tuple, tcp_flags};
+use std::hash::Hash;
+use std::net::Ipv4Addr;
+
+use super::flow::{FlowAddr, IPPROTO_TCP, IPPROTO_UDP, Tuple, tcp_flags};
 
 /// First port NAT picks when the preferred one is taken (Linux's default
 /// `ip_local_port_range`, PUB-9).
@@ -140,11 +143,11 @@ impl Default for Timeouts {
 
 /// One tracked flow.
 #[derive(Clone, Copy, Debug)]
-pub struct Conn {
+pub struct Conn<A = Ipv4Addr> {
     /// Tuple of the first packet, before translation.
-    pub orig: Tuple,
+    pub orig: Tuple<A>,
     /// Tuple replies carry on the wire, before translation back.
-    pub reply: Tuple,
+    pub reply: Tuple<A>,
     /// What created it.
     pub kind: Kind,
     /// Protocol state.
@@ -155,9 +158,9 @@ pub struct Conn {
     pub expires: Instant,
 }
 
-impl Conn {
+impl<A: FlowAddr> Conn<A> {
     /// The tuple a packet going `dir` carries before translation.
-    pub fn tuple(&self, dir: Dir) -> &Tuple {
+    pub fn tuple(&self, dir: Dir) -> &Tuple<A> {
         match dir {
             Dir::Orig => &self.orig,
             Dir::Reply => &self.reply,
@@ -165,7 +168,7 @@ impl Conn {
     }
 
     /// The tuple a packet going `dir` must carry after translation.
-    pub fn translated(&self, dir: Dir) -> Tuple {
+    pub fn translated(&self, dir: Dir) -> Tuple<A> {
         match dir {
             Dir::Orig => self.reply.inverse(),
             Dir::Reply => self.orig.inverse(),
@@ -198,14 +201,10 @@ impl std::ops::AddAssign for ConntrackCounters {
     }
 }
 
-/// A tuple packed into one integer for hashing.
-fn key(t: &Tuple) -> u128 {
-    (u128::from(t.src.to_bits()) << 96)
-        | (u128::from(t.dst.to_bits()) << 64)
-        | (u128::from(t.sport) << 48)
-        | (u128::from(t.dport) << 32)
-        | (u128::from(t.proto) << 8)
-        | u128::from(t.icmp_reply)
+/// A tuple packed for hashing (see [`FlowAddr::key`]).
+#[inline]
+fn key<A: FlowAddr>(t: &Tuple<A>) -> A::Key {
+    A::key(t)
 }
 
 /// Multiplicative hasher for packed tuples (the same reasoning as the FDB's
@@ -249,19 +248,19 @@ pub enum Refused {
 
 /// The table.
 #[derive(Debug)]
-pub struct Conntrack {
-    slots: Vec<Option<Conn>>,
+pub struct Conntrack<A: FlowAddr = Ipv4Addr> {
+    slots: Vec<Option<Conn<A>>>,
     free: Vec<u32>,
-    index: HashMap<u128, (u32, Dir), BuildHasherDefault<TupleHasher>>,
+    index: HashMap<A::Key, (u32, Dir), BuildHasherDefault<TupleHasher>>,
     capacity: usize,
     timeouts: Timeouts,
     last_sweep: Option<Instant>,
     counters: ConntrackCounters,
 }
 
-impl Conntrack {
+impl<A: FlowAddr> Conntrack<A> {
     /// An empty table holding at most `capacity` flows.
-    pub fn new(capacity: usize, timeouts: Timeouts) -> Conntrack {
+    pub fn new(capacity: usize, timeouts: Timeouts) -> Conntrack<A> {
         Conntrack {
             slots: Vec::new(),
             free: Vec::new(),
@@ -294,12 +293,12 @@ impl Conntrack {
     }
 
     /// A flow by id.
-    pub fn get(&self, id: u32) -> Option<&Conn> {
+    pub fn get(&self, id: u32) -> Option<&Conn<A>> {
         self.slots.get(id as usize)?.as_ref()
     }
 
     /// Every live flow with its id.
-    pub fn iter(&self) -> impl Iterator<Item = (u32, &Conn)> {
+    pub fn iter(&self) -> impl Iterator<Item = (u32, &Conn<A>)> {
         self.slots
             .iter()
             .enumerate()
@@ -309,7 +308,7 @@ impl Conntrack {
     /// The flow a packet with tuple `t` belongs to, and its direction. An
     /// expired flow is removed and not returned.
     #[inline]
-    pub fn lookup(&mut self, t: &Tuple, now: Instant) -> Option<(u32, Dir)> {
+    pub fn lookup(&mut self, t: &Tuple<A>, now: Instant) -> Option<(u32, Dir)> {
         let &(id, dir) = self.index.get(&key(t))?;
         let c = self.slots[id as usize].as_ref()?;
         if c.expires <= now {
@@ -321,14 +320,14 @@ impl Conntrack {
     }
 
     /// True when a tuple is in use in either direction (expired or not).
-    pub fn in_use(&self, t: &Tuple) -> bool {
+    pub fn in_use(&self, t: &Tuple<A>) -> bool {
         self.index.contains_key(&key(t))
     }
 
     /// `want` if no flow uses it, else the same tuple with its destination
     /// port (and, for ICMP, its echo id) moved into the NAT range; `None`
     /// when nothing free was found (or the protocol has no ports).
-    pub fn free_reply(&mut self, want: Tuple) -> Option<Tuple> {
+    pub fn free_reply(&mut self, want: Tuple<A>) -> Option<Tuple<A>> {
         if !self.in_use(&want) {
             return Some(want);
         }
@@ -337,13 +336,13 @@ impl Conntrack {
         }
         let span = u32::from(NAT_PORT_MAX - NAT_PORT_MIN) + 1;
         let mut h = TupleHasher::default();
-        h.write_u128(key(&want));
+        key(&want).hash(&mut h);
         let start = (h.finish() % u64::from(span)) as u32;
         for i in 0..PORT_PROBES.min(span) {
             let p = NAT_PORT_MIN + ((start + i) % span) as u16;
             let mut t = want;
             t.dport = p;
-            if t.proto == IPPROTO_ICMP {
+            if t.proto == A::ICMP {
                 t.sport = p;
             }
             if !self.in_use(&t) {
@@ -360,8 +359,8 @@ impl Conntrack {
     /// [`Conntrack::free_reply`]). `tcp_flags` are the first packet's.
     pub fn insert(
         &mut self,
-        orig: Tuple,
-        reply: Tuple,
+        orig: Tuple<A>,
+        reply: Tuple<A>,
         kind: Kind,
         tcp: Option<u8>,
         now: Instant,
@@ -392,7 +391,7 @@ impl Conntrack {
                 State::Tcp(s, [false; 2])
             }
             IPPROTO_UDP => State::Udp,
-            IPPROTO_ICMP => State::Icmp,
+            p if p == A::ICMP => State::Icmp,
             _ => State::Other,
         };
         let mut c = Conn {
@@ -465,7 +464,7 @@ impl Conntrack {
         self.slots[id as usize] = Some(c);
     }
 
-    fn timeout_of(&self, c: &Conn) -> Duration {
+    fn timeout_of(&self, c: &Conn<A>) -> Duration {
         let t = &self.timeouts;
         match c.state {
             State::Tcp(s, _) => match s {

@@ -32,15 +32,58 @@ pub(crate) mod icmp_type {
     pub(crate) const PARAM_PROBLEM: u8 = 12;
 }
 
+/// An address family conntrack can key flows of: IPv4 (the default
+/// everywhere) or IPv6.
+pub trait FlowAddr:
+    Copy + Eq + Ord + std::hash::Hash + std::fmt::Debug + Send + Sync + 'static
+{
+    /// A tuple packed for hashing.
+    type Key: Copy + Eq + std::hash::Hash + std::fmt::Debug;
+    /// The family's ICMP protocol number (echo ids are its "ports").
+    const ICMP: u8;
+    /// Packs a tuple.
+    fn key(t: &Tuple<Self>) -> Self::Key;
+}
+
+impl FlowAddr for Ipv4Addr {
+    type Key = u128;
+    const ICMP: u8 = IPPROTO_ICMP;
+    #[inline]
+    fn key(t: &Tuple<Self>) -> u128 {
+        (u128::from(t.src.to_bits()) << 96)
+            | (u128::from(t.dst.to_bits()) << 64)
+            | (u128::from(t.sport) << 48)
+            | (u128::from(t.dport) << 32)
+            | (u128::from(t.proto) << 8)
+            | u128::from(t.icmp_reply)
+    }
+}
+
+impl FlowAddr for std::net::Ipv6Addr {
+    type Key = (u128, u128, u64);
+    const ICMP: u8 = IPPROTO_ICMPV6;
+    #[inline]
+    fn key(t: &Tuple<Self>) -> (u128, u128, u64) {
+        let rest = (u64::from(t.sport) << 48)
+            | (u64::from(t.dport) << 32)
+            | (u64::from(t.proto) << 8)
+            | u64::from(t.icmp_reply);
+        (t.src.to_bits(), t.dst.to_bits(), rest)
+    }
+}
+
+/// ICMPv6.
+pub(crate) const IPPROTO_ICMPV6: u8 = 58;
+
 /// A connection's identity in one direction. For ICMP echo the identifier
 /// is both "ports", and `icmp_reply` tells a reply from a request so that a
 /// request *to* an address never matches the reply of a ping *from* it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Tuple {
+pub struct Tuple<A = Ipv4Addr> {
     /// Source address.
-    pub src: Ipv4Addr,
+    pub src: A,
     /// Destination address.
-    pub dst: Ipv4Addr,
+    pub dst: A,
     /// Source port (ICMP: echo identifier; other protocols: 0).
     pub sport: u16,
     /// Destination port (ICMP: echo identifier; other protocols: 0).
@@ -51,23 +94,23 @@ pub struct Tuple {
     pub icmp_reply: bool,
 }
 
-impl Tuple {
+impl<A: FlowAddr> Tuple<A> {
     /// The tuple of a packet going the other way.
     #[must_use]
-    pub fn inverse(&self) -> Tuple {
+    pub fn inverse(&self) -> Tuple<A> {
         Tuple {
             src: self.dst,
             dst: self.src,
             sport: self.dport,
             dport: self.sport,
             proto: self.proto,
-            icmp_reply: self.proto == IPPROTO_ICMP && !self.icmp_reply,
+            icmp_reply: self.proto == A::ICMP && !self.icmp_reply,
         }
     }
 
     /// True when the protocol has ports (or an echo id) NAT may change.
     pub(crate) fn has_ports(&self) -> bool {
-        matches!(self.proto, IPPROTO_TCP | IPPROTO_UDP | IPPROTO_ICMP)
+        self.proto == IPPROTO_TCP || self.proto == IPPROTO_UDP || self.proto == A::ICMP
     }
 }
 
