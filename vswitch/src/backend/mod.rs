@@ -160,6 +160,22 @@ pub(crate) fn bridge_device_name(plan: &Plan, net: usize) -> String {
     name
 }
 
+/// The IPv6 subnets routed without NAT behind machine `m` (`ip6tables =
+/// false`, V6-4): those of its non-internal bridge networks. Every backend
+/// gives lan hosts with IPv6 a route to them via the machine, as the admin
+/// of such a network configures it: without one, replies to un-NATed
+/// container addresses have no way back.
+pub(crate) fn routed_subnets6(plan: &Plan, m: usize) -> Vec<ipnet::Ipv6Net> {
+    if plan.machines[m].ip6tables {
+        return Vec::new();
+    }
+    plan.networks
+        .iter()
+        .filter(|n| n.machine == Some(m) && n.driver == Driver::Bridge && !n.internal)
+        .filter_map(|n| n.subnet6)
+        .collect()
+}
+
 /// A container on the `host` network shares its machine's namespace (NH-3).
 fn on_host_network(plan: &Plan, container: usize) -> bool {
     plan.containers[container]

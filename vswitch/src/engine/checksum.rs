@@ -34,6 +34,13 @@ pub(crate) fn update32(csum: u16, old: u32, new: u32) -> u16 {
 }
 
 /// A partial (uncomplemented pseudo-header) checksum after a pseudo-header
+/// 16-bit word changed.
+#[inline]
+pub(crate) fn update16_partial(sum: u16, old: u16, new: u16) -> u16 {
+    add(add(sum, !old), new)
+}
+
+/// A partial (uncomplemented pseudo-header) checksum after a pseudo-header
 /// 32-bit word changed.
 #[inline]
 pub(crate) fn update32_partial(sum: u16, old: u32, new: u32) -> u16 {

@@ -86,6 +86,8 @@ pub struct L3Config {
     pub timeouts: Timeouts,
     /// Most packets waiting for ARP per engine address.
     pub neighbour_queue: usize,
+    /// IPv6 routed between links (empty: IPv6 stays on its links).
+    pub v6: super::route6::Route6Config,
 }
 
 impl Default for L3Config {
@@ -97,6 +99,7 @@ impl Default for L3Config {
             conntrack_capacity: 65536,
             timeouts: Timeouts::default(),
             neighbour_queue: 64,
+            v6: super::route6::Route6Config::default(),
         }
     }
 }

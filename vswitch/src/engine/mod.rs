@@ -33,12 +33,15 @@ pub mod packet;
 #[cfg(test)]
 mod proptests;
 mod route;
+pub mod route6;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod tests_l3;
 #[cfg(test)]
 mod tests_nat;
+#[cfg(test)]
+mod tests_route6;
 #[cfg(test)]
 mod tests_vlan;
 #[cfg(test)]
@@ -250,6 +253,7 @@ pub struct Engine {
     domains: Vec<Domain>,
     metrics: Metrics,
     router: Option<Box<route::Router>>,
+    router6: Option<Box<route6::Router6>>,
     vlan: Option<Box<vlan::VlanState>>,
     overlay: Option<Box<vxlan::Overlay>>,
 }
@@ -327,6 +331,26 @@ impl Engine {
             };
             Some(Box::new(route::Router::new(&cfg.l3, ports.len(), &view)?))
         };
+        let router6 = if cfg.l3.v6.networks.is_empty() && cfg.l3.v6.publish.is_empty() {
+            None
+        } else {
+            let domain_of = |p: PortId| ports.get(usize::from(p.0)).map(|p| (p.domain, p.role));
+            let lan = cfg
+                .l3
+                .v6
+                .machines
+                .first()
+                .and_then(|m| ports.get(usize::from(m.uplink.0)))
+                .map(|p| p.domain);
+            Some(Box::new(route6::Router6::new(
+                cfg.l3.v6.clone(),
+                ports.len(),
+                &domain_of,
+                lan,
+                cfg.l3.conntrack_capacity,
+                cfg.l3.timeouts,
+            )))
+        };
         let overlay = if cfg.overlay.is_empty() {
             None
         } else {
@@ -338,6 +362,7 @@ impl Engine {
             domains,
             metrics,
             router,
+            router6,
             vlan: None,
             overlay,
         })
@@ -415,6 +440,11 @@ impl Engine {
         {
             return;
         }
+        if let Some(r) = self.router6.as_deref_mut()
+            && r.intercept(now, ingress, pkt, &mut self.metrics, out)
+        {
+            return;
+        }
         let d = &mut self.domains[usize::from(port.domain.0)];
         let start = out.len();
         l2::switch(
@@ -446,6 +476,9 @@ impl Engine {
         if let Some(r) = self.router.as_deref_mut() {
             n += r.expire(now, &mut self.metrics);
         }
+        if let Some(r) = self.router6.as_deref_mut() {
+            n += r.expire(now);
+        }
         n
     }
 
@@ -457,6 +490,11 @@ impl Engine {
             .iter()
             .filter_map(|d| d.fdb.next_expiry())
             .chain(self.router.as_deref().and_then(route::Router::next_expiry))
+            .chain(
+                self.router6
+                    .as_deref()
+                    .and_then(route6::Router6::next_expiry),
+            )
             .min()
     }
 
@@ -470,11 +508,12 @@ impl Engine {
         })
     }
 
-    /// Number of tracked flows (all machines).
+    /// Number of tracked flows (all machines, both families).
     pub fn conntrack_len(&self) -> usize {
         self.router
             .as_deref()
             .map_or(0, |r| r.machines.iter().map(|m| m.ct.len()).sum())
+            + self.router6.as_deref().map_or(0, route6::Router6::len)
     }
 
     /// Conntrack counters summed over machines (zero without routing).

@@ -100,19 +100,6 @@ pub(super) fn lan_mac6(ip: Ipv6Addr) -> MacAddr {
     MacAddr([0x02, 0x57, o[12], o[13], o[14], o[15]])
 }
 
-/// The IPv6 subnets routed without NAT behind machine `m` (`ip6tables =
-/// false`, V6-4): those of its non-internal bridge networks.
-pub(super) fn routed_subnets6(plan: &Plan, m: usize) -> Vec<Ipv6Net> {
-    if plan.machines[m].ip6tables {
-        return Vec::new();
-    }
-    plan.networks
-        .iter()
-        .filter(|n| n.machine == Some(m) && n.driver == Driver::Bridge && !n.internal)
-        .filter_map(|n| n.subnet6)
-        .collect()
-}
-
 /// The `eth0` of a machine or external on the lan: its IPv4 address on
 /// `lan` and IPv6 address on `lan6`, a default route per family via the
 /// lan's gateway external when there is one. An external also gets a
@@ -153,7 +140,7 @@ pub(super) fn lan_iface(plan: &Plan, node: Node) -> Option<Iface> {
                 addrs.push((IpAddr::V6(a), l6));
                 for (m, mach) in plan.machines.iter().enumerate() {
                     let Some(via) = mach.ip6 else { continue };
-                    for net in routed_subnets6(plan, m) {
+                    for net in crate::backend::routed_subnets6(plan, m) {
                         routes.push((IpNet::V6(net), Some(IpAddr::V6(via))));
                     }
                 }

@@ -35,6 +35,7 @@ use std::net::Ipv6Addr;
 
 use crate::backend::pcap::{self, PcapWriter};
 use crate::backend::{BuildError, BuildOptions, World};
+use crate::engine::route6::{Machine6, Network6, Publish6, Route6Config};
 use crate::engine::{
     Attachment, DomainConfig, DomainId, Engine, EngineConfig, Gateway, MachineConfig,
     NetworkConfig, PortConfig, PortId, PortRole, PublishConfig, VlanConfig, VlanMode, VlanPort,
@@ -112,73 +113,53 @@ pub fn unsupported(plan: &Plan) -> Vec<String> {
     why
 }
 
-/// Why the engine cannot carry IPv6 from `from` to `a` yet, if it cannot:
-/// it carries IPv6 on a link (a network's `subnet6`, `lan6`), to the
-/// machine's own addresses, and drops it between two networks of a machine
-/// whose `ip6tables` isolates them (V6-3), as Docker does; IPv6 routed
-/// anywhere else (NAT66 to the lan, published ports) is not built yet.
-fn ipv6_refusal(plan: &Plan, from: Node, a: Ipv6Addr, port: Option<u16>) -> Option<String> {
-    let machine_of = |m: usize| {
-        let ours = plan.machines[m].ip6 == Some(a)
-            || plan
-                .networks
-                .iter()
-                .any(|n| n.machine == Some(m) && n.ipv6 && n.gateway6 == Some(a));
-        ours.then_some(m)
+/// Why the engine cannot carry IPv6 from `from` to `a` yet, if it cannot.
+/// It switches IPv6 on every link and routes it between links (NAT66,
+/// published ports DNATed to a container's IPv6 address, `ip6tables = false`
+/// routing: `engine/route6.rs`); what Docker serves with docker-proxy's
+/// IPv6 side (a port published by a container without IPv6, PUB-4 and
+/// V6-5, or reached from the machine itself or its containers, PUB-7) is
+/// not built yet.
+fn ipv6_refusal(
+    plan: &Plan,
+    from: Node,
+    a: Ipv6Addr,
+    port: Option<(u16, Proto)>,
+) -> Option<String> {
+    let (p, proto) = port?;
+    let m = plan.machines.iter().position(|m| m.ip6 == Some(a))?;
+    let (Node::Container(ci), _) = plan.receiver_of(IpAddr::V6(a), p, proto)? else {
+        return None;
     };
-    let target_machine = (0..plan.machines.len()).find_map(machine_of);
-    if let (Some(m), Some(p)) = (target_machine, port)
-        && plan
-            .containers
-            .iter()
-            .any(|c| c.machine == m && c.publish.iter().any(|x| x.host_port == p))
-    {
+    let ctr = &plan.containers[ci];
+    let gateway_ep = ctr.endpoints.iter().find(|e| {
+        let n = &plan.networks[e.network];
+        n.driver != Driver::Overlay && l2nets::carries_default(n)
+    });
+    let has6 = gateway_ep.is_some_and(|e| e.ip6.is_some() && plan.networks[e.network].ipv6);
+    let local = match from {
+        Node::Machine(x) => x == m,
+        Node::Container(x) => plan.containers[x].machine == m,
+        Node::External(_) => false,
+    };
+    if local || !has6 || !plan.machines[m].ip6tables {
         return Some(format!(
-            "published ports over IPv6 ([{a}]:{p}) not supported yet"
+            "the IPv6 side of port {p} published by container `{}` is served by docker-proxy (PUB-4, PUB-7, V6-5), which this backend does not run for IPv6 yet",
+            ctr.name
         ));
     }
-    let on = |s: Option<Ipv6Net>| s.is_some_and(|s| s.contains(&a));
-    let lan6 = plan.lan6;
-    let held = match from {
-        Node::Container(c) => {
-            let ctr = &plan.containers[c];
-            if target_machine == Some(ctr.machine) {
-                return None;
-            }
-            let linked = ctr.endpoints.iter().any(|e| {
-                let n = &plan.networks[e.network];
-                e.ip6.is_some() && on(n.subnet6)
-            });
-            // Another bridge network of its machine, isolated by ip6tables.
-            let isolated = plan.machines[ctr.machine].ip6tables
-                && plan.networks.iter().any(|n| {
-                    n.driver == Driver::Bridge && n.machine == Some(ctr.machine) && on(n.subnet6)
-                });
-            linked || isolated
-        }
-        Node::Machine(m) => {
-            (plan.machines[m].ip6.is_some() && on(lan6))
-                || plan
-                    .networks
-                    .iter()
-                    .any(|n| n.machine == Some(m) && n.ipv6 && on(n.subnet6))
-        }
-        Node::External(x) => plan.externals[x].ip6.is_some() && on(lan6),
-    };
-    (!held).then(|| {
-        format!(
-            "IPv6 routed from {} to {a} not supported yet",
-            plan.node_name(from)
-        )
-    })
+    None
 }
 
-/// The port a check connects to, if it has one.
-fn check_port(kind: &CheckKind) -> Option<u16> {
+/// The port a check connects to, and its protocol, if it has one.
+fn check_port(kind: &CheckKind) -> Option<(u16, Proto)> {
     match kind {
-        CheckKind::Tcp { to, .. }
-        | CheckKind::Udp { to, .. }
-        | CheckKind::Throughput { to, .. } => to.port,
+        CheckKind::Tcp { to, .. } => Some((to.port?, Proto::Tcp)),
+        CheckKind::Udp { to, .. } => Some((to.port?, Proto::Udp)),
+        CheckKind::Throughput { to, proto, .. } => Some((
+            to.port.unwrap_or(crate::scenario::plan::THROUGHPUT_PORT),
+            *proto,
+        )),
         _ => None,
     }
 }
@@ -277,6 +258,7 @@ impl Dataplane {
         // OV-8: overlay-only containers get a docker_gwbridge endpoint.
         let plan = &*overlay::with_gwbridge(plan);
         let mut cfg = EngineConfig::default();
+        let mut v6 = Route6Config::default();
         let mut ports: Vec<PortIo> = Vec::new();
         let mut port_names = Vec::new();
         let mut add_port = |cfg: &mut EngineConfig,
@@ -352,6 +334,9 @@ impl Dataplane {
                 spec,
             )?;
             uplinks.push(up);
+            if let Some(ip6) = m.ip6 {
+                v6.neighbours.push((ip6, lan_mac(m.ip), up));
+            }
             vlans.ports.push((
                 up,
                 VlanPort {
@@ -376,14 +361,24 @@ impl Dataplane {
                 (None, Some(ip6)) => lan_mac6(ip6),
                 (None, None) => continue,
             };
+            // No route back to IPv4 container subnets: with `masquerade =
+            // false` no reply returns (BR-11, BUG-5), as on Docker. IPv6
+            // subnets routed without NAT (`ip6tables = false`) get one.
+            let mut routes = Vec::new();
+            if x.ip6.is_some() {
+                for (m, mach) in plan.machines.iter().enumerate() {
+                    let Some(via) = mach.ip6 else { continue };
+                    for net in crate::backend::routed_subnets6(plan, m) {
+                        routes.push((IpNet::V6(net), Some(IpAddr::V6(via))));
+                    }
+                }
+            }
             let spec = IfaceSpec {
                 name: "eth0".into(),
                 mac,
                 mtu: LAN_MTU,
                 addrs,
-                // No route back to container subnets: with `masquerade =
-                // false` no reply returns (BR-11, BUG-5), as on Docker.
-                routes: Vec::new(),
+                routes,
             };
             let p = add_port(
                 &mut cfg,
@@ -393,6 +388,9 @@ impl Dataplane {
                 format!("lan-{}-eth0", x.name),
                 spec,
             )?;
+            if let Some(ip6) = x.ip6 {
+                v6.neighbours.push((ip6, mac, p));
+            }
             if let Some(v) = x.vlan {
                 vlans.ports.push((
                     p,
@@ -449,6 +447,17 @@ impl Dataplane {
             let domain = DomainId((cfg.domains.len() - 1) as u16);
             domain_of[ni] = Some(domain);
             let Some(gw) = gateway else { continue };
+            if let (true, Some(subnet6), Some(gateway6)) = (n.ipv6, n.subnet6, n.gateway6) {
+                v6.networks.push(Network6 {
+                    domain,
+                    machine: l3_machine,
+                    subnet6,
+                    gateway6,
+                    gw_mac: gw.mac,
+                    internal: n.internal,
+                    masquerade: n.masquerade && !n.internal,
+                });
+            }
             l3_net_of[ni] = Some(cfg.l3.networks.len());
             cfg.l3.networks.push(NetworkConfig {
                 domain,
@@ -570,11 +579,32 @@ impl Dataplane {
                 if let Some(l3) = l3_net_of[e.network] {
                     cfg.l3.networks[l3].neighbours.push((ip, e.mac, port));
                 }
+                if let (true, Some(ip6)) = (n.ipv6, e.ip6) {
+                    v6.neighbours.push((ip6, mac, port));
+                }
                 // BR-17: ports are published on the default-gateway network.
                 if default_net == Some(k)
                     && let Some(l3) = l3_net_of[e.network]
                 {
                     for p in &c.publish {
+                        // PUB-4: `H:C` on both families, `[v6]:H:C` on IPv6.
+                        if let (Some(ip6), true) = (e.ip6, n.ipv6) {
+                            let host_ip = match p.host_ip {
+                                None => Some(None),
+                                Some(IpAddr::V6(h)) => Some((!h.is_unspecified()).then_some(h)),
+                                Some(IpAddr::V4(_)) => None,
+                            };
+                            if let Some(host_ip) = host_ip {
+                                v6.publish.push(Publish6 {
+                                    machine: l3_machine,
+                                    host_ip,
+                                    host_port: p.host_port,
+                                    proto: ip_proto(p.proto),
+                                    container_ip: ip6,
+                                    container_port: p.container_port,
+                                });
+                            }
+                        }
                         let host_ip = match p.host_ip {
                             None => None,
                             Some(IpAddr::V4(h)) => Some(h),
@@ -606,6 +636,14 @@ impl Dataplane {
             if l3_of[i].is_none() {
                 continue;
             }
+            v6.machines.push(Machine6 {
+                uplink: uplinks[i],
+                mac: lan_mac(m.ip),
+                ip6: m.ip6,
+                lan6: plan.lan6,
+                lan_gateway6: lan_gateway.and_then(|g| g.ip6),
+                ip6tables: m.ip6tables,
+            });
             cfg.l3.machines.push(MachineConfig {
                 name: m.name.clone(),
                 uplink: uplinks[i],
@@ -625,6 +663,7 @@ impl Dataplane {
             crate::backend::kernel::build_mixed_machine(world, plan, m)?;
         }
 
+        cfg.l3.v6 = v6;
         let mut engine = Engine::new(cfg).map_err(BuildError::at("engine configuration"))?;
         if l2nets::needs_vlans(plan) {
             engine

@@ -1,0 +1,554 @@
+//! IPv6 routed between links: a machine's bridge networks and its uplink on
+//! `lan`, with the same connection tracking as IPv4 ([`Conntrack`] over
+//! [`Ipv6Addr`]) and Docker's `ip6tables` semantics (V6-4):
+//!
+//! - with `ip6tables` on: masquerade to the machine's `ip6` on egress
+//!   (BR-10's IPv6 side), published ports DNATed to `[container6]:C` with
+//!   the client's own address kept (PUB-1, PUB-3, PUB-4), isolation between
+//!   the machine's networks (V6-3), ingress denied to container addresses
+//!   that are neither a tracked reply nor published (PUB-2), internal
+//!   networks kept in (BR-15);
+//! - with `ip6tables` off: IPv6 routed both ways without NAT or filtering.
+//!
+//! Next hops are found in a static neighbour table the backend fills from
+//! the plan (every container's and lan host's IPv6 address with its MAC and
+//! engine port), so the router never waits for neighbour discovery; hosts
+//! still resolve each other and the gateway with NS/NA on their links.
+//!
+//! What is not routed here goes on along the L2 path: frames for the
+//! machine's own addresses (its host stack), link-local and multicast
+//! destinations, and anything that is not TCP, UDP or ICMPv6 right after
+//! the fixed header.
+
+use std::collections::HashMap;
+use std::net::Ipv6Addr;
+use std::time::Instant;
+
+use ipnet::Ipv6Net;
+
+use super::checksum::{get16, put16, update16};
+use super::conntrack::{Conntrack, Kind, Refused, Timeouts};
+use super::fdb::mac_key;
+use super::flow::{IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, Tuple, tcp_flags};
+use super::metrics::Metrics;
+use super::nd::ETHERTYPE_IPV6;
+use super::packet::{Packet, VnetHdr};
+use super::wire::{ETH_HDR_LEN, ethertype};
+use super::{Action, DomainId, DropReason, MacAddr, PortId, PortRole};
+
+const IPV6_HDR: usize = 40;
+const ICMPV6_ECHO_REQUEST: u8 = 128;
+const ICMPV6_ECHO_REPLY: u8 = 129;
+
+/// A machine as the IPv6 router sees it (one per [`super::MachineConfig`],
+/// same order).
+#[derive(Clone, Debug)]
+pub struct Machine6 {
+    /// The engine port of its uplink.
+    pub uplink: PortId,
+    /// Its uplink MAC (shared with the host stack).
+    pub mac: MacAddr,
+    /// Its uplink IPv6 address, when the world has `lan6`.
+    pub ip6: Option<Ipv6Addr>,
+    /// `lan6`.
+    pub lan6: Option<Ipv6Net>,
+    /// The lan's default router for IPv6 (the `gateway = true` external's
+    /// IPv6 address).
+    pub lan_gateway6: Option<Ipv6Addr>,
+    /// Docker's `ip6tables` daemon option (V6-4).
+    pub ip6tables: bool,
+}
+
+/// A bridge network's IPv6 side.
+#[derive(Clone, Debug)]
+pub struct Network6 {
+    /// Its domain.
+    pub domain: DomainId,
+    /// Index of its machine.
+    pub machine: usize,
+    /// `subnet6`.
+    pub subnet6: Ipv6Net,
+    /// `gateway6` (machine-local).
+    pub gateway6: Ipv6Addr,
+    /// The gateway's MAC (the host port's).
+    pub gw_mac: MacAddr,
+    /// No route beyond the network (BR-15).
+    pub internal: bool,
+    /// Masquerade on egress (with `ip6tables`).
+    pub masquerade: bool,
+}
+
+/// A port published over IPv6 (PUB-4: `H:C` and `[v6]:H:C`).
+#[derive(Clone, Copy, Debug)]
+pub struct Publish6 {
+    /// Index of its machine.
+    pub machine: usize,
+    /// Host address; `None` for all of the machine's.
+    pub host_ip: Option<Ipv6Addr>,
+    /// Host port.
+    pub host_port: u16,
+    /// 6 or 17.
+    pub proto: u8,
+    /// The container's IPv6 address.
+    pub container_ip: Ipv6Addr,
+    /// Container port.
+    pub container_port: u16,
+}
+
+/// The IPv6 routing configuration (empty: IPv6 stays on its links).
+#[derive(Clone, Debug, Default)]
+pub struct Route6Config {
+    /// Machines, in [`super::L3Config::machines`] order.
+    pub machines: Vec<Machine6>,
+    /// Bridge networks with IPv6.
+    pub networks: Vec<Network6>,
+    /// Published ports.
+    pub publish: Vec<Publish6>,
+    /// Every IPv6 host the router may deliver to: address, MAC, port.
+    pub neighbours: Vec<(Ipv6Addr, MacAddr, PortId)>,
+}
+
+/// What a port is to the IPv6 router.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Tag {
+    None,
+    Container(usize),
+    Lan,
+}
+
+/// An IPv6 packet's fields on the routed path (fixed header only).
+#[derive(Clone, Copy, Debug)]
+struct Ip6 {
+    tuple: Tuple<Ipv6Addr>,
+    hop_limit: u8,
+    /// Bytes of L4 in the frame.
+    l4_len: usize,
+    /// TCP flags.
+    tcp: Option<u8>,
+}
+
+const L4_OFF: usize = ETH_HDR_LEN + IPV6_HDR;
+
+impl Ip6 {
+    fn parse(frame: &[u8]) -> Option<Ip6> {
+        if frame.len() < L4_OFF || ethertype(frame) != ETHERTYPE_IPV6 {
+            return None;
+        }
+        let h = &frame[ETH_HDR_LEN..];
+        if h[0] >> 4 != 6 {
+            return None;
+        }
+        let plen = usize::from(get16(h, 4));
+        let l4 = frame.get(L4_OFF..L4_OFF + plen)?;
+        let addr = |at: usize| {
+            <[u8; 16]>::try_from(&h[at..at + 16])
+                .ok()
+                .map(Ipv6Addr::from)
+        };
+        let mut tuple = Tuple {
+            src: addr(8)?,
+            dst: addr(24)?,
+            sport: 0,
+            dport: 0,
+            proto: h[6],
+            icmp_reply: false,
+        };
+        let mut tcp = None;
+        match tuple.proto {
+            IPPROTO_TCP if l4.len() >= 20 => {
+                tuple.sport = get16(l4, 0);
+                tuple.dport = get16(l4, 2);
+                tcp = Some(l4[13]);
+            }
+            IPPROTO_UDP if l4.len() >= 8 => {
+                tuple.sport = get16(l4, 0);
+                tuple.dport = get16(l4, 2);
+            }
+            IPPROTO_ICMPV6 if l4.len() >= 8 => {
+                if matches!(l4[0], ICMPV6_ECHO_REQUEST | ICMPV6_ECHO_REPLY) {
+                    let id = get16(l4, 4);
+                    tuple.sport = id;
+                    tuple.dport = id;
+                    tuple.icmp_reply = l4[0] == ICMPV6_ECHO_REPLY;
+                } else {
+                    // Errors and neighbour discovery are not routed here.
+                    return None;
+                }
+            }
+            _ => return None,
+        }
+        Some(Ip6 {
+            tuple,
+            hop_limit: h[7],
+            l4_len: plen,
+            tcp,
+        })
+    }
+}
+
+/// Whether the router leaves a destination to the L2 path.
+fn on_link_only(a: Ipv6Addr) -> bool {
+    a.is_multicast() || a.is_unicast_link_local() || a.is_loopback() || a.is_unspecified()
+}
+
+/// The IPv6 router.
+#[derive(Debug)]
+pub(crate) struct Router6 {
+    cfg: Route6Config,
+    ct: Vec<Conntrack<Ipv6Addr>>,
+    tags: Vec<Tag>,
+    neigh: HashMap<Ipv6Addr, (MacAddr, PortId)>,
+}
+
+impl Router6 {
+    /// Builds the router; `domain_of` gives each port's domain and role,
+    /// `lan` is the lan domain.
+    pub(crate) fn new(
+        cfg: Route6Config,
+        nports: usize,
+        domain_of: &dyn Fn(PortId) -> Option<(DomainId, PortRole)>,
+        lan: Option<DomainId>,
+        conntrack_capacity: usize,
+        timeouts: Timeouts,
+    ) -> Router6 {
+        let mut tags = vec![Tag::None; nports];
+        for (i, t) in tags.iter_mut().enumerate() {
+            let Some((d, role)) = domain_of(PortId(i as u16)) else {
+                continue;
+            };
+            if Some(d) == lan {
+                *t = Tag::Lan;
+            } else if role == PortRole::Container
+                && let Some(n) = cfg.networks.iter().position(|n| n.domain == d)
+            {
+                *t = Tag::Container(n);
+            }
+        }
+        let neigh = cfg
+            .neighbours
+            .iter()
+            .map(|&(ip, mac, port)| (ip, (mac, port)))
+            .collect();
+        Router6 {
+            ct: (0..cfg.machines.len())
+                .map(|_| Conntrack::new(conntrack_capacity, timeouts))
+                .collect(),
+            cfg,
+            tags,
+            neigh,
+        }
+    }
+
+    /// Takes the frame when it is the router's (routed, translated,
+    /// dropped); false leaves it to L2.
+    pub(crate) fn intercept(
+        &mut self,
+        now: Instant,
+        ingress: PortId,
+        pkt: &mut Packet,
+        metrics: &mut Metrics,
+        out: &mut Vec<Action>,
+    ) -> bool {
+        let tag = self
+            .tags
+            .get(usize::from(ingress.0))
+            .copied()
+            .unwrap_or(Tag::None);
+        if tag == Tag::None {
+            return false;
+        }
+        let frame = pkt.frame();
+        let Some(ip) = Ip6::parse(frame) else {
+            return false;
+        };
+        if on_link_only(ip.tuple.dst) {
+            return false;
+        }
+        let dst_key = mac_key(&frame[0..6]);
+        let verdict = match tag {
+            Tag::Container(n) if dst_key == mac_key(&self.cfg.networks[n].gw_mac.0) => {
+                self.routed_from_container(now, n, &ip)
+            }
+            Tag::Lan => match self
+                .cfg
+                .machines
+                .iter()
+                .position(|m| mac_key(&m.mac.0) == dst_key)
+            {
+                Some(m) => self.inbound(now, m, &ip),
+                None => return false,
+            },
+            _ => return false,
+        };
+        match verdict {
+            Verdict::Pass => false,
+            Verdict::Drop(r) => {
+                metrics.drop(ingress, r);
+                out.push(Action::Drop(r));
+                true
+            }
+            Verdict::Route {
+                to,
+                via_mac,
+                src_mac,
+                port,
+            } => {
+                if ip.hop_limit <= 1 {
+                    metrics.drop(ingress, DropReason::TtlExceeded);
+                    out.push(Action::Drop(DropReason::TtlExceeded));
+                    return true;
+                }
+                rewrite(pkt, &ip.tuple, &to, ip.l4_len);
+                let b = pkt.frame_mut();
+                b[0..6].copy_from_slice(&via_mac.0);
+                b[6..12].copy_from_slice(&src_mac.0);
+                b[ETH_HDR_LEN + 7] = ip.hop_limit - 1;
+                metrics.tx(port, pkt.len());
+                out.push(Action::Forward(port));
+                true
+            }
+        }
+    }
+
+    /// Machine-local IPv6 addresses: the uplink's and every gateway6.
+    fn is_local(&self, m: usize, a: Ipv6Addr) -> bool {
+        self.cfg.machines[m].ip6 == Some(a)
+            || self
+                .cfg
+                .networks
+                .iter()
+                .any(|n| n.machine == m && n.gateway6 == a)
+    }
+
+    fn net_of(&self, m: usize, a: Ipv6Addr) -> Option<usize> {
+        self.cfg
+            .networks
+            .iter()
+            .position(|n| n.machine == m && n.subnet6.contains(&a))
+    }
+
+    /// Where a packet for `dst` goes from machine `m`: into one of its
+    /// networks, or out of its uplink towards `dst` or the lan's router.
+    fn next_hop(&self, m: usize, dst: Ipv6Addr) -> Result<(MacAddr, MacAddr, PortId), DropReason> {
+        let (hop, src_mac) = match self.net_of(m, dst) {
+            Some(n) => (dst, self.cfg.networks[n].gw_mac),
+            None => {
+                let mc = &self.cfg.machines[m];
+                let hop = if mc.lan6.is_some_and(|l| l.contains(&dst)) {
+                    dst
+                } else {
+                    mc.lan_gateway6.ok_or(DropReason::NoRoute)?
+                };
+                (hop, mc.mac)
+            }
+        };
+        let &(mac, port) = self
+            .neigh
+            .get(&hop)
+            .ok_or(DropReason::NeighbourUnresolved)?;
+        Ok((mac, src_mac, port))
+    }
+
+    fn route_to(&self, m: usize, to: Tuple<Ipv6Addr>) -> Verdict {
+        match self.next_hop(m, to.dst) {
+            Ok((via_mac, src_mac, port)) => Verdict::Route {
+                to,
+                via_mac,
+                src_mac,
+                port,
+            },
+            Err(r) => Verdict::Drop(r),
+        }
+    }
+
+    /// A container's packet to its gateway MAC for an address that is not
+    /// the machine's own.
+    fn routed_from_container(&mut self, now: Instant, n: usize, ip: &Ip6) -> Verdict {
+        let net = self.cfg.networks[n].clone();
+        let m = net.machine;
+        let t = ip.tuple;
+        if self.is_local(m, t.dst) {
+            return Verdict::Pass;
+        }
+        let ip6tables = self.cfg.machines[m].ip6tables;
+        if let Some((id, dir)) = self.ct[m].lookup(&t, now) {
+            let to = self.ct[m].get(id).map_or(t, |c| c.translated(dir));
+            self.ct[m].update(id, dir, ip.tcp, now);
+            return self.route_to(m, to);
+        }
+        if let Some(other) = self.net_of(m, t.dst) {
+            if other == n {
+                return Verdict::Pass; // on its own link: L2's
+            }
+            if ip6tables {
+                return Verdict::Drop(DropReason::Isolation);
+            }
+            return self.route_to(m, t);
+        }
+        if net.internal {
+            return Verdict::Drop(DropReason::InternalNetwork);
+        }
+        if !ip6tables {
+            return self.route_to(m, t);
+        }
+        if ip.tcp.is_some_and(|f| f & tcp_flags::SYN == 0) && t.proto == IPPROTO_TCP {
+            // No flow and not a SYN: conntrack's INVALID.
+            return Verdict::Drop(DropReason::InvalidState);
+        }
+        let (kind, reply) = match (net.masquerade, self.cfg.machines[m].ip6) {
+            (true, Some(me)) => {
+                let want = Tuple {
+                    src: t.dst,
+                    dst: me,
+                    sport: t.dport,
+                    dport: t.sport,
+                    proto: t.proto,
+                    icmp_reply: t.proto == IPPROTO_ICMPV6 && !t.icmp_reply,
+                };
+                match self.ct[m].free_reply(want) {
+                    Some(r) => (Kind::Masquerade, r),
+                    None => return Verdict::Drop(DropReason::NatPortsExhausted),
+                }
+            }
+            _ => (Kind::Routed, t.inverse()),
+        };
+        if let Err(e) = self.ct[m].insert(t, reply, kind, ip.tcp, now) {
+            return Verdict::Drop(refused(e));
+        }
+        self.route_to(m, reply.inverse())
+    }
+
+    /// A packet from the lan to machine `m`'s MAC.
+    fn inbound(&mut self, now: Instant, m: usize, ip: &Ip6) -> Verdict {
+        let t = ip.tuple;
+        if let Some((id, dir)) = self.ct[m].lookup(&t, now) {
+            let to = self.ct[m].get(id).map_or(t, |c| c.translated(dir));
+            self.ct[m].update(id, dir, ip.tcp, now);
+            return self.route_to(m, to);
+        }
+        let ip6tables = self.cfg.machines[m].ip6tables;
+        if self.cfg.machines[m].ip6 == Some(t.dst) {
+            let Some(p) = self.publish_match(m, &t) else {
+                return Verdict::Pass; // the host stack's
+            };
+            if !ip6tables {
+                return Verdict::Pass; // docker-proxy's, on the host stack
+            }
+            let to = Tuple {
+                dst: p.container_ip,
+                dport: p.container_port,
+                ..t
+            };
+            if let Err(e) = self.ct[m].insert(t, to.inverse(), Kind::Dnat, ip.tcp, now) {
+                return Verdict::Drop(refused(e));
+            }
+            return self.route_to(m, to);
+        }
+        if self.net_of(m, t.dst).is_some() {
+            if ip6tables {
+                return Verdict::Drop(DropReason::IngressDenied);
+            }
+            return self.route_to(m, t);
+        }
+        Verdict::Pass
+    }
+
+    fn publish_match(&self, m: usize, t: &Tuple<Ipv6Addr>) -> Option<Publish6> {
+        self.cfg.publish.iter().copied().find(|p| {
+            p.machine == m
+                && p.proto == t.proto
+                && p.host_port == t.dport
+                && p.host_ip.is_none_or(|h| h == t.dst || h.is_unspecified())
+        })
+    }
+
+    /// Forgets expired flows; returns how many.
+    pub(crate) fn expire(&mut self, now: Instant) -> usize {
+        self.ct.iter_mut().map(|c| c.expire(now)).sum()
+    }
+
+    /// The earliest flow expiry.
+    pub(crate) fn next_expiry(&self) -> Option<Instant> {
+        self.ct.iter().filter_map(Conntrack::next_expiry).min()
+    }
+
+    /// Number of tracked IPv6 flows.
+    pub(crate) fn len(&self) -> usize {
+        self.ct.iter().map(Conntrack::len).sum()
+    }
+}
+
+enum Verdict {
+    Pass,
+    Drop(DropReason),
+    Route {
+        to: Tuple<Ipv6Addr>,
+        via_mac: MacAddr,
+        src_mac: MacAddr,
+        port: PortId,
+    },
+}
+
+fn refused(r: Refused) -> DropReason {
+    match r {
+        Refused::Full => DropReason::ConntrackFull,
+        Refused::PortsExhausted => DropReason::NatPortsExhausted,
+    }
+}
+
+/// Rewrites addresses and ports from `from` to `to`, updating the L4
+/// checksum incrementally (RFC 1624). IPv6 has no header checksum; TCP,
+/// UDP and ICMPv6 all cover the pseudo-header. A partial checksum (the
+/// device finishes it, `F_NEEDS_CSUM`) holds the uncomplemented
+/// pseudo-header sum: address changes update it without complementing and
+/// port changes leave it alone, as for IPv4 (`nat.rs`).
+fn rewrite(pkt: &mut Packet, from: &Tuple<Ipv6Addr>, to: &Tuple<Ipv6Addr>, l4_len: usize) {
+    if from == to {
+        return;
+    }
+    let partial =
+        pkt.hdr.flags & VnetHdr::F_NEEDS_CSUM != 0 && usize::from(pkt.hdr.csum_start) == L4_OFF;
+    let at = match from.proto {
+        IPPROTO_TCP => 16,
+        IPPROTO_UDP => 6,
+        _ => 2,
+    };
+    let b = pkt.frame_mut();
+    let has_csum = l4_len >= at + 2;
+    let mut c = if has_csum { get16(b, L4_OFF + at) } else { 0 };
+    let words = |a: Ipv6Addr| a.segments();
+    for (field, o, n) in [(8, from.src, to.src), (24, from.dst, to.dst)] {
+        if o == n {
+            continue;
+        }
+        if has_csum {
+            for (ow, nw) in words(o).into_iter().zip(words(n)) {
+                c = if partial {
+                    super::checksum::update16_partial(c, ow, nw)
+                } else {
+                    update16(c, ow, nw)
+                };
+            }
+        }
+        b[ETH_HDR_LEN + field..ETH_HDR_LEN + field + 16].copy_from_slice(&n.octets());
+    }
+    let ports: &[(usize, u16, u16)] = match from.proto {
+        IPPROTO_TCP | IPPROTO_UDP => &[(0, from.sport, to.sport), (2, from.dport, to.dport)],
+        // The echo id is the "port" of both directions.
+        _ => &[(4, from.sport, to.sport)],
+    };
+    for &(field, o, n) in ports {
+        if o != n && l4_len >= field + 2 {
+            if has_csum && !partial {
+                c = update16(c, o, n);
+            }
+            put16(b, L4_OFF + field, n);
+        }
+    }
+    if has_csum {
+        if from.proto == IPPROTO_UDP && c == 0 && !partial {
+            c = 0xffff;
+        }
+        put16(b, L4_OFF + at, c);
+    }
+}

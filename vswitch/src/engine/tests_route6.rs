@@ -1,0 +1,321 @@
+//! IPv6 routed between links (`route6.rs`), on a virtual clock: NAT66
+//! masquerade and its replies, published ports over IPv6 (PUB-4), isolation
+//! (V6-3), internal networks (BR-15), ingress deny (PUB-2), `ip6tables =
+//! false` routing (V6-4), hop limits and checksums verified by etherparse.
+
+use std::net::Ipv6Addr;
+use std::time::Instant;
+
+use etherparse::{NetSlice, PacketBuilder, SlicedPacket, TransportSlice};
+
+use super::route6::{Machine6, Network6, Publish6, Route6Config};
+use super::*;
+
+const UPLINK: PortId = PortId(0);
+const EXT: PortId = PortId(1);
+const HOST1: PortId = PortId(2);
+const A: PortId = PortId(3);
+const B: PortId = PortId(5);
+
+const UP_MAC: MacAddr = MacAddr([0x02, 0x56, 198, 18, 0, 2]);
+const EXT_MAC: MacAddr = MacAddr([0x02, 0x56, 198, 18, 0, 80]);
+const GW1_MAC: MacAddr = MacAddr([0x02, 0x42, 172, 30, 0, 1]);
+const GW2_MAC: MacAddr = MacAddr([0x02, 0x42, 172, 31, 0, 1]);
+const A_MAC: MacAddr = MacAddr([0x02, 0x42, 172, 30, 0, 2]);
+const B_MAC: MacAddr = MacAddr([0x02, 0x42, 172, 31, 0, 2]);
+
+fn a6(s: &str) -> Ipv6Addr {
+    s.parse().unwrap()
+}
+
+const ME: &str = "2001:2::10";
+const WWW: &str = "2001:2::80";
+const A6: &str = "fd00:30::2";
+const B6: &str = "fd00:31::2";
+
+/// lan (uplink, ext); n1 (host port, a) with IPv6; n2 (host port 4, b),
+/// internal when asked; `8080:80` published by a.
+fn engine(ip6tables: bool, n2_internal: bool) -> Engine {
+    let port = |name: &str, d: u16, role| PortConfig {
+        name: name.into(),
+        domain: DomainId(d),
+        role,
+    };
+    let gw = |ip: [u8; 4], ip6: &str, mac| DomainConfig {
+        name: "n".into(),
+        gateway: Some(Gateway {
+            ip: ip.into(),
+            ip6: Some(a6(ip6)),
+            mac,
+        }),
+        icc: true,
+    };
+    let lan = DomainConfig {
+        name: "lan".into(),
+        gateway: None,
+        icc: true,
+    };
+    let net = |d: u16, sub: &str, gw6: &str, mac, internal| Network6 {
+        domain: DomainId(d),
+        machine: 0,
+        subnet6: sub.parse().unwrap(),
+        gateway6: a6(gw6),
+        gw_mac: mac,
+        internal,
+        masquerade: true,
+    };
+    let v6 = Route6Config {
+        machines: vec![Machine6 {
+            uplink: UPLINK,
+            mac: UP_MAC,
+            ip6: Some(a6(ME)),
+            lan6: Some("2001:2::/64".parse().unwrap()),
+            lan_gateway6: None,
+            ip6tables,
+        }],
+        networks: vec![
+            net(1, "fd00:30::/64", "fd00:30::1", GW1_MAC, false),
+            net(2, "fd00:31::/64", "fd00:31::1", GW2_MAC, n2_internal),
+        ],
+        publish: vec![Publish6 {
+            machine: 0,
+            host_ip: None,
+            host_port: 8080,
+            proto: 6,
+            container_ip: a6(A6),
+            container_port: 80,
+        }],
+        neighbours: vec![
+            (a6(WWW), EXT_MAC, EXT),
+            (a6(A6), A_MAC, A),
+            (a6(B6), B_MAC, B),
+        ],
+    };
+    let l3 = L3Config {
+        v6,
+        ..L3Config::default()
+    };
+    Engine::new(EngineConfig {
+        domains: vec![
+            lan,
+            gw([172, 30, 0, 1], "fd00:30::1", GW1_MAC),
+            gw([172, 31, 0, 1], "fd00:31::1", GW2_MAC),
+        ],
+        ports: vec![
+            port("lan/uplink", 0, PortRole::Plain),
+            port("lan/ext", 0, PortRole::Plain),
+            port("n1/host", 1, PortRole::Host),
+            port("a/eth0", 1, PortRole::Container),
+            port("n2/host", 2, PortRole::Host),
+            port("b/eth0", 2, PortRole::Container),
+        ],
+        l3,
+        ..EngineConfig::default()
+    })
+    .unwrap()
+}
+
+fn tcp(
+    smac: MacAddr,
+    dmac: MacAddr,
+    src: &str,
+    dst: &str,
+    sport: u16,
+    dport: u16,
+    syn: bool,
+) -> Packet {
+    let b = PacketBuilder::ethernet2(smac.0, dmac.0)
+        .ipv6(a6(src).octets(), a6(dst).octets(), 64)
+        .tcp(sport, dport, 1, 64240);
+    let b = if syn { b.syn() } else { b.ack(1) };
+    let mut v = Vec::new();
+    b.write(&mut v, b"hello").unwrap();
+    Packet::from_frame(VnetHdr::default(), &v)
+}
+
+fn run(e: &mut Engine, p: PortId, pkt: &mut Packet) -> Vec<Action> {
+    let mut out = Vec::new();
+    e.handle_frame(Instant::now(), p, pkt, &mut out);
+    out
+}
+
+/// (src, dst, sport, dport, hop limit, macs) of a forwarded frame, with
+/// the TCP checksum verified.
+fn seen(pkt: &Packet) -> (Ipv6Addr, Ipv6Addr, u16, u16, u8, [u8; 6], [u8; 6]) {
+    let f = pkt.frame();
+    let s = SlicedPacket::from_ethernet(f).unwrap();
+    let Some(NetSlice::Ipv6(ip)) = s.net else {
+        panic!("not IPv6");
+    };
+    let h = ip.header();
+    let Some(TransportSlice::Tcp(t)) = s.transport else {
+        panic!("not TCP");
+    };
+    let want = t
+        .to_header()
+        .calc_checksum_ipv6_raw(h.source(), h.destination(), t.payload())
+        .unwrap();
+    assert_eq!(t.checksum(), want, "TCP checksum after rewrite");
+    (
+        h.source_addr(),
+        h.destination_addr(),
+        t.source_port(),
+        t.destination_port(),
+        h.hop_limit(),
+        f[0..6].try_into().unwrap(),
+        f[6..12].try_into().unwrap(),
+    )
+}
+
+fn forwarded(out: &[Action]) -> PortId {
+    match out {
+        [Action::Forward(p)] => *p,
+        o => panic!("expected one Forward, got {o:?}"),
+    }
+}
+
+fn dropped(out: &[Action]) -> DropReason {
+    match out {
+        [Action::Drop(r)] => *r,
+        o => panic!("expected one Drop, got {o:?}"),
+    }
+}
+
+/// V6-4 with ip6tables: a container's flow leaves with the machine's ip6,
+/// its reply comes back to the container; MACs and hop limits as a router's.
+#[test]
+fn masquerade_out_and_reply_back() {
+    let mut e = engine(true, false);
+    let mut p = tcp(A_MAC, GW1_MAC, A6, WWW, 40000, 80, true);
+    assert_eq!(forwarded(&run(&mut e, A, &mut p)), EXT);
+    let (src, dst, sport, dport, hop, dmac, smac) = seen(&p);
+    assert_eq!((src, dst, dport, hop), (a6(ME), a6(WWW), 80, 63));
+    assert_eq!((dmac, smac), (EXT_MAC.0, UP_MAC.0));
+    let mut r = tcp(EXT_MAC, UP_MAC, WWW, ME, 80, sport, false);
+    assert_eq!(forwarded(&run(&mut e, EXT, &mut r)), A);
+    let (src, dst, sport, dport, _, dmac, smac) = seen(&r);
+    assert_eq!((src, dst, sport, dport), (a6(WWW), a6(A6), 80, 40000));
+    assert_eq!((dmac, smac), (A_MAC.0, GW1_MAC.0));
+    assert_eq!(e.conntrack_len(), 1);
+}
+
+/// PUB-4/PUB-3: `8080:80` over IPv6 reaches the container with the client's
+/// own address; the reply leaves from the published address.
+#[test]
+fn published_port_over_ipv6_keeps_the_client() {
+    let mut e = engine(true, false);
+    let mut p = tcp(EXT_MAC, UP_MAC, WWW, ME, 51000, 8080, true);
+    assert_eq!(forwarded(&run(&mut e, EXT, &mut p)), A);
+    let (src, dst, sport, dport, ..) = seen(&p);
+    assert_eq!((src, dst, sport, dport), (a6(WWW), a6(A6), 51000, 80));
+    let mut r = tcp(A_MAC, GW1_MAC, A6, WWW, 80, 51000, false);
+    assert_eq!(forwarded(&run(&mut e, A, &mut r)), EXT);
+    let (src, _, sport, ..) = seen(&r);
+    assert_eq!((src, sport), (a6(ME), 8080));
+}
+
+/// PUB-2, V6-3, BR-15 with ip6tables: no way in to a container address,
+/// none between networks, none out of an internal one.
+#[test]
+fn ip6tables_filters_like_iptables() {
+    let mut e = engine(true, true);
+    let mut p = tcp(EXT_MAC, UP_MAC, WWW, A6, 51000, 80, true);
+    assert_eq!(
+        dropped(&run(&mut e, EXT, &mut p)),
+        DropReason::IngressDenied
+    );
+    let mut p = tcp(A_MAC, GW1_MAC, A6, B6, 40000, 80, true);
+    assert_eq!(dropped(&run(&mut e, A, &mut p)), DropReason::Isolation);
+    let mut p = tcp(B_MAC, GW2_MAC, B6, WWW, 40000, 80, true);
+    assert_eq!(
+        dropped(&run(&mut e, B, &mut p)),
+        DropReason::InternalNetwork
+    );
+    // A mid-stream segment of no flow is conntrack's INVALID.
+    let mut p = tcp(A_MAC, GW1_MAC, A6, WWW, 40001, 80, false);
+    assert_eq!(dropped(&run(&mut e, A, &mut p)), DropReason::InvalidState);
+}
+
+/// V6-4 without ip6tables: routed both ways with the container's own
+/// address, and between networks.
+#[test]
+fn without_ip6tables_ipv6_is_routed_unfiltered() {
+    let mut e = engine(false, false);
+    let mut p = tcp(A_MAC, GW1_MAC, A6, WWW, 40000, 80, true);
+    assert_eq!(forwarded(&run(&mut e, A, &mut p)), EXT);
+    assert_eq!(seen(&p).0, a6(A6), "no masquerade");
+    let mut p = tcp(EXT_MAC, UP_MAC, WWW, A6, 51000, 80, true);
+    assert_eq!(forwarded(&run(&mut e, EXT, &mut p)), A);
+    let mut p = tcp(A_MAC, GW1_MAC, A6, B6, 40002, 80, true);
+    assert_eq!(forwarded(&run(&mut e, A, &mut p)), B);
+    let (.., dmac, smac) = seen(&p);
+    assert_eq!((dmac, smac), (B_MAC.0, GW2_MAC.0));
+}
+
+/// What is not the router's stays on L2: the machine's own addresses,
+/// link-local destinations; a hop limit of 1 is dropped when routed.
+#[test]
+fn local_link_local_and_hop_limit() {
+    let mut e = engine(true, false);
+    let mut p = tcp(A_MAC, GW1_MAC, A6, "fd00:30::1", 40000, 22, true);
+    assert_eq!(
+        forwarded(&run(&mut e, A, &mut p)),
+        HOST1,
+        "gateway6 is the host's"
+    );
+    let mut p = tcp(A_MAC, GW1_MAC, A6, ME, 40000, 22, true);
+    assert_eq!(
+        forwarded(&run(&mut e, A, &mut p)),
+        HOST1,
+        "the machine's ip6 too"
+    );
+    let mut p = tcp(A_MAC, GW1_MAC, "fe80::2", "fe80::1", 40000, 22, true);
+    assert_eq!(forwarded(&run(&mut e, A, &mut p)), HOST1);
+    let b = PacketBuilder::ethernet2(A_MAC.0, GW1_MAC.0)
+        .ipv6(a6(A6).octets(), a6(WWW).octets(), 1)
+        .tcp(40000, 80, 1, 64240)
+        .syn();
+    let mut v = Vec::new();
+    b.write(&mut v, b"").unwrap();
+    let mut p = Packet::from_frame(VnetHdr::default(), &v);
+    assert_eq!(dropped(&run(&mut e, A, &mut p)), DropReason::TtlExceeded);
+}
+
+/// Every truncation of a routed frame is refused or left to L2, never a
+/// panic; a partial checksum (TSO from a TAP) is updated without
+/// complementing and ports left to the device.
+#[test]
+fn truncations_and_partial_checksums() {
+    let full = tcp(A_MAC, GW1_MAC, A6, WWW, 40000, 80, true);
+    for n in 0..full.frame().len() {
+        let mut e = engine(true, false);
+        let mut p = Packet::from_frame(VnetHdr::default(), &full.frame()[..n]);
+        let _ = run(&mut e, A, &mut p);
+    }
+    // A partial checksum: the pseudo-header sum over the old addresses.
+    let mut e = engine(true, false);
+    let mut p = tcp(A_MAC, GW1_MAC, A6, WWW, 40000, 80, true);
+    let l4 = 14 + 40;
+    let pseudo = |src: Ipv6Addr, dst: Ipv6Addr, len: u32| {
+        let mut s: u32 = len + 6;
+        for w in src.segments().into_iter().chain(dst.segments()) {
+            s += u32::from(w);
+        }
+        while s >> 16 != 0 {
+            s = (s & 0xffff) + (s >> 16);
+        }
+        s as u16
+    };
+    let len = (p.frame().len() - l4) as u32;
+    p.frame_mut()[l4 + 16..l4 + 18].copy_from_slice(&pseudo(a6(A6), a6(WWW), len).to_be_bytes());
+    p.hdr.flags = VnetHdr::F_NEEDS_CSUM;
+    p.hdr.csum_start = l4 as u16;
+    p.hdr.csum_offset = 16;
+    assert_eq!(forwarded(&run(&mut e, A, &mut p)), EXT);
+    let got = u16::from_be_bytes([p.frame()[l4 + 16], p.frame()[l4 + 17]]);
+    assert_eq!(
+        got,
+        pseudo(a6(ME), a6(WWW), len),
+        "partial sum over the new addresses"
+    );
+}
