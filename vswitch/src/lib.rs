@@ -6,6 +6,7 @@
 pub mod backend;
 pub mod dns;
 pub mod engine;
+pub mod junit;
 pub mod netns;
 pub mod probe;
 pub mod run;

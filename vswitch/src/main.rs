@@ -10,7 +10,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use vswitch::backend::BuildOptions;
 use vswitch::run::execute::{
-    EXIT_FAILED, EXIT_INVALID, EXIT_OK, EXIT_UNSUPPORTED, Execution, RunOptions, execute,
+    EXIT_FAILED, EXIT_INVALID, EXIT_OK, EXIT_UNSUPPORTED, Execution, RunOptions,
 };
 use vswitch::scenario::{self, plan::BackendKind};
 use vswitch::world::{self, RunId, RunRecord};
@@ -61,6 +61,9 @@ enum Cmd {
         /// Write one pcap file per engine port into this directory.
         #[arg(long, value_name = "DIR")]
         pcap: Option<PathBuf>,
+        /// Write a JUnit XML report here (one testsuite per scenario).
+        #[arg(long, value_name = "PATH")]
+        junit: Option<PathBuf>,
         /// Keep the world up after the checks (until Ctrl-C or `vswitch down`).
         #[arg(long)]
         keep: bool,
@@ -125,6 +128,9 @@ enum Cmd {
         /// Write the comparison as JSON here (`-`: standard output).
         #[arg(long, value_name = "PATH")]
         json: Option<PathBuf>,
+        /// Write a JUnit XML report here (one testsuite per scenario and backend).
+        #[arg(long, value_name = "PATH")]
+        junit: Option<PathBuf>,
         /// Count "a backend cannot build this" (exit 3) as a failure (exit 1).
         #[arg(long)]
         strict: bool,
@@ -192,10 +198,14 @@ fn dispatch(cmd: Cmd) -> Result<i32> {
             backend,
             json,
             pcap,
+            junit,
             keep,
             strict,
             quiet,
-        } => cmd_run(files, backend.into(), json, pcap, keep, strict, quiet),
+        } => {
+            let out = Outputs { json, junit };
+            cmd_run(files, backend.into(), out, pcap, keep, strict, quiet)
+        }
         Cmd::Check { files, backend } => Ok(cmd_check(&files, backend.map(Into::into))),
         Cmd::Up {
             file,
@@ -218,8 +228,9 @@ fn dispatch(cmd: Cmd) -> Result<i32> {
             files,
             backends,
             json,
+            junit,
             strict,
-        } => cmd_compare(&files, &backends, json, strict),
+        } => cmd_compare(&files, &backends, Outputs { json, junit }, strict),
         Cmd::Bench {
             files,
             repeat,
@@ -260,10 +271,67 @@ fn combine(codes: &[i32], strict: bool) -> i32 {
         .unwrap_or(EXIT_OK)
 }
 
+/// Report files a run or comparison writes.
+struct Outputs {
+    json: Option<PathBuf>,
+    junit: Option<PathBuf>,
+}
+
+/// Writes a JUnit document (`-`: standard output).
+fn write_junit(path: &Path, suites: &[vswitch::junit::Suite]) -> Result<()> {
+    let xml = vswitch::junit::to_xml(suites);
+    if path == Path::new("-") {
+        print!("{xml}");
+        Ok(())
+    } else {
+        std::fs::write(path, xml).with_context(|| format!("writing {}", path.display()))
+    }
+}
+
+/// Loads a scenario file, its error as text.
+fn load_plan(file: &Path) -> Result<scenario::plan::Plan, String> {
+    scenario::load_file(file).map_err(|e| e.to_string())
+}
+
+/// Loads and runs one file; the plan is returned for reports.
+fn run_file(file: &Path, opts: &RunOptions) -> (Option<scenario::plan::Plan>, Execution) {
+    match load_plan(file) {
+        Ok(plan) => {
+            let ex = vswitch::run::execute::execute_plan(file, &plan, opts);
+            (Some(plan), ex)
+        }
+        Err(e) => (
+            None,
+            Execution {
+                code: EXIT_INVALID,
+                report: None,
+                error: Some(e),
+            },
+        ),
+    }
+}
+
+/// The JUnit suite of one execution.
+fn junit_suite(
+    file: &Path,
+    backend: BackendKind,
+    plan: Option<&scenario::plan::Plan>,
+    ex: &Execution,
+) -> vswitch::junit::Suite {
+    match &ex.report {
+        Some(r) => vswitch::junit::suite(plan, r, ex.error.as_deref()),
+        None => vswitch::junit::invalid_suite(
+            &file.display().to_string(),
+            &backend.to_string(),
+            ex.error.as_deref().unwrap_or("not run"),
+        ),
+    }
+}
+
 fn cmd_run(
     files: Vec<PathBuf>,
     backend: BackendKind,
-    json: Option<PathBuf>,
+    out: Outputs,
     pcap: Option<PathBuf>,
     keep: bool,
     strict: bool,
@@ -284,15 +352,22 @@ fn cmd_run(
         progress: !quiet,
         run_id: None,
     };
+    let Outputs { json, junit } = out;
     let json_to_stdout = json.as_deref() == Some(Path::new("-"));
+    let table_to_stderr = json_to_stdout || junit.as_deref() == Some(Path::new("-"));
     let mut codes = Vec::new();
     let mut reports = Vec::new();
+    let mut suites = Vec::new();
     for f in &files {
+        let (plan, ex) = run_file(f, &opts);
+        if junit.is_some() {
+            suites.push(junit_suite(f, backend, plan.as_ref(), &ex));
+        }
         let Execution {
             code,
             report,
             error,
-        } = execute(f, &opts);
+        } = ex;
         if let Some(e) = &error {
             eprintln!("{e}");
         }
@@ -302,7 +377,7 @@ fn cmd_run(
             }
             if r.unsupported.is_empty() && error.is_none() || !r.checks.is_empty() {
                 let table = r.table();
-                if json_to_stdout {
+                if table_to_stderr {
                     eprint!("{table}");
                 } else {
                     print!("{table}");
@@ -328,6 +403,9 @@ fn cmd_run(
             std::fs::write(&path, text + "\n")
                 .with_context(|| format!("writing {}", path.display()))?;
         }
+    }
+    if let Some(path) = junit {
+        write_junit(&path, &suites)?;
     }
     Ok(combine(&codes, strict))
 }
@@ -560,19 +638,26 @@ fn quiet_opts(backend: BackendKind) -> RunOptions {
     }
 }
 
-fn cmd_compare(
-    files: &[PathBuf],
-    backends: &[Backend],
-    json: Option<PathBuf>,
-    strict: bool,
-) -> Result<i32> {
+fn cmd_compare(files: &[PathBuf], backends: &[Backend], out: Outputs, strict: bool) -> Result<i32> {
     use vswitch::run::compare::{BackendRun, Comparison};
     install_signals()?;
+    let Outputs { json, junit } = out;
     let mut codes = Vec::new();
     let mut all = Vec::new();
+    let mut suites = Vec::new();
     for f in files {
-        let Some(plan) = load_or_report(f, &mut codes) else {
-            continue;
+        let plan = match load_plan(f) {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!("{e}");
+                codes.push(EXIT_INVALID);
+                let name = f.display().to_string();
+                for &b in backends {
+                    let kind = BackendKind::from(b).to_string();
+                    suites.push(vswitch::junit::invalid_suite(&name, &kind, &e));
+                }
+                continue;
+            }
         };
         let runs: Vec<BackendRun> = backends
             .iter()
@@ -580,6 +665,7 @@ fn cmd_compare(
                 let kind: BackendKind = b.into();
                 eprintln!("vswitch compare: {} on {kind}", f.display());
                 let ex = vswitch::run::execute::execute_plan(f, &plan, &quiet_opts(kind));
+                suites.push(junit_suite(f, kind, Some(&plan), &ex));
                 BackendRun {
                     backend: kind.to_string(),
                     code: ex.code,
@@ -612,6 +698,9 @@ fn cmd_compare(
         } else {
             std::fs::write(&path, text + "\n")?;
         }
+    }
+    if let Some(path) = junit {
+        write_junit(&path, &suites)?;
     }
     Ok(combine(&codes, strict))
 }
