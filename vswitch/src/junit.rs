@@ -333,4 +333,4 @@ pub fn to_xml(suites: &[Suite]) -> String {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

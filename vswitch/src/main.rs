@@ -46,6 +46,15 @@ impl From<Backend> for BackendKind {
     }
 }
 
+/// Output format of `vswitch graph`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum GraphFormat {
+    /// SVG drawn by vswitch (opens in a browser).
+    Svg,
+    /// Graphviz DOT text.
+    Dot,
+}
+
 #[derive(Subcommand, Debug)]
 enum Cmd {
     /// Build each scenario, run its checks, tear it down.
@@ -152,6 +161,20 @@ enum Cmd {
         )]
         backends: Vec<Backend>,
     },
+    /// Draw a scenario's world as SVG (or Graphviz DOT), checks coloured by a report.
+    Graph {
+        /// Scenario file.
+        file: PathBuf,
+        /// Output file (default: standard output).
+        #[arg(short, long, value_name = "PATH")]
+        output: Option<PathBuf>,
+        /// Output format (default: from the output's extension, else svg).
+        #[arg(long, value_enum)]
+        format: Option<GraphFormat>,
+        /// A report written by `vswitch run --json`: checks drawn as arrows.
+        #[arg(long, value_name = "REPORT")]
+        json: Option<PathBuf>,
+    },
     /// Internal: the background process of `up`.
     #[command(hide = true)]
     Serve {
@@ -241,6 +264,12 @@ fn dispatch(cmd: Cmd) -> Result<i32> {
             backend,
             pcap,
         } => cmd_serve(&file, backend.into(), pcap),
+        Cmd::Graph {
+            file,
+            output,
+            format,
+            json,
+        } => cmd_graph(&file, output.as_deref(), format, json.as_deref()),
     }
 }
 
@@ -776,4 +805,52 @@ fn cmd_bench(files: &[PathBuf], repeat: u32, backends: &[Backend]) -> Result<i32
         }
     }
     Ok(combine(&codes, false))
+}
+
+fn cmd_graph(
+    file: &Path,
+    output: Option<&Path>,
+    format: Option<GraphFormat>,
+    json: Option<&Path>,
+) -> Result<i32> {
+    let plan = match load_plan(file) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("{e}");
+            return Ok(EXIT_INVALID);
+        }
+    };
+    let arrows = match json {
+        None => Vec::new(),
+        Some(r) => {
+            let text =
+                std::fs::read_to_string(r).with_context(|| format!("reading {}", r.display()))?;
+            match vswitch::graph::check_arrows(&plan, &text, &r.display().to_string()) {
+                Ok(a) => a,
+                Err(e) => {
+                    eprintln!("vswitch: {e}");
+                    return Ok(EXIT_INVALID);
+                }
+            }
+        }
+    };
+    let by_extension = output
+        .and_then(|o| o.extension())
+        .is_some_and(|e| e == "dot" || e == "gv");
+    let format = format.unwrap_or(if by_extension {
+        GraphFormat::Dot
+    } else {
+        GraphFormat::Svg
+    });
+    let text = match format {
+        GraphFormat::Svg => vswitch::graph::to_svg(&plan, &arrows),
+        GraphFormat::Dot => vswitch::graph::to_dot(&plan, &arrows),
+    };
+    match output {
+        Some(o) if o != Path::new("-") => {
+            std::fs::write(o, text).with_context(|| format!("writing {}", o.display()))?
+        }
+        _ => print!("{text}"),
+    }
+    Ok(EXIT_OK)
 }
