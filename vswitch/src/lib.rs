@@ -7,6 +7,7 @@ pub mod backend;
 pub mod dns;
 pub mod engine;
 pub mod graph;
+pub mod inspect;
 pub mod junit;
 pub mod netns;
 pub mod probe;

@@ -175,6 +175,14 @@ enum Cmd {
         #[arg(long, value_name = "REPORT")]
         json: Option<PathBuf>,
     },
+    /// Show a live world's networks or one node as `docker network inspect` / `docker inspect` JSON.
+    Inspect {
+        /// Run id (`vswXXXXXX`) or scenario file stem of a live world.
+        run: String,
+        /// A network or node name (`network:NAME`, `container:NAME`… when names collide);
+        /// none: every network.
+        name: Option<String>,
+    },
     /// Internal: the background process of `up`.
     #[command(hide = true)]
     Serve {
@@ -264,6 +272,7 @@ fn dispatch(cmd: Cmd) -> Result<i32> {
             backend,
             pcap,
         } => cmd_serve(&file, backend.into(), pcap),
+        Cmd::Inspect { run, name } => cmd_inspect(&run, name.as_deref()),
         Cmd::Graph {
             file,
             output,
@@ -853,4 +862,25 @@ fn cmd_graph(
         _ => print!("{text}"),
     }
     Ok(EXIT_OK)
+}
+
+fn cmd_inspect(run: &str, name: Option<&str>) -> Result<i32> {
+    let rec = find_record(run)?;
+    let plan = load_plan(Path::new(&rec.scenario)).map_err(|e| {
+        anyhow::anyhow!(
+            "world {} was built from {}, which no longer loads: {e}",
+            rec.id,
+            rec.scenario
+        )
+    })?;
+    match vswitch::inspect::inspect(&plan, rec.id.as_str(), name) {
+        Ok(v) => {
+            println!("{}", serde_json::to_string_pretty(&v)?);
+            Ok(EXIT_OK)
+        }
+        Err(e) => {
+            eprintln!("vswitch: world {}: {e}", rec.id);
+            Ok(EXIT_FAILED)
+        }
+    }
 }
