@@ -183,6 +183,11 @@ enum Cmd {
         /// none: every network.
         name: Option<String>,
     },
+    /// Translate a Compose file into a scenario (TOML on standard output).
+    Import {
+        /// Compose file (`-`: standard input).
+        file: PathBuf,
+    },
     /// Internal: the background process of `up`.
     #[command(hide = true)]
     Serve {
@@ -273,6 +278,7 @@ fn dispatch(cmd: Cmd) -> Result<i32> {
             pcap,
         } => cmd_serve(&file, backend.into(), pcap),
         Cmd::Inspect { run, name } => cmd_inspect(&run, name.as_deref()),
+        Cmd::Import { file } => Ok(cmd_import(&file)),
         Cmd::Graph {
             file,
             output,
@@ -326,9 +332,23 @@ fn write_junit(path: &Path, suites: &[vswitch::junit::Suite]) -> Result<()> {
     }
 }
 
-/// Loads a scenario file, its error as text.
+/// Loads a scenario file (a `.yml`/`.yaml` Compose file through `import`),
+/// its error as text.
 fn load_plan(file: &Path) -> Result<scenario::plan::Plan, String> {
-    scenario::load_file(file).map_err(|e| e.to_string())
+    if !vswitch::compose::is_compose_path(file) {
+        return scenario::load_file(file).map_err(|e| e.to_string());
+    }
+    let imported = vswitch::compose::import_file(file).map_err(|e| e.to_string())?;
+    for n in &imported.notes {
+        eprintln!("{}: not translated: {n}", file.display());
+    }
+    scenario::parse_str(file, &imported.toml).map_err(|e| {
+        format!(
+            "{}: the scenario translated from it is invalid (see `vswitch import {}`): {e}",
+            file.display(),
+            file.display()
+        )
+    })
 }
 
 /// Loads and runs one file; the plan is returned for reports.
@@ -451,7 +471,7 @@ fn cmd_run(
 fn cmd_check(files: &[PathBuf], backend: Option<BackendKind>) -> i32 {
     let mut codes = Vec::new();
     for f in files {
-        match scenario::load_file(f) {
+        match load_plan(f) {
             Ok(plan) => {
                 let why = backend
                     .map(|b| vswitch::backend::unsupported(&plan, b))
@@ -509,7 +529,7 @@ fn find_record(name: &str) -> Result<RunRecord> {
 
 fn cmd_up(file: &Path, backend: Backend, pcap: Option<PathBuf>) -> Result<i32> {
     use std::os::unix::process::CommandExt;
-    let plan = match scenario::load_file(file) {
+    let plan = match load_plan(file) {
         Ok(p) => p,
         Err(e) => {
             eprintln!("{e}");
@@ -570,7 +590,7 @@ fn cmd_up(file: &Path, backend: Backend, pcap: Option<PathBuf>) -> Result<i32> {
 
 fn cmd_serve(file: &Path, backend: BackendKind, pcap: Option<PathBuf>) -> Result<i32> {
     install_signals()?;
-    let plan = scenario::load_file(file).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let plan = load_plan(file).map_err(|e| anyhow::anyhow!("{e}"))?;
     let run = RunId::new();
     let record = RunRecord {
         id: run.clone(),
@@ -656,7 +676,7 @@ fn cmd_exec(world_name: Option<&str>, node: &str, cmd: &[String]) -> Result<i32>
 
 /// Loads a scenario, or prints why not and records exit 2.
 fn load_or_report(file: &Path, codes: &mut Vec<i32>) -> Option<scenario::plan::Plan> {
-    match scenario::load_file(file) {
+    match load_plan(file) {
         Ok(p) => Some(p),
         Err(e) => {
             eprintln!("{e}");
@@ -881,6 +901,22 @@ fn cmd_inspect(run: &str, name: Option<&str>) -> Result<i32> {
         Err(e) => {
             eprintln!("vswitch: world {}: {e}", rec.id);
             Ok(EXIT_FAILED)
+        }
+    }
+}
+
+fn cmd_import(file: &Path) -> i32 {
+    match vswitch::compose::import_file(file) {
+        Ok(imported) => {
+            for n in &imported.notes {
+                eprintln!("{}: not translated: {n}", file.display());
+            }
+            print!("{}", imported.toml);
+            EXIT_OK
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            EXIT_INVALID
         }
     }
 }

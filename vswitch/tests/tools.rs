@@ -197,3 +197,83 @@ fn inspect_a_live_world() {
     assert!(down.status.success(), "{down:?}");
     assert_eq!(leftovers(&run), Vec::<String>::new());
 }
+
+#[test]
+fn import_cli_prints_toml_and_lists_what_it_left_out() {
+    let out = vswitch(&["import", "scenarios/compose/webapp.yml"], &[]);
+    assert!(out.status.success(), "{out:?}");
+    let toml = String::from_utf8(out.stdout).unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(toml.contains("[[container]]\nname = \"api-2\""), "{toml}");
+    assert!(
+        stderr.contains("not translated: services.db.{image, environment} (line"),
+        "{stderr}"
+    );
+    let plan = vswitch::scenario::parse_str(Path::new("webapp.toml"), &toml).expect("valid");
+    assert_eq!(plan.containers.len(), 4);
+    let bad = tmp("bad.yml");
+    std::fs::write(&bad, "services:\n  web:\n    networks: [nope]\n").unwrap();
+    let out = vswitch(&["import", bad.to_str().unwrap()], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        e.contains("bad.yml:3:16: services.web.networks: service web refers to undefined network"),
+        "{e}"
+    );
+    // `run` on a broken compose file: exit 2 before anything is built.
+    let out = vswitch(&["run", bad.to_str().unwrap()], &[]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+}
+
+/// `run FILE.yml` builds the translated world; `up FILE.yml` keeps it and
+/// `inspect` shows the compose addresses.
+#[test]
+fn compose_file_runs_and_comes_up() {
+    if !have_root("compose_file_runs_and_comes_up") {
+        return;
+    }
+    let out = vswitch(
+        &["run", "-q", "scenarios/compose/webapp.yml", "--json", "-"],
+        &[],
+    );
+    assert!(out.status.success(), "{out:?}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["title"], "compose: webapp");
+    let run = RunId::new();
+    let up = vswitch(
+        &["up", "scenarios/compose/webapp.yml"],
+        &[("VSWITCH_RUN_ID", run.as_str())],
+    );
+    assert!(up.status.success(), "{up:?}");
+    let result = std::panic::catch_unwind(|| {
+        let out = vswitch(&["inspect", run.as_str(), "proxy"], &[]);
+        assert!(out.status.success(), "{out:?}");
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let front = &v[0]["NetworkSettings"]["Networks"]["front"];
+        assert_eq!(front["IPAddress"], "172.28.0.10");
+        assert_eq!(front["Aliases"], serde_json::json!(["www"]));
+        let ip = vswitch(
+            &[
+                "exec",
+                "--world",
+                run.as_str(),
+                "proxy",
+                "--",
+                "ip",
+                "-j",
+                "addr",
+                "show",
+                "eth0",
+            ],
+            &[],
+        );
+        let real: serde_json::Value = serde_json::from_slice(&ip.stdout).unwrap();
+        assert_eq!(front["MacAddress"], real[0]["address"]);
+    });
+    let down = vswitch(&["down", run.as_str()], &[]);
+    if let Err(p) = result {
+        std::panic::resume_unwind(p);
+    }
+    assert!(down.status.success(), "{down:?}");
+    assert_eq!(leftovers(&run), Vec::<String>::new());
+}
