@@ -78,6 +78,27 @@ fn graph_cli_writes_svg_and_dot() {
     let dot = String::from_utf8(out.stdout).unwrap();
     assert!(dot.starts_with("digraph"), "{dot}");
     assert!(dot.contains("\"container:web\""));
+    // Graphviz, where installed, reads it.
+    if Command::new("dot").arg("-V").output().is_ok() {
+        let mut child = Command::new("dot")
+            .arg("-Tsvg")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write as _;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(dot.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "dot rejected it: {out:?}");
+    } else {
+        eprintln!("graphviz not installed: DOT syntax not checked by dot");
+    }
     // A report that is not JSON is bad input (exit 2), named.
     let bad = tmp("bad.json");
     std::fs::write(&bad, "nope").unwrap();

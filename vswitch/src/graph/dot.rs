@@ -83,6 +83,7 @@ pub fn to_dot(plan: &Plan, arrows: &[CheckArrow]) -> String {
     let _ = writeln!(o, "digraph {} {{", q(&plan.name));
     o.push_str("  rankdir=TB; compound=true; fontname=\"DejaVu Sans\";\n");
     o.push_str("  node [fontname=\"DejaVu Sans\", fontsize=10];\n");
+    o.push_str("  edge [fontname=\"DejaVu Sans\", fontsize=10];\n");
     let _ = writeln!(o, "  label={};", q(&plan.name));
     let mut lan = vec![plan.lan.to_string()];
     let vlans = lan_vlans(plan);
