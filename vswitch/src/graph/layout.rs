@@ -226,7 +226,12 @@ pub(crate) fn layout(plan: &Plan, legend_lines: usize, min_width: f64) -> Layout
     let mut bottom = net_y + net_h;
     for m in 0..plan.machines.len() {
         let nets = machine_networks(plan, m);
-        let w = (nets.len().max(1) as f64 * COL_W + 10.0).max(240.0);
+        let mach = &plan.machines[m];
+        // Room for the header `machine NAME · host stack IP`.
+        let header = (mach.name.len() + mach.ip.to_string().len() + 22) as f64 * 7.6 + 24.0;
+        let w = (nets.len().max(1) as f64 * COL_W + 10.0)
+            .max(240.0)
+            .max(header);
         let columns: Vec<Column> = nets
             .iter()
             .enumerate()

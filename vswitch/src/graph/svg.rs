@@ -220,6 +220,7 @@ fn draw_arrows(s: &mut Svg, l: &Layout, arrows: &[CheckArrow]) {
     let mut k = 0usize;
     for a in arrows {
         let colour = a.status.colour();
+        let mut labelled = false;
         for &(from, to) in &a.pairs {
             if from == to {
                 continue;
@@ -228,28 +229,32 @@ fn draw_arrows(s: &mut Svg, l: &Layout, arrows: &[CheckArrow]) {
             let (ax, ay, bx, by) = (ra.cx(), ra.cy(), rb.cx(), rb.cy());
             let (dx, dy) = (bx - ax, by - ay);
             let len = (dx * dx + dy * dy).sqrt().max(1.0);
-            // Bend each arrow a little differently so parallel ones part.
+            // Bend each arrow a little differently so parallel ones part;
+            // between boxes of one column, out to the right of the column
+            // so the curve clears the boxes in between.
             let bend = 30.0 + 12.0 * (k % 5) as f64;
-            let (mx, my) = (
-                (ax + bx) / 2.0 - dy / len * bend,
-                (ay + by) / 2.0 + dx / len * bend,
-            );
-            let (x1, y1) = ra.edge_towards((mx, my));
-            let (x2, y2) = rb.edge_towards((mx, my));
+            let ((mx, my), (x1, y1), (x2, y2)) = if dx.abs() < 1.0 {
+                let c = (ra.right() + 10.0 + bend + 0.4 * dy.abs(), (ay + by) / 2.0);
+                (c, (ra.right(), ay - 4.0), (rb.right(), by + 4.0))
+            } else {
+                let c = (
+                    (ax + bx) / 2.0 - dy / len * bend,
+                    (ay + by) / 2.0 + dx / len * bend,
+                );
+                (c, ra.edge_towards(c), rb.edge_towards(c))
+            };
             let _ = writeln!(
                 s.0,
                 "<path d=\"M {x1:.1} {y1:.1} Q {mx:.1} {my:.1} {x2:.1} {y2:.1}\" fill=\"none\" stroke=\"{colour}\" stroke-width=\"2\" stroke-opacity=\"0.85\" marker-end=\"url(#arrow-{})\"/>",
                 a.status.word().replace(' ', "-")
             );
-            let (lx, ly) = ((x1 + 2.0 * mx + x2) / 4.0, (y1 + 2.0 * my + y2) / 4.0);
-            s.text(
-                lx + 3.0,
-                ly - 3.0,
-                11.0,
-                true,
-                colour,
-                &format!("#{}", a.index),
-            );
+            // One label per check (a reach check has many arrows).
+            if !labelled {
+                let (lx, ly) = ((x1 + 2.0 * mx + x2) / 4.0, (y1 + 2.0 * my + y2) / 4.0);
+                let label = format!("#{}", a.index);
+                s.text(lx + 3.0, ly - 3.0, 11.0, true, colour, &label);
+                labelled = true;
+            }
             k += 1;
         }
     }
