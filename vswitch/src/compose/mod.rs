@@ -14,6 +14,7 @@
 //! top of the output, and by the caller on standard error — never dropped
 //! silently. Invalid YAML and Compose errors name file, line, column and key.
 
+mod interpolate;
 mod ports;
 mod services;
 mod yaml;
@@ -106,6 +107,8 @@ pub(crate) struct Ctx<'a> {
     pub notes: Vec<(usize, String)>,
     pub networks: Vec<NetOut>,
     pub containers: Vec<ContOut>,
+    /// Active profiles (`COMPOSE_PROFILES`).
+    pub profiles: Vec<String>,
 }
 
 /// A TOML string.
@@ -483,15 +486,41 @@ fn write_scenario(ctx: &Ctx, title: &str) -> String {
     o
 }
 
-/// Translates Compose text; `file` names it in messages.
+/// Translates Compose text; `file` names it in messages. Variables are
+/// interpolated from the environment.
 pub fn import_str(file: &Path, text: &str) -> Result<Imported, ComposeError> {
+    import_with_env(file, text, &|name| std::env::var(name).ok())
+}
+
+/// [`import_str`] with variables looked up by `env`.
+pub fn import_with_env(
+    file: &Path,
+    text: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Imported, ComposeError> {
     let mut ctx = Ctx {
         file,
         notes: Vec::new(),
         networks: Vec::new(),
         containers: Vec::new(),
+        profiles: env("COMPOSE_PROFILES")
+            .unwrap_or_default()
+            .split(',')
+            .map(|p| p.trim().to_string())
+            .filter(|p| !p.is_empty())
+            .collect(),
     };
-    let root = yaml::parse(text).map_err(|e| ctx.err(e.line, e.col, "yaml", e.message))?;
+    let mut root = yaml::parse(text).map_err(|e| ctx.err(e.line, e.col, "yaml", e.message))?;
+    let mut unset = Vec::new();
+    interpolate::interpolate(&mut root, env, &mut unset)
+        .map_err(|e| ctx.err(e.line, e.col, "interpolation", e.message))?;
+    for (line, name) in unset {
+        ctx.note(
+            line,
+            &format!("${name}"),
+            "variable is not set: an empty string was substituted",
+        );
+    }
     let top = match &root.val {
         Val::Map(m) => m.clone(),
         _ => {

@@ -65,7 +65,6 @@ const NOTED: &[&str] = &[
     "post_start",
     "pre_stop",
     "privileged",
-    "profiles",
     "provider",
     "pull_policy",
     "read_only",
@@ -119,8 +118,14 @@ struct Service {
 }
 
 fn replicas(ctx: &Ctx, n: &Node, key: &str) -> Result<u32, ComposeError> {
-    match &n.val {
-        Val::Int(i) if (0..=64).contains(i) => Ok(*i as u32),
+    let parsed = match &n.val {
+        Val::Int(i) => Some(*i),
+        // Interpolated values are strings.
+        Val::Str(t) => t.trim().parse().ok(),
+        _ => None,
+    };
+    match parsed {
+        Some(i) if (0..=64).contains(&i) => Ok(i as u32),
         _ => Err(ctx.err(
             n.line,
             n.col,
@@ -216,6 +221,8 @@ fn read_service(ctx: &mut Ctx, e: &Entry) -> Result<Service, ComposeError> {
         let k = format!("{base}.{}", f.key);
         match f.key.as_str() {
             "networks" => networks(ctx, &mut s, &f.value, &k)?,
+            // Honoured by `translate`.
+            "profiles" => {}
             "network_mode" => s.mode = Some((ctx.text(&f.value, &k)?, f.line, f.col)),
             "ports" => s.ports = ports::ports(ctx, &f.value, &k)?,
             "expose" => s.serve.extend(ports::expose(ctx, &f.value, &k)?),
@@ -422,6 +429,25 @@ fn containers(ctx: &mut Ctx, s: &Service, attach: &mut [Attach]) -> Result<(), C
 /// Every service, in file order.
 pub(crate) fn translate(ctx: &mut Ctx, services: &Entry) -> Result<(), ComposeError> {
     for e in ctx.map(&services.value, "services")?.to_vec() {
+        if let Some(p) = e.value.get("profiles") {
+            let key = format!("services.{}.profiles", e.key);
+            let mut names = Vec::new();
+            for (i, n) in ctx.list(p, &key)?.iter().enumerate() {
+                names.push(ctx.text(n, &format!("{key}[{i}]"))?);
+            }
+            if !names
+                .iter()
+                .any(|n| ctx.profiles.contains(n) || ctx.profiles.iter().any(|a| a == "*"))
+            {
+                let why = format!(
+                    "only started with profile {} (COMPOSE_PROFILES): service {} not translated",
+                    names.join(" or "),
+                    e.key
+                );
+                ctx.note(e.line, &key, &why);
+                continue;
+            }
+        }
         let s = read_service(ctx, &e)?;
         let Some(mut attach) = resolve(ctx, &s)? else {
             continue;

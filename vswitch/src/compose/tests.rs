@@ -424,3 +424,66 @@ fn the_repository_compose_example_round_trips() {
     let p = scenario::parse_str(&path, &i.toml).expect("valid scenario");
     assert!(!p.containers.is_empty());
 }
+
+fn with_env(text: &str, vars: &[(&str, &str)]) -> Result<Imported, ComposeError> {
+    let vars: Vec<(String, String)> = vars
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    import_with_env(Path::new("c.yml"), text, &|name| {
+        vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+    })
+}
+
+#[test]
+fn variables_are_interpolated() {
+    let text = "services:\n  web:\n    ports: [\"${PORT:-8080}:80\", \"$OTHER:81\", \"${UNSET}82:82\"]\n    deploy:\n      replicas: ${N-2}\n    dns: ${DNS:?needs a resolver}\n    environment:\n      PRICE: $$5\n";
+    let i = with_env(text, &[("OTHER", "9091"), ("DNS", "9.9.9.9")]).unwrap();
+    let p = scenario::parse_str(Path::new("c.toml"), &i.toml)
+        .unwrap_or_else(|e| panic!("{e}\n{}", i.toml));
+    let web = cont(&p, "web-1");
+    let hp: Vec<u16> = web.publish.iter().map(|m| m.host_port).collect();
+    assert_eq!(hp, [8080, 9091, 82]);
+    assert_eq!(p.containers.len(), 2);
+    assert_eq!(web.dns[0].to_string(), "9.9.9.9");
+    assert!(
+        i.notes
+            .iter()
+            .any(|n| n.starts_with("$UNSET (line 3): variable is not set")),
+        "{:?}",
+        i.notes
+    );
+    // Set but empty: `:-` takes the default, `-` does not.
+    let i = with_env(
+        "services:\n  w:\n    ports: [\"${P:-7000}:80\"]\n",
+        &[("P", "")],
+    )
+    .unwrap();
+    assert!(i.toml.contains("publish = [\"7000:80\"]"), "{}", i.toml);
+    let e = with_env(text, &[]).unwrap_err();
+    assert_eq!((e.line, e.key.as_str()), (6, "interpolation"));
+    assert!(
+        e.message
+            .contains("required variable DNS is missing a value: needs a resolver"),
+        "{e}"
+    );
+    let e = with_env("services:\n  w:\n    image: \"${oops\"\n", &[]).unwrap_err();
+    assert!(e.message.contains("unclosed"), "{e}");
+}
+
+#[test]
+fn profiles_choose_services() {
+    let text = "services:\n  web: {}\n  debug:\n    profiles: [tools]\n    networks: [nope]\n";
+    let i = with_env(text, &[]).unwrap();
+    assert!(!i.toml.contains("name = \"debug\""));
+    assert!(
+        i.notes
+            .iter()
+            .any(|n| n.contains("only started with profile tools")),
+        "{:?}",
+        i.notes
+    );
+    // Active: translated (and its error found).
+    let e = with_env(text, &[("COMPOSE_PROFILES", "x,tools")]).unwrap_err();
+    assert!(e.message.contains("undefined network"), "{e}");
+}
