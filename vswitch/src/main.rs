@@ -187,6 +187,9 @@ enum Cmd {
     Import {
         /// Compose file (`-`: standard input).
         file: PathBuf,
+        /// Add checks that service names resolve and served TCP ports answer.
+        #[arg(long)]
+        checks: bool,
     },
     /// Internal: the background process of `up`.
     #[command(hide = true)]
@@ -278,7 +281,7 @@ fn dispatch(cmd: Cmd) -> Result<i32> {
             pcap,
         } => cmd_serve(&file, backend.into(), pcap),
         Cmd::Inspect { run, name } => cmd_inspect(&run, name.as_deref()),
-        Cmd::Import { file } => Ok(cmd_import(&file)),
+        Cmd::Import { file, checks } => Ok(cmd_import(&file, checks)),
         Cmd::Graph {
             file,
             output,
@@ -905,13 +908,29 @@ fn cmd_inspect(run: &str, name: Option<&str>) -> Result<i32> {
     }
 }
 
-fn cmd_import(file: &Path) -> i32 {
+fn cmd_import(file: &Path, checks: bool) -> i32 {
     match vswitch::compose::import_file(file) {
         Ok(imported) => {
             for n in &imported.notes {
                 eprintln!("{}: not translated: {n}", file.display());
             }
-            print!("{}", imported.toml);
+            let mut text = imported.toml.clone();
+            if checks {
+                match scenario::parse_str(file, &imported.toml) {
+                    Ok(plan) => text.push_str(&vswitch::compose::discovery_checks(
+                        &plan,
+                        &imported.services,
+                    )),
+                    Err(e) => {
+                        eprintln!(
+                            "{}: the translated scenario is invalid: {e}",
+                            file.display()
+                        );
+                        return EXIT_INVALID;
+                    }
+                }
+            }
+            print!("{text}");
             EXIT_OK
         }
         Err(e) => {

@@ -14,6 +14,7 @@
 //! top of the output, and by the caller on standard error — never dropped
 //! silently. Invalid YAML and Compose errors name file, line, column and key.
 
+mod checks;
 mod interpolate;
 mod ports;
 mod services;
@@ -51,6 +52,8 @@ pub struct Imported {
     pub toml: String,
     /// What was not translated, one line each (`KEY (line N): why`).
     pub notes: Vec<String>,
+    /// Each translated service and the containers it became.
+    pub services: Vec<(String, Vec<String>)>,
 }
 
 /// True for `.yml` / `.yaml` files: those are read as Compose files.
@@ -93,6 +96,8 @@ pub(crate) struct NetOut {
 #[derive(Clone, Debug, Default)]
 pub(crate) struct ContOut {
     pub name: String,
+    /// The service it is (a replica of).
+    pub service: String,
     /// TOML values of `networks` (strings or inline tables).
     pub networks: Vec<String>,
     pub publish: Vec<String>,
@@ -486,6 +491,20 @@ fn write_scenario(ctx: &Ctx, title: &str) -> String {
     o
 }
 
+/// Services in order, with their containers.
+fn grouped(containers: &[ContOut]) -> Vec<(String, Vec<String>)> {
+    let mut v: Vec<(String, Vec<String>)> = Vec::new();
+    for c in containers {
+        match v.iter_mut().find(|(s, _)| *s == c.service) {
+            Some((_, names)) => names.push(c.name.clone()),
+            None => v.push((c.service.clone(), vec![c.name.clone()])),
+        }
+    }
+    v
+}
+
+pub use checks::discovery_checks;
+
 /// Translates Compose text; `file` names it in messages. Variables are
 /// interpolated from the environment.
 pub fn import_str(file: &Path, text: &str) -> Result<Imported, ComposeError> {
@@ -576,6 +595,7 @@ pub fn import_with_env(
     Ok(Imported {
         toml,
         notes: ctx.notes.into_iter().map(|(_, n)| n).collect(),
+        services: grouped(&ctx.containers),
     })
 }
 

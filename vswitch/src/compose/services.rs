@@ -417,6 +417,7 @@ fn containers(ctx: &mut Ctx, s: &Service, attach: &mut [Attach]) -> Result<(), C
             .collect();
         ctx.containers.push(ContOut {
             name,
+            service: s.name.clone(),
             networks,
             publish: if i == 1 { publish.clone() } else { Vec::new() },
             serve: s.serve.clone(),

@@ -487,3 +487,55 @@ fn profiles_choose_services() {
     let e = with_env(text, &[("COMPOSE_PROFILES", "x,tools")]).unwrap_err();
     assert!(e.message.contains("undefined network"), "{e}");
 }
+
+#[test]
+fn discovery_checks_expect_what_docker_answers() {
+    let text = "services:\n  web:\n    expose: [\"80\", \"53/udp\"]\n    networks: [front, back]\n  api:\n    scale: 2\n    networks:\n      back:\n        aliases: [svc]\n  other:\n    networks:\n      back:\n        aliases: [api]\n  lone:\n    networks: [island]\nnetworks:\n  front: {}\n  back: {}\n  island:\n    driver_opts:\n      com.docker.network.bridge.enable_icc: \"false\"\n";
+    let i = imp(text);
+    assert_eq!(
+        i.services,
+        [
+            ("web".to_string(), vec!["web".to_string()]),
+            (
+                "api".to_string(),
+                vec!["api-1".to_string(), "api-2".to_string()]
+            ),
+            ("other".to_string(), vec!["other".to_string()]),
+            ("lone".to_string(), vec!["lone".to_string()]),
+        ]
+    );
+    let p = scenario::parse_str(Path::new("c.toml"), &i.toml).unwrap();
+    let checks = discovery_checks(&p, &i.services);
+    let full = format!("{}{checks}", i.toml);
+    let p2 =
+        scenario::parse_str(Path::new("c.toml"), &full).unwrap_or_else(|e| panic!("{e}\n{full}"));
+    let addr = |c: &str| {
+        let c = cont(&p, c);
+        let back = p.networks.iter().position(|n| n.name == "back").unwrap();
+        c.endpoints
+            .iter()
+            .find(|e| e.network == back)
+            .unwrap()
+            .ip
+            .unwrap()
+            .to_string()
+    };
+    // `api` answers both replicas and the container aliased api (DNS-8).
+    let mut api = [addr("api-1"), addr("api-2"), addr("other")];
+    api.sort_by_key(|a| a.parse::<std::net::IpAddr>().unwrap());
+    let want = format!(
+        "query = \"api\"\nexpect = [{}]",
+        api.iter().map(|a| q(a)).collect::<Vec<_>>().join(", ")
+    );
+    assert!(checks.contains(&want), "{checks}");
+    // web shares front and back with nobody twice: asked from api-1 on back.
+    assert!(
+        checks.contains("from = \"api-1\"\nquery = \"web\""),
+        "{checks}"
+    );
+    assert!(checks.contains("to = \"web@back:80\""), "{checks}");
+    assert!(!checks.contains(":53"), "UDP is not probed: {checks}");
+    // lone is alone on its network: nobody asks for it.
+    assert!(!checks.contains("query = \"lone\""), "{checks}");
+    assert!(p2.checks.len() >= 4);
+}
