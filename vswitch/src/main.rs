@@ -345,10 +345,18 @@ fn load_plan(file: &Path) -> Result<scenario::plan::Plan, String> {
     for n in &imported.notes {
         eprintln!("{}: not translated: {n}", file.display());
     }
+    // The loader's line and column are the translation's: say where in the
+    // Compose file that part came from.
     scenario::parse_str(file, &imported.toml).map_err(|e| {
+        let (line, column, key) = imported
+            .origin_of(&e.field)
+            .map_or((0, 0, "compose"), |o| (o.line, o.column, o.key.as_str()));
         format!(
-            "{}: the scenario translated from it is invalid (see `vswitch import {}`): {e}",
+            "{}:{line}:{column}: {key}: {} (scenario field {}, line {} of `vswitch import {}`)",
             file.display(),
+            e.message,
+            e.field,
+            e.line,
             file.display()
         )
     })

@@ -244,6 +244,16 @@ fn import_cli_prints_toml_and_lists_what_it_left_out() {
     // `run` on a broken compose file: exit 2 before anything is built.
     let out = vswitch(&["run", bad.to_str().unwrap()], &[]);
     assert_eq!(out.status.code(), Some(2), "{out:?}");
+    // What the scenario loader rejects is located in the compose file too.
+    std::fs::write(
+        &bad,
+        "services:\n  web:\n    networks:\n      n:\n        ipv4_address: 10.9.9.9\nnetworks:\n  n:\n    ipam:\n      config: [{subnet: 10.1.0.0/24}]\n",
+    )
+    .unwrap();
+    let out = vswitch(&["check", bad.to_str().unwrap()], &[]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(e.contains("bad.yml:4:7: services.web.networks.n: no configured subnet contains IP address 10.9.9.9"), "{e}");
 }
 
 /// `run FILE.yml` builds the translated world; `up FILE.yml` keeps it and

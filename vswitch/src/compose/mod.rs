@@ -54,6 +54,48 @@ pub struct Imported {
     pub notes: Vec<String>,
     /// Each translated service and the containers it became.
     pub services: Vec<(String, Vec<String>)>,
+    /// Scenario field prefix (`container[2].networks[0]`) → Compose origin.
+    pub origins: Vec<(String, Origin)>,
+}
+
+impl Imported {
+    /// Where the scenario field `field` (as a scenario error names it) came
+    /// from in the Compose file: the longest known prefix.
+    pub fn origin_of(&self, field: &str) -> Option<&Origin> {
+        self.origins
+            .iter()
+            .filter(|(p, _)| {
+                field == p
+                    || field
+                        .strip_prefix(p.as_str())
+                        .is_some_and(|r| r.starts_with('.') || r.starts_with('['))
+            })
+            .max_by_key(|(p, _)| p.len())
+            .map(|(_, o)| o)
+    }
+}
+
+fn origins(ctx: &Ctx) -> Vec<(String, Origin)> {
+    let mut v = Vec::new();
+    for (i, n) in ctx.networks.iter().enumerate() {
+        if let Some(o) = &n.origin {
+            v.push((format!("network[{i}]"), o.clone()));
+        }
+    }
+    for (i, c) in ctx.containers.iter().enumerate() {
+        v.push((format!("container[{i}]"), c.origin.clone()));
+        for (j, o) in c.net_origins.iter().enumerate() {
+            v.push((format!("container[{i}].networks[{j}]"), o.clone()));
+        }
+        if let Some(o) = &c.ports_origin {
+            v.push((format!("container[{i}].publish"), o.clone()));
+            v.push((format!("container[{i}].serve"), o.clone()));
+        }
+        if let Some(o) = &c.dns_origin {
+            v.push((format!("container[{i}].dns"), o.clone()));
+        }
+    }
+    v
 }
 
 /// True for `.yml` / `.yaml` files: those are read as Compose files.
@@ -81,6 +123,27 @@ pub fn import_file(path: &Path) -> Result<Imported, ComposeError> {
     }
 }
 
+/// Where in the Compose file something of the scenario came from.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Origin {
+    /// 1-based line.
+    pub line: usize,
+    /// 1-based column.
+    pub column: usize,
+    /// Compose key, e.g. `services.web.networks.front`.
+    pub key: String,
+}
+
+impl Origin {
+    pub(crate) fn new(line: usize, column: usize, key: impl Into<String>) -> Origin {
+        Origin {
+            line,
+            column,
+            key: key.into(),
+        }
+    }
+}
+
 /// A network of the scenario being written.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct NetOut {
@@ -90,6 +153,8 @@ pub(crate) struct NetOut {
     pub name: String,
     /// `key = value` lines (values already TOML), `name` first.
     pub fields: Vec<(String, String)>,
+    /// Its `networks.KEY` entry (None: implicit).
+    pub origin: Option<Origin>,
 }
 
 /// A container of the scenario being written.
@@ -98,6 +163,13 @@ pub(crate) struct ContOut {
     pub name: String,
     /// The service it is (a replica of).
     pub service: String,
+    /// The service's entry.
+    pub origin: Origin,
+    /// Per entry of `networks`: where the service attached it.
+    pub net_origins: Vec<Origin>,
+    /// The service's `ports`, `dns`.
+    pub ports_origin: Option<Origin>,
+    pub dns_origin: Option<Origin>,
     /// TOML values of `networks` (strings or inline tables).
     pub networks: Vec<String>,
     pub publish: Vec<String>,
@@ -377,6 +449,7 @@ fn network(ctx: &mut Ctx, e: &Entry) -> Result<NetOut, ComposeError> {
         key: e.key.clone(),
         name: String::new(),
         fields: Vec::new(),
+        origin: Some(Origin::new(e.line, e.col, base.clone())),
     };
     let mut name = e.key.clone();
     let entries = ctx.map(&e.value, &base)?.to_vec();
@@ -592,10 +665,12 @@ pub fn import_with_env(
     services::translate(&mut ctx, &services)?;
     ctx.notes.sort_by_key(|(line, _)| *line);
     let toml = write_scenario(&ctx, &title);
+    let origins = origins(&ctx);
     Ok(Imported {
         toml,
         notes: ctx.notes.into_iter().map(|(_, n)| n).collect(),
         services: grouped(&ctx.containers),
+        origins,
     })
 }
 

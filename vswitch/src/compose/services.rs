@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 
 use super::ports::{self, Port};
 use super::yaml::{Entry, Node, Val};
-use super::{ComposeError, ContOut, Ctx, NetOut, q, q_list};
+use super::{ComposeError, ContOut, Ctx, NetOut, Origin, q, q_list};
 
 /// Service keys that have no effect on networking: listed, not translated.
 const NOTED: &[&str] = &[
@@ -107,6 +107,9 @@ struct Attach {
 struct Service {
     name: String,
     line: usize,
+    col: usize,
+    ports_at: Option<Origin>,
+    dns_at: Option<Origin>,
     container_name: Option<String>,
     replicas: Option<(u32, usize)>,
     attach: Vec<Attach>,
@@ -213,6 +216,7 @@ fn read_service(ctx: &mut Ctx, e: &Entry) -> Result<Service, ComposeError> {
     let mut s = Service {
         name: e.key.clone(),
         line: e.line,
+        col: e.col,
         ..Service::default()
     };
     // Keys without effect on networking: one note per service.
@@ -224,9 +228,13 @@ fn read_service(ctx: &mut Ctx, e: &Entry) -> Result<Service, ComposeError> {
             // Honoured by `translate`.
             "profiles" => {}
             "network_mode" => s.mode = Some((ctx.text(&f.value, &k)?, f.line, f.col)),
-            "ports" => s.ports = ports::ports(ctx, &f.value, &k)?,
+            "ports" => {
+                s.ports = ports::ports(ctx, &f.value, &k)?;
+                s.ports_at = Some(Origin::new(f.line, f.col, k.clone()));
+            }
             "expose" => s.serve.extend(ports::expose(ctx, &f.value, &k)?),
             "dns" => {
+                s.dns_at = Some(Origin::new(f.line, f.col, k.clone()));
                 let items = match &f.value.val {
                     Val::Seq(v) => v.clone(),
                     _ => vec![f.value.clone()],
@@ -275,6 +283,7 @@ fn ensure(ctx: &mut Ctx, key: &str, fields: &[(&str, &str)]) {
         key: key.to_string(),
         name: key.to_string(),
         fields: f,
+        origin: None,
     });
 }
 
@@ -415,6 +424,17 @@ fn containers(ctx: &mut Ctx, s: &Service, attach: &mut [Attach]) -> Result<(), C
             .iter()
             .map(|a| endpoint(ctx, a, alias, n == 1))
             .collect();
+        let service_at = Origin::new(s.line, s.col, base.clone());
+        let net_origins = attach
+            .iter()
+            .map(|a| {
+                if a.line == 0 {
+                    service_at.clone()
+                } else {
+                    Origin::new(a.line, a.col, format!("{base}.networks.{}", a.key))
+                }
+            })
+            .collect();
         ctx.containers.push(ContOut {
             name,
             service: s.name.clone(),
@@ -422,6 +442,10 @@ fn containers(ctx: &mut Ctx, s: &Service, attach: &mut [Attach]) -> Result<(), C
             publish: if i == 1 { publish.clone() } else { Vec::new() },
             serve: s.serve.clone(),
             dns: s.dns.clone(),
+            origin: service_at,
+            net_origins,
+            ports_origin: s.ports_at.clone(),
+            dns_origin: s.dns_at.clone(),
         });
     }
     Ok(())

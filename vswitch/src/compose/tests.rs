@@ -539,3 +539,25 @@ fn discovery_checks_expect_what_docker_answers() {
     assert!(!checks.contains("query = \"lone\""), "{checks}");
     assert!(p2.checks.len() >= 4);
 }
+
+#[test]
+fn loader_errors_point_back_into_the_compose_file() {
+    let text = "services:\n  web:\n    networks:\n      n:\n        ipv4_address: 10.9.9.9\nnetworks:\n  n:\n    driver: macvlan\n    ipam:\n      config: [{subnet: 10.1.0.0/24}]\n";
+    let i = imp(text);
+    let e = scenario::parse_str(Path::new("c.toml"), &i.toml).unwrap_err();
+    assert_eq!(e.field, "container[0].networks[0].ip");
+    let o = i.origin_of(&e.field).expect("an origin");
+    assert_eq!(
+        (o.line, o.column, o.key.as_str()),
+        (4, 7, "services.web.networks.n")
+    );
+    let bad_mode = "services:\n  web:\n    networks: [n]\nnetworks:\n  n:\n    driver: macvlan\n    driver_opts:\n      macvlan_mode: sideways\n";
+    let i = imp(bad_mode);
+    let e = scenario::parse_str(Path::new("c.toml"), &i.toml).unwrap_err();
+    assert!(e.field.starts_with("network[0]"), "{e}");
+    let o = i.origin_of(&e.field).expect("an origin");
+    assert_eq!((o.line, o.key.as_str()), (5, "networks.n"));
+    assert!(
+        i.origin_of("container[0]x").is_none() || i.origin_of("container[0]x").unwrap().key != "x"
+    );
+}
