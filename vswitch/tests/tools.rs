@@ -97,7 +97,11 @@ fn graph_cli_writes_svg_and_dot() {
         let out = child.wait_with_output().unwrap();
         assert!(out.status.success(), "dot rejected it: {out:?}");
     } else {
-        eprintln!("graphviz not installed: DOT syntax not checked by dot");
+        assert!(
+            std::env::var("VSWITCH_REQUIRE_ROOT").as_deref() != Ok("1"),
+            "graphviz (dot) is not installed (.ci/run installs it)"
+        );
+        eprintln!("skip the dot syntax check: graphviz not installed");
     }
     // A report that is not JSON is bad input (exit 2), named.
     let bad = tmp("bad.json");
