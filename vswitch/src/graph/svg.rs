@@ -63,7 +63,12 @@ impl Svg {
     }
 
     /// A box with a bold name and body lines.
+    /// A box with a bold name and body lines; a browser shows the whole
+    /// text (lines cut to the box included) as its tooltip.
     fn labelled_box(&mut self, r: &Rect, fill: &str, stroke: &str, name: &str, lines: &[String]) {
+        let mut all = vec![name.to_string()];
+        all.extend(lines.iter().cloned());
+        let _ = writeln!(self.0, "<g><title>{}</title>", esc(&all.join("\n")));
         self.rect(r, fill, stroke, "");
         let n = fits(r.w);
         self.text(r.x + 6.0, r.y + 15.0, 12.0, true, "#111", &cut(name, n));
@@ -71,6 +76,7 @@ impl Svg {
             let y = r.y + 15.0 + LINE * (i as f64 + 1.0);
             self.text(r.x + 6.0, y, 10.5, false, "#333", &cut(l, n + 2));
         }
+        self.0.push_str("</g>\n");
     }
 }
 

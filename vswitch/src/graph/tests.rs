@@ -125,6 +125,22 @@ fn svg_is_xml_and_names_every_node() {
         assert!(all.contains(want), "{want:?} missing:\n{all}");
     }
     assert!(all.contains("graph: every kind of node & <more>"));
+    // Lines cut to fit a box are whole in its tooltip.
+    let mut titles = Vec::new();
+    fn collect<'a>(e: &'a Elem, name: &str, out: &mut Vec<&'a Elem>) {
+        if e.name == name {
+            out.push(e);
+        }
+        for c in &e.children {
+            collect(c, name, out);
+        }
+    }
+    collect(&root, "title", &mut titles);
+    assert!(
+        titles
+            .iter()
+            .any(|t| t.text.contains("web\n") && t.text.contains("publish 8080:80/tcp"))
+    );
     // Deterministic.
     assert_eq!(svg, to_svg(&plan, &[]));
 }
