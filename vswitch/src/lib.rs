@@ -4,8 +4,12 @@
 // `sys` is the one place allowed to say `unsafe`.
 
 pub mod backend;
+pub mod compose;
 pub mod dns;
 pub mod engine;
+pub mod graph;
+pub mod inspect;
+pub mod junit;
 pub mod netns;
 pub mod prereq;
 pub mod probe;

@@ -10,7 +10,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use vswitch::backend::BuildOptions;
 use vswitch::run::execute::{
-    EXIT_FAILED, EXIT_INVALID, EXIT_OK, EXIT_UNSUPPORTED, Execution, RunOptions, execute_with,
+    EXIT_FAILED, EXIT_INVALID, EXIT_OK, EXIT_UNSUPPORTED, Execution, RunOptions,
 };
 use vswitch::scenario::{self, plan::BackendKind};
 use vswitch::world::{self, RunId, RunRecord};
@@ -46,6 +46,15 @@ impl From<Backend> for BackendKind {
     }
 }
 
+/// Output format of `vswitch graph`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum GraphFormat {
+    /// SVG drawn by vswitch (opens in a browser).
+    Svg,
+    /// Graphviz DOT text.
+    Dot,
+}
+
 #[derive(Subcommand, Debug)]
 enum Cmd {
     /// Build each scenario, run its checks, tear it down.
@@ -61,6 +70,9 @@ enum Cmd {
         /// Write one pcap file per engine port into this directory.
         #[arg(long, value_name = "DIR")]
         pcap: Option<PathBuf>,
+        /// Write a JUnit XML report here (one testsuite per scenario).
+        #[arg(long, value_name = "PATH")]
+        junit: Option<PathBuf>,
         /// Keep the world up after the checks (until Ctrl-C or `vswitch down`).
         #[arg(long)]
         keep: bool,
@@ -125,6 +137,9 @@ enum Cmd {
         /// Write the comparison as JSON here (`-`: standard output).
         #[arg(long, value_name = "PATH")]
         json: Option<PathBuf>,
+        /// Write a JUnit XML report here (one testsuite per scenario and backend).
+        #[arg(long, value_name = "PATH")]
+        junit: Option<PathBuf>,
         /// Count "a backend cannot build this" (exit 3) as a failure (exit 1).
         #[arg(long)]
         strict: bool,
@@ -145,6 +160,36 @@ enum Cmd {
             default_value = "userspace,kernel"
         )]
         backends: Vec<Backend>,
+    },
+    /// Draw a scenario's world as SVG (or Graphviz DOT), checks coloured by a report.
+    Graph {
+        /// Scenario file.
+        file: PathBuf,
+        /// Output file (default: standard output).
+        #[arg(short, long, value_name = "PATH")]
+        output: Option<PathBuf>,
+        /// Output format (default: from the output's extension, else svg).
+        #[arg(long, value_enum)]
+        format: Option<GraphFormat>,
+        /// A report written by `vswitch run --json`: checks drawn as arrows.
+        #[arg(long, value_name = "REPORT")]
+        json: Option<PathBuf>,
+    },
+    /// Show a live world's networks or one node as `docker network inspect` / `docker inspect` JSON.
+    Inspect {
+        /// Run id (`vswXXXXXX`) or scenario file stem of a live world.
+        run: String,
+        /// A network or node name (`network:NAME`, `container:NAME`… when names collide);
+        /// none: every network.
+        name: Option<String>,
+    },
+    /// Translate a Compose file into a scenario (TOML on standard output).
+    Import {
+        /// Compose file (`-`: standard input).
+        file: PathBuf,
+        /// Add checks that service names resolve and served TCP ports answer.
+        #[arg(long)]
+        checks: bool,
     },
     /// Internal: the background process of `up`.
     #[command(hide = true)]
@@ -192,10 +237,14 @@ fn dispatch(cmd: Cmd) -> Result<i32> {
             backend,
             json,
             pcap,
+            junit,
             keep,
             strict,
             quiet,
-        } => cmd_run(files, backend.into(), json, pcap, keep, strict, quiet),
+        } => {
+            let out = Outputs { json, junit };
+            cmd_run(files, backend.into(), out, pcap, keep, strict, quiet)
+        }
         Cmd::Check { files, backend } => Ok(cmd_check(&files, backend.map(Into::into))),
         Cmd::Up {
             file,
@@ -218,8 +267,9 @@ fn dispatch(cmd: Cmd) -> Result<i32> {
             files,
             backends,
             json,
+            junit,
             strict,
-        } => cmd_compare(&files, &backends, json, strict),
+        } => cmd_compare(&files, &backends, Outputs { json, junit }, strict),
         Cmd::Bench {
             files,
             repeat,
@@ -230,6 +280,14 @@ fn dispatch(cmd: Cmd) -> Result<i32> {
             backend,
             pcap,
         } => cmd_serve(&file, backend.into(), pcap),
+        Cmd::Inspect { run, name } => cmd_inspect(&run, name.as_deref()),
+        Cmd::Import { file, checks } => Ok(cmd_import(&file, checks)),
+        Cmd::Graph {
+            file,
+            output,
+            format,
+            json,
+        } => cmd_graph(&file, output.as_deref(), format, json.as_deref()),
     }
 }
 
@@ -260,10 +318,95 @@ fn combine(codes: &[i32], strict: bool) -> i32 {
         .unwrap_or(EXIT_OK)
 }
 
+/// Report files a run or comparison writes.
+struct Outputs {
+    json: Option<PathBuf>,
+    junit: Option<PathBuf>,
+}
+
+/// Writes a JUnit document (`-`: standard output).
+fn write_junit(path: &Path, suites: &[vswitch::junit::Suite]) -> Result<()> {
+    let xml = vswitch::junit::to_xml(suites);
+    if path == Path::new("-") {
+        print!("{xml}");
+        Ok(())
+    } else {
+        std::fs::write(path, xml).with_context(|| format!("writing {}", path.display()))
+    }
+}
+
+/// Loads a scenario file (a `.yml`/`.yaml` Compose file through `import`),
+/// its error as text.
+fn load_plan(file: &Path) -> Result<scenario::plan::Plan, String> {
+    if !vswitch::compose::is_compose_path(file) {
+        return scenario::load_file(file).map_err(|e| e.to_string());
+    }
+    let imported = vswitch::compose::import_file(file).map_err(|e| e.to_string())?;
+    for n in &imported.notes {
+        eprintln!("{}: not translated: {n}", file.display());
+    }
+    // The loader's line and column are the translation's: say where in the
+    // Compose file that part came from.
+    scenario::parse_str(file, &imported.toml).map_err(|e| {
+        let (line, column, key) = imported
+            .origin_of(&e.field)
+            .map_or((0, 0, "compose"), |o| (o.line, o.column, o.key.as_str()));
+        format!(
+            "{}:{line}:{column}: {key}: {} (scenario field {}, line {} of `vswitch import {}`)",
+            file.display(),
+            e.message,
+            e.field,
+            e.line,
+            file.display()
+        )
+    })
+}
+
+/// Loads and runs one file; the plan is returned for reports.
+/// Loads and runs one file; `checked` sees the report before a kept world
+/// is held.
+fn run_file(
+    file: &Path,
+    opts: &RunOptions,
+    checked: &dyn Fn(&vswitch::run::Report),
+) -> (Option<scenario::plan::Plan>, Execution) {
+    match load_plan(file) {
+        Ok(plan) => {
+            let ex = vswitch::run::execute::execute_plan_with(file, &plan, opts, checked);
+            (Some(plan), ex)
+        }
+        Err(e) => (
+            None,
+            Execution {
+                code: EXIT_INVALID,
+                report: None,
+                error: Some(e),
+            },
+        ),
+    }
+}
+
+/// The JUnit suite of one execution.
+fn junit_suite(
+    file: &Path,
+    backend: BackendKind,
+    plan: Option<&scenario::plan::Plan>,
+    ex: &Execution,
+) -> vswitch::junit::Suite {
+    match &ex.report {
+        Some(r) => vswitch::junit::suite(plan, r, ex.error.as_deref()),
+        None => vswitch::junit::invalid_suite(
+            &file.display().to_string(),
+            &backend.to_string(),
+            ex.error.as_deref().unwrap_or("not run"),
+        ),
+    }
+}
+
 fn cmd_run(
     files: Vec<PathBuf>,
     backend: BackendKind,
-    json: Option<PathBuf>,
+    out: Outputs,
     pcap: Option<PathBuf>,
     keep: bool,
     strict: bool,
@@ -284,10 +427,12 @@ fn cmd_run(
         progress: !quiet,
         run_id: None,
     };
+    let Outputs { json, junit } = out;
     let json_to_stdout = json.as_deref() == Some(Path::new("-"));
+    let table_to_stderr = json_to_stdout || junit.as_deref() == Some(Path::new("-"));
     let print_table = |r: &vswitch::run::Report| {
         let table = r.table();
-        if json_to_stdout {
+        if table_to_stderr {
             eprint!("{table}");
         } else {
             print!("{table}");
@@ -296,6 +441,7 @@ fn cmd_run(
     };
     let mut codes = Vec::new();
     let mut reports = Vec::new();
+    let mut suites = Vec::new();
     for f in &files {
         // A kept world shows its results (and writes --json) before it is
         // held, not only once it is torn down.
@@ -313,11 +459,15 @@ fn cmd_run(
             print_table(r);
             shown.set(true);
         };
+        let (plan, ex) = run_file(f, &opts, &on_checked);
+        if junit.is_some() {
+            suites.push(junit_suite(f, backend, plan.as_ref(), &ex));
+        }
         let Execution {
             code,
             report,
             error,
-        } = execute_with(f, &opts, &on_checked);
+        } = ex;
         if let Some(e) = &error {
             eprintln!("{e}");
         }
@@ -343,6 +493,9 @@ fn cmd_run(
         };
         write_json(&path, &value)?;
     }
+    if let Some(path) = junit {
+        write_junit(&path, &suites)?;
+    }
     Ok(combine(&codes, strict))
 }
 
@@ -362,7 +515,7 @@ fn write_json(path: &Path, value: &serde_json::Value) -> Result<()> {
 fn cmd_check(files: &[PathBuf], backend: Option<BackendKind>) -> i32 {
     let mut codes = Vec::new();
     for f in files {
-        match scenario::load_file(f) {
+        match load_plan(f) {
             Ok(plan) => {
                 let why = backend
                     .map(|b| vswitch::backend::unsupported(&plan, b))
@@ -420,7 +573,7 @@ fn find_record(name: &str) -> Result<RunRecord> {
 
 fn cmd_up(file: &Path, backend: Backend, pcap: Option<PathBuf>) -> Result<i32> {
     use std::os::unix::process::CommandExt;
-    let plan = match scenario::load_file(file) {
+    let plan = match load_plan(file) {
         Ok(p) => p,
         Err(e) => {
             eprintln!("{e}");
@@ -481,7 +634,7 @@ fn cmd_up(file: &Path, backend: Backend, pcap: Option<PathBuf>) -> Result<i32> {
 
 fn cmd_serve(file: &Path, backend: BackendKind, pcap: Option<PathBuf>) -> Result<i32> {
     install_signals()?;
-    let plan = scenario::load_file(file).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let plan = load_plan(file).map_err(|e| anyhow::anyhow!("{e}"))?;
     let run = RunId::new();
     let record = RunRecord {
         id: run.clone(),
@@ -567,7 +720,7 @@ fn cmd_exec(world_name: Option<&str>, node: &str, cmd: &[String]) -> Result<i32>
 
 /// Loads a scenario, or prints why not and records exit 2.
 fn load_or_report(file: &Path, codes: &mut Vec<i32>) -> Option<scenario::plan::Plan> {
-    match scenario::load_file(file) {
+    match load_plan(file) {
         Ok(p) => Some(p),
         Err(e) => {
             eprintln!("{e}");
@@ -587,19 +740,26 @@ fn quiet_opts(backend: BackendKind) -> RunOptions {
     }
 }
 
-fn cmd_compare(
-    files: &[PathBuf],
-    backends: &[Backend],
-    json: Option<PathBuf>,
-    strict: bool,
-) -> Result<i32> {
+fn cmd_compare(files: &[PathBuf], backends: &[Backend], out: Outputs, strict: bool) -> Result<i32> {
     use vswitch::run::compare::{BackendRun, Comparison};
     install_signals()?;
+    let Outputs { json, junit } = out;
     let mut codes = Vec::new();
     let mut all = Vec::new();
+    let mut suites = Vec::new();
     for f in files {
-        let Some(plan) = load_or_report(f, &mut codes) else {
-            continue;
+        let plan = match load_plan(f) {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!("{e}");
+                codes.push(EXIT_INVALID);
+                let name = f.display().to_string();
+                for &b in backends {
+                    let kind = BackendKind::from(b).to_string();
+                    suites.push(vswitch::junit::invalid_suite(&name, &kind, &e));
+                }
+                continue;
+            }
         };
         let runs: Vec<BackendRun> = backends
             .iter()
@@ -607,6 +767,7 @@ fn cmd_compare(
                 let kind: BackendKind = b.into();
                 eprintln!("vswitch compare: {} on {kind}", f.display());
                 let ex = vswitch::run::execute::execute_plan(f, &plan, &quiet_opts(kind));
+                suites.push(junit_suite(f, kind, Some(&plan), &ex));
                 BackendRun {
                     backend: kind.to_string(),
                     code: ex.code,
@@ -639,6 +800,9 @@ fn cmd_compare(
         } else {
             std::fs::write(&path, text + "\n")?;
         }
+    }
+    if let Some(path) = junit {
+        write_junit(&path, &suites)?;
     }
     Ok(combine(&codes, strict))
 }
@@ -714,4 +878,105 @@ fn cmd_bench(files: &[PathBuf], repeat: u32, backends: &[Backend]) -> Result<i32
         }
     }
     Ok(combine(&codes, false))
+}
+
+fn cmd_graph(
+    file: &Path,
+    output: Option<&Path>,
+    format: Option<GraphFormat>,
+    json: Option<&Path>,
+) -> Result<i32> {
+    let plan = match load_plan(file) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("{e}");
+            return Ok(EXIT_INVALID);
+        }
+    };
+    let arrows = match json {
+        None => Vec::new(),
+        Some(r) => {
+            let text =
+                std::fs::read_to_string(r).with_context(|| format!("reading {}", r.display()))?;
+            match vswitch::graph::check_arrows(&plan, &text, &r.display().to_string()) {
+                Ok(a) => a,
+                Err(e) => {
+                    eprintln!("vswitch: {e}");
+                    return Ok(EXIT_INVALID);
+                }
+            }
+        }
+    };
+    let by_extension = output
+        .and_then(|o| o.extension())
+        .is_some_and(|e| e == "dot" || e == "gv");
+    let format = format.unwrap_or(if by_extension {
+        GraphFormat::Dot
+    } else {
+        GraphFormat::Svg
+    });
+    let text = match format {
+        GraphFormat::Svg => vswitch::graph::to_svg(&plan, &arrows),
+        GraphFormat::Dot => vswitch::graph::to_dot(&plan, &arrows),
+    };
+    match output {
+        Some(o) if o != Path::new("-") => {
+            std::fs::write(o, text).with_context(|| format!("writing {}", o.display()))?
+        }
+        _ => print!("{text}"),
+    }
+    Ok(EXIT_OK)
+}
+
+fn cmd_inspect(run: &str, name: Option<&str>) -> Result<i32> {
+    let rec = find_record(run)?;
+    let plan = load_plan(Path::new(&rec.scenario)).map_err(|e| {
+        anyhow::anyhow!(
+            "world {} was built from {}, which no longer loads: {e}",
+            rec.id,
+            rec.scenario
+        )
+    })?;
+    match vswitch::inspect::inspect(&plan, rec.id.as_str(), name) {
+        Ok(v) => {
+            println!("{}", serde_json::to_string_pretty(&v)?);
+            Ok(EXIT_OK)
+        }
+        Err(e) => {
+            eprintln!("vswitch: world {}: {e}", rec.id);
+            Ok(EXIT_FAILED)
+        }
+    }
+}
+
+fn cmd_import(file: &Path, checks: bool) -> i32 {
+    match vswitch::compose::import_file(file) {
+        Ok(imported) => {
+            for n in &imported.notes {
+                eprintln!("{}: not translated: {n}", file.display());
+            }
+            let mut text = imported.toml.clone();
+            if checks {
+                match scenario::parse_str(file, &imported.toml) {
+                    Ok(plan) => text.push_str(&vswitch::compose::discovery_checks(
+                        &plan,
+                        &imported.services,
+                    )),
+                    Err(e) => {
+                        eprintln!(
+                            "{}: the translated scenario is invalid: {e}",
+                            file.display()
+                        );
+                        return EXIT_INVALID;
+                    }
+                }
+            }
+            print!("{text}");
+            EXIT_OK
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            EXIT_INVALID
+        }
+    }
 }

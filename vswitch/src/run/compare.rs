@@ -273,6 +273,7 @@ mod tests {
             kpps: None,
             loss: None,
             known_difference: None,
+            duration_ms: None,
         }
     }
 

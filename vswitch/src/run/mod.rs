@@ -47,7 +47,7 @@ pub fn run_checks(
                 (
                     c.index,
                     s.spawn(move || {
-                        let r = run_check(world, plan, c);
+                        let r = timed_check(world, plan, c);
                         on_result(&r);
                         r
                     }),
@@ -66,11 +66,19 @@ pub fn run_checks(
         .iter()
         .filter(|c| matches!(c.kind, CheckKind::Throughput { .. }))
     {
-        let r = run_check(world, plan, c);
+        let r = timed_check(world, plan, c);
         on_result(&r);
         results[c.index] = Some(r);
     }
     results.into_iter().flatten().collect()
+}
+
+/// [`run_check`], with how long it took recorded in the result.
+fn timed_check(world: &World, plan: &Plan, check: &Check) -> CheckResult {
+    let t0 = Instant::now();
+    let mut r = run_check(world, plan, check);
+    r.duration_ms = Some(t0.elapsed().as_millis() as u64);
+    r
 }
 
 fn ping_observed(received: u32, count: u32) -> &'static str {

@@ -41,6 +41,9 @@ pub struct CheckResult {
     /// Documented known difference, when the file marks one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub known_difference: Option<String>,
+    /// How long the check took, in milliseconds (JUnit `time`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<u64>,
 }
 
 /// `expect` rendered as the file writes it.
@@ -104,6 +107,7 @@ impl CheckResult {
             kpps: None,
             loss: None,
             known_difference: check.known_difference.as_ref().map(|k| k.reason.clone()),
+            duration_ms: None,
         }
     }
 
