@@ -28,10 +28,9 @@ mod l2nets;
 pub mod overlay;
 pub mod proxy;
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
-use std::net::Ipv6Addr;
 
 use crate::backend::pcap::{self, PcapWriter};
 use crate::backend::{BuildError, BuildOptions, World};
@@ -40,7 +39,7 @@ use crate::engine::{
     Attachment, DomainConfig, DomainId, Engine, EngineConfig, Gateway, MachineConfig,
     NetworkConfig, PortConfig, PortId, PortRole, PublishConfig, VlanConfig, VlanMode, VlanPort,
 };
-use crate::scenario::plan::{CheckKind, Driver, MacAddr, Node, Plan, Proto};
+use crate::scenario::plan::{Driver, MacAddr, Node, Plan, Proto};
 use crate::sys::netlink::Netlink;
 use crate::sys::tap::{Tap, TapOptions};
 
@@ -57,9 +56,10 @@ pub fn unsupported(plan: &Plan) -> Vec<String> {
     for r in overlay::mixed_refusals(plan) {
         say(r);
     }
-    // IPv6 on a link is built (addresses, gateway6 neighbour discovery
-    // and echo, bridge, macvlan and overlay links, lan6); IPv6 routed
-    // between links (NAT66, published ports over IPv6) is not yet.
+    // IPv6 is built on every link (bridge, macvlan, overlay, lan6) and
+    // routed between them (route6.rs, the proxy's IPv6 side), except on
+    // ipvlan (children are found by IPv4 address), the default bridge and
+    // VLANs of the lan.
     for (i, n) in plan.networks.iter().enumerate() {
         if n.ipv6 && (n.driver == Driver::Ipvlan || n.default) {
             let what = if n.default {
@@ -85,98 +85,8 @@ pub fn unsupported(plan: &Plan) -> Vec<String> {
             ));
         }
     }
-    for (i, c) in plan.containers.iter().enumerate() {
-        for p in &c.publish {
-            if p.host_ip.is_some_and(|h| h.is_ipv6()) {
-                say(format!(
-                    "IPv6 not supported yet (container[{i}] `{}` publish {}:{})",
-                    c.name,
-                    p.host_ip.map_or_else(String::new, |h| h.to_string()),
-                    p.host_port
-                ));
-            }
-        }
-    }
-    for c in &plan.checks {
-        let what = format!("check[{}] ({})", c.index, c.kind.name());
-        for &from in &c.from {
-            for addr in check_addresses(plan, &c.kind, from) {
-                if let IpAddr::V6(a) = addr
-                    && let Some(why) = ipv6_refusal(plan, from, a, check_port(&c.kind))
-                {
-                    say(format!("{why} ({what})"));
-                }
-            }
-        }
-    }
     why.dedup();
     why
-}
-
-/// Why the engine cannot carry IPv6 from `from` to `a` yet, if it cannot.
-/// It switches IPv6 on every link and routes it between links (NAT66,
-/// published ports DNATed to a container's IPv6 address, `ip6tables = false`
-/// routing: `engine/route6.rs`); what Docker serves with docker-proxy's
-/// IPv6 side (a port published by a container without IPv6, PUB-4 and
-/// V6-5, or reached from the machine itself or its containers, PUB-7) is
-/// not built yet.
-fn ipv6_refusal(
-    plan: &Plan,
-    from: Node,
-    a: Ipv6Addr,
-    port: Option<(u16, Proto)>,
-) -> Option<String> {
-    let (p, proto) = port?;
-    let m = plan.machines.iter().position(|m| m.ip6 == Some(a))?;
-    let (Node::Container(ci), _) = plan.receiver_of(IpAddr::V6(a), p, proto)? else {
-        return None;
-    };
-    let ctr = &plan.containers[ci];
-    let gateway_ep = ctr.endpoints.iter().find(|e| {
-        let n = &plan.networks[e.network];
-        n.driver != Driver::Overlay && l2nets::carries_default(n)
-    });
-    let has6 = gateway_ep.is_some_and(|e| e.ip6.is_some() && plan.networks[e.network].ipv6);
-    let local = match from {
-        Node::Machine(x) => x == m,
-        Node::Container(x) => plan.containers[x].machine == m,
-        Node::External(_) => false,
-    };
-    if local || !has6 || !plan.machines[m].ip6tables {
-        return Some(format!(
-            "the IPv6 side of port {p} published by container `{}` is served by docker-proxy (PUB-4, PUB-7, V6-5), which this backend does not run for IPv6 yet",
-            ctr.name
-        ));
-    }
-    None
-}
-
-/// The port a check connects to, and its protocol, if it has one.
-fn check_port(kind: &CheckKind) -> Option<(u16, Proto)> {
-    match kind {
-        CheckKind::Tcp { to, .. } => Some((to.port?, Proto::Tcp)),
-        CheckKind::Udp { to, .. } => Some((to.port?, Proto::Udp)),
-        CheckKind::Throughput { to, proto, .. } => Some((
-            to.port.unwrap_or(crate::scenario::plan::THROUGHPUT_PORT),
-            *proto,
-        )),
-        _ => None,
-    }
-}
-
-fn check_addresses(plan: &Plan, kind: &CheckKind, from: Node) -> Vec<IpAddr> {
-    match kind {
-        CheckKind::Ping { to, .. }
-        | CheckKind::Tcp { to, .. }
-        | CheckKind::Udp { to, .. }
-        | CheckKind::Throughput { to, .. } => vec![to.addr],
-        CheckKind::Reach { to } => to.iter().map(|t| t.addr).collect(),
-        CheckKind::Dns { server, .. } => server
-            .or_else(|| crate::backend::default_dns_server(plan, from))
-            .into_iter()
-            .filter(|ip| !ip.is_loopback())
-            .collect(),
-    }
 }
 
 /// A TAP to create inside a namespace and how to configure it.
@@ -658,12 +568,12 @@ impl Dataplane {
         let plan_of: Vec<usize> = (0..plan.machines.len())
             .filter(|&m| l3_of[m].is_some())
             .collect();
+        cfg.l3.v6 = v6;
         let proxy_maps = proxy_mappings(plan, &cfg, &plan_of);
         for m in (0..plan.machines.len()).filter(|&m| l3_of[m].is_none()) {
             crate::backend::kernel::build_mixed_machine(world, plan, m)?;
         }
 
-        cfg.l3.v6 = v6;
         let mut engine = Engine::new(cfg).map_err(BuildError::at("engine configuration"))?;
         if l2nets::needs_vlans(plan) {
             engine
@@ -719,34 +629,87 @@ fn ip_proto(p: Proto) -> u8 {
 /// machine-local address (and loopback), so that a reply leaves from the
 /// address the client talked to. Kept with `userland_proxy = false` too,
 /// for connections from the machine itself (the engine DNATs the rest).
+///
+/// On a machine with IPv6 the same mappings listen on IPv6 too (PUB-4,
+/// docker-proxy's IPv6 side): towards the container's IPv6 address when it
+/// has one, else its IPv4 one (V6-5); `[v6]:H:C` mappings listen there only.
 fn proxy_mappings(plan: &Plan, cfg: &EngineConfig, plan_of: &[usize]) -> Vec<Vec<Mapping>> {
     let mut per = vec![Vec::new(); plan.machines.len()];
+    let proto_of = |p: u8| if p == 6 { Proto::Tcp } else { Proto::Udp };
     for p in &cfg.l3.publish {
         let l3_machine = p.machine;
         let machine = plan_of[l3_machine];
-        let target = SocketAddrV4::new(p.container_ip, p.container_port);
-        let proto = match p.proto {
-            6 => Proto::Tcp,
-            _ => Proto::Udp,
-        };
-        let listen: Vec<Ipv4Addr> = match (p.host_ip, proto) {
-            (Some(h), _) if !h.is_unspecified() => vec![h],
-            (_, Proto::Tcp) => vec![Ipv4Addr::UNSPECIFIED],
+        let target = SocketAddr::from((p.container_ip, p.container_port));
+        let proto = proto_of(p.proto);
+        let listen: Vec<IpAddr> = match (p.host_ip, proto) {
+            (Some(h), _) if !h.is_unspecified() => vec![IpAddr::V4(h)],
+            (_, Proto::Tcp) => vec![IpAddr::V4(Ipv4Addr::UNSPECIFIED)],
             (_, Proto::Udp) => {
                 let mut a = vec![Ipv4Addr::LOCALHOST, plan.machines[machine].ip];
                 for n in cfg.l3.networks.iter().filter(|n| n.machine == l3_machine) {
                     a.extend(n.gateways.iter().copied());
                 }
-                a
+                a.into_iter().map(IpAddr::V4).collect()
             }
         };
         for ip in listen {
             per[machine].push(Mapping {
-                listen: SocketAddrV4::new(ip, p.host_port),
+                listen: SocketAddr::new(ip, p.host_port),
                 target,
                 proto,
             });
         }
+        // The IPv6 side of `H:C`.
+        if p.host_ip.is_none() && plan.machines[machine].ip6.is_some() {
+            let six = cfg.l3.v6.publish.iter().find(|q| {
+                q.machine == l3_machine && q.host_port == p.host_port && q.proto == p.proto
+            });
+            let target6 = six.map_or(target, |q| {
+                SocketAddr::from((q.container_ip, q.container_port))
+            });
+            for ip in proxy_v6_listen(plan, cfg, machine, l3_machine, proto) {
+                per[machine].push(Mapping {
+                    listen: SocketAddr::new(IpAddr::V6(ip), p.host_port),
+                    target: target6,
+                    proto,
+                });
+            }
+        }
+    }
+    // `[v6]:H:C`: IPv6 only.
+    for q in cfg.l3.v6.publish.iter().filter(|q| q.host_ip.is_some()) {
+        per[plan_of[q.machine]].push(Mapping {
+            listen: SocketAddr::from((q.host_ip.unwrap_or(Ipv6Addr::UNSPECIFIED), q.host_port)),
+            target: SocketAddr::from((q.container_ip, q.container_port)),
+            proto: proto_of(q.proto),
+        });
     }
     per
+}
+
+/// Where the IPv6 side of a wildcard mapping listens: `[::]` for TCP; each
+/// machine-local IPv6 address (and `::1`) for UDP.
+fn proxy_v6_listen(
+    plan: &Plan,
+    cfg: &EngineConfig,
+    machine: usize,
+    l3_machine: usize,
+    proto: Proto,
+) -> Vec<Ipv6Addr> {
+    match proto {
+        Proto::Tcp => vec![Ipv6Addr::UNSPECIFIED],
+        Proto::Udp => {
+            let mut a = vec![Ipv6Addr::LOCALHOST];
+            a.extend(plan.machines[machine].ip6);
+            a.extend(
+                cfg.l3
+                    .v6
+                    .networks
+                    .iter()
+                    .filter(|n| n.machine == l3_machine)
+                    .map(|n| n.gateway6),
+            );
+            a
+        }
+    }
 }

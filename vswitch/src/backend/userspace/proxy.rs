@@ -13,7 +13,7 @@
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, SocketAddr, SocketAddrV4, TcpListener, TcpStream, UdpSocket};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -35,10 +35,13 @@ pub const UDP_IDLE: Duration = Duration::from_secs(30);
 /// One published port to relay.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Mapping {
-    /// Where to listen (in the machine namespace).
-    pub listen: SocketAddrV4,
-    /// The container's address and port.
-    pub target: SocketAddrV4,
+    /// Where to listen (in the machine namespace): an IPv6 wildcard
+    /// listens on IPv6 only, beside the IPv4 one (docker-proxy's two sides,
+    /// PUB-4).
+    pub listen: SocketAddr,
+    /// The container's address and port (IPv4 for a container without
+    /// IPv6, whatever the client's family: V6-5).
+    pub target: SocketAddr,
     /// Protocol.
     pub proto: Proto,
 }
@@ -55,7 +58,7 @@ pub enum ProxyError {
         /// The protocol.
         proto: Proto,
         /// The address.
-        addr: SocketAddrV4,
+        addr: SocketAddr,
         /// The OS error.
         source: io::Error,
     },
@@ -73,8 +76,8 @@ pub struct Proxy {
 }
 
 enum Bound {
-    Tcp(TcpListener, SocketAddrV4),
-    Udp(UdpSocket, SocketAddrV4),
+    Tcp(TcpListener, SocketAddr),
+    Udp(UdpSocket, SocketAddr),
 }
 
 impl Proxy {
@@ -90,7 +93,7 @@ impl Proxy {
                         source,
                     };
                     match m.proto {
-                        Proto::Tcp => TcpListener::bind(m.listen)
+                        Proto::Tcp => tcp_listener(m.listen)
                             .and_then(|l| l.set_nonblocking(true).map(|()| l))
                             .map(|l| Bound::Tcp(l, m.target))
                             .map_err(err),
@@ -166,7 +169,7 @@ fn wait_readable(fd: &impl AsFd) {
 
 fn tcp_accept_loop(
     l: &TcpListener,
-    target: SocketAddrV4,
+    target: SocketAddr,
     stop: &Arc<AtomicBool>,
     conns: &Arc<Mutex<Vec<JoinHandle<()>>>>,
 ) {
@@ -183,9 +186,9 @@ fn tcp_accept_loop(
     }
 }
 
-fn tcp_relay(client: TcpStream, target: SocketAddrV4, stop: &Arc<AtomicBool>) {
+fn tcp_relay(client: TcpStream, target: SocketAddr, stop: &Arc<AtomicBool>) {
     let _ = client.set_nonblocking(false);
-    let Ok(server) = TcpStream::connect_timeout(&SocketAddr::V4(target), CONNECT_TIMEOUT) else {
+    let Ok(server) = TcpStream::connect_timeout(&target, CONNECT_TIMEOUT) else {
         return;
     };
     for s in [&client, &server] {
@@ -240,9 +243,32 @@ struct Session {
     last: Arc<Mutex<Instant>>,
 }
 
+/// A TCP listener on `addr`; on the IPv6 wildcard with `IPV6_V6ONLY`, so
+/// that it sits beside the IPv4 wildcard's listener on the same port.
+fn tcp_listener(addr: SocketAddr) -> io::Result<TcpListener> {
+    use nix::sys::socket::{
+        AddressFamily, Backlog, SockFlag, SockType, SockaddrIn6, bind, listen, setsockopt, socket,
+        sockopt,
+    };
+    let SocketAddr::V6(a6) = addr else {
+        return TcpListener::bind(addr);
+    };
+    let fd = socket(
+        AddressFamily::Inet6,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )?;
+    setsockopt(&fd, sockopt::Ipv6V6Only, &true)?;
+    setsockopt(&fd, sockopt::ReuseAddr, &true)?;
+    bind(std::os::fd::AsRawFd::as_raw_fd(&fd), &SockaddrIn6::from(a6))?;
+    listen(&fd, Backlog::new(1024).map_err(io::Error::from)?)?;
+    Ok(TcpListener::from(fd))
+}
+
 fn udp_loop(
     u: &UdpSocket,
-    target: SocketAddrV4,
+    target: SocketAddr,
     stop: &Arc<AtomicBool>,
     conns: &Arc<Mutex<Vec<JoinHandle<()>>>>,
 ) {
@@ -266,7 +292,14 @@ fn udp_loop(
         let s = match sessions.entry(client) {
             Entry::Occupied(o) => o.into_mut(),
             Entry::Vacant(v) => {
-                let Ok(sock) = UdpSocket::bind("0.0.0.0:0").and_then(|s| {
+                let any: SocketAddr = if target.is_ipv4() {
+                    "0.0.0.0:0"
+                } else {
+                    "[::]:0"
+                }
+                .parse()
+                .expect("a wildcard address");
+                let Ok(sock) = UdpSocket::bind(any).and_then(|s| {
                     s.connect(target)?;
                     s.set_read_timeout(Some(TICK))?;
                     Ok(Arc::new(s))
