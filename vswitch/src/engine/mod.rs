@@ -19,6 +19,7 @@ mod checksum;
 pub mod conntrack;
 mod fdb;
 pub mod fixtures;
+pub mod fixtures6;
 pub mod flow;
 mod forward;
 mod gateway;

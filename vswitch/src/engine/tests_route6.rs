@@ -8,111 +8,11 @@ use std::time::Instant;
 
 use etherparse::{NetSlice, PacketBuilder, SlicedPacket, TransportSlice};
 
-use super::route6::{Machine6, Network6, Publish6, Route6Config};
+use super::fixtures6::*;
 use super::*;
 
-const UPLINK: PortId = PortId(0);
-const EXT: PortId = PortId(1);
-const HOST1: PortId = PortId(2);
-const A: PortId = PortId(3);
-const B: PortId = PortId(5);
-
-const UP_MAC: MacAddr = MacAddr([0x02, 0x56, 198, 18, 0, 2]);
-const EXT_MAC: MacAddr = MacAddr([0x02, 0x56, 198, 18, 0, 80]);
-const GW1_MAC: MacAddr = MacAddr([0x02, 0x42, 172, 30, 0, 1]);
-const GW2_MAC: MacAddr = MacAddr([0x02, 0x42, 172, 31, 0, 1]);
-const A_MAC: MacAddr = MacAddr([0x02, 0x42, 172, 30, 0, 2]);
-const B_MAC: MacAddr = MacAddr([0x02, 0x42, 172, 31, 0, 2]);
-
-fn a6(s: &str) -> Ipv6Addr {
-    s.parse().unwrap()
-}
-
-const ME: &str = "2001:2::10";
-const WWW: &str = "2001:2::80";
-const A6: &str = "fd00:30::2";
-const B6: &str = "fd00:31::2";
-
-/// lan (uplink, ext); n1 (host port, a) with IPv6; n2 (host port 4, b),
-/// internal when asked; `8080:80` published by a.
 fn engine(ip6tables: bool, n2_internal: bool) -> Engine {
-    let port = |name: &str, d: u16, role| PortConfig {
-        name: name.into(),
-        domain: DomainId(d),
-        role,
-    };
-    let gw = |ip: [u8; 4], ip6: &str, mac| DomainConfig {
-        name: "n".into(),
-        gateway: Some(Gateway {
-            ip: ip.into(),
-            ip6: Some(a6(ip6)),
-            mac,
-        }),
-        icc: true,
-    };
-    let lan = DomainConfig {
-        name: "lan".into(),
-        gateway: None,
-        icc: true,
-    };
-    let net = |d: u16, sub: &str, gw6: &str, mac, internal| Network6 {
-        domain: DomainId(d),
-        machine: 0,
-        subnet6: sub.parse().unwrap(),
-        gateway6: a6(gw6),
-        gw_mac: mac,
-        internal,
-        masquerade: true,
-    };
-    let v6 = Route6Config {
-        machines: vec![Machine6 {
-            uplink: UPLINK,
-            mac: UP_MAC,
-            ip6: Some(a6(ME)),
-            lan6: Some("2001:2::/64".parse().unwrap()),
-            lan_gateway6: None,
-            ip6tables,
-        }],
-        networks: vec![
-            net(1, "fd00:30::/64", "fd00:30::1", GW1_MAC, false),
-            net(2, "fd00:31::/64", "fd00:31::1", GW2_MAC, n2_internal),
-        ],
-        publish: vec![Publish6 {
-            machine: 0,
-            host_ip: None,
-            host_port: 8080,
-            proto: 6,
-            container_ip: a6(A6),
-            container_port: 80,
-        }],
-        neighbours: vec![
-            (a6(WWW), EXT_MAC, EXT),
-            (a6(A6), A_MAC, A),
-            (a6(B6), B_MAC, B),
-        ],
-    };
-    let l3 = L3Config {
-        v6,
-        ..L3Config::default()
-    };
-    Engine::new(EngineConfig {
-        domains: vec![
-            lan,
-            gw([172, 30, 0, 1], "fd00:30::1", GW1_MAC),
-            gw([172, 31, 0, 1], "fd00:31::1", GW2_MAC),
-        ],
-        ports: vec![
-            port("lan/uplink", 0, PortRole::Plain),
-            port("lan/ext", 0, PortRole::Plain),
-            port("n1/host", 1, PortRole::Host),
-            port("a/eth0", 1, PortRole::Container),
-            port("n2/host", 2, PortRole::Host),
-            port("b/eth0", 2, PortRole::Container),
-        ],
-        l3,
-        ..EngineConfig::default()
-    })
-    .unwrap()
+    Engine::new(nat6_cfg(ip6tables, n2_internal)).unwrap()
 }
 
 fn tcp(
