@@ -48,6 +48,10 @@ start() {
     ip netns add "$NS"
   fi
   ip -n "$NS" link set lo up
+  # Addresses usable at once (no IPv6 duplicate address detection): the
+  # bridges' gateway6 would stay tentative for a second after each
+  # network is created. vswitch sets the same before every IPv6 run.
+  nsenter --net="/run/netns/$NS" sysctl -qw net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0
   mkdir -p "$DATA" "$EXEC"
   # No daemon.json of the machine applies: an empty configuration of our own.
   echo '{}' >"$CONF"

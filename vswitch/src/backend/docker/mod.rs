@@ -90,6 +90,7 @@ use crate::backend::{BuildError, BuildOptions, World, namespace_names};
 use crate::netns::{self, NetNs};
 use crate::scenario::plan::{BackendKind, Driver, MacAddr, Node, Plan};
 use crate::sys::netlink::Netlink;
+use crate::sys::sysctl::sysctl_set;
 use crate::world::RunId;
 
 use api::{ApiError, Client};
@@ -427,6 +428,18 @@ impl Dataplane {
             delete_uplink().map_err(|source| BuildError {
                 step: "removing a stale daemon uplink".into(),
                 source,
+            })?;
+        }
+        if plan.lan6.is_some() {
+            // The bridges the daemon creates for this run, and the uplink,
+            // hold their IPv6 addresses at once: without this, Docker's
+            // gateway6 stays tentative (DAD) for a second after the network
+            // is created, and the first checks find no router.
+            in_ns(&daemon, "daemon namespace: IPv6 DAD off", || {
+                for scope in ["all", "default"] {
+                    sysctl_set(&format!("net.ipv6.conf.{scope}.accept_dad"), "0")?;
+                }
+                Ok(())
             })?;
         }
         std::fs::write(UPLINK_OWNER, self.run.as_str())

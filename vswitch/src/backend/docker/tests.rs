@@ -100,6 +100,47 @@ fn bodies_carry_the_plan() {
     assert_eq!(ep["Aliases"], json!(["x"]));
 }
 
+/// V6-1, V6-2: an IPv6 network's body carries EnableIPv6 and its v6
+/// subnet and gateway; an endpoint its planned IPv6Address.
+#[test]
+fn ipv6_bodies_carry_the_plan() {
+    let p = plan(
+        r#"
+name = "v6"
+[[network]]
+name = "dual"
+ipv6 = true
+subnet = "10.124.0.0/24"
+subnet6 = "fd00:124::/64"
+aux_addresses = { spare = "fd00:124::99" }
+[[container]]
+name = "web"
+networks = [{ name = "dual", ip6 = "fd00:124::80" }]
+"#,
+    );
+    let run = RunId::parse("vsw0a1b2c").unwrap();
+    let n = network_body("dual", &run, &p.networks[0]);
+    assert_eq!(n["EnableIPv6"], true);
+    assert_eq!(n["IPAM"]["Config"][1]["Subnet"], "fd00:124::/64");
+    assert_eq!(n["IPAM"]["Config"][1]["Gateway"], "fd00:124::1");
+    assert_eq!(
+        n["IPAM"]["Config"][1]["AuxiliaryAddresses"]["spare"],
+        "fd00:124::99"
+    );
+    assert!(n["IPAM"]["Config"][0]["AuxiliaryAddresses"].is_null());
+    let nets = vec!["dual".to_string()];
+    let c = container_body(&p, 0, &nets, &run, Ipv4Addr::new(198, 18, 0, 254));
+    let ep = &c["NetworkingConfig"]["EndpointsConfig"]["dual"];
+    assert_eq!(ep["IPAMConfig"]["IPv4Address"], "10.124.0.2");
+    assert_eq!(ep["IPAMConfig"]["IPv6Address"], "fd00:124::80");
+    // IPv4-only networks stay so.
+    let p4 = plan(TINY);
+    assert_eq!(
+        network_body("tinynet", &run, &p4.networks[0])["EnableIPv6"],
+        false
+    );
+}
+
 #[test]
 fn unsupported_names_each_reason() {
     let p = plan(
@@ -108,8 +149,14 @@ name = "too much"
 [[machine]]
 name = "h1"
 userland_proxy = false
+ip6tables = false
 [[machine]]
 name = "h2"
+[[network]]
+name = "bridge"
+default = true
+ipv6 = true
+machine = "h2"
 [[network]]
 name = "v"
 driver = "ipvlan"
@@ -132,6 +179,8 @@ networks = ["v"]
     for want in [
         "one machine per scenario",
         "userland_proxy = false",
+        "ip6tables = false (machine[0] `h1`)",
+        "ipv6 on the default bridge",
         "driver ipvlan not supported",
         "802.1Q parent `eth0.10`",
     ] {

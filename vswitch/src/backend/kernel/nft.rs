@@ -218,6 +218,14 @@ pub(super) fn machine_ruleset(
         s.push_str(&dnat_rule(p, proxy));
     }
     let _ = writeln!(s, "  }}");
+    // From the machine itself. IPv6 (observed on 20.10): ip6tables' OUTPUT
+    // DNAT takes the connection, not docker-proxy, and the container sees
+    // the machine's own address; IPv4 as from a container.
+    let _ = writeln!(s, "  chain publish_host {{");
+    for p in &pubs {
+        s.push_str(&dnat_rule(p, proxy && !p.container_ip.is_ipv6()));
+    }
+    let _ = writeln!(s, "  }}");
     let _ = writeln!(
         s,
         "  chain nat_prerouting {{\n    type nat hook prerouting priority dstnat; policy accept;"
@@ -231,7 +239,7 @@ pub(super) fn machine_ruleset(
     let _ = writeln!(s, "    fib daddr type local jump publish\n  }}");
     let _ = writeln!(
         s,
-        "  chain nat_output {{\n    type nat hook output priority -100; policy accept;\n    fib daddr type local jump publish_local\n  }}"
+        "  chain nat_output {{\n    type nat hook output priority -100; policy accept;\n    fib daddr type local jump publish_host\n  }}"
     );
 
     // Source NAT.
