@@ -10,6 +10,7 @@
 
 pub mod docker;
 pub mod kernel;
+pub mod parallel;
 pub mod pcap;
 pub mod userspace;
 
@@ -191,11 +192,22 @@ impl World {
             "creating {} namespaces",
             plan.machines.len() + plan.externals.len() + plan.containers.len()
         ));
+        let t = std::time::Instant::now();
         world.create_namespaces(plan, backend)?;
+        tracing::debug!(
+            ms = t.elapsed().as_millis() as u64,
+            "setup: namespaces created"
+        );
+        let t = std::time::Instant::now();
         if backend != BackendKind::Docker {
             world.write_etc_files(plan)?;
         }
+        tracing::debug!(
+            ms = t.elapsed().as_millis() as u64,
+            "setup: /etc files written"
+        );
         progress("wiring the data path");
+        let t = std::time::Instant::now();
         world.dataplane = Some(match backend {
             BackendKind::Userspace => {
                 Dataplane::Userspace(userspace::Dataplane::build(&world, plan, opts)?)
@@ -209,6 +221,10 @@ impl World {
             // Container namespaces exist only now.
             world.write_etc_files(plan)?;
         }
+        tracing::debug!(
+            ms = t.elapsed().as_millis() as u64,
+            "setup: data path wired"
+        );
         progress("starting services");
         world.start_services(plan, backend)?;
         Ok(world)
@@ -338,6 +354,7 @@ impl World {
         if backend == BackendKind::Docker {
             return Ok(());
         }
+        let t = std::time::Instant::now();
         let table = std::sync::Arc::new(crate::dns::NameTable::from_plan(plan));
         let mut served = Vec::new();
         for (i, c) in plan.containers.iter().enumerate() {
@@ -355,12 +372,21 @@ impl World {
             self.embedded_dns.push(s);
             served.push(i);
         }
+        tracing::debug!(
+            ms = t.elapsed().as_millis() as u64,
+            "setup: embedded DNS started"
+        );
+        let t = std::time::Instant::now();
         if let Some(fast) = crate::dns::fastpath::WorldFastPath::load(&table) {
             let fast = std::sync::Arc::new(fast);
             self.dns_fast_links =
                 fast.attach_in(served.iter().map(|&i| (i, self.ns(Node::Container(i)))));
             self.dns_fast_path = Some(fast);
         }
+        tracing::debug!(
+            ms = t.elapsed().as_millis() as u64,
+            "setup: DNS fast path attached"
+        );
         Ok(())
     }
 
@@ -372,26 +398,41 @@ impl World {
 
     /// Tears the world down and returns the data path's counters.
     pub fn teardown(mut self) -> serde_json::Value {
-        crate::dns::stop_all(&mut self.embedded_dns);
-        self.echo.clear();
-        self.dns.clear();
+        self.stop_services();
+        let t = std::time::Instant::now();
         let metrics = self
             .dataplane
             .take()
             .map_or(serde_json::Value::Null, Dataplane::stop);
+        tracing::debug!(
+            ms = t.elapsed().as_millis() as u64,
+            "teardown: data path stopped"
+        );
         drop(self);
         metrics
+    }
+
+    /// Stops the embedded DNS, echo and DNS services (all at once: each
+    /// thread notices within its poll interval).
+    fn stop_services(&mut self) {
+        let t = std::time::Instant::now();
+        crate::dns::stop_all(&mut self.embedded_dns);
+        self.echo.clear();
+        self.dns.clear();
+        tracing::debug!(
+            ms = t.elapsed().as_millis() as u64,
+            "teardown: services stopped"
+        );
     }
 }
 
 impl Drop for World {
     fn drop(&mut self) {
-        crate::dns::stop_all(&mut self.embedded_dns);
-        self.echo.clear();
-        self.dns.clear();
+        self.stop_services();
         if let Some(d) = self.dataplane.take() {
             let _ = d.stop();
         }
+        let t = std::time::Instant::now();
         let namespaces = std::mem::take(&mut self.namespaces);
         let names: Vec<String> = namespaces
             .iter()
@@ -399,11 +440,21 @@ impl Drop for World {
             .map(|n| n.name().to_string())
             .collect();
         drop(namespaces);
-        for n in names {
+        parallel::map(names, parallel::WIDTH, |n| {
             if let Err(e) = crate::netns::delete(&n) {
                 eprintln!("vswitch: cannot delete namespace {n}: {e}");
             }
-        }
+        });
+        tracing::debug!(
+            ms = t.elapsed().as_millis() as u64,
+            "teardown: namespaces deleted"
+        );
+        let t = std::time::Instant::now();
+        parallel::drop_all(std::mem::take(&mut self.dns_fast_links), parallel::WIDTH);
+        tracing::debug!(
+            ms = t.elapsed().as_millis() as u64,
+            "teardown: DNS fast path detached"
+        );
     }
 }
 
