@@ -107,12 +107,9 @@ pub struct World {
     dns: Vec<probe::DnsServer>,
     /// Docker's embedded DNS (127.0.0.11) of each container that has one.
     embedded_dns: Vec<crate::dns::EmbeddedDns>,
-    /// Its kernel fast path: one program and map for the world …
+    /// Its kernel fast path: one program and map for the world, attached
+    /// to each of those containers' `lo` until their namespaces go.
     dns_fast_path: Option<std::sync::Arc<crate::dns::fastpath::WorldFastPath>>,
-    /// … attached to each of those containers' `lo`. Declared last and
-    /// never cleared by hand, so the links close after the namespaces are
-    /// gone (a live detach waits for an RCU grace period; a dead one does not).
-    dns_fast_links: Vec<crate::sys::bpf::TcxLink>,
 }
 
 /// Node name → namespace name, for `vswitch exec` and the run record. On
@@ -186,7 +183,6 @@ impl World {
             dns: Vec::new(),
             embedded_dns: Vec::new(),
             dns_fast_path: None,
-            dns_fast_links: Vec::new(),
         };
         progress(&format!(
             "creating {} namespaces",
@@ -262,6 +258,7 @@ impl World {
     fn create_namespaces(&mut self, plan: &Plan, backend: BackendKind) -> Result<(), BuildError> {
         let names = namespace_names(&self.run, plan, backend);
         let mut by_name: HashMap<String, usize> = HashMap::new();
+        let mut unique: Vec<(String, bool)> = Vec::new();
         let nodes = plan
             .machines
             .iter()
@@ -273,25 +270,34 @@ impl World {
             if backend == BackendKind::Docker && !docker::world_creates(node) {
                 continue;
             }
-            let idx = match by_name.get(&ns_name) {
-                Some(&i) => i,
-                None => {
-                    let ns = NetNs::create(&ns_name)
-                        .map_err(BuildError::at(format!("namespace {ns_name}")))?;
-                    ns.run(prepare_namespace)
-                        .map_err(BuildError::at(format!("namespace {ns_name}")))?
-                        .map_err(|e| BuildError {
-                            step: format!("namespace {ns_name}: loopback"),
-                            source: e,
-                        })?;
-                    self.namespaces.push(ns);
-                    by_name.insert(ns_name, self.namespaces.len() - 1);
-                    self.namespaces.len() - 1
-                }
-            };
-            self.node_ns.insert(node, idx);
+            let container = matches!(node, Node::Container(_));
+            let idx = *by_name.entry(ns_name.clone()).or_insert_with(|| {
+                unique.push((ns_name, container));
+                unique.len() - 1
+            });
+            self.node_ns.insert(node, self.namespaces.len() + idx);
         }
-        Ok(())
+        // Independent of one another and mostly waiting in the kernel:
+        // made on parallel threads. Each is prepared (loopback up, IPv6
+        // off) on the thread that creates it.
+        let fast_path = crate::dns::fastpath::enabled();
+        let made = parallel::map(unique, parallel::WIDTH, |(ns_name, container)| {
+            let clsact = container && fast_path;
+            NetNs::create_with(&ns_name, move || prepare_namespace(clsact))
+                .map_err(BuildError::at(format!("namespace {ns_name}")))
+        });
+        let mut first_error = None;
+        for r in made {
+            match r {
+                // Kept even after an error, so that dropping the world
+                // deletes it.
+                Ok(ns) => self.namespaces.push(ns),
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        first_error.map_or(Ok(()), Err)
     }
 
     /// resolv.conf and hosts as Docker writes them (DNS-2, DNS-20, DNS-21),
@@ -356,36 +362,55 @@ impl World {
         }
         let t = std::time::Instant::now();
         let table = std::sync::Arc::new(crate::dns::NameTable::from_plan(plan));
-        let mut served = Vec::new();
-        for (i, c) in plan.containers.iter().enumerate() {
-            if on_host_network(plan, i) || !table.view(i).is_some_and(|v| v.embedded) {
-                continue;
-            }
-            let s = crate::dns::start_embedded_dns(
-                table.clone(),
-                i,
-                self.ns(Node::Container(i)),
-                self.ns(Node::Machine(c.machine)),
-                crate::dns::ForwardConfig::default(),
-            )
-            .map_err(BuildError::at(format!("embedded DNS of {}", c.name)))?;
-            self.embedded_dns.push(s);
-            served.push(i);
-        }
-        tracing::debug!(
-            ms = t.elapsed().as_millis() as u64,
-            "setup: embedded DNS started"
-        );
-        let t = std::time::Instant::now();
+        let served: Vec<usize> = (0..plan.containers.len())
+            .filter(|&i| !on_host_network(plan, i) && table.view(i).is_some_and(|v| v.embedded))
+            .collect();
+        // The fast path first: attaching is quicker before the servers' threads exist.
         if let Some(fast) = crate::dns::fastpath::WorldFastPath::load(&table) {
+            tracing::debug!(
+                ms = t.elapsed().as_millis() as u64,
+                "setup: DNS fast path loaded"
+            );
             let fast = std::sync::Arc::new(fast);
-            self.dns_fast_links =
-                fast.attach_in(served.iter().map(|&i| (i, self.ns(Node::Container(i)))));
+            fast.attach_in(served.iter().map(|&i| (i, self.ns(Node::Container(i)))));
             self.dns_fast_path = Some(fast);
         }
         tracing::debug!(
             ms = t.elapsed().as_millis() as u64,
             "setup: DNS fast path attached"
+        );
+        let t = std::time::Instant::now();
+        // One server per container, each started on its own (parallel) thread.
+        let jobs: Vec<_> = served
+            .iter()
+            .map(|&i| {
+                let c = &plan.containers[i];
+                let (cns, mns) = (
+                    self.ns(Node::Container(i)),
+                    self.ns(Node::Machine(c.machine)),
+                );
+                (i, &c.name, cns, mns, table.clone())
+            })
+            .collect();
+        let started = parallel::map(jobs, parallel::WIDTH, |(i, name, cns, mns, table)| {
+            crate::dns::start_embedded_dns(table, i, cns, mns, crate::dns::ForwardConfig::default())
+                .map_err(BuildError::at(format!("embedded DNS of {name}")))
+        });
+        let mut first_error = None;
+        for s in started {
+            match s {
+                Ok(s) => self.embedded_dns.push(s),
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        if let Some(e) = first_error {
+            return Err(e);
+        }
+        tracing::debug!(
+            ms = t.elapsed().as_millis() as u64,
+            "setup: embedded DNS started"
         );
         Ok(())
     }
@@ -449,19 +474,22 @@ impl Drop for World {
             ms = t.elapsed().as_millis() as u64,
             "teardown: namespaces deleted"
         );
-        let t = std::time::Instant::now();
-        parallel::drop_all(std::mem::take(&mut self.dns_fast_links), parallel::WIDTH);
-        tracing::debug!(
-            ms = t.elapsed().as_millis() as u64,
-            "teardown: DNS fast path detached"
-        );
     }
 }
 
 /// Loopback up; IPv6 off unless an interface asks for it later (no router
-/// solicitations or MLD reports cluttering captures).
-fn prepare_namespace() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+/// solicitations or MLD reports cluttering captures). With `clsact`, `lo`
+/// gets the clsact qdisc the embedded DNS's fast path attaches to, while it
+/// is still down: adding one to an interface that is up deactivates it and
+/// waits for an RCU grace period under RTNL (~2 ms), and a classifier added
+/// later, more than a grace period after the qdisc, needs no `rcu_barrier`
+/// either.
+fn prepare_namespace(clsact: bool) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let mut nl = Netlink::new()?;
+    if clsact {
+        // `lo` is interface 1 in every network namespace.
+        nl.qdisc_add_clsact(1)?;
+    }
     nl.link_set_up("lo")?;
     crate::sys::sysctl::sysctl_set("net.ipv6.conf.default.disable_ipv6", "1")?;
     crate::sys::sysctl::sysctl_set("net.ipv6.conf.all.disable_ipv6", "1")?;
