@@ -351,6 +351,31 @@ impl Netlink {
         self.ack(RouteNetlinkMessage::DelLink(msg), 0, "delete link", name)
     }
 
+    /// Creates a veth pair `name` (here) ↔ `peer`, born in namespace `ns`
+    /// (`ip link add NAME type veth peer name PEER netns NS`): no move
+    /// later, which would wait for RCU grace periods under RTNL.
+    pub fn link_add_veth_peer_in(
+        &mut self,
+        name: &str,
+        peer: &str,
+        ns: BorrowedFd<'_>,
+    ) -> Result<(), NetlinkError> {
+        let mut peer_msg = LinkMessage::default();
+        peer_msg
+            .attributes
+            .push(LinkAttribute::IfName(peer.to_string()));
+        peer_msg
+            .attributes
+            .push(LinkAttribute::NetNsFd(ns.as_raw_fd()));
+        self.link_add(
+            name,
+            InfoKind::Veth,
+            None,
+            Some(InfoData::Veth(InfoVeth::Peer(peer_msg))),
+            "add veth",
+        )
+    }
+
     /// Creates a veth pair `name` ↔ `peer`, both in this namespace.
     pub fn link_add_veth(&mut self, name: &str, peer: &str) -> Result<(), NetlinkError> {
         let mut peer_msg = LinkMessage::default();
