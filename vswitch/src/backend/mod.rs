@@ -11,6 +11,7 @@
 pub mod capture;
 pub mod docker;
 pub mod kernel;
+pub mod parallel;
 pub mod pcap;
 pub mod userspace;
 
@@ -108,12 +109,9 @@ pub struct World {
     dns: Vec<probe::DnsServer>,
     /// Docker's embedded DNS (127.0.0.11) of each container that has one.
     embedded_dns: Vec<crate::dns::EmbeddedDns>,
-    /// Its kernel fast path: one program and map for the world …
+    /// Its kernel fast path: one program and map for the world, attached
+    /// to each of those containers' `lo` until their namespaces go.
     dns_fast_path: Option<std::sync::Arc<crate::dns::fastpath::WorldFastPath>>,
-    /// … attached to each of those containers' `lo`. Declared last and
-    /// never cleared by hand, so the links close after the namespaces are
-    /// gone (a live detach waits for an RCU grace period; a dead one does not).
-    dns_fast_links: Vec<crate::sys::bpf::TcxLink>,
 }
 
 /// Node name → namespace name, for `vswitch exec` and the run record. On
@@ -204,17 +202,27 @@ impl World {
             dns: Vec::new(),
             embedded_dns: Vec::new(),
             dns_fast_path: None,
-            dns_fast_links: Vec::new(),
         };
         progress(&format!(
             "creating {} namespaces",
             plan.machines.len() + plan.externals.len() + plan.containers.len()
         ));
+        let t = std::time::Instant::now();
         world.create_namespaces(plan, backend)?;
+        tracing::debug!(
+            ms = t.elapsed().as_millis() as u64,
+            "setup: namespaces created"
+        );
+        let t = std::time::Instant::now();
         if backend != BackendKind::Docker {
             world.write_etc_files(plan)?;
         }
+        tracing::debug!(
+            ms = t.elapsed().as_millis() as u64,
+            "setup: /etc files written"
+        );
         progress("wiring the data path");
+        let t = std::time::Instant::now();
         world.dataplane = Some(match backend {
             BackendKind::Userspace => {
                 Dataplane::Userspace(userspace::Dataplane::build(&world, plan, opts)?)
@@ -228,6 +236,10 @@ impl World {
             // Container namespaces exist only now.
             world.write_etc_files(plan)?;
         }
+        tracing::debug!(
+            ms = t.elapsed().as_millis() as u64,
+            "setup: data path wired"
+        );
         if let (Some(dir), true) = (&opts.pcap_dir, backend != BackendKind::Userspace) {
             progress("starting captures");
             world.captures = Some(capture::Captures::start(&world, plan, dir)?);
@@ -276,6 +288,7 @@ impl World {
     fn create_namespaces(&mut self, plan: &Plan, backend: BackendKind) -> Result<(), BuildError> {
         let names = namespace_names(&self.run, plan, backend);
         let mut by_name: HashMap<String, usize> = HashMap::new();
+        let mut unique: Vec<(String, bool)> = Vec::new();
         let nodes = plan
             .machines
             .iter()
@@ -287,26 +300,35 @@ impl World {
             if backend == BackendKind::Docker && !docker::world_creates(node) {
                 continue;
             }
-            let idx = match by_name.get(&ns_name) {
-                Some(&i) => i,
-                None => {
-                    let ns = NetNs::create(&ns_name)
-                        .map_err(BuildError::at(format!("namespace {ns_name}")))?;
-                    let ipv6 = plan.lan6.is_some();
-                    ns.run(move || prepare_namespace(ipv6))
-                        .map_err(BuildError::at(format!("namespace {ns_name}")))?
-                        .map_err(|e| BuildError {
-                            step: format!("namespace {ns_name}: loopback"),
-                            source: e,
-                        })?;
-                    self.namespaces.push(ns);
-                    by_name.insert(ns_name, self.namespaces.len() - 1);
-                    self.namespaces.len() - 1
-                }
-            };
-            self.node_ns.insert(node, idx);
+            let container = matches!(node, Node::Container(_));
+            let idx = *by_name.entry(ns_name.clone()).or_insert_with(|| {
+                unique.push((ns_name, container));
+                unique.len() - 1
+            });
+            self.node_ns.insert(node, self.namespaces.len() + idx);
         }
-        Ok(())
+        // Independent of one another and mostly waiting in the kernel:
+        // made on parallel threads. Each is prepared (loopback up, IPv6
+        // as the world needs it) on the thread that creates it.
+        let fast_path = crate::dns::fastpath::enabled();
+        let ipv6 = plan.lan6.is_some();
+        let made = parallel::map(unique, parallel::WIDTH, |(ns_name, container)| {
+            let clsact = container && fast_path;
+            NetNs::create_with(&ns_name, move || prepare_namespace(clsact, ipv6))
+                .map_err(BuildError::at(format!("namespace {ns_name}")))
+        });
+        let mut first_error = None;
+        for r in made {
+            match r {
+                // Kept even after an error, so that dropping the world
+                // deletes it.
+                Ok(ns) => self.namespaces.push(ns),
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        first_error.map_or(Ok(()), Err)
     }
 
     /// resolv.conf and hosts as Docker writes them (DNS-2, DNS-20, DNS-21),
@@ -363,29 +385,58 @@ impl World {
         if backend == BackendKind::Docker {
             return Ok(());
         }
+        let t = std::time::Instant::now();
         let table = std::sync::Arc::new(crate::dns::NameTable::from_plan(plan));
-        let mut served = Vec::new();
-        for (i, c) in plan.containers.iter().enumerate() {
-            if on_host_network(plan, i) || !table.view(i).is_some_and(|v| v.embedded) {
-                continue;
-            }
-            let s = crate::dns::start_embedded_dns(
-                table.clone(),
-                i,
-                self.ns(Node::Container(i)),
-                self.ns(Node::Machine(c.machine)),
-                crate::dns::ForwardConfig::default(),
-            )
-            .map_err(BuildError::at(format!("embedded DNS of {}", c.name)))?;
-            self.embedded_dns.push(s);
-            served.push(i);
-        }
+        let served: Vec<usize> = (0..plan.containers.len())
+            .filter(|&i| !on_host_network(plan, i) && table.view(i).is_some_and(|v| v.embedded))
+            .collect();
+        // The fast path first: attaching is quicker before the servers' threads exist.
         if let Some(fast) = crate::dns::fastpath::WorldFastPath::load(&table) {
+            tracing::debug!(
+                ms = t.elapsed().as_millis() as u64,
+                "setup: DNS fast path loaded"
+            );
             let fast = std::sync::Arc::new(fast);
-            self.dns_fast_links =
-                fast.attach_in(served.iter().map(|&i| (i, self.ns(Node::Container(i)))));
+            fast.attach_in(served.iter().map(|&i| (i, self.ns(Node::Container(i)))));
             self.dns_fast_path = Some(fast);
         }
+        tracing::debug!(
+            ms = t.elapsed().as_millis() as u64,
+            "setup: DNS fast path attached"
+        );
+        let t = std::time::Instant::now();
+        // One server per container, each started on its own (parallel) thread.
+        let jobs: Vec<_> = served
+            .iter()
+            .map(|&i| {
+                let c = &plan.containers[i];
+                let (cns, mns) = (
+                    self.ns(Node::Container(i)),
+                    self.ns(Node::Machine(c.machine)),
+                );
+                (i, &c.name, cns, mns, table.clone())
+            })
+            .collect();
+        let started = parallel::map(jobs, parallel::WIDTH, |(i, name, cns, mns, table)| {
+            crate::dns::start_embedded_dns(table, i, cns, mns, crate::dns::ForwardConfig::default())
+                .map_err(BuildError::at(format!("embedded DNS of {name}")))
+        });
+        let mut first_error = None;
+        for s in started {
+            match s {
+                Ok(s) => self.embedded_dns.push(s),
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        if let Some(e) = first_error {
+            return Err(e);
+        }
+        tracing::debug!(
+            ms = t.elapsed().as_millis() as u64,
+            "setup: embedded DNS started"
+        );
         Ok(())
     }
 
@@ -400,27 +451,42 @@ impl World {
         if let Some(c) = self.captures.take() {
             c.stop();
         }
-        crate::dns::stop_all(&mut self.embedded_dns);
-        self.echo.clear();
-        self.dns.clear();
+        self.stop_services();
+        let t = std::time::Instant::now();
         let metrics = self
             .dataplane
             .take()
             .map_or(serde_json::Value::Null, Dataplane::stop);
+        tracing::debug!(
+            ms = t.elapsed().as_millis() as u64,
+            "teardown: data path stopped"
+        );
         drop(self);
         metrics
+    }
+
+    /// Stops the embedded DNS, echo and DNS services (all at once: each
+    /// thread notices within its poll interval).
+    fn stop_services(&mut self) {
+        let t = std::time::Instant::now();
+        crate::dns::stop_all(&mut self.embedded_dns);
+        self.echo.clear();
+        self.dns.clear();
+        tracing::debug!(
+            ms = t.elapsed().as_millis() as u64,
+            "teardown: services stopped"
+        );
     }
 }
 
 impl Drop for World {
     fn drop(&mut self) {
         self.captures.take();
-        crate::dns::stop_all(&mut self.embedded_dns);
-        self.echo.clear();
-        self.dns.clear();
+        self.stop_services();
         if let Some(d) = self.dataplane.take() {
             let _ = d.stop();
         }
+        let t = std::time::Instant::now();
         let namespaces = std::mem::take(&mut self.namespaces);
         let names: Vec<String> = namespaces
             .iter()
@@ -428,11 +494,15 @@ impl Drop for World {
             .map(|n| n.name().to_string())
             .collect();
         drop(namespaces);
-        for n in names {
+        parallel::map(names, parallel::WIDTH, |n| {
             if let Err(e) = crate::netns::delete(&n) {
                 eprintln!("vswitch: cannot delete namespace {n}: {e}");
             }
-        }
+        });
+        tracing::debug!(
+            ms = t.elapsed().as_millis() as u64,
+            "teardown: namespaces deleted"
+        );
     }
 }
 
@@ -441,8 +511,20 @@ impl Drop for World {
 /// IPv6 (`Plan::lan6`) it is on, without duplicate address detection (the
 /// scenario's addresses are unique and usable at once), router
 /// advertisements or solicitations: every address and route is static.
-fn prepare_namespace(ipv6: bool) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+/// With `clsact`, `lo` gets the clsact qdisc the embedded DNS's fast path
+/// attaches to, while it is still down: adding one to an interface that is
+/// up deactivates it and waits for an RCU grace period under RTNL (~2 ms),
+/// and a classifier added later, more than a grace period after the qdisc,
+/// needs no `rcu_barrier` either.
+fn prepare_namespace(
+    clsact: bool,
+    ipv6: bool,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let mut nl = Netlink::new()?;
+    if clsact {
+        // `lo` is interface 1 in every network namespace.
+        nl.qdisc_add_clsact(1)?;
+    }
     nl.link_set_up("lo")?;
     let set = crate::sys::sysctl::sysctl_set;
     if !ipv6 {

@@ -61,10 +61,13 @@ pub const FASTPATH_ENV: &str = "VSWITCH_DNS_FASTPATH";
 /// Longest query name the fast path takes, in wire bytes (labels with their
 /// length bytes and the final zero).
 pub const NAME_MAX: usize = 64;
-/// Map key: the asking container's network namespace cookie (u64, host
-/// order), the name's wire bytes zero-padded to [`NAME_MAX`], the query
-/// type (network order) and two zero bytes. One map serves a whole world;
-/// the cookie keeps each container to its own view (DNS-5).
+/// Map key: the asking container's view (u64, host order: what the views
+/// map gives for its network namespace cookie), the name's wire bytes
+/// zero-padded to [`NAME_MAX`], the query type (network order) and two zero
+/// bytes. One map serves a whole world; the view keeps each container to
+/// its own names (DNS-5), and containers that see the same names share one
+/// view, so a world of N containers on a few networks holds each network's
+/// names once rather than N times (N² entries at 1000 containers).
 pub const KEY_SIZE: usize = 8 + NAME_MAX + 4;
 /// Map value: the kind (u32: 0 no record, 1 A, 2 AAAA) and the answer
 /// record's bytes.
@@ -97,7 +100,8 @@ pub fn enabled() -> bool {
 }
 
 /// The map key of `name` (dot-separated labels as asked, no trailing dot)
-/// and query type `qtype` asked in the namespace of cookie `netns`, or
+/// and query type `qtype` in view `netns` (a namespace cookie for
+/// [`Loaded::insert`]), or
 /// `None` when the name cannot be a key (too long, an empty or oversized
 /// label).
 pub fn key(netns: u64, name: &str, qtype: u16) -> Option<[u8; KEY_SIZE]> {
@@ -148,15 +152,17 @@ fn read_counter(m: &Map) -> u64 {
         .map_or(0, u64::from_ne_bytes)
 }
 
-/// A world's fast path: one program (verified once) and one map holding
-/// every container's names under its namespace cookie. Each container
-/// attaches it to its own `lo` ([`Loaded::attach_here`]); tests run it with
-/// `BPF_PROG_TEST_RUN`.
+/// A world's fast path: one program (verified once), one map from each
+/// container's namespace cookie to its view and one holding every view's
+/// names. Each container attaches it to its own `lo`
+/// ([`Loaded::attach_here`]); tests run it with `BPF_PROG_TEST_RUN`.
 #[derive(Debug)]
 pub struct Loaded {
     /// The program.
     pub prog: Program,
-    /// (netns cookie, name, type) → answer.
+    /// netns cookie (u64) → view (u64).
+    pub views: Map,
+    /// (view, name, type) → answer.
     pub names: Map,
     /// One u64: queries answered, all containers together.
     pub hits: Map,
@@ -165,19 +171,44 @@ pub struct Loaded {
 impl Loaded {
     /// Loads the program with an empty map of room for `capacity` answers
     /// (hash maps are preallocated, so it is sized to what will go in).
+    /// Room for `capacity` namespaces in the views map too.
     pub fn new(capacity: usize) -> io::Result<Loaded> {
-        let size = u32::try_from(capacity.max(1)).map_or(MAX_ENTRIES, |n| n.min(MAX_ENTRIES));
-        let names = Map::hash("vsw_dns_names", KEY_SIZE, VALUE_SIZE, size)?;
-        let hits = Map::array("vsw_dns_hits", 8, 1)?;
-        let prog = Program::load_tc("vsw_dns_fast", &program(&names, &hits))
-            .map_err(|e| io::Error::other(e.to_string()))?;
-        Ok(Loaded { prog, names, hits })
+        Loaded::with_room(capacity, capacity)
     }
 
-    /// Puts `answers` in the map for queries asked in namespace `netns`.
+    /// Loads the program with room for `answers` answers and `namespaces`
+    /// namespace → view bindings.
+    pub fn with_room(answers: usize, namespaces: usize) -> io::Result<Loaded> {
+        let room = |n: usize| u32::try_from(n.max(1)).map_or(MAX_ENTRIES, |n| n.min(MAX_ENTRIES));
+        let names = Map::hash("vsw_dns_names", KEY_SIZE, VALUE_SIZE, room(answers))?;
+        let views = Map::hash("vsw_dns_views", 8, 8, room(namespaces))?;
+        let hits = Map::array("vsw_dns_hits", 8, 1)?;
+        let prog = Program::load_tc("vsw_dns_fast", &program(&views, &names, &hits))
+            .map_err(|e| io::Error::other(e.to_string()))?;
+        Ok(Loaded {
+            prog,
+            views,
+            names,
+            hits,
+        })
+    }
+
+    /// Puts `answers` in the map for queries asked in namespace `netns`
+    /// (its own view, numbered by its cookie).
     pub fn insert(&self, netns: u64, answers: &[FastAnswer]) -> io::Result<()> {
+        self.insert_view(netns, answers)?;
+        self.bind(netns, netns)
+    }
+
+    /// Makes queries asked in namespace `netns` see view `view`.
+    pub fn bind(&self, netns: u64, view: u64) -> io::Result<()> {
+        self.views.update(&netns.to_ne_bytes(), &view.to_ne_bytes())
+    }
+
+    /// Puts `answers` in the map as view `view`.
+    pub fn insert_view(&self, view: u64, answers: &[FastAnswer]) -> io::Result<()> {
         for a in answers {
-            if let Some(k) = key(netns, &a.name, a.qtype) {
+            if let Some(k) = key(view, &a.name, a.qtype) {
                 self.names.update(&k, &value(a.addr))?;
             }
         }
@@ -197,14 +228,37 @@ impl Loaded {
         // `lo` is interface 1 in every network namespace.
         self.prog.attach_tcx_egress(1)
     }
+
+    /// As [`Loaded::attach_here`], but as a direct-action classifier on a
+    /// clsact qdisc of `lo`, which stays until `lo` goes with its
+    /// namespace: for namespaces that will be deleted (a world's
+    /// containers). A tcx link costs an RCU grace period to attach and
+    /// another to detach, each serialised under RTNL (~4 ms apiece here,
+    /// 8 s for a world of 1000 containers); this costs neither.
+    /// Here the namespace sees view `view` (put in with
+    /// [`Loaded::insert_view`]).
+    pub fn attach_here_until_namespace_goes(&self, view: u64) -> io::Result<()> {
+        use std::os::fd::AsFd;
+        self.bind(current_netns_cookie()?, view)?;
+        let mut nl = crate::sys::netlink::Netlink::new().map_err(io::Error::other)?;
+        // The world adds the qdisc when it creates the namespace (cheaper
+        // then); anyone else gets it here.
+        match nl.qdisc_add_clsact(1) {
+            Err(e) if e.errno() != Some(libc::EEXIST) => return Err(io::Error::other(e)),
+            _ => {}
+        }
+        nl.filter_add_bpf_egress(1, self.prog.as_fd(), "vsw_dns_fast")
+            .map_err(io::Error::other)
+    }
 }
 
 /// A world's fast path and what each container of it answers there.
 #[derive(Debug)]
 pub struct WorldFastPath {
     loaded: Loaded,
-    /// Per container (index into `Plan::containers`).
-    answers: Vec<Vec<FastAnswer>>,
+    /// Per container (index into `Plan::containers`): its view, `None`
+    /// when it has nothing to answer here.
+    view_of: Vec<Option<u64>>,
 }
 
 impl WorldFastPath {
@@ -216,15 +270,40 @@ impl WorldFastPath {
         if !enabled() {
             return None;
         }
-        let answers: Vec<Vec<FastAnswer>> = (0..table.containers())
-            .map(|c| table.fast_answers(c))
+        // Containers that see exactly the same answers share a view. What
+        // a container is answered depends on nothing of it but the
+        // networks it sees (`NameTable::lookup` reads only those), so the
+        // answers are computed once per set of networks: computing them
+        // per container is quadratic (1000 containers on 3 networks: 10⁶
+        // lookups).
+        let mut views: Vec<Vec<FastAnswer>> = Vec::new();
+        let mut by_networks: std::collections::HashMap<Vec<usize>, Option<u64>> =
+            std::collections::HashMap::new();
+        let view_of: Vec<Option<u64>> = (0..table.containers())
+            .map(|c| {
+                let networks = table.view(c).filter(|v| v.embedded)?.networks.clone();
+                *by_networks.entry(networks).or_insert_with(|| {
+                    let answers = table.fast_answers(c);
+                    if answers.is_empty() {
+                        return None;
+                    }
+                    views.push(answers);
+                    Some(views.len() as u64)
+                })
+            })
             .collect();
-        let total = answers.iter().map(Vec::len).sum();
+        let total = views.iter().map(Vec::len).sum();
         if total == 0 {
             return None;
         }
-        match Loaded::new(total) {
-            Ok(loaded) => Some(WorldFastPath { loaded, answers }),
+        let loaded = Loaded::with_room(total, view_of.iter().flatten().count()).and_then(|l| {
+            for (i, answers) in views.iter().enumerate() {
+                l.insert_view(i as u64 + 1, answers)?;
+            }
+            Ok(l)
+        });
+        match loaded {
+            Ok(loaded) => Some(WorldFastPath { loaded, view_of }),
             Err(e) => {
                 unavailable(&e);
                 None
@@ -232,27 +311,37 @@ impl WorldFastPath {
         }
     }
 
-    /// Attaches each `(container, its namespace)`'s part there. Containers
-    /// with nothing to answer, or where the kernel refuses (logged), get no
-    /// link. (Attaches are serialised in the kernel, ~10 ms each here: doing
-    /// them in parallel measured no faster.)
+    /// Attaches each `(container, its namespace)`'s part there, as a tc
+    /// classifier that goes with the namespace
+    /// ([`Loaded::attach_here_until_namespace_goes`]), so these must be
+    /// namespaces that will be deleted. Containers with nothing to answer,
+    /// or where the kernel refuses (logged), are left to userspace. Returns
+    /// how many were attached.
     pub fn attach_in<'a>(
         self: &Arc<Self>,
         containers: impl IntoIterator<Item = (usize, &'a NetNs)>,
-    ) -> Vec<TcxLink> {
-        let mut links = Vec::new();
-        for (c, ns) in containers {
-            if self.answers.get(c).is_none_or(Vec::is_empty) {
-                continue;
-            }
-            let f = self.clone();
-            match ns.run(move || f.loaded.attach_here(&f.answers[c])) {
-                Ok(Ok(link)) => links.push(link),
-                Ok(Err(e)) => unavailable(&e),
-                Err(e) => unavailable(&io::Error::other(e.to_string())),
-            }
-        }
-        links
+    ) -> usize {
+        let jobs: Vec<(u64, &NetNs)> = containers
+            .into_iter()
+            .filter_map(|(c, ns)| Some((self.view_of.get(c).copied().flatten()?, ns)))
+            .collect();
+        // Independent per namespace; on parallel threads.
+        let done =
+            crate::backend::parallel::map(jobs, crate::backend::parallel::WIDTH, |(view, ns)| {
+                let f = self.clone();
+                match ns.run(move || f.loaded.attach_here_until_namespace_goes(view)) {
+                    Ok(Ok(())) => true,
+                    Ok(Err(e)) => {
+                        unavailable(&e);
+                        false
+                    }
+                    Err(e) => {
+                        unavailable(&io::Error::other(e.to_string()));
+                        false
+                    }
+                }
+            });
+        done.into_iter().filter(|&ok| ok).count()
     }
 
     /// Queries answered in the kernel so far, all containers together.
@@ -325,7 +414,7 @@ fn be16(v: u16) -> i32 {
 /// The tc program. Registers: r6 the skb, r7 `data`, r8 `data_end`, r9 the
 /// question name's length (a constant on every path: the name copy is
 /// unrolled, so the verifier sees each length as its own path).
-fn program(names: &Map, hits: &Map) -> Vec<Insn> {
+fn program(views: &Map, names: &Map, hits: &Map) -> Vec<Insn> {
     let mut a = Asm::new();
     let next = a.label();
     let drop = a.label();
@@ -376,10 +465,17 @@ fn program(names: &Map, hits: &Map) -> Vec<Insn> {
         a.store_imm(Size::Dw, FP, off, 0);
     }
     a.store_imm(Size::W, FP, -8, 0);
-    // Whose view: the namespace the query is sent in.
+    // Whose view: the one bound to the namespace the query is sent in.
     a.alu_reg(Alu::Mov, R1, R6);
     a.call(HELPER_GET_NETNS_COOKIE);
     a.store(Size::Dw, FP, KEY, R0);
+    a.load_map(R1, views);
+    a.alu_reg(Alu::Mov, R2, FP);
+    a.alu_imm(Alu::Add, R2, i32::from(KEY));
+    a.call(HELPER_MAP_LOOKUP);
+    a.jmp_imm(Jmp::Eq, R0, 0, next);
+    a.load(Size::Dw, R3, R0, 0);
+    a.store(Size::Dw, FP, KEY, R3);
     for i in 0..NAME_MAX as i32 {
         let not_end = a.label();
         a.alu_reg(Alu::Mov, R2, R7);

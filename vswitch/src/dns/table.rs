@@ -203,7 +203,7 @@ impl NameTable {
 /// A query the kernel fast path may answer by itself: `name` (as a client
 /// spells it, no trailing dot) and type `qtype` (A or AAAA) get `addr`, or
 /// NOERROR without records when `None`.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct FastAnswer {
     /// Labels joined by dots, exactly as they must be asked.
     pub name: String,

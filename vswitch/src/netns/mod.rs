@@ -56,6 +56,14 @@ pub enum NetnsError {
         /// Cause.
         source: io::Error,
     },
+    /// Setting up a fresh namespace failed (it was removed again).
+    #[error("cannot set up network namespace {name}: {why}")]
+    Init {
+        /// Namespace name.
+        name: String,
+        /// Cause.
+        why: String,
+    },
     /// The worker thread panicked.
     #[error("thread inside network namespace {name} panicked")]
     Panicked {
@@ -79,6 +87,16 @@ impl NetNs {
     /// Creates `/run/netns/NAME` holding a fresh network namespace, as
     /// `ip netns add NAME` does. Fails if the name exists.
     pub fn create(name: &str) -> Result<NetNs, NetnsError> {
+        NetNs::create_with(name, || Ok(()))
+    }
+
+    /// As [`NetNs::create`], then runs `init` inside the new namespace on
+    /// the thread that made it (one thread instead of two); an error of
+    /// `init` removes the namespace again.
+    pub fn create_with<F>(name: &str, init: F) -> Result<NetNs, NetnsError>
+    where
+        F: FnOnce() -> Result<(), Box<dyn std::error::Error + Send + Sync>> + Send + 'static,
+    {
         let err = |source| NetnsError::Create {
             name: name.to_string(),
             source,
@@ -91,7 +109,7 @@ impl NetNs {
             .open(&path)
             .map_err(err)?;
         let target = path.clone();
-        let made = std::thread::spawn(move || -> io::Result<()> {
+        let made = std::thread::spawn(move || -> io::Result<Result<(), String>> {
             unshare(CloneFlags::CLONE_NEWNET).map_err(errno)?;
             mount(
                 Some("/proc/thread-self/ns/net"),
@@ -100,15 +118,25 @@ impl NetNs {
                 MsFlags::MS_BIND,
                 None::<&str>,
             )
-            .map_err(errno)
+            .map_err(errno)?;
+            Ok(init().map_err(|e| e.to_string()))
         })
         .join()
         .unwrap_or_else(|_| Err(io::Error::other("namespace thread panicked")));
-        if let Err(e) = made {
-            let _ = fs::remove_file(&path);
-            return Err(err(e));
+        match made {
+            Ok(Ok(())) => NetNs::open(name),
+            Ok(Err(why)) => {
+                let _ = delete(name);
+                Err(NetnsError::Init {
+                    name: name.to_string(),
+                    why,
+                })
+            }
+            Err(e) => {
+                let _ = fs::remove_file(&path);
+                Err(err(e))
+            }
         }
-        NetNs::open(name)
     }
 
     /// Opens an existing named namespace.

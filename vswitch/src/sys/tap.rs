@@ -31,6 +31,11 @@ nix::ioctl_write_int_bad!(
     tun_set_offload,
     nix::request_code_write!(TUN_IOC_MAGIC, 208, std::mem::size_of::<libc::c_uint>())
 );
+// TUNSETPERSIST is `_IOW('T', 203, int)` and takes the flag by value.
+nix::ioctl_write_int_bad!(
+    tun_set_persist,
+    nix::request_code_write!(TUN_IOC_MAGIC, 203, std::mem::size_of::<libc::c_int>())
+);
 // TUNSETVNETHDRSZ is `_IOW('T', 216, int)` and takes an `int *`.
 nix::ioctl_write_ptr!(tun_set_vnet_hdr_sz, TUN_IOC_MAGIC, 216, libc::c_int);
 
@@ -201,6 +206,21 @@ impl Tap {
             vnet_hdr: opts.vnet_hdr,
             offload,
         })
+    }
+
+    /// Closes the fd but leaves the interface to its namespace, for a
+    /// namespace about to be deleted: the TAP is made persistent first
+    /// (`TUNSETPERSIST`), so the close only detaches its queue instead of
+    /// unregistering the device, which waits out RCU grace periods (15–20
+    /// ms each here, one after the other). The interface then goes in the
+    /// kernel's batched clean-up of the namespace; nothing outlives it.
+    /// If the ioctl fails the fd is closed the ordinary way.
+    pub fn release_to_namespace(self) -> io::Result<()> {
+        // SAFETY: the fd is an open TAP fd; TUNSETPERSIST takes an int by
+        // value and touches no user memory.
+        let r = unsafe { tun_set_persist(self.file.as_raw_fd(), 1) };
+        drop(self);
+        r.map(drop).map_err(io::Error::from)
     }
 
     /// The interface name (as the kernel confirmed it).

@@ -383,7 +383,7 @@ impl Dataplane {
         let lan = NetNs::create(&lan_name).map_err(BuildError::at("lan namespace"))?;
         let lan = self.lan.insert(lan);
         in_ns(lan, "lan bridge", || {
-            crate::backend::prepare_namespace(false)?;
+            crate::backend::prepare_namespace(false, false)?;
             let mut nl = Netlink::new()?;
             nl.link_add_bridge("lan")?;
             nl.link_set_up("lan")?;

@@ -267,63 +267,105 @@ fn build_machine(world: &World, plan: &Plan, m: usize) -> Result<(), BuildError>
                 // Published ports answer on 127.0.0.1 too (PUB-7/8).
                 sysctl_set(&format!("net.ipv4.conf.{name}.route_localnet"), "1")?;
             }
-            for (l, target) in &moves {
-                match &l.attach {
-                    Attach::Veth {
-                        host,
-                        bridge,
-                        hairpin,
-                    } => {
-                        nl.link_add_veth(host, &l.tmp).map_err(nlerr(host))?;
-                        nl.link_set_mtu(host, u32::from(l.iface.mtu))
-                            .map_err(nlerr(host))?;
-                        nl.link_set_master(host, bridge).map_err(nlerr(host))?;
-                        if *hairpin {
-                            let args = ["link", "set", "dev", host, "type", "bridge_slave"];
-                            run_tool("ip", &[&args[..], &["hairpin", "on"]].concat(), "")?;
-                        }
-                        nl.link_set_up(host).map_err(nlerr(host))?;
-                    }
-                    Attach::Macvlan { parent, mode } => {
-                        nl.link_add_macvlan(&l.tmp, parent, *mode)
-                            .map_err(nlerr(&l.tmp))?;
-                    }
-                }
-                nl.link_set_netns(&l.tmp, target.as_fd())
-                    .map_err(nlerr(&l.tmp))?;
-            }
-            // After the ports: a bridge follows its smallest port's MTU
-            // unless told otherwise (BR-6).
-            for b in &built.bridges {
-                nl.link_set_mtu(&b.iface.name, u32::from(b.iface.mtu))
-                    .map_err(nlerr(&b.iface.name))?;
-            }
             Ok(br_netfilter)
         },
     )?;
-
-    for (ci, c) in plan.containers.iter().enumerate() {
-        let links: Vec<_> = layout
-            .links
-            .iter()
-            .filter(|l| l.container == ci)
-            .cloned()
-            .collect();
-        if links.is_empty() {
-            continue;
-        }
+    // Each container's veth (or macvlan), made here and moved into its
+    // namespace: a move waits for RCU grace periods, so the links are made
+    // by several threads of the machine's namespace at once.
+    let width = crate::backend::parallel::WIDTH.min(8);
+    let chunk = moves.len().div_ceil(width).max(1);
+    let mut chunks: Vec<Vec<_>> = Vec::new();
+    let mut moves = moves.into_iter().peekable();
+    while moves.peek().is_some() {
+        chunks.push(moves.by_ref().take(chunk).collect());
+    }
+    let made = crate::backend::parallel::map(chunks, width, |moves| {
         in_ns(
-            world.ns(Node::Container(ci)),
-            format!("container {}: interfaces", c.name),
+            world.ns(Node::Machine(m)),
+            format!("machine {machine}: links"),
             move || {
+                let mut nl = Netlink::new().map_err(nlerr("netlink socket"))?;
+                for (l, target) in &moves {
+                    match &l.attach {
+                        Attach::Veth {
+                            host,
+                            bridge,
+                            hairpin,
+                        } => {
+                            // The container's end is born in its namespace.
+                            nl.link_add_veth_peer_in(host, &l.tmp, target.as_fd())
+                                .map_err(nlerr(host))?;
+                            nl.link_set_mtu(host, u32::from(l.iface.mtu))
+                                .map_err(nlerr(host))?;
+                            nl.link_set_master(host, bridge).map_err(nlerr(host))?;
+                            if *hairpin {
+                                let args = ["link", "set", "dev", host, "type", "bridge_slave"];
+                                run_tool("ip", &[&args[..], &["hairpin", "on"]].concat(), "")?;
+                            }
+                            nl.link_set_up(host).map_err(nlerr(host))?;
+                        }
+                        Attach::Macvlan { parent, mode } => {
+                            nl.link_add_macvlan(&l.tmp, parent, *mode)
+                                .map_err(nlerr(&l.tmp))?;
+                            nl.link_set_netns(&l.tmp, target.as_fd())
+                                .map_err(nlerr(&l.tmp))?;
+                        }
+                    }
+                }
+                Ok(())
+            },
+        )
+    });
+    made.into_iter().collect::<Result<Vec<()>, _>>()?;
+    let bridges = layout.bridges.clone();
+    in_ns(
+        world.ns(Node::Machine(m)),
+        format!("machine {machine}: bridge MTUs"),
+        move || {
+            let mut nl = Netlink::new().map_err(nlerr("netlink socket"))?;
+            // After the ports: a bridge follows its smallest port's MTU
+            // unless told otherwise (BR-6).
+            for b in &bridges {
+                nl.link_set_mtu(&b.iface.name, u32::from(b.iface.mtu))
+                    .map_err(nlerr(&b.iface.name))?;
+            }
+            Ok(())
+        },
+    )?;
+
+    // Each container's interfaces, configured in its namespace: independent
+    // of one another, so on parallel threads.
+    let mut per_container: Vec<Vec<_>> = vec![Vec::new(); plan.containers.len()];
+    for l in &layout.links {
+        per_container[l.container].push(l.clone());
+    }
+    let jobs: Vec<_> = per_container
+        .into_iter()
+        .enumerate()
+        .filter(|(_, links)| !links.is_empty())
+        .map(|(ci, links)| {
+            (
+                world.ns(Node::Container(ci)),
+                &plan.containers[ci].name,
+                links,
+            )
+        })
+        .collect();
+    let configured = crate::backend::parallel::map(
+        jobs,
+        crate::backend::parallel::WIDTH,
+        |(ns, name, links)| {
+            in_ns(ns, format!("container {name}: interfaces"), move || {
                 let mut nl = Netlink::new().map_err(nlerr("netlink socket"))?;
                 for l in &links {
                     configure(&mut nl, &l.tmp, &l.iface)?;
                 }
                 Ok(())
-            },
-        )?;
-    }
+            })
+        },
+    );
+    configured.into_iter().collect::<Result<Vec<()>, _>>()?;
 
     overlay::finish(world, plan, m)?;
     let table = world.run().to_string();

@@ -58,7 +58,10 @@ pub struct EngineLoop {
 }
 
 impl EngineLoop {
-    /// Starts the loop on its own thread.
+    /// Starts the loop on its own thread. When it stops, the TAPs are
+    /// released to their namespaces ([`Tap::release_to_namespace`]), so
+    /// those must be namespaces the caller deletes afterwards, as
+    /// [`crate::backend::World`] does with all of its own.
     pub fn spawn(engine: Engine, ports: Vec<PortIo>) -> io::Result<EngineLoop> {
         let stop = Arc::new(
             EventFd::from_value_and_flags(0, EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK)
@@ -105,6 +108,31 @@ fn run(
     stop: &EventFd,
     stopping: &AtomicBool,
 ) -> io::Result<(Engine, IoStats)> {
+    let served = serve(&mut engine, &mut ports, stop, stopping);
+    let mut flushed = Ok(());
+    for p in &mut ports {
+        if let Some(w) = p.pcap.as_mut() {
+            flushed = flushed.and(w.flush());
+        }
+    }
+    // Every TAP lives in a namespace of the world, deleted right after the
+    // engine stops: leave the devices to the kernel's batched namespace
+    // clean-up rather than unregistering them one close at a time (see
+    // `Tap::release_to_namespace`).
+    for p in ports {
+        let _ = p.tap.release_to_namespace();
+    }
+    let stats = served?;
+    flushed?;
+    Ok((engine, stats))
+}
+
+fn serve(
+    engine: &mut Engine,
+    ports: &mut [PortIo],
+    stop: &EventFd,
+    stopping: &AtomicBool,
+) -> io::Result<IoStats> {
     let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
     for (i, p) in ports.iter().enumerate() {
         epoll.add(
@@ -186,10 +214,5 @@ fn run(
             next_expire = now + EXPIRE_EVERY;
         }
     }
-    for p in &mut ports {
-        if let Some(w) = p.pcap.as_mut() {
-            w.flush()?;
-        }
-    }
-    Ok((engine, stats))
+    Ok(stats)
 }

@@ -169,7 +169,10 @@ impl Dataplane {
         let plan = &*overlay::with_gwbridge(plan);
         let mut cfg = EngineConfig::default();
         let mut v6 = Route6Config::default();
-        let mut ports: Vec<PortIo> = Vec::new();
+        // TAPs to create (made together below, on parallel threads) and
+        // each port's capture.
+        let mut pending: Vec<(Node, String, IfaceSpec)> = Vec::new();
+        let mut pcaps: Vec<Option<PcapWriter>> = Vec::new();
         let mut port_names = Vec::new();
         let mut add_port = |cfg: &mut EngineConfig,
                             node: Node,
@@ -178,15 +181,7 @@ impl Dataplane {
                             port_name: String,
                             spec: IfaceSpec|
          -> Result<PortId, BuildError> {
-            let step = format!("interface {port_name}");
-            let tap = world
-                .ns(node)
-                .run(move || create_tap(spec))
-                .map_err(BuildError::at(step.clone()))?
-                .map_err(|source| BuildError {
-                    step: step.clone(),
-                    source,
-                })?;
+            pending.push((node, port_name.clone(), spec));
             let pcap = match &opts.pcap_dir {
                 Some(dir) => Some(
                     PcapWriter::create(&dir.join(pcap::file_name(&port_name)))
@@ -200,7 +195,7 @@ impl Dataplane {
                 role,
             });
             port_names.push(port_name);
-            ports.push(PortIo { tap, pcap });
+            pcaps.push(pcap);
             Ok(PortId((cfg.ports.len() - 1) as u16))
         };
 
@@ -570,6 +565,7 @@ impl Dataplane {
             .collect();
         cfg.l3.v6 = v6;
         let proxy_maps = proxy_mappings(plan, &cfg, &plan_of);
+        let ports = create_taps(world, pending, pcaps)?;
         for m in (0..plan.machines.len()).filter(|&m| l3_of[m].is_none()) {
             crate::backend::kernel::build_mixed_machine(world, plan, m)?;
         }
@@ -614,6 +610,34 @@ impl Dataplane {
             Err(e) => serde_json::json!({ "error": e.to_string() }),
         }
     }
+}
+
+/// Creates and configures every TAP in its namespace. Independent of one
+/// another and mostly waiting on RTNL, so on parallel threads.
+fn create_taps(
+    world: &World,
+    pending: Vec<(Node, String, IfaceSpec)>,
+    pcaps: Vec<Option<PcapWriter>>,
+) -> Result<Vec<PortIo>, BuildError> {
+    let jobs: Vec<_> = pending
+        .into_iter()
+        .map(|(node, name, spec)| (world.ns(node), name, spec))
+        .collect();
+    let taps = crate::backend::parallel::map(
+        jobs,
+        crate::backend::parallel::WIDTH,
+        |(ns, port_name, spec)| {
+            let step = format!("interface {port_name}");
+            ns.run(move || create_tap(spec))
+                .map_err(BuildError::at(step.clone()))?
+                .map_err(|source| BuildError { step, source })
+        },
+    );
+    let mut ports = Vec::with_capacity(taps.len());
+    for (tap, pcap) in taps.into_iter().zip(pcaps) {
+        ports.push(PortIo { tap: tap?, pcap });
+    }
+    Ok(ports)
 }
 
 /// IP protocol number of a mapping's protocol.
