@@ -11,6 +11,7 @@
 pub mod docker;
 pub mod kernel;
 pub mod pcap;
+pub mod steps;
 pub mod userspace;
 
 use std::collections::HashMap;
@@ -19,7 +20,7 @@ use std::path::PathBuf;
 
 use crate::netns::NetNs;
 use crate::probe;
-use crate::scenario::plan::{BackendKind, Driver, Node, Plan};
+use crate::scenario::plan::{BackendKind, Driver, LinkFault, LinkRef, Node, Plan, StepAction};
 use crate::sys::netlink::Netlink;
 use crate::world::{NodeKind, RunId};
 
@@ -58,11 +59,24 @@ impl BuildError {
 /// What a backend cannot build of this plan, one reason per line
 /// ("backend userspace: driver ipvlan not supported yet (network `v`)").
 pub fn unsupported(plan: &Plan, backend: BackendKind) -> Vec<String> {
-    match backend {
-        BackendKind::Userspace => userspace::unsupported(plan),
-        BackendKind::Kernel => kernel::unsupported(plan),
-        BackendKind::Docker => docker::unsupported(plan),
+    let of = |p: &Plan| match backend {
+        BackendKind::Userspace => userspace::unsupported(p),
+        BackendKind::Kernel => kernel::unsupported(p),
+        BackendKind::Docker => docker::unsupported(p),
+    };
+    let mut why = of(plan);
+    // What a connect step brings in must be buildable too.
+    for k in 1..=plan.steps.len() {
+        if matches!(plan.steps[k - 1].action, StepAction::Connect { .. }) {
+            for r in of(&plan.after_steps(k)) {
+                if !why.contains(&r) {
+                    why.push(r);
+                }
+            }
+        }
     }
+    why.extend(steps::refusals(plan, backend));
+    why
 }
 
 /// What a backend cannot honour of the run's options (never ignored).
@@ -112,6 +126,18 @@ pub struct World {
     /// never cleared by hand, so the links close after the namespaces are
     /// gone (a live detach waits for an RCU grace period; a dead one does not).
     dns_fast_links: Vec<crate::sys::bpf::TcxLink>,
+    /// The backend that built it.
+    backend: BackendKind,
+    /// The options it was built with (a step may rebuild the data path).
+    opts: BuildOptions,
+    /// The embedded DNS's records, replaced when a step changes them.
+    dns_table: Option<std::sync::Arc<crate::dns::LiveTable>>,
+    /// Each container's echo services (stopped and restarted by steps).
+    container_echo: HashMap<usize, probe::EchoServices>,
+    /// Faults in force, per link.
+    faults: HashMap<LinkRef, LinkFault>,
+    /// Counters of data paths a step replaced.
+    earlier_metrics: Vec<serde_json::Value>,
 }
 
 /// Node name → namespace name, for `vswitch exec` and the run record. On
@@ -186,6 +212,12 @@ impl World {
             embedded_dns: Vec::new(),
             dns_fast_path: None,
             dns_fast_links: Vec::new(),
+            backend,
+            opts: opts.clone(),
+            dns_table: None,
+            container_echo: HashMap::new(),
+            faults: HashMap::new(),
+            earlier_metrics: Vec::new(),
         };
         progress(&format!(
             "creating {} namespaces",
@@ -317,7 +349,7 @@ impl World {
             if !c.serve.is_empty() {
                 let s = probe::start_echo(self.ns(Node::Container(i)), &c.serve)
                     .map_err(BuildError::at(format!("services of {}", c.name)))?;
-                self.echo.push(s);
+                self.container_echo.insert(i, s);
             }
         }
         for (i, x) in plan.externals.iter().enumerate() {
@@ -338,14 +370,18 @@ impl World {
         if backend == BackendKind::Docker {
             return Ok(());
         }
-        let table = std::sync::Arc::new(crate::dns::NameTable::from_plan(plan));
+        let live = std::sync::Arc::new(crate::dns::LiveTable::new(
+            crate::dns::NameTable::from_plan(plan),
+        ));
+        self.dns_table = Some(live.clone());
+        let table = live.get();
         let mut served = Vec::new();
         for (i, c) in plan.containers.iter().enumerate() {
             if on_host_network(plan, i) || !table.view(i).is_some_and(|v| v.embedded) {
                 continue;
             }
             let s = crate::dns::start_embedded_dns(
-                table.clone(),
+                live.clone(),
                 i,
                 self.ns(Node::Container(i)),
                 self.ns(Node::Machine(c.machine)),
@@ -354,6 +390,10 @@ impl World {
             .map_err(BuildError::at(format!("embedded DNS of {}", c.name)))?;
             self.embedded_dns.push(s);
             served.push(i);
+        }
+        // Its answers are fixed at load: not for a world whose names change.
+        if steps::has_topology_steps(plan) {
+            return Ok(());
         }
         if let Some(fast) = crate::dns::fastpath::WorldFastPath::load(&table) {
             let fast = std::sync::Arc::new(fast);
@@ -374,11 +414,16 @@ impl World {
     pub fn teardown(mut self) -> serde_json::Value {
         crate::dns::stop_all(&mut self.embedded_dns);
         self.echo.clear();
+        self.container_echo.clear();
         self.dns.clear();
-        let metrics = self
+        let mut metrics = self
             .dataplane
             .take()
             .map_or(serde_json::Value::Null, Dataplane::stop);
+        let earlier = std::mem::take(&mut self.earlier_metrics);
+        if let (false, Some(o)) = (earlier.is_empty(), metrics.as_object_mut()) {
+            o.insert("before_steps".into(), earlier.into());
+        }
         drop(self);
         metrics
     }
@@ -388,6 +433,7 @@ impl Drop for World {
     fn drop(&mut self) {
         crate::dns::stop_all(&mut self.embedded_dns);
         self.echo.clear();
+        self.container_echo.clear();
         self.dns.clear();
         if let Some(d) = self.dataplane.take() {
             let _ = d.stop();

@@ -256,6 +256,8 @@ mod tests {
             kpps: None,
             loss: None,
             known_difference: None,
+            step: None,
+            rtt_ms: None,
         }
     }
 
@@ -275,6 +277,7 @@ mod tests {
                 teardown_ms: 0,
                 checks,
                 unsupported: Vec::new(),
+                steps: Vec::new(),
                 metrics: serde_json::Value::Null,
             }),
             error: None,

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use crate::backend::{self, BuildOptions, World, namespace_names};
-use crate::run::{Report, run_checks};
+use crate::run::Report;
 use crate::scenario::{self, plan::BackendKind, plan::Plan};
 use crate::world::{self, RunId, RunRecord};
 
@@ -59,6 +59,7 @@ fn empty_report(path: &Path, plan: &Plan, backend: BackendKind, run: &RunId) -> 
         teardown_ms: 0,
         checks: Vec::new(),
         unsupported: Vec::new(),
+        steps: Vec::new(),
         metrics: serde_json::Value::Null,
     }
 }
@@ -163,7 +164,8 @@ pub fn execute_plan(path: &Path, plan: &Plan, opts: &RunOptions) -> Execution {
             );
         }
     };
-    report.checks = run_checks(&world, plan, &show);
+    let mut world = world;
+    (report.checks, report.steps) = crate::run::steps::run_with_steps(&mut world, plan, &show);
     report.tally();
     if opts.keep {
         let mut kept = record.clone();

@@ -509,6 +509,22 @@ impl Dataplane {
         Ok(dp)
     }
 
+    /// Puts the faults in force on the engine's ports (`plan` is the world
+    /// as it stands, to find each link's ports).
+    pub fn set_faults(
+        &mut self,
+        _plan: &Plan,
+        faults: &[(
+            crate::scenario::plan::LinkRef,
+            crate::scenario::plan::LinkFault,
+        )],
+    ) -> Result<(), String> {
+        if faults.is_empty() {
+            return Ok(());
+        }
+        Err("the engine's fault stage is not wired yet".into())
+    }
+
     /// Stops the proxies and the engine and returns its counters as JSON.
     pub fn stop(mut self) -> serde_json::Value {
         for p in self.proxies.drain(..) {

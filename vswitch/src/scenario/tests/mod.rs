@@ -1,6 +1,7 @@
 //! Validation tests on whole scenario texts.
 
 mod invalid;
+mod steps;
 mod valid;
 
 use std::net::Ipv4Addr;

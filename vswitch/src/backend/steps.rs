@@ -1,0 +1,239 @@
+//! Steps on a running world ([`World::apply_step`]) and what each backend
+//! refuses of them, said before anything is built.
+//!
+//! Userspace: the embedded DNS records follow every step at once (the
+//! table is swapped under the running servers, DNS-23, DNS-26); connect,
+//! disconnect, stop, start and restart rebuild the engine's data path from
+//! the world as it now stands (interfaces of the container appear or go,
+//! published ports follow the container); faults go to the running engine.
+
+use std::collections::HashMap;
+
+use crate::scenario::plan::{BackendKind, LinkFault, LinkRef, Node, Plan, StepAction};
+
+use super::{Dataplane, World, userspace};
+
+/// Why a step could not be carried out.
+#[derive(Debug, thiserror::Error)]
+pub enum StepError {
+    /// The data path could not be rebuilt for the new topology.
+    #[error("rebuilding the data path: {0}")]
+    Rebuild(#[from] super::BuildError),
+    /// A container's services could not be restarted.
+    #[error("services of {container}: {source}")]
+    Services {
+        /// The container.
+        container: String,
+        /// Cause.
+        source: crate::probe::ProbeError,
+    },
+    /// The engine did not take the fault.
+    #[error("engine: {0}")]
+    Engine(String),
+    /// This world's backend cannot carry out the action (refused before
+    /// the build; seen here only when a live world is asked directly).
+    #[error("backend {backend} cannot carry out {action} steps")]
+    Unsupported {
+        /// The backend.
+        backend: BackendKind,
+        /// The action's key.
+        action: &'static str,
+    },
+}
+
+/// Whether an action changes which interfaces exist.
+fn changes_topology(a: &StepAction) -> bool {
+    matches!(
+        a,
+        StepAction::Connect { .. }
+            | StepAction::Disconnect { .. }
+            | StepAction::Stop(_)
+            | StepAction::Start(_)
+            | StepAction::Restart(_)
+    )
+}
+
+/// Whether any step of `plan` changes the topology (the DNS fast path's
+/// fixed answers are then not loaded).
+pub(crate) fn has_topology_steps(plan: &Plan) -> bool {
+    plan.steps.iter().any(|s| changes_topology(&s.action))
+}
+
+/// What `backend` cannot carry out of `plan`'s steps, one reason per item.
+pub(crate) fn refusals(plan: &Plan, backend: BackendKind) -> Vec<String> {
+    let mut why = Vec::new();
+    for (i, s) in plan.steps.iter().enumerate() {
+        let at = format!("step[{i}] `{}`", s.name);
+        match backend {
+            BackendKind::Userspace => {
+                if matches!(s.action, StepAction::Fault { .. } | StepAction::Clear(_)) {
+                    why.push(format!(
+                        "backend userspace: {} steps not supported yet ({at})",
+                        s.action.name()
+                    ));
+                }
+                if changes_topology(&s.action)
+                    && let Some(m) = plan.machines.iter().find(|m| m.backend.is_some())
+                {
+                    why.push(format!(
+                        "backend userspace: {} steps in a mixed run (machine `{}` sets backend) not supported yet ({at})",
+                        s.action.name(),
+                        m.name
+                    ));
+                }
+            }
+            BackendKind::Kernel => {
+                if let StepAction::Fault { fault, .. } = &s.action {
+                    why.extend(kernel_fault_refusals(fault, &at));
+                }
+                if !matches!(s.action, StepAction::Wait(_)) {
+                    why.push(format!(
+                        "backend kernel: {} steps not supported yet ({at})",
+                        s.action.name()
+                    ));
+                }
+            }
+            BackendKind::Docker => {
+                if !matches!(s.action, StepAction::Wait(_)) {
+                    why.push(format!(
+                        "backend docker: {} steps not supported yet ({at})",
+                        s.action.name()
+                    ));
+                }
+            }
+        }
+    }
+    why
+}
+
+/// What of a fault this kernel cannot do at all: netem is absent, so
+/// delay, jitter, reorder, duplicate and corrupt are refused by name.
+pub(crate) fn kernel_fault_refusals(f: &LinkFault, at: &str) -> Vec<String> {
+    let mut why = Vec::new();
+    for (key, on) in [
+        ("delay_ms", !f.delay.is_zero()),
+        ("jitter_ms", !f.jitter.is_zero()),
+        ("reorder", f.reorder > 0.0),
+        ("duplicate", f.duplicate > 0.0),
+        ("corrupt", f.corrupt > 0.0),
+    ] {
+        if on {
+            why.push(format!(
+                "backend kernel: fault {key} needs the kernel's netem qdisc, which this kernel lacks ({at})"
+            ));
+        }
+    }
+    why
+}
+
+/// The faults in force on each link after applying `action` to `faults`.
+pub(crate) fn track_faults(faults: &mut HashMap<LinkRef, LinkFault>, action: &StepAction) {
+    match action {
+        StepAction::Fault { link, fault } => {
+            faults.insert(*link, *fault);
+        }
+        StepAction::Clear(link) => {
+            faults.remove(link);
+        }
+        _ => {}
+    }
+}
+
+impl World {
+    /// Carries out one step's action on the running world. `before` is the
+    /// world as it stood, `after` as it must stand (see
+    /// [`Plan::after_steps`]). Returns once the change has taken effect.
+    pub fn apply_step(
+        &mut self,
+        before: &Plan,
+        after: &Plan,
+        action: &StepAction,
+    ) -> Result<(), StepError> {
+        let backend = self.backend;
+        if backend != BackendKind::Userspace && !matches!(action, StepAction::Wait(_)) {
+            return Err(StepError::Unsupported {
+                backend,
+                action: action.name(),
+            });
+        }
+        match action {
+            StepAction::Wait(d) => {
+                // The action is time passing (MAC and conntrack aging).
+                std::thread::sleep(*d);
+                Ok(())
+            }
+            StepAction::Fault { .. } | StepAction::Clear(_) => {
+                track_faults(&mut self.faults, action);
+                self.push_faults(after)
+            }
+            _ => {
+                if let Some(t) = &self.dns_table {
+                    t.set(crate::dns::NameTable::from_plan(after));
+                }
+                if let StepAction::Restart(c) | StepAction::Stop(c) = action {
+                    // Its processes end: connections to it are reset.
+                    self.container_echo.remove(c);
+                }
+                self.rebuild_dataplane(after)?;
+                if let StepAction::Restart(c) | StepAction::Start(c) = action {
+                    self.start_container_services(after, *c)?;
+                }
+                let _ = before;
+                Ok(())
+            }
+        }
+    }
+
+    /// Stops the data path and builds it again for `plan`, keeping the
+    /// faults in force; the old one's counters are kept for the report.
+    fn rebuild_dataplane(&mut self, plan: &Plan) -> Result<(), StepError> {
+        if let Some(d) = self.dataplane.take() {
+            self.earlier_metrics.push(d.stop());
+        }
+        let built = userspace::Dataplane::build(self, &running_view(plan), &self.opts)?;
+        self.dataplane = Some(Dataplane::Userspace(built));
+        self.push_faults(plan)
+    }
+
+    /// Hands the faults in force to the engine.
+    fn push_faults(&mut self, plan: &Plan) -> Result<(), StepError> {
+        let faults: Vec<(LinkRef, LinkFault)> = self.faults.iter().map(|(l, f)| (*l, *f)).collect();
+        match self.dataplane.as_mut() {
+            Some(Dataplane::Userspace(d)) => d
+                .set_faults(&running_view(plan), &faults)
+                .map_err(StepError::Engine),
+            _ => Err(StepError::Unsupported {
+                backend: self.backend,
+                action: "fault",
+            }),
+        }
+    }
+
+    /// (Re)starts a container's echo services.
+    fn start_container_services(&mut self, plan: &Plan, c: usize) -> Result<(), StepError> {
+        let ctr = &plan.containers[c];
+        if ctr.serve.is_empty() {
+            return Ok(());
+        }
+        let s = crate::probe::start_echo(self.ns(Node::Container(c)), &ctr.serve).map_err(
+            |source| StepError::Services {
+                container: ctr.name.clone(),
+                source,
+            },
+        )?;
+        self.container_echo.insert(c, s);
+        Ok(())
+    }
+}
+
+/// The plan as the data path sees it: a stopped container has no
+/// interfaces (Docker removes its veths), its addresses stay reserved.
+pub(crate) fn running_view(plan: &Plan) -> Plan {
+    let mut p = plan.clone();
+    for c in &mut p.containers {
+        if !c.running {
+            c.endpoints.clear();
+        }
+    }
+    p
+}
