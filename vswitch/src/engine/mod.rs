@@ -17,6 +17,7 @@
 
 mod checksum;
 pub mod conntrack;
+pub mod fault;
 mod fdb;
 pub mod fixtures;
 pub mod flow;
@@ -34,6 +35,8 @@ mod proptests;
 mod route;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_fault;
 #[cfg(test)]
 mod tests_l3;
 #[cfg(test)]
@@ -249,6 +252,7 @@ pub struct Engine {
     router: Option<Box<route::Router>>,
     vlan: Option<Box<vlan::VlanState>>,
     overlay: Option<Box<vxlan::Overlay>>,
+    faults: fault::FaultStage,
 }
 
 impl Engine {
@@ -337,6 +341,7 @@ impl Engine {
             router,
             vlan: None,
             overlay,
+            faults: fault::FaultStage::new(0),
         })
     }
 
@@ -365,8 +370,126 @@ impl Engine {
     /// reason is counted); a frame queued while its next hop is resolved
     /// yields the ARP request's `Emit`s, or nothing when a request is
     /// already out; it is sent (or dropped, `neighbour-unresolved`) later.
+    ///
+    /// A port with a fault ([`Engine::set_fault`]) may drop the frame
+    /// (`fault-loss`, `fault-mtu`, `link-down`, `fault-rate`) or hold it:
+    /// then nothing is returned now, and [`Engine::poll_due`] hands it back
+    /// when its delay is over.
     #[inline]
     pub fn handle_frame(
+        &mut self,
+        now: Instant,
+        ingress: PortId,
+        pkt: &mut Packet,
+        out: &mut Vec<Action>,
+    ) {
+        if self.faults.active() {
+            match self
+                .faults
+                .judge(now, ingress, fault::Direction::FromNode, pkt)
+            {
+                fault::Verdict::Pass => {}
+                fault::Verdict::Held => return,
+                fault::Verdict::Drop(r) => {
+                    if usize::from(ingress.0) < self.ports.len() {
+                        self.metrics.rx(ingress, pkt.len());
+                    }
+                    return l2::drop_frame(&mut self.metrics, ingress, r, out);
+                }
+            }
+        }
+        self.handle_past_fault(now, ingress, pkt, out);
+    }
+
+    /// [`Engine::handle_frame`] for a frame the fault stage already let in
+    /// (a [`fault::Due::Ingress`] from [`Engine::poll_due`]).
+    #[inline]
+    pub fn handle_past_fault(
+        &mut self,
+        now: Instant,
+        ingress: PortId,
+        pkt: &mut Packet,
+        out: &mut Vec<Action>,
+    ) {
+        let start = out.len();
+        self.switch_frame(now, ingress, pkt, out);
+        if self.faults.active() {
+            self.fault_egress(now, pkt, out, start);
+        }
+    }
+
+    /// Runs the fault stage over the frames `out[start..]` sends to ports.
+    fn fault_egress(&mut self, now: Instant, pkt: &Packet, out: &mut Vec<Action>, start: usize) {
+        let mut dropped = None;
+        let mut i = start;
+        while i < out.len() {
+            let port = match &out[i] {
+                Action::Forward(p) | Action::Emit(p, _) => *p,
+                _ => {
+                    i += 1;
+                    continue;
+                }
+            };
+            if self.faults.fault(port).is_none() {
+                i += 1;
+                continue;
+            }
+            // A forwarded frame may go to several ports: judge a copy.
+            let mut own = match std::mem::replace(&mut out[i], Action::Drop(DropReason::FaultLoss))
+            {
+                Action::Emit(_, b) => b,
+                _ => Packet::from_frame(pkt.hdr, pkt.frame()),
+            };
+            match self
+                .faults
+                .judge(now, port, fault::Direction::ToNode, &mut own)
+            {
+                fault::Verdict::Pass => {
+                    out[i] = Action::Emit(port, own);
+                    i += 1;
+                }
+                fault::Verdict::Held => {
+                    out.remove(i);
+                }
+                fault::Verdict::Drop(r) => {
+                    self.metrics.drop(port, r);
+                    dropped = Some(r);
+                    out.remove(i);
+                }
+            }
+        }
+        if let (Some(r), true) = (dropped, out.len() == start) {
+            out.push(Action::Drop(r));
+        }
+    }
+
+    /// Sets (`Some`) or clears (`None`) the fault of a port, both
+    /// directions. A fault replaces the port's earlier one.
+    pub fn set_fault(&mut self, port: PortId, fault: Option<crate::scenario::plan::LinkFault>) {
+        self.faults.set(port, fault);
+    }
+
+    /// Seeds the fault stage's random choices (before any fault is set).
+    pub fn set_fault_seed(&mut self, seed: u64) {
+        let held = self.faults.held();
+        debug_assert_eq!(held, 0, "seed the fault stage before it holds frames");
+        self.faults = fault::FaultStage::new(seed);
+    }
+
+    /// The fault stage (its counters, the faults in force).
+    pub fn faults(&self) -> &fault::FaultStage {
+        &self.faults
+    }
+
+    /// The next frame whose fault delay is over at `now`, if any; call
+    /// until `None`. Ingress frames go to [`Engine::handle_past_fault`],
+    /// egress frames straight to their port.
+    pub fn poll_due(&mut self, now: Instant) -> Option<fault::Due> {
+        self.faults.poll_due(now)
+    }
+
+    #[inline]
+    fn switch_frame(
         &mut self,
         now: Instant,
         ingress: PortId,
@@ -454,6 +577,7 @@ impl Engine {
             .iter()
             .filter_map(|d| d.fdb.next_expiry())
             .chain(self.router.as_deref().and_then(route::Router::next_expiry))
+            .chain(self.faults.next_due())
             .min()
     }
 
@@ -503,6 +627,9 @@ impl Engine {
         let ports: Vec<&str> = self.cfg.ports.iter().map(|p| p.name.as_str()).collect();
         let domains: Vec<&str> = self.cfg.domains.iter().map(|d| d.name.as_str()).collect();
         let mut v = self.metrics.snapshot(&ports, &domains);
+        if let (true, Some(o)) = (self.faults.links_ever_set(), v.as_object_mut()) {
+            o.insert("faults".into(), serde_json::json!(self.faults.counters()));
+        }
         if let (Some(ov), Some(o)) = (self.overlay_stats(), v.as_object_mut()) {
             o.insert("overlay".into(), serde_json::json!(ov));
         }
