@@ -66,13 +66,7 @@ pub(crate) fn refusals(plan: &Plan, backend: BackendKind) -> Vec<String> {
         let at = format!("step[{i}] `{}`", s.name);
         match backend {
             BackendKind::Userspace => {
-                if matches!(s.action, StepAction::Fault { .. } | StepAction::Clear(_)) {
-                    why.push(format!(
-                        "backend userspace: {} steps not supported yet ({at})",
-                        s.action.name()
-                    ));
-                }
-                if changes_topology(&s.action)
+                if !matches!(s.action, StepAction::Wait(_))
                     && let Some(m) = plan.machines.iter().find(|m| m.backend.is_some())
                 {
                     why.push(format!(

@@ -50,6 +50,28 @@ pub enum Due {
     Egress(PortId, Packet),
 }
 
+/// Where a held frame goes when it is due.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Resume {
+    /// Into the engine as if received on this port (past the stage).
+    Ingress(PortId),
+    /// As `Ingress(.0)`, the fault of uplink `.1` already applied (it must
+    /// not apply again when the frame goes out to that uplink).
+    IngressPast(PortId, PortId),
+    /// Out of this port.
+    Egress(PortId),
+}
+
+impl Resume {
+    /// Where a frame judged on `port` in `dir` goes on by default.
+    pub fn of(port: PortId, dir: Direction) -> Resume {
+        match dir {
+            Direction::FromNode => Resume::Ingress(port),
+            Direction::ToNode => Resume::Egress(port),
+        }
+    }
+}
+
 /// What the stage decided for one frame.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Verdict {
@@ -129,8 +151,7 @@ struct LinkState {
 struct Held {
     due: Instant,
     seq: u64,
-    dir: Direction,
-    port: PortId,
+    resume: Resume,
     pkt: Packet,
 }
 
@@ -250,6 +271,20 @@ impl FaultStage {
         dir: Direction,
         pkt: &mut Packet,
     ) -> Verdict {
+        self.judge_to(now, port, dir, pkt, Resume::of(port, dir))
+    }
+
+    /// [`FaultStage::judge`] for a frame that, once held, resumes at
+    /// `resume` rather than on `port` itself (routed traffic crossing a
+    /// machine's uplink inside the engine).
+    pub fn judge_to(
+        &mut self,
+        now: Instant,
+        port: PortId,
+        dir: Direction,
+        pkt: &mut Packet,
+        resume: Resume,
+    ) -> Verdict {
         let Some(link) = self
             .links
             .get_mut(usize::from(port.0))
@@ -296,23 +331,22 @@ impl FaultStage {
         }
         if duplicate {
             self.counters.duplicated += 1;
-            self.hold(due, dir, port, Packet::from_frame(pkt.hdr, pkt.frame()));
+            self.hold(due, resume, Packet::from_frame(pkt.hdr, pkt.frame()));
         }
         if due > now {
             self.counters.delayed += 1;
-            self.hold(due, dir, port, Packet::from_frame(pkt.hdr, pkt.frame()));
+            self.hold(due, resume, Packet::from_frame(pkt.hdr, pkt.frame()));
             return Verdict::Held;
         }
         Verdict::Pass
     }
 
-    fn hold(&mut self, due: Instant, dir: Direction, port: PortId, pkt: Packet) {
+    fn hold(&mut self, due: Instant, resume: Resume, pkt: Packet) {
         self.seq += 1;
         self.held.push(Reverse(Held {
             due,
             seq: self.seq,
-            dir,
-            port,
+            resume,
             pkt,
         }));
         self.active = true;
@@ -326,6 +360,12 @@ impl FaultStage {
 
     /// The next frame due at `now`, in due order (ties in the order held).
     pub fn poll_due(&mut self, now: Instant) -> Option<Due> {
+        self.poll_due_past(now).map(|(d, _)| d)
+    }
+
+    /// [`FaultStage::poll_due`], with the uplink whose fault the frame
+    /// already crossed, if any.
+    pub fn poll_due_past(&mut self, now: Instant) -> Option<(Due, Option<PortId>)> {
         if self.held.peek().is_none_or(|Reverse(h)| h.due > now) {
             return None;
         }
@@ -333,9 +373,10 @@ impl FaultStage {
         if self.held.is_empty() {
             self.refresh();
         }
-        Some(match h.dir {
-            Direction::FromNode => Due::Ingress(h.port, h.pkt),
-            Direction::ToNode => Due::Egress(h.port, h.pkt),
+        Some(match h.resume {
+            Resume::Ingress(p) => (Due::Ingress(p, h.pkt), None),
+            Resume::IngressPast(p, up) => (Due::Ingress(p, h.pkt), Some(up)),
+            Resume::Egress(p) => (Due::Egress(p, h.pkt), None),
         })
     }
 }

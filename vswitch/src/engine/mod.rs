@@ -253,6 +253,8 @@ pub struct Engine {
     vlan: Option<Box<vlan::VlanState>>,
     overlay: Option<Box<vxlan::Overlay>>,
     faults: fault::FaultStage,
+    /// The uplink whose fault the frame being handled already crossed.
+    past_uplink: Option<PortId>,
 }
 
 impl Engine {
@@ -342,6 +344,7 @@ impl Engine {
             vlan: None,
             overlay,
             faults: fault::FaultStage::new(0),
+            past_uplink: None,
         })
     }
 
@@ -390,15 +393,39 @@ impl Engine {
             {
                 fault::Verdict::Pass => {}
                 fault::Verdict::Held => return,
-                fault::Verdict::Drop(r) => {
-                    if usize::from(ingress.0) < self.ports.len() {
-                        self.metrics.rx(ingress, pkt.len());
-                    }
-                    return l2::drop_frame(&mut self.metrics, ingress, r, out);
+                fault::Verdict::Drop(r) => return self.fault_drop(ingress, pkt, r, out),
+            }
+            // To a machine across its faulted uplink: the router takes it
+            // inside the engine, so the uplink's fault applies here.
+            if let Some(up) = self.faulted_uplink(ingress, &pkt.frame()[..6]) {
+                let resume = fault::Resume::IngressPast(ingress, up);
+                let to = fault::Direction::ToNode;
+                match self.faults.judge_to(now, up, to, pkt, resume) {
+                    fault::Verdict::Pass => self.past_uplink = Some(up),
+                    fault::Verdict::Held => return,
+                    fault::Verdict::Drop(r) => return self.fault_drop(ingress, pkt, r, out),
                 }
             }
         }
         self.handle_past_fault(now, ingress, pkt, out);
+    }
+
+    fn fault_drop(&mut self, ingress: PortId, pkt: &Packet, r: DropReason, out: &mut Vec<Action>) {
+        if usize::from(ingress.0) < self.ports.len() {
+            self.metrics.rx(ingress, pkt.len());
+        }
+        l2::drop_frame(&mut self.metrics, ingress, r, out);
+    }
+
+    /// The faulted uplink (not `port` itself) whose machine MAC is `mac`.
+    fn faulted_uplink(&self, port: PortId, mac: &[u8]) -> Option<PortId> {
+        self.cfg
+            .l3
+            .machines
+            .iter()
+            .find(|m| m.uplink != port && m.mac.0[..] == *mac)
+            .map(|m| m.uplink)
+            .filter(|&u| self.faults.fault(u).is_some())
     }
 
     /// [`Engine::handle_frame`] for a frame the fault stage already let in
@@ -412,25 +439,50 @@ impl Engine {
         out: &mut Vec<Action>,
     ) {
         let start = out.len();
+        let past = self.past_uplink.take();
         self.switch_frame(now, ingress, pkt, out);
         if self.faults.active() {
-            self.fault_egress(now, pkt, out, start);
+            self.fault_egress(now, ingress, past, pkt, out, start);
         }
     }
 
     /// Runs the fault stage over the frames `out[start..]` sends to ports.
-    fn fault_egress(&mut self, now: Instant, pkt: &Packet, out: &mut Vec<Action>, start: usize) {
+    fn fault_egress(
+        &mut self,
+        now: Instant,
+        ingress: PortId,
+        past: Option<PortId>,
+        pkt: &Packet,
+        out: &mut Vec<Action>,
+        start: usize,
+    ) {
         let mut dropped = None;
         let mut i = start;
         while i < out.len() {
-            let port = match &out[i] {
-                Action::Forward(p) | Action::Emit(p, _) => *p,
+            let (port, frame) = match &out[i] {
+                Action::Forward(p) => (*p, pkt.frame()),
+                Action::Emit(p, b) => (*p, b.frame()),
                 _ => {
                     i += 1;
                     continue;
                 }
             };
-            if self.faults.fault(port).is_none() {
+            // Routed by a machine out of its faulted uplink (the router
+            // emits onto lan itself), unless it came from that uplink.
+            let uplink = self
+                .faulted_uplink(port, &frame[6..12])
+                .filter(|&u| u != ingress);
+            let judged: Vec<(PortId, fault::Direction)> = uplink
+                .map(|u| (u, fault::Direction::FromNode))
+                .into_iter()
+                .chain(
+                    self.faults
+                        .fault(port)
+                        .filter(|_| past != Some(port))
+                        .map(|_| (port, fault::Direction::ToNode)),
+                )
+                .collect();
+            if judged.is_empty() {
                 i += 1;
                 continue;
             }
@@ -440,10 +492,15 @@ impl Engine {
                 Action::Emit(_, b) => b,
                 _ => Packet::from_frame(pkt.hdr, pkt.frame()),
             };
-            match self
-                .faults
-                .judge(now, port, fault::Direction::ToNode, &mut own)
-            {
+            let mut verdict = fault::Verdict::Pass;
+            for (p, dir) in judged {
+                let resume = fault::Resume::Egress(port);
+                verdict = self.faults.judge_to(now, p, dir, &mut own, resume);
+                if verdict != fault::Verdict::Pass {
+                    break;
+                }
+            }
+            match verdict {
                 fault::Verdict::Pass => {
                     out[i] = Action::Emit(port, own);
                     i += 1;
@@ -465,7 +522,15 @@ impl Engine {
 
     /// Sets (`Some`) or clears (`None`) the fault of a port, both
     /// directions. A fault replaces the port's earlier one.
+    ///
+    /// On a machine's uplink a fault's `mtu` is the router's egress MTU
+    /// there too: routed packets above it get ICMP "fragmentation needed"
+    /// (DF) or are fragmented, as a Linux router's would. Elsewhere (a
+    /// switch port) a frame above it is dropped silently (`fault-mtu`).
     pub fn set_fault(&mut self, port: PortId, fault: Option<crate::scenario::plan::LinkFault>) {
+        if let Some(r) = self.router.as_deref_mut() {
+            r.set_uplink_mtu(port, fault.and_then(|f| f.mtu));
+        }
         self.faults.set(port, fault);
     }
 
@@ -484,8 +549,13 @@ impl Engine {
     /// The next frame whose fault delay is over at `now`, if any; call
     /// until `None`. Ingress frames go to [`Engine::handle_past_fault`],
     /// egress frames straight to their port.
+    ///
+    /// An ingress frame must go to [`Engine::handle_past_fault`] before
+    /// the next call (it may carry which uplink's fault it already crossed).
     pub fn poll_due(&mut self, now: Instant) -> Option<fault::Due> {
-        self.faults.poll_due(now)
+        let (due, past) = self.faults.poll_due_past(now)?;
+        self.past_uplink = past;
+        Some(due)
     }
 
     #[inline]

@@ -38,7 +38,7 @@ use crate::engine::{
     Attachment, DomainConfig, DomainId, Engine, EngineConfig, Gateway, MachineConfig,
     NetworkConfig, PortConfig, PortId, PortRole, PublishConfig, VlanConfig, VlanMode, VlanPort,
 };
-use crate::scenario::plan::{CheckKind, Driver, MacAddr, Node, Plan, Proto};
+use crate::scenario::plan::{CheckKind, Driver, LinkFault, LinkRef, MacAddr, Node, Plan, Proto};
 use crate::sys::netlink::Netlink;
 use crate::sys::tap::{Tap, TapOptions};
 
@@ -155,6 +155,8 @@ fn lan_mac(ip: Ipv4Addr) -> MacAddr {
 pub struct Dataplane {
     engine: Option<EngineLoop>,
     port_names: Vec<String>,
+    /// The domain of each port (`lan` is domain 0).
+    port_domains: Vec<DomainId>,
     proxies: Vec<Proxy>,
 }
 
@@ -167,6 +169,7 @@ impl Dataplane {
         let mut cfg = EngineConfig::default();
         let mut ports: Vec<PortIo> = Vec::new();
         let mut port_names = Vec::new();
+        let mut port_domains = Vec::new();
         let mut add_port = |cfg: &mut EngineConfig,
                             node: Node,
                             domain: DomainId,
@@ -196,6 +199,7 @@ impl Dataplane {
                 role,
             });
             port_names.push(port_name);
+            port_domains.push(domain);
             ports.push(PortIo { tap, pcap });
             Ok(PortId((cfg.ports.len() - 1) as u16))
         };
@@ -487,6 +491,7 @@ impl Dataplane {
         }
 
         let mut engine = Engine::new(cfg).map_err(BuildError::at("engine configuration"))?;
+        engine.set_fault_seed(plan.seed);
         if l2nets::needs_vlans(plan) {
             engine
                 .set_vlans(&vlans)
@@ -496,6 +501,7 @@ impl Dataplane {
         let mut dp = Dataplane {
             engine: Some(engine),
             port_names,
+            port_domains,
             proxies: Vec::new(),
         };
         for (m, maps) in proxy_maps.iter().enumerate() {
@@ -509,20 +515,62 @@ impl Dataplane {
         Ok(dp)
     }
 
-    /// Puts the faults in force on the engine's ports (`plan` is the world
-    /// as it stands, to find each link's ports).
+    /// Puts the faults in force on the engine's ports, clearing every
+    /// other port's (`plan` is the world as it stands, to find each link's
+    /// ports). `lan` faults every port of the lan segment; a fault on one
+    /// link of it takes precedence there.
     pub fn set_faults(
         &mut self,
-        _plan: &Plan,
-        faults: &[(
-            crate::scenario::plan::LinkRef,
-            crate::scenario::plan::LinkFault,
-        )],
+        plan: &Plan,
+        faults: &[(LinkRef, LinkFault)],
     ) -> Result<(), String> {
-        if faults.is_empty() {
-            return Ok(());
+        let mut want: Vec<Option<LinkFault>> = vec![None; self.port_names.len()];
+        let mut ordered: Vec<&(LinkRef, LinkFault)> = faults.iter().collect();
+        ordered.sort_by_key(|(l, _)| *l != LinkRef::Lan);
+        for (link, fault) in ordered {
+            let ports = self.link_ports(plan, *link)?;
+            for p in ports {
+                want[usize::from(p.0)] = Some(*fault);
+            }
         }
-        Err("the engine's fault stage is not wired yet".into())
+        let list = want
+            .into_iter()
+            .enumerate()
+            .map(|(i, f)| (PortId(i as u16), f))
+            .collect();
+        let Some(engine) = self.engine.as_ref() else {
+            return Err("the engine is not running".into());
+        };
+        engine.set_faults(list).map_err(|e| e.to_string())
+    }
+
+    /// The engine ports of a link.
+    fn link_ports(&self, plan: &Plan, link: LinkRef) -> Result<Vec<PortId>, String> {
+        let by_name = |name: String| -> Result<Vec<PortId>, String> {
+            match self.port_names.iter().position(|n| *n == name) {
+                Some(i) => Ok(vec![PortId(i as u16)]),
+                None => Err(format!("no engine port {name} for this link")),
+            }
+        };
+        match link {
+            LinkRef::Lan => Ok(self
+                .port_domains
+                .iter()
+                .enumerate()
+                .filter(|(_, d)| **d == DomainId(0))
+                .map(|(i, _)| PortId(i as u16))
+                .collect()),
+            LinkRef::Uplink(m) => by_name(format!("lan-{}-eth0", plan.machines[m].name)),
+            LinkRef::External(x) => by_name(format!("lan-{}-eth0", plan.externals[x].name)),
+            LinkRef::Endpoint { container, network } => {
+                let c = &plan.containers[container];
+                match c.endpoints.iter().position(|e| e.network == network) {
+                    Some(k) => by_name(format!("{}-eth{k}", c.name)),
+                    // Disconnected or stopped: the fault waits for nothing.
+                    None => Ok(Vec::new()),
+                }
+            }
+        }
     }
 
     /// Stops the proxies and the engine and returns its counters as JSON.
