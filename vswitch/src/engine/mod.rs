@@ -472,17 +472,12 @@ impl Engine {
             let uplink = self
                 .faulted_uplink(port, &frame[6..12])
                 .filter(|&u| u != ingress);
-            let judged: Vec<(PortId, fault::Direction)> = uplink
-                .map(|u| (u, fault::Direction::FromNode))
-                .into_iter()
-                .chain(
-                    self.faults
-                        .fault(port)
-                        .filter(|_| past != Some(port))
-                        .map(|_| (port, fault::Direction::ToNode)),
-                )
-                .collect();
-            if judged.is_empty() {
+            let own_fault = self.faults.fault(port).is_some() && past != Some(port);
+            let judged = [
+                uplink.map(|u| (u, fault::Direction::FromNode)),
+                own_fault.then_some((port, fault::Direction::ToNode)),
+            ];
+            if judged.iter().all(Option::is_none) {
                 i += 1;
                 continue;
             }
@@ -493,7 +488,7 @@ impl Engine {
                 _ => Packet::from_frame(pkt.hdr, pkt.frame()),
             };
             let mut verdict = fault::Verdict::Pass;
-            for (p, dir) in judged {
+            for (p, dir) in judged.into_iter().flatten() {
                 let resume = fault::Resume::Egress(port);
                 verdict = self.faults.judge_to(now, p, dir, &mut own, resume);
                 if verdict != fault::Verdict::Pass {
