@@ -16,8 +16,9 @@ use super::{Dataplane, World, userspace};
 /// Why a step could not be carried out.
 #[derive(Debug, thiserror::Error)]
 pub enum StepError {
-    /// The data path could not be rebuilt for the new topology.
-    #[error("rebuilding the data path: {0}")]
+    /// The data path could not be rebuilt for the new topology, or a
+    /// kernel fault could not be set.
+    #[error("{0}")]
     Rebuild(#[from] super::BuildError),
     /// A container's services could not be restarted.
     #[error("services of {container}: {source}")]
@@ -80,7 +81,7 @@ pub(crate) fn refusals(plan: &Plan, backend: BackendKind) -> Vec<String> {
                 if let StepAction::Fault { fault, .. } = &s.action {
                     why.extend(kernel_fault_refusals(fault, &at));
                 }
-                if !matches!(s.action, StepAction::Wait(_)) {
+                if changes_topology(&s.action) {
                     why.push(format!(
                         "backend kernel: {} steps not supported yet ({at})",
                         s.action.name()
@@ -144,11 +145,23 @@ impl World {
         action: &StepAction,
     ) -> Result<(), StepError> {
         let backend = self.backend;
-        if backend != BackendKind::Userspace && !matches!(action, StepAction::Wait(_)) {
+        let kernel_fault = backend == BackendKind::Kernel
+            && matches!(action, StepAction::Fault { .. } | StepAction::Clear(_));
+        if backend != BackendKind::Userspace
+            && !kernel_fault
+            && !matches!(action, StepAction::Wait(_))
+        {
             return Err(StepError::Unsupported {
                 backend,
                 action: action.name(),
             });
+        }
+        if let (true, StepAction::Fault { link, .. } | StepAction::Clear(link)) =
+            (kernel_fault, action)
+        {
+            track_faults(&mut self.faults, action);
+            return super::kernel::faults::apply(self, after, &self.faults, *link)
+                .map_err(StepError::Rebuild);
         }
         match action {
             StepAction::Wait(d) => {

@@ -90,7 +90,7 @@ pub fn run_with_steps(
         let sub = checks_of(plan, Some(k), k + 1);
         let at = t0.elapsed();
         let outcome = match &broken {
-            Some(why) => Err(why.clone()),
+            Some(first) => Err(format!("an earlier step, {first:?}, was not carried out")),
             None => world
                 .apply_step(&before, &sub, &step.action)
                 .map_err(|e| format!("step {:?} ({}): {e}", step.name, step.action.name())),
@@ -115,7 +115,7 @@ pub fn run_with_steps(
                     on_result(&r);
                     results.push(r);
                 }
-                broken = Some(why);
+                broken.get_or_insert_with(|| step.name.clone());
             }
         }
     }
