@@ -1,11 +1,14 @@
 //! Steps on a running world ([`World::apply_step`]) and what each backend
 //! refuses of them, said before anything is built.
 //!
-//! Userspace: the embedded DNS records follow every step at once (the
-//! table is swapped under the running servers, DNS-23, DNS-26); connect,
-//! disconnect, stop, start and restart rebuild the engine's data path from
-//! the world as it now stands (interfaces of the container appear or go,
-//! published ports follow the container); faults go to the running engine.
+//! On every backend but docker the embedded DNS records follow every step
+//! at once (the table is swapped under the running servers, DNS-23,
+//! DNS-26) and a restarted or started container's services start again.
+//! Userspace: connect, disconnect, stop, start and restart rebuild the
+//! engine's data path from the world as it now stands (interfaces of the
+//! container appear or go, published ports follow the container; learned
+//! MACs and the engine's conntrack start afresh); faults go to the running
+//! engine. Kernel: see `kernel::topology` and `kernel::faults`.
 
 use std::collections::HashMap;
 
@@ -81,11 +84,8 @@ pub(crate) fn refusals(plan: &Plan, backend: BackendKind) -> Vec<String> {
                 if let StepAction::Fault { fault, .. } = &s.action {
                     why.extend(kernel_fault_refusals(fault, &at));
                 }
-                if changes_topology(&s.action) {
-                    why.push(format!(
-                        "backend kernel: {} steps not supported yet ({at})",
-                        s.action.name()
-                    ));
+                if let Some(r) = super::kernel::topology::refusal(&plan.after_steps(i), &s.action) {
+                    why.push(format!("backend kernel: {r} ({at})"));
                 }
             }
             BackendKind::Docker => {
@@ -147,10 +147,7 @@ impl World {
         let backend = self.backend;
         let kernel_fault = backend == BackendKind::Kernel
             && matches!(action, StepAction::Fault { .. } | StepAction::Clear(_));
-        if backend != BackendKind::Userspace
-            && !kernel_fault
-            && !matches!(action, StepAction::Wait(_))
-        {
+        if backend == BackendKind::Docker && !matches!(action, StepAction::Wait(_)) {
             return Err(StepError::Unsupported {
                 backend,
                 action: action.name(),
@@ -181,11 +178,14 @@ impl World {
                     // Its processes end: connections to it are reset.
                     self.container_echo.remove(c);
                 }
-                self.rebuild_dataplane(after)?;
+                if backend == BackendKind::Kernel {
+                    super::kernel::topology::apply(self, before, after, action)?;
+                } else {
+                    self.rebuild_dataplane(after)?;
+                }
                 if let StepAction::Restart(c) | StepAction::Start(c) = action {
                     self.start_container_services(after, *c)?;
                 }
-                let _ = before;
                 Ok(())
             }
         }

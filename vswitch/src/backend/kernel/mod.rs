@@ -33,6 +33,7 @@ mod nft;
 mod overlay;
 #[cfg(test)]
 mod tests;
+pub(crate) mod topology;
 
 use std::io::Write as _;
 use std::os::fd::AsFd;
@@ -258,29 +259,7 @@ fn build_machine(world: &World, plan: &Plan, m: usize) -> Result<(), BuildError>
                 sysctl_set(&format!("net.ipv4.conf.{name}.route_localnet"), "1")?;
             }
             for (l, target) in &moves {
-                match &l.attach {
-                    Attach::Veth {
-                        host,
-                        bridge,
-                        hairpin,
-                    } => {
-                        nl.link_add_veth(host, &l.tmp).map_err(nlerr(host))?;
-                        nl.link_set_mtu(host, u32::from(l.iface.mtu))
-                            .map_err(nlerr(host))?;
-                        nl.link_set_master(host, bridge).map_err(nlerr(host))?;
-                        if *hairpin {
-                            let args = ["link", "set", "dev", host, "type", "bridge_slave"];
-                            run_tool("ip", &[&args[..], &["hairpin", "on"]].concat(), "")?;
-                        }
-                        nl.link_set_up(host).map_err(nlerr(host))?;
-                    }
-                    Attach::Macvlan { parent, mode } => {
-                        nl.link_add_macvlan(&l.tmp, parent, *mode)
-                            .map_err(nlerr(&l.tmp))?;
-                    }
-                }
-                nl.link_set_netns(&l.tmp, target.as_fd())
-                    .map_err(nlerr(&l.tmp))?;
+                add_link(&mut nl, l, target)?;
             }
             // After the ports: a bridge follows its smallest port's MTU
             // unless told otherwise (BR-6).
@@ -325,6 +304,34 @@ fn build_machine(world: &World, plan: &Plan, m: usize) -> Result<(), BuildError>
         )?;
     }
     Ok(())
+}
+
+/// Creates a container interface in the machine namespace (the calling
+/// thread's) and moves it into the container's, `target`.
+fn add_link(nl: &mut Netlink, l: &layout::Link, target: &NetNs) -> Result<(), KernelError> {
+    match &l.attach {
+        Attach::Veth {
+            host,
+            bridge,
+            hairpin,
+        } => {
+            nl.link_add_veth(host, &l.tmp).map_err(nlerr(host))?;
+            nl.link_set_mtu(host, u32::from(l.iface.mtu))
+                .map_err(nlerr(host))?;
+            nl.link_set_master(host, bridge).map_err(nlerr(host))?;
+            if *hairpin {
+                let args = ["link", "set", "dev", host, "type", "bridge_slave"];
+                run_tool("ip", &[&args[..], &["hairpin", "on"]].concat(), "")?;
+            }
+            nl.link_set_up(host).map_err(nlerr(host))?;
+        }
+        Attach::Macvlan { parent, mode } => {
+            nl.link_add_macvlan(&l.tmp, parent, *mode)
+                .map_err(nlerr(&l.tmp))?;
+        }
+    }
+    nl.link_set_netns(&l.tmp, target.as_fd())
+        .map_err(nlerr(&l.tmp))
 }
 
 /// rx/tx counters of every link of the calling thread's namespace, from
