@@ -3,6 +3,7 @@
 
 pub mod compare;
 pub mod execute;
+pub mod live;
 pub mod report;
 pub mod steps;
 

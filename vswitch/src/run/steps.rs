@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::backend::World;
 use crate::scenario::plan::{Plan, StepAction};
@@ -13,7 +13,7 @@ use crate::scenario::plan::{Plan, StepAction};
 use super::{CheckResult, run_checks};
 
 /// When and how one step took effect (`steps[]` of the JSON report).
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct StepReport {
     /// The step's name.
     pub name: String,
