@@ -89,7 +89,12 @@ pub(crate) fn refusals(plan: &Plan, backend: BackendKind) -> Vec<String> {
                 }
             }
             BackendKind::Docker => {
-                if !matches!(s.action, StepAction::Wait(_)) {
+                if !matches!(
+                    s.action,
+                    StepAction::Wait(_)
+                        | StepAction::Connect { .. }
+                        | StepAction::Disconnect { .. }
+                ) {
                     why.push(format!(
                         "backend docker: {} steps not supported yet ({at})",
                         s.action.name()
@@ -147,11 +152,8 @@ impl World {
         let backend = self.backend;
         let kernel_fault = backend == BackendKind::Kernel
             && matches!(action, StepAction::Fault { .. } | StepAction::Clear(_));
-        if backend == BackendKind::Docker && !matches!(action, StepAction::Wait(_)) {
-            return Err(StepError::Unsupported {
-                backend,
-                action: action.name(),
-            });
+        if backend == BackendKind::Docker {
+            return self.docker_step(after, action);
         }
         if let (true, StepAction::Fault { link, .. } | StepAction::Clear(link)) =
             (kernel_fault, action)
@@ -188,6 +190,34 @@ impl World {
                 }
                 Ok(())
             }
+        }
+    }
+
+    /// A step on the docker backend: the daemon does it (its own DNS
+    /// follows), or it is refused.
+    fn docker_step(&mut self, after: &Plan, action: &StepAction) -> Result<(), StepError> {
+        let Some(Dataplane::Docker(d)) = self.dataplane.as_ref() else {
+            return Err(StepError::Unsupported {
+                backend: self.backend,
+                action: action.name(),
+            });
+        };
+        match action {
+            StepAction::Wait(t) => {
+                std::thread::sleep(*t);
+                Ok(())
+            }
+            StepAction::Connect {
+                container,
+                endpoint,
+            } => Ok(d.connect(after, *container, endpoint)?),
+            StepAction::Disconnect { container, network } => {
+                Ok(d.disconnect(after, *container, *network)?)
+            }
+            _ => Err(StepError::Unsupported {
+                backend: self.backend,
+                action: action.name(),
+            }),
         }
     }
 

@@ -280,6 +280,17 @@ impl Client {
             .map(|_| ())
     }
 
+    /// `POST /networks/{id}/disconnect`.
+    pub fn network_disconnect(&self, network: &str, container: &str) -> Result<(), ApiError> {
+        let body = json!({ "Container": container, "Force": false });
+        self.json(
+            "POST",
+            &format!("/networks/{network}/disconnect"),
+            Some(&body),
+        )
+        .map(|_| ())
+    }
+
     /// `POST /containers/create?name=NAME`; returns the id.
     pub fn container_create(&self, name: &str, body: &Value) -> Result<String, ApiError> {
         let path = format!("/containers/create?name={}", query_escape(name));

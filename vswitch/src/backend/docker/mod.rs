@@ -82,7 +82,7 @@ use serde_json::{Value, json};
 
 use crate::backend::{BuildError, BuildOptions, World, namespace_names};
 use crate::netns::{self, NetNs};
-use crate::scenario::plan::{BackendKind, CheckKind, Driver, MacAddr, Node, Plan};
+use crate::scenario::plan::{BackendKind, CheckKind, Driver, Endpoint, MacAddr, Node, Plan};
 use crate::sys::netlink::Netlink;
 use crate::world::RunId;
 
@@ -262,6 +262,8 @@ pub struct Dataplane {
     engine_version: String,
     containers: Vec<String>,
     networks: Vec<String>,
+    /// The daemon's name of each plan network (`bridge`, `none`, `<run>-x`).
+    net_names: Vec<String>,
 }
 
 impl Dataplane {
@@ -286,6 +288,7 @@ impl Dataplane {
             engine_version: String::new(),
             containers: Vec::new(),
             networks: Vec::new(),
+            net_names: Vec::new(),
         };
         match dp.build_inner(world, plan, progress) {
             Ok(()) => Ok(dp),
@@ -321,6 +324,7 @@ impl Dataplane {
         world.adopt(Node::Machine(0), daemon_ns);
         progress("creating networks");
         let nets = self.create_networks(plan)?;
+        self.net_names = nets.clone();
         progress("creating containers");
         let names: BTreeMap<String, String> = namespace_names(&self.run, plan, BackendKind::Docker)
             .into_iter()
@@ -522,6 +526,52 @@ impl Dataplane {
             }
         }
         Ok(pid)
+    }
+
+    /// `docker network connect`: the plan's address and aliases for
+    /// container `ci` (as `plan`, the world after the step, has them),
+    /// checked against what Docker then reports.
+    pub(crate) fn connect(&self, plan: &Plan, ci: usize, e: &Endpoint) -> Result<(), BuildError> {
+        let c = &plan.containers[ci];
+        let net = &self.net_names[e.network];
+        let step = format!(
+            "container {}: connect to {}",
+            c.name, plan.networks[e.network].name
+        );
+        self.client
+            .network_connect(net, &self.containers[ci], &endpoint_config(plan, ci, e))
+            .map_err(BuildError::at(step.clone()))?;
+        let v = self
+            .client
+            .container_inspect(&self.containers[ci])
+            .map_err(BuildError::at(step.clone()))?;
+        let got = v["NetworkSettings"]["Networks"][net]["IPAddress"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
+        match e.ip {
+            Some(ip) if got != ip.to_string() => Err(BuildError {
+                step,
+                source: format!("Docker gave {got}, the plan says {ip}").into(),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// `docker network disconnect`.
+    pub(crate) fn disconnect(
+        &self,
+        plan: &Plan,
+        ci: usize,
+        network: usize,
+    ) -> Result<(), BuildError> {
+        let step = format!(
+            "container {}: disconnect from {}",
+            plan.containers[ci].name, plan.networks[network].name
+        );
+        self.client
+            .network_disconnect(&self.net_names[network], &self.containers[ci])
+            .map_err(BuildError::at(step))
     }
 
     /// Each `ethN` of the container carries the plan's address for its Nth network.
