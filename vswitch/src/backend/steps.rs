@@ -182,6 +182,13 @@ impl World {
                 }
                 if backend == BackendKind::Kernel {
                     super::kernel::topology::apply(self, before, after, action)?;
+                    // Interfaces made anew carry no fault yet.
+                    let links: Vec<LinkRef> = self.faults.keys().copied().collect();
+                    for l in links {
+                        if matches!(l, LinkRef::Endpoint { .. }) {
+                            super::kernel::faults::apply(self, after, &self.faults, l)?;
+                        }
+                    }
                 } else {
                     self.rebuild_dataplane(after)?;
                 }
