@@ -4,6 +4,7 @@
 //! On every backend but docker the embedded DNS records follow every step
 //! at once (the table is swapped under the running servers, DNS-23,
 //! DNS-26) and a restarted or started container's services start again.
+//! Docker: the daemon does connect, disconnect, stop, start and restart.
 //! Userspace: connect, disconnect, stop, start and restart rebuild the
 //! engine's data path from the world as it now stands (interfaces of the
 //! container appear or go, published ports follow the container; learned
@@ -89,12 +90,7 @@ pub(crate) fn refusals(plan: &Plan, backend: BackendKind) -> Vec<String> {
                 }
             }
             BackendKind::Docker => {
-                if !matches!(
-                    s.action,
-                    StepAction::Wait(_)
-                        | StepAction::Connect { .. }
-                        | StepAction::Disconnect { .. }
-                ) {
+                if matches!(s.action, StepAction::Fault { .. } | StepAction::Clear(_)) {
                     why.push(format!(
                         "backend docker: {} steps not supported yet ({at})",
                         s.action.name()
@@ -203,6 +199,9 @@ impl World {
     /// A step on the docker backend: the daemon does it (its own DNS
     /// follows), or it is refused.
     fn docker_step(&mut self, after: &Plan, action: &StepAction) -> Result<(), StepError> {
+        if let StepAction::Stop(c) | StepAction::Start(c) | StepAction::Restart(c) = action {
+            return self.docker_lifecycle(after, action, *c);
+        }
         let Some(Dataplane::Docker(d)) = self.dataplane.as_ref() else {
             return Err(StepError::Unsupported {
                 backend: self.backend,
@@ -226,6 +225,43 @@ impl World {
                 action: action.name(),
             }),
         }
+    }
+
+    /// `docker stop`, `start`, `restart`: a started container lives in a
+    /// new namespace, adopted under its old name; its services start there.
+    fn docker_lifecycle(
+        &mut self,
+        after: &Plan,
+        action: &StepAction,
+        c: usize,
+    ) -> Result<(), StepError> {
+        let stop = !matches!(action, StepAction::Start(_));
+        let start = !matches!(action, StepAction::Stop(_));
+        if stop {
+            self.container_echo.remove(&c);
+        }
+        let ns = {
+            let Some(Dataplane::Docker(d)) = self.dataplane.as_ref() else {
+                return Err(StepError::Unsupported {
+                    backend: self.backend,
+                    action: action.name(),
+                });
+            };
+            if stop {
+                d.stop_container(after, c)?;
+            }
+            if start {
+                Some(d.start_container(after, c)?)
+            } else {
+                None
+            }
+        };
+        if let Some(ns) = ns {
+            let idx = self.node_ns[&Node::Container(c)];
+            self.namespaces[idx] = ns;
+            self.start_container_services(after, c)?;
+        }
+        Ok(())
     }
 
     /// Stops the data path and builds it again for `plan`, keeping the

@@ -304,6 +304,15 @@ impl Client {
             .map(|_| ())
     }
 
+    /// `POST /containers/{id}/stop?t=1` (Docker's stop: SIGTERM, then SIGKILL after 1 s).
+    pub fn container_stop(&self, id: &str) -> Result<(), ApiError> {
+        match self.json("POST", &format!("/containers/{id}/stop?t=1"), None) {
+            // 304: already stopped.
+            Err(e) if e.status() == Some(304) => Ok(()),
+            r => r.map(|_| ()),
+        }
+    }
+
     /// `GET /containers/{id}/json`.
     pub fn container_inspect(&self, id: &str) -> Result<Value, ApiError> {
         self.json("GET", &format!("/containers/{id}/json"), None)

@@ -558,6 +558,60 @@ impl Dataplane {
         }
     }
 
+    /// `docker stop`.
+    pub(crate) fn stop_container(&self, plan: &Plan, ci: usize) -> Result<(), BuildError> {
+        self.client
+            .container_stop(&self.containers[ci])
+            .map_err(BuildError::at(format!(
+                "container {}: stop",
+                plan.containers[ci].name
+            )))
+    }
+
+    /// `docker start`: Docker gives the container a new network namespace,
+    /// which replaces the old one under the same name; its addresses must
+    /// still be the plan's.
+    pub(crate) fn start_container(&self, plan: &Plan, ci: usize) -> Result<NetNs, BuildError> {
+        let c = &plan.containers[ci];
+        let step = |what: &str| format!("container {}: {what}", c.name);
+        let id = &self.containers[ci];
+        self.client
+            .container_start(id)
+            .map_err(BuildError::at(step("start")))?;
+        let v = self
+            .client
+            .container_inspect(id)
+            .map_err(BuildError::at(step("inspect")))?;
+        let pid = v["State"]["Pid"].as_u64().unwrap_or(0) as u32;
+        if pid == 0 {
+            return Err(BuildError {
+                step: step("start"),
+                source: format!("not running after start: {}", v["State"]).into(),
+            });
+        }
+        for e in &c.endpoints {
+            let Some(ip) = e.ip else { continue };
+            let net = &self.net_names[e.network];
+            let got = v["NetworkSettings"]["Networks"][net]["IPAddress"]
+                .as_str()
+                .unwrap_or("");
+            if got != ip.to_string() {
+                return Err(BuildError {
+                    step: step("address after start"),
+                    source: format!("Docker gave {got}, the plan says {ip}").into(),
+                });
+            }
+        }
+        let name = self
+            .run
+            .netns_name(crate::world::NodeKind::Container, &c.name);
+        crate::netns::delete(&name).map_err(BuildError::at(step("old namespace")))?;
+        adopt_pid_netns(pid, &name).map_err(|source| BuildError {
+            step: step(&format!("namespace of pid {pid}")),
+            source,
+        })
+    }
+
     /// `docker network disconnect`.
     pub(crate) fn disconnect(
         &self,
