@@ -264,56 +264,14 @@ fn connect(
         mac: MacAddr::default(),
     };
     for (key, given) in [("ip", &c.ip), ("ip6", &c.ip6)] {
-        let Some(s) = given else { continue };
+        let Some(text) = given else { continue };
         if !user_defined {
             return Err(Issue::new(
                 p.k(key),
                 "user-specified IP address is supported on user-defined networks only",
             ));
         }
-        let a: IpAddr = if key == "ip" {
-            IpAddr::V4(addr::ipv4(s).map_err(|m| Issue::new(p.k(key), m))?)
-        } else {
-            let a = addr::ipv6(s).map_err(|m| Issue::new(p.k(key), m))?;
-            if !net.ipv6 {
-                return Err(Issue::new(
-                    p.k(key),
-                    format!("network {} has no IPv6 (set ipv6 = true on it)", net.name),
-                ));
-            }
-            IpAddr::V6(a)
-        };
-        let (res, k) = match a {
-            IpAddr::V4(v4) => (nets.v4[n].reserve(ipam::n4(v4)), ipam::n4(v4)),
-            IpAddr::V6(v6) => match nets.v6[n].as_mut() {
-                Some(pool) => (pool.reserve(ipam::n6(v6)), ipam::n6(v6)),
-                None => (Err(Reserve::Outside), 0),
-            },
-        };
-        match res {
-            Ok(()) => {
-                nets.owners
-                    .insert((n, k), format!("container {}", ctr.name));
-            }
-            Err(Reserve::Outside) => {
-                return Err(Issue::new(
-                    p.k(key),
-                    format!("no configured subnet contains IP address {a}"),
-                ));
-            }
-            Err(Reserve::InUse) => {
-                let holder = nets
-                    .owners
-                    .get(&(n, k))
-                    .cloned()
-                    .unwrap_or_else(|| "the subnet's network or broadcast address".to_string());
-                return Err(Issue::new(
-                    p.k(key),
-                    format!("Address already in use: {a} is {holder}"),
-                ));
-            }
-        }
-        match a {
+        match static_address(text, &p.k(key), n, state, nets, &ctr.name)? {
             IpAddr::V4(v4) => ep.ip = Some(v4),
             IpAddr::V6(v6) => ep.ip6 = Some(v6),
         }
@@ -372,6 +330,59 @@ fn connect(
         container: ci,
         endpoint: ep,
     })
+}
+
+/// A connect's `ip` or `ip6` (`p` says which), reserved on network `n`.
+fn static_address(
+    text: &str,
+    p: &FieldPath,
+    n: usize,
+    state: &Plan,
+    nets: &mut Nets,
+    who: &str,
+) -> VResult<IpAddr> {
+    let net = &state.networks[n];
+    let v6 = p.0.last() == Some(&super::span::Seg::Key("ip6".into()));
+    let a: IpAddr = if v6 {
+        let a = addr::ipv6(text).map_err(|m| Issue::new(p.clone(), m))?;
+        if !net.ipv6 {
+            return Err(Issue::new(
+                p.clone(),
+                format!("network {} has no IPv6 (set ipv6 = true on it)", net.name),
+            ));
+        }
+        IpAddr::V6(a)
+    } else {
+        IpAddr::V4(addr::ipv4(text).map_err(|m| Issue::new(p.clone(), m))?)
+    };
+    let (res, k) = match a {
+        IpAddr::V4(v4) => (nets.v4[n].reserve(ipam::n4(v4)), ipam::n4(v4)),
+        IpAddr::V6(v6) => match nets.v6[n].as_mut() {
+            Some(pool) => (pool.reserve(ipam::n6(v6)), ipam::n6(v6)),
+            None => (Err(Reserve::Outside), 0),
+        },
+    };
+    match res {
+        Ok(()) => {
+            nets.owners.insert((n, k), format!("container {who}"));
+            Ok(a)
+        }
+        Err(Reserve::Outside) => Err(Issue::new(
+            p.clone(),
+            format!("no configured subnet contains IP address {a}"),
+        )),
+        Err(Reserve::InUse) => {
+            let holder = nets
+                .owners
+                .get(&(n, k))
+                .cloned()
+                .unwrap_or_else(|| "the subnet's network or broadcast address".to_string());
+            Err(Issue::new(
+                p.clone(),
+                format!("Address already in use: {a} is {holder}"),
+            ))
+        }
+    }
 }
 
 /// A fault's `link` (or a `clear`'s value): `lan`, a machine (its uplink),
