@@ -119,6 +119,15 @@ enum Cmd {
         #[arg(last = true, required = true)]
         cmd: Vec<String>,
     },
+    /// Apply a step to a live world: a `[[step]]` of its scenario by name,
+    /// or `-` for `[[step]]` tables on standard input.
+    Step {
+        /// The world (run id or scenario name); needed when several are up.
+        #[arg(long)]
+        world: Option<String>,
+        /// Step name, or `-`.
+        name: String,
+    },
     /// Remove everything that killed runs left behind (live runs are kept).
     Cleanup,
     /// Run each scenario on several backends and show where they differ.
@@ -253,6 +262,7 @@ fn dispatch(cmd: Cmd) -> Result<i32> {
         } => cmd_up(&file, backend, pcap),
         Cmd::Down { name } => cmd_down(&name),
         Cmd::Exec { world, node, cmd } => cmd_exec(world.as_deref(), &node, &cmd),
+        Cmd::Step { world, name } => cmd_step(world.as_deref(), &name),
         Cmd::Cleanup => {
             let removed = world::cleanup_leftovers();
             if removed.is_empty() {
@@ -663,10 +673,60 @@ fn cmd_serve(file: &Path, backend: BackendKind, pcap: Option<PathBuf>) -> Result
     kept.kept = true;
     kept.save()?;
     eprintln!("world {run} up");
-    let _w = w;
+    if let Err(e) = vswitch::run::live::serve(w, file, backend) {
+        // The world stays up (it moved into `serve` and is dropped only on
+        // error, so this is reached with it gone): say why steps cannot come.
+        bail!("{e}");
+    }
     loop {
         std::thread::park();
     }
+}
+
+fn cmd_step(world_name: Option<&str>, name: &str) -> Result<i32> {
+    use std::io::Read as _;
+    use vswitch::run::live::{StepRequest, request};
+    let rec = match world_name {
+        Some(w) => find_record(w)?,
+        None => {
+            let mut live: Vec<RunRecord> = RunRecord::all()
+                .into_iter()
+                .filter(|r| r.is_live() && r.kept)
+                .collect();
+            match live.len() {
+                1 => live.remove(0),
+                0 => bail!("no live world (`vswitch up FILE` starts one)"),
+                _ => bail!("several live worlds: pass --world RUN_ID"),
+            }
+        }
+    };
+    let req = if name == "-" {
+        let mut t = String::new();
+        std::io::stdin().read_to_string(&mut t)?;
+        StepRequest {
+            name: None,
+            tables: Some(t),
+        }
+    } else {
+        StepRequest {
+            name: Some(name.to_string()),
+            tables: None,
+        }
+    };
+    let answer = request(&rec.id, &req)?;
+    for s in &answer.steps {
+        match &s.error {
+            None => println!(
+                "step {} ({}) took effect in {} ms",
+                s.name, s.action, s.took_ms
+            ),
+            Some(e) => println!("step {} ({}) failed: {e}", s.name, s.action),
+        }
+    }
+    if let Some(e) = &answer.error {
+        eprintln!("{e}");
+    }
+    Ok(answer.code)
 }
 
 fn cmd_down(name: &str) -> Result<i32> {

@@ -588,6 +588,69 @@ fn up_exec_down() -> TestResult {
     })
 }
 
+/// `vswitch step` on a world kept up: a file step by name changes what the
+/// container sees (BUG-2), a repeated one is refused (exit 2), stdin steps
+/// are validated with their own locations, and a fault from stdin cuts the
+/// link until cleared.
+fn up_step_down() -> TestResult {
+    if !have_tool("cli::up_step_down", "ping")? {
+        return Ok(());
+    }
+    with_world("scenarios/steps-connect-names.toml", |run| {
+        let step = |args: &[&str], stdin: Option<&str>| -> Output {
+            let mut c = Command::new(bin());
+            c.args(["step", "--world", run.as_str()]).args(args);
+            c.stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped());
+            let mut child = c.spawn().expect("vswitch runs");
+            if let Some(text) = stdin {
+                use std::io::Write as _;
+                child
+                    .stdin
+                    .take()
+                    .expect("stdin")
+                    .write_all(text.as_bytes())
+                    .expect("write");
+            }
+            drop(child.stdin.take());
+            child.wait_with_output().expect("vswitch ends")
+        };
+        let ping = || {
+            exec_in(run, "api", &["ping", "-c", "1", "-W", "2", "10.61.2.3"])
+                .status
+                .success()
+        };
+        if ping() {
+            return Err("web answers on net2 before it is connected".into());
+        }
+        let out = step(&["connect"], None);
+        if !out.status.success() || !ping() {
+            return Err(format!("step connect: {out:?}").into());
+        }
+        let again = step(&["connect"], None);
+        if again.status.code() != Some(2) {
+            return Err(format!("a repeated step must exit 2: {again:?}").into());
+        }
+        let bad = step(&["-"], Some("[[step]]\nname = \"x\"\nstop = \"nobody\"\n"));
+        let err = String::from_utf8_lossy(&bad.stderr);
+        if bad.status.code() != Some(2) || !err.contains("-:3:") {
+            return Err(format!("stdin step errors are located in stdin: {bad:?}").into());
+        }
+        let cut = "[[step]]\nname = \"cut\"\nfault = { link = \"api\", loss = 1.0 }\n";
+        let out = step(&["-"], Some(cut));
+        if !out.status.success() || ping() {
+            return Err(format!("a lossy link still answers: {out:?}").into());
+        }
+        let heal = "[[step]]\nname = \"heal\"\nclear = \"api\"\n";
+        let out = step(&["-"], Some(heal));
+        if !out.status.success() || !ping() {
+            return Err(format!("cleared link does not answer: {out:?}").into());
+        }
+        Ok(())
+    })
+}
+
 /// Starts `file` with `vswitch up`, runs `body` with the run id, then `down`;
 /// the world must be gone afterwards whatever `body` returned.
 fn with_world(file: &str, body: impl FnOnce(&RunId) -> TestResult) -> TestResult {
@@ -792,7 +855,7 @@ fn main() {
         .collect();
     files.sort();
     let mut trials: Vec<Trial> = files.into_iter().flat_map(scenario_trials).collect();
-    let cli: [NamedTest; 13] = [
+    let cli: [NamedTest; 14] = [
         (
             "cli::probe_that_cannot_run_is_an_error",
             probe_that_cannot_run_is_an_error,
@@ -804,6 +867,7 @@ fn main() {
         ("cli::invalid_exit_2", invalid_exit_2),
         ("cli::unsupported_exit_3", unsupported_exit_3),
         ("cli::up_exec_down", up_exec_down),
+        ("cli::up_step_down", up_step_down),
         ("cli::pcap_read_by_tshark", pcap_read_by_tshark),
         ("cross::iperf3_through_engine", iperf3_through_engine),
         ("cross::dig_external_dns", dig_external_dns),

@@ -13,6 +13,7 @@ pub mod docker;
 pub mod kernel;
 pub mod parallel;
 pub mod pcap;
+pub mod steps;
 pub mod userspace;
 
 use std::collections::HashMap;
@@ -21,7 +22,7 @@ use std::path::PathBuf;
 
 use crate::netns::NetNs;
 use crate::probe;
-use crate::scenario::plan::{BackendKind, Driver, Node, Plan};
+use crate::scenario::plan::{BackendKind, Driver, LinkFault, LinkRef, Node, Plan, StepAction};
 use crate::sys::netlink::Netlink;
 use crate::world::{NodeKind, RunId};
 
@@ -60,11 +61,24 @@ impl BuildError {
 /// What a backend cannot build of this plan, one reason per line
 /// ("backend userspace: driver ipvlan not supported yet (network `v`)").
 pub fn unsupported(plan: &Plan, backend: BackendKind) -> Vec<String> {
-    match backend {
-        BackendKind::Userspace => userspace::unsupported(plan),
-        BackendKind::Kernel => kernel::unsupported(plan),
-        BackendKind::Docker => docker::unsupported(plan),
+    let of = |p: &Plan| match backend {
+        BackendKind::Userspace => userspace::unsupported(p),
+        BackendKind::Kernel => kernel::unsupported(p),
+        BackendKind::Docker => docker::unsupported(p),
+    };
+    let mut why = of(plan);
+    // What a connect step brings in must be buildable too.
+    for k in 1..=plan.steps.len() {
+        if matches!(plan.steps[k - 1].action, StepAction::Connect { .. }) {
+            for r in of(&plan.after_steps(k)) {
+                if !why.contains(&r) {
+                    why.push(r);
+                }
+            }
+        }
     }
+    why.extend(steps::refusals(plan, backend));
+    why
 }
 
 /// The kernel features `plan` says it `requires` that this kernel lacks
@@ -112,6 +126,18 @@ pub struct World {
     /// Its kernel fast path: one program and map for the world, attached
     /// to each of those containers' `lo` until their namespaces go.
     dns_fast_path: Option<std::sync::Arc<crate::dns::fastpath::WorldFastPath>>,
+    /// The backend that built it.
+    backend: BackendKind,
+    /// The options it was built with (a step may rebuild the data path).
+    opts: BuildOptions,
+    /// The embedded DNS's records, replaced when a step changes them.
+    dns_table: Option<std::sync::Arc<crate::dns::LiveTable>>,
+    /// Each container's echo services (stopped and restarted by steps).
+    container_echo: HashMap<usize, probe::EchoServices>,
+    /// Faults in force, per link.
+    faults: HashMap<LinkRef, LinkFault>,
+    /// Counters of data paths a step replaced.
+    earlier_metrics: Vec<serde_json::Value>,
 }
 
 /// Node name → namespace name, for `vswitch exec` and the run record. On
@@ -202,6 +228,12 @@ impl World {
             dns: Vec::new(),
             embedded_dns: Vec::new(),
             dns_fast_path: None,
+            backend,
+            opts: opts.clone(),
+            dns_table: None,
+            container_echo: HashMap::new(),
+            faults: HashMap::new(),
+            earlier_metrics: Vec::new(),
         };
         progress(&format!(
             "creating {} namespaces",
@@ -364,7 +396,7 @@ impl World {
             if !c.serve.is_empty() {
                 let s = probe::start_echo(self.ns(Node::Container(i)), &c.serve)
                     .map_err(BuildError::at(format!("services of {}", c.name)))?;
-                self.echo.push(s);
+                self.container_echo.insert(i, s);
             }
         }
         for (i, x) in plan.externals.iter().enumerate() {
@@ -386,12 +418,23 @@ impl World {
             return Ok(());
         }
         let t = std::time::Instant::now();
-        let table = std::sync::Arc::new(crate::dns::NameTable::from_plan(plan));
+        let live = std::sync::Arc::new(crate::dns::LiveTable::new(
+            crate::dns::NameTable::from_plan(plan),
+        ));
+        self.dns_table = Some(live.clone());
+        let table = live.get();
         let served: Vec<usize> = (0..plan.containers.len())
             .filter(|&i| !on_host_network(plan, i) && table.view(i).is_some_and(|v| v.embedded))
             .collect();
-        // The fast path first: attaching is quicker before the servers' threads exist.
-        if let Some(fast) = crate::dns::fastpath::WorldFastPath::load(&table) {
+        // The fast path first: attaching is quicker before the servers'
+        // threads exist. Its answers are fixed at load: not for a world
+        // whose names change (topology steps).
+        let fast = if steps::has_topology_steps(plan) {
+            None
+        } else {
+            crate::dns::fastpath::WorldFastPath::load(&table)
+        };
+        if let Some(fast) = fast {
             tracing::debug!(
                 ms = t.elapsed().as_millis() as u64,
                 "setup: DNS fast path loaded"
@@ -414,7 +457,7 @@ impl World {
                     self.ns(Node::Container(i)),
                     self.ns(Node::Machine(c.machine)),
                 );
-                (i, &c.name, cns, mns, table.clone())
+                (i, &c.name, cns, mns, live.clone())
             })
             .collect();
         let started = parallel::map(jobs, parallel::WIDTH, |(i, name, cns, mns, table)| {
@@ -453,7 +496,7 @@ impl World {
         }
         self.stop_services();
         let t = std::time::Instant::now();
-        let metrics = self
+        let mut metrics = self
             .dataplane
             .take()
             .map_or(serde_json::Value::Null, Dataplane::stop);
@@ -461,6 +504,10 @@ impl World {
             ms = t.elapsed().as_millis() as u64,
             "teardown: data path stopped"
         );
+        let earlier = std::mem::take(&mut self.earlier_metrics);
+        if let (false, Some(o)) = (earlier.is_empty(), metrics.as_object_mut()) {
+            o.insert("before_steps".into(), earlier.into());
+        }
         drop(self);
         metrics
     }
@@ -471,6 +518,7 @@ impl World {
         let t = std::time::Instant::now();
         crate::dns::stop_all(&mut self.embedded_dns);
         self.echo.clear();
+        self.container_echo.clear();
         self.dns.clear();
         tracing::debug!(
             ms = t.elapsed().as_millis() as u64,

@@ -31,7 +31,7 @@ pub use forward::{
 };
 pub use resolver::{Decision, Transport, decodes, error_reply, query_has_edns, seeded_rng};
 pub use server::{DnsError, EmbeddedDns, start_embedded_dns, stop_all};
-pub use table::{ContainerView, Family, FastAnswer, NameTable, Upstreams};
+pub use table::{ContainerView, Family, FastAnswer, LiveTable, NameTable, Upstreams};
 
 /// The address Docker's embedded DNS listens on inside a container.
 pub const EMBEDDED_DNS_ADDR: std::net::Ipv4Addr = std::net::Ipv4Addr::new(127, 0, 0, 11);

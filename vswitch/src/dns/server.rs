@@ -49,7 +49,7 @@ use crate::netns::{NetNs, NetnsError};
 use super::EMBEDDED_DNS_ADDR;
 use super::forward::{ForwardConfig, Inflight, forward, read_full};
 use super::resolver::{Decision, Transport, error_reply};
-use super::table::NameTable;
+use super::table::LiveTable;
 
 /// How often blocked loops look at their stop flag.
 const POLL: Duration = Duration::from_millis(100);
@@ -81,7 +81,7 @@ pub enum DnsError {
 /// What the threads of one container's server share.
 #[derive(Debug)]
 struct Shared {
-    table: Arc<NameTable>,
+    table: Arc<LiveTable>,
     container: usize,
     cfg: ForwardConfig,
     stop: Arc<AtomicBool>,
@@ -159,7 +159,7 @@ impl Drop for EmbeddedDns {
 /// bound in `container_ns`, served by threads in `machine_ns`, which is
 /// where forwarded queries leave from.
 pub fn start_embedded_dns(
-    table: Arc<NameTable>,
+    table: Arc<LiveTable>,
     container: usize,
     container_ns: &NetNs,
     machine_ns: &NetNs,
@@ -328,7 +328,11 @@ fn handle_udp(
     peer: SockaddrIn,
     rng: &mut rand::rngs::ThreadRng,
 ) -> Option<Vec<u8>> {
-    match sh.table.answer(sh.container, query, Transport::Udp, rng) {
+    match sh
+        .table
+        .get()
+        .answer(sh.container, query, Transport::Udp, rng)
+    {
         Decision::Answer(b) => Some(b),
         Decision::Drop => None,
         Decision::Forward(ups) => {
@@ -407,6 +411,7 @@ fn tcp_conn(sh: &Arc<Shared>, mut s: TcpStream) {
         }
         let reply = match sh
             .table
+            .get()
             .answer(sh.container, &query, Transport::Tcp, &mut rng)
         {
             Decision::Answer(b) => Some(b),

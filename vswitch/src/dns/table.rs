@@ -91,7 +91,8 @@ impl NameTable {
                 ..NetRecords::default()
             })
             .collect();
-        for c in &plan.containers {
+        // A stopped container's records are gone (DNS-23).
+        for c in plan.containers.iter().filter(|c| c.running) {
             for e in &c.endpoints {
                 let net = &plan.networks[e.network];
                 if !net.has_embedded_dns() {
@@ -289,5 +290,28 @@ fn view_of(plan: &Plan, i: usize) -> ContainerView {
         embedded: !networks.is_empty(),
         networks,
         upstreams,
+    }
+}
+
+/// The table a world's embedded DNS servers answer from, replaced whole
+/// when a step changes the records (connect, disconnect, stop, DNS-23,
+/// DNS-26): a query sees the old table or the new one, never a mix.
+#[derive(Debug)]
+pub struct LiveTable(std::sync::RwLock<std::sync::Arc<NameTable>>);
+
+impl LiveTable {
+    /// A live table starting with `table`.
+    pub fn new(table: NameTable) -> LiveTable {
+        LiveTable(std::sync::RwLock::new(std::sync::Arc::new(table)))
+    }
+
+    /// The table in force.
+    pub fn get(&self) -> std::sync::Arc<NameTable> {
+        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Replaces the table; queries after this see only the new one.
+    pub fn set(&self, table: NameTable) {
+        *self.0.write().unwrap_or_else(|p| p.into_inner()) = std::sync::Arc::new(table);
     }
 }

@@ -59,7 +59,13 @@ impl Router {
     fn mtu(&self, m: usize, e: Egress) -> usize {
         match e {
             Egress::Net(k) => usize::from(self.nets[k].cfg.mtu),
-            _ => usize::from(self.machines[m].cfg.lan_mtu),
+            _ => {
+                let mc = &self.machines[m];
+                usize::from(
+                    mc.uplink_mtu
+                        .map_or(mc.cfg.lan_mtu, |f| f.min(mc.cfg.lan_mtu)),
+                )
+            }
         }
     }
 

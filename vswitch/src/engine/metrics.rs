@@ -73,11 +73,19 @@ pub enum DropReason {
     VxlanUnknownVni,
     /// VXLAN to a machine whose headers are short or invalid.
     VxlanMalformed,
+    /// Lost on a faulted link (`fault = { loss }`).
+    FaultLoss,
+    /// Larger than a faulted link's MTU (`fault = { mtu }`).
+    FaultMtu,
+    /// The link is down (`fault = { down = true }`).
+    LinkDown,
+    /// Would have waited too long for a rate-limited link (`fault = { rate_mbit }`).
+    FaultRate,
 }
 
 impl DropReason {
     /// Every reason, in a stable order (the report's order).
-    pub const ALL: [DropReason; 30] = [
+    pub const ALL: [DropReason; 34] = [
         DropReason::Malformed,
         DropReason::MulticastSource,
         DropReason::ZeroSource,
@@ -108,6 +116,10 @@ impl DropReason {
         DropReason::IpvlanL3Egress,
         DropReason::VxlanUnknownVni,
         DropReason::VxlanMalformed,
+        DropReason::FaultLoss,
+        DropReason::FaultMtu,
+        DropReason::LinkDown,
+        DropReason::FaultRate,
     ];
 
     /// Number of reasons.
@@ -146,6 +158,10 @@ impl DropReason {
             DropReason::IpvlanL3Egress => "ipvlan-no-route-back",
             DropReason::VxlanUnknownVni => "vxlan-unknown-vni",
             DropReason::VxlanMalformed => "vxlan-malformed",
+            DropReason::FaultLoss => "fault-loss",
+            DropReason::FaultMtu => "fault-mtu",
+            DropReason::LinkDown => "link-down",
+            DropReason::FaultRate => "fault-rate",
         }
     }
 
@@ -168,8 +184,14 @@ impl Serialize for DropReason {
 }
 
 /// Drop counts by reason.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DropCounts([u64; DropReason::COUNT]);
+
+impl Default for DropCounts {
+    fn default() -> Self {
+        DropCounts([0; DropReason::COUNT])
+    }
+}
 
 impl DropCounts {
     /// Count for one reason.

@@ -17,6 +17,7 @@
 
 mod checksum;
 pub mod conntrack;
+pub mod fault;
 mod fdb;
 pub mod fixtures;
 pub mod fixtures6;
@@ -37,6 +38,8 @@ mod route;
 pub mod route6;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_fault;
 #[cfg(test)]
 mod tests_l3;
 #[cfg(test)]
@@ -257,6 +260,9 @@ pub struct Engine {
     router6: Option<Box<route6::Router6>>,
     vlan: Option<Box<vlan::VlanState>>,
     overlay: Option<Box<vxlan::Overlay>>,
+    faults: fault::FaultStage,
+    /// The uplink whose fault the frame being handled already crossed.
+    past_uplink: Option<PortId>,
 }
 
 impl Engine {
@@ -366,6 +372,8 @@ impl Engine {
             router6,
             vlan: None,
             overlay,
+            faults: fault::FaultStage::new(0),
+            past_uplink: None,
         })
     }
 
@@ -394,8 +402,188 @@ impl Engine {
     /// reason is counted); a frame queued while its next hop is resolved
     /// yields the ARP request's `Emit`s, or nothing when a request is
     /// already out; it is sent (or dropped, `neighbour-unresolved`) later.
+    ///
+    /// A port with a fault ([`Engine::set_fault`]) may drop the frame
+    /// (`fault-loss`, `fault-mtu`, `link-down`, `fault-rate`) or hold it:
+    /// then nothing is returned now, and [`Engine::poll_due`] hands it back
+    /// when its delay is over.
     #[inline]
     pub fn handle_frame(
+        &mut self,
+        now: Instant,
+        ingress: PortId,
+        pkt: &mut Packet,
+        out: &mut Vec<Action>,
+    ) {
+        if self.faults.active() {
+            match self
+                .faults
+                .judge(now, ingress, fault::Direction::FromNode, pkt)
+            {
+                fault::Verdict::Pass => {}
+                fault::Verdict::Held => return,
+                fault::Verdict::Drop(r) => return self.fault_drop(ingress, pkt, r, out),
+            }
+            // To a machine across its faulted uplink: the router takes it
+            // inside the engine, so the uplink's fault applies here.
+            if let Some(up) = self.faulted_uplink(ingress, &pkt.frame()[..6]) {
+                let resume = fault::Resume::IngressPast(ingress, up);
+                let to = fault::Direction::ToNode;
+                match self.faults.judge_to(now, up, to, pkt, resume) {
+                    fault::Verdict::Pass => self.past_uplink = Some(up),
+                    fault::Verdict::Held => return,
+                    fault::Verdict::Drop(r) => return self.fault_drop(ingress, pkt, r, out),
+                }
+            }
+        }
+        self.handle_past_fault(now, ingress, pkt, out);
+    }
+
+    fn fault_drop(&mut self, ingress: PortId, pkt: &Packet, r: DropReason, out: &mut Vec<Action>) {
+        if usize::from(ingress.0) < self.ports.len() {
+            self.metrics.rx(ingress, pkt.len());
+        }
+        l2::drop_frame(&mut self.metrics, ingress, r, out);
+    }
+
+    /// The faulted uplink (not `port` itself) whose machine MAC is `mac`.
+    fn faulted_uplink(&self, port: PortId, mac: &[u8]) -> Option<PortId> {
+        self.cfg
+            .l3
+            .machines
+            .iter()
+            .find(|m| m.uplink != port && m.mac.0[..] == *mac)
+            .map(|m| m.uplink)
+            .filter(|&u| self.faults.fault(u).is_some())
+    }
+
+    /// [`Engine::handle_frame`] for a frame the fault stage already let in
+    /// (a [`fault::Due::Ingress`] from [`Engine::poll_due`]).
+    #[inline]
+    pub fn handle_past_fault(
+        &mut self,
+        now: Instant,
+        ingress: PortId,
+        pkt: &mut Packet,
+        out: &mut Vec<Action>,
+    ) {
+        let start = out.len();
+        let past = self.past_uplink.take();
+        self.switch_frame(now, ingress, pkt, out);
+        if self.faults.active() {
+            self.fault_egress(now, ingress, past, pkt, out, start);
+        }
+    }
+
+    /// Runs the fault stage over the frames `out[start..]` sends to ports.
+    fn fault_egress(
+        &mut self,
+        now: Instant,
+        ingress: PortId,
+        past: Option<PortId>,
+        pkt: &Packet,
+        out: &mut Vec<Action>,
+        start: usize,
+    ) {
+        let mut dropped = None;
+        let mut i = start;
+        while i < out.len() {
+            let (port, frame) = match &out[i] {
+                Action::Forward(p) => (*p, pkt.frame()),
+                Action::Emit(p, b) => (*p, b.frame()),
+                _ => {
+                    i += 1;
+                    continue;
+                }
+            };
+            // Routed by a machine out of its faulted uplink (the router
+            // emits onto lan itself), unless it came from that uplink.
+            let uplink = self
+                .faulted_uplink(port, &frame[6..12])
+                .filter(|&u| u != ingress);
+            let own_fault = self.faults.fault(port).is_some() && past != Some(port);
+            let judged = [
+                uplink.map(|u| (u, fault::Direction::FromNode)),
+                own_fault.then_some((port, fault::Direction::ToNode)),
+            ];
+            if judged.iter().all(Option::is_none) {
+                i += 1;
+                continue;
+            }
+            // A forwarded frame may go to several ports: judge a copy.
+            let mut own = match std::mem::replace(&mut out[i], Action::Drop(DropReason::FaultLoss))
+            {
+                Action::Emit(_, b) => b,
+                _ => Packet::from_frame(pkt.hdr, pkt.frame()),
+            };
+            let mut verdict = fault::Verdict::Pass;
+            for (p, dir) in judged.into_iter().flatten() {
+                let resume = fault::Resume::Egress(port);
+                verdict = self.faults.judge_to(now, p, dir, &mut own, resume);
+                if verdict != fault::Verdict::Pass {
+                    break;
+                }
+            }
+            match verdict {
+                fault::Verdict::Pass => {
+                    out[i] = Action::Emit(port, own);
+                    i += 1;
+                }
+                fault::Verdict::Held => {
+                    out.remove(i);
+                }
+                fault::Verdict::Drop(r) => {
+                    self.metrics.drop(port, r);
+                    dropped = Some(r);
+                    out.remove(i);
+                }
+            }
+        }
+        if let (Some(r), true) = (dropped, out.len() == start) {
+            out.push(Action::Drop(r));
+        }
+    }
+
+    /// Sets (`Some`) or clears (`None`) the fault of a port, both
+    /// directions. A fault replaces the port's earlier one.
+    ///
+    /// On a machine's uplink a fault's `mtu` is the router's egress MTU
+    /// there too: routed packets above it get ICMP "fragmentation needed"
+    /// (DF) or are fragmented, as a Linux router's would. Elsewhere (a
+    /// switch port) a frame above it is dropped silently (`fault-mtu`).
+    pub fn set_fault(&mut self, port: PortId, fault: Option<crate::scenario::plan::LinkFault>) {
+        if let Some(r) = self.router.as_deref_mut() {
+            r.set_uplink_mtu(port, fault.and_then(|f| f.mtu));
+        }
+        self.faults.set(port, fault);
+    }
+
+    /// Seeds the fault stage's random choices (before any fault is set).
+    pub fn set_fault_seed(&mut self, seed: u64) {
+        let held = self.faults.held();
+        debug_assert_eq!(held, 0, "seed the fault stage before it holds frames");
+        self.faults = fault::FaultStage::new(seed);
+    }
+
+    /// The fault stage (its counters, the faults in force).
+    pub fn faults(&self) -> &fault::FaultStage {
+        &self.faults
+    }
+
+    /// The next frame whose fault delay is over at `now`, if any; call
+    /// until `None`. Ingress frames go to [`Engine::handle_past_fault`],
+    /// egress frames straight to their port.
+    ///
+    /// An ingress frame must go to [`Engine::handle_past_fault`] before
+    /// the next call (it may carry which uplink's fault it already crossed).
+    pub fn poll_due(&mut self, now: Instant) -> Option<fault::Due> {
+        let (due, past) = self.faults.poll_due_past(now)?;
+        self.past_uplink = past;
+        Some(due)
+    }
+
+    #[inline]
+    fn switch_frame(
         &mut self,
         now: Instant,
         ingress: PortId,
@@ -496,6 +684,7 @@ impl Engine {
                     .as_deref()
                     .and_then(route6::Router6::next_expiry),
             )
+            .chain(self.faults.next_due())
             .min()
     }
 
@@ -546,6 +735,9 @@ impl Engine {
         let ports: Vec<&str> = self.cfg.ports.iter().map(|p| p.name.as_str()).collect();
         let domains: Vec<&str> = self.cfg.domains.iter().map(|d| d.name.as_str()).collect();
         let mut v = self.metrics.snapshot(&ports, &domains);
+        if let (true, Some(o)) = (self.faults.links_ever_set(), v.as_object_mut()) {
+            o.insert("faults".into(), serde_json::json!(self.faults.counters()));
+        }
         if let (Some(ov), Some(o)) = (self.overlay_stats(), v.as_object_mut()) {
             o.insert("overlay".into(), serde_json::json!(ov));
         }

@@ -39,6 +39,8 @@ pub(crate) struct MachineRt {
     pub(crate) ct: Conntrack,
     /// Networks of this machine (indices into `Router::nets`).
     pub(crate) nets: Vec<usize>,
+    /// A faulted uplink's smaller MTU (`fault = { link = machine, mtu }`).
+    pub(crate) uplink_mtu: Option<u16>,
 }
 
 #[derive(Debug)]
@@ -125,6 +127,7 @@ impl Router {
                 neigh: Neighbours::new(m.ip, m.mac, cfg.neighbour_queue),
                 ct: Conntrack::new(cfg.conntrack_capacity, cfg.timeouts),
                 nets: Vec::new(),
+                uplink_mtu: None,
             });
         }
         let lan_ports = lan_domain.map_or_else(Vec::new, |d| (view.members_of)(d));
@@ -187,6 +190,17 @@ impl Router {
             lan_ports,
             publish: cfg.publish.clone(),
         })
+    }
+
+    /// Sets (or clears) the MTU a fault gives the uplink `port`: routed
+    /// packets above it get ICMP "fragmentation needed" (DF) or are
+    /// fragmented, as a Linux router with a smaller egress MTU does.
+    pub(crate) fn set_uplink_mtu(&mut self, port: PortId, mtu: Option<u16>) {
+        for m in &mut self.machines {
+            if m.cfg.uplink == port {
+                m.uplink_mtu = mtu;
+            }
+        }
     }
 
     /// Keeps only the lan ports that `keep` allows as targets of the

@@ -496,3 +496,59 @@ fn gateway_still_answers_arp_and_ping_with_routing_on() {
     let (out, _) = step(&mut e, t0, A, &echo);
     assert!(matches!(&out[..], [Action::Emit(A, _)]));
 }
+
+#[test]
+fn a_faulted_uplink_applies_to_what_the_router_sends_and_receives_there() {
+    use crate::scenario::plan::LinkFault;
+    let t0 = Instant::now();
+    let mut e = nat_engine(Knobs::default(), t0);
+    let ping = |e: &mut Engine, df: bool, len: usize| {
+        let f = set_df(
+            udp(dmac(A_IP), dmac(GW1), A_IP, X_IP, 5000, 53, &vec![1u8; len]),
+            df,
+        );
+        step(e, t0, A, &f)
+    };
+    // Routed out of the uplink: the uplink's loss applies.
+    e.set_fault(
+        UPLINK,
+        Some(LinkFault {
+            loss: 1.0,
+            ..LinkFault::default()
+        }),
+    );
+    let (out, _) = ping(&mut e, false, 100);
+    assert!(
+        matches!(out[..], [Action::Drop(DropReason::FaultLoss)]),
+        "{out:?}"
+    );
+    // A reply from X to the machine's address crosses the uplink inwards.
+    let back = udp(lmac(X_IP), lmac(M_IP), X_IP, M_IP, 53, 5000, b"r");
+    let (out, _) = step(&mut e, t0, X, &back);
+    assert!(
+        matches!(out[..], [Action::Drop(DropReason::FaultLoss)]),
+        "{out:?}"
+    );
+    // The uplink's MTU is the router's egress MTU: frag needed for DF.
+    e.set_fault(
+        UPLINK,
+        Some(LinkFault {
+            mtu: Some(1400),
+            ..LinkFault::default()
+        }),
+    );
+    let (out, p) = ping(&mut e, true, 1450);
+    let (port, g) = one_out(&out, &p);
+    assert_eq!(port, A);
+    match icmp_of(&verified(&g)) {
+        Icmpv4Type::DestinationUnreachable(
+            etherparse::icmpv4::DestUnreachableHeader::FragmentationNeeded { next_hop_mtu },
+        ) => assert_eq!(next_hop_mtu, 1400),
+        other => panic!("{other:?}"),
+    }
+    // Cleared: routed as before, nothing held.
+    e.set_fault(UPLINK, None);
+    let (out, p) = ping(&mut e, true, 1450);
+    assert_eq!(one_out(&out, &p).0, X);
+    assert_eq!(e.faults().held(), 0);
+}

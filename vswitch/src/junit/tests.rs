@@ -135,6 +135,7 @@ fn report(plan: &Plan, checks: Vec<CheckResult>) -> Report {
         teardown_ms: 300,
         checks,
         unsupported: Vec::new(),
+        steps: Vec::new(),
         metrics: serde_json::Value::Null,
     };
     r.tally();

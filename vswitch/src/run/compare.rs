@@ -274,6 +274,8 @@ mod tests {
             loss: None,
             known_difference: None,
             duration_ms: None,
+            step: None,
+            rtt_ms: None,
         }
     }
 
@@ -294,6 +296,7 @@ mod tests {
                 teardown_ms: 0,
                 checks,
                 unsupported: Vec::new(),
+                steps: Vec::new(),
                 metrics: serde_json::Value::Null,
             }),
             error: None,

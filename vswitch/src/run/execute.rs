@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use crate::backend::{self, BuildOptions, World, namespace_names};
-use crate::run::{Report, run_checks};
+use crate::run::Report;
 use crate::scenario::{self, plan::BackendKind, plan::Plan};
 use crate::world::{self, RunId, RunRecord};
 
@@ -61,6 +61,7 @@ fn empty_report(path: &Path, plan: &Plan, backend: BackendKind, run: &RunId) -> 
         teardown_ms: 0,
         checks: Vec::new(),
         unsupported: Vec::new(),
+        steps: Vec::new(),
         metrics: serde_json::Value::Null,
     }
 }
@@ -181,7 +182,8 @@ pub fn execute_plan_with(
             );
         }
     };
-    report.checks = run_checks(&world, plan, &show);
+    let mut world = world;
+    (report.checks, report.steps) = crate::run::steps::run_with_steps(&mut world, plan, &show);
     report.tally();
     checked(&report);
     if opts.keep {

@@ -3,7 +3,9 @@
 
 pub mod compare;
 pub mod execute;
+pub mod live;
 pub mod report;
+pub mod steps;
 
 #[cfg(test)]
 mod root_tests;
@@ -39,13 +41,16 @@ pub fn run_checks(
 ) -> Vec<CheckResult> {
     let mut results: Vec<Option<CheckResult>> = vec![None; plan.checks.len()];
     std::thread::scope(|s| {
+        // Results go by position in `plan.checks`, which may be a subset
+        // of the file's checks (one step's, see `steps`).
         let handles: Vec<_> = plan
             .checks
             .iter()
-            .filter(|c| !matches!(c.kind, CheckKind::Throughput { .. }))
-            .map(|c| {
+            .enumerate()
+            .filter(|(_, c)| !matches!(c.kind, CheckKind::Throughput { .. }))
+            .map(|(i, c)| {
                 (
-                    c.index,
+                    i,
                     s.spawn(move || {
                         let r = timed_check(world, plan, c);
                         on_result(&r);
@@ -61,14 +66,15 @@ pub fn run_checks(
             results[i] = Some(r);
         }
     });
-    for c in plan
+    for (i, c) in plan
         .checks
         .iter()
-        .filter(|c| matches!(c.kind, CheckKind::Throughput { .. }))
+        .enumerate()
+        .filter(|(_, c)| matches!(c.kind, CheckKind::Throughput { .. }))
     {
         let r = timed_check(world, plan, c);
         on_result(&r);
-        results[c.index] = Some(r);
+        results[i] = Some(r);
     }
     results.into_iter().flatten().collect()
 }
@@ -111,6 +117,8 @@ pub fn run_check(world: &World, plan: &Plan, check: &Check) -> CheckResult {
             count,
             size,
             df,
+            min_rtt_ms,
+            max_rtt_ms,
             ..
         } => {
             let opts = PingOptions {
@@ -126,7 +134,8 @@ pub fn run_check(world: &World, plan: &Plan, check: &Check) -> CheckResult {
                     if let Some(e) = &o.error {
                         detail.push_str(&format!(" ({e})"));
                     }
-                    base.observed(obs, expect_pass(&check.expect, obs), detail)
+                    let r = base.observed(obs, expect_pass(&check.expect, obs), detail);
+                    steps::with_rtt(r, &o.rtts, *min_rtt_ms, *max_rtt_ms)
                 }
                 Err(e) => probe_failed(base, check, &e),
             }

@@ -44,6 +44,12 @@ pub struct CheckResult {
     /// How long the check took, in milliseconds (JUnit `time`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub duration_ms: Option<u64>,
+    /// The step it ran after (`after`); none: before the first step.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub step: Option<String>,
+    /// Ping: median round-trip time in milliseconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rtt_ms: Option<f64>,
 }
 
 /// `expect` rendered as the file writes it.
@@ -80,7 +86,7 @@ pub fn expect_text(e: &Expect, kind: &CheckKind) -> String {
 
 impl CheckResult {
     /// A result for `check` with nothing observed yet.
-    pub fn new(_plan: &Plan, check: &Check) -> CheckResult {
+    pub fn new(plan: &Plan, check: &Check) -> CheckResult {
         let to = match &check.kind {
             CheckKind::Ping { to, .. }
             | CheckKind::Tcp { to, .. }
@@ -108,6 +114,8 @@ impl CheckResult {
             loss: None,
             known_difference: check.known_difference.as_ref().map(|k| k.reason.clone()),
             duration_ms: None,
+            step: check.after.map(|s| plan.steps[s].name.clone()),
+            rtt_ms: None,
         }
     }
 
@@ -171,6 +179,9 @@ pub struct Report {
     /// Why the backend could not build the scenario (exit 3), if so.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub unsupported: Vec<String>,
+    /// The steps, in file order, and when each took effect.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub steps: Vec<super::steps::StepReport>,
     /// Data path counters (per port, per drop reason).
     #[serde(skip_serializing_if = "serde_json::Value::is_null")]
     pub metrics: serde_json::Value,
@@ -199,7 +210,12 @@ impl Report {
             "observed".into(),
             "".into(),
         ]];
+        let mut group: Option<&str> = None;
         for c in &self.checks {
+            if c.step.as_deref() != group {
+                group = c.step.as_deref();
+                rows.push(super::steps::heading_row(&self.steps, group));
+            }
             rows.push([
                 c.index.to_string(),
                 c.kind.clone(),

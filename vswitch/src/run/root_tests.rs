@@ -111,6 +111,7 @@ fn a_probe_whose_namespace_is_gone_is_an_error_whatever_was_expected() {
         teardown_ms: 0,
         checks: results,
         unsupported: Vec::new(),
+        steps: Vec::new(),
         metrics: serde_json::Value::Null,
     };
     report.tally();

@@ -9,7 +9,7 @@ use super::model::{CheckDef, OneOrMany};
 use super::plan::THROUGHPUT_PORT;
 use super::plan::{
     Check, CheckKind, DnsExpect, Driver, Expect, KnownDifference, Node, Plan, Proto, QueryType,
-    Target,
+    Step, Target,
 };
 use super::span::{FieldPath, Issue, VResult};
 use super::validate::Names;
@@ -23,12 +23,21 @@ const COMMON: &[&str] = &[
     "timeout_ms",
     "known_difference",
     "backend",
+    "after",
 ];
 
 /// Keys a kind takes besides the common ones.
 fn kind_keys(kind: &str) -> &'static [&'static str] {
     match kind {
-        "ping" => &["to", "count", "size", "df", "ipv6"],
+        "ping" => &[
+            "to",
+            "count",
+            "size",
+            "df",
+            "ipv6",
+            "min_rtt_ms",
+            "max_rtt_ms",
+        ],
         "tcp" | "udp" => &["to", "seen_as", "ipv6"],
         "dns" => &["query", "type", "transport", "server", "rotate"],
         "reach" => &["to", "ipv6"],
@@ -38,7 +47,7 @@ fn kind_keys(kind: &str) -> &'static [&'static str] {
     }
 }
 
-fn present_keys(d: &CheckDef) -> [(&'static str, bool); 22] {
+fn present_keys(d: &CheckDef) -> [(&'static str, bool); 25] {
     [
         ("to", d.to.is_some()),
         ("expect", d.expect.is_some()),
@@ -61,6 +70,9 @@ fn present_keys(d: &CheckDef) -> [(&'static str, bool); 22] {
         ("min_kpps", d.min_kpps.is_some()),
         ("known_difference", d.known_difference.is_some()),
         ("backend", d.backend.is_some()),
+        ("after", d.after.is_some()),
+        ("min_rtt_ms", d.min_rtt_ms.is_some()),
+        ("max_rtt_ms", d.max_rtt_ms.is_some()),
         ("from", true),
     ]
 }
@@ -73,12 +85,82 @@ enum PortRule {
     Optional,
 }
 
-/// Validates every check and resolves its nodes and targets.
-pub(crate) fn checks(defs: &[CheckDef], plan: &Plan, names: &Names) -> VResult<Vec<Check>> {
+/// Validates every check and resolves its nodes and targets against the
+/// world at its step: `states[k]` is the plan after steps `0..k` (see
+/// `steps::steps`), and a check with `after = S` sees `states[S + 1]`.
+pub(crate) fn checks(
+    defs: &[CheckDef],
+    states: &[Plan],
+    steps: &[Step],
+    names: &Names,
+) -> VResult<Vec<Check>> {
     defs.iter()
         .enumerate()
-        .map(|(i, d)| check(i, d, plan, names))
+        .map(|(i, d)| {
+            let p = FieldPath::root().k("check").i(i);
+            let after = match &d.after {
+                None => None,
+                Some(a) => Some(steps.iter().position(|s| &s.name == a).ok_or_else(|| {
+                    let known: Vec<&str> = steps.iter().map(|s| s.name.as_str()).collect();
+                    Issue::new(
+                        p.k("after"),
+                        if known.is_empty() {
+                            format!("no step named {a:?}: the scenario has no [[step]] tables")
+                        } else {
+                            format!("no step named {a:?} (steps: {})", known.join(", "))
+                        },
+                    )
+                })?),
+            };
+            let state = &states[after.map_or(0, |s| s + 1)];
+            let mut c = check(i, d, state, names)?;
+            c.after = after;
+            for (j, n) in c.from.iter().enumerate() {
+                if let Node::Container(ci) = *n
+                    && !state.containers[ci].running
+                {
+                    let fp = match d.from {
+                        OneOrMany::Many(_) => p.k("from").i(j),
+                        OneOrMany::One(_) => p.k("from"),
+                    };
+                    let when = after.map_or(String::new(), |s| {
+                        format!(" after step {:?}", steps[s].name)
+                    });
+                    return Err(Issue::new(
+                        fp,
+                        format!(
+                            "container {} is stopped{when}: a check cannot run from it (start it first)",
+                            state.containers[ci].name
+                        ),
+                    ));
+                }
+            }
+            Ok(c)
+        })
         .collect()
+}
+
+/// `min_rtt_ms` / `max_rtt_ms` of a ping check.
+fn rtt_bounds(d: &CheckDef, p: &FieldPath) -> VResult<(Option<f64>, Option<f64>)> {
+    for (key, v) in [("min_rtt_ms", d.min_rtt_ms), ("max_rtt_ms", d.max_rtt_ms)] {
+        if let Some(x) = v
+            && !(x.is_finite() && (0.0..=600_000.0).contains(&x))
+        {
+            return Err(Issue::new(
+                p.k(key),
+                format!("{key} {x} is out of range: must be 0-600000"),
+            ));
+        }
+    }
+    if let (Some(lo), Some(hi)) = (d.min_rtt_ms, d.max_rtt_ms)
+        && lo > hi
+    {
+        return Err(Issue::new(
+            p.k("max_rtt_ms"),
+            format!("max_rtt_ms {hi} is below min_rtt_ms {lo}"),
+        ));
+    }
+    Ok((d.min_rtt_ms, d.max_rtt_ms))
 }
 
 fn int_in(v: Option<i64>, p: FieldPath, lo: i64, hi: i64, default: i64) -> VResult<i64> {
@@ -202,6 +284,7 @@ fn check(i: usize, d: &CheckDef, plan: &Plan, names: &Names) -> VResult<Check> {
             let to = to_one(PortRule::Forbidden, ipv6)?;
             let ms = (count as u64 * 200 + 1000).max(2000);
             let ipv6 = ipv6 || to.addr.is_ipv6();
+            let (min_rtt_ms, max_rtt_ms) = rtt_bounds(d, &p)?;
             (
                 CheckKind::Ping {
                     to,
@@ -209,6 +292,8 @@ fn check(i: usize, d: &CheckDef, plan: &Plan, names: &Names) -> VResult<Check> {
                     size: size as u16,
                     df: d.df.unwrap_or(false),
                     ipv6,
+                    min_rtt_ms,
+                    max_rtt_ms,
                 },
                 ok_fail()?,
                 ms,
@@ -327,6 +412,7 @@ fn check(i: usize, d: &CheckDef, plan: &Plan, names: &Names) -> VResult<Check> {
         expect,
         timeout: Duration::from_millis(timeout_ms),
         known_difference,
+        after: None,
     })
 }
 

@@ -184,6 +184,7 @@ pub(crate) fn containers(
             publish,
             serve,
             dns,
+            running: true,
         });
         drafts.push(eps);
     }

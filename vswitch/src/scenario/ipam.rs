@@ -111,6 +111,7 @@ pub(crate) enum Reserve {
 pub(crate) struct AddrPool {
     first: u128,
     last: u128,
+    range_first: u128,
     range_last: u128,
     used: BTreeSet<u128>,
     /// Every address of the range below this one is in use.
@@ -124,6 +125,7 @@ impl AddrPool {
         AddrPool {
             first,
             last,
+            range_first,
             range_last,
             used: BTreeSet::new(),
             cursor: range_first,
@@ -189,6 +191,14 @@ impl AddrPool {
         self.used.insert(a);
         Some(a)
     }
+
+    /// Gives an address back (a disconnected endpoint's, BUG-9): the next
+    /// allocation may take it again.
+    pub(crate) fn release(&mut self, a: u128) {
+        if self.used.remove(&a) && a >= self.range_first {
+            self.cursor = self.cursor.min(a);
+        }
+    }
 }
 
 /// u128 → IPv4 (the pool only holds IPv4 values when built with `v4`).
@@ -231,6 +241,13 @@ impl NetAlloc {
     /// Next dynamic address.
     pub(crate) fn alloc(&mut self) -> Option<u128> {
         self.subnets.iter_mut().find_map(AddrPool::alloc)
+    }
+
+    /// Gives `a` back to whichever subnet holds it.
+    pub(crate) fn release(&mut self, a: u128) {
+        if let Some(p) = self.subnets.iter_mut().find(|p| p.contains(a)) {
+            p.release(a);
+        }
     }
 }
 

@@ -14,6 +14,7 @@ mod model;
 mod networks;
 pub mod plan;
 mod span;
+mod steps;
 mod validate;
 
 use std::io::Read;

@@ -35,6 +35,70 @@ pub(crate) struct ScenarioDef {
     pub container: Vec<ContainerDef>,
     #[serde(default)]
     pub check: Vec<CheckDef>,
+    /// Seed of every random choice of the run (faults); default 0.
+    pub seed: Option<i64>,
+    #[serde(default)]
+    pub step: Vec<StepDef>,
+}
+
+/// `[[step]]`: a name and exactly one action (`steps` checks that).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct StepDef {
+    pub name: String,
+    pub connect: Option<ConnectDef>,
+    pub disconnect: Option<DisconnectDef>,
+    pub restart: Option<String>,
+    pub stop: Option<String>,
+    pub start: Option<String>,
+    pub scale: Option<ScaleDef>,
+    pub fault: Option<FaultDef>,
+    pub clear: Option<String>,
+    pub wait_ms: Option<i64>,
+}
+
+/// `connect = { container, network, ip?, ip6?, aliases? }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ConnectDef {
+    pub container: String,
+    pub network: String,
+    pub ip: Option<String>,
+    pub ip6: Option<String>,
+    #[serde(default)]
+    pub aliases: Vec<String>,
+}
+
+/// `disconnect = { container, network }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct DisconnectDef {
+    pub container: String,
+    pub network: String,
+}
+
+/// `scale = { service, replicas }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ScaleDef {
+    pub service: String,
+    pub replicas: i64,
+}
+
+/// `fault = { link, loss, delay_ms, ... }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FaultDef {
+    pub link: String,
+    pub loss: Option<f64>,
+    pub delay_ms: Option<f64>,
+    pub jitter_ms: Option<f64>,
+    pub duplicate: Option<f64>,
+    pub reorder: Option<f64>,
+    pub corrupt: Option<f64>,
+    pub rate_mbit: Option<f64>,
+    pub mtu: Option<i64>,
+    pub down: Option<bool>,
 }
 
 /// `[[machine]]`.
@@ -151,6 +215,9 @@ pub(crate) struct CheckDef {
     pub min_kpps: Option<f64>,
     pub known_difference: Option<String>,
     pub backend: Option<String>,
+    pub after: Option<String>,
+    pub min_rtt_ms: Option<f64>,
+    pub max_rtt_ms: Option<f64>,
 }
 
 /// A string or a list of strings.

@@ -119,6 +119,10 @@ pub struct Plan {
     pub containers: Vec<Container>,
     /// Checks, in file order.
     pub checks: Vec<Check>,
+    /// Seed of every random choice of the run (faults), so runs repeat.
+    pub seed: u64,
+    /// Steps, in file order (a world that changes).
+    pub steps: Vec<Step>,
 }
 
 /// A Docker host.
@@ -413,6 +417,9 @@ pub struct Container {
     pub serve: Vec<Service>,
     /// Custom upstreams for the embedded DNS.
     pub dns: Vec<IpAddr>,
+    /// Running (false after a `stop` step: addresses stay reserved, DNS
+    /// records go, DNS-23).
+    pub running: bool,
 }
 
 /// Something a check runs from or targets.
@@ -501,6 +508,10 @@ pub enum CheckKind {
         df: bool,
         /// Use IPv6.
         ipv6: bool,
+        /// The median round-trip time must be at least this (ms).
+        min_rtt_ms: Option<f64>,
+        /// The median round-trip time must be at most this (ms).
+        max_rtt_ms: Option<f64>,
     },
     /// TCP connect to an echo service.
     Tcp {
@@ -596,6 +607,8 @@ pub struct Check {
     pub timeout: Duration,
     /// Documented difference.
     pub known_difference: Option<KnownDifference>,
+    /// Index into `Plan::steps` of the step it runs after (None: before the first).
+    pub after: Option<usize>,
 }
 
 /// The port a throughput check's receiver listens on when `to` names none.
@@ -637,6 +650,179 @@ impl Plan {
             Node::Container(i) => &self.containers[i].name,
             Node::External(i) => &self.externals[i].name,
             Node::Machine(i) => &self.machines[i].name,
+        }
+    }
+}
+
+/// One `[[step]]`: a change to a running world.
+#[derive(Clone, Debug)]
+pub struct Step {
+    /// Unique name (checks bind to it with `after`).
+    pub name: String,
+    /// What it does.
+    pub action: StepAction,
+}
+
+/// The action of a step, resolved: indices and allocated addresses.
+#[derive(Clone, Debug)]
+pub enum StepAction {
+    /// `docker network connect`: the new endpoint, addresses allocated.
+    Connect {
+        /// Index into `Plan::containers`.
+        container: usize,
+        /// The endpoint it gains (its `network` says which).
+        endpoint: Endpoint,
+    },
+    /// `docker network disconnect`: its records and addresses go.
+    Disconnect {
+        /// Index into `Plan::containers`.
+        container: usize,
+        /// Index into `Plan::networks`.
+        network: usize,
+    },
+    /// `docker restart`.
+    Restart(usize),
+    /// `docker stop`.
+    Stop(usize),
+    /// `docker start`.
+    Start(usize),
+    /// Impair a link (replaces that link's earlier fault).
+    Fault {
+        /// Which link.
+        link: LinkRef,
+        /// The impairment.
+        fault: LinkFault,
+    },
+    /// Remove a link's faults.
+    Clear(LinkRef),
+    /// Let time pass.
+    Wait(Duration),
+}
+
+impl StepAction {
+    /// The action's key in the format.
+    pub fn name(&self) -> &'static str {
+        match self {
+            StepAction::Connect { .. } => "connect",
+            StepAction::Disconnect { .. } => "disconnect",
+            StepAction::Restart(_) => "restart",
+            StepAction::Stop(_) => "stop",
+            StepAction::Start(_) => "start",
+            StepAction::Fault { .. } => "fault",
+            StepAction::Clear(_) => "clear",
+            StepAction::Wait(_) => "wait_ms",
+        }
+    }
+}
+
+/// A link a fault applies to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum LinkRef {
+    /// A container's interface on one network.
+    Endpoint {
+        /// Index into `Plan::containers`.
+        container: usize,
+        /// Index into `Plan::networks`.
+        network: usize,
+    },
+    /// An external's interface on `lan`.
+    External(usize),
+    /// A machine's uplink.
+    Uplink(usize),
+    /// Every port of `lan`.
+    Lan,
+}
+
+/// An impairment of a link, in both directions. Probabilities are 0..=1.
+#[derive(Clone, Copy, Debug, PartialEq, Default)]
+pub struct LinkFault {
+    /// Probability that a frame is lost.
+    pub loss: f64,
+    /// Added one-way delay.
+    pub delay: Duration,
+    /// Uniform jitter around the delay (delay ± jitter, never below 0).
+    pub jitter: Duration,
+    /// Probability that a frame is sent twice.
+    pub duplicate: f64,
+    /// Probability that a frame skips the delay (and so overtakes others).
+    pub reorder: f64,
+    /// Probability that one bit of a frame is flipped.
+    pub corrupt: f64,
+    /// Rate limit in bits per second (token bucket).
+    pub rate_bps: Option<u64>,
+    /// Link MTU (IP packet size) smaller than the interface's.
+    pub mtu: Option<u16>,
+    /// The link is down: nothing passes.
+    pub down: bool,
+}
+
+impl LinkFault {
+    /// Whether the fault needs a delay line (netem-like).
+    pub fn delays(&self) -> bool {
+        !self.delay.is_zero() || !self.jitter.is_zero() || self.reorder > 0.0
+    }
+
+    /// The format's keys this fault sets, for refusals ("delay_ms, reorder").
+    pub fn keys(&self) -> Vec<&'static str> {
+        let mut v = Vec::new();
+        let set = [
+            ("loss", self.loss > 0.0),
+            ("delay_ms", !self.delay.is_zero()),
+            ("jitter_ms", !self.jitter.is_zero()),
+            ("duplicate", self.duplicate > 0.0),
+            ("reorder", self.reorder > 0.0),
+            ("corrupt", self.corrupt > 0.0),
+            ("rate_mbit", self.rate_bps.is_some()),
+            ("mtu", self.mtu.is_some()),
+            ("down", self.down),
+        ];
+        for (k, on) in set {
+            if on {
+                v.push(k);
+            }
+        }
+        v
+    }
+}
+
+impl Plan {
+    /// Applies one step's change of topology to this plan (connect,
+    /// disconnect, stop, start); the other actions change no topology.
+    pub fn apply(&mut self, action: &StepAction) {
+        match action {
+            StepAction::Connect {
+                container,
+                endpoint,
+            } => self.containers[*container].endpoints.push(endpoint.clone()),
+            StepAction::Disconnect { container, network } => self.containers[*container]
+                .endpoints
+                .retain(|e| e.network != *network),
+            StepAction::Stop(c) => self.containers[*c].running = false,
+            StepAction::Start(c) | StepAction::Restart(c) => self.containers[*c].running = true,
+            StepAction::Fault { .. } | StepAction::Clear(_) | StepAction::Wait(_) => {}
+        }
+    }
+
+    /// The plan as it stands once steps `0..n` have taken effect (`n = 0`:
+    /// as built). Its `steps` and `checks` are left as they are.
+    pub fn after_steps(&self, n: usize) -> Plan {
+        let mut p = self.clone();
+        for s in &self.steps[..n.min(self.steps.len())] {
+            p.apply(&s.action);
+        }
+        p
+    }
+
+    /// Human name of a link.
+    pub fn link_name(&self, l: LinkRef) -> String {
+        match l {
+            LinkRef::Endpoint { container, network } => format!(
+                "{}@{}",
+                self.containers[container].name, self.networks[network].name
+            ),
+            LinkRef::External(i) => self.externals[i].name.clone(),
+            LinkRef::Uplink(i) => self.machines[i].name.clone(),
+            LinkRef::Lan => "lan".to_string(),
         }
     }
 }

@@ -14,6 +14,7 @@ use super::model::{ExternalDef, MachineDef, ScenarioDef};
 use super::networks;
 use super::plan::{BackendKind, External, Machine, Node, Plan};
 use super::span::{FieldPath, Issue, VResult};
+use super::steps;
 
 /// The `lan` when the file does not set one.
 const DEFAULT_LAN: Ipv4Net = match Ipv4Net::new(Ipv4Addr::new(198, 18, 0, 0), 24) {
@@ -115,11 +116,25 @@ pub(crate) fn build(
         networks: Vec::new(),
         containers: Vec::new(),
         checks: Vec::new(),
+        seed: 0,
+        steps: Vec::new(),
+    };
+    plan.seed = match def.seed {
+        None => 0,
+        Some(s) if s >= 0 => s as u64,
+        Some(s) => {
+            return Err(Issue::new(
+                root.k("seed"),
+                format!("seed {s} is out of range: must be 0 or more"),
+            ));
+        }
     };
     let mut nets = networks::networks(&def.network, &plan)?;
     plan.containers = networks::containers(&def.container, &plan, &mut nets, &names)?;
-    plan.networks = nets.networks;
-    plan.checks = checks::checks(&def.check, &plan, &names)?;
+    plan.networks = std::mem::take(&mut nets.networks);
+    let (steps, states) = steps::steps(&def.step, &plan, &mut nets, &names)?;
+    plan.checks = checks::checks(&def.check, &states, &steps, &names)?;
+    plan.steps = steps;
     Ok(plan)
 }
 

@@ -140,6 +140,8 @@ impl RunRecord {
     pub fn remove(id: &RunId) {
         let _ = fs::remove_file(RunRecord::path(id));
         let _ = fs::remove_file(Path::new(RUN_DIR).join(format!("{id}.log")));
+        // The step channel of a world kept up (`vswitch step`).
+        let _ = fs::remove_file(Path::new(RUN_DIR).join(format!("{id}.sock")));
     }
 
     /// Every readable record.

@@ -280,6 +280,17 @@ impl Client {
             .map(|_| ())
     }
 
+    /// `POST /networks/{id}/disconnect`.
+    pub fn network_disconnect(&self, network: &str, container: &str) -> Result<(), ApiError> {
+        let body = json!({ "Container": container, "Force": false });
+        self.json(
+            "POST",
+            &format!("/networks/{network}/disconnect"),
+            Some(&body),
+        )
+        .map(|_| ())
+    }
+
     /// `POST /containers/create?name=NAME`; returns the id.
     pub fn container_create(&self, name: &str, body: &Value) -> Result<String, ApiError> {
         let path = format!("/containers/create?name={}", query_escape(name));
@@ -291,6 +302,15 @@ impl Client {
     pub fn container_start(&self, id: &str) -> Result<(), ApiError> {
         self.json("POST", &format!("/containers/{id}/start"), None)
             .map(|_| ())
+    }
+
+    /// `POST /containers/{id}/stop?t=1` (Docker's stop: SIGTERM, then SIGKILL after 1 s).
+    pub fn container_stop(&self, id: &str) -> Result<(), ApiError> {
+        match self.json("POST", &format!("/containers/{id}/stop?t=1"), None) {
+            // 304: already stopped.
+            Err(e) if e.status() == Some(304) => Ok(()),
+            r => r.map(|_| ()),
+        }
     }
 
     /// `GET /containers/{id}/json`.

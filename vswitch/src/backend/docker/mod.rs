@@ -88,7 +88,7 @@ use serde_json::{Value, json};
 
 use crate::backend::{BuildError, BuildOptions, World, namespace_names};
 use crate::netns::{self, NetNs};
-use crate::scenario::plan::{BackendKind, Driver, MacAddr, Node, Plan};
+use crate::scenario::plan::{BackendKind, Driver, Endpoint, MacAddr, Node, Plan};
 use crate::sys::netlink::Netlink;
 use crate::sys::sysctl::sysctl_set;
 use crate::world::RunId;
@@ -294,6 +294,8 @@ pub struct Dataplane {
     engine_version: String,
     containers: Vec<String>,
     networks: Vec<String>,
+    /// The daemon's name of each plan network (`bridge`, `none`, `<run>-x`).
+    net_names: Vec<String>,
 }
 
 impl Dataplane {
@@ -318,6 +320,7 @@ impl Dataplane {
             engine_version: String::new(),
             containers: Vec::new(),
             networks: Vec::new(),
+            net_names: Vec::new(),
         };
         match dp.build_inner(world, plan, progress) {
             Ok(()) => Ok(dp),
@@ -353,6 +356,7 @@ impl Dataplane {
         world.adopt(Node::Machine(0), daemon_ns);
         progress("creating networks");
         let nets = self.create_networks(plan)?;
+        self.net_names = nets.clone();
         progress("creating containers");
         let names: BTreeMap<String, String> = namespace_names(&self.run, plan, BackendKind::Docker)
             .into_iter()
@@ -590,6 +594,106 @@ impl Dataplane {
             }
         }
         Ok(pid)
+    }
+
+    /// `docker network connect`: the plan's address and aliases for
+    /// container `ci` (as `plan`, the world after the step, has them),
+    /// checked against what Docker then reports.
+    pub(crate) fn connect(&self, plan: &Plan, ci: usize, e: &Endpoint) -> Result<(), BuildError> {
+        let c = &plan.containers[ci];
+        let net = &self.net_names[e.network];
+        let step = format!(
+            "container {}: connect to {}",
+            c.name, plan.networks[e.network].name
+        );
+        self.client
+            .network_connect(net, &self.containers[ci], &endpoint_config(plan, ci, e))
+            .map_err(BuildError::at(step.clone()))?;
+        let v = self
+            .client
+            .container_inspect(&self.containers[ci])
+            .map_err(BuildError::at(step.clone()))?;
+        let got = v["NetworkSettings"]["Networks"][net]["IPAddress"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
+        match e.ip {
+            Some(ip) if got != ip.to_string() => Err(BuildError {
+                step,
+                source: format!("Docker gave {got}, the plan says {ip}").into(),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// `docker stop`.
+    pub(crate) fn stop_container(&self, plan: &Plan, ci: usize) -> Result<(), BuildError> {
+        self.client
+            .container_stop(&self.containers[ci])
+            .map_err(BuildError::at(format!(
+                "container {}: stop",
+                plan.containers[ci].name
+            )))
+    }
+
+    /// `docker start`: Docker gives the container a new network namespace,
+    /// which replaces the old one under the same name; its addresses must
+    /// still be the plan's.
+    pub(crate) fn start_container(&self, plan: &Plan, ci: usize) -> Result<NetNs, BuildError> {
+        let c = &plan.containers[ci];
+        let step = |what: &str| format!("container {}: {what}", c.name);
+        let id = &self.containers[ci];
+        self.client
+            .container_start(id)
+            .map_err(BuildError::at(step("start")))?;
+        let v = self
+            .client
+            .container_inspect(id)
+            .map_err(BuildError::at(step("inspect")))?;
+        let pid = v["State"]["Pid"].as_u64().unwrap_or(0) as u32;
+        if pid == 0 {
+            return Err(BuildError {
+                step: step("start"),
+                source: format!("not running after start: {}", v["State"]).into(),
+            });
+        }
+        for e in &c.endpoints {
+            let Some(ip) = e.ip else { continue };
+            let net = &self.net_names[e.network];
+            let got = v["NetworkSettings"]["Networks"][net]["IPAddress"]
+                .as_str()
+                .unwrap_or("");
+            if got != ip.to_string() {
+                return Err(BuildError {
+                    step: step("address after start"),
+                    source: format!("Docker gave {got}, the plan says {ip}").into(),
+                });
+            }
+        }
+        let name = self
+            .run
+            .netns_name(crate::world::NodeKind::Container, &c.name);
+        crate::netns::delete(&name).map_err(BuildError::at(step("old namespace")))?;
+        adopt_pid_netns(pid, &name).map_err(|source| BuildError {
+            step: step(&format!("namespace of pid {pid}")),
+            source,
+        })
+    }
+
+    /// `docker network disconnect`.
+    pub(crate) fn disconnect(
+        &self,
+        plan: &Plan,
+        ci: usize,
+        network: usize,
+    ) -> Result<(), BuildError> {
+        let step = format!(
+            "container {}: disconnect from {}",
+            plan.containers[ci].name, plan.networks[network].name
+        );
+        self.client
+            .network_disconnect(&self.net_names[network], &self.containers[ci])
+            .map_err(BuildError::at(step))
     }
 
     /// Each `ethN` of the container carries the plan's address for its Nth network.

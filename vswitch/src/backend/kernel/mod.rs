@@ -25,6 +25,7 @@
 //! talk (MV-3 needs a reflective-relay switch) and the machine cannot reach
 //! its macvlan children nor they it (MV-7, BUG-11).
 
+pub(crate) mod faults;
 mod features;
 mod lan;
 mod layout;
@@ -34,6 +35,7 @@ mod overlay;
 mod tests;
 #[cfg(test)]
 mod tests_v6;
+pub(crate) mod topology;
 
 use std::io::Write as _;
 use std::os::fd::AsFd;
@@ -287,31 +289,7 @@ fn build_machine(world: &World, plan: &Plan, m: usize) -> Result<(), BuildError>
             move || {
                 let mut nl = Netlink::new().map_err(nlerr("netlink socket"))?;
                 for (l, target) in &moves {
-                    match &l.attach {
-                        Attach::Veth {
-                            host,
-                            bridge,
-                            hairpin,
-                        } => {
-                            // The container's end is born in its namespace.
-                            nl.link_add_veth_peer_in(host, &l.tmp, target.as_fd())
-                                .map_err(nlerr(host))?;
-                            nl.link_set_mtu(host, u32::from(l.iface.mtu))
-                                .map_err(nlerr(host))?;
-                            nl.link_set_master(host, bridge).map_err(nlerr(host))?;
-                            if *hairpin {
-                                let args = ["link", "set", "dev", host, "type", "bridge_slave"];
-                                run_tool("ip", &[&args[..], &["hairpin", "on"]].concat(), "")?;
-                            }
-                            nl.link_set_up(host).map_err(nlerr(host))?;
-                        }
-                        Attach::Macvlan { parent, mode } => {
-                            nl.link_add_macvlan(&l.tmp, parent, *mode)
-                                .map_err(nlerr(&l.tmp))?;
-                            nl.link_set_netns(&l.tmp, target.as_fd())
-                                .map_err(nlerr(&l.tmp))?;
-                        }
-                    }
+                    add_link(&mut nl, l, target)?;
                 }
                 Ok(())
             },
@@ -377,6 +355,37 @@ fn build_machine(world: &World, plan: &Plan, m: usize) -> Result<(), BuildError>
         )?;
     }
     Ok(())
+}
+
+/// Creates a container interface in the machine namespace (the calling
+/// thread's) and moves it into the container's, `target`.
+fn add_link(nl: &mut Netlink, l: &layout::Link, target: &NetNs) -> Result<(), KernelError> {
+    match &l.attach {
+        Attach::Veth {
+            host,
+            bridge,
+            hairpin,
+        } => {
+            // The container's end is born in its namespace (a move would
+            // wait for RCU grace periods).
+            nl.link_add_veth_peer_in(host, &l.tmp, target.as_fd())
+                .map_err(nlerr(host))?;
+            nl.link_set_mtu(host, u32::from(l.iface.mtu))
+                .map_err(nlerr(host))?;
+            nl.link_set_master(host, bridge).map_err(nlerr(host))?;
+            if *hairpin {
+                let args = ["link", "set", "dev", host, "type", "bridge_slave"];
+                run_tool("ip", &[&args[..], &["hairpin", "on"]].concat(), "")?;
+            }
+            nl.link_set_up(host).map_err(nlerr(host))
+        }
+        Attach::Macvlan { parent, mode } => {
+            nl.link_add_macvlan(&l.tmp, parent, *mode)
+                .map_err(nlerr(&l.tmp))?;
+            nl.link_set_netns(&l.tmp, target.as_fd())
+                .map_err(nlerr(&l.tmp))
+        }
+    }
 }
 
 /// rx/tx counters of every link of the calling thread's namespace, from

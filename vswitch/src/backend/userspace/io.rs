@@ -11,8 +11,8 @@
 
 use std::io;
 use std::os::fd::AsFd;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -20,7 +20,9 @@ use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTime
 use nix::sys::eventfd::{EfdFlags, EventFd};
 
 use crate::backend::pcap::PcapWriter;
+use crate::engine::fault::Due;
 use crate::engine::{Action, Engine, Packet, PortId};
+use crate::scenario::plan::LinkFault;
 use crate::sys::tap::Tap;
 
 /// Frames read from one port before the loop moves to the next ready port.
@@ -28,6 +30,16 @@ const BATCH: usize = 64;
 /// How often learned MACs are aged out.
 const EXPIRE_EVERY: Duration = Duration::from_millis(500);
 const STOP_TOKEN: u64 = u64::MAX;
+const CONTROL_TOKEN: u64 = u64::MAX - 1;
+/// Longest the loop waits in epoll when nothing is due.
+const IDLE_WAIT: Duration = Duration::from_millis(500);
+
+/// A change asked of the running engine, acknowledged once done.
+#[derive(Debug)]
+enum Control {
+    /// Set (`Some`) or clear (`None`) the fault of each port.
+    Faults(Vec<(PortId, Option<LinkFault>)>, mpsc::Sender<()>),
+}
 
 /// One engine port's IO side.
 #[derive(Debug)]
@@ -54,6 +66,8 @@ pub struct IoStats {
 pub struct EngineLoop {
     stop: Arc<EventFd>,
     stopping: Arc<AtomicBool>,
+    control: Mutex<mpsc::Sender<Control>>,
+    wake: Arc<EventFd>,
     handle: Option<JoinHandle<io::Result<(Engine, IoStats)>>>,
 }
 
@@ -68,15 +82,36 @@ impl EngineLoop {
                 .map_err(io::Error::from)?,
         );
         let stopping = Arc::new(AtomicBool::new(false));
-        let (s, st) = (stop.clone(), stopping.clone());
+        let wake = Arc::new(
+            EventFd::from_value_and_flags(0, EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK)
+                .map_err(io::Error::from)?,
+        );
+        let (tx, rx) = mpsc::channel();
+        let (s, st, w) = (stop.clone(), stopping.clone(), wake.clone());
         let handle = std::thread::Builder::new()
             .name("engine".into())
-            .spawn(move || run(engine, ports, &s, &st))?;
+            .spawn(move || run(engine, ports, &s, &st, &w, &rx))?;
         Ok(EngineLoop {
             stop,
             stopping,
+            control: Mutex::new(tx),
+            wake,
             handle: Some(handle),
         })
+    }
+
+    /// Sets or clears port faults on the running engine; returns once the
+    /// engine has them (frames after this meet the new faults).
+    pub fn set_faults(&self, faults: Vec<(PortId, Option<LinkFault>)>) -> io::Result<()> {
+        let (ack, done) = mpsc::channel();
+        self.control
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .send(Control::Faults(faults, ack))
+            .map_err(|_| io::Error::other("engine thread has stopped"))?;
+        self.wake.write(1).map_err(io::Error::from)?;
+        done.recv_timeout(Duration::from_secs(10))
+            .map_err(|_| io::Error::other("engine did not take the faults"))
     }
 
     /// Stops the loop and returns the engine (for its metrics) and IO counters.
@@ -102,13 +137,76 @@ impl Drop for EngineLoop {
     }
 }
 
+/// Writes one frame to a port (and its capture), counting failures.
+fn write_out(ports: &mut [PortIo], stats: &mut IoStats, egress: usize, out: &Packet) {
+    let Some(port) = ports.get_mut(egress) else {
+        return;
+    };
+    if port.tap.write_packet(out).is_err() {
+        stats.write_errors[egress] += 1;
+    }
+    if let Some(w) = port.pcap.as_mut() {
+        let _ = w.write(out.frame());
+    }
+}
+
+/// Carries out the actions of one frame.
+fn execute(ports: &mut [PortIo], stats: &mut IoStats, pkt: &Packet, actions: &mut Vec<Action>) {
+    for action in actions.drain(..) {
+        let (egress, out) = match &action {
+            Action::Forward(p) => (p.0 as usize, pkt),
+            Action::Emit(p, built) => (p.0 as usize, built),
+            Action::Drop(_) => continue,
+            Action::Capture(p, built) => {
+                if let Some(w) = ports.get_mut(p.0 as usize).and_then(|x| x.pcap.as_mut()) {
+                    let _ = w.write(built.frame());
+                }
+                continue;
+            }
+        };
+        write_out(ports, stats, egress, out);
+    }
+}
+
+/// Sends every frame whose fault delay is over.
+fn release_due(
+    engine: &mut Engine,
+    ports: &mut [PortIo],
+    stats: &mut IoStats,
+    now: Instant,
+    actions: &mut Vec<Action>,
+) {
+    while let Some(due) = engine.poll_due(now) {
+        match due {
+            Due::Egress(p, pkt) => write_out(ports, stats, p.0 as usize, &pkt),
+            Due::Ingress(p, mut pkt) => {
+                engine.handle_past_fault(now, p, &mut pkt, actions);
+                execute(ports, stats, &pkt, actions);
+            }
+        }
+    }
+}
+
+/// How long epoll may wait: until the next held frame is due, at most
+/// [`IDLE_WAIT`] (rounded up to a millisecond, epoll's resolution).
+fn wait_for(engine: &Engine) -> EpollTimeout {
+    let now = Instant::now();
+    let wait = engine.faults().next_due().map_or(IDLE_WAIT, |d| {
+        d.saturating_duration_since(now).min(IDLE_WAIT)
+    });
+    let ms = wait.as_nanos().div_ceil(1_000_000) as u16;
+    EpollTimeout::from(ms)
+}
+
 fn run(
     mut engine: Engine,
     mut ports: Vec<PortIo>,
     stop: &EventFd,
     stopping: &AtomicBool,
+    wake: &EventFd,
+    control: &mpsc::Receiver<Control>,
 ) -> io::Result<(Engine, IoStats)> {
-    let served = serve(&mut engine, &mut ports, stop, stopping);
+    let served = serve(&mut engine, &mut ports, stop, stopping, wake, control);
     let mut flushed = Ok(());
     for p in &mut ports {
         if let Some(w) = p.pcap.as_mut() {
@@ -132,6 +230,8 @@ fn serve(
     ports: &mut [PortIo],
     stop: &EventFd,
     stopping: &AtomicBool,
+    wake: &EventFd,
+    control: &mpsc::Receiver<Control>,
 ) -> io::Result<IoStats> {
     let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
     for (i, p) in ports.iter().enumerate() {
@@ -144,28 +244,45 @@ fn serve(
         stop.as_fd(),
         EpollEvent::new(EpollFlags::EPOLLIN, STOP_TOKEN),
     )?;
+    epoll.add(
+        wake.as_fd(),
+        EpollEvent::new(EpollFlags::EPOLLIN, CONTROL_TOKEN),
+    )?;
 
     let mut stats = IoStats {
         read: vec![0; ports.len()],
         write_errors: vec![0; ports.len()],
         read_errors: vec![0; ports.len()],
     };
-    let mut events = vec![EpollEvent::empty(); ports.len() + 1];
+    let mut events = vec![EpollEvent::empty(); ports.len() + 2];
     let mut pkt = Packet::new();
     let mut actions: Vec<Action> = Vec::with_capacity(ports.len() + 4);
     let mut next_expire = Instant::now() + EXPIRE_EVERY;
 
     'outer: while !stopping.load(Ordering::Relaxed) {
-        let n = match epoll.wait(&mut events, EpollTimeout::from(500u16)) {
+        let n = match epoll.wait(&mut events, wait_for(engine)) {
             Ok(n) => n,
             Err(nix::Error::EINTR) => continue,
             Err(e) => return Err(e.into()),
         };
         let now = Instant::now();
+        if engine.faults().active() {
+            release_due(engine, ports, &mut stats, now, &mut actions);
+        }
         for ev in &events[..n] {
             let token = ev.data();
             if token == STOP_TOKEN {
                 break 'outer;
+            }
+            if token == CONTROL_TOKEN {
+                let _ = wake.read();
+                while let Ok(Control::Faults(list, ack)) = control.try_recv() {
+                    for (p, f) in list {
+                        engine.set_fault(p, f);
+                    }
+                    let _ = ack.send(());
+                }
+                continue;
             }
             let ingress = token as usize;
             for _ in 0..BATCH {
@@ -183,30 +300,7 @@ fn serve(
                     let _ = w.write(pkt.frame());
                 }
                 engine.handle_frame(now, PortId(ingress as u16), &mut pkt, &mut actions);
-                for action in actions.drain(..) {
-                    let (egress, out) = match &action {
-                        Action::Forward(p) => (p.0 as usize, &pkt),
-                        Action::Emit(p, built) => (p.0 as usize, built),
-                        Action::Drop(_) => continue,
-                        Action::Capture(p, built) => {
-                            if let Some(w) =
-                                ports.get_mut(p.0 as usize).and_then(|x| x.pcap.as_mut())
-                            {
-                                let _ = w.write(built.frame());
-                            }
-                            continue;
-                        }
-                    };
-                    let Some(port) = ports.get_mut(egress) else {
-                        continue;
-                    };
-                    if port.tap.write_packet(out).is_err() {
-                        stats.write_errors[egress] += 1;
-                    }
-                    if let Some(w) = port.pcap.as_mut() {
-                        let _ = w.write(out.frame());
-                    }
-                }
+                execute(ports, &mut stats, &pkt, &mut actions);
             }
         }
         if now >= next_expire {

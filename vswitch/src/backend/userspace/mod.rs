@@ -39,7 +39,7 @@ use crate::engine::{
     Attachment, DomainConfig, DomainId, Engine, EngineConfig, Gateway, MachineConfig,
     NetworkConfig, PortConfig, PortId, PortRole, PublishConfig, VlanConfig, VlanMode, VlanPort,
 };
-use crate::scenario::plan::{Driver, MacAddr, Node, Plan, Proto};
+use crate::scenario::plan::{Driver, LinkFault, LinkRef, MacAddr, Node, Plan, Proto};
 use crate::sys::netlink::Netlink;
 use crate::sys::tap::{Tap, TapOptions};
 
@@ -158,6 +158,8 @@ fn lan_mac(ip: Ipv4Addr) -> MacAddr {
 pub struct Dataplane {
     engine: Option<EngineLoop>,
     port_names: Vec<String>,
+    /// The domain of each port (`lan` is domain 0).
+    port_domains: Vec<DomainId>,
     proxies: Vec<Proxy>,
 }
 
@@ -174,6 +176,7 @@ impl Dataplane {
         let mut pending: Vec<(Node, String, IfaceSpec)> = Vec::new();
         let mut pcaps: Vec<Option<PcapWriter>> = Vec::new();
         let mut port_names = Vec::new();
+        let mut port_domains = Vec::new();
         let mut add_port = |cfg: &mut EngineConfig,
                             node: Node,
                             domain: DomainId,
@@ -196,6 +199,7 @@ impl Dataplane {
             });
             port_names.push(port_name);
             pcaps.push(pcap);
+            port_domains.push(domain);
             Ok(PortId((cfg.ports.len() - 1) as u16))
         };
 
@@ -571,6 +575,7 @@ impl Dataplane {
         }
 
         let mut engine = Engine::new(cfg).map_err(BuildError::at("engine configuration"))?;
+        engine.set_fault_seed(plan.seed);
         if l2nets::needs_vlans(plan) {
             engine
                 .set_vlans(&vlans)
@@ -580,6 +585,7 @@ impl Dataplane {
         let mut dp = Dataplane {
             engine: Some(engine),
             port_names,
+            port_domains,
             proxies: Vec::new(),
         };
         for (m, maps) in proxy_maps.iter().enumerate() {
@@ -591,6 +597,64 @@ impl Dataplane {
             dp.proxies.push(p);
         }
         Ok(dp)
+    }
+
+    /// Puts the faults in force on the engine's ports, clearing every
+    /// other port's (`plan` is the world as it stands, to find each link's
+    /// ports). `lan` faults every port of the lan segment; a fault on one
+    /// link of it takes precedence there.
+    pub fn set_faults(
+        &mut self,
+        plan: &Plan,
+        faults: &[(LinkRef, LinkFault)],
+    ) -> Result<(), String> {
+        let mut want: Vec<Option<LinkFault>> = vec![None; self.port_names.len()];
+        let mut ordered: Vec<&(LinkRef, LinkFault)> = faults.iter().collect();
+        ordered.sort_by_key(|(l, _)| *l != LinkRef::Lan);
+        for (link, fault) in ordered {
+            let ports = self.link_ports(plan, *link)?;
+            for p in ports {
+                want[usize::from(p.0)] = Some(*fault);
+            }
+        }
+        let list = want
+            .into_iter()
+            .enumerate()
+            .map(|(i, f)| (PortId(i as u16), f))
+            .collect();
+        let Some(engine) = self.engine.as_ref() else {
+            return Err("the engine is not running".into());
+        };
+        engine.set_faults(list).map_err(|e| e.to_string())
+    }
+
+    /// The engine ports of a link.
+    fn link_ports(&self, plan: &Plan, link: LinkRef) -> Result<Vec<PortId>, String> {
+        let by_name = |name: String| -> Result<Vec<PortId>, String> {
+            match self.port_names.iter().position(|n| *n == name) {
+                Some(i) => Ok(vec![PortId(i as u16)]),
+                None => Err(format!("no engine port {name} for this link")),
+            }
+        };
+        match link {
+            LinkRef::Lan => Ok(self
+                .port_domains
+                .iter()
+                .enumerate()
+                .filter(|(_, d)| **d == DomainId(0))
+                .map(|(i, _)| PortId(i as u16))
+                .collect()),
+            LinkRef::Uplink(m) => by_name(format!("lan-{}-eth0", plan.machines[m].name)),
+            LinkRef::External(x) => by_name(format!("lan-{}-eth0", plan.externals[x].name)),
+            LinkRef::Endpoint { container, network } => {
+                let c = &plan.containers[container];
+                match c.endpoints.iter().position(|e| e.network == network) {
+                    Some(k) => by_name(format!("{}-eth{k}", c.name)),
+                    // Disconnected or stopped: the fault waits for nothing.
+                    None => Ok(Vec::new()),
+                }
+            }
+        }
     }
 
     /// Stops the proxies and the engine and returns its counters as JSON.

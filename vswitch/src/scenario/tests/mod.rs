@@ -2,6 +2,7 @@
 
 mod invalid;
 mod ipv6;
+mod steps;
 mod valid;
 
 use std::net::Ipv4Addr;

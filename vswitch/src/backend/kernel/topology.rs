@@ -1,0 +1,136 @@
+//! Topology steps on the kernel backend: `docker network connect` adds the
+//! container's new interface (a veth on the network's bridge, or a macvlan
+//! child), `disconnect` and `stop` delete interfaces, `start` and `restart`
+//! create them again; the machine's nftables table is then replaced whole
+//! from the world as it now stands, so published ports, ICC and isolation
+//! follow the container. Conntrack is the kernel's own: entries of a gone
+//! address stay until they time out, as on Docker.
+
+use crate::backend::steps::running_view;
+use crate::backend::{BuildError, World};
+use crate::scenario::plan::{Driver, Node, Plan, StepAction};
+use crate::sys::netlink::Netlink;
+use crate::sys::sysctl::sysctl_set;
+
+use super::layout::{self, Link};
+use super::{add_link, configure, in_ns, nft, nlerr};
+
+/// What this backend cannot do of a topology step, if anything.
+pub(crate) fn refusal(before: &Plan, action: &StepAction) -> Option<String> {
+    match action {
+        StepAction::Connect {
+            container,
+            endpoint,
+        } => (before.networks[endpoint.network].driver == Driver::Overlay).then(|| {
+            format!(
+                "connect of {} to overlay network {} not supported yet",
+                before.containers[*container].name, before.networks[endpoint.network].name
+            )
+        }),
+        StepAction::Disconnect { container, network } => {
+            let eps = &before.containers[*container].endpoints;
+            (eps.last().is_some_and(|e| e.network != *network)).then(|| {
+                format!(
+                    "disconnect of {} from {}, which is not its last network, not supported yet (the later interfaces would have to be renamed)",
+                    before.containers[*container].name, before.networks[*network].name
+                )
+            })
+        }
+        _ => None,
+    }
+}
+
+/// The container's interfaces in `plan` (as the data path sees it).
+fn links_of(plan: &Plan, c: usize) -> Vec<Link> {
+    let m = plan.containers[c].machine;
+    layout::machine_layout(plan, m)
+        .links
+        .into_iter()
+        .filter(|l| l.container == c)
+        .collect()
+}
+
+/// Carries out a topology step for the container it names.
+pub(crate) fn apply(
+    world: &World,
+    before: &Plan,
+    after: &Plan,
+    action: &StepAction,
+) -> Result<(), BuildError> {
+    let c = match action {
+        StepAction::Connect { container, .. } | StepAction::Disconnect { container, .. } => {
+            *container
+        }
+        StepAction::Stop(c) | StepAction::Start(c) | StepAction::Restart(c) => *c,
+        _ => return Ok(()),
+    };
+    let (b, a) = (running_view(before), running_view(after));
+    let old = links_of(&b, c);
+    let new = links_of(&a, c);
+    let restart = matches!(action, StepAction::Restart(_));
+    let gone: Vec<Link> = old
+        .iter()
+        .filter(|l| restart || !new.contains(l))
+        .cloned()
+        .collect();
+    let added: Vec<Link> = new
+        .iter()
+        .filter(|l| restart || !old.contains(l))
+        .cloned()
+        .collect();
+    let name = after.containers[c].name.clone();
+    let cns = world.ns(Node::Container(c));
+    let names: Vec<String> = gone.iter().map(|l| l.iface.name.clone()).collect();
+    in_ns(
+        cns,
+        format!("container {name}: remove interfaces"),
+        move || {
+            let mut nl = Netlink::new().map_err(nlerr("netlink socket"))?;
+            for n in &names {
+                nl.link_del(n).map_err(nlerr(n))?;
+            }
+            Ok(())
+        },
+    )?;
+    let m = after.containers[c].machine;
+    let target = cns
+        .try_clone()
+        .map_err(BuildError::at(format!("container {name}")))?;
+    let to_add = added.clone();
+    in_ns(
+        world.ns(Node::Machine(m)),
+        format!("container {name}: add interfaces"),
+        move || {
+            let mut nl = Netlink::new().map_err(nlerr("netlink socket"))?;
+            for l in &to_add {
+                add_link(&mut nl, l, &target)?;
+            }
+            Ok(())
+        },
+    )?;
+    in_ns(cns, format!("container {name}: interfaces"), move || {
+        let mut nl = Netlink::new().map_err(nlerr("netlink socket"))?;
+        for l in &added {
+            configure(&mut nl, &l.tmp, &l.iface)?;
+        }
+        Ok(())
+    })?;
+    replace_ruleset(world, &a, m)
+}
+
+/// Replaces machine `m`'s nftables table with the one `plan` calls for,
+/// in one transaction (declared empty first so that the delete holds).
+fn replace_ruleset(world: &World, plan: &Plan, m: usize) -> Result<(), BuildError> {
+    let layout = layout::machine_layout(plan, m);
+    let table = world.run().to_string();
+    let machine = &plan.machines[m].name;
+    let mns = world.ns(Node::Machine(m));
+    let br_netfilter = in_ns(mns, format!("machine {machine}: sysctl"), || {
+        Ok(sysctl_set("net.bridge.bridge-nf-call-iptables", "1").is_ok())
+    })?;
+    let rules = nft::machine_ruleset(plan, m, &layout, &table, br_netfilter).unwrap_or_default();
+    let all = format!("table inet {table} {{}}\ndelete table inet {table}\n{rules}");
+    in_ns(mns, format!("machine {machine}: nftables"), move || {
+        nft::apply(&all)
+    })
+}

@@ -1,0 +1,319 @@
+//! Steps on a running world ([`World::apply_step`]) and what each backend
+//! refuses of them, said before anything is built.
+//!
+//! On every backend but docker the embedded DNS records follow every step
+//! at once (the table is swapped under the running servers, DNS-23,
+//! DNS-26) and a restarted or started container's services start again.
+//! Docker: the daemon does connect, disconnect, stop, start and restart.
+//! Userspace: connect, disconnect, stop, start and restart rebuild the
+//! engine's data path from the world as it now stands (interfaces of the
+//! container appear or go, published ports follow the container; learned
+//! MACs and the engine's conntrack start afresh); faults go to the running
+//! engine. Kernel: see `kernel::topology` and `kernel::faults`.
+
+use std::collections::HashMap;
+
+use crate::scenario::plan::{BackendKind, LinkFault, LinkRef, Node, Plan, StepAction};
+
+use super::{Dataplane, World, userspace};
+
+/// Why a step could not be carried out.
+#[derive(Debug, thiserror::Error)]
+pub enum StepError {
+    /// The data path could not be rebuilt for the new topology, or a
+    /// kernel fault could not be set.
+    #[error("{0}")]
+    Rebuild(#[from] super::BuildError),
+    /// A container's services could not be restarted.
+    #[error("services of {container}: {source}")]
+    Services {
+        /// The container.
+        container: String,
+        /// Cause.
+        source: crate::probe::ProbeError,
+    },
+    /// The engine did not take the fault.
+    #[error("engine: {0}")]
+    Engine(String),
+    /// This world's backend cannot carry out the action (refused before
+    /// the build; seen here only when a live world is asked directly).
+    #[error("backend {backend} cannot carry out {action} steps")]
+    Unsupported {
+        /// The backend.
+        backend: BackendKind,
+        /// The action's key.
+        action: &'static str,
+    },
+}
+
+/// Whether an action changes which interfaces exist.
+fn changes_topology(a: &StepAction) -> bool {
+    matches!(
+        a,
+        StepAction::Connect { .. }
+            | StepAction::Disconnect { .. }
+            | StepAction::Stop(_)
+            | StepAction::Start(_)
+            | StepAction::Restart(_)
+    )
+}
+
+/// Whether any step of `plan` changes the topology (the DNS fast path's
+/// fixed answers are then not loaded).
+pub(crate) fn has_topology_steps(plan: &Plan) -> bool {
+    plan.steps.iter().any(|s| changes_topology(&s.action))
+}
+
+/// What `backend` cannot carry out of `plan`'s steps, one reason per item.
+pub(crate) fn refusals(plan: &Plan, backend: BackendKind) -> Vec<String> {
+    let mut why = Vec::new();
+    for (i, s) in plan.steps.iter().enumerate() {
+        let at = format!("step[{i}] `{}`", s.name);
+        match backend {
+            BackendKind::Userspace => {
+                if !matches!(s.action, StepAction::Wait(_))
+                    && let Some(m) = plan.machines.iter().find(|m| m.backend.is_some())
+                {
+                    why.push(format!(
+                        "backend userspace: {} steps in a mixed run (machine `{}` sets backend) not supported yet ({at})",
+                        s.action.name(),
+                        m.name
+                    ));
+                }
+            }
+            BackendKind::Kernel => {
+                if let StepAction::Fault { fault, .. } = &s.action {
+                    why.extend(kernel_fault_refusals(fault, &at));
+                }
+                if let Some(r) = super::kernel::topology::refusal(&plan.after_steps(i), &s.action) {
+                    why.push(format!("backend kernel: {r} ({at})"));
+                }
+            }
+            BackendKind::Docker => {
+                if matches!(s.action, StepAction::Fault { .. } | StepAction::Clear(_)) {
+                    why.push(format!(
+                        "backend docker: {} steps not supported yet ({at})",
+                        s.action.name()
+                    ));
+                }
+            }
+        }
+    }
+    why
+}
+
+/// What of a fault this kernel cannot do at all: netem is absent, so
+/// delay, jitter, reorder, duplicate and corrupt are refused by name.
+pub(crate) fn kernel_fault_refusals(f: &LinkFault, at: &str) -> Vec<String> {
+    let mut why = Vec::new();
+    for (key, on) in [
+        ("delay_ms", !f.delay.is_zero()),
+        ("jitter_ms", !f.jitter.is_zero()),
+        ("reorder", f.reorder > 0.0),
+        ("duplicate", f.duplicate > 0.0),
+        ("corrupt", f.corrupt > 0.0),
+    ] {
+        if on {
+            why.push(format!(
+                "backend kernel: fault {key} needs the kernel's netem qdisc, which this kernel lacks ({at})"
+            ));
+        }
+    }
+    why
+}
+
+/// The faults in force on each link after applying `action` to `faults`.
+pub(crate) fn track_faults(faults: &mut HashMap<LinkRef, LinkFault>, action: &StepAction) {
+    match action {
+        StepAction::Fault { link, fault } => {
+            faults.insert(*link, *fault);
+        }
+        StepAction::Clear(link) => {
+            faults.remove(link);
+        }
+        _ => {}
+    }
+}
+
+impl World {
+    /// Carries out one step's action on the running world. `before` is the
+    /// world as it stood, `after` as it must stand (see
+    /// [`Plan::after_steps`]). Returns once the change has taken effect.
+    pub fn apply_step(
+        &mut self,
+        before: &Plan,
+        after: &Plan,
+        action: &StepAction,
+    ) -> Result<(), StepError> {
+        let backend = self.backend;
+        let kernel_fault = backend == BackendKind::Kernel
+            && matches!(action, StepAction::Fault { .. } | StepAction::Clear(_));
+        if backend == BackendKind::Docker {
+            return self.docker_step(after, action);
+        }
+        if let (true, StepAction::Fault { link, .. } | StepAction::Clear(link)) =
+            (kernel_fault, action)
+        {
+            track_faults(&mut self.faults, action);
+            return super::kernel::faults::apply(self, after, &self.faults, *link)
+                .map_err(StepError::Rebuild);
+        }
+        match action {
+            StepAction::Wait(d) => {
+                // The action is time passing (MAC and conntrack aging).
+                std::thread::sleep(*d);
+                Ok(())
+            }
+            StepAction::Fault { .. } | StepAction::Clear(_) => {
+                track_faults(&mut self.faults, action);
+                self.push_faults(after)
+            }
+            _ => {
+                if let Some(t) = &self.dns_table {
+                    t.set(crate::dns::NameTable::from_plan(after));
+                }
+                if let StepAction::Restart(c) | StepAction::Stop(c) = action {
+                    // Its processes end: connections to it are reset.
+                    self.container_echo.remove(c);
+                }
+                if backend == BackendKind::Kernel {
+                    super::kernel::topology::apply(self, before, after, action)?;
+                    // Interfaces made anew carry no fault yet.
+                    let links: Vec<LinkRef> = self.faults.keys().copied().collect();
+                    for l in links {
+                        if matches!(l, LinkRef::Endpoint { .. }) {
+                            super::kernel::faults::apply(self, after, &self.faults, l)?;
+                        }
+                    }
+                } else {
+                    self.rebuild_dataplane(after)?;
+                }
+                if let StepAction::Restart(c) | StepAction::Start(c) = action {
+                    self.start_container_services(after, *c)?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// A step on the docker backend: the daemon does it (its own DNS
+    /// follows), or it is refused.
+    fn docker_step(&mut self, after: &Plan, action: &StepAction) -> Result<(), StepError> {
+        if let StepAction::Stop(c) | StepAction::Start(c) | StepAction::Restart(c) = action {
+            return self.docker_lifecycle(after, action, *c);
+        }
+        let Some(Dataplane::Docker(d)) = self.dataplane.as_ref() else {
+            return Err(StepError::Unsupported {
+                backend: self.backend,
+                action: action.name(),
+            });
+        };
+        match action {
+            StepAction::Wait(t) => {
+                std::thread::sleep(*t);
+                Ok(())
+            }
+            StepAction::Connect {
+                container,
+                endpoint,
+            } => Ok(d.connect(after, *container, endpoint)?),
+            StepAction::Disconnect { container, network } => {
+                Ok(d.disconnect(after, *container, *network)?)
+            }
+            _ => Err(StepError::Unsupported {
+                backend: self.backend,
+                action: action.name(),
+            }),
+        }
+    }
+
+    /// `docker stop`, `start`, `restart`: a started container lives in a
+    /// new namespace, adopted under its old name; its services start there.
+    fn docker_lifecycle(
+        &mut self,
+        after: &Plan,
+        action: &StepAction,
+        c: usize,
+    ) -> Result<(), StepError> {
+        let stop = !matches!(action, StepAction::Start(_));
+        let start = !matches!(action, StepAction::Stop(_));
+        if stop {
+            self.container_echo.remove(&c);
+        }
+        let ns = {
+            let Some(Dataplane::Docker(d)) = self.dataplane.as_ref() else {
+                return Err(StepError::Unsupported {
+                    backend: self.backend,
+                    action: action.name(),
+                });
+            };
+            if stop {
+                d.stop_container(after, c)?;
+            }
+            if start {
+                Some(d.start_container(after, c)?)
+            } else {
+                None
+            }
+        };
+        if let Some(ns) = ns {
+            let idx = self.node_ns[&Node::Container(c)];
+            self.namespaces[idx] = ns;
+            self.start_container_services(after, c)?;
+        }
+        Ok(())
+    }
+
+    /// Stops the data path and builds it again for `plan`, keeping the
+    /// faults in force; the old one's counters are kept for the report.
+    fn rebuild_dataplane(&mut self, plan: &Plan) -> Result<(), StepError> {
+        if let Some(d) = self.dataplane.take() {
+            self.earlier_metrics.push(d.stop());
+        }
+        let built = userspace::Dataplane::build(self, &running_view(plan), &self.opts)?;
+        self.dataplane = Some(Dataplane::Userspace(built));
+        self.push_faults(plan)
+    }
+
+    /// Hands the faults in force to the engine.
+    fn push_faults(&mut self, plan: &Plan) -> Result<(), StepError> {
+        let faults: Vec<(LinkRef, LinkFault)> = self.faults.iter().map(|(l, f)| (*l, *f)).collect();
+        match self.dataplane.as_mut() {
+            Some(Dataplane::Userspace(d)) => d
+                .set_faults(&running_view(plan), &faults)
+                .map_err(StepError::Engine),
+            _ => Err(StepError::Unsupported {
+                backend: self.backend,
+                action: "fault",
+            }),
+        }
+    }
+
+    /// (Re)starts a container's echo services.
+    fn start_container_services(&mut self, plan: &Plan, c: usize) -> Result<(), StepError> {
+        let ctr = &plan.containers[c];
+        if ctr.serve.is_empty() {
+            return Ok(());
+        }
+        let s = crate::probe::start_echo(self.ns(Node::Container(c)), &ctr.serve).map_err(
+            |source| StepError::Services {
+                container: ctr.name.clone(),
+                source,
+            },
+        )?;
+        self.container_echo.insert(c, s);
+        Ok(())
+    }
+}
+
+/// The plan as the data path sees it: a stopped container has no
+/// interfaces (Docker removes its veths), its addresses stay reserved.
+pub(crate) fn running_view(plan: &Plan) -> Plan {
+    let mut p = plan.clone();
+    for c in &mut p.containers {
+        if !c.running {
+            c.endpoints.clear();
+        }
+    }
+    p
+}
