@@ -107,6 +107,14 @@ impl Dataplane {
             Dataplane::Docker(d) => d.stop(),
         }
     }
+
+    /// Stops a data path that a step builds again in the same namespaces.
+    fn stop_for_rebuild(self) -> serde_json::Value {
+        match self {
+            Dataplane::Userspace(d) => d.stop_for_rebuild(),
+            other => other.stop(),
+        }
+    }
 }
 
 /// A built world: namespaces, data path and services. Dropping it tears

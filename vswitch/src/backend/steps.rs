@@ -268,7 +268,7 @@ impl World {
     /// faults in force; the old one's counters are kept for the report.
     fn rebuild_dataplane(&mut self, plan: &Plan) -> Result<(), StepError> {
         if let Some(d) = self.dataplane.take() {
-            self.earlier_metrics.push(d.stop());
+            self.earlier_metrics.push(d.stop_for_rebuild());
         }
         let built = userspace::Dataplane::build(self, &running_view(plan), &self.opts)?;
         self.dataplane = Some(Dataplane::Userspace(built));

@@ -68,6 +68,10 @@ pub struct EngineLoop {
     stopping: Arc<AtomicBool>,
     control: Mutex<mpsc::Sender<Control>>,
     wake: Arc<EventFd>,
+    /// Whether the TAPs go with their namespaces (true, the world's end) or
+    /// are closed and unregistered now (a step rebuilding the data path in
+    /// the same namespaces).
+    release: Arc<AtomicBool>,
     handle: Option<JoinHandle<io::Result<(Engine, IoStats)>>>,
 }
 
@@ -87,15 +91,22 @@ impl EngineLoop {
                 .map_err(io::Error::from)?,
         );
         let (tx, rx) = mpsc::channel();
-        let (s, st, w) = (stop.clone(), stopping.clone(), wake.clone());
+        let release = Arc::new(AtomicBool::new(true));
+        let (s, st, w, r) = (
+            stop.clone(),
+            stopping.clone(),
+            wake.clone(),
+            release.clone(),
+        );
         let handle = std::thread::Builder::new()
             .name("engine".into())
-            .spawn(move || run(engine, ports, &s, &st, &w, &rx))?;
+            .spawn(move || run(engine, ports, &s, &st, &w, &rx, &r))?;
         Ok(EngineLoop {
             stop,
             stopping,
             control: Mutex::new(tx),
             wake,
+            release,
             handle: Some(handle),
         })
     }
@@ -112,6 +123,13 @@ impl EngineLoop {
         self.wake.write(1).map_err(io::Error::from)?;
         done.recv_timeout(Duration::from_secs(10))
             .map_err(|_| io::Error::other("engine did not take the faults"))
+    }
+
+    /// Stops the loop, closing the TAPs now (their devices go at once), for
+    /// a data path rebuilt in the same namespaces; see [`EngineLoop::stop`].
+    pub fn stop_closing(self) -> io::Result<(Engine, IoStats)> {
+        self.release.store(false, Ordering::SeqCst);
+        self.stop()
     }
 
     /// Stops the loop and returns the engine (for its metrics) and IO counters.
@@ -205,6 +223,7 @@ fn run(
     stopping: &AtomicBool,
     wake: &EventFd,
     control: &mpsc::Receiver<Control>,
+    release: &AtomicBool,
 ) -> io::Result<(Engine, IoStats)> {
     let served = serve(&mut engine, &mut ports, stop, stopping, wake, control);
     let mut flushed = Ok(());
@@ -217,8 +236,10 @@ fn run(
     // engine stops: leave the devices to the kernel's batched namespace
     // clean-up rather than unregistering them one close at a time (see
     // `Tap::release_to_namespace`).
-    for p in ports {
-        let _ = p.tap.release_to_namespace();
+    if release.load(Ordering::SeqCst) {
+        for p in ports {
+            let _ = p.tap.release_to_namespace();
+        }
     }
     let stats = served?;
     flushed?;

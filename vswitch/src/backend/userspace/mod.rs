@@ -657,15 +657,31 @@ impl Dataplane {
         }
     }
 
-    /// Stops the proxies and the engine and returns its counters as JSON.
-    pub fn stop(mut self) -> serde_json::Value {
+    /// Stops the proxies and the engine and returns its counters as JSON;
+    /// the TAP devices go with their namespaces.
+    pub fn stop(self) -> serde_json::Value {
+        self.stop_releasing(true)
+    }
+
+    /// [`Dataplane::stop`] for a data path that is built again in the same
+    /// namespaces (a step): the TAP devices are removed now.
+    pub fn stop_for_rebuild(self) -> serde_json::Value {
+        self.stop_releasing(false)
+    }
+
+    fn stop_releasing(mut self, release: bool) -> serde_json::Value {
         for p in self.proxies.drain(..) {
             p.stop();
         }
         let Some(engine) = self.engine.take() else {
             return serde_json::Value::Null;
         };
-        match engine.stop() {
+        let stopped = if release {
+            engine.stop()
+        } else {
+            engine.stop_closing()
+        };
+        match stopped {
             Ok((engine, io)) => serde_json::json!({
                 "ports": self.port_names,
                 "engine": engine.metrics_json(),
