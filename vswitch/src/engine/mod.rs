@@ -426,7 +426,11 @@ impl Engine {
             }
             // To a machine across its faulted uplink: the router takes it
             // inside the engine, so the uplink's fault applies here.
-            if let Some(up) = self.faulted_uplink(ingress, &pkt.frame()[..6]) {
+            // (A frame too short for a MAC is left to the malformed-frame
+            // drop below.)
+            if let Some(dst) = pkt.frame().get(..6)
+                && let Some(up) = self.faulted_uplink(ingress, dst)
+            {
                 let resume = fault::Resume::IngressPast(ingress, up);
                 let to = fault::Direction::ToNode;
                 match self.faults.judge_to(now, up, to, pkt, resume) {

@@ -406,3 +406,25 @@ proptest! {
         prop_assert_eq!(a, b);
     }
 }
+
+/// A frame too short for an Ethernet header, on an engine with faults in
+/// force, is dropped as malformed, not a panic (found by `fault_steps`).
+#[test]
+fn a_short_frame_with_faults_in_force_is_malformed() {
+    let mut e = Engine::new(super::fixtures::nat_cfg(super::fixtures::Knobs::default())).unwrap();
+    let f = LinkFault {
+        delay: Duration::from_millis(20),
+        ..LinkFault::default()
+    };
+    e.set_fault(super::fixtures::A, Some(f));
+    e.set_fault(super::fixtures::UPLINK, Some(f));
+    for len in [0, 5, 13] {
+        let mut p = Packet::from_frame(VnetHdr::default(), &vec![0u8; len]);
+        let mut out = Vec::new();
+        e.handle_frame(Instant::now(), super::fixtures::X, &mut p, &mut out);
+        assert!(
+            matches!(out.as_slice(), [Action::Drop(DropReason::Malformed)] | []),
+            "{len}: {out:?}"
+        );
+    }
+}
