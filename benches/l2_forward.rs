@@ -13,68 +13,15 @@
 //! ```
 
 use std::hint::black_box;
-use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput};
-use vswitch::engine::{
-    Action, DomainConfig, DomainId, Engine, EngineConfig, Gateway, Packet, PortConfig, PortId,
-    PortRole, VnetHdr,
-};
-use vswitch::scenario::plan::MacAddr;
+use vswitch::engine::{Action, Engine, Packet, PortId};
 
 mod common;
-use common::{criterion, self_timed_pass, time_per_call};
+use common::{criterion, frame, l2_engine as engine, port_mac, self_timed_pass, time_per_call};
 
 const SIZES: [usize; 2] = [64, 1500];
-const PORTS: u16 = 4;
-const GW_MAC: [u8; 6] = [0x02, 0x42, 10, 0, 0, 1];
-
-fn port_mac(i: u16) -> [u8; 6] {
-    [0x02, 0x42, 10, 0, 0, 2 + i as u8]
-}
-
-/// One domain, a host port and three containers, icc on, every MAC learned.
-fn engine(now: Instant) -> Engine {
-    let mut cfg = EngineConfig {
-        domains: vec![DomainConfig {
-            name: "bench".into(),
-            gateway: Some(Gateway {
-                ip: Ipv4Addr::new(10, 0, 0, 1),
-                ip6: None,
-                mac: MacAddr(GW_MAC),
-            }),
-            icc: true,
-        }],
-        ..EngineConfig::default()
-    };
-    for i in 0..PORTS {
-        cfg.ports.push(PortConfig {
-            name: format!("p{i}"),
-            domain: DomainId(0),
-            role: if i == 0 {
-                PortRole::Host
-            } else {
-                PortRole::Container
-            },
-        });
-    }
-    let mut e = Engine::new(cfg).expect("bench config");
-    let mut out = Vec::new();
-    for i in 1..PORTS {
-        let mut p = frame([0xff; 6], port_mac(i), 64);
-        e.handle_frame(now, PortId(i), &mut p, &mut out);
-    }
-    e
-}
-
-fn frame(dst: [u8; 6], src: [u8; 6], len: usize) -> Packet {
-    let mut f = vec![0u8; len];
-    f[..6].copy_from_slice(&dst);
-    f[6..12].copy_from_slice(&src);
-    f[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
-    Packet::from_frame(VnetHdr::default(), &f)
-}
 
 /// A case: a frame from port 1, to port 2's MAC (learned unicast) or to
 /// broadcast (flood to the 3 other ports).
