@@ -27,7 +27,7 @@ use std::time::Instant;
 use ipnet::Ipv6Net;
 
 use super::checksum::{get16, put16, update16};
-use super::conntrack::{Conntrack, Kind, Refused, Timeouts};
+use super::conntrack::{Conntrack, Kind, Timeouts};
 use super::fdb::mac_key;
 use super::flow::{IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, Tuple, tcp_flags};
 use super::metrics::Metrics;
@@ -413,7 +413,7 @@ impl Router6 {
             _ => (Kind::Routed, t.inverse()),
         };
         if let Err(e) = self.ct[m].insert(t, reply, kind, ip.tcp, now) {
-            return Verdict::Drop(refused(e));
+            return Verdict::Drop(super::route::refused_reason(e));
         }
         self.route_to(m, reply.inverse())
     }
@@ -440,7 +440,7 @@ impl Router6 {
                 ..t
             };
             if let Err(e) = self.ct[m].insert(t, to.inverse(), Kind::Dnat, ip.tcp, now) {
-                return Verdict::Drop(refused(e));
+                return Verdict::Drop(super::route::refused_reason(e));
             }
             return self.route_to(m, to);
         }
@@ -487,13 +487,6 @@ enum Verdict {
         src_mac: MacAddr,
         port: PortId,
     },
-}
-
-fn refused(r: Refused) -> DropReason {
-    match r {
-        Refused::Full => DropReason::ConntrackFull,
-        Refused::PortsExhausted => DropReason::NatPortsExhausted,
-    }
 }
 
 /// Rewrites addresses and ports from `from` to `to`, updating the L4

@@ -76,13 +76,6 @@ fn inject_fault(point: &str) {
 
 /// Runs one scenario file.
 pub fn execute(path: &Path, opts: &RunOptions) -> Execution {
-    execute_with(path, opts, &|_| {})
-}
-
-/// [`execute`], calling `checked` with the report once the checks ran and
-/// before the world is held (`keep`) or torn down, so the caller can show
-/// the results of a world that stays up.
-pub fn execute_with(path: &Path, opts: &RunOptions, checked: &dyn Fn(&Report)) -> Execution {
     let plan = match scenario::load_file(path) {
         Ok(p) => p,
         Err(e) => {
@@ -93,7 +86,7 @@ pub fn execute_with(path: &Path, opts: &RunOptions, checked: &dyn Fn(&Report)) -
             };
         }
     };
-    execute_plan_with(path, &plan, opts, checked)
+    execute_plan(path, &plan, opts)
 }
 
 /// Runs one validated plan.
@@ -101,7 +94,9 @@ pub fn execute_plan(path: &Path, plan: &Plan, opts: &RunOptions) -> Execution {
     execute_plan_with(path, plan, opts, &|_| {})
 }
 
-/// [`execute_plan`] with the `checked` hook of [`execute_with`].
+/// [`execute_plan`], calling `checked` with the report once the checks ran
+/// and before the world is held (`keep`) or torn down, so the caller can
+/// show the results of a world that stays up.
 pub fn execute_plan_with(
     path: &Path,
     plan: &Plan,
