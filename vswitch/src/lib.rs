@@ -4,6 +4,7 @@
 // `sys` is the one place allowed to say `unsafe`.
 
 pub mod backend;
+pub mod bench;
 pub mod compose;
 pub mod dns;
 pub mod engine;
