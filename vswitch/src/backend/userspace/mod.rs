@@ -163,10 +163,49 @@ pub struct Dataplane {
     proxies: Vec<Proxy>,
 }
 
-impl Dataplane {
-    /// Creates every TAP in its namespace, configures it, and starts the
-    /// engine loop over them.
-    pub fn build(world: &World, plan: &Plan, opts: &BuildOptions) -> Result<Dataplane, BuildError> {
+/// What the engine is for a plan, and what IO must make for it: computed
+/// without root or IO ([`configure`]), so that `vswitch trace` and tests can
+/// build the very engine a world would run.
+#[derive(Debug)]
+pub struct Setup {
+    /// The engine's configuration.
+    pub cfg: EngineConfig,
+    /// The lan's 802.1Q configuration, when the world needs VLANs.
+    pub vlans: Option<VlanConfig>,
+    /// The fault stage's seed.
+    pub seed: u64,
+    /// Each port's name (`lan-m1-eth0`, `web-eth0`, …), by port id.
+    pub port_names: Vec<String>,
+    /// Each port's node, by port id.
+    pub port_nodes: Vec<Node>,
+    /// The domain of each port (`lan` is domain 0).
+    port_domains: Vec<DomainId>,
+    /// The TAP of each port, by port id.
+    pending: Vec<(Node, String, IfaceSpec)>,
+    /// Each port's capture file, when captures were asked for.
+    pcap_paths: Vec<Option<std::path::PathBuf>>,
+    proxy_maps: Vec<Vec<Mapping>>,
+}
+
+impl Setup {
+    /// A fresh engine of this configuration (seeded, with its VLANs).
+    pub fn engine(&self) -> Result<Engine, BuildError> {
+        let mut engine =
+            Engine::new(self.cfg.clone()).map_err(BuildError::at("engine configuration"))?;
+        engine.set_fault_seed(self.seed);
+        if let Some(v) = &self.vlans {
+            engine
+                .set_vlans(v)
+                .map_err(BuildError::at("engine VLAN configuration"))?;
+        }
+        Ok(engine)
+    }
+}
+
+/// The engine configuration of `plan` and the TAPs, captures and proxies
+/// it needs: no IO.
+pub fn configure(plan: &Plan, opts: &BuildOptions) -> Result<Setup, BuildError> {
+    {
         // OV-8: overlay-only containers get a docker_gwbridge endpoint.
         let plan = &*overlay::with_gwbridge(plan);
         let mut cfg = EngineConfig::default();
@@ -174,8 +213,9 @@ impl Dataplane {
         // TAPs to create (made together below, on parallel threads) and
         // each port's capture.
         let mut pending: Vec<(Node, String, IfaceSpec)> = Vec::new();
-        let mut pcaps: Vec<Option<PcapWriter>> = Vec::new();
+        let mut pcaps: Vec<Option<std::path::PathBuf>> = Vec::new();
         let mut port_names = Vec::new();
+        let mut port_nodes = Vec::new();
         let mut port_domains = Vec::new();
         let mut add_port = |cfg: &mut EngineConfig,
                             node: Node,
@@ -185,13 +225,11 @@ impl Dataplane {
                             spec: IfaceSpec|
          -> Result<PortId, BuildError> {
             pending.push((node, port_name.clone(), spec));
-            let pcap = match &opts.pcap_dir {
-                Some(dir) => Some(
-                    PcapWriter::create(&dir.join(pcap::file_name(&port_name)))
-                        .map_err(BuildError::at(format!("pcap for {port_name}")))?,
-                ),
-                None => None,
-            };
+            port_nodes.push(node);
+            let pcap = opts
+                .pcap_dir
+                .as_ref()
+                .map(|dir| dir.join(pcap::file_name(&port_name)));
             cfg.ports.push(PortConfig {
                 name: port_name.clone(),
                 domain,
@@ -569,26 +607,48 @@ impl Dataplane {
             .collect();
         cfg.l3.v6 = v6;
         let proxy_maps = proxy_mappings(plan, &cfg, &plan_of);
-        let ports = create_taps(world, pending, pcaps)?;
+        Ok(Setup {
+            cfg,
+            vlans: l2nets::needs_vlans(plan).then_some(vlans),
+            seed: plan.seed,
+            port_names,
+            port_nodes,
+            port_domains,
+            pending,
+            pcap_paths: pcaps,
+            proxy_maps,
+        })
+    }
+}
+
+impl Dataplane {
+    /// Creates every TAP in its namespace, configures it, and starts the
+    /// engine loop over them.
+    pub fn build(world: &World, plan: &Plan, opts: &BuildOptions) -> Result<Dataplane, BuildError> {
+        let setup = configure(plan, opts)?;
+        let engine = setup.engine()?;
+        let mut pcaps = Vec::with_capacity(setup.pcap_paths.len());
+        for (path, name) in setup.pcap_paths.iter().zip(&setup.port_names) {
+            pcaps.push(match path {
+                Some(p) => Some(
+                    PcapWriter::create(p).map_err(BuildError::at(format!("pcap for {name}")))?,
+                ),
+                None => None,
+            });
+        }
+        let ports = create_taps(world, setup.pending, pcaps)?;
+        let l3_of = overlay::engine_machines(plan);
         for m in (0..plan.machines.len()).filter(|&m| l3_of[m].is_none()) {
             crate::backend::kernel::build_mixed_machine(world, plan, m)?;
-        }
-
-        let mut engine = Engine::new(cfg).map_err(BuildError::at("engine configuration"))?;
-        engine.set_fault_seed(plan.seed);
-        if l2nets::needs_vlans(plan) {
-            engine
-                .set_vlans(&vlans)
-                .map_err(BuildError::at("engine VLAN configuration"))?;
         }
         let engine = EngineLoop::spawn(engine, ports).map_err(BuildError::at("engine thread"))?;
         let mut dp = Dataplane {
             engine: Some(engine),
-            port_names,
-            port_domains,
+            port_names: setup.port_names,
+            port_domains: setup.port_domains,
             proxies: Vec::new(),
         };
-        for (m, maps) in proxy_maps.iter().enumerate() {
+        for (m, maps) in setup.proxy_maps.iter().enumerate() {
             if maps.is_empty() {
                 continue;
             }
