@@ -18,4 +18,5 @@ pub mod run;
 pub mod scenario;
 pub mod sys;
 pub mod tools;
+pub mod trace;
 pub mod world;

@@ -88,6 +88,17 @@ impl From<ToolArg> for Generator {
     }
 }
 
+/// What `vswitch trace` sends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum TraceProtoArg {
+    /// A TCP SYN.
+    Tcp,
+    /// A UDP datagram.
+    Udp,
+    /// An ICMP echo request.
+    Icmp,
+}
+
 /// Output format of `vswitch graph`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum GraphFormat {
@@ -236,6 +247,23 @@ enum Cmd {
         #[arg(long, value_name = "PATH")]
         plot: Option<PathBuf>,
     },
+    /// Trace one synthetic frame through the engine a scenario's world
+    /// runs: every stage it crosses, the rewrites, and the verdict.
+    Trace {
+        /// Scenario file (or the run id / name of a world kept up by
+        /// `vswitch up`: its scenario is traced).
+        world: String,
+        /// Source node (container, external or machine).
+        #[arg(long)]
+        from: String,
+        /// Target: NODE, ADDRESS, NODE:PORT, ADDRESS:PORT or [V6]:PORT.
+        #[arg(long)]
+        to: String,
+        /// What to send: a TCP SYN, a UDP datagram or an ICMP echo request
+        /// (default: tcp with a port, icmp without).
+        #[arg(long, value_enum)]
+        proto: Option<TraceProtoArg>,
+    },
     /// Draw a scenario's world as SVG (or Graphviz DOT), checks coloured by a report.
     Graph {
         /// Scenario file.
@@ -375,6 +403,12 @@ fn dispatch(cmd: Cmd) -> Result<i32> {
             backend,
             pcap,
         } => cmd_serve(&file, backend.into(), pcap),
+        Cmd::Trace {
+            world,
+            from,
+            to,
+            proto,
+        } => cmd_trace(&world, &from, &to, proto),
         Cmd::Inspect { run, name } => cmd_inspect(&run, name.as_deref()),
         Cmd::Import { file, checks } => Ok(cmd_import(&file, checks)),
         Cmd::Graph {
@@ -995,6 +1029,51 @@ fn cmd_bench(
             .with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(combine(&codes, false))
+}
+
+fn cmd_trace(world: &str, from: &str, to: &str, proto: Option<TraceProtoArg>) -> Result<i32> {
+    use vswitch::trace::{Target, TraceProto};
+    let path = if Path::new(world).exists() {
+        PathBuf::from(world)
+    } else {
+        let rec = find_record(world)?;
+        eprintln!(
+            "vswitch: tracing {} ({}) on a fresh engine of its scenario: the live world's learned state is not read",
+            rec.id, rec.scenario
+        );
+        PathBuf::from(rec.scenario)
+    };
+    let plan = match load_plan(&path) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("{e}");
+            return Ok(EXIT_INVALID);
+        }
+    };
+    let target = match Target::parse(to) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("vswitch: --to: {e}");
+            return Ok(EXIT_INVALID);
+        }
+    };
+    let proto = match proto {
+        Some(TraceProtoArg::Tcp) => TraceProto::Tcp,
+        Some(TraceProtoArg::Udp) => TraceProto::Udp,
+        Some(TraceProtoArg::Icmp) => TraceProto::Icmp,
+        None if target.port.is_some() => TraceProto::Tcp,
+        None => TraceProto::Icmp,
+    };
+    match vswitch::trace::trace(&plan, from, &target, proto) {
+        Ok(t) => {
+            print!("{}", t.text);
+            Ok(EXIT_OK)
+        }
+        Err(e) => {
+            eprintln!("vswitch: {e}");
+            Ok(EXIT_INVALID)
+        }
+    }
 }
 
 fn cmd_graph(

@@ -262,6 +262,8 @@ pub struct Metrics {
     ports: Vec<PortCounters>,
     fdb: Vec<FdbCounters>,
     unknown_port: u64,
+    /// Stages noted while a frame is traced (`Engine::trace_frame`).
+    pub(crate) trace: Option<Vec<super::trace::TraceEvent>>,
 }
 
 impl Metrics {
@@ -270,6 +272,7 @@ impl Metrics {
             ports: vec![PortCounters::default(); ports],
             fdb: vec![FdbCounters::default(); domains],
             unknown_port: 0,
+            trace: None,
         }
     }
 
@@ -343,6 +346,14 @@ impl Metrics {
     #[inline]
     pub(crate) fn drop(&mut self, port: PortId, r: DropReason) {
         self.ports[usize::from(port.0)].drops.bump(r);
+    }
+
+    /// Notes a stage of a traced frame; nothing (one branch) otherwise.
+    #[inline]
+    pub(crate) fn note(&mut self, event: impl FnOnce() -> super::trace::TraceEvent) {
+        if let Some(t) = self.trace.as_mut() {
+            t.push(event());
+        }
     }
 
     pub(crate) fn drop_unknown_port(&mut self) {

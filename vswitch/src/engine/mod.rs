@@ -50,6 +50,7 @@ mod tests_route6;
 mod tests_vlan;
 #[cfg(test)]
 mod tests_vxlan;
+pub mod trace;
 pub mod vlan;
 pub mod vxlan;
 mod wire;

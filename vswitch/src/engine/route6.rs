@@ -33,6 +33,7 @@ use super::flow::{IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, Tuple, tcp_flags};
 use super::metrics::Metrics;
 use super::nd::ETHERTYPE_IPV6;
 use super::packet::{Packet, VnetHdr};
+use super::trace::TraceEvent;
 use super::wire::{ETH_HDR_LEN, ethertype};
 use super::{Action, DomainId, DropReason, MacAddr, PortId, PortRole};
 
@@ -267,6 +268,10 @@ impl Router6 {
         let dst_key = mac_key(&frame[0..6]);
         let verdict = match tag {
             Tag::Container(n) if dst_key == mac_key(&self.cfg.networks[n].gw_mac.0) => {
+                metrics.note(|| TraceEvent::Router {
+                    machine: self.cfg.networks[n].machine,
+                    path: "IPv6, from a container network",
+                });
                 self.routed_from_container(now, n, &ip)
             }
             Tag::Lan => match self
@@ -275,7 +280,13 @@ impl Router6 {
                 .iter()
                 .position(|m| mac_key(&m.mac.0) == dst_key)
             {
-                Some(m) => self.inbound(now, m, &ip),
+                Some(m) => {
+                    metrics.note(|| TraceEvent::Router {
+                        machine: m,
+                        path: "IPv6, inbound from lan",
+                    });
+                    self.inbound(now, m, &ip)
+                }
                 None => return false,
             },
             _ => return false,

@@ -563,6 +563,11 @@ impl Engine {
             (vt.cfg.vni, vt.cfg.local_mac, vt.cfg.local_ip, vt.cfg.uplink);
         let mut sub = Vec::new();
         for (ip, mac) in targets {
+            self.metrics.note(|| {
+                super::trace::TraceEvent::Note(format!(
+                    "vxlan: encapsulated in VNI {vni}, VTEP {lip} → {ip} (udp {sport} → 4789)"
+                ))
+            });
             // A peer VTEP of this engine decapsulates the frame whole, GSO
             // metadata and all; a foreign one (a kernel machine behind a TAP
             // without UDP-tunnel GSO) gets MSS-sized, fully checksummed

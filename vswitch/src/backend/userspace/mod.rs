@@ -91,12 +91,17 @@ pub fn unsupported(plan: &Plan) -> Vec<String> {
 
 /// A TAP to create inside a namespace and how to configure it.
 #[derive(Clone, Debug)]
-struct IfaceSpec {
-    name: String,
-    mac: MacAddr,
-    mtu: u16,
-    addrs: Vec<(IpAddr, u8)>,
-    routes: Vec<(IpNet, Option<IpAddr>)>,
+pub struct IfaceSpec {
+    /// Interface name in its namespace (`eth0`, `br-front`, …).
+    pub name: String,
+    /// Its MAC address.
+    pub mac: MacAddr,
+    /// Its MTU.
+    pub mtu: u16,
+    /// Its addresses with prefix lengths.
+    pub addrs: Vec<(IpAddr, u8)>,
+    /// Routes through it (`None`: on-link).
+    pub routes: Vec<(IpNet, Option<IpAddr>)>,
 }
 
 fn create_tap(spec: IfaceSpec) -> Result<Tap, Box<dyn std::error::Error + Send + Sync>> {
@@ -188,6 +193,14 @@ pub struct Setup {
 }
 
 impl Setup {
+    /// The interface behind each port, by port id, with its node.
+    pub fn interfaces(&self) -> impl Iterator<Item = (PortId, Node, &IfaceSpec)> {
+        self.pending
+            .iter()
+            .enumerate()
+            .map(|(i, (node, _, spec))| (PortId(i as u16), *node, spec))
+    }
+
     /// A fresh engine of this configuration (seeded, with its VLANs).
     pub fn engine(&self) -> Result<Engine, BuildError> {
         let mut engine =
