@@ -408,7 +408,7 @@ fn port_label(setup: &Setup, p: PortId) -> String {
         .unwrap_or_else(|| format!("the overlay's VTEP (port {})", p.0))
 }
 
-fn describe(event: &TraceEvent, plan: &Plan, setup: &Setup) -> String {
+fn describe(event: &TraceEvent, setup: &Setup) -> String {
     let domain = |d: crate::engine::DomainId| {
         setup
             .cfg
@@ -444,10 +444,8 @@ fn describe(event: &TraceEvent, plan: &Plan, setup: &Setup) -> String {
                 .machines
                 .get(*machine)
                 .map_or_else(|| format!("machine {machine}"), |m| m.name.clone());
-            let _ = plan;
             format!("router {name}: {path}")
         }
-        TraceEvent::Conntrack { state } => format!("conntrack: {state}"),
         TraceEvent::Note(n) => n.clone(),
     }
 }
@@ -521,7 +519,7 @@ fn render(
     let mut text = String::new();
     let _ = writeln!(text, "in  {}: {}", port_name(ingress), summary(input));
     for e in events {
-        let _ = writeln!(text, "    {}", describe(e, plan, setup));
+        let _ = writeln!(text, "    {}", describe(e, setup));
     }
     let mut verdicts = Vec::new();
     for a in actions {

@@ -45,11 +45,6 @@ pub enum TraceEvent {
         /// stack`, `from lan`, `IPv6 …`.
         path: &'static str,
     },
-    /// A connection-tracking decision.
-    Conntrack {
-        /// `new`, `established`, `reply`, …
-        state: &'static str,
-    },
     /// Free text from a stage.
     Note(String),
 }
