@@ -62,6 +62,7 @@ fn engine() -> Engine {
         peers: vec![(ip(peer), mac(peer))],
         bindings: vec![(Ipv4Addr::new(10, 0, 0, at), who, ip(peer))],
         capture: false,
+        esp: Vec::new(),
     };
     Engine::new(EngineConfig {
         domains: vec![dom("lan"), dom("ov@m1"), dom("ov@m2")],

@@ -17,6 +17,7 @@
 
 mod checksum;
 pub mod conntrack;
+pub mod esp;
 pub mod fault;
 mod fdb;
 pub mod fixtures;
