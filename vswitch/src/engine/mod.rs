@@ -40,6 +40,8 @@ pub mod route6;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_esp;
+#[cfg(test)]
 mod tests_fault;
 #[cfg(test)]
 mod tests_l3;
