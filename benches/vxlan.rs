@@ -127,15 +127,7 @@ fn main() {
         let mut tx = OutboundSa::new(sa);
         g.bench_function("esp-encap", |b| {
             b.iter(|| {
-                let v = encap(
-                    black_box(&inner),
-                    4097,
-                    mac(1),
-                    ip(1),
-                    mac(2),
-                    ip(2),
-                    50000,
-                );
+                let v = encap(black_box(&inner), 4097, mac(1), ip(1), mac(2), ip(2), 50000);
                 black_box(esp::protect(&mut tx, v.frame()).expect("protects"))
             })
         });

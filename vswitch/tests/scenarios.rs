@@ -890,7 +890,12 @@ expect = "ok"
 "#;
 
 /// Frames of `file` that tshark shows for `filter` (with extra options).
-fn tshark_count(tshark: &Path, file: &Path, opts: &[String], filter: &str) -> Result<usize, Failed> {
+fn tshark_count(
+    tshark: &Path,
+    file: &Path,
+    opts: &[String],
+    filter: &str,
+) -> Result<usize, Failed> {
     let mut c = Command::new(tshark);
     c.arg("-r").arg(file);
     for o in opts {
@@ -919,7 +924,13 @@ fn encrypted_overlay_read_by_tshark() -> TestResult {
     let dir = std::env::temp_dir().join(format!("vswitch-esp-pcap-{}", std::process::id()));
     let run = RunId::new();
     let out = vswitch(
-        &["run", "--quiet", "--pcap", dir.to_str().unwrap(), p.to_str().unwrap()],
+        &[
+            "run",
+            "--quiet",
+            "--pcap",
+            dir.to_str().unwrap(),
+            p.to_str().unwrap(),
+        ],
         &[("VSWITCH_RUN_ID", run.as_str())],
     );
     assert_no_leftovers(&run)?;

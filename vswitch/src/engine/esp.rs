@@ -313,7 +313,10 @@ pub fn protect(sa: &mut OutboundSa, frame: &[u8]) -> Result<Packet, EspError> {
     head[8..16].copy_from_slice(&sa.seq.to_be_bytes());
     let (ct, icv) = rest.split_at_mut(ct_len);
     ct[..payload.len()].copy_from_slice(payload);
-    for (i, x) in ct[payload.len()..payload.len() + pad].iter_mut().enumerate() {
+    for (i, x) in ct[payload.len()..payload.len() + pad]
+        .iter_mut()
+        .enumerate()
+    {
         *x = i as u8 + 1;
     }
     ct[ct_len - 2] = pad as u8;
@@ -380,7 +383,7 @@ impl EspState {
             return Err(EspError::Malformed);
         }
         let ct_len = esp.len() - HDR_LEN - IV_LEN - ICV_LEN;
-        if ct_len % 4 != 0 {
+        if !ct_len.is_multiple_of(4) {
             return Err(EspError::Malformed);
         }
         let spi = u32::from_be_bytes([esp[0], esp[1], esp[2], esp[3]]);

@@ -27,12 +27,12 @@ use std::collections::HashMap;
 use std::net::Ipv4Addr;
 use std::time::Instant;
 
+use super::esp::{self, EspState, SaConfig};
 use super::fdb::mac_key;
 use super::wire::{
     ARP_REPLY, ARP_REQUEST, ArpRepr, ETH_HDR_LEN, ETHERTYPE_ARP, ETHERTYPE_IPV4, checksum,
     emit_eth, ethertype,
 };
-use super::esp::{self, EspState, SaConfig};
 use super::{Action, DomainId, DropReason, Engine, MacAddr, Packet, PortId, VnetHdr, l2};
 
 /// UDP destination port of VXLAN (IANA, OV-2).

@@ -65,9 +65,23 @@ pub fn esp_supported() -> bool {
         // The child is forked from this thread: it runs in the fresh namespace.
         std::process::Command::new("ip")
             .args([
-                "xfrm", "state", "add", "src", "192.0.2.1", "dst", "192.0.2.2", "proto", "esp",
-                "spi", "0x100", "mode", "transport", "aead", "rfc4106(gcm(aes))",
-                "0x0102030405060708090a0b0c0d0e0f1011121314", "64",
+                "xfrm",
+                "state",
+                "add",
+                "src",
+                "192.0.2.1",
+                "dst",
+                "192.0.2.2",
+                "proto",
+                "esp",
+                "spi",
+                "0x100",
+                "mode",
+                "transport",
+                "aead",
+                "rfc4106(gcm(aes))",
+                "0x0102030405060708090a0b0c0d0e0f1011121314",
+                "64",
             ])
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
