@@ -844,6 +844,165 @@ fn pcap_on(tshark: &Path, scenario: &Path, backend: BackendKind) -> TestResult {
     Ok(())
 }
 
+/// Two machines, an encrypted overlay (VNI 4242) and a plain one (VNI
+/// 4343) beside it, a ping and a TCP echo across each (OV-9).
+const ENCRYPTED: &str = r#"
+name = "encrypted overlay beside a plain one"
+[[machine]]
+name = "h1"
+[[machine]]
+name = "h2"
+[[network]]
+name = "secure"
+driver = "overlay"
+subnet = "10.0.70.0/24"
+vni = 4242
+encrypted = true
+[[network]]
+name = "plain"
+driver = "overlay"
+subnet = "10.0.71.0/24"
+vni = 4343
+[[container]]
+name = "a"
+machine = "h1"
+networks = ["secure", "plain"]
+[[container]]
+name = "b"
+machine = "h2"
+networks = ["secure", "plain"]
+serve = ["tcp:7"]
+[[check]]
+kind = "ping"
+from = "a"
+to = "b@secure"
+expect = "ok"
+[[check]]
+kind = "tcp"
+from = "a"
+to = "b@secure:7"
+expect = "ok"
+[[check]]
+kind = "ping"
+from = "a"
+to = "b@plain"
+expect = "ok"
+"#;
+
+/// Frames of `file` that tshark shows for `filter` (with extra options).
+fn tshark_count(
+    tshark: &Path,
+    file: &Path,
+    opts: &[String],
+    filter: &str,
+) -> Result<usize, Failed> {
+    let mut c = Command::new(tshark);
+    c.arg("-r").arg(file);
+    for o in opts {
+        c.args(["-o", o]);
+    }
+    let t = c
+        .args(["-Y", filter, "-T", "fields", "-e", "frame.number"])
+        .output()?;
+    if !t.status.success() {
+        return Err(format!("tshark -Y {filter:?} failed: {t:?}").into());
+    }
+    Ok(String::from_utf8_lossy(&t.stdout).lines().count())
+}
+
+/// OV-9 on the userspace backend, read by tshark: with `--pcap`, the lan
+/// capture holds ESP for the encrypted network and no cleartext VXLAN of
+/// its VNI (the plain overlay's VXLAN is there, so the filter works); given
+/// the `esp_sa` file the run wrote, tshark decrypts the ESP to VXLAN of
+/// that VNI carrying the containers' own ICMP and TCP.
+fn encrypted_overlay_read_by_tshark() -> TestResult {
+    let test = "cli::encrypted_overlay_read_by_tshark";
+    let Some(tshark) = gate(vswitch::prereq::tool(test, "tshark"))? else {
+        return Ok(());
+    };
+    let p = write_temp("encrypted.toml", ENCRYPTED);
+    let dir = std::env::temp_dir().join(format!("vswitch-esp-pcap-{}", std::process::id()));
+    let run = RunId::new();
+    let out = vswitch(
+        &[
+            "run",
+            "--quiet",
+            "--pcap",
+            dir.to_str().unwrap(),
+            p.to_str().unwrap(),
+        ],
+        &[("VSWITCH_RUN_ID", run.as_str())],
+    );
+    assert_no_leftovers(&run)?;
+    if !out.status.success() {
+        return Err(format!("run failed: {}", String::from_utf8_lossy(&out.stdout)).into());
+    }
+    let result = (|| -> TestResult {
+        let lan = dir.join("lan-h1-eth0.pcap");
+        let sa = std::fs::read_to_string(dir.join("esp_sa"))?;
+        let lines: Vec<&str> = sa.lines().collect();
+        if lines.len() != 2 || !lines.iter().all(|l| l.contains("AES-GCM")) {
+            return Err(format!("esp_sa should hold the two SAs h1↔h2: {sa:?}").into());
+        }
+        let esp = tshark_count(&tshark, &lan, &[], "esp")?;
+        let clear = tshark_count(&tshark, &lan, &[], "udp.port == 4789 && vxlan.vni == 4242")?;
+        let plain = tshark_count(&tshark, &lan, &[], "udp.port == 4789 && vxlan.vni == 4343")?;
+        if esp == 0 || clear != 0 || plain == 0 {
+            return Err(format!(
+                "lan capture: {esp} ESP frames, {clear} cleartext VXLAN of the encrypted VNI 4242 (want 0), {plain} of the plain VNI 4343"
+            )
+            .into());
+        }
+        let mut keys = vec!["esp.enable_encryption_decode:TRUE".to_string()];
+        keys.extend(lines.iter().map(|l| format!("uat:esp_sa:{l}")));
+        let icmp = tshark_count(
+            &tshark,
+            &lan,
+            &keys,
+            "esp && vxlan.vni == 4242 && icmp && ip.src == 10.0.70.2 && ip.dst == 10.0.70.3",
+        )?;
+        let tcp = tshark_count(
+            &tshark,
+            &lan,
+            &keys,
+            "esp && vxlan.vni == 4242 && tcp.port == 7 && ip.addr == 10.0.70.2",
+        )?;
+        let undecrypted = tshark_count(&tshark, &lan, &keys, "esp && !vxlan")?;
+        if icmp == 0 || tcp == 0 || undecrypted != 0 {
+            return Err(format!(
+                "decrypted with esp_sa: {icmp} ICMP a→b, {tcp} TCP port 7 frames inside VNI 4242; {undecrypted} ESP frames left undecrypted (want 0)"
+            )
+            .into());
+        }
+        Ok(())
+    })();
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+/// The kernel and docker backends refuse an encrypted overlay by name
+/// (this kernel has no ESP): exit 3, nothing built.
+fn encrypted_refused_exit_3() -> TestResult {
+    let p = write_temp("encrypted-refused.toml", ENCRYPTED);
+    for backend in ["kernel", "docker"] {
+        let run = RunId::new();
+        let out = vswitch(
+            &["run", "--backend", backend, p.to_str().unwrap()],
+            &[("VSWITCH_RUN_ID", run.as_str())],
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        if out.status.code() != Some(3) || !err.contains("ESP missing") {
+            return Err(format!(
+                "{backend}: expected exit 3 naming ESP missing, got {:?}: {err}",
+                out.status
+            )
+            .into());
+        }
+        assert_no_leftovers(&run)?;
+    }
+    Ok(())
+}
+
 fn main() {
     let args = Arguments::from_args();
     let root = vswitch::netns::can_create();
@@ -855,7 +1014,7 @@ fn main() {
         .collect();
     files.sort();
     let mut trials: Vec<Trial> = files.into_iter().flat_map(scenario_trials).collect();
-    let cli: [NamedTest; 14] = [
+    let cli: [NamedTest; 16] = [
         (
             "cli::probe_that_cannot_run_is_an_error",
             probe_that_cannot_run_is_an_error,
@@ -869,6 +1028,11 @@ fn main() {
         ("cli::up_exec_down", up_exec_down),
         ("cli::up_step_down", up_step_down),
         ("cli::pcap_read_by_tshark", pcap_read_by_tshark),
+        (
+            "cli::encrypted_overlay_read_by_tshark",
+            encrypted_overlay_read_by_tshark,
+        ),
+        ("cli::encrypted_refused_exit_3", encrypted_refused_exit_3),
         ("cross::iperf3_through_engine", iperf3_through_engine),
         ("cross::dig_external_dns", dig_external_dns),
         (
@@ -890,8 +1054,12 @@ fn main() {
         ),
     ];
     trials.extend(cli.into_iter().map(|(n, f)| Trial::test(n, f)));
-    // These two never build a world: they run without root too.
-    let rootless = ["cli::invalid_exit_2", "cli::unsupported_exit_3"];
+    // These never build a world: they run without root too.
+    let rootless = [
+        "cli::invalid_exit_2",
+        "cli::unsupported_exit_3",
+        "cli::encrypted_refused_exit_3",
+    ];
     if !root {
         if require_root() {
             trials = trials

@@ -17,6 +17,7 @@
 
 mod checksum;
 pub mod conntrack;
+pub mod esp;
 pub mod fault;
 mod fdb;
 pub mod fixtures;
@@ -38,6 +39,8 @@ mod route;
 pub mod route6;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_esp;
 #[cfg(test)]
 mod tests_fault;
 #[cfg(test)]

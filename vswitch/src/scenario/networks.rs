@@ -63,6 +63,7 @@ fn foreign_key(d: &NetworkDef, drv: Driver) -> Option<(&'static str, String)> {
         ("mode", d.mode.is_some()),
         ("flag", d.flag.is_some()),
         ("vni", d.vni.is_some()),
+        ("encrypted", d.encrypted.is_some()),
     ];
     for (key, here) in present {
         if !here {
@@ -92,6 +93,10 @@ fn foreign_key(d: &NetworkDef, drv: Driver) -> Option<(&'static str, String)> {
             }
             (_, "vni") if drv != Driver::Overlay => {
                 "vni is only for the overlay driver".to_string()
+            }
+            (_, "encrypted") if drv != Driver::Overlay => {
+                "encrypted is only for the overlay driver (IPsec ESP between machines, OV-9)"
+                    .to_string()
             }
             _ => continue,
         };
@@ -515,6 +520,7 @@ pub(crate) fn networks(defs: &[NetworkDef], plan: &Plan) -> VResult<Nets> {
             flag,
             vni,
             mtu_explicit: d.mtu.is_some(),
+            encrypted: d.encrypted == Some(true),
         });
         nets.v4.push(alloc);
         nets.v6.push(pool6);
@@ -588,9 +594,26 @@ fn declared_v6(
     Ok(out)
 }
 
+/// An overlay's container MTU from its underlay MTU (OV-5, OV-6): 50
+/// bytes of VXLAN, and on an encrypted overlay 26 more of ESP, rounded
+/// down to a multiple of 4 (Docker's `maxMTU`).
+pub(crate) fn overlay_mtu(underlay: i64, encrypted: bool) -> i64 {
+    let mut m = underlay - 50;
+    if encrypted {
+        m -= crate::engine::esp::OVERHEAD as i64;
+        m -= m.rem_euclid(4);
+    }
+    m
+}
+
 fn mtu(d: &NetworkDef, drv: Driver, p: &FieldPath) -> VResult<u16> {
+    let encrypted = d.encrypted == Some(true);
     let Some(v) = d.mtu else {
-        return Ok(if drv == Driver::Overlay { 1450 } else { 1500 });
+        return Ok(if drv == Driver::Overlay {
+            overlay_mtu(1500, encrypted) as u16
+        } else {
+            1500
+        });
     };
     if !(68..=65535).contains(&v) {
         return Err(Issue::new(
@@ -599,17 +622,16 @@ fn mtu(d: &NetworkDef, drv: Driver, p: &FieldPath) -> VResult<u16> {
         ));
     }
     if drv == Driver::Overlay {
-        // OV-5: the option is the underlay MTU; containers get 50 less.
-        if v < 118 {
+        // OV-5: the option is the underlay MTU; containers get 50 less
+        // (OV-6: and 26 more, rounded down to a multiple of 4, encrypted).
+        let m = overlay_mtu(v, encrypted);
+        if m < 68 {
             return Err(Issue::new(
                 p.k("mtu"),
-                format!(
-                    "overlay mtu {v} is the underlay MTU; containers would get {} (below 68)",
-                    v - 50
-                ),
+                format!("overlay mtu {v} is the underlay MTU; containers would get {m} (below 68)"),
             ));
         }
-        return Ok((v - 50) as u16);
+        return Ok(m as u16);
     }
     Ok(v as u16)
 }

@@ -317,6 +317,9 @@ pub struct Network {
     pub vni: Option<u32>,
     /// Whether the file set `mtu` explicitly.
     pub mtu_explicit: bool,
+    /// Encrypted overlay (`encrypted = true`, OV-6, OV-9): VXLAN between
+    /// machines inside IPsec ESP.
+    pub encrypted: bool,
 }
 
 impl Network {

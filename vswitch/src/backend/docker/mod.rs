@@ -175,7 +175,15 @@ pub fn unsupported(plan: &Plan) -> Vec<String> {
     for (i, n) in plan.networks.iter().enumerate() {
         let what = format!("network[{i}] `{}`", n.name);
         match n.driver {
-            Driver::Overlay => say(format!("driver overlay needs Swarm ({what})")),
+            Driver::Overlay => {
+                say(format!("driver overlay needs Swarm ({what})"));
+                // OV-9: the daemon would program xfrm ESP SAs.
+                if n.encrypted && !crate::sys::probe::esp_supported() {
+                    say(format!(
+                        "encrypted overlay needs IPsec ESP (xfrm rfc4106(gcm(aes))), which this kernel lacks: ESP missing ({what})"
+                    ));
+                }
+            }
             Driver::Ipvlan => say(format!("driver ipvlan not supported ({what})")),
             Driver::Macvlan => {
                 if let Some(p) = &n.parent {

@@ -49,6 +49,11 @@ use proxy::{Mapping, Proxy};
 /// MTU of `lan`.
 const LAN_MTU: u16 = 1500;
 
+/// The file beside the pcaps holding the ESP SAs of encrypted overlays, in
+/// Wireshark's `esp_sa` UAT format (copy it into a tshark profile, or pass
+/// its lines as `-o uat:esp_sa:…`).
+pub const ESP_SA_FILE: &str = "esp_sa";
+
 /// What this backend cannot build yet, one reason per item.
 pub fn unsupported(plan: &Plan) -> Vec<String> {
     let mut why = Vec::new();
@@ -591,7 +596,16 @@ pub fn configure(plan: &Plan, opts: &BuildOptions) -> Result<Setup, BuildError> 
             &uplinks,
             lan_mac,
             opts.pcap_dir.is_some(),
+            &overlay::world_sas(world.run.as_str(), plan),
         );
+        if let Some(dir) = &opts.pcap_dir {
+            let sas = overlay::used_sas(&cfg);
+            if !sas.is_empty() {
+                let path = dir.join(ESP_SA_FILE);
+                std::fs::write(&path, crate::engine::esp::esp_sa_uat(&sas))
+                    .map_err(BuildError::at(format!("writing {}", path.display())))?;
+            }
+        }
         for (i, m) in plan.machines.iter().enumerate() {
             if l3_of[i].is_none() {
                 continue;
