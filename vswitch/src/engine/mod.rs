@@ -25,6 +25,7 @@ pub mod flow;
 mod forward;
 mod gateway;
 mod icmp;
+mod icmp6;
 mod l2;
 mod l3config;
 pub mod metrics;
@@ -557,6 +558,9 @@ impl Engine {
     /// switch port) a frame above it is dropped silently (`fault-mtu`).
     pub fn set_fault(&mut self, port: PortId, fault: Option<crate::scenario::plan::LinkFault>) {
         if let Some(r) = self.router.as_deref_mut() {
+            r.set_uplink_mtu(port, fault.and_then(|f| f.mtu));
+        }
+        if let Some(r) = self.router6.as_deref_mut() {
             r.set_uplink_mtu(port, fault.and_then(|f| f.mtu));
         }
         self.faults.set(port, fault);

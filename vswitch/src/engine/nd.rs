@@ -71,7 +71,7 @@ impl<'a> Ip6<'a> {
 /// The ICMPv6 checksum over the pseudo-header (RFC 8200 §8.1) and `msg`
 /// (whose checksum field holds whatever it holds: 0 to compute, the sent
 /// value to verify — a correct one sums to 0).
-fn icmpv6_checksum(src: &[u8; 16], dst: &[u8; 16], msg: &[u8]) -> u16 {
+pub(crate) fn icmpv6_checksum(src: &[u8; 16], dst: &[u8; 16], msg: &[u8]) -> u16 {
     let mut init = 0u32;
     for c in src.chunks_exact(2).chain(dst.chunks_exact(2)) {
         init += u32::from(u16::from_be_bytes([c[0], c[1]]));
@@ -97,7 +97,7 @@ pub(crate) fn solicited_node(a: Ipv6Addr) -> Ipv6Addr {
 }
 
 /// Builds an Ethernet/IPv6/ICMPv6 frame; the checksum is filled in.
-fn icmpv6_frame(
+pub(crate) fn icmpv6_frame(
     eth_dst: [u8; 6],
     eth_src: [u8; 6],
     src: [u8; 16],

@@ -365,6 +365,7 @@ impl Dataplane {
                     gw_mac: gw.mac,
                     internal: n.internal,
                     masquerade: n.masquerade && !n.internal,
+                    mtu: n.mtu,
                 });
             }
             l3_net_of[ni] = Some(cfg.l3.networks.len());
@@ -552,6 +553,7 @@ impl Dataplane {
                 lan6: plan.lan6,
                 lan_gateway6: lan_gateway.and_then(|g| g.ip6),
                 ip6tables: m.ip6tables,
+                lan_mtu: LAN_MTU,
             });
             cfg.l3.machines.push(MachineConfig {
                 name: m.name.clone(),
