@@ -24,6 +24,7 @@ pub mod fixtures6;
 pub mod flow;
 mod forward;
 mod gateway;
+pub mod gso6;
 mod icmp;
 mod icmp6;
 mod l2;
@@ -41,6 +42,8 @@ pub mod route6;
 mod tests;
 #[cfg(test)]
 mod tests_fault;
+#[cfg(test)]
+mod tests_gso6;
 #[cfg(test)]
 mod tests_l3;
 #[cfg(test)]
