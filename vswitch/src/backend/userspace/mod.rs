@@ -56,20 +56,15 @@ pub fn unsupported(plan: &Plan) -> Vec<String> {
     for r in overlay::mixed_refusals(plan) {
         say(r);
     }
-    // IPv6 is built on every link (bridge, macvlan, overlay, lan6) and
-    // routed between them (route6.rs, the proxy's IPv6 side), except on
-    // ipvlan (children are found by IPv4 address), the default bridge and
+    // IPv6 is built on every link (bridge, the default bridge, macvlan,
+    // overlay, lan6) and routed between them (route6.rs, the proxy's IPv6
+    // side), except on ipvlan (children are found by IPv4 address) and
     // VLANs of the lan.
     for (i, n) in plan.networks.iter().enumerate() {
-        if n.ipv6 && (n.driver == Driver::Ipvlan || n.default) {
-            let what = if n.default {
-                "the default bridge".to_string()
-            } else {
-                format!("{} networks", n.driver)
-            };
+        if n.ipv6 && n.driver == Driver::Ipvlan {
             say(format!(
-                "IPv6 on {what} not supported yet (network[{i}] `{}`)",
-                n.name
+                "IPv6 on {} networks not supported yet (network[{i}] `{}`)",
+                n.driver, n.name
             ));
         }
     }
