@@ -620,6 +620,7 @@ impl Engine {
                 d,
                 &mut self.metrics,
                 self.router.as_deref_mut(),
+                self.router6.as_deref_mut(),
                 now,
                 ingress,
                 pkt,

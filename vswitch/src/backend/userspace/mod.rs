@@ -57,28 +57,11 @@ pub fn unsupported(plan: &Plan) -> Vec<String> {
         say(r);
     }
     // IPv6 is built on every link (bridge, the default bridge, macvlan,
-    // overlay, lan6) and routed between them (route6.rs, the proxy's IPv6
-    // side), except on ipvlan (children are found by IPv4 address) and
-    // VLANs of the lan.
-    for (i, n) in plan.networks.iter().enumerate() {
-        if n.ipv6 && n.driver == Driver::Ipvlan {
-            say(format!(
-                "IPv6 on {} networks not supported yet (network[{i}] `{}`)",
-                n.driver, n.name
-            ));
-        }
-    }
+    // ipvlan, overlay, lan6 and its VLANs) and routed between them
+    // (route6.rs, the proxy's IPv6 side).
     l2nets::unsupported(plan, &mut say);
     for r in overlay::refusals(plan) {
         say(r);
-    }
-    for (i, x) in plan.externals.iter().enumerate() {
-        if x.ip6.is_some() && x.vlan.is_some() {
-            say(format!(
-                "IPv6 on a VLAN of lan not supported yet (external[{i}] `{}`)",
-                x.name
-            ));
-        }
     }
     why.dedup();
     why
@@ -449,8 +432,11 @@ impl Dataplane {
                 let mut addrs = vec![(IpAddr::V4(ip), prefix)];
                 if let (true, Some(ip6), Some(s6)) = (n.ipv6, e.ip6, n.subnet6) {
                     addrs.push((IpAddr::V6(ip6), s6.prefix_len()));
-                    // V6-1: the default route of the family via gateway6.
-                    if default_net == Some(k)
+                    // V6-1: the default route of the family via gateway6;
+                    // IV-12: ipvlan l3 `default dev ethN` as for IPv4.
+                    if default_net == Some(k) && l2nets::is_ipvlan_l3(n) {
+                        routes.push((IpNet::V6(Ipv6Net::default()), None));
+                    } else if default_net == Some(k)
                         && let Some(g6) = n.gateway6
                     {
                         routes.push((IpNet::V6(Ipv6Net::default()), Some(IpAddr::V6(g6))));
@@ -479,7 +465,7 @@ impl Dataplane {
                 if on_lan {
                     vlans
                         .ports
-                        .push((port, l2nets::child_port(n, c.machine, ip)));
+                        .push((port, l2nets::child_port(n, c.machine, ip, e.ip6)));
                 }
                 if let Some(l3) = l3_net_of[e.network] {
                     cfg.l3.networks[l3].neighbours.push((ip, e.mac, port));
