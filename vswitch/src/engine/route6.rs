@@ -300,56 +300,89 @@ impl Router6 {
                 .ip6
                 .map(|a| (a, self.cfg.machines[m].mac)),
         };
+        self.apply(now, ingress, (m, near), &ip, verdict, pkt, metrics, out, 0)
+    }
+
+    /// Carries out machine `m`'s verdict on a packet from `ingress`
+    /// (`near`: the router's address and MAC on that side, for errors).
+    /// A packet routed to another machine of this world goes through that
+    /// machine's inbound path next (published ports, conntrack), as the
+    /// IPv4 router does: `depth` counts those hand-overs.
+    #[allow(clippy::too_many_arguments)]
+    fn apply(
+        &mut self,
+        now: Instant,
+        ingress: PortId,
+        (m, near): (usize, Option<(Ipv6Addr, MacAddr)>),
+        ip: &Ip6,
+        verdict: Verdict,
+        pkt: &mut Packet,
+        metrics: &mut Metrics,
+        out: &mut Vec<Action>,
+        depth: u8,
+    ) -> bool {
         let err = |typ, code, param| (ingress, near, (typ, code, param));
-        match verdict {
-            Verdict::Pass => false,
+        let (to, hop, commit) = match verdict {
+            Verdict::Pass => return false,
             Verdict::Drop(DropReason::NoRoute) => {
-                reject(
-                    pkt,
-                    err(icmp6::DEST_UNREACH, icmp6::NO_ROUTE, 0),
-                    metrics,
-                    out,
-                );
-                true
+                let e = err(icmp6::DEST_UNREACH, icmp6::NO_ROUTE, 0);
+                reject(pkt, e, metrics, out);
+                return true;
             }
             Verdict::Drop(r) => {
                 metrics.drop(ingress, r);
                 out.push(Action::Drop(r));
-                true
+                return true;
             }
-            Verdict::Route { to, hop, commit } => {
-                if ip.hop_limit <= 1 {
-                    let e = err(icmp6::TIME_EXCEEDED, 0, 0);
-                    reject(pkt, e, metrics, out);
-                    return true;
-                }
-                let mtu = match self.uplink_mtu[m] {
-                    Some(f) if hop.lan => hop.mtu.min(f),
-                    _ => hop.mtu,
-                };
-                if icmp6::wire_len(pkt) > usize::from(mtu) {
-                    let e = err(icmp6::PACKET_TOO_BIG, 0, u32::from(mtu));
-                    reject(pkt, e, metrics, out);
-                    return true;
-                }
-                if let Some((orig, reply, kind)) = commit
-                    && let Err(e) = self.ct[m].insert(orig, reply, kind, ip.tcp, now)
-                {
-                    let r = super::route::refused_reason(e);
-                    metrics.drop(ingress, r);
-                    out.push(Action::Drop(r));
-                    return true;
-                }
-                rewrite(pkt, &ip.tuple, &to, ip.l4_len);
-                let b = pkt.frame_mut();
-                b[0..6].copy_from_slice(&hop.via_mac.0);
-                b[6..12].copy_from_slice(&hop.src_mac.0);
-                b[ETH_HDR_LEN + 7] = ip.hop_limit - 1;
-                metrics.tx(hop.port, pkt.len());
-                out.push(Action::Forward(hop.port));
-                true
+            Verdict::Route { to, hop, commit } => (to, hop, commit),
+        };
+        if ip.hop_limit <= 1 {
+            reject(pkt, err(icmp6::TIME_EXCEEDED, 0, 0), metrics, out);
+            return true;
+        }
+        let mtu = match self.uplink_mtu[m] {
+            Some(f) if hop.lan => hop.mtu.min(f),
+            _ => hop.mtu,
+        };
+        if icmp6::wire_len(pkt) > usize::from(mtu) {
+            let e = err(icmp6::PACKET_TOO_BIG, 0, u32::from(mtu));
+            reject(pkt, e, metrics, out);
+            return true;
+        }
+        if let Some((orig, reply, kind)) = commit
+            && let Err(e) = self.ct[m].insert(orig, reply, kind, ip.tcp, now)
+        {
+            let r = super::route::refused_reason(e);
+            metrics.drop(ingress, r);
+            out.push(Action::Drop(r));
+            return true;
+        }
+        rewrite(pkt, &ip.tuple, &to, ip.l4_len);
+        let b = pkt.frame_mut();
+        b[0..6].copy_from_slice(&hop.via_mac.0);
+        b[6..12].copy_from_slice(&hop.src_mac.0);
+        b[ETH_HDR_LEN + 7] = ip.hop_limit - 1;
+        let via = mac_key(&hop.via_mac.0);
+        if hop.lan
+            && depth == 0
+            && let Some(m2) = self
+                .cfg
+                .machines
+                .iter()
+                .position(|c| mac_key(&c.mac.0) == via)
+            && m2 != m
+            && let Some(ip2) = Ip6::parse(pkt.frame())
+        {
+            let v2 = self.inbound(now, m2, &ip2);
+            // Errors of the second machine are not sent back across the
+            // first one's translation: such a packet is only dropped.
+            if self.apply(now, ingress, (m2, None), &ip2, v2, pkt, metrics, out, 1) {
+                return true;
             }
         }
+        metrics.tx(hop.port, pkt.len());
+        out.push(Action::Forward(hop.port));
+        true
     }
 
     /// Sets (or clears) a link fault's MTU on an uplink port.

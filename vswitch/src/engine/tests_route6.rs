@@ -330,3 +330,59 @@ fn truncations_and_partial_checksums() {
         "partial sum over the new addresses"
     );
 }
+
+/// n2 on a second machine (uplink port 6, `2001:2::20`) publishing
+/// `9090:80` for B: two Docker hosts on one lan, each with its conntrack.
+fn two_machines() -> Engine {
+    let mut cfg = nat6_cfg(true, false);
+    cfg.ports.push(PortConfig {
+        name: "lan/uplink2".into(),
+        domain: DomainId(0),
+        role: PortRole::Plain,
+    });
+    let up2 = PortId(6);
+    let m2_mac = MacAddr([0x02, 0x56, 198, 18, 0, 3]);
+    let mut m2 = cfg.l3.v6.machines[0].clone();
+    m2.uplink = up2;
+    m2.mac = m2_mac;
+    m2.ip6 = Some(a6("2001:2::20"));
+    cfg.l3.v6.machines.push(m2);
+    cfg.l3.v6.networks[1].machine = 1;
+    cfg.l3.v6.publish.push(route6::Publish6 {
+        machine: 1,
+        host_ip: None,
+        host_port: 9090,
+        proto: 6,
+        container_ip: a6(B6),
+        container_port: 80,
+    });
+    cfg.l3.v6.neighbours.push((a6("2001:2::20"), m2_mac, up2));
+    cfg.l3.v6.neighbours.push((a6(ME), UP_MAC, UPLINK));
+    Engine::new(cfg).unwrap()
+}
+
+/// PUB-4 across machines, as Docker does it: a container of m1 reaching
+/// m2's published IPv6 port is masqueraded by m1 (V6-4), then DNATed by
+/// m2's own inbound path (not handed to m2's host stack, where only the
+/// proxy would answer), so B sees m1's address; the reply comes back
+/// through both translations.
+#[test]
+fn a_published_port_of_another_machine_goes_through_its_dnat() {
+    let mut e = two_machines();
+    let mut p = tcp(A_MAC, GW1_MAC, A6, "2001:2::20", 40000, 9090, true);
+    assert_eq!(forwarded(&run(&mut e, A, &mut p)), B);
+    let (src, dst, sport, dport, hop, dmac, smac) = seen(&p);
+    assert_eq!((src, dst, dport, hop), (a6(ME), a6(B6), 80, 62));
+    assert_eq!((dmac, smac), (B_MAC.0, GW2_MAC.0));
+    assert_eq!(e.conntrack_len(), 2, "one flow on each machine");
+    let mut r = tcp(B_MAC, GW2_MAC, B6, ME, 80, sport, false);
+    assert_eq!(forwarded(&run(&mut e, B, &mut r)), A);
+    let (src, dst, sport, dport, ..) = seen(&r);
+    assert_eq!(
+        (src, dst, sport, dport),
+        (a6("2001:2::20"), a6(A6), 9090, 40000)
+    );
+    // An unpublished port of m2 is its host stack's: handed to its uplink.
+    let mut p = tcp(A_MAC, GW1_MAC, A6, "2001:2::20", 40001, 22, true);
+    assert_eq!(forwarded(&run(&mut e, A, &mut p)), PortId(6));
+}
