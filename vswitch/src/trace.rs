@@ -453,7 +453,7 @@ fn describe(event: &TraceEvent, setup: &Setup) -> String {
 /// Traces one frame from `from` to `to` in the world of `plan`.
 pub fn trace(plan: &Plan, from: &str, to: &Target, proto: TraceProto) -> Result<Trace, TraceError> {
     let src_node = node_by_name(plan, from).ok_or_else(|| TraceError::UnknownNode(from.into()))?;
-    let setup = userspace::configure(plan, &BuildOptions::default())
+    let setup = userspace::configure(plan, "trace", &BuildOptions::default())
         .map_err(|e| TraceError::Build(e.to_string()))?;
     let dst_node = match &to.node {
         Some(n) => Some(node_by_name(plan, n).ok_or_else(|| TraceError::UnknownNode(n.clone()))?),

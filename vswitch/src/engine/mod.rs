@@ -25,7 +25,9 @@ pub mod fixtures6;
 pub mod flow;
 mod forward;
 mod gateway;
+pub mod gso6;
 mod icmp;
+mod icmp6;
 mod l2;
 mod l3config;
 pub mod metrics;
@@ -43,6 +45,8 @@ mod tests;
 mod tests_esp;
 #[cfg(test)]
 mod tests_fault;
+#[cfg(test)]
+mod tests_gso6;
 #[cfg(test)]
 mod tests_l3;
 #[cfg(test)]
@@ -563,6 +567,9 @@ impl Engine {
         if let Some(r) = self.router.as_deref_mut() {
             r.set_uplink_mtu(port, fault.and_then(|f| f.mtu));
         }
+        if let Some(r) = self.router6.as_deref_mut() {
+            r.set_uplink_mtu(port, fault.and_then(|f| f.mtu));
+        }
         self.faults.set(port, fault);
     }
 
@@ -617,6 +624,7 @@ impl Engine {
                 d,
                 &mut self.metrics,
                 self.router.as_deref_mut(),
+                self.router6.as_deref_mut(),
                 now,
                 ingress,
                 pkt,

@@ -20,8 +20,9 @@
 //! with the outer headers, so a GSO super-frame crosses the (virtual) lan
 //! whole and is written to the receiving container's TAP still GSO: TCP
 //! across the overlay keeps its offloads. Where an encapsulated frame must
-//! leave on a real link without tunnel GSO, [`segment_tcp4`] cuts the inner
-//! super-frame into MSS-sized segments with full checksums first.
+//! leave on a real link without tunnel GSO, [`segment_tcp4`] (IPv4) or
+//! [`super::gso6::segment_tcp6`] (IPv6) cuts the inner super-frame into
+//! MSS-sized segments with full checksums first.
 
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
@@ -247,6 +248,13 @@ pub fn flow_port(inner: &[u8]) -> u16 {
             let ihl = usize::from(ip[0] & 0x0f) * 4;
             if matches!(ip[9], IPPROTO_TCP | IPPROTO_UDP) && ip.len() >= ihl + 4 && ihl >= 20 {
                 eat(&ip[ihl..ihl + 4]);
+            }
+        } else if ethertype(inner) == super::nd::ETHERTYPE_IPV6 && inner.len() >= ETH_HDR_LEN + 44 {
+            let ip = &inner[ETH_HDR_LEN..];
+            eat(&ip[6..7]);
+            eat(&ip[8..40]);
+            if matches!(ip[6], IPPROTO_TCP | IPPROTO_UDP) {
+                eat(&ip[40..44]);
             }
         }
     }
@@ -627,7 +635,7 @@ impl Engine {
             let mut frames = if whole {
                 vec![encap(pkt, vni, lmac, lip, mac, ip, sport)]
             } else {
-                segment_tcp4(pkt)
+                super::gso6::segment_tcp(pkt)
                     .iter()
                     .map(|s| encap(s, vni, lmac, lip, mac, ip, sport))
                     .collect()

@@ -355,6 +355,9 @@ pub(crate) fn networks(defs: &[NetworkDef], plan: &Plan) -> VResult<Nets> {
         let (subnet6, gateway6, pool6) = if ipv6 {
             let net6 = match declared6[i] {
                 Some(n) => n,
+                // V6-6: the default bridge's IPv6 is the daemon's
+                // fixed-cidr-v6.
+                None if drv == Driver::Bridge && d.default == Some(true) => ipam::DEFAULT_BRIDGE6,
                 None => {
                     let n = ipam::ula64(ula_next, &taken6).ok_or_else(|| {
                         Issue::new(p.k("ipv6"), "no free IPv6 ULA /64 left for this network")

@@ -79,11 +79,11 @@ mod tests;
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::Path;
 use std::time::Duration;
 
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 use serde_json::{Value, json};
 
 use crate::backend::{BuildError, BuildOptions, World, namespace_names};
@@ -207,9 +207,29 @@ pub fn unsupported(plan: &Plan) -> Vec<String> {
             }
             _ => {}
         }
-        if n.ipv6 && n.default {
+        // V6-6: the default bridge's IPv6 is the daemon's fixed-cidr-v6,
+        // container addresses derived from their MACs.
+        let daemon6: Ipv6Net = "fd00:dead:beef::/48".parse().expect("valid");
+        let gw6: Ipv6Addr = "fd00:dead:beef::1".parse().expect("valid");
+        let derived = |e: &Endpoint| {
+            let mut o = daemon6.network().octets();
+            o[10..16].copy_from_slice(&e.mac.0);
+            e.ip6.is_none_or(|a| a == Ipv6Addr::from(o))
+        };
+        let on_it = |e: &&Endpoint| plan.networks[e.network].name == n.name;
+        if n.ipv6
+            && n.default
+            && (n.subnet6 != Some(daemon6)
+                || n.gateway6 != Some(gw6)
+                || !plan
+                    .containers
+                    .iter()
+                    .flat_map(|c| &c.endpoints)
+                    .filter(on_it)
+                    .all(derived))
+        {
             say(format!(
-                "ipv6 on the default bridge: its IPv6 is the daemon's fixed-cidr-v6 (fd00:dead:beef::/48, V6-6), a daemon-wide setting ({what})"
+                "ipv6 on the default bridge other than the daemon's: its IPv6 is the daemon's fixed-cidr-v6 (fd00:dead:beef::/48, gateway ::1, addresses from the MAC, V6-6), a daemon-wide setting ({what})"
             ));
         }
         if n.default && n.driver == Driver::Bridge {

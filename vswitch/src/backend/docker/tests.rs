@@ -156,6 +156,7 @@ name = "h2"
 name = "bridge"
 default = true
 ipv6 = true
+subnet6 = "fd00:1::/64"
 machine = "h2"
 [[network]]
 name = "v"
@@ -180,7 +181,7 @@ networks = ["v"]
         "one machine per scenario",
         "userland_proxy = false",
         "ip6tables = false (machine[0] `h1`)",
-        "ipv6 on the default bridge",
+        "ipv6 on the default bridge other than the daemon's",
         "driver ipvlan not supported",
         "802.1Q parent `eth0.10`",
     ] {

@@ -61,34 +61,12 @@ pub fn unsupported(plan: &Plan) -> Vec<String> {
     for r in overlay::mixed_refusals(plan) {
         say(r);
     }
-    // IPv6 is built on every link (bridge, macvlan, overlay, lan6) and
-    // routed between them (route6.rs, the proxy's IPv6 side), except on
-    // ipvlan (children are found by IPv4 address), the default bridge and
-    // VLANs of the lan.
-    for (i, n) in plan.networks.iter().enumerate() {
-        if n.ipv6 && (n.driver == Driver::Ipvlan || n.default) {
-            let what = if n.default {
-                "the default bridge".to_string()
-            } else {
-                format!("{} networks", n.driver)
-            };
-            say(format!(
-                "IPv6 on {what} not supported yet (network[{i}] `{}`)",
-                n.name
-            ));
-        }
-    }
+    // IPv6 is built on every link (bridge, the default bridge, macvlan,
+    // ipvlan, overlay, lan6 and its VLANs) and routed between them
+    // (route6.rs, the proxy's IPv6 side).
     l2nets::unsupported(plan, &mut say);
     for r in overlay::refusals(plan) {
         say(r);
-    }
-    for (i, x) in plan.externals.iter().enumerate() {
-        if x.ip6.is_some() && x.vlan.is_some() {
-            say(format!(
-                "IPv6 on a VLAN of lan not supported yet (external[{i}] `{}`)",
-                x.name
-            ));
-        }
     }
     why.dedup();
     why
@@ -221,8 +199,8 @@ impl Setup {
 }
 
 /// The engine configuration of `plan` and the TAPs, captures and proxies
-/// it needs: no IO.
-pub fn configure(plan: &Plan, opts: &BuildOptions) -> Result<Setup, BuildError> {
+/// it needs: no IO. `run` (the run id) seeds the encrypted overlays' keys.
+pub fn configure(plan: &Plan, run: &str, opts: &BuildOptions) -> Result<Setup, BuildError> {
     {
         // OV-8: overlay-only containers get a docker_gwbridge endpoint.
         let plan = &*overlay::with_gwbridge(plan);
@@ -421,6 +399,7 @@ pub fn configure(plan: &Plan, opts: &BuildOptions) -> Result<Setup, BuildError> 
                     gw_mac: gw.mac,
                     internal: n.internal,
                     masquerade: n.masquerade && !n.internal,
+                    mtu: n.mtu,
                 });
             }
             l3_net_of[ni] = Some(cfg.l3.networks.len());
@@ -509,8 +488,11 @@ pub fn configure(plan: &Plan, opts: &BuildOptions) -> Result<Setup, BuildError> 
                 let mut addrs = vec![(IpAddr::V4(ip), prefix)];
                 if let (true, Some(ip6), Some(s6)) = (n.ipv6, e.ip6, n.subnet6) {
                     addrs.push((IpAddr::V6(ip6), s6.prefix_len()));
-                    // V6-1: the default route of the family via gateway6.
-                    if default_net == Some(k)
+                    // V6-1: the default route of the family via gateway6;
+                    // IV-12: ipvlan l3 `default dev ethN` as for IPv4.
+                    if default_net == Some(k) && l2nets::is_ipvlan_l3(n) {
+                        routes.push((IpNet::V6(Ipv6Net::default()), None));
+                    } else if default_net == Some(k)
                         && let Some(g6) = n.gateway6
                     {
                         routes.push((IpNet::V6(Ipv6Net::default()), Some(IpAddr::V6(g6))));
@@ -539,7 +521,7 @@ pub fn configure(plan: &Plan, opts: &BuildOptions) -> Result<Setup, BuildError> 
                 if on_lan {
                     vlans
                         .ports
-                        .push((port, l2nets::child_port(n, c.machine, ip)));
+                        .push((port, l2nets::child_port(n, c.machine, ip, e.ip6)));
                 }
                 if let Some(l3) = l3_net_of[e.network] {
                     cfg.l3.networks[l3].neighbours.push((ip, e.mac, port));
@@ -596,16 +578,8 @@ pub fn configure(plan: &Plan, opts: &BuildOptions) -> Result<Setup, BuildError> 
             &uplinks,
             lan_mac,
             opts.pcap_dir.is_some(),
-            &overlay::world_sas(world.run.as_str(), plan),
+            &overlay::world_sas(run, plan),
         );
-        if let Some(dir) = &opts.pcap_dir {
-            let sas = overlay::used_sas(&cfg);
-            if !sas.is_empty() {
-                let path = dir.join(ESP_SA_FILE);
-                std::fs::write(&path, crate::engine::esp::esp_sa_uat(&sas))
-                    .map_err(BuildError::at(format!("writing {}", path.display())))?;
-            }
-        }
         for (i, m) in plan.machines.iter().enumerate() {
             if l3_of[i].is_none() {
                 continue;
@@ -617,6 +591,7 @@ pub fn configure(plan: &Plan, opts: &BuildOptions) -> Result<Setup, BuildError> 
                 lan6: plan.lan6,
                 lan_gateway6: lan_gateway.and_then(|g| g.ip6),
                 ip6tables: m.ip6tables,
+                lan_mtu: LAN_MTU,
             });
             cfg.l3.machines.push(MachineConfig {
                 name: m.name.clone(),
@@ -652,8 +627,17 @@ impl Dataplane {
     /// Creates every TAP in its namespace, configures it, and starts the
     /// engine loop over them.
     pub fn build(world: &World, plan: &Plan, opts: &BuildOptions) -> Result<Dataplane, BuildError> {
-        let setup = configure(plan, opts)?;
+        let setup = configure(plan, world.run.as_str(), opts)?;
         let engine = setup.engine()?;
+        if let Some(dir) = &opts.pcap_dir {
+            // The keys of the encrypted overlays, for Wireshark (OV-9).
+            let sas = overlay::used_sas(&setup.cfg);
+            if !sas.is_empty() {
+                let path = dir.join(ESP_SA_FILE);
+                std::fs::write(&path, crate::engine::esp::esp_sa_uat(&sas))
+                    .map_err(BuildError::at(format!("writing {}", path.display())))?;
+            }
+        }
         let mut pcaps = Vec::with_capacity(setup.pcap_paths.len());
         for (path, name) in setup.pcap_paths.iter().zip(&setup.port_names) {
             pcaps.push(match path {
