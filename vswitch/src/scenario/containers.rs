@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use super::addr;
+use super::container_opts::{self, NetMode};
 use super::ipam::{self, Reserve};
 use super::model::{ContainerDef, NetRef};
 use super::networks::{Nets, machine_index};
@@ -36,20 +37,53 @@ pub(crate) fn containers(
         .enumerate()
         .map(|(i, m)| (m.name.as_str(), i))
         .collect();
-    let mut out = Vec::with_capacity(defs.len());
+    let mut out: Vec<Container> = Vec::with_capacity(defs.len());
     let mut drafts = Vec::with_capacity(defs.len());
+    let mut specs = Vec::with_capacity(defs.len());
     for (i, d) in defs.iter().enumerate() {
         let c = FieldPath::root().k("container").i(i);
         let machine = machine_index(d.machine.as_deref(), &c, &machine_names, "container")?;
-        if d.networks.is_empty() {
+        let earlier: HashMap<&str, usize> = out
+            .iter()
+            .enumerate()
+            .map(|(k, o)| (o.name.as_str(), k))
+            .collect();
+        let mode = container_opts::network_mode(d, &c, &earlier, &out)?;
+        let synthetic;
+        let list: &[NetRef] = match &mode {
+            NetMode::Network(n) => {
+                synthetic = [NetRef::Name(n.clone())];
+                &synthetic
+            }
+            _ => &d.networks,
+        };
+        let netns_of = match mode {
+            NetMode::Container(o) => {
+                if out[o].machine != machine {
+                    return Err(Issue::new(
+                        c.k("network_mode"),
+                        format!(
+                            "container {} is on machine {}: a shared namespace is on one machine",
+                            out[o].name, plan.machines[out[o].machine].name
+                        ),
+                    ));
+                }
+                Some(o)
+            }
+            _ => None,
+        };
+        if list.is_empty() && netns_of.is_none() {
             return Err(Issue::new(
                 c.k("networks"),
-                "a container needs at least one network",
+                "a container needs at least one network (or a network_mode)",
             ));
         }
-        let mut eps: Vec<Draft> = Vec::with_capacity(d.networks.len());
-        for (j, r) in d.networks.iter().enumerate() {
-            let ep = c.k("networks").i(j);
+        let mut eps: Vec<Draft> = Vec::with_capacity(list.len());
+        for (j, r) in list.iter().enumerate() {
+            let ep = match mode {
+                NetMode::Network(_) => c.k("network_mode"),
+                _ => c.k("networks").i(j),
+            };
             let name_path = match r {
                 NetRef::Name(_) => ep.clone(),
                 NetRef::Table(_) => ep.k("name"),
@@ -160,8 +194,11 @@ pub(crate) fn containers(
         }
         let mut publish = Vec::with_capacity(d.publish.len());
         for (j, s) in d.publish.iter().enumerate() {
-            publish.push(addr::publish(s).map_err(|m| Issue::new(c.k("publish").i(j), m))?);
+            publish.push(addr::publish_spec(s).map_err(|m| Issue::new(c.k("publish").i(j), m))?);
         }
+        specs.push(publish);
+        let on_default = eps.iter().any(|e| nets.networks[e.network].default);
+        let links = container_opts::links(d, &c, &earlier, on_default)?;
         let mut serve = Vec::with_capacity(d.serve.len());
         for (j, s) in d.serve.iter().enumerate() {
             let sv = addr::service(s).map_err(|m| Issue::new(c.k("serve").i(j), m))?;
@@ -177,15 +214,23 @@ pub(crate) fn containers(
         for (j, s) in d.dns.iter().enumerate() {
             dns.push(addr::ip(s).map_err(|m| Issue::new(c.k("dns").i(j), m))?);
         }
-        out.push(Container {
+        let mut ctr = Container {
             name: d.name.clone(),
             machine,
             endpoints: Vec::new(),
-            publish,
+            publish: Vec::new(),
             serve,
             dns,
             running: true,
-        });
+            hostname: None,
+            dns_search: Vec::new(),
+            dns_opt: Vec::new(),
+            extra_hosts: Vec::new(),
+            links,
+            netns_of,
+        };
+        container_opts::dns_files(d, &c, &mut ctr)?;
+        out.push(ctr);
         drafts.push(eps);
     }
     // Dynamic addresses and MACs, in file order.
@@ -264,7 +309,8 @@ pub(crate) fn containers(
             });
         }
     }
-    check_published(&out, nets)?;
+    let origin = container_opts::resolve_publish(&specs, &mut out)?;
+    check_published(&out, nets, &origin)?;
     Ok(out)
 }
 
@@ -311,7 +357,7 @@ fn reserve_static(nets: &mut Nets, n: usize, d: &Draft, ep: &FieldPath, who: &st
 }
 
 /// PUB-5: one (host IP, host port, protocol) per machine.
-fn check_published(containers: &[Container], nets: &Nets) -> VResult<()> {
+fn check_published(containers: &[Container], nets: &Nets, origin: &[Vec<usize>]) -> VResult<()> {
     let mut bound: Vec<(usize, PortMapping, usize)> = Vec::new();
     for (i, c) in containers.iter().enumerate() {
         // Only containers reachable through a non-internal bridge publish
@@ -333,7 +379,11 @@ fn check_published(containers: &[Container], nets: &Nets) -> VResult<()> {
             if let Some((_, _, prev)) = clash {
                 let ip = pm.host_ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
                 return Err(Issue::new(
-                    FieldPath::root().k("container").i(i).k("publish").i(j),
+                    FieldPath::root()
+                        .k("container")
+                        .i(i)
+                        .k("publish")
+                        .i(origin[i][j]),
                     format!(
                         "Bind for {} failed: port is already allocated (by container {})",
                         SocketAddr::new(ip, pm.host_port),

@@ -364,6 +364,11 @@ impl Dataplane {
         let silent = silent_resolver(plan);
         for (ci, c) in plan.containers.iter().enumerate() {
             let pid = self.create_container(plan, ci, &nets, silent)?;
+            if let Some(o) = c.netns_of {
+                // NH-7: the namespace adopted for the shared container.
+                world.share_ns(Node::Container(ci), Node::Container(o));
+                continue;
+            }
             let ns_name = &names[&c.name];
             let ns = if ns_name == DAEMON_NETNS {
                 NetNs::open(DAEMON_NETNS)
