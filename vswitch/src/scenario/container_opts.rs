@@ -281,3 +281,106 @@ fn ips_overlap(a: Option<IpAddr>, b: Option<IpAddr>) -> bool {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use crate::scenario::parse_str;
+    use crate::scenario::plan::Plan;
+
+    fn plan(text: &str) -> Plan {
+        parse_str(Path::new("t.toml"), text).expect("valid")
+    }
+
+    fn ports(p: &Plan, c: usize) -> Vec<(u16, u16, Option<(u16, u16)>)> {
+        p.containers[c]
+            .publish
+            .iter()
+            .map(|m| (m.host_port, m.container_port, m.auto))
+            .collect()
+    }
+
+    /// PUB-6: ranges map one to one; open ports take the first free one of
+    /// their range in file order, skipping ports fixed anywhere in the file.
+    #[test]
+    fn host_ports_are_chosen_in_file_order() {
+        let p = plan(
+            r#"name = "t"
+[[container]]
+name = "a"
+networks = ["bridge"]
+publish = ["8000-8002:80-82", "80", "127.0.0.1::81", "9000-9001:90"]
+[[container]]
+name = "b"
+networks = ["bridge"]
+publish = ["90/udp", "9000:91", "32769:92"]
+"#,
+        );
+        let e = Some(crate::scenario::plan::EPHEMERAL_PORTS);
+        assert_eq!(
+            ports(&p, 0),
+            vec![
+                (8000, 80, None),
+                (8001, 81, None),
+                (8002, 82, None),
+                (32768, 80, e),
+                // 32769 is fixed by b (both families), so loopback gets 32770.
+                (32770, 81, e),
+                // 9000 is fixed by b.
+                (9001, 90, Some((9000, 9001))),
+            ]
+        );
+        assert_eq!(
+            ports(&p, 1),
+            vec![(32768, 90, e), (9000, 91, None), (32769, 92, None)]
+        );
+    }
+
+    #[test]
+    fn files_options_and_shared_namespace() {
+        let p = plan(
+            r#"name = "t"
+[[container]]
+name = "web"
+networks = ["bridge"]
+hostname = "h.example"
+dns_search = ["corp.example"]
+dns_opt = ["ndots:3"]
+extra_hosts = ["db:10.0.0.9", "v6:[fd00::9]"]
+[[container]]
+name = "side"
+network_mode = "container:web"
+[[container]]
+name = "side2"
+network_mode = "container:side"
+[[container]]
+name = "app"
+network_mode = "bridge"
+links = ["web:www", "side"]
+"#,
+        );
+        let web = &p.containers[0];
+        assert_eq!(web.host_name(), "h.example");
+        assert_eq!(
+            web.extra_hosts[1].1,
+            "fd00::9".parse::<std::net::IpAddr>().unwrap()
+        );
+        assert_eq!(p.containers[1].netns_of, Some(0));
+        assert!(p.containers[1].endpoints.is_empty());
+        assert_eq!(
+            p.containers[2].netns_of,
+            Some(0),
+            "a sharer's sharer shares the first"
+        );
+        assert_eq!(p.containers[3].endpoints.len(), 1);
+        assert_eq!(p.containers[3].links[0].alias, "www");
+        assert_eq!(p.containers[3].links[1].alias, "side");
+        let r = crate::backend::resolv_conf(&p, 1);
+        assert!(r.starts_with("search corp.example\n"), "{r}");
+        assert!(r.ends_with("options ndots:3\n"), "{r}");
+        let h = crate::backend::hosts_file(&p, 3);
+        assert!(h.contains("\twww h.example web\n"), "{h}");
+        assert_eq!(crate::backend::hostname_file(&p, 2), "h.example\n");
+    }
+}
