@@ -63,6 +63,7 @@ fn empty_report(path: &Path, plan: &Plan, backend: BackendKind, run: &RunId) -> 
         unsupported: Vec::new(),
         steps: Vec::new(),
         metrics: serde_json::Value::Null,
+        chosen_ports: super::report::ChosenPort::of(plan),
     }
 }
 
