@@ -423,6 +423,7 @@ fn cmd_run(
     quiet: bool,
 ) -> Result<i32> {
     install_signals()?;
+    vswitch::progress::enable(!quiet);
     let files = if files.is_empty() {
         vec![PathBuf::from("-")]
     } else {
@@ -902,8 +903,14 @@ fn cmd_bench(files: &[PathBuf], repeat: u32, backends: &[Backend]) -> Result<i32
         // samples[check][backend] = Gbit/s per repetition. Backends alternate
         // within each repetition so drift on the machine hits both alike.
         let mut samples = vec![vec![Vec::<f64>::new(); backends.len()]; only.checks.len()];
+        vswitch::progress::enable(true);
+        let bar = vswitch::progress::Progress::start(
+            "bench runs",
+            u64::from(repeat) * backends.len() as u64,
+        );
         for _ in 0..repeat {
             for (bi, &b) in backends.iter().enumerate() {
+                bar.inc();
                 let ex = vswitch::run::execute::execute_plan(f, &only, &quiet_opts(b.into()));
                 codes.push(ex.code);
                 if let Some(e) = ex.error {
@@ -920,6 +927,7 @@ fn cmd_bench(files: &[PathBuf], repeat: u32, backends: &[Backend]) -> Result<i32
                 }
             }
         }
+        bar.finish();
         println!("{} ({repeat} runs per backend)", f.display());
         for (c, per_backend) in only.checks.iter().zip(&mut samples) {
             let label = c.name.clone().unwrap_or_else(|| c.kind.name().to_string());

@@ -363,11 +363,15 @@ impl World {
         // as the world needs it) on the thread that creates it.
         let fast_path = crate::dns::fastpath::enabled();
         let ipv6 = plan.lan6.is_some();
+        let bar = crate::progress::Progress::start("namespaces", unique.len() as u64);
         let made = parallel::map(unique, parallel::WIDTH, |(ns_name, container)| {
             let clsact = container && fast_path;
-            NetNs::create_with(&ns_name, move || prepare_namespace(clsact, ipv6))
-                .map_err(BuildError::at(format!("namespace {ns_name}")))
+            let r = NetNs::create_with(&ns_name, move || prepare_namespace(clsact, ipv6))
+                .map_err(BuildError::at(format!("namespace {ns_name}")));
+            bar.inc();
+            r
         });
+        bar.finish();
         let mut first_error = None;
         for r in made {
             match r {
