@@ -763,7 +763,7 @@ fn run_option_files() -> TestResult {
                 .lines()
                 .filter(|l| {
                     let ip = l.split('\t').next().unwrap_or("");
-                    !ip.parse::<std::net::Ipv6Addr>().is_ok() || hosts.contains(l)
+                    ip.parse::<std::net::Ipv6Addr>().is_err() || hosts.contains(l)
                 })
                 .map(|l| format!("{l}\n"))
                 .collect();

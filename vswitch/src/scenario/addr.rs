@@ -193,7 +193,7 @@ pub(crate) fn publish_spec(s: &str) -> Result<PublishSpec, String> {
             .ok_or_else(|| bad("expected ':' after the host address"))?;
         if !rest.contains(':') {
             return Err(bad(
-                "expected HOSTPORT: (or an empty one) after the host address",
+                "both a host and a container port are required after a host address (an empty host port: `[::]::80`)",
             ));
         }
         (Some(IpAddr::V6(h)), rest)

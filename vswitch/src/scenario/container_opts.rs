@@ -293,7 +293,10 @@ mod tests {
         parse_str(Path::new("t.toml"), text).expect("valid")
     }
 
-    fn ports(p: &Plan, c: usize) -> Vec<(u16, u16, Option<(u16, u16)>)> {
+    /// (host port, container port, range it was chosen from).
+    type Chosen = (u16, u16, Option<(u16, u16)>);
+
+    fn ports(p: &Plan, c: usize) -> Vec<Chosen> {
         p.containers[c]
             .publish
             .iter()

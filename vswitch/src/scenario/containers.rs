@@ -84,112 +84,7 @@ pub(crate) fn containers(
                 NetMode::Network(_) => c.k("network_mode"),
                 _ => c.k("networks").i(j),
             };
-            let name_path = match r {
-                NetRef::Name(_) => ep.clone(),
-                NetRef::Table(_) => ep.k("name"),
-            };
-            let Some(&n) = names.networks.get(r.name()) else {
-                return Err(Issue::new(
-                    name_path,
-                    format!("network {} not found", r.name()),
-                ));
-            };
-            let net = &nets.networks[n];
-            if eps.iter().any(|e| e.network == n) {
-                return Err(Issue::new(
-                    name_path,
-                    format!("network {} is listed twice", net.name),
-                ));
-            }
-            if let Some(m) = net.machine
-                && m != machine
-            {
-                return Err(Issue::new(
-                    name_path,
-                    format!(
-                        "network {} lives on machine {}, but container {} is on machine {}",
-                        net.name, plan.machines[m].name, d.name, plan.machines[machine].name
-                    ),
-                ));
-            }
-            let shared = matches!(net.driver, Driver::None | Driver::Host);
-            if j > 0
-                && (shared
-                    || matches!(
-                        nets.networks[eps[0].network].driver,
-                        Driver::None | Driver::Host
-                    ))
-            {
-                let first = nets.networks[eps[0].network].driver;
-                let msg = match (first, net.driver) {
-                    (Driver::None, _) | (_, Driver::None) => {
-                        "container cannot be connected to multiple networks with one of the networks in private (none) mode"
-                    }
-                    (Driver::Host, _) => {
-                        "container sharing network namespace with another container or host cannot be connected to any other network"
-                    }
-                    _ => {
-                        "cannot connect container to host network - container must be created in host network mode"
-                    }
-                };
-                return Err(Issue::new(name_path, msg));
-            }
-            let mut draft = Draft {
-                network: n,
-                ip: None,
-                ip6: None,
-                aliases: Vec::new(),
-                mac: None,
-            };
-            if let NetRef::Table(t) = r {
-                let user_defined = !net.default && !shared;
-                if let Some(s) = &t.ip {
-                    if !user_defined {
-                        return Err(Issue::new(
-                            ep.k("ip"),
-                            "user-specified IP address is supported on user-defined networks only",
-                        ));
-                    }
-                    draft.ip = Some(addr::ipv4(s).map_err(|m| Issue::new(ep.k("ip"), m))?);
-                }
-                if let Some(s) = &t.ip6 {
-                    if !user_defined {
-                        return Err(Issue::new(
-                            ep.k("ip6"),
-                            "user-specified IP address is supported on user-defined networks only",
-                        ));
-                    }
-                    let a = addr::ipv6(s).map_err(|m| Issue::new(ep.k("ip6"), m))?;
-                    if !net.ipv6 {
-                        return Err(Issue::new(
-                            ep.k("ip6"),
-                            format!("network {} has no IPv6 (set ipv6 = true on it)", net.name),
-                        ));
-                    }
-                    draft.ip6 = Some(a);
-                }
-                if !t.aliases.is_empty() && !user_defined {
-                    return Err(Issue::new(
-                        ep.k("aliases"),
-                        "network-scoped aliases are only supported for user-defined networks",
-                    ));
-                }
-                for (k, a) in t.aliases.iter().enumerate() {
-                    addr::check_name("alias", a)
-                        .map_err(|m| Issue::new(ep.k("aliases").i(k), m))?;
-                }
-                draft.aliases = t.aliases.clone();
-                if let Some(s) = &t.mac {
-                    if shared {
-                        return Err(Issue::new(
-                            ep.k("mac"),
-                            format!("a MAC address cannot be set on a {} network", net.driver),
-                        ));
-                    }
-                    draft.mac = Some(addr::mac(s).map_err(|m| Issue::new(ep.k("mac"), m))?);
-                }
-            }
-            reserve_static(nets, n, &draft, &ep, &d.name)?;
+            let draft = draft_endpoint(r, &ep, &eps, plan, nets, names, machine, &d.name)?;
             eps.push(draft);
         }
         let mut publish = Vec::with_capacity(d.publish.len());
@@ -233,7 +128,14 @@ pub(crate) fn containers(
         out.push(ctr);
         drafts.push(eps);
     }
-    // Dynamic addresses and MACs, in file order.
+    assign_dynamic(drafts, &mut out, nets)?;
+    let origin = container_opts::resolve_publish(&specs, &mut out)?;
+    check_published(&out, nets, &origin)?;
+    Ok(out)
+}
+
+/// Dynamic addresses and MACs, in file order (IPAM-6..8, BR-5).
+fn assign_dynamic(drafts: Vec<Vec<Draft>>, out: &mut [Container], nets: &mut Nets) -> VResult<()> {
     let mut macs: HashMap<(usize, MacAddr), usize> = HashMap::new();
     let mut passthru: HashMap<usize, usize> = HashMap::new();
     for (i, eps) in drafts.into_iter().enumerate() {
@@ -309,9 +211,128 @@ pub(crate) fn containers(
             });
         }
     }
-    let origin = container_opts::resolve_publish(&specs, &mut out)?;
-    check_published(&out, nets, &origin)?;
-    Ok(out)
+    Ok(())
+}
+
+/// One entry of a container's networks: its network, static addresses,
+/// aliases and MAC, checked against Docker's rules and reserved.
+#[allow(clippy::too_many_arguments)]
+fn draft_endpoint(
+    r: &NetRef,
+    ep: &FieldPath,
+    eps: &[Draft],
+    plan: &Plan,
+    nets: &mut Nets,
+    names: &Names,
+    machine: usize,
+    who: &str,
+) -> VResult<Draft> {
+    let name_path = match r {
+        NetRef::Name(_) => ep.clone(),
+        NetRef::Table(_) => ep.k("name"),
+    };
+    let Some(&n) = names.networks.get(r.name()) else {
+        return Err(Issue::new(
+            name_path,
+            format!("network {} not found", r.name()),
+        ));
+    };
+    let net = &nets.networks[n];
+    if eps.iter().any(|e| e.network == n) {
+        return Err(Issue::new(
+            name_path,
+            format!("network {} is listed twice", net.name),
+        ));
+    }
+    if let Some(m) = net.machine
+        && m != machine
+    {
+        return Err(Issue::new(
+            name_path,
+            format!(
+                "network {} lives on machine {}, but container {} is on machine {}",
+                net.name, plan.machines[m].name, who, plan.machines[machine].name
+            ),
+        ));
+    }
+    let shared = matches!(net.driver, Driver::None | Driver::Host);
+    if !eps.is_empty()
+        && (shared
+            || matches!(
+                nets.networks[eps[0].network].driver,
+                Driver::None | Driver::Host
+            ))
+    {
+        let first = nets.networks[eps[0].network].driver;
+        let msg = match (first, net.driver) {
+            (Driver::None, _) | (_, Driver::None) => {
+                "container cannot be connected to multiple networks with one of the networks in private (none) mode"
+            }
+            (Driver::Host, _) => {
+                "container sharing network namespace with another container or host cannot be connected to any other network"
+            }
+            _ => {
+                "cannot connect container to host network - container must be created in host network mode"
+            }
+        };
+        return Err(Issue::new(name_path, msg));
+    }
+    let mut draft = Draft {
+        network: n,
+        ip: None,
+        ip6: None,
+        aliases: Vec::new(),
+        mac: None,
+    };
+    if let NetRef::Table(t) = r {
+        let user_defined = !net.default && !shared;
+        if let Some(s) = &t.ip {
+            if !user_defined {
+                return Err(Issue::new(
+                    ep.k("ip"),
+                    "user-specified IP address is supported on user-defined networks only",
+                ));
+            }
+            draft.ip = Some(addr::ipv4(s).map_err(|m| Issue::new(ep.k("ip"), m))?);
+        }
+        if let Some(s) = &t.ip6 {
+            if !user_defined {
+                return Err(Issue::new(
+                    ep.k("ip6"),
+                    "user-specified IP address is supported on user-defined networks only",
+                ));
+            }
+            let a = addr::ipv6(s).map_err(|m| Issue::new(ep.k("ip6"), m))?;
+            if !net.ipv6 {
+                return Err(Issue::new(
+                    ep.k("ip6"),
+                    format!("network {} has no IPv6 (set ipv6 = true on it)", net.name),
+                ));
+            }
+            draft.ip6 = Some(a);
+        }
+        if !t.aliases.is_empty() && !user_defined {
+            return Err(Issue::new(
+                ep.k("aliases"),
+                "network-scoped aliases are only supported for user-defined networks",
+            ));
+        }
+        for (k, a) in t.aliases.iter().enumerate() {
+            addr::check_name("alias", a).map_err(|m| Issue::new(ep.k("aliases").i(k), m))?;
+        }
+        draft.aliases = t.aliases.clone();
+        if let Some(s) = &t.mac {
+            if shared {
+                return Err(Issue::new(
+                    ep.k("mac"),
+                    format!("a MAC address cannot be set on a {} network", net.driver),
+                ));
+            }
+            draft.mac = Some(addr::mac(s).map_err(|m| Issue::new(ep.k("mac"), m))?);
+        }
+    }
+    reserve_static(nets, n, &draft, ep, who)?;
+    Ok(draft)
 }
 
 fn reserve_static(nets: &mut Nets, n: usize, d: &Draft, ep: &FieldPath, who: &str) -> VResult<()> {
