@@ -302,13 +302,20 @@ pub fn container_json(plan: &Plan, run: &str, c: usize) -> Value {
             }
         }
     }
-    let mode = cont.endpoints.first().map_or("none".to_string(), |e| {
-        plan.networks[e.network].name.clone()
-    });
+    let mode = match cont.netns_of {
+        // NH-7, as Docker shows it: `container:<id>`.
+        Some(o) => format!(
+            "container:{}",
+            object_id(run, "container", &plan.containers[o].name)
+        ),
+        None => cont.endpoints.first().map_or("none".to_string(), |e| {
+            plan.networks[e.network].name.clone()
+        }),
+    };
     json!({
         "Id": object_id(run, "container", &cont.name),
         "Name": format!("/{}", cont.name),
-        "Config": { "Hostname": cont.name },
+        "Config": { "Hostname": plan.containers[cont.netns_of.unwrap_or(c)].host_name() },
         "HostConfig": { "NetworkMode": mode, "Dns": cont.dns.iter().map(|d| d.to_string()).collect::<Vec<_>>() },
         "NetworkSettings": {
             "Ports": ports,

@@ -14,6 +14,7 @@ pub mod junit;
 pub mod netns;
 pub mod prereq;
 pub mod probe;
+pub mod progress;
 pub mod run;
 pub mod scenario;
 pub mod sys;

@@ -542,6 +542,7 @@ fn cmd_run(
     quiet: bool,
 ) -> Result<i32> {
     install_signals()?;
+    vswitch::progress::enable(!quiet);
     let files = if files.is_empty() {
         vec![PathBuf::from("-")]
     } else {
@@ -889,11 +890,26 @@ fn cmd_exec(world_name: Option<&str>, node: &str, cmd: &[String]) -> Result<i32>
         _ => bail!("several live worlds have a node named {node:?}: pass --world RUN_ID"),
     };
     // `ip netns exec` binds /etc/netns/NS/resolv.conf and hosts over /etc,
-    // exactly as for any other named namespace.
-    let err = std::process::Command::new("ip")
-        .args(["netns", "exec", &ns])
-        .args(cmd)
-        .exec();
+    // exactly as for any other named namespace. A container's hostname
+    // (its /etc/hostname there) is set in a UTS namespace of the command's own.
+    let mut c = std::process::Command::new("ip");
+    c.args(["netns", "exec", &ns]);
+    if Path::new(vswitch::netns::NETNS_ETC_DIR)
+        .join(&ns)
+        .join("hostname")
+        .exists()
+    {
+        c.args([
+            "unshare",
+            "--uts",
+            "--",
+            "sh",
+            "-c",
+            "hostname \"$(cat /etc/hostname)\" && exec \"$@\"",
+            "vswitch-exec",
+        ]);
+    }
+    let err = c.args(cmd).exec();
     bail!("cannot run `ip netns exec {ns}`: {err}")
 }
 
@@ -993,6 +1009,7 @@ fn cmd_bench(
     plot: Option<&Path>,
 ) -> Result<i32> {
     install_signals()?;
+    vswitch::progress::enable(true);
     if opts.bidir && opts.generator != Generator::Iperf3 {
         eprintln!("vswitch: --bidir needs iperf3 (--tool iperf3)");
         return Ok(EXIT_INVALID);

@@ -672,6 +672,121 @@ fn with_world(file: &str, body: impl FnOnce(&RunId) -> TestResult) -> TestResult
     assert_no_leftovers(&run)
 }
 
+/// DNS-2, DNS-20, BR-20, NH-7: the resolv.conf, hosts and hostname that
+/// `vswitch exec` shows in a userspace world are vswitch's rendering of the
+/// plan, and the docker backend's containers carry the same text in the
+/// files Docker itself wrote (apart from the IPv6 lines Docker 20.10 adds
+/// to every hosts file).
+fn run_option_files() -> TestResult {
+    if !have_tool("cli::run_option_files", "unshare")? {
+        return Ok(());
+    }
+    let cases: [(&str, &[&str]); 2] = [
+        (
+            "scenarios/vocab-run-options.toml",
+            &["web", "sidecar", "peer"],
+        ),
+        ("scenarios/vocab-links.toml", &["db", "app"]),
+    ];
+    for (file, nodes) in cases {
+        let plan = scenario::load_file(&root_dir().join(file)).map_err(|e| e.to_string())?;
+        let want = |node: &str| -> (String, String, String) {
+            let i = plan
+                .containers
+                .iter()
+                .position(|c| c.name == node)
+                .expect("container in plan");
+            (
+                vswitch::backend::resolv_conf(&plan, i),
+                vswitch::backend::hosts_file(&plan, i),
+                vswitch::backend::hostname_file(&plan, i),
+            )
+        };
+        with_world(file, |run| {
+            for node in nodes {
+                let (resolv, hosts, hostname) = want(node);
+                let cat = |f: &str| {
+                    String::from_utf8_lossy(&exec_in(run, node, &["cat", f]).stdout).into_owned()
+                };
+                let host = exec_in(run, node, &["hostname"]);
+                let got = (
+                    cat("/etc/resolv.conf"),
+                    cat("/etc/hosts"),
+                    String::from_utf8_lossy(&host.stdout).into_owned(),
+                );
+                if got != (resolv.clone(), hosts.clone(), hostname.clone()) {
+                    return Err(format!(
+                        "{file} {node}: exec shows {got:?}, the plan says {:?}",
+                        (resolv, hosts, hostname)
+                    )
+                    .into());
+                }
+            }
+            Ok(())
+        })?;
+        if !have_daemon("cli::run_option_files (docker)")? {
+            continue;
+        }
+        let run = RunId::new();
+        let path = root_dir().join(file);
+        let out = vswitch(
+            &["up", "--backend", "docker", path.to_str().unwrap()],
+            &[("VSWITCH_RUN_ID", run.as_str())],
+        );
+        if !out.status.success() {
+            return Err(format!("up on docker: {}", String::from_utf8_lossy(&out.stderr)).into());
+        }
+        let client = vswitch::backend::docker::client();
+        let mut result: TestResult = Ok(());
+        for node in nodes {
+            let (resolv, hosts, hostname) = want(node);
+            let v = match client.container_inspect(node) {
+                Ok(v) => v,
+                Err(e) => {
+                    result = Err(format!("inspect {node}: {e}").into());
+                    break;
+                }
+            };
+            // Docker's hostname without `hostname` is the 12-digit id;
+            // vswitch's stand-in is the name.
+            let id: String = v["Id"].as_str().unwrap_or("").chars().take(12).collect();
+            let read = |key: &str| {
+                std::fs::read_to_string(v[key].as_str().unwrap_or(""))
+                    .unwrap_or_default()
+                    .replace(&id, node)
+            };
+            let v6 = vswitch::backend::HOSTS_IPV6_LINES;
+            // The daemon gives the default bridge IPv6 (ci/docker-daemon.sh);
+            // a plan whose default bridge has none lacks those lines.
+            let docker_hosts: String = read("HostsPath")
+                .replace(v6, "")
+                .lines()
+                .filter(|l| {
+                    let ip = l.split('\t').next().unwrap_or("");
+                    ip.parse::<std::net::Ipv6Addr>().is_err() || hosts.contains(l)
+                })
+                .map(|l| format!("{l}\n"))
+                .collect();
+            let got = (read("ResolvConfPath"), docker_hosts, read("HostnamePath"));
+            let want = (resolv, hosts.replace(v6, ""), hostname);
+            if got != want {
+                result = Err(format!(
+                    "{file} {node}: Docker wrote {got:?}, vswitch writes {want:?}"
+                )
+                .into());
+                break;
+            }
+        }
+        let down = vswitch(&["down", run.as_str()], &[]);
+        result?;
+        if !down.status.success() {
+            return Err(format!("down failed: {down:?}").into());
+        }
+        assert_no_leftovers(&run)?;
+    }
+    Ok(())
+}
+
 fn exec_in(run: &RunId, node: &str, cmd: &[&str]) -> Output {
     let mut args = vec!["exec", "--world", run.as_str(), node, "--"];
     args.extend_from_slice(cmd);
@@ -1014,7 +1129,8 @@ fn main() {
         .collect();
     files.sort();
     let mut trials: Vec<Trial> = files.into_iter().flat_map(scenario_trials).collect();
-    let cli: [NamedTest; 16] = [
+    let cli: [NamedTest; 17] = [
+        ("cli::run_option_files", run_option_files),
         (
             "cli::probe_that_cannot_run_is_an_error",
             probe_that_cannot_run_is_an_error,

@@ -322,3 +322,67 @@ fn compose_file_runs_and_comes_up() {
     assert!(down.status.success(), "{down:?}");
     assert_eq!(leftovers(&run), Vec::<String>::new());
 }
+
+/// Docker's run vocabulary in compose (scenarios/compose/run-vocabulary.yml):
+/// `import` leaves none of its keys out, and the translation runs with
+/// checks appended — a link target reached on the default bridge, a host
+/// port vswitch chose (PUB-6), a sidecar in the app's namespace (NH-7).
+#[test]
+fn compose_run_vocabulary_round_trip() {
+    let out = vswitch(&["import", "scenarios/compose/run-vocabulary.yml"], &[]);
+    assert!(out.status.success(), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    for k in [
+        "hostname",
+        "links",
+        "dns_search",
+        "dns_opt",
+        "extra_hosts",
+        "network_mode",
+        "ports",
+    ] {
+        assert!(!err.contains(k), "{k} left out: {err}");
+    }
+    let mut toml = String::from_utf8(out.stdout).unwrap();
+    assert!(toml.contains("network_mode = \"container:app\""), "{toml}");
+    assert!(toml.contains("links = [\"db:database\"]"), "{toml}");
+    if !have_root("compose_run_vocabulary_round_trip") {
+        return;
+    }
+    toml.push_str(
+        r#"
+[[check]]
+kind = "tcp"
+from = "app"
+to = "db:5432"
+expect = "ok"
+
+[[check]]
+kind = "tcp"
+from = "host"
+to = "127.0.0.1:32768"
+expect = "ok"
+
+[[check]]
+kind = "tcp"
+from = "metrics"
+to = "127.0.0.1:80"
+expect = "ok"
+
+[[check]]
+kind = "tcp"
+from = "db"
+to = "metrics:9100"
+seen_as = "db"
+expect = "ok"
+"#,
+    );
+    let file = tmp("run-vocabulary.toml");
+    std::fs::write(&file, &toml).unwrap();
+    let out = vswitch(&["run", "-q", file.to_str().unwrap(), "--json", "-"], &[]);
+    assert!(out.status.success(), "{out:?}\n{toml}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["passed"], 4, "{v}");
+    assert_eq!(v["chosen_ports"][1]["host_port"], 32768, "{v}");
+    assert_eq!(v["chosen_ports"][1]["host_ip"], "127.0.0.1", "{v}");
+}

@@ -162,8 +162,12 @@ pub fn namespace_names(run: &RunId, plan: &Plan, backend: BackendKind) -> Vec<(S
     for x in &plan.externals {
         v.push((x.name.clone(), run.netns_name(NodeKind::External, &x.name)));
     }
+    let first_container = v.len();
     for (i, c) in plan.containers.iter().enumerate() {
-        let ns = if on_host_network(plan, i) {
+        let ns = if let Some(o) = c.netns_of {
+            // NH-7: the other container's namespace (it comes first).
+            v[first_container + o].1.clone()
+        } else if on_host_network(plan, i) {
             v[c.machine].1.clone()
         } else {
             run.netns_name(NodeKind::Container, &c.name)
@@ -210,7 +214,8 @@ pub(crate) fn routed_subnets6(plan: &Plan, m: usize) -> Vec<ipnet::Ipv6Net> {
 
 /// A container on the `host` network shares its machine's namespace (NH-3).
 fn on_host_network(plan: &Plan, container: usize) -> bool {
-    plan.containers[container]
+    let c = &plan.containers[container];
+    plan.containers[c.netns_of.unwrap_or(container)]
         .endpoints
         .iter()
         .any(|e| plan.networks[e.network].driver == Driver::Host)
@@ -325,6 +330,12 @@ impl World {
         self.node_ns.insert(node, idx);
     }
 
+    /// Gives `node` the namespace `other` already has (NH-7).
+    fn share_ns(&mut self, node: Node, other: Node) {
+        let idx = self.node_ns[&other];
+        self.node_ns.insert(node, idx);
+    }
+
     fn create_namespaces(&mut self, plan: &Plan, backend: BackendKind) -> Result<(), BuildError> {
         let names = namespace_names(&self.run, plan, backend);
         let mut by_name: HashMap<String, usize> = HashMap::new();
@@ -352,11 +363,15 @@ impl World {
         // as the world needs it) on the thread that creates it.
         let fast_path = crate::dns::fastpath::enabled();
         let ipv6 = plan.lan6.is_some();
+        let bar = crate::progress::Progress::start("namespaces", unique.len() as u64);
         let made = parallel::map(unique, parallel::WIDTH, |(ns_name, container)| {
             let clsact = container && fast_path;
-            NetNs::create_with(&ns_name, move || prepare_namespace(clsact, ipv6))
-                .map_err(BuildError::at(format!("namespace {ns_name}")))
+            let r = NetNs::create_with(&ns_name, move || prepare_namespace(clsact, ipv6))
+                .map_err(BuildError::at(format!("namespace {ns_name}")));
+            bar.inc();
+            r
         });
+        bar.finish();
         let mut first_error = None;
         for r in made {
             match r {
@@ -375,13 +390,16 @@ impl World {
     /// where `ip netns exec` and `vswitch exec` bind them.
     fn write_etc_files(&self, plan: &Plan) -> Result<(), BuildError> {
         for (i, c) in plan.containers.iter().enumerate() {
-            if on_host_network(plan, i) {
+            // A container sharing another's namespace shares its files too.
+            if on_host_network(plan, i) || c.netns_of.is_some() {
                 continue;
             }
             let ns = self.ns(Node::Container(i));
             ns.write_etc("resolv.conf", &resolv_conf(plan, i))
                 .map_err(BuildError::at(format!("container {}", c.name)))?;
             ns.write_etc("hosts", &hosts_file(plan, i))
+                .map_err(BuildError::at(format!("container {}", c.name)))?;
+            ns.write_etc("hostname", &hostname_file(plan, i))
                 .map_err(BuildError::at(format!("container {}", c.name)))?;
         }
         for (i, m) in plan.machines.iter().enumerate() {
@@ -606,36 +624,87 @@ ff02::1\tip6-allnodes\n\
 ff02::2\tip6-allrouters\n";
 
 /// A container's `/etc/hosts` (DNS-20): localhost, the IPv6 localhost and
-/// multicast lines when it has an IPv6 address, then one line per address
-/// of each endpoint (IPv4 first, then IPv6), and nothing else.
+/// multicast lines when it has an IPv6 address, then the `extra_hosts`
+/// lines, the legacy links' lines (BR-20: `IP ALIAS HOSTNAME NAME` for each
+/// address of the linked container on the default bridge), and one line per
+/// address of each endpoint (IPv4 first, then IPv6) with the hostname, in
+/// the order Docker 20.10 writes them. A container sharing another's
+/// namespace (NH-7) has that one's file.
 pub fn hosts_file(plan: &Plan, container: usize) -> String {
-    let c = &plan.containers[container];
+    let c = &plan.containers[plan.containers[container].netns_of.unwrap_or(container)];
     let mut hosts = String::from("127.0.0.1\tlocalhost\n");
     if c.endpoints.iter().any(|e| e.ip6.is_some()) {
         hosts.push_str(HOSTS_IPV6_LINES);
     }
+    for (name, ip) in &c.extra_hosts {
+        hosts.push_str(&format!("{ip}\t{name}\n"));
+    }
+    for l in &c.links {
+        let t = &plan.containers[l.container];
+        let mut names = vec![l.alias.as_str()];
+        for n in [t.host_name(), t.name.as_str()] {
+            if !names.contains(&n) {
+                names.push(n);
+            }
+        }
+        let names = names.join(" ");
+        for e in t
+            .endpoints
+            .iter()
+            .filter(|e| plan.networks[e.network].default)
+        {
+            if let Some(ip) = e.ip {
+                hosts.push_str(&format!("{ip}\t{names}\n"));
+            }
+            if let Some(ip) = e.ip6 {
+                hosts.push_str(&format!("{ip}\t{names}\n"));
+            }
+        }
+    }
     for e in &c.endpoints {
         if let Some(ip) = e.ip {
-            hosts.push_str(&format!("{ip}\t{}\n", c.name));
+            hosts.push_str(&format!("{ip}\t{}\n", c.host_name()));
         }
         if let Some(ip) = e.ip6 {
-            hosts.push_str(&format!("{ip}\t{}\n", c.name));
+            hosts.push_str(&format!("{ip}\t{}\n", c.host_name()));
         }
     }
     hosts
 }
 
+/// `/etc/hostname`: the container's hostname (NH-7: the shared one's).
+pub fn hostname_file(plan: &Plan, container: usize) -> String {
+    let c = &plan.containers[plan.containers[container].netns_of.unwrap_or(container)];
+    format!("{}\n", c.host_name())
+}
+
 /// A container's resolv.conf: the embedded DNS on user-defined networks
 /// (DNS-2), the machine's resolvers (or the container's `dns`) on the
 /// default bridge (DNS-21). vswitch never writes public resolvers.
+///
+/// `dns_search` makes the `search` line and `dns_opt` the `options` line;
+/// with the embedded DNS, `ndots:0` is appended unless an `ndots` option is
+/// given (DNS-2). Lines come in Docker's order: search, nameserver, options.
 pub fn resolv_conf(plan: &Plan, container: usize) -> String {
-    let c = &plan.containers[container];
+    let c = &plan.containers[plan.containers[container].netns_of.unwrap_or(container)];
+    let search = if c.dns_search.is_empty() {
+        String::new()
+    } else {
+        format!("search {}\n", c.dns_search.join(" "))
+    };
     let embedded = c
         .endpoints
         .iter()
         .any(|e| plan.networks[e.network].has_embedded_dns());
     if embedded {
-        return "nameserver 127.0.0.11\noptions ndots:0\n".to_string();
+        let mut opts = c.dns_opt.clone();
+        if !opts.iter().any(|o| o.starts_with("ndots:")) {
+            opts.push("ndots:0".to_string());
+        }
+        return format!(
+            "{search}nameserver 127.0.0.11\noptions {}\n",
+            opts.join(" ")
+        );
     }
     // DNS-21: the machine's loopback nameservers are dropped, and its IPv6
     // ones too for a container without IPv6; `dns` values are literal.
@@ -650,12 +719,15 @@ pub fn resolv_conf(plan: &Plan, container: usize) -> String {
     } else {
         c.dns.clone()
     };
-    let mut s = String::new();
+    let mut s = search;
     if servers.is_empty() {
         s.push_str("# no resolvers in the scenario (vswitch never adds public ones)\n");
     }
     for ip in servers {
         s.push_str(&format!("nameserver {ip}\n"));
+    }
+    if !c.dns_opt.is_empty() {
+        s.push_str(&format!("options {}\n", c.dns_opt.join(" ")));
     }
     s
 }

@@ -394,9 +394,15 @@ pub fn bench(files: &[(std::path::PathBuf, Plan)], opts: &BenchOptions) -> Bench
             continue;
         }
         let mut checks = check_figures(&only, &paths);
+        let bar = crate::progress::Progress::start(
+            "bench runs",
+            u64::from(opts.repeat.max(1)) * paths.len() as u64,
+        );
+        let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
         for round in 1..=opts.repeat.max(1) {
             for (pi, &p) in paths.iter().enumerate() {
-                if opts.progress {
+                bar.inc();
+                if opts.progress && !(tty && crate::progress::enabled()) {
                     eprintln!(
                         "vswitch bench: {} round {round}/{} on {p}",
                         file.display(),
@@ -419,6 +425,7 @@ pub fn bench(files: &[(std::path::PathBuf, Plan)], opts: &BenchOptions) -> Bench
                 }
             }
         }
+        bar.finish();
         for c in &mut checks {
             for p in &mut c.paths {
                 p.summarise();

@@ -8,15 +8,18 @@
 //! `enable_ip_masquerade`). Each service becomes a container named after it
 //! (`deploy.replicas`/`scale` N > 1: `NAME-1` … `NAME-N`, all answering to
 //! the service name as a DNS alias), with its networks (aliases, static
-//! addresses, MACs), `network_mode` `host`/`none`/`bridge`, published ports
-//! (short and long syntax), and a TCP/UDP echo service on every exposed or
-//! published container port. Everything else is listed — as comments at the
+//! addresses, MACs), `network_mode` `host`/`none`/`bridge` and
+//! `service:X`/`container:X` (a shared namespace), published ports (short
+//! and long syntax, ranges, host ports Docker chooses), `hostname`,
+//! `dns_search`, `dns_opt`, `extra_hosts`, `links` (on the default bridge),
+//! and a TCP/UDP echo service on every exposed or published container port. Everything else is listed — as comments at the
 //! top of the output, and by the caller on standard error — never dropped
 //! silently. Invalid YAML and Compose errors name file, line, column and key.
 
 mod checks;
 mod interpolate;
 mod ports;
+mod run_opts;
 mod services;
 mod yaml;
 
@@ -93,6 +96,9 @@ fn origins(ctx: &Ctx) -> Vec<(String, Origin)> {
         }
         if let Some(o) = &c.dns_origin {
             v.push((format!("container[{i}].dns"), o.clone()));
+        }
+        for (k, _, o) in &c.extra {
+            v.push((format!("container[{i}].{k}"), o.clone()));
         }
     }
     v
@@ -175,6 +181,9 @@ pub(crate) struct ContOut {
     pub publish: Vec<String>,
     pub serve: BTreeSet<(String, u16)>,
     pub dns: Vec<String>,
+    /// Further scenario keys (hostname, dns_search, dns_opt, extra_hosts,
+    /// links, network_mode) with their TOML values and origins.
+    pub extra: Vec<(String, String, Origin)>,
 }
 
 /// Translation state: the file, the notes, what has been written.
@@ -549,7 +558,12 @@ fn write_scenario(ctx: &Ctx, title: &str) -> String {
     for c in &ctx.containers {
         o.push_str("\n[[container]]\n");
         let _ = writeln!(o, "name = {}", q(&c.name));
-        let _ = writeln!(o, "networks = [{}]", c.networks.join(", "));
+        if !c.networks.is_empty() {
+            let _ = writeln!(o, "networks = [{}]", c.networks.join(", "));
+        }
+        for (k, v, _) in &c.extra {
+            let _ = writeln!(o, "{k} = {v}");
+        }
         if !c.publish.is_empty() {
             let _ = writeln!(o, "publish = {}", q_list(&c.publish));
         }

@@ -11,20 +11,29 @@ use super::{ComposeError, Ctx};
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Port {
     pub host_ip: Option<IpAddr>,
-    /// None: an ephemeral host port (not translatable).
+    /// None: a host port Docker chooses, from `range` or else from the
+    /// ephemeral range (PUB-6).
     pub published: Option<u16>,
+    /// `8000-8009:80`: the host range one port is chosen from.
+    pub range: Option<(u16, u16)>,
     pub target: u16,
     pub proto: String,
 }
 
 impl Port {
-    /// The scenario's `publish` string, when published.
+    /// The scenario's `publish` string; `ports` publishes every entry,
+    /// on a host port Docker chooses when none is given (PUB-6).
     pub fn publish(&self) -> Option<String> {
-        let h = self.published?;
+        let h = match (self.published, self.range) {
+            (Some(h), _) => h.to_string(),
+            (None, Some((a, b))) => format!("{a}-{b}"),
+            (None, None) => String::new(),
+        };
         let suffix = if self.proto == "udp" { "/udp" } else { "" };
         Some(match self.host_ip {
             Some(IpAddr::V6(a)) => format!("[{a}]:{h}:{}{suffix}", self.target),
             Some(a) => format!("{a}:{h}:{}{suffix}", self.target),
+            None if h.is_empty() => format!("{}{suffix}", self.target),
             None => format!("{h}:{}{suffix}", self.target),
         })
     }
@@ -96,16 +105,25 @@ fn short(ctx: &Ctx, n: &Node, key: &str) -> Result<Vec<Port>, ComposeError> {
     };
     let (host_ip, rest) = split_host_ip(ctx, n, key, spec)?;
     let (host, target) = match rest.split_once(':') {
+        // `IP::80`: a host port Docker chooses.
+        Some(("", t)) => (None, range(ctx, n, key, t)?),
         Some((h, t)) => (Some(range(ctx, n, key, h)?), range(ctx, n, key, t)?),
         None => (None, range(ctx, n, key, rest)?),
     };
     match host {
-        Some(h) if h.len() != target.len() && h.len() != 1 => Err(ctx.err(
+        Some(h) if h.len() != target.len() && h.len() != 1 && target.len() != 1 => Err(ctx.err(
             n.line,
             n.col,
             key,
             format!("host range and container range differ in length in {s:?}"),
         )),
+        Some(h) if h.len() > 1 && target.len() == 1 => Ok(vec![Port {
+            host_ip,
+            published: None,
+            range: Some((h[0], h[h.len() - 1])),
+            target: target[0],
+            proto: p.clone(),
+        }]),
         Some(h) if h.len() == 1 && target.len() > 1 => Err(ctx.err(
             n.line,
             n.col,
@@ -118,6 +136,7 @@ fn short(ctx: &Ctx, n: &Node, key: &str) -> Result<Vec<Port>, ComposeError> {
             .map(|(&h, &t)| Port {
                 host_ip,
                 published: Some(h),
+                range: None,
                 target: t,
                 proto: p.clone(),
             })
@@ -127,6 +146,7 @@ fn short(ctx: &Ctx, n: &Node, key: &str) -> Result<Vec<Port>, ComposeError> {
             .map(|t| Port {
                 host_ip,
                 published: None,
+                range: None,
                 target: t,
                 proto: p.clone(),
             })
@@ -166,7 +186,13 @@ fn long(ctx: &mut Ctx, n: &Node, key: &str) -> Result<Vec<Port>, ComposeError> {
     let published: Vec<Option<u16>> = match published {
         Some(h) if h.len() == target.len() => h.into_iter().map(Some).collect(),
         Some(h) if h.len() > 1 && target.len() == 1 => {
-            return Err(ctx.err(n.line, n.col, key, "a range of host ports for one target"));
+            return Ok(vec![Port {
+                host_ip,
+                published: None,
+                range: Some((h[0], h[h.len() - 1])),
+                target: target[0],
+                proto: p,
+            }]);
         }
         Some(h) => vec![h.first().copied(); target.len()],
         None => vec![None; target.len()],
@@ -177,6 +203,7 @@ fn long(ctx: &mut Ctx, n: &Node, key: &str) -> Result<Vec<Port>, ComposeError> {
         .map(|(t, h)| Port {
             host_ip,
             published: h,
+            range: None,
             target: t,
             proto: p.clone(),
         })
@@ -195,13 +222,6 @@ pub(crate) fn ports(ctx: &mut Ctx, n: &Node, key: &str) -> Result<Vec<Port>, Com
         if got.iter().any(|p| p.proto == "sctp") {
             ctx.note(item.line, &k, "sctp ports are not in the scenario format");
             got.retain(|p| p.proto != "sctp");
-        }
-        if got.iter().any(|p| p.published.is_none()) {
-            ctx.note(
-                item.line,
-                &k,
-                "published on an ephemeral host port, which a scenario cannot name: only the container port is served",
-            );
         }
         out.append(&mut got);
     }

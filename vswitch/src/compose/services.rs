@@ -3,6 +3,7 @@
 use std::collections::BTreeSet;
 
 use super::ports::{self, Port};
+use super::run_opts::{self, Extra};
 use super::yaml::{Entry, Node, Val};
 use super::{ComposeError, ContOut, Ctx, NetOut, Origin, q, q_list};
 
@@ -32,25 +33,20 @@ const NOTED: &[&str] = &[
     "develop",
     "device_cgroup_rules",
     "devices",
-    "dns_opt",
-    "dns_search",
     "domainname",
     "entrypoint",
     "env_file",
     "environment",
     "external_links",
-    "extra_hosts",
     "gpus",
     "group_add",
     "healthcheck",
-    "hostname",
     "image",
     "init",
     "ipc",
     "isolation",
     "label_file",
     "labels",
-    "links",
     "logging",
     "mem_limit",
     "mem_reservation",
@@ -118,6 +114,13 @@ struct Service {
     serve: BTreeSet<(String, u16)>,
     dns: Vec<String>,
     mac: Option<String>,
+    /// hostname, dns_search, dns_opt, extra_hosts as scenario keys.
+    extra: Vec<Extra>,
+    /// `links`: (service, alias, origin).
+    links: Vec<(String, String, Origin)>,
+    /// `network_mode: service:X|container:X`: the container whose
+    /// namespace is shared, once resolved.
+    shares: Option<(String, Origin)>,
 }
 
 fn replicas(ctx: &Ctx, n: &Node, key: &str) -> Result<u32, ComposeError> {
@@ -247,6 +250,7 @@ fn read_service(ctx: &mut Ctx, e: &Entry) -> Result<Service, ComposeError> {
             "scale" => s.replicas = Some((replicas(ctx, &f.value, &k)?, f.line)),
             "container_name" => s.container_name = Some(ctx.text(&f.value, &k)?),
             "mac_address" => s.mac = Some(ctx.text(&f.value, &k)?),
+            _ if run_opts::read(ctx, &f, &k, &mut s.extra, &mut s.links)? => {}
             other if other.starts_with("x-") => {
                 ctx.note(f.line, &k, "extension field not translated")
             }
@@ -287,8 +291,9 @@ fn ensure(ctx: &mut Ctx, key: &str, fields: &[(&str, &str)]) {
     });
 }
 
-/// The attachments of `s` after `network_mode` and the default network.
-fn resolve(ctx: &mut Ctx, s: &Service) -> Result<Option<Vec<Attach>>, ComposeError> {
+/// The attachments of `s` after `network_mode` and the default network
+/// (none when it shares another container's namespace: `s.shares`).
+fn resolve(ctx: &mut Ctx, s: &mut Service) -> Result<Option<Vec<Attach>>, ComposeError> {
     let base = format!("services.{}", s.name);
     if let Some((mode, line, col)) = &s.mode {
         let k = format!("{base}.network_mode");
@@ -304,8 +309,30 @@ fn resolve(ctx: &mut Ctx, s: &Service) -> Result<Option<Vec<Attach>>, ComposeErr
             "host" => ("host", &[("driver", "\"host\"")]),
             "none" => ("none", &[("driver", "\"none\"")]),
             "bridge" => ("bridge", &[("default", "true")]),
+            m if m.starts_with("service:") || m.starts_with("container:") => {
+                // NH-7: the first container of that service, or that
+                // container, translated above this one.
+                let (svc, other) = m.split_once(':').unwrap_or_default();
+                let found = ctx
+                    .containers
+                    .iter()
+                    .find(|c| {
+                        if svc == "service" {
+                            c.service == other
+                        } else {
+                            c.name == other
+                        }
+                    })
+                    .map(|c| c.name.clone());
+                let Some(name) = found else {
+                    ctx.note(*line, &k, &format!("network_mode {mode:?}: no such {svc} above service {} in the file: not translated", s.name));
+                    return Ok(None);
+                };
+                s.shares = Some((name, Origin::new(*line, *col, k)));
+                return Ok(Some(Vec::new()));
+            }
             _ => {
-                ctx.note(*line, &k, &format!("network_mode {mode:?} shares another container's namespace: service {} not translated", s.name));
+                ctx.note(*line, &k, &format!("network_mode {mode:?} is not a Docker network mode: service {} not translated", s.name));
                 return Ok(None);
             }
         };
@@ -413,6 +440,7 @@ fn containers(ctx: &mut Ctx, s: &Service, attach: &mut [Attach]) -> Result<(), C
             "published only by the first replica (each host port once)",
         );
     }
+    let (links, links_at) = links(ctx, s, attach);
     for i in 1..=n {
         let name = match (&s.container_name, n) {
             (Some(c), _) => c.clone(),
@@ -435,7 +463,20 @@ fn containers(ctx: &mut Ctx, s: &Service, attach: &mut [Attach]) -> Result<(), C
                 }
             })
             .collect();
+        let mut extra = s.extra.clone();
+        if let Some((other, at)) = &s.shares {
+            extra.push((
+                "network_mode".into(),
+                q(&format!("container:{other}")),
+                at.clone(),
+            ));
+        }
+        if !links.is_empty() {
+            let v: Vec<String> = links.iter().map(|(c, a)| format!("{c}:{a}")).collect();
+            extra.push(("links".into(), q_list(&v), links_at.clone()));
+        }
         ctx.containers.push(ContOut {
+            extra,
             name,
             service: s.name.clone(),
             networks,
@@ -449,6 +490,38 @@ fn containers(ctx: &mut Ctx, s: &Service, attach: &mut [Attach]) -> Result<(), C
         });
     }
     Ok(())
+}
+
+/// `links` (BR-20) as `container:alias` pairs: to the first container of
+/// each linked service above this one, on the default bridge only (on a
+/// user-defined network the service name resolves through DNS already).
+fn links(ctx: &mut Ctx, s: &Service, attach: &[Attach]) -> (Vec<(String, String)>, Origin) {
+    let mut out = Vec::new();
+    let at = s
+        .links
+        .first()
+        .map(|(_, _, o)| o.clone())
+        .unwrap_or_default();
+    let on_default = attach.iter().any(|a| a.key == "bridge");
+    for (svc, alias, o) in &s.links {
+        if !on_default {
+            ctx.note(o.line, &o.key, &format!("link to {svc}: links are translated on the default bridge only (network_mode: bridge); on a compose network {svc} resolves by name"));
+            continue;
+        }
+        match ctx
+            .containers
+            .iter()
+            .find(|c| c.service == *svc || c.name == *svc)
+        {
+            Some(c) => out.push((c.name.clone(), alias.clone())),
+            None => ctx.note(
+                o.line,
+                &o.key,
+                &format!("link to {svc}: no such service above this one: not translated"),
+            ),
+        }
+    }
+    (out, at)
 }
 
 /// Every service, in file order.
@@ -473,8 +546,8 @@ pub(crate) fn translate(ctx: &mut Ctx, services: &Entry) -> Result<(), ComposeEr
                 continue;
             }
         }
-        let s = read_service(ctx, &e)?;
-        let Some(mut attach) = resolve(ctx, &s)? else {
+        let mut s = read_service(ctx, &e)?;
+        let Some(mut attach) = resolve(ctx, &mut s)? else {
             continue;
         };
         containers(ctx, &s, &mut attach)?;

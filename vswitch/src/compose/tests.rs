@@ -209,6 +209,8 @@ fn services_translate_every_key() {
             (None, 7000, 7000, Proto::Tcp),
             (None, 7001, 7001, Proto::Tcp),
             (Some("0.0.0.0".into()), 18000, 8000, Proto::Tcp),
+            // `9999`: a host port chosen from the ephemeral range (PUB-6).
+            (None, 32768, 9999, Proto::Tcp),
         ]
     );
     let serve: Vec<String> = web
@@ -244,14 +246,14 @@ fn services_translate_every_key() {
         "default"
     );
     // Refusals: listed in the output and in `notes`, in line order.
-    assert!(p.containers.iter().all(|c| c.name != "sidecar"));
+    // NH-7: `service:web` shares web's namespace.
+    let web_i = p.containers.iter().position(|c| c.name == "web").unwrap();
+    assert_eq!(cont(&p, "sidecar").netns_of, Some(web_i));
     let notes = i.notes.join("\n");
     for want in [
         "x-dns (line 2)",
         "services.web.{image, volumes, depends_on} (line 7): no effect on networking",
-        "services.web.ports[6] (line 21): published on an ephemeral host port",
         "services.api.deploy.resources",
-        "services.sidecar.network_mode",
     ] {
         assert!(notes.contains(want), "{want:?} not in notes:\n{notes}");
     }
@@ -559,4 +561,71 @@ fn loader_errors_point_back_into_the_compose_file() {
     assert_eq!((o.line, o.key.as_str()), (5, "networks.n"));
     // A prefix only counts at a field boundary.
     assert!(i.origin_of("container[0]x").is_none());
+}
+
+/// Docker's run vocabulary in compose: hostname, dns_search, dns_opt,
+/// extra_hosts (list and mapping), links on the default bridge,
+/// `network_mode: service:X` / `container:X`, port ranges.
+const RUN_OPTS: &str = r#"services:
+  db:
+    network_mode: bridge
+    hostname: db-host
+    expose: ["5432"]
+  app:
+    network_mode: bridge
+    links: [db, "db:database"]
+    hostname: app.example
+    dns_search: corp.example
+    dns_opt: [ndots:2]
+    extra_hosts:
+      - "legacy:10.9.9.9"
+      - "other=10.9.9.8"
+    ports: ["8000-8002:80-82", "9000-9009:90", "127.0.0.1::91"]
+  side:
+    network_mode: "service:app"
+  side2:
+    network_mode: "container:db"
+  web:
+    extra_hosts:
+      mirror: 10.9.9.7
+    links: [db]
+"#;
+
+#[test]
+fn run_vocabulary_translates() {
+    let (p, i) = plan_of(RUN_OPTS);
+    let app = cont(&p, "app");
+    assert_eq!(app.host_name(), "app.example");
+    assert_eq!(app.dns_search, ["corp.example"]);
+    assert_eq!(app.dns_opt, ["ndots:2"]);
+    let hosts: Vec<String> = app
+        .extra_hosts
+        .iter()
+        .map(|(h, ip)| format!("{h}:{ip}"))
+        .collect();
+    assert_eq!(hosts, ["legacy:10.9.9.9", "other:10.9.9.8"]);
+    let links: Vec<&str> = app.links.iter().map(|l| l.alias.as_str()).collect();
+    assert_eq!(links, ["db", "database"]);
+    let ports: Vec<(u16, u16)> = app
+        .publish
+        .iter()
+        .map(|m| (m.host_port, m.container_port))
+        .collect();
+    assert_eq!(
+        ports,
+        [(8000, 80), (8001, 81), (8002, 82), (9000, 90), (32768, 91)]
+    );
+    let idx = |n: &str| p.containers.iter().position(|c| c.name == n).unwrap();
+    assert_eq!(cont(&p, "side").netns_of, Some(idx("app")));
+    assert_eq!(cont(&p, "side2").netns_of, Some(idx("db")));
+    assert_eq!(cont(&p, "web").extra_hosts[0].0, "mirror");
+    let notes = i.notes.join("\n");
+    assert!(
+        notes.contains("services.web.links[0]") && notes.contains("default bridge only"),
+        "{notes}"
+    );
+    for k in ["hostname", "dns_search", "dns_opt", "extra_hosts"] {
+        assert!(!notes.contains(&format!("services.app.{k}")), "{notes}");
+        assert!(!notes.contains(k), "{k} listed as untranslated: {notes}");
+    }
 }

@@ -104,7 +104,11 @@ impl NameTable {
                         .into_iter()
                         .chain(e.ip6.map(IpAddr::V6))
                         .collect();
-                for name in std::iter::once(&c.name).chain(&e.aliases) {
+                // DNS-4: the name, the hostname (also Docker 20.10's), aliases.
+                for name in std::iter::once(&c.name)
+                    .chain(c.hostname.as_ref())
+                    .chain(&e.aliases)
+                {
                     let list = rec.names.entry(name.to_ascii_lowercase()).or_default();
                     for a in &addrs {
                         if !list.contains(a) {

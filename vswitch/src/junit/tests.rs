@@ -137,6 +137,7 @@ fn report(plan: &Plan, checks: Vec<CheckResult>) -> Report {
         unsupported: Vec::new(),
         steps: Vec::new(),
         metrics: serde_json::Value::Null,
+        chosen_ports: Vec::new(),
     };
     r.tally();
     r

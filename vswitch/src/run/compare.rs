@@ -298,6 +298,7 @@ mod tests {
                 unsupported: Vec::new(),
                 steps: Vec::new(),
                 metrics: serde_json::Value::Null,
+                chosen_ports: Vec::new(),
             }),
             error: None,
         }

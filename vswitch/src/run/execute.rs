@@ -63,6 +63,7 @@ fn empty_report(path: &Path, plan: &Plan, backend: BackendKind, run: &RunId) -> 
         unsupported: Vec::new(),
         steps: Vec::new(),
         metrics: serde_json::Value::Null,
+        chosen_ports: super::report::ChosenPort::of(plan),
     }
 }
 
@@ -164,9 +165,13 @@ pub fn execute_plan_with(
         report.setup_ms,
         plan.checks.len()
     ));
+    let bar = opts
+        .progress
+        .then(|| crate::progress::Progress::start("checks", plan.checks.len() as u64));
     let show = |r: &crate::run::CheckResult| {
-        if opts.progress {
-            eprintln!(
+        if let Some(bar) = &bar {
+            bar.inc();
+            bar.println(&format!(
                 "vswitch [{run}]   check {} {} {} → {}: {} ({})",
                 r.index,
                 r.kind,
@@ -174,11 +179,14 @@ pub fn execute_plan_with(
                 r.to,
                 r.observed,
                 if r.pass { "pass" } else { "FAIL" }
-            );
+            ));
         }
     };
     let mut world = world;
     (report.checks, report.steps) = crate::run::steps::run_with_steps(&mut world, plan, &show);
+    if let Some(bar) = bar {
+        bar.finish();
+    }
     report.tally();
     checked(&report);
     if opts.keep {

@@ -185,6 +185,47 @@ pub struct Report {
     /// Data path counters (per port, per drop reason).
     #[serde(skip_serializing_if = "serde_json::Value::is_null")]
     pub metrics: serde_json::Value,
+    /// Host ports vswitch chose for `publish` entries without one (PUB-6).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub chosen_ports: Vec<ChosenPort>,
+}
+
+/// A host port chosen for a `publish` entry (PUB-6).
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct ChosenPort {
+    /// Container.
+    pub container: String,
+    /// `83/tcp`.
+    pub container_port: String,
+    /// Host address (`0.0.0.0` when none was given: both families).
+    pub host_ip: String,
+    /// The chosen host port.
+    pub host_port: u16,
+    /// The range it was chosen from, `32768-60999`.
+    pub range: String,
+}
+
+impl ChosenPort {
+    /// Every chosen port of `plan`, in file order.
+    pub fn of(plan: &crate::scenario::plan::Plan) -> Vec<ChosenPort> {
+        plan.containers
+            .iter()
+            .flat_map(|c| {
+                c.publish.iter().filter_map(|p| {
+                    let (a, b) = p.auto?;
+                    Some(ChosenPort {
+                        container: c.name.clone(),
+                        container_port: format!("{}/{}", p.container_port, p.proto),
+                        host_ip: p
+                            .host_ip
+                            .map_or_else(|| "0.0.0.0".into(), |ip| ip.to_string()),
+                        host_port: p.host_port,
+                        range: format!("{a}-{b}"),
+                    })
+                })
+            })
+            .collect()
+    }
 }
 
 impl Report {
@@ -229,6 +270,12 @@ impl Report {
             .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
             .collect();
         let mut s = format!("{} [{}] {}\n", self.scenario, self.backend, self.title);
+        for p in &self.chosen_ports {
+            s.push_str(&format!(
+                "  published {} {} on host port {} of {} (chosen from {})\n",
+                p.container, p.container_port, p.host_port, p.host_ip, p.range
+            ));
+        }
         for r in &rows {
             let line: Vec<String> = r
                 .iter()

@@ -113,6 +113,7 @@ fn a_probe_whose_namespace_is_gone_is_an_error_whatever_was_expected() {
         unsupported: Vec::new(),
         steps: Vec::new(),
         metrics: serde_json::Value::Null,
+        chosen_ports: Vec::new(),
     };
     report.tally();
     assert_eq!((report.passed, report.failed, report.errors), (1, 0, 3));

@@ -6,7 +6,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use ipnet::{Ipv4Net, Ipv6Net};
 
-use super::plan::{MacAddr, Parent, PortMapping, Proto, Service};
+use super::plan::{MacAddr, Parent, Proto, Service};
 
 /// Checks a container, network, machine or external name.
 pub(crate) fn check_name(what: &str, name: &str) -> Result<(), String> {
@@ -127,11 +127,53 @@ pub(crate) fn service(s: &str) -> Result<Service, String> {
     Ok(Service { proto, port })
 }
 
-/// A published port `[HOSTIP:]HOSTPORT:CONTAINERPORT[/tcp|/udp]`.
-pub(crate) fn publish(s: &str) -> Result<PortMapping, String> {
+/// A `publish` entry before host ports are chosen: Docker's
+/// `[HOSTIP:][HOSTPORT[-END]:]CONTAINERPORT[-END][/tcp|/udp]` (PUB-6).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct PublishSpec {
+    /// Optional host IP.
+    pub host_ip: Option<IpAddr>,
+    /// Host ports as written: None for an automatically chosen one.
+    pub host: Option<(u16, u16)>,
+    /// Container ports (first, last).
+    pub container: (u16, u16),
+    /// Protocol.
+    pub proto: Proto,
+}
+
+impl PublishSpec {
+    /// Whether one host port is to be picked (automatically, or from a
+    /// host range for a single container port) rather than given.
+    pub fn picks(&self) -> bool {
+        match self.host {
+            None => true,
+            Some((a, b)) => a != b && self.container.0 == self.container.1,
+        }
+    }
+}
+
+/// `80` or `8000-8002`.
+fn port_range(s: &str) -> Result<(u16, u16), String> {
+    let (a, b) = match s.split_once('-') {
+        Some((a, b)) => (port(a)?, port(b)?),
+        None => {
+            let p = port(s)?;
+            (p, p)
+        }
+    };
+    if b < a {
+        return Err(format!(
+            "invalid port range {s}: the end is below the start"
+        ));
+    }
+    Ok((a, b))
+}
+
+/// A `publish` entry (see [`PublishSpec`]).
+pub(crate) fn publish_spec(s: &str) -> Result<PublishSpec, String> {
     let bad = |why: &str| {
         format!(
-            "invalid published port {s:?}: {why} (expected [HOSTIP:]HOSTPORT:CONTAINERPORT[/tcp|/udp])"
+            "invalid published port {s:?}: {why} (expected [HOSTIP:][HOSTPORT[-END]:]CONTAINERPORT[-END][/tcp|/udp])"
         )
     };
     let (spec, proto) = match s.rsplit_once('/') {
@@ -149,10 +191,15 @@ pub(crate) fn publish(s: &str) -> Result<PortMapping, String> {
         let rest = rest
             .strip_prefix(':')
             .ok_or_else(|| bad("expected ':' after the host address"))?;
+        if !rest.contains(':') {
+            return Err(bad(
+                "both a host and a container port are required after a host address (an empty host port: `[::]::80`)",
+            ));
+        }
         (Some(IpAddr::V6(h)), rest)
     } else {
         match spec.matches(':').count() {
-            1 => (None, spec),
+            0 | 1 => (None, spec),
             2 => {
                 let (h, rest) = spec.split_once(':').unwrap_or_default();
                 let h: Ipv4Addr = h.parse().map_err(|_| bad("bad host address"))?;
@@ -161,17 +208,55 @@ pub(crate) fn publish(s: &str) -> Result<PortMapping, String> {
             _ => return Err(bad("wrong number of ':'")),
         }
     };
-    let (h, c) = ports
-        .split_once(':')
-        .ok_or_else(|| bad("both a host and a container port are required"))?;
-    let host_port = port(h).map_err(|e| bad(&e))?;
-    let container_port = port(c).map_err(|e| bad(&e))?;
-    Ok(PortMapping {
+    let (h, c) = match ports.split_once(':') {
+        Some((h, c)) => (h, c),
+        None => ("", ports),
+    };
+    if h.is_empty() && ports.starts_with(':') && host_ip.is_none() {
+        return Err(bad(
+            "an empty host port needs a host address (`IP::PORT`), or write just the container port",
+        ));
+    }
+    let container = port_range(c).map_err(|e| bad(&e))?;
+    let host = if h.is_empty() {
+        None
+    } else {
+        Some(port_range(h).map_err(|e| bad(&e))?)
+    };
+    if let Some((a, b)) = host
+        && container.0 != container.1
+        && b - a != container.1 - container.0
+    {
+        return Err(bad("host and container port ranges differ in size"));
+    }
+    if host.is_none() && container.0 != container.1 {
+        // Docker takes one automatic port per container port; kept simple.
+        return Err(bad(
+            "a container port range needs a host port range of the same size",
+        ));
+    }
+    Ok(PublishSpec {
         host_ip,
-        host_port,
-        container_port,
+        host,
+        container,
         proto,
     })
+}
+
+/// A published port with a fixed host port, `[HOSTIP:]HOSTPORT:CONTAINERPORT[/tcp|/udp]`.
+#[cfg(test)]
+pub(crate) fn publish(s: &str) -> Result<super::plan::PortMapping, String> {
+    let p = publish_spec(s)?;
+    match p.host {
+        Some((a, b)) if a == b && p.container.0 == p.container.1 => Ok(super::plan::PortMapping {
+            host_ip: p.host_ip,
+            host_port: a,
+            container_port: p.container.0,
+            proto: p.proto,
+            auto: None,
+        }),
+        _ => Err(format!("{s}: not one fixed port")),
+    }
 }
 
 /// A macvlan/ipvlan parent: `eth0` or `eth0.VID`.
@@ -231,15 +316,16 @@ mod tests {
         let p = publish("[::1]:8080:80").unwrap();
         assert_eq!(p.host_ip, Some("::1".parse().unwrap()));
         for bad in [
-            "80",
             "0:80",
             "8080:70000",
             "x:1:2",
             "1:2/sctp",
             "[::1:80:80",
             "a:b:c:d",
-            "8000-8010:80",
             ":80",
+            "8000-8001:80-82",
+            "80-82",
+            "82-80:80",
         ] {
             assert!(publish(bad).is_err(), "{bad}");
         }

@@ -628,7 +628,8 @@ fn node_addr(
     let fam = if ipv6 { "IPv6" } else { "IPv4" };
     match n {
         Node::Container(c) => {
-            let ctr = &plan.containers[c];
+            // NH-7: a container sharing another's namespace has its addresses.
+            let ctr = &plan.containers[plan.containers[c].netns_of.unwrap_or(c)];
             let ep = match net {
                 None => ctr.endpoints.first(),
                 Some(netname) => {

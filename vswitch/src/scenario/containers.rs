@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use super::addr;
+use super::container_opts::{self, NetMode};
 use super::ipam::{self, Reserve};
 use super::model::{ContainerDef, NetRef};
 use super::networks::{Nets, machine_index};
@@ -36,132 +37,63 @@ pub(crate) fn containers(
         .enumerate()
         .map(|(i, m)| (m.name.as_str(), i))
         .collect();
-    let mut out = Vec::with_capacity(defs.len());
+    let mut out: Vec<Container> = Vec::with_capacity(defs.len());
     let mut drafts = Vec::with_capacity(defs.len());
+    let mut specs = Vec::with_capacity(defs.len());
     for (i, d) in defs.iter().enumerate() {
         let c = FieldPath::root().k("container").i(i);
         let machine = machine_index(d.machine.as_deref(), &c, &machine_names, "container")?;
-        if d.networks.is_empty() {
-            return Err(Issue::new(
-                c.k("networks"),
-                "a container needs at least one network",
-            ));
-        }
-        let mut eps: Vec<Draft> = Vec::with_capacity(d.networks.len());
-        for (j, r) in d.networks.iter().enumerate() {
-            let ep = c.k("networks").i(j);
-            let name_path = match r {
-                NetRef::Name(_) => ep.clone(),
-                NetRef::Table(_) => ep.k("name"),
-            };
-            let Some(&n) = names.networks.get(r.name()) else {
-                return Err(Issue::new(
-                    name_path,
-                    format!("network {} not found", r.name()),
-                ));
-            };
-            let net = &nets.networks[n];
-            if eps.iter().any(|e| e.network == n) {
-                return Err(Issue::new(
-                    name_path,
-                    format!("network {} is listed twice", net.name),
-                ));
+        let earlier: HashMap<&str, usize> = out
+            .iter()
+            .enumerate()
+            .map(|(k, o)| (o.name.as_str(), k))
+            .collect();
+        let mode = container_opts::network_mode(d, &c, &earlier, &out)?;
+        let synthetic;
+        let list: &[NetRef] = match &mode {
+            NetMode::Network(n) => {
+                synthetic = [NetRef::Name(n.clone())];
+                &synthetic
             }
-            if let Some(m) = net.machine
-                && m != machine
-            {
-                return Err(Issue::new(
-                    name_path,
-                    format!(
-                        "network {} lives on machine {}, but container {} is on machine {}",
-                        net.name, plan.machines[m].name, d.name, plan.machines[machine].name
-                    ),
-                ));
-            }
-            let shared = matches!(net.driver, Driver::None | Driver::Host);
-            if j > 0
-                && (shared
-                    || matches!(
-                        nets.networks[eps[0].network].driver,
-                        Driver::None | Driver::Host
-                    ))
-            {
-                let first = nets.networks[eps[0].network].driver;
-                let msg = match (first, net.driver) {
-                    (Driver::None, _) | (_, Driver::None) => {
-                        "container cannot be connected to multiple networks with one of the networks in private (none) mode"
-                    }
-                    (Driver::Host, _) => {
-                        "container sharing network namespace with another container or host cannot be connected to any other network"
-                    }
-                    _ => {
-                        "cannot connect container to host network - container must be created in host network mode"
-                    }
-                };
-                return Err(Issue::new(name_path, msg));
-            }
-            let mut draft = Draft {
-                network: n,
-                ip: None,
-                ip6: None,
-                aliases: Vec::new(),
-                mac: None,
-            };
-            if let NetRef::Table(t) = r {
-                let user_defined = !net.default && !shared;
-                if let Some(s) = &t.ip {
-                    if !user_defined {
-                        return Err(Issue::new(
-                            ep.k("ip"),
-                            "user-specified IP address is supported on user-defined networks only",
-                        ));
-                    }
-                    draft.ip = Some(addr::ipv4(s).map_err(|m| Issue::new(ep.k("ip"), m))?);
-                }
-                if let Some(s) = &t.ip6 {
-                    if !user_defined {
-                        return Err(Issue::new(
-                            ep.k("ip6"),
-                            "user-specified IP address is supported on user-defined networks only",
-                        ));
-                    }
-                    let a = addr::ipv6(s).map_err(|m| Issue::new(ep.k("ip6"), m))?;
-                    if !net.ipv6 {
-                        return Err(Issue::new(
-                            ep.k("ip6"),
-                            format!("network {} has no IPv6 (set ipv6 = true on it)", net.name),
-                        ));
-                    }
-                    draft.ip6 = Some(a);
-                }
-                if !t.aliases.is_empty() && !user_defined {
+            _ => &d.networks,
+        };
+        let netns_of = match mode {
+            NetMode::Container(o) => {
+                if out[o].machine != machine {
                     return Err(Issue::new(
-                        ep.k("aliases"),
-                        "network-scoped aliases are only supported for user-defined networks",
+                        c.k("network_mode"),
+                        format!(
+                            "container {} is on machine {}: a shared namespace is on one machine",
+                            out[o].name, plan.machines[out[o].machine].name
+                        ),
                     ));
                 }
-                for (k, a) in t.aliases.iter().enumerate() {
-                    addr::check_name("alias", a)
-                        .map_err(|m| Issue::new(ep.k("aliases").i(k), m))?;
-                }
-                draft.aliases = t.aliases.clone();
-                if let Some(s) = &t.mac {
-                    if shared {
-                        return Err(Issue::new(
-                            ep.k("mac"),
-                            format!("a MAC address cannot be set on a {} network", net.driver),
-                        ));
-                    }
-                    draft.mac = Some(addr::mac(s).map_err(|m| Issue::new(ep.k("mac"), m))?);
-                }
+                Some(o)
             }
-            reserve_static(nets, n, &draft, &ep, &d.name)?;
+            _ => None,
+        };
+        if list.is_empty() && netns_of.is_none() {
+            return Err(Issue::new(
+                c.k("networks"),
+                "a container needs at least one network (or a network_mode)",
+            ));
+        }
+        let mut eps: Vec<Draft> = Vec::with_capacity(list.len());
+        for (j, r) in list.iter().enumerate() {
+            let ep = match mode {
+                NetMode::Network(_) => c.k("network_mode"),
+                _ => c.k("networks").i(j),
+            };
+            let draft = draft_endpoint(r, &ep, &eps, plan, nets, names, machine, &d.name)?;
             eps.push(draft);
         }
         let mut publish = Vec::with_capacity(d.publish.len());
         for (j, s) in d.publish.iter().enumerate() {
-            publish.push(addr::publish(s).map_err(|m| Issue::new(c.k("publish").i(j), m))?);
+            publish.push(addr::publish_spec(s).map_err(|m| Issue::new(c.k("publish").i(j), m))?);
         }
+        specs.push(publish);
+        let on_default = eps.iter().any(|e| nets.networks[e.network].default);
+        let links = container_opts::links(d, &c, &earlier, on_default)?;
         let mut serve = Vec::with_capacity(d.serve.len());
         for (j, s) in d.serve.iter().enumerate() {
             let sv = addr::service(s).map_err(|m| Issue::new(c.k("serve").i(j), m))?;
@@ -177,18 +109,33 @@ pub(crate) fn containers(
         for (j, s) in d.dns.iter().enumerate() {
             dns.push(addr::ip(s).map_err(|m| Issue::new(c.k("dns").i(j), m))?);
         }
-        out.push(Container {
+        let mut ctr = Container {
             name: d.name.clone(),
             machine,
             endpoints: Vec::new(),
-            publish,
+            publish: Vec::new(),
             serve,
             dns,
             running: true,
-        });
+            hostname: None,
+            dns_search: Vec::new(),
+            dns_opt: Vec::new(),
+            extra_hosts: Vec::new(),
+            links,
+            netns_of,
+        };
+        container_opts::dns_files(d, &c, &mut ctr)?;
+        out.push(ctr);
         drafts.push(eps);
     }
-    // Dynamic addresses and MACs, in file order.
+    assign_dynamic(drafts, &mut out, nets)?;
+    let origin = container_opts::resolve_publish(&specs, &mut out)?;
+    check_published(&out, nets, &origin)?;
+    Ok(out)
+}
+
+/// Dynamic addresses and MACs, in file order (IPAM-6..8, BR-5).
+fn assign_dynamic(drafts: Vec<Vec<Draft>>, out: &mut [Container], nets: &mut Nets) -> VResult<()> {
     let mut macs: HashMap<(usize, MacAddr), usize> = HashMap::new();
     let mut passthru: HashMap<usize, usize> = HashMap::new();
     for (i, eps) in drafts.into_iter().enumerate() {
@@ -278,8 +225,128 @@ pub(crate) fn containers(
             });
         }
     }
-    check_published(&out, nets)?;
-    Ok(out)
+    Ok(())
+}
+
+/// One entry of a container's networks: its network, static addresses,
+/// aliases and MAC, checked against Docker's rules and reserved.
+#[allow(clippy::too_many_arguments)]
+fn draft_endpoint(
+    r: &NetRef,
+    ep: &FieldPath,
+    eps: &[Draft],
+    plan: &Plan,
+    nets: &mut Nets,
+    names: &Names,
+    machine: usize,
+    who: &str,
+) -> VResult<Draft> {
+    let name_path = match r {
+        NetRef::Name(_) => ep.clone(),
+        NetRef::Table(_) => ep.k("name"),
+    };
+    let Some(&n) = names.networks.get(r.name()) else {
+        return Err(Issue::new(
+            name_path,
+            format!("network {} not found", r.name()),
+        ));
+    };
+    let net = &nets.networks[n];
+    if eps.iter().any(|e| e.network == n) {
+        return Err(Issue::new(
+            name_path,
+            format!("network {} is listed twice", net.name),
+        ));
+    }
+    if let Some(m) = net.machine
+        && m != machine
+    {
+        return Err(Issue::new(
+            name_path,
+            format!(
+                "network {} lives on machine {}, but container {} is on machine {}",
+                net.name, plan.machines[m].name, who, plan.machines[machine].name
+            ),
+        ));
+    }
+    let shared = matches!(net.driver, Driver::None | Driver::Host);
+    if !eps.is_empty()
+        && (shared
+            || matches!(
+                nets.networks[eps[0].network].driver,
+                Driver::None | Driver::Host
+            ))
+    {
+        let first = nets.networks[eps[0].network].driver;
+        let msg = match (first, net.driver) {
+            (Driver::None, _) | (_, Driver::None) => {
+                "container cannot be connected to multiple networks with one of the networks in private (none) mode"
+            }
+            (Driver::Host, _) => {
+                "container sharing network namespace with another container or host cannot be connected to any other network"
+            }
+            _ => {
+                "cannot connect container to host network - container must be created in host network mode"
+            }
+        };
+        return Err(Issue::new(name_path, msg));
+    }
+    let mut draft = Draft {
+        network: n,
+        ip: None,
+        ip6: None,
+        aliases: Vec::new(),
+        mac: None,
+    };
+    if let NetRef::Table(t) = r {
+        let user_defined = !net.default && !shared;
+        if let Some(s) = &t.ip {
+            if !user_defined {
+                return Err(Issue::new(
+                    ep.k("ip"),
+                    "user-specified IP address is supported on user-defined networks only",
+                ));
+            }
+            draft.ip = Some(addr::ipv4(s).map_err(|m| Issue::new(ep.k("ip"), m))?);
+        }
+        if let Some(s) = &t.ip6 {
+            if !user_defined {
+                return Err(Issue::new(
+                    ep.k("ip6"),
+                    "user-specified IP address is supported on user-defined networks only",
+                ));
+            }
+            let a = addr::ipv6(s).map_err(|m| Issue::new(ep.k("ip6"), m))?;
+            if !net.ipv6 {
+                return Err(Issue::new(
+                    ep.k("ip6"),
+                    format!("network {} has no IPv6 (set ipv6 = true on it)", net.name),
+                ));
+            }
+            draft.ip6 = Some(a);
+        }
+        if !t.aliases.is_empty() && !user_defined {
+            return Err(Issue::new(
+                ep.k("aliases"),
+                "network-scoped aliases are only supported for user-defined networks",
+            ));
+        }
+        for (k, a) in t.aliases.iter().enumerate() {
+            addr::check_name("alias", a).map_err(|m| Issue::new(ep.k("aliases").i(k), m))?;
+        }
+        draft.aliases = t.aliases.clone();
+        if let Some(s) = &t.mac {
+            if shared {
+                return Err(Issue::new(
+                    ep.k("mac"),
+                    format!("a MAC address cannot be set on a {} network", net.driver),
+                ));
+            }
+            draft.mac = Some(addr::mac(s).map_err(|m| Issue::new(ep.k("mac"), m))?);
+        }
+    }
+    reserve_static(nets, n, &draft, ep, who)?;
+    Ok(draft)
 }
 
 fn reserve_static(nets: &mut Nets, n: usize, d: &Draft, ep: &FieldPath, who: &str) -> VResult<()> {
@@ -325,7 +392,7 @@ fn reserve_static(nets: &mut Nets, n: usize, d: &Draft, ep: &FieldPath, who: &st
 }
 
 /// PUB-5: one (host IP, host port, protocol) per machine.
-fn check_published(containers: &[Container], nets: &Nets) -> VResult<()> {
+fn check_published(containers: &[Container], nets: &Nets, origin: &[Vec<usize>]) -> VResult<()> {
     let mut bound: Vec<(usize, PortMapping, usize)> = Vec::new();
     for (i, c) in containers.iter().enumerate() {
         // Only containers reachable through a non-internal bridge publish
@@ -347,7 +414,11 @@ fn check_published(containers: &[Container], nets: &Nets) -> VResult<()> {
             if let Some((_, _, prev)) = clash {
                 let ip = pm.host_ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
                 return Err(Issue::new(
-                    FieldPath::root().k("container").i(i).k("publish").i(j),
+                    FieldPath::root()
+                        .k("container")
+                        .i(i)
+                        .k("publish")
+                        .i(origin[i][j]),
                     format!(
                         "Bind for {} failed: port is already allocated (by container {})",
                         SocketAddr::new(ip, pm.host_port),

@@ -8,6 +8,7 @@
 mod addr;
 mod builtin;
 mod checks;
+mod container_opts;
 mod containers;
 mod ipam;
 mod model;

@@ -166,6 +166,7 @@ pub(crate) struct NetworkDef {
 pub(crate) struct ContainerDef {
     pub name: String,
     pub machine: Option<String>,
+    #[serde(default)]
     pub networks: Vec<NetRef>,
     #[serde(default)]
     pub publish: Vec<String>,
@@ -173,6 +174,22 @@ pub(crate) struct ContainerDef {
     pub serve: Vec<String>,
     #[serde(default)]
     pub dns: Vec<String>,
+    /// `--hostname`.
+    pub hostname: Option<String>,
+    /// `--dns-search`.
+    #[serde(default)]
+    pub dns_search: Vec<String>,
+    /// `--dns-opt`.
+    #[serde(default)]
+    pub dns_opt: Vec<String>,
+    /// `--add-host NAME:IP`.
+    #[serde(default)]
+    pub extra_hosts: Vec<String>,
+    /// `--network MODE`: a network name, `host`, `none`, or `container:NAME`.
+    pub network_mode: Option<String>,
+    /// `--link NAME[:ALIAS]` (default bridge).
+    #[serde(default)]
+    pub links: Vec<String>,
 }
 
 /// Table form of a container's network attachment.

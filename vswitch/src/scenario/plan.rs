@@ -390,7 +390,15 @@ pub struct PortMapping {
     pub container_port: u16,
     /// Protocol.
     pub proto: Proto,
+    /// When vswitch chose the host port (PUB-6): the range it was picked
+    /// from (`80` and `IP::80`: the ephemeral range; `8000-8009:80`: that
+    /// range). None: the file gave the port.
+    pub auto: Option<(u16, u16)>,
 }
+
+/// Docker's automatic host-port range: the kernel's default
+/// `ip_local_port_range` (PUB-6).
+pub const EPHEMERAL_PORTS: (u16, u16) = (32768, 60999);
 
 impl PortMapping {
     /// Whether this mapping listens on host address `addr` (PUB-4): any
@@ -423,6 +431,37 @@ pub struct Container {
     /// Running (false after a `stop` step: addresses stay reserved, DNS
     /// records go, DNS-23).
     pub running: bool,
+    /// `hostname` (None: the container's name stands for Docker's short id).
+    pub hostname: Option<String>,
+    /// `dns_search`: the resolv.conf `search` line (DNS-2).
+    pub dns_search: Vec<String>,
+    /// `dns_opt`: the resolv.conf `options` (DNS-2, DNS-14).
+    pub dns_opt: Vec<String>,
+    /// `extra_hosts`: `/etc/hosts` lines (DNS-20), in file order.
+    pub extra_hosts: Vec<(String, IpAddr)>,
+    /// `links` on the default bridge (BR-20).
+    pub links: Vec<Link>,
+    /// `network_mode = "container:NAME"` (NH-7): index of the container
+    /// whose network namespace (and resolv.conf, hosts) this one shares. It
+    /// has no endpoints of its own.
+    pub netns_of: Option<usize>,
+}
+
+/// A legacy link (BR-20): `links = ["NAME:ALIAS"]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Link {
+    /// Index into `Plan::containers` of the linked container.
+    pub container: usize,
+    /// The alias (the linked container's name when none is given).
+    pub alias: String,
+}
+
+impl Container {
+    /// The hostname: `hostname`, else the name (vswitch's stand-in for
+    /// Docker's 12-character id).
+    pub fn host_name(&self) -> &str {
+        self.hostname.as_deref().unwrap_or(&self.name)
+    }
 }
 
 /// Something a check runs from or targets.

@@ -98,6 +98,12 @@ fn action(
     }
     let container = |key: &str, name: &str| -> VResult<usize> {
         match names.nodes.get(name) {
+            Some(Node::Container(c)) if shares_netns(state, *c) => Err(Issue::new(
+                p.k(key),
+                format!(
+                    "container {name} shares a network namespace (network_mode = \"container:…\"): stopping or restarting it is not modelled"
+                ),
+            )),
             Some(Node::Container(c)) => Ok(*c),
             _ => Err(Issue::new(p.k(key), format!("no container named {name:?}"))),
         }
@@ -192,6 +198,11 @@ fn action(
     Ok(StepAction::Wait(Duration::from_millis(ms as u64)))
 }
 
+/// Whether container `c` lives in another's namespace or lends its own (NH-7).
+fn shares_netns(state: &Plan, c: usize) -> bool {
+    state.containers[c].netns_of.is_some() || state.containers.iter().any(|o| o.netns_of == Some(c))
+}
+
 /// `docker network connect [--ip] [--ip6] [--alias]`, with its errors.
 fn connect(
     c: &ConnectDef,
@@ -209,6 +220,13 @@ fn connect(
             ));
         }
     };
+    if state.containers[ci].netns_of.is_some() {
+        // NH-7, Docker's own message.
+        return Err(Issue::new(
+            p.k("container"),
+            "container sharing network namespace with another container or host cannot be connected to any other network",
+        ));
+    }
     let Some(&n) = names.networks.get(c.network.as_str()) else {
         return Err(Issue::new(
             p.k("network"),

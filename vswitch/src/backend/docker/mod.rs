@@ -390,8 +390,15 @@ impl Dataplane {
             .into_iter()
             .collect();
         let silent = silent_resolver(plan);
+        let bar = crate::progress::Progress::start("containers", plan.containers.len() as u64);
         for (ci, c) in plan.containers.iter().enumerate() {
+            bar.inc();
             let pid = self.create_container(plan, ci, &nets, silent)?;
+            if let Some(o) = c.netns_of {
+                // NH-7: the namespace adopted for the shared container.
+                world.share_ns(Node::Container(ci), Node::Container(o));
+                continue;
+            }
             let ns_name = &names[&c.name];
             let ns = if ns_name == DAEMON_NETNS {
                 NetNs::open(DAEMON_NETNS)
@@ -405,6 +412,7 @@ impl Dataplane {
             world.adopt(Node::Container(ci), ns);
             self.verify_interfaces(world, plan, ci)?;
         }
+        bar.finish();
         Ok(())
     }
 

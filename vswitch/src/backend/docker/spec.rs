@@ -163,16 +163,25 @@ pub(super) fn container_body(
     silent: Ipv4Addr,
 ) -> Value {
     let c = &plan.containers[ci];
-    let first = &c.endpoints[0];
-    let first_net = &plan.networks[first.network];
-    let mode = nets[first.network].clone();
-    let mut host = json!({ "NetworkMode": mode });
     let mut body = json!({
         "Image": format!("{}:{}", image::IMAGE_REPO, image::IMAGE_TAG),
         "Cmd": ["sleep", "2000000000"],
         "Labels": { LABEL_RUN: run.as_str(), "vswitch.container": c.name },
-        "NetworkingConfig": { "EndpointsConfig": { mode.clone(): endpoint_config(plan, ci, first) } },
     });
+    if let Some(o) = c.netns_of {
+        // NH-7: `--network container:NAME`; nothing network-related may
+        // come with it (the plan refuses it all).
+        let other = container_name(run, &plan.containers[o].name);
+        body["HostConfig"] = json!({ "NetworkMode": format!("container:{other}") });
+        return body;
+    }
+    let first = &c.endpoints[0];
+    let first_net = &plan.networks[first.network];
+    let mode = nets[first.network].clone();
+    let mut host = json!({ "NetworkMode": mode });
+    body["NetworkingConfig"] =
+        json!({ "EndpointsConfig": { mode.clone(): endpoint_config(plan, ci, first) } });
+    docker_run_options(plan, run, ci, &mut body, &mut host);
     if first_net.driver != Driver::Host {
         let dns: Vec<String> = if !c.dns.is_empty() {
             c.dns.iter().map(IpAddr::to_string).collect()
@@ -212,6 +221,47 @@ pub(super) fn container_body(
     }
     body["HostConfig"] = host;
     body
+}
+
+/// `--hostname`, `--dns-search`, `--dns-opt`, `--add-host`, `--link`.
+///
+/// Host ports vswitch chose (PUB-6) are requested by number: Docker 20.10
+/// picks one port per family for `-p 80` (observed: `[::]:32768` and
+/// `0.0.0.0:32769`) from a position that depends on the daemon's history,
+/// while checks and `inspect` go by the plan's single port.
+fn docker_run_options(plan: &Plan, run: &RunId, ci: usize, body: &mut Value, host: &mut Value) {
+    let c = &plan.containers[ci];
+    if let Some(h) = &c.hostname {
+        body["Hostname"] = json!(h);
+    }
+    if !c.dns_search.is_empty() {
+        host["DnsSearch"] = json!(c.dns_search);
+    }
+    if !c.dns_opt.is_empty() {
+        host["DnsOptions"] = json!(c.dns_opt);
+    }
+    if !c.extra_hosts.is_empty() {
+        let v: Vec<String> = c
+            .extra_hosts
+            .iter()
+            .map(|(n, ip)| format!("{n}:{ip}"))
+            .collect();
+        host["ExtraHosts"] = json!(v);
+    }
+    if !c.links.is_empty() {
+        let v: Vec<String> = c
+            .links
+            .iter()
+            .map(|l| {
+                format!(
+                    "{}:{}",
+                    container_name(run, &plan.containers[l.container].name),
+                    l.alias
+                )
+            })
+            .collect();
+        host["Links"] = json!(v);
+    }
 }
 
 /// An address of `lan` that nothing in the scenario holds: the DNS server

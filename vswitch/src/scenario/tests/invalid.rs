@@ -323,7 +323,7 @@ fn container_errors() {
         "has no IPv6",
     );
     err_at(
-        &c("networks = [\"n\"]\npublish = [\"80\"]"),
+        &c("networks = [\"n\"]\npublish = [\"80-82\"]"),
         14,
         "container[0].publish[0]",
         "invalid published port",
