@@ -71,8 +71,10 @@
 
 pub mod api;
 mod cleanup;
+pub mod daemon;
 pub mod image;
 mod lan;
+mod own;
 mod spec;
 #[cfg(test)]
 mod tests;
@@ -133,33 +135,38 @@ pub fn client() -> Client {
     Client::new(socket())
 }
 
+/// Whether the world runs on daemons of its own, one per machine, started
+/// by the backend ([`daemon`]): several machines, overlays (Swarm), or a
+/// machine whose daemon-wide settings are not the shared daemon's.
+pub fn own_daemons(plan: &Plan) -> bool {
+    plan.machines.len() > 1
+        || plan
+            .machines
+            .iter()
+            .any(|m| !m.userland_proxy || !m.ip6tables)
+        || plan.networks.iter().any(|n| n.driver == Driver::Overlay)
+}
+
 /// What this backend cannot build, one reason per item. Includes an
 /// unreachable daemon (with the command that starts one).
 pub fn unsupported(plan: &Plan) -> Vec<String> {
     let mut why = Vec::new();
+    let own = own_daemons(plan);
     let mut say = |s: String| why.push(format!("backend docker: {s}"));
-    if plan.machines.len() > 1 {
-        say(format!(
-            "one machine per scenario (the daemon's namespace is the machine); machine[1] `{}` would need a second daemon",
-            plan.machines[1].name
-        ));
+    if own {
+        for tool in ["dockerd", "nsenter", "containerd"] {
+            if crate::tools::find(tool).is_none() {
+                say(format!(
+                    "{} (the run starts one dockerd per machine)",
+                    crate::tools::missing(tool)
+                ));
+            }
+        }
     }
     for (i, m) in plan.machines.iter().enumerate() {
         if let Some(b) = m.backend {
             say(format!(
                 "mixed backends (machine[{i}] `{}` backend = {b}) not supported",
-                m.name
-            ));
-        }
-        if !m.ip6tables {
-            say(format!(
-                "ip6tables = false (machine[{i}] `{}`): the daemon's ip6tables is a daemon-wide setting and is on",
-                m.name
-            ));
-        }
-        if !m.userland_proxy {
-            say(format!(
-                "userland_proxy = false (machine[{i}] `{}`): the daemon's userland proxy is a daemon-wide setting and is on",
                 m.name
             ));
         }
@@ -175,7 +182,6 @@ pub fn unsupported(plan: &Plan) -> Vec<String> {
     for (i, n) in plan.networks.iter().enumerate() {
         let what = format!("network[{i}] `{}`", n.name);
         match n.driver {
-            Driver::Overlay => say(format!("driver overlay needs Swarm ({what})")),
             Driver::Ipvlan => say(format!("driver ipvlan not supported ({what})")),
             Driver::Macvlan => {
                 if let Some(p) = &n.parent {
@@ -245,6 +251,7 @@ pub fn unsupported(plan: &Plan) -> Vec<String> {
     }
     why.dedup();
     if why.is_empty()
+        && !own
         && let Err(e) = client().version()
     {
         why.push(match e {
@@ -256,6 +263,7 @@ pub fn unsupported(plan: &Plan) -> Vec<String> {
         });
     }
     if why.is_empty()
+        && !own
         && plan.lan6.is_some()
         && let Some(r) = daemon_lacks_ipv6()
     {
@@ -277,23 +285,32 @@ fn daemon_lacks_ipv6() -> Option<String> {
     }
 }
 
-/// Whether World creates this node's namespace (false: this backend provides it).
-pub fn world_creates(node: Node) -> bool {
-    matches!(node, Node::External(_))
+/// Whether World creates this node's namespace (false: this backend
+/// provides it): externals, and machines of a world on its own daemons.
+pub fn world_creates(plan: &Plan, node: Node) -> bool {
+    match node {
+        Node::External(_) => true,
+        Node::Machine(_) => own_daemons(plan),
+        Node::Container(_) => false,
+    }
 }
 
 /// The docker data path of a world: what it created in the daemon and
 /// around it. [`Dataplane::stop`] (or drop) removes all of it.
 #[derive(Debug)]
 pub struct Dataplane {
-    client: Client,
+    /// Each machine's daemon (the shared one: one machine).
+    clients: Vec<Client>,
+    /// The daemons this run started (empty on the shared daemon).
+    daemons: Vec<daemon::OwnDaemon>,
     run: RunId,
     lock: Option<File>,
     lan: Option<NetNs>,
     uplink: bool,
     engine_version: String,
     containers: Vec<String>,
-    networks: Vec<String>,
+    /// Networks created, with the machine whose daemon holds each.
+    networks: Vec<(usize, String)>,
     /// The daemon's name of each plan network (`bridge`, `none`, `<run>-x`).
     net_names: Vec<String>,
 }
@@ -312,7 +329,8 @@ impl Dataplane {
             progress("backend docker writes no pcaps (--pcap ignored)");
         }
         let mut dp = Dataplane {
-            client: client(),
+            clients: vec![client()],
+            daemons: Vec::new(),
             run: world.run.clone(),
             lock: None,
             lan: None,
@@ -337,23 +355,35 @@ impl Dataplane {
         plan: &Plan,
         progress: &dyn Fn(&str),
     ) -> Result<(), BuildError> {
+        if own_daemons(plan) {
+            return self.build_own(world, plan, progress);
+        }
         progress("waiting for the docker lock");
         self.lock = Some(acquire_lock(LOCK_WAIT)?);
-        let v = self
-            .client
+        let v = self.clients[0]
             .version()
             .map_err(BuildError::at("docker daemon"))?;
         self.engine_version = v.version;
         // Holding the lock, no other docker run is live: what a dead one
         // left (networks whose subnets would clash, the uplink) goes now.
         remove_dead_leftovers(&self.run);
-        ensure_image(&self.client)?;
+        ensure_image(&self.clients[0])?;
         progress("wiring lan and the machine uplink");
         self.build_lan(world, plan)?;
         // The machine is the daemon's namespace (never deleted by World: it
         // does not carry the run id).
         let daemon_ns = NetNs::open(DAEMON_NETNS).map_err(BuildError::at("daemon namespace"))?;
         world.adopt(Node::Machine(0), daemon_ns);
+        self.networks_and_containers(world, plan, progress)
+    }
+
+    /// Creates the networks, then the containers (adopting their namespaces).
+    fn networks_and_containers(
+        &mut self,
+        world: &mut World,
+        plan: &Plan,
+        progress: &dyn Fn(&str),
+    ) -> Result<(), BuildError> {
         progress("creating networks");
         let nets = self.create_networks(plan)?;
         self.net_names = nets.clone();
@@ -365,8 +395,10 @@ impl Dataplane {
         for (ci, c) in plan.containers.iter().enumerate() {
             let pid = self.create_container(plan, ci, &nets, silent)?;
             let ns_name = &names[&c.name];
-            let ns = if ns_name == DAEMON_NETNS {
-                NetNs::open(DAEMON_NETNS)
+            let ns = if ns_name == &names[&plan.machines[c.machine].name] {
+                world
+                    .ns(Node::Machine(c.machine))
+                    .try_clone()
                     .map_err(BuildError::at(format!("container {}", c.name)))?
             } else {
                 adopt_pid_netns(pid, ns_name).map_err(|source| BuildError {
@@ -421,6 +453,9 @@ impl Dataplane {
                 step: format!("lan port of external {}", x.name),
                 source,
             })?;
+        }
+        if own_daemons(plan) {
+            return self.plug_machines(world, plan);
         }
         // The machine uplink in the daemon's namespace.
         let daemon = NetNs::open(DAEMON_NETNS).map_err(BuildError::at("daemon namespace"))?;
@@ -480,17 +515,18 @@ impl Dataplane {
                 Driver::None => "none".to_string(),
                 Driver::Host => "host".to_string(),
                 Driver::Bridge if n.default => {
-                    self.check_default_bridge()?;
+                    self.check_default_bridge(n.machine.unwrap_or(0))?;
                     "bridge".to_string()
                 }
                 _ => {
+                    // Overlays are swarm-scoped: created on the manager.
+                    let m = n.machine.unwrap_or(0);
                     let name = network_name(&self.run, &n.name);
                     let body = network_body(&name, &self.run, n);
-                    let id = self
-                        .client
+                    let id = self.clients[m]
                         .network_create(&body)
                         .map_err(BuildError::at(format!("network {}", n.name)))?;
-                    self.networks.push(id);
+                    self.networks.push((m, id));
                     name
                 }
             };
@@ -500,9 +536,8 @@ impl Dataplane {
     }
 
     /// The daemon's `bridge` must be what the plan assumes (BR-21).
-    fn check_default_bridge(&self) -> Result<(), BuildError> {
-        let v = self
-            .client
+    fn check_default_bridge(&self, machine: usize) -> Result<(), BuildError> {
+        let v = self.clients[machine]
             .network_inspect("bridge")
             .map_err(BuildError::at("the daemon's default bridge"))?;
         let cfg = &v["IPAM"]["Config"][0];
@@ -533,27 +568,26 @@ impl Dataplane {
         let step = |what: &str| format!("container {}: {what}", c.name);
         let name = container_name(&self.run, &c.name);
         let body = container_body(plan, ci, nets, &self.run, silent);
-        let id = self
-            .client
+        let client = self.clients[c.machine].clone();
+        let id = client
             .container_create(&name, &body)
             .map_err(BuildError::at(step("create")))?;
         self.containers.push(id.clone());
-        self.client
+        client
             .container_start(&id)
             .map_err(BuildError::at(step("start")))?;
         // Further networks after start, in file order, so that ethN follows
         // the file and default-bridge addresses are taken in file order.
         for e in c.endpoints.iter().skip(1) {
             let net = &nets[e.network];
-            self.client
+            client
                 .network_connect(net, &id, &endpoint_config(plan, ci, e))
                 .map_err(BuildError::at(step(&format!(
                     "connect to {}",
                     plan.networks[e.network].name
                 ))))?;
         }
-        let v = self
-            .client
+        let v = client
             .container_inspect(&id)
             .map_err(BuildError::at(step("inspect")))?;
         let pid = v["State"]["Pid"].as_u64().unwrap_or(0) as u32;
@@ -606,11 +640,11 @@ impl Dataplane {
             "container {}: connect to {}",
             c.name, plan.networks[e.network].name
         );
-        self.client
+        let client = &self.clients[c.machine];
+        client
             .network_connect(net, &self.containers[ci], &endpoint_config(plan, ci, e))
             .map_err(BuildError::at(step.clone()))?;
-        let v = self
-            .client
+        let v = client
             .container_inspect(&self.containers[ci])
             .map_err(BuildError::at(step.clone()))?;
         let got = v["NetworkSettings"]["Networks"][net]["IPAddress"]
@@ -628,7 +662,7 @@ impl Dataplane {
 
     /// `docker stop`.
     pub(crate) fn stop_container(&self, plan: &Plan, ci: usize) -> Result<(), BuildError> {
-        self.client
+        self.clients[plan.containers[ci].machine]
             .container_stop(&self.containers[ci])
             .map_err(BuildError::at(format!(
                 "container {}: stop",
@@ -643,11 +677,11 @@ impl Dataplane {
         let c = &plan.containers[ci];
         let step = |what: &str| format!("container {}: {what}", c.name);
         let id = &self.containers[ci];
-        self.client
+        let client = &self.clients[c.machine];
+        client
             .container_start(id)
             .map_err(BuildError::at(step("start")))?;
-        let v = self
-            .client
+        let v = client
             .container_inspect(id)
             .map_err(BuildError::at(step("inspect")))?;
         let pid = v["State"]["Pid"].as_u64().unwrap_or(0) as u32;
@@ -691,7 +725,7 @@ impl Dataplane {
             "container {}: disconnect from {}",
             plan.containers[ci].name, plan.networks[network].name
         );
-        self.client
+        self.clients[plan.containers[ci].machine]
             .network_disconnect(&self.net_names[network], &self.containers[ci])
             .map_err(BuildError::at(step))
     }
@@ -744,16 +778,29 @@ impl Dataplane {
     /// Idempotent teardown: containers, networks, the uplink, the lan
     /// namespace, then the lock.
     fn shutdown(&mut self) -> Value {
-        if self.lock.is_none() && self.lan.is_none() && !self.uplink {
+        if self.lock.is_none() && self.lan.is_none() && !self.uplink && self.daemons.is_empty() {
             return Value::Null;
         }
-        let mut removed = remove_objects(&self.client, &self.run);
-        // Objects whose names were not listed (a failed create) by id.
-        for id in self.containers.drain(..) {
-            let _ = self.client.container_remove(&id);
-        }
-        for id in self.networks.drain(..) {
-            let _ = self.client.network_remove(&id);
+        let mut removed;
+        if self.daemons.is_empty() {
+            removed = remove_objects(&self.clients[0], &self.run);
+            // Objects whose names were not listed (a failed create) by id.
+            for id in self.containers.drain(..) {
+                let _ = self.clients[0].container_remove(&id);
+            }
+            for (_, id) in self.networks.drain(..) {
+                let _ = self.clients[0].network_remove(&id);
+            }
+        } else {
+            // The run's own daemons: killed with their containers, their
+            // directories, mounts and cgroups removed (swarm state with them).
+            removed = daemon::remove(&self.run);
+            for d in &mut self.daemons {
+                d.reap();
+            }
+            self.daemons.clear();
+            self.containers.clear();
+            self.networks.clear();
         }
         if self.uplink {
             self.uplink = false;
