@@ -237,6 +237,18 @@ impl Client {
         self.json("POST", "/swarm/join", Some(&body)).map(|_| ())
     }
 
+    /// How many nodes of the swarm this manager sees `ready`.
+    pub fn swarm_ready_nodes(&self) -> Result<usize, ApiError> {
+        let v = self.json("GET", "/nodes", None)?;
+        Ok(v.as_array()
+            .map(|a| {
+                a.iter()
+                    .filter(|n| n["Status"]["State"].as_str() == Some("ready"))
+                    .count()
+            })
+            .unwrap_or(0))
+    }
+
     /// `GET /info`.
     pub fn info(&self) -> Result<Value, ApiError> {
         self.json("GET", "/info", None)

@@ -303,6 +303,15 @@ pub fn remove(run: &RunId) -> Vec<String> {
         removed.push(format!("{killed} dockerd/containerd/container processes"));
     }
     let dir = run_dir(run);
+    if let Ok(keep) = std::env::var("VSWITCH_DOCKER_KEEP_LOGS") {
+        // Debugging: each daemon's log survives the run there.
+        for i in 0..16 {
+            let log = dir.join(format!("m{i}/dockerd.log"));
+            if log.exists() {
+                let _ = std::fs::copy(&log, Path::new(&keep).join(format!("{run}-m{i}.log")));
+            }
+        }
+    }
     for m in mounts_under(&dir) {
         match nix::mount::umount2(m.as_str(), nix::mount::MntFlags::MNT_DETACH) {
             Ok(()) => removed.push(format!("mount {m}")),

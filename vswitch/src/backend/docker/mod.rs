@@ -510,7 +510,7 @@ impl Dataplane {
     /// Creates the scenario's networks; returns each one's Docker name.
     fn create_networks(&mut self, plan: &Plan) -> Result<Vec<String>, BuildError> {
         let mut names = Vec::new();
-        for n in &plan.networks {
+        for (k, n) in plan.networks.iter().enumerate() {
             let name = match n.driver {
                 Driver::None => "none".to_string(),
                 Driver::Host => "host".to_string(),
@@ -522,7 +522,12 @@ impl Dataplane {
                     // Overlays are swarm-scoped: created on the manager.
                     let m = n.machine.unwrap_or(0);
                     let name = network_name(&self.run, &n.name);
-                    let body = network_body(&name, &self.run, n);
+                    let mut body = network_body(&name, &self.run, n);
+                    if n.driver == Driver::Overlay
+                        && let Some(r) = own::overlay_lb_range(plan, k)
+                    {
+                        body["IPAM"]["Config"][0]["IPRange"] = json!(r.to_string());
+                    }
                     let id = self.clients[m]
                         .network_create(&body)
                         .map_err(BuildError::at(format!("network {}", n.name)))?;
@@ -751,6 +756,14 @@ impl Dataplane {
             })
             .filter(|(_, a)| a.is_some())
             .collect();
+        // On an overlay Docker adds docker_gwbridge as the next interface
+        // (OV-8) when the container starts, so the Nth network is not
+        // always `ethN`: there, any `ethK` may carry the address.
+        let overlay = c
+            .endpoints
+            .iter()
+            .any(|e| plan.networks[e.network].driver == Driver::Overlay);
+        let count = c.endpoints.len() + 1;
         let ns = world.ns(Node::Container(ci));
         in_ns(
             ns,
@@ -758,7 +771,15 @@ impl Dataplane {
             move || {
                 let mut nl = Netlink::new()?;
                 for (ifname, ip) in &want {
-                    let addrs = nl.addr_list(ifname)?;
+                    let addrs = if overlay {
+                        let mut all = Vec::new();
+                        for k in 0..count {
+                            all.extend(nl.addr_list(&format!("eth{k}")).unwrap_or_default());
+                        }
+                        all
+                    } else {
+                        nl.addr_list(ifname)?
+                    };
                     if let Some(ip) = ip
                         && !addrs.iter().any(|(a, _)| a == ip)
                     {

@@ -147,8 +147,58 @@ impl Dataplane {
                 .swarm_join(&m.ip.to_string(), &manager, &token)
                 .map_err(BuildError::at(format!("swarm join of machine {}", m.name)))?;
         }
+        // A worker attaches containers to overlays only once the manager
+        // has it ready (before that: "attaching to network failed").
+        let end = Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let ready = self.clients[0]
+                .swarm_ready_nodes()
+                .map_err(BuildError::at("swarm nodes"))?;
+            if ready == plan.machines.len() {
+                break;
+            }
+            if Instant::now() > end {
+                return Err(BuildError {
+                    step: "swarm".into(),
+                    source: format!("{ready} of {} nodes ready after 60 s", plan.machines.len())
+                        .into(),
+                });
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
         Ok(())
     }
+}
+
+/// The `IPRange` an overlay is created with on Docker: a /29 of its
+/// subnet holding no address of the plan. Every container's address is
+/// given explicitly, but each machine attaching a container to an overlay
+/// also takes one for its load-balancer endpoint (`lb-<network>`), first
+/// free in the range: in the plan's own range that is the next container's
+/// address ("could not allocate IP from IPAM: Address already in use").
+pub(super) fn overlay_lb_range(plan: &Plan, net: usize) -> Option<Ipv4Net> {
+    let n = &plan.networks[net];
+    let s = n.primary()?;
+    let taken: Vec<Ipv4Addr> = plan
+        .containers
+        .iter()
+        .flat_map(|c| c.endpoints.iter())
+        .filter(|e| e.network == net)
+        .filter_map(|e| e.ip)
+        .chain(s.gateway)
+        .chain(n.aux_addresses.values().filter_map(|a| match a {
+            IpAddr::V4(v4) => Some(*v4),
+            IpAddr::V6(_) => None,
+        }))
+        .collect();
+    if s.net.prefix_len() > 28 {
+        return None;
+    }
+    let blocks = s.net.subnets(29).ok()?.collect::<Vec<_>>();
+    blocks
+        .into_iter()
+        .rev()
+        .find(|b| !taken.iter().any(|a| b.contains(a)))
 }
 
 /// The first of [`SWARM_POOLS`] that overlaps nothing of the scenario.
