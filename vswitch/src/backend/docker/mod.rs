@@ -183,6 +183,9 @@ pub fn unsupported(plan: &Plan) -> Vec<String> {
         let what = format!("network[{i}] `{}`", n.name);
         match n.driver {
             Driver::Ipvlan => say(format!("driver ipvlan not supported ({what})")),
+            Driver::Overlay if n.ipv6 => say(format!(
+                "IPv6 on an overlay: Engine 20.10's swarm allocator does not take a container's planned IPv6Address on an attachable overlay (observed: fd00:9::3 for a planned fd00:9::2), so its addresses cannot be the plan's ({what})"
+            )),
             Driver::Macvlan => {
                 if let Some(p) = &n.parent {
                     if p.vlan.is_some() {

@@ -78,9 +78,11 @@ pub(super) fn network_body(name: &str, run: &RunId, n: &Network) -> Value {
                 );
             }
             if n.mtu_explicit {
+                // Docker takes the file's value and subtracts the VXLAN
+                // overhead itself (BUG-7); the plan's is already minus 50.
                 options.insert(
                     "com.docker.network.driver.mtu".into(),
-                    json!(n.mtu.to_string()),
+                    json!((n.mtu + 50).to_string()),
                 );
             }
             "overlay"
