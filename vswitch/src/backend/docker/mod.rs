@@ -447,10 +447,20 @@ impl Dataplane {
                 .ns(Node::External(i))
                 .try_clone()
                 .map_err(BuildError::at(format!("external {}", x.name)))?;
+            let mut routes = Vec::new();
+            if x.ip6.is_some() {
+                for (m, mach) in plan.machines.iter().enumerate() {
+                    let Some(via) = mach.ip6 else { continue };
+                    for net in crate::backend::routed_subnets6(plan, m) {
+                        routes.push((ipnet::IpNet::V6(net), IpAddr::V6(via)));
+                    }
+                }
+            }
             let up = Uplink {
                 mac,
                 addrs,
                 gateways: Vec::new(),
+                routes,
             };
             plug(lan, &format!("x{i}"), &target, up).map_err(|source| BuildError {
                 step: format!("lan port of external {}", x.name),
@@ -497,6 +507,7 @@ impl Dataplane {
                 .map(IpAddr::V4)
                 .into_iter()
                 .collect(),
+            routes: Vec::new(),
         };
         if let Some(a6) = m.ip6 {
             up.addrs.push((IpAddr::V6(a6), prefix6));

@@ -114,6 +114,7 @@ impl Dataplane {
                     .map(IpAddr::V4)
                     .into_iter()
                     .collect(),
+                routes: Vec::new(),
             };
             if let Some(a6) = m.ip6 {
                 up.addrs.push((IpAddr::V6(a6), prefix6));
