@@ -2,9 +2,15 @@
 //! `vswitch compare --backends userspace,kernel,docker` shows where either
 //! of the project's data paths departs from Docker (the oracle).
 //!
-//! # The daemon
+//! # The daemons
 //!
-//! vswitch never starts or configures a daemon itself; the project's own one
+//! A world with several machines, an overlay, or a machine with
+//! `userland_proxy = false` or `ip6tables = false` runs on daemons of its
+//! own, one per machine, started in the machines' namespaces with the
+//! machine's options ([`daemon`], and `own.rs`: Swarm for overlays); the rest of
+//! this page is about the shared daemon the other worlds use.
+//!
+//! vswitch never starts or configures the shared daemon itself; the project's own one
 //! is started by `ci/docker-daemon.sh start`, which runs, inside a network
 //! namespace of its own named `oracle-dockerd`:
 //!
@@ -20,7 +26,7 @@
 //! IPv6 (format 1.1): networks are created with `EnableIPv6` and their
 //! `subnet6`/`gateway6` as a second IPAM config, containers get their
 //! planned `IPv6Address`, the uplink and externals their `lan6` addresses.
-//! `ip6tables` is daemon-wide and on: `ip6tables = false` is refused.
+//! `ip6tables` is daemon-wide and on there: `ip6tables = false` gets a daemon of its own.
 //!
 //! Its bridges, iptables rules and forwarding sysctls therefore live in that
 //! namespace, never in the one vswitch started in. The daemon's namespace
