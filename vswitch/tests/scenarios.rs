@@ -466,6 +466,44 @@ to = "b"
 seconds = 30
 "#;
 
+/// Three machines on their own daemons (docker: one dockerd each, a swarm
+/// for the overlay), long enough to be killed mid-run.
+const LONG3: &str = r#"
+name = "long-running, three machines"
+[[machine]]
+name = "h1"
+[[machine]]
+name = "h2"
+[[machine]]
+name = "h3"
+[[network]]
+name = "ov"
+driver = "overlay"
+subnet = "10.124.0.0/24"
+[[network]]
+name = "br"
+machine = "h3"
+subnet = "10.125.0.0/24"
+[[container]]
+name = "a"
+machine = "h1"
+networks = ["ov"]
+[[container]]
+name = "b"
+machine = "h2"
+networks = ["ov"]
+[[container]]
+name = "c"
+machine = "h3"
+networks = ["br"]
+publish = ["8080:80"]
+[[check]]
+kind = "throughput"
+from = "a"
+to = "b"
+seconds = 60
+"#;
+
 /// A child process that is killed and reaped however the test ends.
 struct Reaped(std::process::Child);
 
@@ -477,7 +515,11 @@ impl Drop for Reaped {
 }
 
 fn spawn_long_on(run: &RunId, backend: &str) -> Reaped {
-    let p = write_temp(&format!("long-{run}.toml"), LONG);
+    spawn_text_on(run, backend, LONG)
+}
+
+fn spawn_text_on(run: &RunId, backend: &str, text: &str) -> Reaped {
+    let p = write_temp(&format!("long-{run}.toml"), text);
     let child = Command::new(bin())
         .args(["run", "--quiet", "--backend", backend, p.to_str().unwrap()])
         .env("VSWITCH_RUN_ID", run.as_str())
@@ -548,6 +590,68 @@ fn have_daemon(test: &str) -> Result<bool, Failed> {
 fn docker_world_is_up(run: &RunId) -> bool {
     let ns = vswitch::netns::list(&format!("{run}-"));
     ns.len() == 3 && ns.iter().any(|n| n.ends_with("-c-b"))
+}
+
+/// A three-machine docker world is up: its daemons run and every container
+/// namespace exists.
+fn docker3_world_is_up(run: &RunId) -> bool {
+    let ns = vswitch::netns::list(&format!("{run}-"));
+    ["-c-a", "-c-b", "-c-c"]
+        .iter()
+        .all(|c| ns.iter().any(|n| n.ends_with(c)))
+}
+
+/// SIGKILL during a three-machine docker run (three dockerd, their
+/// containerd and shims, a swarm, an overlay, a published port) leaves
+/// daemons, namespaces, mounts and cgroups; `vswitch cleanup` removes
+/// every one (checked by `traces`: processes of the run's daemons, their
+/// directories with the swarm state, mounts under them, cgroups).
+fn docker_three_machines_sigkill_then_cleanup() -> TestResult {
+    let test = "cleanup::docker_three_machines_sigkill_then_cleanup";
+    if !have_tool(test, "dockerd")? || !have_tool(test, "nsenter")? {
+        return Ok(());
+    }
+    let run = RunId::new();
+    let mut child = spawn_text_on(&run, "docker", LONG3);
+    wait_for("the world to come up", Duration::from_secs(120), || {
+        docker3_world_is_up(&run)
+    })?;
+    child.0.kill()?;
+    child.0.wait()?;
+    let left = leftovers(&run);
+    if !left.iter().any(|l| l.contains("dockerd")) {
+        return Err(format!(
+            "SIGKILL left no daemon behind: the test would prove nothing: {left:?}"
+        )
+        .into());
+    }
+    let out = vswitch(&["cleanup"], &[]);
+    if !out.status.success() {
+        return Err(format!("cleanup failed: {out:?}").into());
+    }
+    assert_no_leftovers(&run)
+}
+
+/// Ctrl-C during a three-machine docker run removes its daemons and all.
+fn docker_three_machines_sigint_leaves_nothing() -> TestResult {
+    let test = "cleanup::docker_three_machines_sigint_leaves_nothing";
+    if !have_tool(test, "dockerd")? || !have_tool(test, "nsenter")? {
+        return Ok(());
+    }
+    let run = RunId::new();
+    let mut child = spawn_text_on(&run, "docker", LONG3);
+    wait_for("the world to come up", Duration::from_secs(120), || {
+        docker3_world_is_up(&run)
+    })?;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.0.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )?;
+    let status = child.0.wait()?;
+    if status.code() != Some(130) {
+        return Err(format!("expected exit 130 after SIGINT, got {status:?}").into());
+    }
+    assert_no_leftovers(&run)
 }
 
 /// Ctrl-C during a docker run removes its containers, networks, uplink and
@@ -1129,7 +1233,7 @@ fn main() {
         .collect();
     files.sort();
     let mut trials: Vec<Trial> = files.into_iter().flat_map(scenario_trials).collect();
-    let cli: [NamedTest; 17] = [
+    let cli: [NamedTest; 19] = [
         ("cli::run_option_files", run_option_files),
         (
             "cli::probe_that_cannot_run_is_an_error",
@@ -1167,6 +1271,14 @@ fn main() {
         (
             "cleanup::docker_sigkill_then_cleanup",
             docker_sigkill_then_cleanup,
+        ),
+        (
+            "cleanup::docker_three_machines_sigkill_then_cleanup",
+            docker_three_machines_sigkill_then_cleanup,
+        ),
+        (
+            "cleanup::docker_three_machines_sigint_leaves_nothing",
+            docker_three_machines_sigint_leaves_nothing,
         ),
     ];
     trials.extend(cli.into_iter().map(|(n, f)| Trial::test(n, f)));

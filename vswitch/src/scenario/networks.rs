@@ -218,10 +218,12 @@ pub(crate) fn networks(defs: &[NetworkDef], plan: &Plan) -> VResult<Nets> {
                 ));
             }
             for (j, other) in &seen {
-                let both_default = d.default == Some(true)
-                    && defs[*j].default == Some(true)
-                    && machines[i] != machines[*j];
-                if ipam::overlaps4(net, other) && !both_default {
+                // Local-scope address spaces are per machine: the same
+                // subnet on two machines is two networks (two hosts'
+                // macvlans of one lan subnet, the default bridges). An
+                // overlay (every machine) overlaps everything.
+                let apart = matches!((machines[i], machines[*j]), (Some(a), Some(b)) if a != b);
+                if ipam::overlaps4(net, other) && !apart {
                     return Err(Issue::new(
                         path.clone(),
                         format!(
@@ -238,7 +240,7 @@ pub(crate) fn networks(defs: &[NetworkDef], plan: &Plan) -> VResult<Nets> {
     reserved.push(plan.lan);
     reserved.push(ipam::DEFAULT_BRIDGE);
     let mut picker = PoolPicker::new(reserved);
-    let declared6 = declared_v6(defs, plan, &drivers)?;
+    let declared6 = declared_v6(defs, plan, &drivers, &machines)?;
     let mut taken6: Vec<Ipv6Net> = declared6.iter().flatten().copied().collect();
     taken6.extend(plan.lan6);
     // Default /64s come from fd00:5653::/48 in file order: each network
@@ -557,6 +559,7 @@ fn declared_v6(
     defs: &[NetworkDef],
     plan: &Plan,
     drivers: &[Driver],
+    machines: &[Option<usize>],
 ) -> VResult<Vec<Option<Ipv6Net>>> {
     let mut out: Vec<Option<Ipv6Net>> = Vec::with_capacity(defs.len());
     for (i, d) in defs.iter().enumerate() {
@@ -580,8 +583,10 @@ fn declared_v6(
             ));
         }
         for (j, other) in out.iter().enumerate() {
+            let apart = matches!((machines[i], machines[j]), (Some(a), Some(b)) if a != b);
             if let Some(o) = other
                 && ipam::overlaps6(&n, o)
+                && !apart
             {
                 return Err(Issue::new(
                     p,
