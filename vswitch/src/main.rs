@@ -263,6 +263,11 @@ enum Cmd {
         /// (default: tcp with a port, icmp without).
         #[arg(long, value_enum)]
         proto: Option<TraceProtoArg>,
+        /// Whose path: the engine's (userspace, no root) or Linux's own
+        /// (kernel: the world is built and one real packet is traced with
+        /// nftables' `meta nftrace`).
+        #[arg(long, value_enum, default_value = "userspace")]
+        backend: Backend,
     },
     /// Draw a scenario's world as SVG (or Graphviz DOT), checks coloured by a report.
     Graph {
@@ -408,7 +413,8 @@ fn dispatch(cmd: Cmd) -> Result<i32> {
             from,
             to,
             proto,
-        } => cmd_trace(&world, &from, &to, proto),
+            backend,
+        } => cmd_trace(&world, &from, &to, proto, backend.into()),
         Cmd::Inspect { run, name } => cmd_inspect(&run, name.as_deref()),
         Cmd::Import { file, checks } => Ok(cmd_import(&file, checks)),
         Cmd::Graph {
@@ -1048,7 +1054,13 @@ fn cmd_bench(
     Ok(combine(&codes, false))
 }
 
-fn cmd_trace(world: &str, from: &str, to: &str, proto: Option<TraceProtoArg>) -> Result<i32> {
+fn cmd_trace(
+    world: &str,
+    from: &str,
+    to: &str,
+    proto: Option<TraceProtoArg>,
+    backend: BackendKind,
+) -> Result<i32> {
     use vswitch::trace::{Target, TraceProto};
     let path = if Path::new(world).exists() {
         PathBuf::from(world)
@@ -1081,7 +1093,22 @@ fn cmd_trace(world: &str, from: &str, to: &str, proto: Option<TraceProtoArg>) ->
         None if target.port.is_some() => TraceProto::Tcp,
         None => TraceProto::Icmp,
     };
-    match vswitch::trace::trace(&plan, from, &target, proto) {
+    let traced = match backend {
+        BackendKind::Userspace => vswitch::trace::trace(&plan, from, &target, proto),
+        BackendKind::Kernel => {
+            install_signals()?;
+            vswitch::trace::resolve_request(&plan, from, &target, proto).and_then(|r| {
+                vswitch::trace::kernel::trace(&plan, &path.display().to_string(), &r, proto)
+            })
+        }
+        BackendKind::Docker => {
+            eprintln!(
+                "vswitch: trace follows the userspace engine or the kernel backend, not docker"
+            );
+            return Ok(EXIT_UNSUPPORTED);
+        }
+    };
+    match traced {
         Ok(t) => {
             print!("{}", t.text);
             Ok(EXIT_OK)

@@ -450,19 +450,34 @@ fn describe(event: &TraceEvent, setup: &Setup) -> String {
     }
 }
 
-/// Traces one frame from `from` to `to` in the world of `plan`.
-pub fn trace(plan: &Plan, from: &str, to: &Target, proto: TraceProto) -> Result<Trace, TraceError> {
-    let src_node = node_by_name(plan, from).ok_or_else(|| TraceError::UnknownNode(from.into()))?;
-    let setup = userspace::configure(plan, "trace", &BuildOptions::default())
-        .map_err(|e| TraceError::Build(e.to_string()))?;
+/// A trace request with names resolved against the world.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Resolved {
+    /// The sending node.
+    pub src: Node,
+    /// The destination address.
+    pub dst: IpAddr,
+    /// The destination port (0 for ICMP).
+    pub port: u16,
+}
+
+/// Resolves `from`, `to` and the port against `plan` as configured.
+fn resolve(
+    plan: &Plan,
+    setup: &Setup,
+    from: &str,
+    to: &Target,
+    proto: TraceProto,
+) -> Result<Resolved, TraceError> {
+    let src = node_by_name(plan, from).ok_or_else(|| TraceError::UnknownNode(from.into()))?;
     let dst_node = match &to.node {
         Some(n) => Some(node_by_name(plan, n).ok_or_else(|| TraceError::UnknownNode(n.clone()))?),
         None => None,
     };
     let dst = match (to.addr, dst_node) {
         (Some(a), _) => a,
-        (None, Some(n)) => address_of(&setup, n, src_node, false)
-            .or_else(|| address_of(&setup, n, src_node, true))
+        (None, Some(n)) => address_of(setup, n, src, false)
+            .or_else(|| address_of(setup, n, src, true))
             .ok_or_else(|| TraceError::NoAddress(node_name(plan, n)))?,
         (None, None) => return Err(TraceError::BadTarget(String::new())),
     };
@@ -472,6 +487,30 @@ pub fn trace(plan: &Plan, from: &str, to: &Target, proto: TraceProto) -> Result<
         (TraceProto::Tcp, None) => return Err(TraceError::NoPort("tcp")),
         (TraceProto::Udp, None) => return Err(TraceError::NoPort("udp")),
     };
+    Ok(Resolved { src, dst, port })
+}
+
+/// Resolves a request against `plan` without building anything.
+pub fn resolve_request(
+    plan: &Plan,
+    from: &str,
+    to: &Target,
+    proto: TraceProto,
+) -> Result<Resolved, TraceError> {
+    let setup = userspace::configure(plan, "trace", &BuildOptions::default())
+        .map_err(|e| TraceError::Build(e.to_string()))?;
+    resolve(plan, &setup, from, to, proto)
+}
+
+/// Traces one frame from `from` to `to` in the world of `plan`.
+pub fn trace(plan: &Plan, from: &str, to: &Target, proto: TraceProto) -> Result<Trace, TraceError> {
+    let setup = userspace::configure(plan, "trace", &BuildOptions::default())
+        .map_err(|e| TraceError::Build(e.to_string()))?;
+    let Resolved {
+        src: src_node,
+        dst,
+        port,
+    } = resolve(plan, &setup, from, to, proto)?;
     let src_ifaces = ifaces_of(&setup, src_node);
     let (ingress, src_ip, next_hop) =
         route(&src_ifaces, dst).ok_or_else(|| TraceError::NoRoute {
@@ -572,6 +611,8 @@ fn render(
     let _ = writeln!(text, "verdict: {verdict}");
     Trace { text, verdict }
 }
+
+pub mod kernel;
 
 #[cfg(test)]
 mod tests;

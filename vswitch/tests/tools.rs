@@ -386,3 +386,53 @@ expect = "ok"
     assert_eq!(v["chosen_ports"][1]["host_port"], 32768, "{v}");
     assert_eq!(v["chosen_ports"][1]["host_ip"], "127.0.0.1", "{v}");
 }
+
+/// `vswitch trace --backend kernel` builds the world, traces one SYN with
+/// nftables and names the rule that dropped it: ICC off (BR-8) is the
+/// bridge's forward rule; the same frame through the engine names the
+/// engine's drop. Nothing is left behind.
+#[test]
+fn trace_names_the_icc_drop_on_both_paths() {
+    if !have_root("trace_names_the_icc_drop_on_both_paths") {
+        return;
+    }
+    if vswitch::prereq::tool("trace_names_the_icc_drop_on_both_paths", "nft")
+        .or_panic()
+        .is_none()
+    {
+        return;
+    }
+    let args = [
+        "trace",
+        "scenarios/bridge-icc-off.toml",
+        "--from",
+        "a",
+        "--to",
+        "b:80",
+    ];
+    let out = vswitch(&args, &[]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("verdict: dropped:icc-disabled"), "{text}");
+    let run = RunId::new();
+    let mut k = args.to_vec();
+    k.extend(["--backend", "kernel"]);
+    let out = vswitch(&k, &[("VSWITCH_RUN_ID", run.as_str())]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("verdict: dropped by host inet") && text.contains("filter_forward"),
+        "{text}"
+    );
+    assert!(text.contains("sent from a: no connection"), "{text}");
+    assert!(leftovers(&run).is_empty(), "{:?}", leftovers(&run));
+    assert!(vswitch::netns::list(&format!("{run}-")).is_empty());
+}
