@@ -1062,15 +1062,14 @@ fn cmd_trace(
     backend: BackendKind,
 ) -> Result<i32> {
     use vswitch::trace::{Target, TraceProto};
-    let path = if Path::new(world).exists() {
-        PathBuf::from(world)
+    let live = if Path::new(world).exists() {
+        None
     } else {
-        let rec = find_record(world)?;
-        eprintln!(
-            "vswitch: tracing {} ({}) on a fresh engine of its scenario: the live world's learned state is not read",
-            rec.id, rec.scenario
-        );
-        PathBuf::from(rec.scenario)
+        Some(find_record(world)?)
+    };
+    let path = match &live {
+        None => PathBuf::from(world),
+        Some(rec) => PathBuf::from(&rec.scenario),
     };
     let plan = match load_plan(&path) {
         Ok(p) => p,
@@ -1093,15 +1092,32 @@ fn cmd_trace(
         None if target.port.is_some() => TraceProto::Tcp,
         None => TraceProto::Icmp,
     };
-    let traced = match backend {
-        BackendKind::Userspace => vswitch::trace::trace(&plan, from, &target, proto),
-        BackendKind::Kernel => {
+    // A live world is traced on its own backend.
+    let backend = match &live {
+        Some(rec) if rec.backend == "kernel" => BackendKind::Kernel,
+        Some(rec) => {
+            eprintln!(
+                "vswitch: tracing {} ({}) on a fresh engine of its scenario: the live world's learned state is not read",
+                rec.id, rec.scenario
+            );
+            BackendKind::Userspace
+        }
+        None => backend,
+    };
+    let traced = match (backend, &live) {
+        (BackendKind::Kernel, Some(rec)) => {
+            vswitch::trace::resolve_request(&plan, from, &target, proto).and_then(|r| {
+                vswitch::trace::kernel::trace_live(&plan, &rec.namespaces, &r, proto)
+            })
+        }
+        (BackendKind::Kernel, None) => {
             install_signals()?;
             vswitch::trace::resolve_request(&plan, from, &target, proto).and_then(|r| {
                 vswitch::trace::kernel::trace(&plan, &path.display().to_string(), &r, proto)
             })
         }
-        BackendKind::Docker => {
+        (BackendKind::Userspace, _) => vswitch::trace::trace(&plan, from, &target, proto),
+        (BackendKind::Docker, _) => {
             eprintln!(
                 "vswitch: trace follows the userspace engine or the kernel backend, not docker"
             );

@@ -253,7 +253,16 @@ pub fn trace(
     );
     let result = match built {
         Ok(w) => {
-            let t = trace_in(&w, plan, r, proto);
+            let t = places(plan, r)
+                .into_iter()
+                .map(|(n, b)| {
+                    w.ns(n)
+                        .try_clone()
+                        .map(|ns| (n, b, ns))
+                        .map_err(|e| TraceError::Build(format!("{}: {e}", node_name(plan, n))))
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .and_then(|nss| trace_in(&nss, plan, r, proto));
             w.teardown();
             t
         }
@@ -263,17 +272,67 @@ pub fn trace(
     result
 }
 
-fn trace_in(w: &World, plan: &Plan, r: &Resolved, proto: TraceProto) -> Result<Trace, TraceError> {
-    let flow = flow_match(r, proto);
+/// Traces in a world kept up on the kernel backend (`vswitch up`), in
+/// its own namespaces (`namespaces`: node name → namespace name, from its
+/// run record); the tracing tables are removed again afterwards.
+pub fn trace_live(
+    plan: &Plan,
+    namespaces: &[(String, String)],
+    r: &Resolved,
+    proto: TraceProto,
+) -> Result<Trace, TraceError> {
+    let nss = places(plan, r)
+        .into_iter()
+        .map(|(n, b)| {
+            let name = node_name(plan, n);
+            let ns_name = namespaces
+                .iter()
+                .find(|(node, _)| *node == name)
+                .map(|(_, ns)| ns.clone())
+                .ok_or_else(|| {
+                    TraceError::Build(format!("the live world has no namespace for {name}"))
+                })?;
+            NetNs::open(&ns_name)
+                .map(|ns| (n, b, ns))
+                .map_err(|e| TraceError::Build(e.to_string()))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let t = trace_in(&nss, plan, r, proto);
+    for (_, b, ns) in &nss {
+        for family in ["inet", "bridge"].iter().take(if *b { 2 } else { 1 }) {
+            let args = ["delete", "table", family, TABLE].map(String::from).to_vec();
+            let _ = nft_in(ns, args, String::new());
+        }
+    }
+    t
+}
+
+/// Where the trace looks: every machine namespace (with the bridge family)
+/// and the source's.
+fn places(plan: &Plan, r: &Resolved) -> Vec<(Node, bool)> {
     let mut places: Vec<(Node, bool)> = (0..plan.machines.len())
         .map(|m| (Node::Machine(m), true))
         .collect();
     if !places.iter().any(|(n, _)| *n == r.src) {
         places.push((r.src, false));
     }
+    places
+}
+
+fn trace_in(
+    nss: &[(Node, bool, NetNs)],
+    plan: &Plan,
+    r: &Resolved,
+    proto: TraceProto,
+) -> Result<Trace, TraceError> {
+    let flow = flow_match(r, proto);
+    let src_ns = nss
+        .iter()
+        .find(|(n, _, _)| *n == r.src)
+        .map(|(_, _, ns)| ns)
+        .ok_or_else(|| TraceError::Build("no namespace for the source".into()))?;
     let mut monitors = Vec::new();
-    for (node, bridge) in &places {
-        let ns = w.ns(*node);
+    for (node, bridge, ns) in nss {
         let label = node_name(plan, *node);
         nft_in(ns, vec!["-f".into(), "-".into()], ruleset(&flow, *bridge))
             .map_err(|e| TraceError::Build(format!("{label}: {e}")))?;
@@ -281,7 +340,7 @@ fn trace_in(w: &World, plan: &Plan, r: &Resolved, proto: TraceProto) -> Result<T
         m.wait_ready(ns).map_err(TraceError::Build)?;
         monitors.push(m);
     }
-    let outcome = send(w.ns(r.src), r, proto);
+    let outcome = send(src_ns, r, proto);
     // What is still in flight: until no monitor prints for 200 ms (≤ 2 s).
     let give_up = Instant::now() + Duration::from_secs(2);
     while Instant::now() < give_up {
