@@ -130,6 +130,11 @@ fn options(n: &Network) -> Map<String, Value> {
                     v.to_string(),
                 );
             }
+            // `docker network create --opt encrypted` keeps the option as
+            // given, with an empty value (OV-9).
+            if n.encrypted {
+                put("encrypted", String::new());
+            }
         }
         Driver::None | Driver::Host => {}
     }

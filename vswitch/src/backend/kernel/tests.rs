@@ -122,6 +122,38 @@ fn unsupported_names_missing_link_kinds() {
     );
 }
 
+/// OV-9: an encrypted overlay needs ESP; without it the refusal says
+/// "ESP missing" by name, and the plain overlay beside it is no reason.
+#[test]
+fn encrypted_overlay_refused_by_name() {
+    let p = plan(
+        r#"
+name = "enc"
+[[machine]]
+name = "m1"
+[[machine]]
+name = "m2"
+[[network]]
+name = "secure"
+driver = "overlay"
+encrypted = true
+[[network]]
+name = "plain"
+driver = "overlay"
+"#,
+    );
+    let no_esp = |k: &str| k != "esp";
+    let why = unsupported_with(&p, &no_esp, |_| true);
+    assert_eq!(why.len(), 1, "{why:?}");
+    assert!(
+        why[0].contains("ESP missing") && why[0].contains("network[0] `secure`"),
+        "{why:?}"
+    );
+    let why = unsupported_with(&p, &|_| true, |_| true);
+    assert_eq!(why.len(), 1, "{why:?}");
+    assert!(why[0].contains("encrypted overlay"), "{why:?}");
+}
+
 #[test]
 fn supported_plan_has_no_reasons() {
     let p = plan(NAT);

@@ -460,3 +460,36 @@ fn deep_nesting_and_big_inputs_are_rejected_quickly() {
         assert!(t.elapsed() < Duration::from_secs(5));
     }
 }
+
+/// OV-6: an encrypted overlay's containers get 1424 by default (1450 − 26,
+/// a multiple of 4); with `mtu = M` (the underlay) M − 76 rounded down to a
+/// multiple of 4; a plain overlay beside it keeps 1450.
+#[test]
+fn encrypted_overlay_mtu() {
+    let p = ok(r#"
+name = "enc"
+[[machine]]
+name = "m1"
+[[machine]]
+name = "m2"
+[[network]]
+name = "secure"
+driver = "overlay"
+encrypted = true
+[[network]]
+name = "small"
+driver = "overlay"
+encrypted = true
+mtu = 1403
+[[network]]
+name = "plain"
+driver = "overlay"
+encrypted = false
+"#);
+    assert!(p.networks[0].encrypted);
+    assert_eq!(p.networks[0].mtu, 1424);
+    // 1403 − 50 − 26 = 1327 → 1324.
+    assert_eq!(p.networks[1].mtu, 1324);
+    assert!(!p.networks[2].encrypted);
+    assert_eq!(p.networks[2].mtu, 1450);
+}
