@@ -25,6 +25,11 @@ use vswitch::world::{self, RunId, RunRecord};
     about = "Userspace virtual switch and Docker networking test bench"
 )]
 struct Cli {
+    /// Backend docker: map scenario machines to existing daemons instead
+    /// of starting them, `MACHINE=unix:///path[,MACHINE=...]` (the lan is
+    /// then the hosts' own network).
+    #[arg(long, global = true, value_name = "MAP")]
+    docker_host: Option<String>,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -329,6 +334,12 @@ fn main() -> ExitCode {
             });
         }
     };
+    if let Some(map) = &cli.docker_host
+        && let Err(e) = vswitch::backend::docker::hosts::set(map)
+    {
+        eprintln!("vswitch: {e}");
+        return ExitCode::from(EXIT_INVALID as u8);
+    }
     match dispatch(cli.cmd) {
         Ok(code) => ExitCode::from(code as u8),
         Err(e) => {

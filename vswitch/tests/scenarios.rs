@@ -654,6 +654,143 @@ fn docker_three_machines_sigint_leaves_nothing() -> TestResult {
     assert_no_leftovers(&run)
 }
 
+/// `ci/docker-hosts.sh` started and stopped around a test.
+struct DockerHosts;
+
+impl DockerHosts {
+    const MAP: &'static str =
+        "h1=unix:///run/dhost-1/docker.sock,h2=unix:///run/dhost-2/docker.sock";
+
+    fn start() -> Result<DockerHosts, Failed> {
+        let script = root_dir().join("ci/docker-hosts.sh");
+        // A previous, killed test may have left them.
+        let _ = Command::new("bash").arg(&script).arg("stop").output();
+        let out = Command::new("bash").arg(&script).arg("start").output()?;
+        if !out.status.success() {
+            return Err(format!("ci/docker-hosts.sh start: {out:?}").into());
+        }
+        Ok(DockerHosts)
+    }
+}
+
+impl Drop for DockerHosts {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .arg(root_dir().join("ci/docker-hosts.sh"))
+            .arg("stop")
+            .output();
+    }
+}
+
+/// `--docker-host` with two local daemons given by socket, as if remote:
+/// the scenario runs and passes on them, leaves no labelled object there;
+/// a machine whose address is not on its host, and a tcp:// daemon, are
+/// refused by name (exit 3); a SIGKILLed mapped run's containers and
+/// networks go with `vswitch cleanup`.
+fn docker_hosts_mapped() -> TestResult {
+    let test = "cli::docker_hosts_mapped";
+    if !have_tool(test, "dockerd")? || !have_tool(test, "nsenter")? || !have_tool(test, "ip")? {
+        return Ok(());
+    }
+    let _hosts = DockerHosts::start()?;
+    let file = root_dir().join("vswitch/tests/docker-hosts.toml");
+    let f = file.to_str().unwrap();
+    let run = RunId::new();
+    let out = vswitch(
+        &[
+            "run",
+            "--quiet",
+            "--backend",
+            "docker",
+            "--docker-host",
+            DockerHosts::MAP,
+            f,
+        ],
+        &[("VSWITCH_RUN_ID", run.as_str())],
+    );
+    if !out.status.success() {
+        return Err(format!("mapped run failed: {out:?}").into());
+    }
+    assert_no_leftovers(&run)?;
+    let bad = write_temp(
+        "mapped-bad.toml",
+        &std::fs::read_to_string(&file)?.replace("198.18.0.12\"", "198.18.0.13\""),
+    );
+    let out = vswitch(
+        &[
+            "run",
+            "--quiet",
+            "--backend",
+            "docker",
+            "--docker-host",
+            DockerHosts::MAP,
+            bad.to_str().unwrap(),
+        ],
+        &[],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    if out.status.code() != Some(3)
+        || !err.contains("no interface with the machine's lan address 198.18.0.13")
+    {
+        return Err(format!("expected a refusal of h2's address: {out:?}").into());
+    }
+    let tcp = "h1=unix:///run/dhost-1/docker.sock,h2=tcp://10.1.2.3:2376";
+    let out = vswitch(
+        &[
+            "run",
+            "--quiet",
+            "--backend",
+            "docker",
+            "--docker-host",
+            tcp,
+            f,
+        ],
+        &[],
+    );
+    if out.status.code() != Some(3)
+        || !String::from_utf8_lossy(&out.stderr).contains("only unix://")
+    {
+        return Err(format!("expected a refusal of tcp://: {out:?}").into());
+    }
+    // SIGKILL of a kept world, then cleanup.
+    let run = RunId::new();
+    let child = Command::new(bin())
+        .args([
+            "run",
+            "--quiet",
+            "--keep",
+            "--backend",
+            "docker",
+            "--docker-host",
+            DockerHosts::MAP,
+        ])
+        .arg(&file)
+        .env("VSWITCH_RUN_ID", run.as_str())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let mut child = Reaped(child);
+    wait_for(
+        "the mapped world to come up",
+        Duration::from_secs(120),
+        || {
+            leftovers(&run)
+                .iter()
+                .filter(|l| l.contains("docker object"))
+                .count()
+                >= 4
+        },
+    )?;
+    child.0.kill()?;
+    child.0.wait()?;
+    let out = vswitch(&["cleanup"], &[]);
+    if !out.status.success() {
+        return Err(format!("cleanup failed: {out:?}").into());
+    }
+    assert_no_leftovers(&run)
+}
+
 /// Ctrl-C during a docker run removes its containers, networks, uplink and
 /// namespaces (the signal path), exit 130.
 fn docker_sigint_mid_run_leaves_nothing() -> TestResult {
@@ -1233,7 +1370,7 @@ fn main() {
         .collect();
     files.sort();
     let mut trials: Vec<Trial> = files.into_iter().flat_map(scenario_trials).collect();
-    let cli: [NamedTest; 19] = [
+    let cli: [NamedTest; 20] = [
         ("cli::run_option_files", run_option_files),
         (
             "cli::probe_that_cannot_run_is_an_error",
@@ -1280,6 +1417,7 @@ fn main() {
             "cleanup::docker_three_machines_sigint_leaves_nothing",
             docker_three_machines_sigint_leaves_nothing,
         ),
+        ("cli::docker_hosts_mapped", docker_hosts_mapped),
     ];
     trials.extend(cli.into_iter().map(|(n, f)| Trial::test(n, f)));
     // These never build a world: they run without root too.

@@ -154,7 +154,9 @@ pub fn namespace_names(run: &RunId, plan: &Plan, backend: BackendKind) -> Vec<(S
     let mut v = Vec::new();
     for m in &plan.machines {
         let ns = match backend {
-            BackendKind::Docker if !docker::own_daemons(plan) => docker::DAEMON_NETNS.to_string(),
+            BackendKind::Docker if !docker::per_machine_namespaces(plan) => {
+                docker::DAEMON_NETNS.to_string()
+            }
             _ => run.netns_name(NodeKind::Machine, &m.name),
         };
         v.push((m.name.clone(), ns));

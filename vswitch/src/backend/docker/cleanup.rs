@@ -106,6 +106,7 @@ fn wait_gone(mut present: impl FnMut() -> bool) {
 pub fn remove_run(id: &RunId) -> Vec<String> {
     // The run's own daemons (and their containers) first.
     let mut removed = super::daemon::remove(id);
+    removed.extend(super::hosts::remove(id));
     if Path::new(&super::socket()).exists() {
         removed.extend(remove_objects(&client(), id));
     }
@@ -128,6 +129,7 @@ pub(super) fn uplink_owner() -> Option<RunId> {
 pub fn leftover_runs() -> Vec<RunId> {
     let mut ids: Vec<RunId> = uplink_owner().into_iter().collect();
     ids.extend(super::daemon::leftover_runs());
+    ids.extend(super::hosts::leftover_runs());
     if Path::new(&super::socket()).exists() {
         let c = client();
         let labels = c
@@ -181,6 +183,7 @@ pub fn traces(id: &RunId) -> Vec<String> {
     }
     v.extend(netns::list(&format!("{id}-")));
     v.extend(super::daemon::has_traces(id));
+    v.extend(super::hosts::traces(id));
     if uplink_owner().as_ref() == Some(id) {
         v.push(UPLINK_OWNER.into());
     }

@@ -78,6 +78,7 @@
 pub mod api;
 mod cleanup;
 pub mod daemon;
+pub mod hosts;
 pub mod image;
 mod lan;
 mod own;
@@ -145,12 +146,24 @@ pub fn client() -> Client {
 /// by the backend ([`daemon`]): several machines, overlays (Swarm), or a
 /// machine whose daemon-wide settings are not the shared daemon's.
 pub fn own_daemons(plan: &Plan) -> bool {
-    plan.machines.len() > 1
-        || plan
-            .machines
-            .iter()
-            .any(|m| !m.userland_proxy || !m.ip6tables)
-        || plan.networks.iter().any(|n| n.driver == Driver::Overlay)
+    !mapped()
+        && (plan.machines.len() > 1
+            || plan
+                .machines
+                .iter()
+                .any(|m| !m.userland_proxy || !m.ip6tables)
+            || plan.networks.iter().any(|n| n.driver == Driver::Overlay))
+}
+
+/// Whether machines are mapped to existing daemons (`--docker-host`, [`hosts`]).
+pub fn mapped() -> bool {
+    hosts::mapping().is_some()
+}
+
+/// The backend's own namespaces for machines (started or mapped daemons),
+/// not the shared daemon's.
+pub fn per_machine_namespaces(plan: &Plan) -> bool {
+    mapped() || own_daemons(plan)
 }
 
 /// What this backend cannot build, one reason per item. Includes an
@@ -158,6 +171,8 @@ pub fn own_daemons(plan: &Plan) -> bool {
 pub fn unsupported(plan: &Plan) -> Vec<String> {
     let mut why = Vec::new();
     let own = own_daemons(plan);
+    let mapped = mapped();
+    why.extend(hosts::unsupported(plan));
     let mut say = |s: String| why.push(format!("backend docker: {s}"));
     if own {
         for tool in ["dockerd", "nsenter", "containerd"] {
@@ -285,6 +300,7 @@ pub fn unsupported(plan: &Plan) -> Vec<String> {
     why.dedup();
     if why.is_empty()
         && !own
+        && !mapped
         && let Err(e) = client().version()
     {
         why.push(match e {
@@ -297,6 +313,7 @@ pub fn unsupported(plan: &Plan) -> Vec<String> {
     }
     if why.is_empty()
         && !own
+        && !mapped
         && plan.lan6.is_some()
         && let Some(r) = daemon_lacks_ipv6()
     {
@@ -336,6 +353,8 @@ pub struct Dataplane {
     clients: Vec<Client>,
     /// The daemons this run started (empty on the shared daemon).
     daemons: Vec<daemon::OwnDaemon>,
+    /// Machines are mapped to existing daemons (`--docker-host`).
+    mapped: bool,
     run: RunId,
     lock: Option<File>,
     lan: Option<NetNs>,
@@ -364,6 +383,7 @@ impl Dataplane {
         let mut dp = Dataplane {
             clients: vec![client()],
             daemons: Vec::new(),
+            mapped: false,
             run: world.run.clone(),
             lock: None,
             lan: None,
@@ -390,6 +410,9 @@ impl Dataplane {
     ) -> Result<(), BuildError> {
         if own_daemons(plan) {
             return self.build_own(world, plan, progress);
+        }
+        if mapped() {
+            return self.build_mapped(world, plan, progress);
         }
         progress("waiting for the docker lock");
         self.lock = Some(acquire_lock(LOCK_WAIT)?);
@@ -851,11 +874,24 @@ impl Dataplane {
     /// Idempotent teardown: containers, networks, the uplink, the lan
     /// namespace, then the lock.
     fn shutdown(&mut self) -> Value {
-        if self.lock.is_none() && self.lan.is_none() && !self.uplink && self.daemons.is_empty() {
+        if self.lock.is_none()
+            && self.lan.is_none()
+            && !self.uplink
+            && self.daemons.is_empty()
+            && !self.mapped
+        {
             return Value::Null;
         }
         let mut removed;
-        if self.daemons.is_empty() {
+        if self.mapped {
+            self.mapped = false;
+            removed = hosts::remove(&self.run);
+            for c in &self.clients {
+                removed.extend(remove_objects(c, &self.run));
+            }
+            self.containers.clear();
+            self.networks.clear();
+        } else if self.daemons.is_empty() {
             removed = remove_objects(&self.clients[0], &self.run);
             // Objects whose names were not listed (a failed create) by id.
             for id in self.containers.drain(..) {

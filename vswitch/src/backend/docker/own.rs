@@ -84,6 +84,52 @@ impl Dataplane {
         self.networks_and_containers(world, plan, progress)
     }
 
+    /// Machines mapped to existing daemons (`--docker-host`): their
+    /// hosts' namespaces adopted under the run's machine names, no lan
+    /// wired (it is the hosts' own network), then networks and containers.
+    pub(super) fn build_mapped(
+        &mut self,
+        world: &mut World,
+        plan: &Plan,
+        progress: &dyn Fn(&str),
+    ) -> Result<(), BuildError> {
+        self.mapped = true;
+        self.clients.clear();
+        let mut sockets = Vec::new();
+        for m in &plan.machines {
+            let socket = super::hosts::socket_of(&m.name).ok_or_else(|| BuildError {
+                step: format!("machine {}", m.name),
+                source: "no unix:// --docker-host".into(),
+            })?;
+            sockets.push(socket.clone());
+            self.clients.push(super::api::Client::new(socket));
+        }
+        super::hosts::record(&self.run, &sockets)
+            .map_err(BuildError::at("recording the --docker-host sockets"))?;
+        for (i, m) in plan.machines.iter().enumerate() {
+            let step = format!("machine {} at {}", m.name, sockets[i].display());
+            let pid = super::hosts::daemon_pid(&sockets[i]).map_err(|source| BuildError {
+                step: step.clone(),
+                source,
+            })?;
+            let name = self
+                .run
+                .netns_name(crate::world::NodeKind::Machine, &m.name);
+            let ns = super::lan::adopt_pid_netns(pid, &name)
+                .map_err(|source| BuildError { step, source })?;
+            world.adopt(Node::Machine(i), ns);
+        }
+        let v = self.clients[0]
+            .version()
+            .map_err(BuildError::at("docker daemon"))?;
+        self.engine_version = v.version;
+        for c in &self.clients {
+            ensure_image(c)?;
+        }
+        progress("machines mapped to --docker-host daemons");
+        self.networks_and_containers(world, plan, progress)
+    }
+
     /// Each machine's uplink `eth0` in its namespace, as the kernel
     /// backend wires it: the lan MAC, its addresses, the default route via
     /// the `gateway = true` external.
