@@ -4,6 +4,11 @@
 //! (switch, encap, lan, decap, switch), beside a baseline that only copies
 //! the frame once.
 //!
+//! Beside each, the encrypted overlay's (issue 14, OV-9): `esp-encap`
+//! (VXLAN encap, then ESP/AES-GCM protect), `esp-decap` (unprotect with
+//! its anti-replay check, then the VXLAN parse and strip) and the engine
+//! path of an encrypted VNI.
+//!
 //! `Throughput::Elements(1)`: criterion reports packets/s.
 //!
 //! ```text
@@ -15,7 +20,8 @@ use std::hint::black_box;
 use std::net::Ipv4Addr;
 use std::time::Instant;
 
-use criterion::{Criterion, Throughput};
+use criterion::{BatchSize, Criterion, Throughput};
+use vswitch::engine::esp::{self, EspState, OutboundSa, SaConfig};
 use vswitch::engine::vxlan::{decap_in_place, encap, parse_outer};
 use vswitch::engine::{
     DomainConfig, DomainId, Engine, EngineConfig, Packet, PortConfig, PortId, PortRole, VnetHdr,
@@ -40,7 +46,11 @@ fn frame(len: usize) -> Packet {
     Packet::from_frame(VnetHdr::default(), &f)
 }
 
-fn engine() -> Engine {
+fn sas() -> Vec<SaConfig> {
+    esp::derive_sas(b"bench", &[ip(1), ip(2)])
+}
+
+fn engine(encrypted: bool) -> Engine {
     let dom = |n: &str| DomainConfig {
         name: n.into(),
         gateway: None,
@@ -62,6 +72,7 @@ fn engine() -> Engine {
         peers: vec![(ip(peer), mac(peer))],
         bindings: vec![(Ipv4Addr::new(10, 0, 0, at), who, ip(peer))],
         capture: false,
+        esp: if encrypted { sas() } else { Vec::new() },
     };
     Engine::new(EngineConfig {
         domains: vec![dom("lan"), dom("ov@m1"), dom("ov@m2")],
@@ -111,24 +122,53 @@ fn main() {
                 black_box(p)
             })
         });
-        let mut e = engine();
-        let now = Instant::now();
-        let mut out = Vec::new();
-        // Teach both domains where a and b are.
-        let mut f = inner.frame().to_vec();
-        f[0..6].copy_from_slice(&A.0);
-        f[6..12].copy_from_slice(&B.0);
-        let mut back = Packet::from_frame(VnetHdr::default(), &f);
-        e.handle_frame(now, PortId(3), &mut back, &mut out);
-        out.clear();
-        g.bench_function("engine a@m1 → b@m2", |b| {
+        let all = sas();
+        let sa = all.iter().find(|s| s.src == ip(1)).expect("m1 → m2");
+        let mut tx = OutboundSa::new(sa);
+        g.bench_function("esp-encap", |b| {
             b.iter(|| {
-                let mut p = inner.clone();
-                e.handle_frame(now, PortId(2), &mut p, &mut out);
-                black_box(out.len());
-                out.clear();
+                let v = encap(black_box(&inner), 4097, mac(1), ip(1), mac(2), ip(2), 50000);
+                black_box(esp::protect(&mut tx, v.frame()).expect("protects"))
             })
         });
+        let mut rx = EspState::default();
+        rx.add(&all);
+        g.bench_function("esp-decap", |b| {
+            b.iter_batched(
+                || esp::protect(&mut tx, outer.frame()).expect("protects"),
+                |sealed| {
+                    let mut p = rx.unprotect(black_box(sealed.frame())).expect("genuine");
+                    if let Ok(Some(o)) = parse_outer(p.frame()) {
+                        decap_in_place(&mut p, o.inner);
+                    }
+                    black_box(p)
+                },
+                BatchSize::SmallInput,
+            )
+        });
+        for (encrypted, name) in [
+            (false, "engine a@m1 → b@m2"),
+            (true, "engine a@m1 → b@m2 (ESP)"),
+        ] {
+            let mut e = engine(encrypted);
+            let now = Instant::now();
+            let mut out = Vec::new();
+            // Teach both domains where a and b are.
+            let mut f = inner.frame().to_vec();
+            f[0..6].copy_from_slice(&A.0);
+            f[6..12].copy_from_slice(&B.0);
+            let mut back = Packet::from_frame(VnetHdr::default(), &f);
+            e.handle_frame(now, PortId(3), &mut back, &mut out);
+            out.clear();
+            g.bench_function(name, |b| {
+                b.iter(|| {
+                    let mut p = inner.clone();
+                    e.handle_frame(now, PortId(2), &mut p, &mut out);
+                    black_box(out.len());
+                    out.clear();
+                })
+            });
+        }
         g.finish();
     }
     c.final_summary();

@@ -11,7 +11,7 @@
 # HIDE overrides the list.
 set -euo pipefail
 
-hide=${HIDE:-"iperf3 dig tshark tcpdump nft dockerd docker dnsperf"}
+hide=${HIDE:-"iperf3 dig tshark tcpdump nft dockerd docker dnsperf ovs-vswitchd"}
 shadow=$(mktemp -d /tmp/vswitch-path.XXXXXX)
 trap 'rm -rf "$shadow"' EXIT
 

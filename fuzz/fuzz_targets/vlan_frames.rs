@@ -73,9 +73,12 @@ fn config() -> (EngineConfig, VlanConfig) {
         attach,
     };
     let mv = |mode| Attachment::Macvlan { group: 0, mode };
-    let iv = |ip, l3| Attachment::Ipvlan {
+    let iv = |ip: std::net::Ipv4Addr, l3| Attachment::Ipvlan {
         group: 0,
         ip,
+        ip6: Some(std::net::Ipv6Addr::from(
+            u128::from(u32::from(ip)) | (0x2001_0002u128 << 96),
+        )),
         l3,
         flag: Siblings::Bridge,
     };

@@ -57,6 +57,7 @@ fn engine() -> Engine {
         peers: vec![(ip(peer), mac(peer))],
         bindings: vec![],
         capture: true,
+        esp: Vec::new(),
     };
     let mut ports = vec![port("m1", 0), port("m2", 0), port("a", 1), port("b", 2)];
     ports.push(PortConfig {

@@ -4,6 +4,7 @@
 // `sys` is the one place allowed to say `unsafe`.
 
 pub mod backend;
+pub mod bench;
 pub mod compose;
 pub mod dns;
 pub mod engine;
@@ -18,4 +19,5 @@ pub mod run;
 pub mod scenario;
 pub mod sys;
 pub mod tools;
+pub mod trace;
 pub mod world;

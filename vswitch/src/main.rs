@@ -12,7 +12,10 @@ use vswitch::backend::BuildOptions;
 use vswitch::run::execute::{
     EXIT_FAILED, EXIT_INVALID, EXIT_OK, EXIT_UNSUPPORTED, Execution, RunOptions,
 };
-use vswitch::scenario::{self, plan::BackendKind};
+use vswitch::scenario::{
+    self,
+    plan::{BackendKind, Generator},
+};
 use vswitch::world::{self, RunId, RunRecord};
 
 #[derive(Parser, Debug)]
@@ -44,6 +47,56 @@ impl From<Backend> for BackendKind {
             Backend::Docker => BackendKind::Docker,
         }
     }
+}
+
+/// A peer data path of `vswitch bench --baseline`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum BaselineArg {
+    /// A bare veth pair (the limit of the machine).
+    Veth,
+    /// A Linux bridge.
+    Bridge,
+    /// Open vSwitch userspace (netdev) with TAP ports and TSO.
+    Ovs,
+}
+
+impl From<BaselineArg> for vswitch::bench::Baseline {
+    fn from(b: BaselineArg) -> Self {
+        match b {
+            BaselineArg::Veth => vswitch::bench::Baseline::Veth,
+            BaselineArg::Bridge => vswitch::bench::Baseline::Bridge,
+            BaselineArg::Ovs => vswitch::bench::Baseline::Ovs,
+        }
+    }
+}
+
+/// What measures throughput in `vswitch bench`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum ToolArg {
+    /// iperf3 processes in the namespaces.
+    Iperf3,
+    /// vswitch's own sender and sink.
+    Builtin,
+}
+
+impl From<ToolArg> for Generator {
+    fn from(t: ToolArg) -> Self {
+        match t {
+            ToolArg::Iperf3 => Generator::Iperf3,
+            ToolArg::Builtin => Generator::Builtin,
+        }
+    }
+}
+
+/// What `vswitch trace` sends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum TraceProtoArg {
+    /// A TCP SYN.
+    Tcp,
+    /// A UDP datagram.
+    Udp,
+    /// An ICMP echo request.
+    Icmp,
 }
 
 /// Output format of `vswitch graph`.
@@ -158,10 +211,10 @@ enum Cmd {
         /// Scenario files.
         #[arg(required = true)]
         files: Vec<PathBuf>,
-        /// Repetitions.
+        /// Rounds; every path runs once per round, paths alternating.
         #[arg(long, default_value_t = 3)]
         repeat: u32,
-        /// Backends measured side by side (ratio = first / last).
+        /// Backends building the scenario (ratios: first path / each other).
         #[arg(
             long,
             value_enum,
@@ -169,6 +222,47 @@ enum Cmd {
             default_value = "userspace,kernel"
         )]
         backends: Vec<Backend>,
+        /// Peers carrying the same load between two namespaces of their own,
+        /// in the same sitting: a bare veth pair, a Linux bridge, OVS
+        /// userspace with TAP ports and TSO (when ovs-vswitchd is installed).
+        #[arg(long, value_enum, value_delimiter = ',')]
+        baseline: Vec<BaselineArg>,
+        /// What measures: iperf3 (default when installed) or the built-in
+        /// generator.
+        #[arg(long, value_enum)]
+        tool: Option<ToolArg>,
+        /// Seconds per measurement instead of each check's own.
+        #[arg(long)]
+        seconds: Option<u32>,
+        /// Parallel streams instead of each check's own.
+        #[arg(long)]
+        streams: Option<u32>,
+        /// Both directions at once (iperf3 --bidir).
+        #[arg(long)]
+        bidir: bool,
+        /// Write every figure as JSON here (`-`: standard output).
+        #[arg(long, value_name = "PATH")]
+        json: Option<PathBuf>,
+        /// Write a chart of the medians with min–max bars (SVG) here.
+        #[arg(long, value_name = "PATH")]
+        plot: Option<PathBuf>,
+    },
+    /// Trace one synthetic frame through the engine a scenario's world
+    /// runs: every stage it crosses, the rewrites, and the verdict.
+    Trace {
+        /// Scenario file (or the run id / name of a world kept up by
+        /// `vswitch up`: its scenario is traced).
+        world: String,
+        /// Source node (container, external or machine).
+        #[arg(long)]
+        from: String,
+        /// Target: NODE, ADDRESS, NODE:PORT, ADDRESS:PORT or [V6]:PORT.
+        #[arg(long)]
+        to: String,
+        /// What to send: a TCP SYN, a UDP datagram or an ICMP echo request
+        /// (default: tcp with a port, icmp without).
+        #[arg(long, value_enum)]
+        proto: Option<TraceProtoArg>,
     },
     /// Draw a scenario's world as SVG (or Graphviz DOT), checks coloured by a report.
     Graph {
@@ -284,12 +378,37 @@ fn dispatch(cmd: Cmd) -> Result<i32> {
             files,
             repeat,
             backends,
-        } => cmd_bench(&files, repeat, &backends),
+            baseline,
+            tool,
+            seconds,
+            streams,
+            bidir,
+            json,
+            plot,
+        } => {
+            let opts = vswitch::bench::BenchOptions {
+                repeat,
+                backends: backends.into_iter().map(BackendKind::from).collect(),
+                baselines: baseline.into_iter().map(Into::into).collect(),
+                generator: tool.map_or_else(vswitch::bench::default_generator, Into::into),
+                seconds,
+                streams,
+                bidir,
+                progress: true,
+            };
+            cmd_bench(&files, &opts, json.as_deref(), plot.as_deref())
+        }
         Cmd::Serve {
             file,
             backend,
             pcap,
         } => cmd_serve(&file, backend.into(), pcap),
+        Cmd::Trace {
+            world,
+            from,
+            to,
+            proto,
+        } => cmd_trace(&world, &from, &to, proto),
         Cmd::Inspect { run, name } => cmd_inspect(&run, name.as_deref()),
         Cmd::Import { file, checks } => Ok(cmd_import(&file, checks)),
         Cmd::Graph {
@@ -889,84 +1008,95 @@ fn cmd_compare(files: &[PathBuf], backends: &[Backend], out: Outputs, strict: bo
     Ok(combine(&codes, strict))
 }
 
-fn cmd_bench(files: &[PathBuf], repeat: u32, backends: &[Backend]) -> Result<i32> {
+fn cmd_bench(
+    files: &[PathBuf],
+    opts: &vswitch::bench::BenchOptions,
+    json: Option<&Path>,
+    plot: Option<&Path>,
+) -> Result<i32> {
     install_signals()?;
+    vswitch::progress::enable(true);
+    if opts.bidir && opts.generator != Generator::Iperf3 {
+        eprintln!("vswitch: --bidir needs iperf3 (--tool iperf3)");
+        return Ok(EXIT_INVALID);
+    }
+    if opts.generator == Generator::Iperf3 && vswitch::tools::find("iperf3").is_none() {
+        eprintln!("vswitch: iperf3 is not installed (apt-get install iperf3)");
+        return Ok(EXIT_UNSUPPORTED);
+    }
     let mut codes = Vec::new();
+    let mut plans = Vec::new();
     for f in files {
-        let Some(plan) = load_or_report(f, &mut codes) else {
-            continue;
-        };
-        let mut only = plan.clone();
-        only.checks
-            .retain(|c| matches!(c.kind, scenario::plan::CheckKind::Throughput { .. }));
-        for (i, c) in only.checks.iter_mut().enumerate() {
-            c.index = i;
-        }
-        if only.checks.is_empty() {
-            eprintln!("{}: no throughput checks", f.display());
-            continue;
-        }
-        // samples[check][backend] = Gbit/s per repetition. Backends alternate
-        // within each repetition so drift on the machine hits both alike.
-        let mut samples = vec![vec![Vec::<f64>::new(); backends.len()]; only.checks.len()];
-        vswitch::progress::enable(true);
-        let bar = vswitch::progress::Progress::start(
-            "bench runs",
-            u64::from(repeat) * backends.len() as u64,
-        );
-        for _ in 0..repeat {
-            for (bi, &b) in backends.iter().enumerate() {
-                bar.inc();
-                let ex = vswitch::run::execute::execute_plan(f, &only, &quiet_opts(b.into()));
-                codes.push(ex.code);
-                if let Some(e) = ex.error {
-                    eprintln!("{e}");
-                }
-                let Some(r) = ex.report else { continue };
-                for u in &r.unsupported {
-                    eprintln!("{u}");
-                }
-                for c in &r.checks {
-                    if let Some(g) = c.gbps {
-                        samples[c.index][bi].push(g);
-                    }
-                }
-            }
-        }
-        bar.finish();
-        println!("{} ({repeat} runs per backend)", f.display());
-        for (c, per_backend) in only.checks.iter().zip(&mut samples) {
-            let label = c.name.clone().unwrap_or_else(|| c.kind.name().to_string());
-            let mut medians = Vec::new();
-            for (s, &b) in per_backend.iter_mut().zip(backends) {
-                if s.is_empty() {
-                    medians.push(None);
-                    continue;
-                }
-                s.sort_by(|a, b| a.total_cmp(b));
-                let median = s[s.len() / 2];
-                medians.push(Some(median));
-                println!(
-                    "  {label} [{}]: median {median:.2} Gbit/s (min {:.2}, max {:.2})",
-                    BackendKind::from(b),
-                    s[0],
-                    s[s.len() - 1]
-                );
-            }
-            if let (Some(Some(first)), Some(Some(last))) = (medians.first(), medians.last())
-                && medians.len() > 1
-                && *last > 0.0
-            {
-                println!(
-                    "  {label}: {} / {} = {:.2}",
-                    BackendKind::from(backends[0]),
-                    BackendKind::from(backends[backends.len() - 1]),
-                    first / last
-                );
-            }
+        if let Some(plan) = load_or_report(f, &mut codes) {
+            plans.push((f.clone(), plan));
         }
     }
+    let report = vswitch::bench::bench(&plans, opts);
+    codes.push(report.code);
+    let text = vswitch::bench::to_text(&report);
+    if json == Some(Path::new("-")) {
+        eprint!("{text}");
+    } else {
+        print!("{text}");
+    }
+    if let Some(path) = json {
+        let body = serde_json::to_string_pretty(&report)? + "\n";
+        if path == Path::new("-") {
+            print!("{body}");
+        } else {
+            std::fs::write(path, body).with_context(|| format!("writing {}", path.display()))?;
+        }
+    }
+    if let Some(path) = plot {
+        std::fs::write(path, vswitch::bench::plot::to_svg(&report))
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
     Ok(combine(&codes, false))
+}
+
+fn cmd_trace(world: &str, from: &str, to: &str, proto: Option<TraceProtoArg>) -> Result<i32> {
+    use vswitch::trace::{Target, TraceProto};
+    let path = if Path::new(world).exists() {
+        PathBuf::from(world)
+    } else {
+        let rec = find_record(world)?;
+        eprintln!(
+            "vswitch: tracing {} ({}) on a fresh engine of its scenario: the live world's learned state is not read",
+            rec.id, rec.scenario
+        );
+        PathBuf::from(rec.scenario)
+    };
+    let plan = match load_plan(&path) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("{e}");
+            return Ok(EXIT_INVALID);
+        }
+    };
+    let target = match Target::parse(to) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("vswitch: --to: {e}");
+            return Ok(EXIT_INVALID);
+        }
+    };
+    let proto = match proto {
+        Some(TraceProtoArg::Tcp) => TraceProto::Tcp,
+        Some(TraceProtoArg::Udp) => TraceProto::Udp,
+        Some(TraceProtoArg::Icmp) => TraceProto::Icmp,
+        None if target.port.is_some() => TraceProto::Tcp,
+        None => TraceProto::Icmp,
+    };
+    match vswitch::trace::trace(&plan, from, &target, proto) {
+        Ok(t) => {
+            print!("{}", t.text);
+            Ok(EXIT_OK)
+        }
+        Err(e) => {
+            eprintln!("vswitch: {e}");
+            Ok(EXIT_INVALID)
+        }
+    }
 }
 
 fn cmd_graph(

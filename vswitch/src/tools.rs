@@ -22,6 +22,10 @@ pub const TOOLS: &[(&str, &str)] = &[
     ("curl", "curl"),
     ("dnsperf", "dnsperf"),
     ("setpriv", "util-linux"),
+    ("ovs-vswitchd", "openvswitch-switch"),
+    ("ovsdb-server", "openvswitch-switch"),
+    ("ovsdb-tool", "openvswitch-switch"),
+    ("ovs-vsctl", "openvswitch-switch"),
 ];
 
 /// The Debian package that provides `tool` (the tool's own name when the

@@ -466,6 +466,44 @@ to = "b"
 seconds = 30
 "#;
 
+/// Three machines on their own daemons (docker: one dockerd each, a swarm
+/// for the overlay), long enough to be killed mid-run.
+const LONG3: &str = r#"
+name = "long-running, three machines"
+[[machine]]
+name = "h1"
+[[machine]]
+name = "h2"
+[[machine]]
+name = "h3"
+[[network]]
+name = "ov"
+driver = "overlay"
+subnet = "10.124.0.0/24"
+[[network]]
+name = "br"
+machine = "h3"
+subnet = "10.125.0.0/24"
+[[container]]
+name = "a"
+machine = "h1"
+networks = ["ov"]
+[[container]]
+name = "b"
+machine = "h2"
+networks = ["ov"]
+[[container]]
+name = "c"
+machine = "h3"
+networks = ["br"]
+publish = ["8080:80"]
+[[check]]
+kind = "throughput"
+from = "a"
+to = "b"
+seconds = 60
+"#;
+
 /// A child process that is killed and reaped however the test ends.
 struct Reaped(std::process::Child);
 
@@ -477,7 +515,11 @@ impl Drop for Reaped {
 }
 
 fn spawn_long_on(run: &RunId, backend: &str) -> Reaped {
-    let p = write_temp(&format!("long-{run}.toml"), LONG);
+    spawn_text_on(run, backend, LONG)
+}
+
+fn spawn_text_on(run: &RunId, backend: &str, text: &str) -> Reaped {
+    let p = write_temp(&format!("long-{run}.toml"), text);
     let child = Command::new(bin())
         .args(["run", "--quiet", "--backend", backend, p.to_str().unwrap()])
         .env("VSWITCH_RUN_ID", run.as_str())
@@ -548,6 +590,68 @@ fn have_daemon(test: &str) -> Result<bool, Failed> {
 fn docker_world_is_up(run: &RunId) -> bool {
     let ns = vswitch::netns::list(&format!("{run}-"));
     ns.len() == 3 && ns.iter().any(|n| n.ends_with("-c-b"))
+}
+
+/// A three-machine docker world is up: its daemons run and every container
+/// namespace exists.
+fn docker3_world_is_up(run: &RunId) -> bool {
+    let ns = vswitch::netns::list(&format!("{run}-"));
+    ["-c-a", "-c-b", "-c-c"]
+        .iter()
+        .all(|c| ns.iter().any(|n| n.ends_with(c)))
+}
+
+/// SIGKILL during a three-machine docker run (three dockerd, their
+/// containerd and shims, a swarm, an overlay, a published port) leaves
+/// daemons, namespaces, mounts and cgroups; `vswitch cleanup` removes
+/// every one (checked by `traces`: processes of the run's daemons, their
+/// directories with the swarm state, mounts under them, cgroups).
+fn docker_three_machines_sigkill_then_cleanup() -> TestResult {
+    let test = "cleanup::docker_three_machines_sigkill_then_cleanup";
+    if !have_tool(test, "dockerd")? || !have_tool(test, "nsenter")? {
+        return Ok(());
+    }
+    let run = RunId::new();
+    let mut child = spawn_text_on(&run, "docker", LONG3);
+    wait_for("the world to come up", Duration::from_secs(120), || {
+        docker3_world_is_up(&run)
+    })?;
+    child.0.kill()?;
+    child.0.wait()?;
+    let left = leftovers(&run);
+    if !left.iter().any(|l| l.contains("dockerd")) {
+        return Err(format!(
+            "SIGKILL left no daemon behind: the test would prove nothing: {left:?}"
+        )
+        .into());
+    }
+    let out = vswitch(&["cleanup"], &[]);
+    if !out.status.success() {
+        return Err(format!("cleanup failed: {out:?}").into());
+    }
+    assert_no_leftovers(&run)
+}
+
+/// Ctrl-C during a three-machine docker run removes its daemons and all.
+fn docker_three_machines_sigint_leaves_nothing() -> TestResult {
+    let test = "cleanup::docker_three_machines_sigint_leaves_nothing";
+    if !have_tool(test, "dockerd")? || !have_tool(test, "nsenter")? {
+        return Ok(());
+    }
+    let run = RunId::new();
+    let mut child = spawn_text_on(&run, "docker", LONG3);
+    wait_for("the world to come up", Duration::from_secs(120), || {
+        docker3_world_is_up(&run)
+    })?;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.0.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )?;
+    let status = child.0.wait()?;
+    if status.code() != Some(130) {
+        return Err(format!("expected exit 130 after SIGINT, got {status:?}").into());
+    }
+    assert_no_leftovers(&run)
 }
 
 /// Ctrl-C during a docker run removes its containers, networks, uplink and
@@ -1016,6 +1120,165 @@ fn pcap_on(tshark: &Path, scenario: &Path, backend: BackendKind) -> TestResult {
     Ok(())
 }
 
+/// Two machines, an encrypted overlay (VNI 4242) and a plain one (VNI
+/// 4343) beside it, a ping and a TCP echo across each (OV-9).
+const ENCRYPTED: &str = r#"
+name = "encrypted overlay beside a plain one"
+[[machine]]
+name = "h1"
+[[machine]]
+name = "h2"
+[[network]]
+name = "secure"
+driver = "overlay"
+subnet = "10.0.70.0/24"
+vni = 4242
+encrypted = true
+[[network]]
+name = "plain"
+driver = "overlay"
+subnet = "10.0.71.0/24"
+vni = 4343
+[[container]]
+name = "a"
+machine = "h1"
+networks = ["secure", "plain"]
+[[container]]
+name = "b"
+machine = "h2"
+networks = ["secure", "plain"]
+serve = ["tcp:7"]
+[[check]]
+kind = "ping"
+from = "a"
+to = "b@secure"
+expect = "ok"
+[[check]]
+kind = "tcp"
+from = "a"
+to = "b@secure:7"
+expect = "ok"
+[[check]]
+kind = "ping"
+from = "a"
+to = "b@plain"
+expect = "ok"
+"#;
+
+/// Frames of `file` that tshark shows for `filter` (with extra options).
+fn tshark_count(
+    tshark: &Path,
+    file: &Path,
+    opts: &[String],
+    filter: &str,
+) -> Result<usize, Failed> {
+    let mut c = Command::new(tshark);
+    c.arg("-r").arg(file);
+    for o in opts {
+        c.args(["-o", o]);
+    }
+    let t = c
+        .args(["-Y", filter, "-T", "fields", "-e", "frame.number"])
+        .output()?;
+    if !t.status.success() {
+        return Err(format!("tshark -Y {filter:?} failed: {t:?}").into());
+    }
+    Ok(String::from_utf8_lossy(&t.stdout).lines().count())
+}
+
+/// OV-9 on the userspace backend, read by tshark: with `--pcap`, the lan
+/// capture holds ESP for the encrypted network and no cleartext VXLAN of
+/// its VNI (the plain overlay's VXLAN is there, so the filter works); given
+/// the `esp_sa` file the run wrote, tshark decrypts the ESP to VXLAN of
+/// that VNI carrying the containers' own ICMP and TCP.
+fn encrypted_overlay_read_by_tshark() -> TestResult {
+    let test = "cli::encrypted_overlay_read_by_tshark";
+    let Some(tshark) = gate(vswitch::prereq::tool(test, "tshark"))? else {
+        return Ok(());
+    };
+    let p = write_temp("encrypted.toml", ENCRYPTED);
+    let dir = std::env::temp_dir().join(format!("vswitch-esp-pcap-{}", std::process::id()));
+    let run = RunId::new();
+    let out = vswitch(
+        &[
+            "run",
+            "--quiet",
+            "--pcap",
+            dir.to_str().unwrap(),
+            p.to_str().unwrap(),
+        ],
+        &[("VSWITCH_RUN_ID", run.as_str())],
+    );
+    assert_no_leftovers(&run)?;
+    if !out.status.success() {
+        return Err(format!("run failed: {}", String::from_utf8_lossy(&out.stdout)).into());
+    }
+    let result = (|| -> TestResult {
+        let lan = dir.join("lan-h1-eth0.pcap");
+        let sa = std::fs::read_to_string(dir.join("esp_sa"))?;
+        let lines: Vec<&str> = sa.lines().collect();
+        if lines.len() != 2 || !lines.iter().all(|l| l.contains("AES-GCM")) {
+            return Err(format!("esp_sa should hold the two SAs h1↔h2: {sa:?}").into());
+        }
+        let esp = tshark_count(&tshark, &lan, &[], "esp")?;
+        let clear = tshark_count(&tshark, &lan, &[], "udp.port == 4789 && vxlan.vni == 4242")?;
+        let plain = tshark_count(&tshark, &lan, &[], "udp.port == 4789 && vxlan.vni == 4343")?;
+        if esp == 0 || clear != 0 || plain == 0 {
+            return Err(format!(
+                "lan capture: {esp} ESP frames, {clear} cleartext VXLAN of the encrypted VNI 4242 (want 0), {plain} of the plain VNI 4343"
+            )
+            .into());
+        }
+        let mut keys = vec!["esp.enable_encryption_decode:TRUE".to_string()];
+        keys.extend(lines.iter().map(|l| format!("uat:esp_sa:{l}")));
+        let icmp = tshark_count(
+            &tshark,
+            &lan,
+            &keys,
+            "esp && vxlan.vni == 4242 && icmp && ip.src == 10.0.70.2 && ip.dst == 10.0.70.3",
+        )?;
+        let tcp = tshark_count(
+            &tshark,
+            &lan,
+            &keys,
+            "esp && vxlan.vni == 4242 && tcp.port == 7 && ip.addr == 10.0.70.2",
+        )?;
+        let undecrypted = tshark_count(&tshark, &lan, &keys, "esp && !vxlan")?;
+        if icmp == 0 || tcp == 0 || undecrypted != 0 {
+            return Err(format!(
+                "decrypted with esp_sa: {icmp} ICMP a→b, {tcp} TCP port 7 frames inside VNI 4242; {undecrypted} ESP frames left undecrypted (want 0)"
+            )
+            .into());
+        }
+        Ok(())
+    })();
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+/// The kernel and docker backends refuse an encrypted overlay by name
+/// (this kernel has no ESP): exit 3, nothing built.
+fn encrypted_refused_exit_3() -> TestResult {
+    let p = write_temp("encrypted-refused.toml", ENCRYPTED);
+    for backend in ["kernel", "docker"] {
+        let run = RunId::new();
+        let out = vswitch(
+            &["run", "--backend", backend, p.to_str().unwrap()],
+            &[("VSWITCH_RUN_ID", run.as_str())],
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        if out.status.code() != Some(3) || !err.contains("ESP missing") {
+            return Err(format!(
+                "{backend}: expected exit 3 naming ESP missing, got {:?}: {err}",
+                out.status
+            )
+            .into());
+        }
+        assert_no_leftovers(&run)?;
+    }
+    Ok(())
+}
+
 fn main() {
     let args = Arguments::from_args();
     let root = vswitch::netns::can_create();
@@ -1027,7 +1290,7 @@ fn main() {
         .collect();
     files.sort();
     let mut trials: Vec<Trial> = files.into_iter().flat_map(scenario_trials).collect();
-    let cli: [NamedTest; 15] = [
+    let cli: [NamedTest; 19] = [
         ("cli::run_option_files", run_option_files),
         (
             "cli::probe_that_cannot_run_is_an_error",
@@ -1042,6 +1305,11 @@ fn main() {
         ("cli::up_exec_down", up_exec_down),
         ("cli::up_step_down", up_step_down),
         ("cli::pcap_read_by_tshark", pcap_read_by_tshark),
+        (
+            "cli::encrypted_overlay_read_by_tshark",
+            encrypted_overlay_read_by_tshark,
+        ),
+        ("cli::encrypted_refused_exit_3", encrypted_refused_exit_3),
         ("cross::iperf3_through_engine", iperf3_through_engine),
         ("cross::dig_external_dns", dig_external_dns),
         (
@@ -1061,10 +1329,22 @@ fn main() {
             "cleanup::docker_sigkill_then_cleanup",
             docker_sigkill_then_cleanup,
         ),
+        (
+            "cleanup::docker_three_machines_sigkill_then_cleanup",
+            docker_three_machines_sigkill_then_cleanup,
+        ),
+        (
+            "cleanup::docker_three_machines_sigint_leaves_nothing",
+            docker_three_machines_sigint_leaves_nothing,
+        ),
     ];
     trials.extend(cli.into_iter().map(|(n, f)| Trial::test(n, f)));
-    // These two never build a world: they run without root too.
-    let rootless = ["cli::invalid_exit_2", "cli::unsupported_exit_3"];
+    // These never build a world: they run without root too.
+    let rootless = [
+        "cli::invalid_exit_2",
+        "cli::unsupported_exit_3",
+        "cli::encrypted_refused_exit_3",
+    ];
     if !root {
         if require_root() {
             trials = trials

@@ -154,7 +154,7 @@ pub fn namespace_names(run: &RunId, plan: &Plan, backend: BackendKind) -> Vec<(S
     let mut v = Vec::new();
     for m in &plan.machines {
         let ns = match backend {
-            BackendKind::Docker => docker::DAEMON_NETNS.to_string(),
+            BackendKind::Docker if !docker::own_daemons(plan) => docker::DAEMON_NETNS.to_string(),
             _ => run.netns_name(NodeKind::Machine, &m.name),
         };
         v.push((m.name.clone(), ns));
@@ -348,7 +348,7 @@ impl World {
             .chain((0..plan.externals.len()).map(Node::External))
             .chain((0..plan.containers.len()).map(Node::Container));
         for (node, (_, ns_name)) in nodes.zip(names) {
-            if backend == BackendKind::Docker && !docker::world_creates(node) {
+            if backend == BackendKind::Docker && !docker::world_creates(plan, node) {
                 continue;
             }
             let container = matches!(node, Node::Container(_));

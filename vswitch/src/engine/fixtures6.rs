@@ -81,6 +81,7 @@ pub fn nat6_cfg(ip6tables: bool, n2_internal: bool) -> EngineConfig {
         gw_mac: mac,
         internal,
         masquerade: true,
+        mtu: 1500,
     };
     let v6 = Route6Config {
         machines: vec![Machine6 {
@@ -90,6 +91,7 @@ pub fn nat6_cfg(ip6tables: bool, n2_internal: bool) -> EngineConfig {
             lan6: Some("2001:2::/64".parse().unwrap()),
             lan_gateway6: None,
             ip6tables,
+            lan_mtu: 1500,
         }],
         networks: vec![
             net(1, "fd00:30::/64", "fd00:30::1", GW1_MAC, false),

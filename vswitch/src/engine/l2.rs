@@ -21,6 +21,7 @@ use super::fdb::{Fdb, Learned, mac_key};
 use super::gateway::{self, Echo};
 use super::metrics::Metrics;
 use super::nd;
+use super::trace::TraceEvent;
 use super::wire::{ETH_DST, ETH_SRC, ETHERTYPE_ARP, ETHERTYPE_QINQ, ETHERTYPE_VLAN, ethertype};
 use super::{Action, DomainId, DropReason, Gateway, Packet, PortId, PortRole};
 
@@ -138,6 +139,10 @@ pub(crate) fn admit(
     // 2. Learn (the gateway MAC is static: never learned).
     if src_key != d.gw_key {
         let (learned, expired) = d.fdb.learn(src_key, ingress, now);
+        metrics.note(|| TraceEvent::Admit {
+            domain: d.id,
+            learned: matches!(learned, Learned::New | Learned::Moved),
+        });
         if learned != Learned::Refreshed {
             let c = metrics.fdb_mut(d.id);
             c.expired += expired as u64;
@@ -174,6 +179,7 @@ pub(crate) fn switch(
     // 3. Destination.
     let dst_key = mac_key(dst);
     if dst_key == d.gw_key {
+        metrics.note(|| TraceEvent::Gateway { domain: d.id });
         return to_gateway(d, metrics, ingress, role, pkt, out);
     }
     if dst[0] & 1 == 0 {
@@ -182,6 +188,10 @@ pub(crate) fn switch(
             metrics.fdb_mut(d.id).expired += 1;
         }
         if let Some(to) = found {
+            metrics.note(|| TraceEvent::FdbHit {
+                domain: d.id,
+                port: to,
+            });
             if to == ingress {
                 return drop_frame(metrics, ingress, DropReason::SamePort, out);
             }
@@ -201,6 +211,7 @@ pub(crate) fn switch(
         // A container resolving the gateway: answered here, not flooded.
         return emit(metrics, ingress, reply, out);
     }
+    metrics.note(|| TraceEvent::Flood { domain: d.id });
     flood(d, metrics, ingress, role, len, out);
 }
 

@@ -73,6 +73,22 @@ pub enum DropReason {
     VxlanUnknownVni,
     /// VXLAN to a machine whose headers are short or invalid.
     VxlanMalformed,
+    /// Cleartext VXLAN for an encrypted overlay's VNI (OV-9: filter INPUT drops it).
+    VxlanCleartext,
+    /// ESP to a machine whose headers are short or inconsistent.
+    EspMalformed,
+    /// ESP whose SPI names no inbound SA of the receiving machine.
+    EspUnknownSpi,
+    /// ESP whose ICV did not verify.
+    EspAuthFailed,
+    /// ESP with a sequence number already received (anti-replay, RFC 4303 §3.4.3).
+    EspReplayed,
+    /// ESP with a sequence number left of the anti-replay window.
+    EspTooOld,
+    /// ESP whose padding or pad length is wrong after decryption.
+    EspBadTrailer,
+    /// An encrypted overlay frame with no outbound SA (or its sequence numbers spent): never sent in clear.
+    EspNoSa,
     /// Lost on a faulted link (`fault = { loss }`).
     FaultLoss,
     /// Larger than a faulted link's MTU (`fault = { mtu }`).
@@ -85,7 +101,7 @@ pub enum DropReason {
 
 impl DropReason {
     /// Every reason, in a stable order (the report's order).
-    pub const ALL: [DropReason; 34] = [
+    pub const ALL: [DropReason; 42] = [
         DropReason::Malformed,
         DropReason::MulticastSource,
         DropReason::ZeroSource,
@@ -116,6 +132,14 @@ impl DropReason {
         DropReason::IpvlanL3Egress,
         DropReason::VxlanUnknownVni,
         DropReason::VxlanMalformed,
+        DropReason::VxlanCleartext,
+        DropReason::EspMalformed,
+        DropReason::EspUnknownSpi,
+        DropReason::EspAuthFailed,
+        DropReason::EspReplayed,
+        DropReason::EspTooOld,
+        DropReason::EspBadTrailer,
+        DropReason::EspNoSa,
         DropReason::FaultLoss,
         DropReason::FaultMtu,
         DropReason::LinkDown,
@@ -158,6 +182,14 @@ impl DropReason {
             DropReason::IpvlanL3Egress => "ipvlan-no-route-back",
             DropReason::VxlanUnknownVni => "vxlan-unknown-vni",
             DropReason::VxlanMalformed => "vxlan-malformed",
+            DropReason::VxlanCleartext => "vxlan-cleartext-encrypted-vni",
+            DropReason::EspMalformed => "esp-malformed",
+            DropReason::EspUnknownSpi => "esp-unknown-spi",
+            DropReason::EspAuthFailed => "esp-auth-failed",
+            DropReason::EspReplayed => "esp-replayed",
+            DropReason::EspTooOld => "esp-too-old",
+            DropReason::EspBadTrailer => "esp-bad-trailer",
+            DropReason::EspNoSa => "esp-no-sa",
             DropReason::FaultLoss => "fault-loss",
             DropReason::FaultMtu => "fault-mtu",
             DropReason::LinkDown => "link-down",
@@ -262,6 +294,8 @@ pub struct Metrics {
     ports: Vec<PortCounters>,
     fdb: Vec<FdbCounters>,
     unknown_port: u64,
+    /// Stages noted while a frame is traced (`Engine::trace_frame`).
+    pub(crate) trace: Option<Vec<super::trace::TraceEvent>>,
 }
 
 impl Metrics {
@@ -270,6 +304,7 @@ impl Metrics {
             ports: vec![PortCounters::default(); ports],
             fdb: vec![FdbCounters::default(); domains],
             unknown_port: 0,
+            trace: None,
         }
     }
 
@@ -343,6 +378,14 @@ impl Metrics {
     #[inline]
     pub(crate) fn drop(&mut self, port: PortId, r: DropReason) {
         self.ports[usize::from(port.0)].drops.bump(r);
+    }
+
+    /// Notes a stage of a traced frame; nothing (one branch) otherwise.
+    #[inline]
+    pub(crate) fn note(&mut self, event: impl FnOnce() -> super::trace::TraceEvent) {
+        if let Some(t) = self.trace.as_mut() {
+            t.push(event());
+        }
     }
 
     pub(crate) fn drop_unknown_port(&mut self) {

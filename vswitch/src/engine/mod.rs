@@ -17,6 +17,7 @@
 
 mod checksum;
 pub mod conntrack;
+pub mod esp;
 pub mod fault;
 mod fdb;
 pub mod fixtures;
@@ -24,7 +25,9 @@ pub mod fixtures6;
 pub mod flow;
 mod forward;
 mod gateway;
+pub mod gso6;
 mod icmp;
+mod icmp6;
 mod l2;
 mod l3config;
 pub mod metrics;
@@ -39,7 +42,11 @@ pub mod route6;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_esp;
+#[cfg(test)]
 mod tests_fault;
+#[cfg(test)]
+mod tests_gso6;
 #[cfg(test)]
 mod tests_l3;
 #[cfg(test)]
@@ -50,6 +57,7 @@ mod tests_route6;
 mod tests_vlan;
 #[cfg(test)]
 mod tests_vxlan;
+pub mod trace;
 pub mod vlan;
 pub mod vxlan;
 mod wire;
@@ -559,6 +567,9 @@ impl Engine {
         if let Some(r) = self.router.as_deref_mut() {
             r.set_uplink_mtu(port, fault.and_then(|f| f.mtu));
         }
+        if let Some(r) = self.router6.as_deref_mut() {
+            r.set_uplink_mtu(port, fault.and_then(|f| f.mtu));
+        }
         self.faults.set(port, fault);
     }
 
@@ -613,6 +624,7 @@ impl Engine {
                 d,
                 &mut self.metrics,
                 self.router.as_deref_mut(),
+                self.router6.as_deref_mut(),
                 now,
                 ingress,
                 pkt,

@@ -71,7 +71,7 @@ impl<'a> Ip6<'a> {
 /// The ICMPv6 checksum over the pseudo-header (RFC 8200 §8.1) and `msg`
 /// (whose checksum field holds whatever it holds: 0 to compute, the sent
 /// value to verify — a correct one sums to 0).
-fn icmpv6_checksum(src: &[u8; 16], dst: &[u8; 16], msg: &[u8]) -> u16 {
+pub(crate) fn icmpv6_checksum(src: &[u8; 16], dst: &[u8; 16], msg: &[u8]) -> u16 {
     let mut init = 0u32;
     for c in src.chunks_exact(2).chain(dst.chunks_exact(2)) {
         init += u32::from(u16::from_be_bytes([c[0], c[1]]));
@@ -97,7 +97,7 @@ pub(crate) fn solicited_node(a: Ipv6Addr) -> Ipv6Addr {
 }
 
 /// Builds an Ethernet/IPv6/ICMPv6 frame; the checksum is filled in.
-fn icmpv6_frame(
+pub(crate) fn icmpv6_frame(
     eth_dst: [u8; 6],
     eth_src: [u8; 6],
     src: [u8; 16],
@@ -135,7 +135,24 @@ fn asker(frame: &[u8]) -> [u8; 6] {
 /// Neighbour Solicitation for the gateway's IPv6 address; `None` for
 /// anything else (the caller switches it).
 pub(crate) fn na_reply(frame: &[u8], gw: &Gateway) -> Option<Packet> {
-    let gw6 = gw.ip6?;
+    na_as(frame, gw.ip6?, gw.mac, true)
+}
+
+/// The Neighbour Advertisement of `target` at `mac` answering `frame` if
+/// it is a valid Neighbour Solicitation for `target`; `router` sets the R
+/// flag (a gateway's answer; not an ipvlan sibling's).
+pub(crate) fn na_as(
+    frame: &[u8],
+    target: Ipv6Addr,
+    mac: super::MacAddr,
+    router: bool,
+) -> Option<Packet> {
+    let gw = Gateway {
+        ip: std::net::Ipv4Addr::UNSPECIFIED,
+        ip6: Some(target),
+        mac,
+    };
+    let gw6 = target;
     let ip = Ip6::parse(frame)?;
     let m = ip.payload;
     if ip.next != IPPROTO_ICMPV6
@@ -155,7 +172,7 @@ pub(crate) fn na_reply(frame: &[u8], gw: &Gateway) -> Option<Packet> {
     }
     let mut na = [0u8; 32];
     na[0] = NEIGHBOUR_ADVERTISEMENT;
-    na[4] = NA_ROUTER | NA_OVERRIDE | if dad { 0 } else { NA_SOLICITED };
+    na[4] = if router { NA_ROUTER } else { 0 } | NA_OVERRIDE | if dad { 0 } else { NA_SOLICITED };
     na[8..24].copy_from_slice(&gw6.octets());
     na[24] = OPT_TARGET_LL;
     na[25] = 1;
@@ -177,6 +194,22 @@ pub(crate) fn na_reply(frame: &[u8], gw: &Gateway) -> Option<Packet> {
         255,
         &na,
     ))
+}
+
+/// The target address of `frame` if it is a Neighbour Solicitation (not
+/// verified: for demultiplexing only).
+pub(crate) fn ns_target(frame: &[u8]) -> Option<Ipv6Addr> {
+    let ip = Ip6::parse(frame)?;
+    let m = ip.payload;
+    if ip.next != IPPROTO_ICMPV6 || m.len() < 24 || m[0] != NEIGHBOUR_SOLICITATION {
+        return None;
+    }
+    <[u8; 16]>::try_from(&m[8..24]).ok().map(Ipv6Addr::from)
+}
+
+/// The destination address of an IPv6 frame.
+pub(crate) fn dst6(frame: &[u8]) -> Option<Ipv6Addr> {
+    Some(Ipv6Addr::from(Ip6::parse(frame)?.dst))
 }
 
 /// Whether the NDP options in `opts` include one of `kind` (a malformed

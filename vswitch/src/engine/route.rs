@@ -26,6 +26,7 @@ use super::l3config::{L3Config, MachineConfig, NetworkConfig, PublishConfig};
 use super::metrics::Metrics;
 use super::neigh::Neighbours;
 use super::packet::Packet;
+use super::trace::TraceEvent;
 use super::wire::{
     ARP_REPLY, ARP_REQUEST, ArpRepr, ETH_HDR_LEN, ETHERTYPE_ARP, ETHERTYPE_IPV4, ethertype,
 };
@@ -251,6 +252,10 @@ impl Router {
                 let Some(ip) = Ip4::parse(frame) else {
                     return false;
                 };
+                metrics.note(|| TraceEvent::Router {
+                    machine: self.nets[usize::from(n)].cfg.machine,
+                    path: "from a container network",
+                });
                 self.routed_from_container(now, usize::from(n), ingress, pkt, &ip, metrics, out)
             }
             Tag::Uplink(m) => {
@@ -258,6 +263,10 @@ impl Router {
                     return false;
                 };
                 if self.egress_host(now, usize::from(m), pkt, &ip, metrics, ingress, out) {
+                    metrics.note(|| TraceEvent::Router {
+                        machine: usize::from(m),
+                        path: "from the machine's host stack",
+                    });
                     return true;
                 }
                 // Machine to machine: the other one's inbound path.
@@ -266,6 +275,10 @@ impl Router {
                         let Some(ip) = Ip4::parse(pkt.frame()) else {
                             return false;
                         };
+                        metrics.note(|| TraceEvent::Router {
+                            machine: m2,
+                            path: "inbound, from another machine",
+                        });
                         self.inbound(now, m2, ingress, pkt, &ip, metrics, out)
                     }
                     _ => false,
@@ -278,6 +291,10 @@ impl Router {
                 let Some(ip) = Ip4::parse(frame) else {
                     return false;
                 };
+                metrics.note(|| TraceEvent::Router {
+                    machine: m,
+                    path: "inbound, from lan",
+                });
                 self.inbound(now, m, ingress, pkt, &ip, metrics, out)
             }
             Tag::None => false,

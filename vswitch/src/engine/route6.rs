@@ -30,9 +30,11 @@ use super::checksum::{get16, put16, update16};
 use super::conntrack::{Conntrack, Kind, Timeouts};
 use super::fdb::mac_key;
 use super::flow::{IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, Tuple, tcp_flags};
+use super::icmp6;
 use super::metrics::Metrics;
 use super::nd::ETHERTYPE_IPV6;
 use super::packet::{Packet, VnetHdr};
+use super::trace::TraceEvent;
 use super::wire::{ETH_HDR_LEN, ethertype};
 use super::{Action, DomainId, DropReason, MacAddr, PortId, PortRole};
 
@@ -57,6 +59,9 @@ pub struct Machine6 {
     pub lan_gateway6: Option<Ipv6Addr>,
     /// Docker's `ip6tables` daemon option (V6-4).
     pub ip6tables: bool,
+    /// The MTU of its uplink (routed packets above it get a packet too
+    /// big).
+    pub lan_mtu: u16,
 }
 
 /// A bridge network's IPv6 side.
@@ -76,6 +81,8 @@ pub struct Network6 {
     pub internal: bool,
     /// Masquerade on egress (with `ip6tables`).
     pub masquerade: bool,
+    /// The network's MTU (BR-6).
+    pub mtu: u16,
 }
 
 /// A port published over IPv6 (PUB-4: `H:C` and `[v6]:H:C`).
@@ -198,6 +205,9 @@ pub(crate) struct Router6 {
     ct: Vec<Conntrack<Ipv6Addr>>,
     tags: Vec<Tag>,
     neigh: HashMap<Ipv6Addr, (MacAddr, PortId)>,
+    /// A link fault's MTU on each machine's uplink (the router's egress
+    /// MTU there too, as for IPv4).
+    uplink_mtu: Vec<Option<u16>>,
 }
 
 impl Router6 {
@@ -230,6 +240,7 @@ impl Router6 {
             .map(|&(ip, mac, port)| (ip, (mac, port)))
             .collect();
         Router6 {
+            uplink_mtu: vec![None; cfg.machines.len()],
             ct: (0..cfg.machines.len())
                 .map(|_| Conntrack::new(conntrack_capacity, timeouts))
                 .collect(),
@@ -265,9 +276,14 @@ impl Router6 {
             return false;
         }
         let dst_key = mac_key(&frame[0..6]);
-        let verdict = match tag {
+        let (m, verdict) = match tag {
             Tag::Container(n) if dst_key == mac_key(&self.cfg.networks[n].gw_mac.0) => {
-                self.routed_from_container(now, n, &ip)
+                let m = self.cfg.networks[n].machine;
+                metrics.note(|| TraceEvent::Router {
+                    machine: m,
+                    path: "IPv6, from a container network",
+                });
+                (m, self.routed_from_container(now, n, &ip))
             }
             Tag::Lan => match self
                 .cfg
@@ -275,37 +291,116 @@ impl Router6 {
                 .iter()
                 .position(|m| mac_key(&m.mac.0) == dst_key)
             {
-                Some(m) => self.inbound(now, m, &ip),
+                Some(m) => {
+                    metrics.note(|| TraceEvent::Router {
+                        machine: m,
+                        path: "IPv6, inbound from lan",
+                    });
+                    (m, self.inbound(now, m, &ip))
+                }
                 None => return false,
             },
             _ => return false,
         };
-        match verdict {
-            Verdict::Pass => false,
+        let near = match tag {
+            Tag::Container(n) => {
+                let net = &self.cfg.networks[n];
+                Some((net.gateway6, net.gw_mac))
+            }
+            _ => self.cfg.machines[m]
+                .ip6
+                .map(|a| (a, self.cfg.machines[m].mac)),
+        };
+        self.apply(now, ingress, (m, near), &ip, verdict, pkt, metrics, out, 0)
+    }
+
+    /// Carries out machine `m`'s verdict on a packet from `ingress`
+    /// (`near`: the router's address and MAC on that side, for errors).
+    /// A packet routed to another machine of this world goes through that
+    /// machine's inbound path next (published ports, conntrack), as the
+    /// IPv4 router does: `depth` counts those hand-overs.
+    #[allow(clippy::too_many_arguments)]
+    fn apply(
+        &mut self,
+        now: Instant,
+        ingress: PortId,
+        (m, near): (usize, Option<(Ipv6Addr, MacAddr)>),
+        ip: &Ip6,
+        verdict: Verdict,
+        pkt: &mut Packet,
+        metrics: &mut Metrics,
+        out: &mut Vec<Action>,
+        depth: u8,
+    ) -> bool {
+        let err = |typ, code, param| (ingress, near, (typ, code, param));
+        let (to, hop, commit) = match verdict {
+            Verdict::Pass => return false,
+            Verdict::Drop(DropReason::NoRoute) => {
+                let e = err(icmp6::DEST_UNREACH, icmp6::NO_ROUTE, 0);
+                reject(pkt, e, metrics, out);
+                return true;
+            }
             Verdict::Drop(r) => {
                 metrics.drop(ingress, r);
                 out.push(Action::Drop(r));
-                true
+                return true;
             }
-            Verdict::Route {
-                to,
-                via_mac,
-                src_mac,
-                port,
-            } => {
-                if ip.hop_limit <= 1 {
-                    metrics.drop(ingress, DropReason::TtlExceeded);
-                    out.push(Action::Drop(DropReason::TtlExceeded));
-                    return true;
-                }
-                rewrite(pkt, &ip.tuple, &to, ip.l4_len);
-                let b = pkt.frame_mut();
-                b[0..6].copy_from_slice(&via_mac.0);
-                b[6..12].copy_from_slice(&src_mac.0);
-                b[ETH_HDR_LEN + 7] = ip.hop_limit - 1;
-                metrics.tx(port, pkt.len());
-                out.push(Action::Forward(port));
-                true
+            Verdict::Route { to, hop, commit } => (to, hop, commit),
+        };
+        if ip.hop_limit <= 1 {
+            reject(pkt, err(icmp6::TIME_EXCEEDED, 0, 0), metrics, out);
+            return true;
+        }
+        let mtu = match self.uplink_mtu[m] {
+            Some(f) if hop.lan => hop.mtu.min(f),
+            _ => hop.mtu,
+        };
+        if icmp6::wire_len(pkt) > usize::from(mtu) {
+            let e = err(icmp6::PACKET_TOO_BIG, 0, u32::from(mtu));
+            reject(pkt, e, metrics, out);
+            return true;
+        }
+        if let Some((orig, reply, kind)) = commit
+            && let Err(e) = self.ct[m].insert(orig, reply, kind, ip.tcp, now)
+        {
+            let r = super::route::refused_reason(e);
+            metrics.drop(ingress, r);
+            out.push(Action::Drop(r));
+            return true;
+        }
+        rewrite(pkt, &ip.tuple, &to, ip.l4_len);
+        let b = pkt.frame_mut();
+        b[0..6].copy_from_slice(&hop.via_mac.0);
+        b[6..12].copy_from_slice(&hop.src_mac.0);
+        b[ETH_HDR_LEN + 7] = ip.hop_limit - 1;
+        let via = mac_key(&hop.via_mac.0);
+        if hop.lan
+            && depth == 0
+            && let Some(m2) = self
+                .cfg
+                .machines
+                .iter()
+                .position(|c| mac_key(&c.mac.0) == via)
+            && m2 != m
+            && let Some(ip2) = Ip6::parse(pkt.frame())
+        {
+            let v2 = self.inbound(now, m2, &ip2);
+            // Errors of the second machine are not sent back across the
+            // first one's translation: such a packet is only dropped.
+            if self.apply(now, ingress, (m2, None), &ip2, v2, pkt, metrics, out, 1) {
+                return true;
+            }
+        }
+        metrics.tx(hop.port, pkt.len());
+        out.push(Action::Forward(hop.port));
+        true
+    }
+
+    /// Sets (or clears) a link fault's MTU on an uplink port.
+    pub(crate) fn set_uplink_mtu(&mut self, port: PortId, mtu: Option<u16>) {
+        for (m, f) in self.cfg.machines.iter().zip(&mut self.uplink_mtu) {
+            if m.uplink == port {
+                *f = mtu;
             }
         }
     }
@@ -329,9 +424,14 @@ impl Router6 {
 
     /// Where a packet for `dst` goes from machine `m`: into one of its
     /// networks, or out of its uplink towards `dst` or the lan's router.
-    fn next_hop(&self, m: usize, dst: Ipv6Addr) -> Result<(MacAddr, MacAddr, PortId), DropReason> {
-        let (hop, src_mac) = match self.net_of(m, dst) {
-            Some(n) => (dst, self.cfg.networks[n].gw_mac),
+    fn next_hop(&self, m: usize, dst: Ipv6Addr) -> Result<Hop, DropReason> {
+        let (hop, src_mac, mtu, lan) = match self.net_of(m, dst) {
+            Some(n) => (
+                dst,
+                self.cfg.networks[n].gw_mac,
+                self.cfg.networks[n].mtu,
+                false,
+            ),
             None => {
                 let mc = &self.cfg.machines[m];
                 let hop = if mc.lan6.is_some_and(|l| l.contains(&dst)) {
@@ -339,24 +439,32 @@ impl Router6 {
                 } else {
                     mc.lan_gateway6.ok_or(DropReason::NoRoute)?
                 };
-                (hop, mc.mac)
+                (hop, mc.mac, mc.lan_mtu, true)
             }
         };
-        let &(mac, port) = self
+        let &(via_mac, port) = self
             .neigh
             .get(&hop)
             .ok_or(DropReason::NeighbourUnresolved)?;
-        Ok((mac, src_mac, port))
+        Ok(Hop {
+            via_mac,
+            src_mac,
+            port,
+            mtu,
+            lan,
+        })
     }
 
     fn route_to(&self, m: usize, to: Tuple<Ipv6Addr>) -> Verdict {
+        self.route_new(m, to, None)
+    }
+
+    /// Routes to `to`, committing `commit` (a new flow) only once the
+    /// packet is known to leave: one answered with an ICMPv6 error leaves
+    /// no flow behind, as Linux confirms conntrack entries in POSTROUTING.
+    fn route_new(&self, m: usize, to: Tuple<Ipv6Addr>, commit: Option<Commit>) -> Verdict {
         match self.next_hop(m, to.dst) {
-            Ok((via_mac, src_mac, port)) => Verdict::Route {
-                to,
-                via_mac,
-                src_mac,
-                port,
-            },
+            Ok(hop) => Verdict::Route { to, hop, commit },
             Err(r) => Verdict::Drop(r),
         }
     }
@@ -412,10 +520,7 @@ impl Router6 {
             }
             _ => (Kind::Routed, t.inverse()),
         };
-        if let Err(e) = self.ct[m].insert(t, reply, kind, ip.tcp, now) {
-            return Verdict::Drop(super::route::refused_reason(e));
-        }
-        self.route_to(m, reply.inverse())
+        self.route_new(m, reply.inverse(), Some((t, reply, kind)))
     }
 
     /// A packet from the lan to machine `m`'s MAC.
@@ -439,10 +544,7 @@ impl Router6 {
                 dport: p.container_port,
                 ..t
             };
-            if let Err(e) = self.ct[m].insert(t, to.inverse(), Kind::Dnat, ip.tcp, now) {
-                return Verdict::Drop(super::route::refused_reason(e));
-            }
-            return self.route_to(m, to);
+            return self.route_new(m, to, Some((t, to.inverse(), Kind::Dnat)));
         }
         if self.net_of(m, t.dst).is_some() {
             if ip6tables {
@@ -478,15 +580,57 @@ impl Router6 {
     }
 }
 
+/// A new flow to commit: original tuple, reply tuple, kind.
+type Commit = (Tuple<Ipv6Addr>, Tuple<Ipv6Addr>, Kind);
+
+/// The next hop of a routed packet.
+#[derive(Clone, Copy, Debug)]
+struct Hop {
+    via_mac: MacAddr,
+    src_mac: MacAddr,
+    port: PortId,
+    /// The egress link's MTU.
+    mtu: u16,
+    /// Out of the machine's uplink.
+    lan: bool,
+}
+
 enum Verdict {
     Pass,
     Drop(DropReason),
     Route {
         to: Tuple<Ipv6Addr>,
-        via_mac: MacAddr,
-        src_mac: MacAddr,
-        port: PortId,
+        hop: Hop,
+        commit: Option<Commit>,
     },
+}
+
+/// Who sent the offending frame, the router's address and MAC on that
+/// side (none: no IPv6 address to answer from), and the error.
+type Reject = (PortId, Option<(Ipv6Addr, MacAddr)>, (u8, u8, u32));
+
+/// Answers the packet with an ICMPv6 error (when allowed) and counts it as
+/// dropped, as [`super::forward`] does for IPv4.
+fn reject(
+    pkt: &Packet,
+    (ingress, near, (typ, code, param)): Reject,
+    metrics: &mut Metrics,
+    out: &mut Vec<Action>,
+) {
+    let reason = match typ {
+        icmp6::PACKET_TOO_BIG => DropReason::FragNeeded,
+        icmp6::TIME_EXCEEDED => DropReason::TtlExceeded,
+        _ => DropReason::NoRoute,
+    };
+    metrics.drop(ingress, reason);
+    match near {
+        Some((ip, mac)) if icmp6::may_answer(pkt.frame()) => {
+            let e = icmp6::error(pkt.frame(), typ, code, param, ip, mac.0);
+            metrics.tx(ingress, e.len());
+            out.push(Action::Emit(ingress, e));
+        }
+        _ => out.push(Action::Drop(reason)),
+    }
 }
 
 /// Rewrites addresses and ports from `from` to `to`, updating the L4

@@ -1,12 +1,13 @@
 //! IPv6 routed between links (`route6.rs`), on a virtual clock: NAT66
 //! masquerade and its replies, published ports over IPv6 (PUB-4), isolation
 //! (V6-3), internal networks (BR-15), ingress deny (PUB-2), `ip6tables =
-//! false` routing (V6-4), hop limits and checksums verified by etherparse.
+//! false` routing (V6-4), hop limits, the router's ICMPv6 errors (packet
+//! too big, time exceeded, no route) and checksums verified by etherparse.
 
 use std::net::Ipv6Addr;
 use std::time::Instant;
 
-use etherparse::{NetSlice, PacketBuilder, SlicedPacket, TransportSlice};
+use etherparse::{Icmpv6Type, NetSlice, PacketBuilder, SlicedPacket, TransportSlice};
 
 use super::fixtures6::*;
 use super::*;
@@ -153,7 +154,8 @@ fn without_ip6tables_ipv6_is_routed_unfiltered() {
 }
 
 /// What is not the router's stays on L2: the machine's own addresses,
-/// link-local destinations; a hop limit of 1 is dropped when routed.
+/// link-local destinations; a hop limit of 1 is answered with time
+/// exceeded from gateway6 when routed.
 #[test]
 fn local_link_local_and_hop_limit() {
     let mut e = engine(true, false);
@@ -178,7 +180,116 @@ fn local_link_local_and_hop_limit() {
     let mut v = Vec::new();
     b.write(&mut v, b"").unwrap();
     let mut p = Packet::from_frame(VnetHdr::default(), &v);
-    assert_eq!(dropped(&run(&mut e, A, &mut p)), DropReason::TtlExceeded);
+    let (to, t, src, dst) = icmp_error(&run(&mut e, A, &mut p));
+    assert_eq!(to, A);
+    assert!(matches!(t, Icmpv6Type::TimeExceeded(_)), "{t:?}");
+    assert_eq!((src, dst), (a6("fd00:30::1"), a6(A6)));
+    assert_eq!(e.conntrack_len(), 0, "no flow behind an error");
+}
+
+/// The one ICMPv6 error emitted (port, type, source, destination), its
+/// checksum verified and the offending packet's header quoted.
+fn icmp_error(out: &[Action]) -> (PortId, Icmpv6Type, Ipv6Addr, Ipv6Addr) {
+    let [Action::Emit(port, e)] = out else {
+        panic!("expected one Emit, got {out:?}");
+    };
+    let s = SlicedPacket::from_ethernet(e.frame()).unwrap();
+    let Some(NetSlice::Ipv6(ip)) = &s.net else {
+        panic!("not IPv6")
+    };
+    let h = ip.header();
+    let Some(TransportSlice::Icmpv6(m)) = &s.transport else {
+        panic!("not ICMPv6")
+    };
+    let want = m
+        .header()
+        .icmp_type
+        .calc_checksum(h.source(), h.destination(), m.payload())
+        .unwrap();
+    assert_eq!(m.checksum(), want, "ICMPv6 checksum");
+    assert_eq!(m.payload()[0] >> 4, 6, "quotes the IPv6 packet");
+    (*port, m.icmp_type(), h.source_addr(), h.destination_addr())
+}
+
+fn big_tcp(smac: MacAddr, dmac: MacAddr, src: &str, dst: &str, payload: usize) -> Packet {
+    let mut v = Vec::new();
+    PacketBuilder::ethernet2(smac.0, dmac.0)
+        .ipv6(a6(src).octets(), a6(dst).octets(), 64)
+        .tcp(40000, 80, 1, 64240)
+        .syn()
+        .write(&mut v, &vec![0u8; payload])
+        .unwrap();
+    Packet::from_frame(VnetHdr::default(), &v)
+}
+
+/// V6-4, BR-6: IPv6 routers never fragment: a packet above the egress
+/// network's MTU is answered with packet too big carrying that MTU, from
+/// the gateway6 on the sender's side; one that fits passes.
+#[test]
+fn packet_too_big_for_a_network_mtu() {
+    let mut cfg = nat6_cfg(false, false);
+    cfg.l3.v6.networks[1].mtu = 1400;
+    let mut e = Engine::new(cfg).unwrap();
+    let mut p = big_tcp(A_MAC, GW1_MAC, A6, B6, 1400 - 60 + 1);
+    let (to, t, src, dst) = icmp_error(&run(&mut e, A, &mut p));
+    assert_eq!(to, A);
+    assert_eq!(t, Icmpv6Type::PacketTooBig { mtu: 1400 });
+    assert_eq!((src, dst), (a6("fd00:30::1"), a6(A6)));
+    let mut p = big_tcp(A_MAC, GW1_MAC, A6, B6, 1400 - 60);
+    assert_eq!(forwarded(&run(&mut e, A, &mut p)), B);
+}
+
+/// A link fault's MTU on the uplink is the router's egress MTU there (as
+/// for IPv4's frag-needed); a GSO frame is measured per segment; the error
+/// to a lan client comes from the machine's ip6; no flow is left behind.
+#[test]
+fn packet_too_big_on_the_uplink_and_for_gso() {
+    let mut e = engine(true, false);
+    e.set_fault(
+        UPLINK,
+        Some(crate::scenario::plan::LinkFault {
+            mtu: Some(1300),
+            ..Default::default()
+        }),
+    );
+    let mut p = big_tcp(A_MAC, GW1_MAC, A6, WWW, 1300);
+    let (_, t, ..) = icmp_error(&run(&mut e, A, &mut p));
+    assert_eq!(t, Icmpv6Type::PacketTooBig { mtu: 1300 });
+    assert_eq!(e.conntrack_len(), 0, "no flow behind an error");
+    // A TSO6 super-frame whose segments fit passes whole.
+    let mut p = big_tcp(A_MAC, GW1_MAC, A6, WWW, 8000);
+    p.hdr.gso_type = VnetHdr::GSO_TCPV6;
+    p.hdr.gso_size = 1200;
+    assert_eq!(forwarded(&run(&mut e, A, &mut p)), EXT);
+    let mut p = big_tcp(A_MAC, GW1_MAC, A6, WWW, 8000);
+    p.hdr.gso_type = VnetHdr::GSO_TCPV6;
+    p.hdr.gso_size = 1300;
+    let (_, t, ..) = icmp_error(&run(&mut e, A, &mut p));
+    assert_eq!(t, Icmpv6Type::PacketTooBig { mtu: 1300 });
+    // From lan into a network: the error comes from the machine's ip6.
+    let mut cfg = nat6_cfg(false, false);
+    cfg.l3.v6.networks[0].mtu = 1280;
+    let mut e = Engine::new(cfg).unwrap();
+    let mut p = big_tcp(EXT_MAC, UP_MAC, WWW, A6, 1300);
+    let (to, t, src, dst) = icmp_error(&run(&mut e, EXT, &mut p));
+    assert_eq!((to, t), (EXT, Icmpv6Type::PacketTooBig { mtu: 1280 }));
+    assert_eq!((src, dst), (a6(ME), a6(WWW)));
+}
+
+/// No route beyond the lan (no IPv6 gateway on it): destination
+/// unreachable, no route, from gateway6; never an error about an error.
+#[test]
+fn no_route_is_destination_unreachable() {
+    let mut e = engine(true, false);
+    let mut p = tcp(A_MAC, GW1_MAC, A6, "2001:db8:99::1", 40000, 80, true);
+    let (to, t, src, _) = icmp_error(&run(&mut e, A, &mut p));
+    assert_eq!(to, A);
+    assert_eq!(
+        t,
+        Icmpv6Type::DestinationUnreachable(etherparse::icmpv6::DestUnreachableCode::NoRoute)
+    );
+    assert_eq!(src, a6("fd00:30::1"));
+    assert_eq!(e.conntrack_len(), 0);
 }
 
 /// Every truncation of a routed frame is refused or left to L2, never a
@@ -218,4 +329,60 @@ fn truncations_and_partial_checksums() {
         pseudo(a6(ME), a6(WWW), len),
         "partial sum over the new addresses"
     );
+}
+
+/// n2 on a second machine (uplink port 6, `2001:2::20`) publishing
+/// `9090:80` for B: two Docker hosts on one lan, each with its conntrack.
+fn two_machines() -> Engine {
+    let mut cfg = nat6_cfg(true, false);
+    cfg.ports.push(PortConfig {
+        name: "lan/uplink2".into(),
+        domain: DomainId(0),
+        role: PortRole::Plain,
+    });
+    let up2 = PortId(6);
+    let m2_mac = MacAddr([0x02, 0x56, 198, 18, 0, 3]);
+    let mut m2 = cfg.l3.v6.machines[0].clone();
+    m2.uplink = up2;
+    m2.mac = m2_mac;
+    m2.ip6 = Some(a6("2001:2::20"));
+    cfg.l3.v6.machines.push(m2);
+    cfg.l3.v6.networks[1].machine = 1;
+    cfg.l3.v6.publish.push(route6::Publish6 {
+        machine: 1,
+        host_ip: None,
+        host_port: 9090,
+        proto: 6,
+        container_ip: a6(B6),
+        container_port: 80,
+    });
+    cfg.l3.v6.neighbours.push((a6("2001:2::20"), m2_mac, up2));
+    cfg.l3.v6.neighbours.push((a6(ME), UP_MAC, UPLINK));
+    Engine::new(cfg).unwrap()
+}
+
+/// PUB-4 across machines, as Docker does it: a container of m1 reaching
+/// m2's published IPv6 port is masqueraded by m1 (V6-4), then DNATed by
+/// m2's own inbound path (not handed to m2's host stack, where only the
+/// proxy would answer), so B sees m1's address; the reply comes back
+/// through both translations.
+#[test]
+fn a_published_port_of_another_machine_goes_through_its_dnat() {
+    let mut e = two_machines();
+    let mut p = tcp(A_MAC, GW1_MAC, A6, "2001:2::20", 40000, 9090, true);
+    assert_eq!(forwarded(&run(&mut e, A, &mut p)), B);
+    let (src, dst, sport, dport, hop, dmac, smac) = seen(&p);
+    assert_eq!((src, dst, dport, hop), (a6(ME), a6(B6), 80, 62));
+    assert_eq!((dmac, smac), (B_MAC.0, GW2_MAC.0));
+    assert_eq!(e.conntrack_len(), 2, "one flow on each machine");
+    let mut r = tcp(B_MAC, GW2_MAC, B6, ME, 80, sport, false);
+    assert_eq!(forwarded(&run(&mut e, B, &mut r)), A);
+    let (src, dst, sport, dport, ..) = seen(&r);
+    assert_eq!(
+        (src, dst, sport, dport),
+        (a6("2001:2::20"), a6(A6), 9090, 40000)
+    );
+    // An unpublished port of m2 is its host stack's: handed to its uplink.
+    let mut p = tcp(A_MAC, GW1_MAC, A6, "2001:2::20", 40001, 22, true);
+    assert_eq!(forwarded(&run(&mut e, A, &mut p)), PortId(6));
 }

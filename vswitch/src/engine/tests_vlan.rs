@@ -27,6 +27,9 @@ const IV1: PortId = PortId(8); // ipvlan l2 child 198.18.0.130, untagged
 const IV2: PortId = PortId(9); // ipvlan l3 child 10.1.0.5, untagged
 const IV3: PortId = PortId(10); // ipvlan l3 child 10.2.0.5, untagged
 const NPORTS: u16 = 11;
+const IV1_6: &str = "2001:2::130"; // IV1's IPv6 address (on lan6)
+const IV2_6: &str = "fd00:1::5"; // IV2's (l3 subnet6 A)
+const IV3_6: &str = "fd00:2::5"; // IV3's (l3 subnet6 B)
 
 fn xmac(n: u8) -> [u8; 6] {
     [0x02, 0x56, 0xaa, 0, 0, n]
@@ -37,11 +40,12 @@ fn vlan_cfg() -> VlanConfig {
         mode: VlanMode::Access(vid),
         attach: Attachment::Macvlan { group: g, mode },
     };
-    let ipv = |ip, l3| VlanPort {
+    let ipv = |ip, ip6: &str, l3| VlanPort {
         mode: VlanMode::Access(0),
         attach: Attachment::Ipvlan {
             group: 0,
             ip,
+            ip6: Some(ip6.parse().unwrap()),
             l3,
             flag: Siblings::Bridge,
         },
@@ -78,9 +82,9 @@ fn vlan_cfg() -> VlanConfig {
             (MB2, child(0, Siblings::Bridge, 10)),
             (MP1, child(0, Siblings::Private, 0)),
             (MP2, child(0, Siblings::Private, 0)),
-            (IV1, ipv(Ipv4Addr::new(198, 18, 0, 130), false)),
-            (IV2, ipv(Ipv4Addr::new(10, 1, 0, 5), true)),
-            (IV3, ipv(Ipv4Addr::new(10, 2, 0, 5), true)),
+            (IV1, ipv(Ipv4Addr::new(198, 18, 0, 130), IV1_6, false)),
+            (IV2, ipv(Ipv4Addr::new(10, 1, 0, 5), IV2_6, true)),
+            (IV3, ipv(Ipv4Addr::new(10, 2, 0, 5), IV3_6, true)),
         ],
         vids: Vec::new(),
     }
@@ -525,4 +529,132 @@ proptest! {
             }
         }
     }
+}
+
+/// A Neighbour Solicitation for `target` from `src` (solicited-node
+/// multicast, source link-layer option), checksum by etherparse.
+fn ns6(smac: [u8; 6], src: &str, target: &str) -> Packet {
+    use etherparse::{Icmpv6Type, PacketBuilder};
+    let t: std::net::Ipv6Addr = target.parse().unwrap();
+    let o = t.octets();
+    let snm = [
+        0xff, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0xff, o[13], o[14], o[15],
+    ];
+    let mut body = o.to_vec();
+    body.extend_from_slice(&[1, 1]);
+    body.extend_from_slice(&smac);
+    let mut v = Vec::new();
+    PacketBuilder::ethernet2(smac, [0x33, 0x33, 0xff, o[13], o[14], o[15]])
+        .ipv6(
+            src.parse::<std::net::Ipv6Addr>().unwrap().octets(),
+            snm,
+            255,
+        )
+        .icmpv6(Icmpv6Type::Unknown {
+            type_u8: 135,
+            code_u8: 0,
+            bytes5to8: [0; 4],
+        })
+        .write(&mut v, &body)
+        .unwrap();
+    Packet::from_frame(VnetHdr::default(), &v)
+}
+
+/// A UDP datagram over IPv6.
+fn udp6(smac: [u8; 6], dmac: [u8; 6], src: &str, dst: &str) -> Packet {
+    let mut v = Vec::new();
+    etherparse::PacketBuilder::ethernet2(smac, dmac)
+        .ipv6(
+            src.parse::<std::net::Ipv6Addr>().unwrap().octets(),
+            dst.parse::<std::net::Ipv6Addr>().unwrap().octets(),
+            64,
+        )
+        .udp(5000, 53)
+        .write(&mut v, b"x")
+        .unwrap();
+    Packet::from_frame(VnetHdr::default(), &v)
+}
+
+/// The Neighbour Advertisement emitted to `to`: its target and the MAC
+/// it advertises, checksum verified.
+fn na6(out: &[Action], to: PortId) -> (std::net::Ipv6Addr, [u8; 6]) {
+    let [Action::Emit(p, na)] = out else {
+        panic!("expected one NA: {out:?}")
+    };
+    assert_eq!(*p, to);
+    let s = etherparse::SlicedPacket::from_ethernet(na.frame()).unwrap();
+    let (Some(etherparse::NetSlice::Ipv6(ip)), Some(etherparse::TransportSlice::Icmpv6(m))) =
+        (&s.net, &s.transport)
+    else {
+        panic!("not ICMPv6")
+    };
+    let h = ip.header();
+    let want = m
+        .header()
+        .icmp_type
+        .calc_checksum(h.source(), h.destination(), m.payload())
+        .unwrap();
+    assert_eq!(m.checksum(), want);
+    assert_eq!(m.type_u8(), 136);
+    let b = m.payload();
+    let target = std::net::Ipv6Addr::from(<[u8; 16]>::try_from(&b[0..16]).unwrap());
+    (target, b[18..24].try_into().unwrap())
+}
+
+/// IV-12, IV-2 over IPv6 (l2): a lan host's NS for a child's IPv6
+/// address reaches only that child; IPv6 for the parent MAC goes to the
+/// child by destination address; a child's NS for a sibling is answered
+/// with the parent MAC (not as a router); its NS for a lan host goes out.
+#[test]
+fn ipvlan_l2_does_nd_like_arp() {
+    let mut e = lan();
+    let t = Instant::now();
+    let peer = xmac(50);
+    let mut p = ns6(peer, "2001:2::50", IV1_6);
+    let out = run(&mut e, t, X0, &mut p);
+    assert!(targets(&out).contains(&IV1), "{out:?}");
+    assert!(!targets(&out).contains(&IV2) && !targets(&out).contains(&IV3));
+    let mut p = udp6(peer, M_MAC, "2001:2::50", IV1_6);
+    assert_eq!(targets(&run(&mut e, t, X0, &mut p)), vec![IV1]);
+    // The l3 children are siblings of IV1 too: NS from IV1 for IV2's
+    // address is answered with the parent MAC.
+    let mut p = ns6(M_MAC, IV1_6, IV2_6);
+    let (target, mac) = na6(&run(&mut e, t, IV1, &mut p), IV1);
+    assert_eq!((target, mac), (IV2_6.parse().unwrap(), M_MAC));
+    let mut p = ns6(M_MAC, IV1_6, "2001:2::50");
+    let out = run(&mut e, t, IV1, &mut p);
+    assert!(targets(&out).contains(&X0), "{out:?}");
+    assert_eq!(e.fdb_port(DomainId(0), MacAddr(M_MAC)), None);
+}
+
+/// IV-5, IV-12 over IPv6 (l3): no ND on the wire (every NS answered with
+/// the parent MAC, none for its own address), no multicast, routing
+/// between the network's subnets by address, nothing off the network.
+#[test]
+fn ipvlan_l3_has_no_nd_and_routes_between_subnets() {
+    let mut e = lan();
+    let t = Instant::now();
+    let mut p = ns6(M_MAC, IV2_6, IV3_6);
+    let (target, mac) = na6(&run(&mut e, t, IV2, &mut p), IV2);
+    assert_eq!((target, mac), (IV3_6.parse().unwrap(), M_MAC));
+    let mut p = ns6(M_MAC, "::", IV2_6); // DAD for its own address
+    assert_eq!(
+        dropped(&run(&mut e, t, IV2, &mut p)),
+        Some(DropReason::IpvlanL3Broadcast)
+    );
+    let mut p = udp6(M_MAC, M_MAC, IV2_6, IV3_6);
+    assert_eq!(targets(&run(&mut e, t, IV2, &mut p)), vec![IV3]);
+    let mut p = udp6(M_MAC, [0x33, 0x33, 0, 0, 0, 1], IV2_6, "ff02::1");
+    assert_eq!(
+        dropped(&run(&mut e, t, IV2, &mut p)),
+        Some(DropReason::IpvlanL3Broadcast)
+    );
+    let mut p = udp6(M_MAC, M_MAC, IV2_6, "2001:2::50");
+    assert_eq!(
+        dropped(&run(&mut e, t, IV2, &mut p)),
+        Some(DropReason::IpvlanL3Egress)
+    );
+    // A lan host routing the l3 subnet6 via the machine reaches the child.
+    let mut p = udp6(xmac(50), M_MAC, "2001:2::50", IV3_6);
+    assert_eq!(targets(&run(&mut e, t, X0, &mut p)), vec![IV3]);
 }

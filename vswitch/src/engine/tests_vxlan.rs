@@ -52,6 +52,7 @@ fn cfg() -> EngineConfig {
         peers: peers.into_iter().map(|p| (mip(p), mmac(p))).collect(),
         bindings,
         capture: true,
+        esp: Vec::new(),
     };
     EngineConfig {
         domains: vec![dom("lan"), dom("ov@m1"), dom("ov@m2"), dom("ov2@m1")],

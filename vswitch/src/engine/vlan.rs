@@ -32,7 +32,7 @@
 //! has a route back to an l3 subnet, BUG-13, so nothing could answer).
 //! Flags `private`/`vepa` stop child↔child traffic (IV-7).
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Instant;
 
 use tracing::trace;
@@ -41,6 +41,7 @@ use super::fdb::{Learned, mac_key};
 use super::l2::Domain;
 use super::metrics::Metrics;
 use super::route::Router;
+use super::route6::Router6;
 use super::wire::{
     ARP_LEN, ARP_REQUEST, ArpRepr, ETH_DST, ETH_HDR_LEN, ETH_SRC, ETHERTYPE_ARP, ETHERTYPE_IPV4,
     ETHERTYPE_QINQ, ETHERTYPE_VLAN, ethertype,
@@ -106,6 +107,8 @@ pub enum Attachment {
         group: u16,
         /// The child's address.
         ip: Ipv4Addr,
+        /// Its IPv6 address (IV-12: dual stack in l2 and l3).
+        ip6: Option<Ipv6Addr>,
         /// `l3`/`l3s` (else `l2`).
         l3: bool,
         /// Its flag.
@@ -166,8 +169,9 @@ pub(crate) struct VlanState {
     known: Box<[u64; 64]>,
     /// Parents: (group, MAC key, port, address).
     parents: Vec<(u16, u64, PortId, Ipv4Addr)>,
-    /// ipvlan children: (group, VLAN, address, port).
-    ipvlan: Vec<(u16, u16, Ipv4Addr, PortId)>,
+    /// ipvlan children: (group, VLAN, address, port), one entry per
+    /// address family.
+    ipvlan: Vec<(u16, u16, IpAddr, PortId)>,
 }
 
 impl VlanState {
@@ -207,7 +211,12 @@ impl VlanState {
                 Attachment::Parent { group, mac, ip } => {
                     st.parents.push((group, mac_key(&mac.0), p, ip));
                 }
-                Attachment::Ipvlan { group, ip, .. } => st.ipvlan.push((group, v, ip, p)),
+                Attachment::Ipvlan { group, ip, ip6, .. } => {
+                    st.ipvlan.push((group, v, IpAddr::V4(ip), p));
+                    if let Some(a) = ip6 {
+                        st.ipvlan.push((group, v, IpAddr::V6(a), p));
+                    }
+                }
                 _ => {}
             }
             st.ports[usize::from(p.0)] = vp;
@@ -254,7 +263,7 @@ impl VlanState {
     }
 
     /// The ipvlan child of `group` on VLAN `vid` with address `ip`.
-    fn ipvlan_child(&self, group: u16, vid: u16, ip: Ipv4Addr) -> Option<PortId> {
+    fn ipvlan_child(&self, group: u16, vid: u16, ip: IpAddr) -> Option<PortId> {
         self.ipvlan
             .iter()
             .find(|&&(g, v, a, _)| g == group && v == vid && a == ip)
@@ -355,16 +364,22 @@ fn egress(
 }
 
 /// The IPv4 destination or ARP target address of an untagged frame.
-fn l3_target(frame: &[u8]) -> Option<(Ipv4Addr, bool)> {
+fn l3_target(frame: &[u8]) -> Option<(IpAddr, bool)> {
     match ethertype(frame) {
         ETHERTYPE_IPV4 if frame.len() >= ETH_HDR_LEN + 20 => {
             let d = &frame[ETH_HDR_LEN + 16..ETH_HDR_LEN + 20];
-            Some((Ipv4Addr::new(d[0], d[1], d[2], d[3]), false))
+            Some((IpAddr::V4(Ipv4Addr::new(d[0], d[1], d[2], d[3])), false))
         }
         ETHERTYPE_ARP => {
             let a = ArpRepr::parse(frame.get(ETH_HDR_LEN..)?)?;
-            Some((Ipv4Addr::from(a.tpa), true))
+            Some((IpAddr::V4(Ipv4Addr::from(a.tpa)), true))
         }
+        // IPv6: a Neighbour Solicitation is ND's ARP request (its target),
+        // anything else goes by destination address.
+        super::nd::ETHERTYPE_IPV6 => match super::nd::ns_target(frame) {
+            Some(t) => Some((IpAddr::V6(t), true)),
+            None => super::nd::dst6(frame).map(|d| (IpAddr::V6(d), false)),
+        },
         _ => None,
     }
 }
@@ -377,6 +392,7 @@ pub(crate) fn handle(
     d: &mut Domain,
     metrics: &mut Metrics,
     router: Option<&mut Router>,
+    router6: Option<&mut Router6>,
     now: Instant,
     ingress: PortId,
     pkt: &mut Packet,
@@ -418,12 +434,26 @@ pub(crate) fn handle(
     if let Attachment::Ipvlan {
         group,
         ip,
+        ip6,
         l3,
         flag,
     } = vp.attach
     {
+        let routers = (router, router6);
         return from_ipvlan(
-            st, d, metrics, router, now, ingress, vid, group, ip, l3, flag, pkt, out,
+            st,
+            d,
+            metrics,
+            routers,
+            now,
+            ingress,
+            vid,
+            group,
+            (ip, ip6),
+            l3,
+            flag,
+            pkt,
+            out,
         );
     }
     let (learned, expired) = d.fdb.learn(vlan_key(src, vid), ingress, now);
@@ -473,10 +503,7 @@ pub(crate) fn handle(
         found = to;
     }
     // Routing and NAT live on the untagged lan only.
-    if vid == 0
-        && let Some(r) = router
-        && r.intercept(now, ingress, pkt, metrics, out)
-    {
+    if vid == 0 && route_both(router, router6, now, ingress, pkt, metrics, out) {
         return;
     }
     if let Some(to) = found {
@@ -515,11 +542,11 @@ fn flood(
             isolated = Some(r);
             continue;
         }
-        if let Attachment::Ipvlan { ip, l3, .. } = to {
+        if let Attachment::Ipvlan { ip, ip6, l3, .. } = to {
             let wanted = !l3
                 && bcast
                 && match target {
-                    Some((t, true)) => t == ip,
+                    Some((t, true)) => t == IpAddr::V4(ip) || ip6.is_some_and(|a| t == a),
                     _ => true,
                 };
             if !wanted {
@@ -545,12 +572,12 @@ fn from_ipvlan(
     st: &VlanState,
     d: &mut Domain,
     metrics: &mut Metrics,
-    router: Option<&mut Router>,
+    (router, router6): (Option<&mut Router>, Option<&mut Router6>),
     now: Instant,
     ingress: PortId,
     vid: u16,
     group: u16,
-    own_ip: Ipv4Addr,
+    (own_ip, own_ip6): (Ipv4Addr, Option<Ipv6Addr>),
     l3: bool,
     flag: Siblings,
     pkt: &mut Packet,
@@ -560,32 +587,37 @@ fn from_ipvlan(
     let dst = &frame[ETH_DST..ETH_DST + 6];
     let target = l3_target(frame);
     let parent_key = mac_key(&frame[ETH_SRC..ETH_SRC + 6]);
-    // ARP requests: l3 children get the parent MAC for any address; l2
+    // ARP requests and Neighbour Solicitations: l3 children get the parent
+    // MAC for any address (they never resolve on the wire, IV-5); l2
     // children for a sibling (what the sibling would answer).
-    if let Some((tpa, true)) = target
-        && let Some(req) = ArpRepr::parse(&frame[ETH_HDR_LEN..])
-        && req.op == ARP_REQUEST
-        && frame.len() >= ETH_HDR_LEN + ARP_LEN
-    {
+    if let Some((tpa, true)) = target {
         let sibling = st.ipvlan_child(group, vid, tpa).filter(|&p| p != ingress);
+        let own = tpa == IpAddr::V4(own_ip) || own_ip6.is_some_and(|a| tpa == a);
         let answer = if l3 {
-            tpa != own_ip
+            !own
         } else {
             sibling.is_some() && flag == Siblings::Bridge
         };
-        if answer {
-            let mut mac = [0u8; 6];
-            mac.copy_from_slice(&frame[ETH_SRC..ETH_SRC + 6]);
-            let gw = Gateway {
-                ip: tpa,
-                ip6: None,
-                mac: MacAddr(mac),
-            };
-            if let Some(p) = super::gateway::arp_reply(frame, &gw) {
-                metrics.tx(ingress, p.len());
-                out.push(Action::Emit(ingress, p));
-                return;
-            }
+        let mut mac = [0u8; 6];
+        mac.copy_from_slice(&frame[ETH_SRC..ETH_SRC + 6]);
+        let reply = match tpa {
+            _ if !answer => None,
+            IpAddr::V4(t) => ArpRepr::parse(&frame[ETH_HDR_LEN..])
+                .filter(|r| r.op == ARP_REQUEST && frame.len() >= ETH_HDR_LEN + ARP_LEN)
+                .and_then(|_| {
+                    let gw = Gateway {
+                        ip: t,
+                        ip6: None,
+                        mac: MacAddr(mac),
+                    };
+                    super::gateway::arp_reply(frame, &gw)
+                }),
+            IpAddr::V6(t) => super::nd::na_as(frame, t, MacAddr(mac), false),
+        };
+        if let Some(p) = reply {
+            metrics.tx(ingress, p.len());
+            out.push(Action::Emit(ingress, p));
+            return;
         }
         if l3 {
             return drop_frame(metrics, ingress, DropReason::IpvlanL3Broadcast, out);
@@ -618,10 +650,7 @@ fn from_ipvlan(
     }
     // Another machine's host stack: its inbound path (published ports,
     // conntrack), as for any lan host.
-    if vid == 0
-        && let Some(r) = router
-        && r.intercept(now, ingress, pkt, metrics, out)
-    {
+    if vid == 0 && route_both(router, router6, now, ingress, pkt, metrics, out) {
         return;
     }
     let frame = pkt.frame();
@@ -642,9 +671,28 @@ fn from_ipvlan(
 
 impl VlanState {
     /// Whether `ip` is the uplink address of `group`'s host stack.
-    fn parents_own(&self, group: u16, ip: Ipv4Addr) -> bool {
+    fn parents_own(&self, group: u16, ip: IpAddr) -> bool {
         self.parents
             .iter()
-            .any(|&(g, _, _, a)| g == group && a == ip)
+            .any(|&(g, _, _, a)| g == group && ip == a)
     }
+}
+
+/// Offers the frame to the IPv4 router, then the IPv6 one; true when one
+/// took it.
+fn route_both(
+    router: Option<&mut Router>,
+    router6: Option<&mut Router6>,
+    now: Instant,
+    ingress: PortId,
+    pkt: &mut Packet,
+    metrics: &mut Metrics,
+    out: &mut Vec<Action>,
+) -> bool {
+    if let Some(r) = router
+        && r.intercept(now, ingress, pkt, metrics, out)
+    {
+        return true;
+    }
+    router6.is_some_and(|r| r.intercept(now, ingress, pkt, metrics, out))
 }

@@ -20,13 +20,15 @@
 //! with the outer headers, so a GSO super-frame crosses the (virtual) lan
 //! whole and is written to the receiving container's TAP still GSO: TCP
 //! across the overlay keeps its offloads. Where an encapsulated frame must
-//! leave on a real link without tunnel GSO, [`segment_tcp4`] cuts the inner
-//! super-frame into MSS-sized segments with full checksums first.
+//! leave on a real link without tunnel GSO, [`segment_tcp4`] (IPv4) or
+//! [`super::gso6::segment_tcp6`] (IPv6) cuts the inner super-frame into
+//! MSS-sized segments with full checksums first.
 
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
 use std::time::Instant;
 
+use super::esp::{self, EspState, SaConfig};
 use super::fdb::mac_key;
 use super::wire::{
     ARP_REPLY, ARP_REQUEST, ArpRepr, ETH_HDR_LEN, ETHERTYPE_ARP, ETHERTYPE_IPV4, checksum,
@@ -68,6 +70,11 @@ pub struct VtepConfig {
     /// Emit [`Action::Capture`] copies of the VXLAN frames this engine
     /// carries between its own VTEPs (set when lan is captured).
     pub capture: bool,
+    /// Encrypted overlay (`encrypted = true`, OV-9): the ESP SAs between
+    /// this machine and its peers, both directions. Non-empty: this VNI's
+    /// VXLAN leaves only inside ESP, and cleartext VXLAN of it is dropped
+    /// on receive.
+    pub esp: Vec<SaConfig>,
 }
 
 #[derive(Debug)]
@@ -92,6 +99,8 @@ pub(crate) struct Overlay {
     /// Copy encapsulated frames between this engine's own VTEPs to the
     /// sender's uplink capture ([`Action::Capture`]).
     capture: bool,
+    /// SAs of encrypted overlays (None: no VTEP is encrypted).
+    esp: Option<EspState>,
     /// Counters.
     pub(crate) stats: OverlayStats,
 }
@@ -109,6 +118,14 @@ pub struct OverlayStats {
     pub unknown_vni: u64,
     /// Remote MACs learned (new or moved).
     pub learned: u64,
+    /// VXLAN frames sent inside ESP (encrypted overlays).
+    pub esp_protected: u64,
+    /// ESP frames decrypted and authenticated.
+    pub esp_unprotected: u64,
+    /// ESP frames refused (any `esp-*` drop reason).
+    pub esp_refused: u64,
+    /// Cleartext VXLAN dropped for an encrypted VNI.
+    pub cleartext_dropped: u64,
 }
 
 impl Overlay {
@@ -134,6 +151,9 @@ impl Overlay {
             o.by_domain.insert(c.domain, i);
             o.by_local.insert((c.local_ip, c.vni), i);
             o.locals.insert(c.local_ip, c.uplink);
+            if !c.esp.is_empty() {
+                o.esp.get_or_insert_with(EspState::default).add(&c.esp);
+            }
         }
         o
     }
@@ -228,6 +248,13 @@ pub fn flow_port(inner: &[u8]) -> u16 {
             let ihl = usize::from(ip[0] & 0x0f) * 4;
             if matches!(ip[9], IPPROTO_TCP | IPPROTO_UDP) && ip.len() >= ihl + 4 && ihl >= 20 {
                 eat(&ip[ihl..ihl + 4]);
+            }
+        } else if ethertype(inner) == super::nd::ETHERTYPE_IPV6 && inner.len() >= ETH_HDR_LEN + 44 {
+            let ip = &inner[ETH_HDR_LEN..];
+            eat(&ip[6..7]);
+            eat(&ip[8..40]);
+            if matches!(ip[6], IPPROTO_TCP | IPPROTO_UDP) {
+                eat(&ip[40..44]);
             }
         }
     }
@@ -417,6 +444,26 @@ impl Engine {
         let Some(ov) = self.overlay.as_deref_mut() else {
             return false;
         };
+        // ESP to a machine of this engine: decrypted first, then decapsulated
+        // as the VXLAN it carries (OV-9).
+        let mut protected = false;
+        if let Some(st) = ov.esp.as_mut()
+            && esp::is_esp(pkt.frame())
+            && ov.locals.contains_key(&esp::ipv4_dst(pkt.frame()))
+        {
+            match st.unprotect(pkt.frame()) {
+                Ok(plain) => {
+                    ov.stats.esp_unprotected += 1;
+                    *pkt = plain;
+                    protected = true;
+                }
+                Err(e) => {
+                    ov.stats.esp_refused += 1;
+                    l2::drop_frame(&mut self.metrics, ingress, e.drop_reason(), out);
+                    return true;
+                }
+            }
+        }
         let frame = pkt.frame();
         let outer = match parse_outer(frame) {
             Ok(Some(o)) => o,
@@ -439,6 +486,11 @@ impl Engine {
             return true;
         };
         let vt = &mut ov.vteps[vi];
+        if !vt.cfg.esp.is_empty() && !protected {
+            ov.stats.cleartext_dropped += 1;
+            l2::drop_frame(&mut self.metrics, ingress, DropReason::VxlanCleartext, out);
+            return true;
+        }
         let inner = &frame[outer.inner..];
         if inner.len() < ETH_HDR_LEN {
             l2::drop_frame(&mut self.metrics, ingress, DropReason::VxlanMalformed, out);
@@ -561,8 +613,14 @@ impl Engine {
         let sport = flow_port(f);
         let (vni, lmac, lip, uplink) =
             (vt.cfg.vni, vt.cfg.local_mac, vt.cfg.local_ip, vt.cfg.uplink);
+        let encrypted = !vt.cfg.esp.is_empty();
         let mut sub = Vec::new();
         for (ip, mac) in targets {
+            self.metrics.note(|| {
+                super::trace::TraceEvent::Note(format!(
+                    "vxlan: encapsulated in VNI {vni}, VTEP {lip} → {ip} (udp {sport} → 4789)"
+                ))
+            });
             // A peer VTEP of this engine decapsulates the frame whole, GSO
             // metadata and all; a foreign one (a kernel machine behind a TAP
             // without UDP-tunnel GSO) gets MSS-sized, fully checksummed
@@ -571,14 +629,20 @@ impl Engine {
                 .overlay
                 .as_deref()
                 .is_some_and(|o| o.locals.contains_key(&ip));
-            let frames = if local || (!pkt.hdr.is_gso() && pkt.hdr.flags == 0) {
+            // An encrypted VNI's frames are cut and checksummed first too:
+            // ESP carries whole packets of at most the lan MTU.
+            let whole = (local && !encrypted) || (!pkt.hdr.is_gso() && pkt.hdr.flags == 0);
+            let mut frames = if whole {
                 vec![encap(pkt, vni, lmac, lip, mac, ip, sport)]
             } else {
-                segment_tcp4(pkt)
+                super::gso6::segment_tcp(pkt)
                     .iter()
                     .map(|s| encap(s, vni, lmac, lip, mac, ip, sport))
                     .collect()
             };
+            if encrypted {
+                frames = self.overlay_protect(uplink, lip, ip, frames, out);
+            }
             for mut e in frames {
                 let capture = match self.overlay.as_deref_mut() {
                     Some(ov) => {
@@ -617,6 +681,36 @@ impl Engine {
                 }
             }
         }
+    }
+
+    /// ESP-protects encapsulated frames from `src` to `dst`; one that cannot
+    /// be protected is dropped (`esp-no-sa`), never sent in clear.
+    fn overlay_protect(
+        &mut self,
+        uplink: PortId,
+        src: Ipv4Addr,
+        dst: Ipv4Addr,
+        frames: Vec<Packet>,
+        out: &mut Vec<Action>,
+    ) -> Vec<Packet> {
+        let Some(ov) = self.overlay.as_deref_mut() else {
+            return Vec::new();
+        };
+        let mut sealed = Vec::with_capacity(frames.len());
+        for f in frames {
+            match ov.esp.as_mut().map(|st| st.protect(src, dst, f.frame())) {
+                Some(Ok(p)) => {
+                    ov.stats.esp_protected += 1;
+                    sealed.push(p);
+                }
+                Some(Err(e)) => {
+                    ov.stats.esp_refused += 1;
+                    l2::drop_frame(&mut self.metrics, uplink, e.drop_reason(), out);
+                }
+                None => l2::drop_frame(&mut self.metrics, uplink, DropReason::EspNoSa, out),
+            }
+        }
+        sealed
     }
 
     /// The VTEPs' counters (None without overlay networks).

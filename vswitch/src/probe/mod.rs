@@ -11,6 +11,7 @@
 mod client;
 mod dns;
 mod echo;
+mod iperf3;
 mod ping;
 mod sock;
 mod throughput;
@@ -34,6 +35,7 @@ pub use echo::{
     EchoServices, SEQ_HEADER, Sink, SinkStats, decode_seq, encode_seq, format_seen, parse_seen,
     start_echo, start_sink,
 };
+pub use iperf3::{Load, iperf3};
 pub use ping::{PingOptions, PingOutcome, ping};
 pub use throughput::{Ports, Throughput, throughput};
 

@@ -16,7 +16,9 @@ use std::time::{Duration, Instant};
 use crate::backend::{World, default_dns_server};
 use crate::netns::NetNs;
 use crate::probe::{self, DnsOutcome, PingOptions, ProbeError};
-use crate::scenario::plan::{Check, CheckKind, DnsExpect, Expect, Node, Plan, QueryType, Target};
+use crate::scenario::plan::{
+    Check, CheckKind, DnsExpect, Expect, Generator, Node, Plan, QueryType, Target,
+};
 
 pub use report::{CheckResult, OBSERVED_ERROR, Report};
 
@@ -197,6 +199,8 @@ pub fn run_check(world: &World, plan: &Plan, check: &Check) -> CheckResult {
             size,
             min_gbps,
             min_kpps,
+            generator,
+            bidir,
         } => {
             let port = to.port.unwrap_or(crate::scenario::plan::THROUGHPUT_PORT);
             // A named container or external receives itself; an address (or
@@ -211,36 +215,58 @@ pub fn run_check(world: &World, plan: &Plan, check: &Check) -> CheckResult {
                     to.addr
                 ));
             };
-            match probe::throughput(
-                ns,
-                world.ns(node),
-                to.addr,
-                probe::Ports {
-                    listen,
-                    connect: port,
-                },
-                *proto,
-                f64::from(*seconds),
-                *streams,
-                *size,
-            ) {
-                Ok(t) => {
-                    let pass = min_gbps.is_none_or(|m| t.gbps >= m)
-                        && min_kpps.is_none_or(|m| t.kpps >= m);
-                    let mut r = base.observed(
-                        &format!("{:.2} Gbit/s", t.gbps),
-                        pass,
-                        format!("{:.1} kpps over {:.1} s", t.kpps, t.seconds),
-                    );
-                    r.gbps = Some(t.gbps);
-                    r.kpps = Some(t.kpps);
-                    r.loss = t.loss;
-                    r
-                }
-                Err(e) if e.is_harness() => base.error(format!("the probe could not run: {e}")),
-                Err(e) => base.observed("fail", false, e.to_string()),
-            }
+            let ports = probe::Ports {
+                listen,
+                connect: port,
+            };
+            let load = probe::Load {
+                proto: *proto,
+                seconds: f64::from(*seconds),
+                streams: *streams,
+                udp_size: *size,
+                bidir: *bidir,
+            };
+            let measured = match generator {
+                Generator::Builtin => probe::throughput(
+                    ns,
+                    world.ns(node),
+                    to.addr,
+                    ports,
+                    load.proto,
+                    load.seconds,
+                    load.streams,
+                    load.udp_size,
+                ),
+                Generator::Iperf3 => probe::iperf3(ns, world.ns(node), to.addr, ports, &load),
+            };
+            throughput_result(base, measured, *min_gbps, *min_kpps, *generator)
         }
+    }
+}
+
+/// A throughput check's result from what was measured.
+fn throughput_result(
+    base: CheckResult,
+    measured: Result<probe::Throughput, ProbeError>,
+    min_gbps: Option<f64>,
+    min_kpps: Option<f64>,
+    generator: Generator,
+) -> CheckResult {
+    match measured {
+        Ok(t) => {
+            let pass = min_gbps.is_none_or(|m| t.gbps >= m) && min_kpps.is_none_or(|m| t.kpps >= m);
+            let mut r = base.observed(
+                &format!("{:.2} Gbit/s", t.gbps),
+                pass,
+                format!("{:.1} kpps over {:.1} s ({generator})", t.kpps, t.seconds),
+            );
+            r.gbps = Some(t.gbps);
+            r.kpps = Some(t.kpps);
+            r.loss = t.loss;
+            r
+        }
+        Err(e) if e.is_harness() => base.error(format!("the probe could not run: {e}")),
+        Err(e) => base.observed("fail", false, e.to_string()),
     }
 }
 

@@ -14,7 +14,7 @@ const BUILTIN: &[(&str, &str)] = &[("bridge", "bridge"), ("host", "host"), ("non
 /// uses and the file does not declare, on the machine of the containers
 /// that use it. A built-in network used on two machines must be declared
 /// once per machine (network names are unique in a file).
-pub(crate) fn add_implicit(def: &mut ScenarioDef) -> VResult<()> {
+pub(crate) fn add_implicit(def: &mut ScenarioDef, dual_stack: bool) -> VResult<()> {
     for &(name, driver) in BUILTIN {
         if def.network.iter().any(|n| n.name == name) {
             continue;
@@ -53,6 +53,7 @@ pub(crate) fn add_implicit(def: &mut ScenarioDef) -> VResult<()> {
             driver: Some(driver.to_string()),
             machine,
             default: (name == "bridge").then_some(true),
+            ipv6: (name == "bridge" && dual_stack).then_some(true),
             ..NetworkDef::default()
         });
     }
@@ -84,6 +85,29 @@ mod tests {
         assert_eq!(
             p.containers[0].endpoints[0].ip,
             Some("172.17.0.2".parse().unwrap())
+        );
+    }
+
+    /// V6-6: in a file that uses IPv6 the implicit default bridge is dual
+    /// stack from the daemon's fixed-cidr-v6, addresses from the MAC;
+    /// without IPv6 in the file it stays IPv4 only.
+    #[test]
+    fn implicit_default_bridge_is_dual_stack_in_an_ipv6_file() {
+        let base = "name = \"b\"\n[[container]]\nname = \"a\"\nnetworks = [\"bridge\"]\n[[container]]\nname = \"c\"\nnetworks = [\"bridge\"]\n";
+        let p = parse(base).unwrap();
+        assert!(!p.networks[0].ipv6);
+        assert_eq!(p.containers[0].endpoints[0].ip6, None);
+        let p = parse(&format!(
+            "{base}[[check]]\nkind = \"ping\"\nfrom = \"a\"\nto = \"c\"\nipv6 = true\nexpect = \"ok\"\n"
+        ))
+        .unwrap();
+        let n = &p.networks[0];
+        assert!(n.ipv6);
+        assert_eq!(n.subnet6, Some("fd00:dead:beef::/48".parse().unwrap()));
+        assert_eq!(n.gateway6, Some("fd00:dead:beef::1".parse().unwrap()));
+        assert_eq!(
+            p.containers[1].endpoints[0].ip6,
+            Some("fd00:dead:beef::242:ac11:3".parse().unwrap())
         );
     }
 

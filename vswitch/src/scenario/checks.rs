@@ -8,8 +8,8 @@ use super::addr;
 use super::model::{CheckDef, OneOrMany};
 use super::plan::THROUGHPUT_PORT;
 use super::plan::{
-    Check, CheckKind, DnsExpect, Driver, Expect, KnownDifference, Node, Plan, Proto, QueryType,
-    Step, Target,
+    Check, CheckKind, DnsExpect, Driver, Expect, Generator, KnownDifference, Node, Plan, Proto,
+    QueryType, Step, Target,
 };
 use super::span::{FieldPath, Issue, VResult};
 use super::validate::Names;
@@ -387,6 +387,8 @@ fn check(i: usize, d: &CheckDef, plan: &Plan, names: &Names) -> VResult<Check> {
                     size: size as u16,
                     min_gbps: d.min_gbps,
                     min_kpps: d.min_kpps,
+                    generator: Generator::Builtin,
+                    bidir: false,
                 },
                 expect,
                 ms,

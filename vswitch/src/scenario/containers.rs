@@ -160,7 +160,11 @@ fn assign_dynamic(drafts: Vec<Vec<Draft>>, out: &mut [Container], nets: &mut Net
                         .ok_or_else(|| exhausted("IPv4"))?,
                 );
             }
+            // V6-6: on the default bridge Docker derives the IPv6 address
+            // from the MAC (below); elsewhere IPAM's next free one.
+            let from_mac = net.default && net.driver == Driver::Bridge;
             if e.ip6.is_none()
+                && !from_mac
                 && let Some(pool) = nets.v6[n].as_mut()
             {
                 e.ip6 = Some(
@@ -177,6 +181,16 @@ fn assign_dynamic(drafts: Vec<Vec<Draft>>, out: &mut [Container], nets: &mut Net
                     MacAddr([0x0a, 0x42, (i >> 8) as u8, i as u8, (n >> 8) as u8, n as u8])
                 }
             };
+            if e.ip6.is_none()
+                && from_mac
+                && let (Some(net6), Some(pool)) = (net.subnet6, nets.v6[n].as_mut())
+            {
+                let a = ipam::from_mac6(net6, mac.0);
+                // Taken (a static ip6, the gateway): the MAC clash below or
+                // the address check reports it.
+                let _ = pool.reserve(ipam::n6(a));
+                e.ip6 = Some(a);
+            }
             if let Some(prev) = macs.insert((n, mac), i) {
                 let path = if e.mac.is_some() {
                     c.k("networks").i(j).k("mac")

@@ -13,6 +13,23 @@ pub(crate) const DEFAULT_BRIDGE: Ipv4Net = match Ipv4Net::new(Ipv4Addr::new(172,
     Err(_) => panic!("constant"),
 };
 
+/// The default bridge's IPv6 subnet: the oracle daemon's `fixed-cidr-v6`
+/// (V6-6, ci/docker-daemon.sh), gateway its first address.
+pub(crate) const DEFAULT_BRIDGE6: Ipv6Net =
+    match Ipv6Net::new(Ipv6Addr::new(0xfd00, 0xdead, 0xbeef, 0, 0, 0, 0, 0), 48) {
+        Ok(n) => n,
+        Err(_) => panic!("constant"),
+    };
+
+/// A default-bridge container's IPv6 address as Docker derives it from a
+/// `fixed-cidr-v6` of /80 or shorter: the prefix with the interface MAC in
+/// its last 48 bits (`fd00:dead:beef::242:ac11:2` for 02:42:ac:11:00:02).
+pub(crate) fn from_mac6(net: Ipv6Net, mac: [u8; 6]) -> Ipv6Addr {
+    let mut o = net.network().octets();
+    o[10..16].copy_from_slice(&mac);
+    Ipv6Addr::from(o)
+}
+
 /// First VNI Docker gives to a user overlay network (OV-3).
 pub(crate) const FIRST_VNI: u32 = 4097;
 /// Largest 24-bit VNI.

@@ -157,6 +157,7 @@ pub(crate) struct NetworkDef {
     pub mode: Option<String>,
     pub flag: Option<String>,
     pub vni: Option<i64>,
+    pub encrypted: Option<bool>,
 }
 
 /// `[[container]]`.

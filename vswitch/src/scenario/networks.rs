@@ -63,6 +63,7 @@ fn foreign_key(d: &NetworkDef, drv: Driver) -> Option<(&'static str, String)> {
         ("mode", d.mode.is_some()),
         ("flag", d.flag.is_some()),
         ("vni", d.vni.is_some()),
+        ("encrypted", d.encrypted.is_some()),
     ];
     for (key, here) in present {
         if !here {
@@ -92,6 +93,10 @@ fn foreign_key(d: &NetworkDef, drv: Driver) -> Option<(&'static str, String)> {
             }
             (_, "vni") if drv != Driver::Overlay => {
                 "vni is only for the overlay driver".to_string()
+            }
+            (_, "encrypted") if drv != Driver::Overlay => {
+                "encrypted is only for the overlay driver (IPsec ESP between machines, OV-9)"
+                    .to_string()
             }
             _ => continue,
         };
@@ -213,10 +218,12 @@ pub(crate) fn networks(defs: &[NetworkDef], plan: &Plan) -> VResult<Nets> {
                 ));
             }
             for (j, other) in &seen {
-                let both_default = d.default == Some(true)
-                    && defs[*j].default == Some(true)
-                    && machines[i] != machines[*j];
-                if ipam::overlaps4(net, other) && !both_default {
+                // Local-scope address spaces are per machine: the same
+                // subnet on two machines is two networks (two hosts'
+                // macvlans of one lan subnet, the default bridges). An
+                // overlay (every machine) overlaps everything.
+                let apart = matches!((machines[i], machines[*j]), (Some(a), Some(b)) if a != b);
+                if ipam::overlaps4(net, other) && !apart {
                     return Err(Issue::new(
                         path.clone(),
                         format!(
@@ -233,7 +240,7 @@ pub(crate) fn networks(defs: &[NetworkDef], plan: &Plan) -> VResult<Nets> {
     reserved.push(plan.lan);
     reserved.push(ipam::DEFAULT_BRIDGE);
     let mut picker = PoolPicker::new(reserved);
-    let declared6 = declared_v6(defs, plan, &drivers)?;
+    let declared6 = declared_v6(defs, plan, &drivers, &machines)?;
     let mut taken6: Vec<Ipv6Net> = declared6.iter().flatten().copied().collect();
     taken6.extend(plan.lan6);
     // Default /64s come from fd00:5653::/48 in file order: each network
@@ -350,6 +357,9 @@ pub(crate) fn networks(defs: &[NetworkDef], plan: &Plan) -> VResult<Nets> {
         let (subnet6, gateway6, pool6) = if ipv6 {
             let net6 = match declared6[i] {
                 Some(n) => n,
+                // V6-6: the default bridge's IPv6 is the daemon's
+                // fixed-cidr-v6.
+                None if drv == Driver::Bridge && d.default == Some(true) => ipam::DEFAULT_BRIDGE6,
                 None => {
                     let n = ipam::ula64(ula_next, &taken6).ok_or_else(|| {
                         Issue::new(p.k("ipv6"), "no free IPv6 ULA /64 left for this network")
@@ -515,6 +525,7 @@ pub(crate) fn networks(defs: &[NetworkDef], plan: &Plan) -> VResult<Nets> {
             flag,
             vni,
             mtu_explicit: d.mtu.is_some(),
+            encrypted: d.encrypted == Some(true),
         });
         nets.v4.push(alloc);
         nets.v6.push(pool6);
@@ -548,6 +559,7 @@ fn declared_v6(
     defs: &[NetworkDef],
     plan: &Plan,
     drivers: &[Driver],
+    machines: &[Option<usize>],
 ) -> VResult<Vec<Option<Ipv6Net>>> {
     let mut out: Vec<Option<Ipv6Net>> = Vec::with_capacity(defs.len());
     for (i, d) in defs.iter().enumerate() {
@@ -571,8 +583,10 @@ fn declared_v6(
             ));
         }
         for (j, other) in out.iter().enumerate() {
+            let apart = matches!((machines[i], machines[j]), (Some(a), Some(b)) if a != b);
             if let Some(o) = other
                 && ipam::overlaps6(&n, o)
+                && !apart
             {
                 return Err(Issue::new(
                     p,
@@ -588,9 +602,26 @@ fn declared_v6(
     Ok(out)
 }
 
+/// An overlay's container MTU from its underlay MTU (OV-5, OV-6): 50
+/// bytes of VXLAN, and on an encrypted overlay 26 more of ESP, rounded
+/// down to a multiple of 4 (Docker's `maxMTU`).
+pub(crate) fn overlay_mtu(underlay: i64, encrypted: bool) -> i64 {
+    let mut m = underlay - 50;
+    if encrypted {
+        m -= crate::engine::esp::OVERHEAD as i64;
+        m -= m.rem_euclid(4);
+    }
+    m
+}
+
 fn mtu(d: &NetworkDef, drv: Driver, p: &FieldPath) -> VResult<u16> {
+    let encrypted = d.encrypted == Some(true);
     let Some(v) = d.mtu else {
-        return Ok(if drv == Driver::Overlay { 1450 } else { 1500 });
+        return Ok(if drv == Driver::Overlay {
+            overlay_mtu(1500, encrypted) as u16
+        } else {
+            1500
+        });
     };
     if !(68..=65535).contains(&v) {
         return Err(Issue::new(
@@ -599,17 +630,16 @@ fn mtu(d: &NetworkDef, drv: Driver, p: &FieldPath) -> VResult<u16> {
         ));
     }
     if drv == Driver::Overlay {
-        // OV-5: the option is the underlay MTU; containers get 50 less.
-        if v < 118 {
+        // OV-5: the option is the underlay MTU; containers get 50 less
+        // (OV-6: and 26 more, rounded down to a multiple of 4, encrypted).
+        let m = overlay_mtu(v, encrypted);
+        if m < 68 {
             return Err(Issue::new(
                 p.k("mtu"),
-                format!(
-                    "overlay mtu {v} is the underlay MTU; containers would get {} (below 68)",
-                    v - 50
-                ),
+                format!("overlay mtu {v} is the underlay MTU; containers would get {m} (below 68)"),
             ));
         }
-        return Ok((v - 50) as u16);
+        return Ok(m as u16);
     }
     Ok(v as u16)
 }

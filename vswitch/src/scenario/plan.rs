@@ -317,6 +317,9 @@ pub struct Network {
     pub vni: Option<u32>,
     /// Whether the file set `mtu` explicitly.
     pub mtu_explicit: bool,
+    /// Encrypted overlay (`encrypted = true`, OV-6, OV-9): VXLAN between
+    /// machines inside IPsec ESP.
+    pub encrypted: bool,
 }
 
 impl Network {
@@ -601,7 +604,32 @@ pub enum CheckKind {
         min_gbps: Option<f64>,
         /// Minimum kpps.
         min_kpps: Option<f64>,
+        /// What sends and counts: the built-in generator (scenario files)
+        /// or iperf3 (`vswitch bench` when it is installed).
+        generator: Generator,
+        /// Both directions at once (iperf3 `--bidir`; `vswitch bench --bidir`).
+        bidir: bool,
     },
+}
+
+/// What measures a throughput check.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Generator {
+    /// vswitch's own sender and sink threads.
+    #[default]
+    Builtin,
+    /// iperf3 server and client processes in the namespaces.
+    Iperf3,
+}
+
+impl std::fmt::Display for Generator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Generator::Builtin => "builtin",
+            Generator::Iperf3 => "iperf3",
+        })
+    }
 }
 
 impl CheckKind {

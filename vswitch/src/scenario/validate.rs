@@ -98,7 +98,7 @@ pub(crate) fn build(
         None if uses_ipv6(&def) => Some(DEFAULT_LAN6),
         None => None,
     };
-    super::builtin::add_implicit(&mut def)?;
+    super::builtin::add_implicit(&mut def, lan6.is_some())?;
     let names = collect_names(&def, pos)?;
     let externals = externals(&def.external, lan, lan6)?;
     let mut machines = machines(&def.machine, lan, &externals)?;

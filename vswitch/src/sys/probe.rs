@@ -43,6 +43,60 @@ pub fn link_kind_supported(kind: &str) -> bool {
     answer
 }
 
+/// True when the kernel can install an IPsec ESP SA in transport mode with
+/// `rfc4106(gcm(aes))` (what Docker's encrypted overlays program, OV-9).
+/// Probed for real, as link kinds are: `ip xfrm state add` in a fresh,
+/// unnamed network namespace of a throwaway thread (the SA dies with it).
+/// False when the kernel lacks xfrm, ESP or the algorithm, and when the
+/// probe cannot run (no privilege, no `ip`).
+pub fn esp_supported() -> bool {
+    const KEY: &str = "esp";
+    if let Some(known) = CACHE
+        .lock()
+        .ok()
+        .and_then(|c| c.as_ref().and_then(|m| m.get(KEY).copied()))
+    {
+        return known;
+    }
+    let answer = std::thread::spawn(|| {
+        if unshare(CloneFlags::CLONE_NEWNET).is_err() {
+            return false;
+        }
+        // The child is forked from this thread: it runs in the fresh namespace.
+        std::process::Command::new("ip")
+            .args([
+                "xfrm",
+                "state",
+                "add",
+                "src",
+                "192.0.2.1",
+                "dst",
+                "192.0.2.2",
+                "proto",
+                "esp",
+                "spi",
+                "0x100",
+                "mode",
+                "transport",
+                "aead",
+                "rfc4106(gcm(aes))",
+                "0x0102030405060708090a0b0c0d0e0f1011121314",
+                "64",
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    })
+    .join()
+    .unwrap_or(false);
+    if let Ok(mut c) = CACHE.lock() {
+        c.get_or_insert_with(HashMap::new)
+            .insert(KEY.to_string(), answer);
+    }
+    answer
+}
+
 /// Runs on a dedicated thread that is discarded afterwards.
 fn probe_in_fresh_netns(kind: &str) -> bool {
     if unshare(CloneFlags::CLONE_NEWNET).is_err() {

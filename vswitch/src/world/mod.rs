@@ -185,8 +185,10 @@ fn pid_alive(pid: u32) -> bool {
 /// the project's Docker daemon (containers, networks, the daemon-side
 /// uplink; nothing when no daemon runs). Returns what was removed.
 pub fn remove_run(id: &RunId) -> Vec<String> {
-    // Containers first: their namespaces are bind-mounted under the run's names.
-    let mut removed = crate::backend::docker::remove_run(id);
+    // Daemons first: they hold links and namespaces of the run.
+    let mut removed = kill_daemons(id);
+    // Containers next: their namespaces are bind-mounted under the run's names.
+    removed.extend(crate::backend::docker::remove_run(id));
     for ns in netns::list(&format!("{id}-")) {
         if netns::delete(&ns).is_ok() {
             removed.push(ns);
@@ -202,6 +204,59 @@ pub fn remove_run(id: &RunId) -> Vec<String> {
         }
     }
     RunRecord::remove(id);
+    removed
+}
+
+/// Where runs keep the pid files of daemons they started (one directory
+/// per run, `NAME.pid` in it); [`remove_run`] stops each.
+pub const DAEMON_DIR: &str = "/run/vswitch/daemons";
+
+/// The pid-file directory of `id`'s daemons (created by the caller).
+pub fn daemon_dir(id: &RunId) -> PathBuf {
+    Path::new(DAEMON_DIR).join(id.as_str())
+}
+
+/// Stops every daemon whose pid file is in `id`'s daemon directory (SIGTERM,
+/// then SIGKILL after 2 s) and removes the directory.
+fn kill_daemons(id: &RunId) -> Vec<String> {
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+    let dir = daemon_dir(id);
+    let Ok(rd) = fs::read_dir(&dir) else {
+        return Vec::new();
+    };
+    let mut removed = Vec::new();
+    for e in rd.filter_map(|e| e.ok()) {
+        let path = e.path();
+        if path.extension().is_none_or(|x| x != "pid") {
+            continue;
+        }
+        let Some(pid) = fs::read_to_string(&path)
+            .ok()
+            .and_then(|t| t.trim().parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(raw) = i32::try_from(pid) else {
+            continue;
+        };
+        if !pid_alive(pid) {
+            continue;
+        }
+        let _ = kill(Pid::from_raw(raw), Signal::SIGTERM);
+        let give_up = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        while pid_alive(pid) && std::time::Instant::now() < give_up {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        if pid_alive(pid) {
+            let _ = kill(Pid::from_raw(raw), Signal::SIGKILL);
+        }
+        removed.push(format!(
+            "daemon {} (pid {pid})",
+            path.file_stem().unwrap_or_default().to_string_lossy()
+        ));
+    }
+    let _ = fs::remove_dir_all(&dir);
     removed
 }
 
@@ -239,6 +294,16 @@ pub fn cleanup_leftovers() -> Vec<String> {
         for e in rd.filter_map(|e| e.ok()) {
             let name = e.file_name().to_string_lossy().into_owned();
             if let Some(id) = name.strip_suffix(".log").and_then(RunId::parse)
+                && !live.contains(&id)
+            {
+                dead.insert(id);
+            }
+        }
+    }
+    // Daemons of runs that are gone.
+    if let Ok(rd) = fs::read_dir(DAEMON_DIR) {
+        for e in rd.filter_map(|e| e.ok()) {
+            if let Some(id) = RunId::parse(&e.file_name().to_string_lossy())
                 && !live.contains(&id)
             {
                 dead.insert(id);

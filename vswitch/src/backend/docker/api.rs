@@ -198,6 +198,62 @@ impl Client {
         })
     }
 
+    /// `POST /swarm/init`: a one-node swarm advertising (and listening
+    /// on) `addr`, its default address pool `pool` (so that the ingress
+    /// network does not take a scenario's subnet).
+    pub fn swarm_init(&self, addr: &str, pool: &str) -> Result<(), ApiError> {
+        let body = json!({
+            "ListenAddr": format!("{addr}:2377"),
+            "AdvertiseAddr": addr,
+            "DataPathAddr": addr,
+            "DefaultAddrPool": [pool],
+            "SubnetSize": 24,
+        });
+        self.json("POST", "/swarm/init", Some(&body)).map(|_| ())
+    }
+
+    /// The worker join token of the swarm this daemon manages.
+    pub fn swarm_worker_token(&self) -> Result<String, ApiError> {
+        let v = self.json("GET", "/swarm", None)?;
+        v["JoinTokens"]["Worker"]
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| ApiError::Malformed {
+                method: "GET",
+                path: "/swarm".into(),
+                what: "no JoinTokens.Worker".into(),
+            })
+    }
+
+    /// `POST /swarm/join` as a worker of the manager at `manager`, advertising `addr`.
+    pub fn swarm_join(&self, addr: &str, manager: &str, token: &str) -> Result<(), ApiError> {
+        let body = json!({
+            "ListenAddr": format!("{addr}:2377"),
+            "AdvertiseAddr": addr,
+            "DataPathAddr": addr,
+            "RemoteAddrs": [format!("{manager}:2377")],
+            "JoinToken": token,
+        });
+        self.json("POST", "/swarm/join", Some(&body)).map(|_| ())
+    }
+
+    /// How many nodes of the swarm this manager sees `ready`.
+    pub fn swarm_ready_nodes(&self) -> Result<usize, ApiError> {
+        let v = self.json("GET", "/nodes", None)?;
+        Ok(v.as_array()
+            .map(|a| {
+                a.iter()
+                    .filter(|n| n["Status"]["State"].as_str() == Some("ready"))
+                    .count()
+            })
+            .unwrap_or(0))
+    }
+
+    /// `GET /info`.
+    pub fn info(&self) -> Result<Value, ApiError> {
+        self.json("GET", "/info", None)
+    }
+
     /// Whether an image with this reference exists.
     pub fn image_exists(&self, reference: &str) -> Result<bool, ApiError> {
         match self.json("GET", &format!("/images/{reference}/json"), None) {

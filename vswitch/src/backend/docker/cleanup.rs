@@ -104,9 +104,10 @@ fn wait_gone(mut present: impl FnMut() -> bool) {
 /// runs. Used by the signal path and `vswitch cleanup` (its lan namespace
 /// carries the run id and goes with the run's other namespaces).
 pub fn remove_run(id: &RunId) -> Vec<String> {
-    let mut removed = Vec::new();
+    // The run's own daemons (and their containers) first.
+    let mut removed = super::daemon::remove(id);
     if Path::new(&super::socket()).exists() {
-        removed = remove_objects(&client(), id);
+        removed.extend(remove_objects(&client(), id));
     }
     if uplink_owner().as_ref() == Some(id) {
         match delete_uplink() {
@@ -126,6 +127,7 @@ pub(super) fn uplink_owner() -> Option<RunId> {
 /// uplink), live or not.
 pub fn leftover_runs() -> Vec<RunId> {
     let mut ids: Vec<RunId> = uplink_owner().into_iter().collect();
+    ids.extend(super::daemon::leftover_runs());
     if Path::new(&super::socket()).exists() {
         let c = client();
         let labels = c
@@ -178,6 +180,7 @@ pub fn traces(id: &RunId) -> Vec<String> {
         );
     }
     v.extend(netns::list(&format!("{id}-")));
+    v.extend(super::daemon::has_traces(id));
     if uplink_owner().as_ref() == Some(id) {
         v.push(UPLINK_OWNER.into());
     }

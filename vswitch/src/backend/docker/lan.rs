@@ -37,6 +37,9 @@ pub(super) struct Uplink {
     pub addrs: Vec<(IpAddr, u8)>,
     /// Default-route next hops.
     pub gateways: Vec<IpAddr>,
+    /// Further routes (an external's to IPv6 subnets a machine routes
+    /// without NAT, `ip6tables = false`, as the other backends give it).
+    pub routes: Vec<(IpNet, IpAddr)>,
 }
 
 /// A veth from the lan bridge (`port` there) to `eth0` in `target`,
@@ -67,6 +70,9 @@ pub(super) fn plug(lan: &NetNs, port: &str, target: &NetNs, up: Uplink) -> Resul
                 IpAddr::V6(_) => IpNet::V6(Ipv6Net::default()),
             };
             nl.route_add(default, Some(*gw), Some(UPLINK))?;
+        }
+        for (net, via) in &up.routes {
+            nl.route_add(*net, Some(*via), Some(UPLINK))?;
         }
         Ok(())
     })??;

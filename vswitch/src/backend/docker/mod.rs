@@ -2,9 +2,15 @@
 //! `vswitch compare --backends userspace,kernel,docker` shows where either
 //! of the project's data paths departs from Docker (the oracle).
 //!
-//! # The daemon
+//! # The daemons
 //!
-//! vswitch never starts or configures a daemon itself; the project's own one
+//! A world with several machines, an overlay, or a machine with
+//! `userland_proxy = false` or `ip6tables = false` runs on daemons of its
+//! own, one per machine, started in the machines' namespaces with the
+//! machine's options ([`daemon`], and `own.rs`: Swarm for overlays); the rest of
+//! this page is about the shared daemon the other worlds use.
+//!
+//! vswitch never starts or configures the shared daemon itself; the project's own one
 //! is started by `ci/docker-daemon.sh start`, which runs, inside a network
 //! namespace of its own named `oracle-dockerd`:
 //!
@@ -20,7 +26,7 @@
 //! IPv6 (format 1.1): networks are created with `EnableIPv6` and their
 //! `subnet6`/`gateway6` as a second IPAM config, containers get their
 //! planned `IPv6Address`, the uplink and externals their `lan6` addresses.
-//! `ip6tables` is daemon-wide and on: `ip6tables = false` is refused.
+//! `ip6tables` is daemon-wide and on there: `ip6tables = false` gets a daemon of its own.
 //!
 //! Its bridges, iptables rules and forwarding sysctls therefore live in that
 //! namespace, never in the one vswitch started in. The daemon's namespace
@@ -71,19 +77,21 @@
 
 pub mod api;
 mod cleanup;
+pub mod daemon;
 pub mod image;
 mod lan;
+mod own;
 mod spec;
 #[cfg(test)]
 mod tests;
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::Path;
 use std::time::Duration;
 
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 use serde_json::{Value, json};
 
 use crate::backend::{BuildError, BuildOptions, World, namespace_names};
@@ -133,33 +141,38 @@ pub fn client() -> Client {
     Client::new(socket())
 }
 
+/// Whether the world runs on daemons of its own, one per machine, started
+/// by the backend ([`daemon`]): several machines, overlays (Swarm), or a
+/// machine whose daemon-wide settings are not the shared daemon's.
+pub fn own_daemons(plan: &Plan) -> bool {
+    plan.machines.len() > 1
+        || plan
+            .machines
+            .iter()
+            .any(|m| !m.userland_proxy || !m.ip6tables)
+        || plan.networks.iter().any(|n| n.driver == Driver::Overlay)
+}
+
 /// What this backend cannot build, one reason per item. Includes an
 /// unreachable daemon (with the command that starts one).
 pub fn unsupported(plan: &Plan) -> Vec<String> {
     let mut why = Vec::new();
+    let own = own_daemons(plan);
     let mut say = |s: String| why.push(format!("backend docker: {s}"));
-    if plan.machines.len() > 1 {
-        say(format!(
-            "one machine per scenario (the daemon's namespace is the machine); machine[1] `{}` would need a second daemon",
-            plan.machines[1].name
-        ));
+    if own {
+        for tool in ["dockerd", "nsenter", "containerd"] {
+            if crate::tools::find(tool).is_none() {
+                say(format!(
+                    "{} (the run starts one dockerd per machine)",
+                    crate::tools::missing(tool)
+                ));
+            }
+        }
     }
     for (i, m) in plan.machines.iter().enumerate() {
         if let Some(b) = m.backend {
             say(format!(
                 "mixed backends (machine[{i}] `{}` backend = {b}) not supported",
-                m.name
-            ));
-        }
-        if !m.ip6tables {
-            say(format!(
-                "ip6tables = false (machine[{i}] `{}`): the daemon's ip6tables is a daemon-wide setting and is on",
-                m.name
-            ));
-        }
-        if !m.userland_proxy {
-            say(format!(
-                "userland_proxy = false (machine[{i}] `{}`): the daemon's userland proxy is a daemon-wide setting and is on",
                 m.name
             ));
         }
@@ -175,8 +188,14 @@ pub fn unsupported(plan: &Plan) -> Vec<String> {
     for (i, n) in plan.networks.iter().enumerate() {
         let what = format!("network[{i}] `{}`", n.name);
         match n.driver {
-            Driver::Overlay => say(format!("driver overlay needs Swarm ({what})")),
+            // OV-9: the daemon would program xfrm ESP SAs.
+            Driver::Overlay if n.encrypted && !crate::sys::probe::esp_supported() => say(format!(
+                "encrypted overlay needs IPsec ESP (xfrm rfc4106(gcm(aes))), which this kernel lacks: ESP missing ({what})"
+            )),
             Driver::Ipvlan => say(format!("driver ipvlan not supported ({what})")),
+            Driver::Overlay if n.ipv6 => say(format!(
+                "IPv6 on an overlay: Engine 20.10's swarm allocator does not take a container's planned IPv6Address on an attachable overlay (observed: fd00:9::3 for a planned fd00:9::2), so its addresses cannot be the plan's ({what})"
+            )),
             Driver::Macvlan => {
                 if let Some(p) = &n.parent {
                     if p.vlan.is_some() {
@@ -199,9 +218,29 @@ pub fn unsupported(plan: &Plan) -> Vec<String> {
             }
             _ => {}
         }
-        if n.ipv6 && n.default {
+        // V6-6: the default bridge's IPv6 is the daemon's fixed-cidr-v6,
+        // container addresses derived from their MACs.
+        let daemon6: Ipv6Net = "fd00:dead:beef::/48".parse().expect("valid");
+        let gw6: Ipv6Addr = "fd00:dead:beef::1".parse().expect("valid");
+        let derived = |e: &Endpoint| {
+            let mut o = daemon6.network().octets();
+            o[10..16].copy_from_slice(&e.mac.0);
+            e.ip6.is_none_or(|a| a == Ipv6Addr::from(o))
+        };
+        let on_it = |e: &&Endpoint| plan.networks[e.network].name == n.name;
+        if n.ipv6
+            && n.default
+            && (n.subnet6 != Some(daemon6)
+                || n.gateway6 != Some(gw6)
+                || !plan
+                    .containers
+                    .iter()
+                    .flat_map(|c| &c.endpoints)
+                    .filter(on_it)
+                    .all(derived))
+        {
             say(format!(
-                "ipv6 on the default bridge: its IPv6 is the daemon's fixed-cidr-v6 (fd00:dead:beef::/48, V6-6), a daemon-wide setting ({what})"
+                "ipv6 on the default bridge other than the daemon's: its IPv6 is the daemon's fixed-cidr-v6 (fd00:dead:beef::/48, gateway ::1, addresses from the MAC, V6-6), a daemon-wide setting ({what})"
             ));
         }
         if n.default && n.driver == Driver::Bridge {
@@ -245,6 +284,7 @@ pub fn unsupported(plan: &Plan) -> Vec<String> {
     }
     why.dedup();
     if why.is_empty()
+        && !own
         && let Err(e) = client().version()
     {
         why.push(match e {
@@ -256,6 +296,7 @@ pub fn unsupported(plan: &Plan) -> Vec<String> {
         });
     }
     if why.is_empty()
+        && !own
         && plan.lan6.is_some()
         && let Some(r) = daemon_lacks_ipv6()
     {
@@ -277,23 +318,32 @@ fn daemon_lacks_ipv6() -> Option<String> {
     }
 }
 
-/// Whether World creates this node's namespace (false: this backend provides it).
-pub fn world_creates(node: Node) -> bool {
-    matches!(node, Node::External(_))
+/// Whether World creates this node's namespace (false: this backend
+/// provides it): externals, and machines of a world on its own daemons.
+pub fn world_creates(plan: &Plan, node: Node) -> bool {
+    match node {
+        Node::External(_) => true,
+        Node::Machine(_) => own_daemons(plan),
+        Node::Container(_) => false,
+    }
 }
 
 /// The docker data path of a world: what it created in the daemon and
 /// around it. [`Dataplane::stop`] (or drop) removes all of it.
 #[derive(Debug)]
 pub struct Dataplane {
-    client: Client,
+    /// Each machine's daemon (the shared one: one machine).
+    clients: Vec<Client>,
+    /// The daemons this run started (empty on the shared daemon).
+    daemons: Vec<daemon::OwnDaemon>,
     run: RunId,
     lock: Option<File>,
     lan: Option<NetNs>,
     uplink: bool,
     engine_version: String,
     containers: Vec<String>,
-    networks: Vec<String>,
+    /// Networks created, with the machine whose daemon holds each.
+    networks: Vec<(usize, String)>,
     /// The daemon's name of each plan network (`bridge`, `none`, `<run>-x`).
     net_names: Vec<String>,
 }
@@ -312,7 +362,8 @@ impl Dataplane {
             progress("backend docker writes no pcaps (--pcap ignored)");
         }
         let mut dp = Dataplane {
-            client: client(),
+            clients: vec![client()],
+            daemons: Vec::new(),
             run: world.run.clone(),
             lock: None,
             lan: None,
@@ -337,23 +388,35 @@ impl Dataplane {
         plan: &Plan,
         progress: &dyn Fn(&str),
     ) -> Result<(), BuildError> {
+        if own_daemons(plan) {
+            return self.build_own(world, plan, progress);
+        }
         progress("waiting for the docker lock");
         self.lock = Some(acquire_lock(LOCK_WAIT)?);
-        let v = self
-            .client
+        let v = self.clients[0]
             .version()
             .map_err(BuildError::at("docker daemon"))?;
         self.engine_version = v.version;
         // Holding the lock, no other docker run is live: what a dead one
         // left (networks whose subnets would clash, the uplink) goes now.
         remove_dead_leftovers(&self.run);
-        ensure_image(&self.client)?;
+        ensure_image(&self.clients[0])?;
         progress("wiring lan and the machine uplink");
         self.build_lan(world, plan)?;
         // The machine is the daemon's namespace (never deleted by World: it
         // does not carry the run id).
         let daemon_ns = NetNs::open(DAEMON_NETNS).map_err(BuildError::at("daemon namespace"))?;
         world.adopt(Node::Machine(0), daemon_ns);
+        self.networks_and_containers(world, plan, progress)
+    }
+
+    /// Creates the networks, then the containers (adopting their namespaces).
+    fn networks_and_containers(
+        &mut self,
+        world: &mut World,
+        plan: &Plan,
+        progress: &dyn Fn(&str),
+    ) -> Result<(), BuildError> {
         progress("creating networks");
         let nets = self.create_networks(plan)?;
         self.net_names = nets.clone();
@@ -372,8 +435,10 @@ impl Dataplane {
                 continue;
             }
             let ns_name = &names[&c.name];
-            let ns = if ns_name == DAEMON_NETNS {
-                NetNs::open(DAEMON_NETNS)
+            let ns = if ns_name == &names[&plan.machines[c.machine].name] {
+                world
+                    .ns(Node::Machine(c.machine))
+                    .try_clone()
                     .map_err(BuildError::at(format!("container {}", c.name)))?
             } else {
                 adopt_pid_netns(pid, ns_name).map_err(|source| BuildError {
@@ -420,15 +485,28 @@ impl Dataplane {
                 .ns(Node::External(i))
                 .try_clone()
                 .map_err(BuildError::at(format!("external {}", x.name)))?;
+            let mut routes = Vec::new();
+            if x.ip6.is_some() {
+                for (m, mach) in plan.machines.iter().enumerate() {
+                    let Some(via) = mach.ip6 else { continue };
+                    for net in crate::backend::routed_subnets6(plan, m) {
+                        routes.push((ipnet::IpNet::V6(net), IpAddr::V6(via)));
+                    }
+                }
+            }
             let up = Uplink {
                 mac,
                 addrs,
                 gateways: Vec::new(),
+                routes,
             };
             plug(lan, &format!("x{i}"), &target, up).map_err(|source| BuildError {
                 step: format!("lan port of external {}", x.name),
                 source,
             })?;
+        }
+        if own_daemons(plan) {
+            return self.plug_machines(world, plan);
         }
         // The machine uplink in the daemon's namespace.
         let daemon = NetNs::open(DAEMON_NETNS).map_err(BuildError::at("daemon namespace"))?;
@@ -467,6 +545,7 @@ impl Dataplane {
                 .map(IpAddr::V4)
                 .into_iter()
                 .collect(),
+            routes: Vec::new(),
         };
         if let Some(a6) = m.ip6 {
             up.addrs.push((IpAddr::V6(a6), prefix6));
@@ -483,22 +562,28 @@ impl Dataplane {
     /// Creates the scenario's networks; returns each one's Docker name.
     fn create_networks(&mut self, plan: &Plan) -> Result<Vec<String>, BuildError> {
         let mut names = Vec::new();
-        for n in &plan.networks {
+        for (k, n) in plan.networks.iter().enumerate() {
             let name = match n.driver {
                 Driver::None => "none".to_string(),
                 Driver::Host => "host".to_string(),
                 Driver::Bridge if n.default => {
-                    self.check_default_bridge()?;
+                    self.check_default_bridge(n.machine.unwrap_or(0))?;
                     "bridge".to_string()
                 }
                 _ => {
+                    // Overlays are swarm-scoped: created on the manager.
+                    let m = n.machine.unwrap_or(0);
                     let name = network_name(&self.run, &n.name);
-                    let body = network_body(&name, &self.run, n);
-                    let id = self
-                        .client
+                    let mut body = network_body(&name, &self.run, n);
+                    if n.driver == Driver::Overlay
+                        && let Some(r) = own::overlay_lb_range(plan, k)
+                    {
+                        body["IPAM"]["Config"][0]["IPRange"] = json!(r.to_string());
+                    }
+                    let id = self.clients[m]
                         .network_create(&body)
                         .map_err(BuildError::at(format!("network {}", n.name)))?;
-                    self.networks.push(id);
+                    self.networks.push((m, id));
                     name
                 }
             };
@@ -508,9 +593,8 @@ impl Dataplane {
     }
 
     /// The daemon's `bridge` must be what the plan assumes (BR-21).
-    fn check_default_bridge(&self) -> Result<(), BuildError> {
-        let v = self
-            .client
+    fn check_default_bridge(&self, machine: usize) -> Result<(), BuildError> {
+        let v = self.clients[machine]
             .network_inspect("bridge")
             .map_err(BuildError::at("the daemon's default bridge"))?;
         let cfg = &v["IPAM"]["Config"][0];
@@ -541,27 +625,26 @@ impl Dataplane {
         let step = |what: &str| format!("container {}: {what}", c.name);
         let name = container_name(&self.run, &c.name);
         let body = container_body(plan, ci, nets, &self.run, silent);
-        let id = self
-            .client
+        let client = self.clients[c.machine].clone();
+        let id = client
             .container_create(&name, &body)
             .map_err(BuildError::at(step("create")))?;
         self.containers.push(id.clone());
-        self.client
+        client
             .container_start(&id)
             .map_err(BuildError::at(step("start")))?;
         // Further networks after start, in file order, so that ethN follows
         // the file and default-bridge addresses are taken in file order.
         for e in c.endpoints.iter().skip(1) {
             let net = &nets[e.network];
-            self.client
+            client
                 .network_connect(net, &id, &endpoint_config(plan, ci, e))
                 .map_err(BuildError::at(step(&format!(
                     "connect to {}",
                     plan.networks[e.network].name
                 ))))?;
         }
-        let v = self
-            .client
+        let v = client
             .container_inspect(&id)
             .map_err(BuildError::at(step("inspect")))?;
         let pid = v["State"]["Pid"].as_u64().unwrap_or(0) as u32;
@@ -614,11 +697,11 @@ impl Dataplane {
             "container {}: connect to {}",
             c.name, plan.networks[e.network].name
         );
-        self.client
+        let client = &self.clients[c.machine];
+        client
             .network_connect(net, &self.containers[ci], &endpoint_config(plan, ci, e))
             .map_err(BuildError::at(step.clone()))?;
-        let v = self
-            .client
+        let v = client
             .container_inspect(&self.containers[ci])
             .map_err(BuildError::at(step.clone()))?;
         let got = v["NetworkSettings"]["Networks"][net]["IPAddress"]
@@ -636,7 +719,7 @@ impl Dataplane {
 
     /// `docker stop`.
     pub(crate) fn stop_container(&self, plan: &Plan, ci: usize) -> Result<(), BuildError> {
-        self.client
+        self.clients[plan.containers[ci].machine]
             .container_stop(&self.containers[ci])
             .map_err(BuildError::at(format!(
                 "container {}: stop",
@@ -651,11 +734,11 @@ impl Dataplane {
         let c = &plan.containers[ci];
         let step = |what: &str| format!("container {}: {what}", c.name);
         let id = &self.containers[ci];
-        self.client
+        let client = &self.clients[c.machine];
+        client
             .container_start(id)
             .map_err(BuildError::at(step("start")))?;
-        let v = self
-            .client
+        let v = client
             .container_inspect(id)
             .map_err(BuildError::at(step("inspect")))?;
         let pid = v["State"]["Pid"].as_u64().unwrap_or(0) as u32;
@@ -699,7 +782,7 @@ impl Dataplane {
             "container {}: disconnect from {}",
             plan.containers[ci].name, plan.networks[network].name
         );
-        self.client
+        self.clients[plan.containers[ci].machine]
             .network_disconnect(&self.net_names[network], &self.containers[ci])
             .map_err(BuildError::at(step))
     }
@@ -725,6 +808,14 @@ impl Dataplane {
             })
             .filter(|(_, a)| a.is_some())
             .collect();
+        // On an overlay Docker adds docker_gwbridge as the next interface
+        // (OV-8) when the container starts, so the Nth network is not
+        // always `ethN`: there, any `ethK` may carry the address.
+        let overlay = c
+            .endpoints
+            .iter()
+            .any(|e| plan.networks[e.network].driver == Driver::Overlay);
+        let count = c.endpoints.len() + 1;
         let ns = world.ns(Node::Container(ci));
         in_ns(
             ns,
@@ -732,7 +823,15 @@ impl Dataplane {
             move || {
                 let mut nl = Netlink::new()?;
                 for (ifname, ip) in &want {
-                    let addrs = nl.addr_list(ifname)?;
+                    let addrs = if overlay {
+                        let mut all = Vec::new();
+                        for k in 0..count {
+                            all.extend(nl.addr_list(&format!("eth{k}")).unwrap_or_default());
+                        }
+                        all
+                    } else {
+                        nl.addr_list(ifname)?
+                    };
                     if let Some(ip) = ip
                         && !addrs.iter().any(|(a, _)| a == ip)
                     {
@@ -752,16 +851,29 @@ impl Dataplane {
     /// Idempotent teardown: containers, networks, the uplink, the lan
     /// namespace, then the lock.
     fn shutdown(&mut self) -> Value {
-        if self.lock.is_none() && self.lan.is_none() && !self.uplink {
+        if self.lock.is_none() && self.lan.is_none() && !self.uplink && self.daemons.is_empty() {
             return Value::Null;
         }
-        let mut removed = remove_objects(&self.client, &self.run);
-        // Objects whose names were not listed (a failed create) by id.
-        for id in self.containers.drain(..) {
-            let _ = self.client.container_remove(&id);
-        }
-        for id in self.networks.drain(..) {
-            let _ = self.client.network_remove(&id);
+        let mut removed;
+        if self.daemons.is_empty() {
+            removed = remove_objects(&self.clients[0], &self.run);
+            // Objects whose names were not listed (a failed create) by id.
+            for id in self.containers.drain(..) {
+                let _ = self.clients[0].container_remove(&id);
+            }
+            for (_, id) in self.networks.drain(..) {
+                let _ = self.clients[0].network_remove(&id);
+            }
+        } else {
+            // The run's own daemons: killed with their containers, their
+            // directories, mounts and cgroups removed (swarm state with them).
+            removed = daemon::remove(&self.run);
+            for d in &mut self.daemons {
+                d.reap();
+            }
+            self.daemons.clear();
+            self.containers.clear();
+            self.networks.clear();
         }
         if self.uplink {
             self.uplink = false;

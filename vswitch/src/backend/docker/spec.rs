@@ -68,6 +68,25 @@ pub(super) fn network_body(name: &str, run: &RunId, n: &Network) -> Value {
             }
             "macvlan"
         }
+        Driver::Overlay => {
+            // OV-*: the scenario's VNI where Docker takes one; the
+            // container MTU is Docker's (1450) unless the file set one.
+            if let Some(vni) = n.vni {
+                options.insert(
+                    "com.docker.network.driver.overlay.vxlanid_list".into(),
+                    json!(vni.to_string()),
+                );
+            }
+            if n.mtu_explicit {
+                // Docker takes the file's value and subtracts the VXLAN
+                // overhead itself (BUG-7); the plan's is already minus 50.
+                options.insert(
+                    "com.docker.network.driver.mtu".into(),
+                    json!((n.mtu + 50).to_string()),
+                );
+            }
+            "overlay"
+        }
         _ => {
             let flag = |b: bool| json!(if b { "true" } else { "false" });
             options.insert("com.docker.network.bridge.enable_icc".into(), flag(n.icc));

@@ -141,6 +141,42 @@ networks = [{ name = "dual", ip6 = "fd00:124::80" }]
     );
 }
 
+/// Which worlds run on daemons of their own, and the options each gets.
+#[test]
+fn own_daemons_and_their_options() {
+    let one = plan(TINY);
+    assert!(!own_daemons(&one));
+    let p = plan(
+        r#"
+name = "two"
+[[machine]]
+name = "h1"
+userland_proxy = false
+[[machine]]
+name = "h2"
+ip6tables = false
+"#,
+    );
+    assert!(own_daemons(&p));
+    let run = RunId::parse("vsw0a1b2c").unwrap();
+    let root = std::path::Path::new("/run/vswitch/dockerd/vsw0a1b2c/m0");
+    let a = super::daemon::daemon_args(&run, 0, &p.machines[0], root);
+    assert!(a.contains(&"--userland-proxy=false".to_string()), "{a:?}");
+    assert!(a.contains(&"--ip6tables=true".to_string()), "{a:?}");
+    assert!(a.contains(&"--exec-root=/run/vswitch/dockerd/vsw0a1b2c/m0/exec".to_string()));
+    assert!(a.contains(&"--cgroup-parent=/vswitch-vsw0a1b2c/c0".to_string()));
+    let b = super::daemon::daemon_args(&run, 1, &p.machines[1], root);
+    assert!(b.contains(&"--ip6tables=false".to_string()), "{b:?}");
+    assert!(b.contains(&"--userland-proxy=true".to_string()), "{b:?}");
+    let single_overlay = plan(
+        "name = \"o\"\n[[network]]\nname = \"ov\"\ndriver = \"overlay\"\nsubnet = \"10.0.9.0/24\"\n",
+    );
+    assert!(own_daemons(&single_overlay));
+    // The overlay's load-balancer range holds no planned address.
+    let r = super::own::overlay_lb_range(&single_overlay, 0).expect("a free /29");
+    assert_eq!(r.to_string(), "10.0.9.248/29");
+}
+
 #[test]
 fn unsupported_names_each_reason() {
     let p = plan(
@@ -156,6 +192,7 @@ name = "h2"
 name = "bridge"
 default = true
 ipv6 = true
+subnet6 = "fd00:1::/64"
 machine = "h2"
 [[network]]
 name = "v"
@@ -176,11 +213,14 @@ networks = ["v"]
 "#,
     );
     let why = unsupported(&p).join("\n");
+    // Several machines and their daemon-wide settings are no longer
+    // refused: each machine gets a daemon of its own.
+    assert!(own_daemons(&p));
+    for gone in ["one machine per scenario", "userland_proxy", "ip6tables"] {
+        assert!(!why.contains(gone), "{gone:?} still refused:\n{why}");
+    }
     for want in [
-        "one machine per scenario",
-        "userland_proxy = false",
-        "ip6tables = false (machine[0] `h1`)",
-        "ipv6 on the default bridge",
+        "ipv6 on the default bridge other than the daemon's",
         "driver ipvlan not supported",
         "802.1Q parent `eth0.10`",
     ] {

@@ -6,12 +6,19 @@
 use std::net::IpAddr;
 
 use crate::scenario::plan::{BackendKind, Check, CheckKind, Driver, Mode, Node, Plan, Proto};
-use crate::sys::probe::link_kind_supported;
+use crate::sys::probe::{esp_supported, link_kind_supported};
 
 /// Every reason this machine cannot build `plan` with the kernel backend,
 /// one per item, each starting with `backend kernel: `.
 pub fn unsupported(plan: &Plan) -> Vec<String> {
-    unsupported_with(plan, &link_kind_supported, tool_available)
+    let has = |kind: &str| {
+        if kind == "esp" {
+            esp_supported()
+        } else {
+            link_kind_supported(kind)
+        }
+    };
+    unsupported_with(plan, &has, tool_available)
 }
 
 /// [`unsupported`] with the kernel probe and the `nft` check given, so the
@@ -108,6 +115,18 @@ pub(super) fn unsupported_with(
                 needs_bridge_tool = true;
                 // docker_gwbridge is a bridge with masquerade (OV-8).
                 needs_nft = true;
+                // OV-9: Docker's overlay driver programs xfrm ESP SAs.
+                if n.encrypted {
+                    if has_kind("esp") {
+                        say(format!(
+                            "encrypted overlay (IPsec ESP between machines, OV-9) not supported yet ({at})"
+                        ));
+                    } else {
+                        say(format!(
+                            "encrypted overlay needs IPsec ESP (xfrm rfc4106(gcm(aes))), which this kernel lacks: ESP missing ({at})"
+                        ));
+                    }
+                }
             }
             Driver::None | Driver::Host => {}
         }

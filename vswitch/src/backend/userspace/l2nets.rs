@@ -14,9 +14,10 @@
 //!
 //! Container routes follow the kernel backend: `default via <gateway>` on
 //! the first non-internal network with a gateway; ipvlan `l3`/`l3s` with a
-//! parent: `default dev ethN` with no next hop (IV-5).
+//! parent: `default dev ethN` with no next hop, for IPv4 and IPv6 (IV-5,
+//! IV-12).
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use crate::engine::{Attachment, Siblings, VlanMode, VlanPort};
 use crate::scenario::plan::{Driver, IpvlanFlag, Mode, Network, Plan};
@@ -49,14 +50,20 @@ pub(super) fn carries_default(n: &Network) -> bool {
 }
 
 /// The VLAN port of a child of machine `machine` on network `n` (which has
-/// a parent), with address `ip`.
-pub(super) fn child_port(n: &Network, machine: usize, ip: Ipv4Addr) -> VlanPort {
+/// a parent), with addresses `ip` and `ip6`.
+pub(super) fn child_port(
+    n: &Network,
+    machine: usize,
+    ip: Ipv4Addr,
+    ip6: Option<Ipv6Addr>,
+) -> VlanPort {
     let vid = n.parent.as_ref().and_then(|p| p.vlan).unwrap_or(0);
     let group = machine as u16;
     let attach = match n.driver {
         Driver::Ipvlan => Attachment::Ipvlan {
             group,
             ip,
+            ip6: ip6.filter(|_| n.ipv6),
             l3: is_ipvlan_l3(n),
             flag: match n.flag {
                 Some(IpvlanFlag::Private) => Siblings::Private,

@@ -49,6 +49,11 @@ use proxy::{Mapping, Proxy};
 /// MTU of `lan`.
 const LAN_MTU: u16 = 1500;
 
+/// The file beside the pcaps holding the ESP SAs of encrypted overlays, in
+/// Wireshark's `esp_sa` UAT format (copy it into a tshark profile, or pass
+/// its lines as `-o uat:esp_sa:…`).
+pub const ESP_SA_FILE: &str = "esp_sa";
+
 /// What this backend cannot build yet, one reason per item.
 pub fn unsupported(plan: &Plan) -> Vec<String> {
     let mut why = Vec::new();
@@ -56,34 +61,12 @@ pub fn unsupported(plan: &Plan) -> Vec<String> {
     for r in overlay::mixed_refusals(plan) {
         say(r);
     }
-    // IPv6 is built on every link (bridge, macvlan, overlay, lan6) and
-    // routed between them (route6.rs, the proxy's IPv6 side), except on
-    // ipvlan (children are found by IPv4 address), the default bridge and
-    // VLANs of the lan.
-    for (i, n) in plan.networks.iter().enumerate() {
-        if n.ipv6 && (n.driver == Driver::Ipvlan || n.default) {
-            let what = if n.default {
-                "the default bridge".to_string()
-            } else {
-                format!("{} networks", n.driver)
-            };
-            say(format!(
-                "IPv6 on {what} not supported yet (network[{i}] `{}`)",
-                n.name
-            ));
-        }
-    }
+    // IPv6 is built on every link (bridge, the default bridge, macvlan,
+    // ipvlan, overlay, lan6 and its VLANs) and routed between them
+    // (route6.rs, the proxy's IPv6 side).
     l2nets::unsupported(plan, &mut say);
     for r in overlay::refusals(plan) {
         say(r);
-    }
-    for (i, x) in plan.externals.iter().enumerate() {
-        if x.ip6.is_some() && x.vlan.is_some() {
-            say(format!(
-                "IPv6 on a VLAN of lan not supported yet (external[{i}] `{}`)",
-                x.name
-            ));
-        }
     }
     why.dedup();
     why
@@ -91,12 +74,17 @@ pub fn unsupported(plan: &Plan) -> Vec<String> {
 
 /// A TAP to create inside a namespace and how to configure it.
 #[derive(Clone, Debug)]
-struct IfaceSpec {
-    name: String,
-    mac: MacAddr,
-    mtu: u16,
-    addrs: Vec<(IpAddr, u8)>,
-    routes: Vec<(IpNet, Option<IpAddr>)>,
+pub struct IfaceSpec {
+    /// Interface name in its namespace (`eth0`, `br-front`, …).
+    pub name: String,
+    /// Its MAC address.
+    pub mac: MacAddr,
+    /// Its MTU.
+    pub mtu: u16,
+    /// Its addresses with prefix lengths.
+    pub addrs: Vec<(IpAddr, u8)>,
+    /// Routes through it (`None`: on-link).
+    pub routes: Vec<(IpNet, Option<IpAddr>)>,
 }
 
 fn create_tap(spec: IfaceSpec) -> Result<Tap, Box<dyn std::error::Error + Send + Sync>> {
@@ -163,10 +151,57 @@ pub struct Dataplane {
     proxies: Vec<Proxy>,
 }
 
-impl Dataplane {
-    /// Creates every TAP in its namespace, configures it, and starts the
-    /// engine loop over them.
-    pub fn build(world: &World, plan: &Plan, opts: &BuildOptions) -> Result<Dataplane, BuildError> {
+/// What the engine is for a plan, and what IO must make for it: computed
+/// without root or IO ([`configure`]), so that `vswitch trace` and tests can
+/// build the very engine a world would run.
+#[derive(Debug)]
+pub struct Setup {
+    /// The engine's configuration.
+    pub cfg: EngineConfig,
+    /// The lan's 802.1Q configuration, when the world needs VLANs.
+    pub vlans: Option<VlanConfig>,
+    /// The fault stage's seed.
+    pub seed: u64,
+    /// Each port's name (`lan-m1-eth0`, `web-eth0`, …), by port id.
+    pub port_names: Vec<String>,
+    /// Each port's node, by port id.
+    pub port_nodes: Vec<Node>,
+    /// The domain of each port (`lan` is domain 0).
+    port_domains: Vec<DomainId>,
+    /// The TAP of each port, by port id.
+    pending: Vec<(Node, String, IfaceSpec)>,
+    /// Each port's capture file, when captures were asked for.
+    pcap_paths: Vec<Option<std::path::PathBuf>>,
+    proxy_maps: Vec<Vec<Mapping>>,
+}
+
+impl Setup {
+    /// The interface behind each port, by port id, with its node.
+    pub fn interfaces(&self) -> impl Iterator<Item = (PortId, Node, &IfaceSpec)> {
+        self.pending
+            .iter()
+            .enumerate()
+            .map(|(i, (node, _, spec))| (PortId(i as u16), *node, spec))
+    }
+
+    /// A fresh engine of this configuration (seeded, with its VLANs).
+    pub fn engine(&self) -> Result<Engine, BuildError> {
+        let mut engine =
+            Engine::new(self.cfg.clone()).map_err(BuildError::at("engine configuration"))?;
+        engine.set_fault_seed(self.seed);
+        if let Some(v) = &self.vlans {
+            engine
+                .set_vlans(v)
+                .map_err(BuildError::at("engine VLAN configuration"))?;
+        }
+        Ok(engine)
+    }
+}
+
+/// The engine configuration of `plan` and the TAPs, captures and proxies
+/// it needs: no IO. `run` (the run id) seeds the encrypted overlays' keys.
+pub fn configure(plan: &Plan, run: &str, opts: &BuildOptions) -> Result<Setup, BuildError> {
+    {
         // OV-8: overlay-only containers get a docker_gwbridge endpoint.
         let plan = &*overlay::with_gwbridge(plan);
         let mut cfg = EngineConfig::default();
@@ -174,8 +209,9 @@ impl Dataplane {
         // TAPs to create (made together below, on parallel threads) and
         // each port's capture.
         let mut pending: Vec<(Node, String, IfaceSpec)> = Vec::new();
-        let mut pcaps: Vec<Option<PcapWriter>> = Vec::new();
+        let mut pcaps: Vec<Option<std::path::PathBuf>> = Vec::new();
         let mut port_names = Vec::new();
+        let mut port_nodes = Vec::new();
         let mut port_domains = Vec::new();
         let mut add_port = |cfg: &mut EngineConfig,
                             node: Node,
@@ -185,13 +221,11 @@ impl Dataplane {
                             spec: IfaceSpec|
          -> Result<PortId, BuildError> {
             pending.push((node, port_name.clone(), spec));
-            let pcap = match &opts.pcap_dir {
-                Some(dir) => Some(
-                    PcapWriter::create(&dir.join(pcap::file_name(&port_name)))
-                        .map_err(BuildError::at(format!("pcap for {port_name}")))?,
-                ),
-                None => None,
-            };
+            port_nodes.push(node);
+            let pcap = opts
+                .pcap_dir
+                .as_ref()
+                .map(|dir| dir.join(pcap::file_name(&port_name)));
             cfg.ports.push(PortConfig {
                 name: port_name.clone(),
                 domain,
@@ -365,6 +399,7 @@ impl Dataplane {
                     gw_mac: gw.mac,
                     internal: n.internal,
                     masquerade: n.masquerade && !n.internal,
+                    mtu: n.mtu,
                 });
             }
             l3_net_of[ni] = Some(cfg.l3.networks.len());
@@ -453,8 +488,11 @@ impl Dataplane {
                 let mut addrs = vec![(IpAddr::V4(ip), prefix)];
                 if let (true, Some(ip6), Some(s6)) = (n.ipv6, e.ip6, n.subnet6) {
                     addrs.push((IpAddr::V6(ip6), s6.prefix_len()));
-                    // V6-1: the default route of the family via gateway6.
-                    if default_net == Some(k)
+                    // V6-1: the default route of the family via gateway6;
+                    // IV-12: ipvlan l3 `default dev ethN` as for IPv4.
+                    if default_net == Some(k) && l2nets::is_ipvlan_l3(n) {
+                        routes.push((IpNet::V6(Ipv6Net::default()), None));
+                    } else if default_net == Some(k)
                         && let Some(g6) = n.gateway6
                     {
                         routes.push((IpNet::V6(Ipv6Net::default()), Some(IpAddr::V6(g6))));
@@ -483,7 +521,7 @@ impl Dataplane {
                 if on_lan {
                     vlans
                         .ports
-                        .push((port, l2nets::child_port(n, c.machine, ip)));
+                        .push((port, l2nets::child_port(n, c.machine, ip, e.ip6)));
                 }
                 if let Some(l3) = l3_net_of[e.network] {
                     cfg.l3.networks[l3].neighbours.push((ip, e.mac, port));
@@ -540,6 +578,7 @@ impl Dataplane {
             &uplinks,
             lan_mac,
             opts.pcap_dir.is_some(),
+            &overlay::world_sas(run, plan),
         );
         for (i, m) in plan.machines.iter().enumerate() {
             if l3_of[i].is_none() {
@@ -552,6 +591,7 @@ impl Dataplane {
                 lan6: plan.lan6,
                 lan_gateway6: lan_gateway.and_then(|g| g.ip6),
                 ip6tables: m.ip6tables,
+                lan_mtu: LAN_MTU,
             });
             cfg.l3.machines.push(MachineConfig {
                 name: m.name.clone(),
@@ -569,26 +609,57 @@ impl Dataplane {
             .collect();
         cfg.l3.v6 = v6;
         let proxy_maps = proxy_mappings(plan, &cfg, &plan_of);
-        let ports = create_taps(world, pending, pcaps)?;
+        Ok(Setup {
+            cfg,
+            vlans: l2nets::needs_vlans(plan).then_some(vlans),
+            seed: plan.seed,
+            port_names,
+            port_nodes,
+            port_domains,
+            pending,
+            pcap_paths: pcaps,
+            proxy_maps,
+        })
+    }
+}
+
+impl Dataplane {
+    /// Creates every TAP in its namespace, configures it, and starts the
+    /// engine loop over them.
+    pub fn build(world: &World, plan: &Plan, opts: &BuildOptions) -> Result<Dataplane, BuildError> {
+        let setup = configure(plan, world.run.as_str(), opts)?;
+        let engine = setup.engine()?;
+        if let Some(dir) = &opts.pcap_dir {
+            // The keys of the encrypted overlays, for Wireshark (OV-9).
+            let sas = overlay::used_sas(&setup.cfg);
+            if !sas.is_empty() {
+                let path = dir.join(ESP_SA_FILE);
+                std::fs::write(&path, crate::engine::esp::esp_sa_uat(&sas))
+                    .map_err(BuildError::at(format!("writing {}", path.display())))?;
+            }
+        }
+        let mut pcaps = Vec::with_capacity(setup.pcap_paths.len());
+        for (path, name) in setup.pcap_paths.iter().zip(&setup.port_names) {
+            pcaps.push(match path {
+                Some(p) => Some(
+                    PcapWriter::create(p).map_err(BuildError::at(format!("pcap for {name}")))?,
+                ),
+                None => None,
+            });
+        }
+        let ports = create_taps(world, setup.pending, pcaps)?;
+        let l3_of = overlay::engine_machines(plan);
         for m in (0..plan.machines.len()).filter(|&m| l3_of[m].is_none()) {
             crate::backend::kernel::build_mixed_machine(world, plan, m)?;
-        }
-
-        let mut engine = Engine::new(cfg).map_err(BuildError::at("engine configuration"))?;
-        engine.set_fault_seed(plan.seed);
-        if l2nets::needs_vlans(plan) {
-            engine
-                .set_vlans(&vlans)
-                .map_err(BuildError::at("engine VLAN configuration"))?;
         }
         let engine = EngineLoop::spawn(engine, ports).map_err(BuildError::at("engine thread"))?;
         let mut dp = Dataplane {
             engine: Some(engine),
-            port_names,
-            port_domains,
+            port_names: setup.port_names,
+            port_domains: setup.port_domains,
             proxies: Vec::new(),
         };
-        for (m, maps) in proxy_maps.iter().enumerate() {
+        for (m, maps) in setup.proxy_maps.iter().enumerate() {
             if maps.is_empty() {
                 continue;
             }

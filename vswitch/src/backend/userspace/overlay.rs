@@ -14,6 +14,7 @@
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
 
+use crate::engine::esp::{self, SaConfig};
 use crate::engine::{
     DomainConfig, DomainId, EngineConfig, PortConfig, PortId, PortRole, VtepConfig,
 };
@@ -142,9 +143,42 @@ pub fn add_domains(plan: &Plan, cfg: &mut EngineConfig) -> Domains {
     out
 }
 
+/// The ESP SAs of a world's encrypted overlays (OV-9): every ordered pair
+/// of machines, derived from the run id and the scenario's name
+/// ([`esp::derive_sas`]), so a run's keys are fixed when it is built and
+/// can be handed to tshark.
+pub fn world_sas(run: &str, plan: &Plan) -> Vec<SaConfig> {
+    if !plan
+        .networks
+        .iter()
+        .any(|n| n.driver == Driver::Overlay && n.encrypted)
+    {
+        return Vec::new();
+    }
+    let seed = format!("{run}\0{}", plan.name);
+    let ips: Vec<Ipv4Addr> = plan.machines.iter().map(|m| m.ip).collect();
+    esp::derive_sas(seed.as_bytes(), &ips)
+}
+
+/// The SAs the VTEPs of `cfg` use (each once, in order): what the
+/// `esp_sa` file beside the pcaps lists.
+pub fn used_sas(cfg: &EngineConfig) -> Vec<SaConfig> {
+    let mut out: Vec<SaConfig> = Vec::new();
+    for v in &cfg.overlay {
+        for sa in &v.esp {
+            if !out.contains(sa) {
+                out.push(sa.clone());
+            }
+        }
+    }
+    out
+}
+
 /// Adds each overlay domain's virtual VTEP port (after every real port, so
 /// no TAP is behind its index) and its VTEP. `uplinks[m]` is machine `m`'s
-/// lan port; `lan_mac` gives a machine's uplink MAC from its address.
+/// lan port; `lan_mac` gives a machine's uplink MAC from its address;
+/// `sas` are the world's ESP SAs ([`world_sas`]), of which an encrypted
+/// overlay's VTEP takes those between its machine and its peers.
 pub fn add_vteps(
     plan: &Plan,
     cfg: &mut EngineConfig,
@@ -152,6 +186,7 @@ pub fn add_vteps(
     uplinks: &[PortId],
     lan_mac: fn(Ipv4Addr) -> MacAddr,
     capture: bool,
+    sas: &[SaConfig],
 ) {
     for (&(ni, m), &domain) in domains {
         let n = &plan.networks[ni];
@@ -176,6 +211,15 @@ pub fn add_vteps(
             }
         }
         let ip = plan.machines[m].ip;
+        let esp: Vec<SaConfig> = if n.encrypted {
+            let peer = |a: Ipv4Addr| peers.iter().any(|&(p, _)| p == a);
+            sas.iter()
+                .filter(|s| (s.src == ip && peer(s.dst)) || (s.dst == ip && peer(s.src)))
+                .cloned()
+                .collect()
+        } else {
+            Vec::new()
+        };
         cfg.overlay.push(VtepConfig {
             name: n.name.clone(),
             vni,
@@ -187,6 +231,7 @@ pub fn add_vteps(
             peers,
             bindings,
             capture,
+            esp,
         });
     }
 }
@@ -290,6 +335,7 @@ pub fn with_gwbridge(plan: &Plan) -> std::borrow::Cow<'_, Plan> {
                 flag: None,
                 vni: None,
                 mtu_explicit: false,
+                encrypted: false,
             });
             (out.networks.len() - 1, 1)
         });

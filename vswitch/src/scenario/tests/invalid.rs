@@ -522,3 +522,36 @@ fn passthru_takes_one_container() {
         "takes only one container",
     );
 }
+
+/// Local-scope subnets are per machine: the same subnet on two machines is
+/// accepted (macvlan of one lan subnet on two hosts, bridges of the same
+/// subnet), on one machine or against an overlay it is refused (IPv4 and IPv6).
+#[test]
+fn same_subnet_is_refused_only_where_the_address_spaces_meet() {
+    let two = "name = \"t\"\n[[machine]]\nname = \"h1\"\n[[machine]]\nname = \"h2\"\n";
+    let ok = format!(
+        "{two}[[network]]\nname = \"a\"\nmachine = \"h1\"\nsubnet = \"10.9.0.0/24\"\nipv6 = true\nsubnet6 = \"fd00:9::/64\"\n[[network]]\nname = \"b\"\nmachine = \"h2\"\nsubnet = \"10.9.0.0/24\"\nipv6 = true\nsubnet6 = \"fd00:9::/64\"\n"
+    );
+    crate::scenario::parse_str(std::path::Path::new("t.toml"), &ok).expect("accepted");
+    let mv = format!(
+        "{two}[[network]]\nname = \"a\"\nmachine = \"h1\"\ndriver = \"macvlan\"\nparent = \"eth0\"\nsubnet = \"198.18.0.0/24\"\nip_range = \"198.18.0.128/26\"\n[[network]]\nname = \"b\"\nmachine = \"h2\"\ndriver = \"macvlan\"\nparent = \"eth0\"\nsubnet = \"198.18.0.0/24\"\nip_range = \"198.18.0.192/26\"\n"
+    );
+    crate::scenario::parse_str(std::path::Path::new("t.toml"), &mv).expect("accepted");
+    let same_machine = format!(
+        "{two}[[network]]\nname = \"a\"\nmachine = \"h1\"\nsubnet = \"10.9.0.0/24\"\n[[network]]\nname = \"b\"\nmachine = \"h1\"\nsubnet = \"10.9.0.0/24\"\n"
+    );
+    let e = crate::scenario::parse_str(std::path::Path::new("t.toml"), &same_machine)
+        .expect_err("refused");
+    assert!(e.to_string().contains("Pool overlaps"), "{e}");
+    let overlay = format!(
+        "{two}[[network]]\nname = \"a\"\nmachine = \"h1\"\nsubnet = \"10.9.0.0/24\"\n[[network]]\nname = \"b\"\ndriver = \"overlay\"\nsubnet = \"10.9.0.0/25\"\n"
+    );
+    let e =
+        crate::scenario::parse_str(std::path::Path::new("t.toml"), &overlay).expect_err("refused");
+    assert!(e.to_string().contains("Pool overlaps"), "{e}");
+    let v6 = format!(
+        "{two}[[network]]\nname = \"a\"\nmachine = \"h1\"\nsubnet = \"10.9.0.0/24\"\nipv6 = true\nsubnet6 = \"fd00:9::/64\"\n[[network]]\nname = \"b\"\nmachine = \"h1\"\nsubnet = \"10.8.0.0/24\"\nipv6 = true\nsubnet6 = \"fd00:9::/64\"\n"
+    );
+    let e = crate::scenario::parse_str(std::path::Path::new("t.toml"), &v6).expect_err("refused");
+    assert!(e.to_string().contains("Pool overlaps"), "{e}");
+}
