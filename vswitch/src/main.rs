@@ -892,16 +892,16 @@ fn cmd_exec(world_name: Option<&str>, node: &str, cmd: &[String]) -> Result<i32>
             .filter(|r| r.is_live())
             .collect(),
     };
-    let hits: Vec<(RunId, String)> = records
+    let hits: Vec<(RunId, String, String)> = records
         .iter()
         .flat_map(|r| {
             r.namespaces
                 .iter()
                 .filter(|(n, _)| n == node)
-                .map(|(_, ns)| (r.id.clone(), ns.clone()))
+                .map(|(_, ns)| (r.id.clone(), ns.clone(), r.scenario.clone()))
         })
         .collect();
-    let (_, ns) = match hits.len() {
+    let (_, ns, scenario_file) = match hits.len() {
         0 => bail!("no live world has a node named {node:?}"),
         1 => hits.into_iter().next().expect("one"),
         _ => bail!("several live worlds have a node named {node:?}: pass --world RUN_ID"),
@@ -925,6 +925,12 @@ fn cmd_exec(world_name: Option<&str>, node: &str, cmd: &[String]) -> Result<i32>
             "hostname \"$(cat /etc/hostname)\" && exec \"$@\"",
             "vswitch-exec",
         ]);
+    }
+    // BR-20: the environment Docker gives a container for its links.
+    if let Ok(plan) = load_plan(Path::new(&scenario_file))
+        && let Some(i) = plan.containers.iter().position(|x| x.name == node)
+    {
+        c.envs(vswitch::backend::link_env(&plan, i));
     }
     let err = c.args(cmd).exec();
     bail!("cannot run `ip netns exec {ns}`: {err}")

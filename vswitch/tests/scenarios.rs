@@ -955,6 +955,16 @@ fn run_option_files() -> TestResult {
                     cat("/etc/hosts"),
                     String::from_utf8_lossy(&host.stdout).into_owned(),
                 );
+                let env =
+                    String::from_utf8_lossy(&exec_in(run, node, &["env"]).stdout).into_owned();
+                let link_env = link_env_lines(&env, &plan, node);
+                let want_env = want_link_env(&plan, node);
+                if link_env != want_env {
+                    return Err(format!(
+                        "{file} {node}: exec's link env {link_env:?}, the plan's {want_env:?}"
+                    )
+                    .into());
+                }
                 if got != (resolv.clone(), hosts.clone(), hostname.clone()) {
                     return Err(format!(
                         "{file} {node}: exec shows {got:?}, the plan says {:?}",
@@ -1008,6 +1018,18 @@ fn run_option_files() -> TestResult {
                 })
                 .map(|l| format!("{l}\n"))
                 .collect();
+            let pid = v["State"]["Pid"].as_u64().unwrap_or(0);
+            let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+            let environ = String::from_utf8_lossy(&environ).replace('\0', "\n");
+            let docker_env = link_env_lines(&environ, &plan, node);
+            if docker_env != want_link_env(&plan, node) {
+                result = Err(format!(
+                    "{file} {node}: Docker's link env {docker_env:?}, vswitch's {:?}",
+                    want_link_env(&plan, node)
+                )
+                .into());
+                break;
+            }
             let got = (read("ResolvConfPath"), docker_hosts, read("HostnamePath"));
             let want = (resolv, hosts.replace(v6, ""), hostname);
             if got != want {
@@ -1026,6 +1048,41 @@ fn run_option_files() -> TestResult {
         assert_no_leftovers(&run)?;
     }
     Ok(())
+}
+
+/// The `ALIAS_…` lines of an environment listing, for the links of `node`, sorted.
+fn link_env_lines(env: &str, plan: &Plan, node: &str) -> Vec<String> {
+    let c = plan
+        .containers
+        .iter()
+        .find(|c| c.name == node)
+        .expect("node");
+    let prefixes: Vec<String> = c
+        .links
+        .iter()
+        .map(|l| format!("{}_", l.alias.to_uppercase().replace('-', "_")))
+        .collect();
+    let mut v: Vec<String> = env
+        .lines()
+        .filter(|l| prefixes.iter().any(|p| l.starts_with(p.as_str())))
+        .map(str::to_string)
+        .collect();
+    v.sort();
+    v
+}
+
+fn want_link_env(plan: &Plan, node: &str) -> Vec<String> {
+    let i = plan
+        .containers
+        .iter()
+        .position(|c| c.name == node)
+        .expect("node");
+    let mut v: Vec<String> = vswitch::backend::link_env(plan, i)
+        .into_iter()
+        .map(|(k, val)| format!("{k}={val}"))
+        .collect();
+    v.sort();
+    v
 }
 
 fn exec_in(run: &RunId, node: &str, cmd: &[&str]) -> Output {

@@ -674,6 +674,49 @@ pub fn hosts_file(plan: &Plan, container: usize) -> String {
     hosts
 }
 
+/// The environment Docker 20.10 gives a container for each legacy link
+/// (BR-20): `ALIAS_NAME=/NAME/ALIAS` and, for each port the linked
+/// container exposes (its published container ports, lowest first, TCP
+/// before UDP), `ALIAS_PORT_P_PROTO=proto://IP:P` with `_ADDR`, `_PORT`,
+/// `_PROTO`, and `ALIAS_PORT` for the first; ALIAS upper case with `-` as
+/// `_`. IP is the linked container's default-bridge address. Docker's
+/// `_START`/`_END` variables for runs of consecutive ports are not written.
+pub fn link_env(plan: &Plan, container: usize) -> Vec<(String, String)> {
+    let c = &plan.containers[container];
+    let mut env = Vec::new();
+    for l in &c.links {
+        let t = &plan.containers[l.container];
+        let a = l.alias.to_uppercase().replace('-', "_");
+        env.push((format!("{a}_NAME"), format!("/{}/{}", c.name, l.alias)));
+        let Some(ip) = t
+            .endpoints
+            .iter()
+            .find(|e| plan.networks[e.network].default)
+            .and_then(|e| e.ip)
+        else {
+            continue;
+        };
+        let mut ports: Vec<(u16, String)> = t
+            .publish
+            .iter()
+            .map(|p| (p.container_port, p.proto.to_string()))
+            .collect();
+        ports.sort();
+        ports.dedup();
+        if let Some((p, proto)) = ports.first() {
+            env.push((format!("{a}_PORT"), format!("{proto}://{ip}:{p}")));
+        }
+        for (p, proto) in &ports {
+            let k = format!("{a}_PORT_{p}_{}", proto.to_uppercase());
+            env.push((k.clone(), format!("{proto}://{ip}:{p}")));
+            env.push((format!("{k}_ADDR"), ip.to_string()));
+            env.push((format!("{k}_PORT"), p.to_string()));
+            env.push((format!("{k}_PROTO"), proto.clone()));
+        }
+    }
+    env
+}
+
 /// `/etc/hostname`: the container's hostname (NH-7: the shared one's).
 pub fn hostname_file(plan: &Plan, container: usize) -> String {
     let c = &plan.containers[plan.containers[container].netns_of.unwrap_or(container)];

@@ -125,7 +125,17 @@ impl NameTable {
                 } else {
                     Family::V6
                 };
-                let mut addrs = self.lookup(querier, &asked, family)?;
+                let mut addrs = match self.lookup(querier, &asked, family) {
+                    Some(a) => a,
+                    // DNS-14: with ndots set, an unknown single-label name
+                    // is answered empty so the stub tries its search list.
+                    None if self.view(querier).is_some_and(|v| v.ndots_set)
+                        && !asked.trim_end_matches('.').contains('.') =>
+                    {
+                        Vec::new()
+                    }
+                    None => return None,
+                };
                 addrs.shuffle(rng);
                 Some(
                     addrs

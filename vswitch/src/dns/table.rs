@@ -45,6 +45,9 @@ pub struct ContainerView {
     pub networks: Vec<usize>,
     /// Where non-local names go.
     pub upstreams: Upstreams,
+    /// `ndots` was given in `dns_opt` (DNS-14): unknown single-label A and
+    /// AAAA queries get an empty NOERROR instead of going upstream.
+    pub ndots_set: bool,
 }
 
 /// Address family asked for.
@@ -294,6 +297,7 @@ fn view_of(plan: &Plan, i: usize) -> ContainerView {
         embedded: !networks.is_empty(),
         networks,
         upstreams,
+        ndots_set: c.dns_opt.iter().any(|o| o.starts_with("ndots:")),
     }
 }
 

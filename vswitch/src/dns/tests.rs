@@ -783,3 +783,40 @@ networks = ["dual"]
     let arpa = arpa.as_str();
     assert_eq!(ask(&mut rng, arpa, RecordType::PTR), ["web.dual."]);
 }
+
+/// DNS-14: with `ndots` in `dns_opt`, an unknown single-label A/AAAA name
+/// is answered locally with an empty NOERROR; dotted names and containers
+/// without ndots still go upstream. DNS-4: the hostname resolves too.
+#[test]
+fn dns14_ndots_set_single_label_answered_empty() {
+    let text = r#"name = "t"
+[[machine]]
+name = "host"
+resolvers = ["198.18.0.53"]
+[[network]]
+name = "n"
+subnet = "10.1.0.0/24"
+[[container]]
+name = "a"
+networks = ["n"]
+hostname = "a-host"
+dns_opt = ["ndots:2"]
+dns_search = ["corp"]
+[[container]]
+name = "b"
+networks = ["n"]
+"#;
+    let mut w = World::new(text);
+    for rt in [RecordType::A, RecordType::AAAA] {
+        assert!(w.addrs("a", "foo", rt).is_empty());
+    }
+    assert_eq!(
+        w.ask("a", &query("foo.corp", RecordType::A, None), Transport::Udp),
+        ns1()
+    );
+    assert_eq!(
+        w.ask("b", &query("foo", RecordType::A, None), Transport::Udp),
+        ns1()
+    );
+    assert_eq!(w.addrs("b", "a-host", RecordType::A), ["10.1.0.2"]);
+}

@@ -118,6 +118,15 @@ pub(crate) fn dns_files(d: &ContainerDef, c: &FieldPath, out: &mut Container) ->
                 format!("invalid DNS option {s:?}: one resolv.conf option, e.g. \"ndots:2\""),
             ));
         }
+        if let Some(n) = s.strip_prefix("ndots:")
+            && n.parse::<u32>().is_err()
+        {
+            // Docker refuses the container at start.
+            return Err(Issue::new(
+                c.k("dns_opt").i(j),
+                format!("invalid number for ndots option: {n}"),
+            ));
+        }
         out.dns_opt.push(s.clone());
     }
     for (j, s) in d.extra_hosts.iter().enumerate() {
