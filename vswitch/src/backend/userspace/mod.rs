@@ -648,6 +648,9 @@ impl Dataplane {
             });
         }
         let ports = create_taps(world, setup.pending, pcaps)?;
+        // The kernel machines of a mixed run are built from the same plan
+        // as the engine's configuration: with the OV-8 gwbridge endpoints.
+        let plan = &*overlay::with_gwbridge(plan);
         let l3_of = overlay::engine_machines(plan);
         for m in (0..plan.machines.len()).filter(|&m| l3_of[m].is_none()) {
             crate::backend::kernel::build_mixed_machine(world, plan, m)?;
