@@ -189,6 +189,7 @@ pub fn run_check(world: &World, plan: &Plan, check: &Check) -> CheckResult {
             )
         }
         CheckKind::Reach { to } => reach(world, plan, check, base, to, deadline),
+        CheckKind::Spread { .. } => base.error("spread checks are not implemented yet".to_string()),
         CheckKind::Throughput {
             to,
             proto,

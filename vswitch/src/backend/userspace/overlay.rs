@@ -82,7 +82,8 @@ pub fn refusals(plan: &Plan) -> Vec<String> {
                 CheckKind::Ping { to, .. }
                 | CheckKind::Tcp { to, .. }
                 | CheckKind::Udp { to, .. }
-                | CheckKind::Throughput { to, .. } => vec![to.addr],
+                | CheckKind::Throughput { to, .. }
+                | CheckKind::Spread { to, .. } => vec![to.addr],
                 CheckKind::Reach { to } => to.iter().map(|t| t.addr).collect(),
                 CheckKind::Dns { .. } => Vec::new(),
             };
