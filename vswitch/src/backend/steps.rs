@@ -295,12 +295,11 @@ impl World {
         if ctr.serve.is_empty() {
             return Ok(());
         }
-        let s = crate::probe::start_echo(self.ns(Node::Container(c)), &ctr.serve).map_err(
-            |source| StepError::Services {
+        let s = crate::probe::start_echo(self.ns(Node::Container(c)), &ctr.serve, &ctr.name)
+            .map_err(|source| StepError::Services {
                 container: ctr.name.clone(),
                 source,
-            },
-        )?;
+            })?;
         self.container_echo.insert(c, s);
         Ok(())
     }
