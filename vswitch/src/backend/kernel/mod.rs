@@ -35,6 +35,8 @@ mod services;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_services;
+#[cfg(test)]
 mod tests_v6;
 pub(crate) mod topology;
 

@@ -1,0 +1,204 @@
+//! Kernel services without root: the nftables text of VIPs, ingress
+//! sandboxes and published service ports (golden), the machines overlay
+//! devices go to, and gwbridge addresses that hold across `scale` steps.
+
+use std::path::Path;
+
+use super::services::{
+    container_ruleset, machine_ruleset, overlay_machines, sandbox_ruleset, with_gwbridge,
+};
+use crate::scenario::parse_str;
+use crate::scenario::plan::Plan;
+
+const WORLD: &str = r#"
+name = "services"
+[[machine]]
+name = "m1"
+[[machine]]
+name = "m2"
+[[machine]]
+name = "m3"
+[[network]]
+name = "front"
+driver = "overlay"
+subnet = "10.1.0.0/24"
+[[service]]
+name = "web"
+replicas = 3
+machines = ["m1", "m2"]
+networks = ["front"]
+serve = ["tcp:80", "udp:53"]
+publish = ["8080:80", "5353:53/udp"]
+[[service]]
+name = "api"
+replicas = 2
+machines = ["m1", "m2"]
+endpoint_mode = "dnsrr"
+networks = ["front"]
+serve = ["tcp:80"]
+publish = ["published=9090,target=80,mode=host"]
+[[container]]
+name = "client"
+machine = "m3"
+networks = ["front"]
+[[step]]
+name = "down"
+scale = { service = "web", replicas = 1 }
+[[step]]
+name = "up"
+scale = { service = "web", replicas = 4 }
+"#;
+
+fn plan() -> Plan {
+    parse_str(Path::new("t.toml"), WORLD).expect("valid")
+}
+
+fn container(p: &Plan, name: &str) -> usize {
+    p.containers.iter().position(|c| c.name == name).unwrap()
+}
+
+/// SVC-3: every container on `front` DNATs the VIP round robin over the
+/// running tasks (TCP and UDP, every port) and SNATs what it sends from
+/// the VIP to its own address; a dnsrr service has no VIP.
+#[test]
+fn svc3_vip_table_of_a_client() {
+    let p = plan();
+    let c = container(&p, "client");
+    assert_eq!(
+        container_ruleset(&p, c, "vswtest").unwrap(),
+        "table ip vswtest {
+  chain vip_output {
+    type nat hook output priority -100; policy accept;
+    ip daddr 10.1.0.2 meta l4proto { tcp, udp } dnat to numgen inc mod 3 map { 0 : 10.1.0.3, 1 : 10.1.0.4, 2 : 10.1.0.5 }
+  }
+  chain vip_postrouting {
+    type nat hook postrouting priority srcnat; policy accept;
+    ip saddr 10.1.0.2 ct status dnat snat to 10.1.0.8
+  }
+}
+"
+    );
+    // A task balances too (its own ingress endpoint carries no VIP here).
+    let t = container(&p, "api.1");
+    let r = container_ruleset(&p, t, "vswtest").unwrap();
+    assert!(r.contains("snat to 10.1.0.6"), "{r}");
+}
+
+/// SVC-6: scaled down, the map holds the one task left; scaled up, the
+/// new tasks join it in task order.
+#[test]
+fn svc6_scale_rewrites_the_vip_map() {
+    let p = plan();
+    let c = container(&p, "client");
+    let down = p.after_steps(1);
+    let r = container_ruleset(&down, c, "t").unwrap();
+    assert!(
+        r.contains("dnat to numgen inc mod 1 map { 0 : 10.1.0.3 }"),
+        "{r}"
+    );
+    let up = p.after_steps(2);
+    let r = container_ruleset(&up, c, "t").unwrap();
+    assert!(
+        r.contains("numgen inc mod 4 map { 0 : 10.1.0.3, 1 : 10.1.0.4, 2 : 10.1.0.5, 3 : "),
+        "{r}"
+    );
+}
+
+/// SVC-4: each machine's ingress sandbox balances every published
+/// ingress port over every task's ingress address (any machine) at the
+/// target port, and SNATs to its own ingress address.
+#[test]
+fn svc4_ingress_sandbox_table() {
+    let p = plan();
+    assert_eq!(
+        sandbox_ruleset(&p, 2, "vswtest").unwrap(),
+        "table ip vswtest {
+  chain ingress_prerouting {
+    type nat hook prerouting priority dstnat; policy accept;
+    iifname \"eth1\" ip daddr 10.0.0.4 tcp dport 8080 dnat ip addr . port to numgen inc mod 3 map { 0 : 10.0.0.6 . 80, 1 : 10.0.0.7 . 80, 2 : 10.0.0.8 . 80 }
+    iifname \"eth1\" ip daddr 10.0.0.4 udp dport 5353 dnat ip addr . port to numgen inc mod 3 map { 0 : 10.0.0.6 . 53, 1 : 10.0.0.7 . 53, 2 : 10.0.0.8 . 53 }
+  }
+  chain ingress_postrouting {
+    type nat hook postrouting priority srcnat; policy accept;
+    oifname \"eth0\" ct status dnat snat to 10.0.0.4
+  }
+}
+"
+    );
+    // Scaled to zero nothing is balanced: the sandbox refuses the port.
+    let mut zero = p.clone();
+    zero.services[0].replicas = 0;
+    assert!(!sandbox_ruleset(&zero, 0, "t").unwrap().contains("dport"));
+}
+
+/// SVC-4, SVC-5: every machine DNATs ingress ports to its sandbox; only
+/// a machine running an api task DNATs the host-mode port, to that task's
+/// docker_gwbridge address.
+#[test]
+fn svc5_machine_tables() {
+    let p = with_gwbridge(&plan());
+    let m3 = machine_ruleset(&p, 2, "t").unwrap();
+    assert!(
+        m3.contains("fib daddr type local tcp dport 8080 dnat to 10.0.0.4:8080"),
+        "{m3}"
+    );
+    assert!(!m3.contains("9090"), "{m3}");
+    let m1 = machine_ruleset(&p, 0, "t").unwrap();
+    let gw = p.containers[container(&p, "api.1")]
+        .endpoints
+        .iter()
+        .find(|e| p.networks[e.network].name == "docker_gwbridge")
+        .and_then(|e| e.ip)
+        .unwrap();
+    assert!(
+        m1.contains(&format!("tcp dport 9090 dnat to {gw}:80")),
+        "{m1}"
+    );
+    assert_eq!(m1.matches("dport 9090").count(), 2, "prerouting and output");
+}
+
+/// Overlay devices go to every machine a task of the network may ever run
+/// on, and `ingress` to every machine (its sandboxes).
+#[test]
+fn overlay_devices_where_tasks_may_run() {
+    let p = plan();
+    let front = p.networks.iter().position(|n| n.name == "front").unwrap();
+    assert_eq!(overlay_machines(&p, front), vec![0, 1, 2]);
+    let ing = p.ingress.as_ref().unwrap().network;
+    assert_eq!(overlay_machines(&p, ing), vec![0, 1, 2]);
+}
+
+/// A task a scale step starts takes a gwbridge address no running
+/// container has, and running ones keep theirs.
+#[test]
+fn gwbridge_addresses_hold_across_scale() {
+    let p = plan();
+    // (name, (machine, address)): each machine has its own gwbridge.
+    type Addrs = Vec<(String, Option<(usize, std::net::Ipv4Addr)>)>;
+    let addrs = |p: &Plan| -> Addrs {
+        let g = with_gwbridge(p);
+        g.containers
+            .iter()
+            .map(|c| {
+                let a = c
+                    .endpoints
+                    .iter()
+                    .find(|e| g.networks[e.network].name == "docker_gwbridge")
+                    .and_then(|e| e.ip);
+                (c.name.clone(), a.map(|a| (c.machine, a)))
+            })
+            .collect()
+    };
+    let at_build = addrs(&p);
+    let up = addrs(&p.after_steps(2));
+    for ((n, a), (_, b)) in at_build.iter().zip(&up) {
+        if a.is_some() {
+            assert_eq!(a, b, "{n} kept its address");
+        }
+    }
+    let web4 = up.iter().find(|(n, _)| n == "web.4").unwrap().1.unwrap();
+    assert!(
+        !at_build.iter().any(|(_, a)| *a == Some(web4)),
+        "web.4 took a used address: {at_build:?} {up:?}"
+    );
+}
