@@ -55,6 +55,7 @@ fn changes_topology(a: &StepAction) -> bool {
             | StepAction::Stop(_)
             | StepAction::Start(_)
             | StepAction::Restart(_)
+            | StepAction::Scale { .. }
     )
 }
 
