@@ -27,6 +27,7 @@ pub mod io;
 mod l2nets;
 pub mod overlay;
 pub mod proxy;
+pub mod services;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
@@ -167,6 +168,8 @@ impl Dataplane {
     /// Creates every TAP in its namespace, configures it, and starts the
     /// engine loop over them.
     pub fn build(world: &World, plan: &Plan, opts: &BuildOptions) -> Result<Dataplane, BuildError> {
+        // SVC-5: tasks publish their host-mode ports as `-p` does.
+        let plan = &*services::with_host_ports(plan);
         // OV-8: overlay-only containers get a docker_gwbridge endpoint.
         let plan = &*overlay::with_gwbridge(plan);
         let mut cfg = EngineConfig::default();
@@ -541,6 +544,7 @@ impl Dataplane {
             lan_mac,
             opts.pcap_dir.is_some(),
         );
+        let service_cfg = services::configure(plan, &mut cfg, &ov_domains, &uplinks, lan_mac);
         for (i, m) in plan.machines.iter().enumerate() {
             if l3_of[i].is_none() {
                 continue;
@@ -576,6 +580,9 @@ impl Dataplane {
 
         let mut engine = Engine::new(cfg).map_err(BuildError::at("engine configuration"))?;
         engine.set_fault_seed(plan.seed);
+        if let Some(s) = service_cfg {
+            engine.set_services(s);
+        }
         if l2nets::needs_vlans(plan) {
             engine
                 .set_vlans(&vlans)

@@ -312,3 +312,44 @@ fn check_and_step_errors() {
         "out of range",
     );
 }
+
+/// DNS-25, SVC-1, SVC-2, SVC-6: names, tasks.NAME, aliases, per-network
+/// VIPs, and answers that follow scale steps.
+#[test]
+fn dns25_service_records_follow_scale() {
+    use crate::dns::{Family, NameTable};
+    let p = ok(&format!(
+        "{WORLD}[[container]]\nname = \"client\"\nmachine = \"m1\"\nnetworks = [\"front\", \"back\"]\n\
+         [[container]]\nname = \"onlyback\"\nmachine = \"m2\"\nnetworks = [\"back\"]\n\
+         [[service]]\nname = \"web\"\nreplicas = 2\nnetworks = [{{ name = \"front\", aliases = [\"www\"] }}, \"back\"]\n\
+         [[service]]\nname = \"db\"\nreplicas = 2\nendpoint_mode = \"dnsrr\"\nnetworks = [\"back\"]\n\
+         [[step]]\nname = \"down\"\nscale = {{ service = \"db\", replicas = 1 }}\n\
+         [[step]]\nname = \"none\"\nscale = {{ service = \"web\", replicas = 0 }}\n"
+    ));
+    let t = NameTable::from_plan(&p);
+    let (client, back) = (0, 1);
+    let a = |t: &NameTable, q: usize, n: &str| {
+        t.lookup(q, n, Family::V4)
+            .map(|v| v.iter().map(|a| a.to_string()).collect::<Vec<_>>())
+    };
+    let s = |v: &[&str]| Some(v.iter().map(|x| x.to_string()).collect::<Vec<_>>());
+    // vip: one VIP per network, the querier's first network first.
+    assert_eq!(a(&t, client, "web"), s(&["10.10.0.2"]));
+    assert_eq!(a(&t, back, "web"), s(&["10.20.0.2"]));
+    assert_eq!(a(&t, client, "www"), s(&["10.10.0.2"]));
+    assert_eq!(a(&t, back, "www"), None, "an alias is per network");
+    assert_eq!(a(&t, client, "tasks.web"), s(&["10.10.0.3", "10.10.0.4"]));
+    assert_eq!(a(&t, back, "tasks.web"), s(&["10.20.0.3", "10.20.0.4"]));
+    // dnsrr: the name answers every task.
+    assert_eq!(a(&t, back, "db"), s(&["10.20.0.5", "10.20.0.6"]));
+    assert_eq!(a(&t, back, "tasks.db"), s(&["10.20.0.5", "10.20.0.6"]));
+    // A task resolves on its own networks like any container.
+    let web1 = p.services[0].tasks[0];
+    assert_eq!(a(&t, web1, "tasks.db"), s(&["10.20.0.5", "10.20.0.6"]));
+    let t = NameTable::from_plan(&p.after_steps(1));
+    assert_eq!(a(&t, back, "db"), s(&["10.20.0.5"]));
+    assert_eq!(a(&t, back, "tasks.db"), s(&["10.20.0.5"]));
+    let t = NameTable::from_plan(&p.after_steps(2));
+    assert_eq!(a(&t, client, "web"), s(&["10.10.0.2"]), "the VIP stays");
+    assert_eq!(a(&t, client, "tasks.web"), None);
+}
