@@ -202,3 +202,76 @@ fn gwbridge_addresses_hold_across_scale() {
         "web.4 took a used address: {at_build:?} {up:?}"
     );
 }
+
+// ---------------------------------------------------------------- root
+
+/// The world built for real: each machine has its ingress sandbox
+/// namespace (`<run>-i-<machine>`) holding the table the plan calls for,
+/// the client holds the VIP on `lo` and its VIP table, and teardown
+/// leaves no namespace of the run.
+#[test]
+fn services_world_built_and_removed() {
+    use crate::backend::{BuildOptions, World};
+    use crate::scenario::plan::{BackendKind, Node};
+    use crate::world::RunId;
+    if !crate::sys::require_root("services_world_built_and_removed") {
+        return;
+    }
+    let p = plan();
+    if !super::features::unsupported(&p).is_empty() {
+        crate::prereq::missing::<()>(
+            "services_world_built_and_removed",
+            &super::features::unsupported(&p).join("; "),
+        )
+        .or_panic();
+        return;
+    }
+    let run = RunId::new();
+    let world = World::build(
+        &run,
+        &p,
+        BackendKind::Kernel,
+        &BuildOptions::default(),
+        &|_| {},
+    )
+    .expect("world builds");
+    let sandboxes = crate::netns::list(&format!("{run}-i-"));
+    assert_eq!(sandboxes.len(), 3, "{sandboxes:?}");
+    let listed = |ns: &crate::netns::NetNs| {
+        ns.run(|| {
+            let out = std::process::Command::new("nft")
+                .args(["list", "ruleset"])
+                .output()
+                .expect("nft runs");
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        })
+        .expect("namespace")
+    };
+    let sb = crate::netns::NetNs::open(&format!("{run}-i-m3")).expect("m3's sandbox");
+    let rules = listed(&sb);
+    assert!(
+        rules.contains("dnat ip to numgen inc mod 3 map { 0 : 10.0.0.6 . 80, 1 : 10.0.0.7 . 80, 2 : 10.0.0.8 . 80 }"),
+        "{rules}"
+    );
+    drop(sb);
+    let client = Node::Container(container(&p, "client"));
+    let rules = listed(world.ns(client));
+    assert!(
+        rules.contains("dnat to numgen inc mod 3 map { 0 : 10.1.0.3, 1 : 10.1.0.4, 2 : 10.1.0.5 }"),
+        "{rules}"
+    );
+    let lo = world
+        .ns(client)
+        .run(|| crate::sys::netlink::Netlink::new().and_then(|mut nl| nl.addr_list("lo")))
+        .expect("namespace")
+        .expect("addresses of lo");
+    assert!(
+        lo.contains(&("10.1.0.2".parse().unwrap(), 32)),
+        "VIP on lo: {lo:?}"
+    );
+    let results = crate::run::run_checks(&world, &p, &|_| {});
+    world.teardown();
+    let left = crate::netns::list(&format!("{run}-"));
+    assert!(left.is_empty(), "namespaces left behind: {left:?}");
+    assert!(results.is_empty(), "this world has no checks: {results:?}");
+}

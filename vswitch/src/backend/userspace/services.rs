@@ -28,7 +28,11 @@ use super::overlay::Domains;
 /// ports on its machine (docker-semantics SVC-5). Unchanged without any.
 pub fn with_host_ports(plan: &Plan) -> Cow<'_, Plan> {
     let host = |p: &&crate::scenario::plan::ServicePort| p.mode == PublishMode::Host;
-    if !plan.services.iter().any(|s| s.publish.iter().any(|p| host(&p))) {
+    if !plan
+        .services
+        .iter()
+        .any(|s| s.publish.iter().any(|p| host(&p)))
+    {
         return Cow::Borrowed(plan);
     }
     let mut out = plan.clone();
@@ -53,12 +57,7 @@ fn backends(plan: &Plan, tasks: &[usize], net: usize) -> Vec<Backend> {
         .iter()
         .flat_map(|&c| &plan.containers[c].endpoints)
         .filter(|e| e.network == net)
-        .filter_map(|e| {
-            e.ip.map(|ip| Backend {
-                ip,
-                mac: e.mac,
-            })
-        })
+        .filter_map(|e| e.ip.map(|ip| Backend { ip, mac: e.mac }))
         .collect()
 }
 
