@@ -177,6 +177,12 @@ impl World {
                     // Its processes end: connections to it are reset.
                     self.container_echo.remove(c);
                 }
+                if let StepAction::Scale { removed, .. } = action {
+                    // Removed tasks' processes end with them.
+                    for c in removed {
+                        self.container_echo.remove(c);
+                    }
+                }
                 if backend == BackendKind::Kernel {
                     super::kernel::topology::apply(self, before, after, action)?;
                     // Interfaces made anew carry no fault yet.
@@ -191,6 +197,11 @@ impl World {
                 }
                 if let StepAction::Restart(c) | StepAction::Start(c) = action {
                     self.start_container_services(after, *c)?;
+                }
+                if let StepAction::Scale { added, .. } = action {
+                    for (c, _) in added {
+                        self.start_container_services(after, *c)?;
+                    }
                 }
                 Ok(())
             }
