@@ -381,7 +381,7 @@ impl Services {
     }
 
     /// [`Services::claims_uplink`]'s frame: scheduled like one from lan.
-    pub(crate) fn from_uplink(&mut self, now: Instant, port: PortId, pkt: &mut Packet) -> Pre {
+    pub(crate) fn routed_to_mesh(&mut self, now: Instant, port: PortId, pkt: &mut Packet) -> Pre {
         let Some(s) = self.cfg.sandboxes.iter().position(|s| s.uplink == port) else {
             return Pre::Pass;
         };
@@ -709,7 +709,7 @@ impl super::Engine {
             let mut sub = Vec::new();
             if !s.is_sandbox(port) {
                 // A routed client to this machine's published port.
-                match s.from_uplink(now, port, &mut p) {
+                match s.routed_to_mesh(now, port, &mut p) {
                     Pre::Inject(sb) => self.switch_frame(now, sb, &mut p, &mut sub),
                     Pre::Pass => {
                         out.push(Action::Emit(port, p));
