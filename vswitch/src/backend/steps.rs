@@ -178,6 +178,7 @@ impl World {
                     self.container_echo.remove(c);
                 }
                 if let StepAction::Scale { removed, .. } = action {
+                    // Removed tasks' processes end with them.
                     for c in removed {
                         self.container_echo.remove(c);
                     }

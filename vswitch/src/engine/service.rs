@@ -142,6 +142,9 @@ struct MeshFlow {
     task_mac: MacAddr,
     last: Instant,
     closing: bool,
+    /// From the machine's own host stack (its local entry, `t.dst` is the
+    /// sandbox address): replies go straight back out of the uplink.
+    local: bool,
 }
 
 /// What the stage did with a frame entering the engine.
@@ -165,6 +168,8 @@ pub(crate) enum Post {
     /// A reply rewritten for the client: switch it onto `lan` from this
     /// machine uplink.
     ToLan(PortId),
+    /// A reply for the machine's own host stack: out of this uplink.
+    ToHost(PortId),
     /// Nothing for the sandbox: it is dropped.
     Drop,
 }
@@ -298,15 +303,35 @@ impl Services {
     }
 
     /// A frame that entered on `ingress` (in `domain`), after L2 admission.
-    pub(crate) fn pre(&mut self, now: Instant, domain: DomainId, pkt: &mut Packet) -> Pre {
+    pub(crate) fn pre(
+        &mut self,
+        now: Instant,
+        ingress: PortId,
+        domain: DomainId,
+        pkt: &mut Packet,
+    ) -> Pre {
         let frame = pkt.frame();
         if ethertype(frame) == ETHERTYPE_ARP {
-            if let Some(req) = ArpRepr::parse(&frame[ETH_HDR_LEN..])
-                && req.op == ARP_REQUEST
-                && let Some(&v) = self.vip_at.get(&(domain, Ipv4Addr::from(req.tpa)))
-            {
+            let Some(req) = ArpRepr::parse(&frame[ETH_HDR_LEN..]) else {
+                return Pre::Pass;
+            };
+            let tpa = Ipv4Addr::from(req.tpa);
+            if req.op != ARP_REQUEST {
+                return Pre::Pass;
+            }
+            if let Some(&v) = self.vip_at.get(&(domain, tpa)) {
                 self.stats.arp_answered += 1;
                 return Pre::Reply(arp_reply(&req, self.cfg.vips[v].mac));
+            }
+            // The machine's own way into its sandbox (the local entry).
+            if let Some(s) = self
+                .cfg
+                .sandboxes
+                .iter()
+                .find(|s| s.uplink == ingress && s.ip == tpa && !self.cfg.mesh.is_empty())
+            {
+                self.stats.arp_answered += 1;
+                return Pre::Reply(arp_reply(&req, s.mac));
             }
             return Pre::Pass;
         }
@@ -321,15 +346,49 @@ impl Services {
             return self.vip_reply(now, client, pkt, &ip);
         }
         if !self.cfg.mesh.is_empty()
-            && let Some(s) = self
-                .cfg
-                .sandboxes
-                .iter()
-                .position(|s| s.machine_ip == t.dst && s.machine_mac.0[..] == frame[0..6])
+            && let Some(s) = self.cfg.sandboxes.iter().position(|s| {
+                (s.machine_ip == t.dst && s.machine_mac.0[..] == frame[0..6])
+                    || (s.uplink == ingress && s.ip == t.dst && s.mac.0[..] == frame[0..6])
+            })
         {
             return self.mesh_forward(now, s, pkt, &ip);
         }
         Pre::Pass
+    }
+
+    /// Whether a frame the engine hands to `port` is a mesh connection to
+    /// be taken into a sandbox: the router delivers a routed client (a
+    /// container of another machine, masqueraded) to the machine's host
+    /// stack on its uplink.
+    pub(crate) fn claims_uplink(&self, port: PortId, frame: &[u8]) -> bool {
+        if self.cfg.mesh.is_empty() {
+            return false;
+        }
+        let Some(s) = self.cfg.sandboxes.iter().find(|s| s.uplink == port) else {
+            return false;
+        };
+        let Some(ip) = Ip4::parse(frame) else {
+            return false;
+        };
+        let t = ip.tuple;
+        t.dst == s.machine_ip
+            && (self.mesh.contains_key(&t)
+                || self
+                    .cfg
+                    .mesh
+                    .iter()
+                    .any(|m| m.proto == t.proto && m.published == t.dport))
+    }
+
+    /// [`Services::claims_uplink`]'s frame: scheduled like one from lan.
+    pub(crate) fn routed_to_mesh(&mut self, now: Instant, port: PortId, pkt: &mut Packet) -> Pre {
+        let Some(s) = self.cfg.sandboxes.iter().position(|s| s.uplink == port) else {
+            return Pre::Pass;
+        };
+        let Some(ip) = Ip4::parse(pkt.frame()) else {
+            return Pre::Pass;
+        };
+        self.mesh_forward(now, s, pkt, &ip)
     }
 
     /// Client → VIP: schedule (new flow) or follow the flow, then DNAT.
@@ -502,6 +561,7 @@ impl Services {
             task_mac: backend.mac,
             last: now,
             closing: false,
+            local: t.dst == sb_ip,
         })
     }
 
@@ -536,14 +596,18 @@ impl Services {
         }
         f.last = now;
         f.closing |= closes(&ip);
-        let client_mac = f.client_mac;
+        let (client_mac, local) = (f.client_mac, f.local);
         let sb = &self.cfg.sandboxes[s];
         nat::translate(pkt, &ip, &t, &client.inverse());
         if ip.ttl > 1 {
             nat::dec_ttl(pkt);
         }
-        nat::set_macs(pkt, client_mac, sb.machine_mac.0);
         self.stats.translated += 1;
+        if local {
+            nat::set_macs(pkt, client_mac, sb.mac.0);
+            return Post::ToHost(sb.uplink);
+        }
+        nat::set_macs(pkt, client_mac, sb.machine_mac.0);
         Post::ToLan(sb.uplink)
     }
 }
@@ -585,7 +649,7 @@ impl super::Engine {
         let Some(s) = self.services.as_deref_mut() else {
             return false;
         };
-        match s.pre(now, domain, pkt) {
+        match s.pre(now, ingress, domain, pkt) {
             Pre::Pass => false,
             Pre::Reply(p) => {
                 self.metrics.tx(ingress, p.len());
@@ -614,7 +678,8 @@ impl super::Engine {
     ) {
         use super::Action;
         let is_sb = |s: &Services, a: &Action| match a {
-            Action::Forward(p) | Action::Emit(p, _) => s.is_sandbox(*p),
+            Action::Forward(p) => s.is_sandbox(*p) || s.claims_uplink(*p, pkt.frame()),
+            Action::Emit(p, b) => s.is_sandbox(*p) || s.claims_uplink(*p, b.frame()),
             _ => false,
         };
         let Some(s) = self.services.as_deref() else {
@@ -642,29 +707,31 @@ impl super::Engine {
                 return;
             };
             let mut sub = Vec::new();
-            match s.post(now, port, &mut p) {
-                Post::Drop => continue,
-                Post::Reply(mut r) => {
-                    self.switch_frame(now, port, &mut r, &mut sub);
-                    p = r;
-                }
-                Post::ToLan(uplink) => {
-                    let Some(&up) = self.ports.get(usize::from(uplink.0)) else {
+            if !s.is_sandbox(port) {
+                // A routed client to this machine's published port.
+                match s.routed_to_mesh(now, port, &mut p) {
+                    Pre::Inject(sb) => self.switch_frame(now, sb, &mut p, &mut sub),
+                    Pre::Pass => {
+                        out.push(Action::Emit(port, p));
                         continue;
-                    };
-                    let d = &mut self.domains[usize::from(up.domain.0)];
-                    if super::l2::admit(d, &mut self.metrics, now, uplink, up.role, &p, &mut sub) {
-                        super::l2::switch(
-                            d,
-                            &self.ports,
-                            &mut self.metrics,
-                            now,
-                            uplink,
-                            up.role,
-                            &p,
-                            &mut sub,
-                        );
                     }
+                    Pre::Drop(_) | Pre::Reply(_) => continue,
+                }
+            } else {
+                match s.post(now, port, &mut p) {
+                    Post::Drop => continue,
+                    Post::ToHost(uplink) => {
+                        self.metrics.tx(uplink, p.len());
+                        out.push(Action::Emit(uplink, p));
+                        continue;
+                    }
+                    Post::Reply(mut r) => {
+                        self.switch_frame(now, port, &mut r, &mut sub);
+                        p = r;
+                    }
+                    // As the machine's host stack sends it: the router
+                    // takes replies to routed (masqueraded) clients.
+                    Post::ToLan(uplink) => self.switch_frame(now, uplink, &mut p, &mut sub),
                 }
             }
             for a in sub {

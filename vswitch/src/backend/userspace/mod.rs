@@ -228,6 +228,10 @@ impl Dataplane {
             if let (Some(gw6), Some(_)) = (lan_gateway.and_then(|x| x.ip6), m.ip6) {
                 routes.push((IpNet::V6(Ipv6Net::default()), Some(IpAddr::V6(gw6))));
             }
+            // SVC-4: the machine's own way into its ingress sandbox.
+            if let Some(sb) = services::local_entry(plan, i) {
+                routes.push((IpNet::V4(Ipv4Net::from(sb)), None));
+            }
             let mut addrs = vec![(IpAddr::V4(m.ip), lan_prefix)];
             addrs.extend(lan6_addr(plan, m.ip6));
             let spec = IfaceSpec {
@@ -572,7 +576,12 @@ impl Dataplane {
             .filter(|&m| l3_of[m].is_some())
             .collect();
         cfg.l3.v6 = v6;
-        let proxy_maps = proxy_mappings(plan, &cfg, &plan_of);
+        let mut proxy_maps = proxy_mappings(plan, &cfg, &plan_of);
+        for (m, maps) in proxy_maps.iter_mut().enumerate() {
+            if l3_of[m].is_some() {
+                maps.extend(services::local_proxies(plan, m));
+            }
+        }
         let ports = create_taps(world, pending, pcaps)?;
         for m in (0..plan.machines.len()).filter(|&m| l3_of[m].is_none()) {
             crate::backend::kernel::build_mixed_machine(world, plan, m)?;

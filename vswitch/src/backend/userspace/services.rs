@@ -23,6 +23,51 @@ use crate::engine::{
 use crate::scenario::plan::{MacAddr, Plan, PortMapping, Proto, PublishMode};
 
 use super::overlay::Domains;
+use super::proxy::Mapping;
+
+/// The ingress-mode ports of the plan: (published, target, protocol).
+fn mesh_ports(plan: &Plan) -> Vec<(u16, Proto)> {
+    plan.services
+        .iter()
+        .flat_map(|s| &s.publish)
+        .filter(|p| p.mode == PublishMode::Ingress)
+        .map(|p| (p.published, p.proto))
+        .collect()
+}
+
+/// Machine `m`'s ingress-sandbox address, when the plan publishes through
+/// the mesh: the machine's host stack reaches its own published ports
+/// there (Docker DNATs them to its ingress-sbox; here the userland proxy
+/// connects to the sandbox address, routed on the uplink, and the engine
+/// takes it from there).
+pub fn local_entry(plan: &Plan, m: usize) -> Option<std::net::Ipv4Addr> {
+    let ing = plan.ingress.as_ref()?;
+    (!mesh_ports(plan).is_empty()).then(|| ing.sandboxes[m])
+}
+
+/// Proxy mappings in machine `m` for its own connections to its ingress
+/// ports (SVC-4 from the machine itself: the task sees `m`'s sandbox).
+pub fn local_proxies(plan: &Plan, m: usize) -> Vec<Mapping> {
+    use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+    let Some(sb) = local_entry(plan, m) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for (port, proto) in mesh_ports(plan) {
+        let listen: Vec<Ipv4Addr> = match proto {
+            Proto::Tcp => vec![Ipv4Addr::UNSPECIFIED],
+            Proto::Udp => vec![Ipv4Addr::LOCALHOST, plan.machines[m].ip],
+        };
+        for ip in listen {
+            out.push(Mapping {
+                listen: SocketAddr::new(IpAddr::V4(ip), port),
+                target: SocketAddr::new(IpAddr::V4(sb), port),
+                proto,
+            });
+        }
+    }
+    out
+}
 
 /// The plan with every running task of a service publishing its host-mode
 /// ports on its machine (docker-semantics SVC-5). Unchanged without any.
