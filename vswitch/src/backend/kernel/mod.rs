@@ -92,6 +92,9 @@ pub enum KernelError {
     /// A namespace handle could not be duplicated.
     #[error("namespace handle: {0}")]
     Netns(#[from] NetnsError),
+    /// Conntrack entries could not be deleted.
+    #[error(transparent)]
+    Conntrack(#[from] crate::sys::conntrack::ConntrackError),
 }
 
 /// `map_err` helper: a netlink error while setting up `what`.

@@ -28,8 +28,11 @@
 //! - Host mode (SVC-5): a machine running a task DNATs the published port
 //!   to that task's `docker_gwbridge` address, as `-p` does: the client
 //!   address is kept.
-//! - `scale` steps rewrite every one of these tables from the world as it
-//!   now stands (see `kernel::topology`).
+//! - `scale` steps (and `stop`/`start` of a task) rewrite every one of
+//!   these tables from the world as it now stands (see `kernel::topology`).
+//!   Every balanced flow carries its task's address as ct mark; the flows
+//!   of a task that went are deleted over ctnetlink, so their next packet
+//!   is balanced afresh (IPVS's `expire_nodest_conn`, which Docker sets).
 
 use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr};
@@ -37,7 +40,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use ipnet::{IpNet, Ipv4Net};
 
 use super::layout::Iface;
-use super::{configure, in_ns, nlerr};
+use super::{KernelError, configure, in_ns, nlerr};
 use crate::backend::userspace::overlay::{GWBRIDGE, machines_of};
 use crate::backend::{BuildError, World};
 use crate::netns::NetNs;
@@ -99,17 +102,26 @@ pub(super) fn container_vips(plan: &Plan, c: usize) -> Vec<Vip> {
     out
 }
 
-/// `numgen inc mod N map { 0 : a, 1 : b }` over `items`.
-fn round_robin(items: &[String]) -> String {
-    let entries: Vec<String> = items
+/// Round robin over `backends` (each a task address and what to DNAT
+/// to): `ct mark set numgen inc mod N map { 0 : <addr>, … }` then `dnat
+/// {how} to ct mark map { <addr> : <to>, … }`. The mark (the task's
+/// address as a number) names the task a flow went to, so that its flows
+/// can be deleted when it goes ([`forget_tasks`]).
+fn round_robin(how: &str, backends: &[(Ipv4Addr, String)]) -> String {
+    let pick: Vec<String> = backends
         .iter()
         .enumerate()
-        .map(|(i, a)| format!("{i} : {a}"))
+        .map(|(i, (a, _))| format!("{i} : {:#010x}", u32::from(*a)))
+        .collect();
+    let to: Vec<String> = backends
+        .iter()
+        .map(|(a, t)| format!("{:#010x} : {t}", u32::from(*a)))
         .collect();
     format!(
-        "numgen inc mod {} map {{ {} }}",
-        items.len(),
-        entries.join(", ")
+        "ct mark set numgen inc mod {} map {{ {} }} dnat {how}to ct mark map {{ {} }}",
+        backends.len(),
+        pick.join(", "),
+        to.join(", ")
     )
 }
 
@@ -123,12 +135,12 @@ pub(super) fn container_ruleset(plan: &Plan, c: usize, table: &str) -> Option<St
         "table ip {table} {{\n  chain vip_output {{\n    type nat hook output priority -100; policy accept;\n"
     );
     for v in vips.iter().filter(|v| !v.backends.is_empty()) {
-        let to: Vec<String> = v.backends.iter().map(Ipv4Addr::to_string).collect();
+        let to: Vec<(Ipv4Addr, String)> = v.backends.iter().map(|a| (*a, a.to_string())).collect();
         let _ = writeln!(
             s,
-            "    ip daddr {} meta l4proto {{ tcp, udp }} dnat to {}",
+            "    ip daddr {} meta l4proto {{ tcp, udp }} {}",
             v.vip,
-            round_robin(&to)
+            round_robin("", &to)
         );
     }
     s.push_str(
@@ -168,16 +180,16 @@ pub(super) fn sandbox_ruleset(plan: &Plan, m: usize, table: &str) -> Option<Stri
             if tasks.is_empty() {
                 continue;
             }
-            let to: Vec<String> = tasks
+            let to: Vec<(Ipv4Addr, String)> = tasks
                 .iter()
-                .map(|a| format!("{a} . {}", p.target))
+                .map(|a| (*a, format!("{a} . {}", p.target)))
                 .collect();
             let _ = writeln!(
                 s,
-                "    iifname \"eth1\" ip daddr {own} {} dport {} dnat ip addr . port to {}",
+                "    iifname \"eth1\" ip daddr {own} {} dport {} {}",
                 p.proto,
                 p.published,
-                round_robin(&to)
+                round_robin("ip addr . port ", &to)
             );
         }
     }
@@ -392,9 +404,15 @@ pub(super) fn build_sandbox(
 }
 
 /// Puts container `c`'s VIPs on its `lo` (an address already there is
-/// kept) and replaces its VIP table. Nothing when it reaches no VIP and
-/// had none (`before`).
-fn apply_container(world: &World, plan: &Plan, c: usize, had: bool) -> Result<(), BuildError> {
+/// kept), replaces its VIP table and, when it `had` one, deletes its
+/// flows to the tasks at `gone`. Nothing when it reaches no VIP and had
+/// none.
+fn apply_container(
+    world: &World,
+    plan: &Plan,
+    c: usize,
+    (had, gone): (bool, &[Ipv4Addr]),
+) -> Result<(), BuildError> {
     let table = world.run().to_string();
     let rules = container_ruleset(plan, c, &table);
     if rules.is_none() && !had {
@@ -402,6 +420,7 @@ fn apply_container(world: &World, plan: &Plan, c: usize, had: bool) -> Result<()
     }
     let vips: Vec<Ipv4Addr> = container_vips(plan, c).iter().map(|v| v.vip).collect();
     let text = replacing(&table, rules.as_deref());
+    let gone = if had { gone.to_vec() } else { Vec::new() };
     in_ns(
         world.ns(Node::Container(c)),
         format!("container {}: VIPs", plan.containers[c].name),
@@ -413,9 +432,38 @@ fn apply_container(world: &World, plan: &Plan, c: usize, had: bool) -> Result<()
                     r => r.map_err(nlerr("lo"))?,
                 }
             }
-            super::nft::apply(&text)
+            super::nft::apply(&text)?;
+            forget_tasks(&gone)
         },
     )
+}
+
+/// Deletes this namespace's flows to the tasks at `gone` (their ct mark,
+/// see [`round_robin`]): their next packet is balanced afresh, as IPVS
+/// with `expire_nodest_conn` (which Docker sets) does.
+fn forget_tasks(gone: &[Ipv4Addr]) -> Result<(), KernelError> {
+    for a in gone {
+        crate::sys::conntrack::delete_mark(u32::from(*a))?;
+    }
+    Ok(())
+}
+
+/// Every address some VIP or ingress port balances over in `plan`.
+fn backends(plan: &Plan) -> Vec<Ipv4Addr> {
+    let mut v = Vec::new();
+    for (s, svc) in plan.services.iter().enumerate() {
+        let nets = svc
+            .networks
+            .iter()
+            .map(|n| n.network)
+            .chain(plan.ingress.as_ref().map(|i| i.network));
+        for n in nets {
+            v.extend(task_addrs(plan, s, n));
+        }
+    }
+    v.sort_unstable();
+    v.dedup();
+    v
 }
 
 /// Machine `m`'s containers' VIP tables and its published service ports,
@@ -428,7 +476,7 @@ pub(super) fn build_machine(world: &World, plan: &Plan, m: usize) -> Result<(), 
         .filter(|&c| plan.containers[c].machine == m)
         .collect();
     let done = crate::backend::parallel::map(jobs, crate::backend::parallel::WIDTH, |c| {
-        apply_container(world, plan, c, false)
+        apply_container(world, plan, c, (false, &[]))
     });
     done.into_iter().collect::<Result<Vec<()>, _>>()?;
     apply_machine(world, plan, m)
@@ -455,12 +503,17 @@ pub(super) fn apply_all(world: &World, before: &Plan, after: &Plan) -> Result<()
         return Ok(());
     }
     let table = world.run().to_string();
+    let now = backends(after);
+    let gone: Vec<Ipv4Addr> = backends(before)
+        .into_iter()
+        .filter(|a| !now.contains(a))
+        .collect();
     let jobs: Vec<usize> = (0..after.containers.len())
         .filter(|&c| after.containers[c].running)
         .collect();
     let done = crate::backend::parallel::map(jobs, crate::backend::parallel::WIDTH, |c| {
         let had = !container_vips(before, c).is_empty();
-        apply_container(world, after, c, had)
+        apply_container(world, after, c, (had, &gone))
     });
     done.into_iter().collect::<Result<Vec<()>, _>>()?;
     for m in 0..after.machines.len() {
@@ -471,8 +524,10 @@ pub(super) fn apply_all(world: &World, before: &Plan, after: &Plan) -> Result<()
         let name = sandbox_ns_name(world, after, m);
         let ns = NetNs::open(&name).map_err(BuildError::at(format!("namespace {name}")))?;
         let text = replacing(&table, Some(&rules));
+        let gone = gone.clone();
         in_ns(&ns, format!("ingress sandbox {name}"), move || {
-            super::nft::apply(&text)
+            super::nft::apply(&text)?;
+            forget_tasks(&gone)
         })?;
     }
     Ok(())

@@ -69,7 +69,7 @@ fn svc3_vip_table_of_a_client() {
         "table ip vswtest {
   chain vip_output {
     type nat hook output priority -100; policy accept;
-    ip daddr 10.1.0.2 meta l4proto { tcp, udp } dnat to numgen inc mod 3 map { 0 : 10.1.0.3, 1 : 10.1.0.4, 2 : 10.1.0.5 }
+    ip daddr 10.1.0.2 meta l4proto { tcp, udp } ct mark set numgen inc mod 3 map { 0 : 0x0a010003, 1 : 0x0a010004, 2 : 0x0a010005 } dnat to ct mark map { 0x0a010003 : 10.1.0.3, 0x0a010004 : 10.1.0.4, 0x0a010005 : 10.1.0.5 }
   }
   chain vip_postrouting {
     type nat hook postrouting priority srcnat; policy accept;
@@ -93,13 +93,15 @@ fn svc6_scale_rewrites_the_vip_map() {
     let down = p.after_steps(1);
     let r = container_ruleset(&down, c, "t").unwrap();
     assert!(
-        r.contains("dnat to numgen inc mod 1 map { 0 : 10.1.0.3 }"),
+        r.contains(
+            "numgen inc mod 1 map { 0 : 0x0a010003 } dnat to ct mark map { 0x0a010003 : 10.1.0.3 }"
+        ),
         "{r}"
     );
     let up = p.after_steps(2);
     let r = container_ruleset(&up, c, "t").unwrap();
     assert!(
-        r.contains("numgen inc mod 4 map { 0 : 10.1.0.3, 1 : 10.1.0.4, 2 : 10.1.0.5, 3 : "),
+        r.contains("numgen inc mod 4 map { 0 : 0x0a010003, 1 : 0x0a010004, 2 : 0x0a010005, 3 : "),
         "{r}"
     );
 }
@@ -115,8 +117,8 @@ fn svc4_ingress_sandbox_table() {
         "table ip vswtest {
   chain ingress_prerouting {
     type nat hook prerouting priority dstnat; policy accept;
-    iifname \"eth1\" ip daddr 10.0.0.4 tcp dport 8080 dnat ip addr . port to numgen inc mod 3 map { 0 : 10.0.0.6 . 80, 1 : 10.0.0.7 . 80, 2 : 10.0.0.8 . 80 }
-    iifname \"eth1\" ip daddr 10.0.0.4 udp dport 5353 dnat ip addr . port to numgen inc mod 3 map { 0 : 10.0.0.6 . 53, 1 : 10.0.0.7 . 53, 2 : 10.0.0.8 . 53 }
+    iifname \"eth1\" ip daddr 10.0.0.4 tcp dport 8080 ct mark set numgen inc mod 3 map { 0 : 0x0a000006, 1 : 0x0a000007, 2 : 0x0a000008 } dnat ip addr . port to ct mark map { 0x0a000006 : 10.0.0.6 . 80, 0x0a000007 : 10.0.0.7 . 80, 0x0a000008 : 10.0.0.8 . 80 }
+    iifname \"eth1\" ip daddr 10.0.0.4 udp dport 5353 ct mark set numgen inc mod 3 map { 0 : 0x0a000006, 1 : 0x0a000007, 2 : 0x0a000008 } dnat ip addr . port to ct mark map { 0x0a000006 : 10.0.0.6 . 53, 0x0a000007 : 10.0.0.7 . 53, 0x0a000008 : 10.0.0.8 . 53 }
   }
   chain ingress_postrouting {
     type nat hook postrouting priority srcnat; policy accept;
@@ -250,14 +252,14 @@ fn services_world_built_and_removed() {
     let sb = crate::netns::NetNs::open(&format!("{run}-i-m3")).expect("m3's sandbox");
     let rules = listed(&sb);
     assert!(
-        rules.contains("dnat ip to numgen inc mod 3 map { 0 : 10.0.0.6 . 80, 1 : 10.0.0.7 . 80, 2 : 10.0.0.8 . 80 }"),
+        rules.contains("dnat ip to ct mark map { 0x0a000006 : 10.0.0.6 . 80, 0x0a000007 : 10.0.0.7 . 80, 0x0a000008 : 10.0.0.8 . 80 }"),
         "{rules}"
     );
     drop(sb);
     let client = Node::Container(container(&p, "client"));
     let rules = listed(world.ns(client));
     assert!(
-        rules.contains("dnat to numgen inc mod 3 map { 0 : 10.1.0.3, 1 : 10.1.0.4, 2 : 10.1.0.5 }"),
+        rules.contains("dnat to ct mark map { 0x0a010003 : 10.1.0.3, 0x0a010004 : 10.1.0.4, 0x0a010005 : 10.1.0.5 }"),
         "{rules}"
     );
     let lo = world
@@ -274,4 +276,100 @@ fn services_world_built_and_removed() {
     let left = crate::netns::list(&format!("{run}-"));
     assert!(left.is_empty(), "namespaces left behind: {left:?}");
     assert!(results.is_empty(), "this world has no checks: {results:?}");
+}
+
+/// SVC-6 with IPVS's `expire_nodest_conn`: a UDP flow stays on its task
+/// (conntrack), and once a scale step removes that task the flow's next
+/// datagram is balanced afresh onto a running one instead of going
+/// nowhere until conntrack forgets it.
+#[test]
+fn udp_flow_to_a_removed_task_moves() {
+    use std::net::{SocketAddr, UdpSocket};
+    use std::time::Duration;
+
+    use crate::backend::{BuildOptions, World};
+    use crate::scenario::plan::{BackendKind, Node};
+    use crate::world::RunId;
+    if !crate::sys::require_root("udp_flow_to_a_removed_task_moves") {
+        return;
+    }
+    let p = parse_str(
+        Path::new("u.toml"),
+        r#"
+name = "udp"
+[[machine]]
+name = "m1"
+[[machine]]
+name = "m2"
+[[network]]
+name = "front"
+driver = "overlay"
+subnet = "10.1.0.0/24"
+[[service]]
+name = "web"
+replicas = 2
+machines = ["m1", "m2"]
+networks = ["front"]
+serve = ["udp:53"]
+[[container]]
+name = "client"
+machine = "m1"
+networks = ["front"]
+[[step]]
+name = "down"
+scale = { service = "web", replicas = 1 }
+"#,
+    )
+    .expect("valid");
+    if !super::features::unsupported(&p).is_empty() {
+        crate::prereq::missing::<()>(
+            "udp_flow_to_a_removed_task_moves",
+            &super::features::unsupported(&p).join("; "),
+        )
+        .or_panic();
+        return;
+    }
+    let run = RunId::new();
+    let mut world = World::build(
+        &run,
+        &p,
+        BackendKind::Kernel,
+        &BuildOptions::default(),
+        &|_| {},
+    )
+    .expect("world builds");
+    let client = Node::Container(container(&p, "client"));
+    // Datagrams from one source port: who answered each.
+    let ask = |world: &World, port: u16, n: usize| -> Vec<String> {
+        world
+            .ns(client)
+            .run(move || {
+                let s = UdpSocket::bind(("0.0.0.0", port)).expect("bind");
+                s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+                let vip: SocketAddr = "10.1.0.2:53".parse().unwrap();
+                let mut by = Vec::new();
+                for _ in 0..n {
+                    s.send_to(b"x", vip).unwrap();
+                    let mut buf = [0u8; 256];
+                    let got = s.recv(&mut buf).map(|k| {
+                        let line = String::from_utf8_lossy(&buf[..k]).into_owned();
+                        line.split_whitespace().nth(3).unwrap_or("?").to_string()
+                    });
+                    by.push(got.unwrap_or_else(|_| "timeout".to_string()));
+                }
+                by
+            })
+            .expect("namespace")
+    };
+    // Round robin: the first flow goes to web.1, the second to web.2.
+    assert_eq!(ask(&world, 39999, 1), ["web.1"]);
+    assert_eq!(ask(&world, 40000, 2), ["web.2", "web.2"], "sticky");
+    let after = p.after_steps(1);
+    world
+        .apply_step(&p, &after, &p.steps[0].action)
+        .expect("scale step");
+    assert_eq!(ask(&world, 40000, 2), ["web.1", "web.1"], "moved");
+    world.teardown();
+    let left = crate::netns::list(&format!("{run}-"));
+    assert!(left.is_empty(), "namespaces left behind: {left:?}");
 }
