@@ -13,21 +13,10 @@ use crate::scenario::plan::{BackendKind, Plan};
 
 /// One reason per service that `backend` cannot build.
 pub(crate) fn refusals(plan: &Plan, backend: BackendKind) -> Vec<String> {
-    let mixed = plan
-        .machines
-        .iter()
-        .find(|m| m.backend == Some(BackendKind::Kernel));
-    let why = match (backend, mixed) {
-        // A mixed run's kernel machines are built by
-        // `kernel::build_mixed_machine`: no VIP tables, ingress sandbox
-        // or published service ports there.
-        (BackendKind::Userspace, Some(m)) => format!(
-            "swarm services in a mixed run (machine `{}` backend = kernel) not supported yet",
-            m.name
-        ),
-        (BackendKind::Userspace | BackendKind::Kernel, _) => return Vec::new(),
-        (BackendKind::Docker, _) => {
-            "swarm services not supported yet (no swarm on the project's daemon)".to_string()
+    let why = match backend {
+        BackendKind::Userspace | BackendKind::Kernel => return Vec::new(),
+        BackendKind::Docker => {
+            "swarm services not supported yet (no swarm on the project's daemon)"
         }
     };
     plan.services
@@ -55,17 +44,6 @@ mod tests {
         .unwrap();
         assert!(refusals(&p, BackendKind::Userspace).is_empty());
         assert!(refusals(&p, BackendKind::Kernel).is_empty());
-        let mixed = parse_str(
-            Path::new("m.toml"),
-            "name = \"m\"\n[[machine]]\nname = \"a\"\n[[machine]]\nname = \"b\"\nbackend = \"kernel\"\n[[network]]\nname = \"o\"\ndriver = \"overlay\"\n[[service]]\nname = \"web\"\nnetworks = [\"o\"]\n",
-        )
-        .unwrap();
-        let r = refusals(&mixed, BackendKind::Userspace);
-        assert!(
-            r.iter()
-                .any(|s| s.contains("mixed run") && s.contains("`b`")),
-            "{r:?}"
-        );
         let r = crate::backend::unsupported(&p, BackendKind::Docker);
         assert!(
             r.iter()
