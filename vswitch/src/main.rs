@@ -1123,9 +1123,8 @@ fn cmd_trace(
     };
     let traced = match (backend, &live) {
         (BackendKind::Kernel, Some(rec)) => {
-            vswitch::trace::resolve_request(&plan, from, &target, proto).and_then(|r| {
-                vswitch::trace::kernel::trace_live(&plan, &rec.namespaces, &r, proto)
-            })
+            vswitch::trace::resolve_request(&plan, from, &target, proto)
+                .and_then(|r| vswitch::trace::kernel::trace_live(&plan, &rec.namespaces, &r, proto))
         }
         (BackendKind::Kernel, None) => {
             install_signals()?;

@@ -289,7 +289,13 @@ fn unsupported_exit_3() -> TestResult {
     }
     assert_no_leftovers(&run)?;
     let out = vswitch(
-        &["run", "--backend", "kernel", "--strict", p.to_str().unwrap()],
+        &[
+            "run",
+            "--backend",
+            "kernel",
+            "--strict",
+            p.to_str().unwrap(),
+        ],
         &[],
     );
     if out.status.code() != Some(1) {

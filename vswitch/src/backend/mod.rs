@@ -13,6 +13,7 @@ pub mod docker;
 pub mod kernel;
 pub mod parallel;
 pub mod pcap;
+mod services;
 pub mod steps;
 pub mod userspace;
 
@@ -67,6 +68,7 @@ pub fn unsupported(plan: &Plan, backend: BackendKind) -> Vec<String> {
         BackendKind::Docker => docker::unsupported(p),
     };
     let mut why = of(plan);
+    why.extend(services::refusals(plan, backend));
     // What a connect step brings in must be buildable too.
     for k in 1..=plan.steps.len() {
         if matches!(plan.steps[k - 1].action, StepAction::Connect { .. }) {
@@ -421,15 +423,16 @@ impl World {
 
     fn start_services(&mut self, plan: &Plan, backend: BackendKind) -> Result<(), BuildError> {
         for (i, c) in plan.containers.iter().enumerate() {
-            if !c.serve.is_empty() {
-                let s = probe::start_echo(self.ns(Node::Container(i)), &c.serve)
+            // A task that a later scale step starts is not running yet.
+            if !c.serve.is_empty() && c.running {
+                let s = probe::start_echo(self.ns(Node::Container(i)), &c.serve, &c.name)
                     .map_err(BuildError::at(format!("services of {}", c.name)))?;
                 self.container_echo.insert(i, s);
             }
         }
         for (i, x) in plan.externals.iter().enumerate() {
             if !x.serve.is_empty() {
-                let s = probe::start_echo(self.ns(Node::External(i)), &x.serve)
+                let s = probe::start_echo(self.ns(Node::External(i)), &x.serve, &x.name)
                     .map_err(BuildError::at(format!("services of {}", x.name)))?;
                 self.echo.push(s);
             }

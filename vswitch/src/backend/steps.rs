@@ -55,6 +55,7 @@ fn changes_topology(a: &StepAction) -> bool {
             | StepAction::Stop(_)
             | StepAction::Start(_)
             | StepAction::Restart(_)
+            | StepAction::Scale { .. }
     )
 }
 
@@ -176,6 +177,12 @@ impl World {
                     // Its processes end: connections to it are reset.
                     self.container_echo.remove(c);
                 }
+                if let StepAction::Scale { removed, .. } = action {
+                    // Removed tasks' processes end with them.
+                    for c in removed {
+                        self.container_echo.remove(c);
+                    }
+                }
                 if backend == BackendKind::Kernel {
                     super::kernel::topology::apply(self, before, after, action)?;
                     // Interfaces made anew carry no fault yet.
@@ -190,6 +197,11 @@ impl World {
                 }
                 if let StepAction::Restart(c) | StepAction::Start(c) = action {
                     self.start_container_services(after, *c)?;
+                }
+                if let StepAction::Scale { added, .. } = action {
+                    for (c, _) in added {
+                        self.start_container_services(after, *c)?;
+                    }
                 }
                 Ok(())
             }
@@ -295,12 +307,11 @@ impl World {
         if ctr.serve.is_empty() {
             return Ok(());
         }
-        let s = crate::probe::start_echo(self.ns(Node::Container(c)), &ctr.serve).map_err(
-            |source| StepError::Services {
+        let s = crate::probe::start_echo(self.ns(Node::Container(c)), &ctr.serve, &ctr.name)
+            .map_err(|source| StepError::Services {
                 container: ctr.name.clone(),
                 source,
-            },
-        )?;
+            })?;
         self.container_echo.insert(c, s);
         Ok(())
     }

@@ -71,6 +71,43 @@ impl Family {
     }
 }
 
+/// Swarm service records (DNS-25, SVC-1, SVC-2, SVC-6): on each network
+/// of a service, its name and aliases answer its VIP there (`vip`) or the
+/// addresses of its running tasks there (`dnsrr`); `tasks.NAME` (and
+/// `tasks.ALIAS`) answer every running task's address.
+fn add_services(plan: &Plan, networks: &mut [NetRecords]) {
+    for svc in &plan.services {
+        for sn in &svc.networks {
+            let tasks: Vec<IpAddr> = svc
+                .running_tasks()
+                .iter()
+                .flat_map(|&c| &plan.containers[c].endpoints)
+                .filter(|e| e.network == sn.network)
+                .flat_map(|e| {
+                    e.ip.map(IpAddr::V4)
+                        .into_iter()
+                        .chain(e.ip6.map(IpAddr::V6))
+                })
+                .collect();
+            let service: Vec<IpAddr> = match sn.vip {
+                Some(v) => vec![IpAddr::V4(v)],
+                None => tasks.clone(),
+            };
+            let rec = &mut networks[sn.network];
+            // No running task: the names go (NXDOMAIN), a VIP stays.
+            for name in std::iter::once(&svc.name).chain(&sn.aliases) {
+                let name = name.to_ascii_lowercase();
+                if !tasks.is_empty() {
+                    rec.names.insert(format!("tasks.{name}"), tasks.clone());
+                }
+                if !service.is_empty() {
+                    rec.names.insert(name, service.clone());
+                }
+            }
+        }
+    }
+}
+
 /// Every container's view of the embedded DNS records of a plan.
 #[derive(Clone, Debug)]
 pub struct NameTable {
@@ -94,11 +131,13 @@ impl NameTable {
                 ..NetRecords::default()
             })
             .collect();
+        let ingress = plan.ingress.as_ref().map(|i| i.network);
         // A stopped container's records are gone (DNS-23).
         for c in plan.containers.iter().filter(|c| c.running) {
             for e in &c.endpoints {
                 let net = &plan.networks[e.network];
-                if !net.has_embedded_dns() {
+                // The routing mesh's network has no service discovery.
+                if !net.has_embedded_dns() || Some(e.network) == ingress {
                     continue;
                 }
                 let rec = &mut networks[e.network];
@@ -126,6 +165,7 @@ impl NameTable {
                 }
             }
         }
+        add_services(plan, &mut networks);
         let views = (0..plan.containers.len())
             .map(|i| view_of(plan, i))
             .collect();

@@ -39,6 +39,7 @@ pub mod packet;
 mod proptests;
 mod route;
 pub mod route6;
+pub mod service;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
@@ -70,6 +71,7 @@ pub use flow::Tuple;
 pub use l3config::{L3Config, MachineConfig, NetworkConfig, PublishConfig};
 pub use metrics::{DropCounts, DropReason, FdbCounters, Metrics, PortCounters};
 pub use packet::{Packet, VnetHdr};
+pub use service::{Backend, MeshConfig, SandboxConfig, ServiceConfig, ServiceStats, VipConfig};
 pub use vlan::{Attachment, Siblings, VlanConfig, VlanMode, VlanPort};
 pub use vxlan::{OverlayStats, VtepConfig};
 /// The Internet checksum (RFC 1071): 0 over data holding a correct one.
@@ -268,6 +270,7 @@ pub struct Engine {
     router6: Option<Box<route6::Router6>>,
     vlan: Option<Box<vlan::VlanState>>,
     overlay: Option<Box<vxlan::Overlay>>,
+    services: Option<Box<service::Services>>,
     faults: fault::FaultStage,
     /// The uplink whose fault the frame being handled already crossed.
     past_uplink: Option<PortId>,
@@ -380,6 +383,7 @@ impl Engine {
             router6,
             vlan: None,
             overlay,
+            services: None,
             faults: fault::FaultStage::new(0),
             past_uplink: None,
         })
@@ -605,6 +609,21 @@ impl Engine {
         pkt: &mut Packet,
         out: &mut Vec<Action>,
     ) {
+        let start = out.len();
+        self.switch_frame_l2(now, ingress, pkt, out);
+        if self.services.is_some() {
+            self.service_post(now, pkt, out, start);
+        }
+    }
+
+    #[inline]
+    fn switch_frame_l2(
+        &mut self,
+        now: Instant,
+        ingress: PortId,
+        pkt: &mut Packet,
+        out: &mut Vec<Action>,
+    ) {
         let Some(&port) = self.ports.get(usize::from(ingress.0)) else {
             tracing::trace!(port = ingress.0, "frame on unknown port");
             self.metrics.drop_unknown_port();
@@ -633,6 +652,9 @@ impl Engine {
         }
         let d = &mut self.domains[usize::from(port.domain.0)];
         if !l2::admit(d, &mut self.metrics, now, ingress, port.role, pkt, out) {
+            return;
+        }
+        if self.services.is_some() && self.service_pre(now, ingress, port.domain, pkt, out) {
             return;
         }
         if self.overlay.is_some()
@@ -683,6 +705,9 @@ impl Engine {
         }
         if let Some(r) = self.router6.as_deref_mut() {
             n += r.expire(now);
+        }
+        if let Some(s) = self.services.as_deref_mut() {
+            n += s.expire(now);
         }
         n
     }
@@ -756,6 +781,9 @@ impl Engine {
         }
         if let (Some(ov), Some(o)) = (self.overlay_stats(), v.as_object_mut()) {
             o.insert("overlay".into(), serde_json::json!(ov));
+        }
+        if let (Some(s), Some(o)) = (self.service_stats(), v.as_object_mut()) {
+            o.insert("services".into(), serde_json::json!(s));
         }
         if let (Some(r), Some(o)) = (self.router.as_deref(), v.as_object_mut()) {
             o.insert(

@@ -140,7 +140,8 @@ fn check_targets(plan: &Plan, kind: &CheckKind) -> Vec<Node> {
         CheckKind::Ping { to, .. }
         | CheckKind::Tcp { to, .. }
         | CheckKind::Udp { to, .. }
-        | CheckKind::Throughput { to, .. } => target(to).into_iter().collect(),
+        | CheckKind::Throughput { to, .. }
+        | CheckKind::Spread { to, .. } => target(to).into_iter().collect(),
         CheckKind::Reach { to } => to.iter().filter_map(target).collect(),
         CheckKind::Dns { query, server, .. } => server
             .and_then(|s| node_at(plan, s))

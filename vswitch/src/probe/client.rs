@@ -9,14 +9,16 @@ use std::time::{Duration, Instant};
 use crate::netns::NetNs;
 
 use super::ProbeError;
-use super::echo::parse_seen;
+use super::echo::{parse_greeting, parse_seen};
 use super::sock::{remaining, udp_client};
 
 /// A successful echo.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EchoReply {
     /// The source address the service saw (after any NAT).
     pub seen: SocketAddr,
+    /// The node that answered, from the greeting's ` by <node>` (TCP).
+    pub by: Option<String>,
     /// Round trip of the echoed payload.
     pub rtt: Duration,
 }
@@ -40,7 +42,7 @@ fn tcp_echo_here(dst: SocketAddr, deadline: Instant) -> Result<EchoReply, ProbeE
     s.set_nodelay(true)
         .map_err(|e| ProbeError::io(dst, "set TCP_NODELAY", e))?;
     let line = read_line(&mut s, dst, deadline)?;
-    let seen = parse_seen(&line).ok_or_else(|| ProbeError::BadReply {
+    let (seen, by) = parse_greeting(&line).ok_or_else(|| ProbeError::BadReply {
         dst,
         reason: format!("expected `seen <ip>:<port>`, got {line:?}"),
     })?;
@@ -79,7 +81,41 @@ fn tcp_echo_here(dst: SocketAddr, deadline: Instant) -> Result<EchoReply, ProbeE
             ),
         });
     }
-    Ok(EchoReply { seen, rtt })
+    Ok(EchoReply { seen, by, rtt })
+}
+
+/// Opens `connections` TCP connections to `dst` from inside `ns`, one
+/// after another, and returns the node each greeting named (`by <node>`),
+/// in order. A connection that fails, or a greeting without a node, is an
+/// error: a count must rest on every answer.
+pub fn spread(
+    ns: &NetNs,
+    dst: SocketAddr,
+    connections: u32,
+    deadline: Instant,
+) -> Result<Vec<String>, ProbeError> {
+    ns.run(move || {
+        let mut nodes = Vec::with_capacity(connections as usize);
+        for _ in 0..connections {
+            let left = remaining(deadline).ok_or(ProbeError::TimedOut {
+                dst,
+                stage: "connect",
+            })?;
+            let mut s = TcpStream::connect_timeout(&dst, left)
+                .map_err(|e| ProbeError::io(dst, "connect", e))?;
+            let line = read_line(&mut s, dst, deadline)?;
+            match parse_greeting(&line) {
+                Some((_, Some(by))) => nodes.push(by),
+                _ => {
+                    return Err(ProbeError::BadReply {
+                        dst,
+                        reason: format!("expected `seen <ip>:<port> by <node>`, got {line:?}"),
+                    });
+                }
+            }
+        }
+        Ok(nodes)
+    })?
 }
 
 /// Reads up to and including the first `\n` (at most 256 bytes).
@@ -186,7 +222,11 @@ fn udp_echo_here(dst: SocketAddr, deadline: Instant) -> Result<EchoReply, ProbeE
                     .get(attempt)
                     .map(|t| t.elapsed())
                     .unwrap_or_default();
-                return Ok(EchoReply { seen, rtt });
+                return Ok(EchoReply {
+                    seen,
+                    by: None,
+                    rtt,
+                });
             }
             Err(reason) => last_err = Some(ProbeError::BadReply { dst, reason }),
         }

@@ -5,6 +5,9 @@
 //! and then echoes every byte until EOF; UDP answers each datagram with
 //! `seen <ip>:<port>\n` followed by the datagram's payload. IPv6 peers are
 //! written in brackets (`seen [fd00::1]:4000`), as [`SocketAddr`] prints them.
+//! The line ends with ` by <node>`, the name of the container, task or
+//! external that answered (format 1.1 "Echo greeting"); readers of the
+//! `seen` address ignore the rest of the line.
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -21,15 +24,28 @@ use super::sock::{
     POLL, UdpService, Workers, is_retry, spawn_conn, tcp_listener, udp_service_socket, unmap,
 };
 
-/// The first line an echo service sends: `seen <ip>:<port>\n`.
-pub fn format_seen(peer: SocketAddr) -> String {
-    format!("seen {}\n", unmap(peer))
+/// The first line an echo service sends: `seen <ip>:<port> by <node>\n`.
+pub fn format_seen(peer: SocketAddr, node: &str) -> String {
+    format!("seen {} by {node}\n", unmap(peer))
 }
 
-/// Parses a `seen <ip>:<port>` line (with or without the newline).
+/// Parses a `seen <ip>:<port>` line (with or without the newline); what
+/// follows the address (` by <node>`) is ignored.
 pub fn parse_seen(line: &str) -> Option<SocketAddr> {
+    parse_greeting(line).map(|(a, _)| a)
+}
+
+/// Parses a greeting `seen <ip>:<port> [by <node>]`: the address and, when
+/// the line names one, the node that answered.
+pub fn parse_greeting(line: &str) -> Option<(SocketAddr, Option<String>)> {
     let rest = line.trim_end_matches(['\n', '\r']).strip_prefix("seen ")?;
-    rest.parse().ok()
+    let mut words = rest.split(' ');
+    let addr = words.next()?.parse().ok()?;
+    let by = match (words.next(), words.next()) {
+        (Some("by"), Some(n)) if !n.is_empty() => Some(n.to_string()),
+        _ => None,
+    };
+    Some((addr, by))
 }
 
 /// Length of the sequence header of a throughput datagram.
@@ -71,8 +87,13 @@ impl EchoServices {
     }
 }
 
-/// Starts an echo for every service, bound to all addresses of `ns`.
-pub fn start_echo(ns: &NetNs, services: &[Service]) -> Result<EchoServices, ProbeError> {
+/// Starts an echo for every service, bound to all addresses of `ns`;
+/// `node` is the name its greeting gives (`seen … by <node>`).
+pub fn start_echo(
+    ns: &NetNs,
+    services: &[Service],
+    node: &str,
+) -> Result<EchoServices, ProbeError> {
     enum Bound {
         Tcp(TcpListener),
         Udp(UdpService),
@@ -88,23 +109,27 @@ pub fn start_echo(ns: &NetNs, services: &[Service]) -> Result<EchoServices, Prob
     })??;
     let mut workers = Workers::default();
     let mut ports = Vec::new();
+    let node: Arc<str> = Arc::from(node);
     for b in bound {
         let stop = workers.stop_flag();
+        let node = node.clone();
         match b {
             Bound::Tcp(l) => {
                 let port = l.local_addr().map(|a| a.port()).unwrap_or(0);
                 ports.push((Proto::Tcp, port));
                 let conns = workers.conns();
                 workers.spawn(format!("echo-tcp-{port}"), move || {
-                    accept_loop(&l, &stop, &conns, "echo-conn", |s, stop| {
-                        tcp_echo_conn(s, &stop)
+                    accept_loop(&l, &stop, &conns, "echo-conn", move |s, stop| {
+                        tcp_echo_conn(s, &stop, &node)
                     })
                 })?;
             }
             Bound::Udp(u) => {
                 let port = u.local_addr().map(|a| a.port()).unwrap_or(0);
                 ports.push((Proto::Udp, port));
-                workers.spawn(format!("echo-udp-{port}"), move || udp_echo_loop(&u, &stop))?;
+                workers.spawn(format!("echo-udp-{port}"), move || {
+                    udp_echo_loop(&u, &stop, &node)
+                })?;
             }
         }
     }
@@ -134,7 +159,7 @@ pub(crate) fn accept_loop(
     }
 }
 
-fn tcp_echo_conn(mut s: TcpStream, stop: &AtomicBool) {
+fn tcp_echo_conn(mut s: TcpStream, stop: &AtomicBool, node: &str) {
     let Ok(peer) = s.peer_addr() else { return };
     // Timeouts both ways, so a peer that stops reading cannot keep this
     // thread (and so `stop`) waiting.
@@ -144,7 +169,7 @@ fn tcp_echo_conn(mut s: TcpStream, stop: &AtomicBool) {
     {
         return;
     }
-    if !write_all_stoppable(&mut s, format_seen(peer).as_bytes(), stop) {
+    if !write_all_stoppable(&mut s, format_seen(peer, node).as_bytes(), stop) {
         return;
     }
     let mut buf = vec![0u8; 16 * 1024];
@@ -182,12 +207,12 @@ fn write_all_stoppable(s: &mut TcpStream, mut data: &[u8], stop: &AtomicBool) ->
     true
 }
 
-fn udp_echo_loop(u: &UdpService, stop: &AtomicBool) {
+fn udp_echo_loop(u: &UdpService, stop: &AtomicBool, node: &str) {
     let mut buf = vec![0u8; 65536];
     while !stop.load(Ordering::Relaxed) {
         match u.recv(&mut buf) {
             Ok(Some((n, peer, local))) => {
-                let seen = format_seen(peer);
+                let seen = format_seen(peer, node);
                 let _ = u.reply(&[seen.as_bytes(), &buf[..n]], peer, local);
             }
             Ok(None) => {}
@@ -394,12 +419,19 @@ mod tests {
     #[test]
     fn seen_round_trip() {
         let v4: SocketAddr = "10.0.0.1:4000".parse().unwrap();
-        assert_eq!(format_seen(v4), "seen 10.0.0.1:4000\n");
-        assert_eq!(parse_seen(&format_seen(v4)), Some(v4));
+        assert_eq!(format_seen(v4, "web.2"), "seen 10.0.0.1:4000 by web.2\n");
+        assert_eq!(parse_seen(&format_seen(v4, "web.2")), Some(v4));
+        assert_eq!(
+            parse_greeting(&format_seen(v4, "web.2")),
+            Some((v4, Some("web.2".to_string())))
+        );
+        // Readers of `seen` ignore the rest of the line.
+        assert_eq!(parse_greeting("seen 10.0.0.1:4000\n"), Some((v4, None)));
+        assert_eq!(parse_seen("seen 10.0.0.1:4000 anything else"), Some(v4));
         let mapped: SocketAddr = "[::ffff:10.0.0.1]:4000".parse().unwrap();
-        assert_eq!(format_seen(mapped), "seen 10.0.0.1:4000\n");
+        assert_eq!(format_seen(mapped, "c"), "seen 10.0.0.1:4000 by c\n");
         let v6: SocketAddr = "[fd00::1]:53".parse().unwrap();
-        assert_eq!(format_seen(v6), "seen [fd00::1]:53\n");
+        assert_eq!(format_seen(v6, "c"), "seen [fd00::1]:53 by c\n");
         assert_eq!(parse_seen("seen [fd00::1]:53"), Some(v6));
         assert_eq!(parse_seen("seen nonsense\n"), None);
         assert_eq!(parse_seen("hello 10.0.0.1:1\n"), None);

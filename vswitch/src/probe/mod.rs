@@ -26,14 +26,14 @@ use std::net::SocketAddr;
 
 use crate::netns::NetnsError;
 
-pub use client::{EchoReply, tcp_echo, udp_echo};
+pub use client::{EchoReply, spread, tcp_echo, udp_echo};
 pub use dns::{
     DNS_TTL, DnsOutcome, DnsServer, authoritative_answer, authoritative_answer_udp, dns_query,
     start_dns_server,
 };
 pub use echo::{
-    EchoServices, SEQ_HEADER, Sink, SinkStats, decode_seq, encode_seq, format_seen, parse_seen,
-    start_echo, start_sink,
+    EchoServices, SEQ_HEADER, Sink, SinkStats, decode_seq, encode_seq, format_seen, parse_greeting,
+    parse_seen, start_echo, start_sink,
 };
 pub use iperf3::{Load, iperf3};
 pub use ping::{PingOptions, PingOutcome, ping};

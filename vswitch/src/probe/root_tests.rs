@@ -135,7 +135,7 @@ fn echo_reports_seen_address() {
     let Some(p) = Pair::new("echo_reports_seen_address") else {
         return;
     };
-    let svc = start_echo(&p.b, &echo_services(7000)).unwrap();
+    let svc = start_echo(&p.b, &echo_services(7000), "b").unwrap();
     for (dst, src) in [(B4, A4), (B6, A6)] {
         let r = tcp_echo(&p.a, sa(dst, 7000), soon(2000)).unwrap();
         assert_eq!(r.seen.ip(), ip(src), "tcp {dst}");
@@ -198,7 +198,7 @@ fn echo_without_ipv6() {
         .status()
         .unwrap();
     assert!(out.success());
-    let _svc = start_echo(&p.b, &echo_services(7200)).unwrap();
+    let _svc = start_echo(&p.b, &echo_services(7200), "b").unwrap();
     let _dns = start_dns_server(&p.b, &table()).unwrap();
     assert_eq!(
         tcp_echo(&p.a, sa(B4, 7200), soon(2000)).unwrap().seen.ip(),
@@ -224,7 +224,7 @@ fn echo_many_concurrent_clients() {
     let Some(p) = Pair::new("echo_many_concurrent_clients") else {
         return;
     };
-    let _svc = start_echo(&p.b, &echo_services(7100)).unwrap();
+    let _svc = start_echo(&p.b, &echo_services(7100), "b").unwrap();
     std::thread::scope(|s| {
         let hs: Vec<_> = (0..32)
             .map(|i| {

@@ -103,8 +103,25 @@ fn expect_pass(expect: &Expect, observed: &str) -> bool {
     match expect {
         Expect::Ok => observed == "ok",
         Expect::Fail | Expect::Dns(DnsExpect::NoAnswer) => observed == "fail",
+        // No node answered at all: a spread of zero.
+        Expect::Count(0) => observed == "fail" || observed == "0",
         _ => false,
     }
+}
+
+/// The number of distinct nodes among the answers of a spread check, and
+/// how many answers each gave ("web.1 x7, web.2 x7, web.3 x6").
+fn spread_counts(nodes: &[String]) -> (usize, String) {
+    let mut by: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
+    for n in nodes {
+        *by.entry(n.as_str()).or_default() += 1;
+    }
+    let detail = by
+        .iter()
+        .map(|(n, k)| format!("{n} x{k}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    (by.len(), format!("{} connections: {detail}", nodes.len()))
 }
 
 /// Runs one check.
@@ -191,6 +208,20 @@ pub fn run_check(world: &World, plan: &Plan, check: &Check) -> CheckResult {
             )
         }
         CheckKind::Reach { to } => reach(world, plan, check, base, to, deadline),
+        CheckKind::Spread {
+            to, connections, ..
+        } => {
+            let dst = SocketAddr::new(to.addr, to.port.unwrap_or(0));
+            match probe::spread(ns, dst, *connections, deadline) {
+                Ok(nodes) => {
+                    let (distinct, detail) = spread_counts(&nodes);
+                    let obs = distinct.to_string();
+                    let pass = check.expect == Expect::Count(distinct as u32);
+                    base.observed(&obs, pass, detail)
+                }
+                Err(e) => probe_failed(base, check, &e),
+            }
+        }
         CheckKind::Throughput {
             to,
             proto,

@@ -56,6 +56,7 @@ pub struct CheckResult {
 pub fn expect_text(e: &Expect, kind: &CheckKind) -> String {
     match e {
         Expect::Ok => "ok".into(),
+        Expect::Count(n) => n.to_string(),
         Expect::Fail => "fail".into(),
         Expect::Dns(DnsExpect::Answers(a)) => format!("[{}]", a.join(", ")),
         Expect::Dns(DnsExpect::NxDomain) => "nxdomain".into(),
@@ -91,7 +92,8 @@ impl CheckResult {
             CheckKind::Ping { to, .. }
             | CheckKind::Tcp { to, .. }
             | CheckKind::Udp { to, .. }
-            | CheckKind::Throughput { to, .. } => to.text.clone(),
+            | CheckKind::Throughput { to, .. }
+            | CheckKind::Spread { to, .. } => to.text.clone(),
             CheckKind::Reach { to } => to
                 .iter()
                 .map(|t| t.text.as_str())

@@ -56,6 +56,12 @@ fn describe(plan: &Plan, action: &StepAction) -> String {
             format!("{}: {}", plan.link_name(*link), fault.keys().join(", "))
         }
         StepAction::Clear(link) => plan.link_name(*link),
+        StepAction::Scale {
+            service, replicas, ..
+        } => format!(
+            "{} from {} to {replicas} replicas",
+            plan.services[*service].name, plan.services[*service].replicas
+        ),
         StepAction::Wait(d) => format!("{} ms", d.as_millis()),
     }
 }

@@ -244,7 +244,6 @@ pub(crate) fn publish_spec(s: &str) -> Result<PublishSpec, String> {
 }
 
 /// A published port with a fixed host port, `[HOSTIP:]HOSTPORT:CONTAINERPORT[/tcp|/udp]`.
-#[cfg(test)]
 pub(crate) fn publish(s: &str) -> Result<super::plan::PortMapping, String> {
     let p = publish_spec(s)?;
     match p.host {

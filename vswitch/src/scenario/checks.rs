@@ -14,7 +14,7 @@ use super::plan::{
 use super::span::{FieldPath, Issue, VResult};
 use super::validate::Names;
 
-const KINDS: &str = "ping, tcp, udp, dns, reach, throughput";
+const KINDS: &str = "ping, tcp, udp, dns, reach, throughput, spread";
 const COMMON: &[&str] = &[
     "kind",
     "from",
@@ -41,13 +41,14 @@ fn kind_keys(kind: &str) -> &'static [&'static str] {
         "tcp" | "udp" => &["to", "seen_as", "ipv6"],
         "dns" => &["query", "type", "transport", "server", "rotate"],
         "reach" => &["to", "ipv6"],
+        "spread" => &["to", "proto", "connections", "ipv6"],
         _ => &[
             "to", "proto", "seconds", "streams", "size", "min_gbps", "min_kpps", "ipv6",
         ],
     }
 }
 
-fn present_keys(d: &CheckDef) -> [(&'static str, bool); 25] {
+fn present_keys(d: &CheckDef) -> [(&'static str, bool); 26] {
     [
         ("to", d.to.is_some()),
         ("expect", d.expect.is_some()),
@@ -73,6 +74,7 @@ fn present_keys(d: &CheckDef) -> [(&'static str, bool); 25] {
         ("after", d.after.is_some()),
         ("min_rtt_ms", d.min_rtt_ms.is_some()),
         ("max_rtt_ms", d.max_rtt_ms.is_some()),
+        ("connections", d.connections.is_some()),
         ("from", true),
     ]
 }
@@ -179,7 +181,7 @@ fn check(i: usize, d: &CheckDef, plan: &Plan, names: &Names) -> VResult<Check> {
     let kind = d.kind.as_str();
     if !matches!(
         kind,
-        "ping" | "tcp" | "udp" | "dns" | "reach" | "throughput"
+        "ping" | "tcp" | "udp" | "dns" | "reach" | "throughput" | "spread"
     ) {
         return Err(Issue::new(
             p.k("kind"),
@@ -263,7 +265,9 @@ fn check(i: usize, d: &CheckDef, plan: &Plan, names: &Names) -> VResult<Check> {
                 to_path.clone(),
                 format!("only reach checks take a list in to; a {kind} check has one target"),
             )),
-            Some(OneOrMany::One(s)) => target(s, rule, ipv6, plan, names, to_path.clone(), kind),
+            Some(OneOrMany::One(s)) => {
+                target(s, rule, ipv6, plan, names, to_path.clone(), kind, &from)
+            }
         }
     };
     let ok_fail = || -> VResult<Expect> {
@@ -316,6 +320,7 @@ fn check(i: usize, d: &CheckDef, plan: &Plan, names: &Names) -> VResult<Check> {
             (k, ok_fail()?, 2000)
         }
         "dns" => dns(d, &p, plan)?,
+        "spread" => spread(d, &p, to_one(PortRule::Required, ipv6)?)?,
         "reach" => {
             let tp = p.k("to");
             let list: Vec<(FieldPath, &str)> = match &d.to {
@@ -332,7 +337,16 @@ fn check(i: usize, d: &CheckDef, plan: &Plan, names: &Names) -> VResult<Check> {
             }
             let mut to = Vec::with_capacity(list.len());
             for (tp, s) in list {
-                to.push(target(s, PortRule::Forbidden, ipv6, plan, names, tp, kind)?);
+                to.push(target(
+                    s,
+                    PortRule::Forbidden,
+                    ipv6,
+                    plan,
+                    names,
+                    tp,
+                    kind,
+                    &from,
+                )?);
             }
             let ms = (from.len() as u64)
                 .saturating_mul(to.len() as u64)
@@ -416,6 +430,51 @@ fn check(i: usize, d: &CheckDef, plan: &Plan, names: &Names) -> VResult<Check> {
         known_difference,
         after: None,
     })
+}
+
+/// A `spread` check: `connections` TCP connections to `to`; `expect` is
+/// the number of distinct nodes that answered.
+fn spread(d: &CheckDef, p: &FieldPath, to: Target) -> VResult<(CheckKind, Expect, u64)> {
+    let proto = match &d.proto {
+        None => Proto::Tcp,
+        Some(s) => match addr::proto(s).map_err(|m| Issue::new(p.k("proto"), m))? {
+            Proto::Tcp => Proto::Tcp,
+            Proto::Udp => {
+                return Err(Issue::new(
+                    p.k("proto"),
+                    "a spread check counts TCP connections: proto must be tcp",
+                ));
+            }
+        },
+    };
+    let connections = int_in(d.connections, p.k("connections"), 1, 10_000, 20)?;
+    let expect = match &d.expect {
+        Some(OneOrMany::One(s)) => match s.parse::<u32>() {
+            Ok(n) => Expect::Count(n),
+            Err(_) => {
+                return Err(Issue::new(
+                    p.k("expect"),
+                    format!("expect for a spread check is an integer (distinct nodes), not {s:?}"),
+                ));
+            }
+        },
+        _ => {
+            return Err(Issue::new(
+                p.k("expect"),
+                "expect for a spread check is an integer: the number of distinct nodes that answer",
+            ));
+        }
+    };
+    let ms = (connections as u64 * 200).max(3000);
+    Ok((
+        CheckKind::Spread {
+            to,
+            proto,
+            connections: connections as u32,
+        },
+        expect,
+        ms,
+    ))
 }
 
 fn dns(d: &CheckDef, p: &FieldPath, plan: &Plan) -> VResult<(CheckKind, Expect, u64)> {
@@ -560,7 +619,9 @@ fn split_port(s: &str) -> Result<(&str, Option<&str>), String> {
     })
 }
 
-/// Resolves a `to` target.
+/// Resolves a `to` target (a service name is its VIP on a network it
+/// shares with `from`).
+#[allow(clippy::too_many_arguments)]
 fn target(
     text: &str,
     rule: PortRule,
@@ -569,6 +630,7 @@ fn target(
     names: &Names,
     path: FieldPath,
     kind: &str,
+    from: &[Node],
 ) -> VResult<Target> {
     let err = |m: String| Issue::new(path.clone(), m);
     let (host, port) = split_port(text).map_err(err)?;
@@ -602,8 +664,20 @@ fn target(
             None => (host, None),
         };
         let Some(n) = node(name, names) else {
+            if let Some(&svc) = names.services.get(name) {
+                if ipv6 {
+                    return Err(err(format!("service {name} has no IPv6 VIP")));
+                }
+                let a = super::services::vip_target(plan, names, svc, net, from).map_err(err)?;
+                return Ok(Target {
+                    text: text.to_string(),
+                    node: None,
+                    addr: a,
+                    port,
+                });
+            }
             return Err(err(format!(
-                "no container, external or machine named {name:?}"
+                "no container, external, machine or service named {name:?}"
             )));
         };
         (Some(n), node_addr(plan, names, n, net, ipv6).map_err(err)?)

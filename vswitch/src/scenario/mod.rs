@@ -14,6 +14,7 @@ mod ipam;
 mod model;
 mod networks;
 pub mod plan;
+mod services;
 mod span;
 mod steps;
 mod validate;

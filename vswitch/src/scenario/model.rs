@@ -39,6 +39,25 @@ pub(crate) struct ScenarioDef {
     pub seed: Option<i64>,
     #[serde(default)]
     pub step: Vec<StepDef>,
+    /// Format 1.1: swarm services (`[[service]]`).
+    #[serde(default)]
+    pub service: Vec<ServiceDef>,
+}
+
+/// `[[service]]`: a swarm service (see `services`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ServiceDef {
+    pub name: String,
+    pub replicas: Option<i64>,
+    pub machines: Option<Vec<String>>,
+    #[serde(default)]
+    pub networks: Vec<NetRef>,
+    pub endpoint_mode: Option<String>,
+    #[serde(default)]
+    pub serve: Vec<String>,
+    #[serde(default)]
+    pub publish: Vec<String>,
 }
 
 /// `[[step]]`: a name and exactly one action (`steps` checks that).
@@ -236,6 +255,8 @@ pub(crate) struct CheckDef {
     pub after: Option<String>,
     pub min_rtt_ms: Option<f64>,
     pub max_rtt_ms: Option<f64>,
+    /// `spread`: how many connections to make.
+    pub connections: Option<i64>,
 }
 
 /// A string or a list of strings.
@@ -268,6 +289,13 @@ impl<'de> Deserialize<'de> for OneOrMany {
             }
             fn visit_string<E: de::Error>(self, s: String) -> Result<OneOrMany, E> {
                 Ok(OneOrMany::One(s))
+            }
+            // `expect = 3` of a `spread` check: kept as its decimal text.
+            fn visit_i64<E: de::Error>(self, n: i64) -> Result<OneOrMany, E> {
+                Ok(OneOrMany::One(n.to_string()))
+            }
+            fn visit_u64<E: de::Error>(self, n: u64) -> Result<OneOrMany, E> {
+                Ok(OneOrMany::One(n.to_string()))
             }
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<OneOrMany, A::Error> {
                 let mut v = Vec::new();

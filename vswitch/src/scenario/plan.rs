@@ -123,6 +123,117 @@ pub struct Plan {
     pub seed: u64,
     /// Steps, in file order (a world that changes).
     pub steps: Vec<Step>,
+    /// Swarm services (`[[service]]`), in file order. Their tasks are
+    /// containers of [`Plan::containers`] (see [`SwarmService::tasks`]).
+    pub services: Vec<SwarmService>,
+    /// The `ingress` overlay and its per-machine sandboxes: `Some` exactly
+    /// when the scenario has services.
+    pub ingress: Option<Ingress>,
+}
+
+/// How a service's name resolves and how it is reached (SVC-1, SVC-2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EndpointMode {
+    /// One virtual IP per network, balanced over the tasks (default).
+    Vip,
+    /// The name answers every task address.
+    Dnsrr,
+}
+
+/// A service's attachment to one overlay.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServiceNet {
+    /// Index into `Plan::networks`.
+    pub network: usize,
+    /// The service's virtual IP there (`vip` mode), allocated before its
+    /// tasks' addresses.
+    pub vip: Option<Ipv4Addr>,
+    /// Extra names that answer like the service name on this network.
+    pub aliases: Vec<String>,
+}
+
+/// How a service port is published (OV-10).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PublishMode {
+    /// The routing mesh: every machine listens, SNAT to its ingress
+    /// sandbox (SVC-4).
+    Ingress,
+    /// Only machines running a task listen; the client address is kept (SVC-5).
+    Host,
+}
+
+/// A published service port.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ServicePort {
+    /// Port on the machines.
+    pub published: u16,
+    /// Port of the tasks.
+    pub target: u16,
+    /// Protocol.
+    pub proto: Proto,
+    /// Ingress or host mode.
+    pub mode: PublishMode,
+}
+
+/// A swarm service: tasks `NAME.N` placed round robin over `machines`.
+#[derive(Clone, Debug)]
+pub struct SwarmService {
+    /// Name (also its DNS name).
+    pub name: String,
+    /// `vip` or `dnsrr`.
+    pub mode: EndpointMode,
+    /// Overlays it is attached to, in file order (not `ingress`).
+    pub networks: Vec<ServiceNet>,
+    /// Machines tasks are placed on, round robin in this order.
+    pub machines: Vec<usize>,
+    /// Echo services of every task.
+    pub serve: Vec<Service>,
+    /// Published ports.
+    pub publish: Vec<ServicePort>,
+    /// Its VIP on the `ingress` network (`vip` mode with ingress ports).
+    pub ingress_vip: Option<Ipv4Addr>,
+    /// `tasks[n - 1]` is the index into `Plan::containers` of task `NAME.n`,
+    /// for every task any step ever runs; those beyond `replicas` are not
+    /// running and have no endpoints.
+    pub tasks: Vec<usize>,
+    /// Replicas running now.
+    pub replicas: usize,
+}
+
+impl SwarmService {
+    /// Container indices of the tasks running now, by task number.
+    pub fn running_tasks(&self) -> &[usize] {
+        &self.tasks[..self.replicas.min(self.tasks.len())]
+    }
+
+    /// The VIP on network `n`, if the service has one there.
+    pub fn vip_on(&self, n: usize) -> Option<Ipv4Addr> {
+        self.networks
+            .iter()
+            .find(|s| s.network == n)
+            .and_then(|s| s.vip)
+    }
+
+    /// Whether any port is published through the routing mesh.
+    pub fn uses_ingress(&self) -> bool {
+        self.publish.iter().any(|p| p.mode == PublishMode::Ingress)
+    }
+
+    /// The machine task number `n` (1-based) runs on.
+    pub fn machine_of_task(&self, n: usize) -> usize {
+        self.machines[(n - 1) % self.machines.len()]
+    }
+}
+
+/// The swarm's `ingress` overlay (SVC-4).
+#[derive(Clone, Debug)]
+pub struct Ingress {
+    /// Index into `Plan::networks` (declared, or added as `10.0.0.0/24`).
+    pub network: usize,
+    /// Each machine's ingress-sandbox address on it, by machine index.
+    pub sandboxes: Vec<Ipv4Addr>,
 }
 
 /// A Docker host.
@@ -518,6 +629,8 @@ pub enum Expect {
     Dns(DnsExpect),
     /// Throughput checks: only the optional minimums.
     Figures,
+    /// `spread` checks: this many distinct nodes answered.
+    Count(u32),
 }
 
 /// A DNS check's expected outcome.
@@ -588,6 +701,16 @@ pub enum CheckKind {
         /// Targets.
         to: Vec<Target>,
     },
+    /// Many connections to one address; counts the distinct nodes that
+    /// answered (from the echo greeting's `by <node>`).
+    Spread {
+        /// Target with port.
+        to: Target,
+        /// Protocol (`tcp`).
+        proto: Proto,
+        /// Connections to make.
+        connections: u32,
+    },
     /// Throughput measurement.
     Throughput {
         /// Target (port optional).
@@ -642,6 +765,7 @@ impl CheckKind {
             CheckKind::Dns { .. } => "dns",
             CheckKind::Reach { .. } => "reach",
             CheckKind::Throughput { .. } => "throughput",
+            CheckKind::Spread { .. } => "spread",
         }
     }
 }
@@ -711,6 +835,16 @@ impl Plan {
         Some(published.unwrap_or((Node::Machine(m), port)))
     }
 
+    /// The service and 1-based task number of a container that is a task.
+    pub fn task_of(&self, container: usize) -> Option<(usize, usize)> {
+        self.services.iter().enumerate().find_map(|(s, svc)| {
+            svc.tasks
+                .iter()
+                .position(|&c| c == container)
+                .map(|k| (s, k + 1))
+        })
+    }
+
     /// Human name of a node.
     pub fn node_name(&self, n: Node) -> &str {
         match n {
@@ -753,6 +887,18 @@ pub enum StepAction {
     Stop(usize),
     /// `docker start`.
     Start(usize),
+    /// `docker service scale`: tasks above `replicas` go (their addresses
+    /// are given back), new ones come with their endpoints allocated.
+    Scale {
+        /// Index into `Plan::services`.
+        service: usize,
+        /// Replicas after the step.
+        replicas: usize,
+        /// Tasks that start, with the endpoints they get (container index).
+        added: Vec<(usize, Vec<Endpoint>)>,
+        /// Tasks that go (container index), highest number first.
+        removed: Vec<usize>,
+    },
     /// Impair a link (replaces that link's earlier fault).
     Fault {
         /// Which link.
@@ -775,6 +921,7 @@ impl StepAction {
             StepAction::Restart(_) => "restart",
             StepAction::Stop(_) => "stop",
             StepAction::Start(_) => "start",
+            StepAction::Scale { .. } => "scale",
             StepAction::Fault { .. } => "fault",
             StepAction::Clear(_) => "clear",
             StepAction::Wait(_) => "wait_ms",
@@ -866,6 +1013,22 @@ impl Plan {
                 .retain(|e| e.network != *network),
             StepAction::Stop(c) => self.containers[*c].running = false,
             StepAction::Start(c) | StepAction::Restart(c) => self.containers[*c].running = true,
+            StepAction::Scale {
+                service,
+                replicas,
+                added,
+                removed,
+            } => {
+                for &c in removed {
+                    self.containers[c].running = false;
+                    self.containers[c].endpoints.clear();
+                }
+                for (c, eps) in added {
+                    self.containers[*c].endpoints = eps.clone();
+                    self.containers[*c].running = true;
+                }
+                self.services[*service].replicas = *replicas;
+            }
             StepAction::Fault { .. } | StepAction::Clear(_) | StepAction::Wait(_) => {}
         }
     }

@@ -167,13 +167,7 @@ fn action(
         return Ok(StepAction::Start(container("start", c)?));
     }
     if let Some(s) = &d.scale {
-        return Err(Issue::new(
-            p.k("scale").k("service"),
-            format!(
-                "no service named {:?} ({} replicas asked): this scenario declares no swarm services",
-                s.service, s.replicas
-            ),
-        ));
+        return super::services::scale(&s.service, s.replicas, &p.k("scale"), state, nets, names);
     }
     if let Some(f) = &d.fault {
         let fp = p.k("fault");

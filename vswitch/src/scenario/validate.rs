@@ -38,6 +38,8 @@ pub(crate) struct Names {
     pub nodes: HashMap<String, Node>,
     /// Network names.
     pub networks: HashMap<String, usize>,
+    /// Swarm service names (`[[service]]`), by index.
+    pub services: HashMap<String, usize>,
 }
 
 /// What `requires` may name: link kinds whose presence the kernel backend
@@ -99,7 +101,9 @@ pub(crate) fn build(
         None => None,
     };
     super::builtin::add_implicit(&mut def, lan6.is_some())?;
-    let names = collect_names(&def, pos)?;
+    super::services::add_ingress(&mut def)?;
+    let mut names = collect_names(&def, pos)?;
+    super::services::names(&def, &mut names)?;
     let externals = externals(&def.external, lan, lan6)?;
     let mut machines = machines(&def.machine, lan, &externals)?;
     machines6(&def.machine, lan6, &externals, &mut machines)?;
@@ -118,6 +122,8 @@ pub(crate) fn build(
         checks: Vec::new(),
         seed: 0,
         steps: Vec::new(),
+        services: Vec::new(),
+        ingress: None,
     };
     plan.seed = match def.seed {
         None => 0,
@@ -130,7 +136,14 @@ pub(crate) fn build(
         }
     };
     let mut nets = networks::networks(&def.network, &plan)?;
+    let swarm = super::services::build(&def, &plan, &mut nets, &mut names)?;
+    plan.services = swarm.services;
+    plan.ingress = swarm.ingress;
     plan.containers = networks::containers(&def.container, &plan, &mut nets, &names)?;
+    plan.containers.extend(swarm.tasks);
+    if let Some((s, j, m)) = super::services::port_clash(&plan) {
+        return Err(Issue::new(root.k("service").i(s).k("publish").i(j), m));
+    }
     plan.networks = std::mem::take(&mut nets.networks);
     let (steps, states) = steps::steps(&def.step, &plan, &mut nets, &names)?;
     plan.checks = checks::checks(&def.check, &states, &steps, &names)?;

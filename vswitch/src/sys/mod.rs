@@ -3,6 +3,7 @@
 //! - [`bpf`]: a BPF assembler, maps, program loading, tcx links.
 //! - [`tap`]: TAP devices with virtio-net headers and offloads (the hot path).
 //! - [`netlink`]: a small synchronous rtnetlink client.
+//! - [`conntrack`]: ctnetlink deletes of conntrack entries by mark.
 //! - [`packet`]: AF_PACKET capture sockets (`--pcap` on kernel data paths).
 //! - [`probe`]: which link kinds this kernel can create.
 //! - [`sysctl`]: `/proc/sys` reads and writes for the calling thread's
@@ -10,6 +11,7 @@
 #![allow(unsafe_code)]
 
 pub mod bpf;
+pub mod conntrack;
 pub mod netlink;
 pub mod packet;
 pub mod probe;

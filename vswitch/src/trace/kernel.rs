@@ -300,7 +300,9 @@ pub fn trace_live(
     let t = trace_in(&nss, plan, r, proto);
     for (_, b, ns) in &nss {
         for family in ["inet", "bridge"].iter().take(if *b { 2 } else { 1 }) {
-            let args = ["delete", "table", family, TABLE].map(String::from).to_vec();
+            let args = ["delete", "table", family, TABLE]
+                .map(String::from)
+                .to_vec();
             let _ = nft_in(ns, args, String::new());
         }
     }

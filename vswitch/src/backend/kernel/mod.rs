@@ -31,8 +31,11 @@ mod lan;
 mod layout;
 mod nft;
 mod overlay;
+mod services;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_services;
 #[cfg(test)]
 mod tests_v6;
 pub(crate) mod topology;
@@ -89,6 +92,9 @@ pub enum KernelError {
     /// A namespace handle could not be duplicated.
     #[error("namespace handle: {0}")]
     Netns(#[from] NetnsError),
+    /// Conntrack entries could not be deleted.
+    #[error(transparent)]
+    Conntrack(#[from] crate::sys::conntrack::ConntrackError),
 }
 
 /// `map_err` helper: a netlink error while setting up `what`.
@@ -169,6 +175,8 @@ pub struct Dataplane {
     lan: lan::LanNs,
     /// Handles on the machine namespaces, for the counters at stop.
     machines: Vec<NetNs>,
+    /// Each machine's ingress sandbox (worlds with swarm services).
+    sandboxes: Vec<services::Sandbox>,
 }
 
 impl Dataplane {
@@ -180,11 +188,12 @@ impl Dataplane {
         _opts: &BuildOptions,
     ) -> Result<Dataplane, BuildError> {
         // OV-8: overlay-only containers get a docker_gwbridge endpoint.
-        let plan = &*crate::backend::userspace::overlay::with_gwbridge(plan);
+        let plan = &services::with_gwbridge(plan);
         let lan = lan::build(world, plan)?;
         let mut dp = Dataplane {
             lan,
             machines: Vec::new(),
+            sandboxes: Vec::new(),
         };
         for m in 0..plan.machines.len() {
             dp.machines.push(
@@ -194,6 +203,10 @@ impl Dataplane {
                     .map_err(BuildError::at(format!("machine {}", plan.machines[m].name)))?,
             );
             build_machine(world, plan, m)?;
+            if let Some(sb) = services::build_sandbox(world, plan, m)? {
+                dp.sandboxes.push(sb);
+            }
+            services::build_machine(world, plan, m)?;
         }
         Ok(dp)
     }
@@ -202,7 +215,12 @@ impl Dataplane {
     /// with the world's namespaces) and returns per-namespace link counters.
     pub fn stop(self) -> serde_json::Value {
         let mut out = serde_json::Map::new();
-        let all = self.lan.ns().into_iter().chain(self.machines.iter());
+        let all = self
+            .lan
+            .ns()
+            .into_iter()
+            .chain(self.machines.iter())
+            .chain(self.sandboxes.iter().filter_map(|s| s.ns()));
         for ns in all {
             let counters = ns.run(link_counters).unwrap_or(serde_json::Value::Null);
             out.insert(ns.name().to_string(), counters);

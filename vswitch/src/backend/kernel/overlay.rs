@@ -11,7 +11,6 @@
 
 use std::net::Ipv4Addr;
 
-use crate::backend::userspace::overlay::machines_of;
 use crate::backend::{BuildError, World};
 use crate::scenario::plan::{Driver, Node, Plan};
 use crate::sys::netlink::Netlink;
@@ -47,7 +46,7 @@ fn devices(plan: &Plan, m: usize) -> Vec<OverlayDev> {
         if n.driver != Driver::Overlay {
             continue;
         }
-        let machines = machines_of(plan, ni);
+        let machines = super::services::overlay_machines(plan, ni);
         if !machines.contains(&m) {
             continue;
         }

@@ -50,24 +50,57 @@ fn links_of(plan: &Plan, c: usize) -> Vec<Link> {
         .collect()
 }
 
-/// Carries out a topology step for the container it names.
+/// Carries out a topology step for the container(s) it names: a `scale`
+/// step's removed tasks lose their interfaces and its added ones get
+/// theirs; then the machine tables and every service table follow.
 pub(crate) fn apply(
     world: &World,
     before: &Plan,
     after: &Plan,
     action: &StepAction,
 ) -> Result<(), BuildError> {
-    let c = match action {
+    let cs: Vec<usize> = match action {
         StepAction::Connect { container, .. } | StepAction::Disconnect { container, .. } => {
-            *container
+            vec![*container]
         }
-        StepAction::Stop(c) | StepAction::Start(c) | StepAction::Restart(c) => *c,
+        StepAction::Stop(c) | StepAction::Start(c) | StepAction::Restart(c) => vec![*c],
+        StepAction::Scale { added, removed, .. } => removed
+            .iter()
+            .copied()
+            .chain(added.iter().map(|(c, _)| *c))
+            .collect(),
         _ => return Ok(()),
     };
-    let (b, a) = (running_view(before), running_view(after));
-    let old = links_of(&b, c);
-    let new = links_of(&a, c);
+    // OV-8 as at build: every task any step runs keeps its gwbridge address.
+    let b = running_view(&super::services::with_gwbridge(before));
+    let a = running_view(&super::services::with_gwbridge(after));
     let restart = matches!(action, StepAction::Restart(_));
+    for &c in &cs {
+        relink(world, (&b, &a), c, restart)?;
+    }
+    let mut machines: Vec<usize> = cs.iter().map(|&c| after.containers[c].machine).collect();
+    if matches!(action, StepAction::Scale { .. }) {
+        // Host-mode ports and VIP maps reach every machine.
+        machines = (0..after.machines.len()).collect();
+    }
+    machines.sort_unstable();
+    machines.dedup();
+    for m in machines {
+        replace_ruleset(world, &a, m)?;
+    }
+    super::services::apply_all(world, &b, &a)
+}
+
+/// Container `c`'s interfaces from what `b` (before) to what `a` (after)
+/// says; `restart` makes every one anew.
+fn relink(
+    world: &World,
+    (b, a): (&Plan, &Plan),
+    c: usize,
+    restart: bool,
+) -> Result<(), BuildError> {
+    let old = links_of(b, c);
+    let new = links_of(a, c);
     let gone: Vec<Link> = old
         .iter()
         .filter(|l| restart || !new.contains(l))
@@ -78,7 +111,7 @@ pub(crate) fn apply(
         .filter(|l| restart || !old.contains(l))
         .cloned()
         .collect();
-    let name = after.containers[c].name.clone();
+    let name = a.containers[c].name.clone();
     let cns = world.ns(Node::Container(c));
     let names: Vec<String> = gone.iter().map(|l| l.iface.name.clone()).collect();
     in_ns(
@@ -92,7 +125,7 @@ pub(crate) fn apply(
             Ok(())
         },
     )?;
-    let m = after.containers[c].machine;
+    let m = a.containers[c].machine;
     let target = cns
         .try_clone()
         .map_err(BuildError::at(format!("container {name}")))?;
@@ -114,8 +147,7 @@ pub(crate) fn apply(
             configure(&mut nl, &l.tmp, &l.iface)?;
         }
         Ok(())
-    })?;
-    replace_ruleset(world, &a, m)
+    })
 }
 
 /// Replaces machine `m`'s nftables table with the one `plan` calls for,

@@ -27,6 +27,7 @@ pub mod io;
 mod l2nets;
 pub mod overlay;
 pub mod proxy;
+pub mod services;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
@@ -173,6 +174,8 @@ pub struct Setup {
     /// Each port's capture file, when captures were asked for.
     pcap_paths: Vec<Option<std::path::PathBuf>>,
     proxy_maps: Vec<Vec<Mapping>>,
+    /// The engine's swarm service stage, when the world has services.
+    services: Option<crate::engine::service::ServiceConfig>,
 }
 
 impl Setup {
@@ -189,6 +192,9 @@ impl Setup {
         let mut engine =
             Engine::new(self.cfg.clone()).map_err(BuildError::at("engine configuration"))?;
         engine.set_fault_seed(self.seed);
+        if let Some(s) = &self.services {
+            engine.set_services(s.clone());
+        }
         if let Some(v) = &self.vlans {
             engine
                 .set_vlans(v)
@@ -202,6 +208,8 @@ impl Setup {
 /// it needs: no IO. `run` (the run id) seeds the encrypted overlays' keys.
 pub fn configure(plan: &Plan, run: &str, opts: &BuildOptions) -> Result<Setup, BuildError> {
     {
+        // SVC-5: tasks publish their host-mode ports as `-p` does.
+        let plan = &*services::with_host_ports(plan);
         // OV-8: overlay-only containers get a docker_gwbridge endpoint.
         let plan = &*overlay::with_gwbridge(plan);
         let mut cfg = EngineConfig::default();
@@ -258,6 +266,10 @@ pub fn configure(plan: &Plan, run: &str, opts: &BuildOptions) -> Result<Setup, B
             }
             if let (Some(gw6), Some(_)) = (lan_gateway.and_then(|x| x.ip6), m.ip6) {
                 routes.push((IpNet::V6(Ipv6Net::default()), Some(IpAddr::V6(gw6))));
+            }
+            // SVC-4: the machine's own way into its ingress sandbox.
+            if let Some(sb) = services::local_entry(plan, i) {
+                routes.push((IpNet::V4(Ipv4Net::from(sb)), None));
             }
             let mut addrs = vec![(IpAddr::V4(m.ip), lan_prefix)];
             addrs.extend(lan6_addr(plan, m.ip6));
@@ -580,6 +592,7 @@ pub fn configure(plan: &Plan, run: &str, opts: &BuildOptions) -> Result<Setup, B
             opts.pcap_dir.is_some(),
             &overlay::world_sas(run, plan),
         );
+        let service_cfg = services::configure(plan, &mut cfg, &ov_domains, &uplinks, lan_mac);
         for (i, m) in plan.machines.iter().enumerate() {
             if l3_of[i].is_none() {
                 continue;
@@ -608,7 +621,12 @@ pub fn configure(plan: &Plan, run: &str, opts: &BuildOptions) -> Result<Setup, B
             .filter(|&m| l3_of[m].is_some())
             .collect();
         cfg.l3.v6 = v6;
-        let proxy_maps = proxy_mappings(plan, &cfg, &plan_of);
+        let mut proxy_maps = proxy_mappings(plan, &cfg, &plan_of);
+        for (m, maps) in proxy_maps.iter_mut().enumerate() {
+            if l3_of[m].is_some() {
+                maps.extend(services::local_proxies(plan, m));
+            }
+        }
         Ok(Setup {
             cfg,
             vlans: l2nets::needs_vlans(plan).then_some(vlans),
@@ -619,6 +637,7 @@ pub fn configure(plan: &Plan, run: &str, opts: &BuildOptions) -> Result<Setup, B
             pending,
             pcap_paths: pcaps,
             proxy_maps,
+            services: service_cfg,
         })
     }
 }
@@ -649,7 +668,9 @@ impl Dataplane {
         }
         let ports = create_taps(world, setup.pending, pcaps)?;
         // The kernel machines of a mixed run are built from the same plan
-        // as the engine's configuration: with the OV-8 gwbridge endpoints.
+        // as the engine's configuration: with the tasks' host-mode ports
+        // and the OV-8 gwbridge endpoints.
+        let plan = &*services::with_host_ports(plan);
         let plan = &*overlay::with_gwbridge(plan);
         let l3_of = overlay::engine_machines(plan);
         for m in (0..plan.machines.len()).filter(|&m| l3_of[m].is_none()) {

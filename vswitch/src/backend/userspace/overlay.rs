@@ -24,8 +24,12 @@ use crate::scenario::plan::{
     BackendKind, CheckKind, Driver, Endpoint, MacAddr, Network, Node, Plan, Subnet4,
 };
 
-/// Machines that run a container attached to network `net`, in order.
+/// Machines that run a container attached to network `net`, in order;
+/// for the swarm's `ingress`, every machine (its sandbox is there, SVC-4).
 pub fn machines_of(plan: &Plan, net: usize) -> Vec<usize> {
+    if plan.ingress.as_ref().is_some_and(|i| i.network == net) {
+        return (0..plan.machines.len()).collect();
+    }
     let mut v: Vec<usize> = plan
         .containers
         .iter()
@@ -83,7 +87,8 @@ pub fn refusals(plan: &Plan) -> Vec<String> {
                 CheckKind::Ping { to, .. }
                 | CheckKind::Tcp { to, .. }
                 | CheckKind::Udp { to, .. }
-                | CheckKind::Throughput { to, .. } => vec![to.addr],
+                | CheckKind::Throughput { to, .. }
+                | CheckKind::Spread { to, .. } => vec![to.addr],
                 CheckKind::Reach { to } => to.iter().map(|t| t.addr).collect(),
                 CheckKind::Dns { .. } => Vec::new(),
             };

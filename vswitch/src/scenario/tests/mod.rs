@@ -2,6 +2,7 @@
 
 mod invalid;
 mod ipv6;
+mod services;
 mod steps;
 mod valid;
 
