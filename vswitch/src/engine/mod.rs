@@ -36,6 +36,8 @@ mod neigh;
 pub mod packet;
 #[cfg(test)]
 mod proptests;
+#[cfg(test)]
+mod proptests6;
 mod route;
 pub mod route6;
 #[cfg(test)]
