@@ -4,6 +4,12 @@
 //! reply translated back (masq-in), and a packet from the lan to a
 //! published port (dnat-in). 64- and 1500-byte frames.
 //!
+//! The IPv6 cases beside them (`route6.rs` on the reference world of
+//! `fixtures6`): the same container → container frame over IPv6 (l2-v6),
+//! NAT66 masquerade out and back (masq6-out, masq6-in), DNAT of a port
+//! published over IPv6 (dnat6-in) and `ip6tables = false` routing between
+//! two networks (routed6). The ratios to l2 are the IPv4/IPv6 comparison.
+//!
 //! Every case restores the original frame before each call (NAT rewrites
 //! in place), the L2 case too, so the ratios compare like with like.
 //!
@@ -18,6 +24,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput};
 use vswitch::engine::fixtures::{A, A_IP, B, B_IP, GW1, Knobs, M_IP, X, X_IP, dmac, lmac, nat_cfg};
+use vswitch::engine::fixtures6 as f6;
 use vswitch::engine::{Action, Engine, Packet, PortId, VnetHdr};
 
 mod common;
@@ -76,16 +83,64 @@ fn tcp(
     f
 }
 
+/// Ethernet + IPv6 + TCP of `len` bytes in all (checksum zero: the
+/// router updates it incrementally and never verifies it).
+#[allow(clippy::too_many_arguments)] // one header's fields
+fn tcp6(
+    smac: [u8; 6],
+    dmac: [u8; 6],
+    sip: &str,
+    dip: &str,
+    sp: u16,
+    dp: u16,
+    flags: u8,
+    len: usize,
+) -> Vec<u8> {
+    let len = len.max(74);
+    let mut f = vec![0u8; len];
+    f[..6].copy_from_slice(&dmac);
+    f[6..12].copy_from_slice(&smac);
+    f[12..14].copy_from_slice(&0x86ddu16.to_be_bytes());
+    let ip = &mut f[14..];
+    ip[0] = 0x60;
+    ip[4..6].copy_from_slice(&((len - 54) as u16).to_be_bytes());
+    ip[6] = 6;
+    ip[7] = 64;
+    ip[8..24].copy_from_slice(&f6::a6(sip).octets());
+    ip[24..40].copy_from_slice(&f6::a6(dip).octets());
+    let t = &mut ip[40..];
+    t[0..2].copy_from_slice(&sp.to_be_bytes());
+    t[2..4].copy_from_slice(&dp.to_be_bytes());
+    t[12] = 0x50;
+    t[13] = flags;
+    f
+}
+
 #[derive(Clone, Copy)]
 enum Case {
     L2,
     MasqOut,
     MasqIn,
     DnatIn,
+    L2v6,
+    Masq6Out,
+    Masq6In,
+    Dnat6In,
+    Routed6,
 }
 
 impl Case {
-    const ALL: [Case; 4] = [Case::L2, Case::MasqOut, Case::MasqIn, Case::DnatIn];
+    const ALL: [Case; 9] = [
+        Case::L2,
+        Case::MasqOut,
+        Case::MasqIn,
+        Case::DnatIn,
+        Case::L2v6,
+        Case::Masq6Out,
+        Case::Masq6In,
+        Case::Dnat6In,
+        Case::Routed6,
+    ];
 
     fn name(self) -> &'static str {
         match self {
@@ -93,11 +148,57 @@ impl Case {
             Case::MasqOut => "masq-out",
             Case::MasqIn => "masq-in",
             Case::DnatIn => "dnat-in",
+            Case::L2v6 => "l2-v6",
+            Case::Masq6Out => "masq6-out",
+            Case::Masq6In => "masq6-in",
+            Case::Dnat6In => "dnat6-in",
+            Case::Routed6 => "routed6",
         }
+    }
+
+    /// The IPv6 world with its flows established, the frame and its
+    /// ingress.
+    fn setup6(self, len: usize) -> (Engine, Vec<u8>, PortId, Instant) {
+        use f6::{A as A6P, A_MAC, A6, B6, EXT, EXT_MAC, GW1_MAC, ME, UP_MAC, WWW};
+        let now = Instant::now();
+        let routed = matches!(self, Case::Routed6);
+        let mut e = Engine::new(f6::nat6_cfg(!routed, false)).expect("bench config");
+        let mut out = Vec::new();
+        let mut run = |e: &mut Engine, port: PortId, f: Vec<u8>| {
+            out.clear();
+            let mut p = Packet::from_frame(VnetHdr::default(), &f);
+            e.handle_frame(now, port, &mut p, &mut out);
+            assert!(matches!(out[..], [Action::Forward(_)]), "{out:?}");
+            u16::from_be_bytes([p.frame()[54], p.frame()[55]])
+        };
+        let (am, gm, em, um) = (A_MAC.0, GW1_MAC.0, EXT_MAC.0, UP_MAC.0);
+        if routed {
+            run(&mut e, A6P, tcp6(am, gm, A6, B6, 40000, 80, 0x02, 74));
+            let f = tcp6(am, gm, A6, B6, 40000, 80, 0x10, len);
+            return (e, f, A6P, now);
+        }
+        // A:40000 → WWW:80 masqueraded (to ME:sp); WWW:5555 → ME:8080.
+        let sp = run(&mut e, A6P, tcp6(am, gm, A6, WWW, 40000, 80, 0x02, 74));
+        run(&mut e, EXT, tcp6(em, um, WWW, ME, 80, sp, 0x12, 74));
+        run(&mut e, A6P, tcp6(am, gm, A6, WWW, 40000, 80, 0x10, 74));
+        run(&mut e, EXT, tcp6(em, um, WWW, ME, 5555, 8080, 0x02, 74));
+        run(&mut e, A6P, tcp6(am, gm, A6, WWW, 80, 5555, 0x12, 74));
+        let (f, port) = match self {
+            Case::Masq6Out => (tcp6(am, gm, A6, WWW, 40000, 80, 0x10, len), A6P),
+            Case::Masq6In => (tcp6(em, um, WWW, ME, 80, sp, 0x10, len), EXT),
+            _ => (tcp6(em, um, WWW, ME, 5555, 8080, 0x10, len), EXT),
+        };
+        (e, f, port, now)
     }
 
     /// An engine with the flow established, the frame and its ingress.
     fn setup(self, len: usize) -> (Engine, Vec<u8>, PortId, Instant) {
+        if matches!(
+            self,
+            Case::Masq6Out | Case::Masq6In | Case::Dnat6In | Case::Routed6
+        ) {
+            return self.setup6(len);
+        }
         let now = Instant::now();
         let mut e = engine();
         let mut out = Vec::new();
@@ -160,12 +261,25 @@ impl Case {
         );
         let (f, port) = match self {
             Case::L2 => (tcp(dmac(A_IP), dmac(B_IP), A_IP, B_IP, 1, 1, 0x10, len), A),
+            Case::L2v6 => (
+                tcp6(
+                    dmac(A_IP),
+                    dmac(B_IP),
+                    "fd00::2",
+                    "fd00::3",
+                    1,
+                    1,
+                    0x10,
+                    len,
+                ),
+                A,
+            ),
             Case::MasqOut => (tcp(dmac(A_IP), gw, A_IP, X_IP, 40000, 80, 0x10, len), A),
             Case::MasqIn => (
                 tcp(lmac(X_IP), lmac(M_IP), X_IP, M_IP, 80, 40000, 0x10, len),
                 X,
             ),
-            Case::DnatIn => (
+            _ => (
                 tcp(lmac(X_IP), lmac(M_IP), X_IP, M_IP, 5555, 8080, 0x10, len),
                 X,
             ),
@@ -216,7 +330,7 @@ fn bench_engine(c: &mut Criterion) {
 fn print_ratios(budget: Duration) {
     println!("\nrouted/NAT cases vs the L2 path (self-timed, {budget:?} per case):");
     println!(
-        "{:>9} {:>6} {:>10} {:>12} {:>8}",
+        "{:>10} {:>6} {:>10} {:>12} {:>8}",
         "case", "bytes", "ns/frame", "Mframes/s", "x l2"
     );
     for len in SIZES {
@@ -230,7 +344,7 @@ fn print_ratios(budget: Duration) {
                 l2 = ns;
             }
             println!(
-                "{:>9} {:>6} {:>10.2} {:>12.2} {:>8.2}",
+                "{:>10} {:>6} {:>10.2} {:>12.2} {:>8.2}",
                 case.name(),
                 len,
                 ns,

@@ -37,6 +37,8 @@ mod neigh;
 pub mod packet;
 #[cfg(test)]
 mod proptests;
+#[cfg(test)]
+mod proptests6;
 mod route;
 pub mod route6;
 pub mod service;

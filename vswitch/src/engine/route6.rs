@@ -268,6 +268,9 @@ impl Router6 {
         if tag == Tag::None {
             return false;
         }
+        if tag == Tag::Lan && self.error_for_a_flow(now, ingress, pkt, metrics, out) {
+            return true;
+        }
         let frame = pkt.frame();
         let Some(ip) = Ip6::parse(frame) else {
             return false;
@@ -391,6 +394,116 @@ impl Router6 {
                 return true;
             }
         }
+        metrics.tx(hop.port, pkt.len());
+        out.push(Action::Forward(hop.port));
+        true
+    }
+
+    /// An ICMPv6 error from the lan to machine `m` quoting a packet of a
+    /// tracked flow (a packet too big on the path of a masqueraded
+    /// connection, RFC 4443 §2.4): translated back as Linux's
+    /// `nf_nat_icmpv6_reply_translation` does (outer destination, the
+    /// quoted packet's source address and port, both checksums) and
+    /// routed to the flow's own end. False leaves the frame alone.
+    fn error_for_a_flow(
+        &mut self,
+        now: Instant,
+        ingress: PortId,
+        pkt: &mut Packet,
+        metrics: &mut Metrics,
+        out: &mut Vec<Action>,
+    ) -> bool {
+        let f = pkt.frame();
+        let inner_at = L4_OFF + 8;
+        if f.len() < inner_at + IPV6_HDR + 8
+            || ethertype(f) != ETHERTYPE_IPV6
+            || f[ETH_HDR_LEN + 6] != IPPROTO_ICMPV6
+            || !(1..=4).contains(&f[L4_OFF])
+            || f[inner_at] >> 4 != 6
+        {
+            return false;
+        }
+        let dst_key = mac_key(&f[0..6]);
+        let Some(m) = self
+            .cfg
+            .machines
+            .iter()
+            .position(|c| mac_key(&c.mac.0) == dst_key)
+        else {
+            return false;
+        };
+        let addr =
+            |at: usize| Ipv6Addr::from(<[u8; 16]>::try_from(&f[at..at + 16]).unwrap_or([0; 16]));
+        let proto = f[inner_at + 6];
+        let l4 = inner_at + IPV6_HDR;
+        let (sport, dport, icmp_reply) = match proto {
+            IPPROTO_TCP | IPPROTO_UDP => (get16(f, l4), get16(f, l4 + 2), false),
+            IPPROTO_ICMPV6 if matches!(f[l4], ICMPV6_ECHO_REQUEST | ICMPV6_ECHO_REPLY) => {
+                let id = get16(f, l4 + 4);
+                (id, id, f[l4] == ICMPV6_ECHO_REPLY)
+            }
+            _ => return false,
+        };
+        let quoted = Tuple {
+            src: addr(inner_at + 8),
+            dst: addr(inner_at + 24),
+            sport,
+            dport,
+            proto,
+            icmp_reply,
+        };
+        // A reply to the quoted packet is what the flow tracks on this side.
+        let Some((id, dir)) = self.ct[m].lookup(&quoted.inverse(), now) else {
+            return false;
+        };
+        let Some(back) = self.ct[m].get(id).map(|c| c.translated(dir)) else {
+            return false;
+        };
+        let orig = back.inverse();
+        if orig == quoted {
+            return false; // not translated: routed as it is, or the host's
+        }
+        let Ok(hop) = self.next_hop(m, orig.src) else {
+            return false;
+        };
+        let hop_limit = f[ETH_HDR_LEN + 7];
+        if hop_limit <= 1 {
+            metrics.drop(ingress, DropReason::TtlExceeded);
+            out.push(Action::Drop(DropReason::TtlExceeded));
+            return true;
+        }
+        let b = pkt.frame_mut();
+        // The quoted packet: its source address and port, its checksum.
+        let inner_l4_len = b.len() - l4;
+        let inner_csum = match proto {
+            IPPROTO_TCP => 16,
+            IPPROTO_UDP => 6,
+            _ => 2,
+        };
+        if inner_l4_len >= inner_csum + 2 {
+            let mut c = get16(b, l4 + inner_csum);
+            for (o, n) in quoted.src.segments().into_iter().zip(orig.src.segments()) {
+                c = update16(c, o, n);
+            }
+            // The port (or echo id) is covered by its own checksum.
+            c = update16(c, quoted.sport, orig.sport);
+            put16(b, l4 + inner_csum, c);
+        }
+        b[inner_at + 8..inner_at + 24].copy_from_slice(&orig.src.octets());
+        let port_at = if proto == IPPROTO_ICMPV6 { l4 + 4 } else { l4 };
+        put16(b, port_at, orig.sport);
+        // The outer destination, hop limit, MACs and ICMPv6 checksum.
+        b[ETH_HDR_LEN + 24..ETH_HDR_LEN + 40].copy_from_slice(&orig.src.octets());
+        b[ETH_HDR_LEN + 7] = hop_limit - 1;
+        b[0..6].copy_from_slice(&hop.via_mac.0);
+        b[6..12].copy_from_slice(&hop.src_mac.0);
+        let plen = usize::from(get16(b, ETH_HDR_LEN + 4)).min(b.len() - L4_OFF);
+        b[L4_OFF + 2..L4_OFF + 4].fill(0);
+        let mut src = [0u8; 16];
+        src.copy_from_slice(&b[ETH_HDR_LEN + 8..ETH_HDR_LEN + 24]);
+        let c = super::nd::icmpv6_checksum(&src, &orig.src.octets(), &b[L4_OFF..L4_OFF + plen]);
+        put16(b, L4_OFF + 2, c);
+        pkt.hdr = VnetHdr::default();
         metrics.tx(hop.port, pkt.len());
         out.push(Action::Forward(hop.port));
         true

@@ -386,3 +386,54 @@ fn a_published_port_of_another_machine_goes_through_its_dnat() {
     let mut p = tcp(A_MAC, GW1_MAC, A6, "2001:2::20", 40001, 22, true);
     assert_eq!(forwarded(&run(&mut e, A, &mut p)), PortId(6));
 }
+
+/// RFC 4443 §2.4 through NAT66 (path MTU discovery of a masqueraded
+/// flow): a packet too big from the lan quoting the translated packet is
+/// translated back, outer destination and quoted source with their
+/// checksums, and delivered to the container that sent it.
+#[test]
+fn an_error_about_a_masqueraded_flow_reaches_its_container() {
+    let mut e = engine(true, false);
+    let mut p = tcp(A_MAC, GW1_MAC, A6, WWW, 40000, 80, true);
+    assert_eq!(forwarded(&run(&mut e, A, &mut p)), EXT);
+    let quoted = p.frame()[14..].to_vec();
+    let (_, _, sport, ..) = seen(&p);
+    let mut v = Vec::new();
+    PacketBuilder::ethernet2(EXT_MAC.0, UP_MAC.0)
+        .ipv6(a6(WWW).octets(), a6(ME).octets(), 64)
+        .icmpv6(Icmpv6Type::PacketTooBig { mtu: 1400 })
+        .write(&mut v, &quoted)
+        .unwrap();
+    let mut err = Packet::from_frame(VnetHdr::default(), &v);
+    assert_eq!(forwarded(&run(&mut e, EXT, &mut err)), A);
+    let s = SlicedPacket::from_ethernet(err.frame()).unwrap();
+    let (Some(NetSlice::Ipv6(ip)), Some(TransportSlice::Icmpv6(m))) = (&s.net, &s.transport) else {
+        panic!("not ICMPv6")
+    };
+    let h = ip.header();
+    assert_eq!(h.destination_addr(), a6(A6));
+    let want = m
+        .icmp_type()
+        .calc_checksum(h.source(), h.destination(), m.payload())
+        .unwrap();
+    assert_eq!(m.checksum(), want, "outer ICMPv6 checksum");
+    assert_eq!(m.icmp_type(), Icmpv6Type::PacketTooBig { mtu: 1400 });
+    // The quoted packet is A's own again, its TCP checksum right.
+    let mut inner = vec![0u8; 14];
+    inner[12..14].copy_from_slice(&0x86ddu16.to_be_bytes());
+    inner.extend_from_slice(m.payload());
+    let q = Packet::from_frame(VnetHdr::default(), &inner);
+    let (src, dst, qs, qd, ..) = seen(&q);
+    assert_eq!((src, dst, qs, qd), (a6(A6), a6(WWW), 40000, 80));
+    assert_ne!(sport, 0);
+    // An error about no flow is left to the host stack.
+    let mut v = Vec::new();
+    let other = tcp(UP_MAC, EXT_MAC, ME, WWW, 1234, 80, true);
+    PacketBuilder::ethernet2(EXT_MAC.0, UP_MAC.0)
+        .ipv6(a6(WWW).octets(), a6(ME).octets(), 64)
+        .icmpv6(Icmpv6Type::PacketTooBig { mtu: 1400 })
+        .write(&mut v, &other.frame()[14..])
+        .unwrap();
+    let mut err = Packet::from_frame(VnetHdr::default(), &v);
+    assert_eq!(forwarded(&run(&mut e, EXT, &mut err)), UPLINK);
+}
