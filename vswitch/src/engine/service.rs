@@ -340,6 +340,19 @@ impl Services {
         };
         let t = ip.tuple;
         if let Some(&v) = self.vip_at.get(&(domain, t.dst)) {
+            // IPVS balances TCP and UDP only; Docker holds the VIP in every
+            // sandbox of the network (moby/libnetwork#1877), so the
+            // client's own sandbox answers a ping to it.
+            let vip = super::Gateway {
+                ip: t.dst,
+                ip6: None,
+                mac: self.cfg.vips[v].mac,
+            };
+            match super::gateway::icmp_echo(frame, &pkt.hdr, &vip) {
+                super::gateway::Echo::Reply(p) => return Pre::Reply(p),
+                super::gateway::Echo::BadChecksum => return Pre::Drop(DropReason::BadChecksum),
+                super::gateway::Echo::NotMine => {}
+            }
             return self.vip_forward(now, v, pkt, &ip);
         }
         if let Some(&client) = self.back.get(&t) {
