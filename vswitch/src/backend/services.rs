@@ -14,7 +14,8 @@ use crate::scenario::plan::{BackendKind, Plan};
 /// One reason per service that `backend` cannot build.
 pub(crate) fn refusals(plan: &Plan, backend: BackendKind) -> Vec<String> {
     let why = match backend {
-        BackendKind::Userspace | BackendKind::Kernel => return Vec::new(),
+        BackendKind::Userspace => return userspace(plan),
+        BackendKind::Kernel => return Vec::new(),
         BackendKind::Docker => {
             "swarm services not supported yet (no swarm on the project's daemon)"
         }
@@ -24,6 +25,34 @@ pub(crate) fn refusals(plan: &Plan, backend: BackendKind) -> Vec<String> {
         .enumerate()
         .map(|(i, s)| format!("backend {backend}: {why} (service[{i}] `{}`)", s.name))
         .collect()
+}
+
+/// What the userspace backend does not build of services: mixed runs
+/// (a kernel machine would need the service stage's tables) and a
+/// VLAN-aware lan (the mesh's entry is before the VLAN stage, not in it).
+fn userspace(plan: &Plan) -> Vec<String> {
+    let Some(first) = plan.services.first() else {
+        return Vec::new();
+    };
+    let mut why = Vec::new();
+    if let Some(m) = plan.machines.iter().find(|m| m.backend.is_some()) {
+        why.push(format!(
+            "backend userspace: swarm services in a mixed run (machine `{}` sets backend) not supported yet (service[0] `{}`)",
+            m.name, first.name
+        ));
+    }
+    if plan.externals.iter().any(|x| x.vlan.is_some())
+        || plan
+            .networks
+            .iter()
+            .any(|n| n.parent.as_ref().is_some_and(|p| p.vlan.is_some()))
+    {
+        why.push(format!(
+            "backend userspace: swarm services with VLANs on lan not supported yet (service[0] `{}`)",
+            first.name
+        ));
+    }
+    why
 }
 
 #[cfg(test)]

@@ -26,6 +26,7 @@
 //! frame rewritten in place or a reply out.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
@@ -174,20 +175,70 @@ pub(crate) enum Post {
     Drop,
 }
 
+/// A multiply-rotate hasher for flow tuples (the tables are the engine's
+/// own, bounded by the flows it sees; SipHash buys nothing here and costs
+/// a VIP packet most of its overhead).
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct FlowHasher(u64);
+
+impl Hasher for FlowHasher {
+    #[inline]
+    fn finish(&self) -> u64 {
+        self.0 ^ (self.0 >> 31)
+    }
+
+    #[inline]
+    fn write_u64(&mut self, x: u64) {
+        self.0 = (self.0.rotate_left(5) ^ x).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+
+    #[inline]
+    fn write_u8(&mut self, x: u8) {
+        self.write_u64(u64::from(x));
+    }
+
+    #[inline]
+    fn write_u16(&mut self, x: u16) {
+        self.write_u64(u64::from(x));
+    }
+
+    #[inline]
+    fn write_u32(&mut self, x: u32) {
+        self.write_u64(u64::from(x));
+    }
+
+    #[inline]
+    fn write_usize(&mut self, x: usize) {
+        self.write_u64(x as u64);
+    }
+
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        for c in bytes.chunks(8) {
+            let mut b = [0u8; 8];
+            b[..c.len()].copy_from_slice(c);
+            self.write_u64(u64::from_le_bytes(b));
+        }
+    }
+}
+
+/// A map with [`FlowHasher`].
+type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<FlowHasher>>;
+
 /// The service stage's state.
 #[derive(Debug)]
 pub(crate) struct Services {
     cfg: ServiceConfig,
-    vip_at: HashMap<(DomainId, Ipv4Addr), usize>,
-    sandbox_at: HashMap<PortId, usize>,
+    vip_at: FastMap<(DomainId, Ipv4Addr), usize>,
+    sandbox_at: FastMap<PortId, usize>,
     rr: Vec<usize>,
     mesh_rr: Vec<usize>,
     /// Client-side tuple → flow.
-    flows: HashMap<Tuple, VipFlow>,
+    flows: FastMap<Tuple, VipFlow>,
     /// Task-side reply tuple → client-side tuple.
-    back: HashMap<Tuple, Tuple>,
-    mesh: HashMap<Tuple, MeshFlow>,
-    mesh_back: HashMap<Tuple, Tuple>,
+    back: FastMap<Tuple, Tuple>,
+    mesh: FastMap<Tuple, MeshFlow>,
+    mesh_back: FastMap<Tuple, Tuple>,
     stats: ServiceStats,
 }
 
@@ -231,7 +282,7 @@ fn arp_reply(req: &ArpRepr, mac: MacAddr) -> Packet {
 impl Services {
     /// The stage for `cfg`.
     pub(crate) fn new(cfg: ServiceConfig) -> Services {
-        let mut vip_at = HashMap::new();
+        let mut vip_at = FastMap::default();
         for (i, v) in cfg.vips.iter().enumerate() {
             for &d in &v.domains {
                 vip_at.insert((d, v.vip), i);
@@ -249,10 +300,10 @@ impl Services {
             cfg,
             vip_at,
             sandbox_at,
-            flows: HashMap::new(),
-            back: HashMap::new(),
-            mesh: HashMap::new(),
-            mesh_back: HashMap::new(),
+            flows: FastMap::default(),
+            back: FastMap::default(),
+            mesh: FastMap::default(),
+            mesh_back: FastMap::default(),
             stats: ServiceStats::default(),
         }
     }

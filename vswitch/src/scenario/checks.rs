@@ -676,9 +676,12 @@ fn target(
                     port,
                 });
             }
-            return Err(err(format!(
-                "no container, external, machine or service named {name:?}"
-            )));
+            let what = if names.services.is_empty() {
+                "container, external or machine"
+            } else {
+                "container, external, machine or service"
+            };
+            return Err(err(format!("no {what} named {name:?}")));
         };
         (Some(n), node_addr(plan, names, n, net, ipv6).map_err(err)?)
     };

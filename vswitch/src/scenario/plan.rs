@@ -824,6 +824,16 @@ impl Plan {
         if let Some(i) = self.externals.iter().position(|x| x.holds(addr)) {
             return Some((Node::External(i), port));
         }
+        // A VIP: its first running task (services, SVC-3).
+        for s in &self.services {
+            if s.networks
+                .iter()
+                .any(|n| n.vip.map(IpAddr::V4) == Some(addr))
+                && let Some(&t) = s.running_tasks().first()
+            {
+                return Some((Node::Container(t), port));
+            }
+        }
         let m = self.machines.iter().position(|m| m.holds(addr))?;
         let published = self.containers.iter().enumerate().find_map(|(i, c)| {
             let p = c
@@ -832,7 +842,26 @@ impl Plan {
                 .find(|p| p.proto == proto && p.host_port == port && p.listens_on(addr))?;
             (c.machine == m).then_some((Node::Container(i), p.container_port))
         });
-        Some(published.unwrap_or((Node::Machine(m), port)))
+        // A service port: the routing mesh's first running task, or the
+        // task of this machine in host mode (OV-10).
+        let service = || {
+            self.services.iter().find_map(|s| {
+                let p = s
+                    .publish
+                    .iter()
+                    .find(|p| p.proto == proto && p.published == port)?;
+                let t =
+                    s.running_tasks().iter().copied().find(|&t| {
+                        p.mode == PublishMode::Ingress || self.containers[t].machine == m
+                    })?;
+                Some((Node::Container(t), p.target))
+            })
+        };
+        Some(
+            published
+                .or_else(service)
+                .unwrap_or((Node::Machine(m), port)),
+        )
     }
 
     /// The service and 1-based task number of a container that is a task.

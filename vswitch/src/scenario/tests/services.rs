@@ -353,3 +353,27 @@ fn dns25_service_records_follow_scale() {
     assert_eq!(a(&t, client, "web"), s(&["10.10.0.2"]), "the VIP stays");
     assert_eq!(a(&t, client, "tasks.web"), None);
 }
+
+/// Throughput receivers: a VIP and a service port are received by a task.
+#[test]
+fn receivers_of_service_addresses() {
+    let p = ok(&format!(
+        "{WORLD}[[service]]\nname = \"web\"\nreplicas = 2\nmachines = [\"m2\", \"m3\"]\nnetworks = [\"front\"]\nserve = [\"tcp:5201\"]\n\
+         publish = [\"8080:5201\", \"published=9090,target=5201,mode=host\"]\n"
+    ));
+    let web1 = Node::Container(p.services[0].tasks[0]);
+    let web2 = Node::Container(p.services[0].tasks[1]);
+    let ip = |s: &str| std::net::IpAddr::V4(v4(s));
+    assert_eq!(
+        p.receiver_of(ip("10.10.0.2"), 5201, Proto::Tcp),
+        Some((web1, 5201))
+    );
+    let m = |i: usize| std::net::IpAddr::V4(p.machines[i].ip);
+    // OV-10: ingress on every machine (m1 runs no task), host mode where a task runs.
+    assert_eq!(p.receiver_of(m(0), 8080, Proto::Tcp), Some((web1, 5201)));
+    assert_eq!(p.receiver_of(m(2), 9090, Proto::Tcp), Some((web2, 5201)));
+    assert_eq!(
+        p.receiver_of(m(0), 9090, Proto::Tcp),
+        Some((Node::Machine(0), 9090))
+    );
+}
