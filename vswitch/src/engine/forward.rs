@@ -121,6 +121,12 @@ impl Router {
         out: &mut Vec<Action>,
     ) {
         let t = ip.tuple;
+        metrics.note(|| {
+            super::trace::TraceEvent::Note(match &flow {
+                Flow::Existing(_, dir) => format!("conntrack: established flow ({dir:?})"),
+                Flow::New { kind, .. } => format!("conntrack: new flow ({kind:?})"),
+            })
+        });
         let nt = match flow {
             Flow::Existing(id, dir) => match self.machines[m].ct.get(id) {
                 Some(c) => c.translated(dir),

@@ -417,6 +417,16 @@ pub(crate) fn handle(
     } else {
         vp.untagged_vid()
     };
+    metrics.note(|| {
+        super::trace::TraceEvent::Note(format!(
+            "vlan: on VLAN {vid} ({})",
+            if et == ETHERTYPE_VLAN {
+                "tag popped"
+            } else {
+                "untagged port"
+            }
+        ))
+    });
     let frame = pkt.frame();
     let inner = ethertype(frame);
     if inner == ETHERTYPE_VLAN || inner == ETHERTYPE_QINQ {

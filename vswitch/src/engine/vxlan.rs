@@ -641,6 +641,11 @@ impl Engine {
                     .collect()
             };
             if encrypted {
+                self.metrics.note(|| {
+                    super::trace::TraceEvent::Note(format!(
+                        "esp: VNI {vni} is encrypted: each frame sealed in ESP (AES-GCM) for {lip} → {ip}"
+                    ))
+                });
                 frames = self.overlay_protect(uplink, lip, ip, frames, out);
             }
             for mut e in frames {

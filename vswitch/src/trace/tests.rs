@@ -237,3 +237,41 @@ fn traces_agree_with_the_repository_scenarios_container_checks() {
     assert!(compared > 10, "only {compared} checks compared");
     assert!(disagree.is_empty(), "{}", disagree.join("\n"));
 }
+
+fn repo(file: &str) -> Plan {
+    let f = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../scenarios")
+        .join(file);
+    scenario::load_file(&f).expect("valid")
+}
+
+#[test]
+fn the_stages_of_vlan_conntrack_and_esp_are_named() {
+    let p = repo("overlay-encrypted.toml");
+    let t = trace(&p, "a", &Target::parse("b:7").unwrap(), TraceProto::Tcp).unwrap();
+    assert!(t.text.contains("esp: VNI 4097 is encrypted"), "{}", t.text);
+    assert_eq!(t.verdict, "delivered to b", "{}", t.text);
+    let p = repo("nat-masquerade.toml");
+    let t = trace(
+        &p,
+        "app",
+        &Target::parse("router:80").unwrap(),
+        TraceProto::Tcp,
+    )
+    .unwrap();
+    assert!(
+        t.text.contains("conntrack: new flow (Masquerade)"),
+        "{}",
+        t.text
+    );
+    let p = repo("vlan-external-access.toml");
+    let t = trace(
+        &p,
+        "tagged",
+        &Target::parse("in10").unwrap(),
+        TraceProto::Icmp,
+    )
+    .unwrap();
+    assert!(t.text.contains("vlan: on VLAN 10"), "{}", t.text);
+    assert_eq!(t.verdict, "delivered to in10", "{}", t.text);
+}
