@@ -20,8 +20,8 @@ use std::time::{Duration, Instant};
 
 use libfuzzer_sys::fuzz_target;
 use vswitch::engine::{
-    Action, Backend, DomainConfig, DomainId, Engine, EngineConfig, MeshConfig, Packet,
-    PortConfig, PortId, PortRole, SandboxConfig, ServiceConfig, VipConfig, VnetHdr,
+    Action, Backend, DomainConfig, DomainId, Engine, EngineConfig, MeshConfig, Packet, PortConfig,
+    PortId, PortRole, SandboxConfig, ServiceConfig, VipConfig, VnetHdr,
 };
 use vswitch::scenario::plan::MacAddr;
 
@@ -140,7 +140,10 @@ fn ipv4_ok(f: &[u8]) -> Option<bool> {
 
 fn check(out: &[Action], pkt: &Packet, input_ok: Option<bool>) {
     let drops = out.iter().filter(|a| matches!(a, Action::Drop(_))).count();
-    assert!(drops == 0 || out.len() == 1, "drop plus other actions: {out:?}");
+    assert!(
+        drops == 0 || out.len() == 1,
+        "drop plus other actions: {out:?}"
+    );
     if input_ok != Some(true) {
         return;
     }
