@@ -454,8 +454,14 @@ impl World {
         ));
         self.dns_table = Some(live.clone());
         let table = live.get();
+        // Every task of a service too, running or not: a scale step may start
+        // it later, and its namespace is there from the start (DNS-1).
+        let task = |i: usize| plan.services.iter().any(|s| s.tasks.contains(&i));
         let served: Vec<usize> = (0..plan.containers.len())
-            .filter(|&i| !on_host_network(plan, i) && table.view(i).is_some_and(|v| v.embedded))
+            .filter(|&i| {
+                task(i)
+                    || (!on_host_network(plan, i) && table.view(i).is_some_and(|v| v.embedded))
+            })
             .collect();
         // The fast path first: attaching is quicker before the servers'
         // threads exist. Its answers are fixed at load: not for a world
