@@ -459,8 +459,7 @@ impl World {
         let task = |i: usize| plan.services.iter().any(|s| s.tasks.contains(&i));
         let served: Vec<usize> = (0..plan.containers.len())
             .filter(|&i| {
-                task(i)
-                    || (!on_host_network(plan, i) && table.view(i).is_some_and(|v| v.embedded))
+                task(i) || (!on_host_network(plan, i) && table.view(i).is_some_and(|v| v.embedded))
             })
             .collect();
         // The fast path first: attaching is quicker before the servers'

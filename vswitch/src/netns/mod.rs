@@ -287,6 +287,38 @@ fn ensure_run_dir() -> io::Result<()> {
     shared(MsFlags::MS_SHARED | MsFlags::MS_REC).map_err(errno)
 }
 
+/// A namespace the caller made and owns: deleted when the guard is dropped
+/// (a failure to delete is reported on standard error; `vswitch cleanup`
+/// removes what is left).
+#[derive(Debug)]
+pub struct OwnedNs {
+    ns: Option<NetNs>,
+}
+
+impl OwnedNs {
+    /// Takes ownership of `ns`.
+    pub fn new(ns: NetNs) -> OwnedNs {
+        OwnedNs { ns: Some(ns) }
+    }
+
+    /// The namespace.
+    pub fn ns(&self) -> Option<&NetNs> {
+        self.ns.as_ref()
+    }
+}
+
+impl Drop for OwnedNs {
+    fn drop(&mut self) {
+        if let Some(ns) = self.ns.take() {
+            let name = ns.name().to_string();
+            drop(ns);
+            if let Err(e) = delete(&name) {
+                eprintln!("vswitch: cannot delete namespace {name}: {e}");
+            }
+        }
+    }
+}
+
 /// Deletes a named namespace and its `/etc/netns` files, as `ip netns del`
 /// does. The namespace itself (and every link in it) goes away once no
 /// process or fd holds it. Missing names are not an error.

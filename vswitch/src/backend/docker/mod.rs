@@ -357,7 +357,7 @@ pub struct Dataplane {
     mapped: bool,
     run: RunId,
     lock: Option<File>,
-    lan: Option<NetNs>,
+    lan: Option<netns::OwnedNs>,
     uplink: bool,
     engine_version: String,
     containers: Vec<String>,
@@ -481,7 +481,11 @@ impl Dataplane {
     fn build_lan(&mut self, world: &World, plan: &Plan) -> Result<(), BuildError> {
         let lan_name = format!("{}-l-lan", self.run);
         let lan = NetNs::create(&lan_name).map_err(BuildError::at("lan namespace"))?;
-        let lan = self.lan.insert(lan);
+        let lan = self
+            .lan
+            .insert(netns::OwnedNs::new(lan))
+            .ns()
+            .expect("just created");
         in_ns(lan, "lan bridge", || {
             crate::backend::prepare_namespace(false, false)?;
             let mut nl = Netlink::new()?;
@@ -919,13 +923,8 @@ impl Dataplane {
             }
             let _ = std::fs::remove_file(UPLINK_OWNER);
         }
-        if let Some(lan) = self.lan.take() {
-            let name = lan.name().to_string();
-            drop(lan);
-            if let Err(e) = netns::delete(&name) {
-                eprintln!("vswitch: cannot delete namespace {name}: {e}");
-            }
-        }
+        // The lan namespace goes now, after the daemons that used it.
+        drop(self.lan.take());
         self.lock = None;
         json!({ "engine": self.engine_version, "removed": removed })
     }

@@ -134,10 +134,14 @@ impl Dataplane {
     /// backend wires it: the lan MAC, its addresses, the default route via
     /// the `gateway = true` external.
     pub(super) fn plug_machines(&mut self, world: &World, plan: &Plan) -> Result<(), BuildError> {
-        let lan = self.lan.as_ref().ok_or_else(|| BuildError {
-            step: "lan".into(),
-            source: "no lan namespace".into(),
-        })?;
+        let lan = self
+            .lan
+            .as_ref()
+            .and_then(|l| l.ns())
+            .ok_or_else(|| BuildError {
+                step: "lan".into(),
+                source: "no lan namespace".into(),
+            })?;
         let prefix = plan.lan.prefix_len();
         let prefix6 = plan.lan6.map_or(64, |n| n.prefix_len());
         let gateway = plan.externals.iter().find(|x| x.gateway);

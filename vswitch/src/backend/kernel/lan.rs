@@ -13,35 +13,13 @@ use crate::sys::netlink::Netlink;
 const BRIDGE: &str = "lan";
 
 /// The lan namespace; deleted when dropped.
-#[derive(Debug)]
-pub(super) struct LanNs {
-    ns: Option<NetNs>,
-}
-
-impl LanNs {
-    /// The namespace.
-    pub fn ns(&self) -> Option<&NetNs> {
-        self.ns.as_ref()
-    }
-}
-
-impl Drop for LanNs {
-    fn drop(&mut self) {
-        if let Some(ns) = self.ns.take() {
-            let name = ns.name().to_string();
-            drop(ns);
-            if let Err(e) = crate::netns::delete(&name) {
-                eprintln!("vswitch: cannot delete namespace {name}: {e}");
-            }
-        }
-    }
-}
+pub(super) type LanNs = crate::netns::OwnedNs;
 
 /// Creates the lan namespace and bridge, and every uplink.
 pub(super) fn build(world: &World, plan: &Plan) -> Result<LanNs, BuildError> {
     let name = format!("{}-l-lan", world.run());
     let ns = NetNs::create(&name).map_err(BuildError::at(format!("namespace {name}")))?;
-    let lan = LanNs { ns: Some(ns) };
+    let lan = LanNs::new(ns);
     let ns = lan.ns().expect("just created");
 
     // Ports: (port name in lan, temporary peer name, node it goes to).

@@ -295,29 +295,7 @@ pub(super) fn with_gwbridge(plan: &Plan) -> Plan {
 }
 
 /// An ingress sandbox namespace; deleted when dropped.
-#[derive(Debug)]
-pub(super) struct Sandbox {
-    ns: Option<NetNs>,
-}
-
-impl Sandbox {
-    /// The namespace.
-    pub fn ns(&self) -> Option<&NetNs> {
-        self.ns.as_ref()
-    }
-}
-
-impl Drop for Sandbox {
-    fn drop(&mut self) {
-        if let Some(ns) = self.ns.take() {
-            let name = ns.name().to_string();
-            drop(ns);
-            if let Err(e) = crate::netns::delete(&name) {
-                eprintln!("vswitch: cannot delete namespace {name}: {e}");
-            }
-        }
-    }
-}
+pub(super) type Sandbox = crate::netns::OwnedNs;
 
 /// `table ip T {}; delete table ip T; RULES`: replaces the table in one
 /// transaction (an empty RULES removes it).
@@ -340,7 +318,7 @@ pub(super) fn build_sandbox(
     };
     let name = sandbox_ns_name(world, plan, m);
     let ns = NetNs::create(&name).map_err(BuildError::at(format!("namespace {name}")))?;
-    let sb = Sandbox { ns: Some(ns) };
+    let sb = Sandbox::new(ns);
     let ns = sb.ns().expect("just created");
     let net = &plan.networks[ing.network];
     let prefix = net.primary().map_or(24, |s| s.net.prefix_len());
