@@ -164,13 +164,28 @@ impl Tap {
         // IFF_* flags fit in the `short` of `ifr_flags` (the largest is 0x8000
         // IFF_MULTI_QUEUE, not used here).
         ifr.ifr_ifru.ifru_flags = iff as libc::c_short;
-        // SAFETY: the fd is an open /dev/net/tun and `ifr` is a valid,
-        // initialised ifreq that outlives the call; the kernel writes only
-        // within it (the final interface name).
-        unsafe { tun_set_iff(file.as_raw_fd(), &ifr) }.map_err(|e| TapError::SetIff {
-            name: name.to_string(),
-            source: e.into(),
-        })?;
+        // A TAP of that name whose last fd is being closed is busy until it
+        // goes: a data path rebuilt in the same namespace closes the old
+        // one, but a process another thread forks at that moment holds the
+        // fd until its exec closes it (O_CLOEXEC). Wait (bounded) for it.
+        let give_up = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        loop {
+            // SAFETY: the fd is an open /dev/net/tun and `ifr` is a valid,
+            // initialised ifreq that outlives the call; the kernel writes
+            // only within it (the final interface name).
+            match unsafe { tun_set_iff(file.as_raw_fd(), &ifr) } {
+                Ok(_) => break,
+                Err(nix::Error::EBUSY) if std::time::Instant::now() < give_up => {
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+                Err(e) => {
+                    return Err(TapError::SetIff {
+                        name: name.to_string(),
+                        source: e.into(),
+                    });
+                }
+            }
+        }
         let name = name_from_ifreq(&ifr);
 
         if opts.vnet_hdr {
