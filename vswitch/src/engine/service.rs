@@ -231,8 +231,12 @@ pub(crate) struct Services {
     cfg: ServiceConfig,
     vip_at: FastMap<(DomainId, Ipv4Addr), usize>,
     sandbox_at: FastMap<PortId, usize>,
-    rr: Vec<usize>,
-    mesh_rr: Vec<usize>,
+    /// The next task of each VIP for each client: IPVS runs in every
+    /// client's own sandbox, so each client has its own round robin (SVC-3).
+    rr: HashMap<(usize, Ipv4Addr), usize>,
+    /// The next task of each mesh port for each receiving machine's
+    /// sandbox (each has its own IPVS on Docker, SVC-4).
+    mesh_rr: HashMap<(usize, usize), usize>,
     /// Client-side tuple → flow.
     flows: FastMap<Tuple, VipFlow>,
     /// Task-side reply tuple → client-side tuple.
@@ -295,8 +299,8 @@ impl Services {
             .map(|(i, s)| (s.port, i))
             .collect();
         Services {
-            rr: vec![0; cfg.vips.len()],
-            mesh_rr: vec![0; cfg.mesh.len()],
+            rr: HashMap::new(),
+            mesh_rr: HashMap::new(),
             cfg,
             vip_at,
             sandbox_at,
@@ -477,8 +481,9 @@ impl Services {
                     self.stats.no_backend += 1;
                     return Pre::Drop(DropReason::NoRoute);
                 }
-                let backend = backends[self.rr[v] % backends.len()];
-                self.rr[v] = self.rr[v].wrapping_add(1);
+                let next = self.rr.entry((v, t.src)).or_insert(0);
+                let backend = backends[*next % backends.len()];
+                *next = next.wrapping_add(1);
                 self.stats.vip_connections += 1;
                 if let Some(old) = self.flows.get(&t) {
                     let stale = Tuple {
@@ -587,7 +592,8 @@ impl Services {
             self.stats.no_backend += 1;
             return Err(DropReason::NoRoute);
         }
-        let backend = mc.backends[self.mesh_rr[m] % mc.backends.len()];
+        let turn = self.mesh_rr.get(&(m, s)).copied().unwrap_or(0);
+        let backend = mc.backends[turn % mc.backends.len()];
         let sb_ip = self.cfg.sandboxes[s].ip;
         // The client's port if free towards that task, else the next free.
         let mut inner = Tuple {
@@ -610,7 +616,7 @@ impl Services {
                 inner.sport + 1
             };
         }
-        self.mesh_rr[m] = self.mesh_rr[m].wrapping_add(1);
+        self.mesh_rr.insert((m, s), turn.wrapping_add(1));
         self.stats.mesh_connections += 1;
         if let Some(old) = self.mesh.get(t) {
             self.mesh_back.remove(&old.inner.inverse());
