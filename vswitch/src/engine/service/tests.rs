@@ -174,6 +174,28 @@ fn svc3_vip_round_robin_per_connection() {
 
 /// ARP for the VIP is answered with its MAC; a non-SYN without a flow is
 /// dropped.
+/// SVC-3: IPVS runs in each client's sandbox, so each client has a round
+/// robin of its own: two clients taking turns each meet every task.
+#[test]
+fn svc3_each_client_has_its_own_round_robin() {
+    let mut e = engine();
+    let now = Instant::now();
+    let other = Ipv4Addr::new(10, 10, 0, 10);
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    for k in 0..3u16 {
+        let (_, p) = step(&mut e, now, CLIENT, &syn(41000 + k));
+        a.push(tuple(p.frame()).1);
+        let frame = tcp(mac(other), mac(VIP), other, VIP, 42000 + k, 80, "S", 64);
+        let (_, p) = step(&mut e, now, CLIENT, &frame);
+        let (src, dst, _, _) = tuple(p.frame());
+        assert_eq!(src, other, "the second client's address kept");
+        b.push(dst);
+    }
+    let every: Vec<Ipv4Addr> = [1, 2, 3].iter().map(|&k| task_ip(k)).collect();
+    assert_eq!(a, every);
+    assert_eq!(b, every);
+}
+
 #[test]
 fn vip_arp_and_invalid_state() {
     let mut e = engine();
