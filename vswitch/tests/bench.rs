@@ -208,6 +208,12 @@ fn a_killed_bench_leaves_nothing_after_cleanup() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // SIGKILLed, the daemon may take a moment to finish dying (its TAPs
+    // go under RTNL); cleanup waits for that, the test double-checks.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while alive(pid) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
     assert!(!alive(pid), "ovs-vswitchd {pid} of {run} survived cleanup");
     assert!(!Path::new(vswitch::world::DAEMON_DIR).join(&run).exists());
     let left: Vec<String> = vswitch::netns::list(&format!("{run}-"));

@@ -250,6 +250,12 @@ fn kill_daemons(id: &RunId) -> Vec<String> {
         }
         if pid_alive(pid) {
             let _ = kill(Pid::from_raw(raw), Signal::SIGKILL);
+            // Dying can take a while (its devices go under RTNL): wait for
+            // it, so that what cleanup reports gone is gone.
+            let give_up = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while pid_alive(pid) && std::time::Instant::now() < give_up {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
         }
         removed.push(format!(
             "daemon {} (pid {pid})",
