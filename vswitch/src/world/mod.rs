@@ -262,7 +262,12 @@ fn kill_daemons(id: &RunId) -> Vec<String> {
             path.file_stem().unwrap_or_default().to_string_lossy()
         ));
     }
-    let _ = fs::remove_dir_all(&dir);
+    // A dying daemon may still be removing its own files (pid file, control
+    // socket) while the directory goes: retry until it is gone (bounded).
+    let give_up = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while fs::remove_dir_all(&dir).is_err() && dir.exists() && std::time::Instant::now() < give_up {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     removed
 }
 
