@@ -188,6 +188,9 @@ pub fn execute_plan_with(
         bar.finish();
     }
     report.tally();
+    if opts.keep {
+        world::prepare_hold();
+    }
     checked(&report);
     if opts.keep {
         let mut kept = record.clone();

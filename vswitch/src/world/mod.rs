@@ -372,13 +372,23 @@ static HOLDER: Mutex<Option<std::thread::Thread>> = Mutex::new(None);
 /// Set by the signal thread when a held world is to be torn down.
 static RELEASED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
+/// Makes the calling thread the holder of a kept world before it holds,
+/// so that a signal arriving while the results are still being printed
+/// releases the world the ordinary way instead of taking the immediate
+/// path (a caller that sees the results may signal at once).
+pub fn prepare_hold() {
+    *HOLDER.lock().unwrap_or_else(|e| e.into_inner()) = Some(std::thread::current());
+}
+
 /// Blocks until SIGINT, SIGTERM or SIGHUP arrives (with
 /// [`install_signal_cleanup`] installed), so that a kept world is torn down
 /// the ordinary way and the run returns its own exit status. A second signal
 /// while the world is being torn down takes the immediate path.
 pub fn hold_until_signal() {
     use std::sync::atomic::Ordering;
-    *HOLDER.lock().unwrap_or_else(|e| e.into_inner()) = Some(std::thread::current());
+    if !RELEASED.load(Ordering::SeqCst) {
+        *HOLDER.lock().unwrap_or_else(|e| e.into_inner()) = Some(std::thread::current());
+    }
     while !RELEASED.load(Ordering::SeqCst) {
         std::thread::park();
     }
