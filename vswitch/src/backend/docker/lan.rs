@@ -42,6 +42,33 @@ pub(super) struct Uplink {
     pub routes: Vec<(IpNet, IpAddr)>,
 }
 
+impl Uplink {
+    /// A machine's uplink as every backend wires it: its lan MAC, its lan
+    /// (and lan6) address, a default route per family via the `gateway =
+    /// true` external.
+    pub(super) fn of_machine(plan: &crate::scenario::plan::Plan, m: usize) -> Uplink {
+        let mach = &plan.machines[m];
+        let gateway = plan.externals.iter().find(|x| x.gateway);
+        let mut up = Uplink {
+            mac: lan_mac(mach.ip),
+            addrs: vec![(IpAddr::V4(mach.ip), plan.lan.prefix_len())],
+            gateways: gateway
+                .and_then(|x| x.ip4())
+                .map(IpAddr::V4)
+                .into_iter()
+                .collect(),
+            routes: Vec::new(),
+        };
+        if let Some(a6) = mach.ip6 {
+            let prefix6 = plan.lan6.map_or(64, |n| n.prefix_len());
+            up.addrs.push((IpAddr::V6(a6), prefix6));
+            up.gateways
+                .extend(gateway.and_then(|x| x.ip6).map(IpAddr::V6));
+        }
+        up
+    }
+}
+
 /// A veth from the lan bridge (`port` there) to `eth0` in `target`,
 /// configured as `up` says.
 pub(super) fn plug(lan: &NetNs, port: &str, target: &NetNs, up: Uplink) -> Result<(), BoxError> {

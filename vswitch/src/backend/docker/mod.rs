@@ -563,22 +563,7 @@ impl Dataplane {
             .map_err(BuildError::at(format!("writing {UPLINK_OWNER}")))?;
         self.uplink = true;
         let m = &plan.machines[0];
-        let gateway = plan.externals.iter().find(|x| x.gateway);
-        let mut up = Uplink {
-            mac: lan_mac(m.ip),
-            addrs: vec![(IpAddr::V4(m.ip), prefix)],
-            gateways: gateway
-                .and_then(|x| x.ip4())
-                .map(IpAddr::V4)
-                .into_iter()
-                .collect(),
-            routes: Vec::new(),
-        };
-        if let Some(a6) = m.ip6 {
-            up.addrs.push((IpAddr::V6(a6), prefix6));
-            up.gateways
-                .extend(gateway.and_then(|x| x.ip6).map(IpAddr::V6));
-        }
+        let up = Uplink::of_machine(plan, 0);
         plug(lan, "m0", &daemon, up).map_err(|source| BuildError {
             step: format!("uplink {UPLINK} of machine {} in {DAEMON_NETNS}", m.name),
             source,

@@ -11,7 +11,7 @@ use std::time::Instant;
 use ipnet::Ipv4Net;
 
 use super::daemon::OwnDaemon;
-use super::lan::{Uplink, in_ns, lan_mac, plug};
+use super::lan::{Uplink, in_ns, plug};
 use super::{Dataplane, ensure_image};
 use crate::backend::{BuildError, World};
 use crate::scenario::plan::{Driver, Node, Plan};
@@ -142,9 +142,6 @@ impl Dataplane {
                 step: "lan".into(),
                 source: "no lan namespace".into(),
             })?;
-        let prefix = plan.lan.prefix_len();
-        let prefix6 = plan.lan6.map_or(64, |n| n.prefix_len());
-        let gateway = plan.externals.iter().find(|x| x.gateway);
         for (i, m) in plan.machines.iter().enumerate() {
             let ns = world
                 .ns(Node::Machine(i))
@@ -156,21 +153,7 @@ impl Dataplane {
                 }
                 Ok(())
             })?;
-            let mut up = Uplink {
-                mac: lan_mac(m.ip),
-                addrs: vec![(IpAddr::V4(m.ip), prefix)],
-                gateways: gateway
-                    .and_then(|x| x.ip4())
-                    .map(IpAddr::V4)
-                    .into_iter()
-                    .collect(),
-                routes: Vec::new(),
-            };
-            if let Some(a6) = m.ip6 {
-                up.addrs.push((IpAddr::V6(a6), prefix6));
-                up.gateways
-                    .extend(gateway.and_then(|x| x.ip6).map(IpAddr::V6));
-            }
+            let up = Uplink::of_machine(plan, i);
             plug(lan, &format!("m{i}"), &ns, up).map_err(|source| BuildError {
                 step: format!("uplink eth0 of machine {}", m.name),
                 source,
