@@ -35,10 +35,12 @@ mod nat;
 mod nd;
 mod neigh;
 pub mod packet;
+mod pmtu;
 #[cfg(test)]
 mod proptests;
 #[cfg(test)]
 mod proptests6;
+mod reasm;
 mod route;
 pub mod route6;
 pub mod service;
@@ -687,7 +689,7 @@ impl Engine {
             out,
         );
         if self.overlay.is_some() {
-            self.overlay_egress(now, pkt, out, start);
+            self.overlay_egress(now, ingress, pkt, out, start);
         }
     }
 

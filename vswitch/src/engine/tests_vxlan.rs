@@ -239,3 +239,138 @@ fn gso_metadata_survives_the_tunnel() {
     assert_eq!(got, p.hdr);
     let _ = LAN;
 }
+
+/// An inner IPv4/UDP frame from a to b of `len` IP bytes, DF as given.
+fn udp_a_to_b(len: usize, df: bool) -> Packet {
+    let mut h = etherparse::Ipv4Header::new(
+        0,
+        64,
+        etherparse::IpNumber::UDP,
+        cip(2).octets(),
+        cip(3).octets(),
+    )
+    .unwrap();
+    h.dont_fragment = df;
+    let b = etherparse::PacketBuilder::ethernet2(cmac(2).0, cmac(3).0)
+        .ip(etherparse::IpHeaders::Ipv4(h, Default::default()))
+        .udp(40000, 7);
+    let mut f = Vec::new();
+    b.write(&mut f, &vec![9u8; len - 28]).unwrap();
+    Packet::from_frame(VnetHdr::default(), &f)
+}
+
+/// m1's uplink narrowed to 1400 bytes: the overlay carries inner packets
+/// of at most 1350.
+fn narrowed() -> Engine {
+    let mut e = Engine::new(cfg()).unwrap();
+    let f = crate::scenario::plan::LinkFault {
+        mtu: Some(1400),
+        ..Default::default()
+    };
+    e.set_fault(U1, Some(f));
+    e
+}
+
+/// BUG-7 on a kernel with vxlan PMTU (Linux ≥ 5.9): a DF packet that no
+/// longer fits once encapsulated comes back as "fragmentation needed" with
+/// the inner MTU, from its destination; nothing crosses.
+#[test]
+fn df_too_big_for_the_narrowed_underlay_gets_frag_needed() {
+    let mut e = narrowed();
+    let mut p = udp_a_to_b(1351, true);
+    let out = run(&mut e, A, &mut p);
+    let errs: Vec<&Packet> = out
+        .iter()
+        .filter_map(|a| match a {
+            Action::Emit(to, pk) if *to == A => Some(pk),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(errs.len(), 1, "{out:?}");
+    assert!(
+        !out.iter()
+            .any(|a| matches!(a, Action::Emit(to, _) if *to == B))
+    );
+    let s = etherparse::SlicedPacket::from_ethernet(errs[0].frame()).unwrap();
+    let Some(etherparse::TransportSlice::Icmpv4(icmp)) = s.transport else {
+        panic!("not icmp");
+    };
+    assert_eq!(
+        icmp.icmp_type(),
+        etherparse::Icmpv4Type::DestinationUnreachable(
+            etherparse::icmpv4::DestUnreachableHeader::FragmentationNeeded { next_hop_mtu: 1350 }
+        )
+    );
+    assert_eq!(e.overlay_stats().unwrap().too_big, 1);
+    // One byte less fits and crosses whole.
+    let mut p = udp_a_to_b(1350, true);
+    let out = run(&mut e, A, &mut p);
+    assert!(
+        out.iter()
+            .any(|a| matches!(a, Action::Emit(to, _) if *to == B))
+    );
+}
+
+/// Without DF the outer packet is fragmented on the narrowed underlay (two
+/// fragments of at most 1400 bytes, as captured on m1's uplink) and the
+/// receiving VTEP puts it back together: b gets the frame as sent.
+#[test]
+fn without_df_the_outer_packet_is_fragmented_and_reassembled() {
+    let mut e = narrowed();
+    let mut p = udp_a_to_b(1450, false);
+    let sent = p.frame().to_vec();
+    let out = run(&mut e, A, &mut p);
+    let to_b: Vec<&Packet> = out
+        .iter()
+        .filter_map(|a| match a {
+            Action::Emit(to, pk) if *to == B => Some(pk),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(to_b.len(), 1, "{out:?}");
+    assert_eq!(to_b[0].frame(), &sent[..]);
+    let captured: Vec<usize> = out
+        .iter()
+        .filter_map(|a| match a {
+            Action::Capture(_, pk) => Some(pk.len() - 14),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(captured.len(), 2, "{captured:?}");
+    assert!(captured.iter().all(|&n| n <= 1400));
+    let st = e.overlay_stats().unwrap();
+    assert_eq!((st.fragmented, st.reassembled, st.too_big), (1, 1, 0));
+}
+
+/// IPv6 has no DF: a packet too big for the overlay always gets ICMPv6
+/// "packet too big" with the inner MTU (RFC 8201 sender behaviour follows).
+#[test]
+fn ipv6_too_big_for_the_overlay_gets_packet_too_big() {
+    let mut e = narrowed();
+    let b = etherparse::PacketBuilder::ethernet2(cmac(2).0, cmac(3).0)
+        .ipv6(
+            [0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2],
+            [0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 3],
+            64,
+        )
+        .udp(40000, 7);
+    let mut f = Vec::new();
+    b.write(&mut f, &vec![9u8; 1400 - 48]).unwrap();
+    let mut p = Packet::from_frame(VnetHdr::default(), &f);
+    let out = run(&mut e, A, &mut p);
+    let err = out
+        .iter()
+        .find_map(|a| match a {
+            Action::Emit(to, pk) if *to == A => Some(pk),
+            _ => None,
+        })
+        .expect("an error back to a");
+    let s = etherparse::SlicedPacket::from_ethernet(err.frame()).unwrap();
+    let Some(etherparse::TransportSlice::Icmpv6(icmp)) = s.transport else {
+        panic!("not icmpv6");
+    };
+    assert_eq!(
+        icmp.icmp_type(),
+        etherparse::Icmpv6Type::PacketTooBig { mtu: 1350 }
+    );
+}

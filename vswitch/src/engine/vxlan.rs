@@ -23,6 +23,13 @@
 //! leave on a real link without tunnel GSO, [`segment_tcp4`] (IPv4) or
 //! [`super::gso6::segment_tcp6`] (IPv6) cuts the inner super-frame into
 //! MSS-sized segments with full checksums first.
+//!
+//! Path MTU (BUG-7): an inner packet that does not fit the underlay once
+//! encapsulated (the machine's lan MTU, or its uplink's faulted MTU, less
+//! 50) is answered with ICMP "fragmentation needed" / ICMPv6 "packet too
+//! big" as Linux's vxlan answers it ([`super::pmtu`]); one that cannot be
+//! answered (no DF) leaves in outer fragments, which a receiving VTEP of
+//! this engine puts back together ([`super::reasm`]).
 
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
@@ -101,6 +108,8 @@ pub(crate) struct Overlay {
     capture: bool,
     /// SAs of encrypted overlays (None: no VTEP is encrypted).
     esp: Option<EspState>,
+    /// Outer packets fragmented on the underlay, being put together.
+    reasm: super::reasm::Reassembly,
     /// Counters.
     pub(crate) stats: OverlayStats,
 }
@@ -126,6 +135,13 @@ pub struct OverlayStats {
     pub esp_refused: u64,
     /// Cleartext VXLAN dropped for an encrypted VNI.
     pub cleartext_dropped: u64,
+    /// Inner packets too big for the underlay answered with ICMP
+    /// "fragmentation needed" / ICMPv6 "packet too big".
+    pub too_big: u64,
+    /// Encapsulated packets sent fragmented (inner packet without DF).
+    pub fragmented: u64,
+    /// Fragmented outer packets put back together.
+    pub reassembled: u64,
 }
 
 impl Overlay {
@@ -464,6 +480,22 @@ impl Engine {
                 }
             }
         }
+        if super::reasm::is_fragment(pkt.frame())
+            && ov.locals.contains_key(&esp::ipv4_dst(pkt.frame()))
+        {
+            match ov.reasm.offer(now, pkt.frame()) {
+                super::reasm::Offer::Whole => {}
+                super::reasm::Offer::Kept => return true,
+                super::reasm::Offer::Complete(p) => {
+                    ov.stats.reassembled += 1;
+                    *pkt = p;
+                }
+                super::reasm::Offer::Refused => {
+                    l2::drop_frame(&mut self.metrics, ingress, DropReason::VxlanMalformed, out);
+                    return true;
+                }
+            }
+        }
         let frame = pkt.frame();
         let outer = match parse_outer(frame) {
             Ok(Some(o)) => o,
@@ -580,9 +612,13 @@ impl Engine {
     /// (from `out[start..]`) becomes encapsulated copies for the peers —
     /// one when the destination MAC is known behind a peer, every peer
     /// otherwise — handed to lan from the machine's uplink.
+    ///
+    /// An inner packet too big for the underlay once encapsulated is
+    /// answered as Linux's vxlan answers it ([`super::pmtu`]).
     pub(super) fn overlay_egress(
         &mut self,
         now: Instant,
+        ingress: PortId,
         pkt: &Packet,
         out: &mut Vec<Action>,
         start: usize,
@@ -614,6 +650,28 @@ impl Engine {
         let (vni, lmac, lip, uplink) =
             (vt.cfg.vni, vt.cfg.local_mac, vt.cfg.local_ip, vt.cfg.uplink);
         let encrypted = !vt.cfg.esp.is_empty();
+        let mtu = self.overlay_inner_mtu(uplink, encrypted);
+        let oversize = match super::pmtu::check(pkt, mtu) {
+            super::pmtu::Verdict::Fits => false,
+            super::pmtu::Verdict::Oversize => true,
+            super::pmtu::Verdict::Answer(e) => {
+                self.metrics.note(|| {
+                    super::trace::TraceEvent::Note(format!(
+                        "vxlan: too big for the underlay once encapsulated (inner MTU {mtu}): ICMP error back to the sender"
+                    ))
+                });
+                // Counted as dropped unless it also went out of local ports.
+                if !out[start..].iter().any(|a| matches!(a, Action::Forward(_))) {
+                    self.metrics.drop(ingress, DropReason::FragNeeded);
+                }
+                self.metrics.tx(ingress, e.len());
+                out.push(Action::Emit(ingress, e));
+                if let Some(ov) = self.overlay.as_deref_mut() {
+                    ov.stats.too_big += 1;
+                }
+                return;
+            }
+        };
         let mut sub = Vec::new();
         for (ip, mac) in targets {
             self.metrics.note(|| {
@@ -640,6 +698,9 @@ impl Engine {
                     .map(|s| encap(s, vni, lmac, lip, mac, ip, sport))
                     .collect()
             };
+            if oversize && !encrypted && !pkt.hdr.is_gso() {
+                frames = self.overlay_fragment(frames, mtu + OVERHEAD);
+            }
             if encrypted {
                 self.metrics.note(|| {
                     super::trace::TraceEvent::Note(format!(
@@ -686,6 +747,57 @@ impl Engine {
                 }
             }
         }
+    }
+
+    /// The largest inner IP packet a VTEP on `uplink` can carry: the
+    /// machine's lan MTU (or its uplink's faulted MTU, when smaller) less
+    /// the 50 bytes of VXLAN (OV-5), and for an encrypted VNI less the ESP
+    /// expansion too, rounded down to 4 bytes (OV-6: 1424 on a 1500 lan).
+    fn overlay_inner_mtu(&self, uplink: PortId, encrypted: bool) -> usize {
+        let lan = self
+            .router
+            .as_deref()
+            .and_then(|r| r.machines.iter().find(|m| m.cfg.uplink == uplink))
+            .map_or(1500, |m| usize::from(m.cfg.lan_mtu));
+        let under = match self.faults.fault(uplink).and_then(|f| f.mtu) {
+            Some(f) => lan.min(usize::from(f)),
+            None => lan,
+        };
+        if encrypted {
+            under.saturating_sub(OVERHEAD + esp::OVERHEAD) & !3
+        } else {
+            under.saturating_sub(OVERHEAD)
+        }
+    }
+
+    /// Fragments encapsulated frames larger than `mtu` (the underlay's IP
+    /// MTU) as IP does the outer packet of Linux's vxlan (outer DF clear).
+    fn overlay_fragment(&mut self, frames: Vec<Packet>, mtu: usize) -> Vec<Packet> {
+        let mut out = Vec::with_capacity(frames.len());
+        for f in frames {
+            let parts = super::flow::Ip4::parse(f.frame())
+                .filter(|ip| ip.total > mtu)
+                .and_then(|ip| {
+                    super::icmp::fragment(Packet::from_frame(f.hdr, f.frame()), &ip, mtu)
+                });
+            match parts {
+                Some(parts) => {
+                    self.metrics.note(|| {
+                        super::trace::TraceEvent::Note(format!(
+                            "vxlan: outer packet of {} bytes over an underlay MTU of {mtu}: sent in {} fragments",
+                            f.len() - ETH_HDR_LEN,
+                            parts.len()
+                        ))
+                    });
+                    if let Some(ov) = self.overlay.as_deref_mut() {
+                        ov.stats.fragmented += 1;
+                    }
+                    out.extend(parts);
+                }
+                None => out.push(f),
+            }
+        }
+        out
     }
 
     /// ESP-protects encapsulated frames from `src` to `dst`; one that cannot
