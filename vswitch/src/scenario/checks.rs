@@ -26,28 +26,6 @@ const COMMON: &[&str] = &[
     "after",
 ];
 
-/// Keys a kind takes besides the common ones.
-fn kind_keys(kind: &str) -> &'static [&'static str] {
-    match kind {
-        "ping" => &[
-            "to",
-            "count",
-            "size",
-            "df",
-            "ipv6",
-            "min_rtt_ms",
-            "max_rtt_ms",
-        ],
-        "tcp" | "udp" => &["to", "seen_as", "ipv6"],
-        "dns" => &["query", "type", "transport", "server", "rotate"],
-        "reach" => &["to", "ipv6"],
-        "spread" => &["to", "proto", "connections", "ipv6"],
-        _ => &[
-            "to", "proto", "seconds", "streams", "size", "min_gbps", "min_kpps", "ipv6",
-        ],
-    }
-}
-
 fn present_keys(d: &CheckDef) -> [(&'static str, bool); 26] {
     [
         ("to", d.to.is_some()),
@@ -176,45 +154,286 @@ fn int_in(v: Option<i64>, p: FieldPath, lo: i64, hi: i64, default: i64) -> VResu
     }
 }
 
-fn check(i: usize, d: &CheckDef, plan: &Plan, names: &Names) -> VResult<Check> {
-    let p = FieldPath::root().k("check").i(i);
-    let kind = d.kind.as_str();
-    if !matches!(
-        kind,
-        "ping" | "tcp" | "udp" | "dns" | "reach" | "throughput" | "spread"
-    ) {
+/// The check kinds of the format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Ping,
+    Tcp,
+    Udp,
+    Dns,
+    Reach,
+    Throughput,
+    Spread,
+}
+
+impl Kind {
+    const ALL: [Kind; 7] = [
+        Kind::Ping,
+        Kind::Tcp,
+        Kind::Udp,
+        Kind::Dns,
+        Kind::Reach,
+        Kind::Throughput,
+        Kind::Spread,
+    ];
+
+    fn parse(s: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|k| k.name() == s)
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Ping => "ping",
+            Kind::Tcp => "tcp",
+            Kind::Udp => "udp",
+            Kind::Dns => "dns",
+            Kind::Reach => "reach",
+            Kind::Throughput => "throughput",
+            Kind::Spread => "spread",
+        }
+    }
+
+    /// Keys the kind takes besides the common ones.
+    fn keys(self) -> &'static [&'static str] {
+        match self {
+            Kind::Ping => &[
+                "to",
+                "count",
+                "size",
+                "df",
+                "ipv6",
+                "min_rtt_ms",
+                "max_rtt_ms",
+            ],
+            Kind::Tcp | Kind::Udp => &["to", "seen_as", "ipv6"],
+            Kind::Dns => &["query", "type", "transport", "server", "rotate"],
+            Kind::Reach => &["to", "ipv6"],
+            Kind::Spread => &["to", "proto", "connections", "ipv6"],
+            Kind::Throughput => &[
+                "to", "proto", "seconds", "streams", "size", "min_gbps", "min_kpps", "ipv6",
+            ],
+        }
+    }
+}
+
+/// One check table being validated: what every kind's validation needs.
+struct Ctx<'a> {
+    d: &'a CheckDef,
+    p: FieldPath,
+    plan: &'a Plan,
+    names: &'a Names,
+    kind: Kind,
+    from: Vec<Node>,
+}
+
+/// A check kind with its expectation and default timeout (ms).
+type KindParts = (CheckKind, Expect, u64);
+
+impl Ctx<'_> {
+    /// The check's one target (`rule` says whether it takes a port).
+    fn to_one(&self, rule: PortRule) -> VResult<Target> {
+        let kind = self.kind.name();
+        let to_path = self.p.k("to");
+        match &self.d.to {
+            None => Err(Issue::new(to_path, format!("a {kind} check needs to"))),
+            Some(OneOrMany::Many(_)) => Err(Issue::new(
+                to_path,
+                format!("only reach checks take a list in to; a {kind} check has one target"),
+            )),
+            Some(OneOrMany::One(s)) => target(
+                s,
+                rule,
+                self.ipv6(),
+                self.plan,
+                self.names,
+                to_path,
+                kind,
+                &self.from,
+            ),
+        }
+    }
+
+    fn ipv6(&self) -> bool {
+        self.d.ipv6.unwrap_or(false)
+    }
+
+    /// `expect = "ok"` or `"fail"`.
+    fn ok_fail(&self) -> VResult<Expect> {
+        match &self.d.expect {
+            Some(OneOrMany::One(s)) if s == "ok" => Ok(Expect::Ok),
+            Some(OneOrMany::One(s)) if s == "fail" => Ok(Expect::Fail),
+            _ => Err(Issue::new(
+                self.p.k("expect"),
+                format!(
+                    "expect for a {} check must be \"ok\" or \"fail\"",
+                    self.kind.name()
+                ),
+            )),
+        }
+    }
+
+    fn ping(&self) -> VResult<KindParts> {
+        let (d, p) = (self.d, &self.p);
+        let count = int_in(d.count, p.k("count"), 1, 10_000, 3)?;
+        let size = int_in(d.size, p.k("size"), 0, 65_507, 56)?;
+        let to = self.to_one(PortRule::Forbidden)?;
+        let ms = (count as u64 * 200 + 1000).max(2000);
+        let ipv6 = self.ipv6() || to.addr.is_ipv6();
+        let (min_rtt_ms, max_rtt_ms) = rtt_bounds(d, p)?;
+        let kind = CheckKind::Ping {
+            to,
+            count: count as u32,
+            size: size as u16,
+            df: d.df.unwrap_or(false),
+            ipv6,
+            min_rtt_ms,
+            max_rtt_ms,
+        };
+        Ok((kind, self.ok_fail()?, ms))
+    }
+
+    fn echo(&self) -> VResult<KindParts> {
+        let to = self.to_one(PortRule::Required)?;
+        let seen_as = match &self.d.seen_as {
+            None => None,
+            Some(s) => Some(
+                seen_as(s, to.addr.is_ipv6(), self.plan, self.names)
+                    .map_err(|m| Issue::new(self.p.k("seen_as"), m))?,
+            ),
+        };
+        let k = if self.kind == Kind::Tcp {
+            CheckKind::Tcp { to, seen_as }
+        } else {
+            CheckKind::Udp { to, seen_as }
+        };
+        Ok((k, self.ok_fail()?, 2000))
+    }
+
+    fn reach(&self) -> VResult<KindParts> {
+        let tp = self.p.k("to");
+        let list: Vec<(FieldPath, &str)> = match &self.d.to {
+            None => return Err(Issue::new(tp, "a reach check needs to")),
+            Some(OneOrMany::One(s)) => vec![(tp, s.as_str())],
+            Some(OneOrMany::Many(v)) => v
+                .iter()
+                .enumerate()
+                .map(|(j, s)| (tp.i(j), s.as_str()))
+                .collect(),
+        };
+        if list.is_empty() {
+            return Err(Issue::new(self.p.k("to"), "to is empty"));
+        }
+        let mut to = Vec::with_capacity(list.len());
+        for (tp, s) in list {
+            to.push(target(
+                s,
+                PortRule::Forbidden,
+                self.ipv6(),
+                self.plan,
+                self.names,
+                tp,
+                self.kind.name(),
+                &self.from,
+            )?);
+        }
+        let ms = (self.from.len() as u64)
+            .saturating_mul(to.len() as u64)
+            .saturating_mul(2000);
+        Ok((CheckKind::Reach { to }, self.ok_fail()?, ms))
+    }
+
+    fn throughput(&self) -> VResult<KindParts> {
+        let (d, p) = (self.d, &self.p);
+        let to = self.to_one(PortRule::Optional)?;
+        let proto = match &d.proto {
+            None => Proto::Tcp,
+            Some(s) => addr::proto(s).map_err(|m| Issue::new(p.k("proto"), m))?,
+        };
+        if self
+            .plan
+            .receiver_of(to.addr, to.port.unwrap_or(THROUGHPUT_PORT), proto)
+            .is_none()
+        {
+            return Err(Issue::new(
+                p.k("to"),
+                format!(
+                    "no container, external or machine of the scenario holds {}: a throughput check needs a node there to receive",
+                    to.addr
+                ),
+            ));
+        }
+        let seconds = int_in(d.seconds, p.k("seconds"), 1, 3600, 3)?;
+        let streams = int_in(d.streams, p.k("streams"), 1, 128, 1)?;
+        let size = int_in(d.size, p.k("size"), 1, 65_507, 1400)?;
+        for (key, v) in [("min_gbps", d.min_gbps), ("min_kpps", d.min_kpps)] {
+            if let Some(x) = v
+                && !(x.is_finite() && x >= 0.0)
+            {
+                return Err(Issue::new(p.k(key), format!("{key} must be a number >= 0")));
+            }
+        }
+        let expect = match &d.expect {
+            None => Expect::Figures,
+            Some(OneOrMany::One(s)) if s == "ok" => Expect::Figures,
+            Some(_) => {
+                return Err(Issue::new(
+                    p.k("expect"),
+                    "throughput checks take no expect; use min_gbps or min_kpps",
+                ));
+            }
+        };
+        let kind = CheckKind::Throughput {
+            to,
+            proto,
+            seconds: seconds as u32,
+            streams: streams as u32,
+            size: size as u16,
+            min_gbps: d.min_gbps,
+            min_kpps: d.min_kpps,
+            generator: Generator::Builtin,
+            bidir: false,
+        };
+        Ok((kind, expect, seconds as u64 * 1000 + 10_000))
+    }
+}
+
+/// The kind of check `i`, after refusing keys the kind does not take.
+fn kind_of(d: &CheckDef, p: &FieldPath) -> VResult<Kind> {
+    let Some(kind) = Kind::parse(d.kind.as_str()) else {
         return Err(Issue::new(
             p.k("kind"),
-            format!("unknown check kind {kind:?}: expected one of {KINDS}"),
+            format!("unknown check kind {:?}: expected one of {KINDS}", d.kind),
         ));
-    }
-    let allowed = kind_keys(kind);
+    };
+    let allowed = kind.keys();
     for (key, here) in present_keys(d) {
         if here && !COMMON.contains(&key) && !allowed.contains(&key) {
+            let name = kind.name();
             return Err(Issue::key(
                 p.k(key),
                 format!(
-                    "{key} is not valid for a {kind} check ({kind} takes: {})",
+                    "{key} is not valid for a {name} check ({name} takes: {})",
                     allowed.join(", ")
                 ),
             ));
         }
     }
-    let known_difference = match (&d.known_difference, &d.backend) {
-        (None, None) => None,
-        (None, Some(_)) => {
-            return Err(Issue::key(
-                p.k("backend"),
-                "backend names who departs in a known_difference; add known_difference",
-            ));
-        }
-        (Some(_), None) => {
-            // A departure excused on every backend would excuse anything.
-            return Err(Issue::key(
-                p.k("known_difference"),
-                "a known_difference excuses one backend: add backend = \"userspace\", \"kernel\" or \"docker\" (the one that departs)",
-            ));
-        }
+    Ok(kind)
+}
+
+/// `known_difference` with the `backend` that departs.
+fn known_difference(d: &CheckDef, p: &FieldPath) -> VResult<Option<KnownDifference>> {
+    match (&d.known_difference, &d.backend) {
+        (None, None) => Ok(None),
+        (None, Some(_)) => Err(Issue::key(
+            p.k("backend"),
+            "backend names who departs in a known_difference; add known_difference",
+        )),
+        // A departure excused on every backend would excuse anything.
+        (Some(_), None) => Err(Issue::key(
+            p.k("known_difference"),
+            "a known_difference excuses one backend: add backend = \"userspace\", \"kernel\" or \"docker\" (the one that departs)",
+        )),
         (Some(reason), Some(b)) => {
             if !matches!(b.as_str(), "userspace" | "kernel" | "docker") {
                 return Err(Issue::new(
@@ -222,25 +441,31 @@ fn check(i: usize, d: &CheckDef, plan: &Plan, names: &Names) -> VResult<Check> {
                     format!("unknown backend {b:?}: expected userspace, kernel or docker"),
                 ));
             }
-            Some(KnownDifference {
+            Ok(Some(KnownDifference {
                 reason: reason.clone(),
                 backend: Some(b.clone()),
-            })
+            }))
         }
-    };
-    // from
-    let from_items = d.from.items();
-    if matches!(d.from, OneOrMany::Many(_)) && kind != "reach" {
+    }
+}
+
+/// The nodes a check runs from (a list only for reach).
+fn froms(d: &CheckDef, p: &FieldPath, kind: Kind, names: &Names) -> VResult<Vec<Node>> {
+    let items = d.from.items();
+    if matches!(d.from, OneOrMany::Many(_)) && kind != Kind::Reach {
         return Err(Issue::new(
             p.k("from"),
-            format!("only reach checks take a list in from; a {kind} check runs from one node"),
+            format!(
+                "only reach checks take a list in from; a {} check runs from one node",
+                kind.name()
+            ),
         ));
     }
-    if from_items.is_empty() {
+    if items.is_empty() {
         return Err(Issue::new(p.k("from"), "from is empty"));
     }
-    let mut from = Vec::with_capacity(from_items.len());
-    for (j, name) in from_items.iter().enumerate() {
+    let mut from = Vec::with_capacity(items.len());
+    for (j, name) in items.iter().enumerate() {
         let fp = match d.from {
             OneOrMany::Many(_) => p.k("from").i(j),
             OneOrMany::One(_) => p.k("from"),
@@ -252,169 +477,37 @@ fn check(i: usize, d: &CheckDef, plan: &Plan, names: &Names) -> VResult<Check> {
             )
         })?);
     }
-    let from_text = from_items.join(", ");
-    // to
-    let to_path = p.k("to");
-    let to_one = |rule: PortRule, ipv6: bool| -> VResult<Target> {
-        match &d.to {
-            None => Err(Issue::new(
-                to_path.clone(),
-                format!("a {kind} check needs to"),
-            )),
-            Some(OneOrMany::Many(_)) => Err(Issue::new(
-                to_path.clone(),
-                format!("only reach checks take a list in to; a {kind} check has one target"),
-            )),
-            Some(OneOrMany::One(s)) => {
-                target(s, rule, ipv6, plan, names, to_path.clone(), kind, &from)
-            }
-        }
+    Ok(from)
+}
+
+fn check(i: usize, d: &CheckDef, plan: &Plan, names: &Names) -> VResult<Check> {
+    let p = FieldPath::root().k("check").i(i);
+    let kind = kind_of(d, &p)?;
+    let known_difference = known_difference(d, &p)?;
+    let from = froms(d, &p, kind, names)?;
+    let from_text = d.from.items().join(", ");
+    let cx = Ctx {
+        d,
+        p,
+        plan,
+        names,
+        kind,
+        from,
     };
-    let ok_fail = || -> VResult<Expect> {
-        match &d.expect {
-            Some(OneOrMany::One(s)) if s == "ok" => Ok(Expect::Ok),
-            Some(OneOrMany::One(s)) if s == "fail" => Ok(Expect::Fail),
-            _ => Err(Issue::new(
-                p.k("expect"),
-                format!("expect for a {kind} check must be \"ok\" or \"fail\""),
-            )),
-        }
-    };
-    let ipv6 = d.ipv6.unwrap_or(false);
     let (kind_v, expect, default_ms) = match kind {
-        "ping" => {
-            let count = int_in(d.count, p.k("count"), 1, 10_000, 3)?;
-            let size = int_in(d.size, p.k("size"), 0, 65_507, 56)?;
-            let to = to_one(PortRule::Forbidden, ipv6)?;
-            let ms = (count as u64 * 200 + 1000).max(2000);
-            let ipv6 = ipv6 || to.addr.is_ipv6();
-            let (min_rtt_ms, max_rtt_ms) = rtt_bounds(d, &p)?;
-            (
-                CheckKind::Ping {
-                    to,
-                    count: count as u32,
-                    size: size as u16,
-                    df: d.df.unwrap_or(false),
-                    ipv6,
-                    min_rtt_ms,
-                    max_rtt_ms,
-                },
-                ok_fail()?,
-                ms,
-            )
-        }
-        "tcp" | "udp" => {
-            let to = to_one(PortRule::Required, ipv6)?;
-            let seen_as = match &d.seen_as {
-                None => None,
-                Some(s) => Some(
-                    seen_as(s, to.addr.is_ipv6(), plan, names)
-                        .map_err(|m| Issue::new(p.k("seen_as"), m))?,
-                ),
-            };
-            let k = if kind == "tcp" {
-                CheckKind::Tcp { to, seen_as }
-            } else {
-                CheckKind::Udp { to, seen_as }
-            };
-            (k, ok_fail()?, 2000)
-        }
-        "dns" => dns(d, &p, plan)?,
-        "spread" => spread(d, &p, to_one(PortRule::Required, ipv6)?)?,
-        "reach" => {
-            let tp = p.k("to");
-            let list: Vec<(FieldPath, &str)> = match &d.to {
-                None => return Err(Issue::new(tp, "a reach check needs to")),
-                Some(OneOrMany::One(s)) => vec![(tp, s.as_str())],
-                Some(OneOrMany::Many(v)) => v
-                    .iter()
-                    .enumerate()
-                    .map(|(j, s)| (tp.i(j), s.as_str()))
-                    .collect(),
-            };
-            if list.is_empty() {
-                return Err(Issue::new(p.k("to"), "to is empty"));
-            }
-            let mut to = Vec::with_capacity(list.len());
-            for (tp, s) in list {
-                to.push(target(
-                    s,
-                    PortRule::Forbidden,
-                    ipv6,
-                    plan,
-                    names,
-                    tp,
-                    kind,
-                    &from,
-                )?);
-            }
-            let ms = (from.len() as u64)
-                .saturating_mul(to.len() as u64)
-                .saturating_mul(2000);
-            (CheckKind::Reach { to }, ok_fail()?, ms)
-        }
-        _ => {
-            let to = to_one(PortRule::Optional, ipv6)?;
-            let proto = match &d.proto {
-                None => Proto::Tcp,
-                Some(s) => addr::proto(s).map_err(|m| Issue::new(p.k("proto"), m))?,
-            };
-            if plan
-                .receiver_of(to.addr, to.port.unwrap_or(THROUGHPUT_PORT), proto)
-                .is_none()
-            {
-                return Err(Issue::new(
-                    p.k("to"),
-                    format!(
-                        "no container, external or machine of the scenario holds {}: a throughput check needs a node there to receive",
-                        to.addr
-                    ),
-                ));
-            }
-            let seconds = int_in(d.seconds, p.k("seconds"), 1, 3600, 3)?;
-            let streams = int_in(d.streams, p.k("streams"), 1, 128, 1)?;
-            let size = int_in(d.size, p.k("size"), 1, 65_507, 1400)?;
-            for (key, v) in [("min_gbps", d.min_gbps), ("min_kpps", d.min_kpps)] {
-                if let Some(x) = v
-                    && !(x.is_finite() && x >= 0.0)
-                {
-                    return Err(Issue::new(p.k(key), format!("{key} must be a number >= 0")));
-                }
-            }
-            let expect = match &d.expect {
-                None => Expect::Figures,
-                Some(OneOrMany::One(s)) if s == "ok" => Expect::Figures,
-                Some(_) => {
-                    return Err(Issue::new(
-                        p.k("expect"),
-                        "throughput checks take no expect; use min_gbps or min_kpps",
-                    ));
-                }
-            };
-            let ms = seconds as u64 * 1000 + 10_000;
-            (
-                CheckKind::Throughput {
-                    to,
-                    proto,
-                    seconds: seconds as u32,
-                    streams: streams as u32,
-                    size: size as u16,
-                    min_gbps: d.min_gbps,
-                    min_kpps: d.min_kpps,
-                    generator: Generator::Builtin,
-                    bidir: false,
-                },
-                expect,
-                ms,
-            )
-        }
+        Kind::Ping => cx.ping()?,
+        Kind::Tcp | Kind::Udp => cx.echo()?,
+        Kind::Dns => dns(d, &cx.p, plan)?,
+        Kind::Spread => spread(d, &cx.p, cx.to_one(PortRule::Required)?)?,
+        Kind::Reach => cx.reach()?,
+        Kind::Throughput => cx.throughput()?,
     };
     let timeout_ms = match d.timeout_ms {
         None => default_ms,
         Some(t) if (1..=86_400_000).contains(&t) => t as u64,
         Some(t) => {
             return Err(Issue::new(
-                p.k("timeout_ms"),
+                cx.p.k("timeout_ms"),
                 format!("timeout_ms {t} is out of range: must be 1-86400000"),
             ));
         }
@@ -422,7 +515,7 @@ fn check(i: usize, d: &CheckDef, plan: &Plan, names: &Names) -> VResult<Check> {
     Ok(Check {
         index: i,
         name: d.name.clone(),
-        from,
+        from: cx.from,
         from_text,
         kind: kind_v,
         expect,
@@ -434,7 +527,7 @@ fn check(i: usize, d: &CheckDef, plan: &Plan, names: &Names) -> VResult<Check> {
 
 /// A `spread` check: `connections` TCP connections to `to`; `expect` is
 /// the number of distinct nodes that answered.
-fn spread(d: &CheckDef, p: &FieldPath, to: Target) -> VResult<(CheckKind, Expect, u64)> {
+fn spread(d: &CheckDef, p: &FieldPath, to: Target) -> VResult<KindParts> {
     let proto = match &d.proto {
         None => Proto::Tcp,
         Some(s) => match addr::proto(s).map_err(|m| Issue::new(p.k("proto"), m))? {
@@ -477,7 +570,7 @@ fn spread(d: &CheckDef, p: &FieldPath, to: Target) -> VResult<(CheckKind, Expect
     ))
 }
 
-fn dns(d: &CheckDef, p: &FieldPath, plan: &Plan) -> VResult<(CheckKind, Expect, u64)> {
+fn dns(d: &CheckDef, p: &FieldPath, plan: &Plan) -> VResult<KindParts> {
     let query = match &d.query {
         Some(q) if !q.trim().is_empty() => q.trim().to_string(),
         Some(_) => return Err(Issue::new(p.k("query"), "query is empty")),

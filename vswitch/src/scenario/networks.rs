@@ -142,13 +142,101 @@ fn declared_subnets(d: &NetworkDef, p: &FieldPath, drv: Driver) -> VResult<Decla
 /// Validates every network and allocates their subnets and gateways.
 pub(crate) fn networks(defs: &[NetworkDef], plan: &Plan) -> VResult<Nets> {
     let root = FieldPath::root();
+    let (drivers, machines) = drivers_and_machines(defs, plan)?;
+    let mut declared = Vec::with_capacity(defs.len());
+    for (i, d) in defs.iter().enumerate() {
+        declared.push(declared_subnets(d, &root.k("network").i(i), drivers[i])?);
+    }
+    let mut reserved = overlaps(defs, plan, &declared, &drivers, &machines)?;
+    reserved.push(plan.lan);
+    reserved.push(ipam::DEFAULT_BRIDGE);
+    let mut picker = PoolPicker::new(reserved);
+    let declared6 = declared_v6(defs, plan, &drivers, &machines)?;
+    let mut ula = Ula {
+        next: 0,
+        taken: declared6
+            .iter()
+            .flatten()
+            .copied()
+            .chain(plan.lan6)
+            .collect(),
+    };
+
+    // Everything else, in file order.
+    let mut nets = Nets::default();
+    for (i, d) in defs.iter().enumerate() {
+        let p = root.k("network").i(i);
+        let drv = drivers[i];
+        let (mut alloc, subs) = ipv4_part(i, d, &p, drv, &declared[i], &mut picker, &mut nets)?;
+        let v6 = ipv6_part(i, d, &p, drv, declared6[i], &mut ula, &mut nets)?;
+        let ipv6 = v6.is_some();
+        let (subnet6, gateway6, mut pool6) = match v6 {
+            Some((n, g, pool)) => (Some(n), Some(g), Some(pool)),
+            None => (None, None, None),
+        };
+        let subnets: Vec<Ipv4Net> = subs.iter().map(|s| s.net).collect();
+        let aux = aux_addresses(i, d, &p, &subnets, &mut alloc, pool6.as_mut(), &mut nets)?;
+        reserve_lan_hosts(i, plan, &subnets, &mut alloc, &mut nets);
+        if let (Some(pool), Some(n6)) = (pool6.as_mut(), subnet6) {
+            reserve_lan6_hosts(i, plan, n6, pool, &mut nets);
+        }
+        let mtu = mtu(d, drv, &p)?;
+        let (parent, mode, flag) = link_options(d, drv, &p)?;
+        let vni = match d.vni {
+            None => None,
+            Some(v) if (1..=i64::from(ipam::MAX_VNI)).contains(&v) => Some(v as u32),
+            Some(v) => {
+                return Err(Issue::new(
+                    p.k("vni"),
+                    format!("invalid VNI {v}: must be 1-16777215"),
+                ));
+            }
+        };
+        let internal = d.internal == Some(true)
+            || (matches!(drv, Driver::Macvlan | Driver::Ipvlan) && parent.is_none());
+        nets.networks.push(Network {
+            name: d.name.clone(),
+            driver: drv,
+            machine: machines[i],
+            default: d.default == Some(true),
+            subnets: subs,
+            aux_addresses: aux,
+            ipv6,
+            subnet6,
+            gateway6,
+            internal,
+            icc: d.icc.unwrap_or(true),
+            masquerade: d.masquerade.unwrap_or(true),
+            mtu,
+            parent,
+            mode,
+            flag,
+            vni,
+            mtu_explicit: d.mtu.is_some(),
+            encrypted: d.encrypted == Some(true),
+        });
+        nets.v4.push(alloc);
+        nets.v6.push(pool6);
+    }
+    assign_vnis(&mut nets.networks)?;
+    check_parents(&nets.networks, plan)?;
+    Ok(nets)
+}
+
+/// Each network's driver and machine, refusing keys the driver does not
+/// take, a second default network or a second `none`/`host` network on a
+/// machine.
+fn drivers_and_machines(
+    defs: &[NetworkDef],
+    plan: &Plan,
+) -> VResult<(Vec<Driver>, Vec<Option<usize>>)> {
+    let root = FieldPath::root();
     let machine_names: HashMap<&str, usize> = plan
         .machines
         .iter()
         .enumerate()
         .map(|(i, m)| (m.name.as_str(), i))
         .collect();
-    // Pass 0: driver, machine, keys the driver does not take.
     let mut drivers = Vec::with_capacity(defs.len());
     let mut machines = Vec::with_capacity(defs.len());
     let mut defaults: HashMap<usize, usize> = HashMap::new();
@@ -197,11 +285,18 @@ pub(crate) fn networks(defs: &[NetworkDef], plan: &Plan) -> VResult<Nets> {
         drivers.push(drv);
         machines.push(machine);
     }
-    // Pass 1: declared subnets, overlaps between networks and with the lan.
-    let mut declared = Vec::with_capacity(defs.len());
-    for (i, d) in defs.iter().enumerate() {
-        declared.push(declared_subnets(d, &root.k("network").i(i), drivers[i])?);
-    }
+    Ok((drivers, machines))
+}
+
+/// Refuses declared subnets that overlap each other on one machine (or
+/// across overlays) or the lan; returns every declared subnet.
+fn overlaps(
+    defs: &[NetworkDef],
+    plan: &Plan,
+    declared: &[Declared],
+    drivers: &[Driver],
+    machines: &[Option<usize>],
+) -> VResult<Vec<Ipv4Net>> {
     let mut seen: Vec<(usize, Ipv4Net)> = Vec::new();
     for (i, dec) in declared.iter().enumerate() {
         let d = &defs[i];
@@ -236,303 +331,320 @@ pub(crate) fn networks(defs: &[NetworkDef], plan: &Plan) -> VResult<Nets> {
             seen.push((i, *net));
         }
     }
-    let mut reserved: Vec<Ipv4Net> = seen.iter().map(|(_, n)| *n).collect();
-    reserved.push(plan.lan);
-    reserved.push(ipam::DEFAULT_BRIDGE);
-    let mut picker = PoolPicker::new(reserved);
-    let declared6 = declared_v6(defs, plan, &drivers, &machines)?;
-    let mut taken6: Vec<Ipv6Net> = declared6.iter().flatten().copied().collect();
-    taken6.extend(plan.lan6);
-    // Default /64s come from fd00:5653::/48 in file order: each network
-    // without subnet6 takes the next free one after the previous one's.
-    let mut ula_next = 0usize;
+    Ok(seen.into_iter().map(|(_, n)| n).collect())
+}
 
-    // Pass 2: everything else, in file order.
-    let mut nets = Nets::default();
-    for (i, d) in defs.iter().enumerate() {
-        let p = root.k("network").i(i);
-        let drv = drivers[i];
-        let mut subnets: Vec<Ipv4Net> = declared[i].nets.iter().map(|(n, _)| *n).collect();
-        if subnets.is_empty() && !matches!(drv, Driver::None | Driver::Host) {
-            let pool = if drv == Driver::Overlay {
-                picker.overlay()
-            } else {
-                picker.local()
-            };
-            subnets.push(pool.ok_or_else(|| {
-                Issue::new(
-                    p.k("subnet"),
-                    "could not find an available, non-overlapping IPv4 address pool among the defaults to assign to the network: all predefined address pools have been fully subnetted",
-                )
-            })?);
-        }
-        let ip_range = match &d.ip_range {
-            None => None,
-            Some(s) => {
-                let rp = p.k("ip_range");
-                let r = addr::cidr4(s).map_err(|m| Issue::new(rp.clone(), m))?;
-                if !declared[i].explicit {
-                    return Err(Issue::new(
-                        rp,
-                        "every ip-range or gateway must have a corresponding subnet",
-                    ));
-                }
-                let Some(k) = subnets.iter().position(|n| n.contains(&r)) else {
-                    return Err(Issue::new(rp, format!("no matching subnet for range {r}")));
-                };
-                Some((k, r))
-            }
-        };
-        let gateway = match &d.gateway {
-            None => None,
-            Some(s) => {
-                let gp = p.k("gateway");
-                let g = addr::ipv4(s).map_err(|m| Issue::new(gp.clone(), m))?;
-                if !declared[i].explicit {
-                    return Err(Issue::new(
-                        gp,
-                        "every ip-range or gateway must have a corresponding subnet",
-                    ));
-                }
-                let Some(k) = subnets.iter().position(|n| n.contains(&g)) else {
-                    return Err(Issue::new(
-                        gp,
-                        format!("no matching subnet for gateway {g}"),
-                    ));
-                };
-                Some((k, g))
-            }
-        };
-        let mut alloc = NetAlloc::default();
-        let mut subs = Vec::with_capacity(subnets.len());
-        for (k, net) in subnets.iter().enumerate() {
-            let range = match ip_range {
-                Some((rk, r)) if rk == k => r,
-                _ => *net,
-            };
-            let mut pool = AddrPool::v4(*net, range);
-            let gw = match gateway {
-                Some((gk, g)) if gk == k => {
-                    if pool.reserve(ipam::n4(g)).is_err() {
-                        return Err(Issue::new(
-                            p.k("gateway"),
-                            format!("gateway {g} is the network or broadcast address of {net}"),
-                        ));
-                    }
-                    g
-                }
-                _ => pool.alloc().map(ipam::to_v4).ok_or_else(|| {
-                    Issue::new(
-                        declared[i]
-                            .nets
-                            .get(k)
-                            .map_or(p.k("subnet"), |(_, path)| path.clone()),
-                        format!("no available IPv4 addresses in {range} for the gateway"),
-                    )
-                })?,
-            };
-            nets.owners.insert(
-                (i, ipam::n4(gw)),
-                format!("the gateway of network {}", d.name),
-            );
-            alloc.subnets.push(pool);
-            subs.push(Subnet4 {
-                net: *net,
-                gateway: Some(gw),
-                ip_range: range,
-            });
-        }
-        // IPv6.
-        let ipv6 = d.ipv6 == Some(true);
-        if !ipv6 {
-            for (key, here) in [
-                ("subnet6", d.subnet6.is_some()),
-                ("gateway6", d.gateway6.is_some()),
-            ] {
-                if here {
-                    return Err(Issue::key(p.k(key), format!("{key} needs ipv6 = true")));
-                }
-            }
-        }
-        let (subnet6, gateway6, pool6) = if ipv6 {
-            let net6 = match declared6[i] {
-                Some(n) => n,
-                // V6-6: the default bridge's IPv6 is the daemon's
-                // fixed-cidr-v6.
-                None if drv == Driver::Bridge && d.default == Some(true) => ipam::DEFAULT_BRIDGE6,
-                None => {
-                    let n = ipam::ula64(ula_next, &taken6).ok_or_else(|| {
-                        Issue::new(p.k("ipv6"), "no free IPv6 ULA /64 left for this network")
-                    })?;
-                    ula_next = ipam::ula64_index(&n) + 1;
-                    taken6.push(n);
-                    n
-                }
-            };
-            let mut pool = AddrPool::v6(net6);
-            let gw = match &d.gateway6 {
-                Some(s) => {
-                    let gp = p.k("gateway6");
-                    let g = addr::ipv6(s).map_err(|m| Issue::new(gp.clone(), m))?;
-                    if !net6.contains(&g) {
-                        return Err(Issue::new(
-                            gp,
-                            format!("no matching subnet for gateway {g}"),
-                        ));
-                    }
-                    if pool.reserve(ipam::n6(g)).is_err() {
-                        return Err(Issue::new(
-                            gp,
-                            format!("gateway {g} is the subnet-router anycast address of {net6}"),
-                        ));
-                    }
-                    g
-                }
-                None => pool.alloc().map(ipam::to_v6).ok_or_else(|| {
-                    Issue::new(
-                        p.k("subnet6"),
-                        format!("no available IPv6 address in {net6} for the gateway"),
-                    )
-                })?,
-            };
-            nets.owners.insert(
-                (i, ipam::n6(gw)),
-                format!("the IPv6 gateway of network {}", d.name),
-            );
-            (Some(net6), Some(gw), Some(pool))
-        } else {
-            (None, None, None)
-        };
-        let mut pool6 = pool6;
-        // Auxiliary addresses (MV-11), reserved after the gateway as Docker does.
-        let mut aux = BTreeMap::new();
-        for (name, s) in d.aux_addresses.iter().flatten() {
-            let ap = p.k("aux_addresses").k(name);
-            let a = addr::ip(s).map_err(|m| Issue::new(ap.clone(), m))?;
-            let master = subnets
-                .first()
-                .map_or("none".to_string(), |n| n.to_string());
-            let res = match a {
-                IpAddr::V4(v4) => alloc.reserve(ipam::n4(v4)),
-                IpAddr::V6(v6) => match pool6.as_mut() {
-                    Some(pool) => pool.reserve(ipam::n6(v6)),
-                    None => Err(Reserve::Outside),
-                },
-            };
-            let key = match a {
-                IpAddr::V4(v4) => ipam::n4(v4),
-                IpAddr::V6(v6) => ipam::n6(v6),
-            };
-            match res {
-                Ok(()) => {}
-                Err(Reserve::Outside) => {
-                    return Err(Issue::new(
-                        ap,
-                        format!(
-                            "auxiliary address: ({name}:{a}) must belong to the master pool: {master}"
-                        ),
-                    ));
-                }
-                Err(Reserve::InUse) => {
-                    let who = nets
-                        .owners
-                        .get(&(i, key))
-                        .map_or(String::new(), |w| format!(" ({a} is {w})"));
-                    return Err(Issue::new(
-                        ap,
-                        format!(
-                            "failed to allocate secondary ip address ({name}:{a}): Address already in use{who}"
-                        ),
-                    ));
-                }
-            }
-            nets.owners.insert(
-                (i, key),
-                format!("auxiliary address {name} of network {}", d.name),
-            );
-            aux.insert(name.clone(), a);
-        }
-        // A macvlan/ipvlan network on the lan must not hand out the lan
-        // addresses of machines and externals.
-        if subnets.iter().any(|n| ipam::overlaps4(n, &plan.lan)) {
-            let lan_hosts = plan
-                .machines
-                .iter()
-                .map(|m| (IpAddr::V4(m.ip), format!("machine {}", m.name)))
-                .chain(
-                    plan.externals
-                        .iter()
-                        .filter(|e| e.vlan.is_none())
-                        .map(|e| (e.ip, format!("external {}", e.name))),
-                );
-            for (a, who) in lan_hosts {
-                if let IpAddr::V4(v4) = a
-                    && alloc.reserve(ipam::n4(v4)).is_ok()
-                {
-                    nets.owners.insert((i, ipam::n4(v4)), who);
-                }
-            }
-        }
-        if let (Some(pool), Some(l6), Some(n6)) = (pool6.as_mut(), plan.lan6, subnet6)
-            && ipam::overlaps6(&n6, &l6)
-        {
-            let hosts = plan
-                .machines
-                .iter()
-                .filter_map(|m| Some((m.ip6?, format!("machine {}", m.name))))
-                .chain(
-                    plan.externals
-                        .iter()
-                        .filter(|e| e.vlan.is_none())
-                        .filter_map(|e| Some((e.ip6?, format!("external {}", e.name)))),
-                );
-            for (a, who) in hosts {
-                if pool.reserve(ipam::n6(a)).is_ok() {
-                    nets.owners.insert((i, ipam::n6(a)), who);
-                }
-            }
-        }
-        let mtu = mtu(d, drv, &p)?;
-        let (parent, mode, flag) = link_options(d, drv, &p)?;
-        let vni = match d.vni {
-            None => None,
-            Some(v) if (1..=i64::from(ipam::MAX_VNI)).contains(&v) => Some(v as u32),
-            Some(v) => {
+/// `ip_range` and `gateway` of network `d`, each with the index of the
+/// subnet that holds it.
+type RangeAndGateway = (
+    Option<(usize, Ipv4Net)>,
+    Option<(usize, std::net::Ipv4Addr)>,
+);
+
+fn range_and_gateway(
+    d: &NetworkDef,
+    p: &FieldPath,
+    declared: &Declared,
+    subnets: &[Ipv4Net],
+) -> VResult<RangeAndGateway> {
+    let ip_range = match &d.ip_range {
+        None => None,
+        Some(s) => {
+            let rp = p.k("ip_range");
+            let r = addr::cidr4(s).map_err(|m| Issue::new(rp.clone(), m))?;
+            if !declared.explicit {
                 return Err(Issue::new(
-                    p.k("vni"),
-                    format!("invalid VNI {v}: must be 1-16777215"),
+                    rp,
+                    "every ip-range or gateway must have a corresponding subnet",
                 ));
             }
+            let Some(k) = subnets.iter().position(|n| n.contains(&r)) else {
+                return Err(Issue::new(rp, format!("no matching subnet for range {r}")));
+            };
+            Some((k, r))
+        }
+    };
+    let gateway = match &d.gateway {
+        None => None,
+        Some(s) => {
+            let gp = p.k("gateway");
+            let g = addr::ipv4(s).map_err(|m| Issue::new(gp.clone(), m))?;
+            if !declared.explicit {
+                return Err(Issue::new(
+                    gp,
+                    "every ip-range or gateway must have a corresponding subnet",
+                ));
+            }
+            let Some(k) = subnets.iter().position(|n| n.contains(&g)) else {
+                return Err(Issue::new(
+                    gp,
+                    format!("no matching subnet for gateway {g}"),
+                ));
+            };
+            Some((k, g))
+        }
+    };
+    Ok((ip_range, gateway))
+}
+
+/// Network `i`'s IPv4 subnets (declared, or the next free default pool),
+/// with their ranges and gateways (reserved in the allocator).
+fn ipv4_part(
+    i: usize,
+    d: &NetworkDef,
+    p: &FieldPath,
+    drv: Driver,
+    declared: &Declared,
+    picker: &mut PoolPicker,
+    nets: &mut Nets,
+) -> VResult<(NetAlloc, Vec<Subnet4>)> {
+    let mut subnets: Vec<Ipv4Net> = declared.nets.iter().map(|(n, _)| *n).collect();
+    if subnets.is_empty() && !matches!(drv, Driver::None | Driver::Host) {
+        let pool = if drv == Driver::Overlay {
+            picker.overlay()
+        } else {
+            picker.local()
         };
-        let internal = d.internal == Some(true)
-            || (matches!(drv, Driver::Macvlan | Driver::Ipvlan) && parent.is_none());
-        nets.networks.push(Network {
-            name: d.name.clone(),
-            driver: drv,
-            machine: machines[i],
-            default: d.default == Some(true),
-            subnets: subs,
-            aux_addresses: aux,
-            ipv6,
-            subnet6,
-            gateway6,
-            internal,
-            icc: d.icc.unwrap_or(true),
-            masquerade: d.masquerade.unwrap_or(true),
-            mtu,
-            parent,
-            mode,
-            flag,
-            vni,
-            mtu_explicit: d.mtu.is_some(),
-            encrypted: d.encrypted == Some(true),
-        });
-        nets.v4.push(alloc);
-        nets.v6.push(pool6);
+        subnets.push(pool.ok_or_else(|| {
+            Issue::new(
+                p.k("subnet"),
+                "could not find an available, non-overlapping IPv4 address pool among the defaults to assign to the network: all predefined address pools have been fully subnetted",
+            )
+        })?);
     }
-    assign_vnis(&mut nets.networks)?;
-    check_parents(&nets.networks, plan)?;
-    Ok(nets)
+    let (ip_range, gateway) = range_and_gateway(d, p, declared, &subnets)?;
+    let mut alloc = NetAlloc::default();
+    let mut subs = Vec::with_capacity(subnets.len());
+    for (k, net) in subnets.iter().enumerate() {
+        let range = match ip_range {
+            Some((rk, r)) if rk == k => r,
+            _ => *net,
+        };
+        let mut pool = AddrPool::v4(*net, range);
+        let gw = match gateway {
+            Some((gk, g)) if gk == k => {
+                if pool.reserve(ipam::n4(g)).is_err() {
+                    return Err(Issue::new(
+                        p.k("gateway"),
+                        format!("gateway {g} is the network or broadcast address of {net}"),
+                    ));
+                }
+                g
+            }
+            _ => pool.alloc().map(ipam::to_v4).ok_or_else(|| {
+                Issue::new(
+                    declared
+                        .nets
+                        .get(k)
+                        .map_or(p.k("subnet"), |(_, path)| path.clone()),
+                    format!("no available IPv4 addresses in {range} for the gateway"),
+                )
+            })?,
+        };
+        nets.owners.insert(
+            (i, ipam::n4(gw)),
+            format!("the gateway of network {}", d.name),
+        );
+        alloc.subnets.push(pool);
+        subs.push(Subnet4 {
+            net: *net,
+            gateway: Some(gw),
+            ip_range: range,
+        });
+    }
+    Ok((alloc, subs))
+}
+
+/// The default IPv6 /64s still free: they come from fd00:5653::/48 in file
+/// order, each network without subnet6 taking the next free one after the
+/// previous one's.
+struct Ula {
+    next: usize,
+    taken: Vec<Ipv6Net>,
+}
+
+/// Network `i`'s IPv6 subnet, gateway and allocator (`None` without
+/// `ipv6 = true`, where subnet6 and gateway6 are refused).
+fn ipv6_part(
+    i: usize,
+    d: &NetworkDef,
+    p: &FieldPath,
+    drv: Driver,
+    declared6: Option<Ipv6Net>,
+    ula: &mut Ula,
+    nets: &mut Nets,
+) -> VResult<Option<(Ipv6Net, std::net::Ipv6Addr, AddrPool)>> {
+    if d.ipv6 != Some(true) {
+        for (key, here) in [
+            ("subnet6", d.subnet6.is_some()),
+            ("gateway6", d.gateway6.is_some()),
+        ] {
+            if here {
+                return Err(Issue::key(p.k(key), format!("{key} needs ipv6 = true")));
+            }
+        }
+        return Ok(None);
+    }
+    let net6 = match declared6 {
+        Some(n) => n,
+        // V6-6: the default bridge's IPv6 is the daemon's fixed-cidr-v6.
+        None if drv == Driver::Bridge && d.default == Some(true) => ipam::DEFAULT_BRIDGE6,
+        None => {
+            let n = ipam::ula64(ula.next, &ula.taken).ok_or_else(|| {
+                Issue::new(p.k("ipv6"), "no free IPv6 ULA /64 left for this network")
+            })?;
+            ula.next = ipam::ula64_index(&n) + 1;
+            ula.taken.push(n);
+            n
+        }
+    };
+    let mut pool = AddrPool::v6(net6);
+    let gw = match &d.gateway6 {
+        Some(s) => {
+            let gp = p.k("gateway6");
+            let g = addr::ipv6(s).map_err(|m| Issue::new(gp.clone(), m))?;
+            if !net6.contains(&g) {
+                return Err(Issue::new(
+                    gp,
+                    format!("no matching subnet for gateway {g}"),
+                ));
+            }
+            if pool.reserve(ipam::n6(g)).is_err() {
+                return Err(Issue::new(
+                    gp,
+                    format!("gateway {g} is the subnet-router anycast address of {net6}"),
+                ));
+            }
+            g
+        }
+        None => pool.alloc().map(ipam::to_v6).ok_or_else(|| {
+            Issue::new(
+                p.k("subnet6"),
+                format!("no available IPv6 address in {net6} for the gateway"),
+            )
+        })?,
+    };
+    nets.owners.insert(
+        (i, ipam::n6(gw)),
+        format!("the IPv6 gateway of network {}", d.name),
+    );
+    Ok(Some((net6, gw, pool)))
+}
+
+/// Auxiliary addresses (MV-11), reserved after the gateway as Docker does.
+fn aux_addresses(
+    i: usize,
+    d: &NetworkDef,
+    p: &FieldPath,
+    subnets: &[Ipv4Net],
+    alloc: &mut NetAlloc,
+    mut pool6: Option<&mut AddrPool>,
+    nets: &mut Nets,
+) -> VResult<BTreeMap<String, IpAddr>> {
+    let mut aux = BTreeMap::new();
+    for (name, s) in d.aux_addresses.iter().flatten() {
+        let ap = p.k("aux_addresses").k(name);
+        let a = addr::ip(s).map_err(|m| Issue::new(ap.clone(), m))?;
+        let master = subnets
+            .first()
+            .map_or("none".to_string(), |n| n.to_string());
+        let res = match a {
+            IpAddr::V4(v4) => alloc.reserve(ipam::n4(v4)),
+            IpAddr::V6(v6) => match pool6.as_deref_mut() {
+                Some(pool) => pool.reserve(ipam::n6(v6)),
+                None => Err(Reserve::Outside),
+            },
+        };
+        let key = match a {
+            IpAddr::V4(v4) => ipam::n4(v4),
+            IpAddr::V6(v6) => ipam::n6(v6),
+        };
+        match res {
+            Ok(()) => {}
+            Err(Reserve::Outside) => {
+                return Err(Issue::new(
+                    ap,
+                    format!(
+                        "auxiliary address: ({name}:{a}) must belong to the master pool: {master}"
+                    ),
+                ));
+            }
+            Err(Reserve::InUse) => {
+                let who = nets
+                    .owners
+                    .get(&(i, key))
+                    .map_or(String::new(), |w| format!(" ({a} is {w})"));
+                return Err(Issue::new(
+                    ap,
+                    format!(
+                        "failed to allocate secondary ip address ({name}:{a}): Address already in use{who}"
+                    ),
+                ));
+            }
+        }
+        nets.owners.insert(
+            (i, key),
+            format!("auxiliary address {name} of network {}", d.name),
+        );
+        aux.insert(name.clone(), a);
+    }
+    Ok(aux)
+}
+
+/// A macvlan/ipvlan network on the lan must not hand out the lan addresses
+/// of machines and externals.
+fn reserve_lan_hosts(
+    i: usize,
+    plan: &Plan,
+    subnets: &[Ipv4Net],
+    alloc: &mut NetAlloc,
+    nets: &mut Nets,
+) {
+    if !subnets.iter().any(|n| ipam::overlaps4(n, &plan.lan)) {
+        return;
+    }
+    let lan_hosts = plan
+        .machines
+        .iter()
+        .map(|m| (IpAddr::V4(m.ip), format!("machine {}", m.name)))
+        .chain(
+            plan.externals
+                .iter()
+                .filter(|e| e.vlan.is_none())
+                .map(|e| (e.ip, format!("external {}", e.name))),
+        );
+    for (a, who) in lan_hosts {
+        if let IpAddr::V4(v4) = a
+            && alloc.reserve(ipam::n4(v4)).is_ok()
+        {
+            nets.owners.insert((i, ipam::n4(v4)), who);
+        }
+    }
+}
+
+/// ... and the same for the IPv6 lan (`lan6`).
+fn reserve_lan6_hosts(i: usize, plan: &Plan, n6: Ipv6Net, pool: &mut AddrPool, nets: &mut Nets) {
+    let Some(l6) = plan.lan6 else {
+        return;
+    };
+    if !ipam::overlaps6(&n6, &l6) {
+        return;
+    }
+    let hosts = plan
+        .machines
+        .iter()
+        .filter_map(|m| Some((m.ip6?, format!("machine {}", m.name))))
+        .chain(
+            plan.externals
+                .iter()
+                .filter(|e| e.vlan.is_none())
+                .filter_map(|e| Some((e.ip6?, format!("external {}", e.name)))),
+        );
+    for (a, who) in hosts {
+        if pool.reserve(ipam::n6(a)).is_ok() {
+            nets.owners.insert((i, ipam::n6(a)), who);
+        }
+    }
 }
 
 /// Resolves an optional `machine` key.
