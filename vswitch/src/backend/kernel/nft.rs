@@ -112,6 +112,17 @@ fn quoted_set(names: &[&str]) -> String {
     format!("{{ {} }}", items.join(", "))
 }
 
+/// What every chain of a machine's ruleset is written from.
+struct Rules<'a> {
+    plan: &'a Plan,
+    layout: &'a MachineLayout,
+    /// Every bridge of the machine, as an nft set.
+    all: String,
+    proxy: bool,
+    ip6tables: bool,
+    pubs: Vec<Publish>,
+}
+
 /// The ruleset of machine `m`, or None when the machine has no bridge
 /// network (nothing to filter or translate).
 pub(super) fn machine_ruleset(
@@ -124,195 +135,221 @@ pub(super) fn machine_ruleset(
     if layout.bridges.is_empty() {
         return None;
     }
-    let proxy = plan.machines[m].userland_proxy;
-    let ip6tables = plan.machines[m].ip6tables;
     let bridges: Vec<&str> = layout
         .bridges
         .iter()
         .map(|b| b.iface.name.as_str())
         .collect();
-    let all = quoted_set(&bridges);
-    let pubs = publishes(plan, m);
+    let r = Rules {
+        plan,
+        layout,
+        all: quoted_set(&bridges),
+        proxy: plan.machines[m].userland_proxy,
+        ip6tables: plan.machines[m].ip6tables,
+        pubs: publishes(plan, m),
+    };
     let mut s = String::new();
     let _ = writeln!(s, "table inet {table} {{");
-
-    // Filter.
-    let _ = writeln!(
-        s,
-        "  chain filter_forward {{\n    type filter hook forward priority filter; policy accept;\n    ct state established,related accept"
-    );
-    if !plan.machines[m].ip6tables {
-        // V6-4, ip6tables off: IPv6 is routed, unfiltered and un-NATed.
-        let _ = writeln!(s, "    meta nfproto ipv6 accept");
+    r.filter_forward(&mut s);
+    r.publish_chains(&mut s);
+    r.nat_postrouting(&mut s);
+    let _ = writeln!(s, "}}");
+    if !br_netfilter {
+        r.bridge_table(&mut s, table);
     }
-    if !proxy {
-        // Hairpin NAT goes bridge → bridge: ICC decides it (golden:icc=false).
-        for b in layout
+    Some(s)
+}
+
+impl Rules<'_> {
+    /// Forwarding between bridges, within them and out of them.
+    fn filter_forward(&self, s: &mut String) {
+        let (plan, layout, all) = (self.plan, self.layout, &self.all);
+        let _ = writeln!(
+            s,
+            "  chain filter_forward {{\n    type filter hook forward priority filter; policy accept;\n    ct state established,related accept"
+        );
+        if !self.ip6tables {
+            // V6-4, ip6tables off: IPv6 is routed, unfiltered and un-NATed.
+            let _ = writeln!(s, "    meta nfproto ipv6 accept");
+        }
+        if !self.proxy {
+            // Hairpin NAT goes bridge → bridge: ICC decides it (golden:icc=false).
+            for b in layout
+                .bridges
+                .iter()
+                .filter(|b| !plan.networks[b.network].icc)
+            {
+                let n = &b.iface.name;
+                let _ = writeln!(s, "    iifname \"{n}\" oifname \"{n}\" drop");
+            }
+        }
+        // Isolation between bridges (BR-12) comes before the published-port
+        // accept, as DOCKER-ISOLATION-STAGE-1 comes before the DOCKER chain: a
+        // hairpin-NATed connection from another network is dropped. Connections
+        // that stand for docker-proxy's (marked) are the machine's own and pass.
+        for b in &layout.bridges {
+            let n = &b.iface.name;
+            let _ = writeln!(
+                s,
+                "    iifname \"{n}\" oifname != \"{n}\" oifname {all} ct mark != {PROXY_MARK:#x} drop"
+            );
+        }
+        let _ = writeln!(s, "    ct status dnat accept");
+        for b in &layout.bridges {
+            let n = &b.iface.name;
+            let verdict = if plan.networks[b.network].icc {
+                "accept"
+            } else {
+                "drop"
+            };
+            let _ = writeln!(s, "    iifname \"{n}\" oifname \"{n}\" {verdict}");
+        }
+        let _ = writeln!(s, "    iifname {all} oifname {all} drop");
+        let _ = writeln!(s, "    oifname {all} drop");
+        let internal: Vec<&str> = layout
             .bridges
             .iter()
-            .filter(|b| !plan.networks[b.network].icc)
-        {
-            let n = &b.iface.name;
-            let _ = writeln!(s, "    iifname \"{n}\" oifname \"{n}\" drop");
+            .filter(|b| plan.networks[b.network].internal)
+            .map(|b| b.iface.name.as_str())
+            .collect();
+        if !internal.is_empty() {
+            let _ = writeln!(s, "    iifname {} drop", quoted_set(&internal));
         }
+        let _ = writeln!(s, "  }}");
     }
-    // Isolation between bridges (BR-12) comes before the published-port
-    // accept, as DOCKER-ISOLATION-STAGE-1 comes before the DOCKER chain: a
-    // hairpin-NATed connection from another network is dropped. Connections
-    // that stand for docker-proxy's (marked) are the machine's own and pass.
-    for b in &layout.bridges {
-        let n = &b.iface.name;
-        let _ = writeln!(
-            s,
-            "    iifname \"{n}\" oifname != \"{n}\" oifname {all} ct mark != {PROXY_MARK:#x} drop"
-        );
-    }
-    let _ = writeln!(s, "    ct status dnat accept");
-    for b in &layout.bridges {
-        let n = &b.iface.name;
-        let verdict = if plan.networks[b.network].icc {
-            "accept"
-        } else {
-            "drop"
+
+    /// Published ports: DNAT from outside, from the bridges (standing for
+    /// docker-proxy) and from the machine itself.
+    fn publish_chains(&self, s: &mut String) {
+        let (proxy, all) = (self.proxy, &self.all);
+        let dnat_rule = |p: &Publish, mark: bool| {
+            let mut r = String::from("    ");
+            match p.host_ip {
+                Some(h) => {
+                    let _ = write!(r, "{} daddr {h} ", p.fam());
+                }
+                None => {
+                    let _ = write!(r, "meta nfproto {} ", p.nfproto());
+                }
+            }
+            let _ = write!(r, "{} dport {} ", p.proto, p.host_port);
+            if mark {
+                let _ = write!(r, "ct mark set {PROXY_MARK:#x} ");
+            }
+            let _ = writeln!(r, "dnat {} to {}", p.fam(), p.to());
+            r
         };
-        let _ = writeln!(s, "    iifname \"{n}\" oifname \"{n}\" {verdict}");
-    }
-    let _ = writeln!(s, "    iifname {all} oifname {all} drop");
-    let _ = writeln!(s, "    oifname {all} drop");
-    let internal: Vec<&str> = layout
-        .bridges
-        .iter()
-        .filter(|b| plan.networks[b.network].internal)
-        .map(|b| b.iface.name.as_str())
-        .collect();
-    if !internal.is_empty() {
-        let _ = writeln!(s, "    iifname {} drop", quoted_set(&internal));
-    }
-    let _ = writeln!(s, "  }}");
-
-    // Published ports.
-    let dnat_rule = |p: &Publish, mark: bool| {
-        let mut r = String::from("    ");
-        match p.host_ip {
-            Some(h) => {
-                let _ = write!(r, "{} daddr {h} ", p.fam());
-            }
-            None => {
-                let _ = write!(r, "meta nfproto {} ", p.nfproto());
-            }
+        let _ = writeln!(s, "  chain publish {{");
+        for p in &self.pubs {
+            s.push_str(&dnat_rule(p, false));
         }
-        let _ = write!(r, "{} dport {} ", p.proto, p.host_port);
-        if mark {
-            let _ = write!(r, "ct mark set {PROXY_MARK:#x} ");
+        let _ = writeln!(s, "  }}");
+        let _ = writeln!(s, "  chain publish_local {{");
+        for p in &self.pubs {
+            s.push_str(&dnat_rule(p, proxy));
         }
-        let _ = writeln!(r, "dnat {} to {}", p.fam(), p.to());
-        r
-    };
-    let _ = writeln!(s, "  chain publish {{");
-    for p in &pubs {
-        s.push_str(&dnat_rule(p, false));
-    }
-    let _ = writeln!(s, "  }}");
-    let _ = writeln!(s, "  chain publish_local {{");
-    for p in &pubs {
-        s.push_str(&dnat_rule(p, proxy));
-    }
-    let _ = writeln!(s, "  }}");
-    // From the machine itself. IPv6 (observed on 20.10): ip6tables' OUTPUT
-    // DNAT takes the connection, not docker-proxy, and the container sees
-    // the machine's own address; IPv4 as from a container.
-    let _ = writeln!(s, "  chain publish_host {{");
-    for p in &pubs {
-        s.push_str(&dnat_rule(p, proxy && !p.container_ip.is_ipv6()));
-    }
-    let _ = writeln!(s, "  }}");
-    let _ = writeln!(
-        s,
-        "  chain nat_prerouting {{\n    type nat hook prerouting priority dstnat; policy accept;"
-    );
-    if proxy {
+        let _ = writeln!(s, "  }}");
+        // From the machine itself. IPv6 (observed on 20.10): ip6tables' OUTPUT
+        // DNAT takes the connection, not docker-proxy, and the container sees
+        // the machine's own address; IPv4 as from a container.
+        let _ = writeln!(s, "  chain publish_host {{");
+        for p in &self.pubs {
+            s.push_str(&dnat_rule(p, proxy && !p.container_ip.is_ipv6()));
+        }
+        let _ = writeln!(s, "  }}");
         let _ = writeln!(
             s,
-            "    fib daddr type local iifname {all} jump publish_local"
+            "  chain nat_prerouting {{\n    type nat hook prerouting priority dstnat; policy accept;"
+        );
+        if proxy {
+            let _ = writeln!(
+                s,
+                "    fib daddr type local iifname {all} jump publish_local"
+            );
+        }
+        let _ = writeln!(s, "    fib daddr type local jump publish\n  }}");
+        let _ = writeln!(
+            s,
+            "  chain nat_output {{\n    type nat hook output priority -100; policy accept;\n    fib daddr type local jump publish_host\n  }}"
         );
     }
-    let _ = writeln!(s, "    fib daddr type local jump publish\n  }}");
-    let _ = writeln!(
-        s,
-        "  chain nat_output {{\n    type nat hook output priority -100; policy accept;\n    fib daddr type local jump publish_host\n  }}"
-    );
 
-    // Source NAT.
-    let _ = writeln!(
-        s,
-        "  chain nat_postrouting {{\n    type nat hook postrouting priority srcnat; policy accept;"
-    );
-    for b in &layout.bridges {
-        let n = &b.iface.name;
-        let net = &plan.networks[b.network];
-        if proxy {
-            if let Some((gw, _)) = b.iface.addrs.iter().find(|(a, _)| a.is_ipv4()) {
-                let _ = writeln!(
-                    s,
-                    "    meta nfproto ipv4 ct mark {PROXY_MARK:#x} oifname \"{n}\" snat ip to {gw}"
-                );
+    /// Source NAT: masquerade, and the addresses docker-proxy would use.
+    fn nat_postrouting(&self, s: &mut String) {
+        let (plan, proxy, ip6tables) = (self.plan, self.proxy, self.ip6tables);
+        let _ = writeln!(
+            s,
+            "  chain nat_postrouting {{\n    type nat hook postrouting priority srcnat; policy accept;"
+        );
+        for b in &self.layout.bridges {
+            let n = &b.iface.name;
+            let net = &plan.networks[b.network];
+            if proxy {
+                if let Some((gw, _)) = b.iface.addrs.iter().find(|(a, _)| a.is_ipv4()) {
+                    let _ = writeln!(
+                        s,
+                        "    meta nfproto ipv4 ct mark {PROXY_MARK:#x} oifname \"{n}\" snat ip to {gw}"
+                    );
+                }
+                if ip6tables && let Some(gw6) = net.gateway6 {
+                    let _ = writeln!(
+                        s,
+                        "    meta nfproto ipv6 ct mark {PROXY_MARK:#x} oifname \"{n}\" snat ip6 to {gw6}"
+                    );
+                }
             }
-            if ip6tables && let Some(gw6) = net.gateway6 {
-                let _ = writeln!(
-                    s,
-                    "    meta nfproto ipv6 ct mark {PROXY_MARK:#x} oifname \"{n}\" snat ip6 to {gw6}"
-                );
+            if net.masquerade && !net.internal {
+                for sub in &b.subnets {
+                    let _ = writeln!(s, "    ip saddr {sub} oifname != \"{n}\" masquerade");
+                }
+                // V6-4: POSTROUTING -s <subnet6> ! -o <bridge> -j MASQUERADE.
+                if ip6tables && let Some(sub6) = net.subnet6 {
+                    let _ = writeln!(s, "    ip6 saddr {sub6} oifname != \"{n}\" masquerade");
+                }
             }
-        }
-        if net.masquerade && !net.internal {
-            for sub in &b.subnets {
-                let _ = writeln!(s, "    ip saddr {sub} oifname != \"{n}\" masquerade");
-            }
-            // V6-4: POSTROUTING -s <subnet6> ! -o <bridge> -j MASQUERADE.
-            if ip6tables && let Some(sub6) = net.subnet6 {
-                let _ = writeln!(s, "    ip6 saddr {sub6} oifname != \"{n}\" masquerade");
+            if !proxy {
+                let _ = writeln!(s, "    oifname \"{n}\" fib saddr type local masquerade");
             }
         }
         if !proxy {
-            let _ = writeln!(s, "    oifname \"{n}\" fib saddr type local masquerade");
+            for p in &self.pubs {
+                let _ = writeln!(
+                    s,
+                    "    {f} saddr {ip} {f} daddr {ip} {} dport {} masquerade",
+                    p.proto,
+                    p.container_port,
+                    f = p.fam(),
+                    ip = p.container_ip
+                );
+            }
         }
+        let _ = writeln!(s, "  }}");
     }
-    if !proxy {
-        for p in &pubs {
-            let _ = writeln!(
-                s,
-                "    {f} saddr {ip} {f} daddr {ip} {} dport {} masquerade",
-                p.proto,
-                p.container_port,
-                f = p.fam(),
-                ip = p.container_ip
-            );
-        }
-    }
-    let _ = writeln!(s, "  }}\n}}");
 
-    if !br_netfilter {
-        let ports: Vec<&str> = layout
+    /// Without br_netfilter the inet hooks never see bridged frames: ICC
+    /// off is a bridge-family table of its own.
+    fn bridge_table(&self, s: &mut String, table: &str) {
+        let ports: Vec<&str> = self
+            .layout
             .bridges
             .iter()
-            .filter(|b| !plan.networks[b.network].icc)
+            .filter(|b| !self.plan.networks[b.network].icc)
             .flat_map(|b| b.ports.iter().map(String::as_str))
             .collect();
-        if !ports.is_empty() {
-            // Without br_netfilter the inet hooks never see bridged frames.
-            let set = quoted_set(&ports);
-            let types = if ip6tables && plan.lan6.is_some() {
-                "{ ip, ip6 }"
-            } else {
-                "ip"
-            };
-            let _ = writeln!(
-                s,
-                "table bridge {table} {{\n  chain filter_forward {{\n    type filter hook forward priority filter; policy accept;\n    iifname {set} oifname {set} ether type {types} drop\n  }}\n}}"
-            );
+        if ports.is_empty() {
+            return;
         }
+        let set = quoted_set(&ports);
+        let types = if self.ip6tables && self.plan.lan6.is_some() {
+            "{ ip, ip6 }"
+        } else {
+            "ip"
+        };
+        let _ = writeln!(
+            s,
+            "table bridge {table} {{\n  chain filter_forward {{\n    type filter hook forward priority filter; policy accept;\n    iifname {set} oifname {set} ether type {types} drop\n  }}\n}}"
+        );
     }
-    Some(s)
 }
 
 /// Loads `ruleset` with `nft -f -` in the calling thread's namespace.
