@@ -66,6 +66,9 @@ pub struct PingOutcome {
     /// ("host unreachable from 10.0.0.1", "fragmentation needed (mtu 1400)
     /// from 10.0.0.254"). The first one is kept.
     pub error: Option<String>,
+    /// Sequence numbers sent that got neither a reply nor an error by the
+    /// deadline (what a partial result lost).
+    pub unanswered: Vec<u16>,
 }
 
 const ECHO_REQUEST_V4: u8 = 8;
@@ -227,6 +230,12 @@ fn ping_here(
             None => {}
         }
     }
+    out.unanswered = slots
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| matches!(s, Slot::Waiting(_)))
+        .map(|(i, _)| i as u16)
+        .collect();
     Ok(out)
 }
 

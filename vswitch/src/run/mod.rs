@@ -153,6 +153,10 @@ pub fn run_check(world: &World, plan: &Plan, check: &Check) -> CheckResult {
                     if let Some(e) = &o.error {
                         detail.push_str(&format!(" ({e})"));
                     }
+                    if o.received > 0 && !o.unanswered.is_empty() {
+                        let seqs: Vec<String> = o.unanswered.iter().map(u16::to_string).collect();
+                        detail.push_str(&format!("; no reply to seq {}", seqs.join(", ")));
+                    }
                     let r = base.observed(obs, expect_pass(&check.expect, obs), detail);
                     steps::with_rtt(r, &o.rtts, *min_rtt_ms, *max_rtt_ms)
                 }
