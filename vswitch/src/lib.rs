@@ -20,4 +20,5 @@ pub mod scenario;
 pub mod sys;
 pub mod tools;
 pub mod trace;
+pub mod wire;
 pub mod world;

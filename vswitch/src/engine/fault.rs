@@ -19,11 +19,61 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::time::{Duration, Instant};
 
-use crate::scenario::plan::LinkFault;
-
 use super::PortId;
 use super::metrics::DropReason;
 use super::packet::Packet;
+
+/// An impairment of a link, in both directions. Probabilities are 0..=1.
+#[derive(Clone, Copy, Debug, PartialEq, Default)]
+pub struct LinkFault {
+    /// Probability that a frame is lost.
+    pub loss: f64,
+    /// Added one-way delay.
+    pub delay: Duration,
+    /// Uniform jitter around the delay (delay ± jitter, never below 0).
+    pub jitter: Duration,
+    /// Probability that a frame is sent twice.
+    pub duplicate: f64,
+    /// Probability that a frame skips the delay (and so overtakes others).
+    pub reorder: f64,
+    /// Probability that one bit of a frame is flipped.
+    pub corrupt: f64,
+    /// Rate limit in bits per second (token bucket).
+    pub rate_bps: Option<u64>,
+    /// Link MTU (IP packet size) smaller than the interface's.
+    pub mtu: Option<u16>,
+    /// The link is down: nothing passes.
+    pub down: bool,
+}
+
+impl LinkFault {
+    /// Whether the fault needs a delay line (netem-like).
+    pub fn delays(&self) -> bool {
+        !self.delay.is_zero() || !self.jitter.is_zero() || self.reorder > 0.0
+    }
+
+    /// The format's keys this fault sets, for refusals ("delay_ms, reorder").
+    pub fn keys(&self) -> Vec<&'static str> {
+        let mut v = Vec::new();
+        let set = [
+            ("loss", self.loss > 0.0),
+            ("delay_ms", !self.delay.is_zero()),
+            ("jitter_ms", !self.jitter.is_zero()),
+            ("duplicate", self.duplicate > 0.0),
+            ("reorder", self.reorder > 0.0),
+            ("corrupt", self.corrupt > 0.0),
+            ("rate_mbit", self.rate_bps.is_some()),
+            ("mtu", self.mtu.is_some()),
+            ("down", self.down),
+        ];
+        for (k, on) in set {
+            if on {
+                v.push(k);
+            }
+        }
+        v
+    }
+}
 
 /// Longest a rate-limited frame may wait for its turn before it is dropped
 /// (tbf's `latency`).

@@ -12,7 +12,7 @@ use super::{
     DomainConfig, DomainId, EngineConfig, Gateway, L3Config, MachineConfig, NetworkConfig,
     PortConfig, PortId, PortRole, PublishConfig,
 };
-use crate::scenario::plan::MacAddr;
+use crate::wire::MacAddr;
 
 /// Ports: lan (domain 0): 0 machine uplink, 1 external X, 2 router G;
 /// n1 (domain 1, 172.20.0.0/24): 3 host, 4 container A, 5 container B;

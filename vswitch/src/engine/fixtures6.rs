@@ -8,7 +8,7 @@ use super::route6::{Machine6, Network6, Publish6, Route6Config};
 use super::{
     DomainConfig, DomainId, EngineConfig, Gateway, L3Config, PortConfig, PortId, PortRole,
 };
-use crate::scenario::plan::MacAddr;
+use crate::wire::MacAddr;
 
 /// The machine's uplink on lan.
 pub const UPLINK: PortId = PortId(0);

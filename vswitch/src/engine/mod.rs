@@ -81,7 +81,7 @@ pub use vxlan::{OverlayStats, VtepConfig};
 /// The Internet checksum (RFC 1071): 0 over data holding a correct one.
 pub(crate) use wire::checksum as internet_checksum;
 
-use crate::scenario::plan::MacAddr;
+use crate::wire::MacAddr;
 use fdb::{Fdb, mac_key};
 use l2::{Domain, Port};
 
@@ -571,7 +571,7 @@ impl Engine {
     /// there too: routed packets above it get ICMP "fragmentation needed"
     /// (DF) or are fragmented, as a Linux router's would. Elsewhere (a
     /// switch port) a frame above it is dropped silently (`fault-mtu`).
-    pub fn set_fault(&mut self, port: PortId, fault: Option<crate::scenario::plan::LinkFault>) {
+    pub fn set_fault(&mut self, port: PortId, fault: Option<fault::LinkFault>) {
         if let Some(r) = self.router.as_deref_mut() {
             r.set_uplink_mtu(port, fault.and_then(|f| f.mtu));
         }

@@ -278,7 +278,7 @@ pub(crate) fn echo6(frame: &[u8], hdr: &VnetHdr, gw: &Gateway) -> Echo6 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scenario::plan::MacAddr;
+    use crate::wire::MacAddr;
     use etherparse::{Icmpv6Type, PacketBuilder, SlicedPacket, TransportSlice};
 
     const GW6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x5653, 0, 1, 0, 0, 0, 1);

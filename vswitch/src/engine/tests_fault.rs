@@ -10,7 +10,7 @@ use proptest::prelude::*;
 use super::fault::{Direction, Due, FaultStage, Verdict};
 use super::tests::{eth, mac, topo};
 use super::*;
-use crate::scenario::plan::LinkFault;
+use crate::engine::fault::LinkFault;
 
 const P: PortId = PortId(1);
 

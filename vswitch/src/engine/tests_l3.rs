@@ -499,7 +499,7 @@ fn gateway_still_answers_arp_and_ping_with_routing_on() {
 
 #[test]
 fn a_faulted_uplink_applies_to_what_the_router_sends_and_receives_there() {
-    use crate::scenario::plan::LinkFault;
+    use crate::engine::fault::LinkFault;
     let t0 = Instant::now();
     let mut e = nat_engine(Knobs::default(), t0);
     let ping = |e: &mut Engine, df: bool, len: usize| {

@@ -247,7 +247,7 @@ fn packet_too_big_on_the_uplink_and_for_gso() {
     let mut e = engine(true, false);
     e.set_fault(
         UPLINK,
-        Some(crate::scenario::plan::LinkFault {
+        Some(crate::engine::fault::LinkFault {
             mtu: Some(1300),
             ..Default::default()
         }),

@@ -263,7 +263,7 @@ fn udp_a_to_b(len: usize, df: bool) -> Packet {
 /// of at most 1350.
 fn narrowed() -> Engine {
     let mut e = Engine::new(cfg()).unwrap();
-    let f = crate::scenario::plan::LinkFault {
+    let f = crate::engine::fault::LinkFault {
         mtu: Some(1400),
         ..Default::default()
     };

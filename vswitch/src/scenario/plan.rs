@@ -11,42 +11,7 @@ use std::time::Duration;
 use ipnet::{Ipv4Net, Ipv6Net};
 use serde::Serialize;
 
-/// A MAC address.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
-pub struct MacAddr(pub [u8; 6]);
-
-impl MacAddr {
-    /// Broadcast address ff:ff:ff:ff:ff:ff.
-    pub const BROADCAST: MacAddr = MacAddr([0xff; 6]);
-
-    /// Docker ≤ 27's container MAC: `02:42:` followed by the IPv4 octets (BR-5).
-    pub fn docker_from_ipv4(ip: Ipv4Addr) -> MacAddr {
-        let o = ip.octets();
-        MacAddr([0x02, 0x42, o[0], o[1], o[2], o[3]])
-    }
-
-    /// True for group (multicast or broadcast) addresses.
-    pub fn is_multicast(&self) -> bool {
-        self.0[0] & 1 == 1
-    }
-}
-
-impl fmt::Display for MacAddr {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let m = self.0;
-        write!(
-            f,
-            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
-            m[0], m[1], m[2], m[3], m[4], m[5]
-        )
-    }
-}
-
-impl fmt::Debug for MacAddr {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(self, f)
-    }
-}
+pub use crate::wire::MacAddr;
 
 impl std::str::FromStr for MacAddr {
     type Err = String;
@@ -976,57 +941,7 @@ pub enum LinkRef {
     Lan,
 }
 
-/// An impairment of a link, in both directions. Probabilities are 0..=1.
-#[derive(Clone, Copy, Debug, PartialEq, Default)]
-pub struct LinkFault {
-    /// Probability that a frame is lost.
-    pub loss: f64,
-    /// Added one-way delay.
-    pub delay: Duration,
-    /// Uniform jitter around the delay (delay ± jitter, never below 0).
-    pub jitter: Duration,
-    /// Probability that a frame is sent twice.
-    pub duplicate: f64,
-    /// Probability that a frame skips the delay (and so overtakes others).
-    pub reorder: f64,
-    /// Probability that one bit of a frame is flipped.
-    pub corrupt: f64,
-    /// Rate limit in bits per second (token bucket).
-    pub rate_bps: Option<u64>,
-    /// Link MTU (IP packet size) smaller than the interface's.
-    pub mtu: Option<u16>,
-    /// The link is down: nothing passes.
-    pub down: bool,
-}
-
-impl LinkFault {
-    /// Whether the fault needs a delay line (netem-like).
-    pub fn delays(&self) -> bool {
-        !self.delay.is_zero() || !self.jitter.is_zero() || self.reorder > 0.0
-    }
-
-    /// The format's keys this fault sets, for refusals ("delay_ms, reorder").
-    pub fn keys(&self) -> Vec<&'static str> {
-        let mut v = Vec::new();
-        let set = [
-            ("loss", self.loss > 0.0),
-            ("delay_ms", !self.delay.is_zero()),
-            ("jitter_ms", !self.jitter.is_zero()),
-            ("duplicate", self.duplicate > 0.0),
-            ("reorder", self.reorder > 0.0),
-            ("corrupt", self.corrupt > 0.0),
-            ("rate_mbit", self.rate_bps.is_some()),
-            ("mtu", self.mtu.is_some()),
-            ("down", self.down),
-        ];
-        for (k, on) in set {
-            if on {
-                v.push(k);
-            }
-        }
-        v
-    }
-}
+pub use crate::engine::fault::LinkFault;
 
 impl Plan {
     /// Applies one step's change of topology to this plan (connect,
