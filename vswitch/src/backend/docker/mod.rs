@@ -82,6 +82,7 @@ pub mod hosts;
 pub mod image;
 mod lan;
 mod own;
+mod services;
 mod spec;
 #[cfg(test)]
 mod tests;
@@ -448,9 +449,17 @@ impl Dataplane {
             .into_iter()
             .collect();
         let silent = silent_resolver(plan);
+        if !plan.services.is_empty() {
+            progress("priming the services' overlays");
+            self.prime_service_networks(plan, &nets, silent)?;
+        }
         let bar = crate::progress::Progress::start("containers", plan.containers.len() as u64);
         for (ci, c) in plan.containers.iter().enumerate() {
             bar.inc();
+            if services::is_task(plan, ci) {
+                // Tasks are the services' (below), after every container.
+                continue;
+            }
             let pid = self.create_container(plan, ci, &nets, silent)?;
             if let Some(o) = c.netns_of {
                 // NH-7: the namespace adopted for the shared container.
@@ -473,6 +482,10 @@ impl Dataplane {
             self.verify_interfaces(world, plan, ci)?;
         }
         bar.finish();
+        if !plan.services.is_empty() {
+            progress("creating services");
+            self.create_services(world, plan, &nets, &names, silent)?;
+        }
         Ok(())
     }
 
@@ -578,6 +591,8 @@ impl Dataplane {
             let name = match n.driver {
                 Driver::None => "none".to_string(),
                 Driver::Host => "host".to_string(),
+                // Docker's swarm has its own routing-mesh overlay.
+                Driver::Overlay if services::is_ingress(plan, k) => "ingress".to_string(),
                 Driver::Bridge if n.default => {
                     self.check_default_bridge(n.machine.unwrap_or(0))?;
                     "bridge".to_string()
@@ -587,7 +602,14 @@ impl Dataplane {
                     let m = n.machine.unwrap_or(0);
                     let name = network_name(&self.run, &n.name);
                     let mut body = network_body(&name, &self.run, n);
-                    if n.driver == Driver::Overlay
+                    let primed = services::prime(plan, k).filter(|_| {
+                        plan.services
+                            .iter()
+                            .any(|s| s.networks.iter().any(|x| x.network == k))
+                    });
+                    if let Some(p) = primed {
+                        body["IPAM"]["Config"][0]["IPRange"] = json!(p.range.to_string());
+                    } else if n.driver == Driver::Overlay
                         && let Some(r) = own::overlay_lb_range(plan, k)
                     {
                         body["IPAM"]["Config"][0]["IPRange"] = json!(r.to_string());
