@@ -525,6 +525,11 @@ impl Client {
         }
     }
 
+    /// `GET /networks/{id}?verbose=true`: with the swarm's service records.
+    pub fn network_inspect_verbose(&self, id: &str) -> Result<Value, ApiError> {
+        self.json("GET", &format!("/networks/{id}?verbose=true"), None)
+    }
+
     /// `GET /tasks`: every task the manager knows.
     pub fn tasks(&self) -> Result<Vec<Value>, ApiError> {
         let v = self.json("GET", "/tasks", None)?;

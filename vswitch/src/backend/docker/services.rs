@@ -480,6 +480,47 @@ impl Dataplane {
                 self.adopt_task(world, plan, ci, &found, nets, nodes, ns_names)?;
             }
         }
+        self.wait_service_records(plan, nets)
+    }
+
+    /// Waits until every machine's view of each service network (`GET
+    /// /networks/{id}?verbose=true`, the gossiped service records its
+    /// embedded DNS answers from, DNS-25) lists every running task:
+    /// a machine learns another's tasks a moment after they start.
+    fn wait_service_records(&self, plan: &Plan, nets: &[String]) -> Result<(), BuildError> {
+        for n in service_networks(plan) {
+            let name = &nets[n];
+            for (i, c) in self.clients.iter().enumerate() {
+                let what = format!(
+                    "service records of {} on machine {}",
+                    plan.networks[n].name, plan.machines[i].name
+                );
+                wait_for(&what, || {
+                    let v = c
+                        .network_inspect_verbose(name)
+                        .map_err(BuildError::at(what.clone()))?;
+                    Ok(plan.services.iter().all(|svc| {
+                        if !svc.networks.iter().any(|x| x.network == n) {
+                            return true;
+                        }
+                        let ips: HashSet<Ipv4Addr> = v["Services"][&svc.name]["Tasks"]
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .filter_map(|t| t["EndpointIP"].as_str()?.parse().ok())
+                            .collect();
+                        svc.running_tasks().iter().all(|&t| {
+                            plan.containers[t]
+                                .endpoints
+                                .iter()
+                                .filter(|e| e.network == n)
+                                .filter_map(|e| e.ip)
+                                .all(|ip| ips.contains(&ip))
+                        })
+                    }))
+                })?;
+            }
+        }
         Ok(())
     }
 
