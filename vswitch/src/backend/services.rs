@@ -138,21 +138,70 @@ mod tests {
     use crate::scenario::parse_str;
     use crate::scenario::plan::BackendKind;
 
-    /// Docker refuses services by name; userspace and kernel build them.
+    fn plan(text: &str) -> crate::scenario::plan::Plan {
+        parse_str(Path::new("s.toml"), text).unwrap()
+    }
+
+    const TWO: &str = "name = \"s\"\n[[machine]]\nname = \"m1\"\n[[machine]]\nname = \"m2\"\n[[network]]\nname = \"o\"\ndriver = \"overlay\"\n";
+
+    /// SVC-3: without IP_VS a VIP service is refused by name on docker
+    /// (userspace and kernel build it); with IP_VS it is "not supported yet".
     #[test]
-    fn docker_refuses_services_by_name() {
-        let p = parse_str(
-            Path::new("s.toml"),
-            "name = \"s\"\n[[network]]\nname = \"o\"\ndriver = \"overlay\"\n[[service]]\nname = \"web\"\nnetworks = [\"o\"]\n",
-        )
-        .unwrap();
+    fn docker_refuses_vip_services_by_name() {
+        let p = plan(&format!(
+            "{TWO}[[service]]\nname = \"web\"\nnetworks = [\"o\"]\n"
+        ));
         assert!(refusals(&p, BackendKind::Userspace).is_empty());
         assert!(refusals(&p, BackendKind::Kernel).is_empty());
-        let r = crate::backend::unsupported(&p, BackendKind::Docker);
-        assert!(
-            r.iter()
-                .any(|s| s.contains("swarm services") && s.contains("`web`")),
-            "docker: {r:?}"
+        let r = super::docker(&p, false);
+        assert_eq!(
+            r,
+            vec![
+                "backend docker: VIP load balancing needs the kernel's IP_VS, which this kernel lacks (service[0] `web`): use endpoint_mode = \"dnsrr\"".to_string()
+            ]
         );
+        let r = super::docker(&p, true);
+        assert!(r[0].contains("VIP mode not supported yet"), "{r:?}");
+    }
+
+    /// SVC-1, SVC-5: a dnsrr service with a host-mode port is built by
+    /// docker; SVC-4: an ingress-mode port (VIP mode) is refused by name.
+    #[test]
+    fn docker_builds_dnsrr_and_refuses_the_mesh() {
+        let p = plan(&format!(
+            "{TWO}[[service]]\nname = \"web\"\nreplicas = 2\nendpoint_mode = \"dnsrr\"\nnetworks = [\"o\"]\npublish = [\"published=9090,target=80,mode=host\"]\n"
+        ));
+        assert!(
+            super::docker(&p, false).is_empty(),
+            "{:?}",
+            super::docker(&p, false)
+        );
+        let p = plan(&format!(
+            "{TWO}[[service]]\nname = \"web\"\nnetworks = [\"o\"]\npublish = [\"8080:80\"]\n"
+        ));
+        let r = super::docker(&p, false);
+        assert!(
+            r.iter().any(
+                |s| s.contains("ingress routing mesh needs the kernel's IP_VS")
+                    && s.contains("publish[0] 8080/tcp")
+            ),
+            "{r:?}"
+        );
+    }
+
+    /// SVC-6: scale steps are refused by name on docker (its allocator is serial).
+    #[test]
+    fn docker_refuses_scale_steps_by_name() {
+        let p = plan(&format!(
+            "{TWO}[[service]]\nname = \"web\"\nendpoint_mode = \"dnsrr\"\nnetworks = [\"o\"]\n[[step]]\nname = \"up\"\nscale = {{ service = \"web\", replicas = 2 }}\n"
+        ));
+        let r = super::docker(&p, false);
+        assert_eq!(r.len(), 1, "{r:?}");
+        assert!(
+            r[0].contains("scale steps") && r[0].contains("step[0] `up`"),
+            "{r:?}"
+        );
+        let r = crate::backend::unsupported(&p, BackendKind::Docker);
+        assert!(r.iter().any(|s| s.contains("scale steps")), "{r:?}");
     }
 }

@@ -598,3 +598,140 @@ pub(super) fn is_ingress(plan: &Plan, k: usize) -> bool {
     plan.ingress.as_ref().is_some_and(|i| i.network == k)
         && plan.networks[k].driver == Driver::Overlay
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::scenario;
+
+    fn plan(text: &str) -> Plan {
+        scenario::parse_str(Path::new("test.toml"), text).expect("valid scenario")
+    }
+
+    /// Two machines, a dnsrr service of three tasks (.2 .3 .4) and a
+    /// client (.5), as scenarios/swarm-dnsrr-docker.toml.
+    const DNSRR: &str = r#"
+name = "dnsrr"
+[[machine]]
+name = "m1"
+[[machine]]
+name = "m2"
+[[network]]
+name = "front"
+driver = "overlay"
+subnet = "10.80.0.0/24"
+[[service]]
+name = "web"
+replicas = 3
+machines = ["m1", "m2"]
+endpoint_mode = "dnsrr"
+networks = [{ name = "front", aliases = ["www"] }]
+serve = ["tcp:80"]
+[[container]]
+name = "client"
+machine = "m2"
+networks = ["front"]
+"#;
+
+    fn ip(s: &str) -> Ipv4Addr {
+        s.parse().unwrap()
+    }
+
+    /// SVC-1: the smallest range from the subnet's start with the tasks'
+    /// addresses and 2 × 2 unplanned addresses at its top: .0/29 has the
+    /// client's .5 in its top four, so .0/28 (.2-.15): 10 walkers (.2-.11),
+    /// the endpoints .12 .13, the keepers .14 .15.
+    #[test]
+    fn prime_leaves_the_top_of_the_range_to_the_machines() {
+        let p = plan(DNSRR);
+        let net = p.networks.iter().position(|n| n.name == "front").unwrap();
+        let pr = prime(&p, net).unwrap();
+        assert_eq!(pr.range.to_string(), "10.80.0.0/28");
+        assert_eq!(pr.walkers, 10);
+        assert_eq!(pr.lbs, vec![ip("10.80.0.12"), ip("10.80.0.13")]);
+        assert_eq!(pr.keepers, vec![ip("10.80.0.14"), ip("10.80.0.15")]);
+        assert_eq!(primes(&p).unwrap(), vec![pr]);
+        // The tasks are containers of the plan, the client is not a task.
+        let web = &p.services[0];
+        assert!(web.tasks.iter().all(|&t| is_task(&p, t)));
+        let client = p
+            .containers
+            .iter()
+            .position(|c| c.name == "client")
+            .unwrap();
+        assert!(!is_task(&p, client));
+        // The implicit ingress overlay is Docker's own.
+        let ing = p.ingress.as_ref().unwrap().network;
+        assert!(is_ingress(&p, ing) && !is_ingress(&p, net));
+    }
+
+    /// A range never takes the subnet's broadcast address, and a subnet
+    /// too small for the endpoints has no prime (an error naming it).
+    #[test]
+    fn prime_of_a_full_subnet_is_an_error_naming_the_network() {
+        let small = DNSRR
+            .replace("10.80.0.0/24", "10.80.0.0/29")
+            .replace("replicas = 3", "replicas = 2");
+        let p = plan(&small);
+        let e = primes(&p).unwrap_err();
+        assert!(e.contains("network front") && e.contains("4 free"), "{e}");
+    }
+
+    /// SVC-1, SVC-5, DNS-25: one dnsrr service, 0 replicas to start with,
+    /// its alias on its network, its host-mode port, the run's label, the
+    /// silent resolver, and a stop that does not wait.
+    #[test]
+    fn service_body_is_one_dnsrr_service() {
+        // One task per machine for a host-mode port (SVC-5).
+        let text = DNSRR.replace(
+            "replicas = 3",
+            "replicas = 2\npublish = [\"published=9090,target=80,mode=host\"]",
+        );
+        let p = plan(&text);
+        let run = RunId::parse("vsw0a1b2c").unwrap();
+        let nets: Vec<String> = p.networks.iter().map(|n| n.name.clone()).collect();
+        let b = service_body(&p, 0, &nets, &run, &["198.18.255.254".to_string()]);
+        assert_eq!(b["Name"], "web");
+        assert_eq!(b["Labels"][LABEL_RUN], "vsw0a1b2c");
+        assert_eq!(b["Mode"]["Replicated"]["Replicas"], 0);
+        assert_eq!(b["EndpointSpec"]["Mode"], "dnsrr");
+        assert_eq!(
+            b["EndpointSpec"]["Ports"],
+            json!([{ "Protocol": "tcp", "TargetPort": 80, "PublishedPort": 9090, "PublishMode": "host" }])
+        );
+        assert_eq!(
+            b["TaskTemplate"]["Networks"],
+            json!([{ "Target": "front", "Aliases": ["www"] }])
+        );
+        let cs = &b["TaskTemplate"]["ContainerSpec"];
+        assert_eq!(cs["Image"], "vswitch/busybox:1");
+        assert_eq!(cs["StopGracePeriod"], 0);
+        assert_eq!(cs["DNSConfig"]["Nameservers"], json!(["198.18.255.254"]));
+        let p = plan(DNSRR);
+        let net = nets.iter().position(|n| n == "front").unwrap();
+        let pr = prime(&p, net).unwrap();
+        let w = walker_body(&pr, "front", &run);
+        assert_eq!(w["Mode"]["Replicated"]["Replicas"], 10);
+        assert_eq!(w["EndpointSpec"]["Mode"], "dnsrr");
+        assert_eq!(w["Name"], "vsw0a1b2c-walk-front");
+        let k = keeper_body("front", pr.keepers[1], &run, "198.18.255.254");
+        assert_eq!(
+            k["NetworkingConfig"]["EndpointsConfig"]["front"]["IPAMConfig"]["IPv4Address"],
+            "10.80.0.15"
+        );
+        assert_eq!(k["Labels"][LABEL_RUN], "vsw0a1b2c");
+    }
+
+    /// A task's address on a network, from the manager's task object.
+    #[test]
+    fn reads_a_tasks_address() {
+        let t = json!({ "NetworksAttachments": [
+            { "Network": { "Spec": { "Name": "ingress" } }, "Addresses": ["10.0.0.5/24"] },
+            { "Network": { "Spec": { "Name": "front" } }, "Addresses": ["10.80.0.3/24"] },
+        ] });
+        assert_eq!(attachment_ip(&t, "front"), Some(ip("10.80.0.3")));
+        assert_eq!(attachment_ip(&t, "back"), None);
+    }
+}
