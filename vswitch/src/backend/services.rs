@@ -4,10 +4,7 @@
 //! The userspace engine is the reference implementation of VIPs, the
 //! routing mesh and host-mode publishing (docker-semantics SVC-3: this
 //! kernel has no IP_VS, so Docker here cannot build VIPs either). The
-//! kernel backend builds them with nftables (`kernel::services`). The
-//! docker backend refuses every scenario with services until it builds
-//! them; its tasks would otherwise come up as plain containers without
-//! VIPs or published ports, and checks would fail for the wrong reason.
+//! kernel backend builds them with nftables (`kernel::services`).
 //!
 //! The docker backend builds `dnsrr` services (SVC-1, DNS-25) with their
 //! host-mode ports (SVC-5) on the run's own daemons (`docker::services`).

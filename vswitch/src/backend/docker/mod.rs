@@ -7,8 +7,9 @@
 //! A world with several machines, an overlay, or a machine with
 //! `userland_proxy = false` or `ip6tables = false` runs on daemons of its
 //! own, one per machine, started in the machines' namespaces with the
-//! machine's options ([`daemon`], and `own.rs`: Swarm for overlays); the rest of
-//! this page is about the shared daemon the other worlds use.
+//! machine's options ([`daemon`], and `own.rs`: Swarm for overlays; swarm
+//! services, `dnsrr` mode, in `services.rs`); the rest of this page is
+//! about the shared daemon the other worlds use.
 //!
 //! vswitch never starts or configures the shared daemon itself; the project's own one
 //! is started by `ci/docker-daemon.sh start`, which runs, inside a network
