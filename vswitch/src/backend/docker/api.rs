@@ -482,6 +482,89 @@ fn parse_response(raw: &[u8]) -> Result<(u16, Vec<u8>), String> {
     }
 }
 
+/// Swarm services, tasks and nodes (the manager's API), for the
+/// backend's `[[service]]` tables (`services.rs`).
+impl Client {
+    /// `POST /services/create`; returns the service id.
+    pub fn service_create(&self, spec: &Value) -> Result<String, ApiError> {
+        let v = self.json("POST", "/services/create", Some(spec))?;
+        v.get("ID")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .ok_or_else(|| ApiError::Malformed {
+                method: "POST",
+                path: "/services/create".into(),
+                what: format!("no ID in {v}"),
+            })
+    }
+
+    /// `GET /services/{id}`.
+    pub fn service_inspect(&self, id: &str) -> Result<Value, ApiError> {
+        self.json("GET", &format!("/services/{id}"), None)
+    }
+
+    /// Sets a service's replica count (`docker service scale`).
+    pub fn service_scale(&self, id: &str, replicas: usize) -> Result<(), ApiError> {
+        let v = self.service_inspect(id)?;
+        let version = v["Version"]["Index"].as_u64().unwrap_or(0);
+        let mut spec = v["Spec"].clone();
+        spec["Mode"] = json!({ "Replicated": { "Replicas": replicas } });
+        self.json(
+            "POST",
+            &format!("/services/{id}/update?version={version}"),
+            Some(&spec),
+        )
+        .map(|_| ())
+    }
+
+    /// `DELETE /services/{id}`; a service already gone is not an error.
+    pub fn service_remove(&self, id: &str) -> Result<(), ApiError> {
+        match self.json("DELETE", &format!("/services/{id}"), None) {
+            Err(e) if e.status() == Some(404) => Ok(()),
+            r => r.map(|_| ()),
+        }
+    }
+
+    /// `GET /networks/{id}?verbose=true`: with the swarm's service records.
+    pub fn network_inspect_verbose(&self, id: &str) -> Result<Value, ApiError> {
+        self.json("GET", &format!("/networks/{id}?verbose=true"), None)
+    }
+
+    /// `GET /tasks`: every task the manager knows.
+    pub fn tasks(&self) -> Result<Vec<Value>, ApiError> {
+        let v = self.json("GET", "/tasks", None)?;
+        Ok(v.as_array().cloned().unwrap_or_default())
+    }
+
+    /// This daemon's swarm node id (`GET /info`).
+    pub fn node_id(&self) -> Result<String, ApiError> {
+        let v = self.info()?;
+        v["Swarm"]["NodeID"]
+            .as_str()
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .ok_or_else(|| ApiError::Malformed {
+                method: "GET",
+                path: "/info".into(),
+                what: "no Swarm.NodeID (not in a swarm)".into(),
+            })
+    }
+
+    /// Sets a node's availability (`active`, `pause`, `drain`).
+    pub fn node_availability(&self, id: &str, availability: &str) -> Result<(), ApiError> {
+        let v = self.json("GET", &format!("/nodes/{id}"), None)?;
+        let version = v["Version"]["Index"].as_u64().unwrap_or(0);
+        let mut spec = v["Spec"].clone();
+        spec["Availability"] = json!(availability);
+        self.json(
+            "POST",
+            &format!("/nodes/{id}/update?version={version}"),
+            Some(&spec),
+        )
+        .map(|_| ())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

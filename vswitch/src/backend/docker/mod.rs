@@ -7,8 +7,9 @@
 //! A world with several machines, an overlay, or a machine with
 //! `userland_proxy = false` or `ip6tables = false` runs on daemons of its
 //! own, one per machine, started in the machines' namespaces with the
-//! machine's options ([`daemon`], and `own.rs`: Swarm for overlays); the rest of
-//! this page is about the shared daemon the other worlds use.
+//! machine's options ([`daemon`], and `own.rs`: Swarm for overlays; swarm
+//! services, `dnsrr` mode, in `services.rs`); the rest of this page is
+//! about the shared daemon the other worlds use.
 //!
 //! vswitch never starts or configures the shared daemon itself; the project's own one
 //! is started by `ci/docker-daemon.sh start`, which runs, inside a network
@@ -82,6 +83,7 @@ pub mod hosts;
 pub mod image;
 mod lan;
 mod own;
+mod services;
 mod spec;
 #[cfg(test)]
 mod tests;
@@ -448,9 +450,17 @@ impl Dataplane {
             .into_iter()
             .collect();
         let silent = silent_resolver(plan);
+        if !plan.services.is_empty() {
+            progress("priming the services' overlays");
+            self.prime_service_networks(plan, &nets, silent)?;
+        }
         let bar = crate::progress::Progress::start("containers", plan.containers.len() as u64);
         for (ci, c) in plan.containers.iter().enumerate() {
             bar.inc();
+            if services::is_task(plan, ci) {
+                // Tasks are the services' (below), after every container.
+                continue;
+            }
             let pid = self.create_container(plan, ci, &nets, silent)?;
             if let Some(o) = c.netns_of {
                 // NH-7: the namespace adopted for the shared container.
@@ -473,6 +483,10 @@ impl Dataplane {
             self.verify_interfaces(world, plan, ci)?;
         }
         bar.finish();
+        if !plan.services.is_empty() {
+            progress("creating services");
+            self.create_services(world, plan, &nets, &names, silent)?;
+        }
         Ok(())
     }
 
@@ -578,6 +592,8 @@ impl Dataplane {
             let name = match n.driver {
                 Driver::None => "none".to_string(),
                 Driver::Host => "host".to_string(),
+                // Docker's swarm has its own routing-mesh overlay.
+                Driver::Overlay if services::is_ingress(plan, k) => "ingress".to_string(),
                 Driver::Bridge if n.default => {
                     self.check_default_bridge(n.machine.unwrap_or(0))?;
                     "bridge".to_string()
@@ -587,7 +603,14 @@ impl Dataplane {
                     let m = n.machine.unwrap_or(0);
                     let name = network_name(&self.run, &n.name);
                     let mut body = network_body(&name, &self.run, n);
-                    if n.driver == Driver::Overlay
+                    let primed = services::prime(plan, k).filter(|_| {
+                        plan.services
+                            .iter()
+                            .any(|s| s.networks.iter().any(|x| x.network == k))
+                    });
+                    if let Some(p) = primed {
+                        body["IPAM"]["Config"][0]["IPRange"] = json!(p.range.to_string());
+                    } else if n.driver == Driver::Overlay
                         && let Some(r) = own::overlay_lb_range(plan, k)
                     {
                         body["IPAM"]["Config"][0]["IPRange"] = json!(r.to_string());
