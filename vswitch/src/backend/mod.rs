@@ -235,6 +235,7 @@ impl World {
         opts: &BuildOptions,
         progress: &dyn Fn(&str),
     ) -> Result<World, BuildError> {
+        let _span = tracing::info_span!("world", run = %run, backend = %backend).entered();
         let mut world = World {
             run: run.clone(),
             namespaces: Vec::new(),
@@ -580,7 +581,7 @@ impl Drop for World {
         drop(namespaces);
         parallel::map(names, parallel::WIDTH, |n| {
             if let Err(e) = crate::netns::delete(&n) {
-                eprintln!("vswitch: cannot delete namespace {n}: {e}");
+                tracing::warn!(namespace = %n, error = %e, "cannot delete namespace");
             }
         });
         tracing::debug!(

@@ -313,7 +313,7 @@ impl Drop for OwnedNs {
             let name = ns.name().to_string();
             drop(ns);
             if let Err(e) = delete(&name) {
-                eprintln!("vswitch: cannot delete namespace {name}: {e}");
+                tracing::warn!(namespace = %name, error = %e, "cannot delete namespace");
             }
         }
     }

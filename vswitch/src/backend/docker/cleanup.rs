@@ -60,7 +60,9 @@ pub(super) fn remove_objects(client: &Client, run: &RunId) -> Vec<String> {
         for c in list.into_iter().filter(|c| mine(&c.label)) {
             match client.container_remove(&c.id) {
                 Ok(()) => removed.push(format!("docker container {}", c.name)),
-                Err(e) => eprintln!("vswitch: cannot remove docker container {}: {e}", c.name),
+                Err(e) => {
+                    tracing::warn!(container = %c.name, error = %e, "cannot remove docker container")
+                }
             }
         }
     }
@@ -78,7 +80,9 @@ pub(super) fn remove_objects(client: &Client, run: &RunId) -> Vec<String> {
         for n in list.into_iter().filter(|n| mine(&n.label)) {
             match client.network_remove(&n.id) {
                 Ok(()) => removed.push(format!("docker network {}", n.name)),
-                Err(e) => eprintln!("vswitch: cannot remove docker network {}: {e}", n.name),
+                Err(e) => {
+                    tracing::warn!(network = %n.name, error = %e, "cannot remove docker network")
+                }
             }
         }
     }
@@ -113,7 +117,9 @@ pub fn remove_run(id: &RunId) -> Vec<String> {
     if uplink_owner().as_ref() == Some(id) {
         match delete_uplink() {
             Ok(()) => removed.push(format!("{DAEMON_NETNS}/{UPLINK}")),
-            Err(e) => eprintln!("vswitch: cannot remove {UPLINK} in {DAEMON_NETNS}: {e}"),
+            Err(e) => {
+                tracing::warn!(link = UPLINK, namespace = DAEMON_NETNS, error = %e, "cannot remove link")
+            }
         }
         let _ = std::fs::remove_file(UPLINK_OWNER);
     }

@@ -315,13 +315,13 @@ pub fn remove(run: &RunId) -> Vec<String> {
     for m in mounts_under(&dir) {
         match nix::mount::umount2(m.as_str(), nix::mount::MntFlags::MNT_DETACH) {
             Ok(()) => removed.push(format!("mount {m}")),
-            Err(e) => eprintln!("vswitch: cannot unmount {m}: {e}"),
+            Err(e) => tracing::warn!(mount = %m, error = %e, "cannot unmount"),
         }
     }
     if dir.exists() {
         match std::fs::remove_dir_all(&dir) {
             Ok(()) => removed.push(dir.display().to_string()),
-            Err(e) => eprintln!("vswitch: cannot remove {}: {e}", dir.display()),
+            Err(e) => tracing::warn!(dir = %dir.display(), error = %e, "cannot remove"),
         }
     }
     for cg in cgroup_dirs(run) {

@@ -927,7 +927,9 @@ impl Dataplane {
             self.uplink = false;
             match delete_uplink() {
                 Ok(()) => removed.push(format!("{DAEMON_NETNS}/{UPLINK}")),
-                Err(e) => eprintln!("vswitch: cannot remove {UPLINK} in {DAEMON_NETNS}: {e}"),
+                Err(e) => {
+                    tracing::warn!(link = UPLINK, namespace = DAEMON_NETNS, error = %e, "cannot remove link")
+                }
             }
             let _ = std::fs::remove_file(UPLINK_OWNER);
         }

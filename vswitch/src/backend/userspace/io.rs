@@ -98,9 +98,14 @@ impl EngineLoop {
             wake.clone(),
             release.clone(),
         );
+        // The engine thread logs inside the span of the world that built it.
+        let span = tracing::info_span!("engine", ports = ports.len());
         let handle = std::thread::Builder::new()
             .name("engine".into())
-            .spawn(move || run(engine, ports, &s, &st, &w, &rx, &r))?;
+            .spawn(move || {
+                let _span = span.entered();
+                run(engine, ports, &s, &st, &w, &rx, &r)
+            })?;
         Ok(EngineLoop {
             stop,
             stopping,
