@@ -15,6 +15,7 @@ pub mod parallel;
 pub mod pcap;
 mod services;
 pub mod steps;
+pub mod topology;
 pub mod userspace;
 
 use std::collections::HashMap;

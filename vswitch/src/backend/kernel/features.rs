@@ -145,7 +145,7 @@ pub(super) fn unsupported_with(
             crate::tools::missing("bridge")
         ));
     }
-    for r in crate::backend::userspace::overlay::refusals(plan) {
+    for r in crate::backend::topology::refusals(plan) {
         say(r);
     }
     let publishes = plan.containers.iter().any(|c| !c.publish.is_empty());

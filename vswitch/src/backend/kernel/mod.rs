@@ -15,7 +15,7 @@
 //!   a veth stub as parent: Docker uses a dummy link (MV-6), which this
 //!   kernel lacks; a veth end with nothing behind it behaves the same for
 //!   the children (no uplink, no host address on it).
-//! - overlay networks ([`overlay`]): a bridge and a vxlan device per
+//! - overlay networks (`overlay`): a bridge and a vxlan device per
 //!   network in each machine namespace running one of its containers, with
 //!   head-end replication FDB entries toward the other machines; overlay-only
 //!   containers also get a `docker_gwbridge` bridge endpoint (OV-8).

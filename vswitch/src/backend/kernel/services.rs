@@ -41,7 +41,7 @@ use ipnet::{IpNet, Ipv4Net};
 
 use super::layout::Iface;
 use super::{KernelError, configure, in_ns, nlerr};
-use crate::backend::userspace::overlay::{GWBRIDGE, machines_of};
+use crate::backend::topology::{GWBRIDGE, machines_of};
 use crate::backend::{BuildError, World};
 use crate::netns::NetNs;
 use crate::scenario::plan::{EndpointMode, MacAddr, Node, Plan, PublishMode};
@@ -287,7 +287,7 @@ pub(super) fn with_gwbridge(plan: &Plan) -> Plan {
             }
         }
     }
-    let mut out = crate::backend::userspace::overlay::with_gwbridge(&all).into_owned();
+    let mut out = crate::backend::topology::with_gwbridge(&all).into_owned();
     for t in idle {
         out.containers[t].endpoints.clear();
     }

@@ -66,7 +66,7 @@ pub fn unsupported(plan: &Plan) -> Vec<String> {
     // ipvlan, overlay, lan6 and its VLANs) and routed between them
     // (route6.rs, the proxy's IPv6 side).
     l2nets::unsupported(plan, &mut say);
-    for r in overlay::refusals(plan) {
+    for r in crate::backend::topology::refusals(plan) {
         say(r);
     }
     why.dedup();
@@ -211,7 +211,7 @@ pub fn configure(plan: &Plan, run: &str, opts: &BuildOptions) -> Result<Setup, B
         // SVC-5: tasks publish their host-mode ports as `-p` does.
         let plan = &*services::with_host_ports(plan);
         // OV-8: overlay-only containers get a docker_gwbridge endpoint.
-        let plan = &*overlay::with_gwbridge(plan);
+        let plan = &*crate::backend::topology::with_gwbridge(plan);
         let mut cfg = EngineConfig::default();
         let mut v6 = Route6Config::default();
         // TAPs to create (made together below, on parallel threads) and
@@ -671,7 +671,7 @@ impl Dataplane {
         // as the engine's configuration: with the tasks' host-mode ports
         // and the OV-8 gwbridge endpoints.
         let plan = &*services::with_host_ports(plan);
-        let plan = &*overlay::with_gwbridge(plan);
+        let plan = &*crate::backend::topology::with_gwbridge(plan);
         let l3_of = overlay::engine_machines(plan);
         for m in (0..plan.machines.len()).filter(|&m| l3_of[m].is_none()) {
             crate::backend::kernel::build_mixed_machine(world, plan, m)?;

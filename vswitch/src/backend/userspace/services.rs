@@ -4,7 +4,7 @@
 //! - VIPs: one [`VipConfig`] per service and overlay (`vip` mode), in that
 //!   overlay's domain on every machine, over the running tasks there.
 //! - Routing mesh: the `ingress` overlay has a domain on every machine
-//!   ([`overlay::machines_of`]), each with its ingress sandbox as a virtual
+//!   ([`crate::backend::topology::machines_of`]), each with its ingress sandbox as a virtual
 //!   port (after every real port, like the VTEP ports); every ingress-mode
 //!   port balances over the running tasks' `ingress` addresses.
 //! - Host mode (SVC-5): each running task publishes `H:C` on its machine as

@@ -1,0 +1,343 @@
+//! Plan-level facts every backend builds from, computed once here rather
+//! than inside one backend: which machines an overlay spans, the implicit
+//! `docker_gwbridge` network (OV-8) and what no backend can build of
+//! overlays yet.
+//!
+//! Overlay-only containers get an endpoint on their machine's
+//! `docker_gwbridge` ([`with_gwbridge`], OV-8): the plan the backends build
+//! carries it, so north–south traffic and published ports work as on
+//! Docker. What cannot be built is refused by name ([`refusals`]): only when
+//! no 172.18-31.0.0/16 is free for that bridge.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr};
+
+use ipnet::Ipv4Net;
+
+use crate::scenario::plan::{CheckKind, Driver, Endpoint, MacAddr, Network, Node, Plan, Subnet4};
+
+/// Machines that run a container attached to network `net`, in order;
+/// for the swarm's `ingress`, every machine (its sandbox is there, SVC-4).
+pub fn machines_of(plan: &Plan, net: usize) -> Vec<usize> {
+    if plan.ingress.as_ref().is_some_and(|i| i.network == net) {
+        return (0..plan.machines.len()).collect();
+    }
+    let mut v: Vec<usize> = plan
+        .containers
+        .iter()
+        .filter(|c| c.endpoints.iter().any(|e| e.network == net))
+        .map(|c| c.machine)
+        .collect();
+    v.sort_unstable();
+    v.dedup();
+    v
+}
+
+/// True when a container has a default route on this backend: an endpoint
+/// on a non-internal, non-overlay network with a gateway (OV-8's
+/// `docker_gwbridge` is not built yet).
+fn has_default_route(plan: &Plan, container: usize) -> bool {
+    plan.containers[container].endpoints.iter().any(|e| {
+        let n = &plan.networks[e.network];
+        n.driver != Driver::Overlay && !n.internal && n.primary().and_then(|s| s.gateway).is_some()
+    })
+}
+
+fn on_overlay(plan: &Plan, container: usize) -> bool {
+    plan.containers[container]
+        .endpoints
+        .iter()
+        .any(|e| plan.networks[e.network].driver == Driver::Overlay)
+}
+
+/// What neither the userspace nor the kernel backend builds of overlay
+/// networks yet, one reason per item (without the `backend X: ` prefix).
+pub fn refusals(plan: &Plan) -> Vec<String> {
+    let mut why = Vec::new();
+    for (ci, c) in plan.containers.iter().enumerate() {
+        if on_overlay(plan, ci)
+            && !has_default_route(plan, ci)
+            && !c.publish.is_empty()
+            && gwbridge_subnet(plan).is_none()
+        {
+            why.push(format!(
+                "publishing from an overlay-only container (ingress or host-mode publish, OV-10) not supported yet (container[{ci}] `{}`)",
+                c.name
+            ));
+        }
+    }
+    for chk in &plan.checks {
+        for &from in &chk.from {
+            let Node::Container(ci) = from else { continue };
+            if !on_overlay(plan, ci)
+                || has_default_route(plan, ci)
+                || gwbridge_subnet(plan).is_some()
+            {
+                continue;
+            }
+            let targets: Vec<IpAddr> = match &chk.kind {
+                CheckKind::Ping { to, .. }
+                | CheckKind::Tcp { to, .. }
+                | CheckKind::Udp { to, .. }
+                | CheckKind::Throughput { to, .. }
+                | CheckKind::Spread { to, .. } => vec![to.addr],
+                CheckKind::Reach { to } => to.iter().map(|t| t.addr).collect(),
+                CheckKind::Dns { .. } => Vec::new(),
+            };
+            // East–west: its own networks, or another overlay (unreachable
+            // with or without docker_gwbridge: no machine routes to it).
+            let local = |a: &IpAddr| {
+                a.is_loopback()
+                    || plan.networks.iter().enumerate().any(|(ni, n)| {
+                        let mine = plan.containers[ci]
+                            .endpoints
+                            .iter()
+                            .any(|e| e.network == ni);
+                        (mine || n.driver == Driver::Overlay)
+                            && n.subnets
+                                .iter()
+                                .any(|s| matches!(a, IpAddr::V4(v) if s.net.contains(v)))
+                    })
+            };
+            if targets.iter().any(|a| !local(a)) {
+                why.push(format!(
+                    "north–south traffic from an overlay-only container needs docker_gwbridge (OV-8), and no 172.18-31.0.0/16 is free for it (check[{}] ({}) from `{}`)",
+                    chk.index,
+                    chk.kind.name(),
+                    plan.containers[ci].name
+                ));
+            }
+        }
+    }
+    why
+}
+
+/// Name of the implicit gateway bridge network (OV-8).
+pub const GWBRIDGE: &str = "docker_gwbridge";
+
+/// The subnet Docker's `docker_gwbridge` would get: the first /16 of
+/// 172.18-31 overlapping no network of the plan and not `lan`.
+fn gwbridge_subnet(plan: &Plan) -> Option<Ipv4Net> {
+    (18..=31u8).find_map(|b| {
+        let net = Ipv4Net::new(Ipv4Addr::new(172, b, 0, 0), 16).ok()?;
+        let clash = |o: &Ipv4Net| o.contains(&net.network()) || net.contains(&o.network());
+        let used = plan
+            .networks
+            .iter()
+            .flat_map(|n| n.subnets.iter().map(|s| s.net))
+            .any(|o| clash(&o))
+            || clash(&plan.lan);
+        (!used).then_some(net)
+    })
+}
+
+/// The plan the backends build (OV-8): every container whose only routed
+/// networks are overlays gets one more endpoint, on its machine's
+/// `docker_gwbridge` (a bridge network, ICC off, masquerade on, one per
+/// machine, as Docker creates it), which carries its default route.
+/// Names are not registered on it (no embedded DNS records come from this
+/// plan). Unchanged when no container needs it.
+pub fn with_gwbridge(plan: &Plan) -> std::borrow::Cow<'_, Plan> {
+    use std::borrow::Cow;
+    let needy: Vec<usize> = (0..plan.containers.len())
+        .filter(|&ci| on_overlay(plan, ci) && !has_default_route(plan, ci))
+        .collect();
+    let Some(net) = (!needy.is_empty()).then(|| gwbridge_subnet(plan)).flatten() else {
+        return Cow::Borrowed(plan);
+    };
+    let mut out = plan.clone();
+    let gw = Ipv4Addr::from(u32::from(net.network()) + 1);
+    let mut per_machine: BTreeMap<usize, (usize, u32)> = BTreeMap::new();
+    for &ci in &needy {
+        let m = plan.containers[ci].machine;
+        let entry = per_machine.entry(m).or_insert_with(|| {
+            out.networks.push(Network {
+                name: GWBRIDGE.to_string(),
+                driver: Driver::Bridge,
+                machine: Some(m),
+                default: false,
+                subnets: vec![Subnet4 {
+                    net,
+                    gateway: Some(gw),
+                    ip_range: net,
+                }],
+                aux_addresses: BTreeMap::new(),
+                ipv6: false,
+                subnet6: None,
+                gateway6: None,
+                internal: false,
+                icc: false,
+                masquerade: true,
+                mtu: 1500,
+                parent: None,
+                mode: None,
+                flag: None,
+                vni: None,
+                mtu_explicit: false,
+                encrypted: false,
+            });
+            (out.networks.len() - 1, 1)
+        });
+        entry.1 += 1;
+        let ip = Ipv4Addr::from(u32::from(net.network()) + entry.1);
+        out.containers[ci].endpoints.push(Endpoint {
+            network: entry.0,
+            ip: Some(ip),
+            ip6: None,
+            aliases: Vec::new(),
+            mac: MacAddr::docker_from_ipv4(ip),
+        });
+    }
+    Cow::Owned(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::process::Command;
+
+    use crate::backend::BuildOptions;
+    use crate::run::execute::{RunOptions, execute_plan};
+    use crate::scenario::plan::{BackendKind, Plan};
+    use crate::world::RunId;
+
+    fn plan(text: &str) -> Plan {
+        crate::scenario::parse_str(Path::new("overlay-test.toml"), text).expect("valid scenario")
+    }
+
+    const TWO: &str = r#"
+name = "t"
+[[machine]]
+name = "h1"
+[[machine]]
+name = "h2"
+[[network]]
+name = "ov"
+driver = "overlay"
+vni = 4242
+[[container]]
+name = "a"
+machine = "h1"
+networks = ["ov"]
+[[container]]
+name = "b"
+machine = "h2"
+networks = ["ov"]
+[[container]]
+name = "out"
+machine = "h2"
+networks = ["ov"]
+[[external]]
+name = "x"
+ip = "198.18.0.100"
+[[check]]
+kind = "ping"
+from = "a"
+to = "b"
+expect = "ok"
+"#;
+
+    #[test]
+    fn nothing_refused_while_docker_gwbridge_has_a_subnet() {
+        let mut t = TWO.to_string();
+        t.push_str("[[check]]\nkind = \"ping\"\nfrom = \"out\"\nto = \"x\"\nexpect = \"ok\"\n");
+        assert!(super::refusals(&plan(&t)).is_empty());
+        let p = t.replace(
+            "name = \"out\"\n",
+            "name = \"out\"\npublish = [\"8080:80\"]\n",
+        );
+        // Published through docker_gwbridge.
+        assert!(super::refusals(&plan(&p)).is_empty());
+    }
+
+    #[test]
+    fn gwbridge_per_machine_for_overlay_only_containers() {
+        let p = plan(TWO);
+        let g = super::with_gwbridge(&p);
+        let gw: Vec<_> = g
+            .networks
+            .iter()
+            .filter(|n| n.name == super::GWBRIDGE)
+            .collect();
+        assert_eq!(gw.len(), 2);
+        assert!(
+            gw.iter()
+                .all(|n| !n.icc && n.masquerade && n.subnets[0].net.to_string() == "172.18.0.0/16")
+        );
+        // b and out share h2's: distinct addresses.
+        let last = |c: usize| {
+            g.containers[c]
+                .endpoints
+                .last()
+                .unwrap()
+                .ip
+                .unwrap()
+                .to_string()
+        };
+        assert_eq!(
+            (last(0), last(1), last(2)),
+            (
+                "172.18.0.2".into(),
+                "172.18.0.2".into(),
+                "172.18.0.3".into()
+            )
+        );
+        assert_eq!(g.containers[1].endpoints.len(), 2);
+    }
+
+    #[test]
+    fn engine_machines_skip_kernel_ones() {
+        let t = TWO.replace("name = \"h1\"\n", "name = \"h1\"\nbackend = \"kernel\"\n");
+        let got = crate::backend::userspace::overlay::engine_machines(&plan(&t));
+        assert_eq!(got, vec![None, Some(0)]);
+    }
+
+    /// A capture on the lan port that tshark decodes as VXLAN, VNI 4242.
+    #[test]
+    fn lan_pcap_decodes_as_vxlan_with_the_vni() {
+        if !crate::sys::require_root("lan_pcap_decodes_as_vxlan_with_the_vni") {
+            return;
+        }
+        let test = "lan_pcap_decodes_as_vxlan_with_the_vni";
+        let Some(tshark) = crate::prereq::tool(test, "tshark").or_panic() else {
+            return;
+        };
+        let dir = std::env::temp_dir().join(format!("vswitch-ovpcap-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let ex = execute_plan(
+            Path::new("overlay-pcap"),
+            &plan(TWO),
+            &RunOptions {
+                backend: BackendKind::Userspace,
+                build: BuildOptions {
+                    pcap_dir: Some(dir.clone()),
+                },
+                keep: false,
+                progress: false,
+                run_id: Some(RunId::new()),
+            },
+        );
+        assert_eq!(ex.code, 0, "{:?}", ex.report.map(|r| r.table()));
+        let out = Command::new(tshark)
+            .arg("-r")
+            .arg(dir.join("lan-h1-eth0.pcap"))
+            .args([
+                "-Y",
+                "vxlan",
+                "-T",
+                "fields",
+                "-e",
+                "vxlan.vni",
+                "-e",
+                "udp.dstport",
+            ])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        let _ = std::fs::remove_dir_all(&dir);
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(!lines.is_empty(), "no VXLAN in the lan capture");
+        assert!(lines.iter().all(|l| *l == "4242\t4789"), "{text}");
+    }
+}
