@@ -8,12 +8,18 @@
 //! Userspace: connect, disconnect, stop, start and restart rebuild the
 //! engine's data path from the world as it now stands (interfaces of the
 //! container appear or go, published ports follow the container; learned
-//! MACs and the engine's conntrack start afresh); faults go to the running
-//! engine. Kernel: see `kernel::topology` and `kernel::faults`.
+//! MACs start afresh). The engine's conntrack, NAT bindings included, is
+//! carried into the new engine as the host's conntrack outlives the change
+//! on Docker, minus what Docker's bridge driver deletes when an endpoint
+//! leaves: every flow whose reply tuple has the endpoint's address
+//! ([`leaving_addrs`]; a container's own masqueraded flows stay, so their
+//! replies reach whoever holds its address next, BUG-9). Faults go to the
+//! running engine. Kernel: see `kernel::topology` and `kernel::faults`.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 
-use crate::scenario::plan::{BackendKind, LinkFault, LinkRef, Node, Plan, StepAction};
+use crate::scenario::plan::{BackendKind, Driver, LinkFault, LinkRef, Node, Plan, StepAction};
 
 use super::{Dataplane, World, userspace};
 
@@ -193,7 +199,7 @@ impl World {
                         }
                     }
                 } else {
-                    self.rebuild_dataplane(after)?;
+                    self.rebuild_dataplane(after, &leaving_addrs(before, after, action))?;
                 }
                 if let StepAction::Restart(c) | StepAction::Start(c) = action {
                     self.start_container_services(after, *c)?;
@@ -277,12 +283,21 @@ impl World {
     }
 
     /// Stops the data path and builds it again for `plan`, keeping the
-    /// faults in force; the old one's counters are kept for the report.
-    fn rebuild_dataplane(&mut self, plan: &Plan) -> Result<(), StepError> {
+    /// faults in force and the engine's conntrack minus what Docker deletes
+    /// for the endpoints that left (`leaving`); the old one's counters are
+    /// kept for the report.
+    fn rebuild_dataplane(&mut self, plan: &Plan, leaving: &[IpAddr]) -> Result<(), StepError> {
+        let mut carried = crate::engine::ConntrackState::default();
         if let Some(d) = self.dataplane.take() {
-            self.earlier_metrics.push(d.stop_for_rebuild());
+            let (metrics, ct) = d.stop_for_rebuild();
+            self.earlier_metrics.push(metrics);
+            carried = ct;
         }
-        let built = userspace::Dataplane::build(self, &running_view(plan), &self.opts)?;
+        for ip in leaving {
+            carried.forget_endpoint(*ip);
+        }
+        let built =
+            userspace::Dataplane::build_carrying(self, &running_view(plan), &self.opts, carried)?;
         self.dataplane = Some(Dataplane::Userspace(built));
         self.push_faults(plan)
     }
@@ -315,6 +330,39 @@ impl World {
         self.container_echo.insert(c, s);
         Ok(())
     }
+}
+
+/// The addresses of the bridge endpoints that leave their network in a
+/// step from `before` to `after`: every endpoint of a stopped, restarted
+/// or removed container, a disconnected one, and any whose address
+/// changed. Docker's bridge driver deletes their conntrack entries then
+/// (see [`crate::engine::ConntrackState::forget_endpoint`]); joining
+/// deletes nothing (both observed on Docker 20.10.24).
+pub(crate) fn leaving_addrs(before: &Plan, after: &Plan, action: &StepAction) -> Vec<IpAddr> {
+    let (before, after) = (running_view(before), running_view(after));
+    let restarted = match action {
+        StepAction::Restart(c) => Some(*c),
+        _ => None,
+    };
+    let mut out = Vec::new();
+    for (i, c) in before.containers.iter().enumerate() {
+        for e in &c.endpoints {
+            if before.networks[e.network].driver != Driver::Bridge {
+                continue;
+            }
+            let stays = restarted != Some(i)
+                && after.containers.get(i).is_some_and(|a| {
+                    a.endpoints
+                        .iter()
+                        .any(|x| x.network == e.network && x.ip == e.ip && x.ip6 == e.ip6)
+                });
+            if !stays {
+                out.extend(e.ip.map(IpAddr::V4));
+                out.extend(e.ip6.map(IpAddr::V6));
+            }
+        }
+    }
+    out
 }
 
 /// The plan as the data path sees it: a stopped container has no

@@ -38,7 +38,8 @@ fn kind_keys(kind: &str) -> &'static [&'static str] {
             "min_rtt_ms",
             "max_rtt_ms",
         ],
-        "tcp" | "udp" => &["to", "seen_as", "ipv6"],
+        "tcp" => &["to", "seen_as", "ipv6"],
+        "udp" => &["to", "seen_as", "ipv6", "sport"],
         "dns" => &["query", "type", "transport", "server", "rotate"],
         "reach" => &["to", "ipv6"],
         "spread" => &["to", "proto", "connections", "ipv6"],
@@ -48,7 +49,7 @@ fn kind_keys(kind: &str) -> &'static [&'static str] {
     }
 }
 
-fn present_keys(d: &CheckDef) -> [(&'static str, bool); 26] {
+fn present_keys(d: &CheckDef) -> [(&'static str, bool); 27] {
     [
         ("to", d.to.is_some()),
         ("expect", d.expect.is_some()),
@@ -59,6 +60,7 @@ fn present_keys(d: &CheckDef) -> [(&'static str, bool); 26] {
         ("df", d.df.is_some()),
         ("ipv6", d.ipv6.is_some()),
         ("seen_as", d.seen_as.is_some()),
+        ("sport", d.sport.is_some()),
         ("query", d.query.is_some()),
         ("type", d.qtype.is_some()),
         ("transport", d.transport.is_some()),
@@ -315,7 +317,11 @@ fn check(i: usize, d: &CheckDef, plan: &Plan, names: &Names) -> VResult<Check> {
             let k = if kind == "tcp" {
                 CheckKind::Tcp { to, seen_as }
             } else {
-                CheckKind::Udp { to, seen_as }
+                let sport = match d.sport {
+                    None => None,
+                    Some(_) => Some(int_in(d.sport, p.k("sport"), 1, 65_535, 0)? as u16),
+                };
+                CheckKind::Udp { to, seen_as, sport }
             };
             (k, ok_fail()?, 2000)
         }
