@@ -97,12 +97,7 @@ pub(crate) fn refusals(plan: &Plan, backend: BackendKind) -> Vec<String> {
                 }
             }
             BackendKind::Docker => {
-                if matches!(s.action, StepAction::Fault { .. } | StepAction::Clear(_)) {
-                    why.push(format!(
-                        "backend docker: {} steps not supported yet ({at})",
-                        s.action.name()
-                    ));
-                }
+                why.extend(super::docker::faults::refusals(plan, &s.action, &at))
             }
         }
     }
@@ -110,8 +105,14 @@ pub(crate) fn refusals(plan: &Plan, backend: BackendKind) -> Vec<String> {
 }
 
 /// What of a fault this kernel cannot do at all: netem is absent, so
-/// delay, jitter, reorder, duplicate and corrupt are refused by name.
+/// delay, jitter, reorder, duplicate and corrupt are refused by name (on
+/// the kernel backend, and on docker, which sets the same faults).
 pub(crate) fn kernel_fault_refusals(f: &LinkFault, at: &str) -> Vec<String> {
+    netem_refusals("kernel", f, at)
+}
+
+/// [`kernel_fault_refusals`] for `backend`.
+pub(crate) fn netem_refusals(backend: &str, f: &LinkFault, at: &str) -> Vec<String> {
     let mut why = Vec::new();
     for (key, on) in [
         ("delay_ms", !f.delay.is_zero()),
@@ -122,7 +123,7 @@ pub(crate) fn kernel_fault_refusals(f: &LinkFault, at: &str) -> Vec<String> {
     ] {
         if on {
             why.push(format!(
-                "backend kernel: fault {key} needs the kernel's netem qdisc, which this kernel lacks ({at})"
+                "backend {backend}: fault {key} needs the kernel's netem qdisc, which this kernel lacks ({at})"
             ));
         }
     }
@@ -153,17 +154,18 @@ impl World {
         action: &StepAction,
     ) -> Result<(), StepError> {
         let backend = self.backend;
-        let kernel_fault = backend == BackendKind::Kernel
+        // Kernel and docker: the same faults in the nodes' namespaces.
+        let ns_fault = matches!(backend, BackendKind::Kernel | BackendKind::Docker)
             && matches!(action, StepAction::Fault { .. } | StepAction::Clear(_));
-        if backend == BackendKind::Docker {
-            return self.docker_step(after, action);
-        }
-        if let (true, StepAction::Fault { link, .. } | StepAction::Clear(link)) =
-            (kernel_fault, action)
+        if let (true, StepAction::Fault { link, .. } | StepAction::Clear(link)) = (ns_fault, action)
         {
             track_faults(&mut self.faults, action);
             return super::kernel::faults::apply(self, after, &self.faults, *link)
                 .map_err(StepError::Rebuild);
+        }
+        if backend == BackendKind::Docker {
+            self.docker_step(after, action)?;
+            return self.reapply_endpoint_faults(after);
         }
         match action {
             StepAction::Wait(d) => {
@@ -191,13 +193,7 @@ impl World {
                 }
                 if backend == BackendKind::Kernel {
                     super::kernel::topology::apply(self, before, after, action)?;
-                    // Interfaces made anew carry no fault yet.
-                    let links: Vec<LinkRef> = self.faults.keys().copied().collect();
-                    for l in links {
-                        if matches!(l, LinkRef::Endpoint { .. }) {
-                            super::kernel::faults::apply(self, after, &self.faults, l)?;
-                        }
-                    }
+                    self.reapply_endpoint_faults(after)?;
                 } else {
                     self.rebuild_dataplane(after, &leaving_addrs(before, after, action))?;
                 }
@@ -212,6 +208,34 @@ impl World {
                 Ok(())
             }
         }
+    }
+
+    /// What the report says of a step beyond its action: a partial loss on
+    /// the kernel and docker backends is nftables' unseeded `numgen`, so
+    /// it does not repeat run to run (the engine's does).
+    pub(crate) fn step_note(&self, action: &StepAction) -> Option<&'static str> {
+        match action {
+            StepAction::Fault { fault, .. }
+                if fault.loss > 0.0
+                    && fault.loss < 1.0
+                    && matches!(self.backend, BackendKind::Kernel | BackendKind::Docker) =>
+            {
+                Some(super::kernel::faults::LOSS_NOT_SEEDED)
+            }
+            _ => None,
+        }
+    }
+
+    /// Kernel and docker: interfaces a topology step made anew carry no
+    /// fault yet; the endpoint faults in force are set again.
+    fn reapply_endpoint_faults(&mut self, after: &Plan) -> Result<(), StepError> {
+        let links: Vec<LinkRef> = self.faults.keys().copied().collect();
+        for l in links {
+            if matches!(l, LinkRef::Endpoint { .. }) {
+                super::kernel::faults::apply(self, after, &self.faults, l)?;
+            }
+        }
+        Ok(())
     }
 
     /// A step on the docker backend: the daemon does it (its own DNS

@@ -78,6 +78,7 @@
 pub mod api;
 mod cleanup;
 pub mod daemon;
+pub(crate) mod faults;
 pub mod hosts;
 pub mod image;
 mod lan;
@@ -902,6 +903,9 @@ impl Dataplane {
         }
         if self.uplink {
             self.uplink = false;
+            if let Err(e) = faults::remove_uplink_faults() {
+                eprintln!("vswitch: {e}");
+            }
             match delete_uplink() {
                 Ok(()) => removed.push(format!("{DAEMON_NETNS}/{UPLINK}")),
                 Err(e) => eprintln!("vswitch: cannot remove {UPLINK} in {DAEMON_NETNS}: {e}"),

@@ -1,11 +1,18 @@
-//! Link faults on the kernel backend, with what this kernel has (no netem):
+//! Link faults with what this kernel has (no netem), set on an interface
+//! inside a network namespace handle: the kernel backend's namespaces, and
+//! on the docker backend the containers' (adopted from their PIDs), the
+//! externals' and the machine's (`backend::docker::faults`: this module is
+//! the one implementation of both).
 //! - `down`: nftables drops everything in both directions on the
 //!   interface (a netdev ingress and egress chain). An admin-down link
 //!   would flush the container's routes, which a `clear` could not bring
 //!   back as Docker's would not come back either.
-//! - `loss`: nftables `numgen random` in both directions (the kernel's
-//!   generator: not seeded by the scenario, so a partial loss does not
-//!   repeat run to run the way the engine's does).
+//! - `loss`: nftables `numgen random` in both directions. That is the
+//!   kernel's own generator and nftables cannot seed it: the scenario's
+//!   `seed` does not apply, so which packets a partial loss drops (and so a
+//!   marginal check's outcome) does not repeat run to run on the kernel and
+//!   docker backends, unlike the userspace engine's seeded loss
+//!   ([`LOSS_NOT_SEEDED`] says so in the report).
 //! - `rate_mbit`: a tbf qdisc shapes what the node sends; nftables
 //!   `limit rate over … drop` polices what it receives (no ifb here).
 //! - `mtu`: the interface's MTU.
@@ -16,6 +23,7 @@
 use std::collections::HashMap;
 
 use crate::backend::{BuildError, World};
+use crate::netns::NetNs;
 use crate::scenario::plan::{LinkFault, LinkRef, Node, Plan};
 use crate::sys::netlink::Netlink;
 
@@ -153,7 +161,13 @@ fn apply_one(dev: &str, mtu: u16, fault: Option<LinkFault>) -> Result<(), Kernel
     Ok(())
 }
 
-/// Sets on every interface of `link` the fault now in force there.
+/// What a check's detail says of a partial loss on the kernel and docker
+/// backends.
+pub(crate) const LOSS_NOT_SEEDED: &str =
+    "loss by nftables numgen (kernel generator, not seeded: not repeatable run to run)";
+
+/// Sets on every interface of `link` the fault now in force there, each in
+/// its node's namespace in `world`.
 pub(crate) fn apply(
     world: &World,
     plan: &Plan,
@@ -162,11 +176,33 @@ pub(crate) fn apply(
 ) -> Result<(), BuildError> {
     for i in ifaces(plan, link) {
         let fault = effective(plan, faults, &i);
-        let (dev, mtu) = (i.name.clone(), i.mtu);
         let step = format!("fault on {} {}", plan.node_name(i.node), i.name);
-        in_ns(world.ns(i.node), step, move || apply_one(&dev, mtu, fault))?;
+        apply_in(world.ns(i.node), &i.name, i.mtu, fault, step)?;
     }
     Ok(())
+}
+
+/// Puts interface `dev` of namespace `ns` back as built (MTU `mtu`), then
+/// sets `fault` on it; `step` names it in errors.
+pub(crate) fn apply_in(
+    ns: &NetNs,
+    dev: &str,
+    mtu: u16,
+    fault: Option<LinkFault>,
+    step: String,
+) -> Result<(), BuildError> {
+    let dev = dev.to_string();
+    in_ns(ns, step, move || apply_one(&dev, mtu, fault))
+}
+
+/// Removes the fault table of interface `dev` in `ns` (absent is fine):
+/// for a namespace that outlives the run (the shared Docker daemon's).
+pub(crate) fn remove_table(ns: &NetNs, dev: &str) -> Result<(), BuildError> {
+    let table = table_name(dev);
+    in_ns(ns, format!("removing nft table {table}"), move || {
+        let _ = run_tool("nft", &["delete", "table", "netdev", &table], "");
+        Ok(())
+    })
 }
 
 #[cfg(test)]
