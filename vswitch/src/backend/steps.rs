@@ -92,8 +92,17 @@ pub(crate) fn refusals(plan: &Plan, backend: BackendKind) -> Vec<String> {
                 if let StepAction::Fault { fault, .. } = &s.action {
                     why.extend(kernel_fault_refusals(fault, &at));
                 }
-                if let Some(r) = super::kernel::topology::refusal(&plan.after_steps(i), &s.action) {
+                let before = plan.after_steps(i);
+                if let Some(r) = super::kernel::topology::refusal(&before, &s.action) {
                     why.push(format!("backend kernel: {r} ({at})"));
+                }
+                if crate::tools::find("conntrack").is_none()
+                    && !leaving_endpoints(&before, &plan.after_steps(i + 1), &s.action).is_empty()
+                {
+                    why.push(format!(
+                        "backend kernel: deleting a leaving endpoint's conntrack flows as Docker does needs {} ({at})",
+                        crate::tools::missing("conntrack")
+                    ));
                 }
             }
             BackendKind::Docker => {
@@ -193,6 +202,9 @@ impl World {
                 }
                 if backend == BackendKind::Kernel {
                     super::kernel::topology::apply(self, before, after, action)?;
+                    for (m, ip) in leaving_endpoints(before, after, action) {
+                        super::kernel::conntrack::forget_endpoint(self.ns(Node::Machine(m)), ip)?;
+                    }
                     self.reapply_endpoint_faults(after)?;
                 } else {
                     self.rebuild_dataplane(after, &leaving_addrs(before, after, action))?;
@@ -363,6 +375,14 @@ impl World {
 /// (see [`crate::engine::ConntrackState::forget_endpoint`]); joining
 /// deletes nothing (both observed on Docker 20.10.24).
 pub(crate) fn leaving_addrs(before: &Plan, after: &Plan, action: &StepAction) -> Vec<IpAddr> {
+    leaving_endpoints(before, after, action)
+        .into_iter()
+        .map(|(_, ip)| ip)
+        .collect()
+}
+
+/// [`leaving_addrs`] with each address's machine.
+fn leaving_endpoints(before: &Plan, after: &Plan, action: &StepAction) -> Vec<(usize, IpAddr)> {
     let (before, after) = (running_view(before), running_view(after));
     let restarted = match action {
         StepAction::Restart(c) => Some(*c),
@@ -381,8 +401,11 @@ pub(crate) fn leaving_addrs(before: &Plan, after: &Plan, action: &StepAction) ->
                         .any(|x| x.network == e.network && x.ip == e.ip && x.ip6 == e.ip6)
                 });
             if !stays {
-                out.extend(e.ip.map(IpAddr::V4));
-                out.extend(e.ip6.map(IpAddr::V6));
+                let ips =
+                    e.ip.map(IpAddr::V4)
+                        .into_iter()
+                        .chain(e.ip6.map(IpAddr::V6));
+                out.extend(ips.map(|ip| (c.machine, ip)));
             }
         }
     }
