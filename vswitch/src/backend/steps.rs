@@ -423,3 +423,66 @@ pub(crate) fn running_view(plan: &Plan) -> Plan {
     }
     p
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    fn stale() -> Plan {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios");
+        crate::scenario::load_file(&dir.join("steps-stale-conntrack.toml")).unwrap()
+    }
+
+    fn leaving(p: &Plan, k: usize) -> Vec<String> {
+        leaving_addrs(&p.after_steps(k), &p.after_steps(k + 1), &p.steps[k].action)
+            .iter()
+            .map(IpAddr::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn leaving_endpoints_are_those_docker_clears() {
+        let p = stale();
+        let names: Vec<&str> = p.steps.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["c1-leaves", "c3-takes-.2", "c1-back", "c3-restarts"]
+        );
+        assert_eq!(leaving(&p, 0), ["10.68.0.2"], "a disconnect");
+        assert!(leaving(&p, 1).is_empty(), "joining clears nothing");
+        assert!(leaving(&p, 2).is_empty());
+        let mut r = leaving(&p, 3);
+        r.sort();
+        assert_eq!(r, ["10.68.0.2", "10.68.9.2"], "a restart: every endpoint");
+    }
+
+    #[test]
+    fn docker_sets_what_the_kernel_sets_and_refuses_netem_by_name() {
+        let mut p = stale();
+        p.steps.truncate(1);
+        let f = |fault: LinkFault| StepAction::Fault {
+            link: LinkRef::Lan,
+            fault,
+        };
+        p.steps[0].action = f(LinkFault {
+            loss: 0.3,
+            down: true,
+            mtu: Some(1400),
+            rate_bps: Some(1_000_000),
+            ..LinkFault::default()
+        });
+        assert!(refusals(&p, BackendKind::Docker).is_empty());
+        p.steps[0].action = f(LinkFault {
+            delay: std::time::Duration::from_millis(5),
+            ..LinkFault::default()
+        });
+        let why = refusals(&p, BackendKind::Docker);
+        assert_eq!(why.len(), 1);
+        assert!(
+            why[0].starts_with("backend docker: fault delay_ms needs the kernel's netem qdisc"),
+            "{why:?}"
+        );
+    }
+}
