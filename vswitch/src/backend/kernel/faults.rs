@@ -21,6 +21,7 @@
 //! before anything is built (see `backend::steps`).
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 
 use crate::backend::{BuildError, World};
 use crate::netns::NetNs;
@@ -29,12 +30,16 @@ use crate::sys::netlink::Netlink;
 
 use super::{KernelError, in_ns, nlerr, run_tool};
 
-/// One interface a link stands for: its node, name and normal MTU.
+/// One interface a link stands for: its node, planned name (`ethK`: the
+/// K-th endpoint), normal MTU and, for a container's, its address (the
+/// interface is found by it: Docker numbers a restarted container's
+/// interfaces in its own order).
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Iface {
     node: Node,
     name: String,
     mtu: u16,
+    addr: Option<IpAddr>,
 }
 
 /// Interfaces of a link (`lan`: every machine's and external's `eth0`).
@@ -43,6 +48,7 @@ fn ifaces(plan: &Plan, link: LinkRef) -> Vec<Iface> {
         node,
         name: "eth0".into(),
         mtu: 1500,
+        addr: None,
     };
     match link {
         LinkRef::Lan => (0..plan.machines.len())
@@ -61,6 +67,10 @@ fn ifaces(plan: &Plan, link: LinkRef) -> Vec<Iface> {
                     node: Node::Container(container),
                     name: format!("eth{k}"),
                     mtu: plan.networks[network].mtu,
+                    addr: c.endpoints[k]
+                        .ip
+                        .map(IpAddr::V4)
+                        .or(c.endpoints[k].ip6.map(IpAddr::V6)),
                 })
                 .into_iter()
                 .collect()
@@ -177,22 +187,28 @@ pub(crate) fn apply(
     for i in ifaces(plan, link) {
         let fault = effective(plan, faults, &i);
         let step = format!("fault on {} {}", plan.node_name(i.node), i.name);
-        apply_in(world.ns(i.node), &i.name, i.mtu, fault, step)?;
+        let (dev, mtu, addr) = (i.name.clone(), i.mtu, i.addr);
+        in_ns(world.ns(i.node), step, move || {
+            let dev = match addr {
+                Some(a) => dev_with(a)?.unwrap_or(dev),
+                None => dev,
+            };
+            apply_one(&dev, mtu, fault)
+        })?;
     }
     Ok(())
 }
 
-/// Puts interface `dev` of namespace `ns` back as built (MTU `mtu`), then
-/// sets `fault` on it; `step` names it in errors.
-pub(crate) fn apply_in(
-    ns: &NetNs,
-    dev: &str,
-    mtu: u16,
-    fault: Option<LinkFault>,
-    step: String,
-) -> Result<(), BuildError> {
-    let dev = dev.to_string();
-    in_ns(ns, step, move || apply_one(&dev, mtu, fault))
+/// The interface of this namespace that carries `addr`, if any.
+fn dev_with(addr: IpAddr) -> Result<Option<String>, KernelError> {
+    let mut nl = Netlink::new().map_err(nlerr("netlink"))?;
+    for name in nl.link_names().map_err(nlerr("links"))? {
+        let addrs = nl.addr_list(&name).map_err(nlerr(&name))?;
+        if addrs.iter().any(|(a, _)| *a == addr) {
+            return Ok(Some(name));
+        }
+    }
+    Ok(None)
 }
 
 /// Removes the fault table of interface `dev` in `ns` (absent is fine):
