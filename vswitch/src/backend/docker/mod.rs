@@ -560,6 +560,8 @@ impl Dataplane {
                 Ok(())
             })?;
         }
+        // A killed run's uplink faults (a netdev table outlives its device).
+        faults::remove_uplink_faults()?;
         std::fs::write(UPLINK_OWNER, self.run.as_str())
             .map_err(BuildError::at(format!("writing {UPLINK_OWNER}")))?;
         self.uplink = true;
