@@ -17,6 +17,7 @@ pub const TOOLS: &[(&str, &str)] = &[
     ("tshark", "tshark"),
     ("tcpdump", "tcpdump"),
     ("nft", "nftables"),
+    ("conntrack", "conntrack"),
     ("dockerd", "docker.io"),
     ("busybox", "busybox-static"),
     ("curl", "curl"),

@@ -111,11 +111,12 @@ impl Dataplane {
         }
     }
 
-    /// Stops a data path that a step builds again in the same namespaces.
-    fn stop_for_rebuild(self) -> serde_json::Value {
+    /// Stops a data path that a step builds again in the same namespaces;
+    /// the engine's tracked flows come back with its counters.
+    fn stop_for_rebuild(self) -> (serde_json::Value, crate::engine::ConntrackState) {
         match self {
             Dataplane::Userspace(d) => d.stop_for_rebuild(),
-            other => other.stop(),
+            other => (other.stop(), crate::engine::ConntrackState::default()),
         }
     }
 }

@@ -8,12 +8,18 @@
 //! Userspace: connect, disconnect, stop, start and restart rebuild the
 //! engine's data path from the world as it now stands (interfaces of the
 //! container appear or go, published ports follow the container; learned
-//! MACs and the engine's conntrack start afresh); faults go to the running
-//! engine. Kernel: see `kernel::topology` and `kernel::faults`.
+//! MACs start afresh). The engine's conntrack, NAT bindings included, is
+//! carried into the new engine as the host's conntrack outlives the change
+//! on Docker, minus what Docker's bridge driver deletes when an endpoint
+//! leaves: every flow whose reply tuple has the endpoint's address
+//! ([`leaving_addrs`]; a container's own masqueraded flows stay, so their
+//! replies reach whoever holds its address next, BUG-9). Faults go to the
+//! running engine. Kernel: see `kernel::topology` and `kernel::faults`.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 
-use crate::scenario::plan::{BackendKind, LinkFault, LinkRef, Node, Plan, StepAction};
+use crate::scenario::plan::{BackendKind, Driver, LinkFault, LinkRef, Node, Plan, StepAction};
 
 use super::{Dataplane, World, userspace};
 
@@ -86,17 +92,21 @@ pub(crate) fn refusals(plan: &Plan, backend: BackendKind) -> Vec<String> {
                 if let StepAction::Fault { fault, .. } = &s.action {
                     why.extend(kernel_fault_refusals(fault, &at));
                 }
-                if let Some(r) = super::kernel::topology::refusal(&plan.after_steps(i), &s.action) {
+                let before = plan.after_steps(i);
+                if let Some(r) = super::kernel::topology::refusal(&before, &s.action) {
                     why.push(format!("backend kernel: {r} ({at})"));
+                }
+                if crate::tools::find("conntrack").is_none()
+                    && !leaving_endpoints(&before, &plan.after_steps(i + 1), &s.action).is_empty()
+                {
+                    why.push(format!(
+                        "backend kernel: deleting a leaving endpoint's conntrack flows as Docker does needs {} ({at})",
+                        crate::tools::missing("conntrack")
+                    ));
                 }
             }
             BackendKind::Docker => {
-                if matches!(s.action, StepAction::Fault { .. } | StepAction::Clear(_)) {
-                    why.push(format!(
-                        "backend docker: {} steps not supported yet ({at})",
-                        s.action.name()
-                    ));
-                }
+                why.extend(super::docker::faults::refusals(plan, &s.action, &at))
             }
         }
     }
@@ -104,8 +114,14 @@ pub(crate) fn refusals(plan: &Plan, backend: BackendKind) -> Vec<String> {
 }
 
 /// What of a fault this kernel cannot do at all: netem is absent, so
-/// delay, jitter, reorder, duplicate and corrupt are refused by name.
+/// delay, jitter, reorder, duplicate and corrupt are refused by name (on
+/// the kernel backend, and on docker, which sets the same faults).
 pub(crate) fn kernel_fault_refusals(f: &LinkFault, at: &str) -> Vec<String> {
+    netem_refusals("kernel", f, at)
+}
+
+/// [`kernel_fault_refusals`] for `backend`.
+pub(crate) fn netem_refusals(backend: &str, f: &LinkFault, at: &str) -> Vec<String> {
     let mut why = Vec::new();
     for (key, on) in [
         ("delay_ms", !f.delay.is_zero()),
@@ -116,7 +132,7 @@ pub(crate) fn kernel_fault_refusals(f: &LinkFault, at: &str) -> Vec<String> {
     ] {
         if on {
             why.push(format!(
-                "backend kernel: fault {key} needs the kernel's netem qdisc, which this kernel lacks ({at})"
+                "backend {backend}: fault {key} needs the kernel's netem qdisc, which this kernel lacks ({at})"
             ));
         }
     }
@@ -147,17 +163,18 @@ impl World {
         action: &StepAction,
     ) -> Result<(), StepError> {
         let backend = self.backend;
-        let kernel_fault = backend == BackendKind::Kernel
+        // Kernel and docker: the same faults in the nodes' namespaces.
+        let ns_fault = matches!(backend, BackendKind::Kernel | BackendKind::Docker)
             && matches!(action, StepAction::Fault { .. } | StepAction::Clear(_));
-        if backend == BackendKind::Docker {
-            return self.docker_step(after, action);
-        }
-        if let (true, StepAction::Fault { link, .. } | StepAction::Clear(link)) =
-            (kernel_fault, action)
+        if let (true, StepAction::Fault { link, .. } | StepAction::Clear(link)) = (ns_fault, action)
         {
             track_faults(&mut self.faults, action);
             return super::kernel::faults::apply(self, after, &self.faults, *link)
                 .map_err(StepError::Rebuild);
+        }
+        if backend == BackendKind::Docker {
+            self.docker_step(after, action)?;
+            return self.reapply_endpoint_faults(after);
         }
         match action {
             StepAction::Wait(d) => {
@@ -185,15 +202,12 @@ impl World {
                 }
                 if backend == BackendKind::Kernel {
                     super::kernel::topology::apply(self, before, after, action)?;
-                    // Interfaces made anew carry no fault yet.
-                    let links: Vec<LinkRef> = self.faults.keys().copied().collect();
-                    for l in links {
-                        if matches!(l, LinkRef::Endpoint { .. }) {
-                            super::kernel::faults::apply(self, after, &self.faults, l)?;
-                        }
+                    for (m, ip) in leaving_endpoints(before, after, action) {
+                        super::kernel::conntrack::forget_endpoint(self.ns(Node::Machine(m)), ip)?;
                     }
+                    self.reapply_endpoint_faults(after)?;
                 } else {
-                    self.rebuild_dataplane(after)?;
+                    self.rebuild_dataplane(after, &leaving_addrs(before, after, action))?;
                 }
                 if let StepAction::Restart(c) | StepAction::Start(c) = action {
                     self.start_container_services(after, *c)?;
@@ -206,6 +220,34 @@ impl World {
                 Ok(())
             }
         }
+    }
+
+    /// What the report says of a step beyond its action: a partial loss on
+    /// the kernel and docker backends is nftables' unseeded `numgen`, so
+    /// it does not repeat run to run (the engine's does).
+    pub(crate) fn step_note(&self, action: &StepAction) -> Option<&'static str> {
+        match action {
+            StepAction::Fault { fault, .. }
+                if fault.loss > 0.0
+                    && fault.loss < 1.0
+                    && matches!(self.backend, BackendKind::Kernel | BackendKind::Docker) =>
+            {
+                Some(super::kernel::faults::LOSS_NOT_SEEDED)
+            }
+            _ => None,
+        }
+    }
+
+    /// Kernel and docker: interfaces a topology step made anew carry no
+    /// fault yet; the endpoint faults in force are set again.
+    fn reapply_endpoint_faults(&mut self, after: &Plan) -> Result<(), StepError> {
+        let links: Vec<LinkRef> = self.faults.keys().copied().collect();
+        for l in links {
+            if matches!(l, LinkRef::Endpoint { .. }) {
+                super::kernel::faults::apply(self, after, &self.faults, l)?;
+            }
+        }
+        Ok(())
     }
 
     /// A step on the docker backend: the daemon does it (its own DNS
@@ -277,12 +319,21 @@ impl World {
     }
 
     /// Stops the data path and builds it again for `plan`, keeping the
-    /// faults in force; the old one's counters are kept for the report.
-    fn rebuild_dataplane(&mut self, plan: &Plan) -> Result<(), StepError> {
+    /// faults in force and the engine's conntrack minus what Docker deletes
+    /// for the endpoints that left (`leaving`); the old one's counters are
+    /// kept for the report.
+    fn rebuild_dataplane(&mut self, plan: &Plan, leaving: &[IpAddr]) -> Result<(), StepError> {
+        let mut carried = crate::engine::ConntrackState::default();
         if let Some(d) = self.dataplane.take() {
-            self.earlier_metrics.push(d.stop_for_rebuild());
+            let (metrics, ct) = d.stop_for_rebuild();
+            self.earlier_metrics.push(metrics);
+            carried = ct;
         }
-        let built = userspace::Dataplane::build(self, &running_view(plan), &self.opts)?;
+        for ip in leaving {
+            carried.forget_endpoint(*ip);
+        }
+        let built =
+            userspace::Dataplane::build_carrying(self, &running_view(plan), &self.opts, carried)?;
         self.dataplane = Some(Dataplane::Userspace(built));
         self.push_faults(plan)
     }
@@ -317,6 +368,50 @@ impl World {
     }
 }
 
+/// The addresses of the bridge endpoints that leave their network in a
+/// step from `before` to `after`: every endpoint of a stopped, restarted
+/// or removed container, a disconnected one, and any whose address
+/// changed. Docker's bridge driver deletes their conntrack entries then
+/// (see [`crate::engine::ConntrackState::forget_endpoint`]); joining
+/// deletes nothing (both observed on Docker 20.10.24).
+pub(crate) fn leaving_addrs(before: &Plan, after: &Plan, action: &StepAction) -> Vec<IpAddr> {
+    leaving_endpoints(before, after, action)
+        .into_iter()
+        .map(|(_, ip)| ip)
+        .collect()
+}
+
+/// [`leaving_addrs`] with each address's machine.
+fn leaving_endpoints(before: &Plan, after: &Plan, action: &StepAction) -> Vec<(usize, IpAddr)> {
+    let (before, after) = (running_view(before), running_view(after));
+    let restarted = match action {
+        StepAction::Restart(c) => Some(*c),
+        _ => None,
+    };
+    let mut out = Vec::new();
+    for (i, c) in before.containers.iter().enumerate() {
+        for e in &c.endpoints {
+            if before.networks[e.network].driver != Driver::Bridge {
+                continue;
+            }
+            let stays = restarted != Some(i)
+                && after.containers.get(i).is_some_and(|a| {
+                    a.endpoints
+                        .iter()
+                        .any(|x| x.network == e.network && x.ip == e.ip && x.ip6 == e.ip6)
+                });
+            if !stays {
+                let ips =
+                    e.ip.map(IpAddr::V4)
+                        .into_iter()
+                        .chain(e.ip6.map(IpAddr::V6));
+                out.extend(ips.map(|ip| (c.machine, ip)));
+            }
+        }
+    }
+    out
+}
+
 /// The plan as the data path sees it: a stopped container has no
 /// interfaces (Docker removes its veths), its addresses stay reserved.
 pub(crate) fn running_view(plan: &Plan) -> Plan {
@@ -327,4 +422,67 @@ pub(crate) fn running_view(plan: &Plan) -> Plan {
         }
     }
     p
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    fn stale() -> Plan {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios");
+        crate::scenario::load_file(&dir.join("steps-stale-conntrack.toml")).unwrap()
+    }
+
+    fn leaving(p: &Plan, k: usize) -> Vec<String> {
+        leaving_addrs(&p.after_steps(k), &p.after_steps(k + 1), &p.steps[k].action)
+            .iter()
+            .map(IpAddr::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn leaving_endpoints_are_those_docker_clears() {
+        let p = stale();
+        let names: Vec<&str> = p.steps.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["c1-leaves", "c3-takes-.2", "c1-back", "c3-restarts"]
+        );
+        assert_eq!(leaving(&p, 0), ["10.68.0.2"], "a disconnect");
+        assert!(leaving(&p, 1).is_empty(), "joining clears nothing");
+        assert!(leaving(&p, 2).is_empty());
+        let mut r = leaving(&p, 3);
+        r.sort();
+        assert_eq!(r, ["10.68.0.2", "10.68.9.2"], "a restart: every endpoint");
+    }
+
+    #[test]
+    fn docker_sets_what_the_kernel_sets_and_refuses_netem_by_name() {
+        let mut p = stale();
+        p.steps.truncate(1);
+        let f = |fault: LinkFault| StepAction::Fault {
+            link: LinkRef::Lan,
+            fault,
+        };
+        p.steps[0].action = f(LinkFault {
+            loss: 0.3,
+            down: true,
+            mtu: Some(1400),
+            rate_bps: Some(1_000_000),
+            ..LinkFault::default()
+        });
+        assert!(refusals(&p, BackendKind::Docker).is_empty());
+        p.steps[0].action = f(LinkFault {
+            delay: std::time::Duration::from_millis(5),
+            ..LinkFault::default()
+        });
+        let why = refusals(&p, BackendKind::Docker);
+        assert_eq!(why.len(), 1);
+        assert!(
+            why[0].starts_with("backend docker: fault delay_ms needs the kernel's netem qdisc"),
+            "{why:?}"
+        );
+    }
 }

@@ -14,7 +14,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::time::{Duration, Instant};
 
 use std::hash::Hash;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use super::flow::{FlowAddr, IPPROTO_TCP, IPPROTO_UDP, Tuple, tcp_flags};
 
@@ -403,6 +403,13 @@ impl<A: FlowAddr> Conntrack<A> {
             expires: now,
         };
         c.expires = now + self.timeout_of(&c);
+        let id = self.place(c);
+        self.counters.created += 1;
+        Ok(id)
+    }
+
+    /// Stores a flow in a free slot and indexes both of its tuples.
+    fn place(&mut self, c: Conn<A>) -> u32 {
         let id = match self.free.pop() {
             Some(id) => {
                 self.slots[id as usize] = Some(c);
@@ -413,10 +420,9 @@ impl<A: FlowAddr> Conntrack<A> {
                 (self.slots.len() - 1) as u32
             }
         };
-        self.index.insert(key(&orig), (id, Dir::Orig));
-        self.index.insert(key(&reply), (id, Dir::Reply));
-        self.counters.created += 1;
-        Ok(id)
+        self.index.insert(key(&c.orig), (id, Dir::Orig));
+        self.index.insert(key(&c.reply), (id, Dir::Reply));
+        id
     }
 
     /// Advances a flow's state for a packet going `dir` (with its TCP
@@ -507,8 +513,92 @@ impl<A: FlowAddr> Conntrack<A> {
         dead.len()
     }
 
+    /// Takes every live flow out of the table, leaving it empty (its
+    /// counters stay): the state a rebuilt engine carries over, as the
+    /// host's conntrack outlives a container restart (see
+    /// [`super::ConntrackState`]).
+    pub fn take_flows(&mut self) -> Vec<Conn<A>> {
+        let flows: Vec<Conn<A>> = self.slots.drain(..).flatten().collect();
+        self.free.clear();
+        self.index.clear();
+        flows
+    }
+
+    /// Puts flows taken from another table back as they were (state,
+    /// translation, timer). A flow already expired at `now`, or whose
+    /// tuples are in use here, or beyond the capacity is left out; returns
+    /// how many were restored. Restored flows are not counted as created.
+    pub fn restore_flows(
+        &mut self,
+        flows: impl IntoIterator<Item = Conn<A>>,
+        now: Instant,
+    ) -> usize {
+        let mut n = 0;
+        for c in flows {
+            if c.expires <= now
+                || self.len() >= self.capacity
+                || self.in_use(&c.orig)
+                || self.in_use(&c.reply)
+            {
+                continue;
+            }
+            self.place(c);
+            n += 1;
+        }
+        n
+    }
+
     /// The earliest expiry of any flow (O(n): for tests and idle wake-ups).
     pub fn next_expiry(&self) -> Option<Instant> {
         self.iter().map(|(_, c)| c.expires).min()
+    }
+}
+
+/// The conntrack tables of an engine by machine name, taken out of it to be
+/// restored into the engine rebuilt after a topology step (the host's
+/// conntrack outlives a container's restart, connect or disconnect).
+#[derive(Clone, Debug, Default)]
+pub struct ConntrackState {
+    /// IPv4 flows of each machine.
+    pub v4: Vec<(String, Vec<Conn<Ipv4Addr>>)>,
+    /// IPv6 flows of each machine.
+    pub v6: Vec<(String, Vec<Conn<Ipv6Addr>>)>,
+}
+
+impl ConntrackState {
+    /// Number of flows held.
+    pub fn len(&self) -> usize {
+        self.v4.iter().map(|(_, f)| f.len()).sum::<usize>()
+            + self.v6.iter().map(|(_, f)| f.len()).sum::<usize>()
+    }
+
+    /// True when no flow is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Forgets every flow whose reply tuple has `ip` as its source or its
+    /// destination, on every machine; returns how many. This is what
+    /// Docker's bridge driver deletes when an endpoint with that address
+    /// leaves its network (stop, restart, disconnect: libnetwork
+    /// `clearEndpointConnections`, a netlink conntrack filter on the
+    /// reply's addresses). So a published port's flows and a container's
+    /// unmasqueraded flows to that address go, while the container's own
+    /// masqueraded flows (reply addressed to the machine) and every other
+    /// flow stay, and their replies reach whoever holds the address next.
+    pub fn forget_endpoint(&mut self, ip: IpAddr) -> usize {
+        fn forget<A: FlowAddr>(tables: &mut [(String, Vec<Conn<A>>)], ip: A) -> usize {
+            let mut n = 0;
+            for (_, flows) in tables {
+                let before = flows.len();
+                flows.retain(|c| c.reply.src != ip && c.reply.dst != ip);
+                n += before - flows.len();
+            }
+            n
+        }
+        match ip {
+            IpAddr::V4(a) => forget(&mut self.v4, a),
+            IpAddr::V6(a) => forget(&mut self.v6, a),
+        }
     }
 }

@@ -47,6 +47,8 @@ pub mod service;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_ct_carry;
+#[cfg(test)]
 mod tests_esp;
 #[cfg(test)]
 mod tests_fault;
@@ -70,7 +72,7 @@ mod wire;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::time::{Duration, Instant};
 
-pub use conntrack::{Conn, ConntrackCounters, Dir, Kind, TcpState, Timeouts};
+pub use conntrack::{Conn, ConntrackCounters, ConntrackState, Dir, Kind, TcpState, Timeouts};
 pub use flow::Tuple;
 pub use l3config::{L3Config, MachineConfig, NetworkConfig, PublishConfig};
 pub use metrics::{DropCounts, DropReason, FdbCounters, Metrics, PortCounters};
@@ -741,6 +743,50 @@ impl Engine {
                 .flat_map(|m| m.ct.iter().map(|(_, c)| *c))
                 .collect()
         })
+    }
+
+    /// Takes every machine's tracked flows (both families) out of the
+    /// engine, by machine name, leaving its tables empty: what a rebuilt
+    /// engine restores with [`Engine::restore_conntrack`].
+    pub fn take_conntrack(&mut self) -> ConntrackState {
+        let mut st = ConntrackState::default();
+        if let Some(r) = self.router.as_deref_mut() {
+            for m in &mut r.machines {
+                st.v4.push((m.cfg.name.clone(), m.ct.take_flows()));
+            }
+        }
+        if let Some(r) = self.router6.as_deref_mut() {
+            for (i, ct) in r.ct.iter_mut().enumerate() {
+                if let Some(m) = self.cfg.l3.machines.get(i) {
+                    st.v6.push((m.name.clone(), ct.take_flows()));
+                }
+            }
+        }
+        st
+    }
+
+    /// Restores flows taken from an earlier engine into the machines of
+    /// the same names (flows of machines this engine lacks, flows expired
+    /// at `now` and flows colliding with ones tracked here are dropped);
+    /// returns how many were restored.
+    pub fn restore_conntrack(&mut self, st: ConntrackState, now: Instant) -> usize {
+        let mut n = 0;
+        if let Some(r) = self.router.as_deref_mut() {
+            for (name, flows) in st.v4 {
+                if let Some(m) = r.machines.iter_mut().find(|m| m.cfg.name == name) {
+                    n += m.ct.restore_flows(flows, now);
+                }
+            }
+        }
+        if let Some(r) = self.router6.as_deref_mut() {
+            for (name, flows) in st.v6 {
+                let i = self.cfg.l3.machines.iter().position(|m| m.name == name);
+                if let Some(ct) = i.and_then(|i| r.ct.get_mut(i)) {
+                    n += ct.restore_flows(flows, now);
+                }
+            }
+        }
+        n
     }
 
     /// Number of tracked flows (all machines, both families).

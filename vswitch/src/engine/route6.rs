@@ -202,7 +202,7 @@ fn on_link_only(a: Ipv6Addr) -> bool {
 #[derive(Debug)]
 pub(crate) struct Router6 {
     cfg: Route6Config,
-    ct: Vec<Conntrack<Ipv6Addr>>,
+    pub(crate) ct: Vec<Conntrack<Ipv6Addr>>,
     tags: Vec<Tag>,
     neigh: HashMap<Ipv6Addr, (MacAddr, PortId)>,
     /// A link fault's MTU on each machine's uplink (the router's egress

@@ -165,11 +165,25 @@ fn read_line(s: &mut TcpStream, dst: SocketAddr, deadline: Instant) -> Result<St
 /// arrives or `deadline` passes. An ICMP port unreachable ends it at once as
 /// [`ProbeError::Refused`].
 pub fn udp_echo(ns: &NetNs, dst: SocketAddr, deadline: Instant) -> Result<EchoReply, ProbeError> {
-    ns.run(move || udp_echo_here(dst, deadline))?
+    ns.run(move || udp_echo_here(udp_client(dst, 0)?, dst, deadline))?
 }
 
-fn udp_echo_here(dst: SocketAddr, deadline: Instant) -> Result<EchoReply, ProbeError> {
-    let sock = udp_client(dst)?;
+/// [`udp_echo`] from the source port `sport` (a check's `sport`: one flow
+/// continued across steps).
+pub fn udp_echo_from(
+    ns: &NetNs,
+    sport: u16,
+    dst: SocketAddr,
+    deadline: Instant,
+) -> Result<EchoReply, ProbeError> {
+    ns.run(move || udp_echo_here(udp_client(dst, sport)?, dst, deadline))?
+}
+
+fn udp_echo_here(
+    sock: std::net::UdpSocket,
+    dst: SocketAddr,
+    deadline: Instant,
+) -> Result<EchoReply, ProbeError> {
     let token = format!("vswitch-echo {:016x} ", rand::random::<u64>());
     let mut sent_at: Vec<Instant> = Vec::new();
     let mut next_send = Instant::now();

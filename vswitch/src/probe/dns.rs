@@ -176,7 +176,7 @@ fn query_udp(
     qtype: QueryType,
     deadline: Instant,
 ) -> Result<DnsOutcome, ProbeError> {
-    let sock = udp_client(server)?;
+    let sock = udp_client(server, 0)?;
     let mut buf = vec![0u8; 65536];
     let mut next_send = Instant::now();
     loop {

@@ -26,7 +26,7 @@ use std::net::SocketAddr;
 
 use crate::netns::NetnsError;
 
-pub use client::{EchoReply, spread, tcp_echo, udp_echo};
+pub use client::{EchoReply, spread, tcp_echo, udp_echo, udp_echo_from};
 pub use dns::{
     DNS_TTL, DnsOutcome, DnsServer, authoritative_answer, authoritative_answer_udp, dns_query,
     start_dns_server,

@@ -303,8 +303,10 @@ pub(crate) fn spawn_conn(
 
 /// A UDP client socket of `dst`'s family, connected to `dst` (so ICMP errors
 /// come back as errors on `recv`). Must run inside the namespace.
-pub(crate) fn udp_client(dst: SocketAddr) -> Result<UdpSocket, ProbeError> {
-    let sock = UdpSocket::bind(any_of(&dst))
+pub(crate) fn udp_client(dst: SocketAddr, sport: u16) -> Result<UdpSocket, ProbeError> {
+    let mut local = any_of(&dst);
+    local.set_port(sport);
+    let sock = UdpSocket::bind(local)
         .map_err(|e| ProbeError::socket(format!("udp socket towards {dst}"), e))?;
     sock.connect(dst)
         .map_err(|e| ProbeError::io(dst, "connect", e))?;

@@ -206,7 +206,7 @@ fn udp_sender(
     run: u64,
     size: usize,
 ) -> Result<u64, ProbeError> {
-    let sock = udp_client(to)?;
+    let sock = udp_client(to, 0)?;
     let _ = rustix::net::sockopt::set_socket_send_buffer_size(&sock, 4 << 20);
     let mut buf = vec![0u8; size];
     let mut seq = 0u64;

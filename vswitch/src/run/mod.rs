@@ -163,12 +163,14 @@ pub fn run_check(world: &World, plan: &Plan, check: &Check) -> CheckResult {
                 Err(e) => probe_failed(base, check, &e),
             }
         }
-        CheckKind::Tcp { to, seen_as } | CheckKind::Udp { to, seen_as } => {
+        CheckKind::Tcp { to, seen_as } | CheckKind::Udp { to, seen_as, .. } => {
             let dst = SocketAddr::new(to.addr, to.port.unwrap_or(0));
-            let r = if matches!(check.kind, CheckKind::Tcp { .. }) {
-                probe::tcp_echo(ns, dst, deadline)
-            } else {
-                probe::udp_echo(ns, dst, deadline)
+            let r = match &check.kind {
+                CheckKind::Udp {
+                    sport: Some(sport), ..
+                } => probe::udp_echo_from(ns, *sport, dst, deadline),
+                CheckKind::Udp { .. } => probe::udp_echo(ns, dst, deadline),
+                _ => probe::tcp_echo(ns, dst, deadline),
             };
             match r {
                 Ok(reply) => {

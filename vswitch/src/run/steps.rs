@@ -101,10 +101,14 @@ pub fn run_with_steps(
                 .apply_step(&before, &sub, &step.action)
                 .map_err(|e| format!("step {:?} ({}): {e}", step.name, step.action.name())),
         };
+        let mut detail = describe(&before, &step.action);
+        if let Some(note) = world.step_note(&step.action) {
+            detail.push_str(&format!("; {note}"));
+        }
         reports.push(StepReport {
             name: step.name.clone(),
             action: step.action.name().to_string(),
-            detail: describe(&before, &step.action),
+            detail,
             at_ms: at.as_millis() as u64,
             took_ms: (t0.elapsed() - at).as_millis() as u64,
             error: outcome.as_ref().err().cloned(),

@@ -26,7 +26,7 @@ const COMMON: &[&str] = &[
     "after",
 ];
 
-fn present_keys(d: &CheckDef) -> [(&'static str, bool); 26] {
+fn present_keys(d: &CheckDef) -> [(&'static str, bool); 27] {
     [
         ("to", d.to.is_some()),
         ("expect", d.expect.is_some()),
@@ -37,6 +37,7 @@ fn present_keys(d: &CheckDef) -> [(&'static str, bool); 26] {
         ("df", d.df.is_some()),
         ("ipv6", d.ipv6.is_some()),
         ("seen_as", d.seen_as.is_some()),
+        ("sport", d.sport.is_some()),
         ("query", d.query.is_some()),
         ("type", d.qtype.is_some()),
         ("transport", d.transport.is_some()),
@@ -205,7 +206,8 @@ impl Kind {
                 "min_rtt_ms",
                 "max_rtt_ms",
             ],
-            Kind::Tcp | Kind::Udp => &["to", "seen_as", "ipv6"],
+            Kind::Tcp => &["to", "seen_as", "ipv6"],
+            Kind::Udp => &["to", "seen_as", "ipv6", "sport"],
             Kind::Dns => &["query", "type", "transport", "server", "rotate"],
             Kind::Reach => &["to", "ipv6"],
             Kind::Spread => &["to", "proto", "connections", "ipv6"],
@@ -304,7 +306,12 @@ impl Ctx<'_> {
         let k = if self.kind == Kind::Tcp {
             CheckKind::Tcp { to, seen_as }
         } else {
-            CheckKind::Udp { to, seen_as }
+            let d = self.d;
+            let sport = match d.sport {
+                None => None,
+                Some(_) => Some(int_in(d.sport, self.p.k("sport"), 1, 65_535, 0)? as u16),
+            };
+            CheckKind::Udp { to, seen_as, sport }
         };
         Ok((k, self.ok_fail()?, 2000))
     }

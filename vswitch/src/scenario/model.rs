@@ -239,6 +239,7 @@ pub(crate) struct CheckDef {
     pub df: Option<bool>,
     pub ipv6: Option<bool>,
     pub seen_as: Option<String>,
+    pub sport: Option<i64>,
     pub query: Option<String>,
     #[serde(rename = "type")]
     pub qtype: Option<String>,

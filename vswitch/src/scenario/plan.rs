@@ -647,6 +647,9 @@ pub enum CheckKind {
         to: Target,
         /// Expected source address seen by the echo.
         seen_as: Option<IpAddr>,
+        /// The probe's own source port (`sport`; default: an ephemeral
+        /// one), so that checks can continue one flow across steps.
+        sport: Option<u16>,
     },
     /// DNS query.
     Dns {

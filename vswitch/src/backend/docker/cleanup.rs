@@ -115,6 +115,9 @@ pub fn remove_run(id: &RunId) -> Vec<String> {
         removed.extend(remove_objects(&client(), id));
     }
     if uplink_owner().as_ref() == Some(id) {
+        if let Err(e) = super::faults::remove_uplink_faults() {
+            eprintln!("vswitch: {e}");
+        }
         match delete_uplink() {
             Ok(()) => removed.push(format!("{DAEMON_NETNS}/{UPLINK}")),
             Err(e) => {

@@ -79,6 +79,7 @@
 pub mod api;
 mod cleanup;
 pub mod daemon;
+pub(crate) mod faults;
 pub mod hosts;
 pub mod image;
 mod lan;
@@ -573,6 +574,8 @@ impl Dataplane {
                 Ok(())
             })?;
         }
+        // A killed run's uplink faults (a netdev table outlives its device).
+        faults::remove_uplink_faults()?;
         std::fs::write(UPLINK_OWNER, self.run.as_str())
             .map_err(BuildError::at(format!("writing {UPLINK_OWNER}")))?;
         self.uplink = true;
@@ -925,6 +928,9 @@ impl Dataplane {
         }
         if self.uplink {
             self.uplink = false;
+            if let Err(e) = faults::remove_uplink_faults() {
+                eprintln!("vswitch: {e}");
+            }
             match delete_uplink() {
                 Ok(()) => removed.push(format!("{DAEMON_NETNS}/{UPLINK}")),
                 Err(e) => {

@@ -1,11 +1,18 @@
-//! Link faults on the kernel backend, with what this kernel has (no netem):
+//! Link faults with what this kernel has (no netem), set on an interface
+//! inside a network namespace handle: the kernel backend's namespaces, and
+//! on the docker backend the containers' (adopted from their PIDs), the
+//! externals' and the machine's (`backend::docker::faults`: this module is
+//! the one implementation of both).
 //! - `down`: nftables drops everything in both directions on the
 //!   interface (a netdev ingress and egress chain). An admin-down link
 //!   would flush the container's routes, which a `clear` could not bring
 //!   back as Docker's would not come back either.
-//! - `loss`: nftables `numgen random` in both directions (the kernel's
-//!   generator: not seeded by the scenario, so a partial loss does not
-//!   repeat run to run the way the engine's does).
+//! - `loss`: nftables `numgen random` in both directions. That is the
+//!   kernel's own generator and nftables cannot seed it: the scenario's
+//!   `seed` does not apply, so which packets a partial loss drops (and so a
+//!   marginal check's outcome) does not repeat run to run on the kernel and
+//!   docker backends, unlike the userspace engine's seeded loss
+//!   ([`LOSS_NOT_SEEDED`] says so in the report).
 //! - `rate_mbit`: a tbf qdisc shapes what the node sends; nftables
 //!   `limit rate over … drop` polices what it receives (no ifb here).
 //! - `mtu`: the interface's MTU.
@@ -14,19 +21,25 @@
 //! before anything is built (see `backend::steps`).
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 
 use crate::backend::{BuildError, World};
+use crate::netns::NetNs;
 use crate::scenario::plan::{LinkFault, LinkRef, Node, Plan};
 use crate::sys::netlink::Netlink;
 
 use super::{KernelError, in_ns, nlerr, run_tool};
 
-/// One interface a link stands for: its node, name and normal MTU.
+/// One interface a link stands for: its node, planned name (`ethK`: the
+/// K-th endpoint), normal MTU and, for a container's, its address (the
+/// interface is found by it: Docker numbers a restarted container's
+/// interfaces in its own order).
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Iface {
     node: Node,
     name: String,
     mtu: u16,
+    addr: Option<IpAddr>,
 }
 
 /// Interfaces of a link (`lan`: every machine's and external's `eth0`).
@@ -35,6 +48,7 @@ fn ifaces(plan: &Plan, link: LinkRef) -> Vec<Iface> {
         node,
         name: "eth0".into(),
         mtu: 1500,
+        addr: None,
     };
     match link {
         LinkRef::Lan => (0..plan.machines.len())
@@ -53,6 +67,10 @@ fn ifaces(plan: &Plan, link: LinkRef) -> Vec<Iface> {
                     node: Node::Container(container),
                     name: format!("eth{k}"),
                     mtu: plan.networks[network].mtu,
+                    addr: c.endpoints[k]
+                        .ip
+                        .map(IpAddr::V4)
+                        .or(c.endpoints[k].ip6.map(IpAddr::V6)),
                 })
                 .into_iter()
                 .collect()
@@ -153,7 +171,13 @@ fn apply_one(dev: &str, mtu: u16, fault: Option<LinkFault>) -> Result<(), Kernel
     Ok(())
 }
 
-/// Sets on every interface of `link` the fault now in force there.
+/// What a check's detail says of a partial loss on the kernel and docker
+/// backends.
+pub(crate) const LOSS_NOT_SEEDED: &str =
+    "loss by nftables numgen (kernel generator, not seeded: not repeatable run to run)";
+
+/// Sets on every interface of `link` the fault now in force there, each in
+/// its node's namespace in `world`.
 pub(crate) fn apply(
     world: &World,
     plan: &Plan,
@@ -162,11 +186,39 @@ pub(crate) fn apply(
 ) -> Result<(), BuildError> {
     for i in ifaces(plan, link) {
         let fault = effective(plan, faults, &i);
-        let (dev, mtu) = (i.name.clone(), i.mtu);
         let step = format!("fault on {} {}", plan.node_name(i.node), i.name);
-        in_ns(world.ns(i.node), step, move || apply_one(&dev, mtu, fault))?;
+        let (dev, mtu, addr) = (i.name.clone(), i.mtu, i.addr);
+        in_ns(world.ns(i.node), step, move || {
+            let dev = match addr {
+                Some(a) => dev_with(a)?.unwrap_or(dev),
+                None => dev,
+            };
+            apply_one(&dev, mtu, fault)
+        })?;
     }
     Ok(())
+}
+
+/// The interface of this namespace that carries `addr`, if any.
+fn dev_with(addr: IpAddr) -> Result<Option<String>, KernelError> {
+    let mut nl = Netlink::new().map_err(nlerr("netlink"))?;
+    for name in nl.link_names().map_err(nlerr("links"))? {
+        let addrs = nl.addr_list(&name).map_err(nlerr(&name))?;
+        if addrs.iter().any(|(a, _)| *a == addr) {
+            return Ok(Some(name));
+        }
+    }
+    Ok(None)
+}
+
+/// Removes the fault table of interface `dev` in `ns` (absent is fine):
+/// for a namespace that outlives the run (the shared Docker daemon's).
+pub(crate) fn remove_table(ns: &NetNs, dev: &str) -> Result<(), BuildError> {
+    let table = table_name(dev);
+    in_ns(ns, format!("removing nft table {table}"), move || {
+        let _ = run_tool("nft", &["delete", "table", "netdev", &table], "");
+        Ok(())
+    })
 }
 
 #[cfg(test)]

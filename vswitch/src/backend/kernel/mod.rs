@@ -25,6 +25,7 @@
 //! talk (MV-3 needs a reflective-relay switch) and the machine cannot reach
 //! its macvlan children nor they it (MV-7, BUG-11).
 
+pub(crate) mod conntrack;
 pub(crate) mod faults;
 mod features;
 mod lan;

@@ -3,8 +3,10 @@
 //! child), `disconnect` and `stop` delete interfaces, `start` and `restart`
 //! create them again; the machine's nftables table is then replaced whole
 //! from the world as it now stands, so published ports, ICC and isolation
-//! follow the container. Conntrack is the kernel's own: entries of a gone
-//! address stay until they time out, as on Docker.
+//! follow the container. Conntrack is the kernel's own; as on Docker, the
+//! flows whose reply tuple has a leaving endpoint's address are deleted
+//! (`kernel::conntrack`, called by `backend::steps`), the rest stay until
+//! they time out.
 
 use crate::backend::steps::running_view;
 use crate::backend::{BuildError, World};

@@ -37,8 +37,9 @@ use crate::backend::pcap::{self, PcapWriter};
 use crate::backend::{BuildError, BuildOptions, World};
 use crate::engine::route6::{Machine6, Network6, Publish6, Route6Config};
 use crate::engine::{
-    Attachment, DomainConfig, DomainId, Engine, EngineConfig, Gateway, MachineConfig,
-    NetworkConfig, PortConfig, PortId, PortRole, PublishConfig, VlanConfig, VlanMode, VlanPort,
+    Attachment, ConntrackState, DomainConfig, DomainId, Engine, EngineConfig, Gateway,
+    MachineConfig, NetworkConfig, PortConfig, PortId, PortRole, PublishConfig, VlanConfig,
+    VlanMode, VlanPort,
 };
 use crate::scenario::plan::{Driver, LinkFault, LinkRef, MacAddr, Node, Plan, Proto};
 use crate::sys::netlink::Netlink;
@@ -646,8 +647,24 @@ impl Dataplane {
     /// Creates every TAP in its namespace, configures it, and starts the
     /// engine loop over them.
     pub fn build(world: &World, plan: &Plan, opts: &BuildOptions) -> Result<Dataplane, BuildError> {
+        Self::build_carrying(world, plan, opts, ConntrackState::default())
+    }
+
+    /// [`Dataplane::build`] for a step: the new engine starts with the
+    /// flows `carried` from the one it replaces (see
+    /// [`Dataplane::stop_for_rebuild`]), as the host's conntrack outlives
+    /// a topology change on Docker.
+    pub fn build_carrying(
+        world: &World,
+        plan: &Plan,
+        opts: &BuildOptions,
+        carried: ConntrackState,
+    ) -> Result<Dataplane, BuildError> {
         let setup = configure(plan, world.run.as_str(), opts)?;
-        let engine = setup.engine()?;
+        let mut engine = setup.engine()?;
+        if !carried.is_empty() {
+            engine.restore_conntrack(carried, std::time::Instant::now());
+        }
         if let Some(dir) = &opts.pcap_dir {
             // The keys of the encrypted overlays, for Wireshark (OV-9).
             let sas = overlay::used_sas(&setup.cfg);
@@ -755,21 +772,23 @@ impl Dataplane {
     /// Stops the proxies and the engine and returns its counters as JSON;
     /// the TAP devices go with their namespaces.
     pub fn stop(self) -> serde_json::Value {
-        self.stop_releasing(true)
+        self.stop_releasing(true).0
     }
 
     /// [`Dataplane::stop`] for a data path that is built again in the same
-    /// namespaces (a step): the TAP devices are removed now.
-    pub fn stop_for_rebuild(self) -> serde_json::Value {
+    /// namespaces (a step): the TAP devices are removed now, and the
+    /// engine's tracked flows (with their NAT bindings) are returned for
+    /// the next engine ([`Dataplane::build_carrying`]).
+    pub fn stop_for_rebuild(self) -> (serde_json::Value, ConntrackState) {
         self.stop_releasing(false)
     }
 
-    fn stop_releasing(mut self, release: bool) -> serde_json::Value {
+    fn stop_releasing(mut self, release: bool) -> (serde_json::Value, ConntrackState) {
         for p in self.proxies.drain(..) {
             p.stop();
         }
         let Some(engine) = self.engine.take() else {
-            return serde_json::Value::Null;
+            return (serde_json::Value::Null, ConntrackState::default());
         };
         let stopped = if release {
             engine.stop()
@@ -777,12 +796,18 @@ impl Dataplane {
             engine.stop_closing()
         };
         match stopped {
-            Ok((engine, io)) => serde_json::json!({
-                "ports": self.port_names,
-                "engine": engine.metrics_json(),
-                "io": io,
-            }),
-            Err(e) => serde_json::json!({ "error": e.to_string() }),
+            Ok((mut engine, io)) => {
+                let metrics = serde_json::json!({
+                    "ports": self.port_names,
+                    "engine": engine.metrics_json(),
+                    "io": io,
+                });
+                (metrics, engine.take_conntrack())
+            }
+            Err(e) => (
+                serde_json::json!({ "error": e.to_string() }),
+                ConntrackState::default(),
+            ),
         }
     }
 }

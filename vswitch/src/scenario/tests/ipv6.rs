@@ -128,7 +128,7 @@ fn v6_checks_resolve_to_v6_addresses() {
     }
     match &p.checks[1].kind {
         // Literal target, and seen_as in canonical form.
-        CheckKind::Udp { to, seen_as } => {
+        CheckKind::Udp { to, seen_as, .. } => {
             assert_eq!((to.addr, to.port), (IpAddr::V6(v6("2001:2::50")), Some(53)));
             assert_eq!(*seen_as, Some(m1));
         }

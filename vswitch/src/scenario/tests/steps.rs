@@ -238,3 +238,24 @@ fn after_seed_and_rtt_errors_are_located() {
         "not on network n2",
     );
 }
+
+#[test]
+fn udp_checks_take_a_source_port() {
+    let check = |kind: &str, sport: &str| {
+        format!(
+            "{}[[check]]\nkind = \"{kind}\"\nfrom = \"web\"\nto = \"c2:53\"\nsport = {sport}\nexpect = \"ok\"\n",
+            world()
+        )
+    };
+    let p = ok(&check("udp", "40001"));
+    assert!(matches!(
+        p.checks[0].kind,
+        CheckKind::Udp {
+            sport: Some(40001),
+            ..
+        }
+    ));
+    let line = world().lines().count() + 5;
+    err_at(&check("udp", "0"), line, "check[0].sport", "out of range");
+    err_at(&check("tcp", "40001"), line, "check[0].sport", "sport");
+}
