@@ -427,3 +427,6 @@ pub fn traces(run: &RunId) -> Vec<String> {
     }
     v
 }
+
+#[cfg(test)]
+mod tests;
