@@ -142,7 +142,7 @@ pub fn daemon_pid(endpoint: &Endpoint) -> Result<u32, BoxError> {
             let s =
                 UnixStream::connect(socket).map_err(|e| format!("{}: {e}", socket.display()))?;
             let cred = getsockopt(&s, PeerCredentials)?;
-            return Ok(cred.pid() as u32);
+            return is_dockerd(cred.pid() as u32, &format!("unix://{}", socket.display()));
         }
         Endpoint::Tcp { addr, .. } => addr,
     };
@@ -154,7 +154,7 @@ pub fn daemon_pid(endpoint: &Endpoint) -> Result<u32, BoxError> {
     let deadline = Instant::now() + Duration::from_secs(3);
     loop {
         if let Some(pid) = tcp_peer_pid(local, peer) {
-            return Ok(pid);
+            return is_dockerd(pid, &format!("tcp://{addr}"));
         }
         if Instant::now() > deadline {
             return Err(format!(
@@ -164,6 +164,20 @@ pub fn daemon_pid(endpoint: &Endpoint) -> Result<u32, BoxError> {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// `pid` when it is a dockerd: a proxy or tunnel (socat, `ssh -L`) to a
+/// daemon elsewhere is not the daemon, and its namespace not the host's.
+fn is_dockerd(pid: u32, at: &str) -> Result<u32, BoxError> {
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+    if comm.trim() != "dockerd" {
+        return Err(format!(
+            "the process at the other end of {at} is `{}` (PID {pid}), not dockerd: a proxy or tunnel to a daemon elsewhere cannot be mapped (vswitch enters the containers' namespaces, so the daemon must run on this machine)",
+            comm.trim()
+        )
+        .into());
+    }
+    Ok(pid)
 }
 
 /// The process holding the socket whose local address is `peer` and
