@@ -469,3 +469,12 @@ fn unreachable_tcp_daemon_is_a_remote_error() {
         "{e}"
     );
 }
+
+#[test]
+fn every_truncated_side_file_is_an_error_or_a_mapping_never_a_panic() {
+    let text = "[docker_hosts]\nm1 = \"unix:///run/a.sock\"\nm2 = { host = \"tcp://h:1\", tlsverify = true, tlscacert = \"ca.pem\", tlscert = \"cert.pem\", tlskey = \"key.pem\" }\n";
+    let file = fixtures().join("hosts.toml");
+    for end in (0..=text.len()).filter(|&i| text.is_char_boundary(i)) {
+        let _ = parse_file(&file, &text[..end], &None, &fixtures());
+    }
+}
