@@ -71,13 +71,39 @@ pub fn resolve(
         }
         return Ok(Vec::new());
     }
-    let files = tls.files(dir)?;
+    let files = match tls.files(dir) {
+        Ok(f) => f,
+        // Unreadable TLS files (say DOCKER_TLS_VERIFY set without
+        // certificates) matter only when a tcp:// host takes them.
+        Err(e) if tls.verify => {
+            let marker = TlsFiles {
+                ca: PathBuf::from("\0"),
+                client: None,
+            };
+            let v = parse_all(cli, file, &Some(marker.clone()), dir)?;
+            if v.iter().any(|h| h.tls.as_ref() == Some(&marker)) {
+                return Err(e);
+            }
+            None
+        }
+        Err(e) => return Err(e),
+    };
+    parse_all(cli, file, &files, dir)
+}
+
+/// Both sources, `tls` given to the tcp:// hosts without their own.
+fn parse_all(
+    cli: Option<&str>,
+    file: Option<&Path>,
+    tls: &Option<TlsFiles>,
+    dir: &Path,
+) -> Result<Vec<Host>, String> {
     let mut v = match cli {
-        Some(spec) => parse::parse_cli(spec, &files)?,
+        Some(spec) => parse::parse_cli(spec, tls)?,
         None => Vec::new(),
     };
     if let Some(f) = file {
-        for h in parse::load_file(f, &files, dir).map_err(|e| e.to_string())? {
+        for h in parse::load_file(f, tls, dir).map_err(|e| e.to_string())? {
             if let Some(c) = v.iter().find(|c| c.machine == h.machine) {
                 return Err(format!(
                     "machine {} is mapped by {} ({}) and by {} ({}): map it in one place",

@@ -478,3 +478,26 @@ fn every_truncated_side_file_is_an_error_or_a_mapping_never_a_panic() {
         let _ = parse_file(&file, &text[..end], &None, &fixtures());
     }
 }
+
+#[test]
+fn tls_files_are_needed_only_by_tcp_hosts_that_take_them() {
+    let tmp = tempdir("lazy");
+    let verify = TlsOptions {
+        verify: true,
+        ..Default::default()
+    };
+    // No ca.pem in the cert dir: fine for unix hosts and own-TLS entries.
+    let v = resolve(Some("h1=unix:///a"), None, &verify, &tmp).unwrap();
+    assert_eq!(v[0].tls, None);
+    let file = tmp.join("hosts.toml");
+    std::fs::write(
+        &file,
+        "[docker_hosts]\nh2 = { host = \"tcp://127.0.0.1:1\", tlsverify = false }\n",
+    )
+    .unwrap();
+    assert!(resolve(None, Some(&file), &verify, &tmp).is_ok());
+    // A tcp:// host on the command line takes them: the missing CA is named.
+    let e = resolve(Some("h1=tcp://127.0.0.1:1"), None, &verify, &tmp).unwrap_err();
+    assert!(e.contains("--tlsverify") && e.contains("ca.pem"), "{e}");
+    std::fs::remove_dir_all(tmp).unwrap();
+}
