@@ -255,7 +255,7 @@ impl Client {
         let mut tcp = tcp;
         while conn.is_handshaking() {
             conn.complete_io(&mut tcp)
-                .map_err(|e| remote(format!("TLS handshake failed: {e}")))?;
+                .map_err(|e| remote(format!("TLS handshake failed: {e}{}", tls_hint(&e))))?;
         }
         Ok(Box::new(rustls::StreamOwned::new(conn, tcp)))
     }
@@ -267,10 +267,17 @@ impl Client {
         body: Option<(&str, &[u8])>,
     ) -> Result<(u16, Vec<u8>), ApiError> {
         let full = format!("/v{API_VERSION}{path}");
-        let io_err = |source| ApiError::Io {
-            method,
-            path: full.clone(),
-            source,
+        let io_err = |source: io::Error| match source.get_ref() {
+            // TLS 1.3: a refused client certificate shows after the handshake.
+            Some(x) if x.is::<rustls::Error>() => ApiError::Remote {
+                endpoint: self.endpoint.to_string(),
+                what: format!("{method} {full}: TLS: {source}{}", tls_hint(&source)),
+            },
+            _ => ApiError::Io {
+                method,
+                path: full.clone(),
+                source,
+            },
         };
         let mut s = self.connect()?;
         let mut head = format!("{method} {full} HTTP/1.1\r\nHost: docker\r\nConnection: close\r\n");
@@ -540,6 +547,23 @@ impl Client {
             Err(e) if e.status() == Some(404) => Ok(()),
             r => r.map(|_| ()),
         }
+    }
+}
+
+/// What a failed handshake most likely means, in the docker CLI's terms.
+fn tls_hint(e: &io::Error) -> &'static str {
+    use rustls::{AlertDescription as A, Error as E};
+    match e.get_ref().and_then(|x| x.downcast_ref::<E>()) {
+        Some(E::InvalidCertificate(_)) => {
+            " (the daemon's certificate does not verify against the CA given: tlscacert / ca.pem)"
+        }
+        Some(E::AlertReceived(A::CertificateRequired | A::BadCertificate | A::UnknownCA)) => {
+            " (the daemon refused the client certificate: tlscert / tlskey)"
+        }
+        Some(E::InvalidMessage(_)) => {
+            " (is the daemon serving TLS there? without --tlsverify it is plain)"
+        }
+        _ => "",
     }
 }
 

@@ -424,7 +424,7 @@ fn plain_tcp_transport() {
 
 #[test]
 fn tls_transport_verifies_the_daemon() {
-    let (addr, h) = serve(true, 2);
+    let (addr, h) = serve(true, 3);
     let ok = Client::at(Endpoint::Tcp {
         addr: addr.to_string(),
         tls: Some(tls_files().config().unwrap()),
@@ -449,6 +449,20 @@ fn tls_transport_verifies_the_daemon() {
             && e.contains("UnknownIssuer"),
         "{e}"
     );
+    // No client certificate where the daemon requires one.
+    let anon = Client::at(Endpoint::Tcp {
+        addr: addr.to_string(),
+        tls: Some(
+            TlsFiles {
+                client: None,
+                ..tls_files()
+            }
+            .config()
+            .unwrap(),
+        ),
+    });
+    let e = anon.version().unwrap_err().to_string();
+    assert!(e.contains("refused the client certificate"), "{e}");
     h.join().unwrap();
 }
 
