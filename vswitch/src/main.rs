@@ -26,10 +26,31 @@ use vswitch::world::{self, RunId, RunRecord};
 )]
 struct Cli {
     /// Backend docker: map scenario machines to existing daemons instead
-    /// of starting them, `MACHINE=unix:///path[,MACHINE=...]` (the lan is
-    /// then the hosts' own network).
+    /// of starting them, `MACHINE=URL[,MACHINE=URL...]`, each URL
+    /// `unix:///path` or `tcp://host:port` (the lan is then the hosts' own
+    /// network; the daemons must run on this machine).
     #[arg(long, global = true, value_name = "MAP")]
     docker_host: Option<String>,
+    /// Backend docker: the same mapping from a TOML file, a `[docker_hosts]`
+    /// table of `MACHINE = "URL"` or `MACHINE = { host = "URL", tlsverify =
+    /// true, tlscacert = "ca.pem", tlscert = "cert.pem", tlskey = "key.pem" }`
+    /// (paths relative to the file; an entry without tls keys takes the
+    /// command line's). A machine may not be mapped here and by --docker-host.
+    #[arg(long, global = true, value_name = "FILE")]
+    docker_hosts: Option<PathBuf>,
+    /// TLS to tcp:// daemons, the server verified against --tlscacert (as
+    /// `docker --tlsverify`; also when DOCKER_TLS_VERIFY is set and not empty).
+    #[arg(long, global = true)]
+    tlsverify: bool,
+    /// CA certificate for --tlsverify [default: ca.pem in $DOCKER_CERT_PATH, else ~/.docker].
+    #[arg(long, global = true, value_name = "PATH")]
+    tlscacert: Option<PathBuf>,
+    /// Client certificate for --tlsverify [default: cert.pem there, used if it and key.pem exist].
+    #[arg(long, global = true, value_name = "PATH")]
+    tlscert: Option<PathBuf>,
+    /// Client key for --tlsverify [default: key.pem there].
+    #[arg(long, global = true, value_name = "PATH")]
+    tlskey: Option<PathBuf>,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -335,9 +356,18 @@ fn main() -> ExitCode {
             });
         }
     };
-    if let Some(map) = &cli.docker_host
-        && let Err(e) = vswitch::backend::docker::hosts::set(map)
-    {
+    let tls = vswitch::backend::docker::hosts::TlsOptions {
+        verify: cli.tlsverify
+            || std::env::var_os("DOCKER_TLS_VERIFY").is_some_and(|v| !v.is_empty()),
+        cacert: cli.tlscacert.clone(),
+        cert: cli.tlscert.clone(),
+        key: cli.tlskey.clone(),
+    };
+    if let Err(e) = vswitch::backend::docker::hosts::configure(
+        cli.docker_host.as_deref(),
+        cli.docker_hosts.as_deref(),
+        &tls,
+    ) {
         eprintln!("vswitch: {e}");
         return ExitCode::from(EXIT_INVALID as u8);
     }

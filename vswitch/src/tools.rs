@@ -21,6 +21,8 @@ pub const TOOLS: &[(&str, &str)] = &[
     ("dockerd", "docker.io"),
     ("busybox", "busybox-static"),
     ("curl", "curl"),
+    ("openssl", "openssl"),
+    ("systemd-socket-activate", "systemd"),
     ("dnsperf", "dnsperf"),
     ("setpriv", "util-linux"),
     ("ovs-vswitchd", "openvswitch-switch"),

@@ -674,12 +674,22 @@ impl DockerHosts {
         "h1=unix:///run/dhost-1/docker.sock,h2=unix:///run/dhost-2/docker.sock";
 
     fn start() -> Result<DockerHosts, Failed> {
+        DockerHosts::start_as("start")
+    }
+
+    /// `start-tcp`: also tcp://127.0.0.1:23751 (h1, plain) and
+    /// tcp://127.0.0.1:23762 (h2, TLS, certificates in /run/dhost-tls).
+    fn start_tcp() -> Result<DockerHosts, Failed> {
+        DockerHosts::start_as("start-tcp")
+    }
+
+    fn start_as(how: &str) -> Result<DockerHosts, Failed> {
         let script = root_dir().join("ci/docker-hosts.sh");
         // A previous, killed test may have left them.
         let _ = Command::new("bash").arg(&script).arg("stop").output();
-        let out = Command::new("bash").arg(&script).arg("start").output()?;
+        let out = Command::new("bash").arg(&script).arg(how).output()?;
         if !out.status.success() {
-            return Err(format!("ci/docker-hosts.sh start: {out:?}").into());
+            return Err(format!("ci/docker-hosts.sh {how}: {out:?}").into());
         }
         Ok(DockerHosts)
     }
@@ -696,9 +706,9 @@ impl Drop for DockerHosts {
 
 /// `--docker-host` with two local daemons given by socket, as if remote:
 /// the scenario runs and passes on them, leaves no labelled object there;
-/// a machine whose address is not on its host, and a tcp:// daemon, are
-/// refused by name (exit 3); a SIGKILLed mapped run's containers and
-/// networks go with `vswitch cleanup`.
+/// a machine whose address is not on its host, and
+/// an unreachable tcp:// daemon, are refused by name (exit 3); a SIGKILLed
+/// mapped run's containers and networks go with `vswitch cleanup`.
 fn docker_hosts_mapped() -> TestResult {
     let test = "cli::docker_hosts_mapped";
     if !have_tool(test, "dockerd")? || !have_tool(test, "nsenter")? || !have_tool(test, "ip")? {
@@ -746,7 +756,8 @@ fn docker_hosts_mapped() -> TestResult {
     {
         return Err(format!("expected a refusal of h2's address: {out:?}").into());
     }
-    let tcp = "h1=unix:///run/dhost-1/docker.sock,h2=tcp://10.1.2.3:2376";
+    // Port 1 of the loopback: nothing listens (and nothing leaves the machine).
+    let tcp = "h1=unix:///run/dhost-1/docker.sock,h2=tcp://127.0.0.1:1";
     let out = vswitch(
         &[
             "run",
@@ -760,9 +771,10 @@ fn docker_hosts_mapped() -> TestResult {
         &[],
     );
     if out.status.code() != Some(3)
-        || !String::from_utf8_lossy(&out.stderr).contains("only unix://")
+        || !String::from_utf8_lossy(&out.stderr)
+            .contains("cannot reach the Docker daemon at tcp://127.0.0.1:1")
     {
-        return Err(format!("expected a refusal of tcp://: {out:?}").into());
+        return Err(format!("expected a refusal of an unreachable tcp://: {out:?}").into());
     }
     // SIGKILL of a kept world, then cleanup.
     let run = RunId::new();
@@ -801,6 +813,214 @@ fn docker_hosts_mapped() -> TestResult {
         return Err(format!("cleanup failed: {out:?}").into());
     }
     assert_no_leftovers(&run)
+}
+
+/// The TLS files `ci/docker-hosts.sh start-tcp` makes.
+const DHOST_TLS: &str = "/run/dhost-tls";
+
+/// `vswitch run --quiet --backend docker` of the two-host scenario with
+/// `args` before `run` (the mapping).
+fn run_mapped(args: &[&str], run: Option<&RunId>) -> Output {
+    let file = root_dir().join("vswitch/tests/docker-hosts.toml");
+    let mut all: Vec<&str> = args.to_vec();
+    all.extend([
+        "run",
+        "--quiet",
+        "--backend",
+        "docker",
+        file.to_str().unwrap(),
+    ]);
+    match run {
+        Some(r) => vswitch(&all, &[("VSWITCH_RUN_ID", r.as_str())]),
+        None => vswitch(&all, &[]),
+    }
+}
+
+/// Relays connections on a 127.0.0.1 port to `to` for 30 s (a proxy, as
+/// `ssh -L` would be): the other end of a connection to it is this test.
+fn relay(to: &'static str) -> std::io::Result<u16> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let port = l.local_addr()?.port();
+    l.set_nonblocking(true)?;
+    std::thread::spawn(move || {
+        let end = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < end {
+            let Ok((a, _)) = l.accept() else {
+                std::thread::sleep(Duration::from_millis(10));
+                continue;
+            };
+            let _ = a.set_nonblocking(false);
+            let Ok(b) = std::net::TcpStream::connect(to) else {
+                continue;
+            };
+            let (mut a2, mut b2) = (a.try_clone().unwrap(), b.try_clone().unwrap());
+            let (mut a, mut b) = (a, b);
+            // Each direction ends with a half close (the other thread holds a clone).
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut a2, &mut b2);
+                let _ = b2.shutdown(std::net::Shutdown::Write);
+            });
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut b, &mut a);
+                let _ = a.shutdown(std::net::Shutdown::Write);
+            });
+        }
+    });
+    Ok(port)
+}
+
+/// `tcp://` daemons, plain and TLS, from a side file (`--docker-hosts`,
+/// paths relative to it) and from the command line (`--tlsverify`,
+/// `--tlscacert`, `--tlscert`, `--tlskey`): two local daemons listening
+/// on 127.0.0.1 (`ci/docker-hosts.sh start-tcp`, certificates made at
+/// test time). The scenario passes both ways and leaves nothing; a wrong
+/// CA is a refusal naming the TLS handshake (exit 3), as are a proxy to a
+/// daemon and an entry mapped in both places (exit 2); a SIGKILLed TLS
+/// run's objects go with `vswitch cleanup`, over TLS.
+fn docker_hosts_tcp_tls() -> TestResult {
+    let test = "cli::docker_hosts_tcp_tls";
+    for tool in [
+        "dockerd",
+        "nsenter",
+        "ip",
+        "curl",
+        "openssl",
+        "systemd-socket-activate",
+    ] {
+        if !have_tool(test, tool)? {
+            return Ok(());
+        }
+    }
+    let hosts = DockerHosts::start_tcp()?;
+    let side = Path::new(DHOST_TLS).join("hosts.toml");
+    std::fs::write(
+        &side,
+        "[docker_hosts]\n\
+         h1 = { host = \"tcp://127.0.0.1:23751\", tlsverify = false }\n\
+         h2 = { host = \"tcp://127.0.0.1:23762\", tlsverify = true, tlscacert = \"ca.pem\", tlscert = \"cert.pem\", tlskey = \"key.pem\" }\n",
+    )?;
+    let side = side.to_str().unwrap();
+    let run = RunId::new();
+    let out = run_mapped(&["--docker-hosts", side], Some(&run));
+    if !out.status.success() {
+        return Err(format!("side-file tcp/TLS run failed: {out:?}").into());
+    }
+    assert_no_leftovers(&run)?;
+    // h1 from the side file (plain), h2 from the command line (TLS).
+    let h1_only = Path::new(DHOST_TLS).join("h1.toml");
+    std::fs::write(
+        &h1_only,
+        "[docker_hosts]\nh1 = { host = \"tcp://127.0.0.1:23751\", tlsverify = false }\n",
+    )?;
+    let tls = |ca: &str| -> Vec<String> {
+        vec![
+            "--tlsverify".into(),
+            "--tlscacert".into(),
+            format!("{DHOST_TLS}/{ca}"),
+            "--tlscert".into(),
+            format!("{DHOST_TLS}/cert.pem"),
+            "--tlskey".into(),
+            format!("{DHOST_TLS}/key.pem"),
+        ]
+    };
+    let mut args = vec![
+        "--docker-hosts".to_string(),
+        h1_only.display().to_string(),
+        "--docker-host".into(),
+        "h2=tcp://127.0.0.1:23762".into(),
+    ];
+    args.extend(tls("ca.pem"));
+    let run = RunId::new();
+    let out = run_mapped(
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
+        Some(&run),
+    );
+    if !out.status.success() {
+        return Err(format!("CLI --tlsverify run failed: {out:?}").into());
+    }
+    assert_no_leftovers(&run)?;
+    // The wrong CA: the handshake fails, by name, exit 3, no panic.
+    let mut args = vec![
+        "--docker-host".to_string(),
+        "h1=unix:///run/dhost-1/docker.sock,h2=tcp://127.0.0.1:23762".into(),
+    ];
+    args.extend(tls("other-ca/ca.pem"));
+    let out = run_mapped(&args.iter().map(String::as_str).collect::<Vec<_>>(), None);
+    let err = String::from_utf8_lossy(&out.stderr);
+    if out.status.code() != Some(3)
+        || !err.contains(
+            "cannot reach the Docker daemon at tcp://127.0.0.1:23762 (TLS): TLS handshake failed",
+        )
+        || !err.contains("UnknownIssuer")
+        || err.contains("panicked")
+    {
+        return Err(format!("expected a refused TLS handshake: {out:?}").into());
+    }
+    // A proxy to a daemon is not the daemon (its namespace is not the host's).
+    let port = relay("127.0.0.1:23751")?;
+    let map = format!("h1=tcp://127.0.0.1:{port},h2=unix:///run/dhost-2/docker.sock");
+    let out = run_mapped(&["--docker-host", &map], None);
+    if out.status.code() != Some(3) || !String::from_utf8_lossy(&out.stderr).contains("not dockerd")
+    {
+        return Err(format!("expected a refusal of a proxied daemon: {out:?}").into());
+    }
+    // One machine in both places.
+    let out = run_mapped(
+        &[
+            "--docker-hosts",
+            side,
+            "--docker-host",
+            "h1=unix:///run/dhost-1/docker.sock",
+        ],
+        None,
+    );
+    if out.status.code() != Some(2)
+        || !String::from_utf8_lossy(&out.stderr).contains("machine h1 is mapped by --docker-host")
+    {
+        return Err(format!("expected a refusal of h1 mapped twice: {out:?}").into());
+    }
+    // SIGKILL of a kept TLS world, then cleanup (which speaks TLS from the record).
+    let run = RunId::new();
+    let child = Command::new(bin())
+        .args([
+            "--docker-hosts",
+            side,
+            "run",
+            "--quiet",
+            "--keep",
+            "--backend",
+            "docker",
+        ])
+        .arg(root_dir().join("vswitch/tests/docker-hosts.toml"))
+        .env("VSWITCH_RUN_ID", run.as_str())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let mut child = Reaped(child);
+    wait_for(
+        "the TLS-mapped world to come up",
+        Duration::from_secs(120),
+        || {
+            leftovers(&run)
+                .iter()
+                .filter(|l| l.contains("docker object") && l.contains("(TLS)"))
+                .count()
+                >= 2
+        },
+    )?;
+    child.0.kill()?;
+    child.0.wait()?;
+    let out = vswitch(&["cleanup"], &[]);
+    if !out.status.success() {
+        return Err(format!("cleanup failed: {out:?}").into());
+    }
+    assert_no_leftovers(&run)?;
+    drop(hosts);
+    if Path::new(DHOST_TLS).exists() {
+        return Err(format!("{DHOST_TLS} left after ci/docker-hosts.sh stop").into());
+    }
+    Ok(())
 }
 
 /// Ctrl-C during a docker run removes its containers, networks, uplink and
@@ -1439,7 +1659,7 @@ fn main() {
         .collect();
     files.sort();
     let mut trials: Vec<Trial> = files.into_iter().flat_map(scenario_trials).collect();
-    let cli: [NamedTest; 20] = [
+    let cli: [NamedTest; 21] = [
         ("cli::run_option_files", run_option_files),
         (
             "cli::probe_that_cannot_run_is_an_error",
@@ -1487,6 +1707,7 @@ fn main() {
             docker_three_machines_sigint_leaves_nothing,
         ),
         ("cli::docker_hosts_mapped", docker_hosts_mapped),
+        ("cli::docker_hosts_tcp_tls", docker_hosts_tcp_tls),
     ];
     trials.extend(cli.into_iter().map(|(n, f)| Trial::test(n, f)));
     // These never build a world: they run without root too.

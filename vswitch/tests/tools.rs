@@ -436,3 +436,49 @@ fn trace_names_the_icc_drop_on_both_paths() {
     assert!(leftovers(&run).is_empty(), "{:?}", leftovers(&run));
     assert!(vswitch::netns::list(&format!("{run}-")).is_empty());
 }
+
+/// A bad `--docker-hosts` side file, or bad `--docker-host`/TLS options,
+/// is exit 2 naming the file, line, column and field (no root, no daemon:
+/// the mapping is read before any command).
+#[test]
+fn docker_hosts_input_errors_exit_2() {
+    let side = tmp("bad-hosts.toml");
+    std::fs::write(
+        &side,
+        "[docker_hosts]\nh1 = \"unix:///run/a.sock\"\nh2 = { host = \"tcp://127.0.0.1:2376\", tlscacert = \"ca.pem\" }\n",
+    )
+    .unwrap();
+    let side = side.to_str().unwrap();
+    let cases: [(&[&str], String); 4] = [
+        (
+            &["--docker-hosts", side],
+            format!("{side}:3:51: docker_hosts.h2.tlscacert: needs tlsverify = true"),
+        ),
+        (
+            &["--docker-host", "h1=ssh://x"],
+            "--docker-host: machine h1: `ssh://x` is neither".into(),
+        ),
+        (
+            &[
+                "--docker-host",
+                "h1=tcp://127.0.0.1:2376",
+                "--tlscert",
+                "c.pem",
+            ],
+            "--tlscert needs --tlsverify".into(),
+        ),
+        (
+            &["--docker-hosts", "/nonexistent/hosts.toml"],
+            "/nonexistent/hosts.toml:0:0: file: cannot read the docker hosts file".into(),
+        ),
+    ];
+    for (args, want) in cases {
+        let mut all = args.to_vec();
+        all.extend(["check", "scenarios/quickstart.toml"]);
+        let out = vswitch(&all, &[("DOCKER_TLS_VERIFY", "")]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(&want), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+}

@@ -15,7 +15,7 @@ mod model;
 mod networks;
 pub mod plan;
 mod services;
-mod span;
+pub(crate) mod span;
 mod steps;
 mod validate;
 

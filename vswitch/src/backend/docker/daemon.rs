@@ -132,7 +132,7 @@ impl OwnDaemon {
     pub fn wait_ready(&mut self) -> Result<Duration, BoxError> {
         let t = Instant::now();
         loop {
-            if self.client.socket().exists() && self.client.version().is_ok() {
+            if self.client.socket().is_some_and(Path::exists) && self.client.version().is_ok() {
                 return Ok(t.elapsed());
             }
             if let Some(child) = self.child.as_mut()

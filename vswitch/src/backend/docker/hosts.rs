@@ -6,73 +6,259 @@
 //! socket's peer credentials (the PID of dockerd, whose network namespace
 //! is the machine's).
 //!
-//! What this backend cannot map is refused by name (exit 3): `tcp://`
-//! daemons (the client speaks HTTP over unix sockets only, so no TLS
-//! either), externals (they would have to be real hosts of that network),
-//! overlays (the hosts' swarm is theirs to form), unmapped machines.
+//! Daemons are given by `--docker-host` and/or a side file
+//! (`--docker-hosts FILE`, [`parse`]), at `unix:///path` or
+//! `tcp://host:port`, plain or TLS (the docker CLI's `--tlsverify`,
+//! `--tlscacert`, `--tlscert`, `--tlskey`; per host in the side file).
+//! vswitch drives containers through their namespaces, so a mapped daemon
+//! must run on this machine: a `tcp://` daemon's PID is the process
+//! holding the other end of a connection to it (`/proc/net/tcp`); a daemon
+//! elsewhere is refused by name (exit 3).
+//!
+//! What this backend cannot map is also refused by name (exit 3):
+//! externals (they would have to be real hosts of that network), overlays
+//! (the hosts' swarm is theirs to form), unmapped machines, unreachable
+//! daemons and failed TLS handshakes.
 //!
 //! A mapped run's containers and networks carry its label like on the
-//! shared daemon; the sockets it used are recorded in
-//! `/run/vswitch/docker-hosts/<run>` so that `vswitch cleanup` finds them
-//! after a SIGKILL.
+//! shared daemon; the daemons it used are recorded in
+//! `/run/vswitch/docker-hosts/<run>` (one JSON line each: URL and TLS
+//! files) so that `vswitch cleanup` finds them after a SIGKILL.
 
-use std::net::IpAddr;
+pub mod parse;
+
+use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
 
 use super::BoxError;
-use super::api::Client;
+use super::api::{Client, Endpoint, TlsFiles};
 use crate::scenario::plan::{Driver, Plan};
 use crate::world::RunId;
+pub use parse::{Host, TlsOptions};
 
-/// Where mapped runs record their sockets.
+/// Where mapped runs record their daemons.
 pub const HOSTS_DIR: &str = "/run/vswitch/docker-hosts";
 
-static HOSTS: OnceLock<Vec<(String, String)>> = OnceLock::new();
+static HOSTS: OnceLock<Vec<Host>> = OnceLock::new();
 
-/// Parses and sets this process's mapping (`NAME=URL,...`); once.
-pub fn set(spec: &str) -> Result<(), String> {
-    let mut v = Vec::new();
-    for item in spec.split(',').filter(|s| !s.trim().is_empty()) {
-        let Some((m, url)) = item.split_once('=') else {
-            return Err(format!(
-                "--docker-host: `{item}` is not MACHINE=URL (unix:///path or tcp://host:port)"
-            ));
-        };
-        let (m, url) = (m.trim(), url.trim());
-        if !(url.starts_with("unix://") || url.starts_with("tcp://")) {
-            return Err(format!(
-                "--docker-host: `{url}` (machine {m}) is neither unix:///path nor tcp://host:port"
-            ));
-        }
-        if v.iter().any(|(n, _): &(String, String)| n == m) {
-            return Err(format!("--docker-host: machine {m} is mapped twice"));
-        }
-        v.push((m.to_string(), url.to_string()));
-    }
+/// Sets this process's mapping from `--docker-host` (`cli`), the side
+/// file (`file`) and the TLS options; once. The error is the message for
+/// exit 2.
+pub fn configure(cli: Option<&str>, file: Option<&Path>, tls: &TlsOptions) -> Result<(), String> {
+    let v = resolve(cli, file, tls, &parse::cert_dir())?;
     HOSTS
         .set(v)
         .map_err(|_| "--docker-host given twice".to_string())
 }
 
-/// The mapping, when `--docker-host` was given.
-pub fn mapping() -> Option<&'static [(String, String)]> {
+/// The mapping `configure` would set.
+pub fn resolve(
+    cli: Option<&str>,
+    file: Option<&Path>,
+    tls: &TlsOptions,
+    dir: &Path,
+) -> Result<Vec<Host>, String> {
+    if cli.is_none() && file.is_none() {
+        if let Some(flag) = explicit_tls_flag(tls) {
+            return Err(format!(
+                "{flag} applies to tcp:// daemons of --docker-host or --docker-hosts; neither is given"
+            ));
+        }
+        return Ok(Vec::new());
+    }
+    let files = match tls.files(dir) {
+        Ok(f) => f,
+        // Unreadable TLS files (say DOCKER_TLS_VERIFY set without
+        // certificates) matter only when a tcp:// host takes them.
+        Err(e) if tls.verify => {
+            let marker = TlsFiles {
+                ca: PathBuf::from("\0"),
+                client: None,
+            };
+            let v = parse_all(cli, file, &Some(marker.clone()), dir)?;
+            if v.iter().any(|h| h.tls.as_ref() == Some(&marker)) {
+                return Err(e);
+            }
+            None
+        }
+        Err(e) => return Err(e),
+    };
+    parse_all(cli, file, &files, dir)
+}
+
+/// Both sources, `tls` given to the tcp:// hosts without their own.
+fn parse_all(
+    cli: Option<&str>,
+    file: Option<&Path>,
+    tls: &Option<TlsFiles>,
+    dir: &Path,
+) -> Result<Vec<Host>, String> {
+    let mut v = match cli {
+        Some(spec) => parse::parse_cli(spec, tls)?,
+        None => Vec::new(),
+    };
+    if let Some(f) = file {
+        for h in parse::load_file(f, tls, dir).map_err(|e| e.to_string())? {
+            if let Some(c) = v.iter().find(|c| c.machine == h.machine) {
+                return Err(format!(
+                    "machine {} is mapped by {} ({}) and by {} ({}): map it in one place",
+                    h.machine, c.origin, c.url, h.origin, h.url
+                ));
+            }
+            v.push(h);
+        }
+    }
+    Ok(v)
+}
+
+fn explicit_tls_flag(tls: &TlsOptions) -> Option<&'static str> {
+    [
+        ("--tlscacert", tls.cacert.is_some()),
+        ("--tlscert", tls.cert.is_some()),
+        ("--tlskey", tls.key.is_some()),
+    ]
+    .into_iter()
+    .find_map(|(f, given)| given.then_some(f))
+}
+
+/// The mapping, when `--docker-host` or `--docker-hosts` was given.
+pub fn mapping() -> Option<&'static [Host]> {
     HOSTS.get().map(Vec::as_slice).filter(|v| !v.is_empty())
 }
 
-/// The socket machine `name` is mapped to (unix URLs only).
-pub fn socket_of(name: &str) -> Option<PathBuf> {
-    let (_, url) = mapping()?.iter().find(|(m, _)| m == name)?;
-    url.strip_prefix("unix://").map(PathBuf::from)
+/// The host machine `name` is mapped to.
+pub fn host_of(name: &str) -> Option<&'static Host> {
+    mapping()?.iter().find(|h| h.machine == name)
 }
 
-/// The PID of the daemon behind a unix socket (its peer credentials).
-pub fn daemon_pid(socket: &Path) -> Result<u32, BoxError> {
+/// The endpoint of a URL with its TLS files.
+pub fn endpoint(url: &str, tls: Option<&TlsFiles>) -> Result<Endpoint, BoxError> {
+    if let Some(p) = url.strip_prefix("unix://") {
+        return Ok(Endpoint::Unix(PathBuf::from(p)));
+    }
+    let addr = url
+        .strip_prefix("tcp://")
+        .ok_or_else(|| format!("`{url}` is neither unix:// nor tcp://"))?;
+    let tls = tls.map(TlsFiles::config).transpose()?;
+    Ok(Endpoint::Tcp {
+        addr: addr.trim_end_matches('/').to_string(),
+        tls,
+    })
+}
+
+impl Host {
+    /// A client for this host's daemon.
+    pub fn client(&self) -> Result<Client, BoxError> {
+        Ok(Client::at(endpoint(&self.url, self.tls.as_ref())?))
+    }
+}
+
+/// The PID of the daemon behind an endpoint: a unix socket's peer
+/// credentials, or the local process holding the other end of a TCP
+/// connection (a daemon on another machine has none: refused).
+pub fn daemon_pid(endpoint: &Endpoint) -> Result<u32, BoxError> {
     use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
-    let s = UnixStream::connect(socket).map_err(|e| format!("{}: {e}", socket.display()))?;
-    let cred = getsockopt(&s, PeerCredentials)?;
-    Ok(cred.pid() as u32)
+    let addr = match endpoint {
+        Endpoint::Unix(socket) => {
+            let s =
+                UnixStream::connect(socket).map_err(|e| format!("{}: {e}", socket.display()))?;
+            let cred = getsockopt(&s, PeerCredentials)?;
+            return is_dockerd(cred.pid() as u32, &format!("unix://{}", socket.display()));
+        }
+        Endpoint::Tcp { addr, .. } => addr,
+    };
+    let s = std::net::ToSocketAddrs::to_socket_addrs(addr.as_str())?
+        .find_map(|a| TcpStream::connect_timeout(&a, Duration::from_secs(10)).ok())
+        .ok_or_else(|| format!("tcp://{addr}: cannot connect"))?;
+    let (local, peer) = (s.local_addr()?, s.peer_addr()?);
+    // The daemon accepts the connection soon after the handshake.
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        if let Some(pid) = tcp_peer_pid(local, peer) {
+            return is_dockerd(pid, &format!("tcp://{addr}"));
+        }
+        if Instant::now() > deadline {
+            return Err(format!(
+                "tcp://{addr} is not a daemon on this machine (no local process holds the other end of a connection to it): vswitch enters the containers' namespaces, so a mapped daemon must run here"
+            )
+            .into());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// `pid` when it is a dockerd: a proxy or tunnel (socat, `ssh -L`) to a
+/// daemon elsewhere is not the daemon, and its namespace not the host's.
+fn is_dockerd(pid: u32, at: &str) -> Result<u32, BoxError> {
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+    if comm.trim() != "dockerd" {
+        return Err(format!(
+            "the process at the other end of {at} is `{}` (PID {pid}), not dockerd: a proxy or tunnel to a daemon elsewhere cannot be mapped (vswitch enters the containers' namespaces, so the daemon must run on this machine)",
+            comm.trim()
+        )
+        .into());
+    }
+    Ok(pid)
+}
+
+/// The process holding the socket whose local address is `peer` and
+/// remote address `local` (the other end of our connection).
+fn tcp_peer_pid(local: SocketAddr, peer: SocketAddr) -> Option<u32> {
+    let table = if peer.is_ipv4() {
+        "/proc/net/tcp"
+    } else {
+        "/proc/net/tcp6"
+    };
+    let text = std::fs::read_to_string(table).ok()?;
+    let inode = text.lines().skip(1).find_map(|l| {
+        let w: Vec<&str> = l.split_whitespace().collect();
+        let (ours, theirs) = (parse_proc_addr(w.get(1)?)?, parse_proc_addr(w.get(2)?)?);
+        (ours == peer && theirs == local).then(|| w.get(9).map(|s| s.to_string()))?
+    })?;
+    let target = format!("socket:[{inode}]");
+    for p in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Some(pid) = p.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        let Ok(fds) = std::fs::read_dir(p.path().join("fd")) else {
+            continue;
+        };
+        for fd in fds.flatten() {
+            if std::fs::read_link(fd.path()).is_ok_and(|l| l.as_os_str() == target.as_str()) {
+                return Some(pid);
+            }
+        }
+    }
+    None
+}
+
+/// `0100007F:0050` (IPv4) or 32 hex digits and a port (IPv6), as
+/// `/proc/net/tcp*` prints them: each 32-bit word in host byte order.
+fn parse_proc_addr(s: &str) -> Option<SocketAddr> {
+    let (ip, port) = s.split_once(':')?;
+    let port = u16::from_str_radix(port, 16).ok()?;
+    let word = |i: usize| {
+        u32::from_str_radix(ip.get(i * 8..i * 8 + 8)?, 16)
+            .ok()
+            .map(u32::to_ne_bytes)
+    };
+    let ip: IpAddr = match ip.len() {
+        8 => std::net::Ipv4Addr::from(word(0)?).into(),
+        32 => {
+            let mut b = [0u8; 16];
+            for i in 0..4 {
+                b[i * 4..i * 4 + 4].copy_from_slice(&word(i)?);
+            }
+            std::net::Ipv6Addr::from(b).into()
+        }
+        _ => return None,
+    };
+    Some(SocketAddr::new(ip, port))
 }
 
 /// Why the mapping cannot carry `plan`, one reason per item.
@@ -81,10 +267,11 @@ pub fn unsupported(plan: &Plan) -> Vec<String> {
     let Some(map) = mapping() else {
         return why;
     };
-    for (m, _) in map {
-        if !plan.machines.iter().any(|x| &x.name == m) {
+    for h in map {
+        if !plan.machines.iter().any(|x| x.name == h.machine) {
             why.push(format!(
-                "--docker-host names machine `{m}`, which the scenario does not have"
+                "{} names machine `{}`, which the scenario does not have",
+                h.origin, h.machine
             ));
         }
     }
@@ -103,22 +290,15 @@ pub fn unsupported(plan: &Plan) -> Vec<String> {
         }
     }
     for (i, m) in plan.machines.iter().enumerate() {
-        let Some((_, url)) = map.iter().find(|(n, _)| n == &m.name) else {
+        let Some(h) = map.iter().find(|h| h.machine == m.name) else {
             why.push(format!(
                 "machine[{i}] `{}` has no --docker-host (every machine must be mapped)",
                 m.name
             ));
             continue;
         };
-        if url.starts_with("tcp://") {
-            why.push(format!(
-                "machine[{i}] `{}` at {url}: only unix:// daemons (the client speaks HTTP over unix sockets; no TCP, so no TLS options)",
-                m.name
-            ));
-            continue;
-        }
-        if let Err(e) = host_fits(plan, i, url) {
-            why.push(format!("machine[{i}] `{}` at {url}: {e}", m.name));
+        if let Err(e) = host_fits(plan, i, h) {
+            why.push(format!("machine[{i}] `{}` at {}: {e}", m.name, h.url));
         }
     }
     why.into_iter()
@@ -128,10 +308,10 @@ pub fn unsupported(plan: &Plan) -> Vec<String> {
 
 /// The daemon answers, its host carries the machine's planned lan address,
 /// and no scenario subnet is in use there.
-fn host_fits(plan: &Plan, i: usize, url: &str) -> Result<(), BoxError> {
-    let socket = PathBuf::from(url.trim_start_matches("unix://"));
-    Client::new(&socket).version()?;
-    let pid = daemon_pid(&socket)?;
+fn host_fits(plan: &Plan, i: usize, h: &Host) -> Result<(), BoxError> {
+    let client = h.client()?;
+    client.version()?;
+    let pid = daemon_pid(client.endpoint())?;
     let subnets: Vec<ipnet::Ipv4Net> = plan
         .networks
         .iter()
@@ -185,32 +365,71 @@ fn host_addrs(pid: u32) -> Result<Vec<(String, IpAddr)>, BoxError> {
         .collect())
 }
 
-/// Records the sockets a mapped run uses (for cleanup after SIGKILL).
-pub fn record(run: &RunId, sockets: &[PathBuf]) -> std::io::Result<()> {
+/// Records the daemons a mapped run uses (for cleanup after SIGKILL).
+pub fn record(run: &RunId, hosts: &[&Host]) -> std::io::Result<()> {
     std::fs::create_dir_all(HOSTS_DIR)?;
-    let text: String = sockets
+    let text: String = hosts
         .iter()
-        .map(|s| format!("{}\n", s.display()))
+        .map(|h| {
+            let tls = h.tls.as_ref().map(|t| {
+                json!({
+                    "ca": t.ca,
+                    "client": t.client.as_ref().map(|(c, k)| json!([c, k])),
+                })
+            });
+            format!("{}\n", json!({ "url": h.url, "tls": tls }))
+        })
         .collect();
     std::fs::write(Path::new(HOSTS_DIR).join(run.as_str()), text)
 }
 
-/// The sockets run `run` recorded.
-pub fn recorded(run: &RunId) -> Vec<PathBuf> {
-    std::fs::read_to_string(Path::new(HOSTS_DIR).join(run.as_str()))
-        .unwrap_or_default()
+/// The daemons run `run` recorded (a line that is a bare path: a socket,
+/// as older records had them).
+pub fn recorded(run: &RunId) -> Vec<(String, Option<TlsFiles>)> {
+    let text = std::fs::read_to_string(Path::new(HOSTS_DIR).join(run.as_str()));
+    text.unwrap_or_default()
         .lines()
-        .map(PathBuf::from)
+        .filter_map(|l| {
+            if l.starts_with('/') {
+                return Some((format!("unix://{l}"), None));
+            }
+            let v: Value = serde_json::from_str(l).ok()?;
+            let path = |v: &Value| v.as_str().map(PathBuf::from);
+            let tls = v["tls"].as_object().and_then(|t| {
+                let client = t
+                    .get("client")
+                    .and_then(|c| Some((path(&c[0])?, path(&c[1])?)));
+                Some(TlsFiles {
+                    ca: path(t.get("ca")?)?,
+                    client,
+                })
+            });
+            Some((v["url"].as_str()?.to_string(), tls))
+        })
+        .collect()
+}
+
+/// Clients of the daemons run `run` recorded that can still be reached.
+fn recorded_clients(run: &RunId) -> Vec<Client> {
+    recorded(run)
+        .into_iter()
+        .filter_map(|(url, tls)| {
+            let e = endpoint(&url, tls.as_ref()).ok()?;
+            if let Endpoint::Unix(s) = &e
+                && !s.exists()
+            {
+                return None;
+            }
+            Some(Client::at(e))
+        })
         .collect()
 }
 
 /// Removes run `run`'s labelled objects from the daemons it recorded, and the record.
 pub fn remove(run: &RunId) -> Vec<String> {
     let mut removed = Vec::new();
-    for s in recorded(run) {
-        if s.exists() {
-            removed.extend(super::cleanup::remove_objects(&Client::new(&s), run));
-        }
+    for c in recorded_clients(run) {
+        removed.extend(super::cleanup::remove_objects(&c, run));
     }
     let rec = Path::new(HOSTS_DIR).join(run.as_str());
     if rec.exists() && std::fs::remove_file(&rec).is_ok() {
@@ -232,18 +451,14 @@ pub fn leftover_runs() -> Vec<RunId> {
 /// What run `run` still has on mapped daemons (labelled objects, the record).
 pub fn traces(run: &RunId) -> Vec<String> {
     let mut v = Vec::new();
-    for s in recorded(run) {
-        if !s.exists() {
-            continue;
-        }
-        let c = Client::new(&s);
+    for c in recorded_clients(run) {
         v.extend(
             c.containers_labeled(super::LABEL_RUN)
                 .unwrap_or_default()
                 .into_iter()
                 .chain(c.networks_labeled(super::LABEL_RUN).unwrap_or_default())
                 .filter(|o| o.label == run.as_str())
-                .map(|o| format!("docker object {} at {}", o.name, s.display())),
+                .map(|o| format!("docker object {} at {}", o.name, c.endpoint())),
         );
     }
     let rec = Path::new(HOSTS_DIR).join(run.as_str());
@@ -252,3 +467,6 @@ pub fn traces(run: &RunId) -> Vec<String> {
     }
     v
 }
+
+#[cfg(test)]
+mod tests;

@@ -95,20 +95,25 @@ impl Dataplane {
     ) -> Result<(), BuildError> {
         self.mapped = true;
         self.clients.clear();
-        let mut sockets = Vec::new();
+        let mut hosts = Vec::new();
         for m in &plan.machines {
-            let socket = super::hosts::socket_of(&m.name).ok_or_else(|| BuildError {
-                step: format!("machine {}", m.name),
-                source: "no unix:// --docker-host".into(),
+            let step = format!("machine {}", m.name);
+            let host = super::hosts::host_of(&m.name).ok_or_else(|| BuildError {
+                step: step.clone(),
+                source: "no --docker-host".into(),
             })?;
-            sockets.push(socket.clone());
-            self.clients.push(super::api::Client::new(socket));
+            let client = host
+                .client()
+                .map_err(|source| BuildError { step, source })?;
+            hosts.push(host);
+            self.clients.push(client);
         }
-        super::hosts::record(&self.run, &sockets)
-            .map_err(BuildError::at("recording the --docker-host sockets"))?;
+        super::hosts::record(&self.run, &hosts)
+            .map_err(BuildError::at("recording the --docker-host daemons"))?;
         for (i, m) in plan.machines.iter().enumerate() {
-            let step = format!("machine {} at {}", m.name, sockets[i].display());
-            let pid = super::hosts::daemon_pid(&sockets[i]).map_err(|source| BuildError {
+            let endpoint = self.clients[i].endpoint();
+            let step = format!("machine {} at {endpoint}", m.name);
+            let pid = super::hosts::daemon_pid(endpoint).map_err(|source| BuildError {
                 step: step.clone(),
                 source,
             })?;
