@@ -173,6 +173,15 @@ fn write_out(ports: &mut [PortIo], stats: &mut IoStats, egress: usize, out: &Pac
     }
 }
 
+/// The packet comment of a captured ingress frame the engine dropped
+/// (its one `Drop` action): `vswitch drop: REASON`.
+fn drop_comment(actions: &[Action]) -> Option<String> {
+    match actions {
+        [Action::Drop(r)] => Some(format!("vswitch drop: {}", r.as_str())),
+        _ => None,
+    }
+}
+
 /// Carries out the actions of one frame.
 fn execute(ports: &mut [PortIo], stats: &mut IoStats, pkt: &Packet, actions: &mut Vec<Action>) {
     for action in actions.drain(..) {
@@ -322,10 +331,13 @@ fn serve(
                     }
                 }
                 stats.read[ingress] += 1;
-                if let Some(w) = ports[ingress].pcap.as_mut() {
-                    let _ = w.write(pkt.frame());
-                }
+                // A captured port keeps the frame as it came in (the engine
+                // rewrites it in place) to write it once the verdict is known.
+                let seen = ports[ingress].pcap.is_some().then(|| pkt.frame().to_vec());
                 engine.handle_frame(now, PortId(ingress as u16), &mut pkt, &mut actions);
+                if let (Some(frame), Some(w)) = (seen, ports[ingress].pcap.as_mut()) {
+                    let _ = w.write_commented(&frame, drop_comment(&actions).as_deref());
+                }
                 execute(ports, &mut stats, &pkt, &mut actions);
             }
         }
