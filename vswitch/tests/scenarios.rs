@@ -666,8 +666,13 @@ fn docker_three_machines_sigint_leaves_nothing() -> TestResult {
     assert_no_leftovers(&run)
 }
 
-/// `ci/docker-hosts.sh` started and stopped around a test.
-struct DockerHosts;
+/// `ci/docker-hosts.sh` started and stopped around a test. The daemons are
+/// one set for the machine, so the tests using them take turns (the guard
+/// holds the lock until they are stopped).
+struct DockerHosts(#[allow(dead_code)] std::sync::MutexGuard<'static, ()>);
+
+/// Serialises the tests that start `ci/docker-hosts.sh`'s daemons.
+static DOCKER_HOSTS: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 impl DockerHosts {
     const MAP: &'static str =
@@ -684,6 +689,9 @@ impl DockerHosts {
     }
 
     fn start_as(how: &str) -> Result<DockerHosts, Failed> {
+        // A test that failed while holding it poisoned it; the daemons are
+        // stopped and started again below either way.
+        let turn = DOCKER_HOSTS.lock().unwrap_or_else(|p| p.into_inner());
         let script = root_dir().join("ci/docker-hosts.sh");
         // A previous, killed test may have left them.
         let _ = Command::new("bash").arg(&script).arg("stop").output();
@@ -691,7 +699,7 @@ impl DockerHosts {
         if !out.status.success() {
             return Err(format!("ci/docker-hosts.sh {how}: {out:?}").into());
         }
-        Ok(DockerHosts)
+        Ok(DockerHosts(turn))
     }
 }
 
