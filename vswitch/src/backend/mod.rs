@@ -60,11 +60,50 @@ impl BuildError {
     }
 }
 
+/// What a mixed run (some machines `backend = "kernel"`, the rest the
+/// userspace engine's) cannot build: the kernel backend's own refusals (it
+/// builds those machines), labelled for the userspace run.
+fn mixed_refusals(plan: &Plan) -> Vec<String> {
+    if !plan
+        .machines
+        .iter()
+        .any(|m| m.backend == Some(BackendKind::Kernel))
+    {
+        return Vec::new();
+    }
+    kernel::unsupported(plan)
+        .into_iter()
+        .map(|r| {
+            let r = r.strip_prefix("backend kernel: ").unwrap_or(&r).to_string();
+            format!("backend userspace: mixed run, kernel machines: {r}")
+        })
+        .collect()
+}
+
+/// Builds the `backend = "kernel"` machines of a mixed run (the userspace
+/// data path has given each its uplink TAP on the engine's lan), from the
+/// plan the engine was configured from: with the tasks' host-mode ports and
+/// the OV-8 gwbridge endpoints.
+fn build_kernel_machines(world: &World, plan: &Plan) -> Result<(), BuildError> {
+    let plan = &*userspace::services::with_host_ports(plan);
+    let plan = &*topology::with_gwbridge(plan);
+    for (m, mach) in plan.machines.iter().enumerate() {
+        if mach.backend == Some(BackendKind::Kernel) {
+            kernel::build_mixed_machine(world, plan, m)?;
+        }
+    }
+    Ok(())
+}
+
 /// What a backend cannot build of this plan, one reason per line
 /// ("backend userspace: driver ipvlan not supported yet (network `v`)").
 pub fn unsupported(plan: &Plan, backend: BackendKind) -> Vec<String> {
     let of = |p: &Plan| match backend {
-        BackendKind::Userspace => userspace::unsupported(p),
+        BackendKind::Userspace => {
+            let mut why = mixed_refusals(p);
+            why.extend(userspace::unsupported(p));
+            why
+        }
         BackendKind::Kernel => kernel::unsupported(p),
         BackendKind::Docker => docker::unsupported(p),
     };
@@ -277,7 +316,14 @@ impl World {
         let t = std::time::Instant::now();
         world.dataplane = Some(match backend {
             BackendKind::Userspace => {
-                Dataplane::Userspace(userspace::Dataplane::build(&world, plan, opts)?)
+                let dp = userspace::Dataplane::build(&world, plan, opts)?;
+                // Put in place first, so a failure below removes it too.
+                world.dataplane = Some(Dataplane::Userspace(dp));
+                build_kernel_machines(&world, plan)?;
+                let Some(Dataplane::Userspace(dp)) = world.dataplane.take() else {
+                    unreachable!("the userspace data path was just set");
+                };
+                Dataplane::Userspace(dp)
             }
             BackendKind::Kernel => Dataplane::Kernel(kernel::Dataplane::build(&world, plan, opts)?),
             BackendKind::Docker => {

@@ -57,9 +57,6 @@ pub const ESP_SA_FILE: &str = "esp_sa";
 pub fn unsupported(plan: &Plan) -> Vec<String> {
     let mut why = Vec::new();
     let mut say = |s: String| why.push(format!("backend userspace: {s}"));
-    for r in overlay::mixed_refusals(plan) {
-        say(r);
-    }
     // IPv6 is built on every link (bridge, the default bridge, macvlan,
     // ipvlan, overlay, lan6 and its VLANs) and routed between them
     // (route6.rs, the proxy's IPv6 side).
@@ -243,15 +240,8 @@ impl Dataplane {
             });
         }
         let ports = create_taps(world, setup.pending, pcaps)?;
-        // The kernel machines of a mixed run are built from the same plan
-        // as the engine's configuration: with the tasks' host-mode ports
-        // and the OV-8 gwbridge endpoints.
-        let plan = &*services::with_host_ports(plan);
-        let plan = &*crate::backend::topology::with_gwbridge(plan);
-        let l3_of = overlay::engine_machines(plan);
-        for m in (0..plan.machines.len()).filter(|&m| l3_of[m].is_none()) {
-            crate::backend::kernel::build_mixed_machine(world, plan, m)?;
-        }
+        // A mixed run's kernel machines are the kernel backend's, built
+        // next by `World::build`.
         let engine = EngineLoop::spawn(engine, ports).map_err(BuildError::at("engine thread"))?;
         let mut dp = Dataplane {
             engine: Some(engine),

@@ -158,22 +158,3 @@ pub fn engine_machines(plan: &Plan) -> Vec<Option<usize>> {
         })
         .collect()
 }
-
-/// What a mixed run (some machines `backend = "kernel"`) cannot build: the
-/// kernel backend's own refusals (it builds those machines), re-labelled.
-pub fn mixed_refusals(plan: &Plan) -> Vec<String> {
-    if !plan
-        .machines
-        .iter()
-        .any(|m| m.backend == Some(BackendKind::Kernel))
-    {
-        return Vec::new();
-    }
-    crate::backend::kernel::unsupported(plan)
-        .into_iter()
-        .map(|r| {
-            let r = r.strip_prefix("backend kernel: ").unwrap_or(&r).to_string();
-            format!("mixed run, kernel machines: {r}")
-        })
-        .collect()
-}
