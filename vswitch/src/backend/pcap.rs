@@ -159,10 +159,6 @@ mod tests {
     /// reason as a packet comment, which tshark reads (issue 15).
     #[test]
     fn dropped_frames_carry_their_reason() {
-        use crate::backend::BuildOptions;
-        use crate::run::execute::{RunOptions, execute_plan};
-        use crate::scenario::plan::BackendKind;
-        use crate::world::RunId;
         let test = "dropped_frames_carry_their_reason";
         if !crate::sys::require_root(test) {
             return;
@@ -199,23 +195,7 @@ expect = "fail"
 after = "cut"
 "#;
         let plan = crate::scenario::parse_str(Path::new("t.toml"), scenario).unwrap();
-        let dir = std::env::temp_dir().join(format!("vswitch-droppcap-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let ex = execute_plan(
-            Path::new("drops"),
-            &plan,
-            &RunOptions {
-                backend: BackendKind::Userspace,
-                build: BuildOptions {
-                    pcap_dir: Some(dir.clone()),
-                },
-                keep: false,
-                progress: false,
-                run_id: Some(RunId::new()),
-            },
-        );
-        assert_eq!(ex.code, 0, "{:?}", ex.report.map(|r| r.table()));
+        let dir = crate::run::execute::run_captured("droppcap", &plan);
         let out = std::process::Command::new(tshark)
             .arg("-r")
             .arg(dir.join("a-eth0.pcap"))

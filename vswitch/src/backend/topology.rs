@@ -196,10 +196,7 @@ mod tests {
     use std::path::Path;
     use std::process::Command;
 
-    use crate::backend::BuildOptions;
-    use crate::run::execute::{RunOptions, execute_plan};
-    use crate::scenario::plan::{BackendKind, Plan};
-    use crate::world::RunId;
+    use crate::scenario::plan::Plan;
 
     fn plan(text: &str) -> Plan {
         crate::scenario::parse_str(Path::new("overlay-test.toml"), text).expect("valid scenario")
@@ -302,23 +299,7 @@ expect = "ok"
         let Some(tshark) = crate::prereq::tool(test, "tshark").or_panic() else {
             return;
         };
-        let dir = std::env::temp_dir().join(format!("vswitch-ovpcap-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let ex = execute_plan(
-            Path::new("overlay-pcap"),
-            &plan(TWO),
-            &RunOptions {
-                backend: BackendKind::Userspace,
-                build: BuildOptions {
-                    pcap_dir: Some(dir.clone()),
-                },
-                keep: false,
-                progress: false,
-                run_id: Some(RunId::new()),
-            },
-        );
-        assert_eq!(ex.code, 0, "{:?}", ex.report.map(|r| r.table()));
+        let dir = crate::run::execute::run_captured("ovpcap", &plan(TWO));
         let out = Command::new(tshark)
             .arg("-r")
             .arg(dir.join("lan-h1-eth0.pcap"))

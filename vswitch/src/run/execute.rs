@@ -217,3 +217,28 @@ pub fn execute_plan_with(
         error: None,
     }
 }
+
+/// Tests: runs `plan` on the userspace backend with captures into a fresh
+/// temporary directory named after `name`, asserts that every check held,
+/// and returns that directory (the caller removes it).
+#[cfg(test)]
+pub(crate) fn run_captured(name: &str, plan: &Plan) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("vswitch-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let ex = execute_plan(
+        Path::new(name),
+        plan,
+        &RunOptions {
+            backend: crate::scenario::plan::BackendKind::Userspace,
+            build: crate::backend::BuildOptions {
+                pcap_dir: Some(dir.clone()),
+            },
+            keep: false,
+            progress: false,
+            run_id: Some(crate::world::RunId::new()),
+        },
+    );
+    assert_eq!(ex.code, 0, "{:?}", ex.report.map(|r| r.table()));
+    dir
+}
