@@ -101,6 +101,7 @@ impl NetNs {
             name: name.to_string(),
             source,
         };
+        let _in_flight = Creating::enter().map_err(err)?;
         ensure_run_dir().map_err(err)?;
         let path = Path::new(NETNS_RUN_DIR).join(name);
         File::options()
@@ -319,19 +320,69 @@ impl Drop for OwnedNs {
     }
 }
 
+/// Namespace creations under way in this process, and whether new ones
+/// are refused (the process is removing its runs on a signal).
+static IN_FLIGHT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+static CLOSED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// One namespace creation under way (see [`close_creation`]).
+struct Creating;
+
+impl Creating {
+    fn enter() -> io::Result<Creating> {
+        use std::sync::atomic::Ordering::SeqCst;
+        IN_FLIGHT.fetch_add(1, SeqCst);
+        if CLOSED.load(SeqCst) {
+            IN_FLIGHT.fetch_sub(1, SeqCst);
+            return Err(io::Error::other("the process is shutting down"));
+        }
+        Ok(Creating)
+    }
+}
+
+impl Drop for Creating {
+    fn drop(&mut self) {
+        IN_FLIGHT.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// Refuses every later namespace creation of this process and waits
+/// (bounded by `within`) for those under way to finish, so that what a
+/// signal-time clean-up lists is all there will be: a namespace half made
+/// while it deletes would otherwise be mounted after its deletion and left
+/// behind. Returns whether none was still under way.
+pub fn close_creation(within: std::time::Duration) -> bool {
+    use std::sync::atomic::Ordering::SeqCst;
+    CLOSED.store(true, SeqCst);
+    let deadline = std::time::Instant::now() + within;
+    while IN_FLIGHT.load(SeqCst) > 0 {
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::yield_now();
+    }
+    true
+}
+
 /// Deletes a named namespace and its `/etc/netns` files, as `ip netns del`
 /// does. The namespace itself (and every link in it) goes away once no
 /// process or fd holds it. Missing names are not an error.
+///
+/// A namespace being created elsewhere can be mounted between the unmount
+/// and the unlink (EBUSY): both are tried again, a few times.
 pub fn delete(name: &str) -> io::Result<()> {
     let path = Path::new(NETNS_RUN_DIR).join(name);
-    match umount2(&path, MntFlags::MNT_DETACH) {
-        Ok(()) | Err(nix::Error::EINVAL) | Err(nix::Error::ENOENT) => {}
-        Err(e) => return Err(errno(e)),
-    }
-    match fs::remove_file(&path) {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e),
+    for attempt in 0.. {
+        match umount2(&path, MntFlags::MNT_DETACH) {
+            Ok(()) | Err(nix::Error::EINVAL) | Err(nix::Error::ENOENT) => {}
+            Err(e) => return Err(errno(e)),
+        }
+        match fs::remove_file(&path) {
+            Ok(()) => break,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => break,
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) && attempt < 5 => continue,
+            Err(e) => return Err(e),
+        }
     }
     match fs::remove_dir_all(Path::new(NETNS_ETC_DIR).join(name)) {
         Ok(()) => Ok(()),

@@ -413,6 +413,9 @@ pub fn install_signal_cleanup() -> io::Result<()> {
                     t.unpark();
                     continue;
                 }
+                // A build under way creates no namespace after this, so
+                // what remove_run lists is all there is.
+                crate::netns::close_creation(std::time::Duration::from_secs(5));
                 let runs: Vec<RunId> = LIVE_RUNS.lock().unwrap_or_else(|e| e.into_inner()).clone();
                 for id in &runs {
                     let removed = remove_run(id);
