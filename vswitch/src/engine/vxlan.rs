@@ -480,7 +480,10 @@ impl Engine {
                 }
             }
         }
+        // Only UDP (VXLAN's outer protocol) is put back together: other
+        // fragments to the machine go on as they came.
         if super::reasm::is_fragment(pkt.frame())
+            && pkt.frame()[ETH_HDR_LEN + 9] == IPPROTO_UDP
             && ov.locals.contains_key(&esp::ipv4_dst(pkt.frame()))
         {
             match ov.reasm.offer(now, pkt.frame()) {
