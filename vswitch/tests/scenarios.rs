@@ -550,17 +550,30 @@ fn world_is_up(run: &RunId) -> bool {
 /// Ctrl-C in the middle of a run on `backend` removes the world, exit 130.
 fn sigint_on(backend: &str, up_within: Duration, is_up: fn(&RunId) -> bool) -> TestResult {
     let run = RunId::new();
-    let mut child = spawn_long_on(&run, backend);
+    let log = std::env::temp_dir().join(format!("vswitch-sigint-{run}.log"));
+    let p = write_temp(&format!("long-{run}.toml"), LONG);
+    let child = Command::new(bin())
+        .args(["run", "--quiet", "--backend", backend, p.to_str().unwrap()])
+        .env("VSWITCH_RUN_ID", run.as_str())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log)?)
+        .spawn()?;
+    let mut child = Reaped(child);
     wait_for("the world to come up", up_within, || is_up(&run))?;
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(child.0.id() as i32),
         nix::sys::signal::Signal::SIGINT,
     )?;
     let status = child.0.wait()?;
+    let said = std::fs::read_to_string(&log).unwrap_or_default();
+    let _ = std::fs::remove_file(&log);
     if status.code() != Some(130) {
-        return Err(format!("expected exit 130 after SIGINT, got {status:?}").into());
+        return Err(
+            format!("expected exit 130 after SIGINT, got {status:?}; it said: {said}").into(),
+        );
     }
-    assert_no_leftovers(&run)
+    assert_no_leftovers(&run).map_err(|e| format!("{e:?}; it said: {said}").into())
 }
 
 /// SIGKILL during a run on `backend` leaves its world behind; `vswitch

@@ -418,7 +418,17 @@ pub fn install_signal_cleanup() -> io::Result<()> {
                 crate::netns::close_creation(std::time::Duration::from_secs(5));
                 let runs: Vec<RunId> = LIVE_RUNS.lock().unwrap_or_else(|e| e.into_inner()).clone();
                 for id in &runs {
-                    let removed = remove_run(id);
+                    let mut removed = remove_run(id);
+                    // What a build thread still held open may go only on a
+                    // later pass (bounded).
+                    for _ in 0..3 {
+                        let left = netns::list(&format!("{id}-"));
+                        if left.is_empty() {
+                            break;
+                        }
+                        eprintln!("vswitch: signal {sig}: run {id} still has {left:?}; again");
+                        removed.extend(remove_run(id));
+                    }
                     eprintln!(
                         "vswitch: signal {sig}: removed run {id} ({} namespaces)",
                         removed.len()
