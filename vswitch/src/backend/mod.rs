@@ -316,20 +316,17 @@ impl World {
         let t = std::time::Instant::now();
         world.dataplane = Some(match backend {
             BackendKind::Userspace => {
-                let dp = userspace::Dataplane::build(&world, plan, opts)?;
-                // Put in place first, so a failure below removes it too.
-                world.dataplane = Some(Dataplane::Userspace(dp));
-                build_kernel_machines(&world, plan)?;
-                let Some(Dataplane::Userspace(dp)) = world.dataplane.take() else {
-                    unreachable!("the userspace data path was just set");
-                };
-                Dataplane::Userspace(dp)
+                Dataplane::Userspace(userspace::Dataplane::build(&world, plan, opts)?)
             }
             BackendKind::Kernel => Dataplane::Kernel(kernel::Dataplane::build(&world, plan, opts)?),
             BackendKind::Docker => {
                 Dataplane::Docker(docker::Dataplane::build(&mut world, plan, opts, progress)?)
             }
         });
+        if backend == BackendKind::Userspace {
+            // The data path is in place, so a failure here removes it too.
+            build_kernel_machines(&world, plan)?;
+        }
         if backend == BackendKind::Docker {
             // Container namespaces exist only now.
             world.write_etc_files(plan)?;

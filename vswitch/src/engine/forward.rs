@@ -59,13 +59,7 @@ impl Router {
     fn mtu(&self, m: usize, e: Egress) -> usize {
         match e {
             Egress::Net(k) => usize::from(self.nets[k].cfg.mtu),
-            _ => {
-                let mc = &self.machines[m];
-                usize::from(
-                    mc.uplink_mtu
-                        .map_or(mc.cfg.lan_mtu, |f| f.min(mc.cfg.lan_mtu)),
-                )
-            }
+            _ => self.machines[m].uplink_ip_mtu(),
         }
     }
 

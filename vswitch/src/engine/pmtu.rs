@@ -18,7 +18,7 @@
 //! (no DF, a fragment, an MTU below the minimum) is sent on and the outer
 //! packet is fragmented on the underlay ([`super::vxlan`]).
 
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::Ipv4Addr;
 
 use super::checksum::{get16, put16, sum};
 use super::nd::{ETHERTYPE_IPV6, icmpv6_frame};
@@ -40,7 +40,6 @@ pub(crate) enum Verdict {
 const ICMP_DEST_UNREACH: u8 = 3;
 const ICMP_FRAG_NEEDED: u8 = 4;
 const IPPROTO_ICMP: u8 = 1;
-const IPPROTO_ICMPV6: u8 = 58;
 const IPPROTO_TCP: u8 = 6;
 const IP_DF: u16 = 0x4000;
 const IPV6_HDR: usize = 40;
@@ -160,15 +159,15 @@ fn check6(pkt: &Packet, mtu: usize) -> Verdict {
     if segment_len(pkt, whole, ETH_HDR_LEN + IPV6_HDR, tcp) <= mtu {
         return Verdict::Fits;
     }
+    // Linux answers what an IPv6 router may answer (no error about an
+    // error, an answerable source): the router's own rule.
+    if mtu < IPV6_MIN_MTU || !super::icmp6::may_answer(f) {
+        return Verdict::Oversize;
+    }
     let mut src = [0u8; 16];
     src.copy_from_slice(&ip[8..24]);
     let mut dst = [0u8; 16];
     dst.copy_from_slice(&ip[24..40]);
-    let s = Ipv6Addr::from(src);
-    let error = ip[6] == IPPROTO_ICMPV6 && ip.get(IPV6_HDR).is_some_and(|&t| t < 128);
-    if mtu < IPV6_MIN_MTU || s.is_unspecified() || s.is_multicast() || s.is_loopback() || error {
-        return Verdict::Oversize;
-    }
     let quote = ip.len().min(QUOTE6);
     let mut msg = vec![0u8; 8 + quote];
     msg[0] = super::icmp6::PACKET_TOO_BIG;

@@ -44,6 +44,16 @@ pub(crate) struct MachineRt {
     pub(crate) uplink_mtu: Option<u16>,
 }
 
+impl MachineRt {
+    /// The IP MTU of the machine's uplink: the lan's, or a faulted smaller one.
+    pub(crate) fn uplink_ip_mtu(&self) -> usize {
+        usize::from(
+            self.uplink_mtu
+                .map_or(self.cfg.lan_mtu, |f| f.min(self.cfg.lan_mtu)),
+        )
+    }
+}
+
 #[derive(Debug)]
 pub(crate) struct NetRt {
     pub(crate) cfg: NetworkConfig,

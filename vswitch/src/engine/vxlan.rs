@@ -757,14 +757,19 @@ impl Engine {
     /// the 50 bytes of VXLAN (OV-5), and for an encrypted VNI less the ESP
     /// expansion too, rounded down to 4 bytes (OV-6: 1424 on a 1500 lan).
     fn overlay_inner_mtu(&self, uplink: PortId, encrypted: bool) -> usize {
-        let lan = self
+        // The machine's router knows it; an engine without one (L2 only)
+        // has the default lan and the fault stage's MTU.
+        let router = self
             .router
             .as_deref()
-            .and_then(|r| r.machines.iter().find(|m| m.cfg.uplink == uplink))
-            .map_or(1500, |m| usize::from(m.cfg.lan_mtu));
-        let under = match self.faults.fault(uplink).and_then(|f| f.mtu) {
-            Some(f) => lan.min(usize::from(f)),
-            None => lan,
+            .and_then(|r| r.machines.iter().find(|m| m.cfg.uplink == uplink));
+        let under = match router {
+            Some(m) => m.uplink_ip_mtu(),
+            None => self
+                .faults
+                .fault(uplink)
+                .and_then(|f| f.mtu)
+                .map_or(1500, |f| usize::from(f).min(1500)),
         };
         if encrypted {
             under.saturating_sub(OVERHEAD + esp::OVERHEAD) & !3
