@@ -524,7 +524,7 @@ fn load_plan(file: &Path) -> Result<scenario::plan::Plan, String> {
     }
     // The loader's line and column are the translation's: say where in the
     // Compose file that part came from.
-    scenario::parse_str(file, &imported.toml).map_err(|e| {
+    let located = |e: scenario::ScenarioError| {
         let (line, column, key) = imported
             .origin_of(&e.field)
             .map_or((0, 0, "compose"), |o| (o.line, o.column, o.key.as_str()));
@@ -536,7 +536,17 @@ fn load_plan(file: &Path) -> Result<scenario::plan::Plan, String> {
             e.line,
             file.display()
         )
-    })
+    };
+    // A compose file has no checks of its own: it is run with the ones
+    // `import --checks` writes (each service resolves to its containers and
+    // answers on its ports), so a run observes something.
+    let plan = scenario::parse_str(file, &imported.toml).map_err(located)?;
+    let mut text = imported.toml.clone();
+    text.push_str(&vswitch::compose::discovery_checks(
+        &plan,
+        &imported.services,
+    ));
+    scenario::parse_str(file, &text).map_err(located)
 }
 
 /// Loads and runs one file; the plan is returned for reports.

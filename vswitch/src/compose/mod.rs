@@ -195,6 +195,9 @@ pub(crate) struct Ctx<'a> {
     pub containers: Vec<ContOut>,
     /// Active profiles (`COMPOSE_PROFILES`).
     pub profiles: Vec<String>,
+    /// The project name: the top-level `name`, else `COMPOSE_PROJECT_NAME`,
+    /// else the file's directory, as Compose takes it.
+    pub project: String,
 }
 
 /// A TOML string.
@@ -615,6 +618,7 @@ pub fn import_with_env(
             .map(|p| p.trim().to_string())
             .filter(|p| !p.is_empty())
             .collect(),
+        project: project_name(env("COMPOSE_PROJECT_NAME").as_deref(), file),
     };
     let mut root = yaml::parse(text).map_err(|e| ctx.err(e.line, e.col, "yaml", e.message))?;
     let mut unset = Vec::new();
@@ -646,7 +650,11 @@ pub fn import_with_env(
     let mut services = None;
     for e in &top {
         match e.key.as_str() {
-            "name" => title = format!("compose: {}", ctx.text(&e.value, "name")?),
+            "name" => {
+                let name = ctx.text(&e.value, "name")?;
+                ctx.project = normalize_project(&name);
+                title = format!("compose: {name}");
+            }
             "services" => services = Some(e.clone()),
             "networks" => {
                 for n in ctx.map(&e.value, "networks")?.to_vec() {
@@ -686,6 +694,35 @@ pub fn import_with_env(
         services: grouped(&ctx.containers),
         origins,
     })
+}
+
+/// Compose's project name when the file does not give one: the environment's
+/// `COMPOSE_PROJECT_NAME`, else the basename of the file's directory.
+fn project_name(from_env: Option<&str>, file: &Path) -> String {
+    let parent = match file.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let dir = std::fs::canonicalize(parent)
+        .ok()
+        .and_then(|d| d.file_name().map(|d| d.to_string_lossy().into_owned()));
+    let name = from_env
+        .map(str::to_string)
+        .or(dir)
+        .unwrap_or_else(|| "compose".into());
+    normalize_project(&name)
+}
+
+/// A project name as Compose normalises it: lower case, only `a-z`, `0-9`,
+/// `_` and `-` kept, starting with a letter or digit.
+fn normalize_project(name: &str) -> String {
+    let n: String = name
+        .to_lowercase()
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-')
+        .collect();
+    let n = n.trim_start_matches(['_', '-']).to_string();
+    if n.is_empty() { "compose".into() } else { n }
 }
 
 #[cfg(test)]

@@ -281,11 +281,18 @@ fn ensure(ctx: &mut Ctx, key: &str, fields: &[(&str, &str)]) {
     if ctx.networks.iter().any(|n| n.key == key) {
         return;
     }
-    let mut f = vec![("name".to_string(), q(key))];
+    // The network Compose makes for services without `networks` is
+    // `<project>_default`: Docker refuses to create one named `default`
+    // (a predefined network mode).
+    let name = match key {
+        "default" => format!("{}_default", ctx.project),
+        k => k.to_string(),
+    };
+    let mut f = vec![("name".to_string(), q(&name))];
     f.extend(fields.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     ctx.networks.push(NetOut {
         key: key.to_string(),
-        name: key.to_string(),
+        name,
         fields: f,
         origin: None,
     });

@@ -241,9 +241,11 @@ fn services_translate_every_key() {
     );
     assert_eq!(net(&p, "none").driver, Driver::None);
     assert!(net(&p, "bridge").default);
+    // Compose's `<project>_default` (Docker refuses a network named
+    // `default`); the project is the file's directory here.
     assert_eq!(
         p.networks[cont(&p, "plain").endpoints[0].network].name,
-        "default"
+        "vswitch_default"
     );
     // Refusals: listed in the output and in `notes`, in line order.
     // NH-7: `service:web` shares web's namespace.
@@ -628,4 +630,26 @@ fn run_vocabulary_translates() {
         assert!(!notes.contains(&format!("services.app.{k}")), "{notes}");
         assert!(!notes.contains(k), "{k} listed as untranslated: {notes}");
     }
+}
+
+/// The default network is `<project>_default`, the project named as Compose
+/// names it: top-level `name`, else COMPOSE_PROJECT_NAME, else the directory.
+#[test]
+fn default_network_takes_the_project_name() {
+    let text = "services:\n  a:\n    image: x\n";
+    let default_net = |i: &Imported| {
+        let p = scenario::parse_str(Path::new("c.toml"), &i.toml).unwrap();
+        p.networks[p.containers[0].endpoints[0].network]
+            .name
+            .clone()
+    };
+    let named = imp(&format!("name: My_App.2\n{text}"));
+    assert_eq!(default_net(&named), "my_app2_default");
+    let env = |k: &str| (k == "COMPOSE_PROJECT_NAME").then(|| "ci-run".to_string());
+    let from_env = import_with_env(Path::new("/tmp/x/c.yml"), text, &env).unwrap();
+    assert_eq!(default_net(&from_env), "ci-run_default");
+    let dir = std::env::temp_dir().join("Shop Front");
+    std::fs::create_dir_all(&dir).unwrap();
+    let from_dir = import_with_env(&dir.join("compose.yml"), text, &|_| None).unwrap();
+    assert_eq!(default_net(&from_dir), "shopfront_default");
 }

@@ -205,6 +205,12 @@ pub fn unsupported(plan: &Plan) -> Vec<String> {
     }
     for (i, n) in plan.networks.iter().enumerate() {
         let what = format!("network[{i}] `{}`", n.name);
+        if n.name == "default" {
+            // moby runconfig: `default` is a predefined network mode.
+            say(format!(
+                "a network named `default` ({what}): the daemon refuses to create it (operation is not permitted on predefined default network)"
+            ));
+        }
         match n.driver {
             // OV-9: the daemon would program xfrm ESP SAs.
             Driver::Overlay if n.encrypted && !crate::sys::probe::esp_supported() => say(format!(
