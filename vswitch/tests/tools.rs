@@ -434,7 +434,8 @@ fn trace_names_the_icc_drop_on_both_paths() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(
-        text.contains("verdict: dropped by host inet") && text.contains("filter_forward"),
+        text.contains("verdict: dropped:icc-disabled (by host inet")
+            && text.contains("filter_forward"),
         "{text}"
     );
     assert!(text.contains("sent from a: no connection"), "{text}");

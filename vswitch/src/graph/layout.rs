@@ -97,6 +97,13 @@ pub(crate) struct Layout {
 /// Text lines of a container box after its name.
 pub(crate) fn container_lines(plan: &Plan, c: usize) -> Vec<String> {
     let mut lines = super::endpoint_lines(plan, c);
+    // NH-7: a container in another's namespace has no endpoints of its own.
+    if let Some(owner) = plan.containers[c].netns_of {
+        lines.push(format!(
+            "network_mode container:{}",
+            plan.containers[owner].name
+        ));
+    }
     lines.extend(super::publish_lines(plan, c));
     let serve = &plan.containers[c].serve;
     if !serve.is_empty() {

@@ -246,3 +246,20 @@ fn every_repository_scenario_draws() {
     }
     assert!(n > 10, "only {n} scenarios drawn");
 }
+
+/// NH-7: a container sharing another's namespace says whose it is.
+#[test]
+fn shared_namespace_is_drawn() {
+    let plan = scenario::load_file(Path::new("../scenarios/vocab-run-options.toml")).unwrap();
+    let c = plan
+        .containers
+        .iter()
+        .position(|c| c.netns_of.is_some())
+        .expect("the scenario has a container:NAME");
+    let owner = &plan.containers[plan.containers[c].netns_of.unwrap()].name;
+    let lines = layout::container_lines(&plan, c);
+    assert!(
+        lines.contains(&format!("network_mode container:{owner}")),
+        "{lines:?}"
+    );
+}

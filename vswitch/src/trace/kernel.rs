@@ -372,7 +372,18 @@ fn trace_in(
                 let rule = t.get(6).map_or("", |r| r.trim_start_matches("rule "));
                 let rule = rule.rsplit_once(" (verdict").map_or(rule, |(r, _)| r);
                 let at = t.get(3..6).map(|x| x.join(" ")).unwrap_or_default();
-                verdicts.push(format!("{} {at}: {rule}", m.label));
+                // The ruleset names its drops as the engine does
+                // (`comment "icc-disabled"`): the reason leads.
+                let by = format!("by {} {at}: {rule}", m.label);
+                verdicts.push(
+                    match rule
+                        .split_once("comment \"")
+                        .and_then(|(_, c)| c.split_once('"'))
+                    {
+                        Some((reason, _)) => format!("dropped:{reason} ({by})"),
+                        None => format!("dropped {by}"),
+                    },
+                );
             }
         }
     }
@@ -380,7 +391,7 @@ fn trace_in(
     let verdict = if verdicts.is_empty() {
         outcome
     } else {
-        format!("dropped by {}", verdicts.join(", "))
+        verdicts.join(", ")
     };
     let _ = writeln!(text, "verdict: {verdict}");
     Ok(Trace { text, verdict })

@@ -180,7 +180,10 @@ impl Rules<'_> {
                 .filter(|b| !plan.networks[b.network].icc)
             {
                 let n = &b.iface.name;
-                let _ = writeln!(s, "    iifname \"{n}\" oifname \"{n}\" drop");
+                let _ = writeln!(
+                    s,
+                    "    iifname \"{n}\" oifname \"{n}\" drop comment \"icc-disabled\""
+                );
             }
         }
         // Isolation between bridges (BR-12) comes before the published-port
@@ -191,7 +194,7 @@ impl Rules<'_> {
             let n = &b.iface.name;
             let _ = writeln!(
                 s,
-                "    iifname \"{n}\" oifname != \"{n}\" oifname {all} ct mark != {PROXY_MARK:#x} drop"
+                "    iifname \"{n}\" oifname != \"{n}\" oifname {all} ct mark != {PROXY_MARK:#x} drop comment \"isolation\""
             );
         }
         let _ = writeln!(s, "    ct status dnat accept");
@@ -200,7 +203,7 @@ impl Rules<'_> {
             let verdict = if plan.networks[b.network].icc {
                 "accept"
             } else {
-                "drop"
+                "drop comment \"icc-disabled\""
             };
             let _ = writeln!(s, "    iifname \"{n}\" oifname \"{n}\" {verdict}");
         }
@@ -213,7 +216,11 @@ impl Rules<'_> {
             .map(|b| b.iface.name.as_str())
             .collect();
         if !internal.is_empty() {
-            let _ = writeln!(s, "    iifname {} drop", quoted_set(&internal));
+            let _ = writeln!(
+                s,
+                "    iifname {} drop comment \"internal-network\"",
+                quoted_set(&internal)
+            );
         }
         let _ = writeln!(s, "  }}");
     }
@@ -347,7 +354,7 @@ impl Rules<'_> {
         };
         let _ = writeln!(
             s,
-            "table bridge {table} {{\n  chain filter_forward {{\n    type filter hook forward priority filter; policy accept;\n    iifname {set} oifname {set} ether type {types} drop\n  }}\n}}"
+            "table bridge {table} {{\n  chain filter_forward {{\n    type filter hook forward priority filter; policy accept;\n    iifname {set} oifname {set} ether type {types} drop comment \"icc-disabled\"\n  }}\n}}"
         );
     }
 }
