@@ -233,7 +233,8 @@ pub fn network_json(plan: &Plan, run: &str, n: usize) -> Value {
             "Config": ipam_config(net),
         },
         "Internal": net.internal,
-        "Attachable": false,
+        // A scenario's containers join its overlays: `--attachable`.
+        "Attachable": net.driver == Driver::Overlay,
         "Ingress": false,
         "ConfigFrom": { "Network": "" },
         "ConfigOnly": false,
@@ -257,7 +258,12 @@ fn endpoint_json(plan: &Plan, run: &str, c: usize, k: usize) -> Value {
     let (aliases, dns_names) = if user_defined {
         let mut names = vec![cont.name.clone()];
         names.extend(e.aliases.iter().cloned());
-        (json!(e.aliases), json!(names))
+        // Engine 20.10 lists a running container's network-scoped aliases,
+        // then its short id (DNS-4).
+        let short = object_id(run, "container", &cont.name)[..12].to_string();
+        let mut aliases = e.aliases.clone();
+        aliases.push(short);
+        (json!(aliases), json!(names))
     } else {
         (Value::Null, Value::Null)
     };
@@ -296,14 +302,19 @@ pub fn container_json(plan: &Plan, run: &str, c: usize) -> Value {
     }
     for p in &cont.publish {
         let key = format!("{}/{}", p.container_port, p.proto);
-        let binding = json!({
-            "HostIp": p.host_ip.map_or_else(|| "0.0.0.0".to_string(), |a| a.to_string()),
-            "HostPort": p.host_port.to_string(),
-        });
-        match ports.get_mut(&key) {
-            Some(Value::Array(a)) => a.push(binding),
-            _ => {
-                ports.insert(key, json!([binding]));
+        // Engine 20.10 lists a port published on every address twice, as
+        // docker-proxy binds it: 0.0.0.0 and ::.
+        let hosts = match p.host_ip {
+            Some(a) => vec![a.to_string()],
+            None => vec!["0.0.0.0".to_string(), "::".to_string()],
+        };
+        for host in hosts {
+            let binding = json!({ "HostIp": host, "HostPort": p.host_port.to_string() });
+            match ports.get_mut(&key) {
+                Some(Value::Array(a)) => a.push(binding),
+                _ => {
+                    ports.insert(key.clone(), json!([binding]));
+                }
             }
         }
     }

@@ -301,7 +301,8 @@ fn compose_file_runs_and_comes_up() {
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         let front = &v[0]["NetworkSettings"]["Networks"]["front"];
         assert_eq!(front["IPAddress"], "172.28.0.10");
-        assert_eq!(front["Aliases"], serde_json::json!(["www"]));
+        let short = &v[0]["Id"].as_str().unwrap()[..12];
+        assert_eq!(front["Aliases"], serde_json::json!(["www", short]));
         let ip = vswitch(
             &[
                 "exec",

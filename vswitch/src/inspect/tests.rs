@@ -135,7 +135,9 @@ fn container_network_settings_shape() {
     assert_eq!(app["IPPrefixLen"], 16);
     assert_eq!(app["Gateway"], "172.20.0.254");
     assert_eq!(app["MacAddress"], ep.mac.to_string());
-    assert_eq!(app["Aliases"], serde_json::json!(["www"]));
+    // 20.10: the aliases, then the short id.
+    let short = &c["Id"].as_str().unwrap()[..12];
+    assert_eq!(app["Aliases"], serde_json::json!(["www", short]));
     assert_eq!(app["DNSNames"], serde_json::json!(["web", "www"]));
     assert_eq!(app["NetworkID"], object_id("vsw123456", "network", "app"));
     assert_eq!(app["GlobalIPv6PrefixLen"], 64);
@@ -144,6 +146,8 @@ fn container_network_settings_shape() {
     let ports = &c["NetworkSettings"]["Ports"];
     assert_eq!(ports["80/tcp"][0]["HostPort"], "8080");
     assert_eq!(ports["80/tcp"][0]["HostIp"], "0.0.0.0");
+    assert_eq!(ports["80/tcp"][1]["HostIp"], "::");
+    assert_eq!(ports["443/tcp"].as_array().unwrap().len(), 1);
     assert_eq!(ports["443/tcp"][0]["HostIp"], "127.0.0.1");
     // The default bridge: no aliases, no DNS names (DNS-1).
     let old = inspect(&plan, "vsw123456", Some("old")).unwrap();
@@ -199,4 +203,170 @@ fn a_name_shared_by_a_network_and_a_container_needs_a_prefix() {
         inspect(&plan, "r", Some("container:db")).unwrap()[0]["Name"],
         "/db"
     );
+}
+
+/// The same world built by a real Docker daemon: `docker inspect` and
+/// `docker network inspect` agree with vswitch's on every field that the
+/// world decides (addresses, prefixes, gateways, MACs, aliases apart from
+/// the short id, published ports, drivers, IPAM, options). Ids differ, as
+/// do IPAMConfig (the docker backend pins each address) and the default
+/// hostname (the short id there, the name here).
+#[test]
+fn agrees_with_docker_inspect() {
+    use crate::backend::{BuildOptions, World};
+    use crate::scenario::plan::BackendKind;
+    use crate::world::RunId;
+    const DOCKER_WORLD: &str = r#"
+name = "inspect vs docker"
+[[network]]
+name = "insp"
+subnet = "172.29.0.0/16"
+ip_range = "172.29.5.0/24"
+gateway = "172.29.0.254"
+ipv6 = true
+subnet6 = "fd00:29::/64"
+icc = false
+mtu = 1400
+[[network]]
+name = "inspback"
+internal = true
+[[container]]
+name = "inspweb"
+networks = [{ name = "insp", aliases = ["www", "api"] }, "inspback"]
+serve = ["tcp:80"]
+publish = ["8080:80", "127.0.0.1:8443:443/tcp"]
+[[container]]
+name = "inspold"
+networks = ["bridge"]
+"#;
+    if !crate::sys::require_root("agrees_with_docker_inspect") {
+        return;
+    }
+    if let Err(e) = crate::backend::docker::daemon_reachable() {
+        crate::prereq::missing::<()>("agrees_with_docker_inspect", &format!("{e}")).or_panic();
+        return;
+    }
+    let plan = scenario::parse_str(Path::new("d.toml"), DOCKER_WORLD).expect("valid");
+    let run = RunId::new();
+    let world = World::build(
+        &run,
+        &plan,
+        BackendKind::Docker,
+        &BuildOptions::default(),
+        &|_| {},
+    )
+    .expect("docker builds the world");
+    let docker = crate::backend::docker::client();
+    let pick = |v: &Value, keys: &[&str]| -> Vec<(String, Value)> {
+        keys.iter()
+            .map(|k| (k.to_string(), v[*k].clone()))
+            .collect()
+    };
+    for name in ["inspweb", "inspold"] {
+        let ours = &inspect(&plan, run.as_str(), Some(name)).unwrap()[0];
+        let real = docker.container_inspect(name).expect("docker inspect");
+        assert_eq!(ours["Name"], real["Name"], "{name}");
+        let (o, r) = (&ours["NetworkSettings"], &real["NetworkSettings"]);
+        assert_eq!(o["Ports"], r["Ports"], "{name}: Ports");
+        let nets = |v: &Value| {
+            v["Networks"]
+                .as_object()
+                .unwrap()
+                .keys()
+                .cloned()
+                .collect::<Vec<_>>()
+        };
+        let docker_nets: Vec<String> = nets(r)
+            .into_iter()
+            .map(|n| n.strip_prefix(&format!("{run}-")).unwrap_or(&n).to_string())
+            .collect();
+        assert_eq!(nets(o), docker_nets, "{name}: networks");
+        for (net, oe) in o["Networks"].as_object().unwrap() {
+            let key = if net == "bridge" {
+                format!("{run}-bridge")
+            } else {
+                net.clone()
+            };
+            let re = r["Networks"]
+                .get(net)
+                .or_else(|| r["Networks"].get(&key))
+                .unwrap();
+            let fields = [
+                "MacAddress",
+                "Gateway",
+                "IPAddress",
+                "IPPrefixLen",
+                "IPv6Gateway",
+                "GlobalIPv6Address",
+                "GlobalIPv6PrefixLen",
+                "Links",
+            ];
+            assert_eq!(pick(oe, &fields), pick(re, &fields), "{name} on {net}");
+            // Aliases: the same, each list ending in its own short id.
+            let strip = |v: &Value, id: &str| -> Value {
+                match v.as_array() {
+                    Some(a) => Value::Array(
+                        a.iter()
+                            .filter(|x| x.as_str() != Some(&id[..12]))
+                            .cloned()
+                            .collect(),
+                    ),
+                    None => Value::Null,
+                }
+            };
+            let (oid, rid) = (ours["Id"].as_str().unwrap(), real["Id"].as_str().unwrap());
+            assert_eq!(
+                strip(&oe["Aliases"], oid),
+                strip(&re["Aliases"], rid),
+                "{name} on {net}: Aliases"
+            );
+            assert_eq!(
+                oe["Aliases"].as_array().map(|a| a.last().cloned()),
+                re["Aliases"]
+                    .as_array()
+                    .map(|a| a.last().map(|_| Value::String(oid[..12].into()))),
+                "{name} on {net}: the short id closes the aliases"
+            );
+        }
+    }
+    for net in ["insp", "inspback"] {
+        let ours = &inspect(&plan, run.as_str(), Some(net)).unwrap()[0];
+        let real = docker.network_inspect(net).expect("docker network inspect");
+        let fields = [
+            "Name",
+            "Driver",
+            "Scope",
+            "EnableIPv6",
+            "Internal",
+            "Attachable",
+            "Ingress",
+        ];
+        assert_eq!(pick(ours, &fields), pick(&real, &fields), "network {net}");
+        let ipam = |v: &Value| v["IPAM"]["Config"].clone();
+        assert_eq!(ipam(ours), ipam(&real), "network {net}: IPAM.Config");
+        let containers = |v: &Value| {
+            let mut c: Vec<(String, String, String)> = v["Containers"]
+                .as_object()
+                .unwrap()
+                .values()
+                .map(|e| {
+                    let s = |k: &str| e[k].as_str().unwrap_or_default().to_string();
+                    (s("Name"), s("MacAddress"), s("IPv4Address"))
+                })
+                .collect();
+            c.sort();
+            c
+        };
+        assert_eq!(
+            containers(ours),
+            containers(&real),
+            "network {net}: Containers"
+        );
+        // The options a user would give: Docker keeps each as given (the
+        // docker backend passes a few defaults explicitly besides).
+        for (k, v) in ours["Options"].as_object().unwrap() {
+            assert_eq!(&real["Options"][k], v, "network {net}: option {k}");
+        }
+    }
+    drop(world);
 }

@@ -107,7 +107,9 @@ pub(super) fn network_body(name: &str, run: &RunId, n: &Network) -> Value {
         "Driver": driver,
         "Internal": n.internal,
         "EnableIPv6": n.ipv6,
-        "Attachable": true,
+        // Containers join an overlay as `docker run --network` does only
+        // when it is attachable; local drivers take the flag as given.
+        "Attachable": n.driver == Driver::Overlay,
         "IPAM": { "Driver": "default", "Config": config },
         "Options": options,
         "Labels": { LABEL_RUN: run.as_str(), "vswitch.network": n.name },
