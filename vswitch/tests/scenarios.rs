@@ -1485,6 +1485,23 @@ fn pcap_on(tshark: &Path, scenario: &Path, backend: BackendKind) -> TestResult {
     if !out.status.success() {
         return Err(format!("{b}: run failed: {}", String::from_utf8_lossy(&out.stdout)).into());
     }
+    // Every backend files the interfaces under the engine's port names
+    // (the docker bridge `br-<id>` as `br-appnet`), so captures of the
+    // paths can be put side by side.
+    for name in [
+        "client-eth0.pcap",
+        "web-eth0.pcap",
+        "host-br-appnet.pcap",
+        "lan-host-eth0.pcap",
+    ] {
+        if !dir.join(name).is_file() {
+            let have: Vec<String> = std::fs::read_dir(&dir)?
+                .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
+                .collect();
+            let _ = std::fs::remove_dir_all(&dir);
+            return Err(format!("{b}: no {name} among {have:?}").into());
+        }
+    }
     let file = dir.join("client-eth0.pcap");
     let t = Command::new(tshark)
         .args([

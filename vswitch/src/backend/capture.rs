@@ -49,8 +49,15 @@ pub fn stem(node: Node, name: &str, ifname: &str) -> String {
 }
 
 impl Captures {
-    /// Starts one capture thread per distinct namespace of `world`'s nodes.
-    pub(crate) fn start(world: &World, plan: &Plan, dir: &Path) -> Result<Captures, BuildError> {
+    /// Starts one capture thread per distinct namespace of `world`'s nodes;
+    /// an interface named in `renames` is filed under the name it maps to
+    /// (Docker's `br-<id>` as `br-<network>`).
+    pub(crate) fn start(
+        world: &World,
+        plan: &Plan,
+        dir: &Path,
+        renames: &HashMap<String, String>,
+    ) -> Result<Captures, BuildError> {
         let stop = Arc::new(AtomicBool::new(false));
         let mut threads = Vec::new();
         let mut seen = Vec::new();
@@ -65,7 +72,7 @@ impl Captures {
             }
             seen.push(ns.name().to_string());
             let name = plan.node_name(node).to_string();
-            let (dir, stop) = (dir.to_path_buf(), stop.clone());
+            let (dir, stop, renames) = (dir.to_path_buf(), stop.clone(), renames.clone());
             let step = format!("--pcap: capture in {}", ns.name());
             // Open the socket first, so a failure stops the build.
             let (tx, rx) = std::sync::mpsc::channel();
@@ -73,7 +80,7 @@ impl Captures {
                 .spawn(move || match PacketSocket::open(TICK, RCVBUF) {
                     Ok(sock) => {
                         let _ = tx.send(Ok(()));
-                        capture_loop(&sock, node, &name, &dir, &stop);
+                        capture_loop(&sock, node, &name, &dir, &renames, &stop);
                     }
                     Err(e) => {
                         let _ = tx.send(Err(e));
@@ -111,13 +118,21 @@ impl Drop for Captures {
 /// Reads frames until `stop`, writing each to its interface's file (one
 /// for every interface there at the start, empty or not, and for those
 /// that appear later when they first carry a frame; `lo` is skipped).
-fn capture_loop(sock: &PacketSocket, node: Node, name: &str, dir: &Path, stop: &AtomicBool) {
+fn capture_loop(
+    sock: &PacketSocket,
+    node: Node,
+    name: &str,
+    dir: &Path,
+    renames: &HashMap<String, String>,
+    stop: &AtomicBool,
+) {
     let mut buf = vec![0u8; FRAME_MAX];
     let mut names: HashMap<u32, String> = interfaces().unwrap_or_default().into_iter().collect();
     let create = |ifname: &str| {
         if ifname == "lo" {
             return None;
         }
+        let ifname = renames.get(ifname).map_or(ifname, String::as_str);
         let path: PathBuf = dir.join(file_name(&stem(node, name, ifname)));
         PcapWriter::create(&path)
             .map_err(|e| tracing::warn!("cannot create {}: {e}", path.display()))

@@ -337,7 +337,11 @@ impl World {
         );
         if let (Some(dir), true) = (&opts.pcap_dir, backend != BackendKind::Userspace) {
             progress("starting captures");
-            world.captures = Some(capture::Captures::start(&world, plan, dir)?);
+            let renames = match &world.dataplane {
+                Some(Dataplane::Docker(d)) => d.capture_names().iter().cloned().collect(),
+                _ => HashMap::new(),
+            };
+            world.captures = Some(capture::Captures::start(&world, plan, dir, &renames)?);
         }
         progress("starting services");
         world.start_services(plan, backend)?;

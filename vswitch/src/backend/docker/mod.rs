@@ -374,6 +374,9 @@ pub struct Dataplane {
     networks: Vec<(usize, String)>,
     /// The daemon's name of each plan network (`bridge`, `none`, `<run>-x`).
     net_names: Vec<String>,
+    /// Each user-defined bridge's device (`br-<id>`, BR-1) with the name
+    /// the userspace backend gives its host port (`br-<network>`).
+    bridge_devices: Vec<(String, String)>,
 }
 
 impl Dataplane {
@@ -401,6 +404,7 @@ impl Dataplane {
             containers: Vec::new(),
             networks: Vec::new(),
             net_names: Vec::new(),
+            bridge_devices: Vec::new(),
         };
         match dp.build_inner(world, plan, progress) {
             Ok(()) => Ok(dp),
@@ -627,6 +631,12 @@ impl Dataplane {
                     let id = self.clients[m]
                         .network_create(&body)
                         .map_err(BuildError::at(format!("network {}", n.name)))?;
+                    if n.driver == Driver::Bridge
+                        && let Some(short) = id.get(..12)
+                    {
+                        self.bridge_devices
+                            .push((format!("br-{short}"), format!("br-{}", n.name)));
+                    }
                     self.networks.push((m, id));
                     name
                 }
@@ -634,6 +644,12 @@ impl Dataplane {
             names.push(name);
         }
         Ok(names)
+    }
+
+    /// Interface names a capture files under the userspace backend's name
+    /// (device, name).
+    pub fn capture_names(&self) -> &[(String, String)] {
+        &self.bridge_devices
     }
 
     /// The daemon's `bridge` must be what the plan assumes (BR-21).
