@@ -11,6 +11,7 @@
 pub mod capture;
 pub mod docker;
 pub mod kernel;
+pub(crate) mod linux;
 pub mod parallel;
 pub mod pcap;
 mod services;

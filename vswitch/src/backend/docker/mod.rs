@@ -105,10 +105,12 @@ use crate::sys::netlink::Netlink;
 use crate::sys::sysctl::sysctl_set;
 use crate::world::RunId;
 
+use crate::backend::linux::in_ns_boxed;
+use crate::backend::topology::{lan_mac, lan_mac6};
 use api::{ApiError, Client};
 use cleanup::{acquire_lock, remove_dead_leftovers, remove_objects};
 pub use cleanup::{leftover_runs, remove_run, traces};
-use lan::{Uplink, adopt_pid_netns, delete_uplink, in_ns, lan_mac, lan_mac6, plug};
+use lan::{Uplink, adopt_pid_netns, delete_uplink, plug};
 #[cfg(test)]
 use spec::docker_accepts_container_name;
 use spec::{
@@ -501,7 +503,7 @@ impl Dataplane {
             .insert(netns::OwnedNs::new(lan))
             .ns()
             .expect("just created");
-        in_ns(lan, "lan bridge", || {
+        in_ns_boxed(lan, "lan bridge", || {
             crate::backend::prepare_namespace(false, false)?;
             let mut nl = Netlink::new()?;
             nl.link_add_bridge("lan")?;
@@ -552,7 +554,7 @@ impl Dataplane {
         }
         // The machine uplink in the daemon's namespace.
         let daemon = NetNs::open(DAEMON_NETNS).map_err(BuildError::at("daemon namespace"))?;
-        let stale = in_ns(&daemon, "daemon uplink", || {
+        let stale = in_ns_boxed(&daemon, "daemon uplink", || {
             Ok(Netlink::new()?.link_exists(UPLINK)?)
         })?;
         if stale {
@@ -567,7 +569,7 @@ impl Dataplane {
             // hold their IPv6 addresses at once: without this, Docker's
             // gateway6 stays tentative (DAD) for a second after the network
             // is created, and the first checks find no router.
-            in_ns(&daemon, "daemon namespace: IPv6 DAD off", || {
+            in_ns_boxed(&daemon, "daemon namespace: IPv6 DAD off", || {
                 for scope in ["all", "default"] {
                     sysctl_set(&format!("net.ipv6.conf.{scope}.accept_dad"), "0")?;
                 }
@@ -855,30 +857,26 @@ impl Dataplane {
             .any(|e| plan.networks[e.network].driver == Driver::Overlay);
         let count = c.endpoints.len() + 1;
         let ns = world.ns(Node::Container(ci));
-        in_ns(
-            ns,
-            &format!("container {}: interfaces", c.name),
-            move || {
-                let mut nl = Netlink::new()?;
-                for (ifname, ip) in &want {
-                    let addrs = if overlay {
-                        let mut all = Vec::new();
-                        for k in 0..count {
-                            all.extend(nl.addr_list(&format!("eth{k}")).unwrap_or_default());
-                        }
-                        all
-                    } else {
-                        nl.addr_list(ifname)?
-                    };
-                    if let Some(ip) = ip
-                        && !addrs.iter().any(|(a, _)| a == ip)
-                    {
-                        return Err(format!("{ifname} has {addrs:?}, the plan says {ip}").into());
+        in_ns_boxed(ns, format!("container {}: interfaces", c.name), move || {
+            let mut nl = Netlink::new()?;
+            for (ifname, ip) in &want {
+                let addrs = if overlay {
+                    let mut all = Vec::new();
+                    for k in 0..count {
+                        all.extend(nl.addr_list(&format!("eth{k}")).unwrap_or_default());
                     }
+                    all
+                } else {
+                    nl.addr_list(ifname)?
+                };
+                if let Some(ip) = ip
+                    && !addrs.iter().any(|(a, _)| a == ip)
+                {
+                    return Err(format!("{ifname} has {addrs:?}, the plan says {ip}").into());
                 }
-                Ok(())
-            },
-        )
+            }
+            Ok(())
+        })
     }
 
     /// Tears the data path down and returns what it removed.

@@ -3,10 +3,11 @@
 //! and the parents they hang from. Names, MACs, MTUs, addresses and routes
 //! are the userspace backend's, so both backends look the same from inside.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::IpAddr;
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
+use crate::backend::topology::{lan_mac, lan_mac6};
 use crate::scenario::plan::{Driver, MacAddr, Mode, Node, Plan};
 use crate::sys::netlink::MacvlanMode;
 
@@ -84,20 +85,6 @@ pub(super) struct MachineLayout {
     pub bridges: Vec<BridgeDev>,
     /// Container interfaces.
     pub links: Vec<Link>,
-}
-
-/// A MAC for a lan interface: locally administered `02:56:` + its IPv4
-/// (the userspace backend's choice).
-pub(super) fn lan_mac(ip: Ipv4Addr) -> MacAddr {
-    let o = ip.octets();
-    MacAddr([0x02, 0x56, o[0], o[1], o[2], o[3]])
-}
-
-/// A MAC for the lan interface of an IPv6-only host: `02:57:` + the last
-/// four bytes of its address.
-pub(super) fn lan_mac6(ip: Ipv6Addr) -> MacAddr {
-    let o = ip.octets();
-    MacAddr([0x02, 0x57, o[12], o[13], o[14], o[15]])
 }
 
 /// The `eth0` of a machine or external on the lan: its IPv4 address on

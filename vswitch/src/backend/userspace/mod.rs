@@ -124,19 +124,6 @@ fn lan6_addr(plan: &Plan, ip6: Option<std::net::Ipv6Addr>) -> Option<(IpAddr, u8
     Some((IpAddr::V6(ip6?), plan.lan6?.prefix_len()))
 }
 
-/// A MAC for an IPv6-only lan host: locally administered `02:57:` + the
-/// last four bytes of its address.
-fn lan_mac6(ip: std::net::Ipv6Addr) -> MacAddr {
-    let o = ip.octets();
-    MacAddr([0x02, 0x57, o[12], o[13], o[14], o[15]])
-}
-
-/// A MAC for a lan interface: locally administered `02:56:` + its IPv4.
-fn lan_mac(ip: Ipv4Addr) -> MacAddr {
-    let o = ip.octets();
-    MacAddr([0x02, 0x56, o[0], o[1], o[2], o[3]])
-}
-
 /// The userspace data path of a world.
 #[derive(Debug)]
 pub struct Dataplane {

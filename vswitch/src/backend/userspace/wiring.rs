@@ -11,10 +11,10 @@ use std::path::Path;
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
 use super::{
-    IfaceSpec, LAN_MTU, Setup, ip_proto, l2nets, lan_mac, lan_mac6, lan6_addr, overlay,
-    proxy_mappings, services,
+    IfaceSpec, LAN_MTU, Setup, ip_proto, l2nets, lan6_addr, overlay, proxy_mappings, services,
 };
 use crate::backend::pcap;
+use crate::backend::topology::{lan_mac, lan_mac6};
 use crate::backend::{BuildError, BuildOptions};
 use crate::engine::route6::{Machine6, Network6, Publish6, Route6Config};
 use crate::engine::{
