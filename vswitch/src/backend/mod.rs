@@ -25,9 +25,9 @@ use std::path::PathBuf;
 
 use crate::netns::NetNs;
 use crate::probe;
+use crate::run_id::{NodeKind, RunId};
 use crate::scenario::plan::{BackendKind, Driver, LinkFault, LinkRef, Node, Plan, StepAction};
 use crate::sys::netlink::Netlink;
-use crate::world::{NodeKind, RunId};
 
 /// The address of Docker's embedded DNS inside a container.
 pub const EMBEDDED_DNS: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 11));

@@ -10,7 +10,7 @@ use super::lan::delete_uplink;
 use super::{DAEMON_NETNS, LABEL_RUN, LOCK_FILE, UPLINK, UPLINK_OWNER, client};
 use crate::backend::BuildError;
 use crate::netns;
-use crate::world::{RunId, RunRecord};
+use crate::run_id::{RunId, RunRecord};
 
 /// Takes the docker lock, waiting for another run to finish.
 pub(super) fn acquire_lock(wait: Duration) -> Result<File, BuildError> {

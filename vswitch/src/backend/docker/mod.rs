@@ -100,10 +100,10 @@ use serde_json::{Value, json};
 
 use crate::backend::{BuildError, BuildOptions, World, namespace_names};
 use crate::netns::{self, NetNs};
+use crate::run_id::RunId;
 use crate::scenario::plan::{BackendKind, Driver, Endpoint, MacAddr, Node, Plan};
 use crate::sys::netlink::Netlink;
 use crate::sys::sysctl::sysctl_set;
-use crate::world::RunId;
 
 use crate::backend::linux::in_ns_boxed;
 use crate::backend::topology::{lan_mac, lan_mac6};
@@ -803,7 +803,7 @@ impl Dataplane {
         }
         let name = self
             .run
-            .netns_name(crate::world::NodeKind::Container, &c.name);
+            .netns_name(crate::run_id::NodeKind::Container, &c.name);
         crate::netns::delete(&name).map_err(BuildError::at(step("old namespace")))?;
         adopt_pid_netns(pid, &name).map_err(|source| BuildError {
             step: step(&format!("namespace of pid {pid}")),

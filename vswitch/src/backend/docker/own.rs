@@ -120,7 +120,7 @@ impl Dataplane {
             })?;
             let name = self
                 .run
-                .netns_name(crate::world::NodeKind::Machine, &m.name);
+                .netns_name(crate::run_id::NodeKind::Machine, &m.name);
             let ns = super::lan::adopt_pid_netns(pid, &name)
                 .map_err(|source| BuildError { step, source })?;
             world.adopt(Node::Machine(i), ns);
