@@ -35,6 +35,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use ipnet::IpNet;
 
 use crate::backend::pcap::PcapWriter;
+use crate::backend::topology::LAN_MTU;
 use crate::backend::{BuildError, BuildOptions, World};
 use crate::engine::{ConntrackState, DomainId, Engine, EngineConfig, PortId, VlanConfig};
 use crate::scenario::plan::{LinkFault, LinkRef, MacAddr, Node, Plan, Proto};
@@ -44,9 +45,6 @@ use crate::sys::tap::{Tap, TapOptions};
 use io::{EngineLoop, PortIo};
 use proxy::{Mapping, Proxy};
 pub use wiring::configure;
-
-/// MTU of `lan`.
-const LAN_MTU: u16 = 1500;
 
 /// The file beside the pcaps holding the ESP SAs of encrypted overlays, in
 /// Wireshark's `esp_sa` UAT format (copy it into a tshark profile, or pass
@@ -117,11 +115,6 @@ fn enable_ipv6(ifname: &str) -> Result<(), Box<dyn std::error::Error + Send + Sy
         sysctl_set(&format!("net.ipv6.conf.{ifname}.{key}"), value)?;
     }
     Ok(())
-}
-
-/// An address on `lan6` with its prefix, for a host that has one.
-fn lan6_addr(plan: &Plan, ip6: Option<std::net::Ipv6Addr>) -> Option<(IpAddr, u8)> {
-    Some((IpAddr::V6(ip6?), plan.lan6?.prefix_len()))
 }
 
 /// The userspace data path of a world.

@@ -1,13 +1,21 @@
 //! Plan-level facts every backend builds from, computed once here rather
-//! than inside one backend: which machines an overlay spans, the implicit
-//! `docker_gwbridge` network (OV-8) and what no backend can build of
-//! overlays yet.
+//! than inside one backend: the backend-neutral [`Topology`] (every
+//! interface, segment, overlay and service), which machines an overlay
+//! spans, the lan MACs, the implicit `docker_gwbridge` network (OV-8) and
+//! what no backend can build of overlays yet.
 //!
 //! Overlay-only containers get an endpoint on their machine's
 //! `docker_gwbridge` ([`with_gwbridge`], OV-8): the plan the backends build
 //! carries it, so north–south traffic and published ports work as on
 //! Docker. What cannot be built is refused by name ([`refusals`]): only when
 //! no 172.18-31.0.0/16 is free for that bridge.
+
+#[cfg(test)]
+mod golden;
+mod model;
+
+pub use model::{GatewayBridge, Interface, LAN_MTU, Overlay, Role, Segment, Service, Topology};
+pub(crate) use model::{carries_default, is_child_driver, is_ipvlan_l3};
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
