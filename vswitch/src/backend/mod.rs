@@ -619,17 +619,14 @@ impl Drop for World {
         }
         let t = std::time::Instant::now();
         let namespaces = std::mem::take(&mut self.namespaces);
-        let names: Vec<String> = namespaces
+        let guards: Vec<crate::netns::DeleteOnDrop> = namespaces
             .iter()
             .filter(|n| self.owns(n))
-            .map(|n| n.name().to_string())
+            .map(|n| crate::netns::DeleteOnDrop::namespace(n.name()))
             .collect();
         drop(namespaces);
-        parallel::map(names, parallel::WIDTH, |n| {
-            if let Err(e) = crate::netns::delete(&n) {
-                tracing::warn!(namespace = %n, error = %e, "cannot delete namespace");
-            }
-        });
+        // Each guard deletes its namespace as it is dropped, in parallel.
+        parallel::map(guards, parallel::WIDTH, drop);
         tracing::debug!(
             ms = t.elapsed().as_millis() as u64,
             "teardown: namespaces deleted"

@@ -92,17 +92,10 @@ pub(super) fn plug(lan: &NetNs, port: &str, target: &NetNs, up: Uplink) -> Resul
     Ok(())
 }
 
-/// Deletes the uplink in the daemon's namespace (absent is fine). Its
-/// routes go with it; its peer goes with the lan namespace.
-pub(super) fn delete_uplink() -> Result<(), BoxError> {
-    let daemon = NetNs::open(DAEMON_NETNS)?;
-    daemon.run(|| -> Result<(), BoxError> {
-        let mut nl = Netlink::new()?;
-        if nl.link_exists(UPLINK)? {
-            nl.link_del(UPLINK)?;
-        }
-        Ok(())
-    })?
+/// The uplink in the daemon's namespace, deleted (absent is fine) when the
+/// guard goes. Its routes go with it; its peer goes with the lan namespace.
+pub(super) fn uplink_guard() -> netns::DeleteOnDrop {
+    netns::DeleteOnDrop::link(DAEMON_NETNS, UPLINK)
 }
 
 /// Bind-mounts `/proc/PID/ns/net` at `/run/netns/NAME` (as `ip netns attach`).

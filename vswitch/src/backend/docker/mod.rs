@@ -110,7 +110,7 @@ use crate::backend::topology::{lan_mac, lan_mac6};
 use api::{ApiError, Client};
 use cleanup::{acquire_lock, remove_dead_leftovers, remove_objects};
 pub use cleanup::{leftover_runs, remove_run, traces};
-use lan::{Uplink, adopt_pid_netns, delete_uplink, plug};
+use lan::{Uplink, adopt_pid_netns, plug, uplink_guard};
 #[cfg(test)]
 use spec::docker_accepts_container_name;
 use spec::{
@@ -363,7 +363,7 @@ pub struct Dataplane {
     run: RunId,
     lock: Option<File>,
     lan: Option<netns::OwnedNs>,
-    uplink: bool,
+    uplink: Option<netns::DeleteOnDrop>,
     engine_version: String,
     containers: Vec<String>,
     /// Networks created, with the machine whose daemon holds each.
@@ -392,7 +392,7 @@ impl Dataplane {
             run: world.run.clone(),
             lock: None,
             lan: None,
-            uplink: false,
+            uplink: None,
             engine_version: String::new(),
             containers: Vec::new(),
             networks: Vec::new(),
@@ -559,10 +559,9 @@ impl Dataplane {
         })?;
         if stale {
             // The lock is ours, so no live run owns it.
-            delete_uplink().map_err(|source| BuildError {
-                step: "removing a stale daemon uplink".into(),
-                source,
-            })?;
+            uplink_guard()
+                .delete()
+                .map_err(BuildError::at("removing a stale daemon uplink"))?;
         }
         if plan.lan6.is_some() {
             // The bridges the daemon creates for this run, and the uplink,
@@ -580,7 +579,7 @@ impl Dataplane {
         faults::remove_uplink_faults()?;
         std::fs::write(UPLINK_OWNER, self.run.as_str())
             .map_err(BuildError::at(format!("writing {UPLINK_OWNER}")))?;
-        self.uplink = true;
+        self.uplink = Some(uplink_guard());
         let m = &plan.machines[0];
         let up = Uplink::of_machine(plan, 0);
         plug(lan, "m0", &daemon, up).map_err(|source| BuildError {
@@ -889,7 +888,7 @@ impl Dataplane {
     fn shutdown(&mut self) -> Value {
         if self.lock.is_none()
             && self.lan.is_none()
-            && !self.uplink
+            && self.uplink.is_none()
             && self.daemons.is_empty()
             && !self.mapped
         {
@@ -924,18 +923,8 @@ impl Dataplane {
             self.containers.clear();
             self.networks.clear();
         }
-        if self.uplink {
-            self.uplink = false;
-            if let Err(e) = faults::remove_uplink_faults() {
-                eprintln!("vswitch: {e}");
-            }
-            match delete_uplink() {
-                Ok(()) => removed.push(format!("{DAEMON_NETNS}/{UPLINK}")),
-                Err(e) => {
-                    tracing::warn!(link = UPLINK, namespace = DAEMON_NETNS, error = %e, "cannot remove link")
-                }
-            }
-            let _ = std::fs::remove_file(UPLINK_OWNER);
+        if let Some(uplink) = self.uplink.take() {
+            cleanup::remove_uplink(uplink, &mut removed);
         }
         // The lan namespace goes now, after the daemons that used it.
         drop(self.lan.take());
