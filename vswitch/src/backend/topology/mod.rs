@@ -10,6 +10,7 @@
 //! Docker. What cannot be built is refused by name ([`refusals`]): only when
 //! no 172.18-31.0.0/16 is free for that bridge.
 
+pub mod features;
 #[cfg(test)]
 mod golden;
 mod model;

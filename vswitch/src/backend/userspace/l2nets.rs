@@ -69,24 +69,3 @@ pub(super) fn child_port(
         attach,
     }
 }
-
-/// What this backend refuses of macvlan/ipvlan (as the kernel backend
-/// does for passthru).
-pub(super) fn unsupported(plan: &Plan, say: &mut dyn FnMut(String)) {
-    for (i, n) in plan.networks.iter().enumerate() {
-        if n.driver == Driver::Macvlan && n.mode == Some(Mode::Passthru) {
-            let users = plan
-                .containers
-                .iter()
-                .filter(|c| c.endpoints.iter().any(|e| e.network == i))
-                .count();
-            if users > 1 {
-                say(format!(
-                    "macvlan passthru gives its parent to one container; {users} are attached \
-                     (network[{i}] `{}`)",
-                    n.name
-                ));
-            }
-        }
-    }
-}

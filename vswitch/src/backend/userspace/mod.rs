@@ -36,9 +36,10 @@ use ipnet::IpNet;
 
 use crate::backend::pcap::PcapWriter;
 use crate::backend::topology::LAN_MTU;
+use crate::backend::topology::features::{Env, features, refusals_of};
 use crate::backend::{BuildError, BuildOptions, World};
 use crate::engine::{ConntrackState, DomainId, Engine, EngineConfig, PortId, VlanConfig};
-use crate::scenario::plan::{LinkFault, LinkRef, MacAddr, Node, Plan, Proto};
+use crate::scenario::plan::{BackendKind, LinkFault, LinkRef, MacAddr, Node, Plan, Proto};
 use crate::sys::netlink::Netlink;
 use crate::sys::tap::{Tap, TapOptions};
 
@@ -58,7 +59,14 @@ pub fn unsupported(plan: &Plan) -> Vec<String> {
     // IPv6 is built on every link (bridge, the default bridge, macvlan,
     // ipvlan, overlay, lan6 and its VLANs) and routed between them
     // (route6.rs, the proxy's IPv6 side).
-    l2nets::unsupported(plan, &mut say);
+    let no_probe = |_: &str| true;
+    let env = Env {
+        has_kind: &no_probe,
+    };
+    let f = features(plan);
+    for r in refusals_of(BackendKind::Userspace, &f.networks, plan, &env) {
+        say(r);
+    }
     for r in crate::backend::topology::refusals(plan) {
         say(r);
     }
