@@ -16,6 +16,7 @@ pub mod prereq;
 pub mod probe;
 pub mod progress;
 pub mod run;
+pub mod run_id;
 pub mod scenario;
 pub mod sys;
 pub mod tools;

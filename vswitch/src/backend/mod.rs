@@ -11,6 +11,7 @@
 pub mod capture;
 pub mod docker;
 pub mod kernel;
+pub(crate) mod linux;
 pub mod parallel;
 pub mod pcap;
 mod services;
@@ -24,9 +25,9 @@ use std::path::PathBuf;
 
 use crate::netns::NetNs;
 use crate::probe;
+use crate::run_id::{NodeKind, RunId};
 use crate::scenario::plan::{BackendKind, Driver, LinkFault, LinkRef, Node, Plan, StepAction};
 use crate::sys::netlink::Netlink;
-use crate::world::{NodeKind, RunId};
 
 /// The address of Docker's embedded DNS inside a container.
 pub const EMBEDDED_DNS: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 11));
@@ -622,17 +623,14 @@ impl Drop for World {
         }
         let t = std::time::Instant::now();
         let namespaces = std::mem::take(&mut self.namespaces);
-        let names: Vec<String> = namespaces
+        let guards: Vec<crate::netns::DeleteOnDrop> = namespaces
             .iter()
             .filter(|n| self.owns(n))
-            .map(|n| n.name().to_string())
+            .map(|n| crate::netns::DeleteOnDrop::namespace(n.name()))
             .collect();
         drop(namespaces);
-        parallel::map(names, parallel::WIDTH, |n| {
-            if let Err(e) = crate::netns::delete(&n) {
-                tracing::warn!(namespace = %n, error = %e, "cannot delete namespace");
-            }
-        });
+        // Each guard deletes its namespace as it is dropped, in parallel.
+        parallel::map(guards, parallel::WIDTH, drop);
         tracing::debug!(
             ms = t.elapsed().as_millis() as u64,
             "teardown: namespaces deleted"

@@ -14,7 +14,7 @@
 //! leaves: every flow whose reply tuple has the endpoint's address
 //! ([`leaving_addrs`]; a container's own masqueraded flows stay, so their
 //! replies reach whoever holds its address next, BUG-9). Faults go to the
-//! running engine. Kernel: see `kernel::topology` and `kernel::faults`.
+//! running engine. Kernel: see `kernel::topology` and `linux::faults`.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -169,7 +169,7 @@ impl World {
         if let (true, StepAction::Fault { link, .. } | StepAction::Clear(link)) = (ns_fault, action)
         {
             track_faults(&mut self.faults, action);
-            return super::kernel::faults::apply(self, after, &self.faults, *link)
+            return super::linux::faults::apply(self, after, &self.faults, *link)
                 .map_err(StepError::Rebuild);
         }
         if backend == BackendKind::Docker {
@@ -232,7 +232,7 @@ impl World {
                     && fault.loss < 1.0
                     && matches!(self.backend, BackendKind::Kernel | BackendKind::Docker) =>
             {
-                Some(super::kernel::faults::LOSS_NOT_SEEDED)
+                Some(super::linux::faults::LOSS_NOT_SEEDED)
             }
             _ => None,
         }
@@ -244,7 +244,7 @@ impl World {
         let links: Vec<LinkRef> = self.faults.keys().copied().collect();
         for l in links {
             if matches!(l, LinkRef::Endpoint { .. }) {
-                super::kernel::faults::apply(self, after, &self.faults, l)?;
+                super::linux::faults::apply(self, after, &self.faults, l)?;
             }
         }
         Ok(())

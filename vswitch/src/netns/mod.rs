@@ -16,6 +16,9 @@ use std::thread::JoinHandle;
 use nix::mount::{MntFlags, MsFlags, mount, umount2};
 use nix::sched::{CloneFlags, setns, unshare};
 
+mod guard;
+pub use guard::{DeleteError, DeleteOnDrop};
+
 /// Where `ip netns` keeps its namespace files.
 pub const NETNS_RUN_DIR: &str = "/run/netns";
 /// Where `ip netns exec` looks for per-namespace `/etc` files.
@@ -288,35 +291,28 @@ fn ensure_run_dir() -> io::Result<()> {
     shared(MsFlags::MS_SHARED | MsFlags::MS_REC).map_err(errno)
 }
 
-/// A namespace the caller made and owns: deleted when the guard is dropped
-/// (a failure to delete is reported on standard error; `vswitch cleanup`
-/// removes what is left).
+/// A namespace the caller made and owns, with its handle: deleted when
+/// dropped, after the handle is closed ([`DeleteOnDrop`]).
 #[derive(Debug)]
 pub struct OwnedNs {
+    // Declared first: closed before the guard deletes the namespace.
     ns: Option<NetNs>,
+    _delete: DeleteOnDrop,
 }
 
 impl OwnedNs {
     /// Takes ownership of `ns`.
     pub fn new(ns: NetNs) -> OwnedNs {
-        OwnedNs { ns: Some(ns) }
+        let guard = DeleteOnDrop::namespace(ns.name());
+        OwnedNs {
+            ns: Some(ns),
+            _delete: guard,
+        }
     }
 
     /// The namespace.
     pub fn ns(&self) -> Option<&NetNs> {
         self.ns.as_ref()
-    }
-}
-
-impl Drop for OwnedNs {
-    fn drop(&mut self) {
-        if let Some(ns) = self.ns.take() {
-            let name = ns.name().to_string();
-            drop(ns);
-            if let Err(e) = delete(&name) {
-                tracing::warn!(namespace = %name, error = %e, "cannot delete namespace");
-            }
-        }
     }
 }
 

@@ -16,22 +16,12 @@ pub(crate) const B4: &str = "10.99.0.2";
 pub(crate) const A6: &str = "fd99::1";
 pub(crate) const B6: &str = "fd99::2";
 
-/// Deletes the namespaces it names, also when a test panics.
-struct Guard(Vec<String>);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        for n in &self.0 {
-            let _ = netns::delete(n);
-        }
-    }
-}
-
 pub(crate) struct Pair {
     pub a: NetNs,
     pub b: NetNs,
-    // Declared last: dropped after the handles above.
-    _guard: Guard,
+    // Declared last: deletes the namespaces after the handles above are
+    // closed, also when a test panics.
+    _guard: Vec<netns::DeleteOnDrop>,
 }
 
 /// Whether root tests should run; panics when they must but cannot.
@@ -65,7 +55,10 @@ impl Pair {
         let k = N.fetch_add(1, Ordering::Relaxed);
         let base = format!("vswp{}x{k}", std::process::id());
         let (na, nb) = (format!("{base}a"), format!("{base}b"));
-        let guard = Guard(vec![na.clone(), nb.clone()]);
+        let guard = vec![
+            netns::DeleteOnDrop::namespace(&na),
+            netns::DeleteOnDrop::namespace(&nb),
+        ];
         let a = NetNs::create(&na).expect("create namespace a");
         let b = NetNs::create(&nb).expect("create namespace b");
         ip(

@@ -19,7 +19,7 @@ use crate::engine::packet::{Packet, VnetHdr};
 use crate::netns::{self, NETNS_RUN_DIR, NetNs};
 
 /// Deletes its namespaces on drop, panic or not.
-struct NsGuard(Vec<String>);
+struct NsGuard(Vec<netns::DeleteOnDrop>);
 
 impl NsGuard {
     fn new() -> NsGuard {
@@ -29,18 +29,8 @@ impl NsGuard {
     fn create(&mut self, tag: &str) -> NetNs {
         let name = format!("vswt{}-{tag}", std::process::id());
         let _ = netns::delete(&name); // a leftover of a killed run with our pid
-        self.0.push(name.clone());
+        self.0.push(netns::DeleteOnDrop::namespace(&name));
         NetNs::create(&name).expect("create test namespace")
-    }
-}
-
-impl Drop for NsGuard {
-    fn drop(&mut self) {
-        for n in &self.0 {
-            if let Err(e) = netns::delete(n) {
-                eprintln!("cannot delete test namespace {n}: {e}");
-            }
-        }
     }
 }
 

@@ -6,11 +6,11 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::api::Client;
-use super::lan::delete_uplink;
+use super::lan::uplink_guard;
 use super::{DAEMON_NETNS, LABEL_RUN, LOCK_FILE, UPLINK, UPLINK_OWNER, client};
 use crate::backend::BuildError;
 use crate::netns;
-use crate::world::{RunId, RunRecord};
+use crate::run_id::{RunId, RunRecord};
 
 /// Takes the docker lock, waiting for another run to finish.
 pub(super) fn acquire_lock(wait: Duration) -> Result<File, BuildError> {
@@ -115,18 +115,24 @@ pub fn remove_run(id: &RunId) -> Vec<String> {
         removed.extend(remove_objects(&client(), id));
     }
     if uplink_owner().as_ref() == Some(id) {
-        if let Err(e) = super::faults::remove_uplink_faults() {
-            eprintln!("vswitch: {e}");
-        }
-        match delete_uplink() {
-            Ok(()) => removed.push(format!("{DAEMON_NETNS}/{UPLINK}")),
-            Err(e) => {
-                tracing::warn!(link = UPLINK, namespace = DAEMON_NETNS, error = %e, "cannot remove link")
-            }
-        }
-        let _ = std::fs::remove_file(UPLINK_OWNER);
+        remove_uplink(uplink_guard(), &mut removed);
     }
     removed
+}
+
+/// Removes the shared daemon's uplink (its guard), its fault table and the
+/// owner file, saying so in `removed`.
+pub(super) fn remove_uplink(uplink: netns::DeleteOnDrop, removed: &mut Vec<String>) {
+    if let Err(e) = super::faults::remove_uplink_faults() {
+        eprintln!("vswitch: {e}");
+    }
+    match uplink.delete() {
+        Ok(()) => removed.push(format!("{DAEMON_NETNS}/{UPLINK}")),
+        Err(e) => {
+            tracing::warn!(link = UPLINK, namespace = DAEMON_NETNS, error = %e, "cannot remove link")
+        }
+    }
+    let _ = std::fs::remove_file(UPLINK_OWNER);
 }
 
 pub(super) fn uplink_owner() -> Option<RunId> {

@@ -26,8 +26,8 @@ use std::time::{Duration, Instant};
 
 use super::BoxError;
 use super::api::Client;
+use crate::run_id::RunId;
 use crate::scenario::plan::Machine;
-use crate::world::RunId;
 
 /// Where the run's daemons keep everything.
 pub const DAEMONS_DIR: &str = "/run/vswitch/dockerd";

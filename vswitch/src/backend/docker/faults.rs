@@ -1,5 +1,5 @@
-//! Link faults on the docker backend: the kernel backend's own code
-//! (`backend::kernel::faults`, one implementation) run in the namespaces of
+//! Link faults on the docker backend: the kernel backend's code
+//! (`backend::linux::faults`, one implementation) run in the namespaces of
 //! the docker world. A container's interfaces are in its network namespace
 //! (`/proc/PID/ns/net`, adopted at build and again after each start), an
 //! external's and the lan's in the run's namespaces, and a machine's uplink
@@ -37,5 +37,5 @@ pub(crate) fn refusals(_plan: &Plan, action: &StepAction, at: &str) -> Vec<Strin
 pub(super) fn remove_uplink_faults() -> Result<(), crate::backend::BuildError> {
     let ns = NetNs::open(super::DAEMON_NETNS)
         .map_err(crate::backend::BuildError::at("daemon namespace"))?;
-    crate::backend::kernel::faults::remove_table(&ns, super::UPLINK)
+    crate::backend::linux::faults::remove_table(&ns, super::UPLINK)
 }

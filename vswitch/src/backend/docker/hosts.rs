@@ -37,8 +37,8 @@ use serde_json::{Value, json};
 
 use super::BoxError;
 use super::api::{Client, Endpoint, TlsFiles};
+use crate::run_id::RunId;
 use crate::scenario::plan::{Driver, Plan};
-use crate::world::RunId;
 pub use parse::{Host, TlsOptions};
 
 /// Where mapped runs record their daemons.

@@ -3,30 +3,16 @@
 //! uplink), and containers' namespaces adopted under `/run/netns`.
 
 use std::fs::File;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::IpAddr;
 use std::path::Path;
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
 use super::{BoxError, DAEMON_NETNS, UPLINK};
-use crate::backend::BuildError;
+use crate::backend::topology::lan_mac;
 use crate::netns::{self, NetNs};
 use crate::scenario::plan::MacAddr;
 use crate::sys::netlink::Netlink;
-
-/// Runs `f` inside `ns`, folding both error layers into a [`BuildError`].
-pub(super) fn in_ns<R: Send + 'static>(
-    ns: &NetNs,
-    step: &str,
-    f: impl FnOnce() -> Result<R, BoxError> + Send + 'static,
-) -> Result<R, BuildError> {
-    ns.run(f)
-        .map_err(BuildError::at(step.to_string()))?
-        .map_err(|source| BuildError {
-            step: step.to_string(),
-            source,
-        })
-}
 
 /// How `eth0` of a lan host looks: its MAC, addresses (IPv4 on `lan`,
 /// IPv6 on `lan6`) and default routes (one per family at most).
@@ -106,30 +92,10 @@ pub(super) fn plug(lan: &NetNs, port: &str, target: &NetNs, up: Uplink) -> Resul
     Ok(())
 }
 
-/// The MAC of a lan interface, as the userspace backend gives it (`02:56:` + IPv4).
-pub(super) fn lan_mac(ip: Ipv4Addr) -> MacAddr {
-    let o = ip.octets();
-    MacAddr([0x02, 0x56, o[0], o[1], o[2], o[3]])
-}
-
-/// The MAC of an IPv6-only host's lan interface (`02:57:` + the last four
-/// bytes of its address), as the kernel backend gives it.
-pub(super) fn lan_mac6(ip: Ipv6Addr) -> MacAddr {
-    let o = ip.octets();
-    MacAddr([0x02, 0x57, o[12], o[13], o[14], o[15]])
-}
-
-/// Deletes the uplink in the daemon's namespace (absent is fine). Its
-/// routes go with it; its peer goes with the lan namespace.
-pub(super) fn delete_uplink() -> Result<(), BoxError> {
-    let daemon = NetNs::open(DAEMON_NETNS)?;
-    daemon.run(|| -> Result<(), BoxError> {
-        let mut nl = Netlink::new()?;
-        if nl.link_exists(UPLINK)? {
-            nl.link_del(UPLINK)?;
-        }
-        Ok(())
-    })?
+/// The uplink in the daemon's namespace, deleted (absent is fine) when the
+/// guard goes. Its routes go with it; its peer goes with the lan namespace.
+pub(super) fn uplink_guard() -> netns::DeleteOnDrop {
+    netns::DeleteOnDrop::link(DAEMON_NETNS, UPLINK)
 }
 
 /// Bind-mounts `/proc/PID/ns/net` at `/run/netns/NAME` (as `ip netns attach`).

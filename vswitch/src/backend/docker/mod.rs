@@ -91,24 +91,26 @@ mod tests;
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
 use std::time::Duration;
 
-use ipnet::{Ipv4Net, Ipv6Net};
 use serde_json::{Value, json};
 
 use crate::backend::{BuildError, BuildOptions, World, namespace_names};
 use crate::netns::{self, NetNs};
-use crate::scenario::plan::{BackendKind, Driver, Endpoint, MacAddr, Node, Plan};
+use crate::run_id::RunId;
+use crate::scenario::plan::{BackendKind, Driver, Endpoint, Node, Plan};
 use crate::sys::netlink::Netlink;
 use crate::sys::sysctl::sysctl_set;
-use crate::world::RunId;
 
+use crate::backend::linux::in_ns_boxed;
+use crate::backend::topology::features::{Env, features, refusals_of};
+use crate::backend::topology::{lan_mac, lan_mac6};
 use api::{ApiError, Client};
 use cleanup::{acquire_lock, remove_dead_leftovers, remove_objects};
 pub use cleanup::{leftover_runs, remove_run, traces};
-use lan::{Uplink, adopt_pid_netns, delete_uplink, in_ns, lan_mac, lan_mac6, plug};
+use lan::{Uplink, adopt_pid_netns, plug, uplink_guard};
 #[cfg(test)]
 use spec::docker_accepts_container_name;
 use spec::{
@@ -187,124 +189,22 @@ pub fn unsupported(plan: &Plan) -> Vec<String> {
             }
         }
     }
-    for (i, m) in plan.machines.iter().enumerate() {
-        if let Some(b) = m.backend {
-            say(format!(
-                "mixed backends (machine[{i}] `{}` backend = {b}) not supported",
-                m.name
-            ));
-        }
-        for r in &m.resolvers {
-            if r.is_loopback() {
-                say(format!(
-                    "loopback resolver {r} (machine[{i}] `{}`): the daemon's own resolv.conf is not the scenario's",
-                    m.name
-                ));
-            }
-        }
-    }
-    for (i, n) in plan.networks.iter().enumerate() {
-        let what = format!("network[{i}] `{}`", n.name);
-        if n.name == "default" {
-            // moby runconfig: `default` is a predefined network mode.
-            say(format!(
-                "a network named `default` ({what}): the daemon refuses to create it (operation is not permitted on predefined default network)"
-            ));
-        }
-        match n.driver {
-            // OV-9: the daemon would program xfrm ESP SAs.
-            Driver::Overlay if n.encrypted && !crate::sys::probe::esp_supported() => say(format!(
-                "encrypted overlay needs IPsec ESP (xfrm rfc4106(gcm(aes))), which this kernel lacks: ESP missing ({what})"
-            )),
-            Driver::Ipvlan => say(format!("driver ipvlan not supported ({what})")),
-            Driver::Overlay if n.ipv6 => say(format!(
-                "IPv6 on an overlay: Engine 20.10's swarm allocator does not take a container's planned IPv6Address on an attachable overlay (observed: fd00:9::3 for a planned fd00:9::2), so its addresses cannot be the plan's ({what})"
-            )),
-            Driver::Macvlan => {
-                if let Some(p) = &n.parent {
-                    if p.vlan.is_some() {
-                        say(format!("802.1Q parent `{}` not supported ({what})", p.name));
-                    } else if p.name != UPLINK {
-                        say(format!(
-                            "parent `{}` not supported: only `{UPLINK}` ({what})",
-                            p.name
-                        ));
-                    }
-                }
-                if n.mtu_explicit {
-                    say(format!("mtu on macvlan not supported ({what})"));
-                }
-                if n.parent.is_none() && !crate::sys::probe::link_kind_supported("dummy") {
-                    say(format!(
-                        "parent-less macvlan: Docker makes a dummy link its parent (MV-6), and this kernel has no dummy links ({what})"
-                    ));
-                }
-            }
-            _ => {}
-        }
-        // V6-6: the default bridge's IPv6 is the daemon's fixed-cidr-v6,
-        // container addresses derived from their MACs.
-        let daemon6: Ipv6Net = "fd00:dead:beef::/48".parse().expect("valid");
-        let gw6: Ipv6Addr = "fd00:dead:beef::1".parse().expect("valid");
-        let derived = |e: &Endpoint| {
-            let mut o = daemon6.network().octets();
-            o[10..16].copy_from_slice(&e.mac.0);
-            e.ip6.is_none_or(|a| a == Ipv6Addr::from(o))
-        };
-        let on_it = |e: &&Endpoint| plan.networks[e.network].name == n.name;
-        if n.ipv6
-            && n.default
-            && (n.subnet6 != Some(daemon6)
-                || n.gateway6 != Some(gw6)
-                || !plan
-                    .containers
-                    .iter()
-                    .flat_map(|c| &c.endpoints)
-                    .filter(on_it)
-                    .all(derived))
-        {
-            say(format!(
-                "ipv6 on the default bridge other than the daemon's: its IPv6 is the daemon's fixed-cidr-v6 (fd00:dead:beef::/48, gateway ::1, addresses from the MAC, V6-6), a daemon-wide setting ({what})"
-            ));
-        }
-        if n.default && n.driver == Driver::Bridge {
-            let expected = Ipv4Net::new(Ipv4Addr::new(172, 17, 0, 0), 16).expect("valid");
-            let ok = n.subnets.len() == 1
-                && n.subnets[0].net == expected
-                && n.subnets[0].gateway == Some(Ipv4Addr::new(172, 17, 0, 1))
-                && n.subnets[0].ip_range == expected
-                && n.aux_addresses.is_empty()
-                && !n.internal
-                && n.icc
-                && n.masquerade
-                && n.mtu == 1500;
-            if !ok {
-                say(format!(
-                    "the default bridge is the daemon's (172.17.0.0/16, gateway .1, ICC and masquerade on, MTU 1500): other settings are daemon-wide ({what})"
-                ));
-            }
-        }
-    }
-    for (i, x) in plan.externals.iter().enumerate() {
-        if x.vlan.is_some() {
-            say(format!(
-                "VLANs on lan not supported (external[{i}] `{}`)",
-                x.name
-            ));
-        }
-    }
-    for (i, c) in plan.containers.iter().enumerate() {
-        for (k, e) in c.endpoints.iter().enumerate() {
-            if k > 0
-                && let Some(ip) = e.ip
-                && e.mac != MacAddr::docker_from_ipv4(ip)
-            {
-                say(format!(
-                    "a MAC address on a second network needs Engine API 1.44 (container[{i}] `{}` network `{}`)",
-                    c.name, plan.networks[e.network].name
-                ));
-            }
-        }
+    let has_kind = |kind: &str| match kind {
+        "esp" => crate::sys::probe::esp_supported(),
+        k => crate::sys::probe::link_kind_supported(k),
+    };
+    let env = Env {
+        has_kind: &has_kind,
+    };
+    let f = features(plan);
+    let sections = [&f.machines, &f.networks, &f.externals, &f.containers];
+    for r in refusals_of(
+        BackendKind::Docker,
+        sections.into_iter().flatten(),
+        plan,
+        &env,
+    ) {
+        say(r);
     }
     why.dedup();
     if why.is_empty()
@@ -367,7 +267,7 @@ pub struct Dataplane {
     run: RunId,
     lock: Option<File>,
     lan: Option<netns::OwnedNs>,
-    uplink: bool,
+    uplink: Option<netns::DeleteOnDrop>,
     engine_version: String,
     containers: Vec<String>,
     /// Networks created, with the machine whose daemon holds each.
@@ -399,7 +299,7 @@ impl Dataplane {
             run: world.run.clone(),
             lock: None,
             lan: None,
-            uplink: false,
+            uplink: None,
             engine_version: String::new(),
             containers: Vec::new(),
             networks: Vec::new(),
@@ -511,7 +411,7 @@ impl Dataplane {
             .insert(netns::OwnedNs::new(lan))
             .ns()
             .expect("just created");
-        in_ns(lan, "lan bridge", || {
+        in_ns_boxed(lan, "lan bridge", || {
             crate::backend::prepare_namespace(false, false)?;
             let mut nl = Netlink::new()?;
             nl.link_add_bridge("lan")?;
@@ -562,22 +462,21 @@ impl Dataplane {
         }
         // The machine uplink in the daemon's namespace.
         let daemon = NetNs::open(DAEMON_NETNS).map_err(BuildError::at("daemon namespace"))?;
-        let stale = in_ns(&daemon, "daemon uplink", || {
+        let stale = in_ns_boxed(&daemon, "daemon uplink", || {
             Ok(Netlink::new()?.link_exists(UPLINK)?)
         })?;
         if stale {
             // The lock is ours, so no live run owns it.
-            delete_uplink().map_err(|source| BuildError {
-                step: "removing a stale daemon uplink".into(),
-                source,
-            })?;
+            uplink_guard()
+                .delete()
+                .map_err(BuildError::at("removing a stale daemon uplink"))?;
         }
         if plan.lan6.is_some() {
             // The bridges the daemon creates for this run, and the uplink,
             // hold their IPv6 addresses at once: without this, Docker's
             // gateway6 stays tentative (DAD) for a second after the network
             // is created, and the first checks find no router.
-            in_ns(&daemon, "daemon namespace: IPv6 DAD off", || {
+            in_ns_boxed(&daemon, "daemon namespace: IPv6 DAD off", || {
                 for scope in ["all", "default"] {
                     sysctl_set(&format!("net.ipv6.conf.{scope}.accept_dad"), "0")?;
                 }
@@ -588,7 +487,7 @@ impl Dataplane {
         faults::remove_uplink_faults()?;
         std::fs::write(UPLINK_OWNER, self.run.as_str())
             .map_err(BuildError::at(format!("writing {UPLINK_OWNER}")))?;
-        self.uplink = true;
+        self.uplink = Some(uplink_guard());
         let m = &plan.machines[0];
         let up = Uplink::of_machine(plan, 0);
         plug(lan, "m0", &daemon, up).map_err(|source| BuildError {
@@ -823,7 +722,7 @@ impl Dataplane {
         }
         let name = self
             .run
-            .netns_name(crate::world::NodeKind::Container, &c.name);
+            .netns_name(crate::run_id::NodeKind::Container, &c.name);
         crate::netns::delete(&name).map_err(BuildError::at(step("old namespace")))?;
         adopt_pid_netns(pid, &name).map_err(|source| BuildError {
             step: step(&format!("namespace of pid {pid}")),
@@ -877,30 +776,26 @@ impl Dataplane {
             .any(|e| plan.networks[e.network].driver == Driver::Overlay);
         let count = c.endpoints.len() + 1;
         let ns = world.ns(Node::Container(ci));
-        in_ns(
-            ns,
-            &format!("container {}: interfaces", c.name),
-            move || {
-                let mut nl = Netlink::new()?;
-                for (ifname, ip) in &want {
-                    let addrs = if overlay {
-                        let mut all = Vec::new();
-                        for k in 0..count {
-                            all.extend(nl.addr_list(&format!("eth{k}")).unwrap_or_default());
-                        }
-                        all
-                    } else {
-                        nl.addr_list(ifname)?
-                    };
-                    if let Some(ip) = ip
-                        && !addrs.iter().any(|(a, _)| a == ip)
-                    {
-                        return Err(format!("{ifname} has {addrs:?}, the plan says {ip}").into());
+        in_ns_boxed(ns, format!("container {}: interfaces", c.name), move || {
+            let mut nl = Netlink::new()?;
+            for (ifname, ip) in &want {
+                let addrs = if overlay {
+                    let mut all = Vec::new();
+                    for k in 0..count {
+                        all.extend(nl.addr_list(&format!("eth{k}")).unwrap_or_default());
                     }
+                    all
+                } else {
+                    nl.addr_list(ifname)?
+                };
+                if let Some(ip) = ip
+                    && !addrs.iter().any(|(a, _)| a == ip)
+                {
+                    return Err(format!("{ifname} has {addrs:?}, the plan says {ip}").into());
                 }
-                Ok(())
-            },
-        )
+            }
+            Ok(())
+        })
     }
 
     /// Tears the data path down and returns what it removed.
@@ -913,7 +808,7 @@ impl Dataplane {
     fn shutdown(&mut self) -> Value {
         if self.lock.is_none()
             && self.lan.is_none()
-            && !self.uplink
+            && self.uplink.is_none()
             && self.daemons.is_empty()
             && !self.mapped
         {
@@ -948,18 +843,8 @@ impl Dataplane {
             self.containers.clear();
             self.networks.clear();
         }
-        if self.uplink {
-            self.uplink = false;
-            if let Err(e) = faults::remove_uplink_faults() {
-                eprintln!("vswitch: {e}");
-            }
-            match delete_uplink() {
-                Ok(()) => removed.push(format!("{DAEMON_NETNS}/{UPLINK}")),
-                Err(e) => {
-                    tracing::warn!(link = UPLINK, namespace = DAEMON_NETNS, error = %e, "cannot remove link")
-                }
-            }
-            let _ = std::fs::remove_file(UPLINK_OWNER);
+        if let Some(uplink) = self.uplink.take() {
+            cleanup::remove_uplink(uplink, &mut removed);
         }
         // The lan namespace goes now, after the daemons that used it.
         drop(self.lan.take());

@@ -11,8 +11,9 @@ use std::time::Instant;
 use ipnet::Ipv4Net;
 
 use super::daemon::OwnDaemon;
-use super::lan::{Uplink, in_ns, plug};
+use super::lan::{Uplink, plug};
 use super::{Dataplane, ensure_image};
+use crate::backend::linux::in_ns_boxed;
 use crate::backend::{BuildError, World};
 use crate::scenario::plan::{Driver, Node, Plan};
 use crate::sys::sysctl::sysctl_set;
@@ -119,7 +120,7 @@ impl Dataplane {
             })?;
             let name = self
                 .run
-                .netns_name(crate::world::NodeKind::Machine, &m.name);
+                .netns_name(crate::run_id::NodeKind::Machine, &m.name);
             let ns = super::lan::adopt_pid_netns(pid, &name)
                 .map_err(|source| BuildError { step, source })?;
             world.adopt(Node::Machine(i), ns);
@@ -152,7 +153,7 @@ impl Dataplane {
                 .ns(Node::Machine(i))
                 .try_clone()
                 .map_err(BuildError::at(format!("machine {}", m.name)))?;
-            in_ns(&ns, "machine namespace: IPv6 DAD off", || {
+            in_ns_boxed(&ns, "machine namespace: IPv6 DAD off", || {
                 for scope in ["all", "default"] {
                     sysctl_set(&format!("net.ipv6.conf.{scope}.accept_dad"), "0")?;
                 }

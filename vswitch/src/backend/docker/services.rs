@@ -54,8 +54,8 @@ use serde_json::{Value, json};
 use super::lan::adopt_pid_netns;
 use super::{Dataplane, LABEL_RUN, image};
 use crate::backend::{BuildError, World};
+use crate::run_id::RunId;
 use crate::scenario::plan::{Driver, EndpointMode, Node, Plan, PublishMode};
-use crate::world::RunId;
 
 /// How long one swarm step (tasks running, endpoints, tasks gone) may take.
 const SWARM_WAIT: Duration = Duration::from_secs(90);

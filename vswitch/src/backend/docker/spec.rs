@@ -6,8 +6,8 @@ use std::net::{IpAddr, Ipv4Addr};
 use serde_json::{Value, json};
 
 use super::{LABEL_RUN, image};
+use crate::run_id::RunId;
 use crate::scenario::plan::{Driver, Endpoint, Network, Plan};
-use crate::world::RunId;
 
 /// `POST /networks/create` body of a bridge or macvlan network.
 pub(super) fn network_body(name: &str, run: &RunId, n: &Network) -> Value {

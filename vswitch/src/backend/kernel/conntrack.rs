@@ -14,7 +14,7 @@ use std::net::IpAddr;
 use crate::backend::BuildError;
 use crate::netns::NetNs;
 
-use super::{KernelError, in_ns, run_tool};
+use crate::backend::linux::{LinuxError, in_ns, run_tool};
 
 /// Deletes the flows of machine namespace `ns` whose reply tuple has `ip`.
 pub(crate) fn forget_endpoint(ns: &NetNs, ip: IpAddr) -> Result<(), BuildError> {
@@ -25,7 +25,7 @@ pub(crate) fn forget_endpoint(ns: &NetNs, ip: IpAddr) -> Result<(), BuildError> 
         for which in ["--reply-src", "--reply-dst"] {
             match run_tool("conntrack", &["-D", "-f", family, which, &addr], "") {
                 // `conntrack -D` fails when nothing matched.
-                Err(KernelError::Tool { stderr, .. })
+                Err(LinuxError::Tool { stderr, .. })
                     if stderr.contains(" 0 flow entries have been deleted") => {}
                 other => other?,
             }

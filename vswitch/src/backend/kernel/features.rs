@@ -5,7 +5,8 @@
 
 use std::net::IpAddr;
 
-use crate::scenario::plan::{BackendKind, Check, CheckKind, Driver, Mode, Node, Plan, Proto};
+use crate::backend::topology::features::{Env, features, refusals_of};
+use crate::scenario::plan::{BackendKind, Check, CheckKind, Driver, Node, Plan, Proto};
 use crate::sys::probe::{esp_supported, link_kind_supported};
 
 /// Every reason this machine cannot build `plan` with the kernel backend,
@@ -39,96 +40,28 @@ pub(super) fn unsupported_with(
             say(lacks(kind, "the lan segment"));
         }
     }
-    for (i, m) in plan.machines.iter().enumerate() {
-        if m.backend == Some(BackendKind::Userspace) {
-            say(format!(
-                "mixed backends (machine[{i}] `{}` backend = userspace) not supported yet",
-                m.name
-            ));
-        }
-    }
-    for (i, x) in plan.externals.iter().enumerate() {
-        if let Some(v) = x.vlan {
-            if has_kind("vlan") {
-                say(format!(
-                    "VLAN {v} on lan (external[{i}] `{}`) needs VLAN filtering on the lan bridge, not supported yet",
-                    x.name
-                ));
-            } else {
-                say(format!(
-                    "VLAN {v} on lan (external[{i}] `{}`) needs 802.1Q vlan devices or bridge VLAN filtering, which this kernel lacks",
-                    x.name
-                ));
-            }
-        }
+    let env = Env { has_kind };
+    let f = features(plan);
+    let sections = [&f.machines, &f.externals, &f.networks];
+    for r in refusals_of(
+        BackendKind::Kernel,
+        sections.into_iter().flatten(),
+        plan,
+        &env,
+    ) {
+        say(r);
     }
     let mut needs_nft = false;
     let mut needs_bridge_tool = false;
-    for (i, n) in plan.networks.iter().enumerate() {
-        let at = format!("network[{i}] `{}`", n.name);
+    for n in &plan.networks {
         match n.driver {
             Driver::Bridge => needs_nft = true,
-            Driver::Macvlan => {
-                if !has_kind("macvlan") {
-                    say(format!("{} ({at})", lacks("macvlan", "driver macvlan")));
-                }
-                if let Some(p) = &n.parent
-                    && p.vlan.is_some()
-                {
-                    if has_kind("vlan") {
-                        say(format!(
-                            "parent {} (802.1Q sub-interface) not supported yet ({at})",
-                            p.name
-                        ));
-                    } else {
-                        say(format!(
-                            "parent {} needs 802.1Q vlan devices, which this kernel lacks ({at})",
-                            p.name
-                        ));
-                    }
-                }
-                if n.mode == Some(Mode::Passthru) {
-                    let users = plan
-                        .containers
-                        .iter()
-                        .flat_map(|c| &c.endpoints)
-                        .filter(|e| e.network == i)
-                        .count();
-                    if users > 1 {
-                        say(format!(
-                            "macvlan passthru gives its parent to one container; {users} are attached ({at})"
-                        ));
-                    }
-                }
-            }
-            Driver::Ipvlan => {
-                if has_kind("ipvlan") {
-                    say(format!("driver ipvlan not supported yet ({at})"));
-                } else {
-                    say(format!("{} ({at})", lacks("ipvlan", "driver ipvlan")));
-                }
-            }
             Driver::Overlay => {
-                if !has_kind("vxlan") {
-                    say(format!("{} ({at})", lacks("vxlan", "driver overlay")));
-                }
                 needs_bridge_tool = true;
                 // docker_gwbridge is a bridge with masquerade (OV-8).
                 needs_nft = true;
-                // OV-9: Docker's overlay driver programs xfrm ESP SAs.
-                if n.encrypted {
-                    if has_kind("esp") {
-                        say(format!(
-                            "encrypted overlay (IPsec ESP between machines, OV-9) not supported yet ({at})"
-                        ));
-                    } else {
-                        say(format!(
-                            "encrypted overlay needs IPsec ESP (xfrm rfc4106(gcm(aes))), which this kernel lacks: ESP missing ({at})"
-                        ));
-                    }
-                }
             }
-            Driver::None | Driver::Host => {}
+            _ => {}
         }
     }
     for c in &plan.checks {

@@ -2,8 +2,9 @@
 //! (`<run id>-l-lan`); each machine's and each external's `eth0` is a veth
 //! whose peer is a port of that bridge.
 
+use super::configure;
 use super::layout::lan_iface;
-use super::{KernelError, configure, in_ns, nlerr};
+use crate::backend::linux::{LinuxError, in_ns, nlerr};
 use crate::backend::{BuildError, World};
 use crate::netns::NetNs;
 use crate::scenario::plan::{Node, Plan};
@@ -55,7 +56,7 @@ pub(super) fn build(world: &World, plan: &Plan) -> Result<LanNs, BuildError> {
             nl.link_set_netns(tmp, std::os::fd::AsFd::as_fd(target))
                 .map_err(nlerr("lan port"))?;
         }
-        Ok::<(), KernelError>(())
+        Ok::<(), LinuxError>(())
     })?;
 
     for (_, tmp, node) in ends {

@@ -1,12 +1,14 @@
 //! What a machine's kernel data path is made of, computed from the plan with
 //! no IO: its bridges, the container links (veth pairs or macvlan children)
 //! and the parents they hang from. Names, MACs, MTUs, addresses and routes
-//! are the userspace backend's, so both backends look the same from inside.
+//! are the [`Topology`]'s, as on the userspace backend, so both backends
+//! look the same from inside.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::IpAddr;
 
-use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+use ipnet::{IpNet, Ipv4Net};
 
+use crate::backend::topology::{Interface, Topology};
 use crate::scenario::plan::{Driver, MacAddr, Mode, Node, Plan};
 use crate::sys::netlink::MacvlanMode;
 
@@ -86,80 +88,27 @@ pub(super) struct MachineLayout {
     pub links: Vec<Link>,
 }
 
-/// A MAC for a lan interface: locally administered `02:56:` + its IPv4
-/// (the userspace backend's choice).
-pub(super) fn lan_mac(ip: Ipv4Addr) -> MacAddr {
-    let o = ip.octets();
-    MacAddr([0x02, 0x56, o[0], o[1], o[2], o[3]])
-}
-
-/// A MAC for the lan interface of an IPv6-only host: `02:57:` + the last
-/// four bytes of its address.
-pub(super) fn lan_mac6(ip: Ipv6Addr) -> MacAddr {
-    let o = ip.octets();
-    MacAddr([0x02, 0x57, o[12], o[13], o[14], o[15]])
-}
-
-/// The `eth0` of a machine or external on the lan: its IPv4 address on
-/// `lan` and IPv6 address on `lan6`, a default route per family via the
-/// lan's gateway external when there is one. An external also gets a
-/// route to every IPv6 subnet a machine routes without NAT (`ip6tables =
-/// false`) via that machine, as the admin of such a network configures
-/// it: without one, replies to un-NATed container addresses have no way
-/// back.
+/// The `eth0` of a machine or external on the lan, as the topology has it
+/// (none for an external on a lan VLAN, which this backend refuses).
 pub(super) fn lan_iface(plan: &Plan, node: Node) -> Option<Iface> {
-    let gateway = plan.externals.iter().find(|x| x.gateway);
-    let l6 = plan.lan6.map_or(64, |n| n.prefix_len());
-    let l4 = plan.lan.prefix_len();
-    let mut addrs = Vec::new();
-    let mut routes = Vec::new();
-    let mac = match node {
-        Node::Machine(i) => {
-            let m = &plan.machines[i];
-            addrs.push((IpAddr::V4(m.ip), l4));
-            if let Some(gw) = gateway.and_then(|g| g.ip4()) {
-                routes.push((IpNet::V4(Ipv4Net::default()), Some(IpAddr::V4(gw))));
-            }
-            if let Some(a) = m.ip6 {
-                addrs.push((IpAddr::V6(a), l6));
-                if let Some(gw) = gateway.and_then(|g| g.ip6) {
-                    routes.push((IpNet::V6(Ipv6Net::default()), Some(IpAddr::V6(gw))));
-                }
-            }
-            lan_mac(m.ip)
+    if let Node::External(i) = node
+        && plan.externals[i].vlan.is_some()
+    {
+        return None;
+    }
+    Topology::of(plan).lan(node).map(Iface::from)
+}
+
+impl From<&Interface> for Iface {
+    fn from(i: &Interface) -> Iface {
+        Iface {
+            name: i.name.clone(),
+            mac: i.mac,
+            mtu: i.mtu,
+            addrs: i.addrs.clone(),
+            routes: i.routes.clone(),
         }
-        Node::External(i) => {
-            let x = &plan.externals[i];
-            if x.vlan.is_some() {
-                return None;
-            }
-            if let Some(a) = x.ip4() {
-                addrs.push((IpAddr::V4(a), l4));
-            }
-            if let Some(a) = x.ip6 {
-                addrs.push((IpAddr::V6(a), l6));
-                for (m, mach) in plan.machines.iter().enumerate() {
-                    let Some(via) = mach.ip6 else { continue };
-                    for net in crate::backend::routed_subnets6(plan, m) {
-                        routes.push((IpNet::V6(net), Some(IpAddr::V6(via))));
-                    }
-                }
-            }
-            match (x.ip4(), x.ip6) {
-                (Some(a), _) => lan_mac(a),
-                (None, Some(a)) => lan_mac6(a),
-                (None, None) => return None,
-            }
-        }
-        Node::Container(_) => return None,
-    };
-    Some(Iface {
-        name: "eth0".into(),
-        mac,
-        mtu: 1500,
-        addrs,
-        routes,
-    })
+    }
 }
 
 /// The endpoint that carries a container's default route (and its published
@@ -170,11 +119,6 @@ pub(super) fn gateway_endpoint(plan: &Plan, container: usize) -> Option<usize> {
         // Overlay: the default route is docker_gwbridge's (OV-8), not built.
         n.driver != Driver::Overlay && !n.internal && n.primary().and_then(|s| s.gateway).is_some()
     })
-}
-
-/// A bridge's IPv6 gateway address with its prefix (V6-1).
-fn gateway6(n: &crate::scenario::plan::Network) -> Option<(IpAddr, u8)> {
-    Some((IpAddr::V6(n.gateway6?), n.subnet6?.prefix_len()))
 }
 
 fn macvlan_mode(mode: Option<Mode>) -> MacvlanMode {
@@ -188,6 +132,7 @@ fn macvlan_mode(mode: Option<Mode>) -> MacvlanMode {
 
 /// The layout of machine `m`.
 pub(super) fn machine_layout(plan: &Plan, m: usize) -> MachineLayout {
+    let topo = Topology::of(plan);
     let mut out = MachineLayout::default();
     for (ni, n) in plan.networks.iter().enumerate() {
         if n.machine != Some(m) {
@@ -195,23 +140,12 @@ pub(super) fn machine_layout(plan: &Plan, m: usize) -> MachineLayout {
         }
         match n.driver {
             Driver::Bridge => {
-                let Some(gw) = n.primary().and_then(|s| s.gateway) else {
+                let Some(dev) = topo.bridge(ni) else {
                     continue;
                 };
                 out.bridges.push(BridgeDev {
                     network: ni,
-                    iface: Iface {
-                        name: crate::backend::bridge_device_name(plan, ni),
-                        mac: MacAddr::docker_from_ipv4(gw),
-                        mtu: n.mtu,
-                        addrs: n
-                            .subnets
-                            .iter()
-                            .filter_map(|s| s.gateway.map(|g| (IpAddr::V4(g), s.net.prefix_len())))
-                            .chain(gateway6(n))
-                            .collect(),
-                        routes: Vec::new(),
-                    },
+                    iface: Iface::from(dev),
                     subnets: n.subnets.iter().map(|s| s.net).collect(),
                     ports: Vec::new(),
                 });
@@ -229,31 +163,8 @@ pub(super) fn machine_layout(plan: &Plan, m: usize) -> MachineLayout {
         let default_ep = gateway_endpoint(plan, ci);
         for (k, e) in c.endpoints.iter().enumerate() {
             let n = &plan.networks[e.network];
-            let Some(ip) = e.ip else { continue };
-            let subnet = n.subnets.iter().find(|s| s.net.contains(&ip));
-            let mut routes = Vec::new();
-            if default_ep == Some(k)
-                && let Some(gw) = subnet.and_then(|s| s.gateway)
-            {
-                routes.push((IpNet::V4(Ipv4Net::default()), Some(IpAddr::V4(gw))));
-            }
-            let mut addrs = vec![(IpAddr::V4(ip), subnet.map_or(32, |s| s.net.prefix_len()))];
-            if let (Some(a6), Some(net6)) = (e.ip6, n.subnet6) {
-                addrs.push((IpAddr::V6(a6), net6.prefix_len()));
-                // V6-1: the default IPv6 route via gateway6, on the
-                // endpoint that carries the IPv4 one (none when internal).
-                if default_ep == Some(k)
-                    && let Some(gw6) = n.gateway6
-                {
-                    routes.push((IpNet::V6(Ipv6Net::default()), Some(IpAddr::V6(gw6))));
-                }
-            }
-            let iface = Iface {
-                name: format!("eth{k}"),
-                mac: e.mac,
-                mtu: n.mtu,
-                addrs,
-                routes,
+            let Some(iface) = topo.endpoint(ci, k).map(Iface::from) else {
+                continue;
             };
             let attach = match n.driver {
                 Driver::Bridge => {

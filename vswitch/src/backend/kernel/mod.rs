@@ -26,7 +26,6 @@
 //! its macvlan children nor they it (MV-7, BUG-11).
 
 pub(crate) mod conntrack;
-pub(crate) mod faults;
 mod features;
 mod lan;
 mod layout;
@@ -41,15 +40,14 @@ mod tests_services;
 mod tests_v6;
 pub(crate) mod topology;
 
-use std::io::Write as _;
 use std::os::fd::AsFd;
-use std::process::{Command, Stdio};
 
+use crate::backend::linux::{LinuxError, in_ns, nlerr, run_tool};
 use crate::backend::{BuildError, BuildOptions, World};
-use crate::netns::{NetNs, NetnsError};
+use crate::netns::NetNs;
 use crate::scenario::plan::{Node, Plan};
-use crate::sys::netlink::{Netlink, NetlinkError};
-use crate::sys::sysctl::{SysctlError, sysctl_set};
+use crate::sys::netlink::Netlink;
+use crate::sys::sysctl::sysctl_set;
 
 use layout::{Attach, Iface};
 
@@ -58,70 +56,9 @@ pub fn unsupported(plan: &Plan) -> Vec<String> {
     features::unsupported(plan)
 }
 
-/// Errors of the kernel backend's build steps.
-#[derive(Debug, thiserror::Error)]
-pub enum KernelError {
-    /// A netlink request failed.
-    #[error("{what}: {source}")]
-    Netlink {
-        /// What was being set up.
-        what: String,
-        /// Cause.
-        source: NetlinkError,
-    },
-    /// A sysctl could not be set.
-    #[error(transparent)]
-    Sysctl(#[from] SysctlError),
-    /// A helper process could not be run.
-    #[error("{what}: {source}")]
-    Spawn {
-        /// What was being run.
-        what: String,
-        /// Cause.
-        source: std::io::Error,
-    },
-    /// A helper tool (`nft`, `ip`) refused its input.
-    #[error("`{command}` failed: {stderr}{}", if input.is_empty() { String::new() } else { format!("\n--- input ---\n{input}") })]
-    Tool {
-        /// The command line.
-        command: String,
-        /// Its standard error.
-        stderr: String,
-        /// What it was given on standard input.
-        input: String,
-    },
-    /// A namespace handle could not be duplicated.
-    #[error("namespace handle: {0}")]
-    Netns(#[from] NetnsError),
-    /// Conntrack entries could not be deleted.
-    #[error(transparent)]
-    Conntrack(#[from] crate::sys::conntrack::ConntrackError),
-}
-
-/// `map_err` helper: a netlink error while setting up `what`.
-fn nlerr(what: &str) -> impl FnOnce(NetlinkError) -> KernelError + '_ {
-    move |source| KernelError::Netlink {
-        what: what.to_string(),
-        source,
-    }
-}
-
-/// Runs `f` on a thread inside `ns`; both the namespace entry and `f`'s own
-/// error become a [`BuildError`] at `step`.
-fn in_ns<T, F>(ns: &NetNs, step: impl Into<String>, f: F) -> Result<T, BuildError>
-where
-    T: Send + 'static,
-    F: FnOnce() -> Result<T, KernelError> + Send + 'static,
-{
-    let step = step.into();
-    ns.run(f)
-        .map_err(BuildError::at(step.clone()))?
-        .map_err(BuildError::at(step))
-}
-
 /// Gives link `name` (down, e.g. just moved here) its final name, MAC, MTU
 /// and addresses, brings it up and adds its routes.
-fn configure(nl: &mut Netlink, name: &str, iface: &Iface) -> Result<(), KernelError> {
+fn configure(nl: &mut Netlink, name: &str, iface: &Iface) -> Result<(), LinuxError> {
     let what = iface.name.as_str();
     if name != iface.name {
         nl.link_rename(name, &iface.name).map_err(nlerr(what))?;
@@ -139,35 +76,6 @@ fn configure(nl: &mut Netlink, name: &str, iface: &Iface) -> Result<(), KernelEr
             .map_err(nlerr(what))?;
     }
     Ok(())
-}
-
-/// Runs `program args…` with `input` on its standard input, in the calling
-/// thread's network namespace (a child inherits the thread's namespace).
-fn run_tool(program: &str, args: &[&str], input: &str) -> Result<(), KernelError> {
-    let command = format!("{program} {}", args.join(" "));
-    let spawn_err = |source| KernelError::Spawn {
-        what: command.clone(),
-        source,
-    };
-    let mut child = Command::new(program)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(spawn_err)?;
-    if let Some(mut stdin) = child.stdin.take() {
-        stdin.write_all(input.as_bytes()).map_err(spawn_err)?;
-    }
-    let out = child.wait_with_output().map_err(spawn_err)?;
-    if out.status.success() {
-        return Ok(());
-    }
-    Err(KernelError::Tool {
-        command,
-        stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
-        input: input.to_string(),
-    })
 }
 
 /// The kernel data path of a world.
@@ -378,7 +286,7 @@ fn build_machine(world: &World, plan: &Plan, m: usize) -> Result<(), BuildError>
 
 /// Creates a container interface in the machine namespace (the calling
 /// thread's) and moves it into the container's, `target`.
-fn add_link(nl: &mut Netlink, l: &layout::Link, target: &NetNs) -> Result<(), KernelError> {
+fn add_link(nl: &mut Netlink, l: &layout::Link, target: &NetNs) -> Result<(), LinuxError> {
     match &l.attach {
         Attach::Veth {
             host,

@@ -27,7 +27,7 @@ use std::fmt::Write as _;
 use std::net::IpAddr;
 
 use super::layout::{MachineLayout, gateway_endpoint};
-use super::{KernelError, run_tool};
+use crate::backend::linux::{LinuxError, run_tool};
 use crate::scenario::plan::{Driver, Plan, Proto};
 
 /// Conntrack mark of connections that stand for docker-proxy's (PUB-7).
@@ -360,6 +360,6 @@ impl Rules<'_> {
 }
 
 /// Loads `ruleset` with `nft -f -` in the calling thread's namespace.
-pub(super) fn apply(ruleset: &str) -> Result<(), KernelError> {
+pub(super) fn apply(ruleset: &str) -> Result<(), LinuxError> {
     run_tool("nft", &["-f", "-"], ruleset)
 }

@@ -15,7 +15,7 @@ use crate::backend::{BuildError, World};
 use crate::scenario::plan::{Driver, Node, Plan};
 use crate::sys::netlink::Netlink;
 
-use super::{KernelError, in_ns, nlerr, run_tool};
+use crate::backend::linux::{LinuxError, in_ns, nlerr, run_tool};
 
 /// UDP port of VXLAN (OV-2).
 const VXLAN_PORT: u16 = 4789;
@@ -77,7 +77,7 @@ pub(super) fn build(world: &World, plan: &Plan, m: usize) -> Result<(), BuildErr
     in_ns(
         world.ns(Node::Machine(m)),
         format!("machine {}: overlay", plan.machines[m].name),
-        move || -> Result<(), KernelError> {
+        move || -> Result<(), LinuxError> {
             let mut nl = Netlink::new().map_err(nlerr("netlink socket"))?;
             for d in &devs {
                 nl.link_add_bridge(&d.bridge).map_err(nlerr(&d.bridge))?;
@@ -118,7 +118,7 @@ pub(super) fn finish(world: &World, plan: &Plan, m: usize) -> Result<(), BuildEr
     in_ns(
         world.ns(Node::Machine(m)),
         format!("machine {}: overlay MTU", plan.machines[m].name),
-        move || -> Result<(), KernelError> {
+        move || -> Result<(), LinuxError> {
             let mut nl = Netlink::new().map_err(nlerr("netlink socket"))?;
             for d in &devs {
                 nl.link_set_mtu(&d.bridge, u32::from(d.mtu))

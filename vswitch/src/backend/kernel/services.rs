@@ -39,8 +39,9 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use ipnet::{IpNet, Ipv4Net};
 
+use super::configure;
 use super::layout::Iface;
-use super::{KernelError, configure, in_ns, nlerr};
+use crate::backend::linux::{LinuxError, in_ns, nlerr};
 use crate::backend::topology::{GWBRIDGE, machines_of};
 use crate::backend::{BuildError, World};
 use crate::netns::NetNs;
@@ -419,7 +420,7 @@ fn apply_container(
 /// Deletes this namespace's flows to the tasks at `gone` (their ct mark,
 /// see [`round_robin`]): their next packet is balanced afresh, as IPVS
 /// with `expire_nodest_conn` (which Docker sets) does.
-fn forget_tasks(gone: &[Ipv4Addr]) -> Result<(), KernelError> {
+fn forget_tasks(gone: &[Ipv4Addr]) -> Result<(), LinuxError> {
     for a in gone {
         crate::sys::conntrack::delete_mark(u32::from(*a))?;
     }

@@ -12,10 +12,10 @@ use super::nft::machine_ruleset;
 use crate::backend::{BuildOptions, World};
 use crate::run::execute::{RunOptions, execute_plan};
 use crate::run::{Report, run_checks};
+use crate::run_id::RunId;
 use crate::scenario::parse_str;
 use crate::scenario::plan::{BackendKind, Node, Plan};
 use crate::sys::netlink::{MacvlanMode, Netlink};
-use crate::world::RunId;
 
 fn plan(text: &str) -> Plan {
     parse_str(Path::new("t.toml"), text).expect("test scenario is valid")

@@ -214,8 +214,8 @@ fn gwbridge_addresses_hold_across_scale() {
 #[test]
 fn services_world_built_and_removed() {
     use crate::backend::{BuildOptions, World};
+    use crate::run_id::RunId;
     use crate::scenario::plan::{BackendKind, Node};
-    use crate::world::RunId;
     if !crate::sys::require_root("services_world_built_and_removed") {
         return;
     }
@@ -288,8 +288,8 @@ fn udp_flow_to_a_removed_task_moves() {
     use std::time::Duration;
 
     use crate::backend::{BuildOptions, World};
+    use crate::run_id::RunId;
     use crate::scenario::plan::{BackendKind, Node};
-    use crate::world::RunId;
     if !crate::sys::require_root("udp_flow_to_a_removed_task_moves") {
         return;
     }

@@ -15,7 +15,8 @@ use crate::sys::netlink::Netlink;
 use crate::sys::sysctl::sysctl_set;
 
 use super::layout::{self, Link};
-use super::{add_link, configure, in_ns, nft, nlerr};
+use super::{add_link, configure, nft};
+use crate::backend::linux::{in_ns, nlerr};
 
 /// What this backend cannot do of a topology step, if anything.
 pub(crate) fn refusal(before: &Plan, action: &StepAction) -> Option<String> {

@@ -19,6 +19,7 @@
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
+use crate::backend::topology::{is_child_driver, is_ipvlan_l3};
 use crate::engine::{Attachment, Siblings, VlanMode, VlanPort};
 use crate::scenario::plan::{Driver, IpvlanFlag, Mode, Network, Plan};
 
@@ -29,24 +30,6 @@ pub(super) fn needs_vlans(plan: &Plan) -> bool {
             .networks
             .iter()
             .any(|n| is_child_driver(n) && n.parent.is_some())
-}
-
-/// macvlan or ipvlan.
-pub(super) fn is_child_driver(n: &Network) -> bool {
-    matches!(n.driver, Driver::Macvlan | Driver::Ipvlan)
-}
-
-/// ipvlan `l3`/`l3s`.
-pub(super) fn is_ipvlan_l3(n: &Network) -> bool {
-    n.driver == Driver::Ipvlan && matches!(n.mode, Some(Mode::L3 | Mode::L3s))
-}
-
-/// Whether an endpoint on `n` can carry the container's default route:
-/// not internal, and a gateway (or ipvlan l3 with a parent: `dev eth0`).
-pub(super) fn carries_default(n: &Network) -> bool {
-    !n.internal
-        && (n.primary().and_then(|s| s.gateway).is_some()
-            || (is_ipvlan_l3(n) && n.parent.is_some()))
 }
 
 /// The VLAN port of a child of machine `machine` on network `n` (which has
@@ -84,26 +67,5 @@ pub(super) fn child_port(
     VlanPort {
         mode: VlanMode::Access(vid),
         attach,
-    }
-}
-
-/// What this backend refuses of macvlan/ipvlan (as the kernel backend
-/// does for passthru).
-pub(super) fn unsupported(plan: &Plan, say: &mut dyn FnMut(String)) {
-    for (i, n) in plan.networks.iter().enumerate() {
-        if n.driver == Driver::Macvlan && n.mode == Some(Mode::Passthru) {
-            let users = plan
-                .containers
-                .iter()
-                .filter(|c| c.endpoints.iter().any(|e| e.network == i))
-                .count();
-            if users > 1 {
-                say(format!(
-                    "macvlan passthru gives its parent to one container; {users} are attached \
-                     (network[{i}] `{}`)",
-                    n.name
-                ));
-            }
-        }
     }
 }

@@ -35,18 +35,17 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use ipnet::IpNet;
 
 use crate::backend::pcap::PcapWriter;
+use crate::backend::topology::LAN_MTU;
+use crate::backend::topology::features::{Env, features, refusals_of};
 use crate::backend::{BuildError, BuildOptions, World};
 use crate::engine::{ConntrackState, DomainId, Engine, EngineConfig, PortId, VlanConfig};
-use crate::scenario::plan::{LinkFault, LinkRef, MacAddr, Node, Plan, Proto};
+use crate::scenario::plan::{BackendKind, LinkFault, LinkRef, MacAddr, Node, Plan, Proto};
 use crate::sys::netlink::Netlink;
 use crate::sys::tap::{Tap, TapOptions};
 
 use io::{EngineLoop, PortIo};
 use proxy::{Mapping, Proxy};
 pub use wiring::configure;
-
-/// MTU of `lan`.
-const LAN_MTU: u16 = 1500;
 
 /// The file beside the pcaps holding the ESP SAs of encrypted overlays, in
 /// Wireshark's `esp_sa` UAT format (copy it into a tshark profile, or pass
@@ -60,7 +59,14 @@ pub fn unsupported(plan: &Plan) -> Vec<String> {
     // IPv6 is built on every link (bridge, the default bridge, macvlan,
     // ipvlan, overlay, lan6 and its VLANs) and routed between them
     // (route6.rs, the proxy's IPv6 side).
-    l2nets::unsupported(plan, &mut say);
+    let no_probe = |_: &str| true;
+    let env = Env {
+        has_kind: &no_probe,
+    };
+    let f = features(plan);
+    for r in refusals_of(BackendKind::Userspace, &f.networks, plan, &env) {
+        say(r);
+    }
     for r in crate::backend::topology::refusals(plan) {
         say(r);
     }
@@ -117,24 +123,6 @@ fn enable_ipv6(ifname: &str) -> Result<(), Box<dyn std::error::Error + Send + Sy
         sysctl_set(&format!("net.ipv6.conf.{ifname}.{key}"), value)?;
     }
     Ok(())
-}
-
-/// An address on `lan6` with its prefix, for a host that has one.
-fn lan6_addr(plan: &Plan, ip6: Option<std::net::Ipv6Addr>) -> Option<(IpAddr, u8)> {
-    Some((IpAddr::V6(ip6?), plan.lan6?.prefix_len()))
-}
-
-/// A MAC for an IPv6-only lan host: locally administered `02:57:` + the
-/// last four bytes of its address.
-fn lan_mac6(ip: std::net::Ipv6Addr) -> MacAddr {
-    let o = ip.octets();
-    MacAddr([0x02, 0x57, o[12], o[13], o[14], o[15]])
-}
-
-/// A MAC for a lan interface: locally administered `02:56:` + its IPv4.
-fn lan_mac(ip: Ipv4Addr) -> MacAddr {
-    let o = ip.octets();
-    MacAddr([0x02, 0x56, o[0], o[1], o[2], o[3]])
 }
 
 /// The userspace data path of a world.

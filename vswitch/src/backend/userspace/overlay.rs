@@ -158,3 +158,31 @@ pub fn engine_machines(plan: &Plan) -> Vec<Option<usize>> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn engine_machines_skip_kernel_ones() {
+        let t = r#"
+name = "t"
+[[machine]]
+name = "h1"
+backend = "kernel"
+[[machine]]
+name = "h2"
+[[network]]
+name = "ov"
+driver = "overlay"
+[[container]]
+name = "a"
+machine = "h1"
+networks = ["ov"]
+[[container]]
+name = "b"
+machine = "h2"
+networks = ["ov"]
+"#;
+        let plan = crate::scenario::parse_str(std::path::Path::new("t.toml"), t).unwrap();
+        assert_eq!(super::engine_machines(&plan), vec![None, Some(0)]);
+    }
+}

@@ -8,13 +8,11 @@
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
 
-use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+use ipnet::{IpNet, Ipv4Net};
 
-use super::{
-    IfaceSpec, LAN_MTU, Setup, ip_proto, l2nets, lan_mac, lan_mac6, lan6_addr, overlay,
-    proxy_mappings, services,
-};
+use super::{IfaceSpec, LAN_MTU, Setup, ip_proto, l2nets, overlay, proxy_mappings, services};
 use crate::backend::pcap;
+use crate::backend::topology::{Interface, Topology, is_child_driver, lan_mac};
 use crate::backend::{BuildError, BuildOptions};
 use crate::engine::route6::{Machine6, Network6, Publish6, Route6Config};
 use crate::engine::{
@@ -33,7 +31,8 @@ pub fn configure(plan: &Plan, run: &str, opts: &BuildOptions) -> Result<Setup, B
     let plan = &*services::with_host_ports(plan);
     // OV-8: overlay-only containers get a docker_gwbridge endpoint.
     let plan = &*crate::backend::topology::with_gwbridge(plan);
-    let mut w = Wiring::new(plan, opts.pcap_dir.as_deref());
+    let topo = Topology::of(plan);
+    let mut w = Wiring::new(plan, &topo, opts.pcap_dir.as_deref());
     w.machine_uplinks();
     w.externals();
     w.bridge_networks();
@@ -58,6 +57,8 @@ pub fn configure(plan: &Plan, run: &str, opts: &BuildOptions) -> Result<Setup, B
 /// The configuration being built, with each port's TAP and capture.
 struct Wiring<'a> {
     plan: &'a Plan,
+    /// Every interface's name, MAC, MTU, addresses and routes.
+    topo: &'a Topology,
     pcap_dir: Option<&'a Path>,
     cfg: EngineConfig,
     v6: Route6Config,
@@ -80,7 +81,7 @@ struct Wiring<'a> {
 }
 
 impl<'a> Wiring<'a> {
-    fn new(plan: &'a Plan, pcap_dir: Option<&'a Path>) -> Wiring<'a> {
+    fn new(plan: &'a Plan, topo: &'a Topology, pcap_dir: Option<&'a Path>) -> Wiring<'a> {
         let mut cfg = EngineConfig::default();
         cfg.domains.push(DomainConfig {
             name: "lan".into(),
@@ -89,6 +90,7 @@ impl<'a> Wiring<'a> {
         });
         Wiring {
             plan,
+            topo,
             pcap_dir,
             cfg,
             v6: Route6Config::default(),
@@ -141,29 +143,15 @@ impl<'a> Wiring<'a> {
     /// macvlan/ipvlan children.
     fn machine_uplinks(&mut self) {
         let plan = self.plan;
-        let lan_prefix = plan.lan.prefix_len();
-        let lan_gateway = self.lan_gateway();
         for (i, m) in plan.machines.iter().enumerate() {
-            let mut routes = Vec::new();
-            if let Some(gw) = lan_gateway.and_then(|x| x.ip4()) {
-                routes.push((IpNet::V4(Ipv4Net::default()), Some(IpAddr::V4(gw))));
-            }
-            if let (Some(gw6), Some(_)) = (lan_gateway.and_then(|x| x.ip6), m.ip6) {
-                routes.push((IpNet::V6(Ipv6Net::default()), Some(IpAddr::V6(gw6))));
-            }
+            let Some(lan) = self.topo.lan(Node::Machine(i)) else {
+                continue;
+            };
+            let mut spec = IfaceSpec::from(lan);
             // SVC-4: the machine's own way into its ingress sandbox.
             if let Some(sb) = services::local_entry(plan, i) {
-                routes.push((IpNet::V4(Ipv4Net::from(sb)), None));
+                spec.routes.push((IpNet::V4(Ipv4Net::from(sb)), None));
             }
-            let mut addrs = vec![(IpAddr::V4(m.ip), lan_prefix)];
-            addrs.extend(lan6_addr(plan, m.ip6));
-            let spec = IfaceSpec {
-                name: "eth0".into(),
-                mac: lan_mac(m.ip),
-                mtu: 1500,
-                addrs,
-                routes,
-            };
             let name = format!("lan-{}-eth0", m.name);
             let up = self.add_port(Node::Machine(i), LAN, PortRole::Plain, name, spec);
             self.uplinks.push(up);
@@ -187,38 +175,14 @@ impl<'a> Wiring<'a> {
     /// Each external's `eth0` on lan (an access port with `vlan`).
     fn externals(&mut self) {
         let plan = self.plan;
-        let lan_prefix = plan.lan.prefix_len();
         for (i, x) in plan.externals.iter().enumerate() {
-            let mut addrs: Vec<(IpAddr, u8)> = x
-                .ip4()
-                .map(|ip| (IpAddr::V4(ip), lan_prefix))
-                .into_iter()
-                .collect();
-            addrs.extend(lan6_addr(plan, x.ip6));
-            let mac = match (x.ip4(), x.ip6) {
-                (Some(ip), _) => lan_mac(ip),
-                (None, Some(ip6)) => lan_mac6(ip6),
-                (None, None) => continue,
-            };
             // No route back to IPv4 container subnets: with `masquerade =
             // false` no reply returns (BR-11, BUG-5), as on Docker. IPv6
             // subnets routed without NAT (`ip6tables = false`) get one.
-            let mut routes = Vec::new();
-            if x.ip6.is_some() {
-                for (m, mach) in plan.machines.iter().enumerate() {
-                    let Some(via) = mach.ip6 else { continue };
-                    for net in crate::backend::routed_subnets6(plan, m) {
-                        routes.push((IpNet::V6(net), Some(IpAddr::V6(via))));
-                    }
-                }
-            }
-            let spec = IfaceSpec {
-                name: "eth0".into(),
-                mac,
-                mtu: LAN_MTU,
-                addrs,
-                routes,
+            let Some(lan) = self.topo.lan(Node::External(i)) else {
+                continue;
             };
+            let (mac, spec) = (lan.mac, IfaceSpec::from(lan));
             let name = format!("lan-{}-eth0", x.name);
             let p = self.add_port(Node::External(i), LAN, PortRole::Plain, name, spec);
             if let Some(ip6) = x.ip6 {
@@ -241,7 +205,7 @@ impl<'a> Wiring<'a> {
     fn bridge_networks(&mut self) {
         let plan = self.plan;
         for (ni, n) in plan.networks.iter().enumerate() {
-            if l2nets::is_child_driver(n) {
+            if is_child_driver(n) {
                 // With a parent: on lan. Without: a domain of its own.
                 self.domain_of[ni] = Some(if n.parent.is_some() {
                     LAN
@@ -307,23 +271,11 @@ impl<'a> Wiring<'a> {
             mtu: n.mtu,
             neighbours: Vec::new(),
         });
-        let mut addrs: Vec<(IpAddr, u8)> = n
-            .subnets
-            .iter()
-            .filter_map(|s| s.gateway.map(|g| (IpAddr::V4(g), s.net.prefix_len())))
-            .collect();
         // V6-1: the host port holds gateway6 as docker0 would.
-        if let (true, Some(g6), Some(s6)) = (n.ipv6, n.gateway6, n.subnet6) {
-            addrs.push((IpAddr::V6(g6), s6.prefix_len()));
-        }
-        let name = crate::backend::bridge_device_name(plan, ni);
-        let spec = IfaceSpec {
-            name: name.clone(),
-            mac: gw.mac,
-            mtu: n.mtu,
-            addrs,
-            routes: Vec::new(),
+        let Some(dev) = self.topo.bridge(ni) else {
+            return;
         };
+        let (name, spec) = (dev.name.clone(), IfaceSpec::from(dev));
         let label = format!("{}-{}", plan.machines[machine].name, name);
         self.add_port(Node::Machine(machine), domain, PortRole::Host, label, spec);
     }
@@ -338,7 +290,7 @@ impl<'a> Wiring<'a> {
         };
         let default_net = c.endpoints.iter().position(|e| {
             let n = &plan.networks[e.network];
-            n.driver != Driver::Overlay && l2nets::carries_default(n)
+            crate::backend::topology::carries_default(n)
         });
         for (k, e) in c.endpoints.iter().enumerate() {
             let Some(domain) = self.domain_of[e.network]
@@ -347,7 +299,7 @@ impl<'a> Wiring<'a> {
                 continue;
             };
             let Some(ip) = e.ip else { continue };
-            self.endpoint(ci, k, domain, default_net == Some(k), ip);
+            self.endpoint(ci, k, domain, ip);
             // BR-17: ports are published on the default-gateway network.
             if default_net == Some(k)
                 && let Some(l3) = self.l3_net_of[e.network]
@@ -360,46 +312,17 @@ impl<'a> Wiring<'a> {
     }
 
     /// The interface of container `ci`'s endpoint `k` (address `ip`) on
-    /// `domain`.
-    fn endpoint(&mut self, ci: usize, k: usize, domain: DomainId, default: bool, ip: Ipv4Addr) {
+    /// `domain`, as the topology has it (its default routes included).
+    fn endpoint(&mut self, ci: usize, k: usize, domain: DomainId, ip: Ipv4Addr) {
         let plan = self.plan;
         let c = &plan.containers[ci];
         let e = &c.endpoints[k];
         let n = &plan.networks[e.network];
-        let subnet = n.subnets.iter().find(|s| s.net.contains(&ip));
-        let prefix = subnet.map_or(32, |s| s.net.prefix_len());
-        let mut routes = Vec::new();
-        if default && let Some(gw) = subnet.and_then(|s| s.gateway) {
-            routes.push((IpNet::V4(Ipv4Net::default()), Some(IpAddr::V4(gw))));
-        } else if default && l2nets::is_ipvlan_l3(n) {
-            // IV-5: `default dev eth0`, no next hop.
-            routes.push((IpNet::V4(Ipv4Net::default()), None));
-        }
-        let on_lan = l2nets::is_child_driver(n) && n.parent.is_some();
-        let mut mac = e.mac;
-        if on_lan && n.driver == Driver::Ipvlan {
-            // IV-2: the parent's MAC.
-            mac = lan_mac(plan.machines[c.machine].ip);
-        }
-        let mut addrs = vec![(IpAddr::V4(ip), prefix)];
-        if let (true, Some(ip6), Some(s6)) = (n.ipv6, e.ip6, n.subnet6) {
-            addrs.push((IpAddr::V6(ip6), s6.prefix_len()));
-            // V6-1: the default route of the family via gateway6;
-            // IV-12: ipvlan l3 `default dev ethN` as for IPv4.
-            if default && l2nets::is_ipvlan_l3(n) {
-                routes.push((IpNet::V6(Ipv6Net::default()), None));
-            } else if default && let Some(g6) = n.gateway6 {
-                routes.push((IpNet::V6(Ipv6Net::default()), Some(IpAddr::V6(g6))));
-            }
-        }
-        let ifname = format!("eth{k}");
-        let spec = IfaceSpec {
-            name: ifname.clone(),
-            mac,
-            mtu: n.mtu,
-            addrs,
-            routes,
+        let on_lan = is_child_driver(n) && n.parent.is_some();
+        let Some(iface) = self.topo.endpoint(ci, k) else {
+            return;
         };
+        let (ifname, mac, spec) = (iface.name.clone(), iface.mac, IfaceSpec::from(iface));
         let role = if on_lan {
             PortRole::Plain
         } else {
@@ -511,6 +434,18 @@ impl<'a> Wiring<'a> {
             pcap_paths: self.pcaps,
             proxy_maps,
             services,
+        }
+    }
+}
+
+impl From<&Interface> for IfaceSpec {
+    fn from(i: &Interface) -> IfaceSpec {
+        IfaceSpec {
+            name: i.name.clone(),
+            mac: i.mac,
+            mtu: i.mtu,
+            addrs: i.addrs.clone(),
+            routes: i.routes.clone(),
         }
     }
 }

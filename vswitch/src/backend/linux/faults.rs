@@ -1,8 +1,8 @@
 //! Link faults with what this kernel has (no netem), set on an interface
 //! inside a network namespace handle: the kernel backend's namespaces, and
 //! on the docker backend the containers' (adopted from their PIDs), the
-//! externals' and the machine's (`backend::docker::faults`: this module is
-//! the one implementation of both).
+//! externals' and the machine's (`backend::docker::faults`): this module is
+//! the one implementation of both.
 //! - `down`: nftables drops everything in both directions on the
 //!   interface (a netdev ingress and egress chain). An admin-down link
 //!   would flush the container's routes, which a `clear` could not bring
@@ -28,7 +28,7 @@ use crate::netns::NetNs;
 use crate::scenario::plan::{LinkFault, LinkRef, Node, Plan};
 use crate::sys::netlink::Netlink;
 
-use super::{KernelError, in_ns, nlerr, run_tool};
+use super::{LinuxError, in_ns, nlerr, run_tool};
 
 /// One interface a link stands for: its node, planned name (`ethK`: the
 /// K-th endpoint), normal MTU and, for a container's, its address (the
@@ -143,7 +143,7 @@ fn table_name(dev: &str) -> String {
 }
 
 /// Puts the interface back as built, then sets `fault` on it.
-fn apply_one(dev: &str, mtu: u16, fault: Option<LinkFault>) -> Result<(), KernelError> {
+fn apply_one(dev: &str, mtu: u16, fault: Option<LinkFault>) -> Result<(), LinuxError> {
     let table = table_name(dev);
     // Absent when there was no fault: errors here are expected.
     let _ = run_tool("nft", &["delete", "table", "netdev", &table], "");
@@ -200,7 +200,7 @@ pub(crate) fn apply(
 }
 
 /// The interface of this namespace that carries `addr`, if any.
-fn dev_with(addr: IpAddr) -> Result<Option<String>, KernelError> {
+fn dev_with(addr: IpAddr) -> Result<Option<String>, LinuxError> {
     let mut nl = Netlink::new().map_err(nlerr("netlink"))?;
     for name in nl.link_names().map_err(nlerr("links"))? {
         let addrs = nl.addr_list(&name).map_err(nlerr(&name))?;

@@ -1,7 +1,8 @@
 //! Plan-level facts every backend builds from, computed once here rather
-//! than inside one backend: which machines an overlay spans, the implicit
-//! `docker_gwbridge` network (OV-8) and what no backend can build of
-//! overlays yet.
+//! than inside one backend: the backend-neutral [`Topology`] (every
+//! interface, segment, overlay and service), which machines an overlay
+//! spans, the lan MACs, the implicit `docker_gwbridge` network (OV-8) and
+//! what no backend can build of overlays yet.
 //!
 //! Overlay-only containers get an endpoint on their machine's
 //! `docker_gwbridge` ([`with_gwbridge`], OV-8): the plan the backends build
@@ -9,12 +10,34 @@
 //! Docker. What cannot be built is refused by name ([`refusals`]): only when
 //! no 172.18-31.0.0/16 is free for that bridge.
 
+pub mod features;
+#[cfg(test)]
+mod golden;
+mod model;
+
+pub use model::{GatewayBridge, Interface, LAN_MTU, Overlay, Role, Segment, Service, Topology};
+pub(crate) use model::{carries_default, is_child_driver, is_ipvlan_l3};
+
 use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use ipnet::Ipv4Net;
 
 use crate::scenario::plan::{CheckKind, Driver, Endpoint, MacAddr, Network, Node, Plan, Subnet4};
+
+/// The MAC of a lan interface (a machine's or external's `eth0`) on every
+/// backend: locally administered `02:56:` + its IPv4 address.
+pub fn lan_mac(ip: Ipv4Addr) -> MacAddr {
+    let o = ip.octets();
+    MacAddr([0x02, 0x56, o[0], o[1], o[2], o[3]])
+}
+
+/// The MAC of an IPv6-only lan host's interface: `02:57:` + the last four
+/// bytes of its address.
+pub fn lan_mac6(ip: Ipv6Addr) -> MacAddr {
+    let o = ip.octets();
+    MacAddr([0x02, 0x57, o[12], o[13], o[14], o[15]])
+}
 
 /// Machines that run a container attached to network `net`, in order;
 /// for the swarm's `ingress`, every machine (its sandbox is there, SVC-4).
@@ -280,13 +303,6 @@ expect = "ok"
             )
         );
         assert_eq!(g.containers[1].endpoints.len(), 2);
-    }
-
-    #[test]
-    fn engine_machines_skip_kernel_ones() {
-        let t = TWO.replace("name = \"h1\"\n", "name = \"h1\"\nbackend = \"kernel\"\n");
-        let got = crate::backend::userspace::overlay::engine_machines(&plan(&t));
-        assert_eq!(got, vec![None, Some(0)]);
     }
 
     /// A capture on the lan port that tshark decodes as VXLAN, VNI 4242.
