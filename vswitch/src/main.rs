@@ -63,6 +63,9 @@ enum Backend {
     Kernel,
     /// A real Docker daemon (start it with `ci/docker-daemon.sh start`).
     Docker,
+    /// The whole world in one process: the engine and smoltcp host stacks
+    /// in memory, in virtual time, without root.
+    Sim,
 }
 
 impl From<Backend> for BackendKind {
@@ -71,6 +74,7 @@ impl From<Backend> for BackendKind {
             Backend::Userspace => BackendKind::Userspace,
             Backend::Kernel => BackendKind::Kernel,
             Backend::Docker => BackendKind::Docker,
+            Backend::Sim => BackendKind::Sim,
         }
     }
 }
@@ -1163,7 +1167,10 @@ fn cmd_trace(
                 vswitch::trace::kernel::trace(&plan, &path.display().to_string(), &r, proto)
             })
         }
-        (BackendKind::Userspace, _) => vswitch::trace::trace(&plan, from, &target, proto),
+        // The sim runs the userspace engine: the same trace.
+        (BackendKind::Userspace | BackendKind::Sim, _) => {
+            vswitch::trace::trace(&plan, from, &target, proto)
+        }
         (BackendKind::Docker, _) => {
             eprintln!(
                 "vswitch: trace follows the userspace engine or the kernel backend, not docker"
