@@ -459,35 +459,35 @@ fn reach(
             .collect()
     } else {
         std::thread::scope(|s| {
-        let hs: Vec<_> = plan_pairs
-            .iter()
-            .map(|(f, t)| {
-                let ns = world.ns(*f);
-                s.spawn(move || {
-                    let opts = PingOptions {
-                        count: 1,
-                        size: 56,
-                        df: false,
-                        interval: Duration::from_millis(100),
-                    };
-                    probe::ping(ns, t.addr, &opts, deadline).map(|o| o.received > 0)
+            let hs: Vec<_> = plan_pairs
+                .iter()
+                .map(|(f, t)| {
+                    let ns = world.ns(*f);
+                    s.spawn(move || {
+                        let opts = PingOptions {
+                            count: 1,
+                            size: 56,
+                            df: false,
+                            interval: Duration::from_millis(100),
+                        };
+                        probe::ping(ns, t.addr, &opts, deadline).map(|o| o.received > 0)
+                    })
                 })
-            })
-            .collect();
-        hs.into_iter()
-            .zip(&plan_pairs)
-            .map(|(h, (f, t))| {
-                (
-                    format!("{}→{}", plan.node_name(*f), t.text),
-                    h.join().unwrap_or_else(|_| {
-                        Err(ProbeError::Thread {
-                            name: "reach ping".into(),
-                            source: std::io::Error::other("the probe panicked"),
-                        })
-                    }),
-                )
-            })
-            .collect()
+                .collect();
+            hs.into_iter()
+                .zip(&plan_pairs)
+                .map(|(h, (f, t))| {
+                    (
+                        format!("{}→{}", plan.node_name(*f), t.text),
+                        h.join().unwrap_or_else(|_| {
+                            Err(ProbeError::Thread {
+                                name: "reach ping".into(),
+                                source: std::io::Error::other("the probe panicked"),
+                            })
+                        }),
+                    )
+                })
+                .collect()
         })
     };
     // A pair whose probe could not run makes the whole check an error; a

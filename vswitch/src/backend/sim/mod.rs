@@ -63,7 +63,10 @@ pub fn unsupported(plan: &Plan) -> Vec<String> {
     }
     let mut rest = crate::backend::userspace::unsupported(plan);
     for r in rest.drain(..) {
-        let r = r.strip_prefix("backend userspace: ").unwrap_or(&r).to_string();
+        let r = r
+            .strip_prefix("backend userspace: ")
+            .unwrap_or(&r)
+            .to_string();
         say(r);
     }
     why.dedup();
@@ -106,9 +109,10 @@ pub(crate) fn owner(plan: &Plan, n: Node) -> Node {
         Node::Container(i) => {
             let c = &plan.containers[i];
             let base = c.netns_of.unwrap_or(i);
-            let host = plan.containers[base].endpoints.iter().any(|e| {
-                plan.networks[e.network].driver == crate::scenario::plan::Driver::Host
-            });
+            let host = plan.containers[base]
+                .endpoints
+                .iter()
+                .any(|e| plan.networks[e.network].driver == crate::scenario::plan::Driver::Host);
             if host {
                 Node::Machine(c.machine)
             } else {
@@ -258,7 +262,10 @@ impl SimWorld {
             self.start_echo(plan, Node::External(i));
             if !x.dns.is_empty() {
                 let table = Arc::new(x.dns.clone());
-                for proto in [crate::scenario::plan::Proto::Udp, crate::scenario::plan::Proto::Tcp] {
+                for proto in [
+                    crate::scenario::plan::Proto::Udp,
+                    crate::scenario::plan::Proto::Tcp,
+                ] {
                     for &s in self.nodes.get(&Node::External(i)).into_iter().flatten() {
                         services::bind(
                             &mut self.stacks[s],
@@ -339,14 +346,9 @@ impl SimWorld {
                     carried.forget_endpoint(*ip);
                 }
                 let view = crate::backend::steps::running_view(plan_after);
-                let mut next = SimWorld::build_carrying(
-                    &view,
-                    run,
-                    opts,
-                    carried,
-                    Some(self.clock.clone()),
-                )
-                .map_err(|e| e.to_string())?;
+                let mut next =
+                    SimWorld::build_carrying(&view, run, opts, carried, Some(self.clock.clone()))
+                        .map_err(|e| e.to_string())?;
                 next.table = Arc::new(crate::dns::NameTable::from_plan(plan_after));
                 next.rng = std::mem::replace(&mut self.rng, crate::dns::seeded_rng(0));
                 next.next_port = self.next_port;

@@ -85,7 +85,11 @@ impl SimWorld {
         let mut actions = Vec::new();
         self.engine.handle_frame(now, p, &mut pkt, &mut actions);
         let ts = self.clock.pcap_us();
-        if let Some(w) = self.pcaps.get_mut(usize::from(p.0)).and_then(Option::as_mut) {
+        if let Some(w) = self
+            .pcaps
+            .get_mut(usize::from(p.0))
+            .and_then(Option::as_mut)
+        {
             let comment = match actions.as_slice() {
                 [Action::Drop(r)] => Some(format!("vswitch drop: {}", r.as_str())),
                 _ => None,
@@ -102,7 +106,10 @@ impl SimWorld {
                 Action::Emit(q, built) => self.to_port(q, built.frame()),
                 Action::Capture(q, built) => {
                     let ts = self.clock.pcap_us();
-                    if let Some(w) = self.pcaps.get_mut(usize::from(q.0)).and_then(Option::as_mut)
+                    if let Some(w) = self
+                        .pcaps
+                        .get_mut(usize::from(q.0))
+                        .and_then(Option::as_mut)
                     {
                         let _ = w.write_at(ts, built.frame(), None);
                     }
@@ -115,7 +122,11 @@ impl SimWorld {
     /// A frame the engine sends out of port `q`: into its stack.
     fn to_port(&mut self, q: PortId, frame: &[u8]) {
         let ts = self.clock.pcap_us();
-        if let Some(w) = self.pcaps.get_mut(usize::from(q.0)).and_then(Option::as_mut) {
+        if let Some(w) = self
+            .pcaps
+            .get_mut(usize::from(q.0))
+            .and_then(Option::as_mut)
+        {
             let _ = w.write_at(ts, frame, None);
         }
         let Some(&s) = self.port_stack.get(usize::from(q.0)) else {
@@ -218,7 +229,11 @@ impl SimWorld {
 use super::EPHEMERAL_FIRST;
 
 /// [`SimWorld::pick`] over a node's stacks `mine` (its loopback first).
-pub(crate) fn pick_stack(stacks: &[super::stack::Stack], mine: &[usize], dst: IpAddr) -> Option<usize> {
+pub(crate) fn pick_stack(
+    stacks: &[super::stack::Stack],
+    mine: &[usize],
+    dst: IpAddr,
+) -> Option<usize> {
     let lo = *mine.first()?;
     let own = |s: usize| stacks[s].addrs.iter().any(|(a, _)| *a == dst);
     if dst.is_loopback() || mine.iter().any(|&s| own(s)) {

@@ -8,9 +8,7 @@ use std::time::Duration;
 
 use smoltcp::iface::SocketHandle;
 use smoltcp::socket::{icmp, tcp, udp};
-use smoltcp::wire::{
-    Icmpv4Packet, Icmpv4Repr, Icmpv6Packet, Icmpv6Repr, IpAddress, IpEndpoint,
-};
+use smoltcp::wire::{Icmpv4Packet, Icmpv4Repr, Icmpv6Packet, Icmpv6Repr, IpAddress, IpEndpoint};
 
 use crate::probe::{DnsOutcome, EchoReply, PingOptions, PingOutcome, ProbeError, parse_greeting};
 use crate::scenario::plan::{Node, QueryType};
@@ -82,7 +80,8 @@ impl SimWorld {
                 if k < got.len() && !got[k] {
                     got[k] = true;
                     out.received += 1;
-                    out.rtts.push(Duration::from_micros(self.now_us() - sent_at[k]));
+                    out.rtts
+                        .push(Duration::from_micros(self.now_us() - sent_at[k]));
                 }
             }
             let all_sent = sent_at.len() >= opts.count as usize;
@@ -158,16 +157,21 @@ impl SimWorld {
             }
             match dst {
                 IpAddr::V4(_) => {
-                    let Ok(p) = Icmpv4Packet::new_checked(data) else { continue };
-                    if let Ok(Icmpv4Repr::EchoReply { ident: i, seq_no, .. }) =
-                        Icmpv4Repr::parse(&p, &caps.checksum)
+                    let Ok(p) = Icmpv4Packet::new_checked(data) else {
+                        continue;
+                    };
+                    if let Ok(Icmpv4Repr::EchoReply {
+                        ident: i, seq_no, ..
+                    }) = Icmpv4Repr::parse(&p, &caps.checksum)
                         && i == ident
                     {
                         return Some(seq_no);
                     }
                 }
                 IpAddr::V6(_) => {
-                    let Ok(p) = Icmpv6Packet::new_checked(data) else { continue };
+                    let Ok(p) = Icmpv6Packet::new_checked(data) else {
+                        continue;
+                    };
                     // The checksum was verified by the stack.
                     if p.msg_type() == smoltcp::wire::Icmpv6Message::EchoReply
                         && p.echo_ident() == ident
@@ -384,7 +388,10 @@ impl SimWorld {
     ) -> Result<EchoReply, ProbeError> {
         let end = self.deadline(timeout);
         let (s, h, _) = self.udp_open(from, dst, sport)?;
-        let token = format!("vswitch-echo {:016x} ", rand::Rng::random::<u64>(&mut self.rng));
+        let token = format!(
+            "vswitch-echo {:016x} ",
+            rand::Rng::random::<u64>(&mut self.rng)
+        );
         let mut sent_at = Vec::new();
         let mut next = self.now_us();
         let remote = IpEndpoint::new(smol_ip(dst.ip()), dst.port());
@@ -446,7 +453,8 @@ impl SimWorld {
             _ => self.exchange(from, server, &query, id, tcp, end),
         };
         Ok(match reply {
-            Some(r) => crate::probe::dns::parse_response(&r, id, &qname, qtype).unwrap_or(DnsOutcome::NoAnswer),
+            Some(r) => crate::probe::dns::parse_response(&r, id, &qname, qtype)
+                .unwrap_or(DnsOutcome::NoAnswer),
             None => DnsOutcome::NoAnswer,
         })
     }
@@ -488,7 +496,8 @@ impl SimWorld {
             let id: u16 = rand::Rng::random(&mut self.rng);
             let mut msg = query.to_vec();
             msg[..2].copy_from_slice(&id.to_be_bytes());
-            let limit = (self.now_us() + crate::dns::DEFAULT_UPSTREAM_TIMEOUT.as_micros() as u64).min(end);
+            let limit =
+                (self.now_us() + crate::dns::DEFAULT_UPSTREAM_TIMEOUT.as_micros() as u64).min(end);
             let got = self.exchange(machine, SocketAddr::new(*up, 53), &msg, id, tcp, limit);
             if let Some(mut r) = got {
                 use crate::dns::forward::{Verdict, judge};
@@ -525,9 +534,14 @@ impl SimWorld {
             let (s, h) = self.tcp_connect(from, server, end).ok()?;
             let mut framed = (msg.len() as u16).to_be_bytes().to_vec();
             framed.extend_from_slice(msg);
-            let _ = self.stacks[s].sockets.get_mut::<tcp::Socket>(h).send_slice(&framed);
+            let _ = self.stacks[s]
+                .sockets
+                .get_mut::<tcp::Socket>(h)
+                .send_slice(&framed);
             self.touch(s);
-            let full = |b: &[u8]| b.len() >= 2 && b.len() >= 2 + usize::from(u16::from_be_bytes([b[0], b[1]]));
+            let full = |b: &[u8]| {
+                b.len() >= 2 && b.len() >= 2 + usize::from(u16::from_be_bytes([b[0], b[1]]))
+            };
             let r = self.tcp_read(s, h, server, "answer", end, full);
             self.tcp_close(s, h);
             let r = r.ok()?;
@@ -539,7 +553,10 @@ impl SimWorld {
         let mut next = self.now_us();
         let r = loop {
             if self.now_us() >= next {
-                let _ = self.stacks[s].sockets.get_mut::<udp::Socket>(h).send_slice(msg, remote);
+                let _ = self.stacks[s]
+                    .sockets
+                    .get_mut::<udp::Socket>(h)
+                    .send_slice(msg, remote);
                 next = self.now_us() + DNS_RETRY_US;
                 self.touch(s);
             }
@@ -563,7 +580,10 @@ impl SimWorld {
 /// A UDP echo reply: `seen <addr>\n` then `token` and the attempt number.
 fn check_udp_reply(reply: &[u8], token: &str) -> Result<(SocketAddr, usize), String> {
     let Some(nl) = reply.iter().position(|&b| b == b'\n') else {
-        return Err(format!("no seen line in {:?}", String::from_utf8_lossy(reply)));
+        return Err(format!(
+            "no seen line in {:?}",
+            String::from_utf8_lossy(reply)
+        ));
     };
     let line = String::from_utf8_lossy(&reply[..nl]);
     let seen = crate::probe::parse_seen(&line)
@@ -664,7 +684,8 @@ impl SimWorld {
         }
         let (mut bytes, mut datagrams) = (0, 0);
         for &s in &recv {
-            if let Some((b, d)) = super::services::sink_stats(&self.stacks[s], proto, ports.listen) {
+            if let Some((b, d)) = super::services::sink_stats(&self.stacks[s], proto, ports.listen)
+            {
                 bytes += b;
                 datagrams += d;
             }

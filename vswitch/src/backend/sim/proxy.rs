@@ -71,7 +71,12 @@ impl Proxy {
 
     /// Binds every mapping on the stacks of its machine that hold its
     /// address (all of them for a wildcard).
-    pub(crate) fn bind(&mut self, stacks: &mut [Stack], nodes: &HashMap<Node, Vec<usize>>, plan: &Plan) {
+    pub(crate) fn bind(
+        &mut self,
+        stacks: &mut [Stack],
+        nodes: &HashMap<Node, Vec<usize>>,
+        plan: &Plan,
+    ) {
         let _ = plan;
         for (m, maps) in std::mem::take(&mut self.maps).into_iter().enumerate() {
             let Some(mine) = nodes.get(&Node::Machine(m)) else {
@@ -86,7 +91,12 @@ impl Proxy {
                     if !ip.is_unspecified() && !stacks[s].holds(ip) {
                         continue;
                     }
-                    if ip.is_unspecified() && !stacks[s].addrs.iter().any(|(a, _)| a.is_ipv6() == ip.is_ipv6()) {
+                    if ip.is_unspecified()
+                        && !stacks[s]
+                            .addrs
+                            .iter()
+                            .any(|(a, _)| a.is_ipv6() == ip.is_ipv6())
+                    {
                         continue;
                     }
                     let addr = (!ip.is_unspecified()).then(|| smol_ip(ip));
@@ -186,8 +196,22 @@ impl Proxy {
                     p.up_closed = true;
                 }
             }
-            copy(stacks, (us, uh), (cs, ch), &mut buf, dirty, &mut p.up_closed);
-            copy(stacks, (cs, ch), (us, uh), &mut buf, dirty, &mut p.client_closed);
+            copy(
+                stacks,
+                (us, uh),
+                (cs, ch),
+                &mut buf,
+                dirty,
+                &mut p.up_closed,
+            );
+            copy(
+                stacks,
+                (cs, ch),
+                (us, uh),
+                &mut buf,
+                dirty,
+                &mut p.client_closed,
+            );
             true
         });
     }
@@ -225,7 +249,10 @@ impl Proxy {
                 };
                 let (us, uh) = self.sessions[k].up;
                 let dst = IpEndpoint::new(smol_ip(target.ip()), target.port());
-                let _ = stacks[us].sockets.get_mut::<udp::Socket>(uh).send_slice(&data, dst);
+                let _ = stacks[us]
+                    .sockets
+                    .get_mut::<udp::Socket>(uh)
+                    .send_slice(&data, dst);
                 dirty.insert(us);
             }
         }
@@ -239,7 +266,10 @@ impl Proxy {
                 let data = data.to_vec();
                 let mut m = udp::UdpMetadata::from(sess.client);
                 m.local_address = sess.local;
-                let _ = stacks[l.stack].sockets.get_mut::<udp::Socket>(l.handle).send_slice(&data, m);
+                let _ = stacks[l.stack]
+                    .sockets
+                    .get_mut::<udp::Socket>(l.handle)
+                    .send_slice(&data, m);
                 dirty.insert(l.stack);
             }
         }
@@ -269,16 +299,25 @@ fn copy(
             break;
         }
         let n = room.min(buf.len());
-        let Ok(got) = f.recv_slice(&mut buf[..n]) else { break };
+        let Ok(got) = f.recv_slice(&mut buf[..n]) else {
+            break;
+        };
         if got == 0 {
             break;
         }
         dirty.insert(from.0);
-        let _ = stacks[to.0].sockets.get_mut::<tcp::Socket>(to.1).send_slice(&buf[..got]);
+        let _ = stacks[to.0]
+            .sockets
+            .get_mut::<tcp::Socket>(to.1)
+            .send_slice(&buf[..got]);
         dirty.insert(to.0);
     }
     let f = stacks[from.0].sockets.get::<tcp::Socket>(from.1);
-    let finished = !f.may_recv() && !f.can_recv() && f.state() != tcp::State::Listen && f.state() != tcp::State::SynReceived && f.state() != tcp::State::SynSent;
+    let finished = !f.may_recv()
+        && !f.can_recv()
+        && f.state() != tcp::State::Listen
+        && f.state() != tcp::State::SynReceived
+        && f.state() != tcp::State::SynSent;
     if finished && !*closed {
         let t = stacks[to.0].sockets.get_mut::<tcp::Socket>(to.1);
         if t.may_send() || t.state() == tcp::State::SynSent {

@@ -55,7 +55,10 @@ pub(crate) enum Service {
         bytes: u64,
     },
     /// A UDP echo.
-    UdpEcho { node: Arc<str>, handle: SocketHandle },
+    UdpEcho {
+        node: Arc<str>,
+        handle: SocketHandle,
+    },
     /// A UDP DNS server.
     UdpDns {
         table: Arc<BTreeMap<String, Vec<IpAddr>>>,

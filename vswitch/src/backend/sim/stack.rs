@@ -236,7 +236,10 @@ impl Stack {
 
     /// The source address this interface uses towards `dst`.
     pub(crate) fn source_for(&self, dst: IpAddr) -> Option<IpAddr> {
-        let fam = self.addrs.iter().filter(|(a, _)| a.is_ipv6() == dst.is_ipv6());
+        let fam = self
+            .addrs
+            .iter()
+            .filter(|(a, _)| a.is_ipv6() == dst.is_ipv6());
         let mut first = None;
         for (a, len) in fam {
             if IpNet::new(*a, *len).is_ok_and(|n| n.contains(&dst)) {
