@@ -17,6 +17,7 @@
 //! same check kinds as the kernel-socket probes with the same outcomes.
 
 pub mod clock;
+mod frag;
 mod net;
 pub mod probes;
 mod proxy;
@@ -246,6 +247,15 @@ impl SimWorld {
                 mine.push(idx);
             }
             self.nodes.insert(node, mine);
+        }
+        // A node sharing another's interfaces (NH-3, NH-7) probes from them.
+        for n in (0..plan.containers.len()).map(Node::Container) {
+            let o = owner(plan, n);
+            if o != n
+                && let Some(v) = self.nodes.get(&o).cloned()
+            {
+                self.nodes.insert(n, v);
+            }
         }
         self.dirty.extend(0..self.stacks.len());
     }

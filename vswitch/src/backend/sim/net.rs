@@ -10,9 +10,10 @@ use crate::scenario::plan::Node;
 
 use super::SimWorld;
 use super::services;
+use super::stack::{FrameKind, frame_kind};
 
 /// Polls of one stack in a row while its services keep answering.
-const MAX_REPOLL: usize = 8;
+const MAX_REPOLL: usize = 64;
 /// Engine housekeeping (aging) at most this often, virtual µs.
 const EXPIRE_EVERY_US: u64 = 500_000;
 
@@ -47,12 +48,30 @@ impl SimWorld {
 
     fn poll_stack(&mut self, s: usize) {
         let now = self.clock.smol();
+        let st = &mut self.stacks[s];
+        let kinds: Vec<FrameKind> = st.dev.rx.iter().map(|f| frame_kind(f)).collect();
+        let echoes: Vec<Vec<u8>> = st
+            .dev
+            .rx
+            .iter()
+            .zip(&kinds)
+            .filter(|(_, k)| **k == FrameKind::EchoRequest)
+            .map(|(f, _)| f.clone())
+            .collect();
+        if kinds.contains(&FrameKind::Advert) && !st.held_echo.is_empty() {
+            let held = std::mem::take(&mut st.held_echo);
+            st.dev.rx.extend(held);
+        }
         for _ in 0..MAX_REPOLL {
             let st = &mut self.stacks[s];
+            let sent = st.dev.tx.len();
             st.iface.poll(now, &mut st.dev, &mut st.sockets);
+            // A poll sends one fragment of a fragmented packet: go on
+            // while it sends.
+            let more = st.dev.tx.len() > sent;
             let served = services::serve(st);
             let proxied = self.proxy_step(s);
-            if !served && !proxied {
+            if !served && !proxied && !more {
                 break;
             }
         }
@@ -61,7 +80,13 @@ impl SimWorld {
             .iface
             .poll_at(now, &st.sockets)
             .map(|t| t.total_micros().max(0) as u64);
-        let frames = std::mem::take(&mut st.dev.tx);
+        let frames = super::frag::refragment(std::mem::take(&mut st.dev.tx), usize::from(st.mtu));
+        if st.port.is_some()
+            && !echoes.is_empty()
+            && frames.iter().any(|f| frame_kind(f) == FrameKind::Solicit)
+        {
+            st.held_echo = echoes;
+        }
         match st.port {
             None => {
                 if !frames.is_empty() {

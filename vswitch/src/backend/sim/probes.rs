@@ -50,6 +50,17 @@ impl SimWorld {
                 ..PingOutcome::default()
             });
         };
+        // As the kernel with IP_PMTUDISC_DO: too big for the interface is
+        // a send error, nothing leaves.
+        let mtu = usize::from(self.stacks[s].mtu);
+        let header = if dst.is_ipv4() { 28 } else { 48 };
+        if opts.df && usize::from(opts.size) + header > mtu {
+            return Ok(PingOutcome {
+                error: Some(format!("message too long (mtu {mtu})")),
+                unanswered: Vec::new(),
+                ..PingOutcome::default()
+            });
+        }
         let ident = self.ident();
         let mut sock = icmp::Socket::new(
             icmp::PacketBuffer::new(vec![icmp::PacketMetadata::EMPTY; 64], vec![0; 128 * 1024]),

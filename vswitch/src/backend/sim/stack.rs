@@ -106,8 +106,14 @@ pub(crate) struct Stack {
     pub routes: Vec<(IpNet, Option<IpAddr>)>,
     /// Services listening here.
     pub services: Vec<Service>,
+    /// Its MTU.
+    pub mtu: u16,
     /// When it next wants polling, in virtual microseconds.
     pub next_at: Option<u64>,
+    /// Echo requests whose automatic reply waits for the sender's (or the
+    /// gateway's) MAC: handed in again once an ARP reply or neighbour
+    /// advertisement arrives, as the kernel's neighbour queue holds them.
+    pub held_echo: Vec<Vec<u8>>,
 }
 
 impl std::fmt::Debug for Stack {
@@ -214,7 +220,9 @@ impl Stack {
             addrs: spec.addrs,
             routes: spec.routes,
             services: Vec::new(),
+            mtu: spec.mtu,
             next_at: Some(0),
+            held_echo: Vec::new(),
         }
     }
 
@@ -258,5 +266,46 @@ impl Stack {
     /// Whether this interface holds `ip` (its own or the node's other ones).
     pub(crate) fn holds(&self, ip: IpAddr) -> bool {
         self.iface.has_ip_addr(smol_ip(ip))
+    }
+}
+
+/// What a frame is, as far as the neighbour queue cares.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum FrameKind {
+    /// An ICMP or ICMPv6 echo request.
+    EchoRequest,
+    /// An ARP request or IPv6 neighbour solicitation.
+    Solicit,
+    /// An ARP reply or IPv6 neighbour advertisement.
+    Advert,
+    /// Anything else.
+    Other,
+}
+
+/// Classifies an Ethernet frame (untagged: the stacks see no VLAN tags).
+pub(crate) fn frame_kind(f: &[u8]) -> FrameKind {
+    let Some(et) = f.get(12..14) else {
+        return FrameKind::Other;
+    };
+    match u16::from_be_bytes([et[0], et[1]]) {
+        0x0806 => match f.get(20..22) {
+            Some([0, 1]) => FrameKind::Solicit,
+            Some([0, 2]) => FrameKind::Advert,
+            _ => FrameKind::Other,
+        },
+        0x0800 => {
+            let ihl = usize::from(f.get(14).copied().unwrap_or(0) & 0x0f) * 4;
+            match (f.get(23), f.get(14 + ihl)) {
+                (Some(1), Some(8)) => FrameKind::EchoRequest,
+                _ => FrameKind::Other,
+            }
+        }
+        0x86dd => match (f.get(20), f.get(54)) {
+            (Some(58), Some(128)) => FrameKind::EchoRequest,
+            (Some(58), Some(135)) => FrameKind::Solicit,
+            (Some(58), Some(136)) => FrameKind::Advert,
+            _ => FrameKind::Other,
+        },
+        _ => FrameKind::Other,
     }
 }
