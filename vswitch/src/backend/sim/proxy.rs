@@ -26,6 +26,11 @@ struct Listener {
     map: Mapping,
     /// The machine stack that reaches the target.
     up_stack: usize,
+    /// The machine's stacks (to route another family's target).
+    mine: Vec<usize>,
+    /// Every mapping of the machine (a smoltcp wildcard listener takes
+    /// both families: the connection's own picks the target).
+    all: Vec<Mapping>,
 }
 
 #[derive(Debug)]
@@ -82,6 +87,7 @@ impl Proxy {
             let Some(mine) = nodes.get(&Node::Machine(m)) else {
                 continue;
             };
+            let all = maps.clone();
             for map in maps {
                 let Some(up_stack) = pick_stack(stacks, mine, map.target.ip()) else {
                     continue;
@@ -121,6 +127,8 @@ impl Proxy {
                         handle,
                         map,
                         up_stack,
+                        mine: mine.clone(),
+                        all: all.clone(),
                     });
                 }
             }
@@ -148,7 +156,22 @@ impl Proxy {
             if st == tcp::State::Listen {
                 continue;
             }
-            let (up_stack, map, old) = (l.up_stack, l.map, l.handle);
+            let (map, old) = (l.map, l.handle);
+            let t = stacks[s].sockets.get::<tcp::Socket>(old);
+            let local = t.local_endpoint().map(|e| super::stack::std_ip(e.addr));
+            // The mapping for the connection's family and address.
+            let target = local.and_then(|ip| {
+                l.all
+                    .iter()
+                    .find(|m| {
+                        m.proto == Proto::Tcp
+                            && m.listen.port() == map.listen.port()
+                            && m.listen.ip().is_ipv6() == ip.is_ipv6()
+                            && (m.listen.ip() == ip || m.listen.ip().is_unspecified())
+                    })
+                    .map(|m| m.target)
+            });
+            let up_stack = target.and_then(|t| pick_stack(stacks, &l.mine, t.ip()));
             let mut t = tcp_socket(BUF);
             let ip = map.listen.ip();
             let _ = t.listen(IpListenEndpoint {
@@ -156,6 +179,18 @@ impl Proxy {
                 port: map.listen.port(),
             });
             self.listeners[i].handle = stacks[s].sockets.add(t);
+            let (Some(target), Some(up_stack)) = (target, up_stack) else {
+                // Not published on this family (PUB-4): reset.
+                stacks[s].sockets.get_mut::<tcp::Socket>(old).abort();
+                self.pairs.push(TcpPair {
+                    client: (s, old),
+                    up: (s, old),
+                    up_closed: true,
+                    client_closed: true,
+                });
+                continue;
+            };
+            let map = Mapping { target, ..map };
             let port = self.port();
             let mut up = tcp_socket(BUF);
             let u = &mut stacks[up_stack];
@@ -180,6 +215,15 @@ impl Proxy {
         self.pairs.retain_mut(|p| {
             let (cs, ch) = p.client;
             let (us, uh) = p.up;
+            if p.up == p.client {
+                // A reset client without upstream: gone once closed.
+                let closed =
+                    stacks[cs].sockets.get::<tcp::Socket>(ch).state() == tcp::State::Closed;
+                if closed {
+                    stacks[cs].sockets.remove(ch);
+                }
+                return !closed;
+            }
             let up_state = stacks[us].sockets.get::<tcp::Socket>(uh).state();
             let cl_state = stacks[cs].sockets.get::<tcp::Socket>(ch).state();
             if up_state == tcp::State::Closed && cl_state == tcp::State::Closed {
