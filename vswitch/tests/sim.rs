@@ -317,7 +317,7 @@ fn rss_kb() -> u64 {
         .ok()
         .and_then(|s| {
             s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
+                .find(|l| l.starts_with("VmHWM:"))
                 .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
         })
         .unwrap_or(0)
@@ -331,7 +331,7 @@ fn scale(n: usize) -> TestResult {
     let took = t0.elapsed();
     let report = ex.report.ok_or("no report")?;
     eprintln!(
-        "sim scale: {n} containers built, {} checks run, torn down in {:.3} s wall (setup {} ms, teardown {} ms); RSS before {} MB, after {} MB",
+        "sim scale: {n} containers built, {} checks run, torn down in {:.3} s wall (setup {} ms, teardown {} ms); peak RSS before {} MB, after {} MB",
         report.checks.len(),
         took.as_secs_f64(),
         report.setup_ms,

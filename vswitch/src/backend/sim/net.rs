@@ -80,13 +80,17 @@ impl SimWorld {
             .iface
             .poll_at(now, &st.sockets)
             .map(|t| t.total_micros().max(0) as u64);
-        let frames = super::frag::refragment(std::mem::take(&mut st.dev.tx), usize::from(st.mtu));
-        if st.port.is_some()
-            && !echoes.is_empty()
-            && frames.iter().any(|f| frame_kind(f) == FrameKind::Solicit)
-        {
-            st.held_echo = echoes;
+        let mut frames =
+            super::frag::refragment(std::mem::take(&mut st.dev.tx), usize::from(st.mtu));
+        if st.port.is_some() && !echoes.is_empty() {
+            let kinds: Vec<FrameKind> = frames.iter().map(|f| frame_kind(f)).collect();
+            if kinds.contains(&FrameKind::Solicit) {
+                st.held_echo = echoes;
+            } else if !kinds.contains(&FrameKind::EchoReply) {
+                frames.extend(self.answer_rate_limited(s, &echoes));
+            }
         }
+        let st = &mut self.stacks[s];
         match st.port {
             None => {
                 if !frames.is_empty() {
@@ -100,6 +104,41 @@ impl SimWorld {
                 }
             }
         }
+    }
+
+    /// Echo requests that got no reply and no ARP request: smoltcp's
+    /// neighbour cache was rate-limited. The interface is taught the way
+    /// back by an ARP request from the sender (its answer goes nowhere)
+    /// and gets the requests again; what it sends then is returned.
+    fn answer_rate_limited(&mut self, s: usize, echoes: &[Vec<u8>]) -> Vec<Vec<u8>> {
+        let now = self.clock.smol();
+        let st = &mut self.stacks[s];
+        let smoltcp::wire::HardwareAddress::Ethernet(mac) = st.iface.hardware_addr() else {
+            return Vec::new();
+        };
+        for e in echoes {
+            let src = e.get(26..30).and_then(|b| <[u8; 4]>::try_from(b).ok());
+            let src = src.map(|b| IpAddr::V4(std::net::Ipv4Addr::from(b)));
+            let via = match src {
+                Some(ip) if !st.on_link(ip) => st.gateway4(ip),
+                _ => None,
+            };
+            if let Some(arp) = super::stack::arp_for(e, mac.0, via) {
+                st.dev.rx.push_back(arp);
+                st.dev.rx.push_back(e.clone());
+            }
+        }
+        for _ in 0..MAX_REPOLL {
+            let sent = st.dev.tx.len();
+            st.iface.poll(now, &mut st.dev, &mut st.sockets);
+            if st.dev.tx.len() == sent && st.dev.rx.is_empty() {
+                break;
+            }
+        }
+        let out = std::mem::take(&mut st.dev.tx);
+        out.into_iter()
+            .filter(|f| !(f.len() >= 22 && f[12..14] == [0x08, 0x06] && f[20..22] == [0, 2]))
+            .collect()
     }
 
     /// A frame a stack sent on port `p`: through the engine.

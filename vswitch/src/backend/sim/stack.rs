@@ -242,6 +242,18 @@ impl Stack {
             .max()
     }
 
+    /// The IPv4 next hop of the longest route towards `dst`.
+    pub(crate) fn gateway4(&self, dst: IpAddr) -> Option<std::net::Ipv4Addr> {
+        self.routes
+            .iter()
+            .filter(|(n, _)| n.contains(&dst))
+            .max_by_key(|(n, _)| n.prefix_len())
+            .and_then(|(_, via)| match via {
+                Some(IpAddr::V4(g)) => Some(*g),
+                _ => None,
+            })
+    }
+
     /// The source address this interface uses towards `dst`.
     pub(crate) fn source_for(&self, dst: IpAddr) -> Option<IpAddr> {
         let fam = self
@@ -274,6 +286,8 @@ impl Stack {
 pub(crate) enum FrameKind {
     /// An ICMP or ICMPv6 echo request.
     EchoRequest,
+    /// An ICMP or ICMPv6 echo reply.
+    EchoReply,
     /// An ARP request or IPv6 neighbour solicitation.
     Solicit,
     /// An ARP reply or IPv6 neighbour advertisement.
@@ -297,15 +311,47 @@ pub(crate) fn frame_kind(f: &[u8]) -> FrameKind {
             let ihl = usize::from(f.get(14).copied().unwrap_or(0) & 0x0f) * 4;
             match (f.get(23), f.get(14 + ihl)) {
                 (Some(1), Some(8)) => FrameKind::EchoRequest,
+                (Some(1), Some(0)) => FrameKind::EchoReply,
                 _ => FrameKind::Other,
             }
         }
         0x86dd => match (f.get(20), f.get(54)) {
             (Some(58), Some(128)) => FrameKind::EchoRequest,
+            (Some(58), Some(129)) => FrameKind::EchoReply,
             (Some(58), Some(135)) => FrameKind::Solicit,
             (Some(58), Some(136)) => FrameKind::Advert,
             _ => FrameKind::Other,
         },
         _ => FrameKind::Other,
     }
+}
+
+/// An ARP request to this interface for the destination of the IPv4 echo
+/// request `echo`, as its sender (or `via`, the next hop it came through)
+/// would send it: teaches the interface the way back when smoltcp's
+/// neighbour cache is rate-limited (one request a second per interface,
+/// where the kernel asks per neighbour and queues meanwhile).
+pub(crate) fn arp_for(
+    echo: &[u8],
+    my_mac: [u8; 6],
+    via: Option<std::net::Ipv4Addr>,
+) -> Option<Vec<u8>> {
+    if echo.len() < 34 || echo[12..14] != [0x08, 0x00] {
+        return None;
+    }
+    let src_mac = &echo[6..12];
+    let spa: [u8; 4] = match via {
+        Some(g) => g.octets(),
+        None => echo[26..30].try_into().ok()?,
+    };
+    let tpa = &echo[30..34];
+    let mut f = Vec::with_capacity(42);
+    f.extend_from_slice(&my_mac);
+    f.extend_from_slice(src_mac);
+    f.extend_from_slice(&[0x08, 0x06, 0, 1, 8, 0, 6, 4, 0, 1]);
+    f.extend_from_slice(src_mac);
+    f.extend_from_slice(&spa);
+    f.extend_from_slice(&[0; 6]);
+    f.extend_from_slice(tpa);
+    Some(f)
 }
