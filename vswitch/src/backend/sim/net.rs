@@ -100,7 +100,7 @@ impl SimWorld {
             }
             Some(p) => {
                 for f in frames {
-                    self.from_stack(p, &f);
+                    self.frame_from_stack(p, &f);
                 }
             }
         }
@@ -142,7 +142,7 @@ impl SimWorld {
     }
 
     /// A frame a stack sent on port `p`: through the engine.
-    fn from_stack(&mut self, p: PortId, frame: &[u8]) {
+    fn frame_from_stack(&mut self, p: PortId, frame: &[u8]) {
         self.frames += 1;
         let now = self.clock.instant();
         let mut pkt = Packet::from_frame(VnetHdr::default(), frame);
@@ -166,8 +166,8 @@ impl SimWorld {
     fn execute(&mut self, pkt: &Packet, actions: Vec<Action>) {
         for a in actions {
             match a {
-                Action::Forward(q) => self.to_port(q, pkt.frame()),
-                Action::Emit(q, built) => self.to_port(q, built.frame()),
+                Action::Forward(q) => self.frame_to_port(q, pkt.frame()),
+                Action::Emit(q, built) => self.frame_to_port(q, built.frame()),
                 Action::Capture(q, built) => {
                     let ts = self.clock.pcap_us();
                     if let Some(w) = self
@@ -184,7 +184,7 @@ impl SimWorld {
     }
 
     /// A frame the engine sends out of port `q`: into its stack.
-    fn to_port(&mut self, q: PortId, frame: &[u8]) {
+    fn frame_to_port(&mut self, q: PortId, frame: &[u8]) {
         let ts = self.clock.pcap_us();
         if let Some(w) = self
             .pcaps
@@ -210,7 +210,7 @@ impl SimWorld {
         let now = self.clock.instant();
         while let Some(due) = self.engine.poll_due(now) {
             match due {
-                Due::Egress(p, pkt) => self.to_port(p, pkt.frame()),
+                Due::Egress(p, pkt) => self.frame_to_port(p, pkt.frame()),
                 Due::Ingress(p, mut pkt) => {
                     let mut actions = Vec::new();
                     self.engine

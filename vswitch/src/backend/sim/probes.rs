@@ -607,11 +607,6 @@ fn check_udp_reply(reply: &[u8], token: &str) -> Result<(SocketAddr, usize), Str
     Ok((seen, attempt))
 }
 
-#[allow(dead_code)]
-fn any_ip(a: IpAddress) -> IpAddr {
-    std_ip(a)
-}
-
 /// Virtual time one round of the throughput senders takes.
 const TICK_US: u64 = 1000;
 /// UDP datagrams each stream sends per tick.

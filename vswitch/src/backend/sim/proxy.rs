@@ -303,10 +303,7 @@ impl Proxy {
         for sess in &self.sessions {
             let (us, uh) = sess.up;
             let l = &self.listeners[sess.listener];
-            loop {
-                let Ok((data, _)) = stacks[us].sockets.get_mut::<udp::Socket>(uh).recv() else {
-                    break;
-                };
+            while let Ok((data, _)) = stacks[us].sockets.get_mut::<udp::Socket>(uh).recv() {
                 let data = data.to_vec();
                 let mut m = udp::UdpMetadata::from(sess.client);
                 m.local_address = sess.local;

@@ -296,11 +296,12 @@ fn conn_step(s: &mut tcp::Socket<'static>, c: &mut Conn, role: &TcpRole, bytes: 
             }
         }
     }
-    if !c.out.is_empty() && s.can_send() {
-        if let Ok(n) = s.send_slice(&c.out) {
-            c.out.drain(..n);
-            touched |= n > 0;
-        }
+    if !c.out.is_empty()
+        && s.can_send()
+        && let Ok(n) = s.send_slice(&c.out)
+    {
+        c.out.drain(..n);
+        touched |= n > 0;
     }
     if !s.may_recv() && c.out.is_empty() && s.state() == tcp::State::CloseWait {
         s.close();
