@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use smoltcp::iface::SocketHandle;
 use smoltcp::socket::{icmp, tcp, udp};
-use smoltcp::wire::{Icmpv4Packet, Icmpv4Repr, Icmpv6Packet, Icmpv6Repr, IpAddress, IpEndpoint};
+use smoltcp::wire::{Icmpv4Packet, Icmpv4Repr, Icmpv6Packet, Icmpv6Repr, IpEndpoint};
 
 use crate::probe::{DnsOutcome, EchoReply, PingOptions, PingOutcome, ProbeError, parse_greeting};
 use crate::scenario::plan::{Node, QueryType};
