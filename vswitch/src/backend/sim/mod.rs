@@ -65,9 +65,10 @@ pub fn unsupported(plan: &Plan) -> Vec<String> {
     for (k, st) in plan.steps.iter().enumerate() {
         if let StepAction::Fault { fault, .. } = &st.action
             && let Some(mtu) = fault.mtu
+            && let Some(i) = needs_pmtu_discovery(plan, k)
         {
             say(format!(
-                "fault mtu = {mtu} (step[{k}] `{}`): the checks after it rest on the host stacks learning the path MTU from ICMP fragmentation-needed / packet-too-big, and smoltcp has no path MTU discovery",
+                "check[{i}] after fault mtu = {mtu} (step[{k}] `{}`) rests on the host stack learning the path MTU from ICMP fragmentation-needed / packet-too-big (TCP lowering its segments, a DF ping refused after the link widened), and smoltcp has no path MTU discovery",
                 st.name
             ));
         }
@@ -85,6 +86,30 @@ pub fn unsupported(plan: &Plan) -> Vec<String> {
     why
 }
 
+/// The first check bound at or after step `k` (a narrowing `mtu` fault)
+/// that only a stack with path MTU discovery passes, in a world with
+/// overlays (whose VTEP answers "fragmentation needed" for the inner
+/// packet): TCP throughput, or a DF ping after a later `clear` (the kernel
+/// remembers the path MTU).
+fn needs_pmtu_discovery(plan: &Plan, k: usize) -> Option<usize> {
+    use crate::scenario::plan::{CheckKind, Driver, Proto};
+    if !plan.networks.iter().any(|n| n.driver == Driver::Overlay) {
+        return None;
+    }
+    plan.checks.iter().position(|c| {
+        let Some(after) = c.after.filter(|a| *a >= k) else {
+            return false;
+        };
+        match &c.kind {
+            CheckKind::Throughput { proto, .. } => *proto == Proto::Tcp,
+            CheckKind::Ping { df: true, .. } => plan.steps[k + 1..=after]
+                .iter()
+                .any(|s| matches!(s.action, StepAction::Clear(_))),
+            _ => false,
+        }
+    })
+}
+
 /// SVC-4: a connection to a machine's own address on a routing-mesh port
 /// goes through the userland proxy to the machine's ingress sandbox over an
 /// on-link host route on the uplink; smoltcp routes only to its own subnets
@@ -94,7 +119,9 @@ fn say_mesh_from_machine(plan: &Plan, say: &mut impl FnMut(String)) {
     let mesh: Vec<u16> = plan
         .services
         .iter()
-        .flat_map(|s| s.publish.iter().map(|p| p.published))
+        .flat_map(|s| s.publish.iter())
+        .filter(|p| p.mode == crate::scenario::plan::PublishMode::Ingress)
+        .map(|p| p.published)
         .collect();
     for (i, c) in plan.checks.iter().enumerate() {
         let (CheckKind::Tcp { to, .. } | CheckKind::Udp { to, .. } | CheckKind::Spread { to, .. }) =
