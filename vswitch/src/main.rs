@@ -762,7 +762,13 @@ fn cmd_up(file: &Path, backend: Backend, pcap: Option<PathBuf>) -> Result<i32> {
             return Ok(EXIT_INVALID);
         }
     };
-    let why = vswitch::backend::unsupported(&plan, backend.into());
+    let mut why = vswitch::backend::unsupported(&plan, backend.into());
+    if BackendKind::from(backend) == BackendKind::Sim {
+        why.push(
+            "backend sim: `up` keeps a world for `exec` and `step` from other processes; the sim's world lives in memory inside one process, with no namespaces to enter (use `vswitch run --backend sim`)"
+                .into(),
+        );
+    }
     if !why.is_empty() {
         for w in why {
             eprintln!("{w}");

@@ -219,6 +219,16 @@ impl SimWorld {
         if !carried.is_empty() {
             engine.restore_conntrack(carried, clock.instant());
         }
+        if let Some(dir) = &opts.pcap_dir {
+            // The keys of the encrypted overlays, for Wireshark (OV-9), as
+            // the userspace backend writes them.
+            let sas = crate::backend::userspace::overlay::used_sas(&setup.cfg);
+            if !sas.is_empty() {
+                let path = dir.join(crate::backend::userspace::ESP_SA_FILE);
+                std::fs::write(&path, crate::engine::esp::esp_sa_uat(&sas))
+                    .map_err(BuildError::at(format!("writing {}", path.display())))?;
+            }
+        }
         let mut pcaps = Vec::new();
         for (path, name) in setup.pcap_paths().iter().zip(&setup.port_names) {
             pcaps.push(match path {
