@@ -216,10 +216,18 @@ pub fn execute_plan_with(
     if opts.keep {
         let mut kept = record.clone();
         kept.kept = true;
-        let _ = kept.save();
-        eprintln!(
-            "vswitch [{run}] world kept up; `vswitch exec NODE -- CMD` works in it. Ctrl-C (or `vswitch down {run}`) tears it down."
-        );
+        if !sim {
+            let _ = kept.save();
+        }
+        if sim {
+            eprintln!(
+                "vswitch [{run}] sim world held in this process (it has no namespaces for `vswitch exec`); Ctrl-C ends it."
+            );
+        } else {
+            eprintln!(
+                "vswitch [{run}] world kept up; `vswitch exec NODE -- CMD` works in it. Ctrl-C (or `vswitch down {run}`) tears it down."
+            );
+        }
         world::hold_until_signal();
         progress("tearing down");
     }
