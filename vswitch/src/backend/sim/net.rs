@@ -58,6 +58,14 @@ impl SimWorld {
             .filter(|(_, k)| **k == FrameKind::EchoRequest)
             .map(|(f, _)| f.clone())
             .collect();
+        let openers: Vec<Vec<u8>> = st
+            .dev
+            .rx
+            .iter()
+            .zip(&kinds)
+            .filter(|(_, k)| **k == FrameKind::Opener)
+            .map(|(f, _)| f.clone())
+            .collect();
         if kinds.contains(&FrameKind::Advert) && !st.held_echo.is_empty() {
             let held = std::mem::take(&mut st.held_echo);
             st.dev.rx.extend(held);
@@ -87,7 +95,29 @@ impl SimWorld {
             if kinds.contains(&FrameKind::Solicit) {
                 st.held_echo = echoes;
             } else if !kinds.contains(&FrameKind::EchoReply) {
-                frames.extend(self.answer_rate_limited(s, &echoes));
+                frames.extend(self.answer_rate_limited(s, &echoes, true));
+            }
+        }
+        if self.stacks[s].port.is_some() && !openers.is_empty() {
+            let st = &self.stacks[s];
+            let silent = |o: &Vec<u8>| {
+                !frames
+                    .iter()
+                    .any(|f| f.get(0..6) == o.get(6..12) || frame_kind(f) == FrameKind::Solicit)
+            };
+            let now_us = self.clock.now_us();
+            let want: Vec<Vec<u8>> = openers
+                .into_iter()
+                .filter(|o| o.get(0..6) == Some(&st.mac()[..]) && silent(o))
+                .filter(|o| {
+                    let src: [u8; 4] = o[26..30].try_into().unwrap_or_default();
+                    !st.taught
+                        .iter()
+                        .any(|(a, t)| *a == src && now_us < t + 1_000_000)
+                })
+                .collect();
+            if !want.is_empty() {
+                frames.extend(self.answer_rate_limited(s, &want, false));
             }
         }
         let st = &mut self.stacks[s];
@@ -106,12 +136,15 @@ impl SimWorld {
         }
     }
 
-    /// Echo requests that got no reply and no ARP request: smoltcp's
-    /// neighbour cache was rate-limited. The interface is taught the way
-    /// back by an ARP request from the sender (its answer goes nowhere)
-    /// and gets the requests again; what it sends then is returned.
-    fn answer_rate_limited(&mut self, s: usize, echoes: &[Vec<u8>]) -> Vec<Vec<u8>> {
+    /// Frames that got no answer and no ARP request: smoltcp's neighbour
+    /// cache was rate-limited. The interface is taught the way back by an
+    /// ARP request from the sender (its answer goes nowhere) and, `again`,
+    /// gets the frames again (echo requests, answered by the stack itself;
+    /// a socket's answer waits in the socket); what it sends then is
+    /// returned.
+    fn answer_rate_limited(&mut self, s: usize, echoes: &[Vec<u8>], again: bool) -> Vec<Vec<u8>> {
         let now = self.clock.smol();
+        let now_us = self.clock.now_us();
         let st = &mut self.stacks[s];
         let smoltcp::wire::HardwareAddress::Ethernet(mac) = st.iface.hardware_addr() else {
             return Vec::new();
@@ -125,13 +158,19 @@ impl SimWorld {
             };
             if let Some(arp) = super::stack::arp_for(e, mac.0, via) {
                 st.dev.rx.push_back(arp);
-                st.dev.rx.push_back(e.clone());
+                if again {
+                    st.dev.rx.push_back(e.clone());
+                }
+                let src: [u8; 4] = e[26..30].try_into().unwrap_or_default();
+                st.taught.retain(|(a, _)| *a != src);
+                st.taught.push((src, now_us));
             }
         }
         for _ in 0..MAX_REPOLL {
             let sent = st.dev.tx.len();
             st.iface.poll(now, &mut st.dev, &mut st.sockets);
-            if st.dev.tx.len() == sent && st.dev.rx.is_empty() {
+            let served = services::serve(st);
+            if st.dev.tx.len() == sent && st.dev.rx.is_empty() && !served {
                 break;
             }
         }

@@ -114,6 +114,9 @@ pub(crate) struct Stack {
     /// gateway's) MAC: handed in again once an ARP reply or neighbour
     /// advertisement arrives, as the kernel's neighbour queue holds them.
     pub held_echo: Vec<Vec<u8>>,
+    /// Senders this interface was taught the way back to, with when
+    /// (virtual µs): at most once a second each.
+    pub taught: Vec<([u8; 4], u64)>,
 }
 
 impl std::fmt::Debug for Stack {
@@ -223,6 +226,7 @@ impl Stack {
             mtu: spec.mtu,
             next_at: Some(0),
             held_echo: Vec::new(),
+            taught: Vec::new(),
         }
     }
 
@@ -270,6 +274,14 @@ impl Stack {
         first
     }
 
+    /// Its MAC (zero for a loopback).
+    pub(crate) fn mac(&self) -> [u8; 6] {
+        match self.iface.hardware_addr() {
+            HardwareAddress::Ethernet(m) => m.0,
+            _ => [0; 6],
+        }
+    }
+
     /// The device's capabilities (checksums to compute).
     pub(crate) fn dev_caps(&self) -> DeviceCapabilities {
         self.dev.capabilities()
@@ -288,6 +300,8 @@ pub(crate) enum FrameKind {
     EchoRequest,
     /// An ICMP or ICMPv6 echo reply.
     EchoReply,
+    /// An IPv4 TCP SYN or UDP datagram: it may want an answer from a socket.
+    Opener,
     /// An ARP request or IPv6 neighbour solicitation.
     Solicit,
     /// An ARP reply or IPv6 neighbour advertisement.
@@ -312,6 +326,11 @@ pub(crate) fn frame_kind(f: &[u8]) -> FrameKind {
             match (f.get(23), f.get(14 + ihl)) {
                 (Some(1), Some(8)) => FrameKind::EchoRequest,
                 (Some(1), Some(0)) => FrameKind::EchoReply,
+                (Some(17), _) => FrameKind::Opener,
+                (Some(6), _) => match f.get(14 + ihl + 13) {
+                    Some(flags) if flags & 0x12 == 0x02 => FrameKind::Opener,
+                    _ => FrameKind::Other,
+                },
                 _ => FrameKind::Other,
             }
         }
