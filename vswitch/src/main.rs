@@ -63,6 +63,9 @@ enum Backend {
     Kernel,
     /// A real Docker daemon (start it with `ci/docker-daemon.sh start`).
     Docker,
+    /// The whole world in one process: the engine and smoltcp host stacks
+    /// in memory, in virtual time, without root.
+    Sim,
 }
 
 impl From<Backend> for BackendKind {
@@ -71,6 +74,7 @@ impl From<Backend> for BackendKind {
             Backend::Userspace => BackendKind::Userspace,
             Backend::Kernel => BackendKind::Kernel,
             Backend::Docker => BackendKind::Docker,
+            Backend::Sim => BackendKind::Sim,
         }
     }
 }
@@ -768,7 +772,13 @@ fn cmd_up(file: &Path, backend: Backend, pcap: Option<PathBuf>) -> Result<i32> {
             return Ok(EXIT_INVALID);
         }
     };
-    let why = vswitch::backend::unsupported(&plan, backend.into());
+    let mut why = vswitch::backend::unsupported(&plan, backend.into());
+    if BackendKind::from(backend) == BackendKind::Sim {
+        why.push(
+            "backend sim: `up` keeps a world for `exec` and `step` from other processes; the sim's world lives in memory inside one process, with no namespaces to enter (use `vswitch run --backend sim`)"
+                .into(),
+        );
+    }
     if !why.is_empty() {
         for w in why {
             eprintln!("{w}");
@@ -1173,7 +1183,10 @@ fn cmd_trace(
                 vswitch::trace::kernel::trace(&plan, &path.display().to_string(), &r, proto)
             })
         }
-        (BackendKind::Userspace, _) => vswitch::trace::trace(&plan, from, &target, proto),
+        // The sim runs the userspace engine: the same trace.
+        (BackendKind::Userspace | BackendKind::Sim, _) => {
+            vswitch::trace::trace(&plan, from, &target, proto)
+        }
         (BackendKind::Docker, _) => {
             eprintln!(
                 "vswitch: trace follows the userspace engine or the kernel backend, not docker"

@@ -114,9 +114,11 @@ fn run_on(path: &Path, plan: &Plan, backend: BackendKind) -> Result<BackendRun, 
     // could not run is never excused.
     let known = vswitch::run::compare::known_differences(plan);
     let excused = |i: usize| {
-        known
-            .iter()
-            .any(|(k, b)| *k == i && b.as_deref() == Some(backend.to_string().as_str()))
+        known.iter().any(|(k, b)| {
+            *k == i
+                && b.as_deref()
+                    .is_some_and(|b| vswitch::run::compare::names_backend(b, &backend.to_string()))
+        })
     };
     let failing: Vec<usize> = report
         .checks

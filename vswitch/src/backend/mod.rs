@@ -15,6 +15,7 @@ pub(crate) mod linux;
 pub mod parallel;
 pub mod pcap;
 mod services;
+pub mod sim;
 pub mod steps;
 pub mod topology;
 pub mod userspace;
@@ -107,6 +108,7 @@ pub fn unsupported(plan: &Plan, backend: BackendKind) -> Vec<String> {
         }
         BackendKind::Kernel => kernel::unsupported(p),
         BackendKind::Docker => docker::unsupported(p),
+        BackendKind::Sim => sim::unsupported(p),
     };
     let mut why = of(plan);
     why.extend(services::refusals(plan, backend));
@@ -190,6 +192,8 @@ pub struct World {
     faults: HashMap<LinkRef, LinkFault>,
     /// Counters of data paths a step replaced.
     earlier_metrics: Vec<serde_json::Value>,
+    /// The sim backend's whole world (no namespaces, no threads).
+    sim: Option<std::sync::Mutex<sim::SimWorld>>,
 }
 
 /// Node name → namespace name, for `vswitch exec` and the run record. On
@@ -294,7 +298,14 @@ impl World {
             container_echo: HashMap::new(),
             faults: HashMap::new(),
             earlier_metrics: Vec::new(),
+            sim: None,
         };
+        if backend == BackendKind::Sim {
+            progress("building the world in memory");
+            let w = sim::SimWorld::build(plan, run.as_str(), opts)?;
+            world.sim = Some(std::sync::Mutex::new(w));
+            return Ok(world);
+        }
         progress(&format!(
             "creating {} namespaces",
             plan.machines.len() + plan.externals.len() + plan.containers.len()
@@ -323,6 +334,8 @@ impl World {
             BackendKind::Docker => {
                 Dataplane::Docker(docker::Dataplane::build(&mut world, plan, opts, progress)?)
             }
+            // Built above, without namespaces.
+            BackendKind::Sim => return Ok(world),
         });
         if backend == BackendKind::Userspace {
             // The data path is in place, so a failure here removes it too.
@@ -352,6 +365,11 @@ impl World {
     /// The run id.
     pub fn run(&self) -> &RunId {
         &self.run
+    }
+
+    /// The in-memory world of the sim backend.
+    pub fn sim(&self) -> Option<&std::sync::Mutex<sim::SimWorld>> {
+        self.sim.as_ref()
     }
 
     /// The namespace a node lives in.
@@ -587,6 +605,9 @@ impl World {
             .dataplane
             .take()
             .map_or(serde_json::Value::Null, Dataplane::stop);
+        if let Some(s) = self.sim.take() {
+            metrics = s.into_inner().unwrap_or_else(|p| p.into_inner()).metrics();
+        }
         tracing::debug!(
             ms = t.elapsed().as_millis() as u64,
             "teardown: data path stopped"

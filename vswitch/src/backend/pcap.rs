@@ -76,6 +76,12 @@ impl PcapWriter {
             .duration_since(SystemTime::UNIX_EPOCH)
             .unwrap_or_default()
             .as_micros() as u64;
+        self.write_at(us, frame, comment)
+    }
+
+    /// Appends one frame stamped `us` microseconds after the epoch (the sim
+    /// backend's virtual clock), with an optional comment.
+    pub fn write_at(&mut self, us: u64, frame: &[u8], comment: Option<&str>) -> io::Result<()> {
         let caplen = frame.len().min(SNAPLEN as usize);
         let comment = comment.map(|c| &c.as_bytes()[..c.len().min(1024)]);
         let opts = comment.map_or(0, |c| 4 + c.len() + pad4(c.len()) + 4);

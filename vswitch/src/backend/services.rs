@@ -20,6 +20,10 @@ use crate::scenario::plan::{BackendKind, EndpointMode, Plan, PublishMode, StepAc
 pub(crate) fn refusals(plan: &Plan, backend: BackendKind) -> Vec<String> {
     match backend {
         BackendKind::Userspace => userspace(plan),
+        BackendKind::Sim => userspace(plan)
+            .into_iter()
+            .map(|r| r.replacen("backend userspace:", "backend sim:", 1))
+            .collect(),
         BackendKind::Kernel => Vec::new(),
         BackendKind::Docker => docker(plan, ipvs_present()),
     }

@@ -108,6 +108,7 @@ pub(crate) fn refusals(plan: &Plan, backend: BackendKind) -> Vec<String> {
             BackendKind::Docker => {
                 why.extend(super::docker::faults::refusals(plan, &s.action, &at))
             }
+            BackendKind::Sim => {}
         }
     }
     why
@@ -163,6 +164,13 @@ impl World {
         action: &StepAction,
     ) -> Result<(), StepError> {
         let backend = self.backend;
+        if let Some(sim) = &self.sim {
+            let leaving = leaving_addrs(before, after, action);
+            let mut w = sim.lock().unwrap_or_else(|p| p.into_inner());
+            return w
+                .apply_step(after, action, self.run.as_str(), &self.opts, &leaving)
+                .map_err(StepError::Engine);
+        }
         // Kernel and docker: the same faults in the nodes' namespaces.
         let ns_fault = matches!(backend, BackendKind::Kernel | BackendKind::Docker)
             && matches!(action, StepAction::Fault { .. } | StepAction::Clear(_));

@@ -101,7 +101,10 @@ fn render(data: &RData) -> Option<String> {
 }
 
 /// Builds a query message; returns it with its id.
-fn build_query(name: &str, qtype: QueryType) -> Result<(u16, Name, Vec<u8>), ProbeError> {
+pub(crate) fn build_query(
+    name: &str,
+    qtype: QueryType,
+) -> Result<(u16, Name, Vec<u8>), ProbeError> {
     let invalid = |reason: String| ProbeError::InvalidName {
         name: name.to_string(),
         reason,
@@ -121,7 +124,12 @@ fn build_query(name: &str, qtype: QueryType) -> Result<(u16, Name, Vec<u8>), Pro
 
 /// Decodes a response to our query; `None` when it is not one (wrong id,
 /// question, not a response, garbage).
-fn parse_response(bytes: &[u8], id: u16, qname: &Name, qtype: QueryType) -> Option<DnsOutcome> {
+pub(crate) fn parse_response(
+    bytes: &[u8],
+    id: u16,
+    qname: &Name,
+    qtype: QueryType,
+) -> Option<DnsOutcome> {
     let m = Message::from_vec(bytes).ok()?;
     if m.metadata.id != id || m.metadata.message_type != MessageType::Response {
         return None;

@@ -9,7 +9,7 @@
 //! No external binaries are run.
 
 mod client;
-mod dns;
+pub(crate) mod dns;
 mod echo;
 mod iperf3;
 mod ping;

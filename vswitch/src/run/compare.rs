@@ -20,6 +20,14 @@ pub fn known_differences(plan: &Plan) -> Vec<(usize, Option<String>)> {
         .collect()
 }
 
+/// Whether a `known_difference` naming backend `named` covers `backend`:
+/// its own, and the userspace backend's for the sim too (the sim runs the
+/// userspace backend's engine and userland proxy in memory, so it departs
+/// where that backend does).
+pub fn names_backend(named: &str, backend: &str) -> bool {
+    named == backend || (named == "userspace" && backend == "sim")
+}
+
 /// One backend's outcome for one scenario.
 #[derive(Clone, Debug, Serialize)]
 pub struct BackendRun {
@@ -116,9 +124,9 @@ impl Comparison {
                 *idx == i
                     && b.as_ref().is_some_and(|b| {
                         let others: Vec<usize> = (0..backends.len())
-                            .filter(|&k| &backends[k] != b && cells[k].is_some())
+                            .filter(|&k| !names_backend(b, &backends[k]) && cells[k].is_some())
                             .collect();
-                        backends.contains(b)
+                        backends.iter().any(|k| names_backend(b, k))
                             && !cells.iter().flatten().any(|c| c.is_error())
                             && others.iter().all(|&k| pass[k] == Some(true))
                             && others.windows(2).all(|w| observed[w[0]] == observed[w[1]])

@@ -67,6 +67,18 @@ fn empty_report(path: &Path, plan: &Plan, backend: BackendKind, run: &RunId) -> 
     }
 }
 
+/// The run id of a sim run: `vsw` + 6 hex digits of a hash of the file
+/// name and the seed (FNV-1a), the same run after run.
+fn sim_run_id(path: &Path, plan: &Plan) -> RunId {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let text = format!("{}\0{}", path.display(), plan.seed);
+    for b in text.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    RunId::parse(&format!("vsw{:06x}", h & 0xff_ffff)).unwrap_or_default()
+}
+
 /// Test hook: `VSWITCH_FAULT=panic-after-build` panics once the world is up,
 /// so tests can prove that a panicking run leaves nothing behind.
 fn inject_fault(point: &str) {
@@ -104,7 +116,14 @@ pub fn execute_plan_with(
     opts: &RunOptions,
     checked: &dyn Fn(&Report),
 ) -> Execution {
-    let run = opts.run_id.clone().unwrap_or_default();
+    let sim = opts.backend == BackendKind::Sim;
+    let run = match (&opts.run_id, sim) {
+        (Some(r), _) => r.clone(),
+        // Nothing of a sim run outlives the process, and the same file and
+        // seed give the same report: its id is made from them.
+        (None, true) => sim_run_id(path, plan),
+        (None, false) => RunId::new(),
+    };
     let mut report = empty_report(path, plan, opts.backend, &run);
     let unsupported = backend::unsupported(plan, opts.backend);
     if !unsupported.is_empty() {
@@ -128,7 +147,7 @@ pub fn execute_plan_with(
         namespaces: namespace_names(&run, plan, opts.backend),
         kept: false,
     };
-    if let Err(e) = record.save() {
+    if let (false, Err(e)) = (sim, record.save()) {
         return Execution {
             code: EXIT_FAILED,
             report: Some(report),
@@ -138,7 +157,7 @@ pub fn execute_plan_with(
             )),
         };
     }
-    let _live = world::register_live(&run);
+    let _live = (!sim).then(|| world::register_live(&run));
     let progress = |s: &str| {
         if opts.progress {
             eprintln!("vswitch [{run}] {s}");
@@ -150,7 +169,9 @@ pub fn execute_plan_with(
     let world = match built {
         Ok(w) => w,
         Err(e) => {
-            world::remove_run(&run);
+            if !sim {
+                world::remove_run(&run);
+            }
             report.skipped = plan.checks.len();
             return Execution {
                 code: EXIT_FAILED,
@@ -195,16 +216,26 @@ pub fn execute_plan_with(
     if opts.keep {
         let mut kept = record.clone();
         kept.kept = true;
-        let _ = kept.save();
-        eprintln!(
-            "vswitch [{run}] world kept up; `vswitch exec NODE -- CMD` works in it. Ctrl-C (or `vswitch down {run}`) tears it down."
-        );
+        if !sim {
+            let _ = kept.save();
+        }
+        if sim {
+            eprintln!(
+                "vswitch [{run}] sim world held in this process (it has no namespaces for `vswitch exec`); Ctrl-C ends it."
+            );
+        } else {
+            eprintln!(
+                "vswitch [{run}] world kept up; `vswitch exec NODE -- CMD` works in it. Ctrl-C (or `vswitch down {run}`) tears it down."
+            );
+        }
         world::hold_until_signal();
         progress("tearing down");
     }
     let t1 = Instant::now();
     report.metrics = world.teardown();
-    world::remove_run(&run);
+    if !sim {
+        world::remove_run(&run);
+    }
     report.teardown_ms = t1.elapsed().as_millis() as u64;
     let code = if report.all_held() {
         EXIT_OK

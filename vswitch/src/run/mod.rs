@@ -4,6 +4,7 @@
 pub mod compare;
 pub mod execute;
 pub mod live;
+pub mod prober;
 pub mod report;
 pub mod steps;
 
@@ -14,7 +15,6 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use crate::backend::{World, default_dns_server};
-use crate::netns::NetNs;
 use crate::probe::{self, DnsOutcome, PingOptions, ProbeError};
 use crate::scenario::plan::{
     Check, CheckKind, DnsExpect, Expect, Generator, Node, Plan, QueryType, Target,
@@ -42,6 +42,19 @@ pub fn run_checks(
     on_result: &(dyn Fn(&CheckResult) + Sync),
 ) -> Vec<CheckResult> {
     let mut results: Vec<Option<CheckResult>> = vec![None; plan.checks.len()];
+    if world.sim().is_some() {
+        // One world in virtual time: the checks run one after another, in
+        // file order, so that two runs see the same world.
+        return plan
+            .checks
+            .iter()
+            .map(|c| {
+                let r = timed_check(world, plan, c);
+                on_result(&r);
+                r
+            })
+            .collect();
+    }
     std::thread::scope(|s| {
         // Results go by position in `plan.checks`, which may be a subset
         // of the file's checks (one step's, see `steps`).
@@ -129,7 +142,7 @@ pub fn run_check(world: &World, plan: &Plan, check: &Check) -> CheckResult {
     let base = CheckResult::new(plan, check);
     let deadline = Instant::now() + check.timeout;
     let from = check.from[0];
-    let ns = world.ns(from);
+    let pr = prober::Prober::new(world, from, check.timeout);
     match &check.kind {
         CheckKind::Ping {
             to,
@@ -146,7 +159,7 @@ pub fn run_check(world: &World, plan: &Plan, check: &Check) -> CheckResult {
                 df: *df,
                 interval: Duration::from_millis(100),
             };
-            match probe::ping(ns, to.addr, &opts, deadline) {
+            match pr.ping(to.addr, &opts) {
                 Ok(o) => {
                     let obs = ping_observed(o.received, o.sent.max(*count));
                     let mut detail = format!("{}/{} replies", o.received, count);
@@ -166,11 +179,8 @@ pub fn run_check(world: &World, plan: &Plan, check: &Check) -> CheckResult {
         CheckKind::Tcp { to, seen_as } | CheckKind::Udp { to, seen_as, .. } => {
             let dst = SocketAddr::new(to.addr, to.port.unwrap_or(0));
             let r = match &check.kind {
-                CheckKind::Udp {
-                    sport: Some(sport), ..
-                } => probe::udp_echo_from(ns, *sport, dst, deadline),
-                CheckKind::Udp { .. } => probe::udp_echo(ns, dst, deadline),
-                _ => probe::tcp_echo(ns, dst, deadline),
+                CheckKind::Udp { sport, .. } => pr.udp_echo(*sport, dst),
+                _ => pr.tcp_echo(dst),
             };
             match r {
                 Ok(reply) => {
@@ -202,7 +212,7 @@ pub fn run_check(world: &World, plan: &Plan, check: &Check) -> CheckResult {
                 ));
             };
             dns_check(
-                ns,
+                &pr,
                 check,
                 base,
                 SocketAddr::new(server, 53),
@@ -210,7 +220,6 @@ pub fn run_check(world: &World, plan: &Plan, check: &Check) -> CheckResult {
                 *qtype,
                 *tcp,
                 *rotate,
-                deadline,
             )
         }
         CheckKind::Reach { to } => reach(world, plan, check, base, to, deadline),
@@ -218,7 +227,7 @@ pub fn run_check(world: &World, plan: &Plan, check: &Check) -> CheckResult {
             to, connections, ..
         } => {
             let dst = SocketAddr::new(to.addr, to.port.unwrap_or(0));
-            match probe::spread(ns, dst, *connections, deadline) {
+            match pr.spread(dst, *connections) {
                 Ok(nodes) => {
                     let (distinct, detail) = spread_counts(&nodes);
                     let obs = distinct.to_string();
@@ -262,6 +271,16 @@ pub fn run_check(world: &World, plan: &Plan, check: &Check) -> CheckResult {
                 streams: *streams,
                 udp_size: *size,
                 bidir: *bidir,
+            };
+            if let prober::Prober::Sim(m, from, _) = &pr {
+                let mut w = m.lock().unwrap_or_else(|p| p.into_inner());
+                let measured = w.throughput(*from, node, to.addr, ports, &load);
+                let mut r = throughput_result(base, measured, *min_gbps, *min_kpps, *generator);
+                r.detail = r.detail.replacen(" s (", " s of virtual time (", 1);
+                return r;
+            }
+            let prober::Prober::Ns(ns, _) = pr else {
+                return base.error("no namespace to run the generator in".into());
             };
             let measured = match generator {
                 Generator::Builtin => probe::throughput(
@@ -346,7 +365,7 @@ fn dns_observed(o: &DnsOutcome) -> (String, Option<Vec<String>>) {
 
 #[allow(clippy::too_many_arguments)]
 fn dns_check(
-    ns: &NetNs,
+    pr: &prober::Prober<'_>,
     check: &Check,
     base: CheckResult,
     server: SocketAddr,
@@ -354,14 +373,13 @@ fn dns_check(
     qtype: QueryType,
     tcp: bool,
     rotate: bool,
-    deadline: Instant,
 ) -> CheckResult {
     let name = if qtype == QueryType::PTR {
         ptr_name(query)
     } else {
         query.to_string()
     };
-    let first = match probe::dns_query(ns, server, &name, qtype, tcp, deadline) {
+    let first = match pr.dns_query(server, &name, qtype, tcp) {
         Ok(o) => o,
         Err(e) => return probe_failed(base, check, &e),
     };
@@ -388,7 +406,7 @@ fn dns_check(
         let first_order = order(&first);
         let mut varied = false;
         for _ in 0..20 {
-            match probe::dns_query(ns, server, &name, qtype, tcp, deadline) {
+            match pr.dns_query(server, &name, qtype, tcp) {
                 Ok(o) if order(&o) != first_order => {
                     varied = true;
                     break;
@@ -421,37 +439,57 @@ fn reach(
         .iter()
         .flat_map(|f| to.iter().map(move |t| (*f, t)))
         .collect();
-    let outcomes: Vec<(String, Result<bool, ProbeError>)> = std::thread::scope(|s| {
-        let hs: Vec<_> = plan_pairs
+    let opts = PingOptions {
+        count: 1,
+        size: 56,
+        df: false,
+        interval: Duration::from_millis(100),
+    };
+    let outcomes: Vec<(String, Result<bool, ProbeError>)> = if world.sim().is_some() {
+        // In virtual time, one pair after another (each from the check's start).
+        plan_pairs
             .iter()
             .map(|(f, t)| {
-                let ns = world.ns(*f);
-                s.spawn(move || {
-                    let opts = PingOptions {
-                        count: 1,
-                        size: 56,
-                        df: false,
-                        interval: Duration::from_millis(100),
-                    };
-                    probe::ping(ns, t.addr, &opts, deadline).map(|o| o.received > 0)
-                })
-            })
-            .collect();
-        hs.into_iter()
-            .zip(&plan_pairs)
-            .map(|(h, (f, t))| {
+                let pr = prober::Prober::new(world, *f, check.timeout);
                 (
                     format!("{}→{}", plan.node_name(*f), t.text),
-                    h.join().unwrap_or_else(|_| {
-                        Err(ProbeError::Thread {
-                            name: "reach ping".into(),
-                            source: std::io::Error::other("the probe panicked"),
-                        })
-                    }),
+                    pr.ping(t.addr, &opts).map(|o| o.received > 0),
                 )
             })
             .collect()
-    });
+    } else {
+        std::thread::scope(|s| {
+            let hs: Vec<_> = plan_pairs
+                .iter()
+                .map(|(f, t)| {
+                    let ns = world.ns(*f);
+                    s.spawn(move || {
+                        let opts = PingOptions {
+                            count: 1,
+                            size: 56,
+                            df: false,
+                            interval: Duration::from_millis(100),
+                        };
+                        probe::ping(ns, t.addr, &opts, deadline).map(|o| o.received > 0)
+                    })
+                })
+                .collect();
+            hs.into_iter()
+                .zip(&plan_pairs)
+                .map(|(h, (f, t))| {
+                    (
+                        format!("{}→{}", plan.node_name(*f), t.text),
+                        h.join().unwrap_or_else(|_| {
+                            Err(ProbeError::Thread {
+                                name: "reach ping".into(),
+                                source: std::io::Error::other("the probe panicked"),
+                            })
+                        }),
+                    )
+                })
+                .collect()
+        })
+    };
     // A pair whose probe could not run makes the whole check an error; a
     // network failure of a pair is an observation.
     let broken: Vec<String> = outcomes

@@ -41,6 +41,9 @@ pub enum BackendKind {
     Kernel,
     /// A real Docker daemon (the oracle).
     Docker,
+    /// The whole world in one process: the engine and smoltcp host
+    /// stacks in memory, in virtual time, without root.
+    Sim,
 }
 
 impl fmt::Display for BackendKind {
@@ -49,6 +52,7 @@ impl fmt::Display for BackendKind {
             BackendKind::Userspace => "userspace",
             BackendKind::Kernel => "kernel",
             BackendKind::Docker => "docker",
+            BackendKind::Sim => "sim",
         })
     }
 }

@@ -170,6 +170,16 @@ impl Setup {
             .map(|(i, (node, _, spec))| (PortId(i as u16), *node, spec))
     }
 
+    /// Each port's capture file, when captures were asked for, by port id.
+    pub(crate) fn pcap_paths(&self) -> &[Option<std::path::PathBuf>] {
+        &self.pcap_paths
+    }
+
+    /// The userland proxy's mappings, per machine.
+    pub(crate) fn proxy_maps(&self) -> &[Vec<Mapping>] {
+        &self.proxy_maps
+    }
+
     /// A fresh engine of this configuration (seeded, with its VLANs).
     pub fn engine(&self) -> Result<Engine, BuildError> {
         let mut engine =
