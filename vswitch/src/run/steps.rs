@@ -88,13 +88,19 @@ pub fn run_with_steps(
     on_result: &(dyn Fn(&CheckResult) + Sync),
 ) -> (Vec<CheckResult>, Vec<StepReport>) {
     let t0 = Instant::now();
+    // Step times are the world's: virtual time on the sim (so two runs
+    // report the same), wall time elsewhere.
+    let since = |world: &World| match world.sim() {
+        Some(sim) => sim.lock().map_or(Duration::ZERO, |s| s.elapsed()),
+        None => t0.elapsed(),
+    };
     let mut results = run_checks(world, &checks_of(plan, None, 0), on_result);
     let mut reports = Vec::with_capacity(plan.steps.len());
     let mut broken: Option<String> = None;
     for (k, step) in plan.steps.iter().enumerate() {
         let before = plan.after_steps(k);
         let sub = checks_of(plan, Some(k), k + 1);
-        let at = t0.elapsed();
+        let at = since(world);
         let outcome = match &broken {
             Some(first) => Err(format!("an earlier step, {first:?}, was not carried out")),
             None => world
@@ -110,7 +116,7 @@ pub fn run_with_steps(
             action: step.action.name().to_string(),
             detail,
             at_ms: at.as_millis() as u64,
-            took_ms: (t0.elapsed() - at).as_millis() as u64,
+            took_ms: since(world).saturating_sub(at).as_millis() as u64,
             error: outcome.as_ref().err().cloned(),
         });
         match outcome {
