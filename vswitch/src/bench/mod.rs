@@ -347,16 +347,7 @@ fn baseline_round(plan: &Plan, b: Baseline) -> Vec<Result<Sample, String>> {
             let (s, r, dst) = (&pair.sender, &pair.receiver, pair.dst());
             let t = match generator {
                 Generator::Iperf3 => probe::iperf3(s, r, dst, ports, &load),
-                Generator::Builtin => probe::throughput(
-                    s,
-                    r,
-                    dst,
-                    ports,
-                    load.proto,
-                    load.seconds,
-                    load.streams,
-                    load.udp_size,
-                ),
+                Generator::Builtin => probe::throughput(s, r, dst, ports, &load),
             };
             t.map(|t| Sample {
                 gbps: t.gbps,

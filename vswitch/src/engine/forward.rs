@@ -1,20 +1,20 @@
-//! The egress half of the router: where a (translated) packet goes, the
-//! checks of a forwarding router (TTL, MTU and DF, a route at all), the
-//! commit of a new flow, the rewrite, and the next hop's MAC (or a wait
-//! for ARP).
+//! The egress half of the router (`Router`'s state and ingress half are in
+//! `route.rs`): where a (translated) packet goes, the checks of a
+//! forwarding router (TTL, MTU and DF, a route at all), the commit of a new
+//! flow, the rewrite, and the next hop's MAC (or a wait for ARP).
 //!
 //! A packet is only committed to conntrack once it is known to go out, as
 //! Linux confirms a conntrack entry only in POSTROUTING: a packet answered
 //! with an ICMP error leaves no flow behind.
 
 use std::net::Ipv4Addr;
-use std::time::Instant;
 
 use super::flow::{Inner, Ip4, Tuple, icmp_type};
 use super::icmp::{self, code};
 use super::metrics::Metrics;
 use super::neigh::Queued;
 use super::packet::Packet;
+use super::pipeline::FrameCx;
 use super::route::{Flow, Router, drop_frame, refused_reason, tcp_of};
 use super::{Action, DropReason, MacAddr, PortId, nat};
 
@@ -74,19 +74,16 @@ impl Router {
 
     /// Answers the packet with an ICMP error (when allowed) and counts it
     /// as dropped for `reason`.
-    #[allow(clippy::too_many_arguments)]
     fn reject(
         &self,
-        m: usize,
-        from_net: Option<usize>,
-        ingress: PortId,
-        pkt: &Packet,
+        cx: &mut FrameCx<'_>,
+        metrics: &mut Metrics,
+        (m, from_net): (usize, Option<usize>),
         ip: &Ip4,
         (typ, code, mtu): (u8, u8, u16),
         reason: DropReason,
-        metrics: &mut Metrics,
-        out: &mut Vec<Action>,
     ) {
+        let (ingress, pkt, out) = (cx.ingress, &*cx.pkt, &mut *cx.out);
         if !icmp::may_answer(ip) {
             return drop_frame(metrics, ingress, reason, out);
         }
@@ -101,19 +98,16 @@ impl Router {
 
     /// Routes one packet of `flow` (new or tracked) that came in on
     /// `ingress` (from network `from_net`, or from `lan` when `None`).
-    #[allow(clippy::too_many_arguments)]
     pub(crate) fn forward(
         &mut self,
-        now: Instant,
-        m: usize,
-        from_net: Option<usize>,
-        ingress: PortId,
-        pkt: &mut Packet,
+        cx: &mut FrameCx<'_>,
+        metrics: &mut Metrics,
+        (m, from_net): (usize, Option<usize>),
         ip: &Ip4,
         flow: Flow,
-        metrics: &mut Metrics,
-        out: &mut Vec<Action>,
     ) {
+        let (now, ingress) = (cx.now, cx.ingress);
+        let (pkt, out) = (&mut *cx.pkt, &mut *cx.out);
         let t = ip.tuple;
         metrics.note(|| {
             super::trace::TraceEvent::Note(match &flow {
@@ -132,17 +126,7 @@ impl Router {
         match egress {
             Egress::NoRoute => {
                 let err = (icmp_type::DEST_UNREACH, code::NET_UNREACH, 0);
-                return self.reject(
-                    m,
-                    from_net,
-                    ingress,
-                    pkt,
-                    ip,
-                    err,
-                    DropReason::NoRoute,
-                    metrics,
-                    out,
-                );
+                return self.reject(cx, metrics, (m, from_net), ip, err, DropReason::NoRoute);
             }
             Egress::Host if from_net.is_some() => {
                 return drop_frame(metrics, ingress, DropReason::InvalidState, out);
@@ -152,15 +136,12 @@ impl Router {
                 if ip.ttl <= 1 {
                     let err = (icmp_type::TIME_EXCEEDED, 0, 0);
                     return self.reject(
-                        m,
-                        from_net,
-                        ingress,
-                        pkt,
+                        cx,
+                        metrics,
+                        (m, from_net),
                         ip,
                         err,
                         DropReason::TtlExceeded,
-                        metrics,
-                        out,
                     );
                 }
             }
@@ -169,17 +150,7 @@ impl Router {
         let too_big = egress != Egress::Host && icmp::wire_len(pkt, ip) > mtu;
         if too_big && (ip.df || pkt.hdr.is_gso()) {
             let err = (icmp_type::DEST_UNREACH, code::FRAG_NEEDED, mtu as u16);
-            return self.reject(
-                m,
-                from_net,
-                ingress,
-                pkt,
-                ip,
-                err,
-                DropReason::FragNeeded,
-                metrics,
-                out,
-            );
+            return self.reject(cx, metrics, (m, from_net), ip, err, DropReason::FragNeeded);
         }
         // Commit.
         let tcp = tcp_of(ip);
@@ -205,24 +176,21 @@ impl Router {
         } else {
             Outgoing::Ingress
         };
-        self.deliver(now, m, egress, nt.dst, ingress, pkt, outgoing, metrics, out);
+        self.deliver(cx, metrics, m, (egress, nt.dst), outgoing);
     }
 
     /// Routes an ICMP error that quotes a tracked packet, translated for
     /// that flow (outer addresses and the quoted packet).
-    #[allow(clippy::too_many_arguments)]
     pub(crate) fn forward_icmp_error(
         &mut self,
-        now: Instant,
-        m: usize,
-        from_net: Option<usize>,
-        ingress: PortId,
-        pkt: &mut Packet,
+        cx: &mut FrameCx<'_>,
+        metrics: &mut Metrics,
+        (m, from_net): (usize, Option<usize>),
         ip: &Ip4,
         (inner, inner_to, src, dst): (Inner, Tuple, Ipv4Addr, Ipv4Addr),
-        metrics: &mut Metrics,
-        out: &mut Vec<Action>,
     ) {
+        let ingress = cx.ingress;
+        let (pkt, out) = (&mut *cx.pkt, &mut *cx.out);
         let egress = self.route(m, dst);
         match egress {
             Egress::NoRoute => return drop_frame(metrics, ingress, DropReason::NoRoute, out),
@@ -239,17 +207,7 @@ impl Router {
             return self.to_host(m, pkt, metrics, out);
         }
         nat::dec_ttl(pkt);
-        self.deliver(
-            now,
-            m,
-            egress,
-            dst,
-            ingress,
-            pkt,
-            Outgoing::Ingress,
-            metrics,
-            out,
-        );
+        self.deliver(cx, metrics, m, (egress, dst), Outgoing::Ingress);
     }
 
     /// Hands the (translated) ingress frame to machine `m`'s host stack.
@@ -260,19 +218,16 @@ impl Router {
     }
 
     /// Sends to the next hop of `egress`, or queues for ARP.
-    #[allow(clippy::too_many_arguments)]
     fn deliver(
         &mut self,
-        now: Instant,
-        m: usize,
-        egress: Egress,
-        dst: Ipv4Addr,
-        ingress: PortId,
-        pkt: &mut Packet,
-        outgoing: Outgoing,
+        cx: &mut FrameCx<'_>,
         metrics: &mut Metrics,
-        out: &mut Vec<Action>,
+        m: usize,
+        (egress, dst): (Egress, Ipv4Addr),
+        outgoing: Outgoing,
     ) {
+        let (now, ingress) = (cx.now, cx.ingress);
+        let (pkt, out) = (&mut *cx.pkt, &mut *cx.out);
         let (next_hop, neigh) = match egress {
             Egress::Net(k) => (dst, &mut self.nets[k].neigh),
             Egress::Lan(nh) => (nh, &mut self.machines[m].neigh),

@@ -13,14 +13,13 @@
 //! Every port a frame can go to is a member of the ingress port's domain,
 //! so frames never cross domains (BR-12).
 
-use std::time::Instant;
-
 use tracing::trace;
 
 use super::fdb::{Fdb, Learned, mac_key};
 use super::gateway::{self, Echo};
 use super::metrics::Metrics;
 use super::nd;
+use super::pipeline::FrameCx;
 use super::trace::TraceEvent;
 use super::wire::{ETH_DST, ETH_SRC, ETHERTYPE_ARP, ETHERTYPE_QINQ, ETHERTYPE_VLAN, ethertype};
 use super::{Action, DomainId, DropReason, Gateway, Packet, PortId, PortRole};
@@ -101,20 +100,14 @@ fn emit(metrics: &mut Metrics, to: PortId, p: Packet, out: &mut Vec<Action>) {
     out.push(Action::Emit(to, p));
 }
 
-/// Steps 1 and 2 for one frame (at least 14 bytes) received on `ingress`,
-/// a member of `d`: the source checks (false: dropped, with its reason in
+/// Steps 1 and 2 for one frame (at least 14 bytes) received on
+/// `cx.ingress`, a member of `d`: the source checks (false: dropped, with its reason in
 /// `out`) and learning. Every frame passes here, routed or switched.
 #[inline]
-pub(crate) fn admit(
-    d: &mut Domain,
-    metrics: &mut Metrics,
-    now: Instant,
-    ingress: PortId,
-    role: PortRole,
-    pkt: &Packet,
-    out: &mut Vec<Action>,
-) -> bool {
-    let frame = pkt.frame();
+pub(crate) fn admit(d: &mut Domain, metrics: &mut Metrics, cx: &mut FrameCx<'_>) -> bool {
+    let (now, ingress, role) = (cx.now, cx.ingress, cx.port.role);
+    let out = &mut *cx.out;
+    let frame = cx.pkt.frame();
     let src = &frame[ETH_SRC..ETH_SRC + 6];
 
     // 1. Source checks.
@@ -159,18 +152,10 @@ pub(crate) fn admit(
 
 /// Step 3 for a frame that [`admit`] let in: where it goes. `ports` is the
 /// engine's port table (for egress roles).
-#[allow(clippy::too_many_arguments)] // the engine's split borrows, spelled out
 #[inline]
-pub(crate) fn switch(
-    d: &mut Domain,
-    ports: &[Port],
-    metrics: &mut Metrics,
-    now: Instant,
-    ingress: PortId,
-    role: PortRole,
-    pkt: &Packet,
-    out: &mut Vec<Action>,
-) {
+pub(crate) fn switch(d: &mut Domain, ports: &[Port], metrics: &mut Metrics, cx: &mut FrameCx<'_>) {
+    let (now, ingress, role) = (cx.now, cx.ingress, cx.port.role);
+    let (pkt, out) = (&*cx.pkt, &mut *cx.out);
     let frame = pkt.frame();
     let len = frame.len();
     let dst = &frame[ETH_DST..ETH_DST + 6];

@@ -1,19 +1,57 @@
-//! The sans-IO switch. `Engine::handle_frame(now, port, packet)` is a pure
-//! function of the engine's state, the frame and the caller's clock; it
-//! returns actions for the IO layer to carry out. Nothing here knows that a
-//! file descriptor exists.
+//! The sans-IO switch. `Engine::handle_frame(now, port, packet, out)` is a
+//! pure function of the engine's state, the frame and the caller's clock; it
+//! appends [`Action`]s for the IO layer to carry out. Nothing here knows that
+//! a file descriptor exists.
 //!
-//! Issue 3 scope: L2 domains (one per Docker network and one for `lan`), MAC
-//! learning with aging and a bounded table, flooding, a gateway that answers
-//! ARP and ICMP echo, `icc = false`, isolation between domains.
+//! # Where a frame goes
 //!
-//! Issue 9 scope ([`L3Config`]): a router per machine between its bridge
-//! networks, its host stack and its uplink, with connection tracking,
-//! masquerade, published ports, hairpin NAT, internal networks, ingress
-//! deny, ICMP errors and ARP for next hops (see `route.rs`).
+//! Every frame crosses the stages of [`pipeline::PIPELINE`], in order, each
+//! one function over the frame's context (ingress port, packet, what the
+//! stages learnt, the actions so far):
 //!
-//! Issue 8 scope ([`VtepConfig`], `vxlan.rs`): VXLAN tunnel endpoints that
-//! join one overlay domain per machine over `lan`.
+//! ```text
+//! fault-in → port → vlan → admit → service-in → overlay-in → router → router6 → switch
+//!                                                           → overlay-out → service-out → fault-out
+//! ```
+//!
+//! - **fault-in** ([`fault`]): a link fault on the ingress port (or on a
+//!   faulted machine uplink the frame crosses inside the engine) drops or
+//!   holds it; [`Engine::poll_due`] hands held frames back later.
+//! - **port**: the ingress port is known and counted; a runt is dropped.
+//! - **vlan** ([`vlan`]): on the 802.1Q-aware domain (`lan` with VLANs) the
+//!   frame is classified, its tag popped, and switched (and routed on the
+//!   untagged lan) there; macvlan and ipvlan children hang off it.
+//! - **admit** (`l2.rs`): source checks and MAC learning in the port's L2
+//!   domain (one per network, one for `lan`).
+//! - **service-in** ([`service`]): VIP load balancing and the ingress
+//!   routing mesh.
+//! - **overlay-in** ([`vxlan`], [`esp`]): VXLAN for a local VTEP,
+//!   decrypted (ESP) and reassembled first, decapsulated into its VNI's
+//!   domain; ARP for known remote bindings is answered.
+//! - **router** (`route.rs` the ingress half, `forward.rs` the egress half)
+//!   and **router6** ([`route6`]): a machine's router between its bridge
+//!   networks, its host stack and its uplink, with conntrack ([`conntrack`]),
+//!   masquerade, published ports, hairpin NAT (`nat.rs`), ICMP errors and
+//!   next-hop resolution.
+//! - **switch** (`l2.rs`): the gateway MAC (ARP, ICMP echo, else the host
+//!   port), a known unicast, or a flood; `icc` and domain isolation.
+//! - **overlay-out**, **service-out**, **fault-out**: what the stages above
+//!   sent, encapsulated towards VXLAN peers, translated for service
+//!   sandboxes, and judged by the faults of the ports it leaves by.
+//!
+//! A dropped frame always has one named [`DropReason`], counted per port in
+//! [`Metrics`]; [`Engine::trace_frame`] records the stages a frame crossed.
+//!
+//! # Where the code is
+//!
+//! [`Engine`]'s methods live in `mod.rs` (building, configuring, counters and
+//! tables), `pipeline.rs` (the frame path and the stages that are the
+//! engine's own: faults, port, dispatch), `vxlan.rs` (the overlay stages,
+//! which re-enter the pipeline from a machine's uplink), `service.rs` (the
+//! service stages) and `trace.rs`. The IPv4 `Router` is split by role:
+//! `route.rs` (state, classification, inbound and outbound decisions, ARP)
+//! and `forward.rs` (the egress checks, the commit, the rewrite, the next
+//! hop).
 
 mod checksum;
 pub mod conntrack;
@@ -35,6 +73,7 @@ mod nat;
 mod nd;
 mod neigh;
 pub mod packet;
+pub mod pipeline;
 mod pmtu;
 #[cfg(test)]
 mod proptests;
@@ -153,7 +192,7 @@ pub struct EngineConfig {
     pub fdb_aging: Duration,
     /// Routing and NAT (empty: a pure L2 switch).
     pub l3: L3Config,
-    /// VXLAN tunnel endpoints of overlay networks (issue 8; empty: none).
+    /// VXLAN tunnel endpoints of overlay networks (empty: none).
     pub overlay: Vec<VtepConfig>,
 }
 
@@ -409,163 +448,6 @@ impl Engine {
         Ok(())
     }
 
-    /// Handles one frame received on `ingress` at `now`, appending what to
-    /// do with it to `out` (which the caller clears and reuses).
-    ///
-    /// The outcome is one or more `Forward`s (the caller sends `pkt`, vnet
-    /// header untouched, out of each), `Emit`s of engine-built frames, or
-    /// exactly one `Drop` with its reason. The frame is not copied, but the
-    /// router rewrites it in place (NAT, TTL, MACs) before a `Forward`.
-    /// A frame answered with an ICMP error yields that `Emit` (and its drop
-    /// reason is counted); a frame queued while its next hop is resolved
-    /// yields the ARP request's `Emit`s, or nothing when a request is
-    /// already out; it is sent (or dropped, `neighbour-unresolved`) later.
-    ///
-    /// A port with a fault ([`Engine::set_fault`]) may drop the frame
-    /// (`fault-loss`, `fault-mtu`, `link-down`, `fault-rate`) or hold it:
-    /// then nothing is returned now, and [`Engine::poll_due`] hands it back
-    /// when its delay is over.
-    #[inline]
-    pub fn handle_frame(
-        &mut self,
-        now: Instant,
-        ingress: PortId,
-        pkt: &mut Packet,
-        out: &mut Vec<Action>,
-    ) {
-        if self.faults.active() {
-            match self
-                .faults
-                .judge(now, ingress, fault::Direction::FromNode, pkt)
-            {
-                fault::Verdict::Pass => {}
-                fault::Verdict::Held => return,
-                fault::Verdict::Drop(r) => return self.fault_drop(ingress, pkt, r, out),
-            }
-            // To a machine across its faulted uplink: the router takes it
-            // inside the engine, so the uplink's fault applies here.
-            // (A frame too short for a MAC is left to the malformed-frame
-            // drop below.)
-            if let Some(dst) = pkt.frame().get(..6)
-                && let Some(up) = self.faulted_uplink(ingress, dst)
-            {
-                let resume = fault::Resume::IngressPast(ingress, up);
-                let to = fault::Direction::ToNode;
-                match self.faults.judge_to(now, up, to, pkt, resume) {
-                    fault::Verdict::Pass => self.past_uplink = Some(up),
-                    fault::Verdict::Held => return,
-                    fault::Verdict::Drop(r) => return self.fault_drop(ingress, pkt, r, out),
-                }
-            }
-        }
-        self.handle_past_fault(now, ingress, pkt, out);
-    }
-
-    fn fault_drop(&mut self, ingress: PortId, pkt: &Packet, r: DropReason, out: &mut Vec<Action>) {
-        if usize::from(ingress.0) < self.ports.len() {
-            self.metrics.rx(ingress, pkt.len());
-        }
-        l2::drop_frame(&mut self.metrics, ingress, r, out);
-    }
-
-    /// The faulted uplink (not `port` itself) whose machine MAC is `mac`.
-    fn faulted_uplink(&self, port: PortId, mac: &[u8]) -> Option<PortId> {
-        self.cfg
-            .l3
-            .machines
-            .iter()
-            .find(|m| m.uplink != port && m.mac.0[..] == *mac)
-            .map(|m| m.uplink)
-            .filter(|&u| self.faults.fault(u).is_some())
-    }
-
-    /// [`Engine::handle_frame`] for a frame the fault stage already let in
-    /// (a [`fault::Due::Ingress`] from [`Engine::poll_due`]).
-    #[inline]
-    pub fn handle_past_fault(
-        &mut self,
-        now: Instant,
-        ingress: PortId,
-        pkt: &mut Packet,
-        out: &mut Vec<Action>,
-    ) {
-        let start = out.len();
-        let past = self.past_uplink.take();
-        self.switch_frame(now, ingress, pkt, out);
-        if self.faults.active() {
-            self.fault_egress(now, ingress, past, pkt, out, start);
-        }
-    }
-
-    /// Runs the fault stage over the frames `out[start..]` sends to ports.
-    fn fault_egress(
-        &mut self,
-        now: Instant,
-        ingress: PortId,
-        past: Option<PortId>,
-        pkt: &Packet,
-        out: &mut Vec<Action>,
-        start: usize,
-    ) {
-        let mut dropped = None;
-        let mut i = start;
-        while i < out.len() {
-            let (port, frame) = match &out[i] {
-                Action::Forward(p) => (*p, pkt.frame()),
-                Action::Emit(p, b) => (*p, b.frame()),
-                _ => {
-                    i += 1;
-                    continue;
-                }
-            };
-            // Routed by a machine out of its faulted uplink (the router
-            // emits onto lan itself), unless it came from that uplink.
-            let uplink = self
-                .faulted_uplink(port, &frame[6..12])
-                .filter(|&u| u != ingress);
-            let own_fault = self.faults.fault(port).is_some() && past != Some(port);
-            let judged = [
-                uplink.map(|u| (u, fault::Direction::FromNode)),
-                own_fault.then_some((port, fault::Direction::ToNode)),
-            ];
-            if judged.iter().all(Option::is_none) {
-                i += 1;
-                continue;
-            }
-            // A forwarded frame may go to several ports: judge a copy.
-            let mut own = match std::mem::replace(&mut out[i], Action::Drop(DropReason::FaultLoss))
-            {
-                Action::Emit(_, b) => b,
-                _ => Packet::from_frame(pkt.hdr, pkt.frame()),
-            };
-            let mut verdict = fault::Verdict::Pass;
-            for (p, dir) in judged.into_iter().flatten() {
-                let resume = fault::Resume::Egress(port);
-                verdict = self.faults.judge_to(now, p, dir, &mut own, resume);
-                if verdict != fault::Verdict::Pass {
-                    break;
-                }
-            }
-            match verdict {
-                fault::Verdict::Pass => {
-                    out[i] = Action::Emit(port, own);
-                    i += 1;
-                }
-                fault::Verdict::Held => {
-                    out.remove(i);
-                }
-                fault::Verdict::Drop(r) => {
-                    self.metrics.drop(port, r);
-                    dropped = Some(r);
-                    out.remove(i);
-                }
-            }
-        }
-        if let (Some(r), true) = (dropped, out.len() == start) {
-            out.push(Action::Drop(r));
-        }
-    }
-
     /// Sets (`Some`) or clears (`None`) the fault of a port, both
     /// directions. A fault replaces the port's earlier one.
     ///
@@ -605,94 +487,6 @@ impl Engine {
         let (due, past) = self.faults.poll_due_past(now)?;
         self.past_uplink = past;
         Some(due)
-    }
-
-    #[inline]
-    fn switch_frame(
-        &mut self,
-        now: Instant,
-        ingress: PortId,
-        pkt: &mut Packet,
-        out: &mut Vec<Action>,
-    ) {
-        let start = out.len();
-        self.switch_frame_l2(now, ingress, pkt, out);
-        if self.services.is_some() {
-            self.service_post(now, pkt, out, start);
-        }
-    }
-
-    #[inline]
-    fn switch_frame_l2(
-        &mut self,
-        now: Instant,
-        ingress: PortId,
-        pkt: &mut Packet,
-        out: &mut Vec<Action>,
-    ) {
-        let Some(&port) = self.ports.get(usize::from(ingress.0)) else {
-            tracing::trace!(port = ingress.0, "frame on unknown port");
-            self.metrics.drop_unknown_port();
-            out.push(Action::Drop(DropReason::UnknownPort));
-            return;
-        };
-        self.metrics.rx(ingress, pkt.len());
-        if pkt.len() < wire::ETH_HDR_LEN {
-            return l2::drop_frame(&mut self.metrics, ingress, DropReason::Malformed, out);
-        }
-        if let Some(v) = self.vlan.as_deref()
-            && v.domain == port.domain
-        {
-            let d = &mut self.domains[usize::from(port.domain.0)];
-            return vlan::handle(
-                v,
-                d,
-                &mut self.metrics,
-                self.router.as_deref_mut(),
-                self.router6.as_deref_mut(),
-                now,
-                ingress,
-                pkt,
-                out,
-            );
-        }
-        let d = &mut self.domains[usize::from(port.domain.0)];
-        if !l2::admit(d, &mut self.metrics, now, ingress, port.role, pkt, out) {
-            return;
-        }
-        if self.services.is_some() && self.service_pre(now, ingress, port.domain, pkt, out) {
-            return;
-        }
-        if self.overlay.is_some()
-            && (self.overlay_ingress(now, ingress, pkt, out) || self.overlay_arp(ingress, pkt, out))
-        {
-            return;
-        }
-        if let Some(r) = self.router.as_deref_mut()
-            && r.intercept(now, ingress, pkt, &mut self.metrics, out)
-        {
-            return;
-        }
-        if let Some(r) = self.router6.as_deref_mut()
-            && r.intercept(now, ingress, pkt, &mut self.metrics, out)
-        {
-            return;
-        }
-        let d = &mut self.domains[usize::from(port.domain.0)];
-        let start = out.len();
-        l2::switch(
-            d,
-            &self.ports,
-            &mut self.metrics,
-            now,
-            ingress,
-            port.role,
-            pkt,
-            out,
-        );
-        if self.overlay.is_some() {
-            self.overlay_egress(now, ingress, pkt, out, start);
-        }
     }
 
     /// Forgets every learned MAC idle for longer than `fdb_aging`, every

@@ -39,12 +39,9 @@ fn partial_l4(hdr: &VnetHdr, l4_off: usize) -> bool {
 /// L4 header (at `l4`, `l4_len` bytes available) from `from` to `to`.
 /// `partial` says the L4 checksum is a partial sum; `l4_present` is false
 /// for non-first fragments (no L4 header to touch).
-#[allow(clippy::too_many_arguments)] // one header's worth of offsets
 fn rewrite_headers(
     b: &mut [u8],
-    l3: usize,
-    l4: usize,
-    l4_len: usize,
+    (l3, l4, l4_len): (usize, usize, usize),
     from: &Tuple,
     to: &Tuple,
     partial: bool,
@@ -122,9 +119,7 @@ pub(crate) fn translate(pkt: &mut Packet, ip: &Ip4, from: &Tuple, to: &Tuple) {
     let first = !matches!(ip.l4, L4::Fragment);
     rewrite_headers(
         pkt.frame_mut(),
-        ETH_HDR_LEN,
-        l4,
-        l4_len,
+        (ETH_HDR_LEN, l4, l4_len),
         from,
         to,
         partial,
@@ -153,9 +148,7 @@ pub(crate) fn translate_icmp_error(
         // The quoted L4 checksum is a complete one (the packet was sent).
         rewrite_headers(
             b,
-            inner.off,
-            il4,
-            il4_len,
+            (inner.off, il4, il4_len),
             &inner.tuple,
             inner_to,
             false,
@@ -174,7 +167,14 @@ pub(crate) fn translate_icmp_error(
             dst: outer_dst,
             ..outer_from
         };
-        rewrite_headers(b, ETH_HDR_LEN, l4, 0, &outer_from, &outer_to, false, false);
+        rewrite_headers(
+            b,
+            (ETH_HDR_LEN, l4, 0),
+            &outer_from,
+            &outer_to,
+            false,
+            false,
+        );
         put16(b, l4 + 2, 0);
         let c = !sum(&b[l4..end], 0);
         put16(b, l4 + 2, c);

@@ -124,7 +124,7 @@ proptest! {
 /// and flags, sometimes truncated or with a byte flipped.
 pub(super) fn nat_frame() -> impl Strategy<Value = Vec<u8>> {
     use super::tests_l3::{
-        A_IP, B_IP, C_IP, D_IP, G_IP, GW1, GW3, M_IP, X_IP, arp, dmac, lmac, tcp, udp,
+        A_IP, B_IP, C_IP, D_IP, G_IP, GW1, GW3, M_IP, X_IP, arp, dmac, lmac, tcp, tcp_ttl, udp,
     };
     let ip = prop_oneof![
         Just(A_IP),
@@ -160,8 +160,8 @@ pub(super) fn nat_frame() -> impl Strategy<Value = Vec<u8>> {
     )
         .prop_map(|(sm, dm, si, di, sp, dp, kind, ttl, mangle)| {
             let mut v = match kind {
-                0 => tcp(sm, dm, si, di, sp, dp, "S", ttl),
-                1 => tcp(sm, dm, si, di, sp, dp, "SA", 64),
+                0 => tcp_ttl((sm, dm), si, di, sp, dp, "S", ttl),
+                1 => tcp(sm, dm, si, di, sp, dp, "SA"),
                 2 => udp(sm, dm, si, di, sp, dp, b"data"),
                 3 => icmp_echo(sm, dm, si.octets(), di, b"ping"),
                 4 => arp(etherparse::ArpOperation::REPLY, sm, si, di),

@@ -1,5 +1,11 @@
 //! The router between a machine's bridge networks, its host stack and its
-//! uplink on `lan`, with connection tracking and NAT (issue 9).
+//! uplink on `lan`, with connection tracking and NAT: the pipeline's
+//! `router` stage ([`Router::intercept`]).
+//!
+//! `Router` is split by role over two files: this one holds its state, its
+//! construction and the ingress half (which frames are the router's, and
+//! the decision for each: tracked, new, NATed, denied); `forward.rs` holds
+//! the egress half (route, TTL and MTU checks, commit, rewrite, next hop).
 //!
 //! Where frames enter it (everything else stays on the L2 path):
 //!
@@ -26,6 +32,7 @@ use super::l3config::{L3Config, MachineConfig, NetworkConfig, PublishConfig};
 use super::metrics::Metrics;
 use super::neigh::Neighbours;
 use super::packet::Packet;
+use super::pipeline::FrameCx;
 use super::trace::TraceEvent;
 use super::wire::{
     ARP_REPLY, ARP_REQUEST, ArpRepr, ETH_HDR_LEN, ETHERTYPE_ARP, ETHERTYPE_IPV4, ethertype,
@@ -224,14 +231,8 @@ impl Router {
     /// router may have rewritten it, e.g. a remapped host-stack port, or
     /// appended emits of packets an ARP packet released).
     #[inline]
-    pub(crate) fn intercept(
-        &mut self,
-        now: Instant,
-        ingress: PortId,
-        pkt: &mut Packet,
-        metrics: &mut Metrics,
-        out: &mut Vec<Action>,
-    ) -> bool {
+    pub(crate) fn intercept(&mut self, cx: &mut FrameCx<'_>, metrics: &mut Metrics) -> bool {
+        let (now, ingress) = (cx.now, cx.ingress);
         let tag = self
             .tags
             .get(usize::from(ingress.0))
@@ -240,10 +241,10 @@ impl Router {
         if tag == Tag::None {
             return false;
         }
-        let frame = pkt.frame();
+        let frame = cx.pkt.frame();
         let et = ethertype(frame);
         if et == ETHERTYPE_ARP {
-            self.snoop_arp(now, tag, ingress, metrics, frame, out);
+            self.snoop_arp(now, tag, ingress, metrics, frame, cx.out);
             return false;
         }
         if et != ETHERTYPE_IPV4 {
@@ -255,7 +256,7 @@ impl Router {
                 if dst_key != self.nets[usize::from(n)].gw_key {
                     if self.nets[usize::from(n)].l2_hairpin {
                         let m = self.nets[usize::from(n)].cfg.machine;
-                        self.hairpin_reply_on_l2(now, m, pkt);
+                        self.hairpin_reply_on_l2(now, m, cx.pkt);
                     }
                     return false;
                 }
@@ -266,13 +267,13 @@ impl Router {
                     machine: self.nets[usize::from(n)].cfg.machine,
                     path: "from a container network",
                 });
-                self.routed_from_container(now, usize::from(n), ingress, pkt, &ip, metrics, out)
+                self.routed_from_container(cx, metrics, usize::from(n), &ip)
             }
             Tag::Uplink(m) => {
                 let Some(ip) = Ip4::parse(frame) else {
                     return false;
                 };
-                if self.egress_host(now, usize::from(m), pkt, &ip, metrics, ingress, out) {
+                if self.egress_host(cx, metrics, usize::from(m), &ip) {
                     metrics.note(|| TraceEvent::Router {
                         machine: usize::from(m),
                         path: "from the machine's host stack",
@@ -282,14 +283,14 @@ impl Router {
                 // Machine to machine: the other one's inbound path.
                 match self.machine_by_mac(dst_key) {
                     Some(m2) if m2 != usize::from(m) => {
-                        let Some(ip) = Ip4::parse(pkt.frame()) else {
+                        let Some(ip) = Ip4::parse(cx.pkt.frame()) else {
                             return false;
                         };
                         metrics.note(|| TraceEvent::Router {
                             machine: m2,
                             path: "inbound, from another machine",
                         });
-                        self.inbound(now, m2, ingress, pkt, &ip, metrics, out)
+                        self.inbound(cx, metrics, m2, &ip)
                     }
                     _ => false,
                 }
@@ -305,7 +306,7 @@ impl Router {
                     machine: m,
                     path: "inbound, from lan",
                 });
-                self.inbound(now, m, ingress, pkt, &ip, metrics, out)
+                self.inbound(cx, metrics, m, &ip)
             }
             Tag::None => false,
         }
@@ -347,7 +348,12 @@ impl Router {
     ) {
         let mut tmp = Vec::new();
         let taken = match Ip4::parse(pkt.frame()) {
-            Some(ip) => self.inbound(now, m2, from, &mut pkt, &ip, metrics, &mut tmp),
+            Some(ip) => self.inbound(
+                &mut FrameCx::new(now, from, &mut pkt, &mut tmp),
+                metrics,
+                m2,
+                &ip,
+            ),
             None => false,
         };
         if !taken {
@@ -488,17 +494,15 @@ impl Router {
 
     /// The host stack's IPv4 frame leaving its uplink. True when it was
     /// dropped (table full, no port left).
-    #[allow(clippy::too_many_arguments)]
     fn egress_host(
         &mut self,
-        now: Instant,
-        m: usize,
-        pkt: &mut Packet,
-        ip: &Ip4,
+        cx: &mut FrameCx<'_>,
         metrics: &mut Metrics,
-        ingress: PortId,
-        out: &mut Vec<Action>,
+        m: usize,
+        ip: &Ip4,
     ) -> bool {
+        let (now, ingress) = (cx.now, cx.ingress);
+        let (pkt, out) = (&mut *cx.pkt, &mut *cx.out);
         let t = ip.tuple;
         if t.src != self.machines[m].cfg.ip {
             return false;
@@ -564,17 +568,9 @@ impl Router {
     }
 
     /// An IPv4 frame from `lan` for machine `m`'s MAC.
-    #[allow(clippy::too_many_arguments)]
-    fn inbound(
-        &mut self,
-        now: Instant,
-        m: usize,
-        ingress: PortId,
-        pkt: &mut Packet,
-        ip: &Ip4,
-        metrics: &mut Metrics,
-        out: &mut Vec<Action>,
-    ) -> bool {
+    fn inbound(&mut self, cx: &mut FrameCx<'_>, metrics: &mut Metrics, m: usize, ip: &Ip4) -> bool {
+        let (now, ingress) = (cx.now, cx.ingress);
+        let (pkt, out) = (&mut *cx.pkt, &mut *cx.out);
         let t = ip.tuple;
         let flow = if let Some((id, dir)) = self.machines[m].ct.lookup(&t, now) {
             Flow::Existing(id, dir)
@@ -582,9 +578,7 @@ impl Router {
             if let L4::IcmpError { inner } = ip.l4 {
                 return match self.icmp_error_target(m, pkt, ip, inner, now) {
                     Some(target) => {
-                        self.forward_icmp_error(
-                            now, m, None, ingress, pkt, ip, target, metrics, out,
-                        );
+                        self.forward_icmp_error(cx, metrics, (m, None), ip, target);
                         true
                     }
                     None => false,
@@ -637,22 +631,20 @@ impl Router {
                 return false;
             }
         };
-        self.forward(now, m, None, ingress, pkt, ip, flow, metrics, out);
+        self.forward(cx, metrics, (m, None), ip, flow);
         true
     }
 
     /// A container's IPv4 frame to its gateway MAC.
-    #[allow(clippy::too_many_arguments)]
     fn routed_from_container(
         &mut self,
-        now: Instant,
-        n: usize,
-        ingress: PortId,
-        pkt: &mut Packet,
-        ip: &Ip4,
+        cx: &mut FrameCx<'_>,
         metrics: &mut Metrics,
-        out: &mut Vec<Action>,
+        n: usize,
+        ip: &Ip4,
     ) -> bool {
+        let (now, ingress) = (cx.now, cx.ingress);
+        let (pkt, out) = (&mut *cx.pkt, &mut *cx.out);
         let m = self.nets[n].cfg.machine;
         let t = ip.tuple;
         let local = self.is_local(m, t.dst);
@@ -665,17 +657,7 @@ impl Router {
         } else if let L4::IcmpError { inner } = ip.l4 {
             match self.icmp_error_target(m, pkt, ip, inner, now) {
                 Some(target) => {
-                    self.forward_icmp_error(
-                        now,
-                        m,
-                        Some(n),
-                        ingress,
-                        pkt,
-                        ip,
-                        target,
-                        metrics,
-                        out,
-                    );
+                    self.forward_icmp_error(cx, metrics, (m, Some(n)), ip, target);
                 }
                 None if local => return false,
                 None => drop_frame(metrics, ingress, DropReason::InvalidState, out),
@@ -755,7 +737,7 @@ impl Router {
                 reply: t.inverse(),
             }
         };
-        self.forward(now, m, Some(n), ingress, pkt, ip, flow, metrics, out);
+        self.forward(cx, metrics, (m, Some(n)), ip, flow);
         true
     }
 

@@ -34,6 +34,7 @@ use super::icmp6;
 use super::metrics::Metrics;
 use super::nd::ETHERTYPE_IPV6;
 use super::packet::{Packet, VnetHdr};
+use super::pipeline::FrameCx;
 use super::trace::TraceEvent;
 use super::wire::{ETH_HDR_LEN, ethertype};
 use super::{Action, DomainId, DropReason, MacAddr, PortId, PortRole};
@@ -252,14 +253,8 @@ impl Router6 {
 
     /// Takes the frame when it is the router's (routed, translated,
     /// dropped); false leaves it to L2.
-    pub(crate) fn intercept(
-        &mut self,
-        now: Instant,
-        ingress: PortId,
-        pkt: &mut Packet,
-        metrics: &mut Metrics,
-        out: &mut Vec<Action>,
-    ) -> bool {
+    pub(crate) fn intercept(&mut self, cx: &mut FrameCx<'_>, metrics: &mut Metrics) -> bool {
+        let (now, ingress) = (cx.now, cx.ingress);
         let tag = self
             .tags
             .get(usize::from(ingress.0))
@@ -268,10 +263,10 @@ impl Router6 {
         if tag == Tag::None {
             return false;
         }
-        if tag == Tag::Lan && self.error_for_a_flow(now, ingress, pkt, metrics, out) {
+        if tag == Tag::Lan && self.error_for_a_flow(cx, metrics) {
             return true;
         }
-        let frame = pkt.frame();
+        let frame = cx.pkt.frame();
         let Some(ip) = Ip6::parse(frame) else {
             return false;
         };
@@ -314,7 +309,7 @@ impl Router6 {
                 .ip6
                 .map(|a| (a, self.cfg.machines[m].mac)),
         };
-        self.apply(now, ingress, (m, near), &ip, verdict, pkt, metrics, out, 0)
+        self.apply(cx, metrics, (m, near), &ip, verdict, 0)
     }
 
     /// Carries out machine `m`'s verdict on a packet from `ingress`
@@ -322,19 +317,17 @@ impl Router6 {
     /// A packet routed to another machine of this world goes through that
     /// machine's inbound path next (published ports, conntrack), as the
     /// IPv4 router does: `depth` counts those hand-overs.
-    #[allow(clippy::too_many_arguments)]
     fn apply(
         &mut self,
-        now: Instant,
-        ingress: PortId,
+        cx: &mut FrameCx<'_>,
+        metrics: &mut Metrics,
         (m, near): (usize, Option<(Ipv6Addr, MacAddr)>),
         ip: &Ip6,
         verdict: Verdict,
-        pkt: &mut Packet,
-        metrics: &mut Metrics,
-        out: &mut Vec<Action>,
         depth: u8,
     ) -> bool {
+        let (now, ingress) = (cx.now, cx.ingress);
+        let (pkt, out) = (&mut *cx.pkt, &mut *cx.out);
         let err = |typ, code, param| (ingress, near, (typ, code, param));
         let (to, hop, commit) = match verdict {
             Verdict::Pass => return false,
@@ -390,10 +383,11 @@ impl Router6 {
             let v2 = self.inbound(now, m2, &ip2);
             // Errors of the second machine are not sent back across the
             // first one's translation: such a packet is only dropped.
-            if self.apply(now, ingress, (m2, None), &ip2, v2, pkt, metrics, out, 1) {
+            if self.apply(cx, metrics, (m2, None), &ip2, v2, 1) {
                 return true;
             }
         }
+        let (pkt, out) = (&*cx.pkt, &mut *cx.out);
         metrics.tx(hop.port, pkt.len());
         out.push(Action::Forward(hop.port));
         true
@@ -405,14 +399,9 @@ impl Router6 {
     /// `nf_nat_icmpv6_reply_translation` does (outer destination, the
     /// quoted packet's source address and port, both checksums) and
     /// routed to the flow's own end. False leaves the frame alone.
-    fn error_for_a_flow(
-        &mut self,
-        now: Instant,
-        ingress: PortId,
-        pkt: &mut Packet,
-        metrics: &mut Metrics,
-        out: &mut Vec<Action>,
-    ) -> bool {
+    fn error_for_a_flow(&mut self, cx: &mut FrameCx<'_>, metrics: &mut Metrics) -> bool {
+        let (now, ingress) = (cx.now, cx.ingress);
+        let (pkt, out) = (&mut *cx.pkt, &mut *cx.out);
         let f = pkt.frame();
         let inner_at = L4_OFF + 8;
         if f.len() < inner_at + IPV6_HDR + 8

@@ -1,4 +1,4 @@
-//! Swarm services in the engine (issue 14): VIP load balancing as IPVS does
+//! Swarm services in the engine: VIP load balancing as IPVS does
 //! it inside each sandbox, and the ingress routing mesh.
 //!
 //! **VIPs** (docker-semantics SVC-3). A frame from a port of an overlay
@@ -32,6 +32,7 @@ use std::time::{Duration, Instant};
 
 use super::flow::{IPPROTO_TCP, IPPROTO_UDP, Ip4, L4, Tuple, tcp_flags};
 use super::nat;
+use super::pipeline::FrameCx;
 use super::wire::{
     ARP_REPLY, ARP_REQUEST, ArpRepr, ETH_HDR_LEN, ETHERTYPE_ARP, emit_eth, ethertype,
 };
@@ -708,14 +709,9 @@ impl super::Engine {
     }
 
     /// The stage on a frame just admitted on `ingress`; true: handled.
-    pub(super) fn service_pre(
-        &mut self,
-        now: Instant,
-        ingress: PortId,
-        domain: DomainId,
-        pkt: &mut Packet,
-        out: &mut Vec<super::Action>,
-    ) -> bool {
+    pub(super) fn service_pre(&mut self, cx: &mut FrameCx<'_>) -> bool {
+        let (now, ingress, domain) = (cx.now, cx.ingress, cx.port.domain);
+        let (pkt, out) = (&mut *cx.pkt, &mut *cx.out);
         let Some(s) = self.services.as_deref_mut() else {
             return false;
         };
@@ -731,7 +727,7 @@ impl super::Engine {
                 true
             }
             Pre::Inject(port) => {
-                self.switch_frame(now, port, pkt, out);
+                self.inject(now, port, pkt, out);
                 true
             }
         }
@@ -739,13 +735,9 @@ impl super::Engine {
 
     /// Frames that `out[start..]` delivers to sandbox ports go to the
     /// stage instead: ARP answered, replies translated onto `lan`.
-    pub(super) fn service_post(
-        &mut self,
-        now: Instant,
-        pkt: &Packet,
-        out: &mut Vec<super::Action>,
-        start: usize,
-    ) {
+    pub(super) fn service_post(&mut self, cx: &mut FrameCx<'_>) {
+        let (now, start) = (cx.now, cx.start);
+        let (pkt, out) = (&*cx.pkt, &mut *cx.out);
         use super::Action;
         let is_sb = |s: &Services, a: &Action| match a {
             Action::Forward(p) => s.is_sandbox(*p) || s.claims_uplink(*p, pkt.frame()),
@@ -780,7 +772,7 @@ impl super::Engine {
             if !s.is_sandbox(port) {
                 // A routed client to this machine's published port.
                 match s.routed_to_mesh(now, port, &mut p) {
-                    Pre::Inject(sb) => self.switch_frame(now, sb, &mut p, &mut sub),
+                    Pre::Inject(sb) => self.inject(now, sb, &mut p, &mut sub),
                     Pre::Pass => {
                         out.push(Action::Emit(port, p));
                         continue;
@@ -796,12 +788,12 @@ impl super::Engine {
                         continue;
                     }
                     Post::Reply(mut r) => {
-                        self.switch_frame(now, port, &mut r, &mut sub);
+                        self.inject(now, port, &mut r, &mut sub);
                         p = r;
                     }
                     // As the machine's host stack sends it: the router
                     // takes replies to routed (masqueraded) clients.
-                    Post::ToLan(uplink) => self.switch_frame(now, uplink, &mut p, &mut sub),
+                    Post::ToLan(uplink) => self.inject(now, uplink, &mut p, &mut sub),
                 }
             }
             for a in sub {

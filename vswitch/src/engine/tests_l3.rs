@@ -45,11 +45,22 @@ pub(super) fn arp(op: ArpOperation, src: [u8; 6], spa: Ipv4Addr, tpa: Ipv4Addr) 
     v
 }
 
-/// A TCP segment; `flags`: "S", "SA", "A", "F", "R".
-#[allow(clippy::too_many_arguments)]
+/// A TCP segment with TTL 64; `flags`: "S", "SA", "A", "F", "R".
 pub(super) fn tcp(
     smac: [u8; 6],
     dmac: [u8; 6],
+    sip: Ipv4Addr,
+    dip: Ipv4Addr,
+    sport: u16,
+    dport: u16,
+    flags: &str,
+) -> Vec<u8> {
+    tcp_ttl((smac, dmac), sip, dip, sport, dport, flags, 64)
+}
+
+/// [`tcp`] with another TTL.
+pub(super) fn tcp_ttl(
+    (smac, dmac): ([u8; 6], [u8; 6]),
     sip: Ipv4Addr,
     dip: Ipv4Addr,
     sport: u16,
@@ -74,7 +85,7 @@ pub(super) fn tcp(
     v
 }
 
-#[allow(clippy::too_many_arguments)]
+/// A UDP datagram with TTL 64.
 pub(super) fn udp(
     smac: [u8; 6],
     dmac: [u8; 6],
@@ -183,7 +194,7 @@ fn drops(e: &Engine, p: PortId, r: DropReason) -> u64 {
 fn routes_out_of_the_uplink_after_arp_and_learns_from_it() {
     let t0 = Instant::now();
     let mut e = Engine::new(nat_cfg(Knobs::default())).unwrap();
-    let syn = tcp(dmac(A_IP), dmac(GW1), A_IP, X_IP, 40000, 80, "S", 64);
+    let syn = tcp(dmac(A_IP), dmac(GW1), A_IP, X_IP, 40000, 80, "S");
     let (out, _) = step(&mut e, t0, A, &syn);
     // Nothing known on lan: an ARP request from the machine's address out
     // of every lan port but the machine's own, the packet queued.
@@ -230,7 +241,7 @@ fn next_hop_off_lan_is_the_gateway_external_and_none_is_net_unreachable() {
         &mut e,
         t0,
         A,
-        &tcp(dmac(A_IP), dmac(GW1), A_IP, far, 1, 2, "S", 64),
+        &tcp(dmac(A_IP), dmac(GW1), A_IP, far, 1, 2, "S"),
     );
     let (port, f) = one_out(&out, &p);
     assert_eq!((port, &f[0..6]), (G, &lmac(G_IP)[..]));
@@ -247,7 +258,7 @@ fn next_hop_off_lan_is_the_gateway_external_and_none_is_net_unreachable() {
         &mut e,
         t0,
         A,
-        &tcp(dmac(A_IP), dmac(GW1), A_IP, far, 1, 2, "S", 64),
+        &tcp(dmac(A_IP), dmac(GW1), A_IP, far, 1, 2, "S"),
     );
     let (port, f) = one_out(&out, &p);
     assert_eq!(port, A);
@@ -269,7 +280,7 @@ fn ttl_one_gets_time_exceeded_and_is_not_forwarded() {
         &mut e,
         t0,
         A,
-        &tcp(dmac(A_IP), dmac(GW1), A_IP, X_IP, 1, 2, "S", 1),
+        &tcp_ttl((dmac(A_IP), dmac(GW1)), A_IP, X_IP, 1, 2, "S", 1),
     );
     let (port, f) = one_out(&out, &p);
     assert_eq!(port, A);
@@ -345,7 +356,7 @@ fn isolation_internal_and_own_subnet() {
         &mut e,
         t0,
         A,
-        &tcp(dmac(A_IP), dmac(GW1), A_IP, C_IP, 1, 80, "S", 64),
+        &tcp(dmac(A_IP), dmac(GW1), A_IP, C_IP, 1, 80, "S"),
     );
     assert!(matches!(out[..], [Action::Drop(DropReason::Isolation)]));
     // BR-15: the internal network routes nowhere (even with a route set by hand).
@@ -353,7 +364,7 @@ fn isolation_internal_and_own_subnet() {
         &mut e,
         t0,
         D,
-        &tcp(dmac(D_IP), dmac(GW3), D_IP, X_IP, 1, 80, "S", 64),
+        &tcp(dmac(D_IP), dmac(GW3), D_IP, X_IP, 1, 80, "S"),
     );
     assert!(matches!(
         out[..],
@@ -364,7 +375,7 @@ fn isolation_internal_and_own_subnet() {
         &mut e,
         t0,
         D,
-        &tcp(dmac(D_IP), dmac(GW3), D_IP, GW3, 1, 80, "S", 64),
+        &tcp(dmac(D_IP), dmac(GW3), D_IP, GW3, 1, 80, "S"),
     );
     assert!(matches!(out[..], [Action::Forward(PortId(8))]));
     // BR-14: another network's gateway and the uplink address are local.
@@ -372,14 +383,14 @@ fn isolation_internal_and_own_subnet() {
         &mut e,
         t0,
         A,
-        &tcp(dmac(A_IP), dmac(GW1), A_IP, GW3, 1, 80, "S", 64),
+        &tcp(dmac(A_IP), dmac(GW1), A_IP, GW3, 1, 80, "S"),
     );
     assert!(matches!(out[..], [Action::Forward(H1)]));
     let (out, _) = step(
         &mut e,
         t0,
         A,
-        &tcp(dmac(A_IP), dmac(GW1), A_IP, M_IP, 1, 80, "S", 64),
+        &tcp(dmac(A_IP), dmac(GW1), A_IP, M_IP, 1, 80, "S"),
     );
     assert!(matches!(out[..], [Action::Forward(H1)]));
     assert_eq!(e.conntrack_len(), 0);
@@ -389,7 +400,7 @@ fn isolation_internal_and_own_subnet() {
 fn ingress_deny_for_container_addresses_from_the_lan() {
     let t0 = Instant::now();
     let mut e = nat_engine(Knobs::default(), t0);
-    let to_a = |dport| tcp(lmac(X_IP), lmac(M_IP), X_IP, A_IP, 5555, dport, "S", 64);
+    let to_a = |dport| tcp(lmac(X_IP), lmac(M_IP), X_IP, A_IP, 5555, dport, "S");
     // PUB-2: an unpublished port of a container address: dropped.
     let (out, _) = step(&mut e, t0, X, &to_a(81));
     assert!(matches!(out[..], [Action::Drop(DropReason::IngressDenied)]));
@@ -403,7 +414,7 @@ fn ingress_deny_for_container_addresses_from_the_lan() {
         &mut e,
         t0,
         X,
-        &tcp(lmac(X_IP), lmac(M_IP), X_IP, D_IP, 1, 80, "S", 64),
+        &tcp(lmac(X_IP), lmac(M_IP), X_IP, D_IP, 1, 80, "S"),
     );
     assert!(matches!(out[..], [Action::Drop(DropReason::IngressDenied)]));
     // BR-11: a reply to a flow that left without masquerade comes back.
@@ -412,7 +423,7 @@ fn ingress_deny_for_container_addresses_from_the_lan() {
         &mut e,
         t0,
         C,
-        &tcp(dmac(C_IP), gw2, C_IP, X_IP, 4000, 80, "S", 64),
+        &tcp(dmac(C_IP), gw2, C_IP, X_IP, 4000, 80, "S"),
     );
     let (port, f) = one_out(&out, &p);
     assert_eq!(port, X);
@@ -425,7 +436,7 @@ fn ingress_deny_for_container_addresses_from_the_lan() {
         &mut e,
         t0,
         X,
-        &tcp(lmac(X_IP), lmac(M_IP), X_IP, C_IP, 80, 4000, "SA", 64),
+        &tcp(lmac(X_IP), lmac(M_IP), X_IP, C_IP, 80, 4000, "SA"),
     );
     assert_eq!(one_out(&out, &p).0, C);
     // …but an unsolicited one to the same container does not.
@@ -433,7 +444,7 @@ fn ingress_deny_for_container_addresses_from_the_lan() {
         &mut e,
         t0,
         X,
-        &tcp(lmac(X_IP), lmac(M_IP), X_IP, C_IP, 81, 4000, "S", 64),
+        &tcp(lmac(X_IP), lmac(M_IP), X_IP, C_IP, 81, 4000, "S"),
     );
     assert!(matches!(out[..], [Action::Drop(DropReason::IngressDenied)]));
     assert_eq!(drops(&e, X, DropReason::IngressDenied), 3);
@@ -447,7 +458,7 @@ fn lan_traffic_to_the_host_stack_is_tracked_and_delivered() {
         &mut e,
         t0,
         X,
-        &tcp(lmac(X_IP), lmac(M_IP), X_IP, M_IP, 5000, 22, "S", 64),
+        &tcp(lmac(X_IP), lmac(M_IP), X_IP, M_IP, 5000, 22, "S"),
     );
     assert!(matches!(out[..], [Action::Forward(UPLINK)]));
     let c = e.conntrack();
@@ -457,7 +468,7 @@ fn lan_traffic_to_the_host_stack_is_tracked_and_delivered() {
         &mut e,
         t0,
         X,
-        &tcp(lmac(X_IP), lmac(G_IP), X_IP, G_IP, 1, 2, "S", 64),
+        &tcp(lmac(X_IP), lmac(G_IP), X_IP, G_IP, 1, 2, "S"),
     );
     assert!(matches!(out[..], [Action::Forward(G)]));
     assert_eq!(e.conntrack_len(), 1);
@@ -470,7 +481,7 @@ fn unanswered_arp_queue_is_bounded_and_times_out() {
     cfg.l3.neighbour_queue = 2;
     let mut e = Engine::new(cfg).unwrap();
     let ghost = Ipv4Addr::new(198, 18, 0, 99);
-    let f = |sport| tcp(dmac(A_IP), dmac(GW1), A_IP, ghost, sport, 80, "S", 64);
+    let f = |sport| tcp(dmac(A_IP), dmac(GW1), A_IP, ghost, sport, 80, "S");
     let (out, _) = step(&mut e, t0, A, &f(1));
     assert_eq!(out.len(), 2, "one ARP request per lan port");
     let (out, _) = step(&mut e, t0, A, &f(2));

@@ -22,7 +22,7 @@ fn masq_round_trip(e: &mut Engine, now: Instant, sport: u16) -> u16 {
         e,
         now,
         A,
-        &tcp(dmac(A_IP), gw1(), A_IP, X_IP, sport, 80, "S", 64),
+        &tcp(dmac(A_IP), gw1(), A_IP, X_IP, sport, 80, "S"),
     );
     let (port, f) = one_out(&out, &p);
     assert_eq!(port, X);
@@ -33,7 +33,7 @@ fn masq_round_trip(e: &mut Engine, now: Instant, sport: u16) -> u16 {
         e,
         now,
         X,
-        &tcp(lmac(X_IP), lmac(M_IP), X_IP, M_IP, 80, seen, "SA", 64),
+        &tcp(lmac(X_IP), lmac(M_IP), X_IP, M_IP, 80, seen, "SA"),
     );
     let (port, f) = one_out(&out, &p);
     assert_eq!(port, A, "the reply goes back to the container");
@@ -59,7 +59,7 @@ fn masquerade_keeps_the_port_and_translates_replies() {
         &mut e,
         t0,
         A,
-        &tcp(dmac(A_IP), gw1(), A_IP, X_IP, 40000, 80, "A", 64),
+        &tcp(dmac(A_IP), gw1(), A_IP, X_IP, 40000, 80, "A"),
     );
     assert!(matches!(out[..], [Action::Forward(X)]));
     assert_eq!(
@@ -73,7 +73,7 @@ fn nat_port_avoids_a_host_stack_flow() {
     let t0 = Instant::now();
     let mut e = nat_engine(Knobs::default(), t0);
     // The host stack talks from 40000 to X:80 first …
-    let host = tcp(lmac(M_IP), lmac(X_IP), M_IP, X_IP, 40000, 80, "S", 64);
+    let host = tcp(lmac(M_IP), lmac(X_IP), M_IP, X_IP, 40000, 80, "S");
     let (out, p) = step(&mut e, t0, UPLINK, &host);
     let (port, f) = one_out(&out, &p);
     assert_eq!(port, X);
@@ -92,7 +92,7 @@ fn nat_port_avoids_a_host_stack_flow() {
         &mut e,
         t0,
         X,
-        &tcp(lmac(X_IP), lmac(M_IP), X_IP, M_IP, 80, 40000, "SA", 64),
+        &tcp(lmac(X_IP), lmac(M_IP), X_IP, M_IP, 80, 40000, "SA"),
     );
     let (port, f) = one_out(&out, &p);
     assert_eq!(port, UPLINK);
@@ -106,7 +106,7 @@ fn host_flow_colliding_with_a_nat_flow_is_remapped() {
     masq_round_trip(&mut e, t0, 40000);
     // Now the host stack picks 40000 towards the same peer: it must not
     // steal the container's replies, so it is the one translated.
-    let host = tcp(lmac(M_IP), lmac(X_IP), M_IP, X_IP, 40000, 80, "S", 64);
+    let host = tcp(lmac(M_IP), lmac(X_IP), M_IP, X_IP, 40000, 80, "S");
     let (out, p) = step(&mut e, t0, UPLINK, &host);
     let (_, f) = one_out(&out, &p);
     let hp = ports(&verified(&f)).0;
@@ -115,7 +115,7 @@ fn host_flow_colliding_with_a_nat_flow_is_remapped() {
         &mut e,
         t0,
         X,
-        &tcp(lmac(X_IP), lmac(M_IP), X_IP, M_IP, 80, hp, "SA", 64),
+        &tcp(lmac(X_IP), lmac(M_IP), X_IP, M_IP, 80, hp, "SA"),
     );
     let (port, f) = one_out(&out, &p);
     assert_eq!(port, UPLINK);
@@ -130,7 +130,7 @@ fn published_port_dnat_keeps_the_client_and_replies_come_from_the_host_port() {
         &mut e,
         t0,
         X,
-        &tcp(lmac(X_IP), lmac(M_IP), X_IP, M_IP, 5555, 8080, "S", 64),
+        &tcp(lmac(X_IP), lmac(M_IP), X_IP, M_IP, 5555, 8080, "S"),
     );
     let (port, f) = one_out(&out, &p);
     assert_eq!(port, A);
@@ -145,7 +145,7 @@ fn published_port_dnat_keeps_the_client_and_replies_come_from_the_host_port() {
         &mut e,
         t0,
         A,
-        &tcp(dmac(A_IP), gw1(), A_IP, X_IP, 80, 5555, "SA", 64),
+        &tcp(dmac(A_IP), gw1(), A_IP, X_IP, 80, 5555, "SA"),
     );
     let (port, f) = one_out(&out, &p);
     assert_eq!(port, X);
@@ -174,7 +174,7 @@ fn published_port_dnat_keeps_the_client_and_replies_come_from_the_host_port() {
         &mut e,
         t0,
         X,
-        &tcp(lmac(X_IP), lmac(M_IP), X_IP, M_IP, 5555, 8081, "S", 64),
+        &tcp(lmac(X_IP), lmac(M_IP), X_IP, M_IP, 5555, 8081, "S"),
     );
     assert!(matches!(out[..], [Action::Forward(UPLINK)]));
 }
@@ -192,7 +192,7 @@ fn hairpin_without_the_proxy() {
         &mut e,
         t0,
         A,
-        &tcp(dmac(A_IP), gw1(), A_IP, M_IP, 41000, 8080, "S", 64),
+        &tcp(dmac(A_IP), gw1(), A_IP, M_IP, 41000, 8080, "S"),
     );
     let (port, f) = one_out(&out, &p);
     assert_eq!(port, A);
@@ -203,7 +203,7 @@ fn hairpin_without_the_proxy() {
         &mut e,
         t0,
         A,
-        &tcp(dmac(A_IP), gw1(), A_IP, GW1, 80, 41000, "SA", 64),
+        &tcp(dmac(A_IP), gw1(), A_IP, GW1, 80, 41000, "SA"),
     );
     let (port, f) = one_out(&out, &p);
     assert_eq!(port, A);
@@ -216,7 +216,7 @@ fn hairpin_without_the_proxy() {
         &mut e,
         t0,
         B,
-        &tcp(dmac(B_IP), gw1(), B_IP, M_IP, 42000, 8080, "S", 64),
+        &tcp(dmac(B_IP), gw1(), B_IP, M_IP, 42000, 8080, "S"),
     );
     let (port, f) = one_out(&out, &p);
     assert_eq!(port, A);
@@ -225,7 +225,7 @@ fn hairpin_without_the_proxy() {
         &mut e,
         t0,
         A,
-        &tcp(dmac(A_IP), dmac(B_IP), A_IP, B_IP, 80, 42000, "SA", 64),
+        &tcp(dmac(A_IP), dmac(B_IP), A_IP, B_IP, 80, 42000, "SA"),
     );
     assert!(matches!(out[..], [Action::Forward(B)]), "{out:?}");
     let s = verified(p.frame());
@@ -237,7 +237,7 @@ fn hairpin_without_the_proxy() {
         &mut e,
         t0,
         C,
-        &tcp(dmac(C_IP), gw2, C_IP, M_IP, 1, 8080, "S", 64),
+        &tcp(dmac(C_IP), gw2, C_IP, M_IP, 1, 8080, "S"),
     );
     assert!(matches!(out[..], [Action::Drop(DropReason::Isolation)]));
 }
@@ -246,7 +246,7 @@ fn hairpin_without_the_proxy() {
 fn with_the_proxy_hairpin_goes_to_the_host_stack() {
     let t0 = Instant::now();
     let mut e = nat_engine(Knobs::default(), t0);
-    let f = tcp(dmac(A_IP), gw1(), A_IP, M_IP, 41000, 8080, "S", 64);
+    let f = tcp(dmac(A_IP), gw1(), A_IP, M_IP, 41000, 8080, "S");
     let (out, p) = step(&mut e, t0, A, &f);
     assert!(matches!(out[..], [Action::Forward(H1)]));
     assert_eq!(p.frame(), &f[..], "untouched: the userland proxy answers");
@@ -358,7 +358,7 @@ fn full_table_refuses_new_flows_until_they_expire() {
         ..Knobs::default()
     };
     let mut e = nat_engine(k, t0);
-    let syn = |sport| tcp(dmac(A_IP), gw1(), A_IP, X_IP, sport, 80, "S", 64);
+    let syn = |sport| tcp(dmac(A_IP), gw1(), A_IP, X_IP, sport, 80, "S");
     for sp in [1, 2] {
         let (out, _) = step(&mut e, t0, A, &syn(sp));
         assert!(matches!(out[..], [Action::Forward(X)]));
@@ -496,7 +496,7 @@ fn partial_checksums_and_gso_metadata_survive_nat() {
         &mut e,
         t0,
         X,
-        &tcp(lmac(X_IP), lmac(M_IP), X_IP, M_IP, 5555, 8080, "S", 64),
+        &tcp(lmac(X_IP), lmac(M_IP), X_IP, M_IP, 5555, 8080, "S"),
     );
     assert!(matches!(out[..], [Action::Forward(A)]));
     let mut p = offloaded_tcp(A_IP, X_IP, 80, 5555, 3000);
@@ -529,9 +529,9 @@ proptest! {
         let mut e = nat_engine(k, t0);
         for (who, sport, dport) in fl {
             let (port, f) = match who {
-                0 => (A, tcp(dmac(A_IP), gw1(), A_IP, X_IP, sport, dport, "S", 64)),
-                1 => (B, tcp(dmac(B_IP), gw1(), B_IP, X_IP, sport, dport, "S", 64)),
-                _ => (UPLINK, tcp(lmac(M_IP), lmac(X_IP), M_IP, X_IP, sport, dport, "S", 64)),
+                0 => (A, tcp(dmac(A_IP), gw1(), A_IP, X_IP, sport, dport, "S")),
+                1 => (B, tcp(dmac(B_IP), gw1(), B_IP, X_IP, sport, dport, "S")),
+                _ => (UPLINK, tcp(lmac(M_IP), lmac(X_IP), M_IP, X_IP, sport, dport, "S")),
             };
             let (out, _) = step(&mut e, t0, port, &f);
             prop_assert_eq!(out.len(), 1);
@@ -545,7 +545,7 @@ proptest! {
         }
         for c in &conns {
             let r = c.reply;
-            let (out, p) = step(&mut e, t0, X, &tcp(lmac(X_IP), lmac(M_IP), r.src, r.dst, r.sport, r.dport, "SA", 64));
+            let (out, p) = step(&mut e, t0, X, &tcp(lmac(X_IP), lmac(M_IP), r.src, r.dst, r.sport, r.dport, "SA"));
             let (port, f) = one_out(&out, &p);
             let want_port = if c.orig.src == A_IP { A } else if c.orig.src == B_IP { B } else { UPLINK };
             prop_assert_eq!(port, want_port);

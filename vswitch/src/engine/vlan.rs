@@ -1,5 +1,5 @@
 //! 802.1Q on a VLAN-aware domain (`lan`), and the macvlan and ipvlan
-//! children that hang off machine uplinks (issue 7).
+//! children that hang off machine uplinks.
 //!
 //! The domain's ports are either *access* ports of one VLAN (untagged
 //! towards the port; VLAN 0 is the untagged lan itself) or *trunks* (machine
@@ -33,13 +33,13 @@
 //! Flags `private`/`vepa` stop child↔child traffic (IV-7).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::time::Instant;
 
 use tracing::trace;
 
 use super::fdb::{Learned, mac_key};
 use super::l2::Domain;
 use super::metrics::Metrics;
+use super::pipeline::FrameCx;
 use super::route::Router;
 use super::route6::Router6;
 use super::wire::{
@@ -384,20 +384,36 @@ fn l3_target(frame: &[u8]) -> Option<(IpAddr, bool)> {
     }
 }
 
+/// The machines' routers, offered the frames of the untagged lan.
+#[derive(Debug)]
+pub(crate) struct Routers<'a> {
+    /// IPv4.
+    pub(crate) v4: Option<&'a mut Router>,
+    /// IPv6.
+    pub(crate) v6: Option<&'a mut Router6>,
+}
+
+/// An ipvlan child, as [`Attachment::Ipvlan`] describes it.
+#[derive(Clone, Copy, Debug)]
+struct IpvlanChild {
+    group: u16,
+    ip: Ipv4Addr,
+    ip6: Option<Ipv6Addr>,
+    l3: bool,
+    flag: Siblings,
+}
+
 /// One frame on the VLAN-aware domain `d` (its length already checked
-/// against an Ethernet header).
-#[allow(clippy::too_many_arguments)] // the engine's split borrows, spelled out
+/// against an Ethernet header); sets `cx.vid`.
 pub(crate) fn handle(
     st: &VlanState,
     d: &mut Domain,
     metrics: &mut Metrics,
-    router: Option<&mut Router>,
-    router6: Option<&mut Router6>,
-    now: Instant,
-    ingress: PortId,
-    pkt: &mut Packet,
-    out: &mut Vec<Action>,
+    mut routers: Routers<'_>,
+    cx: &mut FrameCx<'_>,
 ) {
+    let (now, ingress) = (cx.now, cx.ingress);
+    let (pkt, out) = (&mut *cx.pkt, &mut *cx.out);
     let vp = st.port(ingress);
     // 1. Classify: which VLAN, tag popped.
     let et = ethertype(pkt.frame());
@@ -417,6 +433,7 @@ pub(crate) fn handle(
     } else {
         vp.untagged_vid()
     };
+    cx.vid = vid;
     metrics.note(|| {
         super::trace::TraceEvent::Note(format!(
             "vlan: on VLAN {vid} ({})",
@@ -449,22 +466,14 @@ pub(crate) fn handle(
         flag,
     } = vp.attach
     {
-        let routers = (router, router6);
-        return from_ipvlan(
-            st,
-            d,
-            metrics,
-            routers,
-            now,
-            ingress,
-            vid,
+        let child = IpvlanChild {
             group,
-            (ip, ip6),
+            ip,
+            ip6,
             l3,
             flag,
-            pkt,
-            out,
-        );
+        };
+        return from_ipvlan(st, d, metrics, routers, cx, child);
     }
     let (learned, expired) = d.fdb.learn(vlan_key(src, vid), ingress, now);
     if learned != Learned::Refreshed {
@@ -513,9 +522,10 @@ pub(crate) fn handle(
         found = to;
     }
     // Routing and NAT live on the untagged lan only.
-    if vid == 0 && route_both(router, router6, now, ingress, pkt, metrics, out) {
+    if vid == 0 && route_both(&mut routers, cx, metrics) {
         return;
     }
+    let (pkt, out) = (&*cx.pkt, &mut *cx.out);
     if let Some(to) = found {
         if to == ingress {
             return drop_frame(metrics, ingress, DropReason::SamePort, out);
@@ -576,23 +586,25 @@ fn flood(
     }
 }
 
-/// A frame from an ipvlan child (source MAC: its parent's).
-#[allow(clippy::too_many_arguments)]
+/// A frame from an ipvlan child (source MAC: its parent's), on VLAN
+/// `cx.vid`.
 fn from_ipvlan(
     st: &VlanState,
     d: &mut Domain,
     metrics: &mut Metrics,
-    (router, router6): (Option<&mut Router>, Option<&mut Router6>),
-    now: Instant,
-    ingress: PortId,
-    vid: u16,
-    group: u16,
-    (own_ip, own_ip6): (Ipv4Addr, Option<Ipv6Addr>),
-    l3: bool,
-    flag: Siblings,
-    pkt: &mut Packet,
-    out: &mut Vec<Action>,
+    mut routers: Routers<'_>,
+    cx: &mut FrameCx<'_>,
+    child: IpvlanChild,
 ) {
+    let (now, ingress, vid) = (cx.now, cx.ingress, cx.vid);
+    let IpvlanChild {
+        group,
+        ip: own_ip,
+        ip6: own_ip6,
+        l3,
+        flag,
+    } = child;
+    let (pkt, out) = (&*cx.pkt, &mut *cx.out);
     let frame = pkt.frame();
     let dst = &frame[ETH_DST..ETH_DST + 6];
     let target = l3_target(frame);
@@ -660,9 +672,10 @@ fn from_ipvlan(
     }
     // Another machine's host stack: its inbound path (published ports,
     // conntrack), as for any lan host.
-    if vid == 0 && route_both(router, router6, now, ingress, pkt, metrics, out) {
+    if vid == 0 && route_both(&mut routers, cx, metrics) {
         return;
     }
+    let (pkt, out) = (&*cx.pkt, &mut *cx.out);
     let frame = pkt.frame();
     let dst = &frame[ETH_DST..ETH_DST + 6];
     let (to, expired) = d.fdb.lookup(vlan_key(dst, vid), now);
@@ -690,19 +703,14 @@ impl VlanState {
 
 /// Offers the frame to the IPv4 router, then the IPv6 one; true when one
 /// took it.
-fn route_both(
-    router: Option<&mut Router>,
-    router6: Option<&mut Router6>,
-    now: Instant,
-    ingress: PortId,
-    pkt: &mut Packet,
-    metrics: &mut Metrics,
-    out: &mut Vec<Action>,
-) -> bool {
-    if let Some(r) = router
-        && r.intercept(now, ingress, pkt, metrics, out)
+fn route_both(routers: &mut Routers<'_>, cx: &mut FrameCx<'_>, metrics: &mut Metrics) -> bool {
+    if let Some(r) = routers.v4.as_deref_mut()
+        && r.intercept(cx, metrics)
     {
         return true;
     }
-    router6.is_some_and(|r| r.intercept(now, ingress, pkt, metrics, out))
+    routers
+        .v6
+        .as_deref_mut()
+        .is_some_and(|r| r.intercept(cx, metrics))
 }

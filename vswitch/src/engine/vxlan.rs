@@ -1,4 +1,4 @@
-//! The engine's VXLAN tunnel endpoints (issue 8, OV-2..5): an overlay
+//! The engine's VXLAN tunnel endpoints (OV-2..5): an overlay
 //! network is one L2 domain per machine; each such domain has a virtual
 //! VTEP port (a port with no TAP behind it). Frames the domain sends to that
 //! port are encapsulated in VXLAN/UDP 4789 from the machine's uplink address
@@ -33,10 +33,10 @@
 
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
-use std::time::Instant;
 
 use super::esp::{self, EspState, SaConfig};
 use super::fdb::mac_key;
+use super::pipeline::FrameCx;
 use super::wire::{
     ARP_REPLY, ARP_REQUEST, ArpRepr, ETH_HDR_LEN, ETHERTYPE_ARP, ETHERTYPE_IPV4, checksum,
     emit_eth, ethertype,
@@ -280,7 +280,6 @@ pub fn flow_port(inner: &[u8]) -> u16 {
 /// Builds the VXLAN encapsulation of `inner` (its vnet header's offsets
 /// shifted by the outer headers). The outer UDP checksum is 0 (allowed for
 /// IPv4, RFC 7348 §5); DF is clear, as Linux's vxlan leaves it by default.
-#[allow(clippy::too_many_arguments)]
 pub fn encap(
     inner: &Packet,
     vni: u32,
@@ -447,16 +446,15 @@ fn push(out: &mut Vec<Action>, engine_metrics: &mut super::Metrics, a: Action) {
     out.push(a);
 }
 
+/// The overlay stages of the pipeline (`overlay-in`, `overlay-out`): they
+/// are `Engine` methods because encapsulated frames go back into the
+/// engine from the machine's uplink.
 impl Engine {
     /// A frame received on a lan port: when it is VXLAN for a local VTEP's
     /// address, decapsulates it into the VNI's domain (true: handled).
-    pub(super) fn overlay_ingress(
-        &mut self,
-        now: Instant,
-        ingress: PortId,
-        pkt: &mut Packet,
-        out: &mut Vec<Action>,
-    ) -> bool {
+    pub(super) fn overlay_ingress(&mut self, cx: &mut FrameCx<'_>) -> bool {
+        let (now, ingress) = (cx.now, cx.ingress);
+        let (pkt, out) = (&mut *cx.pkt, &mut *cx.out);
         let Some(ov) = self.overlay.as_deref_mut() else {
             return false;
         };
@@ -539,39 +537,21 @@ impl Engine {
         let (domain, vport) = (vt.cfg.domain, vt.cfg.port);
         decap_in_place(pkt, outer.inner);
         self.metrics.rx(vport, pkt.len());
+        // On into the VNI's domain, as if received on its VTEP port.
         let d = &mut self.domains[usize::from(domain.0)];
-        if !l2::admit(
-            d,
-            &mut self.metrics,
-            now,
-            vport,
-            super::PortRole::Plain,
-            pkt,
-            out,
-        ) {
+        let role = super::PortRole::Plain;
+        let mut vtep = cx.on_port(vport, l2::Port { domain, role });
+        if !l2::admit(d, &mut self.metrics, &mut vtep) {
             return true;
         }
-        l2::switch(
-            d,
-            &self.ports,
-            &mut self.metrics,
-            now,
-            vport,
-            super::PortRole::Plain,
-            pkt,
-            out,
-        );
+        l2::switch(d, &self.ports, &mut self.metrics, &mut vtep);
         true
     }
 
     /// A frame from a local port of an overlay domain: answers ARP for
     /// known remote bindings (true: handled).
-    pub(super) fn overlay_arp(
-        &mut self,
-        ingress: PortId,
-        pkt: &Packet,
-        out: &mut Vec<Action>,
-    ) -> bool {
+    pub(super) fn overlay_arp(&mut self, cx: &mut FrameCx<'_>) -> bool {
+        let (ingress, pkt, out) = (cx.ingress, &*cx.pkt, &mut *cx.out);
         let Some(ov) = self.overlay.as_deref_mut() else {
             return false;
         };
@@ -618,14 +598,9 @@ impl Engine {
     ///
     /// An inner packet too big for the underlay once encapsulated is
     /// answered as Linux's vxlan answers it ([`super::pmtu`]).
-    pub(super) fn overlay_egress(
-        &mut self,
-        now: Instant,
-        ingress: PortId,
-        pkt: &Packet,
-        out: &mut Vec<Action>,
-        start: usize,
-    ) {
+    pub(super) fn overlay_egress(&mut self, cx: &mut FrameCx<'_>, start: usize) {
+        let (now, ingress) = (cx.now, cx.ingress);
+        let (pkt, out) = (&*cx.pkt, &mut *cx.out);
         let Some(ov) = self.overlay.as_deref() else {
             return;
         };

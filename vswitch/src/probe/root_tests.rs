@@ -277,10 +277,13 @@ fn throughput_tcp_and_udp() {
             listen: 5201,
             connect: 5201,
         },
-        Proto::Tcp,
-        0.5,
-        2,
-        1400,
+        &Load {
+            proto: Proto::Tcp,
+            seconds: 0.5,
+            streams: 2,
+            udp_size: 1400,
+            bidir: false,
+        },
     )
     .unwrap();
     eprintln!("tcp: {t:?}");
@@ -294,10 +297,13 @@ fn throughput_tcp_and_udp() {
             listen: 5201,
             connect: 5201,
         },
-        Proto::Udp,
-        0.5,
-        1,
-        1400,
+        &Load {
+            proto: Proto::Udp,
+            seconds: 0.5,
+            streams: 1,
+            udp_size: 1400,
+            bidir: false,
+        },
     )
     .unwrap();
     eprintln!("udp: {t:?}");
@@ -313,10 +319,13 @@ fn throughput_tcp_and_udp() {
             listen: 5202,
             connect: 5202,
         },
-        Proto::Tcp,
-        0.2,
-        1,
-        1400,
+        &Load {
+            proto: Proto::Tcp,
+            seconds: 0.2,
+            streams: 1,
+            udp_size: 1400,
+            bidir: false,
+        },
     )
     .unwrap_err();
     assert!(matches!(e, ProbeError::Unreachable { .. }), "{e}");
@@ -337,10 +346,13 @@ fn throughput_over_ipv6() {
                 listen: port,
                 connect: port,
             },
-            proto,
-            0.3,
-            1,
-            1200,
+            &Load {
+                proto,
+                seconds: 0.3,
+                streams: 1,
+                udp_size: 1200,
+                bidir: false,
+            },
         )
         .unwrap();
         assert!(t.gbps > 0.0 && t.bytes > 0, "{proto}: {t:?}");

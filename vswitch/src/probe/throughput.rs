@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 use crate::netns::NetNs;
 use crate::scenario::plan::Proto;
 
-use super::ProbeError;
 use super::echo::{SEQ_HEADER, SinkStats, encode_seq, start_sink};
 use super::sock::udp_client;
+use super::{Load, ProbeError};
 
 /// Figures of one run.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -42,22 +42,21 @@ pub struct Ports {
 const TCP_WRITE: usize = 128 * 1024;
 const TCP_MSS_GUESS: f64 = 1448.0;
 
-/// Runs a sink in `server` on `port` (all addresses) and `streams` senders
-/// in `client` towards `dst:port` for `seconds`, then stops both. UDP
-/// datagrams carry `udp_size` payload bytes (at least 16: sequence number
+/// Runs a sink in `server` on `port` (all addresses) and `load.streams`
+/// senders in `client` towards `dst:port` for `load.seconds`, then stops
+/// both (`load.bidir` is iperf3's alone: ignored here). UDP datagrams carry
+/// `load.udp_size` payload bytes (at least 16: sequence number
 /// and run id). Fails when a sender cannot start (e.g. TCP connection
 /// refused); a UDP run where nothing arrives gives zero figures and loss 1.
-#[allow(clippy::too_many_arguments)]
 pub fn throughput(
     client: &NetNs,
     server: &NetNs,
     dst: IpAddr,
     ports: Ports,
-    proto: Proto,
-    seconds: f64,
-    streams: u32,
-    udp_size: u16,
+    load: &Load,
 ) -> Result<Throughput, ProbeError> {
+    let (proto, seconds, streams, udp_size) =
+        (load.proto, load.seconds, load.streams, load.udp_size);
     let sink = start_sink(server, proto, ports.listen)?;
     let connect = if ports.connect == ports.listen {
         sink.port()

@@ -216,10 +216,7 @@ pub fn run_check(world: &World, plan: &Plan, check: &Check) -> CheckResult {
                 check,
                 base,
                 SocketAddr::new(server, 53),
-                query,
-                *qtype,
-                *tcp,
-                *rotate,
+                (query, *qtype, *tcp, *rotate),
             )
         }
         CheckKind::Reach { to } => reach(world, plan, check, base, to, deadline),
@@ -283,16 +280,7 @@ pub fn run_check(world: &World, plan: &Plan, check: &Check) -> CheckResult {
                 return base.error("no namespace to run the generator in".into());
             };
             let measured = match generator {
-                Generator::Builtin => probe::throughput(
-                    ns,
-                    world.ns(node),
-                    to.addr,
-                    ports,
-                    load.proto,
-                    load.seconds,
-                    load.streams,
-                    load.udp_size,
-                ),
+                Generator::Builtin => probe::throughput(ns, world.ns(node), to.addr, ports, &load),
                 Generator::Iperf3 => probe::iperf3(ns, world.ns(node), to.addr, ports, &load),
             };
             throughput_result(base, measured, *min_gbps, *min_kpps, *generator)
@@ -363,16 +351,14 @@ fn dns_observed(o: &DnsOutcome) -> (String, Option<Vec<String>>) {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
+/// Asks `server` the check's question (`query`, `qtype`, over TCP or
+/// UDP; with `rotate`, asked again until the answer order changes).
 fn dns_check(
     pr: &prober::Prober<'_>,
     check: &Check,
     base: CheckResult,
     server: SocketAddr,
-    query: &str,
-    qtype: QueryType,
-    tcp: bool,
-    rotate: bool,
+    (query, qtype, tcp, rotate): (&str, QueryType, bool, bool),
 ) -> CheckResult {
     let name = if qtype == QueryType::PTR {
         ptr_name(query)

@@ -124,7 +124,7 @@ fn tuple(frame: &[u8]) -> (Ipv4Addr, Ipv4Addr, u16, u16) {
 }
 
 fn syn(sport: u16) -> Vec<u8> {
-    tcp(mac(C_IP), mac(VIP), C_IP, VIP, sport, 80, "S", 64)
+    tcp(mac(C_IP), mac(VIP), C_IP, VIP, sport, 80, "S")
 }
 
 /// SVC-3: per-connection round robin over the tasks; the task sees the
@@ -148,7 +148,7 @@ fn svc3_vip_round_robin_per_connection() {
         &mut e,
         now,
         CLIENT,
-        &tcp(mac(C_IP), mac(VIP), C_IP, VIP, 40001, 80, "A", 64),
+        &tcp(mac(C_IP), mac(VIP), C_IP, VIP, 40001, 80, "A"),
     );
     assert_eq!(tuple(p.frame()).1, task_ip(2));
     // The task's reply comes back from the VIP.
@@ -164,7 +164,6 @@ fn svc3_vip_round_robin_per_connection() {
             80,
             40001,
             "SA",
-            64,
         ),
     );
     assert_eq!(tuple(p.frame()), (VIP, C_IP, 80, 40001));
@@ -185,7 +184,7 @@ fn svc3_each_client_has_its_own_round_robin() {
     for k in 0..3u16 {
         let (_, p) = step(&mut e, now, CLIENT, &syn(41000 + k));
         a.push(tuple(p.frame()).1);
-        let frame = tcp(mac(other), mac(VIP), other, VIP, 42000 + k, 80, "S", 64);
+        let frame = tcp(mac(other), mac(VIP), other, VIP, 42000 + k, 80, "S");
         let (_, p) = step(&mut e, now, CLIENT, &frame);
         let (src, dst, _, _) = tuple(p.frame());
         assert_eq!(src, other, "the second client's address kept");
@@ -217,7 +216,7 @@ fn vip_arp_and_invalid_state() {
         &mut e,
         now,
         CLIENT,
-        &tcp(mac(C_IP), mac(VIP), C_IP, VIP, 50000, 80, "A", 64),
+        &tcp(mac(C_IP), mac(VIP), C_IP, VIP, 50000, 80, "A"),
     );
     assert!(
         matches!(out[..], [Action::Drop(DropReason::InvalidState)]),
@@ -263,7 +262,7 @@ fn svc6_removed_task_is_taken_out() {
         &mut e,
         now,
         CLIENT,
-        &tcp(mac(C_IP), mac(VIP), C_IP, VIP, 41000, 80, "A", 64),
+        &tcp(mac(C_IP), mac(VIP), C_IP, VIP, 41000, 80, "A"),
     );
     assert!(
         matches!(out[..], [Action::Drop(DropReason::InvalidState)]),
@@ -296,7 +295,7 @@ fn svc4_mesh_snats_to_the_receiving_sandbox() {
         &mut e,
         now,
         EXT,
-        &tcp(ext_mac, m_mac, EXT_IP, M_IP, 33000, 8080, "S", 64),
+        &tcp(ext_mac, m_mac, EXT_IP, M_IP, 33000, 8080, "S"),
     );
     // Unknown task MAC in the ingress domain: flooded to its ports.
     assert!(
@@ -338,7 +337,6 @@ fn svc4_mesh_snats_to_the_receiving_sandbox() {
             80,
             33000,
             "SA",
-            64,
         ),
     );
     let back = out
@@ -356,7 +354,7 @@ fn svc4_mesh_snats_to_the_receiving_sandbox() {
         &mut e,
         now,
         EXT,
-        &tcp(ext_mac, m_mac, EXT_IP, M_IP, 33001, 22, "S", 64),
+        &tcp(ext_mac, m_mac, EXT_IP, M_IP, 33001, 22, "S"),
     );
     assert_eq!(tuple(p.frame()).1, M_IP);
     assert_eq!(e.service_stats().unwrap().mesh_connections, 1);
