@@ -22,8 +22,8 @@ use super::gateway::{self, Echo};
 use super::metrics::Metrics;
 use super::nd;
 use super::trace::TraceEvent;
-use super::wire::{ETH_DST, ETH_SRC, ETHERTYPE_ARP, ETHERTYPE_QINQ, ETHERTYPE_VLAN, ethertype};
 use super::{Action, DomainId, DropReason, Gateway, Packet, PortId, PortRole};
+use crate::wire::ethernet::{self, EtherType};
 
 /// A key no MAC can have (MACs use 48 bits): "this domain has no gateway".
 const NO_KEY: u64 = u64::MAX;
@@ -114,17 +114,17 @@ pub(crate) fn admit(
     pkt: &Packet,
     out: &mut Vec<Action>,
 ) -> bool {
-    let frame = pkt.frame();
-    let src = &frame[ETH_SRC..ETH_SRC + 6];
+    // The engine checked the frame holds an Ethernet header.
+    let eth = ethernet::Frame::new_unchecked(pkt.frame());
 
     // 1. Source checks.
-    let src_key = mac_key(src);
-    let et = ethertype(frame);
-    let reason = if src[0] & 1 != 0 {
+    let src_key = mac_key(&eth.src());
+    let et = eth.ethertype_raw();
+    let reason = if eth.src_is_multicast() {
         Some(DropReason::MulticastSource)
     } else if src_key == 0 {
         Some(DropReason::ZeroSource)
-    } else if et == ETHERTYPE_VLAN || et == ETHERTYPE_QINQ {
+    } else if et == EtherType::VLAN || et == EtherType::QINQ {
         Some(DropReason::VlanNotConfigured)
     } else if src_key == d.gw_key && role != PortRole::Host {
         Some(DropReason::SpoofedGatewayMac)
@@ -173,16 +173,16 @@ pub(crate) fn switch(
 ) {
     let frame = pkt.frame();
     let len = frame.len();
-    let dst = &frame[ETH_DST..ETH_DST + 6];
-    let et = ethertype(frame);
+    let eth = ethernet::Frame::new_unchecked(frame);
+    let et = eth.ethertype_raw();
 
     // 3. Destination.
-    let dst_key = mac_key(dst);
+    let dst_key = mac_key(&eth.dst());
     if dst_key == d.gw_key {
         metrics.note(|| TraceEvent::Gateway { domain: d.id });
         return to_gateway(d, metrics, ingress, role, pkt, out);
     }
-    if dst[0] & 1 == 0 {
+    if !eth.dst_is_multicast() {
         let (found, expired) = d.fdb.lookup(dst_key, now);
         if expired {
             metrics.fdb_mut(d.id).expired += 1;
@@ -203,8 +203,8 @@ pub(crate) fn switch(
     } else if role == PortRole::Container
         && let Some(gw) = d.gateway
         && let Some(reply) = match et {
-            ETHERTYPE_ARP => gateway::arp_reply(frame, &gw),
-            nd::ETHERTYPE_IPV6 => nd::na_reply(frame, &gw),
+            EtherType::ARP => gateway::arp_reply(frame, &gw),
+            EtherType::IPV6 => nd::na_reply(frame, &gw),
             _ => None,
         }
     {

@@ -67,25 +67,21 @@ mod tests_vxlan;
 pub mod trace;
 pub mod vlan;
 pub mod vxlan;
-mod wire;
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::time::{Duration, Instant};
 
+use crate::wire::MacAddr;
 pub use conntrack::{Conn, ConntrackCounters, ConntrackState, Dir, Kind, TcpState, Timeouts};
+use fdb::{Fdb, mac_key};
 pub use flow::Tuple;
+use l2::{Domain, Port};
 pub use l3config::{L3Config, MachineConfig, NetworkConfig, PublishConfig};
 pub use metrics::{DropCounts, DropReason, FdbCounters, Metrics, PortCounters};
 pub use packet::{Packet, VnetHdr};
 pub use service::{Backend, MeshConfig, SandboxConfig, ServiceConfig, ServiceStats, VipConfig};
 pub use vlan::{Attachment, Siblings, VlanConfig, VlanMode, VlanPort};
 pub use vxlan::{OverlayStats, VtepConfig};
-/// The Internet checksum (RFC 1071): 0 over data holding a correct one.
-pub(crate) use wire::checksum as internet_checksum;
-
-use crate::wire::MacAddr;
-use fdb::{Fdb, mac_key};
-use l2::{Domain, Port};
 
 /// Index of a port (a TAP device) in the engine.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -521,7 +517,10 @@ impl Engine {
             // Routed by a machine out of its faulted uplink (the router
             // emits onto lan itself), unless it came from that uplink.
             let uplink = self
-                .faulted_uplink(port, &frame[6..12])
+                .faulted_uplink(
+                    port,
+                    &crate::wire::ethernet::Frame::new_unchecked(frame).src(),
+                )
                 .filter(|&u| u != ingress);
             let own_fault = self.faults.fault(port).is_some() && past != Some(port);
             let judged = [
@@ -637,7 +636,7 @@ impl Engine {
             return;
         };
         self.metrics.rx(ingress, pkt.len());
-        if pkt.len() < wire::ETH_HDR_LEN {
+        if pkt.len() < crate::wire::ethernet::HEADER_LEN {
             return l2::drop_frame(&mut self.metrics, ingress, DropReason::Malformed, out);
         }
         if let Some(v) = self.vlan.as_deref()
