@@ -5,9 +5,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use vswitch::wire::{
-    arp, esp, ethernet, icmpv4, icmpv6, ipv4, ipv6, ndp, tcp, udp, vlan, vxlan,
-};
+use vswitch::wire::{arp, esp, ethernet, icmpv4, icmpv6, ipv4, ipv6, ndp, tcp, udp, vlan, vxlan};
 
 fn ethernet_frame(d: &[u8]) {
     if let Ok(f) = ethernet::Frame::new_checked(d) {
@@ -24,13 +22,21 @@ fn ip(d: &[u8]) {
     let v4 = ipv4::Packet::new_unchecked(d);
     if v4.check_header().is_ok() {
         let _ = (v4.version(), v4.tos(), v4.total_len(), v4.ident(), v4.ttl());
-        let _ = (v4.frag_offset(), v4.is_fragment(), v4.dont_frag(), v4.more_frags());
+        let _ = (
+            v4.frag_offset(),
+            v4.is_fragment(),
+            v4.dont_frag(),
+            v4.more_frags(),
+        );
         let _ = (v4.protocol(), v4.checksum(), v4.src_addr(), v4.dst_addr());
         let _ = v4.verify_checksum();
     }
     if let Ok(p) = ipv4::Packet::new_checked(d) {
         assert!(p.check_header().is_ok());
-        assert_eq!(p.header().len() + p.payload().len(), usize::from(p.total_len()));
+        assert_eq!(
+            p.header().len() + p.payload().len(),
+            usize::from(p.total_len())
+        );
         let r = ipv4::Repr::parse(&p);
         let mut b = vec![0u8; r.buffer_len() + r.payload_len];
         r.emit(&mut b);
@@ -41,7 +47,12 @@ fn ip(d: &[u8]) {
     let v6 = ipv6::Packet::new_unchecked(d);
     if v6.check_header().is_ok() {
         let _ = (v6.traffic_class(), v6.flow_label(), v6.payload_len());
-        let _ = (v6.next_header(), v6.hop_limit(), v6.src_addr(), v6.dst_addr());
+        let _ = (
+            v6.next_header(),
+            v6.hop_limit(),
+            v6.src_addr(),
+            v6.dst_addr(),
+        );
     }
     if let Ok(p) = ipv6::Packet::new_checked(d) {
         assert_eq!(p.payload().len(), usize::from(p.payload_len()));
@@ -55,7 +66,13 @@ fn ip(d: &[u8]) {
 
 fn l4(d: &[u8]) {
     if let Ok(p) = udp::Packet::new_checked(d) {
-        let _ = (p.src_port(), p.dst_port(), p.len(), p.checksum(), p.payload().len());
+        let _ = (
+            p.src_port(),
+            p.dst_port(),
+            p.len(),
+            p.checksum(),
+            p.payload().len(),
+        );
         let r = udp::Repr::parse(&p);
         let mut b = [0u8; udp::HEADER_LEN];
         r.emit(&mut b);
@@ -64,20 +81,50 @@ fn l4(d: &[u8]) {
     }
     if let Ok(p) = tcp::Packet::new_checked(d) {
         let _ = (p.src_port(), p.dst_port(), p.seq_number(), p.ack_number());
-        let _ = (p.header_len(), p.flags(), p.window(), p.checksum(), p.payload().len());
+        let _ = (
+            p.header_len(),
+            p.flags(),
+            p.window(),
+            p.checksum(),
+            p.payload().len(),
+        );
     }
     if let Ok(p) = icmpv4::Packet::new_checked(d) {
-        let _ = (p.msg_type(), p.code(), p.checksum(), p.echo_ident(), p.echo_seq());
+        let _ = (
+            p.msg_type(),
+            p.code(),
+            p.checksum(),
+            p.echo_ident(),
+            p.echo_seq(),
+        );
         let _ = (p.next_hop_mtu(), p.verify_checksum(), p.data().len());
         let _ = icmpv4::is_error(p.msg_type());
     }
     if let Ok(p) = icmpv6::Packet::new_checked(d) {
-        let _ = (p.msg_type(), p.code(), p.checksum(), p.echo_ident(), p.echo_seq());
-        let _ = (p.mtu(), p.verify_checksum(&[0; 16], &[0; 16]), p.data().len());
+        let _ = (
+            p.msg_type(),
+            p.code(),
+            p.checksum(),
+            p.echo_ident(),
+            p.echo_seq(),
+        );
+        let _ = (
+            p.mtu(),
+            p.verify_checksum(&[0; 16], &[0; 16]),
+            p.data().len(),
+        );
     }
     if let Ok(p) = ndp::Packet::new_checked(d) {
-        let _ = (p.is_solicitation(), p.flags(), p.target_addr(), p.options().len());
-        let _ = (p.has_option(ndp::option::SOURCE_LL), p.has_option(ndp::option::TARGET_LL));
+        let _ = (
+            p.is_solicitation(),
+            p.flags(),
+            p.target_addr(),
+            p.options().len(),
+        );
+        let _ = (
+            p.has_option(ndp::option::SOURCE_LL),
+            p.has_option(ndp::option::TARGET_LL),
+        );
         if let Some(a) = ndp::AdvertRepr::parse(&p) {
             let mut b = vec![0u8; a.buffer_len()];
             a.emit(&mut b);

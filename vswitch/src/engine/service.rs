@@ -513,7 +513,7 @@ impl Services {
             ..t
         };
         nat::translate(pkt, ip, &t, &to);
-        pkt.frame_mut()[0..6].copy_from_slice(&flow.backend.mac.0);
+        ethernet::Frame::new_unchecked(pkt.frame_mut()).set_dst(flow.backend.mac.0);
         self.stats.translated += 1;
         Pre::Pass
     }
@@ -529,7 +529,7 @@ impl Services {
         let t = ip.tuple;
         let to = Tuple { src: vip.vip, ..t };
         nat::translate(pkt, ip, &t, &to);
-        pkt.frame_mut()[6..12].copy_from_slice(&vip.mac.0);
+        ethernet::Frame::new_unchecked(pkt.frame_mut()).set_src(vip.mac.0);
         self.stats.translated += 1;
         Pre::Pass
     }
@@ -622,8 +622,7 @@ impl Services {
             self.mesh_back.remove(&old.inner.inverse());
         }
         self.mesh_back.insert(inner.inverse(), *t);
-        let mut client_mac = [0u8; 6];
-        client_mac.copy_from_slice(&pkt.frame()[6..12]);
+        let client_mac = ethernet::Frame::new_unchecked(pkt.frame()).src();
         Ok(MeshFlow {
             sandbox: s,
             client_mac,

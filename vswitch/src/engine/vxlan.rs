@@ -488,7 +488,7 @@ impl Engine {
         // Only UDP (VXLAN's outer protocol) is put back together: other
         // fragments to the machine go on as they came.
         if super::reasm::is_fragment(pkt.frame())
-            && pkt.frame()[ETH_HDR_LEN + 9] == IPPROTO_UDP
+            && ipv4::Packet::new_unchecked(&pkt.frame()[ETH_HDR_LEN..]).protocol() == IPPROTO_UDP
             && ov.locals.contains_key(&esp::ipv4_dst(pkt.frame()))
         {
             match ov.reasm.offer(now, pkt.frame()) {
@@ -509,7 +509,8 @@ impl Engine {
             Ok(Some(o)) => o,
             Ok(None) => return false,
             Err(DecapError::Malformed) => {
-                let dst_ip = Ipv4Addr::new(frame[30], frame[31], frame[32], frame[33]);
+                // parse_outer saw at least an IPv4 header.
+                let dst_ip = ipv4::Packet::new_unchecked(&frame[ETH_HDR_LEN..]).dst_addr();
                 if ov.locals.contains_key(&dst_ip) {
                     l2::drop_frame(&mut self.metrics, ingress, DropReason::VxlanMalformed, out);
                     return true;
@@ -536,8 +537,9 @@ impl Engine {
             l2::drop_frame(&mut self.metrics, ingress, DropReason::VxlanMalformed, out);
             return true;
         }
-        let src = mac_key(&inner[6..12]);
-        if inner[6] & 1 == 0 && vt.remote.insert(src, outer.src) != Some(outer.src) {
+        let inner_eth = ethernet::Frame::new_unchecked(inner);
+        let src = mac_key(&inner_eth.src());
+        if !inner_eth.src_is_multicast() && vt.remote.insert(src, outer.src) != Some(outer.src) {
             ov.stats.learned += 1;
         }
         ov.stats.decapsulated += 1;
@@ -600,7 +602,7 @@ impl Engine {
         let Some(&mac) = vt.arp.get(&Ipv4Addr::from(req.tpa)) else {
             return false;
         };
-        let mut p = Packet::zeroed(VnetHdr::default(), ETH_HDR_LEN + 28);
+        let mut p = Packet::zeroed(VnetHdr::default(), ETH_HDR_LEN + arp::PACKET_LEN);
         let b = p.frame_mut();
         ethernet::emit(b, req.sha, mac.0, EtherType::ARP);
         ArpRepr {
@@ -645,9 +647,10 @@ impl Engine {
         };
         let vt = &ov.vteps[ov.by_port[&vport]];
         let f = pkt.frame();
-        let dst = mac_key(&f[0..6]);
+        let eth = ethernet::Frame::new_unchecked(f);
+        let dst = mac_key(&eth.dst());
         let targets: Vec<(Ipv4Addr, MacAddr)> = match vt.remote.get(&dst) {
-            Some(ip) if f[0] & 1 == 0 => vt
+            Some(ip) if !eth.dst_is_multicast() => vt
                 .peer_mac
                 .get(ip)
                 .map(|m| vec![(*ip, *m)])
