@@ -1,5 +1,5 @@
-//! Packet views, one file per protocol: every byte offset the project reads
-//! or writes in a header lives here, in each file's private `field` module.
+//! Packet views, one file per protocol: every header offset the library
+//! reads or writes lives here, in each file's `field` table.
 //!
 //! The shape follows smoltcp's `src/wire/`: a view wraps any
 //! `T: AsRef<[u8]>` (`Packet<&[u8]>` to read, `Packet<&mut [u8]>` to
@@ -17,9 +17,9 @@
 //! with setters, and no allocation. etherparse's slices are read-only and
 //! its builders allocate; smoltcp's views fit but would pull a TCP/IP stack
 //! into the dependency tree for ~1000 lines of offsets, lacks VXLAN and ESP
-//! views, and its checked constructors do not check the version nibble
-//! the engine relies on. etherparse stays in the tests, as an independent
-//! parser the views are checked against.
+//! views, and its `check_len` does not check the version nibble the engine
+//! relies on. etherparse stays in the tests, as an independent parser the
+//! views are checked against.
 
 #![forbid(unsafe_code)]
 
