@@ -26,6 +26,8 @@ use criterion::{BenchmarkId, Criterion, Throughput};
 use vswitch::engine::fixtures::{A, A_IP, B, B_IP, GW1, Knobs, M_IP, X, X_IP, dmac, lmac, nat_cfg};
 use vswitch::engine::fixtures6 as f6;
 use vswitch::engine::{Action, Engine, Packet, PortId, VnetHdr};
+use vswitch::wire::ethernet::{self, EtherType};
+use vswitch::wire::{IpProtocol, arp, ipv4, ipv6, tcp};
 
 mod common;
 use common::{criterion, self_timed_pass, time_per_call};
@@ -54,33 +56,32 @@ fn tcp(
     flags: u8,
     len: usize,
 ) -> Vec<u8> {
-    let len = len.max(54);
+    let l4 = ethernet::HEADER_LEN + ipv4::HEADER_LEN;
+    let len = len.max(l4 + tcp::HEADER_LEN);
     let mut f = vec![0u8; len];
-    f[..6].copy_from_slice(&dmac);
-    f[6..12].copy_from_slice(&smac);
-    f[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
-    let ip = &mut f[14..];
-    ip[0] = 0x45;
-    ip[2..4].copy_from_slice(&((len - 14) as u16).to_be_bytes());
-    ip[6] = 0x40;
-    ip[8] = 64;
-    ip[9] = 6;
-    ip[12..16].copy_from_slice(&sip.octets());
-    ip[16..20].copy_from_slice(&dip.octets());
-    let mut s: u32 = 0;
-    for c in ip[..20].chunks(2) {
-        s += u32::from(u16::from_be_bytes([c[0], c[1]]));
-    }
-    while s >> 16 != 0 {
-        s = (s & 0xffff) + (s >> 16);
-    }
-    ip[10..12].copy_from_slice(&(!(s as u16)).to_be_bytes());
-    let t = &mut ip[20..];
-    t[0..2].copy_from_slice(&sp.to_be_bytes());
-    t[2..4].copy_from_slice(&dp.to_be_bytes());
-    t[12] = 0x50;
-    t[13] = flags;
+    ethernet::emit(&mut f, dmac, smac, EtherType::IPV4);
+    let ip = ipv4::Repr {
+        src: sip.octets(),
+        dst: dip.octets(),
+        protocol: IpProtocol::TCP,
+        payload_len: len - l4,
+        ttl: 64,
+        tos: 0,
+        dont_frag: true,
+    };
+    ip.emit(&mut f[ethernet::HEADER_LEN..]);
+    tcp_ports(&mut f[l4..], sp, dp, flags);
     f
+}
+
+/// Ports, a 20-byte data offset and `flags` in the TCP header at the
+/// front of `t` (checksum left zero).
+fn tcp_ports(t: &mut [u8], sp: u16, dp: u16, flags: u8) {
+    let mut t = tcp::Packet::new_unchecked(t);
+    t.set_src_port(sp);
+    t.set_dst_port(dp);
+    t.set_header_len(tcp::HEADER_LEN);
+    t.set_flags(flags);
 }
 
 /// Ethernet + IPv6 + TCP of `len` bytes in all (checksum zero: the
@@ -96,23 +97,20 @@ fn tcp6(
     flags: u8,
     len: usize,
 ) -> Vec<u8> {
-    let len = len.max(74);
+    let l4 = ethernet::HEADER_LEN + ipv6::HEADER_LEN;
+    let len = len.max(l4 + tcp::HEADER_LEN);
     let mut f = vec![0u8; len];
-    f[..6].copy_from_slice(&dmac);
-    f[6..12].copy_from_slice(&smac);
-    f[12..14].copy_from_slice(&0x86ddu16.to_be_bytes());
-    let ip = &mut f[14..];
-    ip[0] = 0x60;
-    ip[4..6].copy_from_slice(&((len - 54) as u16).to_be_bytes());
-    ip[6] = 6;
-    ip[7] = 64;
-    ip[8..24].copy_from_slice(&f6::a6(sip).octets());
-    ip[24..40].copy_from_slice(&f6::a6(dip).octets());
-    let t = &mut ip[40..];
-    t[0..2].copy_from_slice(&sp.to_be_bytes());
-    t[2..4].copy_from_slice(&dp.to_be_bytes());
-    t[12] = 0x50;
-    t[13] = flags;
+    ethernet::emit(&mut f, dmac, smac, EtherType::IPV6);
+    let ip = ipv6::Repr {
+        src: f6::a6(sip).octets(),
+        dst: f6::a6(dip).octets(),
+        next_header: IpProtocol::TCP,
+        payload_len: len - l4,
+        hop_limit: 64,
+        traffic_class: 0,
+    };
+    ip.emit(&mut f[ethernet::HEADER_LEN..]);
+    tcp_ports(&mut f[l4..], sp, dp, flags);
     f
 }
 
@@ -169,7 +167,8 @@ impl Case {
             let mut p = Packet::from_frame(VnetHdr::default(), &f);
             e.handle_frame(now, port, &mut p, &mut out);
             assert!(matches!(out[..], [Action::Forward(_)]), "{out:?}");
-            u16::from_be_bytes([p.frame()[54], p.frame()[55]])
+            let l4 = ethernet::HEADER_LEN + ipv6::HEADER_LEN;
+            tcp::Packet::new_unchecked(&p.frame()[l4..]).src_port()
         };
         let (am, gm, em, um) = (A_MAC.0, GW1_MAC.0, EXT_MAC.0, UP_MAC.0);
         if routed {
@@ -208,15 +207,17 @@ impl Case {
             e.handle_frame(now, port, &mut p, &mut out);
         };
         // The external and both containers are known.
-        let mut arp = vec![0u8; 42];
-        arp[..6].fill(0xff);
-        arp[6..12].copy_from_slice(&lmac(X_IP));
-        arp[12..14].copy_from_slice(&0x0806u16.to_be_bytes());
-        arp[14..22].copy_from_slice(&[0, 1, 8, 0, 6, 4, 0, 1]);
-        arp[22..28].copy_from_slice(&lmac(X_IP));
-        arp[28..32].copy_from_slice(&X_IP.octets());
-        arp[38..42].copy_from_slice(&M_IP.octets());
-        run(&mut e, X, arp);
+        let mut req = vec![0u8; ethernet::HEADER_LEN + arp::PACKET_LEN];
+        ethernet::emit(&mut req, [0xff; 6], lmac(X_IP), EtherType::ARP);
+        arp::ArpRepr {
+            op: arp::REQUEST,
+            sha: lmac(X_IP),
+            spa: X_IP.octets(),
+            tha: [0; 6],
+            tpa: M_IP.octets(),
+        }
+        .emit(&mut req[ethernet::HEADER_LEN..]);
+        run(&mut e, X, req);
         run(
             &mut e,
             B,

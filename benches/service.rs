@@ -24,7 +24,10 @@ use vswitch::engine::{
     Action, Backend, DomainConfig, DomainId, Engine, EngineConfig, Packet, PortConfig, PortId,
     PortRole, ServiceConfig, VipConfig, VnetHdr,
 };
-use vswitch::scenario::plan::MacAddr;
+use vswitch::wire::MacAddr;
+use vswitch::wire::ethernet::{self, EtherType};
+use vswitch::wire::ip::checksum;
+use vswitch::wire::{IpProtocol, ipv4, tcp};
 
 mod common;
 
@@ -34,19 +37,6 @@ const TASK: Ipv4Addr = Ipv4Addr::new(10, 10, 0, 3);
 
 fn mac(ip: Ipv4Addr) -> MacAddr {
     MacAddr::docker_from_ipv4(ip)
-}
-
-fn fold(mut s: u32) -> u16 {
-    while s > 0xffff {
-        s = (s & 0xffff) + (s >> 16);
-    }
-    !(s as u16)
-}
-
-fn sum(b: &[u8]) -> u32 {
-    b.chunks(2)
-        .map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])))
-        .sum()
 }
 
 /// An Ethernet/IPv4/TCP segment with `payload` bytes, valid checksums.
@@ -61,32 +51,30 @@ fn segment(
     flags: u8,
     payload: usize,
 ) -> Packet {
-    let mut f = vec![0u8; 14 + 20 + 20 + payload];
-    f[0..6].copy_from_slice(&dmac.0);
-    f[6..12].copy_from_slice(&smac.0);
-    f[12..14].copy_from_slice(&[0x08, 0x00]);
-    let ip = &mut f[14..34];
-    ip[0] = 0x45;
-    ip[2..4].copy_from_slice(&((40 + payload) as u16).to_be_bytes());
-    ip[8] = 64;
-    ip[9] = 6;
-    ip[12..16].copy_from_slice(&src.octets());
-    ip[16..20].copy_from_slice(&dst.octets());
-    let c = fold(sum(ip));
-    ip[10..12].copy_from_slice(&c.to_be_bytes());
-    let tcp = &mut f[34..54];
-    tcp[0..2].copy_from_slice(&sport.to_be_bytes());
-    tcp[2..4].copy_from_slice(&dport.to_be_bytes());
-    tcp[12] = 0x50;
-    tcp[13] = flags;
-    tcp[14..16].copy_from_slice(&64240u16.to_be_bytes());
-    let mut pseudo = Vec::with_capacity(12);
-    pseudo.extend_from_slice(&src.octets());
-    pseudo.extend_from_slice(&dst.octets());
-    pseudo.extend_from_slice(&[0, 6]);
-    pseudo.extend_from_slice(&((20 + payload) as u16).to_be_bytes());
-    let c = fold(sum(&pseudo) + sum(&f[34..]));
-    f[50..52].copy_from_slice(&c.to_be_bytes());
+    let (l3, l4) = (
+        ethernet::HEADER_LEN,
+        ethernet::HEADER_LEN + ipv4::HEADER_LEN,
+    );
+    let mut f = vec![0u8; l4 + tcp::HEADER_LEN + payload];
+    ethernet::emit(&mut f, dmac.0, smac.0, EtherType::IPV4);
+    let ip = ipv4::Repr {
+        src: src.octets(),
+        dst: dst.octets(),
+        protocol: IpProtocol::TCP,
+        payload_len: tcp::HEADER_LEN + payload,
+        ttl: 64,
+        tos: 0,
+        dont_frag: false,
+    };
+    ip.emit(&mut f[l3..]);
+    let mut t = tcp::Packet::new_unchecked(&mut f[l4..]);
+    t.set_src_port(sport);
+    t.set_dst_port(dport);
+    t.set_header_len(tcp::HEADER_LEN);
+    t.set_flags(flags);
+    t.set_window(64240);
+    let c = checksum::l4_checksum4(src.octets(), dst.octets(), IpProtocol::TCP, &f[l4..]);
+    tcp::Packet::new_unchecked(&mut f[l4..]).set_checksum(c);
     Packet::from_frame(VnetHdr::default(), &f)
 }
 

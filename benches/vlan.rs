@@ -20,7 +20,8 @@ use vswitch::engine::{
     Action, Attachment, DomainConfig, DomainId, Engine, EngineConfig, Packet, PortConfig, PortId,
     PortRole, VlanConfig, VlanMode, VlanPort, VnetHdr,
 };
-use vswitch::scenario::plan::MacAddr;
+use vswitch::wire::MacAddr;
+use vswitch::wire::ethernet::{self, EtherType};
 
 mod common;
 use common::criterion;
@@ -36,9 +37,7 @@ fn mac(i: u8) -> [u8; 6] {
 
 fn frame(dst: [u8; 6], src: [u8; 6], len: usize) -> Packet {
     let mut f = vec![0u8; len];
-    f[..6].copy_from_slice(&dst);
-    f[6..12].copy_from_slice(&src);
-    f[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
+    ethernet::emit(&mut f, dst, src, EtherType::IPV4);
     let hdr = VnetHdr {
         flags: VnetHdr::F_NEEDS_CSUM,
         csum_start: 34,

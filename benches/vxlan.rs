@@ -27,7 +27,8 @@ use vswitch::engine::{
     DomainConfig, DomainId, Engine, EngineConfig, Packet, PortConfig, PortId, PortRole, VnetHdr,
     VtepConfig,
 };
-use vswitch::scenario::plan::MacAddr;
+use vswitch::wire::MacAddr;
+use vswitch::wire::ethernet::{self, EtherType};
 
 fn mac(n: u8) -> MacAddr {
     MacAddr([2, 0x56, 198, 18, 0, n])
@@ -40,9 +41,7 @@ const B: MacAddr = MacAddr([2, 0x42, 10, 0, 0, 3]);
 
 fn frame(len: usize) -> Packet {
     let mut f = vec![0x45u8; len];
-    f[0..6].copy_from_slice(&B.0);
-    f[6..12].copy_from_slice(&A.0);
-    f[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
+    ethernet::emit(&mut f, B.0, A.0, EtherType::IPV4);
     Packet::from_frame(VnetHdr::default(), &f)
 }
 

@@ -28,6 +28,7 @@ use crate::backend::userspace::{self, IfaceSpec, Setup};
 use crate::engine::trace::TraceEvent;
 use crate::engine::{Action, Engine, Packet, PortId, VnetHdr};
 use crate::scenario::plan::{MacAddr, Node, Plan};
+use crate::wire::vxlan;
 
 /// What to send.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -331,10 +332,11 @@ pub fn summary(frame: &[u8]) -> String {
         }
         Some(TransportSlice::Udp(u)) => {
             let _ = write!(out, " udp {} → {}", u.source_port(), u.destination_port());
-            if u.destination_port() == crate::engine::vxlan::VXLAN_PORT && u.payload().len() > 8 {
-                let p = u.payload();
-                let vni = u32::from_be_bytes([0, p[4], p[5], p[6]]);
-                let _ = write!(out, " vxlan vni {vni} | {}", summary(&p[8..]));
+            if u.destination_port() == vxlan::PORT
+                && let Ok(v) = vxlan::Packet::new_checked(u.payload())
+                && !v.payload().is_empty()
+            {
+                let _ = write!(out, " vxlan vni {} | {}", v.vni(), summary(v.payload()));
             }
         }
         Some(TransportSlice::Icmpv4(i)) => {
@@ -368,8 +370,11 @@ fn endpoints(frame: &[u8]) -> Option<Endpoints> {
     let ports = match &s.transport {
         Some(TransportSlice::Tcp(t)) => Some((t.source_port(), t.destination_port())),
         Some(TransportSlice::Udp(u)) => {
-            if u.destination_port() == crate::engine::vxlan::VXLAN_PORT && u.payload().len() > 8 {
-                return endpoints(&u.payload()[8..]);
+            if u.destination_port() == vxlan::PORT
+                && let Ok(v) = vxlan::Packet::new_checked(u.payload())
+                && !v.payload().is_empty()
+            {
+                return endpoints(v.payload());
             }
             Some((u.source_port(), u.destination_port()))
         }

@@ -52,8 +52,10 @@ use crate::sys::bpf::{
 
 use super::EMBEDDED_TTL;
 use super::table::{FastAnswer, NameTable};
-use crate::engine::internet_checksum;
 use crate::netns::NetNs;
+use crate::wire::ethernet::{self, EtherType};
+use crate::wire::ip::checksum::checksum as internet_checksum;
+use crate::wire::{IpProtocol, ipv4, udp};
 
 /// Environment variable: `off` (or `0`) disables the fast path.
 pub const FASTPATH_ENV: &str = "VSWITCH_DNS_FASTPATH";
@@ -81,11 +83,35 @@ const RR_A: usize = 2 + 2 + 2 + 4 + 2 + 4;
 /// The same for AAAA.
 const RR_AAAA: usize = 2 + 2 + 2 + 4 + 2 + 16;
 
-const ETH: i32 = 14;
-const IP: i16 = 14;
-const UDP: i16 = 34;
-const DNS: i16 = 42;
-const QNAME: i32 = 54;
+const ETH: i32 = ethernet::HEADER_LEN as i32;
+const IP: i16 = ethernet::HEADER_LEN as i16;
+const UDP: i16 = IP + ipv4::HEADER_LEN as i16;
+const DNS: i16 = UDP + udp::HEADER_LEN as i16;
+/// The DNS header is 12 bytes; the question's name follows.
+const QNAME: i32 = DNS as i32 + 12;
+
+/// Header fields the program reads and writes, from the `wire` views'
+/// field tables (as displacements from the frame's start).
+mod off {
+    use crate::wire::{ethernet, ipv4, udp};
+
+    const fn at(base: i16, field: usize) -> i16 {
+        base + field as i16
+    }
+    pub(super) const ETHERTYPE: i16 = ethernet::field::ETHERTYPE as i16;
+    pub(super) const IP_VER_IHL: i16 = at(super::IP, ipv4::field::VER_IHL);
+    pub(super) const IP_LENGTH: i16 = at(super::IP, ipv4::field::LENGTH);
+    pub(super) const IP_FLG_OFF: i16 = at(super::IP, ipv4::field::FLG_OFF);
+    pub(super) const IP_TTL: i16 = at(super::IP, ipv4::field::TTL);
+    pub(super) const IP_PROTOCOL: i16 = at(super::IP, ipv4::field::PROTOCOL);
+    pub(super) const IP_CHECKSUM: i16 = at(super::IP, ipv4::field::CHECKSUM);
+    pub(super) const IP_SRC: i16 = at(super::IP, ipv4::field::SRC);
+    pub(super) const IP_DST: i16 = at(super::IP, ipv4::field::DST);
+    pub(super) const UDP_SRC_PORT: i16 = at(super::UDP, udp::field::SRC_PORT);
+    pub(super) const UDP_DST_PORT: i16 = at(super::UDP, udp::field::DST_PORT);
+    pub(super) const UDP_LENGTH: i16 = at(super::UDP, udp::field::LENGTH);
+    pub(super) const UDP_CHECKSUM: i16 = at(super::UDP, udp::field::CHECKSUM);
+}
 /// Stack: the key at fp-80 … fp-4 (the name from fp-72), the answer length
 /// at fp-88.
 const KEY: i16 = -80;
@@ -359,20 +385,24 @@ fn unavailable(e: &io::Error) {
 /// IPv4 without options, UDP checksum 0): what tests and the fuzz target
 /// feed the program with `BPF_PROG_TEST_RUN`.
 pub fn query_frame(dns: &[u8]) -> Vec<u8> {
-    let mut f = vec![0u8; 12];
-    f.extend_from_slice(&[0x08, 0x00]);
-    let total = u16::try_from(20 + 8 + dns.len()).unwrap_or(u16::MAX);
-    let mut ip = [
-        0x45, 0, 0, 0, 0x12, 0x34, 0x40, 0, 64, 17, 0, 0, 127, 0, 0, 1, 127, 0, 0, 11,
-    ];
-    ip[2..4].copy_from_slice(&total.to_be_bytes());
-    let c = internet_checksum(&ip);
-    ip[10..12].copy_from_slice(&c.to_be_bytes());
-    f.extend_from_slice(&ip);
-    f.extend_from_slice(&40000u16.to_be_bytes());
-    f.extend_from_slice(&53u16.to_be_bytes());
-    f.extend_from_slice(&total.saturating_sub(20).to_be_bytes());
-    f.extend_from_slice(&[0, 0]);
+    let total = u16::try_from(ipv4::HEADER_LEN + udp::HEADER_LEN + dns.len()).unwrap_or(u16::MAX);
+    let mut f = vec![0u8; DNS as usize];
+    ethernet::emit(&mut f, [0; 6], [0; 6], EtherType::IPV4);
+    let mut ip = ipv4::Packet::new_unchecked(&mut f[IP as usize..]);
+    ip.set_header_len(ipv4::HEADER_LEN);
+    ip.set_total_len(total);
+    ip.set_ident(0x1234);
+    ip.set_frag_field(ipv4::FLAG_DF);
+    ip.set_ttl(64);
+    ip.set_protocol(IpProtocol::UDP);
+    ip.set_src([127, 0, 0, 1]);
+    ip.set_dst(super::EMBEDDED_DNS_ADDR.octets());
+    ip.fill_checksum();
+    let mut u = udp::Packet::new_unchecked(&mut f[UDP as usize..]);
+    u.set_src_port(40000);
+    u.set_dst_port(53);
+    u.set_len(total.saturating_sub(ipv4::HEADER_LEN as u16));
+    u.set_checksum(0);
     f.extend_from_slice(dns);
     f
 }
@@ -381,27 +411,40 @@ pub fn query_frame(dns: &[u8]) -> Vec<u8> {
 /// on `lo`): addresses and ports swapped, lengths right, a valid IP
 /// checksum. Its DNS bytes, or what is wrong.
 pub fn reply_payload<'a>(query: &[u8], reply: &'a [u8]) -> Result<&'a [u8], String> {
-    if reply.len() < 42 + 12 || query.len() < 42 {
+    let (ip_at, udp_at, dns_at) = (IP as usize, UDP as usize, DNS as usize);
+    if reply.len() < dns_at + 12 || query.len() < dns_at {
         return Err(format!("reply of {} bytes", reply.len()));
     }
-    let (qip, ip) = (&query[14..34], &reply[14..34]);
-    let len_at = |b: &[u8], at: usize| usize::from(u16::from_be_bytes([b[at], b[at + 1]]));
+    let (qip, ip) = (
+        ipv4::Packet::new_unchecked(&query[ip_at..]),
+        ipv4::Packet::new_unchecked(&reply[ip_at..]),
+    );
+    let (qu, u) = (
+        udp::Packet::new_unchecked(&query[udp_at..]),
+        udp::Packet::new_unchecked(&reply[udp_at..]),
+    );
     let checks = [
-        (internet_checksum(ip) == 0, "IP header checksum"),
         (
-            ip[12..16] == qip[16..20] && ip[16..20] == qip[12..16],
+            internet_checksum(&reply[ip_at..udp_at]) == 0,
+            "IP header checksum",
+        ),
+        (
+            ip.src() == qip.dst() && ip.dst() == qip.src(),
             "addresses swapped",
         ),
-        (len_at(ip, 2) == reply.len() - 14, "IP total length"),
         (
-            reply[34..36] == query[36..38] && reply[36..38] == query[34..36],
+            usize::from(ip.total_len()) == reply.len() - ip_at,
+            "IP total length",
+        ),
+        (
+            u.src_port() == qu.dst_port() && u.dst_port() == qu.src_port(),
             "ports swapped",
         ),
-        (len_at(reply, 38) == reply.len() - 34, "UDP length"),
+        (usize::from(u.len()) == reply.len() - udp_at, "UDP length"),
     ];
     match checks.iter().find(|(ok, _)| !ok) {
         Some((_, what)) => Err(format!("reply frame: wrong {what}")),
-        None => Ok(&reply[42..]),
+        None => Ok(&reply[dns_at..]),
     }
 }
 
@@ -428,23 +471,23 @@ fn program(views: &Map, names: &Map, hits: &Map) -> Vec<Insn> {
     a.alu_imm(Alu::Add, R2, QNAME);
     a.jmp_reg(Jmp::Gt, R2, R8, next);
     // IPv4, no options, UDP, not a fragment, to 127.0.0.11:53.
-    a.load(Size::H, R3, R7, 12);
-    a.jmp_imm(Jmp::Ne, R3, be16(0x0800), next);
-    a.load(Size::B, R3, R7, IP);
+    a.load(Size::H, R3, R7, off::ETHERTYPE);
+    a.jmp_imm(Jmp::Ne, R3, be16(EtherType::IPV4), next);
+    a.load(Size::B, R3, R7, off::IP_VER_IHL);
     a.jmp_imm(Jmp::Ne, R3, 0x45, next);
-    a.load(Size::B, R3, R7, IP + 9);
-    a.jmp_imm(Jmp::Ne, R3, 17, next);
-    a.load(Size::H, R3, R7, IP + 6);
-    a.alu_imm(Alu::And, R3, be16(0x3fff));
+    a.load(Size::B, R3, R7, off::IP_PROTOCOL);
+    a.jmp_imm(Jmp::Ne, R3, i32::from(IpProtocol::UDP), next);
+    a.load(Size::H, R3, R7, off::IP_FLG_OFF);
+    a.alu_imm(Alu::And, R3, be16(ipv4::FLAG_MF | ipv4::OFFSET_MASK));
     a.jmp_imm(Jmp::Ne, R3, 0, next);
-    a.load(Size::W, R3, R7, IP + 16);
+    a.load(Size::W, R3, R7, off::IP_DST);
     a.jmp_imm(
         Jmp::Ne,
         R3,
         i32::from_ne_bytes(super::EMBEDDED_DNS_ADDR.octets()),
         next,
     );
-    a.load(Size::H, R3, R7, UDP + 2);
+    a.load(Size::H, R3, R7, off::UDP_DST_PORT);
     a.jmp_imm(Jmp::Ne, R3, be16(53), next);
     // QR = 0 and opcode QUERY; QDCOUNT 1; ANCOUNT and NSCOUNT 0; ARCOUNT 0 or 1.
     a.load(Size::B, R3, R7, DNS + 2);
@@ -523,7 +566,7 @@ fn program(views: &Map, names: &Map, hits: &Map) -> Vec<Insn> {
     a.load(Size::W, R3, R6, skb::LEN);
     a.jmp_reg(Jmp::Ne, R3, R5, next);
     // IP total length and UDP length agree with it.
-    for (field, header_start) in [(IP + 2, ETH), (UDP + 4, i32::from(UDP))] {
+    for (field, header_start) in [(off::IP_LENGTH, ETH), (off::UDP_LENGTH, i32::from(UDP))] {
         load_be16(&mut a, R3, R7, field);
         a.alu_imm(Alu::Add, R3, header_start);
         a.jmp_reg(Jmp::Ne, R3, R5, next);
@@ -588,15 +631,15 @@ fn program(views: &Map, names: &Map, hits: &Map) -> Vec<Insn> {
     a.alu_reg(Alu::Add, R5, R9);
     a.alu_imm(Alu::Add, R5, QNAME + 4);
     // IP: swap addresses, total length, TTL 64, checksum.
-    a.load(Size::W, R3, R2, IP + 12);
-    a.load(Size::W, R4, R2, IP + 16);
-    a.store(Size::W, R2, IP + 12, R4);
-    a.store(Size::W, R2, IP + 16, R3);
-    store_be16(&mut a, R2, IP + 2, R5, -ETH);
-    a.store_imm(Size::B, R2, IP + 8, 64);
-    a.store_imm(Size::H, R2, IP + 10, 0);
+    a.load(Size::W, R3, R2, off::IP_SRC);
+    a.load(Size::W, R4, R2, off::IP_DST);
+    a.store(Size::W, R2, off::IP_SRC, R4);
+    a.store(Size::W, R2, off::IP_DST, R3);
+    store_be16(&mut a, R2, off::IP_LENGTH, R5, -ETH);
+    a.store_imm(Size::B, R2, off::IP_TTL, 64);
+    a.store_imm(Size::H, R2, off::IP_CHECKSUM, 0);
     a.alu_imm(Alu::Mov, R0, 0);
-    for w in 0..10 {
+    for w in 0..(ipv4::HEADER_LEN / 2) as i16 {
         a.load(Size::H, R3, R2, IP + 2 * w);
         a.alu_reg(Alu::Add, R0, R3);
     }
@@ -607,14 +650,14 @@ fn program(views: &Map, names: &Map, hits: &Map) -> Vec<Insn> {
         a.alu_reg(Alu::Add, R0, R3);
     }
     a.alu_imm(Alu::Xor, R0, 0xffff);
-    a.store(Size::H, R2, IP + 10, R0);
+    a.store(Size::H, R2, off::IP_CHECKSUM, R0);
     // UDP: swap ports, length, no checksum.
-    a.load(Size::H, R3, R2, UDP);
-    a.load(Size::H, R4, R2, UDP + 2);
-    a.store(Size::H, R2, UDP, R4);
-    a.store(Size::H, R2, UDP + 2, R3);
-    store_be16(&mut a, R2, UDP + 4, R5, -i32::from(UDP));
-    a.store_imm(Size::H, R2, UDP + 6, 0);
+    a.load(Size::H, R3, R2, off::UDP_SRC_PORT);
+    a.load(Size::H, R4, R2, off::UDP_DST_PORT);
+    a.store(Size::H, R2, off::UDP_SRC_PORT, R4);
+    a.store(Size::H, R2, off::UDP_DST_PORT, R3);
+    store_be16(&mut a, R2, off::UDP_LENGTH, R5, -i32::from(UDP));
+    a.store_imm(Size::H, R2, off::UDP_CHECKSUM, 0);
     // DNS: QR, RD kept; RA, CD kept; one answer or none; no other records.
     a.load(Size::B, R3, R2, DNS + 2);
     a.alu_imm(Alu::And, R3, 0x01);

@@ -61,32 +61,19 @@ pub(crate) fn put16(b: &mut [u8], at: usize, v: u16) {
 }
 
 /// Reads a big-endian 32-bit field.
-#[inline]
+#[cfg(test)]
 pub(crate) fn get32(b: &[u8], at: usize) -> u32 {
     u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
 }
 
 /// Writes a big-endian 32-bit field.
-#[inline]
+#[cfg(test)]
 pub(crate) fn put32(b: &mut [u8], at: usize, v: u32) {
     b[at..at + 4].copy_from_slice(&v.to_be_bytes());
 }
 
 /// The folded, uncomplemented ones'-complement sum of `data` added to `init`.
-pub(crate) fn sum(data: &[u8], init: u32) -> u16 {
-    let mut s = u64::from(init);
-    let mut chunks = data.chunks_exact(2);
-    for c in &mut chunks {
-        s += u64::from(u16::from_be_bytes([c[0], c[1]]));
-    }
-    if let [last] = chunks.remainder() {
-        s += u64::from(u16::from_be_bytes([*last, 0]));
-    }
-    while s >> 16 != 0 {
-        s = (s & 0xffff) + (s >> 16);
-    }
-    s as u16
-}
+pub(crate) use crate::wire::ip::checksum::sum;
 
 /// The TCP/UDP pseudo-header sum (uncomplemented).
 #[cfg(test)]

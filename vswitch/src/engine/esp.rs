@@ -37,13 +37,14 @@ use aes_gcm::aes::Aes128;
 use aes_gcm::aes::cipher::BlockCipherEncrypt;
 use aes_gcm::{AesGcm, Nonce, Tag};
 
-use super::wire::{ETH_HDR_LEN, ETHERTYPE_IPV4, checksum, ethertype};
 use super::{DropReason, Packet, VnetHdr};
+use crate::wire::ethernet::{self, EtherType, HEADER_LEN as ETH_HDR_LEN};
+use crate::wire::{IpProtocol, esp, ipv4};
 
 /// IP protocol number of ESP.
-pub const IPPROTO_ESP: u8 = 50;
+pub const IPPROTO_ESP: u8 = IpProtocol::ESP;
 /// SPI + sequence number.
-pub const HDR_LEN: usize = 8;
+pub const HDR_LEN: usize = esp::HEADER_LEN;
 /// Explicit IV carried in each packet (RFC 4106 §3.1).
 pub const IV_LEN: usize = 8;
 /// Integrity check value: 64 bits, as Docker programs it.
@@ -235,15 +236,15 @@ impl InboundSa {
 
 /// IPv4 header offsets of a frame: (header length, end of the datagram).
 fn ipv4_bounds(frame: &[u8]) -> Option<(usize, usize)> {
-    if frame.len() < ETH_HDR_LEN + 20 || ethertype(frame) != ETHERTYPE_IPV4 {
+    if frame.len() < ETH_HDR_LEN + ipv4::HEADER_LEN || ethernet::ethertype(frame) != EtherType::IPV4
+    {
         return None;
     }
-    let ip = &frame[ETH_HDR_LEN..];
-    let ihl = usize::from(ip[0] & 0x0f) * 4;
-    if ip[0] >> 4 != 4 || ihl < 20 || ip.len() < ihl {
-        return None;
-    }
-    let total = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
+    let ip = ipv4::Packet::new_unchecked(&frame[ETH_HDR_LEN..]);
+    ip.check_header().ok()?;
+    let ihl = ip.header_len();
+    // A total length of 0 (a TSO frame's) means "to the frame's end".
+    let total = usize::from(ip.total_len());
     let end = if total == 0 {
         frame.len()
     } else {
@@ -257,25 +258,26 @@ fn ipv4_bounds(frame: &[u8]) -> Option<(usize, usize)> {
 
 /// True when `frame` is IPv4 with protocol 50 (ESP), fragments aside.
 pub fn is_esp(frame: &[u8]) -> bool {
-    frame.len() >= ETH_HDR_LEN + 20
-        && ethertype(frame) == ETHERTYPE_IPV4
-        && frame[ETH_HDR_LEN] >> 4 == 4
-        && frame[ETH_HDR_LEN + 9] == IPPROTO_ESP
+    frame.len() >= ETH_HDR_LEN + ipv4::HEADER_LEN
+        && ethernet::ethertype(frame) == EtherType::IPV4
+        && {
+            let ip = ipv4::Packet::new_unchecked(&frame[ETH_HDR_LEN..]);
+            ip.version() == 4 && ip.protocol() == IPPROTO_ESP
+        }
 }
 
 /// The outer destination of an IPv4 frame (at least 34 bytes).
 pub fn ipv4_dst(frame: &[u8]) -> Ipv4Addr {
-    let ip = &frame[ETH_HDR_LEN..];
-    Ipv4Addr::new(ip[16], ip[17], ip[18], ip[19])
+    ipv4::Packet::new_unchecked(&frame[ETH_HDR_LEN..]).dst_addr()
 }
 
-/// Sets an IPv4 header's total length and protocol and recomputes its checksum.
+/// Sets an IPv4 header's total length and protocol and recomputes its
+/// checksum (`ip` is exactly the header, options included).
 fn rewrite_ipv4(ip: &mut [u8], total: usize, proto: u8) {
-    ip[2..4].copy_from_slice(&(total.min(usize::from(u16::MAX)) as u16).to_be_bytes());
-    ip[9] = proto;
-    ip[10..12].fill(0);
-    let c = checksum(ip);
-    ip[10..12].copy_from_slice(&c.to_be_bytes());
+    let mut h = ipv4::Packet::new_unchecked(ip);
+    h.set_total_len(total.min(usize::from(u16::MAX)) as u16);
+    h.set_protocol(proto);
+    h.fill_checksum();
 }
 
 fn nonce(salt: &[u8; SALT_LEN], iv: &[u8]) -> Nonce<U12> {
@@ -292,7 +294,7 @@ pub fn protect(sa: &mut OutboundSa, frame: &[u8]) -> Result<Packet, EspError> {
     let (ihl, end) = ipv4_bounds(frame).ok_or(EspError::Malformed)?;
     let l4 = ETH_HDR_LEN + ihl;
     let payload = &frame[l4..end];
-    let next = frame[ETH_HDR_LEN + 9];
+    let next = ipv4::Packet::new_unchecked(&frame[ETH_HDR_LEN..]).protocol();
     let pad = (4 - (payload.len() + TRAILER_LEN) % 4) % 4;
     let ct_len = payload.len() + pad + TRAILER_LEN;
     let out_len = l4 + HDR_LEN + IV_LEN + ct_len + ICV_LEN;
@@ -308,9 +310,11 @@ pub fn protect(sa: &mut OutboundSa, frame: &[u8]) -> Result<Packet, EspError> {
     b[..l4].copy_from_slice(&frame[..l4]);
     rewrite_ipv4(&mut b[ETH_HDR_LEN..l4], out_len - ETH_HDR_LEN, IPPROTO_ESP);
     let (head, rest) = b[l4..].split_at_mut(HDR_LEN + IV_LEN);
-    head[0..4].copy_from_slice(&sa.spi.to_be_bytes());
-    head[4..8].copy_from_slice(&(sa.seq as u32).to_be_bytes());
-    head[8..16].copy_from_slice(&sa.seq.to_be_bytes());
+    let mut h = esp::Packet::new_unchecked(&mut head[..]);
+    h.set_spi(sa.spi);
+    h.set_seq(sa.seq as u32);
+    // The explicit IV is the 64-bit sequence number (RFC 4106 §3.1).
+    head[HDR_LEN..].copy_from_slice(&sa.seq.to_be_bytes());
     let (ct, icv) = rest.split_at_mut(ct_len);
     ct[..payload.len()].copy_from_slice(payload);
     for (i, x) in ct[payload.len()..payload.len() + pad]
@@ -321,7 +325,7 @@ pub fn protect(sa: &mut OutboundSa, frame: &[u8]) -> Result<Packet, EspError> {
     }
     ct[ct_len - 2] = pad as u8;
     ct[ct_len - 1] = next;
-    let n = nonce(&sa.salt, &head[8..16]);
+    let n = nonce(&sa.salt, &head[HDR_LEN..]);
     let tag = sa
         .cipher
         .encrypt_inout_detached(&n, &head[..HDR_LEN], ct.into())
@@ -372,9 +376,8 @@ impl EspState {
     /// authenticated.
     pub fn unprotect(&mut self, frame: &[u8]) -> Result<Packet, EspError> {
         let (ihl, end) = ipv4_bounds(frame).ok_or(EspError::Malformed)?;
-        if frame[ETH_HDR_LEN + 9] != IPPROTO_ESP
-            || u16::from_be_bytes([frame[ETH_HDR_LEN + 6], frame[ETH_HDR_LEN + 7]]) & 0x3fff != 0
-        {
+        let ip = ipv4::Packet::new_unchecked(&frame[ETH_HDR_LEN..]);
+        if ip.protocol() != IPPROTO_ESP || ip.is_fragment() {
             return Err(EspError::Malformed);
         }
         let l4 = ETH_HDR_LEN + ihl;
@@ -386,8 +389,8 @@ impl EspState {
         if !ct_len.is_multiple_of(4) {
             return Err(EspError::Malformed);
         }
-        let spi = u32::from_be_bytes([esp[0], esp[1], esp[2], esp[3]]);
-        let seq = u32::from_be_bytes([esp[4], esp[5], esp[6], esp[7]]);
+        let h = esp::Packet::new_unchecked(esp);
+        let (spi, seq) = (h.spi(), h.seq());
         let sa = self
             .inbound
             .get_mut(&(ipv4_dst(frame), spi))

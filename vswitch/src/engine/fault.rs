@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 use super::PortId;
 use super::metrics::DropReason;
 use super::packet::Packet;
+use crate::wire::ethernet::{self, EtherType};
 
 /// An impairment of a link, in both directions. Probabilities are 0..=1.
 #[derive(Clone, Copy, Debug, PartialEq, Default)]
@@ -238,9 +239,11 @@ pub struct FaultStage {
 /// Ethernet and 802.1Q headers); a GSO frame counts by its segments.
 fn ip_len(pkt: &Packet) -> usize {
     let f = pkt.frame();
-    let mut l2 = 14;
-    if f.len() >= 16 && matches!(u16::from_be_bytes([f[12], f[13]]), 0x8100 | 0x88a8) {
-        l2 += 4;
+    let mut l2 = ethernet::HEADER_LEN;
+    if f.len() >= ethernet::HEADER_LEN + 2
+        && matches!(ethernet::ethertype(f), EtherType::VLAN | EtherType::QINQ)
+    {
+        l2 += crate::wire::vlan::TAG_LEN;
     }
     if pkt.hdr.is_gso() {
         let seg = usize::from(pkt.hdr.hdr_len).saturating_sub(l2) + usize::from(pkt.hdr.gso_size);

@@ -4,33 +4,18 @@
 
 use std::net::Ipv4Addr;
 
-use super::checksum::{get16, get32};
-use super::wire::{ETH_HDR_LEN, ETHERTYPE_IPV4, ethertype};
+use crate::wire::ethernet::{self, EtherType, HEADER_LEN as ETH_HDR_LEN};
+use crate::wire::{IpProtocol, icmpv4, ipv4, tcp, udp};
 
 /// IP protocol numbers the conntrack knows by name.
-pub(crate) const IPPROTO_TCP: u8 = 6;
+pub(crate) const IPPROTO_TCP: u8 = IpProtocol::TCP;
 /// UDP.
-pub(crate) const IPPROTO_UDP: u8 = 17;
+pub(crate) const IPPROTO_UDP: u8 = IpProtocol::UDP;
 /// ICMP.
-pub(crate) const IPPROTO_ICMP: u8 = 1;
+pub(crate) const IPPROTO_ICMP: u8 = IpProtocol::ICMP;
 
 /// ICMP types the routed path reads or writes.
-pub(crate) mod icmp_type {
-    /// Echo reply.
-    pub(crate) const ECHO_REPLY: u8 = 0;
-    /// Destination unreachable.
-    pub(crate) const DEST_UNREACH: u8 = 3;
-    /// Source quench (obsolete, but still an error quoting a packet).
-    pub(crate) const SOURCE_QUENCH: u8 = 4;
-    /// Redirect.
-    pub(crate) const REDIRECT: u8 = 5;
-    /// Echo request.
-    pub(crate) const ECHO_REQUEST: u8 = 8;
-    /// Time exceeded.
-    pub(crate) const TIME_EXCEEDED: u8 = 11;
-    /// Parameter problem.
-    pub(crate) const PARAM_PROBLEM: u8 = 12;
-}
+pub(crate) use crate::wire::icmpv4::types as icmp_type;
 
 /// An address family conntrack can key flows of: IPv4 (the default
 /// everywhere) or IPv6.
@@ -73,7 +58,7 @@ impl FlowAddr for std::net::Ipv6Addr {
 }
 
 /// ICMPv6.
-pub(crate) const IPPROTO_ICMPV6: u8 = 58;
+pub(crate) const IPPROTO_ICMPV6: u8 = IpProtocol::ICMPV6;
 
 /// A connection's identity in one direction. For ICMP echo the identifier
 /// is both "ports", and `icmp_reply` tells a reply from a request so that a
@@ -135,16 +120,7 @@ pub(crate) enum L4 {
 }
 
 /// TCP flag bits.
-pub(crate) mod tcp_flags {
-    /// FIN.
-    pub(crate) const FIN: u8 = 0x01;
-    /// SYN.
-    pub(crate) const SYN: u8 = 0x02;
-    /// RST.
-    pub(crate) const RST: u8 = 0x04;
-    /// ACK.
-    pub(crate) const ACK: u8 = 0x10;
-}
+pub(crate) use crate::wire::tcp::flags as tcp_flags;
 
 /// Offsets and fields of an IPv4 frame on the routed path.
 #[derive(Clone, Copy, Debug)]
@@ -173,71 +149,54 @@ impl Ip4 {
     /// truncated, or its header is inconsistent; an L4 header too short to
     /// hold its ports is also `None` (the frame is malformed).
     pub(crate) fn parse(frame: &[u8]) -> Option<Ip4> {
-        if frame.len() < ETH_HDR_LEN + 20 || ethertype(frame) != ETHERTYPE_IPV4 {
+        let eth = ethernet::Frame::new_checked(frame).ok()?;
+        if eth.ethertype_raw() != EtherType::IPV4 {
             return None;
         }
-        let ip = &frame[ETH_HDR_LEN..];
-        if ip[0] >> 4 != 4 {
-            return None;
-        }
-        let ihl = usize::from(ip[0] & 0x0f) * 4;
-        let total = usize::from(get16(ip, 2));
-        if ihl < 20 || total < ihl || total > ip.len() {
-            return None;
-        }
-        let frag = get16(ip, 6);
-        let first = frag & 0x1fff == 0;
-        let proto = ip[9];
+        let ip = ipv4::Packet::new_checked(eth.payload()).ok()?;
+        let ihl = ip.header_len();
+        let first = ip.frag_offset() == 0;
+        let proto = ip.protocol();
         let mut tuple = Tuple {
-            src: Ipv4Addr::from(get32(ip, 12)),
-            dst: Ipv4Addr::from(get32(ip, 16)),
+            src: ip.src_addr(),
+            dst: ip.dst_addr(),
             sport: 0,
             dport: 0,
             proto,
             icmp_reply: false,
         };
-        let l4b = &ip[ihl..total];
+        let l4b = ip.payload();
         let l4 = if !first {
             L4::Fragment
         } else {
             match proto {
                 IPPROTO_TCP => {
-                    if l4b.len() < 20 {
-                        return None;
-                    }
-                    tuple.sport = get16(l4b, 0);
-                    tuple.dport = get16(l4b, 2);
-                    L4::Tcp { flags: l4b[13] }
+                    let t = tcp::Packet::new_checked(l4b).ok()?;
+                    tuple.sport = t.src_port();
+                    tuple.dport = t.dst_port();
+                    L4::Tcp { flags: t.flags() }
                 }
                 IPPROTO_UDP => {
-                    if l4b.len() < 8 {
-                        return None;
-                    }
-                    tuple.sport = get16(l4b, 0);
-                    tuple.dport = get16(l4b, 2);
+                    let u = udp::Packet::new_checked(l4b).ok()?;
+                    tuple.sport = u.src_port();
+                    tuple.dport = u.dst_port();
                     L4::Udp
                 }
                 IPPROTO_ICMP => {
-                    if l4b.len() < 8 {
-                        return None;
-                    }
-                    match l4b[0] {
+                    let m = icmpv4::Packet::new_checked(l4b).ok()?;
+                    match m.msg_type() {
                         icmp_type::ECHO_REQUEST | icmp_type::ECHO_REPLY => {
-                            let id = get16(l4b, 4);
+                            let id = m.echo_ident();
                             tuple.sport = id;
                             tuple.dport = id;
-                            tuple.icmp_reply = l4b[0] == icmp_type::ECHO_REPLY;
+                            tuple.icmp_reply = m.msg_type() == icmp_type::ECHO_REPLY;
                             L4::Echo
                         }
-                        icmp_type::DEST_UNREACH
-                        | icmp_type::SOURCE_QUENCH
-                        | icmp_type::REDIRECT
-                        | icmp_type::TIME_EXCEEDED
-                        | icmp_type::PARAM_PROBLEM
-                            if l4b.len() >= 8 + 20 =>
+                        t if icmpv4::is_error(t)
+                            && l4b.len() >= icmpv4::HEADER_LEN + ipv4::HEADER_LEN =>
                         {
                             L4::IcmpError {
-                                inner: ETH_HDR_LEN + ihl + 8,
+                                inner: ETH_HDR_LEN + ihl + icmpv4::HEADER_LEN,
                             }
                         }
                         _ => L4::IcmpOther,
@@ -248,9 +207,9 @@ impl Ip4 {
         };
         Some(Ip4 {
             ihl,
-            total,
-            ttl: ip[8],
-            df: frag & 0x4000 != 0,
+            total: usize::from(ip.total_len()),
+            ttl: ip.ttl(),
+            df: ip.dont_frag(),
             tuple,
             l4,
         })
@@ -272,39 +231,43 @@ pub(crate) struct Inner {
 impl Inner {
     /// Parses the packet quoted at frame offset `off` (up to the frame end).
     pub(crate) fn parse(frame: &[u8], off: usize) -> Option<Inner> {
-        let q = frame.get(off..)?;
-        if q.len() < 20 || q[0] >> 4 != 4 {
+        let q = ipv4::Packet::new_unchecked(frame.get(off..)?);
+        q.check_header().ok()?;
+        let ihl = q.header_len();
+        let l4 = q.into_inner().get(ihl..)?;
+        if l4.len() < udp::HEADER_LEN {
             return None;
         }
-        let ihl = usize::from(q[0] & 0x0f) * 4;
-        if ihl < 20 || q.len() < ihl + 8 {
-            return None;
-        }
-        let proto = q[9];
-        let l4 = &q[ihl..];
+        let proto = q.protocol();
         let mut tuple = Tuple {
-            src: Ipv4Addr::from(get32(q, 12)),
-            dst: Ipv4Addr::from(get32(q, 16)),
+            src: q.src_addr(),
+            dst: q.dst_addr(),
             sport: 0,
             dport: 0,
             proto,
             icmp_reply: false,
         };
         match proto {
+            // The quote holds at least 8 bytes: both ports, or ICMP's
+            // type and echo id.
             IPPROTO_TCP | IPPROTO_UDP => {
-                tuple.sport = get16(l4, 0);
-                tuple.dport = get16(l4, 2);
+                let u = udp::Packet::new_unchecked(l4);
+                tuple.sport = u.src_port();
+                tuple.dport = u.dst_port();
             }
-            IPPROTO_ICMP => match l4[0] {
-                icmp_type::ECHO_REQUEST | icmp_type::ECHO_REPLY => {
-                    let id = get16(l4, 4);
-                    tuple.sport = id;
-                    tuple.dport = id;
-                    tuple.icmp_reply = l4[0] == icmp_type::ECHO_REPLY;
+            IPPROTO_ICMP => {
+                let m = icmpv4::Packet::new_unchecked(l4);
+                match m.msg_type() {
+                    icmp_type::ECHO_REQUEST | icmp_type::ECHO_REPLY => {
+                        let id = m.echo_ident();
+                        tuple.sport = id;
+                        tuple.dport = id;
+                        tuple.icmp_reply = m.msg_type() == icmp_type::ECHO_REPLY;
+                    }
+                    // An error about an error is never answered (RFC 1122).
+                    _ => return None,
                 }
-                // An error about an error is never answered (RFC 1122).
-                _ => return None,
-            },
+            }
             _ => {}
         }
         Some(Inner { off, ihl, tuple })

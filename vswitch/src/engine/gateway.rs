@@ -5,12 +5,12 @@
 //! gateway, so they may allocate the reply; the forwarding path never comes
 //! here.
 
+use super::Gateway;
 use super::packet::{Packet, VnetHdr};
-use super::wire::{
-    ARP_LEN, ARP_REPLY, ARP_REQUEST, ArpRepr, ETH_HDR_LEN, ETH_SRC, ETHERTYPE_ARP, ETHERTYPE_IPV4,
-    ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST, IPPROTO_ICMP, Ipv4View, checksum, emit_eth, emit_ipv4,
-};
-use super::{Gateway, wire};
+use crate::wire::arp::{self, ArpRepr};
+use crate::wire::ethernet::{self, EtherType, HEADER_LEN as ETH_HDR_LEN};
+use crate::wire::icmpv4::{self, types::ECHO_REPLY, types::ECHO_REQUEST};
+use crate::wire::{IpProtocol, ipv4};
 
 /// TTL of the gateway's own packets (Linux's default).
 pub(crate) const GATEWAY_TTL: u8 = 64;
@@ -18,15 +18,16 @@ pub(crate) const GATEWAY_TTL: u8 = 64;
 /// The ARP reply to `frame` if it is an Ethernet/IPv4 ARP request for the
 /// gateway's address; `None` for anything else (the caller switches it).
 pub(crate) fn arp_reply(frame: &[u8], gw: &Gateway) -> Option<Packet> {
-    if frame.len() < ETH_HDR_LEN || wire::ethertype(frame) != ETHERTYPE_ARP {
+    let eth = ethernet::Frame::new_checked(frame).ok()?;
+    if eth.ethertype_raw() != EtherType::ARP {
         return None;
     }
-    let req = ArpRepr::parse(&frame[ETH_HDR_LEN..])?;
-    if req.op != ARP_REQUEST || req.tpa != gw.ip.octets() {
+    let req = ArpRepr::parse(eth.payload())?;
+    if req.op != arp::REQUEST || req.tpa != gw.ip.octets() {
         return None;
     }
     let rep = ArpRepr {
-        op: ARP_REPLY,
+        op: arp::REPLY,
         sha: gw.mac.0,
         spa: gw.ip.octets(),
         tha: req.sha,
@@ -34,11 +35,9 @@ pub(crate) fn arp_reply(frame: &[u8], gw: &Gateway) -> Option<Packet> {
     };
     // Reply to the Ethernet source, as Linux does: the ARP sender field may
     // name another host (proxy cases), but the asker is the frame's source.
-    let mut asker = [0u8; 6];
-    asker.copy_from_slice(&frame[ETH_SRC..ETH_SRC + 6]);
-    let mut p = Packet::zeroed(VnetHdr::default(), ETH_HDR_LEN + ARP_LEN);
+    let mut p = Packet::zeroed(VnetHdr::default(), ETH_HDR_LEN + rep.buffer_len());
     let b = p.frame_mut();
-    emit_eth(b, asker, gw.mac.0, ETHERTYPE_ARP);
+    ethernet::emit(b, eth.src(), gw.mac.0, EtherType::ARP);
     rep.emit(&mut b[ETH_HDR_LEN..]);
     Some(p)
 }
@@ -62,45 +61,51 @@ pub(crate) enum Echo {
 /// 64, the request's TOS, identifier, sequence number and payload, and full
 /// checksums with a zero vnet header.
 pub(crate) fn icmp_echo(frame: &[u8], hdr: &VnetHdr, gw: &Gateway) -> Echo {
-    if frame.len() < ETH_HDR_LEN || wire::ethertype(frame) != ETHERTYPE_IPV4 {
-        return Echo::NotMine;
-    }
-    let Some(ip) = Ipv4View::new_checked(&frame[ETH_HDR_LEN..]) else {
+    let Ok(eth) = ethernet::Frame::new_checked(frame) else {
         return Echo::NotMine;
     };
-    if ip.protocol() != IPPROTO_ICMP || ip.dst() != gw.ip.octets() || ip.is_fragment() {
+    if eth.ethertype_raw() != EtherType::IPV4 {
         return Echo::NotMine;
     }
-    let icmp = ip.payload;
-    if icmp.len() < 8 || icmp[0] != ICMP_ECHO_REQUEST || icmp[1] != 0 {
+    let Ok(ip) = ipv4::Packet::new_checked(eth.payload()) else {
+        return Echo::NotMine;
+    };
+    if ip.protocol() != IpProtocol::ICMP || ip.dst() != gw.ip.octets() || ip.is_fragment() {
+        return Echo::NotMine;
+    }
+    let Ok(icmp) = icmpv4::Packet::new_checked(ip.payload()) else {
+        return Echo::NotMine;
+    };
+    if icmp.msg_type() != ECHO_REQUEST || icmp.code() != 0 {
         return Echo::NotMine;
     }
     let l4_unverified = hdr.flags & (VnetHdr::F_NEEDS_CSUM | VnetHdr::F_DATA_VALID) == 0;
-    if !ip.checksum_ok() || (l4_unverified && checksum(icmp) != 0) {
+    if !ip.verify_checksum() || (l4_unverified && !icmp.verify_checksum()) {
         return Echo::BadChecksum;
     }
 
-    let mut asker = [0u8; 6];
-    asker.copy_from_slice(&frame[ETH_SRC..ETH_SRC + 6]);
-    let ip_len = Ipv4View::MIN_LEN + icmp.len();
-    let mut p = Packet::zeroed(VnetHdr::default(), ETH_HDR_LEN + ip_len);
-    let b = p.frame_mut();
-    emit_eth(b, asker, gw.mac.0, ETHERTYPE_IPV4);
-    let (iph, rest) = b[ETH_HDR_LEN..].split_at_mut(Ipv4View::MIN_LEN);
-    emit_ipv4(
-        iph,
-        ip.tos(),
-        icmp.len(),
-        GATEWAY_TTL,
-        IPPROTO_ICMP,
-        gw.ip.octets(),
-        ip.src(),
+    let icmp = icmp.into_inner();
+    let rep = ipv4::Repr {
+        src: gw.ip.octets(),
+        dst: ip.src(),
+        protocol: IpProtocol::ICMP,
+        payload_len: icmp.len(),
+        ttl: GATEWAY_TTL,
+        tos: ip.tos(),
+        dont_frag: false,
+    };
+    let mut p = Packet::zeroed(
+        VnetHdr::default(),
+        ETH_HDR_LEN + rep.buffer_len() + icmp.len(),
     );
+    let b = p.frame_mut();
+    ethernet::emit(b, eth.src(), gw.mac.0, EtherType::IPV4);
+    let (iph, rest) = b[ETH_HDR_LEN..].split_at_mut(rep.buffer_len());
+    rep.emit(iph);
     rest.copy_from_slice(icmp);
-    rest[0] = ICMP_ECHO_REPLY;
-    rest[1] = 0;
-    rest[2..4].fill(0);
-    let c = checksum(rest);
-    rest[2..4].copy_from_slice(&c.to_be_bytes());
+    let mut m = icmpv4::Packet::new_unchecked(rest);
+    m.set_msg_type(ECHO_REPLY);
+    m.set_code(0);
+    m.fill_checksum();
     Echo::Reply(p)
 }

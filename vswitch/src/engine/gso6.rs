@@ -3,23 +3,18 @@
 //! on a port that cannot take GSO (a foreign VTEP behind a TAP without
 //! UDP-tunnel GSO), it is cut into MSS-sized segments with full checksums.
 
-use super::checksum::sum;
-use super::nd::ETHERTYPE_IPV6;
 use super::packet::{Packet, VnetHdr};
-use super::wire::{ETH_HDR_LEN, ethertype};
+use crate::wire::ethernet::{self, EtherType, HEADER_LEN as ETH_HDR_LEN};
+use crate::wire::ip::checksum;
+use crate::wire::{IpProtocol, ipv6, tcp};
 
-const IPV6_HDR: usize = 40;
-const IPPROTO_TCP: u8 = 6;
+const IPV6_HDR: usize = ipv6::HEADER_LEN;
+const IPPROTO_TCP: u8 = IpProtocol::TCP;
 
 /// TCP/UDP checksum over the IPv6 pseudo-header (RFC 8200 §8.1) and `seg`
 /// (whose checksum field must be zero).
 pub fn l4_checksum6(src: [u8; 16], dst: [u8; 16], proto: u8, seg: &[u8]) -> u16 {
-    let mut init = 0u32;
-    for c in src.chunks_exact(2).chain(dst.chunks_exact(2)) {
-        init += u32::from(u16::from_be_bytes([c[0], c[1]]));
-    }
-    init += seg.len() as u32 + u32::from(proto);
-    !sum(seg, init)
+    checksum::l4_checksum6(&src, &dst, proto, seg)
 }
 
 /// Cuts an inner IPv6/TCP GSO super-frame (`hdr.gso_type` TCPV6, TCP right
@@ -34,30 +29,29 @@ pub fn segment_tcp6(pkt: &Packet) -> Vec<Packet> {
     let is_tcp6 = h.gso_type & !VnetHdr::GSO_ECN == VnetHdr::GSO_TCPV6;
     let ok = is_tcp6
         && h.gso_size != 0
-        && f.len() >= l4 + 20
-        && ethertype(f) == ETHERTYPE_IPV6
-        && f[ETH_HDR_LEN] >> 4 == 6
-        && f[ETH_HDR_LEN + 6] == IPPROTO_TCP;
+        && f.len() >= l4 + tcp::HEADER_LEN
+        && ethernet::ethertype(f) == EtherType::IPV6
+        && ipv6::Packet::new_unchecked(&f[ETH_HDR_LEN..]).version() == 6
+        && ipv6::Packet::new_unchecked(&f[ETH_HDR_LEN..]).next_header() == IPPROTO_TCP;
     let thl = if ok {
-        usize::from(f[l4 + 12] >> 4) * 4
+        tcp::Packet::new_unchecked(&f[l4..]).header_len()
     } else {
         0
     };
     let hlen = l4 + thl;
-    if thl < 20 || f.len() < hlen {
+    if thl < tcp::HEADER_LEN || f.len() < hlen {
         return vec![Packet::from_frame(VnetHdr::default(), f)];
     }
+    let ip = ipv6::Packet::new_unchecked(&f[ETH_HDR_LEN..]);
+    let t0 = tcp::Packet::new_unchecked(&f[l4..]);
     // The payload the IPv6 header claims (the frame may carry padding).
-    let plen = usize::from(u16::from_be_bytes([f[ETH_HDR_LEN + 4], f[ETH_HDR_LEN + 5]]));
+    let plen = usize::from(ip.payload_len());
     let end = (l4 + plen).clamp(hlen, f.len());
     let payload = &f[hlen..end];
     let mss = usize::from(h.gso_size);
-    let seq0 = u32::from_be_bytes([f[l4 + 4], f[l4 + 5], f[l4 + 6], f[l4 + 7]]);
-    let flags0 = f[l4 + 13];
-    let mut src = [0u8; 16];
-    src.copy_from_slice(&f[ETH_HDR_LEN + 8..ETH_HDR_LEN + 24]);
-    let mut dst = [0u8; 16];
-    dst.copy_from_slice(&f[ETH_HDR_LEN + 24..ETH_HDR_LEN + 40]);
+    let seq0 = t0.seq_number();
+    let flags0 = t0.flags();
+    let (src, dst) = (ip.src(), ip.dst());
     let chunks: Vec<&[u8]> = if payload.is_empty() {
         vec![payload]
     } else {
@@ -71,21 +65,20 @@ pub fn segment_tcp6(pkt: &Packet) -> Vec<Packet> {
         let b = s.frame_mut();
         b[..hlen].copy_from_slice(&f[..hlen]);
         b[hlen..].copy_from_slice(c);
-        b[ETH_HDR_LEN + 4..ETH_HDR_LEN + 6]
-            .copy_from_slice(&((thl + c.len()) as u16).to_be_bytes());
-        let t = &mut b[l4..];
-        t[4..8].copy_from_slice(&seq0.wrapping_add(off).to_be_bytes());
+        ipv6::Packet::new_unchecked(&mut b[ETH_HDR_LEN..]).set_payload_len((thl + c.len()) as u16);
+        let mut t = tcp::Packet::new_unchecked(&mut b[l4..]);
+        t.set_seq_number(seq0.wrapping_add(off));
         let mut fl = flags0;
         if i != last {
-            fl &= !(0x01 | 0x08); // FIN, PSH
+            fl &= !(tcp::flags::FIN | tcp::flags::PSH);
         }
         if i != 0 {
-            fl &= !0x80; // CWR
+            fl &= !tcp::flags::CWR;
         }
-        t[13] = fl;
-        t[16..18].fill(0);
-        let ck = l4_checksum6(src, dst, IPPROTO_TCP, t);
-        t[16..18].copy_from_slice(&ck.to_be_bytes());
+        t.set_flags(fl);
+        t.set_checksum(0);
+        let ck = l4_checksum6(src, dst, IPPROTO_TCP, t.into_inner());
+        tcp::Packet::new_unchecked(&mut b[l4..]).set_checksum(ck);
         off = off.wrapping_add(c.len() as u32);
         out.push(s);
     }
@@ -115,7 +108,7 @@ mod tests {
     /// checksum partial as a TAP hands it over (pseudo-header sum only).
     fn tcp6_gso(n: usize, mss: u16, flags: u8) -> Packet {
         let mut f = vec![0u8; ETH_HDR_LEN + 60];
-        super::super::wire::emit_eth(&mut f, [2; 6], [4; 6], ETHERTYPE_IPV6);
+        ethernet::emit(&mut f, [2; 6], [4; 6], EtherType::IPV6);
         f.extend((0..n).map(|i| i as u8));
         let ip = &mut f[14..54];
         ip[0] = 0x60;

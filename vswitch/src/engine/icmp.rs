@@ -3,18 +3,18 @@
 
 use std::net::Ipv4Addr;
 
-use super::checksum::{get16, put16, sum};
 use super::flow::{IPPROTO_ICMP, Ip4, L4};
 use super::gateway::GATEWAY_TTL;
 use super::packet::{Packet, VnetHdr};
-use super::wire::{ETH_HDR_LEN, ETH_SRC, ETHERTYPE_IPV4, emit_eth, emit_ipv4};
+use crate::wire::ethernet::{self, EtherType, HEADER_LEN as ETH_HDR_LEN};
+use crate::wire::{icmpv4, ipv4, tcp, udp};
 
 /// Destination unreachable codes.
 pub(crate) mod code {
     /// Network unreachable.
-    pub(crate) const NET_UNREACH: u8 = 0;
+    pub(crate) const NET_UNREACH: u8 = crate::wire::icmpv4::unreach::NET;
     /// Fragmentation needed and DF set.
-    pub(crate) const FRAG_NEEDED: u8 = 4;
+    pub(crate) const FRAG_NEEDED: u8 = crate::wire::icmpv4::unreach::FRAG_NEEDED;
 }
 
 /// Most bytes of an error datagram (RFC 1812 §4.3.2.3: up to 576).
@@ -48,32 +48,35 @@ pub(crate) fn error(
 ) -> Packet {
     let quote_len = ip
         .total
-        .min(MAX_ERROR_LEN - 20 - 8)
+        .min(MAX_ERROR_LEN - ipv4::HEADER_LEN - icmpv4::HEADER_LEN)
         .min(frame.len() - ETH_HDR_LEN);
-    let icmp_len = 8 + quote_len;
-    let mut p = Packet::zeroed(VnetHdr::default(), ETH_HDR_LEN + 20 + icmp_len);
-    let mut asker = [0u8; 6];
-    asker.copy_from_slice(&frame[ETH_SRC..ETH_SRC + 6]);
-    let b = p.frame_mut();
-    emit_eth(b, asker, src_mac, ETHERTYPE_IPV4);
-    emit_ipv4(
-        &mut b[ETH_HDR_LEN..],
-        ERROR_TOS,
-        icmp_len,
-        GATEWAY_TTL,
-        IPPROTO_ICMP,
-        src_ip.octets(),
-        ip.tuple.src.octets(),
+    let icmp_len = icmpv4::HEADER_LEN + quote_len;
+    let mut p = Packet::zeroed(
+        VnetHdr::default(),
+        ETH_HDR_LEN + ipv4::HEADER_LEN + icmp_len,
     );
-    let m = &mut b[ETH_HDR_LEN + 20..];
-    m[0] = typ;
-    m[1] = code;
+    let asker = ethernet::Frame::new_unchecked(frame).src();
+    let b = p.frame_mut();
+    ethernet::emit(b, asker, src_mac, EtherType::IPV4);
+    let rep = ipv4::Repr {
+        src: src_ip.octets(),
+        dst: ip.tuple.src.octets(),
+        protocol: IPPROTO_ICMP,
+        payload_len: icmp_len,
+        ttl: GATEWAY_TTL,
+        tos: ERROR_TOS,
+        dont_frag: false,
+    };
+    rep.emit(&mut b[ETH_HDR_LEN..]);
+    let mut m = icmpv4::Packet::new_unchecked(&mut b[ETH_HDR_LEN + ipv4::HEADER_LEN..]);
+    m.set_msg_type(typ);
+    m.set_code(code);
     if code == self::code::FRAG_NEEDED {
-        put16(m, 6, mtu);
+        m.set_next_hop_mtu(mtu);
     }
-    m[8..].copy_from_slice(&frame[ETH_HDR_LEN..ETH_HDR_LEN + quote_len]);
-    let c = !sum(m, 0);
-    put16(m, 2, c);
+    m.data_mut()
+        .copy_from_slice(&frame[ETH_HDR_LEN..ETH_HDR_LEN + quote_len]);
+    m.fill_checksum();
     p
 }
 
@@ -86,8 +89,10 @@ pub(crate) fn wire_len(pkt: &Packet, ip: &Ip4) -> usize {
     let l4 = ip.l4_off();
     let f = pkt.frame();
     let l4_hdr = match ip.l4 {
-        L4::Tcp { .. } if f.len() > l4 + 12 => usize::from(f[l4 + 12] >> 4) * 4,
-        _ => 8,
+        L4::Tcp { .. } => {
+            tcp::Packet::new_checked(&f[l4..]).map_or(udp::HEADER_LEN, |t| t.header_len())
+        }
+        _ => udp::HEADER_LEN,
     };
     ip.ihl + l4_hdr + usize::from(pkt.hdr.gso_size)
 }
@@ -107,9 +112,9 @@ pub(crate) fn fragment(mut pkt: Packet, ip: &Ip4, mtu: usize) -> Option<Vec<Pack
     }
     let f = pkt.frame();
     let l3 = ETH_HDR_LEN;
-    let frag_field = get16(f, l3 + 6);
-    let base = usize::from(frag_field & 0x1fff) * 8;
-    let more = frag_field & 0x2000 != 0;
+    let orig = ipv4::Packet::new_unchecked(&f[l3..]);
+    let base = orig.frag_offset();
+    let more = orig.more_frags();
     let data = &f[l3 + ip.ihl..end];
     let mut out = Vec::with_capacity(data.len().div_ceil(per));
     let mut off = 0;
@@ -120,12 +125,11 @@ pub(crate) fn fragment(mut pkt: Packet, ip: &Ip4, mtu: usize) -> Option<Vec<Pack
         let b = q.frame_mut();
         b[..l3 + ip.ihl].copy_from_slice(&f[..l3 + ip.ihl]);
         b[l3 + ip.ihl..].copy_from_slice(&data[off..off + n]);
-        put16(b, l3 + 2, (ip.ihl + n) as u16);
-        let mf = if last && !more { 0 } else { 0x2000 };
-        put16(b, l3 + 6, mf | (((base + off) / 8) as u16 & 0x1fff));
-        put16(b, l3 + 10, 0);
-        let c = !sum(&b[l3..l3 + ip.ihl], 0);
-        put16(b, l3 + 10, c);
+        let mut h = ipv4::Packet::new_unchecked(&mut b[l3..]);
+        h.set_total_len((ip.ihl + n) as u16);
+        let mf = if last && !more { 0 } else { ipv4::FLAG_MF };
+        h.set_frag_field(mf | (((base + off) / 8) as u16 & ipv4::OFFSET_MASK));
+        h.fill_checksum();
         out.push(q);
         off += n;
     }

@@ -9,39 +9,39 @@
 
 use std::net::Ipv6Addr;
 
-use super::checksum::get16;
 use super::gateway::GATEWAY_TTL;
-use super::nd::{ETHERTYPE_IPV6, icmpv6_frame};
+use super::nd::icmpv6_frame;
 use super::packet::Packet;
-use super::wire::{ETH_HDR_LEN, ETH_SRC, ethertype};
+use crate::wire::ethernet::{self, EtherType, HEADER_LEN as ETH_HDR_LEN};
+use crate::wire::{IpProtocol, icmpv6, ipv6, tcp, udp};
 
 /// Destination unreachable (code 0: no route to destination).
-pub(crate) const DEST_UNREACH: u8 = 1;
+pub(crate) const DEST_UNREACH: u8 = icmpv6::types::DEST_UNREACH;
 /// Packet too big (the MTU in the 32-bit parameter).
-pub(crate) const PACKET_TOO_BIG: u8 = 2;
+pub(crate) const PACKET_TOO_BIG: u8 = icmpv6::types::PACKET_TOO_BIG;
 /// Time exceeded (code 0: hop limit exceeded in transit).
-pub(crate) const TIME_EXCEEDED: u8 = 3;
+pub(crate) const TIME_EXCEEDED: u8 = icmpv6::types::TIME_EXCEEDED;
 /// Destination unreachable code: no route to destination.
 pub(crate) const NO_ROUTE: u8 = 0;
 
 /// IPv6's minimum link MTU: an error datagram never exceeds it.
 pub(crate) const MIN_MTU: usize = 1280;
-const IPV6_HDR: usize = 40;
-const IPPROTO_ICMPV6: u8 = 58;
+const IPV6_HDR: usize = ipv6::HEADER_LEN;
 
 /// True when the router may answer the IPv6 packet in `frame` with an
 /// error (RFC 4443 §2.4 (e)): never about an ICMPv6 error, nor a packet
 /// from an unspecified, multicast or loopback source.
 pub(crate) fn may_answer(frame: &[u8]) -> bool {
-    if frame.len() < ETH_HDR_LEN + IPV6_HDR || ethertype(frame) != ETHERTYPE_IPV6 {
+    if frame.len() < ETH_HDR_LEN + IPV6_HDR || ethernet::ethertype(frame) != EtherType::IPV6 {
         return false;
     }
-    let h = &frame[ETH_HDR_LEN..];
-    let Ok(src) = <[u8; 16]>::try_from(&h[8..24]) else {
-        return false;
-    };
-    let src = Ipv6Addr::from(src);
-    let is_error = h[6] == IPPROTO_ICMPV6 && h.get(IPV6_HDR).is_some_and(|&t| t < 128);
+    let h = ipv6::Packet::new_unchecked(&frame[ETH_HDR_LEN..]);
+    let src = h.src_addr();
+    let is_error = h.next_header() == IpProtocol::ICMPV6
+        // The type byte alone decides (a message cut after it is still one).
+        && h.into_inner()
+            .get(IPV6_HDR)
+            .is_some_and(|&t| icmpv6::is_error(t));
     !is_error && !src.is_unspecified() && !src.is_multicast() && !src.is_loopback()
 }
 
@@ -57,18 +57,25 @@ pub(crate) fn error(
     src_mac: [u8; 6],
 ) -> Packet {
     let l3 = &frame[ETH_HDR_LEN..];
-    let total = (IPV6_HDR + usize::from(get16(l3, 4))).min(l3.len());
-    let quote = total.min(MIN_MTU - IPV6_HDR - 8);
-    let mut msg = vec![0u8; 8 + quote];
-    msg[0] = typ;
-    msg[1] = code;
-    msg[4..8].copy_from_slice(&param.to_be_bytes());
-    msg[8..].copy_from_slice(&l3[..quote]);
-    let mut dst = [0u8; 16];
-    dst.copy_from_slice(&l3[8..24]);
-    let mut asker = [0u8; 6];
-    asker.copy_from_slice(&frame[ETH_SRC..ETH_SRC + 6]);
-    icmpv6_frame(asker, src_mac, src_ip.octets(), dst, 0, GATEWAY_TTL, &msg)
+    let ip = ipv6::Packet::new_unchecked(l3);
+    let total = (IPV6_HDR + usize::from(ip.payload_len())).min(l3.len());
+    let quote = total.min(MIN_MTU - IPV6_HDR - icmpv6::HEADER_LEN);
+    let mut msg = vec![0u8; icmpv6::HEADER_LEN + quote];
+    let mut m = icmpv6::Packet::new_unchecked(&mut msg[..]);
+    m.set_msg_type(typ);
+    m.set_code(code);
+    m.set_mtu(param);
+    m.data_mut().copy_from_slice(&l3[..quote]);
+    let asker = ethernet::Frame::new_unchecked(frame).src();
+    icmpv6_frame(
+        asker,
+        src_mac,
+        src_ip.octets(),
+        ip.src(),
+        0,
+        GATEWAY_TTL,
+        &msg,
+    )
 }
 
 /// The network-layer length of one segment of a GSO IPv6 frame (or of the
@@ -78,14 +85,16 @@ pub(crate) fn wire_len(pkt: &Packet) -> usize {
     let Some(l3) = f.get(ETH_HDR_LEN..ETH_HDR_LEN + IPV6_HDR) else {
         return 0;
     };
-    let whole = IPV6_HDR + usize::from(get16(l3, 4));
+    let l3 = ipv6::Packet::new_unchecked(l3);
+    let whole = IPV6_HDR + usize::from(l3.payload_len());
     if !pkt.hdr.is_gso() {
         return whole;
     }
-    let l4 = ETH_HDR_LEN + IPV6_HDR;
-    let l4_hdr = match l3[6] {
-        6 if f.len() > l4 + 12 => usize::from(f[l4 + 12] >> 4) * 4,
-        _ => 8,
+    let l4 = &f[ETH_HDR_LEN + IPV6_HDR..];
+    // The data offset is read whenever the frame holds its byte.
+    let l4_hdr = match l3.next_header() {
+        IpProtocol::TCP if l4.len() > 12 => tcp::Packet::new_unchecked(l4).header_len(),
+        _ => udp::HEADER_LEN,
     };
     whole.min(IPV6_HDR + l4_hdr + usize::from(pkt.hdr.gso_size))
 }

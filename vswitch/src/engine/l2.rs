@@ -21,8 +21,8 @@ use super::metrics::Metrics;
 use super::nd;
 use super::pipeline::FrameCx;
 use super::trace::TraceEvent;
-use super::wire::{ETH_DST, ETH_SRC, ETHERTYPE_ARP, ETHERTYPE_QINQ, ETHERTYPE_VLAN, ethertype};
 use super::{Action, DomainId, DropReason, Gateway, Packet, PortId, PortRole};
+use crate::wire::ethernet::{self, EtherType};
 
 /// A key no MAC can have (MACs use 48 bits): "this domain has no gateway".
 const NO_KEY: u64 = u64::MAX;
@@ -107,17 +107,17 @@ fn emit(metrics: &mut Metrics, to: PortId, p: Packet, out: &mut Vec<Action>) {
 pub(crate) fn admit(d: &mut Domain, metrics: &mut Metrics, cx: &mut FrameCx<'_>) -> bool {
     let (now, ingress, role) = (cx.now, cx.ingress, cx.port.role);
     let out = &mut *cx.out;
-    let frame = cx.pkt.frame();
-    let src = &frame[ETH_SRC..ETH_SRC + 6];
+    // The engine checked the frame holds an Ethernet header.
+    let eth = ethernet::Frame::new_unchecked(cx.pkt.frame());
 
     // 1. Source checks.
-    let src_key = mac_key(src);
-    let et = ethertype(frame);
-    let reason = if src[0] & 1 != 0 {
+    let src_key = mac_key(&eth.src());
+    let et = eth.ethertype_raw();
+    let reason = if eth.src_is_multicast() {
         Some(DropReason::MulticastSource)
     } else if src_key == 0 {
         Some(DropReason::ZeroSource)
-    } else if et == ETHERTYPE_VLAN || et == ETHERTYPE_QINQ {
+    } else if et == EtherType::VLAN || et == EtherType::QINQ {
         Some(DropReason::VlanNotConfigured)
     } else if src_key == d.gw_key && role != PortRole::Host {
         Some(DropReason::SpoofedGatewayMac)
@@ -158,16 +158,16 @@ pub(crate) fn switch(d: &mut Domain, ports: &[Port], metrics: &mut Metrics, cx: 
     let (pkt, out) = (&*cx.pkt, &mut *cx.out);
     let frame = pkt.frame();
     let len = frame.len();
-    let dst = &frame[ETH_DST..ETH_DST + 6];
-    let et = ethertype(frame);
+    let eth = ethernet::Frame::new_unchecked(frame);
+    let et = eth.ethertype_raw();
 
     // 3. Destination.
-    let dst_key = mac_key(dst);
+    let dst_key = mac_key(&eth.dst());
     if dst_key == d.gw_key {
         metrics.note(|| TraceEvent::Gateway { domain: d.id });
         return to_gateway(d, metrics, ingress, role, pkt, out);
     }
-    if dst[0] & 1 == 0 {
+    if !eth.dst_is_multicast() {
         let (found, expired) = d.fdb.lookup(dst_key, now);
         if expired {
             metrics.fdb_mut(d.id).expired += 1;
@@ -188,8 +188,8 @@ pub(crate) fn switch(d: &mut Domain, ports: &[Port], metrics: &mut Metrics, cx: 
     } else if role == PortRole::Container
         && let Some(gw) = d.gateway
         && let Some(reply) = match et {
-            ETHERTYPE_ARP => gateway::arp_reply(frame, &gw),
-            nd::ETHERTYPE_IPV6 => nd::na_reply(frame, &gw),
+            EtherType::ARP => gateway::arp_reply(frame, &gw),
+            EtherType::IPV6 => nd::na_reply(frame, &gw),
             _ => None,
         }
     {

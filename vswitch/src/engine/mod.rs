@@ -106,25 +106,21 @@ mod tests_vxlan;
 pub mod trace;
 pub mod vlan;
 pub mod vxlan;
-mod wire;
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::time::{Duration, Instant};
 
+use crate::wire::MacAddr;
 pub use conntrack::{Conn, ConntrackCounters, ConntrackState, Dir, Kind, TcpState, Timeouts};
+use fdb::{Fdb, mac_key};
 pub use flow::Tuple;
+use l2::{Domain, Port};
 pub use l3config::{L3Config, MachineConfig, NetworkConfig, PublishConfig};
 pub use metrics::{DropCounts, DropReason, FdbCounters, Metrics, PortCounters};
 pub use packet::{Packet, VnetHdr};
 pub use service::{Backend, MeshConfig, SandboxConfig, ServiceConfig, ServiceStats, VipConfig};
 pub use vlan::{Attachment, Siblings, VlanConfig, VlanMode, VlanPort};
 pub use vxlan::{OverlayStats, VtepConfig};
-/// The Internet checksum (RFC 1071): 0 over data holding a correct one.
-pub(crate) use wire::checksum as internet_checksum;
-
-use crate::wire::MacAddr;
-use fdb::{Fdb, mac_key};
-use l2::{Domain, Port};
 
 /// Index of a port (a TAP device) in the engine.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -10,22 +10,19 @@
 
 use std::net::Ipv4Addr;
 
-use super::checksum::{get16, get32, put16, put32, sum, update16, update32, update32_partial};
+use super::checksum::{get16, put16, sum, update16, update32, update32_partial};
 use super::flow::{IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, Inner, Ip4, L4, Tuple};
 use super::packet::{Packet, VnetHdr};
-use super::wire::ETH_HDR_LEN;
-
-const IP_CSUM: usize = 10;
-const IP_SRC: usize = 12;
-const IP_DST: usize = 16;
+use crate::wire::ethernet::{self, HEADER_LEN as ETH_HDR_LEN};
+use crate::wire::{icmpv4, ipv4, tcp, udp};
 
 /// Where the L4 checksum of a (first-fragment) packet lives, relative to
 /// its L4 header, and whether it covers a pseudo-header.
 fn l4_csum_at(proto: u8) -> Option<(usize, bool)> {
     match proto {
-        IPPROTO_TCP => Some((16, true)),
-        IPPROTO_UDP => Some((6, true)),
-        IPPROTO_ICMP => Some((2, false)),
+        IPPROTO_TCP => Some((tcp::field::CHECKSUM, true)),
+        IPPROTO_UDP => Some((udp::field::CHECKSUM, true)),
+        IPPROTO_ICMP => Some((icmpv4::field::CHECKSUM, false)),
         _ => None,
     }
 }
@@ -47,18 +44,19 @@ fn rewrite_headers(
     partial: bool,
     l4_present: bool,
 ) {
-    let mut ipc = get16(b, l3 + IP_CSUM);
+    let mut ip = ipv4::Packet::new_unchecked(&mut b[l3..]);
+    let mut ipc = ip.checksum();
     let (os, ns) = (from.src.to_bits(), to.src.to_bits());
     let (od, nd) = (from.dst.to_bits(), to.dst.to_bits());
     if os != ns {
         ipc = update32(ipc, os, ns);
-        put32(b, l3 + IP_SRC, ns);
+        ip.set_src(to.src.octets());
     }
     if od != nd {
         ipc = update32(ipc, od, nd);
-        put32(b, l3 + IP_DST, nd);
+        ip.set_dst(to.dst.octets());
     }
-    put16(b, l3 + IP_CSUM, ipc);
+    ip.set_checksum(ipc);
     if !l4_present {
         return;
     }
@@ -83,7 +81,11 @@ fn rewrite_headers(
     }
     match from.proto {
         IPPROTO_TCP | IPPROTO_UDP => {
-            for (field, o, n) in [(0, from.sport, to.sport), (2, from.dport, to.dport)] {
+            let ports = [
+                (udp::field::SRC_PORT, from.sport, to.sport),
+                (udp::field::DST_PORT, from.dport, to.dport),
+            ];
+            for (field, o, n) in ports {
                 if o != n && l4_len >= field + 2 {
                     if touch && !partial {
                         c = update16(c, o, n);
@@ -92,11 +94,11 @@ fn rewrite_headers(
                 }
             }
         }
-        IPPROTO_ICMP if from.sport != to.sport && l4_len >= 6 => {
+        IPPROTO_ICMP if from.sport != to.sport && l4_len >= icmpv4::field::ECHO_IDENT + 2 => {
             if touch && !partial {
                 c = update16(c, from.sport, to.sport);
             }
-            put16(b, l4 + 4, to.sport);
+            put16(b, l4 + icmpv4::field::ECHO_IDENT, to.sport);
         }
         _ => {}
     }
@@ -154,9 +156,10 @@ pub(crate) fn translate_icmp_error(
             false,
             true,
         );
+        let outer = ipv4::Packet::new_unchecked(&b[ETH_HDR_LEN..]);
         let outer_from = Tuple {
-            src: Ipv4Addr::from(get32(b, ETH_HDR_LEN + IP_SRC)),
-            dst: Ipv4Addr::from(get32(b, ETH_HDR_LEN + IP_DST)),
+            src: outer.src_addr(),
+            dst: outer.dst_addr(),
             sport: 0,
             dport: 0,
             proto: 0,
@@ -175,9 +178,7 @@ pub(crate) fn translate_icmp_error(
             false,
             false,
         );
-        put16(b, l4 + 2, 0);
-        let c = !sum(&b[l4..end], 0);
-        put16(b, l4 + 2, c);
+        icmpv4::Packet::new_unchecked(&mut b[l4..end]).fill_checksum();
     }
     if partial_l4(&pkt.hdr, l4) {
         pkt.hdr.flags &= !VnetHdr::F_NEEDS_CSUM;
@@ -187,21 +188,21 @@ pub(crate) fn translate_icmp_error(
 /// Decrements the TTL (the caller checked it is above 1).
 #[inline]
 pub(crate) fn dec_ttl(pkt: &mut Packet) {
-    let b = pkt.frame_mut();
-    let l3 = ETH_HDR_LEN;
-    let old = get16(b, l3 + 8);
-    let new = old - 0x0100;
-    put16(b, l3 + 8, new);
-    let c = update16(get16(b, l3 + IP_CSUM), old, new);
-    put16(b, l3 + IP_CSUM, c);
+    let mut ip = ipv4::Packet::new_unchecked(&mut pkt.frame_mut()[ETH_HDR_LEN..]);
+    let ttl = ip.ttl();
+    // TTL and protocol share one checksummed 16-bit word.
+    let old = u16::from_be_bytes([ttl, ip.protocol()]);
+    ip.set_ttl(ttl - 1);
+    let c = update16(ip.checksum(), old, old - 0x0100);
+    ip.set_checksum(c);
 }
 
 /// Sets the Ethernet addresses.
 #[inline]
 pub(crate) fn set_macs(pkt: &mut Packet, dst: [u8; 6], src: [u8; 6]) {
-    let b = pkt.frame_mut();
-    b[0..6].copy_from_slice(&dst);
-    b[6..12].copy_from_slice(&src);
+    let mut f = ethernet::Frame::new_unchecked(pkt.frame_mut());
+    f.set_dst(dst);
+    f.set_src(src);
 }
 
 /// Completes a partial L4 checksum in software over `start..end` (before

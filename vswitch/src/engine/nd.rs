@@ -11,28 +11,19 @@
 
 use std::net::Ipv6Addr;
 
-use super::checksum::sum;
+use super::Gateway;
 use super::packet::{Packet, VnetHdr};
-use super::wire::{ETH_HDR_LEN, ETH_SRC, emit_eth};
-use super::{Gateway, wire};
+use crate::wire::ethernet::{self, EtherType, HEADER_LEN as ETH_HDR_LEN};
+use crate::wire::icmpv6::types::{ECHO_REPLY, ECHO_REQUEST};
+use crate::wire::ndp::{self, na_flags, option};
+use crate::wire::{IpProtocol, icmpv6, ip::checksum, ipv6};
 
 /// IPv6's EtherType.
-pub(crate) const ETHERTYPE_IPV6: u16 = 0x86dd;
+pub(crate) const ETHERTYPE_IPV6: u16 = EtherType::IPV6;
 /// The fixed IPv6 header.
-const IPV6_HDR_LEN: usize = 40;
+const IPV6_HDR_LEN: usize = ipv6::HEADER_LEN;
 /// ICMPv6's next-header number.
-const IPPROTO_ICMPV6: u8 = 58;
-const ECHO_REQUEST: u8 = 128;
-const ECHO_REPLY: u8 = 129;
-const NEIGHBOUR_SOLICITATION: u8 = 135;
-const NEIGHBOUR_ADVERTISEMENT: u8 = 136;
-/// NDP option: source / target link-layer address.
-const OPT_SOURCE_LL: u8 = 1;
-const OPT_TARGET_LL: u8 = 2;
-/// NA flags: router, solicited, override.
-const NA_ROUTER: u8 = 0x80;
-const NA_SOLICITED: u8 = 0x40;
-const NA_OVERRIDE: u8 = 0x20;
+const IPPROTO_ICMPV6: u8 = IpProtocol::ICMPV6;
 /// The hop limit of the gateway's own packets (Linux's default).
 const HOP_LIMIT: u8 = 64;
 
@@ -48,22 +39,18 @@ struct Ip6<'a> {
 
 impl<'a> Ip6<'a> {
     fn parse(frame: &'a [u8]) -> Option<Ip6<'a>> {
-        if frame.len() < ETH_HDR_LEN + IPV6_HDR_LEN || wire::ethertype(frame) != ETHERTYPE_IPV6 {
+        let eth = ethernet::Frame::new_checked(frame).ok()?;
+        if eth.ethertype_raw() != ETHERTYPE_IPV6 {
             return None;
         }
-        let h = &frame[ETH_HDR_LEN..];
-        if h[0] >> 4 != 6 {
-            return None;
-        }
-        let plen = usize::from(u16::from_be_bytes([h[4], h[5]]));
-        let payload = h.get(IPV6_HDR_LEN..IPV6_HDR_LEN + plen)?;
+        let h = ipv6::Packet::new_checked(&frame[ETH_HDR_LEN..]).ok()?;
         Some(Ip6 {
-            src: h[8..24].try_into().ok()?,
-            dst: h[24..40].try_into().ok()?,
-            next: h[6],
-            hop_limit: h[7],
-            traffic_class: (h[0] << 4) | (h[1] >> 4),
-            payload,
+            src: h.src(),
+            dst: h.dst(),
+            next: h.next_header(),
+            hop_limit: h.hop_limit(),
+            traffic_class: h.traffic_class(),
+            payload: h.into_payload(),
         })
     }
 }
@@ -72,12 +59,7 @@ impl<'a> Ip6<'a> {
 /// (whose checksum field holds whatever it holds: 0 to compute, the sent
 /// value to verify — a correct one sums to 0).
 pub(crate) fn icmpv6_checksum(src: &[u8; 16], dst: &[u8; 16], msg: &[u8]) -> u16 {
-    let mut init = 0u32;
-    for c in src.chunks_exact(2).chain(dst.chunks_exact(2)) {
-        init += u32::from(u16::from_be_bytes([c[0], c[1]]));
-    }
-    init += msg.len() as u32 + u32::from(IPPROTO_ICMPV6);
-    !sum(msg, init)
+    checksum::l4_checksum6(src, dst, IPPROTO_ICMPV6, msg)
 }
 
 /// The solicited-node multicast address of `a` (RFC 4291 §2.7.1).
@@ -108,27 +90,24 @@ pub(crate) fn icmpv6_frame(
 ) -> Packet {
     let mut p = Packet::zeroed(VnetHdr::default(), ETH_HDR_LEN + IPV6_HDR_LEN + msg.len());
     let b = p.frame_mut();
-    emit_eth(b, eth_dst, eth_src, ETHERTYPE_IPV6);
-    let h = &mut b[ETH_HDR_LEN..];
-    h[0] = 0x60 | (traffic_class >> 4);
-    h[1] = traffic_class << 4;
-    h[4..6].copy_from_slice(&(msg.len() as u16).to_be_bytes());
-    h[6] = IPPROTO_ICMPV6;
-    h[7] = hop_limit;
-    h[8..24].copy_from_slice(&src);
-    h[24..40].copy_from_slice(&dst);
-    let m = &mut h[IPV6_HDR_LEN..];
+    ethernet::emit(b, eth_dst, eth_src, ETHERTYPE_IPV6);
+    let rep = ipv6::Repr {
+        src,
+        dst,
+        next_header: IPPROTO_ICMPV6,
+        payload_len: msg.len(),
+        hop_limit,
+        traffic_class,
+    };
+    rep.emit(&mut b[ETH_HDR_LEN..]);
+    let m = &mut b[ETH_HDR_LEN + IPV6_HDR_LEN..];
     m.copy_from_slice(msg);
-    m[2..4].fill(0);
-    let c = icmpv6_checksum(&src, &dst, m);
-    m[2..4].copy_from_slice(&c.to_be_bytes());
+    icmpv6::Packet::new_unchecked(m).fill_checksum(&src, &dst);
     p
 }
 
 fn asker(frame: &[u8]) -> [u8; 6] {
-    let mut a = [0u8; 6];
-    a.copy_from_slice(&frame[ETH_SRC..ETH_SRC + 6]);
-    a
+    ethernet::Frame::new_unchecked(frame).src()
 }
 
 /// The Neighbour Advertisement answering `frame` if it is a valid
@@ -154,29 +133,31 @@ pub(crate) fn na_as(
     };
     let gw6 = target;
     let ip = Ip6::parse(frame)?;
-    let m = ip.payload;
+    let m = icmpv6::Packet::new_unchecked(ip.payload);
+    let ns = ndp::Packet::new_checked(ip.payload).ok()?;
     if ip.next != IPPROTO_ICMPV6
         || ip.hop_limit != 255
-        || m.len() < 24
-        || m[0] != NEIGHBOUR_SOLICITATION
-        || m[1] != 0
-        || m[8..24] != gw6.octets()
-        || icmpv6_checksum(&ip.src, &ip.dst, m) != 0
+        || !ns.is_solicitation()
+        || m.code() != 0
+        || ns.target() != gw6.octets()
+        || !m.verify_checksum(&ip.src, &ip.dst)
     {
         return None;
     }
     let dad = ip.src == [0; 16];
     // A DAD probe carries no source link-layer option (§7.1.1).
-    if dad && has_option(&m[24..], OPT_SOURCE_LL) {
+    if dad && ns.has_option(option::SOURCE_LL) {
         return None;
     }
-    let mut na = [0u8; 32];
-    na[0] = NEIGHBOUR_ADVERTISEMENT;
-    na[4] = if router { NA_ROUTER } else { 0 } | NA_OVERRIDE | if dad { 0 } else { NA_SOLICITED };
-    na[8..24].copy_from_slice(&gw6.octets());
-    na[24] = OPT_TARGET_LL;
-    na[25] = 1;
-    na[26..32].copy_from_slice(&gw.mac.0);
+    let router = if router { na_flags::ROUTER } else { 0 };
+    let solicited = if dad { 0 } else { na_flags::SOLICITED };
+    let rep = ndp::AdvertRepr {
+        flags: router | na_flags::OVERRIDE | solicited,
+        target: gw6.octets(),
+        target_mac: gw.mac.0,
+    };
+    let mut na = [0u8; ndp::HEADER_LEN + ndp::LL_OPTION_LEN];
+    rep.emit(&mut na);
     let (dst, eth_dst) = if dad {
         (
             Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1).octets(),
@@ -200,32 +181,16 @@ pub(crate) fn na_as(
 /// verified: for demultiplexing only).
 pub(crate) fn ns_target(frame: &[u8]) -> Option<Ipv6Addr> {
     let ip = Ip6::parse(frame)?;
-    let m = ip.payload;
-    if ip.next != IPPROTO_ICMPV6 || m.len() < 24 || m[0] != NEIGHBOUR_SOLICITATION {
+    let ns = ndp::Packet::new_checked(ip.payload).ok()?;
+    if ip.next != IPPROTO_ICMPV6 || !ns.is_solicitation() {
         return None;
     }
-    <[u8; 16]>::try_from(&m[8..24]).ok().map(Ipv6Addr::from)
+    Some(ns.target_addr())
 }
 
 /// The destination address of an IPv6 frame.
 pub(crate) fn dst6(frame: &[u8]) -> Option<Ipv6Addr> {
     Some(Ipv6Addr::from(Ip6::parse(frame)?.dst))
-}
-
-/// Whether the NDP options in `opts` include one of `kind` (a malformed
-/// option list counts as not having it).
-fn has_option(mut opts: &[u8], kind: u8) -> bool {
-    while opts.len() >= 8 {
-        let len = usize::from(opts[1]) * 8;
-        if len == 0 || len > opts.len() {
-            return false;
-        }
-        if opts[0] == kind {
-            return true;
-        }
-        opts = &opts[len..];
-    }
-    false
 }
 
 /// What the gateway makes of an IPv6 frame sent to its MAC.
@@ -249,21 +214,22 @@ pub(crate) fn echo6(frame: &[u8], hdr: &VnetHdr, gw: &Gateway) -> Echo6 {
     let Some(ip) = Ip6::parse(frame) else {
         return Echo6::NotMine;
     };
-    let m = ip.payload;
+    let Ok(m) = icmpv6::Packet::new_checked(ip.payload) else {
+        return Echo6::NotMine;
+    };
     if ip.next != IPPROTO_ICMPV6
         || ip.dst != gw6.octets()
-        || m.len() < 8
-        || m[0] != ECHO_REQUEST
-        || m[1] != 0
+        || m.msg_type() != ECHO_REQUEST
+        || m.code() != 0
     {
         return Echo6::NotMine;
     }
     let unverified = hdr.flags & (VnetHdr::F_NEEDS_CSUM | VnetHdr::F_DATA_VALID) == 0;
-    if unverified && icmpv6_checksum(&ip.src, &ip.dst, m) != 0 {
+    if unverified && !m.verify_checksum(&ip.src, &ip.dst) {
         return Echo6::BadChecksum;
     }
-    let mut reply = m.to_vec();
-    reply[0] = ECHO_REPLY;
+    let mut reply = ip.payload.to_vec();
+    icmpv6::Packet::new_unchecked(&mut reply[..]).set_msg_type(ECHO_REPLY);
     Echo6::Reply(icmpv6_frame(
         asker(frame),
         gw.mac.0,
@@ -279,6 +245,13 @@ pub(crate) fn echo6(frame: &[u8], hdr: &VnetHdr, gw: &Gateway) -> Echo6 {
 mod tests {
     use super::*;
     use crate::wire::MacAddr;
+    use crate::wire::icmpv6::types::{
+        NEIGHBOUR_ADVERT as NEIGHBOUR_ADVERTISEMENT, NEIGHBOUR_SOLICIT as NEIGHBOUR_SOLICITATION,
+    };
+    use crate::wire::ndp::na_flags::{
+        OVERRIDE as NA_OVERRIDE, ROUTER as NA_ROUTER, SOLICITED as NA_SOLICITED,
+    };
+    use crate::wire::ndp::option::{SOURCE_LL as OPT_SOURCE_LL, TARGET_LL as OPT_TARGET_LL};
     use etherparse::{Icmpv6Type, PacketBuilder, SlicedPacket, TransportSlice};
 
     const GW6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x5653, 0, 1, 0, 0, 0, 1);

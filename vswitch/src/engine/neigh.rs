@@ -11,8 +11,9 @@ use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
 use super::packet::{Packet, VnetHdr};
-use super::wire::{ARP_LEN, ARP_REQUEST, ArpRepr, ETH_HDR_LEN, ETHERTYPE_ARP, emit_eth};
 use super::{MacAddr, PortId};
+use crate::wire::arp::{self, ArpRepr};
+use crate::wire::ethernet::{self, EtherType, HEADER_LEN as ETH_HDR_LEN};
 
 /// How long a learned neighbour is trusted without a new ARP packet.
 pub(crate) const NEIGH_TTL: Duration = Duration::from_secs(300);
@@ -196,11 +197,11 @@ impl Neighbours {
 
     /// A broadcast ARP request for `target` from this address.
     pub(crate) fn request(&self, target: Ipv4Addr) -> Packet {
-        let mut p = Packet::zeroed(VnetHdr::default(), ETH_HDR_LEN + ARP_LEN);
+        let mut p = Packet::zeroed(VnetHdr::default(), ETH_HDR_LEN + arp::PACKET_LEN);
         let b = p.frame_mut();
-        emit_eth(b, [0xff; 6], self.mac.0, ETHERTYPE_ARP);
+        ethernet::emit(b, [0xff; 6], self.mac.0, EtherType::ARP);
         ArpRepr {
-            op: ARP_REQUEST,
+            op: arp::REQUEST,
             sha: self.mac.0,
             spa: self.ip.octets(),
             tha: [0; 6],

@@ -24,7 +24,7 @@
 use std::time::Instant;
 
 use super::l2::{self, Port};
-use super::{Action, DomainId, DropReason, Engine, Packet, PortId, PortRole, fault, vlan, wire};
+use super::{Action, DomainId, DropReason, Engine, Packet, PortId, PortRole, fault, vlan};
 
 /// A stage of the frame path. [`PIPELINE`] lists them in order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -360,7 +360,7 @@ impl Engine {
         };
         cx.port = port;
         self.metrics.rx(cx.ingress, cx.pkt.len());
-        if cx.pkt.len() < wire::ETH_HDR_LEN {
+        if cx.pkt.len() < crate::wire::ethernet::HEADER_LEN {
             l2::drop_frame(&mut self.metrics, cx.ingress, DropReason::Malformed, cx.out);
             return Next::Done;
         }
@@ -452,7 +452,10 @@ impl Engine {
             // Routed by a machine out of its faulted uplink (the router
             // emits onto lan itself), unless it came from that uplink.
             let uplink = self
-                .faulted_uplink(port, &frame[6..12])
+                .faulted_uplink(
+                    port,
+                    &crate::wire::ethernet::Frame::new_unchecked(frame).src(),
+                )
                 .filter(|&u| u != ingress);
             let own_fault = self.faults.fault(port).is_some() && past != Some(port);
             let judged = [

@@ -18,12 +18,10 @@
 //! (no DF, a fragment, an MTU below the minimum) is sent on and the outer
 //! packet is fragmented on the underlay ([`super::vxlan`]).
 
-use std::net::Ipv4Addr;
-
-use super::checksum::{get16, put16, sum};
-use super::nd::{ETHERTYPE_IPV6, icmpv6_frame};
+use super::nd::icmpv6_frame;
 use super::packet::{Packet, VnetHdr};
-use super::wire::{ETH_HDR_LEN, ETHERTYPE_IPV4, emit_eth, ethertype};
+use crate::wire::ethernet::{self, EtherType, HEADER_LEN as ETH_HDR_LEN};
+use crate::wire::{IpProtocol, icmpv4, icmpv6, ipv4, ipv6, tcp, udp};
 
 /// What the VTEP does with an inner frame, given the inner MTU.
 #[derive(Debug)]
@@ -37,28 +35,25 @@ pub(crate) enum Verdict {
     Oversize,
 }
 
-const ICMP_DEST_UNREACH: u8 = 3;
-const ICMP_FRAG_NEEDED: u8 = 4;
-const IPPROTO_ICMP: u8 = 1;
-const IPPROTO_TCP: u8 = 6;
-const IP_DF: u16 = 0x4000;
-const IPV6_HDR: usize = 40;
+const IPPROTO_ICMP: u8 = IpProtocol::ICMP;
+const IPPROTO_TCP: u8 = IpProtocol::TCP;
+const IPV6_HDR: usize = ipv6::HEADER_LEN;
 const IPV6_MIN_MTU: usize = 1280;
 /// Linux trims the offending packet to 576 − 20 − 8 bytes.
-const QUOTE4: usize = 576 - 20 - 8;
+const QUOTE4: usize = 576 - ipv4::HEADER_LEN - icmpv4::HEADER_LEN;
 /// ... and an IPv6 one to 1280 − 40 − 8 bytes.
-const QUOTE6: usize = IPV6_MIN_MTU - IPV6_HDR - 8;
+const QUOTE6: usize = IPV6_MIN_MTU - IPV6_HDR - icmpv6::HEADER_LEN;
 
 /// Judges the inner frame `pkt` against `mtu`, the largest inner IP packet
 /// the underlay carries.
 pub(crate) fn check(pkt: &Packet, mtu: usize) -> Verdict {
     let f = pkt.frame();
-    if f.len() < ETH_HDR_LEN + 20 {
+    if f.len() < ETH_HDR_LEN + ipv4::HEADER_LEN {
         return Verdict::Fits;
     }
-    match ethertype(f) {
-        ETHERTYPE_IPV4 => check4(pkt, mtu),
-        ETHERTYPE_IPV6 if f.len() >= ETH_HDR_LEN + IPV6_HDR => check6(pkt, mtu),
+    match ethernet::ethertype(f) {
+        EtherType::IPV4 => check4(pkt, mtu),
+        EtherType::IPV6 if f.len() >= ETH_HDR_LEN + IPV6_HDR => check6(pkt, mtu),
         _ => Verdict::Fits,
     }
 }
@@ -69,37 +64,43 @@ fn segment_len(pkt: &Packet, whole: usize, l4: usize, tcp: bool) -> usize {
         return whole;
     }
     let f = pkt.frame();
-    let l4_hdr = match f.get(l4 + 12) {
-        Some(&off) if tcp => usize::from(off >> 4) * 4,
-        _ => 8,
+    // The data offset is read whenever the frame holds its byte.
+    let l4_hdr = match f.get(l4..) {
+        Some(t) if tcp && t.len() > 12 => tcp::Packet::new_unchecked(t).header_len(),
+        _ => udp::HEADER_LEN,
     };
     (l4 - ETH_HDR_LEN + l4_hdr + usize::from(pkt.hdr.gso_size)).min(whole)
 }
 
 fn check4(pkt: &Packet, mtu: usize) -> Verdict {
     let f = pkt.frame();
-    let ip = &f[ETH_HDR_LEN..];
-    let ihl = usize::from(ip[0] & 0x0f) * 4;
-    if ip[0] >> 4 != 4 || ihl < 20 || ip.len() < ihl {
+    let ip = ipv4::Packet::new_unchecked(&f[ETH_HDR_LEN..]);
+    if ip.check_header().is_err() {
         return Verdict::Fits;
     }
-    let total = usize::from(get16(ip, 2));
+    let ihl = ip.header_len();
+    let total = usize::from(ip.total_len());
     // GSO super-frames may carry a total length of 0 or of one segment.
-    let whole = if pkt.hdr.is_gso() { ip.len() } else { total };
-    if segment_len(pkt, whole, ETH_HDR_LEN + ihl, ip[9] == IPPROTO_TCP) <= mtu {
+    let whole = if pkt.hdr.is_gso() {
+        ip.into_inner().len()
+    } else {
+        total
+    };
+    if segment_len(pkt, whole, ETH_HDR_LEN + ihl, ip.protocol() == IPPROTO_TCP) <= mtu {
         return Verdict::Fits;
     }
-    let src = Ipv4Addr::new(ip[12], ip[13], ip[14], ip[15]);
-    let dst = Ipv4Addr::new(ip[16], ip[17], ip[18], ip[19]);
+    let src = ip.src_addr();
+    let dst = ip.dst_addr();
     let unanswerable = mtu < 576
-        || get16(ip, 6) != IP_DF
+        || ip.frag_field() != ipv4::FLAG_DF
         || dst.is_broadcast()
         || dst.is_multicast()
         || src.is_unspecified()
         || src.is_loopback()
         || src.is_broadcast()
         || src.is_multicast()
-        || (ip[9] == IPPROTO_ICMP && ip.get(ihl).is_some_and(|&t| is_icmp_error(t)));
+        || (ip.protocol() == IPPROTO_ICMP
+            && ip.into_inner().get(ihl).is_some_and(|&t| is_icmp_error(t)));
     if unanswerable {
         return Verdict::Oversize;
     }
@@ -108,54 +109,54 @@ fn check4(pkt: &Packet, mtu: usize) -> Verdict {
 
 /// ICMP types that are errors (Linux's `icmp_is_err`).
 fn is_icmp_error(t: u8) -> bool {
-    matches!(t, 3 | 4 | 5 | 11 | 12)
+    icmpv4::is_error(t)
 }
 
 /// The "fragmentation needed" Linux builds about the IPv4 frame `f`.
 fn frag_needed(f: &[u8], mtu: u16) -> Packet {
-    let ip = &f[ETH_HDR_LEN..];
-    let quote = ip.len().min(QUOTE4);
-    let icmp_len = 8 + quote;
-    let mut p = Packet::zeroed(VnetHdr::default(), ETH_HDR_LEN + 20 + icmp_len);
-    let (mut src_mac, mut dst_mac) = ([0u8; 6], [0u8; 6]);
-    dst_mac.copy_from_slice(&f[6..12]);
-    src_mac.copy_from_slice(&f[0..6]);
+    let ipb = &f[ETH_HDR_LEN..];
+    let ip = ipv4::Packet::new_unchecked(ipb);
+    let quote = ipb.len().min(QUOTE4);
+    let icmp_len = icmpv4::HEADER_LEN + quote;
+    let mut p = Packet::zeroed(
+        VnetHdr::default(),
+        ETH_HDR_LEN + ipv4::HEADER_LEN + icmp_len,
+    );
+    let eth = ethernet::Frame::new_unchecked(f);
     let b = p.frame_mut();
-    emit_eth(b, dst_mac, src_mac, ETHERTYPE_IPV4);
-    {
-        let h = &mut b[ETH_HDR_LEN..ETH_HDR_LEN + 20];
-        h[0] = 0x45;
-        put16(h, 2, (20 + icmp_len) as u16);
-        put16(h, 6, IP_DF);
-        h[8] = ip[8];
-        h[9] = IPPROTO_ICMP;
-        h[12..16].copy_from_slice(&ip[16..20]);
-        h[16..20].copy_from_slice(&ip[12..16]);
-        let c = !sum(h, 0);
-        put16(h, 10, c);
-    }
-    let m = &mut b[ETH_HDR_LEN + 20..];
-    m[0] = ICMP_DEST_UNREACH;
-    m[1] = ICMP_FRAG_NEEDED;
-    put16(m, 6, mtu);
-    m[8..].copy_from_slice(&ip[..quote]);
-    let c = !sum(m, 0);
-    put16(m, 2, c);
+    ethernet::emit(b, eth.src(), eth.dst(), EtherType::IPV4);
+    let rep = ipv4::Repr {
+        src: ip.dst(),
+        dst: ip.src(),
+        protocol: IPPROTO_ICMP,
+        payload_len: icmp_len,
+        ttl: ip.ttl(),
+        tos: 0,
+        dont_frag: true,
+    };
+    rep.emit(&mut b[ETH_HDR_LEN..]);
+    let mut m = icmpv4::Packet::new_unchecked(&mut b[ETH_HDR_LEN + ipv4::HEADER_LEN..]);
+    m.set_msg_type(icmpv4::types::DEST_UNREACH);
+    m.set_code(icmpv4::unreach::FRAG_NEEDED);
+    m.set_next_hop_mtu(mtu);
+    m.data_mut().copy_from_slice(&ipb[..quote]);
+    m.fill_checksum();
     p
 }
 
 fn check6(pkt: &Packet, mtu: usize) -> Verdict {
     let f = pkt.frame();
-    let ip = &f[ETH_HDR_LEN..];
-    if ip[0] >> 4 != 6 {
+    let ipb = &f[ETH_HDR_LEN..];
+    let ip = ipv6::Packet::new_unchecked(ipb);
+    if ip.check_header().is_err() {
         return Verdict::Fits;
     }
     let whole = if pkt.hdr.is_gso() {
-        ip.len()
+        ipb.len()
     } else {
-        IPV6_HDR + usize::from(get16(ip, 4))
+        IPV6_HDR + usize::from(ip.payload_len())
     };
-    let tcp = ip[6] == IPPROTO_TCP;
+    let tcp = ip.next_header() == IPPROTO_TCP;
     if segment_len(pkt, whole, ETH_HDR_LEN + IPV6_HDR, tcp) <= mtu {
         return Verdict::Fits;
     }
@@ -164,19 +165,23 @@ fn check6(pkt: &Packet, mtu: usize) -> Verdict {
     if mtu < IPV6_MIN_MTU || !super::icmp6::may_answer(f) {
         return Verdict::Oversize;
     }
-    let mut src = [0u8; 16];
-    src.copy_from_slice(&ip[8..24]);
-    let mut dst = [0u8; 16];
-    dst.copy_from_slice(&ip[24..40]);
-    let quote = ip.len().min(QUOTE6);
-    let mut msg = vec![0u8; 8 + quote];
-    msg[0] = super::icmp6::PACKET_TOO_BIG;
-    msg[4..8].copy_from_slice(&(mtu as u32).to_be_bytes());
-    msg[8..].copy_from_slice(&ip[..quote]);
-    let (mut src_mac, mut dst_mac) = ([0u8; 6], [0u8; 6]);
-    dst_mac.copy_from_slice(&f[6..12]);
-    src_mac.copy_from_slice(&f[0..6]);
-    Verdict::Answer(icmpv6_frame(dst_mac, src_mac, dst, src, 0, ip[7], &msg))
+    let quote = ipb.len().min(QUOTE6);
+    let mut msg = vec![0u8; icmpv6::HEADER_LEN + quote];
+    let mut m = icmpv6::Packet::new_unchecked(&mut msg[..]);
+    m.set_msg_type(icmpv6::types::PACKET_TOO_BIG);
+    m.set_mtu(mtu as u32);
+    m.data_mut().copy_from_slice(&ipb[..quote]);
+    let eth = ethernet::Frame::new_unchecked(f);
+    let (src, dst) = (ip.src(), ip.dst());
+    Verdict::Answer(icmpv6_frame(
+        eth.src(),
+        eth.dst(),
+        dst,
+        src,
+        0,
+        ip.hop_limit(),
+        &msg,
+    ))
 }
 
 #[cfg(test)]

@@ -16,9 +16,9 @@ use std::collections::HashMap;
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
-use super::checksum::{get16, put16, sum};
 use super::packet::{Packet, VnetHdr};
-use super::wire::{ETH_HDR_LEN, ETHERTYPE_IPV4, ethertype};
+use crate::wire::ethernet::{self, EtherType, HEADER_LEN as ETH_HDR_LEN};
+use crate::wire::ipv4;
 
 /// Packets waiting for their fragments at once.
 pub(crate) const MAX_PENDING: usize = 64;
@@ -63,9 +63,9 @@ pub(crate) struct Reassembly {
 
 /// Whether the IPv4 frame `f` is a fragment (MF set or an offset).
 pub(crate) fn is_fragment(f: &[u8]) -> bool {
-    f.len() >= ETH_HDR_LEN + 20
-        && ethertype(f) == ETHERTYPE_IPV4
-        && get16(f, ETH_HDR_LEN + 6) & 0x3fff != 0
+    f.len() >= ETH_HDR_LEN + ipv4::HEADER_LEN
+        && ethernet::ethertype(f) == EtherType::IPV4
+        && ipv4::Packet::new_unchecked(&f[ETH_HDR_LEN..]).is_fragment()
 }
 
 impl Reassembly {
@@ -74,25 +74,20 @@ impl Reassembly {
         if !is_fragment(f) {
             return Offer::Whole;
         }
-        let ip = &f[ETH_HDR_LEN..];
-        let ihl = usize::from(ip[0] & 0x0f) * 4;
-        let total = usize::from(get16(ip, 2));
-        if ihl < 20 || total < ihl || ip.len() < total {
+        let ip = ipv4::Packet::new_unchecked(&f[ETH_HDR_LEN..]);
+        let ihl = ip.header_len();
+        let total = usize::from(ip.total_len());
+        // The version is not checked: the EtherType said IPv4.
+        if ihl < ipv4::HEADER_LEN || total < ihl || ip.into_inner().len() < total {
             return Offer::Refused;
         }
-        let field = get16(ip, 6);
-        let off = usize::from(field & 0x1fff) * 8;
-        let more = field & 0x2000 != 0;
-        let data = &ip[ihl..total];
+        let off = ip.frag_offset();
+        let more = ip.more_frags();
+        let data = &ip.into_inner()[ihl..total];
         if off + data.len() > MAX_PACKET - ihl || (more && !data.len().is_multiple_of(8)) {
             return Offer::Refused;
         }
-        let key = (
-            Ipv4Addr::new(ip[12], ip[13], ip[14], ip[15]),
-            Ipv4Addr::new(ip[16], ip[17], ip[18], ip[19]),
-            get16(ip, 4),
-            ip[9],
-        );
+        let key = (ip.src_addr(), ip.dst_addr(), ip.ident(), ip.protocol());
         self.expire(now);
         if !self.pending.contains_key(&key) && self.pending.len() >= MAX_PENDING {
             self.give_up_oldest();
@@ -184,12 +179,10 @@ fn join(p: Pending) -> Packet {
         at += d.len();
     }
     let ihl = head.len() - ETH_HDR_LEN;
-    let ip = &mut b[ETH_HDR_LEN..];
-    put16(ip, 2, (ihl + len) as u16);
-    put16(ip, 6, 0);
-    put16(ip, 10, 0);
-    let c = !sum(&ip[..ihl], 0);
-    put16(ip, 10, c);
+    let mut ip = ipv4::Packet::new_unchecked(&mut b[ETH_HDR_LEN..ETH_HDR_LEN + ihl]);
+    ip.set_total_len((ihl + len) as u16);
+    ip.set_frag_field(0);
+    ip.fill_checksum();
     out
 }
 
@@ -264,8 +257,9 @@ mod tests {
         assert_eq!((r.pending(), r.expired), (0, 1));
         for id in 0..(MAX_PENDING as u16 + 5) {
             let mut f = parts[0].frame().to_vec();
-            put16(&mut f, ETH_HDR_LEN + 4, id);
-            put16(&mut f, ETH_HDR_LEN + 10, 0);
+            let mut ip = ipv4::Packet::new_unchecked(&mut f[ETH_HDR_LEN..]);
+            ip.set_ident(id);
+            ip.set_checksum(0);
             r.offer(t0, &f);
         }
         assert_eq!(r.pending(), MAX_PENDING);

@@ -34,10 +34,9 @@ use super::neigh::Neighbours;
 use super::packet::Packet;
 use super::pipeline::FrameCx;
 use super::trace::TraceEvent;
-use super::wire::{
-    ARP_REPLY, ARP_REQUEST, ArpRepr, ETH_HDR_LEN, ETHERTYPE_ARP, ETHERTYPE_IPV4, ethertype,
-};
 use super::{Action, DomainId, DropReason, EngineError, MacAddr, PortId, PortRole};
+use crate::wire::arp::{self, ArpRepr};
+use crate::wire::ethernet::{self, EtherType, HEADER_LEN as ETH_HDR_LEN};
 
 #[derive(Debug)]
 pub(crate) struct MachineRt {
@@ -242,15 +241,15 @@ impl Router {
             return false;
         }
         let frame = cx.pkt.frame();
-        let et = ethertype(frame);
-        if et == ETHERTYPE_ARP {
+        let et = ethernet::ethertype(frame);
+        if et == EtherType::ARP {
             self.snoop_arp(now, tag, ingress, metrics, frame, cx.out);
             return false;
         }
-        if et != ETHERTYPE_IPV4 {
+        if et != EtherType::IPV4 {
             return false;
         }
-        let dst_key = mac_key(&frame[0..6]);
+        let dst_key = mac_key(&ethernet::Frame::new_unchecked(frame).dst());
         match tag {
             Tag::Container(n) => {
                 if dst_key != self.nets[usize::from(n)].gw_key {
@@ -388,10 +387,10 @@ impl Router {
         frame: &[u8],
         out: &mut Vec<Action>,
     ) {
-        let Some(arp) = ArpRepr::parse(&frame[ETH_HDR_LEN..]) else {
+        let Some(arp) = ArpRepr::parse(ethernet::Frame::new_unchecked(frame).payload()) else {
             return;
         };
-        if arp.op != ARP_REQUEST && arp.op != ARP_REPLY {
+        if arp.op != arp::REQUEST && arp.op != arp::REPLY {
             return;
         }
         let spa = Ipv4Addr::from(arp.spa);

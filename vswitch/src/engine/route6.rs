@@ -32,16 +32,16 @@ use super::fdb::mac_key;
 use super::flow::{IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, Tuple, tcp_flags};
 use super::icmp6;
 use super::metrics::Metrics;
-use super::nd::ETHERTYPE_IPV6;
 use super::packet::{Packet, VnetHdr};
 use super::pipeline::FrameCx;
 use super::trace::TraceEvent;
-use super::wire::{ETH_HDR_LEN, ethertype};
 use super::{Action, DomainId, DropReason, MacAddr, PortId, PortRole};
+use crate::wire::ethernet::{self, EtherType, HEADER_LEN as ETH_HDR_LEN};
+use crate::wire::{icmpv6, ipv6, tcp, udp};
 
-const IPV6_HDR: usize = 40;
-const ICMPV6_ECHO_REQUEST: u8 = 128;
-const ICMPV6_ECHO_REPLY: u8 = 129;
+const IPV6_HDR: usize = ipv6::HEADER_LEN;
+const ICMPV6_ECHO_REQUEST: u8 = icmpv6::types::ECHO_REQUEST;
+const ICMPV6_ECHO_REPLY: u8 = icmpv6::types::ECHO_REPLY;
 
 /// A machine as the IPv6 router sees it (one per [`super::MachineConfig`],
 /// same order).
@@ -139,45 +139,41 @@ const L4_OFF: usize = ETH_HDR_LEN + IPV6_HDR;
 
 impl Ip6 {
     fn parse(frame: &[u8]) -> Option<Ip6> {
-        if frame.len() < L4_OFF || ethertype(frame) != ETHERTYPE_IPV6 {
+        let eth = ethernet::Frame::new_checked(frame).ok()?;
+        if eth.ethertype_raw() != EtherType::IPV6 {
             return None;
         }
-        let h = &frame[ETH_HDR_LEN..];
-        if h[0] >> 4 != 6 {
-            return None;
-        }
-        let plen = usize::from(get16(h, 4));
-        let l4 = frame.get(L4_OFF..L4_OFF + plen)?;
-        let addr = |at: usize| {
-            <[u8; 16]>::try_from(&h[at..at + 16])
-                .ok()
-                .map(Ipv6Addr::from)
-        };
+        let h = ipv6::Packet::new_checked(eth.payload()).ok()?;
+        let plen = usize::from(h.payload_len());
+        let l4 = h.into_payload();
         let mut tuple = Tuple {
-            src: addr(8)?,
-            dst: addr(24)?,
+            src: h.src_addr(),
+            dst: h.dst_addr(),
             sport: 0,
             dport: 0,
-            proto: h[6],
+            proto: h.next_header(),
             icmp_reply: false,
         };
         let mut tcp = None;
         match tuple.proto {
-            IPPROTO_TCP if l4.len() >= 20 => {
-                tuple.sport = get16(l4, 0);
-                tuple.dport = get16(l4, 2);
-                tcp = Some(l4[13]);
+            IPPROTO_TCP if l4.len() >= tcp::HEADER_LEN => {
+                let t = tcp::Packet::new_unchecked(l4);
+                tuple.sport = t.src_port();
+                tuple.dport = t.dst_port();
+                tcp = Some(t.flags());
             }
-            IPPROTO_UDP if l4.len() >= 8 => {
-                tuple.sport = get16(l4, 0);
-                tuple.dport = get16(l4, 2);
+            IPPROTO_UDP if l4.len() >= udp::HEADER_LEN => {
+                let u = udp::Packet::new_unchecked(l4);
+                tuple.sport = u.src_port();
+                tuple.dport = u.dst_port();
             }
-            IPPROTO_ICMPV6 if l4.len() >= 8 => {
-                if matches!(l4[0], ICMPV6_ECHO_REQUEST | ICMPV6_ECHO_REPLY) {
-                    let id = get16(l4, 4);
+            IPPROTO_ICMPV6 if l4.len() >= icmpv6::HEADER_LEN => {
+                let m = icmpv6::Packet::new_unchecked(l4);
+                if matches!(m.msg_type(), ICMPV6_ECHO_REQUEST | ICMPV6_ECHO_REPLY) {
+                    let id = m.echo_ident();
                     tuple.sport = id;
                     tuple.dport = id;
-                    tuple.icmp_reply = l4[0] == ICMPV6_ECHO_REPLY;
+                    tuple.icmp_reply = m.msg_type() == ICMPV6_ECHO_REPLY;
                 } else {
                     // Errors and neighbour discovery are not routed here.
                     return None;
@@ -187,7 +183,7 @@ impl Ip6 {
         }
         Some(Ip6 {
             tuple,
-            hop_limit: h[7],
+            hop_limit: h.hop_limit(),
             l4_len: plen,
             tcp,
         })
@@ -273,7 +269,7 @@ impl Router6 {
         if on_link_only(ip.tuple.dst) {
             return false;
         }
-        let dst_key = mac_key(&frame[0..6]);
+        let dst_key = mac_key(&ethernet::Frame::new_unchecked(frame).dst());
         let (m, verdict) = match tag {
             Tag::Container(n) if dst_key == mac_key(&self.cfg.networks[n].gw_mac.0) => {
                 let m = self.cfg.networks[n].machine;
@@ -365,10 +361,10 @@ impl Router6 {
             return true;
         }
         rewrite(pkt, &ip.tuple, &to, ip.l4_len);
-        let b = pkt.frame_mut();
-        b[0..6].copy_from_slice(&hop.via_mac.0);
-        b[6..12].copy_from_slice(&hop.src_mac.0);
-        b[ETH_HDR_LEN + 7] = ip.hop_limit - 1;
+        let mut eth = ethernet::Frame::new_unchecked(pkt.frame_mut());
+        eth.set_dst(hop.via_mac.0);
+        eth.set_src(hop.src_mac.0);
+        ipv6::Packet::new_unchecked(eth.payload_mut()).set_hop_limit(ip.hop_limit - 1);
         let via = mac_key(&hop.via_mac.0);
         if hop.lan
             && depth == 0
@@ -403,16 +399,21 @@ impl Router6 {
         let (now, ingress) = (cx.now, cx.ingress);
         let (pkt, out) = (&mut *cx.pkt, &mut *cx.out);
         let f = pkt.frame();
-        let inner_at = L4_OFF + 8;
-        if f.len() < inner_at + IPV6_HDR + 8
-            || ethertype(f) != ETHERTYPE_IPV6
-            || f[ETH_HDR_LEN + 6] != IPPROTO_ICMPV6
-            || !(1..=4).contains(&f[L4_OFF])
-            || f[inner_at] >> 4 != 6
+        let inner_at = L4_OFF + icmpv6::HEADER_LEN;
+        if f.len() < inner_at + IPV6_HDR + 8 || ethernet::ethertype(f) != EtherType::IPV6 {
+            return false;
+        }
+        let outer = ipv6::Packet::new_unchecked(&f[ETH_HDR_LEN..]);
+        let msg = icmpv6::Packet::new_unchecked(&f[L4_OFF..]);
+        let quote = ipv6::Packet::new_unchecked(&f[inner_at..]);
+        if outer.next_header() != IPPROTO_ICMPV6
+            || !(icmpv6::types::DEST_UNREACH..=icmpv6::types::PARAM_PROBLEM)
+                .contains(&msg.msg_type())
+            || quote.version() != 6
         {
             return false;
         }
-        let dst_key = mac_key(&f[0..6]);
+        let dst_key = mac_key(&ethernet::Frame::new_unchecked(f).dst());
         let Some(m) = self
             .cfg
             .machines
@@ -421,21 +422,26 @@ impl Router6 {
         else {
             return false;
         };
-        let addr =
-            |at: usize| Ipv6Addr::from(<[u8; 16]>::try_from(&f[at..at + 16]).unwrap_or([0; 16]));
-        let proto = f[inner_at + 6];
+        let proto = quote.next_header();
         let l4 = inner_at + IPV6_HDR;
+        // The quote holds at least 8 bytes of its L4 header.
+        let (ports, echo) = (
+            udp::Packet::new_unchecked(&f[l4..]),
+            icmpv6::Packet::new_unchecked(&f[l4..]),
+        );
         let (sport, dport, icmp_reply) = match proto {
-            IPPROTO_TCP | IPPROTO_UDP => (get16(f, l4), get16(f, l4 + 2), false),
-            IPPROTO_ICMPV6 if matches!(f[l4], ICMPV6_ECHO_REQUEST | ICMPV6_ECHO_REPLY) => {
-                let id = get16(f, l4 + 4);
-                (id, id, f[l4] == ICMPV6_ECHO_REPLY)
+            IPPROTO_TCP | IPPROTO_UDP => (ports.src_port(), ports.dst_port(), false),
+            IPPROTO_ICMPV6
+                if matches!(echo.msg_type(), ICMPV6_ECHO_REQUEST | ICMPV6_ECHO_REPLY) =>
+            {
+                let id = echo.echo_ident();
+                (id, id, echo.msg_type() == ICMPV6_ECHO_REPLY)
             }
             _ => return false,
         };
         let quoted = Tuple {
-            src: addr(inner_at + 8),
-            dst: addr(inner_at + 24),
+            src: quote.src_addr(),
+            dst: quote.dst_addr(),
             sport,
             dport,
             proto,
@@ -455,7 +461,7 @@ impl Router6 {
         let Ok(hop) = self.next_hop(m, orig.src) else {
             return false;
         };
-        let hop_limit = f[ETH_HDR_LEN + 7];
+        let hop_limit = outer.hop_limit();
         if hop_limit <= 1 {
             metrics.drop(ingress, DropReason::TtlExceeded);
             out.push(Action::Drop(DropReason::TtlExceeded));
@@ -465,9 +471,9 @@ impl Router6 {
         // The quoted packet: its source address and port, its checksum.
         let inner_l4_len = b.len() - l4;
         let inner_csum = match proto {
-            IPPROTO_TCP => 16,
-            IPPROTO_UDP => 6,
-            _ => 2,
+            IPPROTO_TCP => tcp::field::CHECKSUM,
+            IPPROTO_UDP => udp::field::CHECKSUM,
+            _ => icmpv6::field::CHECKSUM,
         };
         if inner_l4_len >= inner_csum + 2 {
             let mut c = get16(b, l4 + inner_csum);
@@ -478,20 +484,26 @@ impl Router6 {
             c = update16(c, quoted.sport, orig.sport);
             put16(b, l4 + inner_csum, c);
         }
-        b[inner_at + 8..inner_at + 24].copy_from_slice(&orig.src.octets());
-        let port_at = if proto == IPPROTO_ICMPV6 { l4 + 4 } else { l4 };
+        ipv6::Packet::new_unchecked(&mut b[inner_at..]).set_src(orig.src.octets());
+        let port_at = if proto == IPPROTO_ICMPV6 {
+            l4 + icmpv6::field::ECHO_IDENT
+        } else {
+            l4 + udp::field::SRC_PORT
+        };
         put16(b, port_at, orig.sport);
         // The outer destination, hop limit, MACs and ICMPv6 checksum.
-        b[ETH_HDR_LEN + 24..ETH_HDR_LEN + 40].copy_from_slice(&orig.src.octets());
-        b[ETH_HDR_LEN + 7] = hop_limit - 1;
-        b[0..6].copy_from_slice(&hop.via_mac.0);
-        b[6..12].copy_from_slice(&hop.src_mac.0);
-        let plen = usize::from(get16(b, ETH_HDR_LEN + 4)).min(b.len() - L4_OFF);
-        b[L4_OFF + 2..L4_OFF + 4].fill(0);
-        let mut src = [0u8; 16];
-        src.copy_from_slice(&b[ETH_HDR_LEN + 8..ETH_HDR_LEN + 24]);
-        let c = super::nd::icmpv6_checksum(&src, &orig.src.octets(), &b[L4_OFF..L4_OFF + plen]);
-        put16(b, L4_OFF + 2, c);
+        let mut o = ipv6::Packet::new_unchecked(&mut b[ETH_HDR_LEN..]);
+        o.set_dst(orig.src.octets());
+        o.set_hop_limit(hop_limit - 1);
+        let (plen, src) = (usize::from(o.payload_len()), o.src());
+        let mut eth = ethernet::Frame::new_unchecked(&mut *b);
+        eth.set_dst(hop.via_mac.0);
+        eth.set_src(hop.src_mac.0);
+        let plen = plen.min(b.len() - L4_OFF);
+        let mut m = icmpv6::Packet::new_unchecked(&mut b[L4_OFF..]);
+        m.set_checksum(0);
+        let c = super::nd::icmpv6_checksum(&src, &orig.src.octets(), &m.into_inner()[..plen]);
+        icmpv6::Packet::new_unchecked(&mut b[L4_OFF..]).set_checksum(c);
         pkt.hdr = VnetHdr::default();
         metrics.tx(hop.port, pkt.len());
         out.push(Action::Forward(hop.port));
@@ -748,15 +760,19 @@ fn rewrite(pkt: &mut Packet, from: &Tuple<Ipv6Addr>, to: &Tuple<Ipv6Addr>, l4_le
     let partial =
         pkt.hdr.flags & VnetHdr::F_NEEDS_CSUM != 0 && usize::from(pkt.hdr.csum_start) == L4_OFF;
     let at = match from.proto {
-        IPPROTO_TCP => 16,
-        IPPROTO_UDP => 6,
-        _ => 2,
+        IPPROTO_TCP => tcp::field::CHECKSUM,
+        IPPROTO_UDP => udp::field::CHECKSUM,
+        _ => icmpv6::field::CHECKSUM,
     };
     let b = pkt.frame_mut();
     let has_csum = l4_len >= at + 2;
     let mut c = if has_csum { get16(b, L4_OFF + at) } else { 0 };
     let words = |a: Ipv6Addr| a.segments();
-    for (field, o, n) in [(8, from.src, to.src), (24, from.dst, to.dst)] {
+    let addrs = [
+        (ipv6::field::SRC, from.src, to.src),
+        (ipv6::field::DST, from.dst, to.dst),
+    ];
+    for (field, o, n) in addrs {
         if o == n {
             continue;
         }
@@ -772,9 +788,12 @@ fn rewrite(pkt: &mut Packet, from: &Tuple<Ipv6Addr>, to: &Tuple<Ipv6Addr>, l4_le
         b[ETH_HDR_LEN + field..ETH_HDR_LEN + field + 16].copy_from_slice(&n.octets());
     }
     let ports: &[(usize, u16, u16)] = match from.proto {
-        IPPROTO_TCP | IPPROTO_UDP => &[(0, from.sport, to.sport), (2, from.dport, to.dport)],
+        IPPROTO_TCP | IPPROTO_UDP => &[
+            (udp::field::SRC_PORT, from.sport, to.sport),
+            (udp::field::DST_PORT, from.dport, to.dport),
+        ],
         // The echo id is the "port" of both directions.
-        _ => &[(4, from.sport, to.sport)],
+        _ => &[(icmpv6::field::ECHO_IDENT, from.sport, to.sport)],
     };
     for &(field, o, n) in ports {
         if o != n && l4_len >= field + 2 {

@@ -33,10 +33,9 @@ use std::time::{Duration, Instant};
 use super::flow::{IPPROTO_TCP, IPPROTO_UDP, Ip4, L4, Tuple, tcp_flags};
 use super::nat;
 use super::pipeline::FrameCx;
-use super::wire::{
-    ARP_REPLY, ARP_REQUEST, ArpRepr, ETH_HDR_LEN, ETHERTYPE_ARP, emit_eth, ethertype,
-};
 use super::{DomainId, DropReason, MacAddr, Packet, PortId, VnetHdr};
+use crate::wire::arp::{self, ArpRepr};
+use crate::wire::ethernet::{self, EtherType, HEADER_LEN as ETH_HDR_LEN};
 
 /// A task a VIP or published port balances over.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -270,11 +269,11 @@ fn opens(ip: &Ip4) -> bool {
 
 /// An ARP reply from `mac`/`ip` to the asker of `req`.
 fn arp_reply(req: &ArpRepr, mac: MacAddr) -> Packet {
-    let mut p = Packet::zeroed(VnetHdr::default(), ETH_HDR_LEN + 28);
+    let mut p = Packet::zeroed(VnetHdr::default(), ETH_HDR_LEN + arp::PACKET_LEN);
     let b = p.frame_mut();
-    emit_eth(b, req.sha, mac.0, ETHERTYPE_ARP);
+    ethernet::emit(b, req.sha, mac.0, EtherType::ARP);
     ArpRepr {
-        op: ARP_REPLY,
+        op: arp::REPLY,
         sha: mac.0,
         spa: req.tpa,
         tha: req.sha,
@@ -367,12 +366,12 @@ impl Services {
         pkt: &mut Packet,
     ) -> Pre {
         let frame = pkt.frame();
-        if ethertype(frame) == ETHERTYPE_ARP {
-            let Some(req) = ArpRepr::parse(&frame[ETH_HDR_LEN..]) else {
+        if ethernet::ethertype(frame) == EtherType::ARP {
+            let Some(req) = ArpRepr::parse(ethernet::Frame::new_unchecked(frame).payload()) else {
                 return Pre::Pass;
             };
             let tpa = Ipv4Addr::from(req.tpa);
-            if req.op != ARP_REQUEST {
+            if req.op != arp::REQUEST {
                 return Pre::Pass;
             }
             if let Some(&v) = self.vip_at.get(&(domain, tpa)) {
@@ -416,8 +415,9 @@ impl Services {
         }
         if !self.cfg.mesh.is_empty()
             && let Some(s) = self.cfg.sandboxes.iter().position(|s| {
-                (s.machine_ip == t.dst && s.machine_mac.0[..] == frame[0..6])
-                    || (s.uplink == ingress && s.ip == t.dst && s.mac.0[..] == frame[0..6])
+                let dst = ethernet::Frame::new_unchecked(frame).dst();
+                (s.machine_ip == t.dst && s.machine_mac.0 == dst)
+                    || (s.uplink == ingress && s.ip == t.dst && s.mac.0 == dst)
             })
         {
             return self.mesh_forward(now, s, pkt, &ip);
@@ -514,7 +514,7 @@ impl Services {
             ..t
         };
         nat::translate(pkt, ip, &t, &to);
-        pkt.frame_mut()[0..6].copy_from_slice(&flow.backend.mac.0);
+        ethernet::Frame::new_unchecked(pkt.frame_mut()).set_dst(flow.backend.mac.0);
         self.stats.translated += 1;
         Pre::Pass
     }
@@ -530,7 +530,7 @@ impl Services {
         let t = ip.tuple;
         let to = Tuple { src: vip.vip, ..t };
         nat::translate(pkt, ip, &t, &to);
-        pkt.frame_mut()[6..12].copy_from_slice(&vip.mac.0);
+        ethernet::Frame::new_unchecked(pkt.frame_mut()).set_src(vip.mac.0);
         self.stats.translated += 1;
         Pre::Pass
     }
@@ -623,8 +623,7 @@ impl Services {
             self.mesh_back.remove(&old.inner.inverse());
         }
         self.mesh_back.insert(inner.inverse(), *t);
-        let mut client_mac = [0u8; 6];
-        client_mac.copy_from_slice(&pkt.frame()[6..12]);
+        let client_mac = ethernet::Frame::new_unchecked(pkt.frame()).src();
         Ok(MeshFlow {
             sandbox: s,
             client_mac,
@@ -642,10 +641,10 @@ impl Services {
             return Post::Drop;
         };
         let frame = pkt.frame();
-        if ethertype(frame) == ETHERTYPE_ARP {
+        if ethernet::ethertype(frame) == EtherType::ARP {
             let sb = &self.cfg.sandboxes[s];
-            return match ArpRepr::parse(&frame[ETH_HDR_LEN..]) {
-                Some(req) if req.op == ARP_REQUEST && Ipv4Addr::from(req.tpa) == sb.ip => {
+            return match ArpRepr::parse(ethernet::Frame::new_unchecked(frame).payload()) {
+                Some(req) if req.op == arp::REQUEST && Ipv4Addr::from(req.tpa) == sb.ip => {
                     self.stats.arp_answered += 1;
                     Post::Reply(arp_reply(&req, sb.mac))
                 }

@@ -9,8 +9,8 @@ use etherparse::{
     TransportSlice,
 };
 
-use super::wire::checksum;
 use super::*;
+use crate::wire::ip::checksum::checksum;
 
 pub(super) const AGING: Duration = Duration::from_secs(300);
 pub(super) const GW_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);

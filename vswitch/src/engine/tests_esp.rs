@@ -17,8 +17,8 @@ use super::esp::{
     self, EspError, EspState, ICV_LEN, IPPROTO_ESP, OutboundSa, ReplayWindow, SaConfig,
 };
 use super::vxlan::{encap, parse_outer};
-use super::wire::checksum;
 use super::*;
+use crate::wire::ip::checksum::checksum;
 
 fn hex(s: &str) -> Vec<u8> {
     (0..s.len())

@@ -143,7 +143,11 @@ pub(super) fn verified(frame: &[u8]) -> SlicedPacket<'_> {
             assert_eq!(u.checksum(), want, "UDP checksum");
         }
         Some(TransportSlice::Icmpv4(i)) => {
-            assert_eq!(super::wire::checksum(i.slice()), 0, "ICMP checksum");
+            assert_eq!(
+                crate::wire::ip::checksum::checksum(i.slice()),
+                0,
+                "ICMP checksum"
+            );
         }
         _ => {}
     }
@@ -181,7 +185,7 @@ pub(super) fn set_df(mut f: Vec<u8>, df: bool) -> Vec<u8> {
         f[14 + 6] &= !0x40;
     }
     f[24..26].fill(0);
-    let c = super::wire::checksum(&f[14..34]);
+    let c = crate::wire::ip::checksum::checksum(&f[14..34]);
     f[24..26].copy_from_slice(&c.to_be_bytes());
     f
 }
@@ -203,7 +207,7 @@ fn routes_out_of_the_uplink_after_arp_and_learns_from_it() {
         let Action::Emit(p, q) = a else {
             panic!("{a:?}")
         };
-        let arp = super::wire::ArpRepr::parse(&q.frame()[14..]).unwrap();
+        let arp = crate::wire::arp::ArpRepr::parse(&q.frame()[14..]).unwrap();
         assert_eq!(arp.spa, M_IP.octets());
         assert_eq!(arp.tpa, X_IP.octets());
         assert_eq!(&q.frame()[6..12], &lmac(M_IP));

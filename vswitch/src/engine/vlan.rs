@@ -42,14 +42,13 @@ use super::metrics::Metrics;
 use super::pipeline::FrameCx;
 use super::route::Router;
 use super::route6::Router6;
-use super::wire::{
-    ARP_LEN, ARP_REQUEST, ArpRepr, ETH_DST, ETH_HDR_LEN, ETH_SRC, ETHERTYPE_ARP, ETHERTYPE_IPV4,
-    ETHERTYPE_QINQ, ETHERTYPE_VLAN, ethertype,
-};
 use super::{Action, DomainId, DropReason, EngineError, Gateway, MacAddr, Packet, PortId};
+use crate::wire::arp::{self, ArpRepr};
+use crate::wire::ethernet::{self, EtherType, HEADER_LEN as ETH_HDR_LEN};
+use crate::wire::{ipv4, vlan};
 
 /// Length of an 802.1Q tag.
-pub const TAG_LEN: usize = 4;
+pub const TAG_LEN: usize = vlan::TAG_LEN;
 /// Highest VLAN id.
 pub const MAX_VID: u16 = 4094;
 
@@ -281,13 +280,12 @@ pub(crate) fn vlan_key(mac: &[u8], vid: u16) -> u64 {
 /// moves the virtio-net offsets by 4 bytes. False when there is no
 /// headroom or no Ethernet header (the packet is unchanged).
 pub fn push_tag(pkt: &mut Packet, vid: u16) -> bool {
-    if pkt.len() < 12 || pkt.push_front(TAG_LEN).is_none() {
+    if pkt.len() < ethernet::MACS_LEN || pkt.push_front(TAG_LEN).is_none() {
         return false;
     }
     let f = pkt.frame_mut();
-    f.copy_within(TAG_LEN..TAG_LEN + 12, 0);
-    f[12..14].copy_from_slice(&ETHERTYPE_VLAN.to_be_bytes());
-    f[14..16].copy_from_slice(&(vid & 0x0fff).to_be_bytes());
+    f.copy_within(TAG_LEN..TAG_LEN + ethernet::MACS_LEN, 0);
+    vlan::Frame::new_unchecked(f).set_tag(vid);
     pkt.hdr.shift(TAG_LEN as i32);
     true
 }
@@ -297,11 +295,11 @@ pub fn push_tag(pkt: &mut Packet, vid: u16) -> bool {
 /// frame is not 802.1Q-tagged or too short to hold the tag and a type.
 pub fn pop_tag(pkt: &mut Packet) -> Option<u16> {
     let f = pkt.frame_mut();
-    if f.len() < ETH_HDR_LEN + TAG_LEN || ethertype(f) != ETHERTYPE_VLAN {
-        return None;
-    }
-    let vid = u16::from_be_bytes([f[14], f[15]]) & 0x0fff;
-    f.copy_within(0..12, TAG_LEN);
+    let tagged = vlan::Frame::new_checked(&*f)
+        .ok()
+        .filter(|t| t.is_tagged())?;
+    let vid = tagged.vid();
+    f.copy_within(0..ethernet::MACS_LEN, TAG_LEN);
     pkt.pull_front(TAG_LEN);
     pkt.hdr.shift(-(TAG_LEN as i32));
     Some(vid)
@@ -365,18 +363,18 @@ fn egress(
 
 /// The IPv4 destination or ARP target address of an untagged frame.
 fn l3_target(frame: &[u8]) -> Option<(IpAddr, bool)> {
-    match ethertype(frame) {
-        ETHERTYPE_IPV4 if frame.len() >= ETH_HDR_LEN + 20 => {
-            let d = &frame[ETH_HDR_LEN + 16..ETH_HDR_LEN + 20];
-            Some((IpAddr::V4(Ipv4Addr::new(d[0], d[1], d[2], d[3])), false))
+    match ethernet::ethertype(frame) {
+        EtherType::IPV4 if frame.len() >= ETH_HDR_LEN + ipv4::HEADER_LEN => {
+            let ip = ipv4::Packet::new_unchecked(&frame[ETH_HDR_LEN..]);
+            Some((IpAddr::V4(ip.dst_addr()), false))
         }
-        ETHERTYPE_ARP => {
+        EtherType::ARP => {
             let a = ArpRepr::parse(frame.get(ETH_HDR_LEN..)?)?;
             Some((IpAddr::V4(Ipv4Addr::from(a.tpa)), true))
         }
         // IPv6: a Neighbour Solicitation is ND's ARP request (its target),
         // anything else goes by destination address.
-        super::nd::ETHERTYPE_IPV6 => match super::nd::ns_target(frame) {
+        EtherType::IPV6 => match super::nd::ns_target(frame) {
             Some(t) => Some((IpAddr::V6(t), true)),
             None => super::nd::dst6(frame).map(|d| (IpAddr::V6(d), false)),
         },
@@ -416,8 +414,8 @@ pub(crate) fn handle(
     let (pkt, out) = (&mut *cx.pkt, &mut *cx.out);
     let vp = st.port(ingress);
     // 1. Classify: which VLAN, tag popped.
-    let et = ethertype(pkt.frame());
-    let vid = if et == ETHERTYPE_VLAN {
+    let et = ethernet::ethertype(pkt.frame());
+    let vid = if et == EtherType::VLAN {
         let VlanMode::Trunk { native } = vp.mode else {
             return drop_frame(metrics, ingress, DropReason::VlanNotConfigured, out);
         };
@@ -428,7 +426,7 @@ pub(crate) fn handle(
             return drop_frame(metrics, ingress, DropReason::VlanUnknown, out);
         }
         vid
-    } else if et == ETHERTYPE_QINQ {
+    } else if et == EtherType::QINQ {
         return drop_frame(metrics, ingress, DropReason::VlanNotConfigured, out);
     } else {
         vp.untagged_vid()
@@ -437,7 +435,7 @@ pub(crate) fn handle(
     metrics.note(|| {
         super::trace::TraceEvent::Note(format!(
             "vlan: on VLAN {vid} ({})",
-            if et == ETHERTYPE_VLAN {
+            if et == EtherType::VLAN {
                 "tag popped"
             } else {
                 "untagged port"
@@ -445,17 +443,18 @@ pub(crate) fn handle(
         ))
     });
     let frame = pkt.frame();
-    let inner = ethertype(frame);
-    if inner == ETHERTYPE_VLAN || inner == ETHERTYPE_QINQ {
+    let inner = ethernet::ethertype(frame);
+    if inner == EtherType::VLAN || inner == EtherType::QINQ {
         return drop_frame(metrics, ingress, DropReason::VlanNotConfigured, out);
     }
     // 2. Source checks and learning (ipvlan children share the parent MAC:
     // never learned).
-    let src = &frame[ETH_SRC..ETH_SRC + 6];
-    if src[0] & 1 != 0 {
+    let eth = ethernet::Frame::new_unchecked(frame);
+    let src = eth.src();
+    if eth.src_is_multicast() {
         return drop_frame(metrics, ingress, DropReason::MulticastSource, out);
     }
-    if mac_key(src) == 0 {
+    if mac_key(&src) == 0 {
         return drop_frame(metrics, ingress, DropReason::ZeroSource, out);
     }
     if let Attachment::Ipvlan {
@@ -475,7 +474,7 @@ pub(crate) fn handle(
         };
         return from_ipvlan(st, d, metrics, routers, cx, child);
     }
-    let (learned, expired) = d.fdb.learn(vlan_key(src, vid), ingress, now);
+    let (learned, expired) = d.fdb.learn(vlan_key(&src, vid), ingress, now);
     if learned != Learned::Refreshed {
         let c = metrics.fdb_mut(d.id);
         c.expired += expired as u64;
@@ -488,11 +487,11 @@ pub(crate) fn handle(
     }
 
     // 3. Destination.
-    let dst = &frame[ETH_DST..ETH_DST + 6];
-    let unicast = dst[0] & 1 == 0;
+    let dst = eth.dst();
+    let unicast = !eth.dst_is_multicast();
     let mut found = None;
     if unicast {
-        let dkey = mac_key(dst);
+        let dkey = mac_key(&dst);
         if let Some((g, parent)) = st.parent_group(dkey) {
             // For a machine's MAC: one of its ipvlan children (by IP) …
             if let Some((ip, _)) = l3_target(frame)
@@ -510,7 +509,7 @@ pub(crate) fn handle(
                 return drop_frame(metrics, ingress, r, out);
             }
         }
-        let (to, expired) = d.fdb.lookup(vlan_key(dst, vid), now);
+        let (to, expired) = d.fdb.lookup(vlan_key(&dst, vid), now);
         if expired {
             metrics.fdb_mut(d.id).expired += 1;
         }
@@ -549,7 +548,7 @@ fn flood(
 ) {
     let from = st.port(ingress).attach;
     let frame = pkt.frame();
-    let bcast = frame[ETH_DST] & 1 != 0;
+    let bcast = ethernet::Frame::new_unchecked(frame).dst_is_multicast();
     let target = l3_target(frame);
     let mut sent = false;
     let mut isolated = None;
@@ -606,9 +605,10 @@ fn from_ipvlan(
     } = child;
     let (pkt, out) = (&*cx.pkt, &mut *cx.out);
     let frame = pkt.frame();
-    let dst = &frame[ETH_DST..ETH_DST + 6];
+    let eth = ethernet::Frame::new_unchecked(frame);
+    let dst = eth.dst();
     let target = l3_target(frame);
-    let parent_key = mac_key(&frame[ETH_SRC..ETH_SRC + 6]);
+    let parent_key = mac_key(&eth.src());
     // ARP requests and Neighbour Solicitations: l3 children get the parent
     // MAC for any address (they never resolve on the wire, IV-5); l2
     // children for a sibling (what the sibling would answer).
@@ -620,12 +620,11 @@ fn from_ipvlan(
         } else {
             sibling.is_some() && flag == Siblings::Bridge
         };
-        let mut mac = [0u8; 6];
-        mac.copy_from_slice(&frame[ETH_SRC..ETH_SRC + 6]);
+        let mac = eth.src();
         let reply = match tpa {
             _ if !answer => None,
             IpAddr::V4(t) => ArpRepr::parse(&frame[ETH_HDR_LEN..])
-                .filter(|r| r.op == ARP_REQUEST && frame.len() >= ETH_HDR_LEN + ARP_LEN)
+                .filter(|r| r.op == arp::REQUEST && frame.len() >= ETH_HDR_LEN + arp::PACKET_LEN)
                 .and_then(|_| {
                     let gw = Gateway {
                         ip: t,
@@ -645,13 +644,13 @@ fn from_ipvlan(
             return drop_frame(metrics, ingress, DropReason::IpvlanL3Broadcast, out);
         }
     }
-    if dst[0] & 1 != 0 {
+    if eth.dst_is_multicast() {
         if l3 {
             return drop_frame(metrics, ingress, DropReason::IpvlanL3Broadcast, out);
         }
         return flood(st, d, metrics, ingress, vid, pkt, out);
     }
-    if mac_key(dst) == parent_key {
+    if mac_key(&dst) == parent_key {
         // To a sibling (demultiplexed by IP), else the host stack (IV-8).
         if let Some((ip, _)) = target
             && let Some(sib) = st.ipvlan_child(group, vid, ip)
@@ -677,8 +676,8 @@ fn from_ipvlan(
     }
     let (pkt, out) = (&*cx.pkt, &mut *cx.out);
     let frame = pkt.frame();
-    let dst = &frame[ETH_DST..ETH_DST + 6];
-    let (to, expired) = d.fdb.lookup(vlan_key(dst, vid), now);
+    let dst = ethernet::Frame::new_unchecked(frame).dst();
+    let (to, expired) = d.fdb.lookup(vlan_key(&dst, vid), now);
     if expired {
         metrics.fdb_mut(d.id).expired += 1;
     }

@@ -37,20 +37,18 @@ use std::net::Ipv4Addr;
 use super::esp::{self, EspState, SaConfig};
 use super::fdb::mac_key;
 use super::pipeline::FrameCx;
-use super::wire::{
-    ARP_REPLY, ARP_REQUEST, ArpRepr, ETH_HDR_LEN, ETHERTYPE_ARP, ETHERTYPE_IPV4, checksum,
-    emit_eth, ethertype,
-};
 use super::{Action, DomainId, DropReason, Engine, MacAddr, Packet, PortId, VnetHdr, l2};
+use crate::wire::arp::{self, ArpRepr};
+use crate::wire::ethernet::{self, EtherType, HEADER_LEN as ETH_HDR_LEN};
+use crate::wire::ip::checksum::{self, checksum};
+use crate::wire::{IpProtocol, ipv4, ipv6, tcp, udp, vxlan};
 
 /// UDP destination port of VXLAN (IANA, OV-2).
-pub const VXLAN_PORT: u16 = 4789;
+pub const VXLAN_PORT: u16 = vxlan::PORT;
 /// Outer Ethernet + IPv4 + UDP + VXLAN headers: what the overlay costs (OV-5).
-pub const OVERHEAD: usize = 14 + 20 + 8 + 8;
-const IPPROTO_UDP: u8 = 17;
-const IPPROTO_TCP: u8 = 6;
-/// VXLAN flags byte with the I (valid VNI) bit.
-const VXLAN_FLAG_I: u8 = 0x08;
+pub const OVERHEAD: usize = ETH_HDR_LEN + ipv4::HEADER_LEN + udp::HEADER_LEN + vxlan::HEADER_LEN;
+const IPPROTO_UDP: u8 = IpProtocol::UDP;
+const IPPROTO_TCP: u8 = IpProtocol::TCP;
 
 /// One VTEP: an overlay network's domain on one machine.
 #[derive(Clone, Debug)]
@@ -198,48 +196,49 @@ pub struct Outer {
 /// Parses an Ethernet frame: `Ok(None)` when it is not IPv4/UDP to port
 /// 4789 (not ours to look at), `Err` when it is but is malformed.
 pub fn parse_outer(frame: &[u8]) -> Result<Option<Outer>, DecapError> {
-    if frame.len() < ETH_HDR_LEN + 20 || ethertype(frame) != ETHERTYPE_IPV4 {
+    if frame.len() < ETH_HDR_LEN + ipv4::HEADER_LEN || ethernet::ethertype(frame) != EtherType::IPV4
+    {
         return Ok(None);
     }
-    let ip = &frame[ETH_HDR_LEN..];
-    if ip[0] >> 4 != 4 || ip[9] != IPPROTO_UDP {
+    let ip = ipv4::Packet::new_unchecked(&frame[ETH_HDR_LEN..]);
+    if ip.version() != 4 || ip.protocol() != IPPROTO_UDP {
         return Ok(None);
     }
-    let ihl = usize::from(ip[0] & 0x0f) * 4;
-    let total = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
-    if ihl < 20 || ip.len() < ihl + 8 {
+    let ihl = ip.header_len();
+    let total = usize::from(ip.total_len());
+    let ipb = ip.into_inner();
+    if ihl < ipv4::HEADER_LEN || ipb.len() < ihl + udp::HEADER_LEN {
         return Ok(None);
     }
     // Fragments are not VXLAN we can decapsulate here.
-    if u16::from_be_bytes([ip[6], ip[7]]) & 0x3fff != 0 {
+    if ip.is_fragment() {
         return Ok(None);
     }
-    let udp = &ip[ihl..];
-    if u16::from_be_bytes([udp[2], udp[3]]) != VXLAN_PORT {
+    let u = udp::Packet::new_unchecked(&ipb[ihl..]);
+    if u.dst_port() != VXLAN_PORT {
         return Ok(None);
     }
-    let ulen = usize::from(u16::from_be_bytes([udp[4], udp[5]]));
+    let ulen = usize::from(u.len());
     // GSO frames from a TAP may carry total/UDP lengths of 0 or of one
     // segment; only the buffer bounds what is read.
-    if total != 0 && (total < ihl + 8 + 8 + ETH_HDR_LEN) {
+    const MIN_UDP: usize = udp::HEADER_LEN + vxlan::HEADER_LEN + ETH_HDR_LEN;
+    if total != 0 && (total < ihl + MIN_UDP) {
         return Err(DecapError::Malformed);
     }
-    if ulen != 0 && ulen < 8 + 8 + ETH_HDR_LEN {
+    if ulen != 0 && ulen < MIN_UDP {
         return Err(DecapError::Malformed);
     }
-    if udp.len() < 8 + 8 + ETH_HDR_LEN {
+    let Ok(vx) = vxlan::Packet::new_checked(u.payload()) else {
+        return Err(DecapError::Malformed);
+    };
+    if vx.payload().len() < ETH_HDR_LEN || !vx.vni_valid() {
         return Err(DecapError::Malformed);
     }
-    let vx = &udp[8..16];
-    if vx[0] & VXLAN_FLAG_I == 0 {
-        return Err(DecapError::Malformed);
-    }
-    let vni = u32::from_be_bytes([0, vx[4], vx[5], vx[6]]);
     Ok(Some(Outer {
-        src: Ipv4Addr::new(ip[12], ip[13], ip[14], ip[15]),
-        dst: Ipv4Addr::new(ip[16], ip[17], ip[18], ip[19]),
-        vni,
-        inner: ETH_HDR_LEN + ihl + 16,
+        src: ip.src_addr(),
+        dst: ip.dst_addr(),
+        vni: vx.vni(),
+        inner: ETH_HDR_LEN + ihl + udp::HEADER_LEN + vxlan::HEADER_LEN,
     }))
 }
 
@@ -257,20 +256,34 @@ pub fn flow_port(inner: &[u8]) -> u16 {
     };
     if inner.len() >= ETH_HDR_LEN {
         eat(&inner[..ETH_HDR_LEN]);
-        if ethertype(inner) == ETHERTYPE_IPV4 && inner.len() >= ETH_HDR_LEN + 20 {
-            let ip = &inner[ETH_HDR_LEN..];
-            eat(&ip[9..10]);
-            eat(&ip[12..20]);
-            let ihl = usize::from(ip[0] & 0x0f) * 4;
-            if matches!(ip[9], IPPROTO_TCP | IPPROTO_UDP) && ip.len() >= ihl + 4 && ihl >= 20 {
-                eat(&ip[ihl..ihl + 4]);
+        let et = ethernet::ethertype(inner);
+        // Both ports, as the first 4 bytes of a TCP or UDP header.
+        let ports = |l4: &[u8]| {
+            let u = udp::Packet::new_unchecked(l4);
+            let (s, d) = (u.src_port().to_be_bytes(), u.dst_port().to_be_bytes());
+            [s[0], s[1], d[0], d[1]]
+        };
+        if et == EtherType::IPV4 && inner.len() >= ETH_HDR_LEN + ipv4::HEADER_LEN {
+            let ipb = &inner[ETH_HDR_LEN..];
+            let ip = ipv4::Packet::new_unchecked(ipb);
+            eat(&[ip.protocol()]);
+            eat(&ip.src());
+            eat(&ip.dst());
+            let ihl = ip.header_len();
+            if matches!(ip.protocol(), IPPROTO_TCP | IPPROTO_UDP)
+                && ipb.len() >= ihl + 4
+                && ihl >= ipv4::HEADER_LEN
+            {
+                eat(&ports(&ipb[ihl..]));
             }
-        } else if ethertype(inner) == super::nd::ETHERTYPE_IPV6 && inner.len() >= ETH_HDR_LEN + 44 {
-            let ip = &inner[ETH_HDR_LEN..];
-            eat(&ip[6..7]);
-            eat(&ip[8..40]);
-            if matches!(ip[6], IPPROTO_TCP | IPPROTO_UDP) {
-                eat(&ip[40..44]);
+        } else if et == EtherType::IPV6 && inner.len() >= ETH_HDR_LEN + ipv6::HEADER_LEN + 4 {
+            let ipb = &inner[ETH_HDR_LEN..];
+            let ip = ipv6::Packet::new_unchecked(ipb);
+            eat(&[ip.next_header()]);
+            eat(&ip.src());
+            eat(&ip.dst());
+            if matches!(ip.next_header(), IPPROTO_TCP | IPPROTO_UDP) {
+                eat(&ports(&ipb[ipv6::HEADER_LEN..]));
             }
         }
     }
@@ -294,25 +307,26 @@ pub fn encap(
     hdr.shift(OVERHEAD as i32);
     let mut p = Packet::zeroed(hdr, n + OVERHEAD);
     let b = p.frame_mut();
-    emit_eth(b, dst_mac.0, src_mac.0, ETHERTYPE_IPV4);
-    let ip_len = (n + OVERHEAD - ETH_HDR_LEN).min(usize::from(u16::MAX)) as u16;
-    {
-        let h = &mut b[ETH_HDR_LEN..ETH_HDR_LEN + 20];
-        h[0] = 0x45;
-        h[2..4].copy_from_slice(&ip_len.to_be_bytes());
-        h[8] = 64;
-        h[9] = IPPROTO_UDP;
-        h[12..16].copy_from_slice(&src_ip.octets());
-        h[16..20].copy_from_slice(&dst_ip.octets());
-        let c = checksum(h);
-        h[10..12].copy_from_slice(&c.to_be_bytes());
-    }
-    let u = &mut b[ETH_HDR_LEN + 20..OVERHEAD];
-    u[0..2].copy_from_slice(&sport.to_be_bytes());
-    u[2..4].copy_from_slice(&VXLAN_PORT.to_be_bytes());
-    u[4..6].copy_from_slice(&(ip_len - 20).to_be_bytes());
-    u[8] = VXLAN_FLAG_I;
-    u[12..15].copy_from_slice(&vni.to_be_bytes()[1..4]);
+    ethernet::emit(b, dst_mac.0, src_mac.0, EtherType::IPV4);
+    let ip_len = (n + OVERHEAD - ETH_HDR_LEN).min(usize::from(u16::MAX));
+    let ip = ipv4::Repr {
+        src: src_ip.octets(),
+        dst: dst_ip.octets(),
+        protocol: IPPROTO_UDP,
+        payload_len: ip_len - ipv4::HEADER_LEN,
+        ttl: 64,
+        tos: 0,
+        dont_frag: false,
+    };
+    ip.emit(&mut b[ETH_HDR_LEN..]);
+    let at = ETH_HDR_LEN + ipv4::HEADER_LEN;
+    let u = udp::Repr {
+        src_port: sport,
+        dst_port: VXLAN_PORT,
+        payload_len: ip_len - ipv4::HEADER_LEN - udp::HEADER_LEN,
+    };
+    u.emit(&mut b[at..]);
+    vxlan::Repr { vni }.emit(&mut b[at + udp::HEADER_LEN..]);
     b[OVERHEAD..].copy_from_slice(inner.frame());
     p
 }
@@ -347,27 +361,31 @@ pub fn segment_tcp4(pkt: &Packet) -> Vec<Packet> {
     let f = pkt.frame();
     let h = pkt.hdr;
     let is_tcp4 = h.gso_type & !VnetHdr::GSO_ECN == VnetHdr::GSO_TCPV4;
-    let ip_ok = f.len() >= ETH_HDR_LEN + 20 && ethertype(f) == ETHERTYPE_IPV4;
+    let ip_ok =
+        f.len() >= ETH_HDR_LEN + ipv4::HEADER_LEN && ethernet::ethertype(f) == EtherType::IPV4;
     if !is_tcp4 || !ip_ok || h.gso_size == 0 {
         let mut one = Packet::from_frame(VnetHdr::default(), f);
         finish_csum(&mut one, &h);
         return vec![one];
     }
-    let ihl = usize::from(f[ETH_HDR_LEN] & 0x0f) * 4;
+    let ip = ipv4::Packet::new_unchecked(&f[ETH_HDR_LEN..]);
+    let ihl = ip.header_len();
     let l4 = ETH_HDR_LEN + ihl;
-    if ihl < 20 || f.len() < l4 + 20 || f[ETH_HDR_LEN + 9] != IPPROTO_TCP {
+    if ihl < ipv4::HEADER_LEN || f.len() < l4 + tcp::HEADER_LEN || ip.protocol() != IPPROTO_TCP {
         return vec![Packet::from_frame(VnetHdr::default(), f)];
     }
-    let thl = usize::from(f[l4 + 12] >> 4) * 4;
+    let t0 = tcp::Packet::new_unchecked(&f[l4..]);
+    let thl = t0.header_len();
     let hlen = l4 + thl;
-    if thl < 20 || f.len() < hlen {
+    if thl < tcp::HEADER_LEN || f.len() < hlen {
         return vec![Packet::from_frame(VnetHdr::default(), f)];
     }
     let payload = &f[hlen..];
     let mss = usize::from(h.gso_size);
-    let seq0 = u32::from_be_bytes([f[l4 + 4], f[l4 + 5], f[l4 + 6], f[l4 + 7]]);
-    let id0 = u16::from_be_bytes([f[ETH_HDR_LEN + 4], f[ETH_HDR_LEN + 5]]);
-    let flags0 = f[l4 + 13];
+    let seq0 = t0.seq_number();
+    let id0 = ip.ident();
+    let flags0 = t0.flags();
+    let (src, dst) = (ip.src(), ip.dst());
     let chunks: Vec<&[u8]> = if payload.is_empty() {
         vec![payload]
     } else {
@@ -381,31 +399,23 @@ pub fn segment_tcp4(pkt: &Packet) -> Vec<Packet> {
         let b = s.frame_mut();
         b[..hlen].copy_from_slice(&f[..hlen]);
         b[hlen..].copy_from_slice(c);
-        let ipb = &mut b[ETH_HDR_LEN..l4];
-        ipb[2..4].copy_from_slice(&((ihl + thl + c.len()) as u16).to_be_bytes());
-        ipb[4..6].copy_from_slice(&id0.wrapping_add(i as u16).to_be_bytes());
-        ipb[10..12].fill(0);
-        let ck = checksum(ipb);
-        ipb[10..12].copy_from_slice(&ck.to_be_bytes());
-        let src: [u8; 4] = b[ETH_HDR_LEN + 12..ETH_HDR_LEN + 16]
-            .try_into()
-            .unwrap_or([0; 4]);
-        let dst: [u8; 4] = b[ETH_HDR_LEN + 16..ETH_HDR_LEN + 20]
-            .try_into()
-            .unwrap_or([0; 4]);
-        let t = &mut b[l4..];
-        t[4..8].copy_from_slice(&seq0.wrapping_add(off).to_be_bytes());
+        let mut iph = ipv4::Packet::new_unchecked(&mut b[ETH_HDR_LEN..l4]);
+        iph.set_total_len((ihl + thl + c.len()) as u16);
+        iph.set_ident(id0.wrapping_add(i as u16));
+        iph.fill_checksum();
+        let mut t = tcp::Packet::new_unchecked(&mut b[l4..]);
+        t.set_seq_number(seq0.wrapping_add(off));
         let mut fl = flags0;
         if i != last {
-            fl &= !(0x01 | 0x08); // FIN, PSH
+            fl &= !(tcp::flags::FIN | tcp::flags::PSH);
         }
         if i != 0 {
-            fl &= !0x80; // CWR
+            fl &= !tcp::flags::CWR;
         }
-        t[13] = fl;
-        t[16..18].fill(0);
-        let ck = l4_checksum(src, dst, IPPROTO_TCP, t);
-        t[16..18].copy_from_slice(&ck.to_be_bytes());
+        t.set_flags(fl);
+        t.set_checksum(0);
+        let ck = l4_checksum(src, dst, IPPROTO_TCP, t.into_inner());
+        tcp::Packet::new_unchecked(&mut b[l4..]).set_checksum(ck);
         off = off.wrapping_add(c.len() as u32);
         out.push(s);
     }
@@ -415,12 +425,7 @@ pub fn segment_tcp4(pkt: &Packet) -> Vec<Packet> {
 /// TCP/UDP checksum over the IPv4 pseudo-header and `seg` (whose checksum
 /// field must be zero).
 pub fn l4_checksum(src: [u8; 4], dst: [u8; 4], proto: u8, seg: &[u8]) -> u16 {
-    let mut pseudo = [0u8; 12];
-    pseudo[0..4].copy_from_slice(&src);
-    pseudo[4..8].copy_from_slice(&dst);
-    pseudo[9] = proto;
-    pseudo[10..12].copy_from_slice(&(seg.len() as u16).to_be_bytes());
-    !super::checksum::sum(seg, u32::from(super::checksum::sum(&pseudo, 0)))
+    checksum::l4_checksum4(src, dst, proto, seg)
 }
 
 /// Completes a partial checksum (`F_NEEDS_CSUM`) in software.
@@ -481,7 +486,7 @@ impl Engine {
         // Only UDP (VXLAN's outer protocol) is put back together: other
         // fragments to the machine go on as they came.
         if super::reasm::is_fragment(pkt.frame())
-            && pkt.frame()[ETH_HDR_LEN + 9] == IPPROTO_UDP
+            && ipv4::Packet::new_unchecked(&pkt.frame()[ETH_HDR_LEN..]).protocol() == IPPROTO_UDP
             && ov.locals.contains_key(&esp::ipv4_dst(pkt.frame()))
         {
             match ov.reasm.offer(now, pkt.frame()) {
@@ -502,7 +507,8 @@ impl Engine {
             Ok(Some(o)) => o,
             Ok(None) => return false,
             Err(DecapError::Malformed) => {
-                let dst_ip = Ipv4Addr::new(frame[30], frame[31], frame[32], frame[33]);
+                // parse_outer saw at least an IPv4 header.
+                let dst_ip = ipv4::Packet::new_unchecked(&frame[ETH_HDR_LEN..]).dst_addr();
                 if ov.locals.contains_key(&dst_ip) {
                     l2::drop_frame(&mut self.metrics, ingress, DropReason::VxlanMalformed, out);
                     return true;
@@ -529,8 +535,9 @@ impl Engine {
             l2::drop_frame(&mut self.metrics, ingress, DropReason::VxlanMalformed, out);
             return true;
         }
-        let src = mac_key(&inner[6..12]);
-        if inner[6] & 1 == 0 && vt.remote.insert(src, outer.src) != Some(outer.src) {
+        let inner_eth = ethernet::Frame::new_unchecked(inner);
+        let src = mac_key(&inner_eth.src());
+        if !inner_eth.src_is_multicast() && vt.remote.insert(src, outer.src) != Some(outer.src) {
             ov.stats.learned += 1;
         }
         ov.stats.decapsulated += 1;
@@ -562,24 +569,24 @@ impl Engine {
             return false;
         };
         let f = pkt.frame();
-        if ethertype(f) != ETHERTYPE_ARP || ov.by_port.contains_key(&ingress) {
+        if ethernet::ethertype(f) != EtherType::ARP || ov.by_port.contains_key(&ingress) {
             return false;
         }
         let Some(req) = ArpRepr::parse(&f[ETH_HDR_LEN..]) else {
             return false;
         };
-        if req.op != ARP_REQUEST {
+        if req.op != arp::REQUEST {
             return false;
         }
         let vt = &ov.vteps[vi];
         let Some(&mac) = vt.arp.get(&Ipv4Addr::from(req.tpa)) else {
             return false;
         };
-        let mut p = Packet::zeroed(VnetHdr::default(), ETH_HDR_LEN + 28);
+        let mut p = Packet::zeroed(VnetHdr::default(), ETH_HDR_LEN + arp::PACKET_LEN);
         let b = p.frame_mut();
-        emit_eth(b, req.sha, mac.0, ETHERTYPE_ARP);
+        ethernet::emit(b, req.sha, mac.0, EtherType::ARP);
         ArpRepr {
-            op: ARP_REPLY,
+            op: arp::REPLY,
             sha: mac.0,
             spa: req.tpa,
             tha: req.sha,
@@ -615,9 +622,10 @@ impl Engine {
         };
         let vt = &ov.vteps[ov.by_port[&vport]];
         let f = pkt.frame();
-        let dst = mac_key(&f[0..6]);
+        let eth = ethernet::Frame::new_unchecked(f);
+        let dst = mac_key(&eth.dst());
         let targets: Vec<(Ipv4Addr, MacAddr)> = match vt.remote.get(&dst) {
-            Some(ip) if f[0] & 1 == 0 => vt
+            Some(ip) if !eth.dst_is_multicast() => vt
                 .peer_mac
                 .get(ip)
                 .map(|m| vec![(*ip, *m)])
@@ -826,7 +834,7 @@ mod tests {
 
     fn inner_frame(payload: &[u8]) -> Vec<u8> {
         let mut f = vec![0u8; ETH_HDR_LEN];
-        emit_eth(
+        ethernet::emit(
             &mut f,
             [2, 0x42, 10, 0, 0, 3],
             [2, 0x42, 10, 0, 0, 2],
@@ -919,7 +927,7 @@ mod tests {
     /// An IPv4/TCP GSO frame with `n` payload bytes and MSS `mss`.
     fn tcp_gso(n: usize, mss: u16) -> Packet {
         let mut f = vec![0u8; ETH_HDR_LEN + 40];
-        emit_eth(&mut f, [2; 6], [4; 6], 0x0800);
+        ethernet::emit(&mut f, [2; 6], [4; 6], 0x0800);
         f.extend((0..n).map(|i| i as u8));
         let ip = &mut f[14..34];
         ip[0] = 0x45;

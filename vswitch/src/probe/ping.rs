@@ -20,8 +20,8 @@ use rustix::net::{
     socket_with,
 };
 
-use crate::engine::internet_checksum as checksum;
 use crate::netns::NetNs;
+use crate::wire::{IpProtocol, icmpv4, icmpv6, ipv4, ipv6};
 
 use super::ProbeError;
 use super::sock::remaining;
@@ -71,10 +71,10 @@ pub struct PingOutcome {
     pub unanswered: Vec<u16>,
 }
 
-const ECHO_REQUEST_V4: u8 = 8;
-const ECHO_REPLY_V4: u8 = 0;
-const ECHO_REQUEST_V6: u8 = 128;
-const ECHO_REPLY_V6: u8 = 129;
+const ECHO_REQUEST_V4: u8 = icmpv4::types::ECHO_REQUEST;
+const ECHO_REPLY_V4: u8 = icmpv4::types::ECHO_REPLY;
+const ECHO_REQUEST_V6: u8 = icmpv6::types::ECHO_REQUEST;
+const ECHO_REPLY_V6: u8 = icmpv6::types::ECHO_REPLY;
 
 /// A fresh echo identifier: random per process, then counting, so that
 /// concurrent pings of this process never share one.
@@ -241,16 +241,19 @@ fn ping_here(
 
 /// Builds an echo request with `size` payload bytes (pattern like iputils).
 fn echo_request(v6: bool, id: u16, seq: u16, size: u16) -> Vec<u8> {
-    let mut p = Vec::with_capacity(8 + usize::from(size));
-    p.push(if v6 { ECHO_REQUEST_V6 } else { ECHO_REQUEST_V4 });
-    p.push(0);
-    p.extend_from_slice(&[0, 0]);
-    p.extend_from_slice(&id.to_be_bytes());
-    p.extend_from_slice(&seq.to_be_bytes());
-    p.extend((0..size).map(|i| (i % 256) as u8));
+    // ICMPv4 and ICMPv6 echo share their layout; the kernel fills the
+    // ICMPv6 checksum (it covers a pseudo-header).
+    let mut p = vec![0u8; icmpv4::HEADER_LEN + usize::from(size)];
+    let mut m = icmpv4::Packet::new_unchecked(&mut p[..]);
+    m.set_msg_type(if v6 { ECHO_REQUEST_V6 } else { ECHO_REQUEST_V4 });
+    m.set_code(0);
+    m.set_echo_ident(id);
+    m.set_echo_seq(seq);
+    for (i, b) in m.data_mut().iter_mut().enumerate() {
+        *b = (i % 256) as u8;
+    }
     if !v6 {
-        let c = checksum(&p);
-        p[2..4].copy_from_slice(&c.to_be_bytes());
+        m.fill_checksum();
     }
     p
 }
@@ -262,21 +265,17 @@ enum Icmp {
     Error { seq: u16, what: String },
 }
 
-fn be16(b: &[u8], at: usize) -> Option<u16> {
-    Some(u16::from_be_bytes(b.get(at..at + 2)?.try_into().ok()?))
-}
-
 /// Parses an IPv4 datagram (raw IPv4 sockets deliver the IP header).
 fn parse_v4(pkt: &[u8], dst: IpAddr, id: u16) -> Option<Icmp> {
-    let (src, icmp) = ipv4_payload(pkt, 1)?;
-    let ty = *icmp.first()?;
-    let code = *icmp.get(1)?;
+    let (src, icmp) = ipv4_payload(pkt, IpProtocol::ICMP)?;
+    let icmp = icmpv4::Packet::new_checked(icmp).ok()?;
+    let (ty, code) = (icmp.msg_type(), icmp.code());
     if ty == ECHO_REPLY_V4 {
-        if IpAddr::V4(src) != dst || be16(icmp, 4)? != id {
+        if IpAddr::V4(src) != dst || icmp.echo_ident() != id {
             return None;
         }
         return Some(Icmp::Reply {
-            seq: be16(icmp, 6)?,
+            seq: icmp.echo_seq(),
         });
     }
     let what = match (ty, code) {
@@ -284,7 +283,7 @@ fn parse_v4(pkt: &[u8], dst: IpAddr, id: u16) -> Option<Icmp> {
         (3, 1) => "host unreachable".to_string(),
         (3, 2) => "protocol unreachable".to_string(),
         (3, 3) => "port unreachable".to_string(),
-        (3, 4) => format!("fragmentation needed (mtu {})", be16(icmp, 6)?),
+        (3, 4) => format!("fragmentation needed (mtu {})", icmp.next_hop_mtu()),
         (3, 9 | 10 | 13) => "administratively prohibited".to_string(),
         (3, c) => format!("destination unreachable (code {c})"),
         (11, _) => "time to live exceeded".to_string(),
@@ -292,42 +291,45 @@ fn parse_v4(pkt: &[u8], dst: IpAddr, id: u16) -> Option<Icmp> {
         _ => return None,
     };
     // The offending datagram: our echo request to `dst` with our id.
-    let inner = quoted_icmp_v4(icmp.get(8..)?, dst)?;
-    if *inner.first()? != ECHO_REQUEST_V4 || be16(inner, 4)? != id {
+    let inner = quoted_icmp_v4(icmp.data(), dst)?;
+    let inner = icmpv4::Packet::new_checked(inner).ok()?;
+    if inner.msg_type() != ECHO_REQUEST_V4 || inner.echo_ident() != id {
         return None;
     }
     Some(Icmp::Error {
-        seq: be16(inner, 6)?,
+        seq: inner.echo_seq(),
         what: format!("{what} from {src}"),
     })
 }
 
+/// The source and the payload of an IPv4 header of protocol `proto`; the
+/// total length is not trusted (a quote in an ICMP error is cut).
 fn ipv4_payload(pkt: &[u8], proto: u8) -> Option<(std::net::Ipv4Addr, &[u8])> {
-    if pkt.first()? >> 4 != 4 || *pkt.get(9)? != proto {
+    let ip = ipv4::Packet::new_unchecked(pkt);
+    ip.check_header().ok()?;
+    if ip.protocol() != proto {
         return None;
     }
-    let ihl = usize::from(pkt[0] & 0x0f) * 4;
-    let src: [u8; 4] = pkt.get(12..16)?.try_into().ok()?;
-    Some((src.into(), pkt.get(ihl..)?))
+    Some((ip.src_addr(), &pkt[ip.header_len()..]))
 }
 
 /// The ICMP part of a (quoted, possibly cut) IPv4 header addressed to `dst`.
 fn quoted_icmp_v4(pkt: &[u8], dst: IpAddr) -> Option<&[u8]> {
-    let (_, payload) = ipv4_payload(pkt, 1)?;
-    let d: [u8; 4] = pkt.get(16..20)?.try_into().ok()?;
-    (IpAddr::from(d) == dst).then_some(payload)
+    let (_, payload) = ipv4_payload(pkt, IpProtocol::ICMP)?;
+    let d = ipv4::Packet::new_unchecked(pkt).dst_addr();
+    (IpAddr::V4(d) == dst).then_some(payload)
 }
 
 /// Parses an ICMPv6 message (raw IPv6 sockets deliver no IP header).
 fn parse_v6(icmp: &[u8], src: IpAddr, dst: IpAddr, id: u16) -> Option<Icmp> {
-    let ty = *icmp.first()?;
-    let code = *icmp.get(1)?;
+    let icmp = icmpv6::Packet::new_checked(icmp).ok()?;
+    let (ty, code) = (icmp.msg_type(), icmp.code());
     if ty == ECHO_REPLY_V6 {
-        if src != dst || be16(icmp, 4)? != id {
+        if src != dst || icmp.echo_ident() != id {
             return None;
         }
         return Some(Icmp::Reply {
-            seq: be16(icmp, 6)?,
+            seq: icmp.echo_seq(),
         });
     }
     let what = match (ty, code) {
@@ -336,26 +338,25 @@ fn parse_v6(icmp: &[u8], src: IpAddr, dst: IpAddr, id: u16) -> Option<Icmp> {
         (1, 3) => "host unreachable".to_string(),
         (1, 4) => "port unreachable".to_string(),
         (1, c) => format!("destination unreachable (code {c})"),
-        (2, _) => {
-            let mtu = u32::from_be_bytes(icmp.get(4..8)?.try_into().ok()?);
-            format!("packet too big (mtu {mtu})")
-        }
+        (2, _) => format!("packet too big (mtu {})", icmp.mtu()),
         (3, _) => "hop limit exceeded".to_string(),
         (4, _) => "parameter problem".to_string(),
         _ => return None,
     };
     // The quoted IPv6 header: version 6, next header ICMPv6, our dst.
-    let ip = icmp.get(8..)?;
-    if ip.first()? >> 4 != 6 || *ip.get(6)? != 58 {
+    let ip = ipv6::Packet::new_unchecked(icmp.data());
+    if ip.check_header().is_err() || ip.next_header() != IpProtocol::ICMPV6 {
         return None;
     }
-    let d: [u8; 16] = ip.get(24..40)?.try_into().ok()?;
-    let inner = ip.get(40..)?;
-    if IpAddr::from(d) != dst || *inner.first()? != ECHO_REQUEST_V6 || be16(inner, 4)? != id {
+    let inner = icmpv6::Packet::new_checked(&icmp.data()[ipv6::HEADER_LEN..]).ok()?;
+    if IpAddr::V6(ip.dst_addr()) != dst
+        || inner.msg_type() != ECHO_REQUEST_V6
+        || inner.echo_ident() != id
+    {
         return None;
     }
     Some(Icmp::Error {
-        seq: be16(inner, 6)?,
+        seq: inner.echo_seq(),
         what: format!("{what} from {src}"),
     })
 }
@@ -393,6 +394,7 @@ fn path_mtu(dst: IpAddr) -> Option<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::ip::checksum::checksum;
 
     fn v4_header(src: [u8; 4], dst: [u8; 4], payload_len: usize) -> Vec<u8> {
         let mut h = vec![0x45, 0, 0, 0, 0, 0, 0x40, 0, 64, 1, 0, 0];
