@@ -35,27 +35,12 @@ pub const REPLY: u16 = 2;
 /// Hardware type of Ethernet.
 const HTYPE_ETHERNET: u16 = 1;
 
-/// A view of an ARP packet.
-#[derive(Debug, Clone, Copy)]
-pub struct Packet<T: AsRef<[u8]>> {
-    buffer: T,
+view! {
+    /// A view of an ARP packet.
+    Packet
 }
 
 impl<T: AsRef<[u8]>> Packet<T> {
-    /// Wraps a buffer without checking it.
-    #[inline]
-    pub const fn new_unchecked(buffer: T) -> Packet<T> {
-        Packet { buffer }
-    }
-
-    /// Wraps a buffer holding an Ethernet/IPv4 ARP packet.
-    #[inline]
-    pub fn new_checked(buffer: T) -> Result<Packet<T>> {
-        let p = Packet::new_unchecked(buffer);
-        p.check_len()?;
-        Ok(p)
-    }
-
     /// Checks the buffer holds 28 bytes (trailing padding allowed) and the
     /// types and lengths are Ethernet/IPv4's.
     #[inline]

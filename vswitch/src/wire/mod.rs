@@ -15,13 +15,48 @@
 //! TTL, VLAN tags, VXLAN/ESP encapsulation) and keeps partial checksums the
 //! kernel left (`virtio_net_hdr`), so it needs views over borrowed slices
 //! with setters, and no allocation. etherparse's slices are read-only and
-//! its builders allocate; smoltcp's views fit but would pull a TCP/IP stack
-//! into the dependency tree for ~1000 lines of offsets, lacks VXLAN and ESP
-//! views, and its `check_len` does not check the version nibble the engine
-//! relies on. etherparse stays in the tests, as an independent parser the
+//! its builders allocate; smoltcp (a dependency for the sim backend's host
+//! stacks) has views of this shape, but none for VXLAN or ESP, and its
+//! `check_len` does not check the version nibble the engine relies on.
+//! etherparse stays in the tests, as an independent parser the
 //! views are checked against.
 
 #![forbid(unsafe_code)]
+
+/// What every view shares: the struct over its buffer, `new_unchecked`,
+/// `new_checked` (the file's own `check_len`) and `into_inner`. Each file
+/// writes `check_len` and its accessors.
+macro_rules! view {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy)]
+        pub struct $name<T: AsRef<[u8]>> {
+            buffer: T,
+        }
+
+        impl<T: AsRef<[u8]>> $name<T> {
+            /// Wraps a buffer without checking it.
+            #[inline]
+            pub const fn new_unchecked(buffer: T) -> $name<T> {
+                $name { buffer }
+            }
+
+            /// Wraps a buffer that passes `check_len`.
+            #[inline]
+            pub fn new_checked(buffer: T) -> $crate::wire::Result<$name<T>> {
+                let v = $name::new_unchecked(buffer);
+                v.check_len()?;
+                Ok(v)
+            }
+
+            /// The wrapped buffer.
+            #[inline]
+            pub fn into_inner(self) -> T {
+                self.buffer
+            }
+        }
+    };
+}
 
 pub mod arp;
 pub mod esp;

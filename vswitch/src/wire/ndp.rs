@@ -42,28 +42,13 @@ pub mod na_flags {
     pub const OVERRIDE: u8 = 0x20;
 }
 
-/// A view of a neighbour solicitation or advertisement (the whole ICMPv6
-/// message, options included).
-#[derive(Debug, Clone, Copy)]
-pub struct Packet<T: AsRef<[u8]>> {
-    buffer: T,
+view! {
+    /// A view of a neighbour solicitation or advertisement (the whole ICMPv6
+    /// message, options included).
+    Packet
 }
 
 impl<T: AsRef<[u8]>> Packet<T> {
-    /// Wraps a buffer without checking it.
-    #[inline]
-    pub const fn new_unchecked(buffer: T) -> Packet<T> {
-        Packet { buffer }
-    }
-
-    /// Wraps a buffer holding at least the 24-byte body.
-    #[inline]
-    pub fn new_checked(buffer: T) -> Result<Packet<T>> {
-        let p = Packet::new_unchecked(buffer);
-        p.check_len()?;
-        Ok(p)
-    }
-
     /// Checks the buffer holds the body.
     #[inline]
     pub fn check_len(&self) -> Result<()> {
@@ -71,12 +56,6 @@ impl<T: AsRef<[u8]>> Packet<T> {
             return Err(Error::Truncated);
         }
         Ok(())
-    }
-
-    /// The wrapped buffer.
-    #[inline]
-    pub fn into_inner(self) -> T {
-        self.buffer
     }
 
     /// True for a neighbour solicitation.

@@ -18,28 +18,13 @@ pub mod field {
 /// Header length.
 pub const HEADER_LEN: usize = 8;
 
-/// A view of a UDP datagram. Only the header is checked: the length field
-/// is not compared with the buffer (the IP layer bounds the datagram).
-#[derive(Debug, Clone, Copy)]
-pub struct Packet<T: AsRef<[u8]>> {
-    buffer: T,
+view! {
+    /// A view of a UDP datagram. Only the header is checked: the length field
+    /// is not compared with the buffer (the IP layer bounds the datagram).
+    Packet
 }
 
 impl<T: AsRef<[u8]>> Packet<T> {
-    /// Wraps a buffer without checking it.
-    #[inline]
-    pub const fn new_unchecked(buffer: T) -> Packet<T> {
-        Packet { buffer }
-    }
-
-    /// Wraps a buffer holding at least the 8-byte header.
-    #[inline]
-    pub fn new_checked(buffer: T) -> Result<Packet<T>> {
-        let p = Packet::new_unchecked(buffer);
-        p.check_len()?;
-        Ok(p)
-    }
-
     /// Checks the buffer holds the header.
     #[inline]
     pub fn check_len(&self) -> Result<()> {
@@ -47,12 +32,6 @@ impl<T: AsRef<[u8]>> Packet<T> {
             return Err(Error::Truncated);
         }
         Ok(())
-    }
-
-    /// The wrapped buffer.
-    #[inline]
-    pub fn into_inner(self) -> T {
-        self.buffer
     }
 
     /// Source port.

@@ -20,28 +20,12 @@ pub const HEADER_LEN: usize = ethernet::HEADER_LEN + TAG_LEN;
 /// The VLAN id bits of the TCI.
 pub const VID_MASK: u16 = 0x0fff;
 
-/// A view of an 802.1Q-tagged Ethernet frame.
-#[derive(Debug, Clone, Copy)]
-pub struct Frame<T: AsRef<[u8]>> {
-    buffer: T,
+view! {
+    /// A view of an 802.1Q-tagged Ethernet frame.
+    Frame
 }
 
 impl<T: AsRef<[u8]>> Frame<T> {
-    /// Wraps a buffer without checking it.
-    #[inline]
-    pub const fn new_unchecked(buffer: T) -> Frame<T> {
-        Frame { buffer }
-    }
-
-    /// Wraps a buffer holding the MACs, a tag and the inner EtherType.
-    /// The outer EtherType is not checked (see [`Frame::is_tagged`]).
-    #[inline]
-    pub fn new_checked(buffer: T) -> Result<Frame<T>> {
-        let f = Frame::new_unchecked(buffer);
-        f.check_len()?;
-        Ok(f)
-    }
-
     /// Checks the buffer holds a tagged header.
     #[inline]
     pub fn check_len(&self) -> Result<()> {
@@ -49,12 +33,6 @@ impl<T: AsRef<[u8]>> Frame<T> {
             return Err(Error::Truncated);
         }
         Ok(())
-    }
-
-    /// The wrapped buffer.
-    #[inline]
-    pub fn into_inner(self) -> T {
-        self.buffer
     }
 
     /// True when the outer EtherType is 802.1Q.

@@ -481,31 +481,11 @@ impl SimWorld {
     }
 
     fn link_ports(&self, plan: &Plan, link: LinkRef) -> Result<Vec<PortId>, String> {
-        let by_name = |name: String| -> Result<Vec<PortId>, String> {
-            match self.port_names.iter().position(|n| *n == name) {
-                Some(i) => Ok(vec![PortId(i as u16)]),
-                None => Err(format!("no engine port {name} for this link")),
-            }
-        };
-        match link {
-            LinkRef::Lan => Ok(self
-                .port_stack
-                .iter()
-                .enumerate()
-                .filter(|(_, s)| **s != usize::MAX)
-                .filter(|(i, _)| self.engine.port_domain(PortId(*i as u16)).map(|d| d.0) == Some(0))
-                .map(|(i, _)| PortId(i as u16))
-                .collect()),
-            LinkRef::Uplink(m) => by_name(format!("lan-{}-eth0", plan.machines[m].name)),
-            LinkRef::External(x) => by_name(format!("lan-{}-eth0", plan.externals[x].name)),
-            LinkRef::Endpoint { container, network } => {
-                let c = &plan.containers[container];
-                match c.endpoints.iter().position(|e| e.network == network) {
-                    Some(k) => by_name(format!("{}-eth{k}", c.name)),
-                    None => Ok(Vec::new()),
-                }
-            }
-        }
+        let lan = (0..self.port_stack.len())
+            .filter(|&i| self.port_stack[i] != usize::MAX)
+            .map(|i| PortId(i as u16))
+            .filter(|&p| self.engine.port_domain(p).map(|d| d.0) == Some(0));
+        crate::backend::userspace::link_ports(plan, &self.port_names, lan, link)
     }
 
     /// The userland proxy's relaying after stack `s` was polled; whether

@@ -289,31 +289,10 @@ impl Dataplane {
 
     /// The engine ports of a link.
     fn link_ports(&self, plan: &Plan, link: LinkRef) -> Result<Vec<PortId>, String> {
-        let by_name = |name: String| -> Result<Vec<PortId>, String> {
-            match self.port_names.iter().position(|n| *n == name) {
-                Some(i) => Ok(vec![PortId(i as u16)]),
-                None => Err(format!("no engine port {name} for this link")),
-            }
-        };
-        match link {
-            LinkRef::Lan => Ok(self
-                .port_domains
-                .iter()
-                .enumerate()
-                .filter(|(_, d)| **d == DomainId(0))
-                .map(|(i, _)| PortId(i as u16))
-                .collect()),
-            LinkRef::Uplink(m) => by_name(format!("lan-{}-eth0", plan.machines[m].name)),
-            LinkRef::External(x) => by_name(format!("lan-{}-eth0", plan.externals[x].name)),
-            LinkRef::Endpoint { container, network } => {
-                let c = &plan.containers[container];
-                match c.endpoints.iter().position(|e| e.network == network) {
-                    Some(k) => by_name(format!("{}-eth{k}", c.name)),
-                    // Disconnected or stopped: the fault waits for nothing.
-                    None => Ok(Vec::new()),
-                }
-            }
-        }
+        let lan = (0..self.port_domains.len())
+            .filter(|&i| self.port_domains[i] == DomainId(0))
+            .map(|i| PortId(i as u16));
+        link_ports(plan, &self.port_names, lan, link)
     }
 
     /// Stops the proxies and the engine and returns its counters as JSON;
@@ -481,6 +460,35 @@ fn proxy_v6_listen(
                     .map(|n| n.gateway6),
             );
             a
+        }
+    }
+}
+
+/// The engine ports of `link`, found by the port names [`configure`] gives
+/// (`lan`: the ports on domain 0, given). The sim backend's too.
+pub(crate) fn link_ports(
+    plan: &Plan,
+    port_names: &[String],
+    lan: impl Iterator<Item = PortId>,
+    link: LinkRef,
+) -> Result<Vec<PortId>, String> {
+    let by_name = |name: String| -> Result<Vec<PortId>, String> {
+        match port_names.iter().position(|n| *n == name) {
+            Some(i) => Ok(vec![PortId(i as u16)]),
+            None => Err(format!("no engine port {name} for this link")),
+        }
+    };
+    match link {
+        LinkRef::Lan => Ok(lan.collect()),
+        LinkRef::Uplink(m) => by_name(format!("lan-{}-eth0", plan.machines[m].name)),
+        LinkRef::External(x) => by_name(format!("lan-{}-eth0", plan.externals[x].name)),
+        LinkRef::Endpoint { container, network } => {
+            let c = &plan.containers[container];
+            match c.endpoints.iter().position(|e| e.network == network) {
+                Some(k) => by_name(format!("{}-eth{k}", c.name)),
+                // Disconnected or stopped: the fault waits for nothing.
+                None => Ok(Vec::new()),
+            }
         }
     }
 }
