@@ -76,6 +76,10 @@ pub(crate) struct Fdb {
     /// Never later than the oldest entry's `seen` (entries only get younger
     /// between sweeps), so `oldest + aging` is a safe wake-up time.
     oldest: Option<Instant>,
+    /// `(now, now - aging)` of the last lookup: an entry seen before the
+    /// cutoff has expired. Frames of one poll share `now`, so the clock
+    /// arithmetic is done once per poll, not once per frame.
+    cutoff: Option<(Instant, Option<Instant>)>,
 }
 
 impl Fdb {
@@ -88,6 +92,7 @@ impl Fdb {
             capacity,
             aging,
             oldest: None,
+            cutoff: None,
         }
     }
 
@@ -96,9 +101,18 @@ impl Fdb {
         self.map.len()
     }
 
+    /// Idle for longer than the aging time at `now`.
     #[inline]
-    fn is_expired(&self, seen: Instant, now: Instant) -> bool {
-        now.saturating_duration_since(seen) > self.aging
+    fn is_expired(&mut self, seen: Instant, now: Instant) -> bool {
+        let cutoff = match self.cutoff {
+            Some((at, c)) if at == now => c,
+            _ => {
+                let c = now.checked_sub(self.aging);
+                self.cutoff = Some((now, c));
+                c
+            }
+        };
+        cutoff.is_some_and(|c| seen < c)
     }
 
     /// Records `mac` as seen on `port` at `now`. Returns the outcome and the
@@ -132,14 +146,14 @@ impl Fdb {
     /// than the aging time (then the entry is removed: the bool is true).
     #[inline]
     pub(crate) fn lookup(&mut self, mac: u64, now: Instant) -> (Option<PortId>, bool) {
-        match self.map.get(&mac) {
-            None => (None, false),
-            Some(e) if self.is_expired(e.seen, now) => {
-                self.map.remove(&mac);
-                (None, true)
-            }
-            Some(e) => (Some(e.port), false),
+        let Some(&Entry { port, seen }) = self.map.get(&mac) else {
+            return (None, false);
+        };
+        if self.is_expired(seen, now) {
+            self.map.remove(&mac);
+            return (None, true);
         }
+        (Some(port), false)
     }
 
     /// The port of `mac` without aging it out (introspection).

@@ -152,16 +152,19 @@ impl Packet {
     }
 
     /// The frame bytes.
+    #[inline]
     pub fn frame(&self) -> &[u8] {
         &self.buf[self.start..self.start + self.len]
     }
 
     /// The frame bytes, writable.
+    #[inline]
     pub fn frame_mut(&mut self) -> &mut [u8] {
         &mut self.buf[self.start..self.start + self.len]
     }
 
     /// Frame length.
+    #[inline]
     pub fn len(&self) -> usize {
         self.len
     }
