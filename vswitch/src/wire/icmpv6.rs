@@ -2,7 +2,7 @@
 //! discovery shares (see [`super::ndp`]).
 
 use super::ip::{IpProtocol, checksum};
-use super::{Error, Result, be16, be32, set_be16, set_be32};
+use super::{be32, set_be32};
 
 /// Byte offsets of the header's fields, for code that cannot use the
 /// view (the DNS fast path's BPF program, checksum fix-ups by protocol).
@@ -54,51 +54,12 @@ pub fn is_error(t: u8) -> bool {
     t < 128
 }
 
-view! {
+icmp_header! {
     /// A view of an ICMPv6 message (the buffer ends where the message ends).
     Packet
 }
 
 impl<T: AsRef<[u8]>> Packet<T> {
-    /// Checks the buffer holds the header.
-    #[inline]
-    pub fn check_len(&self) -> Result<()> {
-        if self.buffer.as_ref().len() < HEADER_LEN {
-            return Err(Error::Truncated);
-        }
-        Ok(())
-    }
-
-    /// Message type (see [`types`]).
-    #[inline]
-    pub fn msg_type(&self) -> u8 {
-        self.buffer.as_ref()[field::TYPE]
-    }
-
-    /// Code.
-    #[inline]
-    pub fn code(&self) -> u8 {
-        self.buffer.as_ref()[field::CODE]
-    }
-
-    /// Checksum field.
-    #[inline]
-    pub fn checksum(&self) -> u16 {
-        be16(self.buffer.as_ref(), field::CHECKSUM)
-    }
-
-    /// Echo identifier.
-    #[inline]
-    pub fn echo_ident(&self) -> u16 {
-        be16(self.buffer.as_ref(), field::ECHO_IDENT)
-    }
-
-    /// Echo sequence number.
-    #[inline]
-    pub fn echo_seq(&self) -> u16 {
-        be16(self.buffer.as_ref(), field::ECHO_SEQ)
-    }
-
     /// MTU of a packet-too-big message.
     #[inline]
     pub fn mtu(&self) -> u32 {
@@ -110,45 +71,9 @@ impl<T: AsRef<[u8]>> Packet<T> {
     pub fn verify_checksum(&self, src: &[u8; 16], dst: &[u8; 16]) -> bool {
         checksum::l4_checksum6(src, dst, IpProtocol::ICMPV6, self.buffer.as_ref()) == 0
     }
-
-    /// What follows the header: echo data, a quote, or an NDP body's rest.
-    #[inline]
-    pub fn data(&self) -> &[u8] {
-        &self.buffer.as_ref()[HEADER_LEN..]
-    }
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
-    /// Sets the message type.
-    #[inline]
-    pub fn set_msg_type(&mut self, v: u8) {
-        self.buffer.as_mut()[field::TYPE] = v;
-    }
-
-    /// Sets the code.
-    #[inline]
-    pub fn set_code(&mut self, v: u8) {
-        self.buffer.as_mut()[field::CODE] = v;
-    }
-
-    /// Sets the checksum field.
-    #[inline]
-    pub fn set_checksum(&mut self, v: u16) {
-        set_be16(self.buffer.as_mut(), field::CHECKSUM, v);
-    }
-
-    /// Sets the echo identifier.
-    #[inline]
-    pub fn set_echo_ident(&mut self, v: u16) {
-        set_be16(self.buffer.as_mut(), field::ECHO_IDENT, v);
-    }
-
-    /// Sets the echo sequence number.
-    #[inline]
-    pub fn set_echo_seq(&mut self, v: u16) {
-        set_be16(self.buffer.as_mut(), field::ECHO_SEQ, v);
-    }
-
     /// Sets the MTU of a packet-too-big message.
     #[inline]
     pub fn set_mtu(&mut self, v: u32) {
@@ -162,17 +87,12 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
         let c = checksum::l4_checksum6(src, dst, IpProtocol::ICMPV6, self.buffer.as_ref());
         self.set_checksum(c);
     }
-
-    /// What follows the header, writable.
-    #[inline]
-    pub fn data_mut(&mut self) -> &mut [u8] {
-        &mut self.buffer.as_mut()[HEADER_LEN..]
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::Error;
 
     #[test]
     fn too_big_round_trip_and_every_truncation() {

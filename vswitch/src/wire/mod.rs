@@ -58,6 +58,106 @@ macro_rules! view {
     };
 }
 
+/// An ICMP view (v4 or v6, which share the 8-byte header: type, code,
+/// checksum, echo identifier and sequence): [`view!`] plus the shared
+/// accessors. The invoking file has `field::{TYPE, CODE, CHECKSUM,
+/// ECHO_IDENT, ECHO_SEQ}`, `HEADER_LEN` and a `types` module, and adds its
+/// own checksum and MTU fields.
+macro_rules! icmp_header {
+    ($(#[$doc:meta])* $name:ident) => {
+        view! {
+            $(#[$doc])*
+            $name
+        }
+
+        impl<T: AsRef<[u8]>> $name<T> {
+            /// Checks the buffer holds the header.
+            #[inline]
+            pub fn check_len(&self) -> $crate::wire::Result<()> {
+                if self.buffer.as_ref().len() < HEADER_LEN {
+                    return Err($crate::wire::Error::Truncated);
+                }
+                Ok(())
+            }
+
+            /// Message type (see [`types`]).
+            #[inline]
+            pub fn msg_type(&self) -> u8 {
+                self.buffer.as_ref()[field::TYPE]
+            }
+
+            /// Code.
+            #[inline]
+            pub fn code(&self) -> u8 {
+                self.buffer.as_ref()[field::CODE]
+            }
+
+            /// Checksum field.
+            #[inline]
+            pub fn checksum(&self) -> u16 {
+                $crate::wire::be16(self.buffer.as_ref(), field::CHECKSUM)
+            }
+
+            /// Echo identifier.
+            #[inline]
+            pub fn echo_ident(&self) -> u16 {
+                $crate::wire::be16(self.buffer.as_ref(), field::ECHO_IDENT)
+            }
+
+            /// Echo sequence number.
+            #[inline]
+            pub fn echo_seq(&self) -> u16 {
+                $crate::wire::be16(self.buffer.as_ref(), field::ECHO_SEQ)
+            }
+
+            /// What follows the header: echo data, an error's quote, or an
+            /// NDP body's rest.
+            #[inline]
+            pub fn data(&self) -> &[u8] {
+                &self.buffer.as_ref()[HEADER_LEN..]
+            }
+        }
+
+        impl<T: AsRef<[u8]> + AsMut<[u8]>> $name<T> {
+            /// Sets the message type.
+            #[inline]
+            pub fn set_msg_type(&mut self, v: u8) {
+                self.buffer.as_mut()[field::TYPE] = v;
+            }
+
+            /// Sets the code.
+            #[inline]
+            pub fn set_code(&mut self, v: u8) {
+                self.buffer.as_mut()[field::CODE] = v;
+            }
+
+            /// Sets the checksum field.
+            #[inline]
+            pub fn set_checksum(&mut self, v: u16) {
+                $crate::wire::set_be16(self.buffer.as_mut(), field::CHECKSUM, v);
+            }
+
+            /// Sets the echo identifier.
+            #[inline]
+            pub fn set_echo_ident(&mut self, v: u16) {
+                $crate::wire::set_be16(self.buffer.as_mut(), field::ECHO_IDENT, v);
+            }
+
+            /// Sets the echo sequence number.
+            #[inline]
+            pub fn set_echo_seq(&mut self, v: u16) {
+                $crate::wire::set_be16(self.buffer.as_mut(), field::ECHO_SEQ, v);
+            }
+
+            /// What follows the header, writable.
+            #[inline]
+            pub fn data_mut(&mut self) -> &mut [u8] {
+                &mut self.buffer.as_mut()[HEADER_LEN..]
+            }
+        }
+    };
+}
+
 pub mod arp;
 pub mod esp;
 pub mod ethernet;
