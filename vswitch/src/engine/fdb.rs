@@ -80,6 +80,10 @@ pub(crate) struct Fdb {
     /// cutoff has expired. Frames of one poll share `now`, so the clock
     /// arithmetic is done once per poll, not once per frame.
     cutoff: Option<(Instant, Option<Instant>)>,
+    /// The last `(mac, port, now)` learnt: the entry holds exactly that, so
+    /// the next frame of the same source in the same poll refreshes nothing
+    /// and skips the hash lookup (a stream's frames come in bursts).
+    last: Option<(u64, PortId, Instant)>,
 }
 
 impl Fdb {
@@ -93,6 +97,7 @@ impl Fdb {
             aging,
             oldest: None,
             cutoff: None,
+            last: None,
         }
     }
 
@@ -119,8 +124,12 @@ impl Fdb {
     /// number of entries expired on the way (only when the table was full).
     #[inline]
     pub(crate) fn learn(&mut self, mac: u64, port: PortId, now: Instant) -> (Learned, usize) {
+        if self.last == Some((mac, port, now)) {
+            return (Learned::Refreshed, 0);
+        }
         if let Some(e) = self.map.get_mut(&mac) {
             e.seen = now;
+            self.last = Some((mac, port, now));
             if e.port == port {
                 return (Learned::Refreshed, 0);
             }
@@ -138,6 +147,7 @@ impl Fdb {
             }
         }
         self.map.insert(mac, Entry { port, seen: now });
+        self.last = Some((mac, port, now));
         self.oldest = Some(self.oldest.map_or(now, |o| o.min(now)));
         (Learned::New, expired)
     }
@@ -151,6 +161,7 @@ impl Fdb {
         };
         if self.is_expired(seen, now) {
             self.map.remove(&mac);
+            self.last = None;
             return (None, true);
         }
         (Some(port), false)
@@ -166,6 +177,7 @@ impl Fdb {
     pub(crate) fn expire(&mut self, now: Instant) -> usize {
         let before = self.map.len();
         let aging = self.aging;
+        self.last = None;
         let mut oldest: Option<Instant> = None;
         self.map.retain(|_, e| {
             let keep = now.saturating_duration_since(e.seen) <= aging;
@@ -202,6 +214,31 @@ mod tests {
         assert_eq!(f.learn(1, PortId(2), t0).0, Learned::Moved);
         assert_eq!(f.lookup(1, t0), (Some(PortId(2)), false));
         assert_eq!(f.len(), 1);
+    }
+
+    #[test]
+    fn the_last_learn_shortcut_never_hides_a_move_an_expiry_or_a_refresh() {
+        let t0 = Instant::now();
+        let t1 = t0 + AGING;
+        let late = t1 + AGING / 2;
+        let mut f = Fdb::new(4, AGING);
+        assert_eq!(f.learn(1, PortId(0), t0).0, Learned::New);
+        // Same source, port and poll: the shortcut.
+        assert_eq!(f.learn(1, PortId(0), t0).0, Learned::Refreshed);
+        // Another port in the same poll is still a move.
+        assert_eq!(f.learn(1, PortId(3), t0).0, Learned::Moved);
+        assert_eq!(f.lookup(1, t0), (Some(PortId(3)), false));
+        // A later poll refreshes the entry: alive at t0 + aging * 1.5.
+        assert_eq!(f.learn(1, PortId(3), t1).0, Learned::Refreshed);
+        assert_eq!(f.lookup(1, late), (Some(PortId(3)), false));
+        // An entry aged out by a lookup is learnt anew, even at the `now`
+        // of the last learn.
+        f.learn(2, PortId(1), t0);
+        assert_eq!(f.lookup(2, late), (None, true));
+        assert_eq!(f.learn(2, PortId(1), t0).0, Learned::New);
+        // And by a sweep.
+        assert_eq!(f.expire(late), 1);
+        assert_eq!(f.learn(2, PortId(1), t0).0, Learned::New);
     }
 
     #[test]

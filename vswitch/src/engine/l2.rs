@@ -185,12 +185,13 @@ pub(crate) fn switch(d: &mut Domain, ports: &[Port], metrics: &mut Metrics, cx: 
             }
             return forward(metrics, to, len, out);
         }
-    } else if role == PortRole::Container
-        && let Some(gw) = d.gateway
-        && let Some(reply) = match et {
-            EtherType::ARP => gateway::arp_reply(frame, &gw),
-            EtherType::IPV6 => nd::na_reply(frame, &gw),
-            _ => None,
+    } else if (et == EtherType::ARP || et == EtherType::IPV6)
+        && role == PortRole::Container
+        && let Some(gw) = d.gateway.as_ref()
+        && let Some(reply) = if et == EtherType::ARP {
+            gateway::arp_reply(frame, gw)
+        } else {
+            nd::na_reply(frame, gw)
         }
     {
         // A container resolving the gateway: answered here, not flooded.
@@ -255,6 +256,7 @@ fn flood(
 ) {
     let mut sent = false;
     let mut icc_skipped = false;
+    out.reserve(d.members.len());
     for &(p, prole) in &d.members {
         if p == ingress {
             continue;

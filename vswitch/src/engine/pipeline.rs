@@ -157,7 +157,8 @@ pub(crate) struct FrameCx<'a> {
     pub(crate) past_uplink: Option<PortId>,
     /// Where this frame's actions start in `out`.
     pub(crate) start: usize,
-    /// Where the switch stage's actions start (`None`: not switched).
+    /// Where the switch stage's actions start (`None`: not switched, or
+    /// no overlay to read it).
     pub(crate) switched: Option<usize>,
 }
 
@@ -322,7 +323,10 @@ impl Engine {
             },
             Stage::Switch => {
                 let d = &mut self.domains[usize::from(cx.port.domain.0)];
-                cx.switched = Some(cx.out.len());
+                // (Only the overlay's output stage reads where it starts.)
+                if self.overlay.is_some() {
+                    cx.switched = Some(cx.out.len());
+                }
                 l2::switch(d, &self.ports, &mut self.metrics, cx);
                 Next::Continue
             }
