@@ -55,7 +55,7 @@ use super::table::{FastAnswer, NameTable};
 use crate::netns::NetNs;
 use crate::wire::ethernet::{self, EtherType};
 use crate::wire::ip::checksum::checksum as internet_checksum;
-use crate::wire::{IpProtocol, ipv4, udp};
+use crate::wire::{IpProtocol, dns, ipv4, udp};
 
 /// Environment variable: `off` (or `0`) disables the fast path.
 pub const FASTPATH_ENV: &str = "VSWITCH_DNS_FASTPATH";
@@ -87,13 +87,13 @@ const ETH: i32 = ethernet::HEADER_LEN as i32;
 const IP: i16 = ethernet::HEADER_LEN as i16;
 const UDP: i16 = IP + ipv4::HEADER_LEN as i16;
 const DNS: i16 = UDP + udp::HEADER_LEN as i16;
-/// The DNS header is 12 bytes; the question's name follows.
-const QNAME: i32 = DNS as i32 + 12;
+/// The question's name follows the DNS header.
+const QNAME: i32 = DNS as i32 + dns::HEADER_LEN as i32;
 
 /// Header fields the program reads and writes, from the `wire` views'
 /// field tables (as displacements from the frame's start).
 mod off {
-    use crate::wire::{ethernet, ipv4, udp};
+    use crate::wire::{dns, ethernet, ipv4, udp};
 
     const fn at(base: i16, field: usize) -> i16 {
         base + field as i16
@@ -111,6 +111,12 @@ mod off {
     pub(super) const UDP_DST_PORT: i16 = at(super::UDP, udp::field::DST_PORT);
     pub(super) const UDP_LENGTH: i16 = at(super::UDP, udp::field::LENGTH);
     pub(super) const UDP_CHECKSUM: i16 = at(super::UDP, udp::field::CHECKSUM);
+    pub(super) const DNS_FLAGS_HI: i16 = at(super::DNS, dns::field::FLAGS_HI);
+    pub(super) const DNS_FLAGS_LO: i16 = at(super::DNS, dns::field::FLAGS_LO);
+    pub(super) const DNS_QDCOUNT: i16 = at(super::DNS, dns::field::QDCOUNT);
+    pub(super) const DNS_ANCOUNT: i16 = at(super::DNS, dns::field::ANCOUNT);
+    pub(super) const DNS_NSCOUNT: i16 = at(super::DNS, dns::field::NSCOUNT);
+    pub(super) const DNS_ARCOUNT: i16 = at(super::DNS, dns::field::ARCOUNT);
 }
 /// Stack: the key at fp-80 … fp-4 (the name from fp-72), the answer length
 /// at fp-88.
@@ -412,7 +418,7 @@ pub fn query_frame(dns: &[u8]) -> Vec<u8> {
 /// checksum. Its DNS bytes, or what is wrong.
 pub fn reply_payload<'a>(query: &[u8], reply: &'a [u8]) -> Result<&'a [u8], String> {
     let (ip_at, udp_at, dns_at) = (IP as usize, UDP as usize, DNS as usize);
-    if reply.len() < dns_at + 12 || query.len() < dns_at {
+    if reply.len() < dns_at + dns::HEADER_LEN || query.len() < dns_at {
         return Err(format!("reply of {} bytes", reply.len()));
     }
     let (qip, ip) = (
@@ -490,15 +496,15 @@ fn program(views: &Map, names: &Map, hits: &Map) -> Vec<Insn> {
     a.load(Size::H, R3, R7, off::UDP_DST_PORT);
     a.jmp_imm(Jmp::Ne, R3, be16(53), next);
     // QR = 0 and opcode QUERY; QDCOUNT 1; ANCOUNT and NSCOUNT 0; ARCOUNT 0 or 1.
-    a.load(Size::B, R3, R7, DNS + 2);
-    a.alu_imm(Alu::And, R3, 0xf8);
+    a.load(Size::B, R3, R7, off::DNS_FLAGS_HI);
+    a.alu_imm(Alu::And, R3, i32::from(dns::QR_OPCODE));
     a.jmp_imm(Jmp::Ne, R3, 0, next);
-    a.load(Size::H, R3, R7, DNS + 4);
+    a.load(Size::H, R3, R7, off::DNS_QDCOUNT);
     a.jmp_imm(Jmp::Ne, R3, be16(1), next);
-    a.load(Size::W, R3, R7, DNS + 6);
+    a.load(Size::W, R3, R7, off::DNS_ANCOUNT);
     a.jmp_imm(Jmp::Ne, R3, 0, next);
     let ar_ok = a.label();
-    a.load(Size::H, R3, R7, DNS + 10);
+    a.load(Size::H, R3, R7, off::DNS_ARCOUNT);
     a.jmp_imm(Jmp::Eq, R3, 0, ar_ok);
     a.jmp_imm(Jmp::Ne, R3, be16(1), next);
     a.bind(ar_ok);
@@ -549,7 +555,7 @@ fn program(views: &Map, names: &Map, hits: &Map) -> Vec<Insn> {
     // (root name, type 41, RDLEN 0): r5 = expected packet length.
     a.alu_reg(Alu::Mov, R5, R9);
     a.alu_imm(Alu::Add, R5, QNAME + 4);
-    a.load(Size::H, R3, R7, DNS + 10);
+    a.load(Size::H, R3, R7, off::DNS_ARCOUNT);
     let no_opt = a.label();
     a.jmp_imm(Jmp::Eq, R3, 0, no_opt);
     a.alu_reg(Alu::Mov, R3, R2);
@@ -659,22 +665,22 @@ fn program(views: &Map, names: &Map, hits: &Map) -> Vec<Insn> {
     store_be16(&mut a, R2, off::UDP_LENGTH, R5, -i32::from(UDP));
     a.store_imm(Size::H, R2, off::UDP_CHECKSUM, 0);
     // DNS: QR, RD kept; RA, CD kept; one answer or none; no other records.
-    a.load(Size::B, R3, R2, DNS + 2);
-    a.alu_imm(Alu::And, R3, 0x01);
-    a.alu_imm(Alu::Or, R3, 0x80);
-    a.store(Size::B, R2, DNS + 2, R3);
-    a.load(Size::B, R3, R2, DNS + 3);
-    a.alu_imm(Alu::And, R3, 0x10);
-    a.alu_imm(Alu::Or, R3, 0x80);
-    a.store(Size::B, R2, DNS + 3, R3);
+    a.load(Size::B, R3, R2, off::DNS_FLAGS_HI);
+    a.alu_imm(Alu::And, R3, i32::from(dns::RD));
+    a.alu_imm(Alu::Or, R3, i32::from(dns::QR));
+    a.store(Size::B, R2, off::DNS_FLAGS_HI, R3);
+    a.load(Size::B, R3, R2, off::DNS_FLAGS_LO);
+    a.alu_imm(Alu::And, R3, i32::from(dns::CD));
+    a.alu_imm(Alu::Or, R3, i32::from(dns::RA));
+    a.store(Size::B, R2, off::DNS_FLAGS_LO, R3);
     a.load(Size::Dw, R3, FP, SAVED_LEN);
     let none = a.label();
-    a.store_imm(Size::H, R2, DNS + 6, 0);
+    a.store_imm(Size::H, R2, off::DNS_ANCOUNT, 0);
     a.jmp_imm(Jmp::Eq, R3, 0, none);
-    a.store_imm(Size::H, R2, DNS + 6, be16(1));
+    a.store_imm(Size::H, R2, off::DNS_ANCOUNT, be16(1));
     a.bind(none);
-    a.store_imm(Size::H, R2, DNS + 8, 0);
-    a.store_imm(Size::H, R2, DNS + 10, 0);
+    a.store_imm(Size::H, R2, off::DNS_NSCOUNT, 0);
+    a.store_imm(Size::H, R2, off::DNS_ARCOUNT, 0);
     // Count it.
     a.store_imm(Size::W, FP, KEY, 0);
     a.load_map(R1, hits);

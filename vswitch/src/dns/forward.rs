@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 use hickory_proto::op::ResponseCode;
 
 use super::resolver::error_reply;
+use crate::wire::dns;
 
 /// Docker asks at most this many upstream servers (moby `maxExtDNS`).
 pub const MAX_UPSTREAMS: usize = 3;
@@ -122,7 +123,7 @@ pub(crate) enum Verdict {
 /// `None` when it is not well-formed (compression pointers are not
 /// expected in a first question).
 pub(crate) fn question_len(msg: &[u8]) -> Option<usize> {
-    let mut at = 12;
+    let mut at = dns::HEADER_LEN;
     loop {
         let l = usize::from(*msg.get(at)?);
         if l == 0 {
@@ -134,22 +135,23 @@ pub(crate) fn question_len(msg: &[u8]) -> Option<usize> {
         }
         at += 1 + l;
     }
-    (msg.len() >= at + 4).then_some(at + 4 - 12)
+    (msg.len() >= at + 4).then_some(at + 4 - dns::HEADER_LEN)
 }
 
 /// Judges `reply` to a query sent with id `sent_id` and question bytes
 /// `question` (as [`question_len`] delimits them).
 pub(crate) fn judge(reply: &[u8], sent_id: u16, question: &[u8]) -> Verdict {
-    if reply.len() < 12 || u16::from_be_bytes([reply[0], reply[1]]) != sent_id {
+    let Ok(h) = dns::Packet::new_checked(reply) else {
+        return Verdict::NotOurs;
+    };
+    if h.id() != sent_id || !h.is_response() {
         return Verdict::NotOurs;
     }
-    if reply[2] & 0x80 == 0 {
-        return Verdict::NotOurs;
-    }
-    let qdcount = u16::from_be_bytes([reply[4], reply[5]]);
+    let qdcount = h.qdcount();
     // Some servers leave the question out of error replies.
     if qdcount != 0 {
-        let Some(got) = reply.get(12..12 + question.len()) else {
+        let at = dns::HEADER_LEN;
+        let Some(got) = reply.get(at..at + question.len()) else {
             return Verdict::NotOurs;
         };
         let n = question.len() - 4;
@@ -160,7 +162,7 @@ pub(crate) fn judge(reply: &[u8], sent_id: u16, question: &[u8]) -> Verdict {
             return Verdict::NotOurs;
         }
     }
-    match reply[3] & 0x0f {
+    match h.rcode() {
         2 | 5 => Verdict::TryNext,
         _ => Verdict::Relay,
     }
@@ -178,14 +180,14 @@ pub fn forward(
     cfg: &ForwardConfig,
     stop: &AtomicBool,
 ) -> Option<Vec<u8>> {
-    if query.len() < 12 || query[2] & 0x80 != 0 {
+    if !dns::Packet::new_checked(query).is_ok_and(|h| !h.is_response()) {
         return None;
     }
     let servfail = || error_reply(query, ResponseCode::ServFail);
     let Some(qlen) = question_len(query) else {
         return servfail();
     };
-    let question = &query[12..12 + qlen];
+    let question = &query[dns::HEADER_LEN..dns::HEADER_LEN + qlen];
     for server in upstreams.iter().take(MAX_UPSTREAMS) {
         if stop.load(Ordering::Relaxed) {
             break;
@@ -194,7 +196,7 @@ pub fn forward(
         // (or spoofed ones) do not match.
         let id: u16 = rand::random();
         let mut msg = query.to_vec();
-        msg[..2].copy_from_slice(&id.to_be_bytes());
+        dns::Packet::new_unchecked(&mut msg[..]).set_id(id);
         let deadline = Instant::now() + cfg.timeout;
         let got = if tcp {
             exchange_tcp(*server, &msg, id, question, deadline, stop)

@@ -22,6 +22,7 @@ use rand::seq::SliceRandom;
 
 use super::EMBEDDED_TTL;
 use super::table::{Family, NameTable, Upstreams};
+use crate::wire::dns;
 
 /// How the query arrived (the answer's size limit depends on it).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -46,8 +47,6 @@ pub enum Decision {
     Drop,
 }
 
-/// Size of a DNS header.
-const HEADER: usize = 12;
 /// Classic UDP limit without EDNS.
 const UDP_MIN: usize = 512;
 /// A TCP message's length prefix is 16 bits.
@@ -64,7 +63,7 @@ impl NameTable {
         transport: Transport,
         rng: &mut R,
     ) -> Decision {
-        if query.len() < HEADER || query[2] & 0x80 != 0 {
+        if !dns::Packet::new_checked(query).is_ok_and(|h| !h.is_response()) {
             return Decision::Drop;
         }
         let Some(view) = self.view(querier).filter(|v| v.embedded) else {
@@ -215,7 +214,7 @@ fn encode_limited(mut r: Message, limit: usize) -> Option<Vec<u8>> {
 /// query at all (shorter than a header, or a response). Used for SERVFAIL
 /// after forwarding, REFUSED over the concurrency limit, FORMERR.
 pub fn error_reply(query: &[u8], code: ResponseCode) -> Option<Vec<u8>> {
-    if query.len() < HEADER || query[2] & 0x80 != 0 {
+    if !dns::Packet::new_checked(query).is_ok_and(|h| !h.is_response()) {
         return None;
     }
     if let Ok(q) = Message::from_vec(query)
@@ -229,10 +228,12 @@ pub fn error_reply(query: &[u8], code: ResponseCode) -> Option<Vec<u8>> {
         }
     }
     // Header only: id, opcode and RD copied; QR and RA set.
-    let mut h = vec![0u8; HEADER];
-    h[..2].copy_from_slice(&query[..2]);
-    h[2] = 0x80 | (query[2] & 0x79);
-    h[3] = 0x80 | (u16::from(code) as u8 & 0x0f);
+    let q = dns::Packet::new_unchecked(query);
+    let mut h = vec![0u8; dns::HEADER_LEN];
+    let mut v = dns::Packet::new_unchecked(&mut h[..]);
+    v.set_id(q.id());
+    v.set_flags_hi(dns::QR | (q.flags_hi() & (dns::OPCODE | dns::RD)));
+    v.set_flags_lo(dns::RA | (u16::from(code) as u8 & dns::RCODE));
     Some(h)
 }
 

@@ -48,30 +48,6 @@ pub(crate) fn update32_partial(sum: u16, old: u32, new: u32) -> u16 {
     add(add(s, !(old as u16)), new as u16)
 }
 
-/// Reads a big-endian 16-bit field.
-#[inline]
-pub(crate) fn get16(b: &[u8], at: usize) -> u16 {
-    u16::from_be_bytes([b[at], b[at + 1]])
-}
-
-/// Writes a big-endian 16-bit field.
-#[inline]
-pub(crate) fn put16(b: &mut [u8], at: usize, v: u16) {
-    b[at..at + 2].copy_from_slice(&v.to_be_bytes());
-}
-
-/// Reads a big-endian 32-bit field.
-#[cfg(test)]
-pub(crate) fn get32(b: &[u8], at: usize) -> u32 {
-    u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
-}
-
-/// Writes a big-endian 32-bit field.
-#[cfg(test)]
-pub(crate) fn put32(b: &mut [u8], at: usize, v: u32) {
-    b[at..at + 4].copy_from_slice(&v.to_be_bytes());
-}
-
 /// The folded, uncomplemented ones'-complement sum of `data` added to `init`.
 pub(crate) use crate::wire::ip::checksum::sum;
 
@@ -101,8 +77,8 @@ mod tests {
         ) {
             let at = ((at * 2) % (data.len() - 4)) & !1;
             let before = full(&data);
-            let old = get32(&data, at);
-            put32(&mut data, at, new);
+            let old = crate::wire::be32(&data, at);
+            crate::wire::set_be32(&mut data, at, new);
             let after = full(&data);
             // Ones' complement has two zeros; both verify the same way.
             let inc = update32(before, old, new);

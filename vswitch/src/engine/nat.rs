@@ -10,10 +10,11 @@
 
 use std::net::Ipv4Addr;
 
-use super::checksum::{get16, put16, sum, update16, update32, update32_partial};
+use super::checksum::{sum, update16, update32, update32_partial};
 use super::flow::{IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, Inner, Ip4, L4, Tuple};
 use super::packet::{Packet, VnetHdr};
 use crate::wire::ethernet::{self, HEADER_LEN as ETH_HDR_LEN};
+use crate::wire::{be16, set_be16};
 use crate::wire::{icmpv4, ipv4, tcp, udp};
 
 /// Where the L4 checksum of a (first-fragment) packet lives, relative to
@@ -64,7 +65,7 @@ fn rewrite_headers(
         return;
     };
     let has_csum = l4_len >= at + 2;
-    let mut c = if has_csum { get16(b, l4 + at) } else { 0 };
+    let mut c = if has_csum { be16(b, l4 + at) } else { 0 };
     // UDP checksum 0 means "none" (unless the device fills it in).
     let udp_none = from.proto == IPPROTO_UDP && c == 0 && !partial;
     let touch = has_csum && !udp_none;
@@ -90,7 +91,7 @@ fn rewrite_headers(
                     if touch && !partial {
                         c = update16(c, o, n);
                     }
-                    put16(b, l4 + field, n);
+                    set_be16(b, l4 + field, n);
                 }
             }
         }
@@ -98,7 +99,7 @@ fn rewrite_headers(
             if touch && !partial {
                 c = update16(c, from.sport, to.sport);
             }
-            put16(b, l4 + icmpv4::field::ECHO_IDENT, to.sport);
+            set_be16(b, l4 + icmpv4::field::ECHO_IDENT, to.sport);
         }
         _ => {}
     }
@@ -106,7 +107,7 @@ fn rewrite_headers(
         if from.proto == IPPROTO_UDP && c == 0 && !partial {
             c = 0xffff;
         }
-        put16(b, l4 + at, c);
+        set_be16(b, l4 + at, c);
     }
 }
 
@@ -221,7 +222,7 @@ pub(crate) fn finish_checksum(pkt: &mut Packet, end: usize) -> bool {
     if c == 0 {
         c = 0xffff;
     }
-    put16(b, at, c);
+    set_be16(b, at, c);
     pkt.hdr.flags &= !VnetHdr::F_NEEDS_CSUM;
     true
 }

@@ -26,7 +26,7 @@ use std::time::Instant;
 
 use ipnet::Ipv6Net;
 
-use super::checksum::{get16, put16, update16};
+use super::checksum::update16;
 use super::conntrack::{Conntrack, Kind, Timeouts};
 use super::fdb::mac_key;
 use super::flow::{IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, Tuple, tcp_flags};
@@ -37,6 +37,7 @@ use super::pipeline::FrameCx;
 use super::trace::TraceEvent;
 use super::{Action, DomainId, DropReason, MacAddr, PortId, PortRole};
 use crate::wire::ethernet::{self, EtherType, HEADER_LEN as ETH_HDR_LEN};
+use crate::wire::{be16, set_be16};
 use crate::wire::{icmpv6, ipv6, tcp, udp};
 
 const IPV6_HDR: usize = ipv6::HEADER_LEN;
@@ -476,13 +477,13 @@ impl Router6 {
             _ => icmpv6::field::CHECKSUM,
         };
         if inner_l4_len >= inner_csum + 2 {
-            let mut c = get16(b, l4 + inner_csum);
+            let mut c = be16(b, l4 + inner_csum);
             for (o, n) in quoted.src.segments().into_iter().zip(orig.src.segments()) {
                 c = update16(c, o, n);
             }
             // The port (or echo id) is covered by its own checksum.
             c = update16(c, quoted.sport, orig.sport);
-            put16(b, l4 + inner_csum, c);
+            set_be16(b, l4 + inner_csum, c);
         }
         ipv6::Packet::new_unchecked(&mut b[inner_at..]).set_src(orig.src.octets());
         let port_at = if proto == IPPROTO_ICMPV6 {
@@ -490,7 +491,7 @@ impl Router6 {
         } else {
             l4 + udp::field::SRC_PORT
         };
-        put16(b, port_at, orig.sport);
+        set_be16(b, port_at, orig.sport);
         // The outer destination, hop limit, MACs and ICMPv6 checksum.
         let mut o = ipv6::Packet::new_unchecked(&mut b[ETH_HDR_LEN..]);
         o.set_dst(orig.src.octets());
@@ -766,7 +767,7 @@ fn rewrite(pkt: &mut Packet, from: &Tuple<Ipv6Addr>, to: &Tuple<Ipv6Addr>, l4_le
     };
     let b = pkt.frame_mut();
     let has_csum = l4_len >= at + 2;
-    let mut c = if has_csum { get16(b, L4_OFF + at) } else { 0 };
+    let mut c = if has_csum { be16(b, L4_OFF + at) } else { 0 };
     let words = |a: Ipv6Addr| a.segments();
     let addrs = [
         (ipv6::field::SRC, from.src, to.src),
@@ -800,13 +801,13 @@ fn rewrite(pkt: &mut Packet, from: &Tuple<Ipv6Addr>, to: &Tuple<Ipv6Addr>, l4_le
             if has_csum && !partial {
                 c = update16(c, o, n);
             }
-            put16(b, L4_OFF + field, n);
+            set_be16(b, L4_OFF + field, n);
         }
     }
     if has_csum {
         if from.proto == IPPROTO_UDP && c == 0 && !partial {
             c = 0xffff;
         }
-        put16(b, L4_OFF + at, c);
+        set_be16(b, L4_OFF + at, c);
     }
 }

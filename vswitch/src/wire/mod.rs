@@ -159,6 +159,7 @@ macro_rules! icmp_header {
 }
 
 pub mod arp;
+pub mod dns;
 pub mod esp;
 pub mod ethernet;
 pub mod icmpv4;
