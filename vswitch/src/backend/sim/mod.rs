@@ -73,7 +73,6 @@ pub fn unsupported(plan: &Plan) -> Vec<String> {
             ));
         }
     }
-    say_mesh_from_machine(plan, &mut say);
     let mut rest = crate::backend::userspace::unsupported(plan);
     for r in rest.drain(..) {
         let r = r
@@ -108,46 +107,6 @@ fn needs_pmtu_discovery(plan: &Plan, k: usize) -> Option<usize> {
             _ => false,
         }
     })
-}
-
-/// SVC-4: a connection to a machine's own address on a routing-mesh port
-/// goes through the userland proxy to the machine's ingress sandbox over an
-/// on-link host route on the uplink; smoltcp routes only to its own subnets
-/// or through a gateway, so the sim refuses those checks by name.
-fn say_mesh_from_machine(plan: &Plan, say: &mut impl FnMut(String)) {
-    use crate::scenario::plan::CheckKind;
-    let mesh: Vec<u16> = plan
-        .services
-        .iter()
-        .flat_map(|s| s.publish.iter())
-        .filter(|p| p.mode == crate::scenario::plan::PublishMode::Ingress)
-        .map(|p| p.published)
-        .collect();
-    for (i, c) in plan.checks.iter().enumerate() {
-        let (CheckKind::Tcp { to, .. } | CheckKind::Udp { to, .. } | CheckKind::Spread { to, .. }) =
-            &c.kind
-        else {
-            continue;
-        };
-        let own = plan.machines.iter().enumerate().find(|(m, mach)| {
-            IpAddr::V4(mach.ip) == to.addr
-                && crate::backend::userspace::services::local_entry(plan, *m).is_some()
-        });
-        let own_m = own.map_or(usize::MAX, |(m, _)| m);
-        let machine_side = match c.from[0] {
-            Node::Machine(m) => m == own_m,
-            Node::Container(k) => plan.containers[k].machine == own_m,
-            Node::External(_) => false,
-        };
-        if let (Some((_, mach)), true, Some(p)) = (own, machine_side, to.port)
-            && mesh.contains(&p)
-        {
-            say(format!(
-                "check[{i}] reaches the routing mesh on machine `{}`'s own address: its userland proxy connects to the ingress sandbox over an on-link host route, which smoltcp cannot hold (SVC-4)",
-                mach.name
-            ));
-        }
-    }
 }
 
 /// A world in memory.

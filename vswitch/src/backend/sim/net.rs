@@ -235,7 +235,9 @@ impl SimWorld {
         let Some(&s) = self.port_stack.get(usize::from(q.0)) else {
             return;
         };
-        if let Some(st) = self.stacks.get_mut(s) {
+        if let Some(st) = self.stacks.get_mut(s)
+            && !st.not_mine(frame)
+        {
             st.dev.rx.push_back(frame.to_vec());
             self.dirty.insert(s);
         }

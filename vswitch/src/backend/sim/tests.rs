@@ -211,3 +211,70 @@ fn frame_kinds() {
     assert_eq!(frame_kind(&echo), FrameKind::EchoRequest);
     assert_eq!(frame_kind(&[0u8; 3]), FrameKind::Other);
 }
+
+/// An ARP request from `mac`/`ip` for `to.1`, or its reply to `to`
+/// (target hardware address broadcast in a request, as smoltcp sends it).
+fn arp(op: u8, mac: [u8; 6], ip: [u8; 4], to: ([u8; 6], [u8; 4])) -> Vec<u8> {
+    let dst = if op == 1 { [0xff; 6] } else { to.0 };
+    let mut f = Vec::with_capacity(42);
+    f.extend_from_slice(&dst);
+    f.extend_from_slice(&mac);
+    f.extend_from_slice(&[0x08, 0x06, 0, 1, 8, 0, 6, 4, 0, op]);
+    f.extend_from_slice(&mac);
+    f.extend_from_slice(&ip);
+    f.extend_from_slice(&dst);
+    f.extend_from_slice(&to.1);
+    f
+}
+
+/// SVC-4's `ip route add 10.0.0.4/32 dev eth0` outside the interface's
+/// subnet: the stack asks ARP for the destination from its own address,
+/// keeps the answer (smoltcp alone drops it: not its network) and sends
+/// there from its own address; it does not answer for the destination.
+#[test]
+fn an_on_link_host_route_outside_the_subnet_is_reached_by_arp() {
+    use super::stack::{Stack, StackSpec};
+    use smoltcp::wire::{IpAddress, IpEndpoint};
+    let me = [198, 18, 0, 3];
+    let sb = [10, 0, 0, 4];
+    let (my_mac, sb_mac) = ([2, 0, 0, 0, 0, 3], [2, 0x42, 10, 0, 0, 4]);
+    let now = smoltcp::time::Instant::from_micros(0);
+    let mut st = Stack::new(
+        StackSpec {
+            node: Node::Machine(0),
+            port: Some(crate::engine::PortId(0)),
+            name: "eth0".into(),
+            mac: Some(crate::scenario::plan::MacAddr(my_mac)),
+            mtu: 1500,
+            addrs: vec![("198.18.0.3".parse().unwrap(), 24)],
+            extra: Vec::new(),
+            routes: vec![("10.0.0.4/32".parse().unwrap(), None)],
+            seed: 1,
+        },
+        now,
+    );
+    assert_eq!(st.onlink, vec!["10.0.0.4".parse::<IpAddr>().unwrap()]);
+    let mut t = super::services::tcp_socket(4096);
+    let remote = IpEndpoint::new(IpAddress::v4(10, 0, 0, 4), 8080);
+    t.connect(st.iface.context(), remote, 45000).unwrap();
+    let h = st.sockets.add(t);
+    st.iface.poll(now, &mut st.dev, &mut st.sockets);
+    let asked = std::mem::take(&mut st.dev.tx);
+    assert_eq!(asked, vec![arp(1, my_mac, me, ([0; 6], sb))]);
+    // The sandbox answers; the SYN follows, from the interface's address.
+    st.dev.rx.push_back(arp(2, sb_mac, sb, (my_mac, me)));
+    let later = smoltcp::time::Instant::from_micros(1000);
+    st.iface.poll(later, &mut st.dev, &mut st.sockets);
+    let syn = st.dev.tx.first().expect("a SYN once the sandbox answered");
+    assert_eq!((&syn[0..6], &syn[6..12]), (&sb_mac[..], &my_mac[..]));
+    assert_eq!((&syn[26..30], &syn[30..34]), (&me[..], &sb[..]));
+    assert_eq!(frame_kind(syn), FrameKind::Opener);
+    assert_eq!(
+        st.sockets.get::<smoltcp::socket::tcp::Socket>(h).state(),
+        smoltcp::socket::tcp::State::SynSent
+    );
+    // Someone asking for the sandbox's address gets no answer here.
+    let who_has = arp(1, [2, 0, 0, 0, 0, 9], [198, 18, 0, 9], ([0; 6], sb));
+    assert!(st.not_mine(&who_has));
+    assert!(!st.not_mine(&arp(1, [2, 0, 0, 0, 0, 9], [198, 18, 0, 9], ([0; 6], me))));
+}
