@@ -19,6 +19,7 @@
 pub mod clock;
 mod frag;
 mod net;
+mod pmtu;
 pub mod probes;
 mod proxy;
 mod services;
@@ -62,17 +63,6 @@ pub fn unsupported(plan: &Plan) -> Vec<String> {
             ));
         }
     }
-    for (k, st) in plan.steps.iter().enumerate() {
-        if let StepAction::Fault { fault, .. } = &st.action
-            && let Some(mtu) = fault.mtu
-            && let Some(i) = needs_pmtu_discovery(plan, k)
-        {
-            say(format!(
-                "check[{i}] after fault mtu = {mtu} (step[{k}] `{}`) rests on the host stack learning the path MTU from ICMP fragmentation-needed / packet-too-big (TCP lowering its segments, a DF ping refused after the link widened), and smoltcp has no path MTU discovery",
-                st.name
-            ));
-        }
-    }
     let mut rest = crate::backend::userspace::unsupported(plan);
     for r in rest.drain(..) {
         let r = r
@@ -83,30 +73,6 @@ pub fn unsupported(plan: &Plan) -> Vec<String> {
     }
     why.dedup();
     why
-}
-
-/// The first check bound at or after step `k` (a narrowing `mtu` fault)
-/// that only a stack with path MTU discovery passes, in a world with
-/// overlays (whose VTEP answers "fragmentation needed" for the inner
-/// packet): TCP throughput, or a DF ping after a later `clear` (the kernel
-/// remembers the path MTU).
-fn needs_pmtu_discovery(plan: &Plan, k: usize) -> Option<usize> {
-    use crate::scenario::plan::{CheckKind, Driver, Proto};
-    if !plan.networks.iter().any(|n| n.driver == Driver::Overlay) {
-        return None;
-    }
-    plan.checks.iter().position(|c| {
-        let Some(after) = c.after.filter(|a| *a >= k) else {
-            return false;
-        };
-        match &c.kind {
-            CheckKind::Throughput { proto, .. } => *proto == Proto::Tcp,
-            CheckKind::Ping { df: true, .. } => plan.steps[k + 1..=after]
-                .iter()
-                .any(|s| matches!(s.action, StepAction::Clear(_))),
-            _ => false,
-        }
-    })
 }
 
 /// A world in memory.
@@ -135,6 +101,10 @@ pub struct SimWorld {
     faults: HashMap<LinkRef, LinkFault>,
     /// Each container's machine.
     container_machine: Vec<usize>,
+    /// The path MTUs the nodes learned ([`pmtu`]).
+    pmtu: pmtu::PathMtus,
+    /// Pings under way, to hand them the ICMP errors their stacks receive.
+    pings: Vec<probes::PingWatch>,
 }
 
 /// The node whose interfaces `n` uses: a container sharing another's
@@ -215,6 +185,8 @@ impl SimWorld {
             seed: plan.seed,
             faults: HashMap::new(),
             container_machine: plan.containers.iter().map(|c| c.machine).collect(),
+            pmtu: pmtu::PathMtus::default(),
+            pings: Vec::new(),
         };
         w.make_stacks(plan, &setup);
         w.start_services(plan);
@@ -410,6 +382,8 @@ impl SimWorld {
                 next.next_ident = self.next_ident;
                 next.frames = self.frames;
                 next.faults = std::mem::take(&mut self.faults);
+                // The namespaces stay, and with them what they learned.
+                next.pmtu = std::mem::take(&mut self.pmtu);
                 // The old captures end here; the new world writes its own.
                 for w in self.pcaps.iter_mut().flatten() {
                     let _ = w.flush();

@@ -130,7 +130,7 @@ impl SimWorld {
             }
             Some(p) => {
                 for f in frames {
-                    self.frame_from_stack(p, &f);
+                    self.send_on_path(s, p, f);
                 }
             }
         }
@@ -235,12 +235,82 @@ impl SimWorld {
         let Some(&s) = self.port_stack.get(usize::from(q.0)) else {
             return;
         };
-        if let Some(st) = self.stacks.get_mut(s)
-            && !st.not_mine(frame)
-        {
-            st.dev.rx.push_back(frame.to_vec());
-            self.dirty.insert(s);
+        if self.stacks.get(s).is_none_or(|st| st.not_mine(frame)) {
+            return;
         }
+        self.icmp_in(s, frame);
+        self.stacks[s].dev.rx.push_back(frame.to_vec());
+        self.dirty.insert(s);
+    }
+
+    /// An ICMP error arriving at stack `s`: a path MTU its node learns
+    /// ([`super::pmtu`]), and the error for a ping under way there.
+    fn icmp_in(&mut self, s: usize, frame: &[u8]) {
+        let icmp = match frame.get(12..14) {
+            Some([0x08, 0x00]) => frame.get(23) == Some(&1),
+            Some([0x86, 0xdd]) => frame.get(20) == Some(&58),
+            _ => false,
+        };
+        if !icmp {
+            return;
+        }
+        let now = self.clock.now_us();
+        let st = &self.stacks[s];
+        if let Some((src, dst, mtu)) = super::pmtu::too_big(frame)
+            && st.holds(src)
+        {
+            self.pmtu.learn(st.node, dst, mtu, st.mtu, now);
+        }
+        for w in self.pings.iter_mut().filter(|w| w.stack == s) {
+            w.heard(&frame[14..]);
+        }
+    }
+
+    /// A frame stack `s` sends on port `p`, as the kernel would have
+    /// built it for the path its node knows: DF as Linux sets it on ICMP,
+    /// cut to a learned path MTU ([`super::pmtu`]). A TCP segment the path
+    /// refuses meanwhile (the ICMP error comes back at once) is sent again
+    /// at once, cut to the new size, as Linux's `tcp_simple_retransmit`
+    /// does on learning it; smoltcp would wait for its retransmission
+    /// timer.
+    fn send_on_path(&mut self, s: usize, p: PortId, mut f: Vec<u8>) {
+        super::pmtu::linux_df(&mut f, |ident| {
+            self.pings
+                .iter()
+                .find(|w| w.stack == s && w.ident == ident)
+                .is_none_or(|w| w.df)
+        });
+        let dst = super::pmtu::destination(&f);
+        let learned = |w: &SimWorld| {
+            if w.pmtu.is_empty() {
+                return None;
+            }
+            let node = w.stacks[s].node;
+            dst.and_then(|d| w.pmtu.get(node, d, w.clock.now_us()))
+        };
+        let pieces = match learned(self) {
+            Some(mtu) => super::pmtu::fit(f, mtu),
+            None => vec![f],
+        };
+        for piece in pieces {
+            self.frame_from_stack(p, &piece);
+            if let Some(mtu) = learned(self)
+                && super::pmtu::is_tcp(&piece)
+                && piece.len() > 14 + usize::from(mtu)
+            {
+                for again in super::pmtu::fit(piece, mtu) {
+                    self.frame_from_stack(p, &again);
+                }
+            }
+        }
+    }
+
+    /// The MTU towards `dst` from stack `s`: its interface's, or lower
+    /// when its node learned so.
+    pub(crate) fn path_mtu(&self, s: usize, dst: IpAddr) -> u16 {
+        let st = &self.stacks[s];
+        let learned = self.pmtu.get(st.node, dst, self.clock.now_us());
+        learned.map_or(st.mtu, |m| m.min(st.mtu))
     }
 
     /// Frames a fault held that are now due.
