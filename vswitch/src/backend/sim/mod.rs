@@ -18,6 +18,7 @@
 
 pub mod clock;
 mod frag;
+mod neigh;
 mod net;
 mod pmtu;
 pub mod probes;
@@ -425,6 +426,9 @@ impl SimWorld {
     /// `s` needs polling again.
     fn proxy_step(&mut self, s: usize) -> bool {
         self.proxy.step(s, &mut self.stacks, &mut self.dirty);
+        for (us, dst) in std::mem::take(&mut self.proxy.sent) {
+            self.expect(us, dst);
+        }
         self.dirty.remove(&s)
     }
 }

@@ -90,15 +90,26 @@ impl SimWorld {
             .map(|t| t.total_micros().max(0) as u64);
         let mut frames =
             super::frag::refragment(std::mem::take(&mut st.dev.tx), usize::from(st.mtu));
-        if st.port.is_some() && !echoes.is_empty() {
+        let on_port = st.port.is_some();
+        self.note_solicits(s, &frames);
+        let is_v4 = |f: &Vec<u8>| f.get(12..14) == Some(&[0x08, 0x00]);
+        if on_port && !echoes.is_empty() {
             let kinds: Vec<FrameKind> = frames.iter().map(|f| frame_kind(f)).collect();
             if kinds.contains(&FrameKind::Solicit) {
-                st.held_echo = echoes;
+                self.stacks[s].held_echo = echoes;
             } else if !kinds.contains(&FrameKind::EchoReply) {
-                frames.extend(self.answer_rate_limited(s, &echoes, true));
+                let (v4, v6): (Vec<_>, Vec<_>) = echoes.into_iter().partition(is_v4);
+                let again = self.answer_rate_limited(s, &v4, true);
+                self.note_solicits(s, &again);
+                frames.extend(again);
+                // The kernel's neighbour queue: handed in again once the
+                // advertisement arrives.
+                if self.ask_senders(s, &v6, &mut frames) {
+                    self.stacks[s].held_echo = v6;
+                }
             }
         }
-        if self.stacks[s].port.is_some() && !openers.is_empty() {
+        if on_port && !openers.is_empty() {
             let st = &self.stacks[s];
             let silent = |o: &Vec<u8>| {
                 !frames
@@ -106,9 +117,12 @@ impl SimWorld {
                     .any(|f| f.get(0..6) == o.get(6..12) || frame_kind(f) == FrameKind::Solicit)
             };
             let now_us = self.clock.now_us();
-            let want: Vec<Vec<u8>> = openers
+            let (want4, want6): (Vec<_>, Vec<_>) = openers
                 .into_iter()
                 .filter(|o| o.get(0..6) == Some(&st.mac()[..]) && silent(o))
+                .partition(is_v4);
+            let want4: Vec<Vec<u8>> = want4
+                .into_iter()
                 .filter(|o| {
                     let src: [u8; 4] = o[26..30].try_into().unwrap_or_default();
                     !st.taught
@@ -116,9 +130,15 @@ impl SimWorld {
                         .any(|(a, t)| *a == src && now_us < t + 1_000_000)
                 })
                 .collect();
-            if !want.is_empty() {
-                frames.extend(self.answer_rate_limited(s, &want, false));
+            if !want4.is_empty() {
+                let again = self.answer_rate_limited(s, &want4, false);
+                self.note_solicits(s, &again);
+                frames.extend(again);
             }
+            self.ask_senders(s, &want6, &mut frames);
+        }
+        if on_port {
+            self.ask_withheld(s, &mut frames);
         }
         let st = &mut self.stacks[s];
         match st.port {

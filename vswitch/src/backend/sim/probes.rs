@@ -122,6 +122,7 @@ impl SimWorld {
                 }
                 next += 1;
                 next_send = self.now_us() + interval;
+                self.expect(s, dst);
                 self.touch(s);
             }
             self.settle();
@@ -262,6 +263,7 @@ impl SimWorld {
         sock.connect(st.iface.context(), remote, port)
             .map_err(|_| unreachable(dst))?;
         let h = st.sockets.add(sock);
+        self.expect(s, dst.ip());
         self.touch(s);
         loop {
             self.settle();
@@ -466,6 +468,7 @@ impl SimWorld {
                 let _ = sock.send_slice(msg.as_bytes(), remote);
                 sent_at.push(self.now_us());
                 next = self.now_us() + UDP_RETRY_US;
+                self.expect(s, dst.ip());
                 self.touch(s);
             }
             self.settle();
@@ -621,6 +624,7 @@ impl SimWorld {
                     .get_mut::<udp::Socket>(h)
                     .send_slice(msg, remote);
                 next = self.now_us() + DNS_RETRY_US;
+                self.expect(s, server.ip());
                 self.touch(s);
             }
             self.settle();
@@ -735,6 +739,7 @@ impl SimWorld {
                         }
                     }
                 }
+                self.expect(s, dst);
                 self.touch(s);
             }
             let next = (self.now_us() + TICK_US).min(end);

@@ -120,6 +120,13 @@ pub(crate) struct Stack {
     /// Destinations of its on-link host routes outside its own subnets
     /// ([`onlink_hosts`]).
     pub onlink: Vec<IpAddr>,
+    /// Where it was just handed packets to send ([`super::neigh`]).
+    pub expect: Vec<IpAddr>,
+    /// When smoltcp last sent a solicitation here (its silence follows),
+    /// virtual µs.
+    pub solicited_at: Option<u64>,
+    /// Neighbours the sim asked for on its behalf, with when.
+    pub asked: Vec<(IpAddr, u64)>,
 }
 
 /// A host prefix length for `a`'s family.
@@ -268,6 +275,9 @@ impl Stack {
             held_echo: Vec::new(),
             taught: Vec::new(),
             onlink,
+            expect: Vec::new(),
+            solicited_at: None,
+            asked: Vec::new(),
         }
     }
 
@@ -362,7 +372,7 @@ pub(crate) enum FrameKind {
     EchoRequest,
     /// An ICMP or ICMPv6 echo reply.
     EchoReply,
-    /// An IPv4 TCP SYN or UDP datagram: it may want an answer from a socket.
+    /// A TCP SYN or UDP datagram: it may want an answer from a socket.
     Opener,
     /// An ARP request or IPv6 neighbour solicitation.
     Solicit,
@@ -397,6 +407,11 @@ pub(crate) fn frame_kind(f: &[u8]) -> FrameKind {
             }
         }
         0x86dd => match (f.get(20), f.get(54)) {
+            (Some(17), _) => FrameKind::Opener,
+            (Some(6), _) => match f.get(54 + 13) {
+                Some(flags) if flags & 0x12 == 0x02 => FrameKind::Opener,
+                _ => FrameKind::Other,
+            },
             (Some(58), Some(128)) => FrameKind::EchoRequest,
             (Some(58), Some(129)) => FrameKind::EchoReply,
             (Some(58), Some(135)) => FrameKind::Solicit,
