@@ -43,35 +43,32 @@ use stack::{Stack, StackSpec};
 
 pub use clock::VIRTUAL_EPOCH_US;
 
-/// What the sim cannot build of `plan`, one reason per item.
+/// What the sim cannot build of `plan`, one reason per item: its verdicts
+/// in the refusal table ([`refusal`](crate::backend::topology::features::refusal):
+/// mixed runs, iperf3), then what the userspace engine refuses.
 pub fn unsupported(plan: &Plan) -> Vec<String> {
-    let mut why = Vec::new();
-    let mut say = |s: String| why.push(format!("backend sim: {s}"));
-    if let Some(m) = plan.machines.iter().find(|m| m.backend.is_some()) {
-        say(format!(
-            "mixed runs (machine `{}` sets backend) need the kernel backend's namespaces; the sim builds only the engine's data path",
-            m.name
-        ));
-    }
-    for (i, c) in plan.checks.iter().enumerate() {
-        if let crate::scenario::plan::CheckKind::Throughput {
-            generator: crate::scenario::plan::Generator::Iperf3,
-            ..
-        } = c.kind
-        {
-            say(format!(
-                "throughput with generator iperf3 runs the real iperf3 binary, which needs a network namespace (check[{i}]): use generator = \"builtin\""
-            ));
-        }
-    }
-    let mut rest = crate::backend::userspace::unsupported(plan);
-    for r in rest.drain(..) {
-        let r = r
-            .strip_prefix("backend userspace: ")
-            .unwrap_or(&r)
-            .to_string();
-        say(r);
-    }
+    use crate::backend::topology::features::{Env, features, refusals_of};
+    use crate::scenario::plan::BackendKind;
+    let f = features(plan);
+    // Nothing the sim builds depends on this machine's kernel.
+    let any = |_: &str| true;
+    let env = Env { has_kind: &any };
+    let ours = refusals_of(
+        BackendKind::Sim,
+        f.machines.iter().chain(&f.checks),
+        plan,
+        &env,
+    );
+    let engine = crate::backend::userspace::unsupported(plan);
+    let engine = engine
+        .iter()
+        .map(|r| r.strip_prefix("backend userspace: ").unwrap_or(r));
+    let mut why: Vec<String> = ours
+        .iter()
+        .map(String::as_str)
+        .chain(engine)
+        .map(|r| format!("backend sim: {r}"))
+        .collect();
     why.dedup();
     why
 }
