@@ -350,6 +350,9 @@ fn main() {
         "steps-faults.toml",
         "dns-names.toml",
         "nat-publish.toml",
+        // Path MTUs learned and the mesh's on-link route, in virtual time.
+        "overlay-pmtu.toml",
+        "swarm-routing-mesh.toml",
     ] {
         let stem = f.trim_end_matches(".toml").to_string();
         trials.push(Trial::test(format!("determinism::{stem}"), move || {

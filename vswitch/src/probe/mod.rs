@@ -36,6 +36,7 @@ pub use echo::{
     parse_seen, start_echo, start_sink,
 };
 pub use iperf3::{Load, iperf3};
+pub(crate) use ping::{Icmp, about_echo};
 pub use ping::{PingOptions, PingOutcome, ping};
 pub use throughput::{Ports, Throughput, throughput};
 

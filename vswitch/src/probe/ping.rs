@@ -260,9 +260,30 @@ fn echo_request(v6: bool, id: u16, seq: u16, size: u16) -> Vec<u8> {
 
 /// A received ICMP message that concerns this ping.
 #[derive(Debug, PartialEq, Eq)]
-enum Icmp {
+pub(crate) enum Icmp {
     Reply { seq: u16 },
     Error { seq: u16, what: String },
+}
+
+/// What the IP packet `ip` (an IPv4 datagram, or an IPv6 packet with
+/// ICMPv6 right after its header) says about the echo requests `id` sent
+/// to `dst`, read as this probe reads its raw socket: for the sim backend,
+/// whose stacks see packets rather than sockets.
+pub(crate) fn about_echo(ip: &[u8], dst: IpAddr, id: u16) -> Option<Icmp> {
+    if dst.is_ipv4() {
+        return parse_v4(ip, dst, id);
+    }
+    let p = ipv6::Packet::new_unchecked(ip);
+    p.check_header().ok()?;
+    if p.next_header() != IpProtocol::ICMPV6 {
+        return None;
+    }
+    parse_v6(
+        ip.get(ipv6::HEADER_LEN..)?,
+        IpAddr::V6(p.src_addr()),
+        dst,
+        id,
+    )
 }
 
 /// Parses an IPv4 datagram (raw IPv4 sockets deliver the IP header).

@@ -41,8 +41,9 @@ fn checksum(h: &[u8]) -> u16 {
 }
 
 /// Cuts `payload` (of the datagram whose first frame is `first`) into
-/// fragments of at most `mtu` bytes.
-fn cut(first: &[u8], payload: &[u8], mtu: usize) -> Vec<Vec<u8>> {
+/// fragments of at most `mtu` bytes, the first at byte offset `base` of
+/// the datagram, the last with "more fragments" set when `more_after`.
+fn cut(first: &[u8], payload: &[u8], mtu: usize, base: usize, more_after: bool) -> Vec<Vec<u8>> {
     let ihl = usize::from(first[ETH] & 0x0f) * 4;
     let head = &first[..ETH + ihl];
     let step = (mtu.saturating_sub(ihl) / 8 * 8).max(8);
@@ -50,12 +51,12 @@ fn cut(first: &[u8], payload: &[u8], mtu: usize) -> Vec<Vec<u8>> {
     let mut off = 0;
     while off < payload.len() {
         let end = (off + step).min(payload.len());
-        let more = end < payload.len();
+        let more = end < payload.len() || more_after;
         let mut f = head.to_vec();
         f.extend_from_slice(&payload[off..end]);
         let ip = &mut f[ETH..];
         ip[2..4].copy_from_slice(&((ihl + end - off) as u16).to_be_bytes());
-        let fo = (off / 8) as u16 | if more { 0x2000 } else { 0 };
+        let fo = ((base + off) / 8) as u16 | if more { 0x2000 } else { 0 };
         ip[6..8].copy_from_slice(&fo.to_be_bytes());
         ip[10..12].copy_from_slice(&[0, 0]);
         let c = checksum(&ip[..ihl]);
@@ -97,10 +98,31 @@ pub(crate) fn refragment(frames: Vec<Vec<u8>>, mtu: usize) -> Vec<Vec<u8>> {
     let mut result = Vec::with_capacity(frames.len());
     for (i, f) in frames.into_iter().enumerate() {
         match member[i].map(|g| &groups[g]) {
-            Some((_, first, payload, true)) if *first == i => result.extend(cut(&f, payload, mtu)),
+            Some((_, first, payload, true)) if *first == i => {
+                result.extend(cut(&f, payload, mtu, 0, false))
+            }
             Some((_, _, _, true)) => {}
             _ => result.push(f),
         }
     }
     result
+}
+
+/// An IPv4 datagram or fragment (frame `f`) cut for `mtu` as the kernel
+/// fragments at the source: DF cleared, every payload but the last a
+/// multiple of 8 bytes. A frame that fits, or is not IPv4, comes back
+/// whole.
+pub(crate) fn fragment_to(f: Vec<u8>, mtu: usize) -> Vec<Vec<u8>> {
+    if f.len() < ETH + 20 || f[12..14] != [0x08, 0x00] || f.len() - ETH <= mtu {
+        return vec![f];
+    }
+    let ip = &f[ETH..];
+    let ihl = usize::from(ip[0] & 0x0f) * 4;
+    let total = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
+    let fo = u16::from_be_bytes([ip[6], ip[7]]);
+    if total < ihl || ip.len() < total || mtu < ihl + 8 {
+        return vec![f];
+    }
+    let base = usize::from(fo & 0x1fff) * 8;
+    cut(&f, &ip[ihl..total], mtu, base, fo & 0x2000 != 0)
 }

@@ -18,7 +18,9 @@
 
 pub mod clock;
 mod frag;
+mod neigh;
 mod net;
+mod pmtu;
 pub mod probes;
 mod proxy;
 mod services;
@@ -41,113 +43,34 @@ use stack::{Stack, StackSpec};
 
 pub use clock::VIRTUAL_EPOCH_US;
 
-/// What the sim cannot build of `plan`, one reason per item.
+/// What the sim cannot build of `plan`, one reason per item: its verdicts
+/// in the refusal table ([`refusal`](crate::backend::topology::features::refusal):
+/// mixed runs, iperf3), then what the userspace engine refuses.
 pub fn unsupported(plan: &Plan) -> Vec<String> {
-    let mut why = Vec::new();
-    let mut say = |s: String| why.push(format!("backend sim: {s}"));
-    if let Some(m) = plan.machines.iter().find(|m| m.backend.is_some()) {
-        say(format!(
-            "mixed runs (machine `{}` sets backend) need the kernel backend's namespaces; the sim builds only the engine's data path",
-            m.name
-        ));
-    }
-    for (i, c) in plan.checks.iter().enumerate() {
-        if let crate::scenario::plan::CheckKind::Throughput {
-            generator: crate::scenario::plan::Generator::Iperf3,
-            ..
-        } = c.kind
-        {
-            say(format!(
-                "throughput with generator iperf3 runs the real iperf3 binary, which needs a network namespace (check[{i}]): use generator = \"builtin\""
-            ));
-        }
-    }
-    for (k, st) in plan.steps.iter().enumerate() {
-        if let StepAction::Fault { fault, .. } = &st.action
-            && let Some(mtu) = fault.mtu
-            && let Some(i) = needs_pmtu_discovery(plan, k)
-        {
-            say(format!(
-                "check[{i}] after fault mtu = {mtu} (step[{k}] `{}`) rests on the host stack learning the path MTU from ICMP fragmentation-needed / packet-too-big (TCP lowering its segments, a DF ping refused after the link widened), and smoltcp has no path MTU discovery",
-                st.name
-            ));
-        }
-    }
-    say_mesh_from_machine(plan, &mut say);
-    let mut rest = crate::backend::userspace::unsupported(plan);
-    for r in rest.drain(..) {
-        let r = r
-            .strip_prefix("backend userspace: ")
-            .unwrap_or(&r)
-            .to_string();
-        say(r);
-    }
+    use crate::backend::topology::features::{Env, features, refusals_of};
+    use crate::scenario::plan::BackendKind;
+    let f = features(plan);
+    // Nothing the sim builds depends on this machine's kernel.
+    let any = |_: &str| true;
+    let env = Env { has_kind: &any };
+    let ours = refusals_of(
+        BackendKind::Sim,
+        f.machines.iter().chain(&f.checks),
+        plan,
+        &env,
+    );
+    let engine = crate::backend::userspace::unsupported(plan);
+    let engine = engine
+        .iter()
+        .map(|r| r.strip_prefix("backend userspace: ").unwrap_or(r));
+    let mut why: Vec<String> = ours
+        .iter()
+        .map(String::as_str)
+        .chain(engine)
+        .map(|r| format!("backend sim: {r}"))
+        .collect();
     why.dedup();
     why
-}
-
-/// The first check bound at or after step `k` (a narrowing `mtu` fault)
-/// that only a stack with path MTU discovery passes, in a world with
-/// overlays (whose VTEP answers "fragmentation needed" for the inner
-/// packet): TCP throughput, or a DF ping after a later `clear` (the kernel
-/// remembers the path MTU).
-fn needs_pmtu_discovery(plan: &Plan, k: usize) -> Option<usize> {
-    use crate::scenario::plan::{CheckKind, Driver, Proto};
-    if !plan.networks.iter().any(|n| n.driver == Driver::Overlay) {
-        return None;
-    }
-    plan.checks.iter().position(|c| {
-        let Some(after) = c.after.filter(|a| *a >= k) else {
-            return false;
-        };
-        match &c.kind {
-            CheckKind::Throughput { proto, .. } => *proto == Proto::Tcp,
-            CheckKind::Ping { df: true, .. } => plan.steps[k + 1..=after]
-                .iter()
-                .any(|s| matches!(s.action, StepAction::Clear(_))),
-            _ => false,
-        }
-    })
-}
-
-/// SVC-4: a connection to a machine's own address on a routing-mesh port
-/// goes through the userland proxy to the machine's ingress sandbox over an
-/// on-link host route on the uplink; smoltcp routes only to its own subnets
-/// or through a gateway, so the sim refuses those checks by name.
-fn say_mesh_from_machine(plan: &Plan, say: &mut impl FnMut(String)) {
-    use crate::scenario::plan::CheckKind;
-    let mesh: Vec<u16> = plan
-        .services
-        .iter()
-        .flat_map(|s| s.publish.iter())
-        .filter(|p| p.mode == crate::scenario::plan::PublishMode::Ingress)
-        .map(|p| p.published)
-        .collect();
-    for (i, c) in plan.checks.iter().enumerate() {
-        let (CheckKind::Tcp { to, .. } | CheckKind::Udp { to, .. } | CheckKind::Spread { to, .. }) =
-            &c.kind
-        else {
-            continue;
-        };
-        let own = plan.machines.iter().enumerate().find(|(m, mach)| {
-            IpAddr::V4(mach.ip) == to.addr
-                && crate::backend::userspace::services::local_entry(plan, *m).is_some()
-        });
-        let own_m = own.map_or(usize::MAX, |(m, _)| m);
-        let machine_side = match c.from[0] {
-            Node::Machine(m) => m == own_m,
-            Node::Container(k) => plan.containers[k].machine == own_m,
-            Node::External(_) => false,
-        };
-        if let (Some((_, mach)), true, Some(p)) = (own, machine_side, to.port)
-            && mesh.contains(&p)
-        {
-            say(format!(
-                "check[{i}] reaches the routing mesh on machine `{}`'s own address: its userland proxy connects to the ingress sandbox over an on-link host route, which smoltcp cannot hold (SVC-4)",
-                mach.name
-            ));
-        }
-    }
 }
 
 /// A world in memory.
@@ -176,6 +99,10 @@ pub struct SimWorld {
     faults: HashMap<LinkRef, LinkFault>,
     /// Each container's machine.
     container_machine: Vec<usize>,
+    /// The path MTUs the nodes learned ([`pmtu`]).
+    pmtu: pmtu::PathMtus,
+    /// Pings under way, to hand them the ICMP errors their stacks receive.
+    pings: Vec<probes::PingWatch>,
 }
 
 /// The node whose interfaces `n` uses: a container sharing another's
@@ -256,6 +183,8 @@ impl SimWorld {
             seed: plan.seed,
             faults: HashMap::new(),
             container_machine: plan.containers.iter().map(|c| c.machine).collect(),
+            pmtu: pmtu::PathMtus::default(),
+            pings: Vec::new(),
         };
         w.make_stacks(plan, &setup);
         w.start_services(plan);
@@ -451,6 +380,8 @@ impl SimWorld {
                 next.next_ident = self.next_ident;
                 next.frames = self.frames;
                 next.faults = std::mem::take(&mut self.faults);
+                // The namespaces stay, and with them what they learned.
+                next.pmtu = std::mem::take(&mut self.pmtu);
                 // The old captures end here; the new world writes its own.
                 for w in self.pcaps.iter_mut().flatten() {
                     let _ = w.flush();
@@ -492,6 +423,9 @@ impl SimWorld {
     /// `s` needs polling again.
     fn proxy_step(&mut self, s: usize) -> bool {
         self.proxy.step(s, &mut self.stacks, &mut self.dirty);
+        for (us, dst) in std::mem::take(&mut self.proxy.sent) {
+            self.expect(us, dst);
+        }
         self.dirty.remove(&s)
     }
 }

@@ -90,15 +90,26 @@ impl SimWorld {
             .map(|t| t.total_micros().max(0) as u64);
         let mut frames =
             super::frag::refragment(std::mem::take(&mut st.dev.tx), usize::from(st.mtu));
-        if st.port.is_some() && !echoes.is_empty() {
+        let on_port = st.port.is_some();
+        self.note_solicits(s, &frames);
+        let is_v4 = |f: &Vec<u8>| f.get(12..14) == Some(&[0x08, 0x00]);
+        if on_port && !echoes.is_empty() {
             let kinds: Vec<FrameKind> = frames.iter().map(|f| frame_kind(f)).collect();
             if kinds.contains(&FrameKind::Solicit) {
-                st.held_echo = echoes;
+                self.stacks[s].held_echo = echoes;
             } else if !kinds.contains(&FrameKind::EchoReply) {
-                frames.extend(self.answer_rate_limited(s, &echoes, true));
+                let (v4, v6): (Vec<_>, Vec<_>) = echoes.into_iter().partition(is_v4);
+                let again = self.answer_rate_limited(s, &v4, true);
+                self.note_solicits(s, &again);
+                frames.extend(again);
+                // The kernel's neighbour queue: handed in again once the
+                // advertisement arrives.
+                if self.ask_senders(s, &v6, &mut frames) {
+                    self.stacks[s].held_echo = v6;
+                }
             }
         }
-        if self.stacks[s].port.is_some() && !openers.is_empty() {
+        if on_port && !openers.is_empty() {
             let st = &self.stacks[s];
             let silent = |o: &Vec<u8>| {
                 !frames
@@ -106,9 +117,12 @@ impl SimWorld {
                     .any(|f| f.get(0..6) == o.get(6..12) || frame_kind(f) == FrameKind::Solicit)
             };
             let now_us = self.clock.now_us();
-            let want: Vec<Vec<u8>> = openers
+            let (want4, want6): (Vec<_>, Vec<_>) = openers
                 .into_iter()
                 .filter(|o| o.get(0..6) == Some(&st.mac()[..]) && silent(o))
+                .partition(is_v4);
+            let want4: Vec<Vec<u8>> = want4
+                .into_iter()
                 .filter(|o| {
                     let src: [u8; 4] = o[26..30].try_into().unwrap_or_default();
                     !st.taught
@@ -116,9 +130,15 @@ impl SimWorld {
                         .any(|(a, t)| *a == src && now_us < t + 1_000_000)
                 })
                 .collect();
-            if !want.is_empty() {
-                frames.extend(self.answer_rate_limited(s, &want, false));
+            if !want4.is_empty() {
+                let again = self.answer_rate_limited(s, &want4, false);
+                self.note_solicits(s, &again);
+                frames.extend(again);
             }
+            self.ask_senders(s, &want6, &mut frames);
+        }
+        if on_port {
+            self.ask_withheld(s, &mut frames);
         }
         let st = &mut self.stacks[s];
         match st.port {
@@ -130,7 +150,7 @@ impl SimWorld {
             }
             Some(p) => {
                 for f in frames {
-                    self.frame_from_stack(p, &f);
+                    self.send_on_path(s, p, f);
                 }
             }
         }
@@ -235,10 +255,82 @@ impl SimWorld {
         let Some(&s) = self.port_stack.get(usize::from(q.0)) else {
             return;
         };
-        if let Some(st) = self.stacks.get_mut(s) {
-            st.dev.rx.push_back(frame.to_vec());
-            self.dirty.insert(s);
+        if self.stacks.get(s).is_none_or(|st| st.not_mine(frame)) {
+            return;
         }
+        self.icmp_in(s, frame);
+        self.stacks[s].dev.rx.push_back(frame.to_vec());
+        self.dirty.insert(s);
+    }
+
+    /// An ICMP error arriving at stack `s`: a path MTU its node learns
+    /// ([`super::pmtu`]), and the error for a ping under way there.
+    fn icmp_in(&mut self, s: usize, frame: &[u8]) {
+        let icmp = match frame.get(12..14) {
+            Some([0x08, 0x00]) => frame.get(23) == Some(&1),
+            Some([0x86, 0xdd]) => frame.get(20) == Some(&58),
+            _ => false,
+        };
+        if !icmp {
+            return;
+        }
+        let now = self.clock.now_us();
+        let st = &self.stacks[s];
+        if let Some((src, dst, mtu)) = super::pmtu::too_big(frame)
+            && st.holds(src)
+        {
+            self.pmtu.learn(st.node, dst, mtu, st.mtu, now);
+        }
+        for w in self.pings.iter_mut().filter(|w| w.stack == s) {
+            w.heard(&frame[14..]);
+        }
+    }
+
+    /// A frame stack `s` sends on port `p`, as the kernel would have
+    /// built it for the path its node knows: DF as Linux sets it on ICMP,
+    /// cut to a learned path MTU ([`super::pmtu`]). A TCP segment the path
+    /// refuses meanwhile (the ICMP error comes back at once) is sent again
+    /// at once, cut to the new size, as Linux's `tcp_simple_retransmit`
+    /// does on learning it; smoltcp would wait for its retransmission
+    /// timer.
+    fn send_on_path(&mut self, s: usize, p: PortId, mut f: Vec<u8>) {
+        super::pmtu::linux_df(&mut f, |ident| {
+            self.pings
+                .iter()
+                .find(|w| w.stack == s && w.ident == ident)
+                .is_none_or(|w| w.df)
+        });
+        let dst = super::pmtu::destination(&f);
+        let learned = |w: &SimWorld| {
+            if w.pmtu.is_empty() {
+                return None;
+            }
+            let node = w.stacks[s].node;
+            dst.and_then(|d| w.pmtu.get(node, d, w.clock.now_us()))
+        };
+        let pieces = match learned(self) {
+            Some(mtu) => super::pmtu::fit(f, mtu),
+            None => vec![f],
+        };
+        for piece in pieces {
+            self.frame_from_stack(p, &piece);
+            if let Some(mtu) = learned(self)
+                && super::pmtu::is_tcp(&piece)
+                && piece.len() > 14 + usize::from(mtu)
+            {
+                for again in super::pmtu::fit(piece, mtu) {
+                    self.frame_from_stack(p, &again);
+                }
+            }
+        }
+    }
+
+    /// The MTU towards `dst` from stack `s`: its interface's, or lower
+    /// when its node learned so.
+    pub(crate) fn path_mtu(&self, s: usize, dst: IpAddr) -> u16 {
+        let st = &self.stacks[s];
+        let learned = self.pmtu.get(st.node, dst, self.clock.now_us());
+        learned.map_or(st.mtu, |m| m.min(st.mtu))
     }
 
     /// Frames a fault held that are now due.

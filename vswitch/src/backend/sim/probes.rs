@@ -29,12 +29,48 @@ fn unreachable(dst: SocketAddr) -> ProbeError {
     }
 }
 
+/// Per-request state of a ping.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Slot {
+    Unsent,
+    /// Sent at this virtual µs.
+    Waiting(u64),
+    Replied,
+    Failed,
+}
+
+/// A ping under way on a stack: its echo identifier, whether its requests
+/// carry DF, and the ICMP errors about them the stack received, as
+/// (sequence number, words).
+#[derive(Debug)]
+pub(crate) struct PingWatch {
+    pub stack: usize,
+    pub ident: u16,
+    dst: IpAddr,
+    pub df: bool,
+    errors: Vec<(u16, String)>,
+}
+
+impl PingWatch {
+    /// An ICMP packet `ip` arrived at its stack.
+    pub(crate) fn heard(&mut self, ip: &[u8]) {
+        if let Some(crate::probe::Icmp::Error { seq, what }) =
+            crate::probe::about_echo(ip, self.dst, self.ident)
+        {
+            self.errors.push((seq, what));
+        }
+    }
+}
+
 impl SimWorld {
     fn deadline(&self, timeout: Duration) -> u64 {
         self.now_us() + timeout.as_micros() as u64
     }
 
-    /// Pings `dst` from `from`.
+    /// Pings `dst` from `from`, as the kernel-socket probe does: a
+    /// request too big for the interface, or for the path MTU the node
+    /// learned, with DF is a send error that ends the sending (EMSGSIZE);
+    /// an ICMP error quoting a request answers it.
     pub fn ping(
         &mut self,
         from: Node,
@@ -43,24 +79,13 @@ impl SimWorld {
         timeout: Duration,
     ) -> Result<PingOutcome, ProbeError> {
         let end = self.deadline(timeout);
-        let sa = SocketAddr::new(dst, 0);
         let Some(s) = self.pick(from, dst) else {
             return Ok(PingOutcome {
                 error: Some("network unreachable".into()),
                 ..PingOutcome::default()
             });
         };
-        // As the kernel with IP_PMTUDISC_DO: too big for the interface is
-        // a send error, nothing leaves.
-        let mtu = usize::from(self.stacks[s].mtu);
         let header = if dst.is_ipv4() { 28 } else { 48 };
-        if opts.df && usize::from(opts.size) + header > mtu {
-            return Ok(PingOutcome {
-                error: Some(format!("message too long (mtu {mtu})")),
-                unanswered: Vec::new(),
-                ..PingOutcome::default()
-            });
-        }
         let ident = self.ident();
         let mut sock = icmp::Socket::new(
             icmp::PacketBuffer::new(vec![icmp::PacketMetadata::EMPTY; 64], vec![0; 128 * 1024]),
@@ -69,44 +94,72 @@ impl SimWorld {
         sock.bind(icmp::Endpoint::Ident(ident))
             .map_err(|e| ProbeError::socket("ICMP socket", std::io::Error::other(e.to_string())))?;
         let h = self.stacks[s].sockets.add(sock);
+        self.pings.push(PingWatch {
+            stack: s,
+            ident,
+            dst,
+            df: opts.df,
+            errors: Vec::new(),
+        });
         let src = self.stacks[s].source_for(dst);
         let mut out = PingOutcome::default();
-        let mut sent_at: Vec<u64> = Vec::new();
-        let mut got = vec![false; opts.count as usize];
+        let count = opts.count as usize;
+        let mut slots = vec![Slot::Unsent; count];
+        let mut next = 0usize;
+        let mut send_failed = false;
         let interval = opts.interval.as_micros() as u64;
         let mut next_send = self.now_us();
         loop {
-            if sent_at.len() < opts.count as usize && self.now_us() >= next_send {
-                let seq = sent_at.len() as u16;
-                if self.send_echo(s, h, dst, src, ident, seq, opts.size) {
+            if !send_failed && next < count && self.now_us() >= next_send {
+                let mtu = self.path_mtu(s, dst);
+                if opts.df && usize::from(opts.size) + header > usize::from(mtu) {
+                    out.error
+                        .get_or_insert_with(|| format!("message too long (mtu {mtu})"));
+                    send_failed = true;
+                } else if self.send_echo(s, h, dst, src, ident, next as u16, opts.size) {
+                    slots[next] = Slot::Waiting(self.now_us());
                     out.sent += 1;
                 }
-                sent_at.push(self.now_us());
+                next += 1;
                 next_send = self.now_us() + interval;
+                self.expect(s, dst);
                 self.touch(s);
             }
             self.settle();
             while let Some(seq) = self.recv_echo(s, h, dst, ident) {
-                let k = usize::from(seq);
-                if k < got.len() && !got[k] {
-                    got[k] = true;
+                if let Some(Slot::Waiting(t)) = slots.get(usize::from(seq)).copied() {
+                    slots[usize::from(seq)] = Slot::Replied;
                     out.received += 1;
-                    out.rtts
-                        .push(Duration::from_micros(self.now_us() - sent_at[k]));
+                    out.rtts.push(Duration::from_micros(self.now_us() - t));
                 }
             }
-            let all_sent = sent_at.len() >= opts.count as usize;
-            if (all_sent && out.received == opts.count) || self.now_us() >= end {
+            let heard = self
+                .pings
+                .iter_mut()
+                .find(|w| w.stack == s && w.ident == ident)
+                .map(|w| std::mem::take(&mut w.errors))
+                .unwrap_or_default();
+            for (seq, what) in heard {
+                if let Some(Slot::Waiting(_)) = slots.get(usize::from(seq)) {
+                    slots[usize::from(seq)] = Slot::Failed;
+                    out.error.get_or_insert(what);
+                }
+            }
+            let sending = !send_failed && next < count;
+            let waiting = slots.iter().any(|s| matches!(s, Slot::Waiting(_)));
+            if (!sending && !waiting) || self.now_us() >= end {
                 break;
             }
-            let limit = if all_sent { end } else { next_send.min(end) };
+            let limit = if sending { next_send.min(end) } else { end };
             self.advance(limit);
         }
-        let _ = sa;
+        self.pings.retain(|w| !(w.stack == s && w.ident == ident));
         self.stacks[s].sockets.remove(h);
-        out.unanswered = (0..sent_at.len())
-            .filter(|&k| !got[k])
-            .map(|k| k as u16)
+        out.unanswered = slots
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| matches!(s, Slot::Waiting(_)))
+            .map(|(k, _)| k as u16)
             .collect();
         Ok(out)
     }
@@ -210,6 +263,7 @@ impl SimWorld {
         sock.connect(st.iface.context(), remote, port)
             .map_err(|_| unreachable(dst))?;
         let h = st.sockets.add(sock);
+        self.expect(s, dst.ip());
         self.touch(s);
         loop {
             self.settle();
@@ -414,6 +468,7 @@ impl SimWorld {
                 let _ = sock.send_slice(msg.as_bytes(), remote);
                 sent_at.push(self.now_us());
                 next = self.now_us() + UDP_RETRY_US;
+                self.expect(s, dst.ip());
                 self.touch(s);
             }
             self.settle();
@@ -569,6 +624,7 @@ impl SimWorld {
                     .get_mut::<udp::Socket>(h)
                     .send_slice(msg, remote);
                 next = self.now_us() + DNS_RETRY_US;
+                self.expect(s, server.ip());
                 self.touch(s);
             }
             self.settle();
@@ -683,6 +739,7 @@ impl SimWorld {
                         }
                     }
                 }
+                self.expect(s, dst);
                 self.touch(s);
             }
             let next = (self.now_us() + TICK_US).min(end);

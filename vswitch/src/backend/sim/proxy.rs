@@ -57,6 +57,8 @@ pub(crate) struct Proxy {
     pairs: Vec<TcpPair>,
     sessions: Vec<UdpSession>,
     next_port: u16,
+    /// (stack, destination) of what it just handed a stack to send.
+    pub(crate) sent: Vec<(usize, std::net::IpAddr)>,
 }
 
 impl Proxy {
@@ -198,6 +200,7 @@ impl Proxy {
             let ok = up.connect(u.iface.context(), remote, port).is_ok();
             let uh = u.sockets.add(up);
             dirty.insert(up_stack);
+            self.sent.push((up_stack, map.target.ip()));
             if !ok {
                 stacks[s].sockets.get_mut::<tcp::Socket>(old).abort();
             }
@@ -298,6 +301,7 @@ impl Proxy {
                     .get_mut::<udp::Socket>(uh)
                     .send_slice(&data, dst);
                 dirty.insert(us);
+                self.sent.push((us, target.ip()));
             }
         }
         for sess in &self.sessions {

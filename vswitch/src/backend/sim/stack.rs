@@ -117,6 +117,46 @@ pub(crate) struct Stack {
     /// Senders this interface was taught the way back to, with when
     /// (virtual µs): at most once a second each.
     pub taught: Vec<([u8; 4], u64)>,
+    /// Destinations of its on-link host routes outside its own subnets
+    /// ([`onlink_hosts`]).
+    pub onlink: Vec<IpAddr>,
+    /// Where it was just handed packets to send ([`super::neigh`]).
+    pub expect: Vec<IpAddr>,
+    /// When smoltcp last sent a solicitation here (its silence follows),
+    /// virtual µs.
+    pub solicited_at: Option<u64>,
+    /// Neighbours the sim asked for on its behalf, with when.
+    pub asked: Vec<(IpAddr, u64)>,
+}
+
+/// A host prefix length for `a`'s family.
+fn host_len(a: IpAddr) -> u8 {
+    if a.is_ipv4() { 32 } else { 128 }
+}
+
+/// The IPv4 destinations of on-link host routes (`ip route add D/32 dev
+/// eth0`) outside the interface's own subnets, such as a machine's way
+/// into its ingress sandbox (SVC-4). smoltcp has no on-link routes: it
+/// asks ARP only for addresses of its own subnets and drops an ARP reply
+/// from any other sender (`process_arp`: "source IP address not in same
+/// network"). The interface therefore holds such a destination as a /32
+/// after its own addresses; it then asks for it and keeps the answer as
+/// the kernel does, its source address stays the first of its own, and
+/// [`Stack::not_mine`] keeps it from answering for the address.
+pub(crate) fn onlink_hosts(
+    addrs: &[(IpAddr, u8)],
+    routes: &[(IpNet, Option<IpAddr>)],
+) -> Vec<IpAddr> {
+    routes
+        .iter()
+        .filter(|(n, via)| via.is_none() && matches!(n, IpNet::V4(v) if v.prefix_len() == 32))
+        .map(|(n, _)| n.addr())
+        .filter(|d| {
+            !addrs
+                .iter()
+                .any(|(a, len)| a.is_ipv4() && IpNet::new(*a, *len).is_ok_and(|n| n.contains(d)))
+        })
+        .collect()
 }
 
 impl std::fmt::Debug for Stack {
@@ -179,10 +219,17 @@ impl Stack {
             .iter()
             .map(|(a, p)| IpCidr::new(smol_ip(*a), *p))
             .collect();
+        // After the interface's own addresses, so that smoltcp's source
+        // address (its first of the family) stays the kernel's.
+        let onlink = onlink_hosts(&spec.addrs, &spec.routes);
+        cidrs.extend(
+            onlink
+                .iter()
+                .map(|a| IpCidr::new(smol_ip(*a), host_len(*a))),
+        );
         for a in &spec.extra {
             if !spec.addrs.iter().any(|(b, _)| b == a) {
-                let len = if a.is_ipv4() { 32 } else { 128 };
-                cidrs.push(IpCidr::new(smol_ip(*a), len));
+                cidrs.push(IpCidr::new(smol_ip(*a), host_len(*a)));
             }
         }
         iface.update_ip_addrs(|v| {
@@ -227,7 +274,32 @@ impl Stack {
             next_at: Some(0),
             held_echo: Vec::new(),
             taught: Vec::new(),
+            onlink,
+            expect: Vec::new(),
+            solicited_at: None,
+            asked: Vec::new(),
         }
+    }
+
+    /// Whether frame `f`, arriving from the engine, is for an on-link
+    /// host route's destination rather than for this interface: an ARP
+    /// request for it or an IPv4 packet to it. The interface holds that
+    /// address only for smoltcp's sake; the kernel, which only routes to
+    /// it, would ignore both.
+    pub(crate) fn not_mine(&self, f: &[u8]) -> bool {
+        if self.onlink.is_empty() {
+            return false;
+        }
+        let dst = match f.get(12..14) {
+            Some([0x08, 0x06]) if f.get(20..22) == Some(&[0, 1]) => f.get(38..42),
+            Some([0x08, 0x00]) => f.get(30..34),
+            _ => None,
+        };
+        let Some(dst) = dst.and_then(|b| <[u8; 4]>::try_from(b).ok()) else {
+            return false;
+        };
+        self.onlink
+            .contains(&IpAddr::V4(std::net::Ipv4Addr::from(dst)))
     }
 
     /// Whether `dst` is on one of this interface's own subnets.
@@ -300,7 +372,7 @@ pub(crate) enum FrameKind {
     EchoRequest,
     /// An ICMP or ICMPv6 echo reply.
     EchoReply,
-    /// An IPv4 TCP SYN or UDP datagram: it may want an answer from a socket.
+    /// A TCP SYN or UDP datagram: it may want an answer from a socket.
     Opener,
     /// An ARP request or IPv6 neighbour solicitation.
     Solicit,
@@ -335,6 +407,11 @@ pub(crate) fn frame_kind(f: &[u8]) -> FrameKind {
             }
         }
         0x86dd => match (f.get(20), f.get(54)) {
+            (Some(17), _) => FrameKind::Opener,
+            (Some(6), _) => match f.get(54 + 13) {
+                Some(flags) if flags & 0x12 == 0x02 => FrameKind::Opener,
+                _ => FrameKind::Other,
+            },
             (Some(58), Some(128)) => FrameKind::EchoRequest,
             (Some(58), Some(129)) => FrameKind::EchoReply,
             (Some(58), Some(135)) => FrameKind::Solicit,

@@ -10,7 +10,9 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use ipnet::{Ipv4Net, Ipv6Net};
 
-use crate::scenario::plan::{BackendKind, Driver, Endpoint, MacAddr, Mode, Plan};
+use crate::scenario::plan::{
+    BackendKind, CheckKind, Driver, Endpoint, Generator, MacAddr, Mode, Plan,
+};
 
 /// What this machine has, for the verdicts that depend on it.
 pub struct Env<'a> {
@@ -62,10 +64,12 @@ pub enum Feature {
     SecondMac(usize, usize),
     /// Network `i` is named `default`, a predefined network mode to Docker.
     NamedDefault(usize),
+    /// Check `i` is throughput with generator iperf3 (a real binary).
+    Iperf3(usize),
 }
 
 /// The plan's features, by section: machines, externals, networks,
-/// containers; within each in plan order.
+/// containers, checks; within each in plan order.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Features {
     /// Of machines.
@@ -76,6 +80,8 @@ pub struct Features {
     pub networks: Vec<Feature>,
     /// Of containers.
     pub containers: Vec<Feature>,
+    /// Of checks.
+    pub checks: Vec<Feature>,
 }
 
 /// The shared Docker daemon's uplink, the only macvlan parent it has.
@@ -158,6 +164,15 @@ pub fn features(plan: &Plan) -> Features {
             }
         }
     }
+    for (i, c) in plan.checks.iter().enumerate() {
+        if let CheckKind::Throughput {
+            generator: Generator::Iperf3,
+            ..
+        } = c.kind
+        {
+            f.checks.push(Feature::Iperf3(i));
+        }
+    }
     f
 }
 
@@ -207,7 +222,7 @@ const ESP_MISSING: &str = "encrypted overlay needs IPsec ESP (xfrm rfc4106(gcm(a
 /// The table: what `backend` says of feature `f` (`None`: it builds it),
 /// without the `backend X: ` prefix.
 pub fn refusal(backend: BackendKind, f: &Feature, plan: &Plan, env: &Env) -> Option<String> {
-    use BackendKind::{Docker, Kernel, Userspace};
+    use BackendKind::{Docker, Kernel, Sim, Userspace};
     use Feature as F;
     let has = env.has_kind;
     let net = |i: usize| format!("network[{i}] `{}`", plan.networks[i].name);
@@ -220,6 +235,10 @@ pub fn refusal(backend: BackendKind, f: &Feature, plan: &Plan, env: &Env) -> Opt
     Some(match (backend, f) {
         (Kernel, F::MixedBackend(i, BackendKind::Userspace)) => format!(
             "mixed backends (machine[{i}] `{}` backend = userspace) not supported yet",
+            plan.machines[*i].name
+        ),
+        (Sim, F::MixedBackend(i, _)) => format!(
+            "mixed runs (machine `{}` sets backend) need the kernel backend's namespaces; the sim builds only the engine's data path",
             plan.machines[*i].name
         ),
         (Docker, F::MixedBackend(i, b)) => format!(
@@ -309,6 +328,9 @@ pub fn refusal(backend: BackendKind, f: &Feature, plan: &Plan, env: &Env) -> Opt
             "a MAC address on a second network needs Engine API 1.44 (container[{i}] `{}` network `{}`)",
             plan.containers[*i].name, plan.networks[*n].name
         ),
+        (Sim, F::Iperf3(i)) => format!(
+            "throughput with generator iperf3 runs the real iperf3 binary, which needs a network namespace (check[{i}]): use generator = \"builtin\""
+        ),
         _ => return None,
     })
 }
@@ -393,5 +415,53 @@ networks = ["ov"]
         let docker = refusals_of(BackendKind::Docker, &f.machines, &plan, &bare);
         assert_eq!(docker.len(), 2, "{docker:?}");
         assert!(refusals_of(BackendKind::Userspace, &f.machines, &plan, &bare).is_empty());
+    }
+
+    /// The sim's verdicts are in the same table: a mixed run, named by
+    /// machine, and iperf3 (a real binary), named by check; what the
+    /// userspace engine builds, it builds.
+    #[test]
+    fn the_sims_verdicts() {
+        let text = format!(
+            "{PLAN}[[check]]\nkind = \"throughput\"\nfrom = \"a\"\nto = \"a\"\nseconds = 1\n"
+        );
+        let mut plan = crate::scenario::parse_str(std::path::Path::new("t.toml"), &text).unwrap();
+        assert!(features(&plan).checks.is_empty(), "builtin is no feature");
+        // `vswitch bench` runs iperf3 when it is installed.
+        if let CheckKind::Throughput { generator, .. } = &mut plan.checks[0].kind {
+            *generator = Generator::Iperf3;
+        }
+        let f = features(&plan);
+        assert_eq!(f.checks, vec![Feature::Iperf3(0)]);
+        let all = |_: &str| true;
+        let env = Env { has_kind: &all };
+        let sim = refusals_of(
+            BackendKind::Sim,
+            f.machines.iter().chain(&f.checks),
+            &plan,
+            &env,
+        );
+        assert_eq!(
+            sim,
+            vec![
+                "mixed runs (machine `m2` sets backend) need the kernel backend's namespaces; the sim builds only the engine's data path",
+                "throughput with generator iperf3 runs the real iperf3 binary, which needs a network namespace (check[0]): use generator = \"builtin\"",
+            ]
+        );
+        for b in [
+            BackendKind::Userspace,
+            BackendKind::Kernel,
+            BackendKind::Docker,
+        ] {
+            assert_eq!(refusal(b, &Feature::Iperf3(0), &plan, &env), None);
+        }
+        assert!(refusals_of(BackendKind::Sim, &f.networks, &plan, &env).is_empty());
+        let why = crate::backend::sim::unsupported(&plan);
+        assert_eq!(
+            why[..2],
+            sim.iter()
+                .map(|r| format!("backend sim: {r}"))
+                .collect::<Vec<_>>()[..]
+        );
     }
 }
