@@ -5,7 +5,7 @@
 //! a header-only error reply) and for the kernel fast path's BPF program,
 //! which takes its displacements from [`field`].
 
-use super::{Error, Result, be16, set_be16};
+use super::{be16, set_be16};
 
 /// Byte offsets of the header's fields.
 pub mod field {
@@ -46,19 +46,10 @@ pub const RCODE: u8 = 0x0f;
 
 view! {
     /// A view of a DNS message's header.
-    Packet
+    Packet, header HEADER_LEN
 }
 
 impl<T: AsRef<[u8]>> Packet<T> {
-    /// Checks the buffer holds the header.
-    #[inline]
-    pub fn check_len(&self) -> Result<()> {
-        if self.buffer.as_ref().len() < HEADER_LEN {
-            return Err(Error::Truncated);
-        }
-        Ok(())
-    }
-
     /// The message id.
     #[inline]
     pub fn id(&self) -> u16 {
@@ -144,7 +135,7 @@ mod tests {
         assert_eq!(back.metadata.response_code, ResponseCode::NoError);
         assert_eq!(
             Packet::new_checked(&b[..HEADER_LEN - 1]).err(),
-            Some(Error::Truncated)
+            Some(crate::wire::Error::Truncated)
         );
     }
 }

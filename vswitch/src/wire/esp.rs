@@ -1,7 +1,7 @@
 //! ESP headers (RFC 4303): SPI and sequence number; the IV, ciphertext
 //! and ICV that follow are the engine's `esp` module's business.
 
-use super::{Error, Result, be32, set_be32};
+use super::{be32, set_be32};
 
 /// Byte offsets of the header's fields, for code that cannot use the
 /// view (the DNS fast path's BPF program, checksum fix-ups by protocol).
@@ -17,19 +17,10 @@ pub const HEADER_LEN: usize = 8;
 
 view! {
     /// A view of an ESP packet.
-    Packet
+    Packet, header HEADER_LEN
 }
 
 impl<T: AsRef<[u8]>> Packet<T> {
-    /// Checks the buffer holds the header.
-    #[inline]
-    pub fn check_len(&self) -> Result<()> {
-        if self.buffer.as_ref().len() < HEADER_LEN {
-            return Err(Error::Truncated);
-        }
-        Ok(())
-    }
-
     /// Security parameter index.
     #[inline]
     pub fn spi(&self) -> u32 {
@@ -82,7 +73,10 @@ mod tests {
         let p = Packet::new_checked(&b[..]).unwrap();
         assert_eq!((p.spi(), p.seq(), p.payload().len()), (0x1000, 7, 4));
         for n in 0..HEADER_LEN {
-            assert_eq!(Packet::new_checked(&b[..n]).unwrap_err(), Error::Truncated);
+            assert_eq!(
+                Packet::new_checked(&b[..n]).unwrap_err(),
+                crate::wire::Error::Truncated
+            );
         }
     }
 }

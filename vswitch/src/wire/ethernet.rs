@@ -3,7 +3,7 @@
 use std::fmt;
 use std::net::Ipv4Addr;
 
-use super::{Error, Result, arr, be16, set_be16};
+use super::{arr, be16, set_be16};
 
 /// Byte offsets of the header's fields, for code that cannot use the
 /// view (the DNS fast path's BPF program, checksum fix-ups by protocol).
@@ -99,19 +99,10 @@ pub fn emit(buf: &mut [u8], dst: [u8; 6], src: [u8; 6], ethertype: u16) {
 
 view! {
     /// A view of an Ethernet II frame.
-    Frame
+    Frame, header HEADER_LEN
 }
 
 impl<T: AsRef<[u8]>> Frame<T> {
-    /// Checks the buffer holds a header.
-    #[inline]
-    pub fn check_len(&self) -> Result<()> {
-        if self.buffer.as_ref().len() < HEADER_LEN {
-            return Err(Error::Truncated);
-        }
-        Ok(())
-    }
-
     /// Destination address.
     #[inline]
     pub fn dst(&self) -> [u8; 6] {
@@ -233,7 +224,10 @@ mod tests {
         assert!(f.dst_is_multicast() && !f.src_is_multicast());
         assert_eq!(f.payload().len(), 6);
         for n in 0..HEADER_LEN {
-            assert_eq!(Frame::new_checked(&b[..n]).unwrap_err(), Error::Truncated);
+            assert_eq!(
+                Frame::new_checked(&b[..n]).unwrap_err(),
+                crate::wire::Error::Truncated
+            );
         }
     }
 

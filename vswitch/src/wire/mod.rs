@@ -24,9 +24,28 @@
 #![forbid(unsafe_code)]
 
 /// What every view shares: the struct over its buffer, `new_unchecked`,
-/// `new_checked` (the file's own `check_len`) and `into_inner`. Each file
-/// writes `check_len` and its accessors.
+/// `new_checked` (the view's `check_len`) and `into_inner`. A fixed-size
+/// header (`view! { Name, header LEN }`) gets its `check_len` here too;
+/// the others write their own, and each file its accessors.
 macro_rules! view {
+    // A view of a fixed-size header: `check_len` is "holds `$len` bytes".
+    ($(#[$doc:meta])* $name:ident, header $len:expr) => {
+        view! {
+            $(#[$doc])*
+            $name
+        }
+
+        impl<T: AsRef<[u8]>> $name<T> {
+            /// Checks the buffer holds the header.
+            #[inline]
+            pub fn check_len(&self) -> $crate::wire::Result<()> {
+                if self.buffer.as_ref().len() < $len {
+                    return Err($crate::wire::Error::Truncated);
+                }
+                Ok(())
+            }
+        }
+    };
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
         #[derive(Debug, Clone, Copy)]
@@ -67,19 +86,10 @@ macro_rules! icmp_header {
     ($(#[$doc:meta])* $name:ident) => {
         view! {
             $(#[$doc])*
-            $name
+            $name, header HEADER_LEN
         }
 
         impl<T: AsRef<[u8]>> $name<T> {
-            /// Checks the buffer holds the header.
-            #[inline]
-            pub fn check_len(&self) -> $crate::wire::Result<()> {
-                if self.buffer.as_ref().len() < HEADER_LEN {
-                    return Err($crate::wire::Error::Truncated);
-                }
-                Ok(())
-            }
-
             /// Message type (see [`types`]).
             #[inline]
             pub fn msg_type(&self) -> u8 {

@@ -3,8 +3,8 @@
 
 use std::net::Ipv6Addr;
 
+use super::arr;
 use super::icmpv6::types;
-use super::{Error, Result, arr};
 
 /// Byte offsets of the header's fields, for code that cannot use the
 /// view (the DNS fast path's BPF program, checksum fix-ups by protocol).
@@ -45,19 +45,10 @@ pub mod na_flags {
 view! {
     /// A view of a neighbour solicitation or advertisement (the whole ICMPv6
     /// message, options included).
-    Packet
+    Packet, header HEADER_LEN
 }
 
 impl<T: AsRef<[u8]>> Packet<T> {
-    /// Checks the buffer holds the body.
-    #[inline]
-    pub fn check_len(&self) -> Result<()> {
-        if self.buffer.as_ref().len() < HEADER_LEN {
-            return Err(Error::Truncated);
-        }
-        Ok(())
-    }
-
     /// True for a neighbour solicitation.
     #[inline]
     pub fn is_solicitation(&self) -> bool {
@@ -175,7 +166,10 @@ mod tests {
         assert!(p.has_option(option::TARGET_LL) && !p.has_option(option::SOURCE_LL));
         assert!(!p.is_solicitation());
         for n in 0..HEADER_LEN {
-            assert_eq!(Packet::new_checked(&b[..n]).unwrap_err(), Error::Truncated);
+            assert_eq!(
+                Packet::new_checked(&b[..n]).unwrap_err(),
+                crate::wire::Error::Truncated
+            );
         }
     }
 

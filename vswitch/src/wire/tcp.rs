@@ -1,7 +1,7 @@
 //! TCP headers (RFC 9293): the fields the engine reads (ports, flags,
 //! sequence numbers for GSO) and writes (ports for NAT, checksums).
 
-use super::{Error, Result, be16, be32, set_be16, set_be32};
+use super::{be16, be32, set_be16, set_be32};
 
 /// Byte offsets of the header's fields, for code that cannot use the
 /// view (the DNS fast path's BPF program, checksum fix-ups by protocol).
@@ -49,19 +49,10 @@ view! {
     /// A view of a TCP segment. `check_len` checks the fixed 20 bytes only:
     /// the data offset is read as it is (a lying one makes
     /// [`Packet::payload`] empty, never a panic).
-    Packet
+    Packet, header HEADER_LEN
 }
 
 impl<T: AsRef<[u8]>> Packet<T> {
-    /// Checks the buffer holds the fixed header.
-    #[inline]
-    pub fn check_len(&self) -> Result<()> {
-        if self.buffer.as_ref().len() < HEADER_LEN {
-            return Err(Error::Truncated);
-        }
-        Ok(())
-    }
-
     /// Source port.
     #[inline]
     pub fn src_port(&self) -> u16 {
@@ -190,7 +181,10 @@ mod tests {
         assert_eq!((p.header_len(), p.flags(), p.window()), (20, 0x12, 65535));
         assert_eq!((p.checksum(), p.payload().len()), (0x1234, 4));
         for n in 0..HEADER_LEN {
-            assert_eq!(Packet::new_checked(&b[..n]).unwrap_err(), Error::Truncated);
+            assert_eq!(
+                Packet::new_checked(&b[..n]).unwrap_err(),
+                crate::wire::Error::Truncated
+            );
         }
         b[12] = 0xf0; // 60-byte header in a 24-byte buffer
         assert!(Packet::new_checked(&b[..]).unwrap().payload().is_empty());

@@ -1,6 +1,6 @@
 //! UDP headers (RFC 768).
 
-use super::{Error, Result, be16, set_be16};
+use super::{be16, set_be16};
 
 /// Byte offsets of the header's fields, for code that cannot use the
 /// view (the DNS fast path's BPF program, checksum fix-ups by protocol).
@@ -21,19 +21,10 @@ pub const HEADER_LEN: usize = 8;
 view! {
     /// A view of a UDP datagram. Only the header is checked: the length field
     /// is not compared with the buffer (the IP layer bounds the datagram).
-    Packet
+    Packet, header HEADER_LEN
 }
 
 impl<T: AsRef<[u8]>> Packet<T> {
-    /// Checks the buffer holds the header.
-    #[inline]
-    pub fn check_len(&self) -> Result<()> {
-        if self.buffer.as_ref().len() < HEADER_LEN {
-            return Err(Error::Truncated);
-        }
-        Ok(())
-    }
-
     /// Source port.
     #[inline]
     pub fn src_port(&self) -> u16 {
@@ -157,7 +148,10 @@ mod tests {
         assert_eq!(Repr::parse(&p), r);
         assert_eq!((p.len(), p.checksum(), p.payload().len()), (12, 0, 4));
         for n in 0..HEADER_LEN {
-            assert_eq!(Packet::new_checked(&b[..n]).unwrap_err(), Error::Truncated);
+            assert_eq!(
+                Packet::new_checked(&b[..n]).unwrap_err(),
+                crate::wire::Error::Truncated
+            );
         }
     }
 }

@@ -2,7 +2,7 @@
 //! frame's start, since tags are inserted and removed in place.
 
 use super::ethernet::{self, EtherType};
-use super::{Error, Result, be16, set_be16};
+use super::{be16, set_be16};
 
 /// Byte offsets of the header's fields, for code that cannot use the
 /// view (the DNS fast path's BPF program, checksum fix-ups by protocol).
@@ -22,19 +22,10 @@ pub const VID_MASK: u16 = 0x0fff;
 
 view! {
     /// A view of an 802.1Q-tagged Ethernet frame.
-    Frame
+    Frame, header HEADER_LEN
 }
 
 impl<T: AsRef<[u8]>> Frame<T> {
-    /// Checks the buffer holds a tagged header.
-    #[inline]
-    pub fn check_len(&self) -> Result<()> {
-        if self.buffer.as_ref().len() < HEADER_LEN {
-            return Err(Error::Truncated);
-        }
-        Ok(())
-    }
-
     /// True when the outer EtherType is 802.1Q.
     #[inline]
     pub fn is_tagged(&self) -> bool {
@@ -90,7 +81,10 @@ mod tests {
         assert!(f.is_tagged());
         assert_eq!((f.vid(), f.pcp(), f.inner_ethertype()), (0x064, 0, 0x0800));
         for n in 0..HEADER_LEN {
-            assert_eq!(Frame::new_checked(&b[..n]).unwrap_err(), Error::Truncated);
+            assert_eq!(
+                Frame::new_checked(&b[..n]).unwrap_err(),
+                crate::wire::Error::Truncated
+            );
         }
     }
 }

@@ -1,7 +1,5 @@
 //! VXLAN headers (RFC 7348): 8 bytes after UDP, then the inner frame.
 
-use super::{Error, Result};
-
 /// Byte offsets of the header's fields, for code that cannot use the
 /// view (the DNS fast path's BPF program, checksum fix-ups by protocol).
 pub mod field {
@@ -20,19 +18,10 @@ pub const FLAG_I: u8 = 0x08;
 
 view! {
     /// A view of a VXLAN packet (header and inner frame).
-    Packet
+    Packet, header HEADER_LEN
 }
 
 impl<T: AsRef<[u8]>> Packet<T> {
-    /// Checks the buffer holds the header.
-    #[inline]
-    pub fn check_len(&self) -> Result<()> {
-        if self.buffer.as_ref().len() < HEADER_LEN {
-            return Err(Error::Truncated);
-        }
-        Ok(())
-    }
-
     /// The flags byte.
     #[inline]
     pub fn flags(&self) -> u8 {
@@ -102,7 +91,10 @@ mod tests {
         assert_eq!(Repr::parse(&p), Some(r));
         assert_eq!(p.payload().len(), 2);
         for n in 0..HEADER_LEN {
-            assert_eq!(Packet::new_checked(&b[..n]).unwrap_err(), Error::Truncated);
+            assert_eq!(
+                Packet::new_checked(&b[..n]).unwrap_err(),
+                crate::wire::Error::Truncated
+            );
         }
         b[0] = 0;
         assert_eq!(Repr::parse(&Packet::new_checked(&b[..]).unwrap()), None);
