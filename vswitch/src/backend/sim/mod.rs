@@ -30,9 +30,9 @@ use std::collections::{BTreeSet, HashMap};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
+use crate::backend::common::{BuildError, BuildOptions};
 use crate::backend::pcap::PcapWriter;
 use crate::backend::userspace::configure;
-use crate::backend::{BuildError, BuildOptions};
 use crate::engine::{ConntrackState, Engine, PortId};
 use crate::scenario::plan::{LinkFault, LinkRef, Node, Plan, StepAction};
 
@@ -433,7 +433,7 @@ impl SimWorld {
                 Ok(())
             }
             StepAction::Fault { .. } | StepAction::Clear(_) => {
-                crate::backend::steps::track_faults(&mut self.faults, action);
+                crate::backend::common::steps::track_faults(&mut self.faults, action);
                 self.push_faults(plan_after)
             }
             _ => {
@@ -441,7 +441,7 @@ impl SimWorld {
                 for ip in leaving {
                     carried.forget_endpoint(*ip);
                 }
-                let view = crate::backend::steps::running_view(plan_after);
+                let view = crate::backend::common::steps::running_view(plan_after);
                 let mut next =
                     SimWorld::build_carrying(&view, run, opts, carried, Some(self.clock.clone()))
                         .map_err(|e| e.to_string())?;
@@ -464,7 +464,7 @@ impl SimWorld {
     /// Hands the faults in force to the engine (`lan` first, a link's own
     /// fault taking precedence).
     fn push_faults(&mut self, plan: &Plan) -> Result<(), String> {
-        let plan = crate::backend::steps::running_view(plan);
+        let plan = crate::backend::common::steps::running_view(plan);
         let mut want: Vec<Option<LinkFault>> = vec![None; self.port_names.len()];
         let mut ordered: Vec<(LinkRef, LinkFault)> =
             self.faults.iter().map(|(l, f)| (*l, *f)).collect();

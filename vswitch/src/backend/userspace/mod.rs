@@ -34,10 +34,10 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use ipnet::IpNet;
 
+use crate::backend::common::{BuildError, BuildOptions, Namespaces};
 use crate::backend::pcap::PcapWriter;
 use crate::backend::topology::LAN_MTU;
 use crate::backend::topology::features::{Env, features, refusals_of};
-use crate::backend::{BuildError, BuildOptions, World};
 use crate::engine::{ConntrackState, DomainId, Engine, EngineConfig, PortId, VlanConfig};
 use crate::scenario::plan::{BackendKind, LinkFault, LinkRef, MacAddr, Node, Plan, Proto};
 use crate::sys::netlink::Netlink;
@@ -200,7 +200,11 @@ impl Setup {
 impl Dataplane {
     /// Creates every TAP in its namespace, configures it, and starts the
     /// engine loop over them.
-    pub fn build(world: &World, plan: &Plan, opts: &BuildOptions) -> Result<Dataplane, BuildError> {
+    pub fn build(
+        world: &Namespaces,
+        plan: &Plan,
+        opts: &BuildOptions,
+    ) -> Result<Dataplane, BuildError> {
         Self::build_carrying(world, plan, opts, ConntrackState::default())
     }
 
@@ -209,12 +213,12 @@ impl Dataplane {
     /// [`Dataplane::stop_for_rebuild`]), as the host's conntrack outlives
     /// a topology change on Docker.
     pub fn build_carrying(
-        world: &World,
+        world: &Namespaces,
         plan: &Plan,
         opts: &BuildOptions,
         carried: ConntrackState,
     ) -> Result<Dataplane, BuildError> {
-        let setup = configure(plan, world.run.as_str(), opts)?;
+        let setup = configure(plan, world.run().as_str(), opts)?;
         let mut engine = setup.engine()?;
         if !carried.is_empty() {
             engine.restore_conntrack(carried, std::time::Instant::now());
@@ -341,7 +345,7 @@ impl Dataplane {
 /// Creates and configures every TAP in its namespace. Independent of one
 /// another and mostly waiting on RTNL, so on parallel threads.
 fn create_taps(
-    world: &World,
+    world: &Namespaces,
     pending: Vec<(Node, String, IfaceSpec)>,
     pcaps: Vec<Option<PcapWriter>>,
 ) -> Result<Vec<PortIo>, BuildError> {
