@@ -11,6 +11,7 @@
 pub mod capture;
 pub mod common;
 pub mod docker;
+pub mod hosted;
 pub mod kernel;
 pub(crate) mod linux;
 pub mod parallel;
@@ -60,7 +61,7 @@ fn mixed_refusals(plan: &Plan) -> Vec<String> {
 /// plan the engine was configured from: with the tasks' host-mode ports and
 /// the OV-8 gwbridge endpoints.
 fn build_kernel_machines(world: &Namespaces, plan: &Plan) -> Result<(), BuildError> {
-    let plan = &*userspace::services::with_host_ports(plan);
+    let plan = &*hosted::services::with_host_ports(plan);
     let plan = &*topology::with_gwbridge(plan);
     for (m, mach) in plan.machines.iter().enumerate() {
         if mach.backend == Some(BackendKind::Kernel) {
@@ -76,7 +77,7 @@ pub fn unsupported(plan: &Plan, backend: BackendKind) -> Vec<String> {
     let of = |p: &Plan| match backend {
         BackendKind::Userspace => {
             let mut why = mixed_refusals(p);
-            why.extend(userspace::unsupported(p));
+            why.extend(hosted::unsupported(p));
             why
         }
         BackendKind::Kernel => kernel::unsupported(p),

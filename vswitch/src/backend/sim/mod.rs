@@ -2,7 +2,7 @@
 //! rootless, in virtual time.
 //!
 //! The engine is the userspace backend's own, configured from the Plan by
-//! [`userspace::configure`](crate::backend::userspace::configure); every TAP
+//! [`hosted::configure`](crate::backend::hosted::configure); every TAP
 //! of that backend becomes an in-memory smoltcp interface ([`stack`]) with
 //! the same name, MAC, addresses, routes and MTU, and every node gets a
 //! loopback interface holding `127.0.0.1`, `::1` and its own addresses.
@@ -31,8 +31,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
 use crate::backend::common::{BuildError, BuildOptions};
+use crate::backend::hosted::configure;
 use crate::backend::pcap::PcapWriter;
-use crate::backend::userspace::configure;
 use crate::engine::{ConntrackState, Engine, PortId};
 use crate::scenario::plan::{LinkFault, LinkRef, Node, Plan, StepAction};
 
@@ -74,7 +74,7 @@ pub fn unsupported(plan: &Plan) -> Vec<String> {
         }
     }
     say_mesh_from_machine(plan, &mut say);
-    let mut rest = crate::backend::userspace::unsupported(plan);
+    let mut rest = crate::backend::hosted::unsupported(plan);
     for r in rest.drain(..) {
         let r = r
             .strip_prefix("backend userspace: ")
@@ -131,7 +131,7 @@ fn say_mesh_from_machine(plan: &Plan, say: &mut impl FnMut(String)) {
         };
         let own = plan.machines.iter().enumerate().find(|(m, mach)| {
             IpAddr::V4(mach.ip) == to.addr
-                && crate::backend::userspace::services::local_entry(plan, *m).is_some()
+                && crate::backend::hosted::services::local_entry(plan, *m).is_some()
         });
         let own_m = own.map_or(usize::MAX, |(m, _)| m);
         let machine_side = match c.from[0] {
@@ -222,9 +222,9 @@ impl SimWorld {
         if let Some(dir) = &opts.pcap_dir {
             // The keys of the encrypted overlays, for Wireshark (OV-9), as
             // the userspace backend writes them.
-            let sas = crate::backend::userspace::overlay::used_sas(&setup.cfg);
+            let sas = crate::backend::hosted::overlay::used_sas(&setup.cfg);
             if !sas.is_empty() {
-                let path = dir.join(crate::backend::userspace::ESP_SA_FILE);
+                let path = dir.join(crate::backend::hosted::ESP_SA_FILE);
                 std::fs::write(&path, crate::engine::esp::esp_sa_uat(&sas))
                     .map_err(BuildError::at(format!("writing {}", path.display())))?;
             }
@@ -265,8 +265,8 @@ impl SimWorld {
     }
 
     /// One stack per engine port, and a loopback per node.
-    fn make_stacks(&mut self, plan: &Plan, setup: &crate::backend::userspace::Setup) {
-        let mut by_node: HashMap<Node, Vec<(PortId, &crate::backend::userspace::IfaceSpec)>> =
+    fn make_stacks(&mut self, plan: &Plan, setup: &crate::backend::hosted::Setup) {
+        let mut by_node: HashMap<Node, Vec<(PortId, &crate::backend::hosted::IfaceSpec)>> =
             HashMap::new();
         let mut order: Vec<Node> = Vec::new();
         for n in (0..plan.machines.len())
@@ -485,7 +485,7 @@ impl SimWorld {
             .filter(|&i| self.port_stack[i] != usize::MAX)
             .map(|i| PortId(i as u16))
             .filter(|&p| self.engine.port_domain(p).map(|d| d.0) == Some(0));
-        crate::backend::userspace::link_ports(plan, &self.port_names, lan, link)
+        crate::backend::hosted::link_ports(plan, &self.port_names, lan, link)
     }
 
     /// The userland proxy's relaying after stack `s` was polled; whether

@@ -5,7 +5,7 @@
 //! the implicit gateway bridges (OV-8); overlay membership and VNIs; swarm
 //! services and their VIPs. The backends read interfaces from it instead of
 //! each deriving them again from the plan: the userspace wiring
-//! (`userspace::wiring`) and the kernel layout (`kernel::layout`).
+//! (`hosted::wiring`) and the kernel layout (`kernel::layout`).
 //!
 //! Built from the plan a backend builds: after [`super::with_gwbridge`].
 
