@@ -3,7 +3,7 @@
 //! `ofproto/trace`.
 //!
 //! The engine is the userspace backend's own, configured from the Plan by
-//! [`userspace::configure`] (no root, no TAPs). Its forwarding tables are
+//! [`hosted::configure`] (no root, no TAPs). Its forwarding tables are
 //! primed as a running world's would be: every interface announces itself
 //! (a gratuitous ARP), so MACs are learned. Then the frame — the first
 //! packet of a TCP connection (SYN), a UDP datagram or an ICMP echo
@@ -24,7 +24,7 @@ use etherparse::{
 use ipnet::IpNet;
 
 use crate::backend::BuildOptions;
-use crate::backend::userspace::{self, IfaceSpec, Setup};
+use crate::backend::hosted::{self, IfaceSpec, Setup};
 use crate::engine::trace::TraceEvent;
 use crate::engine::{Action, Engine, Packet, PortId, VnetHdr};
 use crate::scenario::plan::{MacAddr, Node, Plan};
@@ -502,14 +502,14 @@ pub fn resolve_request(
     to: &Target,
     proto: TraceProto,
 ) -> Result<Resolved, TraceError> {
-    let setup = userspace::configure(plan, "trace", &BuildOptions::default())
+    let setup = hosted::configure(plan, "trace", &BuildOptions::default())
         .map_err(|e| TraceError::Build(e.to_string()))?;
     resolve(plan, &setup, from, to, proto)
 }
 
 /// Traces one frame from `from` to `to` in the world of `plan`.
 pub fn trace(plan: &Plan, from: &str, to: &Target, proto: TraceProto) -> Result<Trace, TraceError> {
-    let setup = userspace::configure(plan, "trace", &BuildOptions::default())
+    let setup = hosted::configure(plan, "trace", &BuildOptions::default())
         .map_err(|e| TraceError::Build(e.to_string()))?;
     let Resolved {
         src: src_node,

@@ -18,8 +18,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use super::common::{BuildError, Namespaces};
 use super::pcap::{PcapWriter, file_name};
-use super::{BuildError, World};
 use crate::scenario::plan::{Node, Plan};
 use crate::sys::packet::{PacketSocket, interfaces};
 
@@ -53,7 +53,7 @@ impl Captures {
     /// an interface named in `renames` is filed under the name it maps to
     /// (Docker's `br-<id>` as `br-<network>`).
     pub(crate) fn start(
-        world: &World,
+        world: &Namespaces,
         plan: &Plan,
         dir: &Path,
         renames: &HashMap<String, String>,

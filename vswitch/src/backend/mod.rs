@@ -9,7 +9,9 @@
 //! ever deletes namespaces named with its run id).
 
 pub mod capture;
+pub mod common;
 pub mod docker;
+pub mod hosted;
 pub mod kernel;
 pub(crate) mod linux;
 pub mod parallel;
@@ -22,45 +24,17 @@ pub mod userspace;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::path::PathBuf;
 
 use crate::netns::NetNs;
 use crate::probe;
-use crate::run_id::{NodeKind, RunId};
-use crate::scenario::plan::{BackendKind, Driver, LinkFault, LinkRef, Node, Plan, StepAction};
-use crate::sys::netlink::Netlink;
+use crate::run_id::RunId;
+use crate::scenario::plan::{BackendKind, LinkFault, LinkRef, Node, Plan, StepAction};
+
+use common::on_host_network;
+pub use common::{BuildError, BuildOptions, Namespaces};
 
 /// The address of Docker's embedded DNS inside a container.
 pub const EMBEDDED_DNS: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 11));
-
-/// Options of a build.
-#[derive(Clone, Debug, Default)]
-pub struct BuildOptions {
-    /// Write one pcap per engine port here.
-    pub pcap_dir: Option<PathBuf>,
-}
-
-/// A build step that failed.
-#[derive(Debug, thiserror::Error)]
-#[error("{step}: {source}")]
-pub struct BuildError {
-    /// What was being done.
-    pub step: String,
-    /// Why it failed.
-    pub source: Box<dyn std::error::Error + Send + Sync>,
-}
-
-impl BuildError {
-    fn at<E: std::error::Error + Send + Sync + 'static>(
-        step: impl Into<String>,
-    ) -> impl FnOnce(E) -> BuildError {
-        let step = step.into();
-        move |e| BuildError {
-            step,
-            source: Box::new(e),
-        }
-    }
-}
 
 /// What a mixed run (some machines `backend = "kernel"`, the rest the
 /// userspace engine's) cannot build: the kernel backend's own refusals (it
@@ -86,8 +60,8 @@ fn mixed_refusals(plan: &Plan) -> Vec<String> {
 /// data path has given each its uplink TAP on the engine's lan), from the
 /// plan the engine was configured from: with the tasks' host-mode ports and
 /// the OV-8 gwbridge endpoints.
-fn build_kernel_machines(world: &World, plan: &Plan) -> Result<(), BuildError> {
-    let plan = &*userspace::services::with_host_ports(plan);
+fn build_kernel_machines(world: &Namespaces, plan: &Plan) -> Result<(), BuildError> {
+    let plan = &*hosted::services::with_host_ports(plan);
     let plan = &*topology::with_gwbridge(plan);
     for (m, mach) in plan.machines.iter().enumerate() {
         if mach.backend == Some(BackendKind::Kernel) {
@@ -103,7 +77,7 @@ pub fn unsupported(plan: &Plan, backend: BackendKind) -> Vec<String> {
     let of = |p: &Plan| match backend {
         BackendKind::Userspace => {
             let mut why = mixed_refusals(p);
-            why.extend(userspace::unsupported(p));
+            why.extend(hosted::unsupported(p));
             why
         }
         BackendKind::Kernel => kernel::unsupported(p),
@@ -167,9 +141,7 @@ impl Dataplane {
 /// everything down (services, data path, then namespaces).
 #[derive(Debug)]
 pub struct World {
-    run: RunId,
-    namespaces: Vec<NetNs>,
-    node_ns: HashMap<Node, usize>,
+    nodes: Namespaces,
     dataplane: Option<Dataplane>,
     /// `--pcap` captures of a kernel data path (stopped before it).
     captures: Option<capture::Captures>,
@@ -199,76 +171,11 @@ pub struct World {
 /// Node name → namespace name, for `vswitch exec` and the run record. On
 /// `docker` the machine is the daemon's namespace.
 pub fn namespace_names(run: &RunId, plan: &Plan, backend: BackendKind) -> Vec<(String, String)> {
-    let mut v = Vec::new();
-    for m in &plan.machines {
-        let ns = match backend {
-            BackendKind::Docker if !docker::per_machine_namespaces(plan) => {
-                docker::DAEMON_NETNS.to_string()
-            }
-            _ => run.netns_name(NodeKind::Machine, &m.name),
-        };
-        v.push((m.name.clone(), ns));
-    }
-    for x in &plan.externals {
-        v.push((x.name.clone(), run.netns_name(NodeKind::External, &x.name)));
-    }
-    let first_container = v.len();
-    for (i, c) in plan.containers.iter().enumerate() {
-        let ns = if let Some(o) = c.netns_of {
-            // NH-7: the other container's namespace (it comes first).
-            v[first_container + o].1.clone()
-        } else if on_host_network(plan, i) {
-            v[c.machine].1.clone()
-        } else {
-            run.netns_name(NodeKind::Container, &c.name)
-        };
-        v.push((c.name.clone(), ns));
-    }
-    v
-}
-
-/// Name of a bridge network's device in its machine namespace, the same on
-/// every backend (the userspace host port, the kernel bridge): `docker0` for
-/// the default bridge, else `br-<name>` cut to 15 characters, `br<index>`
-/// when two cut names clash.
-pub(crate) fn bridge_device_name(plan: &Plan, net: usize) -> String {
-    let n = &plan.networks[net];
-    if n.default {
-        return "docker0".to_string();
-    }
-    let mut name: String = format!("br-{}", n.name).chars().take(15).collect();
-    let clash = plan.networks.iter().enumerate().any(|(j, o)| {
-        j != net && o.machine == n.machine && format!("br-{}", o.name).starts_with(&name)
-    });
-    if clash {
-        name = format!("br{net}");
-    }
-    name
-}
-
-/// The IPv6 subnets routed without NAT behind machine `m` (`ip6tables =
-/// false`, V6-4): those of its non-internal bridge networks. Every backend
-/// gives lan hosts with IPv6 a route to them via the machine, as the admin
-/// of such a network configures it: without one, replies to un-NATed
-/// container addresses have no way back.
-pub(crate) fn routed_subnets6(plan: &Plan, m: usize) -> Vec<ipnet::Ipv6Net> {
-    if plan.machines[m].ip6tables {
-        return Vec::new();
-    }
-    plan.networks
-        .iter()
-        .filter(|n| n.machine == Some(m) && n.driver == Driver::Bridge && !n.internal)
-        .filter_map(|n| n.subnet6)
-        .collect()
-}
-
-/// A container on the `host` network shares its machine's namespace (NH-3).
-fn on_host_network(plan: &Plan, container: usize) -> bool {
-    let c = &plan.containers[container];
-    plan.containers[c.netns_of.unwrap_or(container)]
-        .endpoints
-        .iter()
-        .any(|e| plan.networks[e.network].driver == Driver::Host)
+    let machines_in = match backend {
+        BackendKind::Docker => docker::machines_netns(plan),
+        _ => None,
+    };
+    common::namespace_names(run, plan, machines_in)
 }
 
 impl World {
@@ -283,9 +190,7 @@ impl World {
     ) -> Result<World, BuildError> {
         let _span = tracing::info_span!("world", run = %run, backend = %backend).entered();
         let mut world = World {
-            run: run.clone(),
-            namespaces: Vec::new(),
-            node_ns: HashMap::new(),
+            nodes: Namespaces::new(run),
             dataplane: None,
             captures: None,
             echo: Vec::new(),
@@ -328,18 +233,23 @@ impl World {
         let t = std::time::Instant::now();
         world.dataplane = Some(match backend {
             BackendKind::Userspace => {
-                Dataplane::Userspace(userspace::Dataplane::build(&world, plan, opts)?)
+                Dataplane::Userspace(userspace::Dataplane::build(&world.nodes, plan, opts)?)
             }
-            BackendKind::Kernel => Dataplane::Kernel(kernel::Dataplane::build(&world, plan, opts)?),
-            BackendKind::Docker => {
-                Dataplane::Docker(docker::Dataplane::build(&mut world, plan, opts, progress)?)
+            BackendKind::Kernel => {
+                Dataplane::Kernel(kernel::Dataplane::build(&world.nodes, plan, opts)?)
             }
+            BackendKind::Docker => Dataplane::Docker(docker::Dataplane::build(
+                &mut world.nodes,
+                plan,
+                opts,
+                progress,
+            )?),
             // Built above, without namespaces.
             BackendKind::Sim => return Ok(world),
         });
         if backend == BackendKind::Userspace {
             // The data path is in place, so a failure here removes it too.
-            build_kernel_machines(&world, plan)?;
+            build_kernel_machines(&world.nodes, plan)?;
         }
         if backend == BackendKind::Docker {
             // Container namespaces exist only now.
@@ -355,7 +265,7 @@ impl World {
                 Some(Dataplane::Docker(d)) => d.capture_names().iter().cloned().collect(),
                 _ => HashMap::new(),
             };
-            world.captures = Some(capture::Captures::start(&world, plan, dir, &renames)?);
+            world.captures = Some(capture::Captures::start(&world.nodes, plan, dir, &renames)?);
         }
         progress("starting services");
         world.start_services(plan, backend)?;
@@ -364,7 +274,7 @@ impl World {
 
     /// The run id.
     pub fn run(&self) -> &RunId {
-        &self.run
+        self.nodes.run()
     }
 
     /// The in-memory world of the sim backend.
@@ -374,89 +284,20 @@ impl World {
 
     /// The namespace a node lives in.
     pub fn ns(&self, node: Node) -> &NetNs {
-        &self.namespaces[self.node_ns[&node]]
+        self.nodes.ns(node)
     }
 
     /// Puts `ns` in place of `node`'s namespace handle, returning the old
     /// one (tests: a probe whose namespace is gone).
     #[cfg(test)]
     pub(crate) fn swap_ns(&mut self, node: Node, ns: NetNs) -> NetNs {
-        std::mem::replace(&mut self.namespaces[self.node_ns[&node]], ns)
-    }
-
-    /// Whether this world created (and so deletes) a namespace: those named
-    /// with its run id. A backend's borrowed ones (the Docker daemon's) are not.
-    fn owns(&self, ns: &NetNs) -> bool {
-        ns.name().starts_with(&format!("{}-", self.run))
-    }
-
-    /// Gives `node` a namespace the backend provides (it must be named
-    /// as [`namespace_names`] says); one already held under that name is shared.
-    fn adopt(&mut self, node: Node, ns: NetNs) {
-        let idx = match self.namespaces.iter().position(|n| n.name() == ns.name()) {
-            Some(i) => i,
-            None => {
-                self.namespaces.push(ns);
-                self.namespaces.len() - 1
-            }
-        };
-        self.node_ns.insert(node, idx);
-    }
-
-    /// Gives `node` the namespace `other` already has (NH-7).
-    fn share_ns(&mut self, node: Node, other: Node) {
-        let idx = self.node_ns[&other];
-        self.node_ns.insert(node, idx);
+        self.nodes.replace(node, ns)
     }
 
     fn create_namespaces(&mut self, plan: &Plan, backend: BackendKind) -> Result<(), BuildError> {
-        let names = namespace_names(&self.run, plan, backend);
-        let mut by_name: HashMap<String, usize> = HashMap::new();
-        let mut unique: Vec<(String, bool)> = Vec::new();
-        let nodes = plan
-            .machines
-            .iter()
-            .enumerate()
-            .map(|(i, _)| Node::Machine(i))
-            .chain((0..plan.externals.len()).map(Node::External))
-            .chain((0..plan.containers.len()).map(Node::Container));
-        for (node, (_, ns_name)) in nodes.zip(names) {
-            if backend == BackendKind::Docker && !docker::world_creates(plan, node) {
-                continue;
-            }
-            let container = matches!(node, Node::Container(_));
-            let idx = *by_name.entry(ns_name.clone()).or_insert_with(|| {
-                unique.push((ns_name, container));
-                unique.len() - 1
-            });
-            self.node_ns.insert(node, self.namespaces.len() + idx);
-        }
-        // Independent of one another and mostly waiting in the kernel:
-        // made on parallel threads. Each is prepared (loopback up, IPv6
-        // as the world needs it) on the thread that creates it.
-        let fast_path = crate::dns::fastpath::enabled();
-        let ipv6 = plan.lan6.is_some();
-        let bar = crate::progress::Progress::start("namespaces", unique.len() as u64);
-        let made = parallel::map(unique, parallel::WIDTH, |(ns_name, container)| {
-            let clsact = container && fast_path;
-            let r = NetNs::create_with(&ns_name, move || prepare_namespace(clsact, ipv6))
-                .map_err(BuildError::at(format!("namespace {ns_name}")));
-            bar.inc();
-            r
-        });
-        bar.finish();
-        let mut first_error = None;
-        for r in made {
-            match r {
-                // Kept even after an error, so that dropping the world
-                // deletes it.
-                Ok(ns) => self.namespaces.push(ns),
-                Err(e) => {
-                    first_error.get_or_insert(e);
-                }
-            }
-        }
-        first_error.map_or(Ok(()), Err)
+        let names = namespace_names(self.nodes.run(), plan, backend);
+        let provided = |node| backend == BackendKind::Docker && !docker::world_creates(plan, node);
+        self.nodes.create(plan, names, provided)
     }
 
     /// resolv.conf and hosts as Docker writes them (DNS-2, DNS-20, DNS-21),
@@ -477,7 +318,7 @@ impl World {
         }
         for (i, m) in plan.machines.iter().enumerate() {
             let ns = self.ns(Node::Machine(i));
-            if !self.owns(ns) {
+            if !self.nodes.owns(ns) {
                 continue;
             }
             let mut r = String::new();
@@ -643,55 +484,12 @@ impl Drop for World {
             let _ = d.stop();
         }
         let t = std::time::Instant::now();
-        let namespaces = std::mem::take(&mut self.namespaces);
-        let guards: Vec<crate::netns::DeleteOnDrop> = namespaces
-            .iter()
-            .filter(|n| self.owns(n))
-            .map(|n| crate::netns::DeleteOnDrop::namespace(n.name()))
-            .collect();
-        drop(namespaces);
-        // Each guard deletes its namespace as it is dropped, in parallel.
-        parallel::map(guards, parallel::WIDTH, drop);
+        self.nodes.delete_owned();
         tracing::debug!(
             ms = t.elapsed().as_millis() as u64,
             "teardown: namespaces deleted"
         );
     }
-}
-
-/// Loopback up. In an IPv4-only world IPv6 is off (no router
-/// solicitations or MLD reports cluttering captures). In a world with
-/// IPv6 (`Plan::lan6`) it is on, without duplicate address detection (the
-/// scenario's addresses are unique and usable at once), router
-/// advertisements or solicitations: every address and route is static.
-/// With `clsact`, `lo` gets the clsact qdisc the embedded DNS's fast path
-/// attaches to, while it is still down: adding one to an interface that is
-/// up deactivates it and waits for an RCU grace period under RTNL (~2 ms),
-/// and a classifier added later, more than a grace period after the qdisc,
-/// needs no `rcu_barrier` either.
-fn prepare_namespace(
-    clsact: bool,
-    ipv6: bool,
-) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    let mut nl = Netlink::new()?;
-    if clsact {
-        // `lo` is interface 1 in every network namespace.
-        nl.qdisc_add_clsact(1)?;
-    }
-    nl.link_set_up("lo")?;
-    let set = crate::sys::sysctl::sysctl_set;
-    if !ipv6 {
-        set("net.ipv6.conf.default.disable_ipv6", "1")?;
-        set("net.ipv6.conf.all.disable_ipv6", "1")?;
-        return Ok(());
-    }
-    for scope in ["all", "default"] {
-        set(&format!("net.ipv6.conf.{scope}.accept_dad"), "0")?;
-        set(&format!("net.ipv6.conf.{scope}.accept_ra"), "0")?;
-        set(&format!("net.ipv6.conf.{scope}.router_solicitations"), "0")?;
-        set(&format!("net.ipv6.conf.{scope}.disable_ipv6"), "0")?;
-    }
-    Ok(())
 }
 
 /// The IPv6 lines Docker writes into a container's `/etc/hosts` when the

@@ -16,11 +16,14 @@
 //! replies reach whoever holds its address next, BUG-9). Faults go to the
 //! running engine. Kernel: see `kernel::topology` and `linux::faults`.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
 
-use crate::scenario::plan::{BackendKind, Driver, LinkFault, LinkRef, Node, Plan, StepAction};
+use crate::scenario::plan::{BackendKind, LinkFault, LinkRef, Node, Plan, StepAction};
 
+use super::common::BuildError;
+use super::common::steps::{
+    leaving_addrs, leaving_endpoints, netem_refusals, running_view, track_faults,
+};
 use super::{Dataplane, World, userspace};
 
 /// Why a step could not be carried out.
@@ -29,7 +32,7 @@ pub enum StepError {
     /// The data path could not be rebuilt for the new topology, or a
     /// kernel fault could not be set.
     #[error("{0}")]
-    Rebuild(#[from] super::BuildError),
+    Rebuild(#[from] BuildError),
     /// A container's services could not be restarted.
     #[error("services of {container}: {source}")]
     Services {
@@ -90,7 +93,7 @@ pub(crate) fn refusals(plan: &Plan, backend: BackendKind) -> Vec<String> {
             }
             BackendKind::Kernel => {
                 if let StepAction::Fault { fault, .. } = &s.action {
-                    why.extend(kernel_fault_refusals(fault, &at));
+                    why.extend(netem_refusals("kernel", fault, &at));
                 }
                 let before = plan.after_steps(i);
                 if let Some(r) = super::kernel::topology::refusal(&before, &s.action) {
@@ -114,45 +117,6 @@ pub(crate) fn refusals(plan: &Plan, backend: BackendKind) -> Vec<String> {
     why
 }
 
-/// What of a fault this kernel cannot do at all: netem is absent, so
-/// delay, jitter, reorder, duplicate and corrupt are refused by name (on
-/// the kernel backend, and on docker, which sets the same faults).
-pub(crate) fn kernel_fault_refusals(f: &LinkFault, at: &str) -> Vec<String> {
-    netem_refusals("kernel", f, at)
-}
-
-/// [`kernel_fault_refusals`] for `backend`.
-pub(crate) fn netem_refusals(backend: &str, f: &LinkFault, at: &str) -> Vec<String> {
-    let mut why = Vec::new();
-    for (key, on) in [
-        ("delay_ms", !f.delay.is_zero()),
-        ("jitter_ms", !f.jitter.is_zero()),
-        ("reorder", f.reorder > 0.0),
-        ("duplicate", f.duplicate > 0.0),
-        ("corrupt", f.corrupt > 0.0),
-    ] {
-        if on {
-            why.push(format!(
-                "backend {backend}: fault {key} needs the kernel's netem qdisc, which this kernel lacks ({at})"
-            ));
-        }
-    }
-    why
-}
-
-/// The faults in force on each link after applying `action` to `faults`.
-pub(crate) fn track_faults(faults: &mut HashMap<LinkRef, LinkFault>, action: &StepAction) {
-    match action {
-        StepAction::Fault { link, fault } => {
-            faults.insert(*link, *fault);
-        }
-        StepAction::Clear(link) => {
-            faults.remove(link);
-        }
-        _ => {}
-    }
-}
-
 impl World {
     /// Carries out one step's action on the running world. `before` is the
     /// world as it stood, `after` as it must stand (see
@@ -168,7 +132,13 @@ impl World {
             let leaving = leaving_addrs(before, after, action);
             let mut w = sim.lock().unwrap_or_else(|p| p.into_inner());
             return w
-                .apply_step(after, action, self.run.as_str(), &self.opts, &leaving)
+                .apply_step(
+                    after,
+                    action,
+                    self.nodes.run().as_str(),
+                    &self.opts,
+                    &leaving,
+                )
                 .map_err(StepError::Engine);
         }
         // Kernel and docker: the same faults in the nodes' namespaces.
@@ -177,7 +147,7 @@ impl World {
         if let (true, StepAction::Fault { link, .. } | StepAction::Clear(link)) = (ns_fault, action)
         {
             track_faults(&mut self.faults, action);
-            return super::linux::faults::apply(self, after, &self.faults, *link)
+            return super::linux::faults::apply(&self.nodes, after, &self.faults, *link)
                 .map_err(StepError::Rebuild);
         }
         if backend == BackendKind::Docker {
@@ -209,7 +179,7 @@ impl World {
                     }
                 }
                 if backend == BackendKind::Kernel {
-                    super::kernel::topology::apply(self, before, after, action)?;
+                    super::kernel::topology::apply(&self.nodes, before, after, action)?;
                     for (m, ip) in leaving_endpoints(before, after, action) {
                         super::kernel::conntrack::forget_endpoint(self.ns(Node::Machine(m)), ip)?;
                     }
@@ -252,7 +222,7 @@ impl World {
         let links: Vec<LinkRef> = self.faults.keys().copied().collect();
         for l in links {
             if matches!(l, LinkRef::Endpoint { .. }) {
-                super::linux::faults::apply(self, after, &self.faults, l)?;
+                super::linux::faults::apply(&self.nodes, after, &self.faults, l)?;
             }
         }
         Ok(())
@@ -319,8 +289,7 @@ impl World {
             }
         };
         if let Some(ns) = ns {
-            let idx = self.node_ns[&Node::Container(c)];
-            self.namespaces[idx] = ns;
+            self.nodes.replace(Node::Container(c), ns);
             self.start_container_services(after, c)?;
         }
         Ok(())
@@ -340,8 +309,12 @@ impl World {
         for ip in leaving {
             carried.forget_endpoint(*ip);
         }
-        let built =
-            userspace::Dataplane::build_carrying(self, &running_view(plan), &self.opts, carried)?;
+        let built = userspace::Dataplane::build_carrying(
+            &self.nodes,
+            &running_view(plan),
+            &self.opts,
+            carried,
+        )?;
         self.dataplane = Some(Dataplane::Userspace(built));
         self.push_faults(plan)
     }
@@ -374,62 +347,6 @@ impl World {
         self.container_echo.insert(c, s);
         Ok(())
     }
-}
-
-/// The addresses of the bridge endpoints that leave their network in a
-/// step from `before` to `after`: every endpoint of a stopped, restarted
-/// or removed container, a disconnected one, and any whose address
-/// changed. Docker's bridge driver deletes their conntrack entries then
-/// (see [`crate::engine::ConntrackState::forget_endpoint`]); joining
-/// deletes nothing (both observed on Docker 20.10.24).
-pub(crate) fn leaving_addrs(before: &Plan, after: &Plan, action: &StepAction) -> Vec<IpAddr> {
-    leaving_endpoints(before, after, action)
-        .into_iter()
-        .map(|(_, ip)| ip)
-        .collect()
-}
-
-/// [`leaving_addrs`] with each address's machine.
-fn leaving_endpoints(before: &Plan, after: &Plan, action: &StepAction) -> Vec<(usize, IpAddr)> {
-    let (before, after) = (running_view(before), running_view(after));
-    let restarted = match action {
-        StepAction::Restart(c) => Some(*c),
-        _ => None,
-    };
-    let mut out = Vec::new();
-    for (i, c) in before.containers.iter().enumerate() {
-        for e in &c.endpoints {
-            if before.networks[e.network].driver != Driver::Bridge {
-                continue;
-            }
-            let stays = restarted != Some(i)
-                && after.containers.get(i).is_some_and(|a| {
-                    a.endpoints
-                        .iter()
-                        .any(|x| x.network == e.network && x.ip == e.ip && x.ip6 == e.ip6)
-                });
-            if !stays {
-                let ips =
-                    e.ip.map(IpAddr::V4)
-                        .into_iter()
-                        .chain(e.ip6.map(IpAddr::V6));
-                out.extend(ips.map(|ip| (c.machine, ip)));
-            }
-        }
-    }
-    out
-}
-
-/// The plan as the data path sees it: a stopped container has no
-/// interfaces (Docker removes its veths), its addresses stay reserved.
-pub(crate) fn running_view(plan: &Plan) -> Plan {
-    let mut p = plan.clone();
-    for c in &mut p.containers {
-        if !c.running {
-            c.endpoints.clear();
-        }
-    }
-    p
 }
 
 #[cfg(test)]

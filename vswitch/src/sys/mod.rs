@@ -26,13 +26,10 @@ pub use probe::link_kind_supported;
 pub use sysctl::{SysctlError, sysctl_get, sysctl_set};
 pub use tap::{Tap, TapError, TapOptions};
 
-/// Environment variable that turns "skip when not root" into a failure
-/// (set it in CI, where a missing privilege is a broken runner).
-pub const REQUIRE_ROOT_ENV: &str = "VSWITCH_REQUIRE_ROOT";
-
 /// Gate for privileged tests. Returns true when the process may create
 /// network namespaces and links. Otherwise prints why `test` is skipped and
-/// returns false, unless `VSWITCH_REQUIRE_ROOT=1`, in which case it panics.
+/// returns false, unless `VSWITCH_REQUIRE_ROOT=1`
+/// ([`crate::prereq::REQUIRE_ROOT_ENV`]), in which case it panics.
 pub fn require_root(test: &str) -> bool {
     crate::prereq::root(test).or_panic().is_some()
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use super::api::Client;
 use super::lan::uplink_guard;
 use super::{DAEMON_NETNS, LABEL_RUN, LOCK_FILE, UPLINK, UPLINK_OWNER, client};
-use crate::backend::BuildError;
+use crate::backend::common::BuildError;
 use crate::netns;
 use crate::run_id::{RunId, RunRecord};
 

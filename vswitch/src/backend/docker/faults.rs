@@ -27,15 +27,15 @@ pub(crate) fn refusals(_plan: &Plan, action: &StepAction, at: &str) -> Vec<Strin
     }
     match action {
         StepAction::Fault { fault, .. } => {
-            crate::backend::steps::netem_refusals("docker", fault, at)
+            crate::backend::common::steps::netem_refusals("docker", fault, at)
         }
         _ => Vec::new(),
     }
 }
 
 /// Removes the fault table of the shared daemon's uplink (absent is fine).
-pub(super) fn remove_uplink_faults() -> Result<(), crate::backend::BuildError> {
+pub(super) fn remove_uplink_faults() -> Result<(), crate::backend::common::BuildError> {
     let ns = NetNs::open(super::DAEMON_NETNS)
-        .map_err(crate::backend::BuildError::at("daemon namespace"))?;
+        .map_err(crate::backend::common::BuildError::at("daemon namespace"))?;
     crate::backend::linux::faults::remove_table(&ns, super::UPLINK)
 }

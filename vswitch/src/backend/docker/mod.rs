@@ -97,7 +97,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::backend::{BuildError, BuildOptions, World, namespace_names};
+use crate::backend::common::{BuildError, BuildOptions, Namespaces, namespace_names};
 use crate::netns::{self, NetNs};
 use crate::run_id::RunId;
 use crate::scenario::plan::{BackendKind, Driver, Endpoint, Node, Plan};
@@ -169,6 +169,12 @@ pub fn mapped() -> bool {
 /// not the shared daemon's.
 pub fn per_machine_namespaces(plan: &Plan) -> bool {
     mapped() || own_daemons(plan)
+}
+
+/// The one namespace every machine is, on the shared daemon (its own);
+/// `None` when each machine has its own.
+pub fn machines_netns(plan: &Plan) -> Option<&'static str> {
+    (!per_machine_namespaces(plan)).then_some(DAEMON_NETNS)
 }
 
 /// What this backend cannot build, one reason per item. Includes an
@@ -284,7 +290,7 @@ impl Dataplane {
     /// and containers' namespaces into `world`. On error, everything it
     /// created is removed before returning.
     pub fn build(
-        world: &mut World,
+        world: &mut Namespaces,
         plan: &Plan,
         opts: &BuildOptions,
         progress: &dyn Fn(&str),
@@ -296,7 +302,7 @@ impl Dataplane {
             clients: vec![client()],
             daemons: Vec::new(),
             mapped: false,
-            run: world.run.clone(),
+            run: world.run().clone(),
             lock: None,
             lan: None,
             uplink: None,
@@ -317,7 +323,7 @@ impl Dataplane {
 
     fn build_inner(
         &mut self,
-        world: &mut World,
+        world: &mut Namespaces,
         plan: &Plan,
         progress: &dyn Fn(&str),
     ) -> Result<(), BuildError> {
@@ -349,7 +355,7 @@ impl Dataplane {
     /// Creates the networks, then the containers (adopting their namespaces).
     fn networks_and_containers(
         &mut self,
-        world: &mut World,
+        world: &mut Namespaces,
         plan: &Plan,
         progress: &dyn Fn(&str),
     ) -> Result<(), BuildError> {
@@ -357,9 +363,10 @@ impl Dataplane {
         let nets = self.create_networks(plan)?;
         self.net_names = nets.clone();
         progress("creating containers");
-        let names: BTreeMap<String, String> = namespace_names(&self.run, plan, BackendKind::Docker)
-            .into_iter()
-            .collect();
+        let names: BTreeMap<String, String> =
+            namespace_names(&self.run, plan, machines_netns(plan))
+                .into_iter()
+                .collect();
         let silent = silent_resolver(plan);
         if !plan.services.is_empty() {
             progress("priming the services' overlays");
@@ -403,7 +410,7 @@ impl Dataplane {
 
     /// The lan bridge in its own namespace, the externals' `eth0`, and the
     /// machine uplink `eth0` in the daemon's namespace.
-    fn build_lan(&mut self, world: &World, plan: &Plan) -> Result<(), BuildError> {
+    fn build_lan(&mut self, world: &Namespaces, plan: &Plan) -> Result<(), BuildError> {
         let lan_name = format!("{}-l-lan", self.run);
         let lan = NetNs::create(&lan_name).map_err(BuildError::at("lan namespace"))?;
         let lan = self
@@ -412,7 +419,7 @@ impl Dataplane {
             .ns()
             .expect("just created");
         in_ns_boxed(lan, "lan bridge", || {
-            crate::backend::prepare_namespace(false, false)?;
+            crate::backend::common::prepare_namespace(false, false)?;
             let mut nl = Netlink::new()?;
             nl.link_add_bridge("lan")?;
             nl.link_set_up("lan")?;
@@ -441,7 +448,7 @@ impl Dataplane {
             if x.ip6.is_some() {
                 for (m, mach) in plan.machines.iter().enumerate() {
                     let Some(via) = mach.ip6 else { continue };
-                    for net in crate::backend::routed_subnets6(plan, m) {
+                    for net in crate::backend::topology::routed_subnets6(plan, m) {
                         routes.push((ipnet::IpNet::V6(net), IpAddr::V6(via)));
                     }
                 }
@@ -747,7 +754,12 @@ impl Dataplane {
     }
 
     /// Each `ethN` of the container carries the plan's address for its Nth network.
-    fn verify_interfaces(&self, world: &World, plan: &Plan, ci: usize) -> Result<(), BuildError> {
+    fn verify_interfaces(
+        &self,
+        world: &Namespaces,
+        plan: &Plan,
+        ci: usize,
+    ) -> Result<(), BuildError> {
         let c = &plan.containers[ci];
         if c.endpoints
             .iter()

@@ -13,8 +13,8 @@ use ipnet::Ipv4Net;
 use super::daemon::OwnDaemon;
 use super::lan::{Uplink, plug};
 use super::{Dataplane, ensure_image};
+use crate::backend::common::{BuildError, Namespaces};
 use crate::backend::linux::in_ns_boxed;
-use crate::backend::{BuildError, World};
 use crate::scenario::plan::{Driver, Node, Plan};
 use crate::sys::sysctl::sysctl_set;
 
@@ -27,7 +27,7 @@ impl Dataplane {
     /// networks and containers as on the shared daemon.
     pub(super) fn build_own(
         &mut self,
-        world: &mut World,
+        world: &mut Namespaces,
         plan: &Plan,
         progress: &dyn Fn(&str),
     ) -> Result<(), BuildError> {
@@ -90,7 +90,7 @@ impl Dataplane {
     /// wired (it is the hosts' own network), then networks and containers.
     pub(super) fn build_mapped(
         &mut self,
-        world: &mut World,
+        world: &mut Namespaces,
         plan: &Plan,
         progress: &dyn Fn(&str),
     ) -> Result<(), BuildError> {
@@ -139,7 +139,11 @@ impl Dataplane {
     /// Each machine's uplink `eth0` in its namespace, as the kernel
     /// backend wires it: the lan MAC, its addresses, the default route via
     /// the `gateway = true` external.
-    pub(super) fn plug_machines(&mut self, world: &World, plan: &Plan) -> Result<(), BuildError> {
+    pub(super) fn plug_machines(
+        &mut self,
+        world: &Namespaces,
+        plan: &Plan,
+    ) -> Result<(), BuildError> {
         let lan = self
             .lan
             .as_ref()

@@ -53,7 +53,7 @@ use serde_json::{Value, json};
 
 use super::lan::adopt_pid_netns;
 use super::{Dataplane, LABEL_RUN, image};
-use crate::backend::{BuildError, World};
+use crate::backend::common::{BuildError, Namespaces};
 use crate::run_id::RunId;
 use crate::scenario::plan::{Driver, EndpointMode, Node, Plan, PublishMode};
 
@@ -375,7 +375,7 @@ impl Dataplane {
     /// ([module docs](self)); adopts the tasks' namespaces.
     pub(super) fn create_services(
         &mut self,
-        world: &mut World,
+        world: &mut Namespaces,
         plan: &Plan,
         nets: &[String],
         ns_names: &std::collections::BTreeMap<String, String>,
@@ -407,7 +407,7 @@ impl Dataplane {
     #[allow(clippy::too_many_arguments)]
     fn create_services_on(
         &mut self,
-        world: &mut World,
+        world: &mut Namespaces,
         plan: &Plan,
         nets: &[String],
         ns_names: &std::collections::BTreeMap<String, String>,
@@ -529,7 +529,7 @@ impl Dataplane {
     #[allow(clippy::too_many_arguments)]
     fn adopt_task(
         &mut self,
-        world: &mut World,
+        world: &mut Namespaces,
         plan: &Plan,
         ci: usize,
         task: &Value,

@@ -11,7 +11,7 @@
 
 use std::net::IpAddr;
 
-use crate::backend::BuildError;
+use crate::backend::common::BuildError;
 use crate::netns::NetNs;
 
 use crate::backend::linux::{LinuxError, in_ns, run_tool};

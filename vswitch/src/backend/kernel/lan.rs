@@ -4,8 +4,8 @@
 
 use super::configure;
 use super::layout::lan_iface;
+use crate::backend::common::{BuildError, Namespaces};
 use crate::backend::linux::{LinuxError, in_ns, nlerr};
-use crate::backend::{BuildError, World};
 use crate::netns::NetNs;
 use crate::scenario::plan::{Node, Plan};
 use crate::sys::netlink::Netlink;
@@ -17,7 +17,7 @@ const BRIDGE: &str = "lan";
 pub(super) type LanNs = crate::netns::OwnedNs;
 
 /// Creates the lan namespace and bridge, and every uplink.
-pub(super) fn build(world: &World, plan: &Plan) -> Result<LanNs, BuildError> {
+pub(super) fn build(world: &Namespaces, plan: &Plan) -> Result<LanNs, BuildError> {
     let name = format!("{}-l-lan", world.run());
     let ns = NetNs::create(&name).map_err(BuildError::at(format!("namespace {name}")))?;
     let lan = LanNs::new(ns);

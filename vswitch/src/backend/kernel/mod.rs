@@ -42,8 +42,8 @@ pub(crate) mod topology;
 
 use std::os::fd::AsFd;
 
+use crate::backend::common::{BuildError, BuildOptions, Namespaces};
 use crate::backend::linux::{LinuxError, in_ns, nlerr, run_tool};
-use crate::backend::{BuildError, BuildOptions, World};
 use crate::netns::NetNs;
 use crate::scenario::plan::{Node, Plan};
 use crate::sys::netlink::Netlink;
@@ -92,7 +92,7 @@ impl Dataplane {
     /// Builds the kernel data path between the world's namespaces. On error
     /// the lan namespace is removed here; the world removes its own.
     pub fn build(
-        world: &World,
+        world: &Namespaces,
         plan: &Plan,
         _opts: &BuildOptions,
     ) -> Result<Dataplane, BuildError> {
@@ -141,13 +141,17 @@ impl Dataplane {
 /// Machine `m` of a mixed run (`backend = "kernel"` beside userspace
 /// machines): everything but its uplink, which the userspace backend made a
 /// TAP on the engine's lan (design notes, "Mixed runs").
-pub(crate) fn build_mixed_machine(world: &World, plan: &Plan, m: usize) -> Result<(), BuildError> {
+pub(crate) fn build_mixed_machine(
+    world: &Namespaces,
+    plan: &Plan,
+    m: usize,
+) -> Result<(), BuildError> {
     build_machine(world, plan, m)
 }
 
 /// Machine `m`: sysctls, bridges, container links, their configuration in
 /// each container, and the nftables ruleset.
-fn build_machine(world: &World, plan: &Plan, m: usize) -> Result<(), BuildError> {
+fn build_machine(world: &Namespaces, plan: &Plan, m: usize) -> Result<(), BuildError> {
     let layout = layout::machine_layout(plan, m);
     let machine = &plan.machines[m].name;
     overlay::build(world, plan, m)?;

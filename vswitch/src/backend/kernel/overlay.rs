@@ -11,7 +11,7 @@
 
 use std::net::Ipv4Addr;
 
-use crate::backend::{BuildError, World};
+use crate::backend::common::{BuildError, Namespaces};
 use crate::scenario::plan::{Driver, Node, Plan};
 use crate::sys::netlink::Netlink;
 
@@ -68,7 +68,7 @@ fn devices(plan: &Plan, m: usize) -> Vec<OverlayDev> {
 
 /// Builds machine `m`'s overlay bridges and vxlan devices (before the
 /// container veths are enslaved to them).
-pub(super) fn build(world: &World, plan: &Plan, m: usize) -> Result<(), BuildError> {
+pub(super) fn build(world: &Namespaces, plan: &Plan, m: usize) -> Result<(), BuildError> {
     let devs = devices(plan, m);
     if devs.is_empty() {
         return Ok(());
@@ -110,7 +110,7 @@ pub(super) fn build(world: &World, plan: &Plan, m: usize) -> Result<(), BuildErr
 
 /// Sets each overlay bridge's MTU once its ports are in (a bridge follows
 /// its smallest port otherwise).
-pub(super) fn finish(world: &World, plan: &Plan, m: usize) -> Result<(), BuildError> {
+pub(super) fn finish(world: &Namespaces, plan: &Plan, m: usize) -> Result<(), BuildError> {
     let devs = devices(plan, m);
     if devs.is_empty() {
         return Ok(());

@@ -41,9 +41,9 @@ use ipnet::{IpNet, Ipv4Net};
 
 use super::configure;
 use super::layout::Iface;
+use crate::backend::common::{BuildError, Namespaces};
 use crate::backend::linux::{LinuxError, in_ns, nlerr};
 use crate::backend::topology::{GWBRIDGE, machines_of};
-use crate::backend::{BuildError, World};
 use crate::netns::NetNs;
 use crate::scenario::plan::{EndpointMode, MacAddr, Node, Plan, PublishMode};
 use crate::sys::netlink::Netlink;
@@ -155,7 +155,7 @@ pub(super) fn container_ruleset(plan: &Plan, c: usize, table: &str) -> Option<St
 }
 
 /// The name of machine `m`'s ingress sandbox namespace.
-pub(super) fn sandbox_ns_name(world: &World, plan: &Plan, m: usize) -> String {
+pub(super) fn sandbox_ns_name(world: &Namespaces, plan: &Plan, m: usize) -> String {
     format!("{}-i-{}", world.run(), plan.machines[m].name)
 }
 
@@ -310,7 +310,7 @@ fn replacing(table: &str, rules: Option<&str>) -> String {
 /// Builds machine `m`'s ingress sandbox: its namespace, `eth0` on the
 /// `ingress` overlay's bridge, `eth1` to the machine, and its table.
 pub(super) fn build_sandbox(
-    world: &World,
+    world: &Namespaces,
     plan: &Plan,
     m: usize,
 ) -> Result<Option<Sandbox>, BuildError> {
@@ -387,7 +387,7 @@ pub(super) fn build_sandbox(
 /// flows to the tasks at `gone`. Nothing when it reaches no VIP and had
 /// none.
 fn apply_container(
-    world: &World,
+    world: &Namespaces,
     plan: &Plan,
     c: usize,
     (had, gone): (bool, &[Ipv4Addr]),
@@ -447,7 +447,7 @@ fn backends(plan: &Plan) -> Vec<Ipv4Addr> {
 
 /// Machine `m`'s containers' VIP tables and its published service ports,
 /// at build (the sandbox loads its own table when it is built).
-pub(super) fn build_machine(world: &World, plan: &Plan, m: usize) -> Result<(), BuildError> {
+pub(super) fn build_machine(world: &Namespaces, plan: &Plan, m: usize) -> Result<(), BuildError> {
     if plan.services.is_empty() {
         return Ok(());
     }
@@ -462,7 +462,7 @@ pub(super) fn build_machine(world: &World, plan: &Plan, m: usize) -> Result<(), 
 }
 
 /// Replaces machine `m`'s table of published service ports.
-fn apply_machine(world: &World, plan: &Plan, m: usize) -> Result<(), BuildError> {
+fn apply_machine(world: &Namespaces, plan: &Plan, m: usize) -> Result<(), BuildError> {
     let table = world.run().to_string();
     let Some(rules) = machine_ruleset(plan, m, &table) else {
         return Ok(());
@@ -477,7 +477,7 @@ fn apply_machine(world: &World, plan: &Plan, m: usize) -> Result<(), BuildError>
 
 /// After a step: every VIP table, ingress sandbox table and machine table
 /// of services rewritten from `after` (`before`: the world as it stood).
-pub(super) fn apply_all(world: &World, before: &Plan, after: &Plan) -> Result<(), BuildError> {
+pub(super) fn apply_all(world: &Namespaces, before: &Plan, after: &Plan) -> Result<(), BuildError> {
     if after.services.is_empty() {
         return Ok(());
     }

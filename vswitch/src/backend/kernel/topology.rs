@@ -8,8 +8,8 @@
 //! (`kernel::conntrack`, called by `backend::steps`), the rest stay until
 //! they time out.
 
-use crate::backend::steps::running_view;
-use crate::backend::{BuildError, World};
+use crate::backend::common::steps::running_view;
+use crate::backend::common::{BuildError, Namespaces};
 use crate::scenario::plan::{Driver, Node, Plan, StepAction};
 use crate::sys::netlink::Netlink;
 use crate::sys::sysctl::sysctl_set;
@@ -57,7 +57,7 @@ fn links_of(plan: &Plan, c: usize) -> Vec<Link> {
 /// step's removed tasks lose their interfaces and its added ones get
 /// theirs; then the machine tables and every service table follow.
 pub(crate) fn apply(
-    world: &World,
+    world: &Namespaces,
     before: &Plan,
     after: &Plan,
     action: &StepAction,
@@ -97,7 +97,7 @@ pub(crate) fn apply(
 /// Container `c`'s interfaces from what `b` (before) to what `a` (after)
 /// says; `restart` makes every one anew.
 fn relink(
-    world: &World,
+    world: &Namespaces,
     (b, a): (&Plan, &Plan),
     c: usize,
     restart: bool,
@@ -155,7 +155,7 @@ fn relink(
 
 /// Replaces machine `m`'s nftables table with the one `plan` calls for,
 /// in one transaction (declared empty first so that the delete holds).
-fn replace_ruleset(world: &World, plan: &Plan, m: usize) -> Result<(), BuildError> {
+fn replace_ruleset(world: &Namespaces, plan: &Plan, m: usize) -> Result<(), BuildError> {
     let layout = layout::machine_layout(plan, m);
     let table = world.run().to_string();
     let machine = &plan.machines[m].name;

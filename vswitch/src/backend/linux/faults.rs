@@ -23,7 +23,7 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 
-use crate::backend::{BuildError, World};
+use crate::backend::common::{BuildError, Namespaces};
 use crate::netns::NetNs;
 use crate::scenario::plan::{LinkFault, LinkRef, Node, Plan};
 use crate::sys::netlink::Netlink;
@@ -179,7 +179,7 @@ pub(crate) const LOSS_NOT_SEEDED: &str =
 /// Sets on every interface of `link` the fault now in force there, each in
 /// its node's namespace in `world`.
 pub(crate) fn apply(
-    world: &World,
+    world: &Namespaces,
     plan: &Plan,
     faults: &HashMap<LinkRef, LinkFault>,
     link: LinkRef,

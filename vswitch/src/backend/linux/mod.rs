@@ -9,7 +9,7 @@ pub(crate) mod faults;
 use std::io::Write as _;
 use std::process::{Command, Stdio};
 
-use crate::backend::BuildError;
+use crate::backend::common::BuildError;
 use crate::netns::{NetNs, NetnsError};
 use crate::sys::netlink::NetlinkError;
 use crate::sys::sysctl::SysctlError;

@@ -2,7 +2,7 @@
 //! rootless, in virtual time.
 //!
 //! The engine is the userspace backend's own, configured from the Plan by
-//! [`userspace::configure`](crate::backend::userspace::configure); every TAP
+//! [`hosted::configure`](crate::backend::hosted::configure); every TAP
 //! of that backend becomes an in-memory smoltcp interface ([`stack`]) with
 //! the same name, MAC, addresses, routes and MTU, and every node gets a
 //! loopback interface holding `127.0.0.1`, `::1` and its own addresses.
@@ -32,9 +32,9 @@ use std::collections::{BTreeSet, HashMap};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
+use crate::backend::common::{BuildError, BuildOptions};
+use crate::backend::hosted::configure;
 use crate::backend::pcap::PcapWriter;
-use crate::backend::userspace::configure;
-use crate::backend::{BuildError, BuildOptions};
 use crate::engine::{ConntrackState, Engine, PortId};
 use crate::scenario::plan::{LinkFault, LinkRef, Node, Plan, StepAction};
 
@@ -59,7 +59,7 @@ pub fn unsupported(plan: &Plan) -> Vec<String> {
         plan,
         &env,
     );
-    let engine = crate::backend::userspace::unsupported(plan);
+    let engine = crate::backend::hosted::unsupported(plan);
     let engine = engine
         .iter()
         .map(|r| r.strip_prefix("backend userspace: ").unwrap_or(r));
@@ -149,9 +149,9 @@ impl SimWorld {
         if let Some(dir) = &opts.pcap_dir {
             // The keys of the encrypted overlays, for Wireshark (OV-9), as
             // the userspace backend writes them.
-            let sas = crate::backend::userspace::overlay::used_sas(&setup.cfg);
+            let sas = crate::backend::hosted::overlay::used_sas(&setup.cfg);
             if !sas.is_empty() {
-                let path = dir.join(crate::backend::userspace::ESP_SA_FILE);
+                let path = dir.join(crate::backend::hosted::ESP_SA_FILE);
                 std::fs::write(&path, crate::engine::esp::esp_sa_uat(&sas))
                     .map_err(BuildError::at(format!("writing {}", path.display())))?;
             }
@@ -194,8 +194,8 @@ impl SimWorld {
     }
 
     /// One stack per engine port, and a loopback per node.
-    fn make_stacks(&mut self, plan: &Plan, setup: &crate::backend::userspace::Setup) {
-        let mut by_node: HashMap<Node, Vec<(PortId, &crate::backend::userspace::IfaceSpec)>> =
+    fn make_stacks(&mut self, plan: &Plan, setup: &crate::backend::hosted::Setup) {
+        let mut by_node: HashMap<Node, Vec<(PortId, &crate::backend::hosted::IfaceSpec)>> =
             HashMap::new();
         let mut order: Vec<Node> = Vec::new();
         for n in (0..plan.machines.len())
@@ -362,7 +362,7 @@ impl SimWorld {
                 Ok(())
             }
             StepAction::Fault { .. } | StepAction::Clear(_) => {
-                crate::backend::steps::track_faults(&mut self.faults, action);
+                crate::backend::common::steps::track_faults(&mut self.faults, action);
                 self.push_faults(plan_after)
             }
             _ => {
@@ -370,7 +370,7 @@ impl SimWorld {
                 for ip in leaving {
                     carried.forget_endpoint(*ip);
                 }
-                let view = crate::backend::steps::running_view(plan_after);
+                let view = crate::backend::common::steps::running_view(plan_after);
                 let mut next =
                     SimWorld::build_carrying(&view, run, opts, carried, Some(self.clock.clone()))
                         .map_err(|e| e.to_string())?;
@@ -395,7 +395,7 @@ impl SimWorld {
     /// Hands the faults in force to the engine (`lan` first, a link's own
     /// fault taking precedence).
     fn push_faults(&mut self, plan: &Plan) -> Result<(), String> {
-        let plan = crate::backend::steps::running_view(plan);
+        let plan = crate::backend::common::steps::running_view(plan);
         let mut want: Vec<Option<LinkFault>> = vec![None; self.port_names.len()];
         let mut ordered: Vec<(LinkRef, LinkFault)> =
             self.faults.iter().map(|(l, f)| (*l, *f)).collect();
@@ -416,7 +416,7 @@ impl SimWorld {
             .filter(|&i| self.port_stack[i] != usize::MAX)
             .map(|i| PortId(i as u16))
             .filter(|&p| self.engine.port_domain(p).map(|d| d.0) == Some(0));
-        crate::backend::userspace::link_ports(plan, &self.port_names, lan, link)
+        crate::backend::hosted::link_ports(plan, &self.port_names, lan, link)
     }
 
     /// The userland proxy's relaying after stack `s` was polled; whether

@@ -10,7 +10,7 @@ use smoltcp::iface::SocketHandle;
 use smoltcp::socket::{tcp, udp};
 use smoltcp::wire::{IpEndpoint, IpListenEndpoint};
 
-use crate::backend::userspace::proxy::Mapping;
+use crate::backend::hosted::proxy::Mapping;
 use crate::scenario::plan::{Node, Plan, Proto};
 
 use super::net::pick_stack;

@@ -1,7 +1,7 @@
 //! One smoltcp host stack per interface: an in-memory device whose frames
 //! go to and come from an engine port (or, for a node's loopback, back to
 //! itself), with the interface's addresses and routes from the
-//! [`IfaceSpec`](crate::backend::userspace::IfaceSpec) the userspace
+//! [`IfaceSpec`](crate::backend::hosted::IfaceSpec) the userspace
 //! backend would give its TAP.
 
 use std::collections::VecDeque;

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::backend::BuildOptions;
-use crate::backend::userspace::configure;
+use crate::backend::hosted::configure;
 use crate::probe::PingOptions;
 use crate::scenario::plan::{Node, StepAction};
 

@@ -39,6 +39,41 @@ pub fn lan_mac6(ip: Ipv6Addr) -> MacAddr {
     MacAddr([0x02, 0x57, o[12], o[13], o[14], o[15]])
 }
 
+/// Name of a bridge network's device in its machine namespace, the same on
+/// every backend (the userspace host port, the kernel bridge): `docker0` for
+/// the default bridge, else `br-<name>` cut to 15 characters, `br<index>`
+/// when two cut names clash.
+pub(crate) fn bridge_device_name(plan: &Plan, net: usize) -> String {
+    let n = &plan.networks[net];
+    if n.default {
+        return "docker0".to_string();
+    }
+    let mut name: String = format!("br-{}", n.name).chars().take(15).collect();
+    let clash = plan.networks.iter().enumerate().any(|(j, o)| {
+        j != net && o.machine == n.machine && format!("br-{}", o.name).starts_with(&name)
+    });
+    if clash {
+        name = format!("br{net}");
+    }
+    name
+}
+
+/// The IPv6 subnets routed without NAT behind machine `m` (`ip6tables =
+/// false`, V6-4): those of its non-internal bridge networks. Every backend
+/// gives lan hosts with IPv6 a route to them via the machine, as the admin
+/// of such a network configures it: without one, replies to un-NATed
+/// container addresses have no way back.
+pub(crate) fn routed_subnets6(plan: &Plan, m: usize) -> Vec<ipnet::Ipv6Net> {
+    if plan.machines[m].ip6tables {
+        return Vec::new();
+    }
+    plan.networks
+        .iter()
+        .filter(|n| n.machine == Some(m) && n.driver == Driver::Bridge && !n.internal)
+        .filter_map(|n| n.subnet6)
+        .collect()
+}
+
 /// Machines that run a container attached to network `net`, in order;
 /// for the swarm's `ingress`, every machine (its sandbox is there, SVC-4).
 pub fn machines_of(plan: &Plan, net: usize) -> Vec<usize> {

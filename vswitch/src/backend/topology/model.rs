@@ -5,7 +5,7 @@
 //! the implicit gateway bridges (OV-8); overlay membership and VNIs; swarm
 //! services and their VIPs. The backends read interfaces from it instead of
 //! each deriving them again from the plan: the userspace wiring
-//! (`userspace::wiring`) and the kernel layout (`kernel::layout`).
+//! (`hosted::wiring`) and the kernel layout (`kernel::layout`).
 //!
 //! Built from the plan a backend builds: after [`super::with_gwbridge`].
 
@@ -259,7 +259,7 @@ fn lan_interface(plan: &Plan, node: Node) -> Option<Interface> {
                 addrs.push((IpAddr::V6(a), l6));
                 for (m, mach) in plan.machines.iter().enumerate() {
                     let Some(via) = mach.ip6 else { continue };
-                    for net in crate::backend::routed_subnets6(plan, m) {
+                    for net in super::routed_subnets6(plan, m) {
                         routes.push((IpNet::V6(net), Some(IpAddr::V6(via))));
                     }
                 }
@@ -309,7 +309,7 @@ fn bridge_interface(plan: &Plan, ni: usize) -> Option<Interface> {
     Some(Interface {
         node: Node::Machine(machine),
         node_name: plan.machines[machine].name.clone(),
-        name: crate::backend::bridge_device_name(plan, ni),
+        name: super::bridge_device_name(plan, ni),
         role: Role::Bridge { network: ni },
         network: Some(n.name.clone()),
         mac: MacAddr::docker_from_ipv4(gw),

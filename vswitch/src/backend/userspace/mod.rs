@@ -9,7 +9,7 @@
 //!
 //! macvlan and ipvlan networks with a parent put their containers on `lan`
 //! as children of the machine's uplink, and `lan` is 802.1Q-aware (uplinks
-//! are trunks, externals with `vlan` access ports): see `l2nets` and
+//! are trunks, externals with `vlan` access ports): see `hosted::l2nets` and
 //! `engine::vlan`. Parent-less ones are domains of their own (internal).
 //!
 //! Routing and NAT (issue 9) are the engine's: machine namespaces keep
@@ -24,70 +24,18 @@
 //! rest of them.
 
 pub mod io;
-mod l2nets;
-pub mod overlay;
 pub mod proxy;
-pub mod services;
-mod wiring;
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-
-use ipnet::IpNet;
-
+use crate::backend::common::{BuildError, BuildOptions, Namespaces};
+use crate::backend::hosted::{ESP_SA_FILE, IfaceSpec, configure, overlay};
 use crate::backend::pcap::PcapWriter;
-use crate::backend::topology::LAN_MTU;
-use crate::backend::topology::features::{Env, features, refusals_of};
-use crate::backend::{BuildError, BuildOptions, World};
-use crate::engine::{ConntrackState, DomainId, Engine, EngineConfig, PortId, VlanConfig};
-use crate::scenario::plan::{BackendKind, LinkFault, LinkRef, MacAddr, Node, Plan, Proto};
+use crate::engine::{ConntrackState, DomainId, PortId};
+use crate::scenario::plan::{LinkFault, LinkRef, Node, Plan};
 use crate::sys::netlink::Netlink;
 use crate::sys::tap::{Tap, TapOptions};
 
 use io::{EngineLoop, PortIo};
-use proxy::{Mapping, Proxy};
-pub use wiring::configure;
-
-/// The file beside the pcaps holding the ESP SAs of encrypted overlays, in
-/// Wireshark's `esp_sa` UAT format (copy it into a tshark profile, or pass
-/// its lines as `-o uat:esp_sa:…`).
-pub const ESP_SA_FILE: &str = "esp_sa";
-
-/// What this backend cannot build yet, one reason per item.
-pub fn unsupported(plan: &Plan) -> Vec<String> {
-    let mut why = Vec::new();
-    let mut say = |s: String| why.push(format!("backend userspace: {s}"));
-    // IPv6 is built on every link (bridge, the default bridge, macvlan,
-    // ipvlan, overlay, lan6 and its VLANs) and routed between them
-    // (route6.rs, the proxy's IPv6 side).
-    let no_probe = |_: &str| true;
-    let env = Env {
-        has_kind: &no_probe,
-    };
-    let f = features(plan);
-    for r in refusals_of(BackendKind::Userspace, &f.networks, plan, &env) {
-        say(r);
-    }
-    for r in crate::backend::topology::refusals(plan) {
-        say(r);
-    }
-    why.dedup();
-    why
-}
-
-/// A TAP to create inside a namespace and how to configure it.
-#[derive(Clone, Debug)]
-pub struct IfaceSpec {
-    /// Interface name in its namespace (`eth0`, `br-front`, …).
-    pub name: String,
-    /// Its MAC address.
-    pub mac: MacAddr,
-    /// Its MTU.
-    pub mtu: u16,
-    /// Its addresses with prefix lengths.
-    pub addrs: Vec<(IpAddr, u8)>,
-    /// Routes through it (`None`: on-link).
-    pub routes: Vec<(IpNet, Option<IpAddr>)>,
-}
+use proxy::Proxy;
 
 fn create_tap(spec: IfaceSpec) -> Result<Tap, Box<dyn std::error::Error + Send + Sync>> {
     let tap = Tap::create(&spec.name, TapOptions::default())?;
@@ -135,72 +83,14 @@ pub struct Dataplane {
     proxies: Vec<Proxy>,
 }
 
-/// What the engine is for a plan, and what IO must make for it: computed
-/// without root or IO ([`configure`]), so that `vswitch trace` and tests can
-/// build the very engine a world would run.
-#[derive(Debug)]
-pub struct Setup {
-    /// The engine's configuration.
-    pub cfg: EngineConfig,
-    /// The lan's 802.1Q configuration, when the world needs VLANs.
-    pub vlans: Option<VlanConfig>,
-    /// The fault stage's seed.
-    pub seed: u64,
-    /// Each port's name (`lan-m1-eth0`, `web-eth0`, …), by port id.
-    pub port_names: Vec<String>,
-    /// Each port's node, by port id.
-    pub port_nodes: Vec<Node>,
-    /// The domain of each port (`lan` is domain 0).
-    port_domains: Vec<DomainId>,
-    /// The TAP of each port, by port id.
-    pending: Vec<(Node, String, IfaceSpec)>,
-    /// Each port's capture file, when captures were asked for.
-    pcap_paths: Vec<Option<std::path::PathBuf>>,
-    proxy_maps: Vec<Vec<Mapping>>,
-    /// The engine's swarm service stage, when the world has services.
-    services: Option<crate::engine::service::ServiceConfig>,
-}
-
-impl Setup {
-    /// The interface behind each port, by port id, with its node.
-    pub fn interfaces(&self) -> impl Iterator<Item = (PortId, Node, &IfaceSpec)> {
-        self.pending
-            .iter()
-            .enumerate()
-            .map(|(i, (node, _, spec))| (PortId(i as u16), *node, spec))
-    }
-
-    /// Each port's capture file, when captures were asked for, by port id.
-    pub(crate) fn pcap_paths(&self) -> &[Option<std::path::PathBuf>] {
-        &self.pcap_paths
-    }
-
-    /// The userland proxy's mappings, per machine.
-    pub(crate) fn proxy_maps(&self) -> &[Vec<Mapping>] {
-        &self.proxy_maps
-    }
-
-    /// A fresh engine of this configuration (seeded, with its VLANs).
-    pub fn engine(&self) -> Result<Engine, BuildError> {
-        let mut engine =
-            Engine::new(self.cfg.clone()).map_err(BuildError::at("engine configuration"))?;
-        engine.set_fault_seed(self.seed);
-        if let Some(s) = &self.services {
-            engine.set_services(s.clone());
-        }
-        if let Some(v) = &self.vlans {
-            engine
-                .set_vlans(v)
-                .map_err(BuildError::at("engine VLAN configuration"))?;
-        }
-        Ok(engine)
-    }
-}
-
 impl Dataplane {
     /// Creates every TAP in its namespace, configures it, and starts the
     /// engine loop over them.
-    pub fn build(world: &World, plan: &Plan, opts: &BuildOptions) -> Result<Dataplane, BuildError> {
+    pub fn build(
+        world: &Namespaces,
+        plan: &Plan,
+        opts: &BuildOptions,
+    ) -> Result<Dataplane, BuildError> {
         Self::build_carrying(world, plan, opts, ConntrackState::default())
     }
 
@@ -209,12 +99,12 @@ impl Dataplane {
     /// [`Dataplane::stop_for_rebuild`]), as the host's conntrack outlives
     /// a topology change on Docker.
     pub fn build_carrying(
-        world: &World,
+        world: &Namespaces,
         plan: &Plan,
         opts: &BuildOptions,
         carried: ConntrackState,
     ) -> Result<Dataplane, BuildError> {
-        let setup = configure(plan, world.run.as_str(), opts)?;
+        let setup = configure(plan, world.run().as_str(), opts)?;
         let mut engine = setup.engine()?;
         if !carried.is_empty() {
             engine.restore_conntrack(carried, std::time::Instant::now());
@@ -292,7 +182,7 @@ impl Dataplane {
         let lan = (0..self.port_domains.len())
             .filter(|&i| self.port_domains[i] == DomainId(0))
             .map(|i| PortId(i as u16));
-        link_ports(plan, &self.port_names, lan, link)
+        crate::backend::hosted::link_ports(plan, &self.port_names, lan, link)
     }
 
     /// Stops the proxies and the engine and returns its counters as JSON;
@@ -341,7 +231,7 @@ impl Dataplane {
 /// Creates and configures every TAP in its namespace. Independent of one
 /// another and mostly waiting on RTNL, so on parallel threads.
 fn create_taps(
-    world: &World,
+    world: &Namespaces,
     pending: Vec<(Node, String, IfaceSpec)>,
     pcaps: Vec<Option<PcapWriter>>,
 ) -> Result<Vec<PortIo>, BuildError> {
@@ -364,131 +254,4 @@ fn create_taps(
         ports.push(PortIo { tap: tap?, pcap });
     }
     Ok(ports)
-}
-
-/// IP protocol number of a mapping's protocol.
-fn ip_proto(p: Proto) -> u8 {
-    match p {
-        Proto::Tcp => 6,
-        Proto::Udp => 17,
-    }
-}
-
-/// The userland proxy's listeners per machine (PUB-7): TCP on the mapping's
-/// host address (all addresses when it has none); UDP on each
-/// machine-local address (and loopback), so that a reply leaves from the
-/// address the client talked to. Kept with `userland_proxy = false` too,
-/// for connections from the machine itself (the engine DNATs the rest).
-///
-/// On a machine with IPv6 the same mappings listen on IPv6 too (PUB-4,
-/// docker-proxy's IPv6 side): towards the container's IPv6 address when it
-/// has one, else its IPv4 one (V6-5); `[v6]:H:C` mappings listen there only.
-fn proxy_mappings(plan: &Plan, cfg: &EngineConfig, plan_of: &[usize]) -> Vec<Vec<Mapping>> {
-    let mut per = vec![Vec::new(); plan.machines.len()];
-    let proto_of = |p: u8| if p == 6 { Proto::Tcp } else { Proto::Udp };
-    for p in &cfg.l3.publish {
-        let l3_machine = p.machine;
-        let machine = plan_of[l3_machine];
-        let target = SocketAddr::from((p.container_ip, p.container_port));
-        let proto = proto_of(p.proto);
-        let listen: Vec<IpAddr> = match (p.host_ip, proto) {
-            (Some(h), _) if !h.is_unspecified() => vec![IpAddr::V4(h)],
-            (_, Proto::Tcp) => vec![IpAddr::V4(Ipv4Addr::UNSPECIFIED)],
-            (_, Proto::Udp) => {
-                let mut a = vec![Ipv4Addr::LOCALHOST, plan.machines[machine].ip];
-                for n in cfg.l3.networks.iter().filter(|n| n.machine == l3_machine) {
-                    a.extend(n.gateways.iter().copied());
-                }
-                a.into_iter().map(IpAddr::V4).collect()
-            }
-        };
-        for ip in listen {
-            per[machine].push(Mapping {
-                listen: SocketAddr::new(ip, p.host_port),
-                target,
-                proto,
-            });
-        }
-        // The IPv6 side of `H:C`.
-        if p.host_ip.is_none() && plan.machines[machine].ip6.is_some() {
-            let six = cfg.l3.v6.publish.iter().find(|q| {
-                q.machine == l3_machine && q.host_port == p.host_port && q.proto == p.proto
-            });
-            let target6 = six.map_or(target, |q| {
-                SocketAddr::from((q.container_ip, q.container_port))
-            });
-            for ip in proxy_v6_listen(plan, cfg, machine, l3_machine, proto) {
-                per[machine].push(Mapping {
-                    listen: SocketAddr::new(IpAddr::V6(ip), p.host_port),
-                    target: target6,
-                    proto,
-                });
-            }
-        }
-    }
-    // `[v6]:H:C`: IPv6 only.
-    for q in cfg.l3.v6.publish.iter().filter(|q| q.host_ip.is_some()) {
-        per[plan_of[q.machine]].push(Mapping {
-            listen: SocketAddr::from((q.host_ip.unwrap_or(Ipv6Addr::UNSPECIFIED), q.host_port)),
-            target: SocketAddr::from((q.container_ip, q.container_port)),
-            proto: proto_of(q.proto),
-        });
-    }
-    per
-}
-
-/// Where the IPv6 side of a wildcard mapping listens: `[::]` for TCP; each
-/// machine-local IPv6 address (and `::1`) for UDP.
-fn proxy_v6_listen(
-    plan: &Plan,
-    cfg: &EngineConfig,
-    machine: usize,
-    l3_machine: usize,
-    proto: Proto,
-) -> Vec<Ipv6Addr> {
-    match proto {
-        Proto::Tcp => vec![Ipv6Addr::UNSPECIFIED],
-        Proto::Udp => {
-            let mut a = vec![Ipv6Addr::LOCALHOST];
-            a.extend(plan.machines[machine].ip6);
-            a.extend(
-                cfg.l3
-                    .v6
-                    .networks
-                    .iter()
-                    .filter(|n| n.machine == l3_machine)
-                    .map(|n| n.gateway6),
-            );
-            a
-        }
-    }
-}
-
-/// The engine ports of `link`, found by the port names [`configure`] gives
-/// (`lan`: the ports on domain 0, given). The sim backend's too.
-pub(crate) fn link_ports(
-    plan: &Plan,
-    port_names: &[String],
-    lan: impl Iterator<Item = PortId>,
-    link: LinkRef,
-) -> Result<Vec<PortId>, String> {
-    let by_name = |name: String| -> Result<Vec<PortId>, String> {
-        match port_names.iter().position(|n| *n == name) {
-            Some(i) => Ok(vec![PortId(i as u16)]),
-            None => Err(format!("no engine port {name} for this link")),
-        }
-    };
-    match link {
-        LinkRef::Lan => Ok(lan.collect()),
-        LinkRef::Uplink(m) => by_name(format!("lan-{}-eth0", plan.machines[m].name)),
-        LinkRef::External(x) => by_name(format!("lan-{}-eth0", plan.externals[x].name)),
-        LinkRef::Endpoint { container, network } => {
-            let c = &plan.containers[container];
-            match c.endpoints.iter().position(|e| e.network == network) {
-                Some(k) => by_name(format!("{}-eth{k}", c.name)),
-                // Disconnected or stopped: the fault waits for nothing.
-                None => Ok(Vec::new()),
-            }
-        }
-    }
 }

@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
+use crate::backend::hosted::proxy::Mapping;
 use crate::netns::{NetNs, NetnsError};
 use crate::scenario::plan::Proto;
 
@@ -31,20 +32,6 @@ const TICK: Duration = Duration::from_millis(100);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// A UDP session without traffic for this long is forgotten.
 pub const UDP_IDLE: Duration = Duration::from_secs(30);
-
-/// One published port to relay.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Mapping {
-    /// Where to listen (in the machine namespace): an IPv6 wildcard
-    /// listens on IPv6 only, beside the IPv4 one (docker-proxy's two sides,
-    /// PUB-4).
-    pub listen: SocketAddr,
-    /// The container's address and port (IPv4 for a container without
-    /// IPv6, whatever the client's family: V6-5).
-    pub target: SocketAddr,
-    /// Protocol.
-    pub proto: Proto,
-}
 
 /// Why the proxy could not start.
 #[derive(Debug, thiserror::Error)]

@@ -10,10 +10,11 @@ use std::path::Path;
 
 use ipnet::{IpNet, Ipv4Net};
 
-use super::{IfaceSpec, LAN_MTU, Setup, ip_proto, l2nets, overlay, proxy_mappings, services};
+use super::proxy::proxy_mappings;
+use super::{IfaceSpec, Setup, ip_proto, l2nets, overlay, services};
+use crate::backend::common::{BuildError, BuildOptions};
 use crate::backend::pcap;
-use crate::backend::topology::{Interface, Topology, is_child_driver, lan_mac};
-use crate::backend::{BuildError, BuildOptions};
+use crate::backend::topology::{Interface, LAN_MTU, Topology, is_child_driver, lan_mac};
 use crate::engine::route6::{Machine6, Network6, Publish6, Route6Config};
 use crate::engine::{
     Attachment, DomainConfig, DomainId, EngineConfig, Gateway, MachineConfig, NetworkConfig,
