@@ -115,7 +115,7 @@ pub fn absent_requirements(plan: &Plan) -> Vec<String> {
 enum Dataplane {
     Userspace(userspace::Dataplane),
     Kernel(kernel::Dataplane),
-    Docker(docker::Dataplane),
+    Docker(Box<docker::Dataplane>),
 }
 
 impl Dataplane {
@@ -238,12 +238,12 @@ impl World {
             BackendKind::Kernel => {
                 Dataplane::Kernel(kernel::Dataplane::build(&world.nodes, plan, opts)?)
             }
-            BackendKind::Docker => Dataplane::Docker(docker::Dataplane::build(
+            BackendKind::Docker => Dataplane::Docker(Box::new(docker::Dataplane::build(
                 &mut world.nodes,
                 plan,
                 opts,
                 progress,
-            )?),
+            )?)),
             // Built above, without namespaces.
             BackendKind::Sim => return Ok(world),
         });

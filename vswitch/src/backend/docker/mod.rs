@@ -106,11 +106,11 @@ use crate::sys::sysctl::sysctl_set;
 
 use crate::backend::linux::in_ns_boxed;
 use crate::backend::topology::features::{Env, features, refusals_of};
-use crate::backend::topology::{lan_mac, lan_mac6};
+use crate::backend::topology::{Interface, Topology};
 use api::{ApiError, Client};
 use cleanup::{acquire_lock, remove_dead_leftovers, remove_objects};
 pub use cleanup::{leftover_runs, remove_run, traces};
-use lan::{Uplink, adopt_pid_netns, plug, uplink_guard};
+use lan::{adopt_pid_netns, plug, uplink_guard};
 #[cfg(test)]
 use spec::docker_accepts_container_name;
 use spec::{
@@ -260,6 +260,25 @@ pub fn world_creates(plan: &Plan, node: Node) -> bool {
     }
 }
 
+/// The addresses container `ci`'s interfaces must carry, by name (IPv4
+/// first), as the topology has them.
+fn expected_addrs(topology: &Topology, ci: usize) -> Vec<(String, Option<IpAddr>)> {
+    topology
+        .interfaces
+        .iter()
+        .filter(|i| i.node == Node::Container(ci))
+        .flat_map(|i| i.addrs.iter().map(|(a, _)| (i.name.clone(), Some(*a))))
+        .collect()
+}
+
+/// Machine `m`'s uplink `eth0` in the topology.
+fn lan_interface(topology: &Topology, m: usize) -> Result<&Interface, BuildError> {
+    topology.lan(Node::Machine(m)).ok_or_else(|| BuildError {
+        step: format!("uplink of machine {m}"),
+        source: "the topology has no lan interface for it".into(),
+    })
+}
+
 /// The docker data path of a world: what it created in the daemon and
 /// around it. [`Dataplane::stop`] (or drop) removes all of it.
 #[derive(Debug)]
@@ -283,6 +302,10 @@ pub struct Dataplane {
     /// Each user-defined bridge's device (`br-<id>`, BR-1) with the name
     /// the userspace backend gives its host port (`br-<network>`).
     bridge_devices: Vec<(String, String)>,
+    /// What the world is made of, as every backend builds it: the lan
+    /// interfaces plugged here and the container interfaces Docker must
+    /// have made.
+    topology: Topology,
 }
 
 impl Dataplane {
@@ -311,6 +334,7 @@ impl Dataplane {
             networks: Vec::new(),
             net_names: Vec::new(),
             bridge_devices: Vec::new(),
+            topology: Topology::of(plan),
         };
         match dp.build_inner(world, plan, progress) {
             Ok(()) => Ok(dp),
@@ -425,40 +449,15 @@ impl Dataplane {
             nl.link_set_up("lan")?;
             Ok(())
         })?;
-        let prefix = plan.lan.prefix_len();
-        let prefix6 = plan.lan6.map_or(64, |n| n.prefix_len());
         // Externals (IPv6-only ones too).
         for (i, x) in plan.externals.iter().enumerate() {
-            let mut addrs: Vec<(IpAddr, u8)> = x
-                .ip4()
-                .map(|a| (IpAddr::V4(a), prefix))
-                .into_iter()
-                .collect();
-            addrs.extend(x.ip6.map(|a| (IpAddr::V6(a), prefix6)));
-            let mac = match (x.ip4(), x.ip6) {
-                (Some(a), _) => lan_mac(a),
-                (None, Some(a)) => lan_mac6(a),
-                (None, None) => continue,
+            let Some(up) = self.topology.lan(Node::External(i)) else {
+                continue;
             };
             let target = world
                 .ns(Node::External(i))
                 .try_clone()
                 .map_err(BuildError::at(format!("external {}", x.name)))?;
-            let mut routes = Vec::new();
-            if x.ip6.is_some() {
-                for (m, mach) in plan.machines.iter().enumerate() {
-                    let Some(via) = mach.ip6 else { continue };
-                    for net in crate::backend::topology::routed_subnets6(plan, m) {
-                        routes.push((ipnet::IpNet::V6(net), IpAddr::V6(via)));
-                    }
-                }
-            }
-            let up = Uplink {
-                mac,
-                addrs,
-                gateways: Vec::new(),
-                routes,
-            };
             plug(lan, &format!("x{i}"), &target, up).map_err(|source| BuildError {
                 step: format!("lan port of external {}", x.name),
                 source,
@@ -496,7 +495,7 @@ impl Dataplane {
             .map_err(BuildError::at(format!("writing {UPLINK_OWNER}")))?;
         self.uplink = Some(uplink_guard());
         let m = &plan.machines[0];
-        let up = Uplink::of_machine(plan, 0);
+        let up = lan_interface(&self.topology, 0)?;
         plug(lan, "m0", &daemon, up).map_err(|source| BuildError {
             step: format!("uplink {UPLINK} of machine {} in {DAEMON_NETNS}", m.name),
             source,
@@ -590,7 +589,7 @@ impl Dataplane {
         let c = &plan.containers[ci];
         let step = |what: &str| format!("container {}: {what}", c.name);
         let name = container_name(&self.run, &c.name);
-        let body = container_body(plan, ci, nets, &self.run, silent);
+        let body = container_body(plan, &self.topology, ci, nets, &self.run, silent);
         let client = self.clients[c.machine].clone();
         let id = client
             .container_create(&name, &body)
@@ -767,18 +766,7 @@ impl Dataplane {
         {
             return Ok(());
         }
-        let want: Vec<(String, Option<IpAddr>)> = c
-            .endpoints
-            .iter()
-            .enumerate()
-            .flat_map(|(k, e)| {
-                [
-                    (format!("eth{k}"), e.ip.map(IpAddr::V4)),
-                    (format!("eth{k}"), e.ip6.map(IpAddr::V6)),
-                ]
-            })
-            .filter(|(_, a)| a.is_some())
-            .collect();
+        let want = expected_addrs(&self.topology, ci);
         // On an overlay Docker adds docker_gwbridge as the next interface
         // (OV-8) when the container starts, so the Nth network is not
         // always `ethN`: there, any `ethK` may carry the address.

@@ -11,7 +11,7 @@ use std::time::Instant;
 use ipnet::Ipv4Net;
 
 use super::daemon::OwnDaemon;
-use super::lan::{Uplink, plug};
+use super::lan::plug;
 use super::{Dataplane, ensure_image};
 use crate::backend::common::{BuildError, Namespaces};
 use crate::backend::linux::in_ns_boxed;
@@ -163,7 +163,7 @@ impl Dataplane {
                 }
                 Ok(())
             })?;
-            let up = Uplink::of_machine(plan, i);
+            let up = super::lan_interface(&self.topology, i)?;
             plug(lan, &format!("m{i}"), &ns, up).map_err(|source| BuildError {
                 step: format!("uplink eth0 of machine {}", m.name),
                 source,

@@ -6,6 +6,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use serde_json::{Value, json};
 
 use super::{LABEL_RUN, image};
+use crate::backend::topology::Topology;
 use crate::run_id::RunId;
 use crate::scenario::plan::{Driver, Endpoint, Network, Plan};
 
@@ -178,6 +179,7 @@ pub(super) fn network_name(run: &RunId, name: &str) -> String {
 /// published ports.
 pub(super) fn container_body(
     plan: &Plan,
+    topology: &Topology,
     ci: usize,
     nets: &[String],
     run: &RunId,
@@ -217,8 +219,8 @@ pub(super) fn container_body(
         };
         host["Dns"] = json!(dns);
     }
-    if first.ip.is_some() && !matches!(first_net.driver, Driver::None | Driver::Host) {
-        body["MacAddress"] = json!(first.mac.to_string());
+    if let Some(eth0) = topology.endpoint(ci, 0) {
+        body["MacAddress"] = json!(eth0.mac.to_string());
     }
     if !c.publish.is_empty() {
         let mut bindings = serde_json::Map::new();

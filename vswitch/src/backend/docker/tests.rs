@@ -87,7 +87,14 @@ fn bodies_carry_the_plan() {
     assert_eq!(n["Labels"][LABEL_RUN], "vsw0a1b2c");
     assert_eq!(n["Options"]["com.docker.network.bridge.enable_icc"], "true");
     let nets = vec!["tinynet".to_string()];
-    let c = container_body(&p, 1, &nets, &run, Ipv4Addr::new(198, 18, 0, 254));
+    let c = container_body(
+        &p,
+        &Topology::of(&p),
+        1,
+        &nets,
+        &run,
+        Ipv4Addr::new(198, 18, 0, 254),
+    );
     let ep = &c["NetworkingConfig"]["EndpointsConfig"]["tinynet"];
     assert_eq!(ep["IPAMConfig"]["IPv4Address"], "10.123.0.3");
     assert_eq!(ep["Aliases"], json!(["www"]));
@@ -95,7 +102,14 @@ fn bodies_carry_the_plan() {
     assert_eq!(c["HostConfig"]["Dns"], json!(["198.18.0.254"]));
     assert_eq!(c["MacAddress"], "02:42:0a:7b:00:03");
     // A one-letter container keeps its plain name as an alias.
-    let c = container_body(&p, 0, &nets, &run, Ipv4Addr::new(198, 18, 0, 254));
+    let c = container_body(
+        &p,
+        &Topology::of(&p),
+        0,
+        &nets,
+        &run,
+        Ipv4Addr::new(198, 18, 0, 254),
+    );
     let ep = &c["NetworkingConfig"]["EndpointsConfig"]["tinynet"];
     assert_eq!(ep["Aliases"], json!(["x"]));
 }
@@ -129,7 +143,14 @@ networks = [{ name = "dual", ip6 = "fd00:124::80" }]
     );
     assert!(n["IPAM"]["Config"][0]["AuxiliaryAddresses"].is_null());
     let nets = vec!["dual".to_string()];
-    let c = container_body(&p, 0, &nets, &run, Ipv4Addr::new(198, 18, 0, 254));
+    let c = container_body(
+        &p,
+        &Topology::of(&p),
+        0,
+        &nets,
+        &run,
+        Ipv4Addr::new(198, 18, 0, 254),
+    );
     let ep = &c["NetworkingConfig"]["EndpointsConfig"]["dual"];
     assert_eq!(ep["IPAMConfig"]["IPv4Address"], "10.124.0.2");
     assert_eq!(ep["IPAMConfig"]["IPv6Address"], "fd00:124::80");

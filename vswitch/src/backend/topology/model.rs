@@ -5,7 +5,9 @@
 //! the implicit gateway bridges (OV-8); overlay membership and VNIs; swarm
 //! services and their VIPs. The backends read interfaces from it instead of
 //! each deriving them again from the plan: the userspace wiring
-//! (`hosted::wiring`) and the kernel layout (`kernel::layout`).
+//! (`hosted::wiring`), the kernel layout (`kernel::layout`) and the docker
+//! backend (the lan veths it plugs, the MAC it asks for, the addresses it
+//! checks Docker gave).
 //!
 //! Built from the plan a backend builds: after [`super::with_gwbridge`].
 
