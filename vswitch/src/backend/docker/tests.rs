@@ -16,6 +16,18 @@ fn plan(text: &str) -> Plan {
     scenario::parse_str(Path::new("test.toml"), text).expect("valid scenario")
 }
 
+/// `container_body` of container `ci` with the silent resolver 198.18.0.254.
+fn body_silent(p: &Plan, ci: usize, nets: &[String], run: &RunId) -> serde_json::Value {
+    container_body(
+        p,
+        &Topology::of(p),
+        ci,
+        nets,
+        run,
+        Ipv4Addr::new(198, 18, 0, 254),
+    )
+}
+
 /// Root and a reachable daemon, or a skip (a failure under CI).
 fn require_daemon(test: &str) -> bool {
     if !crate::sys::require_root(test) {
@@ -87,14 +99,7 @@ fn bodies_carry_the_plan() {
     assert_eq!(n["Labels"][LABEL_RUN], "vsw0a1b2c");
     assert_eq!(n["Options"]["com.docker.network.bridge.enable_icc"], "true");
     let nets = vec!["tinynet".to_string()];
-    let c = container_body(
-        &p,
-        &Topology::of(&p),
-        1,
-        &nets,
-        &run,
-        Ipv4Addr::new(198, 18, 0, 254),
-    );
+    let c = body_silent(&p, 1, &nets, &run);
     let ep = &c["NetworkingConfig"]["EndpointsConfig"]["tinynet"];
     assert_eq!(ep["IPAMConfig"]["IPv4Address"], "10.123.0.3");
     assert_eq!(ep["Aliases"], json!(["www"]));
@@ -102,14 +107,7 @@ fn bodies_carry_the_plan() {
     assert_eq!(c["HostConfig"]["Dns"], json!(["198.18.0.254"]));
     assert_eq!(c["MacAddress"], "02:42:0a:7b:00:03");
     // A one-letter container keeps its plain name as an alias.
-    let c = container_body(
-        &p,
-        &Topology::of(&p),
-        0,
-        &nets,
-        &run,
-        Ipv4Addr::new(198, 18, 0, 254),
-    );
+    let c = body_silent(&p, 0, &nets, &run);
     let ep = &c["NetworkingConfig"]["EndpointsConfig"]["tinynet"];
     assert_eq!(ep["Aliases"], json!(["x"]));
 }
@@ -143,14 +141,7 @@ networks = [{ name = "dual", ip6 = "fd00:124::80" }]
     );
     assert!(n["IPAM"]["Config"][0]["AuxiliaryAddresses"].is_null());
     let nets = vec!["dual".to_string()];
-    let c = container_body(
-        &p,
-        &Topology::of(&p),
-        0,
-        &nets,
-        &run,
-        Ipv4Addr::new(198, 18, 0, 254),
-    );
+    let c = body_silent(&p, 0, &nets, &run);
     let ep = &c["NetworkingConfig"]["EndpointsConfig"]["dual"];
     assert_eq!(ep["IPAMConfig"]["IPv4Address"], "10.124.0.2");
     assert_eq!(ep["IPAMConfig"]["IPv6Address"], "fd00:124::80");
