@@ -217,7 +217,12 @@ fn a_killed_bench_leaves_nothing_after_cleanup() {
     assert!(!alive(pid), "ovs-vswitchd {pid} of {run} survived cleanup");
     assert!(!Path::new(vswitch::world::DAEMON_DIR).join(&run).exists());
     let left: Vec<String> = vswitch::netns::list(&format!("{run}-"));
-    assert!(left.is_empty(), "{left:?}");
+    assert!(
+        left.is_empty(),
+        "{left:?} left after `vswitch cleanup`, which said:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 fn alive(pid: u32) -> bool {

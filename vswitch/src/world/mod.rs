@@ -29,10 +29,29 @@ pub fn remove_run(id: &RunId) -> Vec<String> {
     let mut removed = kill_daemons(id);
     // Containers next: their namespaces are bind-mounted under the run's names.
     removed.extend(crate::backend::docker::remove_run(id));
-    for ns in netns::list(&format!("{id}-")) {
-        if netns::delete(&ns).is_ok() {
-            removed.push(ns);
+    // A namespace whose delete fails (a mount still busy while the last
+    // process in it finishes dying) is tried again, bounded; what stays is
+    // said, not hidden.
+    let give_up = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let left = netns::list(&format!("{id}-"));
+        let mut failed = Vec::new();
+        for ns in left {
+            match netns::delete(&ns) {
+                Ok(()) => removed.push(ns),
+                Err(e) => failed.push((ns, e)),
+            }
         }
+        if failed.is_empty() {
+            break;
+        }
+        if std::time::Instant::now() >= give_up {
+            for (ns, e) in failed {
+                tracing::warn!(netns = %ns, error = %e, "namespace of a dead run not removed");
+            }
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
     }
     // /etc/netns entries whose namespace file is already gone.
     if let Ok(rd) = fs::read_dir(netns::NETNS_ETC_DIR) {
