@@ -180,7 +180,7 @@ pub fn forward(
     cfg: &ForwardConfig,
     stop: &AtomicBool,
 ) -> Option<Vec<u8>> {
-    if !dns::Packet::new_checked(query).is_ok_and(|h| !h.is_response()) {
+    if !dns::is_query(query) {
         return None;
     }
     let servfail = || error_reply(query, ResponseCode::ServFail);

@@ -63,7 +63,7 @@ impl NameTable {
         transport: Transport,
         rng: &mut R,
     ) -> Decision {
-        if !dns::Packet::new_checked(query).is_ok_and(|h| !h.is_response()) {
+        if !dns::is_query(query) {
             return Decision::Drop;
         }
         let Some(view) = self.view(querier).filter(|v| v.embedded) else {
@@ -214,7 +214,7 @@ fn encode_limited(mut r: Message, limit: usize) -> Option<Vec<u8>> {
 /// query at all (shorter than a header, or a response). Used for SERVFAIL
 /// after forwarding, REFUSED over the concurrency limit, FORMERR.
 pub fn error_reply(query: &[u8], code: ResponseCode) -> Option<Vec<u8>> {
-    if !dns::Packet::new_checked(query).is_ok_and(|h| !h.is_response()) {
+    if !dns::is_query(query) {
         return None;
     }
     if let Ok(q) = Message::from_vec(query)

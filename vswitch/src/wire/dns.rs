@@ -44,6 +44,13 @@ pub const CD: u8 = 0x10;
 /// The rcode's bits of [`field::FLAGS_LO`].
 pub const RCODE: u8 = 0x0f;
 
+/// True when `msg` holds a header and is a query (QR clear): what the
+/// embedded DNS and the forwarder answer at all.
+#[inline]
+pub fn is_query(msg: &[u8]) -> bool {
+    Packet::new_checked(msg).is_ok_and(|h| !h.is_response())
+}
+
 view! {
     /// A view of a DNS message's header.
     Packet, header HEADER_LEN
@@ -123,6 +130,8 @@ mod tests {
         assert_eq!(h.flags_hi() & QR_OPCODE, QR);
         assert_eq!(h.rcode(), 3);
         assert_eq!(h.qdcount(), 1);
+        assert!(!is_query(&b));
+        assert!(!is_query(&b[..HEADER_LEN - 1]));
 
         let mut q = b.clone();
         let mut v = Packet::new_unchecked(&mut q[..]);
@@ -132,6 +141,7 @@ mod tests {
         let back = Message::from_vec(&q).expect("decode");
         assert_eq!(back.metadata.id, 7);
         assert_eq!(back.metadata.message_type, MessageType::Query);
+        assert!(is_query(&q));
         assert_eq!(back.metadata.response_code, ResponseCode::NoError);
         assert_eq!(
             Packet::new_checked(&b[..HEADER_LEN - 1]).err(),
