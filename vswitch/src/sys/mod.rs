@@ -2,6 +2,7 @@
 //!
 //! - [`bpf`]: a BPF assembler, maps, program loading, tcx links.
 //! - [`tap`]: TAP devices with virtio-net headers and offloads (the hot path).
+//! - [`uring`]: batches of TAP writes through io_uring.
 //! - [`netlink`]: a small synchronous rtnetlink client.
 //! - [`conntrack`]: ctnetlink deletes of conntrack entries by mark.
 //! - [`packet`]: AF_PACKET capture sockets (`--pcap` on kernel data paths).
@@ -17,6 +18,7 @@ pub mod packet;
 pub mod probe;
 pub mod sysctl;
 pub mod tap;
+pub mod uring;
 
 #[cfg(test)]
 mod tests;
