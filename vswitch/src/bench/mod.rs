@@ -20,6 +20,7 @@ use serde::Serialize;
 use crate::probe::{self, Load, Ports};
 use crate::run::execute::{RunOptions, execute_plan};
 use crate::scenario::plan::{BackendKind, CheckKind, Generator, Plan, Proto, THROUGHPUT_PORT};
+use crate::sys::uring::{TapIo, TapWriter};
 
 pub use baseline::Baseline;
 
@@ -214,6 +215,10 @@ pub struct BenchReport {
     pub cpus: usize,
     /// What measured.
     pub generator: Generator,
+    /// How the userspace engine's TAP writes reach the kernel in this
+    /// process: io_uring batches, or one `writev` per frame (no io_uring
+    /// here, or `VSWITCH_TAP_IO=writev`).
+    pub tap_io: TapIo,
     /// Rounds.
     pub repeat: u32,
     /// Per scenario.
@@ -374,6 +379,7 @@ pub fn bench(files: &[(std::path::PathBuf, Plan)], opts: &BenchOptions) -> Bench
         commit: git_describe(),
         cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
         generator: opts.generator,
+        tap_io: TapWriter::new(1).io(),
         repeat: opts.repeat,
         scenarios: Vec::new(),
         code: 0,
@@ -439,10 +445,11 @@ pub fn to_text(r: &BenchReport) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "measured with {} ({} rounds, paths alternating; {} CPUs; {}{})",
+        "measured with {} ({} rounds, paths alternating; {} CPUs; engine TAP writes: {}; {}{})",
         r.generator,
         r.repeat,
         r.cpus,
+        r.tap_io.as_str(),
         r.date,
         r.commit
             .as_deref()

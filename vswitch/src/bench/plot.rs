@@ -187,6 +187,7 @@ mod tests {
             commit: Some("abc".into()),
             cpus: 2,
             generator: Generator::Iperf3,
+            tap_io: crate::sys::uring::TapIo::IoUring,
             repeat: 3,
             scenarios: vec![ScenarioFigures {
                 file: "s.toml".into(),
