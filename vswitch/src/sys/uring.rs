@@ -16,7 +16,9 @@
 //! for every completion before it returns, so the frames it borrows are
 //! never read after the call. Where io_uring is unavailable (an old kernel,
 //! `kernel.io_uring_disabled`, a seccomp filter), or with
-//! `VSWITCH_TAP_IO=writev`, every frame is one `writev` as before.
+//! `VSWITCH_TAP_IO=writev`, every frame is one `writev` as before; so is
+//! every frame after a submission the kernel refused (the ring is dropped
+//! with the refused entries unread).
 
 use std::io;
 use std::os::fd::AsRawFd;
@@ -80,7 +82,13 @@ impl TapWriter {
     pub fn with_io(depth: u32, io: TapIo) -> TapWriter {
         let ring = match io {
             TapIo::Writev => None,
-            TapIo::IoUring => match IoUring::builder().setup_single_issuer().build(depth) {
+            TapIo::IoUring => match IoUring::builder()
+                .setup_single_issuer()
+                // Every queued write is taken even if one fails to start,
+                // so none is left behind in the queue (see `submit_chunk`).
+                .setup_submit_all()
+                .build(depth)
+            {
                 Ok(r) => Some(r),
                 Err(e) => {
                     tracing::info!("io_uring unavailable ({e}): one writev per TAP frame");
@@ -111,7 +119,7 @@ impl TapWriter {
         frames: &[(&Tap, &Packet)],
         mut on_result: impl FnMut(usize, io::Result<()>),
     ) {
-        let Some(ring) = self.ring.as_mut() else {
+        let Some(ring) = self.ring.as_ref() else {
             for (i, (tap, pkt)) in frames.iter().enumerate() {
                 on_result(i, tap.write_packet(pkt));
             }
@@ -121,14 +129,40 @@ impl TapWriter {
         for (n, chunk) in frames.chunks(depth).enumerate() {
             let base = n * depth;
             let mut report = |i: usize, r| on_result(base + i, r);
+            let Some(ring) = self.ring.as_mut() else {
+                write_each(chunk, &mut report);
+                continue;
+            };
             if let Err(e) = submit_chunk(ring, &mut self.hdrs, &mut self.iovs, chunk, &mut report) {
+                // Nothing of the chunk was taken by the kernel: drop the
+                // ring (the queued entries go unread with it) and write the
+                // chunk, and everything after, one frame at a time.
                 tracing::warn!(
-                    "io_uring failed ({e}): {} TAP frames not written",
-                    chunk.len()
+                    "io_uring submit failed ({e}): one writev per TAP frame from now on"
                 );
+                self.ring = None;
+                write_each(chunk, &mut report);
             }
         }
     }
+}
+
+/// One `writev` per frame, for the frames [`iov_count`] does not refuse
+/// (those were reported already).
+fn write_each(chunk: &[(&Tap, &Packet)], report: &mut impl FnMut(usize, io::Result<()>)) {
+    for (i, (tap, pkt)) in chunk.iter().enumerate() {
+        if iov_count(tap, pkt).is_some() {
+            report(i, tap.write_packet(pkt));
+        }
+    }
+}
+
+/// Errors of `io_uring_enter` worth trying again.
+fn retryable(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EINTR | libc::EAGAIN | libc::EBUSY)
+    )
 }
 
 /// The iovec count of a frame's write: [header, frame] on a TAP with vnet
@@ -192,17 +226,31 @@ fn submit_chunk(
             // SAFETY: the iovecs, the headers they point to and the frames
             // (borrowed through `chunk` for this whole call) stay alive and
             // unmoved until every completion is reaped below, before this
-            // function returns; the fd is the borrowed TAP's own.
+            // function returns; if the kernel takes none of the entries,
+            // the error goes to `write_all`, which drops the ring with them
+            // unread. The fd is the borrowed TAP's own.
             unsafe { sq.push(&sqe) }.map_err(|_| io::Error::other("io_uring queue full"))?;
             submitted += 1;
         }
     }
+    // Submit: all or nothing. An error means this call took none of them,
+    // so the caller may drop the ring with them unread.
+    let mut taken = 0;
+    while taken < submitted {
+        match ring.submit() {
+            Ok(n) => taken += n,
+            Err(e) if retryable(&e) => {}
+            Err(e) if taken == 0 => return Err(e),
+            Err(e) => in_flight_lost(&e),
+        }
+    }
+    // Wait for every completion: the frames are borrowed only for this call.
     let mut reaped = 0;
     while reaped < submitted {
         match ring.submit_and_wait(submitted - reaped) {
             Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
+            Err(e) if retryable(&e) => {}
+            Err(e) => in_flight_lost(&e),
         }
         for cqe in ring.completion() {
             let i = cqe.user_data() as usize;
@@ -225,4 +273,14 @@ fn submit_chunk(
         }
     }
     Ok(())
+}
+
+/// The kernel holds writes that borrow buffers this thread is about to
+/// reuse, and cannot be waited for: nothing safe is left to do. (Not seen:
+/// `io_uring_enter` fails only with the errors [`retryable`] takes once
+/// the ring is set up.)
+fn in_flight_lost(e: &io::Error) -> ! {
+    tracing::error!("io_uring_enter failed with TAP writes in flight: {e}");
+    eprintln!("vswitch: io_uring_enter failed with TAP writes in flight ({e}); aborting");
+    std::process::abort()
 }
