@@ -302,30 +302,43 @@ impl Tap {
     /// On a non-blocking TAP a full queue shows as `WouldBlock`; the kernel
     /// rarely pushes back on TAP writes (they go straight into the stack).
     pub fn write_frame(&self, hdr: &VnetHdr, frame: &[u8]) -> io::Result<()> {
-        let (n, want) = if self.vnet_hdr {
+        let want = self.write_len(hdr, frame.len())?;
+        let n = if self.vnet_hdr {
             let h = hdr.to_bytes();
             let iov = [IoSlice::new(&h), IoSlice::new(frame)];
-            (
-                retry(|| (&self.file).write_vectored(&iov))?,
-                VNET_HDR_LEN + frame.len(),
-            )
+            retry(|| (&self.file).write_vectored(&iov))?
         } else {
-            if hdr.is_gso() {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidInput,
-                    "GSO frame on a TAP without vnet header: segment it first",
-                ));
-            }
-            (retry(|| (&self.file).write(frame))?, frame.len())
+            retry(|| (&self.file).write(frame))?
         };
-        if n != want {
-            // A TAP write is one frame; a short count means a truncated frame.
-            return Err(io::Error::new(
-                io::ErrorKind::WriteZero,
-                "short write to TAP",
-            ));
+        check_written(n, want)
+    }
+
+    /// The bytes one write of a frame of `frame_len` with `hdr` takes: the
+    /// vnet header and the frame, or the frame alone on a TAP without vnet
+    /// header, where a GSO frame is refused (`InvalidInput`).
+    pub(crate) fn write_len(&self, hdr: &VnetHdr, frame_len: usize) -> io::Result<usize> {
+        if self.vnet_hdr {
+            Ok(VNET_HDR_LEN + frame_len)
+        } else if hdr.is_gso() {
+            Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "GSO frame on a TAP without vnet header: segment it first",
+            ))
+        } else {
+            Ok(frame_len)
         }
+    }
+}
+
+/// A TAP write is one frame: a count short of `want` means a truncated frame.
+pub(crate) fn check_written(n: usize, want: usize) -> io::Result<()> {
+    if n == want {
         Ok(())
+    } else {
+        Err(io::Error::new(
+            io::ErrorKind::WriteZero,
+            "short write to TAP",
+        ))
     }
 }
 

@@ -570,11 +570,12 @@ fn tap_writer_delivers_batches_in_order() {
                 );
                 continue;
             }
-            let batch: Vec<(&Tap, &Packet)> = frames.iter().map(|p| (&tap, p)).collect();
-            let mut results = vec![None; batch.len()];
-            writer.write_all(&batch, |i, r| {
-                results[i] = Some(r.map_err(|e| e.to_string()))
-            });
+            let mut results = vec![None; frames.len()];
+            writer.write_all(
+                frames.len(),
+                |i| (&tap, &frames[i]),
+                |i, r| results[i] = Some(r.map_err(|e| e.to_string())),
+            );
             assert!(
                 results.iter().all(|r| r == &Some(Ok(()))),
                 "{io:?}: {results:?}"
@@ -594,13 +595,18 @@ fn tap_writer_delivers_batches_in_order() {
                 frames[0].frame(),
             );
             let mut refused = None;
-            writer.write_all(&[(&plain, &gso), (&plain, &frames[1])], |i, r| {
-                if i == 0 {
-                    refused = Some(r.map_err(|e| e.kind()));
-                } else {
-                    r.expect("a plain frame on a plain TAP");
-                }
-            });
+            let mixed = [(&plain, &gso), (&plain, &frames[1])];
+            writer.write_all(
+                mixed.len(),
+                |i| mixed[i],
+                |i, r| {
+                    if i == 0 {
+                        refused = Some(r.map_err(|e| e.kind()));
+                    } else {
+                        r.expect("a plain frame on a plain TAP");
+                    }
+                },
+            );
             assert_eq!(
                 refused,
                 Some(Err(std::io::ErrorKind::InvalidInput)),

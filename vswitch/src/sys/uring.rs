@@ -25,7 +25,7 @@ use std::os::fd::AsRawFd;
 
 use io_uring::{IoUring, opcode, types};
 
-use super::tap::Tap;
+use super::tap::{Tap, check_written};
 use crate::engine::packet::{Packet, VNET_HDR_LEN};
 
 /// Environment variable: `writev` writes every frame with its own syscall.
@@ -112,47 +112,45 @@ impl TapWriter {
         }
     }
 
-    /// Writes every `(tap, packet)` in order and reports each result by its
-    /// index in `frames`; returns once every frame has been written.
-    pub fn write_all(
+    /// Writes frames `0..count` (`frame(i)` gives the TAP and packet of
+    /// frame `i`) in order and reports each result by its index; returns
+    /// once every frame has been written.
+    pub fn write_all<'a>(
         &mut self,
-        frames: &[(&Tap, &Packet)],
+        count: usize,
+        frame: impl Fn(usize) -> (&'a Tap, &'a Packet),
         mut on_result: impl FnMut(usize, io::Result<()>),
     ) {
-        let Some(ring) = self.ring.as_ref() else {
-            for (i, (tap, pkt)) in frames.iter().enumerate() {
-                on_result(i, tap.write_packet(pkt));
-            }
-            return;
-        };
-        let depth = ring.params().sq_entries() as usize;
-        for (n, chunk) in frames.chunks(depth).enumerate() {
-            let base = n * depth;
-            let mut report = |i: usize, r| on_result(base + i, r);
+        let mut start = 0;
+        while start < count {
             let Some(ring) = self.ring.as_mut() else {
-                write_each(chunk, &mut report);
-                continue;
+                for i in start..count {
+                    let (tap, pkt) = frame(i);
+                    on_result(i, tap.write_packet(pkt));
+                }
+                return;
             };
-            if let Err(e) = submit_chunk(ring, &mut self.hdrs, &mut self.iovs, chunk, &mut report) {
-                // Nothing of the chunk was taken by the kernel: drop the
-                // ring (the queued entries go unread with it) and write the
-                // chunk, and everything after, one frame at a time.
+            let end = count.min(start + ring.params().sq_entries() as usize);
+            let chunk = start..end;
+            if let Err(e) = submit_chunk(
+                ring,
+                &mut self.hdrs,
+                &mut self.iovs,
+                chunk,
+                &frame,
+                &mut on_result,
+            ) {
+                // The kernel took none of the chunk and nothing of it was
+                // reported: drop the ring (the queued entries go unread
+                // with it) and write the chunk, and everything after, one
+                // frame at a time.
                 tracing::warn!(
                     "io_uring submit failed ({e}): one writev per TAP frame from now on"
                 );
                 self.ring = None;
-                write_each(chunk, &mut report);
+                continue;
             }
-        }
-    }
-}
-
-/// One `writev` per frame, for the frames [`iov_count`] does not refuse
-/// (those were reported already).
-fn write_each(chunk: &[(&Tap, &Packet)], report: &mut impl FnMut(usize, io::Result<()>)) {
-    for (i, (tap, pkt)) in chunk.iter().enumerate() {
-        if iov_count(tap, pkt).is_some() {
-            report(i, tap.write_packet(pkt));
+            start = end;
         }
     }
 }
@@ -165,66 +163,51 @@ fn retryable(e: &io::Error) -> bool {
     )
 }
 
-/// The iovec count of a frame's write: [header, frame] on a TAP with vnet
-/// headers, [frame] without; `None` for a GSO frame without a header to
-/// carry it, which [`Tap::write_frame`] refuses the same way.
-fn iov_count(tap: &Tap, pkt: &Packet) -> Option<u32> {
-    match (tap.has_vnet_hdr(), pkt.hdr.is_gso()) {
-        (true, _) => Some(2),
-        (false, false) => Some(1),
-        (false, true) => None,
-    }
-}
-
-/// Submits one chunk (at most the ring's depth) and reaps its completions.
-/// Every frame of the chunk is reported once, unless the ring itself fails
-/// (the error is returned; frames not yet reported are lost, as on a
-/// failing device).
-fn submit_chunk(
+/// Submits frames `chunk` (at most the ring's depth) and reaps their
+/// completions, reporting every frame once. On an error nothing was taken
+/// by the kernel and nothing is reported.
+fn submit_chunk<'a>(
     ring: &mut IoUring,
     hdrs: &mut Vec<[u8; VNET_HDR_LEN]>,
     iovs: &mut Vec<[libc::iovec; 2]>,
-    chunk: &[(&Tap, &Packet)],
+    chunk: std::ops::Range<usize>,
+    frame: &impl Fn(usize) -> (&'a Tap, &'a Packet),
     report: &mut impl FnMut(usize, io::Result<()>),
 ) -> io::Result<()> {
     // Both vectors are filled completely before any pointer into them is
     // taken, so nothing the kernel reads moves.
     hdrs.clear();
-    hdrs.extend(chunk.iter().map(|(_, pkt)| pkt.hdr.to_bytes()));
+    hdrs.extend(chunk.clone().map(|i| frame(i).1.hdr.to_bytes()));
     iovs.clear();
-    iovs.extend(chunk.iter().zip(hdrs.iter()).map(|((_, pkt), hdr)| {
-        let frame = pkt.frame();
+    iovs.extend(chunk.clone().zip(hdrs.iter()).map(|(i, hdr)| {
+        let bytes = frame(i).1.frame();
         [
             libc::iovec {
                 iov_base: hdr.as_ptr() as *mut libc::c_void,
                 iov_len: VNET_HDR_LEN,
             },
             libc::iovec {
-                iov_base: frame.as_ptr() as *mut libc::c_void,
-                iov_len: frame.len(),
+                iov_base: bytes.as_ptr() as *mut libc::c_void,
+                iov_len: bytes.len(),
             },
         ]
     }));
     let mut submitted = 0;
     {
         let mut sq = ring.submission();
-        for (i, (tap, pkt)) in chunk.iter().enumerate() {
-            let Some(n) = iov_count(tap, pkt) else {
-                report(
-                    i,
-                    Err(io::Error::new(
-                        io::ErrorKind::InvalidInput,
-                        "GSO frame on a TAP without vnet header: segment it first",
-                    )),
-                );
+        for (k, i) in chunk.clone().enumerate() {
+            let (tap, pkt) = frame(i);
+            // Refused frames are reported once the rest is written.
+            if tap.write_len(&pkt.hdr, pkt.frame().len()).is_err() {
                 continue;
-            };
-            let first = &iovs[i][2 - n as usize..];
-            let sqe = opcode::Writev::new(types::Fd(tap.as_raw_fd()), first.as_ptr(), n)
+            }
+            // [header, frame] with a vnet header, [frame] without.
+            let (first, n) = if tap.has_vnet_hdr() { (0, 2) } else { (1, 1) };
+            let sqe = opcode::Writev::new(types::Fd(tap.as_raw_fd()), iovs[k][first..].as_ptr(), n)
                 .build()
                 .user_data(i as u64);
             // SAFETY: the iovecs, the headers they point to and the frames
-            // (borrowed through `chunk` for this whole call) stay alive and
+            // (borrowed through `frame` for this whole call) stay alive and
             // unmoved until every completion is reaped below, before this
             // function returns; if the kernel takes none of the entries,
             // the error goes to `write_all`, which drops the ring with them
@@ -254,22 +237,24 @@ fn submit_chunk(
         }
         for cqe in ring.completion() {
             let i = cqe.user_data() as usize;
-            let (tap, pkt) = chunk[i];
-            let want = pkt.frame().len() + if tap.has_vnet_hdr() { VNET_HDR_LEN } else { 0 };
+            let (tap, pkt) = frame(i);
             let res = cqe.result();
             report(
                 i,
                 match usize::try_from(res) {
                     Err(_) => Err(io::Error::from_raw_os_error(-res)),
-                    // A TAP write is one frame; a short count means a truncated frame.
-                    Ok(n) if n != want => Err(io::Error::new(
-                        io::ErrorKind::WriteZero,
-                        "short write to TAP",
-                    )),
-                    Ok(_) => Ok(()),
+                    Ok(n) => tap
+                        .write_len(&pkt.hdr, pkt.frame().len())
+                        .and_then(|want| check_written(n, want)),
                 },
             );
             reaped += 1;
+        }
+    }
+    for i in chunk {
+        let (tap, pkt) = frame(i);
+        if let Err(e) = tap.write_len(&pkt.hdr, pkt.frame().len()) {
+            report(i, Err(e));
         }
     }
     Ok(())

@@ -167,39 +167,12 @@ impl Drop for EngineLoop {
     }
 }
 
-/// Writes one frame to a port (and its capture), counting failures.
-fn write_out(ports: &mut [PortIo], stats: &mut IoStats, egress: usize, out: &Packet) {
-    let Some(port) = ports.get_mut(egress) else {
-        return;
-    };
-    if port.tap.write_packet(out).is_err() {
-        stats.write_errors[egress] += 1;
-    }
-    capture(ports, egress, out);
-}
-
 /// The packet comment of a captured ingress frame the engine dropped
 /// (its one `Drop` action): `vswitch drop: REASON`.
 fn drop_comment(actions: &[Action]) -> Option<String> {
     match actions {
         [Action::Drop(r)] => Some(format!("vswitch drop: {}", r.as_str())),
         _ => None,
-    }
-}
-
-/// Carries out the actions of one frame at once (frames a fault held back).
-fn execute(ports: &mut [PortIo], stats: &mut IoStats, pkt: &Packet, actions: &mut Vec<Action>) {
-    for action in actions.drain(..) {
-        let (egress, out) = match &action {
-            Action::Forward(p) => (p.0 as usize, pkt),
-            Action::Emit(p, built) => (p.0 as usize, built),
-            Action::Drop(_) => continue,
-            Action::Capture(p, built) => {
-                capture(ports, p.0 as usize, built);
-                continue;
-            }
-        };
-        write_out(ports, stats, egress, out);
     }
 }
 
@@ -214,7 +187,8 @@ fn capture(ports: &mut [PortIo], port: usize, pkt: &Packet) {
 enum Slot {
     /// The ingress frame read into this slot of the pool, forwarded as is.
     Read(usize),
-    /// A frame the engine built, at this index of the batch's own.
+    /// A frame the engine built or a fault held, at this index of the
+    /// batch's own.
     Built(usize),
 }
 
@@ -224,7 +198,7 @@ enum Slot {
 struct Batch {
     /// Buffers the batch reads into, one per frame.
     pool: Vec<Packet>,
-    /// Frames the engine built (`Action::Emit`).
+    /// Frames the engine built (`Action::Emit`) and frames a fault held.
     built: Vec<Packet>,
     /// Every frame to write, in order: its egress port and where it is.
     out: Vec<(usize, Slot)>,
@@ -241,27 +215,36 @@ impl Batch {
         }
     }
 
-    /// Queues the actions of the frame in `slot` (captures are written now).
-    fn queue(&mut self, ports: &mut [PortIo], slot: usize, actions: &mut Vec<Action>) {
+    /// Queues the actions of the frame at `src` (captures are written now).
+    fn queue(&mut self, ports: &mut [PortIo], src: Slot, actions: &mut Vec<Action>) {
         for action in actions.drain(..) {
             let (egress, at) = match action {
-                Action::Forward(p) => (p.0 as usize, Slot::Read(slot)),
-                Action::Emit(p, built) => {
-                    self.built.push(built);
-                    (p.0 as usize, Slot::Built(self.built.len() - 1))
-                }
+                Action::Forward(p) => (p.0 as usize, src),
+                Action::Emit(p, built) => (p.0 as usize, self.hold(built)),
                 Action::Drop(_) => continue,
                 Action::Capture(p, built) => {
                     capture(ports, p.0 as usize, &built);
                     continue;
                 }
             };
-            if egress >= ports.len() {
-                continue;
-            }
-            capture(ports, egress, self.frame(at));
-            self.out.push((egress, at));
+            self.send(ports, egress, at);
         }
+    }
+
+    /// Keeps a frame that is not in the pool (built, or held by a fault)
+    /// until the batch is written.
+    fn hold(&mut self, pkt: Packet) -> Slot {
+        self.built.push(pkt);
+        Slot::Built(self.built.len() - 1)
+    }
+
+    /// Queues the frame at `at` for `egress` (and writes its capture).
+    fn send(&mut self, ports: &mut [PortIo], egress: usize, at: Slot) {
+        if egress >= ports.len() {
+            return;
+        }
+        capture(ports, egress, self.frame(at));
+        self.out.push((egress, at));
     }
 
     fn frame(&self, at: Slot) -> &Packet {
@@ -273,13 +256,12 @@ impl Batch {
         if self.out.is_empty() {
             return;
         }
-        let frames: Vec<(&Tap, &Packet)> = self
-            .out
-            .iter()
-            .map(|&(egress, at)| (&ports[egress].tap, slot_frame(&self.pool, &self.built, at)))
-            .collect();
-        let out = &self.out;
-        self.writer.write_all(&frames, |i, r| {
+        let (out, pool, built) = (&self.out, &self.pool, &self.built);
+        let frame = |i: usize| {
+            let (egress, at) = out[i];
+            (&ports[egress].tap, slot_frame(pool, built, at))
+        };
+        self.writer.write_all(out.len(), frame, |i, r| {
             if r.is_err() {
                 stats.write_errors[out[i].0] += 1;
             }
@@ -299,6 +281,7 @@ fn slot_frame<'a>(pool: &'a [Packet], built: &'a [Packet], at: Slot) -> &'a Pack
 /// Sends every frame whose fault delay is over.
 fn release_due(
     engine: &mut Engine,
+    batch: &mut Batch,
     ports: &mut [PortIo],
     stats: &mut IoStats,
     now: Instant,
@@ -306,13 +289,18 @@ fn release_due(
 ) {
     while let Some(due) = engine.poll_due(now) {
         match due {
-            Due::Egress(p, pkt) => write_out(ports, stats, p.0 as usize, &pkt),
+            Due::Egress(p, pkt) => {
+                let at = batch.hold(pkt);
+                batch.send(ports, p.0 as usize, at);
+            }
             Due::Ingress(p, mut pkt) => {
                 engine.handle_past_fault(now, p, &mut pkt, actions);
-                execute(ports, stats, &pkt, actions);
+                let at = batch.hold(pkt);
+                batch.queue(ports, at, actions);
             }
         }
     }
+    batch.flush(ports, stats);
 }
 
 /// How long epoll may wait: until the next held frame is due, at most
@@ -399,7 +387,7 @@ fn serve(
         };
         let now = Instant::now();
         if engine.faults().active() {
-            release_due(engine, ports, &mut stats, now, &mut actions);
+            release_due(engine, &mut batch, ports, &mut stats, now, &mut actions);
         }
         for ev in &events[..n] {
             let token = ev.data();
@@ -437,7 +425,7 @@ fn serve(
                 if let (Some(frame), Some(w)) = (seen, ports[ingress].pcap.as_mut()) {
                     let _ = w.write_commented(&frame, drop_comment(&actions).as_deref());
                 }
-                batch.queue(ports, slot, &mut actions);
+                batch.queue(ports, Slot::Read(slot), &mut actions);
                 slot += 1;
             }
             batch.flush(ports, &mut stats);
