@@ -614,6 +614,7 @@ fn cmd_run(
         backend,
         build: BuildOptions {
             pcap_dir: pcap_dir(pcap)?,
+            ..BuildOptions::default()
         },
         keep,
         progress: !quiet,
@@ -848,7 +849,10 @@ fn cmd_serve(file: &Path, backend: BackendKind, pcap: Option<PathBuf>) -> Result
     };
     record.save()?;
     let _live = world::register_live(&run);
-    let opts = BuildOptions { pcap_dir: pcap };
+    let opts = BuildOptions {
+        pcap_dir: pcap,
+        ..BuildOptions::default()
+    };
     let w = match vswitch::backend::World::build(&run, &plan, backend, &opts, &|s| eprintln!("{s}"))
     {
         Ok(w) => w,

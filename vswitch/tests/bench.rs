@@ -116,8 +116,11 @@ fn bench_measures_the_engine_beside_veth_bridge_and_ovs_with_iperf3() {
         serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     assert_eq!(report["generator"], "iperf3");
     // This kernel has io_uring: the engine batches its TAP writes.
-    assert!(text.contains("engine TAP writes: io_uring"), "{text}");
+    assert!(text.contains("TAP writes io_uring"), "{text}");
     assert_eq!(report["tap_io"], "io-uring");
+    // ... and says how many threads it ran (one per two CPUs by default).
+    assert!(text.contains(" worker(s), "), "{text}");
+    assert!(report["engine_workers"].as_u64().is_some_and(|n| n >= 1));
     let checks = report["scenarios"][0]["checks"].as_array().unwrap();
     assert_eq!(checks.len(), 2);
     for c in checks {

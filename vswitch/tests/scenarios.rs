@@ -95,10 +95,20 @@ fn vswitch(args: &[&str], env: &[(&str, &str)]) -> Output {
 
 /// Runs `plan` on one backend; Err with the report table when it did not pass.
 fn run_on(path: &Path, plan: &Plan, backend: BackendKind) -> Result<BackendRun, Failed> {
+    run_with(path, plan, backend, BuildOptions::default())
+}
+
+/// [`run_on`] with build options.
+fn run_with(
+    path: &Path,
+    plan: &Plan,
+    backend: BackendKind,
+    build: BuildOptions,
+) -> Result<BackendRun, Failed> {
     let run = RunId::new();
     let opts = RunOptions {
         backend,
-        build: BuildOptions::default(),
+        build,
         keep: false,
         progress: false,
         run_id: Some(run.clone()),
@@ -143,6 +153,40 @@ fn run_on(path: &Path, plan: &Plan, backend: BackendKind) -> Result<BackendRun, 
         report: Some(report),
         error: None,
     })
+}
+
+/// The userspace engine with two worker threads, whatever the CPU count:
+/// scenarios of several kinds of path (bridges, NAT, DNS, link faults set
+/// by steps) hold all their checks, and both workers read
+/// frames (each serves half of the ports), so the lock, the shared fault
+/// queue and the cross-worker writes are what carried them.
+fn two_engine_workers() -> TestResult {
+    for stem in [
+        "bridge-reach-matrix",
+        "nat-masquerade",
+        "dns-names",
+        "steps-link-faults",
+    ] {
+        let path = root_dir().join(format!("scenarios/{stem}.toml"));
+        let plan = scenario::load_file(&path).map_err(|e| format!("{stem}: {e}"))?;
+        let build = BuildOptions {
+            engine_workers: Some(2),
+            ..BuildOptions::default()
+        };
+        let run = run_with(&path, &plan, BackendKind::Userspace, build)
+            .map_err(|e| format!("{stem}: {}", e.message().unwrap_or_default()))?;
+        let metrics = &run.report.as_ref().ok_or("no report")?.metrics;
+        let reads: Vec<u64> = metrics["io"]["worker_reads"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|v| v.as_u64()).collect())
+            .unwrap_or_default();
+        if reads.len() != 2 || reads.contains(&0) {
+            return Err(
+                format!("{stem}: frames read per worker {reads:?}, want two non-zero").into(),
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Trials for one scenario file: it runs on every backend that can build it,
@@ -1699,7 +1743,7 @@ fn main() {
         .collect();
     files.sort();
     let mut trials: Vec<Trial> = files.into_iter().flat_map(scenario_trials).collect();
-    let cli: [NamedTest; 21] = [
+    let cli: [NamedTest; 22] = [
         ("cli::run_option_files", run_option_files),
         (
             "cli::probe_that_cannot_run_is_an_error",
@@ -1720,6 +1764,7 @@ fn main() {
         ),
         ("cli::encrypted_refused_exit_3", encrypted_refused_exit_3),
         ("cross::iperf3_through_engine", iperf3_through_engine),
+        ("engine::two_workers", two_engine_workers),
         ("cross::dig_external_dns", dig_external_dns),
         (
             "cleanup::panic_mid_run_leaves_nothing",

@@ -34,7 +34,10 @@ fn root_dir() -> PathBuf {
 fn run(path: &Path, plan: &Plan, backend: BackendKind, pcap: Option<PathBuf>) -> Execution {
     let opts = RunOptions {
         backend,
-        build: BuildOptions { pcap_dir: pcap },
+        build: BuildOptions {
+            pcap_dir: pcap,
+            ..BuildOptions::default()
+        },
         keep: false,
         progress: false,
         run_id: None,

@@ -219,6 +219,9 @@ pub struct BenchReport {
     /// process: io_uring batches, or one `writev` per frame (no io_uring
     /// here, or `VSWITCH_TAP_IO=writev`).
     pub tap_io: TapIo,
+    /// Threads the userspace engine serves its ports with (one per two
+    /// CPUs unless `VSWITCH_ENGINE_THREADS` says).
+    pub engine_workers: usize,
     /// Rounds.
     pub repeat: u32,
     /// Per scenario.
@@ -380,6 +383,7 @@ pub fn bench(files: &[(std::path::PathBuf, Plan)], opts: &BenchOptions) -> Bench
         cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
         generator: opts.generator,
         tap_io: TapWriter::new(1).io(),
+        engine_workers: crate::backend::userspace::io::workers(),
         repeat: opts.repeat,
         scenarios: Vec::new(),
         code: 0,
@@ -445,10 +449,11 @@ pub fn to_text(r: &BenchReport) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "measured with {} ({} rounds, paths alternating; {} CPUs; engine TAP writes: {}; {}{})",
+        "measured with {} ({} rounds, paths alternating; {} CPUs; engine: {} worker(s), TAP writes {}; {}{})",
         r.generator,
         r.repeat,
         r.cpus,
+        r.engine_workers,
         r.tap_io.as_str(),
         r.date,
         r.commit

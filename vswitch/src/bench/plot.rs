@@ -188,6 +188,7 @@ mod tests {
             cpus: 2,
             generator: Generator::Iperf3,
             tap_io: crate::sys::uring::TapIo::IoUring,
+            engine_workers: 1,
             repeat: 3,
             scenarios: vec![ScenarioFigures {
                 file: "s.toml".into(),

@@ -264,6 +264,7 @@ pub(crate) fn run_captured(name: &str, plan: &Plan) -> std::path::PathBuf {
             backend: crate::scenario::plan::BackendKind::Userspace,
             build: crate::backend::BuildOptions {
                 pcap_dir: Some(dir.clone()),
+                ..crate::backend::BuildOptions::default()
             },
             keep: false,
             progress: false,

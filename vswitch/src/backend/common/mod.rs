@@ -22,6 +22,9 @@ use crate::sys::netlink::Netlink;
 pub struct BuildOptions {
     /// Write one pcap per engine port here.
     pub pcap_dir: Option<PathBuf>,
+    /// Threads the userspace engine serves its ports with; `None` for the
+    /// default (`VSWITCH_ENGINE_THREADS`, else one per two CPUs).
+    pub engine_workers: Option<usize>,
 }
 
 /// A build step that failed.

@@ -130,7 +130,9 @@ impl Dataplane {
         let ports = create_taps(world, setup.pending, pcaps)?;
         // A mixed run's kernel machines are the kernel backend's, built
         // next by `World::build`.
-        let engine = EngineLoop::spawn(engine, ports).map_err(BuildError::at("engine thread"))?;
+        let workers = opts.engine_workers.unwrap_or_else(io::workers);
+        let engine =
+            EngineLoop::spawn(engine, ports, workers).map_err(BuildError::at("engine thread"))?;
         let mut dp = Dataplane {
             engine: Some(engine),
             port_names: setup.port_names,
