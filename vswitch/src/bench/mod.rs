@@ -220,7 +220,8 @@ pub struct BenchReport {
     /// here, or `VSWITCH_TAP_IO=writev`).
     pub tap_io: TapIo,
     /// Threads the userspace engine serves its ports with (one per two
-    /// CPUs unless `VSWITCH_ENGINE_THREADS` says).
+    /// CPUs unless `VSWITCH_ENGINE_THREADS` says; an engine never runs
+    /// more than it has ports).
     pub engine_workers: usize,
     /// Rounds.
     pub repeat: u32,

@@ -6,7 +6,8 @@
 //!                                          │ Forward / Emit / Drop
 //! TAP fd ◀─write─ Packet ◀─────────────────┘   (one lock, many workers)
 //! ```
-//! There is one worker per CPU ([`workers`]), each reading its share of
+//! There are one or more workers (one per two CPUs unless the build or
+//! `VSWITCH_ENGINE_THREADS` says, see [`workers`]), each reading its share of
 //! the ports (port `i` is worker `i mod n`'s) and writing to any: a
 //! direction of a flow enters at one port, so one worker reads, handles
 //! and writes it in order, while the ports of other busy containers go
@@ -388,7 +389,8 @@ fn wait_for(engine: &Engine) -> EpollTimeout {
 /// `VSWITCH_ENGINE_THREADS`, else one per two CPUs. Two CPUs per worker,
 /// because every busy port has a sender and a receiver of its own: on 2
 /// CPUs a second worker made one-way TCP 10 % slower (the receiver's ACKs
-/// then wake a thread of their own) for 9–39 % more both ways at once.
+/// then wake a thread of their own) for 1.1–1.4× on four TCP streams both
+/// ways at once.
 pub fn workers() -> usize {
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     std::env::var("VSWITCH_ENGINE_THREADS")
@@ -417,6 +419,12 @@ fn run(
     });
     let served: Vec<io::Result<IoStats>> = std::thread::scope(|s| {
         let (core, taps) = (&core, &taps[..]);
+        // A worker that ends (on an error) stops the others with it.
+        let serve_one = move |w: usize| {
+            let served = serve(w, workers, core, taps, signals);
+            signals.stop();
+            served
+        };
         let span = tracing::Span::current();
         let others: Vec<_> = (1..workers)
             .map(|w| {
@@ -425,11 +433,16 @@ fn run(
                     .name(format!("engine-{w}"))
                     .spawn_scoped(s, move || {
                         let _span = span.entered();
-                        serve_until_stopped(w, workers, core, taps, signals)
+                        serve_one(w)
                     })
             })
             .collect();
-        let mut served = vec![serve_until_stopped(0, workers, core, taps, signals)];
+        if others.iter().any(Result::is_err) {
+            // Ports nobody reads would be a data path that half works:
+            // stop at once and report the failed spawn.
+            signals.stop();
+        }
+        let mut served = vec![serve_one(0)];
         for h in others {
             served.push(match h {
                 Ok(h) => h
@@ -487,19 +500,6 @@ impl IoStats {
             }
         }
     }
-}
-
-/// [`serve`], and a worker that ends (on an error) stops the others with it.
-fn serve_until_stopped(
-    worker: usize,
-    workers: usize,
-    core: &Mutex<Core>,
-    taps: &[Tap],
-    signals: &Signals,
-) -> io::Result<IoStats> {
-    let served = serve(worker, workers, core, taps, signals);
-    signals.stop();
-    served
 }
 
 /// Worker `worker` of `workers`: polls its ports, reads a batch from each
