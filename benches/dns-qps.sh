@@ -10,6 +10,11 @@
 #   REPEAT=5 SECONDS_EACH=10 benches/dns-qps.sh
 #   DNSPERF_ARGS="-c 10 -q 500" benches/dns-qps.sh   # DNSPERF_ARGS="": dnsperf defaults
 #
+# Below 16 outstanding queries (-q 10, say) dnsperf itself can stall up to
+# 100 ms at a time, whatever the server (a race between its sending and
+# receiving threads; the README's embedded DNS section quotes its source),
+# so that mode's figures move from day to day.
+#
 # Needs root, dnsperf (apt-get install dnsperf) and a release build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
