@@ -2,6 +2,8 @@
 //! counterpart of [`super::vxlan::segment_tcp4`]: where a frame must leave
 //! on a port that cannot take GSO (a foreign VTEP behind a TAP without
 //! UDP-tunnel GSO), it is cut into MSS-sized segments with full checksums.
+//! Both families cut with [`cut_tcp`]; what differs is the IP header each
+//! segment gets and the pseudo-header its checksum covers.
 
 use super::packet::{Packet, VnetHdr};
 use crate::wire::ethernet::{self, EtherType, HEADER_LEN as ETH_HDR_LEN};
@@ -43,15 +45,43 @@ pub fn segment_tcp6(pkt: &Packet) -> Vec<Packet> {
         return vec![Packet::from_frame(VnetHdr::default(), f)];
     }
     let ip = ipv6::Packet::new_unchecked(&f[ETH_HDR_LEN..]);
-    let t0 = tcp::Packet::new_unchecked(&f[l4..]);
     // The payload the IPv6 header claims (the frame may carry padding).
     let plen = usize::from(ip.payload_len());
     let end = (l4 + plen).clamp(hlen, f.len());
     let payload = &f[hlen..end];
-    let mss = usize::from(h.gso_size);
+    let (src, dst) = (ip.src(), ip.dst());
+    cut_tcp(
+        f,
+        l4,
+        payload,
+        usize::from(h.gso_size),
+        |b, _, n| {
+            ipv6::Packet::new_unchecked(&mut b[ETH_HDR_LEN..]).set_payload_len((thl + n) as u16)
+        },
+        |seg| l4_checksum6(src, dst, IPPROTO_TCP, seg),
+    )
+}
+
+/// Cuts the TCP `payload` of the super-frame `f` (TCP header at `l4`, its
+/// payload right after) into segments of at most `mss` bytes. Each gets
+/// `f`'s headers, its chunk, its own sequence number and flags (FIN/PSH
+/// only on the last, CWR only on the first) and a full TCP checksum from
+/// `csum` (given the segment from its TCP header on, checksum zero);
+/// `fix_ip(frame, index, chunk_len)` sets the IP header's lengths (and
+/// whatever else the family numbers per segment). An empty payload gives
+/// one segment.
+pub(super) fn cut_tcp(
+    f: &[u8],
+    l4: usize,
+    payload: &[u8],
+    mss: usize,
+    mut fix_ip: impl FnMut(&mut [u8], usize, usize),
+    csum: impl Fn(&[u8]) -> u16,
+) -> Vec<Packet> {
+    let t0 = tcp::Packet::new_unchecked(&f[l4..]);
+    let hlen = l4 + t0.header_len();
     let seq0 = t0.seq_number();
     let flags0 = t0.flags();
-    let (src, dst) = (ip.src(), ip.dst());
     let chunks: Vec<&[u8]> = if payload.is_empty() {
         vec![payload]
     } else {
@@ -65,7 +95,7 @@ pub fn segment_tcp6(pkt: &Packet) -> Vec<Packet> {
         let b = s.frame_mut();
         b[..hlen].copy_from_slice(&f[..hlen]);
         b[hlen..].copy_from_slice(c);
-        ipv6::Packet::new_unchecked(&mut b[ETH_HDR_LEN..]).set_payload_len((thl + c.len()) as u16);
+        fix_ip(b, i, c.len());
         let mut t = tcp::Packet::new_unchecked(&mut b[l4..]);
         t.set_seq_number(seq0.wrapping_add(off));
         let mut fl = flags0;
@@ -77,7 +107,7 @@ pub fn segment_tcp6(pkt: &Packet) -> Vec<Packet> {
         }
         t.set_flags(fl);
         t.set_checksum(0);
-        let ck = l4_checksum6(src, dst, IPPROTO_TCP, t.into_inner());
+        let ck = csum(t.into_inner());
         tcp::Packet::new_unchecked(&mut b[l4..]).set_checksum(ck);
         off = off.wrapping_add(c.len() as u32);
         out.push(s);

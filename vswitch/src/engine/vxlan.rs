@@ -381,45 +381,21 @@ pub fn segment_tcp4(pkt: &Packet) -> Vec<Packet> {
         return vec![Packet::from_frame(VnetHdr::default(), f)];
     }
     let payload = &f[hlen..];
-    let mss = usize::from(h.gso_size);
-    let seq0 = t0.seq_number();
     let id0 = ip.ident();
-    let flags0 = t0.flags();
     let (src, dst) = (ip.src(), ip.dst());
-    let chunks: Vec<&[u8]> = if payload.is_empty() {
-        vec![payload]
-    } else {
-        payload.chunks(mss).collect()
-    };
-    let last = chunks.len() - 1;
-    let mut out = Vec::with_capacity(chunks.len());
-    let mut off = 0u32;
-    for (i, c) in chunks.iter().enumerate() {
-        let mut s = Packet::zeroed(VnetHdr::default(), hlen + c.len());
-        let b = s.frame_mut();
-        b[..hlen].copy_from_slice(&f[..hlen]);
-        b[hlen..].copy_from_slice(c);
-        let mut iph = ipv4::Packet::new_unchecked(&mut b[ETH_HDR_LEN..l4]);
-        iph.set_total_len((ihl + thl + c.len()) as u16);
-        iph.set_ident(id0.wrapping_add(i as u16));
-        iph.fill_checksum();
-        let mut t = tcp::Packet::new_unchecked(&mut b[l4..]);
-        t.set_seq_number(seq0.wrapping_add(off));
-        let mut fl = flags0;
-        if i != last {
-            fl &= !(tcp::flags::FIN | tcp::flags::PSH);
-        }
-        if i != 0 {
-            fl &= !tcp::flags::CWR;
-        }
-        t.set_flags(fl);
-        t.set_checksum(0);
-        let ck = l4_checksum(src, dst, IPPROTO_TCP, t.into_inner());
-        tcp::Packet::new_unchecked(&mut b[l4..]).set_checksum(ck);
-        off = off.wrapping_add(c.len() as u32);
-        out.push(s);
-    }
-    out
+    super::gso6::cut_tcp(
+        f,
+        l4,
+        payload,
+        usize::from(h.gso_size),
+        |b, i, n| {
+            let mut iph = ipv4::Packet::new_unchecked(&mut b[ETH_HDR_LEN..l4]);
+            iph.set_total_len((ihl + thl + n) as u16);
+            iph.set_ident(id0.wrapping_add(i as u16));
+            iph.fill_checksum();
+        },
+        |seg| l4_checksum(src, dst, IPPROTO_TCP, seg),
+    )
 }
 
 /// TCP/UDP checksum over the IPv4 pseudo-header and `seg` (whose checksum
