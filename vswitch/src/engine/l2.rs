@@ -13,6 +13,8 @@
 //! Every port a frame can go to is a member of the ingress port's domain,
 //! so frames never cross domains (BR-12).
 
+use std::time::Instant;
+
 use tracing::trace;
 
 use super::fdb::{Fdb, Learned, mac_key};
@@ -45,6 +47,8 @@ pub(crate) struct Domain {
     /// Member ports with their roles, in port order (the flood order).
     pub(crate) members: Vec<(PortId, PortRole)>,
     pub(crate) fdb: Fdb,
+    /// The last MAC that moved to another port, until the engine takes it.
+    pub(crate) moved: Option<u64>,
 }
 
 impl Domain {
@@ -57,6 +61,7 @@ impl Domain {
             icc,
             members: Vec::new(),
             fdb,
+            moved: None,
         }
     }
 
@@ -131,29 +136,52 @@ pub(crate) fn admit(d: &mut Domain, metrics: &mut Metrics, cx: &mut FrameCx<'_>)
 
     // 2. Learn (the gateway MAC is static: never learned).
     if src_key != d.gw_key {
-        let (learned, expired) = d.fdb.learn(src_key, ingress, now);
+        let learned = learn(d, metrics, src_key, ingress, now);
         metrics.note(|| TraceEvent::Admit {
             domain: d.id,
             learned: matches!(learned, Learned::New | Learned::Moved),
         });
-        if learned != Learned::Refreshed {
-            let c = metrics.fdb_mut(d.id);
-            c.expired += expired as u64;
-            match learned {
-                Learned::New => c.learned += 1,
-                Learned::Moved => c.moved += 1,
-                Learned::Full => c.full += 1,
-                Learned::Refreshed => {}
-            }
-        }
     }
     true
 }
 
-/// Step 3 for a frame that [`admit`] let in: where it goes. `ports` is the
-/// engine's port table (for egress roles).
+/// Learns MAC `key` on `port` at `now`, counting what changed. A MAC that
+/// moved is kept in [`Domain::moved`] for the engine to read.
 #[inline]
-pub(crate) fn switch(d: &mut Domain, ports: &[Port], metrics: &mut Metrics, cx: &mut FrameCx<'_>) {
+pub(crate) fn learn(
+    d: &mut Domain,
+    metrics: &mut Metrics,
+    key: u64,
+    port: PortId,
+    now: Instant,
+) -> Learned {
+    let (learned, expired) = d.fdb.learn(key, port, now);
+    if learned != Learned::Refreshed {
+        let c = metrics.fdb_mut(d.id);
+        c.expired += expired as u64;
+        match learned {
+            Learned::New => c.learned += 1,
+            Learned::Moved => {
+                c.moved += 1;
+                d.moved = Some(key);
+            }
+            Learned::Full => c.full += 1,
+            Learned::Refreshed => {}
+        }
+    }
+    learned
+}
+
+/// Step 3 for a frame that [`admit`] let in: where it goes. `ports` is the
+/// engine's port table (for egress roles). Returns the port when the frame
+/// went to the one port its destination was learned on.
+#[inline]
+pub(crate) fn switch(
+    d: &mut Domain,
+    ports: &[Port],
+    metrics: &mut Metrics,
+    cx: &mut FrameCx<'_>,
+) -> Option<PortId> {
     let (now, ingress, role) = (cx.now, cx.ingress, cx.port.role);
     let (pkt, out) = (&*cx.pkt, &mut *cx.out);
     let frame = pkt.frame();
@@ -165,7 +193,8 @@ pub(crate) fn switch(d: &mut Domain, ports: &[Port], metrics: &mut Metrics, cx: 
     let dst_key = mac_key(&eth.dst());
     if dst_key == d.gw_key {
         metrics.note(|| TraceEvent::Gateway { domain: d.id });
-        return to_gateway(d, metrics, ingress, role, pkt, out);
+        to_gateway(d, metrics, ingress, role, pkt, out);
+        return None;
     }
     if !eth.dst_is_multicast() {
         let (found, expired) = d.fdb.lookup(dst_key, now);
@@ -178,12 +207,15 @@ pub(crate) fn switch(d: &mut Domain, ports: &[Port], metrics: &mut Metrics, cx: 
                 port: to,
             });
             if to == ingress {
-                return drop_frame(metrics, ingress, DropReason::SamePort, out);
+                drop_frame(metrics, ingress, DropReason::SamePort, out);
+                return None;
             }
             if d.icc_blocks(role, ports[usize::from(to.0)].role) {
-                return drop_frame(metrics, ingress, DropReason::IccDisabled, out);
+                drop_frame(metrics, ingress, DropReason::IccDisabled, out);
+                return None;
             }
-            return forward(metrics, to, len, out);
+            forward(metrics, to, len, out);
+            return Some(to);
         }
     } else if (et == EtherType::ARP || et == EtherType::IPV6)
         && role == PortRole::Container
@@ -195,10 +227,12 @@ pub(crate) fn switch(d: &mut Domain, ports: &[Port], metrics: &mut Metrics, cx: 
         }
     {
         // A container resolving the gateway: answered here, not flooded.
-        return emit(metrics, ingress, reply, out);
+        emit(metrics, ingress, reply, out);
+        return None;
     }
     metrics.note(|| TraceEvent::Flood { domain: d.id });
     flood(d, metrics, ingress, role, len, out);
+    None
 }
 
 /// A frame for the gateway MAC: ICMP echo and ARP for the gateway address

@@ -72,6 +72,7 @@ pub mod metrics;
 mod nat;
 mod nd;
 mod neigh;
+pub mod offload;
 pub mod packet;
 pub mod pipeline;
 mod pmtu;
@@ -98,6 +99,8 @@ mod tests_l3;
 #[cfg(test)]
 mod tests_nat;
 #[cfg(test)]
+mod tests_offload;
+#[cfg(test)]
 mod tests_route6;
 #[cfg(test)]
 mod tests_vlan;
@@ -117,6 +120,7 @@ pub use flow::Tuple;
 use l2::{Domain, Port};
 pub use l3config::{L3Config, MachineConfig, NetworkConfig, PublishConfig};
 pub use metrics::{DropCounts, DropReason, FdbCounters, Metrics, PortCounters};
+pub use offload::OffloadEvent;
 pub use packet::{Packet, VnetHdr};
 pub use service::{Backend, MeshConfig, SandboxConfig, ServiceConfig, ServiceStats, VipConfig};
 pub use vlan::{Attachment, Siblings, VlanConfig, VlanMode, VlanPort};
@@ -315,6 +319,8 @@ pub struct Engine {
     faults: fault::FaultStage,
     /// The uplink whose fault the frame being handled already crossed.
     past_uplink: Option<PortId>,
+    /// What the engine offers a kernel fast path ([`offload`]).
+    offload: offload::Offload,
 }
 
 impl Engine {
@@ -427,6 +433,7 @@ impl Engine {
             services: None,
             faults: fault::FaultStage::new(0),
             past_uplink: None,
+            offload: offload::Offload::default(),
         })
     }
 
@@ -459,6 +466,9 @@ impl Engine {
             r.set_uplink_mtu(port, fault.and_then(|f| f.mtu));
         }
         self.faults.set(port, fault);
+        if self.offload.on && fault.is_some() {
+            self.offload.events.push(OffloadEvent::ForgetAll);
+        }
     }
 
     /// Seeds the fault stage's random choices (before any fault is set).

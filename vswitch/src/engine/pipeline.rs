@@ -307,7 +307,11 @@ impl Engine {
             Stage::Vlan => self.vlan_stage(cx),
             Stage::Admit => {
                 let d = &mut self.domains[usize::from(cx.port.domain.0)];
-                Next::from(!l2::admit(d, &mut self.metrics, cx))
+                let admitted = l2::admit(d, &mut self.metrics, cx);
+                if d.moved.is_some() {
+                    self.take_moved(cx.port.domain);
+                }
+                Next::from(!admitted)
             }
             Stage::ServiceIn => Next::from(self.services.is_some() && self.service_pre(cx)),
             Stage::OverlayIn => Next::from(
@@ -327,7 +331,13 @@ impl Engine {
                 if self.overlay.is_some() {
                     cx.switched = Some(cx.out.len());
                 }
-                l2::switch(d, &self.ports, &mut self.metrics, cx);
+                let unicast = l2::switch(d, &self.ports, &mut self.metrics, cx);
+                if let Some(to) = unicast
+                    && self.offload.on
+                    && cx.out.len() == cx.start + 1
+                {
+                    self.offer_flow(cx.ingress, to, cx.pkt.frame());
+                }
                 Next::Continue
             }
             Stage::OverlayOut => {

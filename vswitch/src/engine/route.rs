@@ -226,6 +226,15 @@ impl Router {
         self.lan_ports.retain(|&p| keep(p));
     }
 
+    /// True when frames a container on `port` sends on L2 may be rewritten
+    /// here (hairpin replies, see `hairpin_reply_on_l2`).
+    pub(crate) fn rewrites_on_l2(&self, port: PortId) -> bool {
+        match self.tags.get(usize::from(port.0)) {
+            Some(Tag::Container(n)) => self.nets[usize::from(*n)].l2_hairpin,
+            _ => false,
+        }
+    }
+
     /// Takes the frame when it is the router's; false leaves it to L2 (the
     /// router may have rewritten it, e.g. a remapped host-stack port, or
     /// appended emits of packets an ARP packet released).

@@ -1,0 +1,158 @@
+//! Which forwarding decisions a kernel fast path may take over.
+//!
+//! With offload on ([`Engine::set_offload`]), the engine offers the IO
+//! layer every decision that the same two MACs on the same ingress port
+//! will get again, for as long as nothing the engine learns changes it:
+//! a plain L2 forward between two containers of a bridge network, the
+//! destination learned on the egress port. The IO layer installs it in the
+//! kernel (`backend::userspace::offload`: a tc program that redirects such
+//! frames from one container's veth to the other's) and the frames of
+//! that pair of MACs stop coming to the engine.
+//!
+//! What makes a decision stale is announced as well, in order with the
+//! offers: a MAC that moved to another port (its entries go, both
+//! directions), and any change of faults (every entry goes, and nothing is
+//! offered while a fault is in force: a faulted link must see each frame).
+//! What could make a frame of the pair decide differently is never
+//! offered: frames other than IPv4 and non-ICMPv6 IPv6 (ARP and neighbour
+//! discovery feed the routers' tables; the tc program sends every other
+//! frame to the engine too), networks whose router rewrites on L2
+//! (hairpin NAT without the userland proxy), the 802.1Q-aware `lan`,
+//! engines with services or overlays, and anything routed.
+//!
+//! Frames the fast path carries still refresh what the engine learned:
+//! the IO layer reads the fast path's per-flow counters as often as it
+//! ages the tables and reports each flow that moved frames
+//! ([`Engine::offload_seen`]), so a MAC heard only through the fast path
+//! is not forgotten and flooded to, as the kernel bridge's FDB is
+//! refreshed by every frame.
+
+use super::fdb::mac_key;
+use super::{Engine, PortId, PortRole};
+use crate::wire::MacAddr;
+use crate::wire::ethernet::EtherType;
+
+/// What the IO layer's fast path must learn, in the order the engine
+/// decided it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum OffloadEvent {
+    /// Frames from `src` to `dst` entering on `ingress` go out of `egress`,
+    /// unchanged.
+    Flow {
+        /// The port they come in on.
+        ingress: PortId,
+        /// The port they leave by.
+        egress: PortId,
+        /// Their source MAC.
+        src: MacAddr,
+        /// Their destination MAC.
+        dst: MacAddr,
+    },
+    /// Every flow to or from this MAC is stale (it moved).
+    ForgetMac(MacAddr),
+    /// Every flow is stale (the faults changed).
+    ForgetAll,
+}
+
+/// The engine's side of offload: on or off, and what it has decided since
+/// the IO layer last asked.
+#[derive(Debug, Default)]
+pub(crate) struct Offload {
+    pub(crate) on: bool,
+    pub(crate) events: Vec<OffloadEvent>,
+}
+
+/// IPv6's next header for ICMPv6.
+const ICMPV6: u8 = 58;
+
+/// True for a frame the tc program may take: IPv4, or IPv6 whose next
+/// header is not ICMPv6 (the tc program checks the same two fields).
+pub(crate) fn offloadable_frame(frame: &[u8]) -> bool {
+    match frame.get(12..14).map(|b| u16::from_be_bytes([b[0], b[1]])) {
+        Some(EtherType::IPV4) => true,
+        Some(EtherType::IPV6) => frame.get(20).is_some_and(|&nh| nh != ICMPV6),
+        _ => false,
+    }
+}
+
+impl Engine {
+    /// Turns offers of offloadable decisions on or off
+    /// ([`Engine::take_offload_events`]). Off (the default), the engine
+    /// records nothing.
+    pub fn set_offload(&mut self, on: bool) {
+        self.offload.on = on;
+        self.offload.events.clear();
+    }
+
+    /// What the engine decided for the fast path since the last call.
+    pub fn take_offload_events(&mut self) -> Vec<OffloadEvent> {
+        std::mem::take(&mut self.offload.events)
+    }
+
+    /// True when offload is on and something waits for the IO layer.
+    #[inline]
+    pub fn has_offload_events(&self) -> bool {
+        !self.offload.events.is_empty()
+    }
+
+    /// After the switch stage sent the frame from `ingress` to the learned
+    /// port `egress` alone: offers the decision when it is one the fast
+    /// path may repeat (see the module's documentation).
+    pub(crate) fn offer_flow(&mut self, ingress: PortId, egress: PortId, frame: &[u8]) {
+        let (Some(from), Some(to)) = (
+            self.ports.get(usize::from(ingress.0)),
+            self.ports.get(usize::from(egress.0)),
+        ) else {
+            return;
+        };
+        if from.role != PortRole::Container
+            || to.role != PortRole::Container
+            || self.faults.active()
+            || self.services.is_some()
+            || self.overlay.is_some()
+            || self
+                .vlan
+                .as_deref()
+                .is_some_and(|v| v.domain == from.domain)
+            || self
+                .router
+                .as_deref()
+                .is_some_and(|r| r.rewrites_on_l2(ingress))
+            || !offloadable_frame(frame)
+        {
+            return;
+        }
+        let mac = |b: &[u8]| MacAddr([b[0], b[1], b[2], b[3], b[4], b[5]]);
+        self.offload.events.push(OffloadEvent::Flow {
+            ingress,
+            egress,
+            dst: mac(&frame[0..6]),
+            src: mac(&frame[6..12]),
+        });
+    }
+
+    /// The fast path carried frames from `src` in on `ingress` (a flow the
+    /// engine offered) by `now`: learns `src` there again, as if the engine
+    /// had seen them.
+    pub fn offload_seen(&mut self, ingress: PortId, src: MacAddr, now: std::time::Instant) {
+        let Some(port) = self.ports.get(usize::from(ingress.0)) else {
+            return;
+        };
+        let d = &mut self.domains[usize::from(port.domain.0)];
+        super::l2::learn(d, &mut self.metrics, mac_key(&src.0), ingress, now);
+        self.take_moved(port.domain);
+    }
+
+    /// Announces the MAC that last moved in `domain`, if one did.
+    #[inline]
+    pub(crate) fn take_moved(&mut self, domain: super::DomainId) {
+        let d = &mut self.domains[usize::from(domain.0)];
+        if let Some(key) = d.moved.take()
+            && self.offload.on
+        {
+            let b = key.to_be_bytes();
+            let mac = MacAddr([b[2], b[3], b[4], b[5], b[6], b[7]]);
+            self.offload.events.push(OffloadEvent::ForgetMac(mac));
+        }
+    }
+}
