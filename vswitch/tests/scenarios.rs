@@ -189,6 +189,53 @@ fn two_engine_workers() -> TestResult {
     Ok(())
 }
 
+/// The kernel fast path of the userspace engine (`backend::userspace::offload`):
+/// between two containers of a bridge network it carries the bulk of a
+/// transfer past the engine (the engine reads a handful of frames, the
+/// fast path the rest); off, it is absent. With faults set by steps on a
+/// link the fast path had been carrying (steps-link-faults: a ping before
+/// the first fault), every fault still holds (loss, a downed link, rate).
+fn offload_fast_path() -> TestResult {
+    let build = |offload| BuildOptions {
+        offload: Some(offload),
+        ..BuildOptions::default()
+    };
+    let offload_of = |stem: &str, on: bool| -> Result<(serde_json::Value, u64), Failed> {
+        let path = root_dir().join(format!("scenarios/{stem}.toml"));
+        let plan = scenario::load_file(&path).map_err(|e| format!("{stem}: {e}"))?;
+        let run = run_with(&path, &plan, BackendKind::Userspace, build(on))
+            .map_err(|e| format!("{stem}: {}", e.message().unwrap_or_default()))?;
+        let metrics = &run.report.as_ref().ok_or("no report")?.metrics;
+        let read = metrics["io"]["read"]
+            .as_array()
+            .map_or(0, |a| a.iter().filter_map(|v| v.as_u64()).sum());
+        Ok((metrics["io"]["offload"].clone(), read))
+    };
+    let (fast, read) = offload_of("bridge-throughput", true)?;
+    let (flows, frames) = (fast["flows"].as_u64(), fast["frames"].as_u64());
+    match (flows, frames) {
+        (Some(f), Some(n)) if f >= 2 && n >= 10_000 && read * 100 < n => {}
+        _ => {
+            return Err(format!(
+                "bridge-throughput: fast path {fast}, engine read {read} frames; want ≥ 2 flows carrying ≥ 10000 frames, 100× what the engine read"
+            )
+            .into());
+        }
+    }
+    let (off, _) = offload_of("bridge-throughput", false)?;
+    if !off.is_null() {
+        return Err(format!("offload off, yet the fast path reported {off}").into());
+    }
+    let (faulted, _) = offload_of("steps-link-faults", true)?;
+    if faulted["flows"].as_u64().unwrap_or(0) == 0 {
+        return Err(format!(
+            "steps-link-faults: the fast path carried nothing ({faulted}), so its faults test nothing of it"
+        )
+        .into());
+    }
+    Ok(())
+}
+
 /// Trials for one scenario file: it runs on every backend that can build it,
 /// every check must hold on each, and the backends must observe the same
 /// thing for every non-throughput check. A backend that cannot build it is a
@@ -1743,7 +1790,7 @@ fn main() {
         .collect();
     files.sort();
     let mut trials: Vec<Trial> = files.into_iter().flat_map(scenario_trials).collect();
-    let cli: [NamedTest; 22] = [
+    let cli: [NamedTest; 23] = [
         ("cli::run_option_files", run_option_files),
         (
             "cli::probe_that_cannot_run_is_an_error",
@@ -1765,6 +1812,7 @@ fn main() {
         ("cli::encrypted_refused_exit_3", encrypted_refused_exit_3),
         ("cross::iperf3_through_engine", iperf3_through_engine),
         ("engine::two_workers", two_engine_workers),
+        ("engine::offload", offload_fast_path),
         ("cross::dig_external_dns", dig_external_dns),
         (
             "cleanup::panic_mid_run_leaves_nothing",

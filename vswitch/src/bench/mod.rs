@@ -223,6 +223,10 @@ pub struct BenchReport {
     /// CPUs unless `VSWITCH_ENGINE_THREADS` says; an engine never runs
     /// more than it has ports).
     pub engine_workers: usize,
+    /// Whether the userspace engine hands container-to-container forwarding
+    /// to its kernel fast path (`VSWITCH_OFFLOAD`, see
+    /// `backend::userspace::offload`).
+    pub offload: String,
     /// Rounds.
     pub repeat: u32,
     /// Per scenario.
@@ -385,6 +389,7 @@ pub fn bench(files: &[(std::path::PathBuf, Plan)], opts: &BenchOptions) -> Bench
         generator: opts.generator,
         tap_io: TapWriter::new(1).io(),
         engine_workers: crate::backend::userspace::io::workers(),
+        offload: crate::backend::userspace::offload::Mode::from_env().effective(),
         repeat: opts.repeat,
         scenarios: Vec::new(),
         code: 0,
@@ -450,12 +455,13 @@ pub fn to_text(r: &BenchReport) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "measured with {} ({} rounds, paths alternating; {} CPUs; engine: {} worker(s), TAP writes {}; {}{})",
+        "measured with {} ({} rounds, paths alternating; {} CPUs; engine: {} worker(s), TAP writes {}, offload {}; {}{})",
         r.generator,
         r.repeat,
         r.cpus,
         r.engine_workers,
         r.tap_io.as_str(),
+        r.offload,
         r.date,
         r.commit
             .as_deref()

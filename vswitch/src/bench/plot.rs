@@ -189,6 +189,7 @@ mod tests {
             generator: Generator::Iperf3,
             tap_io: crate::sys::uring::TapIo::IoUring,
             engine_workers: 1,
+            offload: "off".into(),
             repeat: 3,
             scenarios: vec![ScenarioFigures {
                 file: "s.toml".into(),

@@ -320,13 +320,34 @@ impl Netlink {
         prog: BorrowedFd<'_>,
         name: &str,
     ) -> Result<(), NetlinkError> {
+        self.filter_add_bpf(ifindex, prog, name, TcHandle::MIN_EGRESS)
+    }
+
+    /// [`Netlink::filter_add_bpf_egress`] on the ingress hook (`tc filter
+    /// add dev IF ingress bpf da fd PROG`).
+    pub fn filter_add_bpf_ingress(
+        &mut self,
+        ifindex: u32,
+        prog: BorrowedFd<'_>,
+        name: &str,
+    ) -> Result<(), NetlinkError> {
+        self.filter_add_bpf(ifindex, prog, name, TcHandle::MIN_INGRESS)
+    }
+
+    fn filter_add_bpf(
+        &mut self,
+        ifindex: u32,
+        prog: BorrowedFd<'_>,
+        name: &str,
+        hook: u16,
+    ) -> Result<(), NetlinkError> {
         const ETH_P_ALL: u16 = 0x0003;
         const PRIO: u32 = 1;
         let mut msg = TcMessage::default();
         msg.header.index = ifindex as i32;
         msg.header.parent = TcHandle {
             major: TcHandle::CLSACT.major,
-            minor: TcHandle::MIN_EGRESS,
+            minor: hook,
         };
         // TC_H_MAKE(prio << 16, htons(protocol)).
         msg.header.info = (PRIO << 16) | u32::from(ETH_P_ALL.to_be());
@@ -337,10 +358,15 @@ impl Netlink {
             TcOption::Bpf(TcFilterBpfOption::ProgName(name.into())),
             TcOption::Bpf(TcFilterBpfOption::Flags(TcBpfFlags::DirectAction)),
         ]));
+        let what = if hook == TcHandle::MIN_INGRESS {
+            "add bpf ingress filter"
+        } else {
+            "add bpf egress filter"
+        };
         self.ack(
             RouteNetlinkMessage::NewTrafficFilter(msg),
             NLM_F_CREATE | NLM_F_EXCL,
-            "add bpf egress filter",
+            what,
             &format!("ifindex {ifindex}"),
         )
     }

@@ -25,6 +25,11 @@ pub struct BuildOptions {
     /// Threads the userspace engine serves its ports with; `None` for the
     /// default (`VSWITCH_ENGINE_THREADS`, else one per two CPUs).
     pub engine_workers: Option<usize>,
+    /// Whether the userspace engine hands plain container-to-container
+    /// forwarding to a kernel fast path (`backend::userspace::offload`);
+    /// `None` for the default (`VSWITCH_OFFLOAD`: `off`, `tc`, else on
+    /// where the kernel runs it).
+    pub offload: Option<bool>,
 }
 
 /// A build step that failed.

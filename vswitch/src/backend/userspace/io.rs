@@ -39,6 +39,8 @@ use crate::scenario::plan::LinkFault;
 use crate::sys::tap::Tap;
 use crate::sys::uring::TapWriter;
 
+use super::offload::FastPath;
+
 /// Frames read from one port before the loop moves to the next ready port.
 const BATCH: usize = 64;
 /// A batch of at least this many frames yields the CPU once written.
@@ -79,6 +81,19 @@ pub struct IoStats {
     pub read_errors: Vec<u64>,
     /// Frames read per worker thread (how many served the ports).
     pub worker_reads: Vec<u64>,
+    /// Flows the kernel fast path was given, and frames it carried
+    /// ([`super::offload`]; absent without it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub offload: Option<OffloadStats>,
+}
+
+/// What the kernel fast path did.
+#[derive(Clone, Copy, Debug, Default, serde::Serialize)]
+pub struct OffloadStats {
+    /// Flows installed.
+    pub flows: u64,
+    /// Frames they carried past the engine.
+    pub frames: u64,
 }
 
 /// How the loop's owner reaches its workers.
@@ -133,7 +148,14 @@ impl EngineLoop {
     /// [`crate::backend::World`] does with all of its own.
     /// `workers` threads serve the ports (at least one, at most
     /// [`MAX_WORKERS`] and one per port).
-    pub fn spawn(engine: Engine, ports: Vec<PortIo>, workers: usize) -> io::Result<EngineLoop> {
+    /// With `fast`, the engine's offers go to that kernel fast path.
+    pub fn spawn(
+        mut engine: Engine,
+        ports: Vec<PortIo>,
+        workers: usize,
+        fast: Option<FastPath>,
+    ) -> io::Result<EngineLoop> {
+        engine.set_offload(fast.is_some());
         let signals = Arc::new(Signals::new()?);
         let (tx, rx) = mpsc::channel();
         let release = Arc::new(AtomicBool::new(true));
@@ -144,7 +166,7 @@ impl EngineLoop {
             .name("engine".into())
             .spawn(move || {
                 let _span = span.entered();
-                run(engine, ports, workers, &sig, rx, &r)
+                run(engine, ports, workers, fast, &sig, rx, &r)
             })?;
         Ok(EngineLoop {
             signals,
@@ -219,6 +241,7 @@ fn capture(pcaps: &mut [Option<PcapWriter>], port: usize, pkt: &Packet) {
 struct Core {
     engine: Engine,
     pcaps: Vec<Option<PcapWriter>>,
+    fast: Option<FastPath>,
     control: mpsc::Receiver<Control>,
     next_expire: Instant,
 }
@@ -230,13 +253,28 @@ impl Core {
             for (p, f) in list {
                 self.engine.set_fault(p, f);
             }
+            self.offload();
             let _ = ack.send(());
         }
     }
 
-    /// Ages out learned MACs and flows when it is time.
+    /// Hands the engine's offers and retractions to the fast path.
+    #[inline]
+    fn offload(&mut self) {
+        if let Some(f) = self.fast.as_mut()
+            && self.engine.has_offload_events()
+        {
+            f.apply(self.engine.take_offload_events());
+        }
+    }
+
+    /// Ages out learned MACs and flows when it is time (after what the
+    /// fast path carried since the last time refreshed its MACs).
     fn expire_due(&mut self, now: Instant) {
         if now >= self.next_expire {
+            if let Some(f) = self.fast.as_mut() {
+                f.poll(&mut self.engine, now);
+            }
             self.engine.expire(now);
             self.next_expire = now + EXPIRE_EVERY;
         }
@@ -404,6 +442,7 @@ fn run(
     engine: Engine,
     ports: Vec<PortIo>,
     workers: usize,
+    fast: Option<FastPath>,
     signals: &Signals,
     control: mpsc::Receiver<Control>,
     release: &AtomicBool,
@@ -414,6 +453,7 @@ fn run(
     let core = Mutex::new(Core {
         engine,
         pcaps,
+        fast,
         control,
         next_expire: Instant::now() + EXPIRE_EVERY,
     });
@@ -454,8 +494,18 @@ fn run(
         served
     });
     let Core {
-        engine, mut pcaps, ..
+        mut engine,
+        mut pcaps,
+        fast,
+        ..
     } = core.into_inner().unwrap_or_else(|p| p.into_inner());
+    let offload = fast.map(|mut f| {
+        f.poll(&mut engine, Instant::now());
+        OffloadStats {
+            flows: f.flows,
+            frames: f.frames,
+        }
+    });
     let mut flushed = Ok(());
     for w in pcaps.iter_mut().flatten() {
         flushed = flushed.and(w.flush());
@@ -475,6 +525,7 @@ fn run(
         stats.add(&s);
         stats.worker_reads.push(s.read.iter().sum());
     }
+    stats.offload = offload;
     flushed?;
     Ok((engine, stats))
 }
@@ -486,6 +537,7 @@ impl IoStats {
             write_errors: vec![0; n],
             read_errors: vec![0; n],
             worker_reads: Vec::new(),
+            offload: None,
         }
     }
 
@@ -588,6 +640,7 @@ fn serve(
                     }
                     batch.queue(pcaps, Slot::Read(slot), &mut actions);
                 }
+                guard.offload();
             }
             batch.flush(taps, &mut stats);
             if read >= YIELD_AFTER {

@@ -24,6 +24,7 @@
 //! rest of them.
 
 pub mod io;
+pub mod offload;
 pub mod proxy;
 
 use crate::backend::common::{BuildError, BuildOptions, Namespaces};
@@ -37,8 +38,17 @@ use crate::sys::tap::{Tap, TapOptions};
 use io::{EngineLoop, PortIo};
 use proxy::Proxy;
 
-fn create_tap(spec: IfaceSpec) -> Result<Tap, Box<dyn std::error::Error + Send + Sync>> {
+type DynError = Box<dyn std::error::Error + Send + Sync>;
+
+fn create_tap(spec: IfaceSpec) -> Result<Tap, DynError> {
     let tap = Tap::create(&spec.name, TapOptions::default())?;
+    configure_iface(&spec)?;
+    Ok(tap)
+}
+
+/// Gives the interface `spec` names (in the calling thread's namespace)
+/// its MAC, MTU, addresses and routes, and brings it up.
+fn configure_iface(spec: &IfaceSpec) -> Result<(), DynError> {
     let mut nl = Netlink::new()?;
     nl.link_set_mac(&spec.name, spec.mac.0)?;
     nl.link_set_mtu(&spec.name, u32::from(spec.mtu))?;
@@ -52,7 +62,39 @@ fn create_tap(spec: IfaceSpec) -> Result<Tap, Box<dyn std::error::Error + Send +
     for (dst, via) in &spec.routes {
         nl.route_add(*dst, *via, Some(&spec.name))?;
     }
-    Ok(tap)
+    Ok(())
+}
+
+/// The fast path's port `port` ([`offload`]), made from its machine's
+/// namespace (the calling thread's): the veth pair (the container's end,
+/// `spec.name`, born in `container`), the engine's TAP beside the other
+/// end, and the program on both, wired while they are down. Returns the
+/// TAP and the veth end's ifindex.
+fn create_fast_port(
+    port: usize,
+    spec: &IfaceSpec,
+    container: &crate::netns::NetNs,
+    path: &offload::MachinePath,
+) -> Result<(Tap, u32), DynError> {
+    use std::os::fd::AsFd;
+    let (host, tap_name) = (host_end(port), format!("vt{port}"));
+    let mut nl = Netlink::new()?;
+    nl.link_add_veth_peer_in(&host, &spec.name, container.as_fd())?;
+    let tap = Tap::create(&tap_name, TapOptions::default())?;
+    for name in [&host, &tap_name] {
+        // Nothing of the machine's own may reach the container this way.
+        let key = format!("net.ipv6.conf.{name}.disable_ipv6");
+        if std::path::Path::new(&format!("/proc/sys/{}", key.replace('.', "/"))).exists() {
+            crate::sys::sysctl::sysctl_set(&key, "1")?;
+        }
+        nl.link_set_mtu(name, u32::from(spec.mtu))?;
+    }
+    let (h, t) = (nl.link_index(&host)?, nl.link_index(&tap_name)?);
+    path.attach(&mut nl, h, t)?;
+    for name in [&host, &tap_name] {
+        nl.link_set_up(name)?;
+    }
+    Ok((tap, h))
 }
 
 /// Turns IPv6 on for one interface of a namespace that has it off (see
@@ -81,6 +123,9 @@ pub struct Dataplane {
     /// The domain of each port (`lan` is domain 0).
     port_domains: Vec<DomainId>,
     proxies: Vec<Proxy>,
+    /// The fast path's veths ([`offload`]): each machine namespace with the
+    /// host ends there, removed when a step rebuilds the data path.
+    veths: Vec<(crate::netns::NetNs, Vec<String>)>,
 }
 
 impl Dataplane {
@@ -127,17 +172,41 @@ impl Dataplane {
                 None => None,
             });
         }
-        let ports = create_taps(world, setup.pending, pcaps)?;
+        let mode = opts
+            .offload
+            .map_or_else(offload::Mode::from_env, offload::Mode::from);
+        let mut fast_ports = if mode == offload::Mode::Off {
+            vec![None; setup.pending.len()]
+        } else {
+            fast_ports(plan, &setup, &pcaps)
+        };
+        let machines = match offload::machine_paths(&fast_ports) {
+            Ok(m) => m,
+            Err(e) if mode == offload::Mode::Auto => {
+                tracing::info!("forwarding offload off: {e}");
+                fast_ports.fill(None);
+                Vec::new()
+            }
+            Err(source) => {
+                return Err(BuildError {
+                    step: "forwarding offload (VSWITCH_OFFLOAD=tc)".into(),
+                    source,
+                });
+            }
+        };
+        let (ports, fast) = create_ports(world, setup.pending, pcaps, &fast_ports, machines)?;
+        let veths = fast_veths(world, &fast_ports)?;
         // A mixed run's kernel machines are the kernel backend's, built
         // next by `World::build`.
         let workers = opts.engine_workers.unwrap_or_else(io::workers);
-        let engine =
-            EngineLoop::spawn(engine, ports, workers).map_err(BuildError::at("engine thread"))?;
+        let engine = EngineLoop::spawn(engine, ports, workers, fast)
+            .map_err(BuildError::at("engine thread"))?;
         let mut dp = Dataplane {
             engine: Some(engine),
             port_names: setup.port_names,
             port_domains: setup.port_domains,
             proxies: Vec::new(),
+            veths,
         };
         for (m, maps) in setup.proxy_maps.iter().enumerate() {
             if maps.is_empty() {
@@ -213,6 +282,19 @@ impl Dataplane {
         } else {
             engine.stop_closing()
         };
+        if !release {
+            // The veths stay with their namespaces otherwise; a step
+            // builds them again.
+            for (ns, names) in self.veths.drain(..) {
+                let _ = ns.run(move || -> Result<(), DynError> {
+                    let mut nl = Netlink::new()?;
+                    for n in names {
+                        nl.link_del(&n)?;
+                    }
+                    Ok(())
+                });
+            }
+        }
         match stopped {
             Ok((mut engine, io)) => {
                 let metrics = serde_json::json!({
@@ -230,30 +312,139 @@ impl Dataplane {
     }
 }
 
-/// Creates and configures every TAP in its namespace. Independent of one
-/// another and mostly waiting on RTNL, so on parallel threads.
-fn create_taps(
+/// The machine of each port the kernel fast path may serve: a container's
+/// port on a bridge network, not captured, in a world without services or
+/// overlays (whose frames the engine must see; see
+/// [`crate::engine::offload`]).
+fn fast_ports(
+    plan: &Plan,
+    setup: &crate::backend::hosted::Setup,
+    pcaps: &[Option<PcapWriter>],
+) -> Vec<Option<usize>> {
+    use crate::engine::PortRole;
+    use crate::scenario::plan::Driver;
+    let whole_world = setup.services.is_none() && setup.cfg.overlay.is_empty();
+    let bridge = |d: DomainId| {
+        d != DomainId(0)
+            && setup.cfg.domains.get(usize::from(d.0)).is_some_and(|dc| {
+                plan.networks
+                    .iter()
+                    .any(|n| n.name == dc.name && n.driver == Driver::Bridge)
+            })
+    };
+    setup
+        .pending
+        .iter()
+        .enumerate()
+        .map(|(i, (node, _, _))| match node {
+            Node::Container(c)
+                if whole_world
+                    && pcaps[i].is_none()
+                    && setup.cfg.ports[i].role == PortRole::Container
+                    && bridge(setup.port_domains[i]) =>
+            {
+                Some(plan.containers[*c].machine)
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// The host-end veth names of the fast ports, by machine namespace.
+fn fast_veths(
+    world: &Namespaces,
+    fast: &[Option<usize>],
+) -> Result<Vec<(crate::netns::NetNs, Vec<String>)>, BuildError> {
+    let mut by_machine: std::collections::BTreeMap<usize, Vec<String>> = Default::default();
+    for (port, m) in fast.iter().enumerate() {
+        if let Some(m) = m {
+            by_machine.entry(*m).or_default().push(host_end(port));
+        }
+    }
+    by_machine
+        .into_iter()
+        .map(|(m, names)| {
+            let ns = world
+                .ns(Node::Machine(m))
+                .try_clone()
+                .map_err(BuildError::at(format!("machine {m} namespace")))?;
+            Ok((ns, names))
+        })
+        .collect()
+}
+
+/// The name of port `port`'s veth end in its machine's namespace.
+fn host_end(port: usize) -> String {
+    format!("vh{port}")
+}
+
+/// Creates and configures every port's interfaces in their namespaces:
+/// a TAP, or for a port `fast` gives a machine, the fast path's veth and
+/// TAP ([`create_fast_port`]). Independent of one another and mostly
+/// waiting on RTNL, so on parallel threads.
+fn create_ports(
     world: &Namespaces,
     pending: Vec<(Node, String, IfaceSpec)>,
     pcaps: Vec<Option<PcapWriter>>,
-) -> Result<Vec<PortIo>, BuildError> {
+    fast: &[Option<usize>],
+    machines: Vec<Option<offload::MachinePath>>,
+) -> Result<(Vec<PortIo>, Option<offload::FastPath>), BuildError> {
+    let machines: Vec<_> = machines
+        .into_iter()
+        .map(|m| m.map(std::sync::Arc::new))
+        .collect();
     let jobs: Vec<_> = pending
         .into_iter()
-        .map(|(node, name, spec)| (world.ns(node), name, spec))
+        .enumerate()
+        .map(|(i, (node, name, spec))| (i, world.ns(node), fast[i], name, spec))
         .collect();
-    let taps = crate::backend::parallel::map(
+    let machines_ref = &machines;
+    let made = crate::backend::parallel::map(
         jobs,
         crate::backend::parallel::WIDTH,
-        |(ns, port_name, spec)| {
+        |(i, ns, machine, port_name, spec)| {
             let step = format!("interface {port_name}");
-            ns.run(move || create_tap(spec))
+            let fail = |source| BuildError {
+                step: step.clone(),
+                source,
+            };
+            let Some(m) = machine else {
+                let tap = ns
+                    .run(move || create_tap(spec))
+                    .map_err(BuildError::at(step.clone()))?
+                    .map_err(fail)?;
+                return Ok((tap, None));
+            };
+            let path = machines_ref[m].clone().expect("made above");
+            let container = ns.try_clone().map_err(BuildError::at(step.clone()))?;
+            let for_veth = spec.clone();
+            let (tap, host) = world
+                .ns(Node::Machine(m))
+                .run(move || create_fast_port(i, &for_veth, &container, &path))
                 .map_err(BuildError::at(step.clone()))?
-                .map_err(|source| BuildError { step, source })
+                .map_err(fail)?;
+            ns.run(move || configure_iface(&spec))
+                .map_err(BuildError::at(step.clone()))?
+                .map_err(fail)?;
+            Ok((tap, Some((m, host))))
         },
     );
-    let mut ports = Vec::with_capacity(taps.len());
-    for (tap, pcap) in taps.into_iter().zip(pcaps) {
-        ports.push(PortIo { tap: tap?, pcap });
+    let mut ports = Vec::with_capacity(made.len());
+    let mut fast_ports = Vec::with_capacity(made.len());
+    for (r, pcap) in made.into_iter().zip(pcaps) {
+        let (tap, fast) = r?;
+        ports.push(PortIo { tap, pcap });
+        fast_ports.push(fast.map(|(machine, host_ifindex)| offload::FastPort {
+            machine,
+            host_ifindex,
+        }));
     }
-    Ok(ports)
+    if fast_ports.iter().all(Option::is_none) {
+        return Ok((ports, None));
+    }
+    let machines = machines
+        .into_iter()
+        .map(|m| m.and_then(std::sync::Arc::into_inner))
+        .collect();
+    Ok((ports, Some(offload::FastPath::new(machines, fast_ports))))
 }
