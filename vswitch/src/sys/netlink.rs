@@ -87,6 +87,17 @@ impl NetlinkError {
     }
 }
 
+/// What [`Netlink::link_configure`] sets; `None`/`false` leaves it as is.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct LinkSettings {
+    /// Hardware address.
+    pub mac: Option<[u8; 6]>,
+    /// MTU.
+    pub mtu: Option<u32>,
+    /// Bring the link up.
+    pub up: bool,
+}
+
 /// macvlan modes (`MACVLAN_MODE_*`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MacvlanMode {
@@ -224,34 +235,52 @@ impl Netlink {
 
     /// Sets `IFF_UP` on `name`.
     pub fn link_set_up(&mut self, name: &str) -> Result<(), NetlinkError> {
-        let mut msg = self.link_msg(name)?;
-        msg.header.flags = LinkFlags::Up;
-        msg.header.change_mask = LinkFlags::Up;
-        self.ack(RouteNetlinkMessage::SetLink(msg), 0, "set up link", name)
+        self.link_configure(
+            name,
+            LinkSettings {
+                up: true,
+                ..LinkSettings::default()
+            },
+        )
     }
 
     /// Sets the MTU of `name`.
     pub fn link_set_mtu(&mut self, name: &str, mtu: u32) -> Result<(), NetlinkError> {
-        let mut msg = self.link_msg(name)?;
-        msg.attributes.push(LinkAttribute::Mtu(mtu));
-        self.ack(
-            RouteNetlinkMessage::SetLink(msg),
-            0,
-            "set mtu of link",
+        self.link_configure(
             name,
+            LinkSettings {
+                mtu: Some(mtu),
+                ..LinkSettings::default()
+            },
         )
     }
 
     /// Sets the hardware address of `name`.
     pub fn link_set_mac(&mut self, name: &str, mac: [u8; 6]) -> Result<(), NetlinkError> {
-        let mut msg = self.link_msg(name)?;
-        msg.attributes.push(LinkAttribute::Address(mac.to_vec()));
-        self.ack(
-            RouteNetlinkMessage::SetLink(msg),
-            0,
-            "set mac of link",
+        self.link_configure(
             name,
+            LinkSettings {
+                mac: Some(mac),
+                ..LinkSettings::default()
+            },
         )
+    }
+
+    /// Sets what `set` names of link `name` in one request (the kernel
+    /// applies the address and MTU before bringing it up).
+    pub fn link_configure(&mut self, name: &str, set: LinkSettings) -> Result<(), NetlinkError> {
+        let mut msg = self.link_msg(name)?;
+        if let Some(mac) = set.mac {
+            msg.attributes.push(LinkAttribute::Address(mac.to_vec()));
+        }
+        if let Some(mtu) = set.mtu {
+            msg.attributes.push(LinkAttribute::Mtu(mtu));
+        }
+        if set.up {
+            msg.header.flags = LinkFlags::Up;
+            msg.header.change_mask = LinkFlags::Up;
+        }
+        self.ack(RouteNetlinkMessage::SetLink(msg), 0, "configure link", name)
     }
 
     /// Renames `name` to `new_name` (the link must be down).
@@ -386,6 +415,18 @@ impl Netlink {
         peer: &str,
         ns: BorrowedFd<'_>,
     ) -> Result<(), NetlinkError> {
+        self.link_add_veth_peer_in_with(name, peer, ns, None)
+    }
+
+    /// [`Netlink::link_add_veth_peer_in`] with both ends' MTU set at
+    /// birth (`mtu`), saving a request per end.
+    pub fn link_add_veth_peer_in_with(
+        &mut self,
+        name: &str,
+        peer: &str,
+        ns: BorrowedFd<'_>,
+        mtu: Option<u32>,
+    ) -> Result<(), NetlinkError> {
         let mut peer_msg = LinkMessage::default();
         peer_msg
             .attributes
@@ -393,12 +434,21 @@ impl Netlink {
         peer_msg
             .attributes
             .push(LinkAttribute::NetNsFd(ns.as_raw_fd()));
-        self.link_add(
-            name,
-            InfoKind::Veth,
-            None,
-            Some(InfoData::Veth(InfoVeth::Peer(peer_msg))),
+        let mut msg = LinkMessage::default();
+        msg.attributes.push(LinkAttribute::IfName(name.to_string()));
+        if let Some(mtu) = mtu {
+            peer_msg.attributes.push(LinkAttribute::Mtu(mtu));
+            msg.attributes.push(LinkAttribute::Mtu(mtu));
+        }
+        msg.attributes.push(LinkAttribute::LinkInfo(vec![
+            LinkInfo::Kind(InfoKind::Veth),
+            LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(peer_msg))),
+        ]));
+        self.ack(
+            RouteNetlinkMessage::NewLink(msg),
+            NLM_F_CREATE | NLM_F_EXCL,
             "add veth",
+            name,
         )
     }
 

@@ -1,6 +1,9 @@
 //! The userspace backend: every interface of the world is a TAP device
 //! (virtio-net header, CSUM/TSO offloads) born inside its namespace, and one
-//! engine switches between them.
+//! engine switches between them; a bridge network's container interface is
+//! a veth instead, whose other end in the machine's namespace feeds the
+//! engine's TAP for the port and carries the flows the engine hands to the
+//! kernel fast path ([`offload`]).
 //!
 //! Layout: domain 0 is `lan` (machine uplinks `eth0` and externals' `eth0`).
 //! Each bridge network is a domain with the containers' `ethN` and one host
@@ -32,7 +35,7 @@ use crate::backend::hosted::{ESP_SA_FILE, IfaceSpec, configure, overlay};
 use crate::backend::pcap::PcapWriter;
 use crate::engine::{ConntrackState, DomainId, PortId};
 use crate::scenario::plan::{LinkFault, LinkRef, Node, Plan};
-use crate::sys::netlink::Netlink;
+use crate::sys::netlink::{LinkSettings, Netlink};
 use crate::sys::tap::{Tap, TapOptions};
 
 use io::{EngineLoop, PortIo};
@@ -47,18 +50,24 @@ fn create_tap(spec: IfaceSpec) -> Result<Tap, DynError> {
 }
 
 /// Gives the interface `spec` names (in the calling thread's namespace)
-/// its MAC, MTU, addresses and routes, and brings it up.
+/// its MAC and MTU and brings it up (one request), then its addresses and
+/// routes.
 fn configure_iface(spec: &IfaceSpec) -> Result<(), DynError> {
     let mut nl = Netlink::new()?;
-    nl.link_set_mac(&spec.name, spec.mac.0)?;
-    nl.link_set_mtu(&spec.name, u32::from(spec.mtu))?;
     if spec.addrs.iter().any(|(a, _)| a.is_ipv6()) {
         enable_ipv6(&spec.name)?;
     }
+    nl.link_configure(
+        &spec.name,
+        LinkSettings {
+            mac: Some(spec.mac.0),
+            mtu: Some(u32::from(spec.mtu)),
+            up: true,
+        },
+    )?;
     for (a, p) in &spec.addrs {
         nl.addr_add(&spec.name, *a, *p)?;
     }
-    nl.link_set_up(&spec.name)?;
     for (dst, via) in &spec.routes {
         nl.route_add(*dst, *via, Some(&spec.name))?;
     }
@@ -79,16 +88,20 @@ fn create_fast_port(
     use std::os::fd::AsFd;
     let (host, tap_name) = (host_end(port), format!("vt{port}"));
     let mut nl = Netlink::new()?;
-    nl.link_add_veth_peer_in(&host, &spec.name, container.as_fd())?;
+    let mtu = u32::from(spec.mtu);
+    nl.link_add_veth_peer_in_with(&host, &spec.name, container.as_fd(), Some(mtu))?;
     let tap = Tap::create(&tap_name, TapOptions::default())?;
+    // Nothing of the machine's own (router solicitations, MLD) may reach
+    // the container this way. New interfaces have IPv6 off already where
+    // the namespace's default is off (a world without IPv6).
+    use crate::sys::sysctl::{sysctl_get, sysctl_set};
+    let ipv6_on = sysctl_get("net.ipv6.conf.default.disable_ipv6").is_ok_and(|v| v.trim() == "0");
     for name in [&host, &tap_name] {
-        // Nothing of the machine's own may reach the container this way.
-        let key = format!("net.ipv6.conf.{name}.disable_ipv6");
-        if std::path::Path::new(&format!("/proc/sys/{}", key.replace('.', "/"))).exists() {
-            crate::sys::sysctl::sysctl_set(&key, "1")?;
+        if ipv6_on {
+            sysctl_set(&format!("net.ipv6.conf.{name}.disable_ipv6"), "1")?;
         }
-        nl.link_set_mtu(name, u32::from(spec.mtu))?;
     }
+    nl.link_set_mtu(&tap_name, mtu)?;
     let (h, t) = (nl.link_index(&host)?, nl.link_index(&tap_name)?);
     path.attach(&mut nl, h, t)?;
     for name in [&host, &tap_name] {
@@ -286,13 +299,16 @@ impl Dataplane {
             // The veths stay with their namespaces otherwise; a step
             // builds them again.
             for (ns, names) in self.veths.drain(..) {
-                let _ = ns.run(move || -> Result<(), DynError> {
+                let removed = ns.run(move || -> Result<(), DynError> {
                     let mut nl = Netlink::new()?;
                     for n in names {
                         nl.link_del(&n)?;
                     }
                     Ok(())
                 });
+                if let Err(e) = removed.map_err(DynError::from).and_then(|r| r) {
+                    tracing::warn!("removing the fast path's veths in {}: {e}", ns.name());
+                }
             }
         }
         match stopped {
@@ -415,7 +431,12 @@ fn create_ports(
                     .map_err(fail)?;
                 return Ok((tap, None));
             };
-            let path = machines_ref[m].clone().expect("made above");
+            let Some(path) = machines_ref.get(m).cloned().flatten() else {
+                return Err(BuildError {
+                    step,
+                    source: format!("no offload program for machine {m}").into(),
+                });
+            };
             let container = ns.try_clone().map_err(BuildError::at(step.clone()))?;
             let for_veth = spec.clone();
             let (tap, host) = world

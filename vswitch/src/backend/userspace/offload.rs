@@ -365,11 +365,6 @@ impl FastPath {
             }
         }
     }
-
-    /// Flows now installed.
-    pub fn installed(&self) -> usize {
-        self.installed.len()
-    }
 }
 
 fn read_frames(map: &Map, k: &[u8; KEY]) -> u64 {
