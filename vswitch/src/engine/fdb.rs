@@ -24,6 +24,13 @@ pub(crate) fn mac_key(b: &[u8]) -> u64 {
     u64::from_be_bytes([0, 0, b[0], b[1], b[2], b[3], b[4], b[5]])
 }
 
+/// The MAC a [`mac_key`] packs.
+#[inline]
+pub(crate) fn key_mac(key: u64) -> [u8; 6] {
+    let b = key.to_be_bytes();
+    [b[2], b[3], b[4], b[5], b[6], b[7]]
+}
+
 /// Multiplicative hasher for `u64` MAC keys (Fx-style, with a final fold so
 /// that both the low bits (bucket index) and the high bits (control bytes)
 /// depend on every input byte).
@@ -294,5 +301,7 @@ mod tests {
     fn mac_key_packs_six_bytes() {
         assert_eq!(mac_key(&[0, 0, 0, 0, 0, 1]), 1);
         assert_eq!(mac_key(&[0xff; 6]), 0xffff_ffff_ffff);
+        let mac = [0x02, 0x42, 10, 0, 0, 9];
+        assert_eq!(key_mac(mac_key(&mac)), mac);
     }
 }

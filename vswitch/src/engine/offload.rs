@@ -27,10 +27,10 @@
 //! is not forgotten and flooded to, as the kernel bridge's FDB is
 //! refreshed by every frame.
 
-use super::fdb::mac_key;
+use super::fdb::{key_mac, mac_key};
 use super::{Engine, PortId, PortRole};
 use crate::wire::MacAddr;
-use crate::wire::ethernet::EtherType;
+use crate::wire::ethernet::{self, EtherType};
 
 /// What the IO layer's fast path must learn, in the order the engine
 /// decided it.
@@ -122,12 +122,13 @@ impl Engine {
         {
             return;
         }
-        let mac = |b: &[u8]| MacAddr([b[0], b[1], b[2], b[3], b[4], b[5]]);
+        // (offloadable_frame saw an EtherType: the header is all there.)
+        let eth = ethernet::Frame::new_unchecked(frame);
         self.offload.events.push(OffloadEvent::Flow {
             ingress,
             egress,
-            dst: mac(&frame[0..6]),
-            src: mac(&frame[6..12]),
+            dst: MacAddr(eth.dst()),
+            src: MacAddr(eth.src()),
         });
     }
 
@@ -150,8 +151,7 @@ impl Engine {
         if let Some(key) = d.moved.take()
             && self.offload.on
         {
-            let b = key.to_be_bytes();
-            let mac = MacAddr([b[2], b[3], b[4], b[5], b[6], b[7]]);
+            let mac = MacAddr(key_mac(key));
             self.offload.events.push(OffloadEvent::ForgetMac(mac));
         }
     }

@@ -434,21 +434,13 @@ impl Netlink {
         peer_msg
             .attributes
             .push(LinkAttribute::NetNsFd(ns.as_raw_fd()));
-        let mut msg = LinkMessage::default();
-        msg.attributes.push(LinkAttribute::IfName(name.to_string()));
-        if let Some(mtu) = mtu {
-            peer_msg.attributes.push(LinkAttribute::Mtu(mtu));
-            msg.attributes.push(LinkAttribute::Mtu(mtu));
-        }
-        msg.attributes.push(LinkAttribute::LinkInfo(vec![
-            LinkInfo::Kind(InfoKind::Veth),
-            LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(peer_msg))),
-        ]));
-        self.ack(
-            RouteNetlinkMessage::NewLink(msg),
-            NLM_F_CREATE | NLM_F_EXCL,
-            "add veth",
+        peer_msg.attributes.extend(mtu.map(LinkAttribute::Mtu));
+        self.link_add_with(
             name,
+            InfoKind::Veth,
+            mtu.map(LinkAttribute::Mtu).into_iter().collect(),
+            Some(InfoData::Veth(InfoVeth::Peer(peer_msg))),
+            "add veth",
         )
     }
 
@@ -643,11 +635,23 @@ impl Netlink {
         data: Option<InfoData>,
         op: &'static str,
     ) -> Result<(), NetlinkError> {
+        let extra = parent.map(LinkAttribute::Link).into_iter().collect();
+        self.link_add_with(name, kind, extra, data, op)
+    }
+
+    /// [`Netlink::link_add`] with attributes of the new link besides its
+    /// name and kind (its parent, its MTU).
+    fn link_add_with(
+        &mut self,
+        name: &str,
+        kind: InfoKind,
+        extra: Vec<LinkAttribute>,
+        data: Option<InfoData>,
+        op: &'static str,
+    ) -> Result<(), NetlinkError> {
         let mut msg = LinkMessage::default();
         msg.attributes.push(LinkAttribute::IfName(name.to_string()));
-        if let Some(parent) = parent {
-            msg.attributes.push(LinkAttribute::Link(parent));
-        }
+        msg.attributes.extend(extra);
         let mut info = vec![LinkInfo::Kind(kind)];
         info.extend(data.map(LinkInfo::Data));
         msg.attributes.push(LinkAttribute::LinkInfo(info));

@@ -39,7 +39,7 @@ use crate::scenario::plan::LinkFault;
 use crate::sys::tap::Tap;
 use crate::sys::uring::TapWriter;
 
-use super::offload::FastPath;
+use super::offload::{FastPath, OffloadStats};
 
 /// Frames read from one port before the loop moves to the next ready port.
 const BATCH: usize = 64;
@@ -85,15 +85,6 @@ pub struct IoStats {
     /// ([`super::offload`]; absent without it).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub offload: Option<OffloadStats>,
-}
-
-/// What the kernel fast path did.
-#[derive(Clone, Copy, Debug, Default, serde::Serialize)]
-pub struct OffloadStats {
-    /// Flows installed.
-    pub flows: u64,
-    /// Frames they carried past the engine.
-    pub frames: u64,
 }
 
 /// How the loop's owner reaches its workers.
@@ -501,10 +492,7 @@ fn run(
     } = core.into_inner().unwrap_or_else(|p| p.into_inner());
     let offload = fast.map(|mut f| {
         f.poll(&mut engine, Instant::now());
-        OffloadStats {
-            flows: f.flows,
-            frames: f.frames,
-        }
+        f.stats
     });
     let mut flushed = Ok(());
     for w in pcaps.iter_mut().flatten() {

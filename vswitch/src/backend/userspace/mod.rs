@@ -77,13 +77,15 @@ fn configure_iface(spec: &IfaceSpec) -> Result<(), DynError> {
 /// The fast path's port `port` ([`offload`]), made from its machine's
 /// namespace (the calling thread's): the veth pair (the container's end,
 /// `spec.name`, born in `container`), the engine's TAP beside the other
-/// end, and the program on both, wired while they are down. Returns the
-/// TAP and the veth end's ifindex.
+/// end, and the program on both, wired while they are down. `ipv6`: the
+/// world has IPv6 (`Plan::lan6`), so new interfaces of the machine's
+/// namespace have it on. Returns the TAP and the veth end's ifindex.
 fn create_fast_port(
     port: usize,
     spec: &IfaceSpec,
     container: &crate::netns::NetNs,
     path: &offload::MachinePath,
+    ipv6: bool,
 ) -> Result<(Tap, u32), DynError> {
     use std::os::fd::AsFd;
     let (host, tap_name) = (host_end(port), format!("vt{port}"));
@@ -92,13 +94,12 @@ fn create_fast_port(
     nl.link_add_veth_peer_in_with(&host, &spec.name, container.as_fd(), Some(mtu))?;
     let tap = Tap::create(&tap_name, TapOptions::default())?;
     // Nothing of the machine's own (router solicitations, MLD) may reach
-    // the container this way. New interfaces have IPv6 off already where
-    // the namespace's default is off (a world without IPv6).
-    use crate::sys::sysctl::{sysctl_get, sysctl_set};
-    let ipv6_on = sysctl_get("net.ipv6.conf.default.disable_ipv6").is_ok_and(|v| v.trim() == "0");
-    for name in [&host, &tap_name] {
-        if ipv6_on {
-            sysctl_set(&format!("net.ipv6.conf.{name}.disable_ipv6"), "1")?;
+    // the container this way. Without IPv6 in the world new interfaces
+    // have it off already (`prepare_namespace`).
+    if ipv6 {
+        for name in [&host, &tap_name] {
+            let key = format!("net.ipv6.conf.{name}.disable_ipv6");
+            crate::sys::sysctl::sysctl_set(&key, "1")?;
         }
     }
     nl.link_set_mtu(&tap_name, mtu)?;
@@ -207,7 +208,8 @@ impl Dataplane {
                 });
             }
         };
-        let (ports, fast) = create_ports(world, setup.pending, pcaps, &fast_ports, machines)?;
+        let ipv6 = plan.lan6.is_some();
+        let (ports, fast) = create_ports(world, setup.pending, pcaps, &fast_ports, machines, ipv6)?;
         let veths = fast_veths(world, &fast_ports)?;
         // A mixed run's kernel machines are the kernel backend's, built
         // next by `World::build`.
@@ -404,6 +406,7 @@ fn create_ports(
     pcaps: Vec<Option<PcapWriter>>,
     fast: &[Option<usize>],
     machines: Vec<Option<offload::MachinePath>>,
+    ipv6: bool,
 ) -> Result<(Vec<PortIo>, Option<offload::FastPath>), BuildError> {
     let machines: Vec<_> = machines
         .into_iter()
@@ -441,7 +444,7 @@ fn create_ports(
             let for_veth = spec.clone();
             let (tap, host) = world
                 .ns(Node::Machine(m))
-                .run(move || create_fast_port(i, &for_veth, &container, &path))
+                .run(move || create_fast_port(i, &for_veth, &container, &path, ipv6))
                 .map_err(BuildError::at(step.clone()))?
                 .map_err(fail)?;
             ns.run(move || configure_iface(&spec))

@@ -115,6 +115,16 @@ pub fn machine_paths(
 /// frame go on.
 pub fn program(map: &Map) -> Vec<Insn> {
     use bpf::Size::{B, H, W};
+    // r0 = the map's value for the key at fp-16 (its first word, the
+    // ingress ifindex, stored here), or NULL.
+    let lookup_key = |a: &mut Asm| {
+        a.load(W, R5, R6, bpf::skb::IFINDEX);
+        a.store(W, FP, -16, R5);
+        a.load_map(R1, map);
+        a.alu_reg(Alu::Mov, R2, FP);
+        a.alu_imm(Alu::Add, R2, -16);
+        a.call(bpf::HELPER_MAP_LOOKUP);
+    };
     let mut a = Asm::new();
     let (default, found, peer, pass, lookup) =
         (a.label(), a.label(), a.label(), a.label(), a.label());
@@ -134,31 +144,21 @@ pub fn program(map: &Map) -> Vec<Insn> {
     a.load(B, R5, R2, 20);
     a.jmp_imm(Jmp::Eq, R5, 58, default);
     a.bind(lookup);
-    a.load(W, R5, R6, bpf::skb::IFINDEX);
-    a.store(W, FP, -16, R5);
     for off in [0i16, 4, 8] {
         a.load(W, R5, R2, off);
         a.store(W, FP, -12 + off, R5);
     }
-    a.load_map(R1, map);
-    a.alu_reg(Alu::Mov, R2, FP);
-    a.alu_imm(Alu::Add, R2, -16);
-    a.call(bpf::HELPER_MAP_LOOKUP);
+    lookup_key(&mut a);
     a.jmp_imm(Jmp::Eq, R0, 0, default);
     // Count the frame the fast path carries.
     a.alu_imm(Alu::Mov, R1, 1);
     a.atomic_add64(R0, 8, R1);
     a.ja(found);
     a.bind(default);
-    a.load(W, R5, R6, bpf::skb::IFINDEX);
-    a.store(W, FP, -16, R5);
     for off in [-12i16, -8, -4] {
         a.store_imm(W, FP, off, 0);
     }
-    a.load_map(R1, map);
-    a.alu_reg(Alu::Mov, R2, FP);
-    a.alu_imm(Alu::Add, R2, -16);
-    a.call(bpf::HELPER_MAP_LOOKUP);
+    lookup_key(&mut a);
     a.jmp_imm(Jmp::Eq, R0, 0, pass);
     a.bind(found);
     a.load(W, R3, R0, 4);
@@ -231,6 +231,16 @@ impl MachinePath {
     }
 }
 
+/// What the kernel fast path did (the run's `io.offload`).
+#[derive(Clone, Copy, Debug, Default, serde::Serialize)]
+pub struct OffloadStats {
+    /// Flows installed.
+    pub flows: u64,
+    /// Frames they carried past the engine (as of the last read of their
+    /// counts, when they were polled or removed).
+    pub frames: u64,
+}
+
 /// A port the fast path serves: its machine and its veth end there.
 #[derive(Clone, Copy, Debug)]
 pub struct FastPort {
@@ -257,11 +267,8 @@ pub struct FastPath {
     /// By engine port; `None` for ports the engine serves alone.
     ports: Vec<Option<FastPort>>,
     installed: HashMap<(usize, [u8; KEY]), Installed>,
-    /// Flows installed so far, and frames they carried (read when the
-    /// entries were last polled or removed).
-    pub flows: u64,
-    /// See `flows`.
-    pub frames: u64,
+    /// What it did so far.
+    pub stats: OffloadStats,
 }
 
 impl FastPath {
@@ -271,8 +278,7 @@ impl FastPath {
             machines,
             ports,
             installed: HashMap::new(),
-            flows: 0,
-            frames: 0,
+            stats: OffloadStats::default(),
         }
     }
 
@@ -321,7 +327,7 @@ impl FastPath {
             tracing::debug!("offload of a flow not installed: {e}");
             return;
         }
-        self.flows += 1;
+        self.stats.flows += 1;
         self.installed.insert(
             (from.machine, k),
             Installed {
@@ -345,7 +351,7 @@ impl FastPath {
             let carried = read_frames(map, &k);
             let _ = map.delete(&k);
             if let Some(i) = self.installed.remove(&(m, k)) {
-                self.frames += carried.saturating_sub(i.frames);
+                self.stats.frames += carried.saturating_sub(i.frames);
             }
         }
     }
@@ -359,7 +365,7 @@ impl FastPath {
             };
             let carried = read_frames(&path.map, k);
             if carried > i.frames {
-                self.frames += carried - i.frames;
+                self.stats.frames += carried - i.frames;
                 i.frames = carried;
                 engine.offload_seen(i.ingress, i.src, now);
             }
