@@ -192,7 +192,8 @@ fn two_engine_workers() -> TestResult {
 /// The kernel fast path of the userspace engine (`backend::userspace::offload`):
 /// between two containers of a bridge network it carries the bulk of a
 /// transfer past the engine (the engine reads a handful of frames, the
-/// fast path the rest); off, it is absent. With faults set by steps on a
+/// fast path the rest), and so it does for masqueraded TCP connections to
+/// an external; off, it is absent. With faults set by steps on a
 /// link the fast path had been carrying (steps-link-faults: a ping before
 /// the first fault), every fault still holds (loss, a downed link, rate).
 fn offload_fast_path() -> TestResult {
@@ -218,6 +219,20 @@ fn offload_fast_path() -> TestResult {
         _ => {
             return Err(format!(
                 "bridge-throughput: fast path {fast}, engine read {read} frames; want ≥ 2 flows carrying ≥ 10000 frames, 100× what the engine read"
+            )
+            .into());
+        }
+    }
+    // Masqueraded connections to an external (BR-10): the transfer, and
+    // each TCP check's payload and its echo, which the probe compares
+    // byte for byte after the `seen` line (so the rewrite and its
+    // checksums are what the receiving stacks accepted).
+    for (stem, least) in [("nat-throughput", 10_000), ("nat-masquerade", 2)] {
+        let (nat, _) = offload_of(stem, true)?;
+        let (flows, frames) = (nat["flows"].as_u64(), nat["frames"].as_u64());
+        if !matches!((flows, frames), (Some(f), Some(n)) if f >= 2 && n >= least) {
+            return Err(format!(
+                "{stem}: fast path {nat}; want both directions of a connection carrying ≥ {least} frames"
             )
             .into());
         }

@@ -156,6 +156,11 @@ pub struct Conn<A = Ipv4Addr> {
     pub seen_reply: bool,
     /// When it is forgotten unless refreshed.
     pub expires: Instant,
+    /// The directions offered to a kernel fast path (bit 0 original, bit
+    /// 1 reply; see [`crate::engine::offload`]): cleared, and the flow's
+    /// id reported by [`Conntrack::take_retracted`], once it leaves
+    /// ESTABLISHED or the table.
+    pub offered: u8,
 }
 
 impl<A: FlowAddr> Conn<A> {
@@ -256,6 +261,9 @@ pub struct Conntrack<A: FlowAddr = Ipv4Addr> {
     timeouts: Timeouts,
     last_sweep: Option<Instant>,
     counters: ConntrackCounters,
+    /// Offered flows no longer offerable, since the last
+    /// [`Conntrack::take_retracted`].
+    retracted: Vec<u32>,
 }
 
 impl<A: FlowAddr> Conntrack<A> {
@@ -269,7 +277,47 @@ impl<A: FlowAddr> Conntrack<A> {
             timeouts,
             last_sweep: None,
             counters: ConntrackCounters::default(),
+            retracted: Vec::new(),
         }
+    }
+
+    /// Marks direction `dir` of flow `id` as offered to a kernel fast
+    /// path; false when it already was (or there is no such flow).
+    pub fn offer(&mut self, id: u32, dir: Dir) -> bool {
+        let Some(c) = self.slots.get_mut(id as usize).and_then(Option::as_mut) else {
+            return false;
+        };
+        let bit = 1 << dir.idx();
+        let fresh = c.offered & bit == 0;
+        c.offered |= bit;
+        fresh
+    }
+
+    /// The ids of offered flows that left ESTABLISHED or the table since
+    /// the last call (a fast path must forget them before the id is
+    /// offered again).
+    pub fn take_retracted(&mut self) -> Vec<u32> {
+        std::mem::take(&mut self.retracted)
+    }
+
+    /// Forgets which flows were offered and retracted (the fast path
+    /// forgot them all).
+    pub fn forget_offers(&mut self) {
+        self.retracted.clear();
+        for c in self.slots.iter_mut().flatten() {
+            c.offered = 0;
+        }
+    }
+
+    /// True when [`Conntrack::take_retracted`] has something.
+    pub fn has_retracted(&self) -> bool {
+        !self.retracted.is_empty()
+    }
+
+    /// Restarts the timer of flow `id` for a packet going `dir` that
+    /// something else carried (its state unchanged).
+    pub fn refresh(&mut self, id: u32, dir: Dir, now: Instant) {
+        self.update(id, dir, None, now);
     }
 
     /// Number of live (not yet swept) flows.
@@ -401,6 +449,7 @@ impl<A: FlowAddr> Conntrack<A> {
             state,
             seen_reply: false,
             expires: now,
+            offered: 0,
         };
         c.expires = now + self.timeout_of(&c);
         let id = self.place(c);
@@ -465,6 +514,10 @@ impl<A: FlowAddr> Conntrack<A> {
                 s
             };
             c.state = State::Tcp(s, fin);
+            if c.offered != 0 && s != TcpState::Established {
+                c.offered = 0;
+                self.retracted.push(id);
+            }
         }
         c.expires = now + self.timeout_of(&c);
         self.slots[id as usize] = Some(c);
@@ -495,6 +548,9 @@ impl<A: FlowAddr> Conntrack<A> {
             self.index.remove(&key(&c.orig));
             self.index.remove(&key(&c.reply));
             self.free.push(id);
+            if c.offered != 0 {
+                self.retracted.push(id);
+            }
         }
     }
 
@@ -521,6 +577,7 @@ impl<A: FlowAddr> Conntrack<A> {
         let flows: Vec<Conn<A>> = self.slots.drain(..).flatten().collect();
         self.free.clear();
         self.index.clear();
+        self.retracted.clear();
         flows
     }
 
@@ -542,7 +599,8 @@ impl<A: FlowAddr> Conntrack<A> {
             {
                 continue;
             }
-            self.place(c);
+            // (What another engine offered is not this one's.)
+            self.place(Conn { offered: 0, ..c });
             n += 1;
         }
         n

@@ -9,14 +9,17 @@
 
 use std::net::Ipv4Addr;
 
-use super::flow::{Inner, Ip4, Tuple, icmp_type};
+use super::conntrack::{Kind, State, TcpState};
+use super::flow::{Inner, Ip4, Tuple, icmp_type, tcp_flags};
 use super::icmp::{self, code};
 use super::metrics::Metrics;
 use super::neigh::Queued;
+use super::offload::ConnRef;
 use super::packet::Packet;
 use super::pipeline::FrameCx;
 use super::route::{Flow, Router, drop_frame, refused_reason, tcp_of};
-use super::{Action, DropReason, MacAddr, PortId, nat};
+use super::{Action, DropReason, MacAddr, OffloadEvent, PortId, nat};
+use crate::wire::ethernet;
 
 /// Where a packet leaves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -167,6 +170,30 @@ impl Router {
             return self.to_host(m, pkt, metrics, out);
         }
         nat::dec_ttl(pkt);
+        // What the fast path would need to repeat this (see offer_conn).
+        let offer = match flow {
+            Flow::Existing(id, dir)
+                if self.offload
+                    && !too_big
+                    && mtu >= self.mtu_from(m, from_net)
+                    && ip.ihl == 20
+                    && tcp.is_some_and(|f| {
+                        f & (tcp_flags::SYN | tcp_flags::FIN | tcp_flags::RST) == 0
+                    }) =>
+            {
+                let eth = ethernet::Frame::new_unchecked(pkt.frame());
+                Some((
+                    ConnRef {
+                        machine: m,
+                        id,
+                        dir,
+                    },
+                    MacAddr(eth.dst()),
+                    out.len(),
+                ))
+            }
+            _ => None,
+        };
         let outgoing = if too_big {
             let whole = Packet::from_frame(pkt.hdr, pkt.frame());
             match icmp::fragment(whole, ip, mtu) {
@@ -177,6 +204,79 @@ impl Router {
             Outgoing::Ingress
         };
         self.deliver(cx, metrics, m, (egress, nt.dst), outgoing);
+        if let Some((conn, in_dst, before)) = offer {
+            self.offer_conn(cx, conn, in_dst, (t, nt), before);
+        }
+    }
+
+    /// The MTU of the side a packet came from.
+    fn mtu_from(&self, m: usize, from_net: Option<usize>) -> usize {
+        match from_net {
+            Some(n) => usize::from(self.nets[n].cfg.mtu),
+            None => self.machines[m].uplink_ip_mtu(),
+        }
+    }
+
+    /// After a frame of an established TCP connection went out unchanged
+    /// but for its translation, TTL and MACs as the one action since
+    /// `before`: offers that direction to the fast path, once.
+    fn offer_conn(
+        &mut self,
+        cx: &FrameCx<'_>,
+        conn: ConnRef,
+        in_dst: MacAddr,
+        (from, to): (Tuple, Tuple),
+        before: usize,
+    ) {
+        let Some(&Action::Forward(egress)) = cx.out.get(before) else {
+            return;
+        };
+        let ct = &mut self.machines[conn.machine].ct;
+        let offerable = cx.out.len() == before + 1
+            && ct.get(conn.id).is_some_and(|c| {
+                matches!(c.state, State::Tcp(TcpState::Established, _))
+                    && matches!(c.kind, Kind::Masquerade | Kind::Routed | Kind::Dnat)
+            });
+        if !offerable || !ct.offer(conn.id, conn.dir) {
+            return;
+        }
+        let eth = ethernet::Frame::new_unchecked(cx.pkt.frame());
+        self.offers.push(OffloadEvent::Nat {
+            ingress: cx.ingress,
+            in_dst,
+            from,
+            egress,
+            to,
+            dst: MacAddr(eth.dst()),
+            src: MacAddr(eth.src()),
+            conn,
+        });
+    }
+
+    /// Moves every connection conntrack retracted into the offers, ahead
+    /// of anything offered after.
+    pub(crate) fn collect_retracted(&mut self) {
+        for (machine, mrt) in self.machines.iter_mut().enumerate() {
+            if mrt.ct.has_retracted() {
+                for id in mrt.ct.take_retracted() {
+                    self.offers.push(OffloadEvent::ForgetConn { machine, id });
+                }
+            }
+        }
+    }
+
+    /// Every offer is void (the engine announced that the fast path forgot
+    /// all): nothing is retracted, everything may be offered again.
+    pub(crate) fn forget_offers(&mut self) {
+        self.offers.retain(|e| {
+            !matches!(
+                e,
+                OffloadEvent::Nat { .. } | OffloadEvent::ForgetConn { .. }
+            )
+        });
+        for mrt in &mut self.machines {
+            mrt.ct.forget_offers();
+        }
     }
 
     /// Routes an ICMP error that quotes a tracked packet, translated for

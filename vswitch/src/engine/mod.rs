@@ -467,8 +467,13 @@ impl Engine {
         }
         self.faults.set(port, fault);
         if self.offload.on && fault.is_some() {
+            self.take_router_offers();
             self.offload.events.push(OffloadEvent::ForgetAll);
+            if let Some(r) = self.router.as_deref_mut() {
+                r.forget_offers();
+            }
         }
+        self.route_offers();
     }
 
     /// Seeds the fault stage's random choices (before any fault is set).
@@ -509,6 +514,7 @@ impl Engine {
         if let Some(r) = self.router.as_deref_mut() {
             n += r.expire(now, &mut self.metrics);
         }
+        self.take_router_offers();
         if let Some(r) = self.router6.as_deref_mut() {
             n += r.expire(now);
         }

@@ -9,6 +9,21 @@
 //! frames from one container's veth to the other's) and the frames of
 //! that pair of MACs stop coming to the engine.
 //!
+//! A routed IPv4 TCP connection is offered too, one direction at a time,
+//! once it is ESTABLISHED and the engine forwards a frame of it in that
+//! direction ([`OffloadEvent::Nat`]): the tuple it arrives with, the one
+//! it leaves with (masquerade, published-port DNAT or neither), the MACs
+//! of the next hop and the ports, for a container network or `lan` whose
+//! MTU is no smaller than the one it came from. The fast path sends every
+//! TCP segment with SYN, FIN or RST to the engine, so conntrack sees each
+//! change of state; a connection that leaves ESTABLISHED (or the table)
+//! is retracted ([`OffloadEvent::ForgetConn`]) before its conntrack id can
+//! be offered again. As for L2 flows, the fast path's counters refresh the
+//! connection's timer ([`Engine::offload_conn_seen`]). The router's
+//! neighbour entries are not refreshed by carried frames: like Linux's
+//! flowtable, an offered connection keeps the next hop it was offered
+//! with until it is retracted.
+//!
 //! What makes a decision stale is announced as well, in order with the
 //! offers: a MAC that moved to another port (its entries go, both
 //! directions), and any change of faults (every entry goes, and nothing is
@@ -18,7 +33,8 @@
 //! discovery feed the routers' tables; the tc program sends every other
 //! frame to the engine too), networks whose router rewrites on L2
 //! (hairpin NAT without the userland proxy), the 802.1Q-aware `lan`,
-//! engines with services or overlays, and anything routed.
+//! engines with services or overlays, and routed frames other than the
+//! TCP connections above.
 //!
 //! Frames the fast path carries still refresh what the engine learned:
 //! the IO layer reads the fast path's per-flow counters as often as it
@@ -27,7 +43,9 @@
 //! is not forgotten and flooded to, as the kernel bridge's FDB is
 //! refreshed by every frame.
 
+use super::conntrack::Dir;
 use super::fdb::{key_mac, mac_key};
+use super::flow::Tuple;
 use super::{Engine, PortId, PortRole};
 use crate::wire::MacAddr;
 use crate::wire::ethernet::{self, EtherType};
@@ -48,10 +66,49 @@ pub enum OffloadEvent {
         /// Their destination MAC.
         dst: MacAddr,
     },
+    /// Frames of one direction of a tracked TCP connection arriving on
+    /// `ingress` for `in_dst` (the router's MAC) with tuple `from` leave by
+    /// `egress` with tuple `to`, MACs `dst` and `src`, TTL one less.
+    Nat {
+        /// The port they come in on.
+        ingress: PortId,
+        /// The router's MAC they are sent to.
+        in_dst: MacAddr,
+        /// Their tuple on arrival.
+        from: Tuple,
+        /// The port they leave by.
+        egress: PortId,
+        /// Their tuple as they leave.
+        to: Tuple,
+        /// The next hop's MAC.
+        dst: MacAddr,
+        /// The router's MAC on the egress side.
+        src: MacAddr,
+        /// The connection and direction (for [`Engine::offload_conn_seen`]).
+        conn: ConnRef,
+    },
     /// Every flow to or from this MAC is stale (it moved).
     ForgetMac(MacAddr),
+    /// Both directions of this connection are stale.
+    ForgetConn {
+        /// The router's machine.
+        machine: usize,
+        /// Its conntrack id.
+        id: u32,
+    },
     /// Every flow is stale (the faults changed).
     ForgetAll,
+}
+
+/// One direction of a tracked connection of a machine's router.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConnRef {
+    /// The router's machine (its index in the engine's configuration).
+    pub machine: usize,
+    /// The conntrack id.
+    pub id: u32,
+    /// The direction.
+    pub dir: Dir,
 }
 
 /// The engine's side of offload: on or off, and what it has decided since
@@ -82,10 +139,41 @@ impl Engine {
     pub fn set_offload(&mut self, on: bool) {
         self.offload.on = on;
         self.offload.events.clear();
+        if let Some(r) = self.router.as_deref_mut() {
+            r.offers.clear();
+        }
+        self.route_offers();
+    }
+
+    /// Lets the router offer connections while offload is on in a world
+    /// where nothing but the router decides their frames: no services,
+    /// overlays or 802.1Q-aware `lan`, and no fault in force.
+    pub(crate) fn route_offers(&mut self) {
+        let on = self.offload.on
+            && !self.faults.active()
+            && self.services.is_none()
+            && self.overlay.is_none()
+            && self.vlan.is_none();
+        if let Some(r) = self.router.as_deref_mut() {
+            r.offload = on;
+        }
+    }
+
+    /// Moves what the router offered or retracted behind what the engine
+    /// decided before, in order.
+    #[inline]
+    pub(crate) fn take_router_offers(&mut self) {
+        if let Some(r) = self.router.as_deref_mut()
+            && r.offload
+        {
+            r.collect_retracted();
+            self.offload.events.append(&mut r.offers);
+        }
     }
 
     /// What the engine decided for the fast path since the last call.
     pub fn take_offload_events(&mut self) -> Vec<OffloadEvent> {
+        self.take_router_offers();
         std::mem::take(&mut self.offload.events)
     }
 
@@ -130,6 +218,18 @@ impl Engine {
             dst: MacAddr(eth.dst()),
             src: MacAddr(eth.src()),
         });
+    }
+
+    /// The fast path carried frames of connection `conn` by `now`: restarts
+    /// its timer, as a frame through the engine would.
+    pub fn offload_conn_seen(&mut self, conn: ConnRef, now: std::time::Instant) {
+        if let Some(m) = self
+            .router
+            .as_deref_mut()
+            .and_then(|r| r.machines.get_mut(conn.machine))
+        {
+            m.ct.refresh(conn.id, conn.dir, now);
+        }
     }
 
     /// The fast path carried frames from `src` in on `ingress` (a flow the

@@ -318,7 +318,13 @@ impl Engine {
                 self.overlay.is_some() && (self.overlay_ingress(cx) || self.overlay_arp(cx)),
             ),
             Stage::Router => match self.router.as_deref_mut() {
-                Some(r) => Next::from(r.intercept(cx, &mut self.metrics)),
+                Some(r) => {
+                    let taken = r.intercept(cx, &mut self.metrics);
+                    if r.offload {
+                        self.take_router_offers();
+                    }
+                    Next::from(taken)
+                }
                 None => Next::Continue,
             },
             Stage::Router6 => match self.router6.as_deref_mut() {

@@ -106,6 +106,10 @@ pub(crate) struct Router {
     /// machine's uplink).
     pub(crate) lan_ports: Vec<PortId>,
     publish: Vec<PublishConfig>,
+    /// Offer connections to a kernel fast path ([`super::offload`]).
+    pub(crate) offload: bool,
+    /// What it offered or retracted since the engine last took them.
+    pub(crate) offers: Vec<super::OffloadEvent>,
 }
 
 /// What the engine's ports look like, for building the router.
@@ -206,6 +210,8 @@ impl Router {
             tags,
             lan_ports,
             publish: cfg.publish.clone(),
+            offload: false,
+            offers: Vec::new(),
         })
     }
 

@@ -183,3 +183,183 @@ fn frames_the_fast_path_carried_keep_their_source_learned() {
     assert!(matches!(out[..], [Action::Forward(B)]), "{out:?}");
     assert_eq!(e.fdb_port(DomainId(0), MacAddr(mac(0, 2))), None);
 }
+
+/// Routed connections: the reference topology of `tests_l3.rs`, container
+/// `a` (port A) masquerading to the external `x` (port X) on lan.
+mod conns {
+    use std::net::Ipv4Addr;
+    use std::time::{Duration, Instant};
+
+    use super::super::conntrack::{Dir, State};
+    use super::super::fault::LinkFault;
+    use super::super::flow::Tuple;
+    use super::super::offload::ConnRef;
+    use super::super::tests_l3::*;
+    use super::super::*;
+
+    fn t4(src: Ipv4Addr, sport: u16, dst: Ipv4Addr, dport: u16) -> Tuple {
+        Tuple {
+            src,
+            dst,
+            sport,
+            dport,
+            proto: 6,
+            icmp_reply: false,
+        }
+    }
+
+    /// A segment from `a` (`out`) or from `x` back, with these flags.
+    fn seg(out: bool, flags: &str) -> (PortId, Vec<u8>) {
+        let gw = dmac(GW1);
+        if out {
+            (A, tcp(dmac(A_IP), gw, A_IP, X_IP, 40000, 80, flags))
+        } else {
+            (X, tcp(lmac(X_IP), lmac(M_IP), X_IP, M_IP, 80, 40000, flags))
+        }
+    }
+
+    fn send(e: &mut Engine, now: Instant, out: bool, flags: &str) -> Vec<Action> {
+        let (port, f) = seg(out, flags);
+        step(e, now, port, &f).0
+    }
+
+    /// The handshake done, with offload on and nothing offered yet.
+    fn established(now: Instant) -> Engine {
+        let mut e = nat_engine(Knobs::default(), now);
+        e.set_offload(true);
+        send(&mut e, now, true, "S");
+        send(&mut e, now, false, "SA");
+        assert!(
+            e.take_offload_events().is_empty(),
+            "nothing before ESTABLISHED"
+        );
+        e
+    }
+
+    fn orig() -> OffloadEvent {
+        OffloadEvent::Nat {
+            ingress: A,
+            in_dst: MacAddr(dmac(GW1)),
+            from: t4(A_IP, 40000, X_IP, 80),
+            egress: X,
+            to: t4(M_IP, 40000, X_IP, 80),
+            dst: MacAddr(lmac(X_IP)),
+            src: MacAddr(lmac(M_IP)),
+            conn: ConnRef {
+                machine: 0,
+                id: 0,
+                dir: Dir::Orig,
+            },
+        }
+    }
+
+    fn reply() -> OffloadEvent {
+        OffloadEvent::Nat {
+            ingress: X,
+            in_dst: MacAddr(lmac(M_IP)),
+            from: t4(X_IP, 80, M_IP, 40000),
+            egress: A,
+            to: t4(X_IP, 80, A_IP, 40000),
+            dst: MacAddr(dmac(A_IP)),
+            src: MacAddr(dmac(GW1)),
+            conn: ConnRef {
+                machine: 0,
+                id: 0,
+                dir: Dir::Reply,
+            },
+        }
+    }
+
+    /// BR-10: the offer is the masquerade the engine applied, one per
+    /// direction, once.
+    #[test]
+    fn an_established_masqueraded_connection_is_offered_once_per_direction() {
+        let t = Instant::now();
+        let mut e = established(t);
+        let out = send(&mut e, t, true, "A");
+        assert!(matches!(out[..], [Action::Forward(X)]), "{out:?}");
+        assert_eq!(e.take_offload_events(), vec![orig()]);
+        send(&mut e, t, true, "PA");
+        assert!(e.take_offload_events().is_empty(), "offered once");
+        send(&mut e, t, false, "A");
+        assert_eq!(e.take_offload_events(), vec![reply()]);
+        send(&mut e, t, false, "PA");
+        assert!(!e.has_offload_events());
+    }
+
+    #[test]
+    fn a_fin_or_rst_retracts_the_connection_before_anything_else_is_offered() {
+        for flags in ["FA", "R"] {
+            let t = Instant::now();
+            let mut e = established(t);
+            send(&mut e, t, true, "A");
+            send(&mut e, t, false, "A");
+            e.take_offload_events();
+            send(&mut e, t, true, flags);
+            assert_eq!(
+                e.take_offload_events(),
+                vec![OffloadEvent::ForgetConn { machine: 0, id: 0 }],
+                "{flags}"
+            );
+            send(&mut e, t, false, "A");
+            assert!(e.take_offload_events().is_empty(), "{flags}: not again");
+        }
+    }
+
+    #[test]
+    fn nothing_routed_is_offered_with_offload_off_or_while_a_fault_holds() {
+        let t = Instant::now();
+        let mut e = nat_engine(Knobs::default(), t);
+        for (out, flags) in [(true, "S"), (false, "SA"), (true, "A"), (false, "A")] {
+            send(&mut e, t, out, flags);
+        }
+        assert!(e.take_offload_events().is_empty());
+        let mut e = established(t);
+        e.set_fault(X, Some(LinkFault::default()));
+        assert_eq!(e.take_offload_events(), vec![OffloadEvent::ForgetAll]);
+        send(&mut e, t, true, "A");
+        assert!(e.take_offload_events().is_empty());
+        e.set_fault(X, None);
+        send(&mut e, t, true, "A");
+        assert_eq!(e.take_offload_events(), vec![orig()], "offered again");
+    }
+
+    /// A fast path may not skip the router's ICMP "fragmentation needed"
+    /// for a smaller MTU (BR-6's MTU on the way back is the larger one):
+    /// a path to a smaller MTU is never offered.
+    #[test]
+    fn a_path_to_a_smaller_mtu_is_not_offered() {
+        let t = Instant::now();
+        let k = Knobs {
+            lan_mtu: 1400,
+            ..Knobs::default()
+        };
+        let mut e = nat_engine(k, t);
+        e.set_offload(true);
+        for (out, flags) in [(true, "S"), (false, "SA"), (true, "A")] {
+            send(&mut e, t, out, flags);
+        }
+        assert!(e.take_offload_events().is_empty(), "1500 → 1400");
+        send(&mut e, t, false, "A");
+        assert_eq!(e.take_offload_events(), vec![reply()], "1400 → 1500");
+    }
+
+    #[test]
+    fn frames_the_fast_path_carried_keep_the_connection_tracked() {
+        let t = Instant::now();
+        let mut e = established(t);
+        send(&mut e, t, true, "A");
+        let conn = ConnRef {
+            machine: 0,
+            id: 0,
+            dir: Dir::Orig,
+        };
+        let before = e.conntrack()[0].expires;
+        e.offload_conn_seen(conn, t + Duration::from_secs(60));
+        assert_eq!(e.conntrack()[0].expires, before + Duration::from_secs(60));
+        assert_eq!(
+            e.conntrack()[0].state,
+            State::Tcp(TcpState::Established, [false; 2])
+        );
+    }
+}

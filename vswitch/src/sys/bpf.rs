@@ -309,6 +309,15 @@ impl Asm {
 pub const HELPER_MAP_LOOKUP: i32 = 1;
 /// Helper `bpf_skb_store_bytes(skb, offset, from, len, flags)`.
 pub const HELPER_SKB_STORE_BYTES: i32 = 9;
+/// Helper `bpf_l3_csum_replace(skb, offset, from, to, size)`: updates
+/// the checksum at `offset` for a field of `size` bytes changed.
+pub const HELPER_L3_CSUM_REPLACE: i32 = 10;
+/// Helper `bpf_l4_csum_replace(skb, offset, from, to, flags)`: the same
+/// for an L4 checksum (`flags`: the size, [`F_PSEUDO_HDR`] for a field of
+/// the pseudo-header), partial checksums included.
+pub const HELPER_L4_CSUM_REPLACE: i32 = 11;
+/// `BPF_F_PSEUDO_HDR`: the changed field is in the pseudo-header.
+pub const F_PSEUDO_HDR: i32 = 1 << 4;
 /// Helper `bpf_skb_change_tail(skb, len, flags)`.
 pub const HELPER_SKB_CHANGE_TAIL: i32 = 38;
 /// Helper `bpf_redirect(ifindex, flags)`: out of `ifindex` (flags 0).

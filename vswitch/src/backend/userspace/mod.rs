@@ -330,18 +330,26 @@ impl Dataplane {
     }
 }
 
-/// The machine of each port the kernel fast path may serve: a container's
-/// port on a bridge network, not captured, in a world without services or
-/// overlays (whose frames the engine must see; see
-/// [`crate::engine::offload`]).
+/// The machine of each port the kernel fast path may serve, in a world
+/// without services or overlays (whose frames the engine must see; see
+/// [`crate::engine::offload`]), none of them captured: a container's port
+/// on a bridge network, and in a world of one userspace machine an
+/// untagged external's port on `lan` (its veth end in the machine's
+/// namespace, so that connections routed between the two can be redirected
+/// there).
 fn fast_ports(
     plan: &Plan,
     setup: &crate::backend::hosted::Setup,
     pcaps: &[Option<PcapWriter>],
 ) -> Vec<Option<usize>> {
     use crate::engine::PortRole;
+    use crate::scenario::plan::BackendKind;
     use crate::scenario::plan::Driver;
     let whole_world = setup.services.is_none() && setup.cfg.overlay.is_empty();
+    let one_machine = matches!(
+        plan.machines.as_slice(),
+        [m] if m.backend.is_none_or(|b| b == BackendKind::Userspace)
+    );
     let bridge = |d: DomainId| {
         d != DomainId(0)
             && setup.cfg.domains.get(usize::from(d.0)).is_some_and(|dc| {
@@ -355,13 +363,19 @@ fn fast_ports(
         .iter()
         .enumerate()
         .map(|(i, (node, _, _))| match node {
+            _ if !whole_world || pcaps[i].is_some() => None,
             Node::Container(c)
-                if whole_world
-                    && pcaps[i].is_none()
-                    && setup.cfg.ports[i].role == PortRole::Container
+                if setup.cfg.ports[i].role == PortRole::Container
                     && bridge(setup.port_domains[i]) =>
             {
                 Some(plan.containers[*c].machine)
+            }
+            Node::External(e)
+                if one_machine
+                    && setup.port_domains[i] == DomainId(0)
+                    && plan.externals[*e].vlan.is_none() =>
+            {
+                Some(0)
             }
             _ => None,
         })
