@@ -269,7 +269,20 @@ impl Netlink {
     /// Sets what `set` names of link `name` in one request (the kernel
     /// applies the address and MTU before bringing it up).
     pub fn link_configure(&mut self, name: &str, set: LinkSettings) -> Result<(), NetlinkError> {
-        let mut msg = self.link_msg(name)?;
+        let index = self.link_index(name)?;
+        self.link_configure_at(index, name, set)
+    }
+
+    /// [`Netlink::link_configure`] of the link with index `index` (`name`
+    /// for errors), for a caller that knows it: no lookup first.
+    pub fn link_configure_at(
+        &mut self,
+        index: u32,
+        name: &str,
+        set: LinkSettings,
+    ) -> Result<(), NetlinkError> {
+        let mut msg = LinkMessage::default();
+        msg.header.index = index;
         if let Some(mac) = set.mac {
             msg.attributes.push(LinkAttribute::Address(mac.to_vec()));
         }
@@ -537,6 +550,18 @@ impl Netlink {
     /// so they are usable at once.
     pub fn addr_add(&mut self, name: &str, addr: IpAddr, prefix: u8) -> Result<(), NetlinkError> {
         let index = self.link_index(name)?;
+        self.addr_add_at(index, name, addr, prefix)
+    }
+
+    /// [`Netlink::addr_add`] on the link with index `index` (`name` for
+    /// errors): no lookup first.
+    pub fn addr_add_at(
+        &mut self,
+        index: u32,
+        name: &str,
+        addr: IpAddr,
+        prefix: u8,
+    ) -> Result<(), NetlinkError> {
         let mut msg = AddressMessage::default();
         msg.header.family = family(addr);
         msg.header.prefix_len = prefix;
@@ -593,8 +618,18 @@ impl Netlink {
         via: Option<IpAddr>,
         dev: Option<&str>,
     ) -> Result<(), NetlinkError> {
-        let target = dst.to_string();
         let oif = dev.map(|d| self.link_index(d)).transpose()?;
+        self.route_add_oif(dst, via, oif)
+    }
+
+    /// [`Netlink::route_add`] with the device as an index: no lookup first.
+    pub fn route_add_oif(
+        &mut self,
+        dst: IpNet,
+        via: Option<IpAddr>,
+        oif: Option<u32>,
+    ) -> Result<(), NetlinkError> {
+        let target = dst.to_string();
         let mut msg = RouteMessage::default();
         msg.header.address_family = family(dst.addr());
         msg.header.destination_prefix_length = dst.prefix_len();

@@ -57,7 +57,10 @@ fn configure_iface(spec: &IfaceSpec) -> Result<(), DynError> {
     if spec.addrs.iter().any(|(a, _)| a.is_ipv6()) {
         enable_ipv6(&spec.name)?;
     }
-    nl.link_configure(
+    // (One lookup of the index for every request after it.)
+    let index = nl.link_index(&spec.name)?;
+    nl.link_configure_at(
+        index,
         &spec.name,
         LinkSettings {
             mac: Some(spec.mac.0),
@@ -66,10 +69,10 @@ fn configure_iface(spec: &IfaceSpec) -> Result<(), DynError> {
         },
     )?;
     for (a, p) in &spec.addrs {
-        nl.addr_add(&spec.name, *a, *p)?;
+        nl.addr_add_at(index, &spec.name, *a, *p)?;
     }
     for (dst, via) in &spec.routes {
-        nl.route_add(*dst, *via, Some(&spec.name))?;
+        nl.route_add_oif(*dst, *via, Some(index))?;
     }
     Ok(())
 }
@@ -102,11 +105,16 @@ fn create_fast_port(
             crate::sys::sysctl::sysctl_set(&key, "1")?;
         }
     }
-    nl.link_set_mtu(&tap_name, mtu)?;
     let (h, t) = (nl.link_index(&host)?, nl.link_index(&tap_name)?);
     path.attach(&mut nl, h, t)?;
-    for name in [&host, &tap_name] {
-        nl.link_set_up(name)?;
+    // Up once wired; the TAP's MTU in the same request.
+    for (index, name, mtu) in [(h, &host, None), (t, &tap_name, Some(mtu))] {
+        let up = LinkSettings {
+            mac: None,
+            mtu,
+            up: true,
+        };
+        nl.link_configure_at(index, name, up)?;
     }
     Ok((tap, h))
 }
