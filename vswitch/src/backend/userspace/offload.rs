@@ -29,8 +29,9 @@
 //! second map: keyed by the ingress interface, the destination MAC (the
 //! router's) and the IPv4 TCP tuple, valued by the interface to redirect
 //! to, the tuple and MACs to leave with and a count. The program looks
-//! there first for an IPv4 TCP segment without IP options or fragment
-//! bits, without SYN, FIN or RST and with a TTL above 1; on a hit it
+//! there when an IPv4 frame has no L2 flow (no L2 flow is keyed by a
+//! router's MAC, which routed frames are sent to), for a TCP segment
+//! without IP options or fragment bits, without SYN, FIN or RST and with a TTL above 1; on a hit it
 //! rewrites addresses, ports and MACs, lowers the TTL, updates the IPv4
 //! and TCP checksums with the kernel's helpers (which also keep a
 //! partial checksum right) and redirects into the peer. A container's
@@ -136,10 +137,11 @@ pub fn machine_paths(
     Ok(machines)
 }
 
-/// The program: an offered connection's IPv4 TCP segment is rewritten and
+/// The program: look up (ifindex, MACs) for IPv4 and non-ICMPv6 IPv6; on
+/// a miss an offered connection's IPv4 TCP segment is rewritten and
 /// redirected (see the module's documentation); else look up (ifindex,
-/// MACs) for IPv4 and non-ICMPv6 IPv6, else (ifindex, zeros); redirect as
-/// the value says; no entry at all lets the frame go on.
+/// zeros); redirect as the value says; no entry at all lets the frame go
+/// on.
 pub fn program(map: &Map, nat: &Map) -> Vec<Insn> {
     use bpf::Size::{B, H, W};
     // r0 = the map's value for the key at fp-16 (its first word, the
@@ -152,39 +154,48 @@ pub fn program(map: &Map, nat: &Map) -> Vec<Insn> {
         a.alu_imm(Alu::Add, R2, -16);
         a.call(bpf::HELPER_MAP_LOOKUP);
     };
+    // r2, r3: data and data_end, valid for the Ethernet header, or to
+    // `default`; r5 the EtherType as loaded (little-endian: IPv4 0x0800,
+    // IPv6 0x86dd).
+    let ethernet = |a: &mut Asm, default| {
+        a.load(W, R2, R6, bpf::skb::DATA);
+        a.load(W, R3, R6, bpf::skb::DATA_END);
+        a.alu_reg(Alu::Mov, R4, R2);
+        a.alu_imm(Alu::Add, R4, 14);
+        a.jmp_reg(Jmp::Gt, R4, R3, default);
+        a.load(H, R5, R2, 12);
+    };
     let mut a = Asm::new();
     let (default, found, peer, pass, lookup) =
         (a.label(), a.label(), a.label(), a.label(), a.label());
-    let (conn, hit) = (a.label(), a.label());
+    let (l2_miss, hit) = (a.label(), a.label());
     a.alu_reg(Alu::Mov, R6, R1);
-    a.load(W, R2, R6, bpf::skb::DATA);
-    a.load(W, R3, R6, bpf::skb::DATA_END);
-    a.alu_reg(Alu::Mov, R4, R2);
-    a.alu_imm(Alu::Add, R4, 14);
-    a.jmp_reg(Jmp::Gt, R4, R3, default);
-    // The EtherType as loaded (little-endian): IPv4 0x0800, IPv6 0x86dd.
-    a.load(H, R5, R2, 12);
-    a.jmp_imm(Jmp::Eq, R5, 0x0008, conn);
+    ethernet(&mut a, default);
+    a.jmp_imm(Jmp::Eq, R5, 0x0008, lookup);
     a.jmp_imm(Jmp::Ne, R5, 0xdd86, default);
     a.alu_reg(Alu::Mov, R4, R2);
     a.alu_imm(Alu::Add, R4, 21);
     a.jmp_reg(Jmp::Gt, R4, R3, default);
     a.load(B, R5, R2, 20);
     a.jmp_imm(Jmp::Eq, R5, 58, default);
-    a.ja(lookup);
-    a.bind(conn);
-    connection(&mut a, nat, (lookup, default, hit));
     a.bind(lookup);
     for off in [0i16, 4, 8] {
         a.load(W, R5, R2, off);
         a.store(W, FP, -12 + off, R5);
     }
     lookup_key(&mut a);
-    a.jmp_imm(Jmp::Eq, R0, 0, default);
+    a.jmp_imm(Jmp::Eq, R0, 0, l2_miss);
     // Count the frame the fast path carries.
     a.alu_imm(Alu::Mov, R1, 1);
     a.atomic_add64(R0, 8, R1);
     a.ja(found);
+    // No L2 flow (none is ever keyed by a router's MAC, which every
+    // routed frame is sent to): an offered connection, else the default.
+    // (The lookup clobbered r2 and r3.)
+    a.bind(l2_miss);
+    ethernet(&mut a, default);
+    a.jmp_imm(Jmp::Ne, R5, 0x0008, default);
+    connection(&mut a, nat, (default, hit));
     a.bind(default);
     for off in [-12i16, -8, -4] {
         a.store_imm(W, FP, off, 0);
@@ -238,9 +249,8 @@ mod stack {
 
 /// With data in r2, data_end in r3 and the skb in r6, for an IPv4 frame:
 /// jumps to `hit` with the connection's value in r7 and the old TTL and
-/// protocol bytes in r8 (the key on the stack), or to `miss` with r2 and r3
-/// valid for 14 bytes again (`short`: not even those).
-fn connection(a: &mut Asm, nat: &Map, (miss, short, hit): (bpf::Label, bpf::Label, bpf::Label)) {
+/// protocol bytes in r8 (the key on the stack), else to `miss`.
+fn connection(a: &mut Asm, nat: &Map, (miss, hit): (bpf::Label, bpf::Label)) {
     use bpf::Size::{B, H, W};
     a.alu_reg(Alu::Mov, R4, R2);
     a.alu_imm(Alu::Add, R4, at::END);
@@ -282,12 +292,7 @@ fn connection(a: &mut Asm, nat: &Map, (miss, short, hit): (bpf::Label, bpf::Labe
     a.call(bpf::HELPER_MAP_LOOKUP);
     a.alu_reg(Alu::Mov, R7, R0);
     a.jmp_imm(Jmp::Ne, R0, 0, hit);
-    // (The call clobbered r2 and r3.)
-    a.load(W, R2, R6, bpf::skb::DATA);
-    a.load(W, R3, R6, bpf::skb::DATA_END);
-    a.alu_reg(Alu::Mov, R4, R2);
-    a.alu_imm(Alu::Add, R4, 14);
-    a.jmp_reg(Jmp::Gt, R4, R3, short);
+    a.ja(miss);
 }
 
 /// The rewrite of a connection's segment, from [`connection`]'s hit.
