@@ -10,7 +10,7 @@
 use std::net::Ipv4Addr;
 
 use super::conntrack::{Kind, State, TcpState};
-use super::flow::{Inner, Ip4, Tuple, icmp_type, tcp_flags};
+use super::flow::{IPPROTO_UDP, Inner, Ip4, Tuple, icmp_type, tcp_flags};
 use super::icmp::{self, code};
 use super::metrics::Metrics;
 use super::neigh::Queued;
@@ -177,9 +177,10 @@ impl Router {
                     && !too_big
                     && mtu >= self.mtu_from(m, from_net)
                     && ip.ihl == 20
-                    && tcp.is_some_and(|f| {
-                        f & (tcp_flags::SYN | tcp_flags::FIN | tcp_flags::RST) == 0
-                    }) =>
+                    && match tcp {
+                        Some(f) => f & (tcp_flags::SYN | tcp_flags::FIN | tcp_flags::RST) == 0,
+                        None => ip.tuple.proto == IPPROTO_UDP,
+                    } =>
             {
                 let eth = ethernet::Frame::new_unchecked(pkt.frame());
                 Some((
@@ -217,7 +218,8 @@ impl Router {
         }
     }
 
-    /// After a frame of an established TCP connection went out unchanged
+    /// After a frame of an established TCP connection (or a UDP flow that
+    /// had a reply) went out unchanged
     /// but for its translation, TTL and MACs as the one action since
     /// `before`: offers that direction to the fast path, once.
     fn offer_conn(
@@ -234,7 +236,8 @@ impl Router {
         let ct = &mut self.machines[conn.machine].ct;
         let offerable = cx.out.len() == before + 1
             && ct.get(conn.id).is_some_and(|c| {
-                matches!(c.state, State::Tcp(TcpState::Established, _))
+                (matches!(c.state, State::Tcp(TcpState::Established, _))
+                    || c.state == State::Udp && c.seen_reply)
                     && matches!(c.kind, Kind::Masquerade | Kind::Routed | Kind::Dnat)
             });
         if !offerable || !ct.offer(conn.id, conn.dir) {

@@ -11,7 +11,8 @@
 //!
 //! A routed IPv4 TCP connection is offered too, one direction at a time,
 //! once it is ESTABLISHED and the engine forwards a frame of it in that
-//! direction ([`OffloadEvent::Nat`]): the tuple it arrives with, the one
+//! direction ([`OffloadEvent::Nat`]), and so is a UDP flow once it had a
+//! reply: the tuple it arrives with, the one
 //! it leaves with (masquerade, published-port DNAT or neither), the MACs
 //! of the next hop and the ports, for a container network or `lan` whose
 //! MTU is no smaller than the one it came from. The fast path sends every
@@ -34,7 +35,7 @@
 //! frame to the engine too), networks whose router rewrites on L2
 //! (hairpin NAT without the userland proxy), the 802.1Q-aware `lan`,
 //! engines with services or overlays, and routed frames other than the
-//! TCP connections above.
+//! TCP and UDP flows above (ICMP, IPv6, IP options, fragments).
 //!
 //! Frames the fast path carries still refresh what the engine learned:
 //! the IO layer reads the fast path's per-flow counters as often as it
@@ -66,7 +67,7 @@ pub enum OffloadEvent {
         /// Their destination MAC.
         dst: MacAddr,
     },
-    /// Frames of one direction of a tracked TCP connection arriving on
+    /// Frames of one direction of a tracked TCP or UDP flow arriving on
     /// `ingress` for `in_dst` (the router's MAC) with tuple `from` leave by
     /// `egress` with tuple `to`, MACs `dst` and `src`, TTL one less.
     Nat {

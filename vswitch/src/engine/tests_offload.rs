@@ -362,4 +362,44 @@ mod conns {
             State::Tcp(TcpState::Established, [false; 2])
         );
     }
+
+    /// UDP is offered once a reply was seen (conntrack's assured flow, as
+    /// a flowtable takes it), both directions.
+    #[test]
+    fn a_udp_flow_is_offered_once_it_had_a_reply() {
+        let t = Instant::now();
+        let mut e = nat_engine(Knobs::default(), t);
+        e.set_offload(true);
+        let out = |e: &mut Engine| {
+            let f = udp(dmac(A_IP), dmac(GW1), A_IP, X_IP, 5000, 53, b"q");
+            step(e, t, A, &f).0
+        };
+        let back = |e: &mut Engine| {
+            let f = udp(lmac(X_IP), lmac(M_IP), X_IP, M_IP, 53, 5000, b"a");
+            step(e, t, X, &f).0
+        };
+        out(&mut e);
+        out(&mut e);
+        assert!(e.take_offload_events().is_empty(), "no reply yet");
+        assert!(matches!(back(&mut e)[..], [Action::Forward(A)]));
+        let mut from = t4(X_IP, 53, M_IP, 5000);
+        from.proto = 17;
+        let events = e.take_offload_events();
+        assert!(
+            matches!(&events[..], [OffloadEvent::Nat { from: f, egress: A, .. }] if *f == from),
+            "{events:?}"
+        );
+        out(&mut e);
+        let events = e.take_offload_events();
+        let mut to = t4(M_IP, 5000, X_IP, 80);
+        to.dport = 53;
+        to.proto = 17;
+        assert!(
+            matches!(&events[..], [OffloadEvent::Nat { to: t, egress: X, .. }] if *t == to),
+            "{events:?}"
+        );
+        out(&mut e);
+        back(&mut e);
+        assert!(!e.has_offload_events(), "once per direction");
+    }
 }

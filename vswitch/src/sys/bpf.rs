@@ -318,6 +318,9 @@ pub const HELPER_L3_CSUM_REPLACE: i32 = 10;
 pub const HELPER_L4_CSUM_REPLACE: i32 = 11;
 /// `BPF_F_PSEUDO_HDR`: the changed field is in the pseudo-header.
 pub const F_PSEUDO_HDR: i32 = 1 << 4;
+/// `BPF_F_MARK_MANGLED_0`: a zero checksum (UDP: none) stays zero, and an
+/// updated one that comes out zero is written as `0xffff`.
+pub const F_MARK_MANGLED_0: i32 = 1 << 5;
 /// Helper `bpf_skb_change_tail(skb, len, flags)`.
 pub const HELPER_SKB_CHANGE_TAIL: i32 = 38;
 /// Helper `bpf_redirect(ifindex, flags)`: out of `ifindex` (flags 0).
