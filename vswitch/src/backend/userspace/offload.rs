@@ -823,6 +823,54 @@ mod tests {
         sum(&mut be(ip).into_iter()) && sum(&mut be(&pseudo).into_iter().chain(be(l4)))
     }
 
+    /// A container's flow masqueraded to an external, offered to a loaded
+    /// program: its MACs (container, gateway, external, the machine's
+    /// uplink), tuples before and after, and key.
+    struct Masquerade {
+        path: MachinePath,
+        macs: [[u8; 6]; 4],
+        from: Tuple,
+        to: Tuple,
+        k: [u8; NAT_KEY],
+    }
+
+    /// [`Masquerade`] of protocol `proto` between `ports`, the source port
+    /// becoming `nat_port`; `None` (skipped by name) without root.
+    fn masquerade(proto: u8, (sport, dport): (u16, u16), nat_port: u16) -> Option<Masquerade> {
+        if !crate::sys::require_root("offload program") {
+            return None;
+        }
+        let path = MachinePath::new().expect("the verifier accepts the program");
+        let macs = [
+            [2, 0x42, 172, 20, 0, 2],
+            [2, 0x42, 172, 20, 0, 1],
+            [2, 0x42, 198, 18, 0, 80],
+            [2, 0x42, 198, 18, 0, 2],
+        ];
+        let ip = |a, b, c, d| std::net::Ipv4Addr::new(a, b, c, d);
+        let tuple = |src, sport, dst| Tuple {
+            src,
+            dst,
+            sport,
+            dport,
+            proto,
+            icmp_reply: false,
+        };
+        let from = tuple(ip(172, 20, 0, 2), sport, ip(198, 18, 0, 80));
+        let to = tuple(ip(198, 18, 0, 2), nat_port, ip(198, 18, 0, 80));
+        // BPF_PROG_TEST_RUN gives its frame the ifindex of `lo`, 1.
+        let k = nat_key(1, MacAddr(macs[1]), &from);
+        let v = nat_value(7, &to, MacAddr(macs[2]), MacAddr(macs[3]));
+        path.nat.update(&k, &v).unwrap();
+        Some(Masquerade {
+            path,
+            macs,
+            from,
+            to,
+            k,
+        })
+    }
+
     /// The rewrite as the kernel runs it: an offered connection's segment
     /// leaves translated (BR-10's masquerade: the machine's address and
     /// port), with the next hop's MACs, one TTL less and checksums that
@@ -830,32 +878,16 @@ mod tests {
     /// default entry); the count moves only for the first.
     #[test]
     fn an_offered_connection_is_rewritten_with_checksums_that_verify() {
-        if !crate::sys::require_root("offload program") {
+        let Some(Masquerade {
+            path,
+            macs: [c, gw, x, up],
+            from,
+            to,
+            k,
+        }) = masquerade(6, (40000, 80), 33000)
+        else {
             return;
-        }
-        let path = MachinePath::new().expect("the verifier accepts the program");
-        let (c, gw, x, up) = (
-            [2, 0x42, 172, 20, 0, 2],
-            [2, 0x42, 172, 20, 0, 1],
-            [2, 0x42, 198, 18, 0, 80],
-            [2, 0x42, 198, 18, 0, 2],
-        );
-        let ip = |a, b, c, d| std::net::Ipv4Addr::new(a, b, c, d);
-        let tuple = |src, sport, dst, dport| Tuple {
-            src,
-            dst,
-            sport,
-            dport,
-            proto: 6,
-            icmp_reply: false,
         };
-        let from = tuple(ip(172, 20, 0, 2), 40000, ip(198, 18, 0, 80), 80);
-        let to = tuple(ip(198, 18, 0, 2), 33000, ip(198, 18, 0, 80), 80);
-        // BPF_PROG_TEST_RUN gives its frame the ifindex of `lo`, 1.
-        let k = nat_key(1, MacAddr(gw), &from);
-        path.nat
-            .update(&k, &nat_value(7, &to, MacAddr(x), MacAddr(up)))
-            .unwrap();
         let none = MacAddr([0; 6]);
         path.map
             .update(&key(1, none, none), &value(9, OUT))
@@ -893,31 +925,16 @@ mod tests {
     /// without one (zero) left without one.
     #[test]
     fn an_offered_udp_flow_is_rewritten_and_a_missing_checksum_stays_missing() {
-        if !crate::sys::require_root("offload program") {
+        let Some(Masquerade {
+            path,
+            macs: [c, gw, x, up],
+            from,
+            to,
+            k,
+        }) = masquerade(17, (5000, 53), 33001)
+        else {
             return;
-        }
-        let path = MachinePath::new().expect("the verifier accepts the program");
-        let (c, gw, x, up) = (
-            [2, 0x42, 172, 20, 0, 2],
-            [2, 0x42, 172, 20, 0, 1],
-            [2, 0x42, 198, 18, 0, 80],
-            [2, 0x42, 198, 18, 0, 2],
-        );
-        let ip = |a, b, c, d| std::net::Ipv4Addr::new(a, b, c, d);
-        let tuple = |src, sport, dst, dport| Tuple {
-            src,
-            dst,
-            sport,
-            dport,
-            proto: 17,
-            icmp_reply: false,
         };
-        let from = tuple(ip(172, 20, 0, 2), 5000, ip(198, 18, 0, 80), 53);
-        let to = tuple(ip(198, 18, 0, 2), 33001, ip(198, 18, 0, 80), 53);
-        let k = nat_key(1, MacAddr(gw), &from);
-        path.nat
-            .update(&k, &nat_value(7, &to, MacAddr(x), MacAddr(up)))
-            .unwrap();
         let f = datagram((c, gw), &from);
         assert!(checksums_hold(&f), "the test's own datagram");
         let (ret, out) = path.program.test_run(&f).expect("test run");
