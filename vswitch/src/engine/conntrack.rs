@@ -158,8 +158,8 @@ pub struct Conn<A = Ipv4Addr> {
     pub expires: Instant,
     /// The directions offered to a kernel fast path (bit 0 original, bit
     /// 1 reply; see [`crate::engine::offload`]): cleared, and the flow's
-    /// id reported by [`Conntrack::take_retracted`], once it leaves
-    /// ESTABLISHED or the table.
+    /// id reported by [`Conntrack::take_retracted`], once a TCP flow leaves
+    /// ESTABLISHED or any flow the table.
     pub offered: u8,
 }
 
@@ -293,8 +293,8 @@ impl<A: FlowAddr> Conntrack<A> {
         fresh
     }
 
-    /// The ids of offered flows that left ESTABLISHED or the table since
-    /// the last call (a fast path must forget them before the id is
+    /// The ids of offered flows that left ESTABLISHED (TCP) or the table
+    /// since the last call (a fast path must forget them before the id is
     /// offered again).
     pub fn take_retracted(&mut self) -> Vec<u32> {
         std::mem::take(&mut self.retracted)

@@ -12,13 +12,13 @@
 //! A routed IPv4 TCP connection is offered too, one direction at a time,
 //! once it is ESTABLISHED and the engine forwards a frame of it in that
 //! direction ([`OffloadEvent::Nat`]), and so is a UDP flow once it had a
-//! reply: the tuple it arrives with, the one
-//! it leaves with (masquerade, published-port DNAT or neither), the MACs
-//! of the next hop and the ports, for a container network or `lan` whose
-//! MTU is no smaller than the one it came from. The fast path sends every
+//! reply: the tuple it arrives with, the one it leaves with (masquerade,
+//! published-port DNAT or neither), the MACs of the next hop and the
+//! ports, for a container network or `lan` whose MTU is no smaller than
+//! the one it came from. The fast path sends every
 //! TCP segment with SYN, FIN or RST to the engine, so conntrack sees each
-//! change of state; a connection that leaves ESTABLISHED (or the table)
-//! is retracted ([`OffloadEvent::ForgetConn`]) before its conntrack id can
+//! change of state; a connection that leaves ESTABLISHED (any flow that
+//! leaves the table) is retracted ([`OffloadEvent::ForgetConn`]) before its conntrack id can
 //! be offered again. As for L2 flows, the fast path's counters refresh the
 //! connection's timer ([`Engine::offload_conn_seen`]). The router's
 //! neighbour entries are not refreshed by carried frames: like Linux's

@@ -140,7 +140,7 @@ pub fn machine_paths(
 }
 
 /// The program: look up (ifindex, MACs) for IPv4 and non-ICMPv6 IPv6; on
-/// a miss an offered connection's IPv4 TCP segment is rewritten and
+/// a miss an offered flow's IPv4 TCP segment or UDP datagram is rewritten and
 /// redirected (see the module's documentation); else look up (ifindex,
 /// zeros); redirect as the value says; no entry at all lets the frame go
 /// on.
