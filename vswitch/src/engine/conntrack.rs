@@ -158,7 +158,7 @@ pub struct Conn<A = Ipv4Addr> {
     pub expires: Instant,
     /// The directions offered to a kernel fast path (bit 0 original, bit
     /// 1 reply; see [`crate::engine::offload`]): cleared, and the flow's
-    /// id reported by [`Conntrack::take_retracted`], once a TCP flow leaves
+    /// id reported by [`Conntrack::drain_retracted`], once a TCP flow leaves
     /// ESTABLISHED or any flow the table.
     pub offered: u8,
 }
@@ -262,7 +262,7 @@ pub struct Conntrack<A: FlowAddr = Ipv4Addr> {
     last_sweep: Option<Instant>,
     counters: ConntrackCounters,
     /// Offered flows no longer offerable, since the last
-    /// [`Conntrack::take_retracted`].
+    /// [`Conntrack::drain_retracted`].
     retracted: Vec<u32>,
 }
 
@@ -295,9 +295,9 @@ impl<A: FlowAddr> Conntrack<A> {
 
     /// The ids of offered flows that left ESTABLISHED (TCP) or the table
     /// since the last call (a fast path must forget them before the id is
-    /// offered again).
-    pub fn take_retracted(&mut self) -> Vec<u32> {
-        std::mem::take(&mut self.retracted)
+    /// offered again); the list keeps its room.
+    pub fn drain_retracted(&mut self) -> std::vec::Drain<'_, u32> {
+        self.retracted.drain(..)
     }
 
     /// Forgets which flows were offered and retracted (the fast path
@@ -307,11 +307,6 @@ impl<A: FlowAddr> Conntrack<A> {
         for c in self.slots.iter_mut().flatten() {
             c.offered = 0;
         }
-    }
-
-    /// True when [`Conntrack::take_retracted`] has something.
-    pub fn has_retracted(&self) -> bool {
-        !self.retracted.is_empty()
     }
 
     /// Restarts the timer of flow `id` for a packet going `dir` that

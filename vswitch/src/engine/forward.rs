@@ -60,10 +60,11 @@ impl Router {
 
     /// The MTU of an egress.
     fn mtu(&self, m: usize, e: Egress) -> usize {
-        match e {
-            Egress::Net(k) => usize::from(self.nets[k].cfg.mtu),
-            _ => self.machines[m].uplink_ip_mtu(),
-        }
+        let net = match e {
+            Egress::Net(k) => Some(k),
+            _ => None,
+        };
+        self.mtu_of(m, net)
     }
 
     /// The router's address and MAC on the side a packet came from (the
@@ -175,7 +176,7 @@ impl Router {
             Flow::Existing(id, dir)
                 if self.offload
                     && !too_big
-                    && mtu >= self.mtu_from(m, from_net)
+                    && mtu >= self.mtu_of(m, from_net)
                     && ip.ihl == 20
                     && match tcp {
                         Some(f) => f & (tcp_flags::SYN | tcp_flags::FIN | tcp_flags::RST) == 0,
@@ -210,18 +211,19 @@ impl Router {
         }
     }
 
-    /// The MTU of the side a packet came from.
-    fn mtu_from(&self, m: usize, from_net: Option<usize>) -> usize {
-        match from_net {
+    /// The MTU of machine `m`'s side `net` (a network, or `None`: its
+    /// uplink), as the side a packet came from or leaves by.
+    fn mtu_of(&self, m: usize, net: Option<usize>) -> usize {
+        match net {
             Some(n) => usize::from(self.nets[n].cfg.mtu),
             None => self.machines[m].uplink_ip_mtu(),
         }
     }
 
     /// After a frame of an established TCP connection (or a UDP flow that
-    /// had a reply) went out unchanged
-    /// but for its translation, TTL and MACs as the one action since
-    /// `before`: offers that direction to the fast path, once.
+    /// had a reply) went out unchanged but for its translation, TTL and
+    /// MACs as the one action since `before`: offers that direction to the
+    /// fast path, once.
     fn offer_conn(
         &mut self,
         cx: &FrameCx<'_>,
@@ -260,11 +262,9 @@ impl Router {
     /// of anything offered after.
     pub(crate) fn collect_retracted(&mut self) {
         for (machine, mrt) in self.machines.iter_mut().enumerate() {
-            if mrt.ct.has_retracted() {
-                for id in mrt.ct.take_retracted() {
-                    self.offers.push(OffloadEvent::ForgetConn { machine, id });
-                }
-            }
+            let gone = mrt.ct.drain_retracted();
+            self.offers
+                .extend(gone.map(|id| OffloadEvent::ForgetConn { machine, id }));
         }
     }
 

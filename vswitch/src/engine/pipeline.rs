@@ -320,9 +320,7 @@ impl Engine {
             Stage::Router => match self.router.as_deref_mut() {
                 Some(r) => {
                     let taken = r.intercept(cx, &mut self.metrics);
-                    if r.offload {
-                        self.take_router_offers();
-                    }
+                    self.take_router_offers();
                     Next::from(taken)
                 }
                 None => Next::Continue,

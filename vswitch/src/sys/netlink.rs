@@ -281,8 +281,7 @@ impl Netlink {
         name: &str,
         set: LinkSettings,
     ) -> Result<(), NetlinkError> {
-        let mut msg = LinkMessage::default();
-        msg.header.index = index;
+        let mut msg = link_msg_at(index);
         if let Some(mac) = set.mac {
             msg.attributes.push(LinkAttribute::Address(mac.to_vec()));
         }
@@ -701,9 +700,7 @@ impl Netlink {
     /// A link message addressing `name` by index.
     fn link_msg(&mut self, name: &str) -> Result<LinkMessage, NetlinkError> {
         let index = self.link_index(name)?;
-        let mut msg = LinkMessage::default();
-        msg.header.index = index;
-        Ok(msg)
+        Ok(link_msg_at(index))
     }
 
     fn ack(
@@ -822,6 +819,13 @@ fn info_kind(kind: &str) -> InfoKind {
         "ipvlan" => InfoKind::IpVlan,
         other => InfoKind::Other(other.to_string()),
     }
+}
+
+/// A link message for the link with index `index`.
+fn link_msg_at(index: u32) -> LinkMessage {
+    let mut msg = LinkMessage::default();
+    msg.header.index = index;
+    msg
 }
 
 fn link_state(l: LinkMessage) -> LinkState {

@@ -63,6 +63,8 @@ use crate::backend::common::BuildOptions;
 const KEY: usize = 16;
 /// Bytes of a value: target ifindex, how (`u32`), frames carried (`u64`).
 const VALUE: usize = 16;
+/// Where a value counts its frames.
+const FRAMES: usize = 8;
 /// Most entries of one machine's map.
 const MAX_ENTRIES: u32 = 65_536;
 /// Bytes of a connection's key: ingress ifindex, destination MAC and two
@@ -189,7 +191,7 @@ pub fn program(map: &Map, nat: &Map) -> Vec<Insn> {
     a.jmp_imm(Jmp::Eq, R0, 0, l2_miss);
     // Count the frame the fast path carries.
     a.alu_imm(Alu::Mov, R1, 1);
-    a.atomic_add64(R0, 8, R1);
+    a.atomic_add64(R0, FRAMES as i16, R1);
     a.ja(found);
     // No L2 flow (none is ever keyed by a router's MAC, which every
     // routed frame is sent to): an offered connection, else the default.
@@ -484,23 +486,108 @@ pub struct FastPort {
     pub host_ifindex: u32,
 }
 
+/// An L2 flow in the fast path.
+#[derive(Debug)]
+struct Installed {
+    ingress: PortId,
+    src: MacAddr,
+    dst: MacAddr,
+}
+
 /// A connection's direction in the fast path.
 #[derive(Debug)]
 struct InstalledConn {
     conn: ConnRef,
     /// The MAC it is sent to.
     dst: MacAddr,
-    /// Frames counted when last read.
-    frames: u64,
 }
 
+/// What the fast path installed in one kind of map of each machine (L2
+/// flows or connections): each entry with the frames its count held when
+/// last read.
 #[derive(Debug)]
-struct Installed {
-    ingress: PortId,
-    src: MacAddr,
-    dst: MacAddr,
-    /// Frames counted when last read.
-    frames: u64,
+struct Table<E, const K: usize> {
+    entries: HashMap<(usize, [u8; K]), (E, u64)>,
+    /// Which of a machine's maps it is.
+    map: fn(&MachinePath) -> &Map,
+    /// Where a value of that map counts its frames.
+    frames_at: usize,
+}
+
+impl<E, const K: usize> Table<E, K> {
+    fn new(map: fn(&MachinePath) -> &Map, frames_at: usize) -> Self {
+        Table {
+            entries: HashMap::new(),
+            map,
+            frames_at,
+        }
+    }
+
+    /// Installs `k` → `v` in machine `m`'s map; false when there is no
+    /// such map or it is full (the flow stays with the engine).
+    fn install(
+        &mut self,
+        machines: &[Option<MachinePath>],
+        (m, k): (usize, [u8; K]),
+        v: &[u8],
+        entry: E,
+    ) -> bool {
+        let Some(path) = machines.get(m).and_then(Option::as_ref) else {
+            return false;
+        };
+        if let Err(e) = (self.map)(path).update(&k, v) {
+            tracing::debug!("offload of a flow not installed: {e}");
+            return false;
+        }
+        self.entries.insert((m, k), (entry, 0));
+        true
+    }
+
+    /// Removes every entry `stale` names; returns the frames they carried
+    /// since their counts were last read.
+    fn remove_where(
+        &mut self,
+        machines: &[Option<MachinePath>],
+        stale: impl Fn(&E) -> bool,
+    ) -> u64 {
+        let gone: Vec<(usize, [u8; K])> = self
+            .entries
+            .iter()
+            .filter(|(_, (e, _))| stale(e))
+            .map(|(k, _)| *k)
+            .collect();
+        let mut carried = 0;
+        for (m, k) in gone {
+            let Some(path) = machines.get(m).and_then(Option::as_ref) else {
+                continue;
+            };
+            let map = (self.map)(path);
+            let count = read_count(map, &k, self.frames_at);
+            let _ = map.delete(&k);
+            if let Some((_, read)) = self.entries.remove(&(m, k)) {
+                carried += count.saturating_sub(read);
+            }
+        }
+        carried
+    }
+
+    /// Reads every entry's count and calls `seen` for each that carried
+    /// frames since the last read; returns how many frames they carried.
+    fn poll(&mut self, machines: &[Option<MachinePath>], mut seen: impl FnMut(&E)) -> u64 {
+        let mut carried = 0;
+        for ((m, k), (e, read)) in &mut self.entries {
+            let Some(path) = machines.get(*m).and_then(Option::as_ref) else {
+                continue;
+            };
+            let count = read_count((self.map)(path), k, self.frames_at);
+            if count > *read {
+                carried += count - *read;
+                *read = count;
+                seen(e);
+            }
+        }
+        carried
+    }
 }
 
 /// The fast path of one engine: what it was given and what it carried.
@@ -510,8 +597,8 @@ pub struct FastPath {
     machines: Vec<Option<MachinePath>>,
     /// By engine port; `None` for ports the engine serves alone.
     ports: Vec<Option<FastPort>>,
-    installed: HashMap<(usize, [u8; KEY]), Installed>,
-    conns: HashMap<(usize, [u8; NAT_KEY]), InstalledConn>,
+    flows: Table<Installed, KEY>,
+    conns: Table<InstalledConn, NAT_KEY>,
     /// What it did so far.
     pub stats: OffloadStats,
 }
@@ -522,8 +609,8 @@ impl FastPath {
         FastPath {
             machines,
             ports,
-            installed: HashMap::new(),
-            conns: HashMap::new(),
+            flows: Table::new(|p| &p.map, FRAMES),
+            conns: Table::new(|p| &p.nat, NAT_FRAMES),
             stats: OffloadStats::default(),
         }
     }
@@ -531,13 +618,17 @@ impl FastPath {
     /// Carries out what the engine decided, in order.
     pub fn apply(&mut self, events: Vec<OffloadEvent>) {
         for ev in events {
-            match ev {
+            let machines = &self.machines;
+            let carried = match ev {
                 OffloadEvent::Flow {
                     ingress,
                     egress,
                     src,
                     dst,
-                } => self.install(ingress, egress, src, dst),
+                } => {
+                    self.install(ingress, egress, src, dst);
+                    0
+                }
                 OffloadEvent::Nat {
                     ingress,
                     in_dst,
@@ -547,59 +638,50 @@ impl FastPath {
                     dst,
                     src,
                     conn,
-                } => self.install_conn((ingress, in_dst, &from), (egress, &to, dst, src), conn),
+                } => {
+                    self.install_conn((ingress, in_dst, &from), (egress, &to, dst, src), conn);
+                    0
+                }
                 OffloadEvent::ForgetMac(mac) => {
-                    self.remove_where(|i| i.src == mac || i.dst == mac);
-                    self.remove_conns_where(|c| c.dst == mac);
+                    self.flows
+                        .remove_where(machines, |i| i.src == mac || i.dst == mac)
+                        + self.conns.remove_where(machines, |c| c.dst == mac)
                 }
-                OffloadEvent::ForgetConn { machine, id } => {
-                    self.remove_conns_where(|c| c.conn.machine == machine && c.conn.id == id);
-                }
+                OffloadEvent::ForgetConn { machine, id } => self
+                    .conns
+                    .remove_where(machines, |c| c.conn.machine == machine && c.conn.id == id),
                 OffloadEvent::ForgetAll => {
-                    self.remove_where(|_| true);
-                    self.remove_conns_where(|_| true);
+                    self.flows.remove_where(machines, |_| true)
+                        + self.conns.remove_where(machines, |_| true)
                 }
-            }
+            };
+            self.stats.frames += carried;
         }
-    }
-
-    fn map(&self, machine: usize) -> Option<&Map> {
-        self.machines.get(machine)?.as_ref().map(|p| &p.map)
     }
 
     fn port(&self, p: PortId) -> Option<FastPort> {
         self.ports.get(usize::from(p.0)).copied().flatten()
     }
 
+    /// The fast ports `a` and `b` when both are on one machine.
+    fn pair(&self, a: PortId, b: PortId) -> Option<(FastPort, FastPort)> {
+        let (a, b) = (self.port(a)?, self.port(b)?);
+        (a.machine == b.machine).then_some((a, b))
+    }
+
     fn install(&mut self, ingress: PortId, egress: PortId, src: MacAddr, dst: MacAddr) {
-        let (Some(from), Some(to)) = (self.port(ingress), self.port(egress)) else {
+        let Some((from, to)) = self.pair(ingress, egress) else {
             return;
         };
-        if from.machine != to.machine {
+        let at = (from.machine, key(from.host_ifindex, dst, src));
+        if self.flows.entries.contains_key(&at) {
             return;
         }
-        let k = key(from.host_ifindex, dst, src);
-        if self.installed.contains_key(&(from.machine, k)) {
-            return;
+        let v = value(to.host_ifindex, PEER);
+        let entry = Installed { ingress, src, dst };
+        if self.flows.install(&self.machines, at, &v, entry) {
+            self.stats.flows += 1;
         }
-        let Some(map) = self.map(from.machine) else {
-            return;
-        };
-        if let Err(e) = map.update(&k, &value(to.host_ifindex, PEER)) {
-            // (A full map leaves the flow to the engine.)
-            tracing::debug!("offload of a flow not installed: {e}");
-            return;
-        }
-        self.stats.flows += 1;
-        self.installed.insert(
-            (from.machine, k),
-            Installed {
-                ingress,
-                src,
-                dst,
-                frames: 0,
-            },
-        );
     }
 
     /// Installs one direction of a connection: what arrives on `ingress`
@@ -610,95 +692,33 @@ impl FastPath {
         (egress, to, dst, src): (PortId, &Tuple, MacAddr, MacAddr),
         conn: ConnRef,
     ) {
-        let (Some(a), Some(b)) = (self.port(ingress), self.port(egress)) else {
+        let Some((a, b)) = self.pair(ingress, egress) else {
             return;
         };
-        if a.machine != b.machine {
-            return;
-        }
-        let k = nat_key(a.host_ifindex, in_dst, from);
-        let Some(path) = self.machines.get(a.machine).and_then(Option::as_ref) else {
-            return;
-        };
-        if let Err(e) = path
-            .nat
-            .update(&k, &nat_value(b.host_ifindex, to, dst, src))
-        {
-            tracing::debug!("offload of a connection not installed: {e}");
-            return;
-        }
-        self.stats.flows += 1;
-        let frames = 0;
-        self.conns
-            .insert((a.machine, k), InstalledConn { conn, dst, frames });
-    }
-
-    fn remove_conns_where(&mut self, stale: impl Fn(&InstalledConn) -> bool) {
-        let gone: Vec<(usize, [u8; NAT_KEY])> = self
+        let at = (a.machine, nat_key(a.host_ifindex, in_dst, from));
+        let v = nat_value(b.host_ifindex, to, dst, src);
+        if self
             .conns
-            .iter()
-            .filter(|(_, c)| stale(c))
-            .map(|(k, _)| *k)
-            .collect();
-        for (m, k) in gone {
-            let Some(path) = self.machines.get(m).and_then(Option::as_ref) else {
-                continue;
-            };
-            let carried = read_count(&path.nat, &k, NAT_FRAMES);
-            let _ = path.nat.delete(&k);
-            if let Some(c) = self.conns.remove(&(m, k)) {
-                self.stats.frames += carried.saturating_sub(c.frames);
-            }
-        }
-    }
-
-    fn remove_where(&mut self, stale: impl Fn(&Installed) -> bool) {
-        let gone: Vec<(usize, [u8; KEY])> = self
-            .installed
-            .iter()
-            .filter(|(_, i)| stale(i))
-            .map(|(k, _)| *k)
-            .collect();
-        for (m, k) in gone {
-            let Some(map) = self.map(m) else { continue };
-            let carried = read_frames(map, &k);
-            let _ = map.delete(&k);
-            if let Some(i) = self.installed.remove(&(m, k)) {
-                self.stats.frames += carried.saturating_sub(i.frames);
-            }
+            .install(&self.machines, at, &v, InstalledConn { conn, dst })
+        {
+            self.stats.flows += 1;
         }
     }
 
     /// Reads every flow's count; each that carried frames since the last
-    /// read refreshes its source MAC in the engine ([`Engine::offload_seen`]).
+    /// read refreshes what the engine learned from it: its source MAC
+    /// ([`Engine::offload_seen`]), its connection's timer
+    /// ([`Engine::offload_conn_seen`]).
     pub fn poll(&mut self, engine: &mut Engine, now: Instant) {
-        for ((m, k), i) in &mut self.installed {
-            let Some(path) = self.machines.get(*m).and_then(Option::as_ref) else {
-                continue;
-            };
-            let carried = read_frames(&path.map, k);
-            if carried > i.frames {
-                self.stats.frames += carried - i.frames;
-                i.frames = carried;
-                engine.offload_seen(i.ingress, i.src, now);
-            }
-        }
-        for ((m, k), c) in &mut self.conns {
-            let Some(path) = self.machines.get(*m).and_then(Option::as_ref) else {
-                continue;
-            };
-            let carried = read_count(&path.nat, k, NAT_FRAMES);
-            if carried > c.frames {
-                self.stats.frames += carried - c.frames;
-                c.frames = carried;
-                engine.offload_conn_seen(c.conn, now);
-            }
-        }
+        let machines = &self.machines;
+        let l2 = self
+            .flows
+            .poll(machines, |i| engine.offload_seen(i.ingress, i.src, now));
+        let conns = self
+            .conns
+            .poll(machines, |c| engine.offload_conn_seen(c.conn, now));
+        self.stats.frames += l2 + conns;
     }
-}
-
-fn read_frames(map: &Map, k: &[u8; KEY]) -> u64 {
-    read_count(map, k, 8)
 }
 
 /// The `u64` at `at` of the value of `k`, 0 without one.
@@ -760,11 +780,15 @@ mod tests {
         ];
         let k = key(1, MacAddr(b), MacAddr(a));
         for (f, counted) in cases {
-            let before = read_frames(m, &k);
+            let before = read_count(m, &k, FRAMES);
             let (ret, _) = path.program.test_run(&f).expect("test run");
             // TC_ACT_REDIRECT, to a flow or the default.
             assert_eq!(ret, 7, "frame {f:02x?}");
-            assert_eq!(read_frames(m, &k) - before, counted, "frame {f:02x?}");
+            assert_eq!(
+                read_count(m, &k, FRAMES) - before,
+                counted,
+                "frame {f:02x?}"
+            );
         }
         m.delete(&key(1, MacAddr([0; 6]), MacAddr([0; 6]))).unwrap();
         let (ret, _) = path
