@@ -193,7 +193,8 @@ fn two_engine_workers() -> TestResult {
 /// between two containers of a bridge network it carries the bulk of a
 /// transfer past the engine (the engine reads a handful of frames, the
 /// fast path the rest), and so it does for masqueraded TCP connections to
-/// an external; off, it is absent. With faults set by steps on a
+/// an external and for a transfer across an overlay between two machines
+/// (VXLAN tunnels); off, it is absent. With faults set by steps on a
 /// link the fast path had been carrying (steps-link-faults: a ping before
 /// the first fault), every fault still holds (loss, a downed link, rate).
 fn offload_fast_path() -> TestResult {
@@ -236,6 +237,22 @@ fn offload_fast_path() -> TestResult {
             )
             .into());
         }
+    }
+    // Across machines (OV-2): both directions of the transfer tunnelled
+    // by the fast path's VTEPs, the engine reading a handful of frames,
+    // nothing dropped at an underlay for want of a tunnel.
+    let (ov, read) = offload_of("overlay-throughput", true)?;
+    let (tunnels, frames, missed) = (
+        ov["tunnels"].as_u64(),
+        ov["tunnel_frames"].as_u64(),
+        ov["missed"].as_u64(),
+    );
+    if !matches!((tunnels, frames, missed), (Some(t), Some(n), Some(0)) if t >= 2 && n >= 10_000 && read * 100 < n)
+    {
+        return Err(format!(
+            "overlay-throughput: fast path {ov}, engine read {read} frames; want ≥ 2 tunnels carrying ≥ 10000 frames, 100× what the engine read, none missed"
+        )
+        .into());
     }
     let (off, _) = offload_of("bridge-throughput", false)?;
     if !off.is_null() {

@@ -25,6 +25,17 @@
 //! flowtable, an offered connection keeps the next hop it was offered
 //! with until it is retracted.
 //!
+//! In a world with overlays, a container's unicast to a container on
+//! another machine of this engine is offered as a tunnel
+//! ([`OffloadEvent::Tunnel`]) once it is one decision end to end: the
+//! sending domain switched it to its VTEP alone, it left as one VXLAN
+//! copy (unencrypted, fitting the underlay) to a VTEP of this engine, and
+//! the receiving domain sent it to the one container port its destination
+//! is learned on. The VTEPs' frames must not be captured. The fast path
+//! then encapsulates and decapsulates it in the kernel, over an underlay
+//! link of its own between the two machines; a remote MAC learned behind
+//! another machine is announced as moved.
+//!
 //! What makes a decision stale is announced as well, in order with the
 //! offers: a MAC that moved to another port (its entries go, both
 //! directions), and any change of faults (every entry goes, and nothing is
@@ -34,8 +45,9 @@
 //! discovery feed the routers' tables; the tc program sends every other
 //! frame to the engine too), networks whose router rewrites on L2
 //! (hairpin NAT without the userland proxy), the 802.1Q-aware `lan`,
-//! engines with services or overlays, and routed frames other than the
-//! TCP and UDP flows above (ICMP, IPv6, IP options, fragments).
+//! engines with services, L2 flows and connections in engines with
+//! overlays (only their tunnels are offered), and routed frames other
+//! than the TCP and UDP flows above (ICMP, IPv6, IP options, fragments).
 //!
 //! Frames the fast path carries still refresh what the engine learned:
 //! the IO layer reads the fast path's per-flow counters as often as it
@@ -47,7 +59,8 @@
 use super::conntrack::Dir;
 use super::fdb::{key_mac, mac_key};
 use super::flow::Tuple;
-use super::{Engine, PortId, PortRole};
+use super::vxlan::OuterEnds;
+use super::{Action, Engine, PortId, PortRole};
 use crate::wire::MacAddr;
 use crate::wire::ethernet::{self, EtherType};
 
@@ -87,6 +100,24 @@ pub enum OffloadEvent {
         src: MacAddr,
         /// The connection and direction (for [`Engine::offload_conn_seen`]).
         conn: ConnRef,
+    },
+    /// Frames from `src` to `dst` entering on `ingress` (a container's
+    /// port of an overlay network) are encapsulated between the VTEPs
+    /// `ends` names (VXLAN to another machine of this engine, whose VTEP
+    /// port is `vtep`), decapsulated there and leave by `egress`.
+    Tunnel {
+        /// The port they come in on.
+        ingress: PortId,
+        /// The port they leave by, on the other machine.
+        egress: PortId,
+        /// Their source MAC.
+        src: MacAddr,
+        /// Their destination MAC.
+        dst: MacAddr,
+        /// The VNI and the two VTEPs (MAC and address).
+        ends: OuterEnds,
+        /// The receiving VTEP's port (where `src` is learned there).
+        vtep: PortId,
     },
     /// Every flow to or from this MAC is stale (it moved).
     ForgetMac(MacAddr),
@@ -219,6 +250,81 @@ impl Engine {
             dst: MacAddr(eth.dst()),
             src: MacAddr(eth.src()),
         });
+    }
+
+    /// True when a frame from `ingress` that the switch sent to its
+    /// domain's VTEP alone (`rest`: what else it decided) may be offered
+    /// as a tunnel once its one copy reaches a port
+    /// ([`Engine::offer_tunnel`]): offload on, no fault, services, 802.1Q
+    /// `lan` or capture of the VTEPs' frames, from a container, a frame
+    /// the tc program may take.
+    pub(crate) fn tunnel_offerable(&self, ingress: PortId, frame: &[u8], rest: &[Action]) -> bool {
+        self.offload.on
+            && !self.faults.active()
+            && self.services.is_none()
+            && self.vlan.is_none()
+            && self.overlay.as_deref().is_some_and(|o| !o.captured())
+            && self
+                .ports
+                .get(usize::from(ingress.0))
+                .is_some_and(|p| p.role == PortRole::Container)
+            && offloadable_frame(frame)
+            && !rest.iter().any(|a| matches!(a, Action::Forward(_)))
+    }
+
+    /// After a frame from `ingress` was encapsulated to another machine's
+    /// VTEP of this engine (`ends`) and handled there (`sub`, what that
+    /// decided): offers the tunnel when it went to one container's port,
+    /// the destination learned there.
+    pub(crate) fn offer_tunnel(
+        &mut self,
+        ingress: PortId,
+        frame: &[u8],
+        sub: &[Action],
+        ends: OuterEnds,
+    ) {
+        let [Action::Forward(egress)] = *sub else {
+            return;
+        };
+        let Some((domain, vtep)) = self
+            .overlay
+            .as_deref()
+            .and_then(|o| o.vtep_at(ends.dst.1, ends.vni))
+        else {
+            return;
+        };
+        let eth = ethernet::Frame::new_unchecked(frame);
+        let (dst, src) = (MacAddr(eth.dst()), MacAddr(eth.src()));
+        let learned = self.domains[usize::from(domain.0)].peek(mac_key(&dst.0));
+        let to_container = self
+            .ports
+            .get(usize::from(egress.0))
+            .is_some_and(|p| p.role == PortRole::Container && p.domain == domain);
+        if learned != Some(egress) || !to_container {
+            return;
+        }
+        self.offload.events.push(OffloadEvent::Tunnel {
+            ingress,
+            egress,
+            src,
+            dst,
+            ends,
+            vtep,
+        });
+    }
+
+    /// The fast path carried frames of the tunnel from `src` in on
+    /// `ingress` by `now`: learns `src` there and on the receiving VTEP's
+    /// port `vtep`, as if the engine had switched and decapsulated them.
+    pub fn offload_tunnel_seen(
+        &mut self,
+        ingress: PortId,
+        vtep: PortId,
+        src: MacAddr,
+        now: std::time::Instant,
+    ) {
+        self.offload_seen(ingress, src, now);
+        self.offload_seen(vtep, src, now);
     }
 
     /// The fast path carried frames of connection `conn` by `now`: restarts

@@ -374,3 +374,164 @@ fn ipv6_too_big_for_the_overlay_gets_packet_too_big() {
         etherparse::Icmpv6Type::PacketTooBig { mtu: 1350 }
     );
 }
+
+/// The tunnel offers of the kernel fast path (`super::offload`): `cfg()`
+/// with the VTEPs' frames not captured and offload on.
+mod tunnel_offers {
+    use std::time::{Duration, Instant};
+
+    use super::super::vxlan::OuterEnds;
+    use super::*;
+
+    const VTEP1: PortId = PortId(7);
+    const VTEP2: PortId = PortId(8);
+
+    fn engine(capture: bool) -> Engine {
+        let mut c = cfg();
+        for v in &mut c.overlay {
+            v.capture = capture;
+        }
+        let mut e = Engine::new(c).unwrap();
+        e.set_offload(true);
+        e
+    }
+
+    fn at(e: &mut Engine, now: Instant, port: PortId, p: &mut Packet) -> Vec<Action> {
+        let mut out = Vec::new();
+        e.handle_frame(now, port, p, &mut out);
+        out
+    }
+
+    /// A UDP datagram from container `from` to `to` (`cmac`, `cip`).
+    fn udp(from: u8, to: u8) -> Packet {
+        let b = etherparse::PacketBuilder::ethernet2(cmac(from).0, cmac(to).0)
+            .ipv4(cip(from).octets(), cip(to).octets(), 64)
+            .udp(40000, 7);
+        let mut f = Vec::new();
+        b.write(&mut f, b"through the tunnel").unwrap();
+        Packet::from_frame(VnetHdr::default(), &f)
+    }
+
+    /// a (port A, `cmac(2)`, on m1) to b (port B, `cmac(3)`, on m2).
+    fn a_to_b() -> Packet {
+        udp(2, 3)
+    }
+
+    fn b_to_a() -> Packet {
+        udp(3, 2)
+    }
+
+    fn tunnel(from: (PortId, u8), to: (PortId, u8), vtep: PortId) -> OffloadEvent {
+        let m = |p: PortId| if p == A { 1 } else { 2 };
+        OffloadEvent::Tunnel {
+            ingress: from.0,
+            egress: to.0,
+            src: cmac(from.1),
+            dst: cmac(to.1),
+            ends: OuterEnds {
+                vni: 4097,
+                src: (mmac(m(from.0)), mip(m(from.0))),
+                dst: (mmac(m(to.0)), mip(m(to.0))),
+            },
+            vtep,
+        }
+    }
+
+    /// OV-2/OV-3: once both MACs are learned on their sides, a container's
+    /// unicast across machines is offered as a VXLAN tunnel of its VNI,
+    /// from its machine's VTEP to the other's, one direction at a time;
+    /// a frame flooded on either side is not.
+    #[test]
+    fn a_learned_unicast_across_machines_is_offered_as_a_tunnel() {
+        let t = Instant::now();
+        let mut e = engine(false);
+        // a → b: flooded on m1 (to c too) and on m2 (b not learned yet).
+        at(&mut e, t, A, &mut a_to_b());
+        assert!(e.take_offload_events().is_empty());
+        // b → a: a learned behind m1's VTEP on m2 and on port A on m1.
+        let out = at(&mut e, t, B, &mut b_to_a());
+        assert!(matches!(out[..], [Action::Emit(A, _)]), "{out:?}");
+        assert_eq!(e.take_offload_events(), vec![tunnel((B, 3), (A, 2), VTEP1)]);
+        at(&mut e, t, A, &mut a_to_b());
+        assert_eq!(e.take_offload_events(), vec![tunnel((A, 2), (B, 3), VTEP2)]);
+    }
+
+    /// Never offered: with the VTEPs' frames captured (the capture must
+    /// see each), with offload off, broadcast, and while a fault holds.
+    #[test]
+    fn captured_broadcast_faulted_or_offload_off_is_never_offered() {
+        let t = Instant::now();
+        for (what, mut e) in [
+            ("captured", engine(true)),
+            ("offload off", {
+                let mut e = engine(false);
+                e.set_offload(false);
+                e
+            }),
+        ] {
+            at(&mut e, t, A, &mut a_to_b());
+            at(&mut e, t, B, &mut b_to_a());
+            at(&mut e, t, A, &mut a_to_b());
+            assert!(e.take_offload_events().is_empty(), "{what}");
+        }
+        let mut e = engine(false);
+        at(&mut e, t, A, &mut a_to_b());
+        at(&mut e, t, B, &mut b_to_a());
+        e.take_offload_events();
+        at(&mut e, t, A, &mut arp_request(2, 3));
+        at(
+            &mut e,
+            t,
+            A,
+            &mut eth(MacAddr::BROADCAST, cmac(2), 0x0800, &[0x45; 40]),
+        );
+        assert!(e.take_offload_events().is_empty(), "broadcast");
+        e.set_fault(U2, Some(super::super::fault::LinkFault::default()));
+        assert_eq!(e.take_offload_events(), vec![OffloadEvent::ForgetAll]);
+        at(&mut e, t, A, &mut a_to_b());
+        assert!(e.take_offload_events().is_empty(), "under a fault");
+    }
+
+    /// A MAC learned behind another peer address (it moved machines) is
+    /// retracted.
+    #[test]
+    fn a_remote_mac_that_moves_machines_is_retracted() {
+        let t = Instant::now();
+        let mut e = engine(false);
+        at(&mut e, t, A, &mut a_to_b());
+        at(&mut e, t, B, &mut b_to_a());
+        e.take_offload_events();
+        // b's MAC now arrives at m1 from m3's address.
+        let inner = b_to_a();
+        let mut x = encap(
+            &inner,
+            4097,
+            mmac(3),
+            Ipv4Addr::new(198, 18, 0, 3),
+            mmac(1),
+            mip(1),
+            50000,
+        );
+        at(&mut e, t, U1, &mut x);
+        assert!(
+            e.take_offload_events()
+                .contains(&OffloadEvent::ForgetMac(cmac(3))),
+        );
+    }
+
+    /// What the fast path carries keeps the sender learned on its port
+    /// and behind the receiving VTEP, past the ageing time.
+    #[test]
+    fn frames_a_tunnel_carried_keep_the_sender_learned_on_both_sides() {
+        let t = Instant::now();
+        let mut e = engine(false);
+        at(&mut e, t, A, &mut a_to_b());
+        at(&mut e, t, B, &mut b_to_a());
+        let aging = Duration::from_secs(300);
+        e.offload_tunnel_seen(A, VTEP2, cmac(2), t + aging - Duration::from_secs(1));
+        e.expire(t + aging + Duration::from_secs(10));
+        assert_eq!(e.fdb_port(DomainId(1), cmac(2)), Some(A));
+        assert_eq!(e.fdb_port(DomainId(2), cmac(2)), Some(VTEP2));
+        assert_eq!(e.fdb_port(DomainId(2), cmac(3)), None, "b was not carried");
+    }
+}

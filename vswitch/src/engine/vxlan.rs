@@ -173,6 +173,20 @@ impl Overlay {
     }
 }
 
+impl Overlay {
+    /// The domain and port of the VTEP of VNI `vni` at this engine's
+    /// address `ip`.
+    pub(crate) fn vtep_at(&self, ip: Ipv4Addr, vni: u32) -> Option<(DomainId, PortId)> {
+        let vt = &self.vteps[*self.by_local.get(&(ip, vni))?];
+        Some((vt.cfg.domain, vt.cfg.port))
+    }
+
+    /// True when frames between this engine's VTEPs are captured.
+    pub(crate) fn captured(&self) -> bool {
+        self.capture
+    }
+}
+
 /// Why a frame addressed to a VTEP could not be decapsulated.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DecapError {
@@ -307,6 +321,43 @@ pub fn encap(
     hdr.shift(OVERHEAD as i32);
     let mut p = Packet::zeroed(hdr, n + OVERHEAD);
     let b = p.frame_mut();
+    let ends = OuterEnds {
+        vni,
+        src: (src_mac, src_ip),
+        dst: (dst_mac, dst_ip),
+    };
+    emit_outer(b, n, &ends, sport);
+    b[OVERHEAD..].copy_from_slice(inner.frame());
+    p
+}
+
+/// Who a VXLAN frame goes between: the VNI, the sending VTEP's MAC and
+/// address, the receiving one's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OuterEnds {
+    /// The VNI.
+    pub vni: u32,
+    /// The sending VTEP (its machine's uplink).
+    pub src: (MacAddr, Ipv4Addr),
+    /// The receiving VTEP.
+    pub dst: (MacAddr, Ipv4Addr),
+}
+
+/// The outer headers of an empty inner frame from UDP source port 0:
+/// what the kernel fast path puts in front of a frame it encapsulates,
+/// setting the lengths (the IPv4 checksum updated) and the source port
+/// there (`backend::userspace::offload`).
+pub fn outer_headers(ends: &OuterEnds) -> [u8; OVERHEAD] {
+    let mut b = [0u8; OVERHEAD];
+    emit_outer(&mut b, 0, ends, 0);
+    b
+}
+
+/// Writes the outer Ethernet, IPv4, UDP and VXLAN headers for an inner
+/// frame of `n` bytes into `b[..OVERHEAD]` (the IPv4 length saturates at
+/// 65535 for a GSO super-frame).
+fn emit_outer(b: &mut [u8], n: usize, ends: &OuterEnds, sport: u16) {
+    let ((src_mac, src_ip), (dst_mac, dst_ip)) = (ends.src, ends.dst);
     ethernet::emit(b, dst_mac.0, src_mac.0, EtherType::IPV4);
     let ip_len = (n + OVERHEAD - ETH_HDR_LEN).min(usize::from(u16::MAX));
     let ip = ipv4::Repr {
@@ -326,9 +377,7 @@ pub fn encap(
         payload_len: ip_len - ipv4::HEADER_LEN - udp::HEADER_LEN,
     };
     u.emit(&mut b[at..]);
-    vxlan::Repr { vni }.emit(&mut b[at + udp::HEADER_LEN..]);
-    b[OVERHEAD..].copy_from_slice(inner.frame());
-    p
+    vxlan::Repr { vni: ends.vni }.emit(&mut b[at + udp::HEADER_LEN..]);
 }
 
 /// Strips the outer headers (`inner` from [`parse_outer`]) in place and
@@ -513,8 +562,13 @@ impl Engine {
         }
         let inner_eth = ethernet::Frame::new_unchecked(inner);
         let src = mac_key(&inner_eth.src());
-        if !inner_eth.src_is_multicast() && vt.remote.insert(src, outer.src) != Some(outer.src) {
-            ov.stats.learned += 1;
+        let mut moved = false;
+        if !inner_eth.src_is_multicast() {
+            let was = vt.remote.insert(src, outer.src);
+            if was != Some(outer.src) {
+                ov.stats.learned += 1;
+                moved = was.is_some();
+            }
         }
         ov.stats.decapsulated += 1;
         let (domain, vport) = (vt.cfg.domain, vt.cfg.port);
@@ -524,9 +578,20 @@ impl Engine {
         let d = &mut self.domains[usize::from(domain.0)];
         let role = super::PortRole::Plain;
         let mut vtep = cx.on_port(vport, l2::Port { domain, role });
-        if !l2::admit(d, &mut self.metrics, &mut vtep) {
+        let admitted = l2::admit(d, &mut self.metrics, &mut vtep);
+        // (A MAC that moved here, or to another machine behind the tunnel,
+        // retracts what the fast path holds of it.)
+        self.take_moved(domain);
+        if moved && self.offload.on {
+            let mac = MacAddr(super::fdb::key_mac(src));
+            self.offload
+                .events
+                .push(super::OffloadEvent::ForgetMac(mac));
+        }
+        if !admitted {
             return true;
         }
+        let d = &mut self.domains[usize::from(domain.0)];
         l2::switch(d, &self.ports, &mut self.metrics, &mut vtep);
         true
     }
@@ -612,6 +677,7 @@ impl Engine {
         let (vni, lmac, lip, uplink) =
             (vt.cfg.vni, vt.cfg.local_mac, vt.cfg.local_ip, vt.cfg.uplink);
         let encrypted = !vt.cfg.esp.is_empty();
+        let unicast = targets.len() == 1 && !eth.dst_is_multicast();
         let mtu = self.overlay_inner_mtu(uplink, encrypted);
         let oversize = match super::pmtu::check(pkt, mtu) {
             super::pmtu::Verdict::Fits => false,
@@ -634,6 +700,11 @@ impl Engine {
                 return;
             }
         };
+        // Offered to the kernel fast path, when this decision is one it may
+        // repeat (`super::offload`): one copy, whole, to a VTEP of this
+        // engine.
+        let offerable =
+            unicast && !encrypted && !oversize && self.tunnel_offerable(ingress, f, &out[start..]);
         let mut sub = Vec::new();
         for (ip, mac) in targets {
             self.metrics.note(|| {
@@ -687,6 +758,14 @@ impl Engine {
                 }
                 sub.clear();
                 self.handle_frame(now, uplink, &mut e, &mut sub);
+                if offerable && local {
+                    let ends = OuterEnds {
+                        vni,
+                        src: (lmac, lip),
+                        dst: (mac, ip),
+                    };
+                    self.offer_tunnel(ingress, f, &sub, ends);
+                }
                 // The last Forward takes the packet itself: no copy for the
                 // usual single destination.
                 let last = sub.iter().rposition(|a| matches!(a, Action::Forward(_)));

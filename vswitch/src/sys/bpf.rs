@@ -261,6 +261,19 @@ impl Asm {
         self.insns.push(Insn::default());
     }
 
+    /// `dst = imm` (64-bit immediate, two instructions).
+    pub fn load_imm64(&mut self, dst: Reg, imm: u64) {
+        self.insns.push(Insn::new(
+            CLASS_LD | MODE_IMM | Size::Dw.bits(),
+            dst,
+            0,
+            0,
+            imm as u32 as i32,
+        ));
+        self.insns
+            .push(Insn::new(0, 0, 0, 0, (imm >> 32) as u32 as i32));
+    }
+
     /// `if dst op imm goto l`.
     pub fn jmp_imm(&mut self, op: Jmp, dst: Reg, imm: i32, l: Label) {
         self.fixups.push((self.insns.len(), l));
@@ -325,6 +338,31 @@ pub const F_MARK_MANGLED_0: i32 = 1 << 5;
 pub const HELPER_SKB_CHANGE_TAIL: i32 = 38;
 /// Helper `bpf_redirect(ifindex, flags)`: out of `ifindex` (flags 0).
 pub const HELPER_REDIRECT: i32 = 23;
+/// `bpf_get_hash_recalc(skb)`: the flow hash of the packet.
+pub const HELPER_GET_HASH_RECALC: i32 = 34;
+/// `bpf_skb_adjust_room(skb, len_diff, mode, flags)`.
+pub const HELPER_SKB_ADJUST_ROOM: i32 = 50;
+/// `bpf_skb_adjust_room` mode: room after the MAC header.
+pub const ADJ_ROOM_MAC: i32 = 1;
+/// `bpf_skb_adjust_room` flags (`BPF_F_ADJ_ROOM_*`).
+pub mod adj_room {
+    /// Keep the GSO segment size.
+    pub const FIXED_GSO: u64 = 1 << 0;
+    /// The new outer header is IPv4.
+    pub const ENCAP_L3_IPV4: u64 = 1 << 1;
+    /// The tunnel is UDP.
+    pub const ENCAP_L4_UDP: u64 = 1 << 4;
+    /// The inner L2 header is Ethernet.
+    pub const ENCAP_L2_ETH: u64 = 1 << 6;
+    /// Decapsulated, the packet is IPv4.
+    pub const DECAP_L3_IPV4: u64 = 1 << 7;
+    /// Decapsulated, the packet is IPv6.
+    pub const DECAP_L3_IPV6: u64 = 1 << 8;
+    /// The inner L2 header is `len` bytes long.
+    pub const fn encap_l2(len: u64) -> u64 {
+        (len & 0xff) << 56
+    }
+}
 /// Helper `bpf_redirect_peer(ifindex, flags)`: into the ingress of the
 /// peer of veth `ifindex`, in the peer's namespace (tc ingress only).
 pub const HELPER_REDIRECT_PEER: i32 = 155;

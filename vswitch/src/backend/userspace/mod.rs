@@ -22,7 +22,10 @@
 //! published ports.
 //!
 //! Overlay networks (issue 8, [`overlay`]): one domain per network per
-//! machine, joined by the engine's VTEPs. A mixed run's `backend = "kernel"`
+//! machine, joined by the engine's VTEPs. Their containers' ports are the
+//! fast path's veths, and every two machines with such ports are joined
+//! by an underlay veth (`ul<machine>`) that carries the tunnels the
+//! engine hands to the kernel ([`offload::tunnel`]). A mixed run's `backend = "kernel"`
 //! machines get only their uplink TAP here; the kernel backend builds the
 //! rest of them.
 
@@ -217,8 +220,16 @@ impl Dataplane {
             }
         };
         let ipv6 = plan.lan6.is_some();
-        let (ports, fast) = create_ports(world, setup.pending, pcaps, &fast_ports, machines, ipv6)?;
-        let veths = fast_veths(world, &fast_ports)?;
+        let pairs = underlay_pairs(&setup, &fast_ports);
+        let (ports, fast) = create_ports(
+            world,
+            setup.pending,
+            pcaps,
+            (&fast_ports, &pairs),
+            machines,
+            ipv6,
+        )?;
+        let veths = fast_veths(world, &fast_ports, &pairs)?;
         // A mixed run's kernel machines are the kernel backend's, built
         // next by `World::build`.
         let workers = opts.engine_workers.unwrap_or_else(io::workers);
@@ -339,12 +350,14 @@ impl Dataplane {
 }
 
 /// The machine of each port the kernel fast path may serve, in a world
-/// without services or overlays (whose frames the engine must see; see
-/// [`crate::engine::offload`]), none of them captured: a container's port
-/// on a bridge network, and in a world of one userspace machine an
-/// untagged external's port on `lan` (its veth end in the machine's
-/// namespace, so that connections routed between the two can be redirected
-/// there).
+/// without services (whose frames the engine must see; see
+/// [`crate::engine::offload`]), none of them captured. Without overlays:
+/// a container's port on a bridge network, and in a world of one
+/// userspace machine an untagged external's port on `lan` (its veth end in
+/// the machine's namespace, so that connections routed between the two
+/// can be redirected there). With overlays (whose VTEPs' frames are not
+/// captured): a container's port on an unencrypted overlay network, for
+/// the tunnels the engine offers (`offload::tunnel`).
 fn fast_ports(
     plan: &Plan,
     setup: &crate::backend::hosted::Setup,
@@ -353,7 +366,11 @@ fn fast_ports(
     use crate::engine::PortRole;
     use crate::scenario::plan::BackendKind;
     use crate::scenario::plan::Driver;
-    let whole_world = setup.services.is_none() && setup.cfg.overlay.is_empty();
+    let overlays = &setup.cfg.overlay;
+    let whole_world = setup.services.is_none() && overlays.is_empty();
+    let tunnels =
+        setup.services.is_none() && !overlays.is_empty() && overlays.iter().all(|v| !v.capture);
+    let tunnelled = |d: DomainId| overlays.iter().any(|v| v.domain == d && v.esp.is_empty());
     let one_machine = matches!(
         plan.machines.as_slice(),
         [m] if m.backend.is_none_or(|b| b == BackendKind::Userspace)
@@ -371,7 +388,15 @@ fn fast_ports(
         .iter()
         .enumerate()
         .map(|(i, (node, _, _))| match node {
-            _ if !whole_world || pcaps[i].is_some() => None,
+            _ if pcaps[i].is_some() => None,
+            Node::Container(c)
+                if tunnels
+                    && setup.cfg.ports[i].role == PortRole::Container
+                    && tunnelled(setup.port_domains[i]) =>
+            {
+                Some(plan.containers[*c].machine)
+            }
+            _ if !whole_world => None,
             Node::Container(c)
                 if setup.cfg.ports[i].role == PortRole::Container
                     && bridge(setup.port_domains[i]) =>
@@ -390,16 +415,47 @@ fn fast_ports(
         .collect()
 }
 
-/// The host-end veth names of the fast ports, by machine namespace.
+/// The pairs of machines (lower index first) that an underlay veth joins
+/// for the fast path's tunnels: in a world with overlays, every two
+/// machines with fast ports.
+fn underlay_pairs(
+    setup: &crate::backend::hosted::Setup,
+    fast: &[Option<usize>],
+) -> Vec<(usize, usize)> {
+    if setup.cfg.overlay.is_empty() {
+        return Vec::new();
+    }
+    let machines: std::collections::BTreeSet<usize> = fast.iter().flatten().copied().collect();
+    let machines: Vec<usize> = machines.into_iter().collect();
+    let mut pairs = Vec::new();
+    for (i, &a) in machines.iter().enumerate() {
+        for &b in &machines[i + 1..] {
+            pairs.push((a, b));
+        }
+    }
+    pairs
+}
+
+/// The name of the underlay veth end towards machine `peer`.
+fn underlay_end(peer: usize) -> String {
+    format!("ul{peer}")
+}
+
+/// The veth names of the fast ports' host ends, and of the underlay
+/// (each pair once), by machine namespace.
 fn fast_veths(
     world: &Namespaces,
     fast: &[Option<usize>],
+    pairs: &[(usize, usize)],
 ) -> Result<Vec<(crate::netns::NetNs, Vec<String>)>, BuildError> {
     let mut by_machine: std::collections::BTreeMap<usize, Vec<String>> = Default::default();
     for (port, m) in fast.iter().enumerate() {
         if let Some(m) = m {
             by_machine.entry(*m).or_default().push(host_end(port));
         }
+    }
+    for &(a, b) in pairs {
+        by_machine.entry(a).or_default().push(underlay_end(b));
     }
     by_machine
         .into_iter()
@@ -426,7 +482,7 @@ fn create_ports(
     world: &Namespaces,
     pending: Vec<(Node, String, IfaceSpec)>,
     pcaps: Vec<Option<PcapWriter>>,
-    fast: &[Option<usize>],
+    (fast, pairs): (&[Option<usize>], &[(usize, usize)]),
     machines: Vec<Option<offload::MachinePath>>,
     ipv6: bool,
 ) -> Result<(Vec<PortIo>, Option<offload::FastPath>), BuildError> {
@@ -488,9 +544,82 @@ fn create_ports(
     if fast_ports.iter().all(Option::is_none) {
         return Ok((ports, None));
     }
+    let mut underlays = std::collections::HashMap::new();
+    for &(a, b) in pairs {
+        let paths = (machines[a].clone(), machines[b].clone());
+        let (Some(pa), Some(pb)) = paths else {
+            continue;
+        };
+        let (here, there) = create_underlay(world, (a, pa), (b, pb), ipv6)?;
+        underlays.insert((a, b), (here, there));
+        underlays.insert((b, a), (there, here));
+    }
     let machines = machines
         .into_iter()
         .map(|m| m.and_then(std::sync::Arc::into_inner))
         .collect();
-    Ok((ports, Some(offload::FastPath::new(machines, fast_ports))))
+    let fast = offload::FastPath::new(machines, fast_ports, underlays);
+    Ok((ports, Some(fast)))
+}
+
+/// The underlay veth between machines `a` and `b` (`offload::tunnel`):
+/// `ul<b>` in `a`'s namespace, `ul<a>` in `b`'s, each wired to its
+/// machine's programs while down, then up. Returns the two ifindexes.
+fn create_underlay(
+    world: &Namespaces,
+    (a, path_a): (usize, std::sync::Arc<offload::MachinePath>),
+    (b, path_b): (usize, std::sync::Arc<offload::MachinePath>),
+    ipv6: bool,
+) -> Result<(u32, u32), BuildError> {
+    use std::os::fd::AsFd;
+    let step = format!("underlay between machines {a} and {b}");
+    let fail = |source| BuildError {
+        step: step.clone(),
+        source,
+    };
+    let peer_ns = world
+        .ns(Node::Machine(b))
+        .try_clone()
+        .map_err(BuildError::at(step.clone()))?;
+    let here = world
+        .ns(Node::Machine(a))
+        .run(move || -> Result<u32, DynError> {
+            let mut nl = Netlink::new()?;
+            let name = underlay_end(b);
+            nl.link_add_veth_peer_in_with(&name, &underlay_end(a), peer_ns.as_fd(), None)?;
+            wire_underlay(&mut nl, &name, &path_a, ipv6)
+        })
+        .map_err(BuildError::at(step.clone()))?
+        .map_err(fail)?;
+    let there = world
+        .ns(Node::Machine(b))
+        .run(move || -> Result<u32, DynError> {
+            wire_underlay(&mut Netlink::new()?, &underlay_end(a), &path_b, ipv6)
+        })
+        .map_err(BuildError::at(step.clone()))?
+        .map_err(fail)?;
+    Ok((here, there))
+}
+
+/// Wires the underlay end `name` of the calling thread's namespace to
+/// `path` and brings it up; returns its ifindex.
+fn wire_underlay(
+    nl: &mut Netlink,
+    name: &str,
+    path: &offload::MachinePath,
+    ipv6: bool,
+) -> Result<u32, DynError> {
+    if ipv6 {
+        let key = format!("net.ipv6.conf.{name}.disable_ipv6");
+        crate::sys::sysctl::sysctl_set(&key, "1")?;
+    }
+    let index = nl.link_index(name)?;
+    path.attach_underlay(nl, index)?;
+    let up = LinkSettings {
+        mac: None,
+        mtu: None,
+        up: true,
+    };
+    nl.link_configure_at(index, name, up)?;
+    Ok(index)
 }
