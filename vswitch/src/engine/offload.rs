@@ -118,6 +118,9 @@ pub enum OffloadEvent {
         ends: OuterEnds,
         /// The receiving VTEP's port (where `src` is learned there).
         vtep: PortId,
+        /// The largest inner IP packet the underlay carries (a frame
+        /// larger goes to the engine, which answers it, BUG-7).
+        mtu: usize,
     },
     /// Every flow to or from this MAC is stale (it moved).
     ForgetMac(MacAddr),
@@ -281,7 +284,7 @@ impl Engine {
         ingress: PortId,
         frame: &[u8],
         sub: &[Action],
-        ends: OuterEnds,
+        (ends, mtu): (OuterEnds, usize),
     ) {
         let [Action::Forward(egress)] = *sub else {
             return;
@@ -310,6 +313,7 @@ impl Engine {
             dst,
             ends,
             vtep,
+            mtu,
         });
     }
 

@@ -434,6 +434,7 @@ mod tunnel_offers {
                 dst: (mmac(m(to.0)), mip(m(to.0))),
             },
             vtep,
+            mtu: 1450,
         }
     }
 

@@ -764,7 +764,7 @@ impl Engine {
                         src: (lmac, lip),
                         dst: (mac, ip),
                     };
-                    self.offer_tunnel(ingress, f, &sub, ends);
+                    self.offer_tunnel(ingress, f, &sub, (ends, mtu));
                 }
                 // The last Forward takes the packet itself: no copy for the
                 // usual single destination.

@@ -519,7 +519,7 @@ fn create_ports(
                 });
             };
             let container = ns.try_clone().map_err(BuildError::at(step.clone()))?;
-            let for_veth = spec.clone();
+            let (for_veth, mtu) = (spec.clone(), spec.mtu);
             let (tap, host) = world
                 .ns(Node::Machine(m))
                 .run(move || create_fast_port(i, &for_veth, &container, &path, ipv6))
@@ -528,7 +528,7 @@ fn create_ports(
             ns.run(move || configure_iface(&spec))
                 .map_err(BuildError::at(step.clone()))?
                 .map_err(fail)?;
-            Ok((tap, Some((m, host))))
+            Ok((tap, Some((m, host, mtu))))
         },
     );
     let mut ports = Vec::with_capacity(made.len());
@@ -536,9 +536,10 @@ fn create_ports(
     for (r, pcap) in made.into_iter().zip(pcaps) {
         let (tap, fast) = r?;
         ports.push(PortIo { tap, pcap });
-        fast_ports.push(fast.map(|(machine, host_ifindex)| offload::FastPort {
+        fast_ports.push(fast.map(|(machine, host_ifindex, mtu)| offload::FastPort {
             machine,
             host_ifindex,
+            mtu,
         }));
     }
     if fast_ports.iter().all(Option::is_none) {

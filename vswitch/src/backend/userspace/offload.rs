@@ -534,6 +534,8 @@ pub struct FastPort {
     pub machine: usize,
     /// The veth end's ifindex in the machine's namespace.
     pub host_ifindex: u32,
+    /// The container's MTU on it.
+    pub mtu: u16,
 }
 
 /// An L2 flow in the fast path, or one end of a tunnel.
@@ -726,8 +728,9 @@ impl FastPath {
                     dst,
                     ends,
                     vtep,
+                    mtu,
                 } => {
-                    self.install_tunnel((ingress, egress), (src, dst), &ends, vtep);
+                    self.install_tunnel((ingress, egress), (src, dst), (&ends, mtu), vtep);
                     0
                 }
                 OffloadEvent::ForgetMac(mac) => {
@@ -804,18 +807,24 @@ impl FastPath {
 
     /// Installs a tunnel from `ingress` to `egress` (fast ports of two
     /// machines joined by an underlay) for frames from `src` to `dst`: the
-    /// receiving end first, then the sending one. A receiving end already
-    /// there for another VNI or port keeps the tunnel with the engine.
+    /// receiving end first, then the sending one. It stays with the engine
+    /// when the underlay (`mtu`, the largest inner packet it carries) is
+    /// narrower than what the sender may send or the receiver take (the
+    /// engine answers those, BUG-7; the fast path checks no size), and
+    /// when a receiving end is already there for another VNI or port.
     fn install_tunnel(
         &mut self,
         (ingress, egress): (PortId, PortId),
         (src, dst): (MacAddr, MacAddr),
-        ends: &crate::engine::vxlan::OuterEnds,
+        (ends, mtu): (&crate::engine::vxlan::OuterEnds, usize),
         vtep: PortId,
     ) {
         let (Some(a), Some(b)) = (self.port(ingress), self.port(egress)) else {
             return;
         };
+        if usize::from(a.mtu) > mtu || b.mtu < a.mtu {
+            return;
+        }
         let Some(&(here, there)) = self.underlays.get(&(a.machine, b.machine)) else {
             return;
         };
@@ -1250,5 +1259,49 @@ mod tests {
             2,
             "missed"
         );
+    }
+
+    /// BUG-7: a tunnel whose underlay is narrower than the sender's MTU
+    /// stays with the engine (which answers the frames too big for it);
+    /// one that fits is installed, both ends.
+    #[test]
+    fn a_tunnel_narrower_than_the_sender_stays_with_the_engine() {
+        use crate::engine::vxlan::OuterEnds;
+        if !crate::sys::require_root("offload program") {
+            return;
+        }
+        let machines = vec![
+            Some(MachinePath::new().unwrap()),
+            Some(MachinePath::new().unwrap()),
+        ];
+        let port = |machine, host_ifindex| {
+            Some(FastPort {
+                machine,
+                host_ifindex,
+                mtu: 1450,
+            })
+        };
+        let underlays = HashMap::from([((0, 1), (21, 22)), ((1, 0), (22, 21))]);
+        let mut fast = FastPath::new(machines, vec![port(0, 11), port(1, 12)], underlays);
+        let ip = |n| std::net::Ipv4Addr::new(198, 18, 0, n);
+        let tunnel = |mtu| OffloadEvent::Tunnel {
+            ingress: PortId(0),
+            egress: PortId(1),
+            src: MacAddr([2, 0x42, 10, 0, 0, 2]),
+            dst: MacAddr([2, 0x42, 10, 0, 0, 3]),
+            ends: OuterEnds {
+                vni: 4097,
+                src: (MacAddr([2, 0x56, 198, 18, 0, 1]), ip(1)),
+                dst: (MacAddr([2, 0x56, 198, 18, 0, 2]), ip(2)),
+            },
+            vtep: PortId(9),
+            mtu,
+        };
+        fast.apply(vec![tunnel(1400)]);
+        assert_eq!((fast.stats.tunnels, fast.flows.entries.len()), (0, 0));
+        fast.apply(vec![tunnel(1450)]);
+        assert_eq!((fast.stats.tunnels, fast.flows.entries.len()), (1, 2));
+        fast.apply(vec![OffloadEvent::ForgetAll]);
+        assert!(fast.flows.entries.is_empty());
     }
 }
