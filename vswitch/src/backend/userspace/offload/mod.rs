@@ -1169,6 +1169,21 @@ mod tests {
         assert_eq!(&out[40..42], &[0, 0], "no checksum stays none");
         assert_eq!(&out[34..36], &33001u16.to_be_bytes());
     }
+    /// VNI 4097 from machine 1's VTEP (198.18.0.1) to machine 2's.
+    fn two_vteps() -> crate::engine::vxlan::OuterEnds {
+        let vtep = |n| {
+            (
+                MacAddr([2, 0x56, 198, 18, 0, n]),
+                std::net::Ipv4Addr::new(198, 18, 0, n),
+            )
+        };
+        crate::engine::vxlan::OuterEnds {
+            vni: 4097,
+            src: vtep(1),
+            dst: vtep(2),
+        }
+    }
+
     /// OV-2/OV-5 in the kernel: a tunnel's sending end makes of a frame
     /// exactly the VXLAN frame the engine makes of it (the same outer
     /// headers, lengths and IPv4 checksum; the UDP source port from the
@@ -1177,24 +1192,14 @@ mod tests {
     /// all, is dropped and counted as missed.
     #[test]
     fn a_tunnel_encapsulates_as_the_engine_does_and_decapsulates_back() {
-        use crate::engine::vxlan::{self, OVERHEAD, OuterEnds};
+        use crate::engine::vxlan::{self, OVERHEAD};
         use crate::engine::{Packet, VnetHdr};
         if !crate::sys::require_root("offload program") {
             return;
         }
         let path = MachinePath::new().expect("the verifier accepts the programs");
         let (a, b) = ([2, 0x42, 10, 0, 50, 2], [2, 0x42, 10, 0, 50, 3]);
-        let ends = OuterEnds {
-            vni: 4097,
-            src: (
-                MacAddr([2, 0x56, 198, 18, 0, 1]),
-                std::net::Ipv4Addr::new(198, 18, 0, 1),
-            ),
-            dst: (
-                MacAddr([2, 0x56, 198, 18, 0, 2]),
-                std::net::Ipv4Addr::new(198, 18, 0, 2),
-            ),
-        };
+        let ends = two_vteps();
         // BPF_PROG_TEST_RUN gives its frame the ifindex of `lo`, 1: the
         // sending end's veth and, for the second program, the underlay's.
         let k = key(1, MacAddr(b), MacAddr(a));
@@ -1266,7 +1271,6 @@ mod tests {
     /// one that fits is installed, both ends.
     #[test]
     fn a_tunnel_narrower_than_the_sender_stays_with_the_engine() {
-        use crate::engine::vxlan::OuterEnds;
         if !crate::sys::require_root("offload program") {
             return;
         }
@@ -1283,17 +1287,12 @@ mod tests {
         };
         let underlays = HashMap::from([((0, 1), (21, 22)), ((1, 0), (22, 21))]);
         let mut fast = FastPath::new(machines, vec![port(0, 11), port(1, 12)], underlays);
-        let ip = |n| std::net::Ipv4Addr::new(198, 18, 0, n);
         let tunnel = |mtu| OffloadEvent::Tunnel {
             ingress: PortId(0),
             egress: PortId(1),
             src: MacAddr([2, 0x42, 10, 0, 0, 2]),
             dst: MacAddr([2, 0x42, 10, 0, 0, 3]),
-            ends: OuterEnds {
-                vni: 4097,
-                src: (MacAddr([2, 0x56, 198, 18, 0, 1]), ip(1)),
-                dst: (MacAddr([2, 0x56, 198, 18, 0, 2]), ip(2)),
-            },
+            ends: two_vteps(),
             vtep: PortId(9),
             mtu,
         };
