@@ -480,13 +480,14 @@ mod tunnel_offers {
         at(&mut e, t, B, &mut b_to_a());
         e.take_offload_events();
         at(&mut e, t, A, &mut arp_request(2, 3));
-        at(
-            &mut e,
-            t,
-            A,
-            &mut eth(MacAddr::BROADCAST, cmac(2), 0x0800, &[0x45; 40]),
-        );
+        let mut bcast = a_to_b();
+        bcast.frame_mut()[..6].copy_from_slice(&MacAddr::BROADCAST.0);
+        at(&mut e, t, A, &mut bcast);
         assert!(e.take_offload_events().is_empty(), "broadcast");
+        // (The same frame to b is offered: what kept the others back is
+        // what they are.)
+        at(&mut e, t, A, &mut a_to_b());
+        assert_eq!(e.take_offload_events().len(), 1, "unicast");
         e.set_fault(U2, Some(super::super::fault::LinkFault::default()));
         assert_eq!(e.take_offload_events(), vec![OffloadEvent::ForgetAll]);
         at(&mut e, t, A, &mut a_to_b());

@@ -171,9 +171,7 @@ impl Overlay {
         }
         o
     }
-}
 
-impl Overlay {
     /// The domain and port of the VTEP of VNI `vni` at this engine's
     /// address `ip`.
     pub(crate) fn vtep_at(&self, ip: Ipv4Addr, vni: u32) -> Option<(DomainId, PortId)> {
