@@ -19,7 +19,7 @@ mod throughput;
 #[cfg(test)]
 mod root_tests;
 #[cfg(test)]
-mod testnet;
+pub(crate) mod testnet;
 
 use std::io;
 use std::net::SocketAddr;

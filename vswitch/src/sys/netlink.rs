@@ -12,8 +12,8 @@ use std::os::fd::{AsRawFd, BorrowedFd};
 
 use ipnet::IpNet;
 use netlink_packet_core::{
-    NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage,
-    NetlinkPayload,
+    DefaultNla, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REQUEST, NetlinkHeader,
+    NetlinkMessage, NetlinkPayload,
 };
 use netlink_packet_route::address::{AddressAttribute, AddressFlags, AddressMessage, AddressScope};
 use netlink_packet_route::link::{
@@ -24,7 +24,8 @@ use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
 };
 use netlink_packet_route::tc::{
-    TcAttribute, TcBpfFlags, TcFilterBpf, TcFilterBpfOption, TcHandle, TcMessage, TcOption,
+    TcAttribute, TcBpfFlags, TcFilterBpf, TcFilterBpfOption, TcHandle, TcHeader, TcMessage,
+    TcOption,
 };
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
@@ -361,35 +362,91 @@ impl Netlink {
         prog: BorrowedFd<'_>,
         name: &str,
     ) -> Result<(), NetlinkError> {
-        self.filter_add_bpf(ifindex, prog, name, TcHandle::MIN_EGRESS)
+        let parent = TcHandle {
+            major: TcHandle::CLSACT.major,
+            minor: TcHandle::MIN_EGRESS,
+        };
+        self.filter_add_bpf(
+            ifindex as i32,
+            parent,
+            prog,
+            name,
+            &format!("ifindex {ifindex} egress"),
+        )
     }
 
-    /// [`Netlink::filter_add_bpf_egress`] on the ingress hook (`tc filter
-    /// add dev IF ingress bpf da fd PROG`).
-    pub fn filter_add_bpf_ingress(
+    /// Adds an `ingress` qdisc to interface `ifindex` whose filters are
+    /// those of shared block `block` (`tc qdisc add dev IF ingress_block
+    /// BLOCK ingress`): a filter added once to the block
+    /// ([`Netlink::filter_add_bpf_block`]) classifies the ingress of every
+    /// interface bound to it. The kernel keeps a list of every filter
+    /// block bound in the system and walks it on each bind; a clsact qdisc
+    /// brings two private blocks, a bind to an existing shared block none.
+    /// `block` is a namespace's, non-zero; the block goes with the last
+    /// qdisc bound to it.
+    pub fn qdisc_add_ingress_block(
         &mut self,
         ifindex: u32,
+        block: u32,
+    ) -> Result<(), NetlinkError> {
+        const TCA_INGRESS_BLOCK: u16 = 13;
+        let mut msg = TcMessage::default();
+        msg.header.index = ifindex as i32;
+        msg.header.parent = TcHandle::INGRESS;
+        msg.header.handle = TcHandle {
+            major: TcHandle::INGRESS.major,
+            minor: 0,
+        };
+        msg.attributes.push(TcAttribute::Kind("ingress".into()));
+        msg.attributes.push(TcAttribute::Other(DefaultNla::new(
+            TCA_INGRESS_BLOCK,
+            block.to_ne_bytes().to_vec(),
+        )));
+        self.ack(
+            RouteNetlinkMessage::NewQueueDiscipline(msg),
+            NLM_F_CREATE | NLM_F_EXCL,
+            "add ingress qdisc",
+            &format!("ifindex {ifindex} block {block}"),
+        )
+    }
+
+    /// [`Netlink::filter_add_bpf_egress`] on shared block `block` (`tc
+    /// filter add block BLOCK bpf da fd PROG`), which some qdisc must
+    /// already be bound to ([`Netlink::qdisc_add_ingress_block`]).
+    pub fn filter_add_bpf_block(
+        &mut self,
+        block: u32,
         prog: BorrowedFd<'_>,
         name: &str,
     ) -> Result<(), NetlinkError> {
-        self.filter_add_bpf(ifindex, prog, name, TcHandle::MIN_INGRESS)
+        let parent = TcHandle {
+            major: (block >> 16) as u16,
+            minor: block as u16,
+        };
+        self.filter_add_bpf(
+            TcHeader::TCM_IFINDEX_MAGIC_BLOCK as i32,
+            parent,
+            prog,
+            name,
+            &format!("block {block}"),
+        )
     }
 
+    /// A direct-action classifier `prog` for every protocol on `index`
+    /// (an ifindex, or the magic one of shared blocks), `parent`.
     fn filter_add_bpf(
         &mut self,
-        ifindex: u32,
+        index: i32,
+        parent: TcHandle,
         prog: BorrowedFd<'_>,
         name: &str,
-        hook: u16,
+        on: &str,
     ) -> Result<(), NetlinkError> {
         const ETH_P_ALL: u16 = 0x0003;
         const PRIO: u32 = 1;
         let mut msg = TcMessage::default();
-        msg.header.index = ifindex as i32;
-        msg.header.parent = TcHandle {
-            major: TcHandle::CLSACT.major,
-            minor: hook,
-        };
+        msg.header.index = index;
+        msg.header.parent = parent;
         // TC_H_MAKE(prio << 16, htons(protocol)).
         msg.header.info = (PRIO << 16) | u32::from(ETH_P_ALL.to_be());
         msg.attributes
@@ -399,16 +456,11 @@ impl Netlink {
             TcOption::Bpf(TcFilterBpfOption::ProgName(name.into())),
             TcOption::Bpf(TcFilterBpfOption::Flags(TcBpfFlags::DirectAction)),
         ]));
-        let what = if hook == TcHandle::MIN_INGRESS {
-            "add bpf ingress filter"
-        } else {
-            "add bpf egress filter"
-        };
         self.ack(
             RouteNetlinkMessage::NewTrafficFilter(msg),
             NLM_F_CREATE | NLM_F_EXCL,
-            what,
-            &format!("ifindex {ifindex}"),
+            "add bpf filter",
+            on,
         )
     }
 
