@@ -5,8 +5,11 @@
 # check between two networks) and torn down with `vswitch run`, for each
 # size and backend, alternating backends within each round so that drift on
 # the machine hits them alike. Prints wall time end to end, set-up and
-# teardown (from the run's JSON report), each per container, and what the
-# run left behind (namespaces, /etc/netns directories, run records and
+# teardown (from the run's JSON report), each per container, the time the
+# machine stays busy after the process exits (settle: the kernel deletes
+# namespaces in a work queue, after `ip netns del` or the last handle has
+# gone; the next run waits for it, so that no run pays for the one before),
+# and what the run left behind (namespaces, /etc/netns directories, run records and
 # links in the starting namespace named with its run id: must be 0).
 #
 #   benches/scale.sh                          # 100 300 1000, userspace and kernel (+ docker when up)
@@ -63,35 +66,84 @@ leftovers() {
     echo "$n"
 }
 
+# settle: waits until both CPUs are idle (under 10 % busy, steal aside, in
+# two 100 ms windows running) or 30 s passed; prints the milliseconds it
+# waited before the idle windows.
+settle() {
+    local t0 quiet=0 prev cur busy total
+    t0=$(date +%s%N)
+    read -r -a prev < <(head -1 /proc/stat)
+    while ((quiet < 2)); do
+        sleep 0.1
+        read -r -a cur < <(head -1 /proc/stat)
+        busy=$(((cur[1] - prev[1]) + (cur[2] - prev[2]) + (cur[3] - prev[3]) + (cur[6] - prev[6]) + (cur[7] - prev[7])))
+        total=$((busy + (cur[4] - prev[4]) + (cur[5] - prev[5])))
+        prev=("${cur[@]}")
+        if ((busy * 10 < total)); then
+            quiet=$((quiet + 1))
+        else
+            quiet=0
+        fi
+        if (($(date +%s%N) - t0 > 30000000000)); then
+            echo "scale: the machine did not settle within 30 s" >&2
+            break
+        fi
+    done
+    echo $((($(date +%s%N) - t0) / 1000000 - 100 * quiet))
+}
+
 results="$work/results.tsv"
 : >"$results"
 for n in $sizes; do
     scenario "$n" >"$work/s$n.toml"
 done
-for ((r = 1; r <= repeat; r++)); do
-    for n in $sizes; do
-        for b in $backends; do
+# measure N BACKEND [RECORD]: one run, appended to the results when RECORD.
+measure() {
+    local n=$1 b=$2 record=${3:-}
+    settle >/dev/null
+    local t0 t1 code=0 after id setup teardown passed failed left
+    t0=$(date +%s%N)
+    "$vswitch" run -q --backend "$b" --json "$work/r.json" "$work/s$n.toml" >/dev/null 2>"$work/err" || code=$?
+    t1=$(date +%s%N)
+    after=$(settle)
+    if [[ ! -s $work/r.json ]]; then
+        echo "scale: $b at $n: no report (exit $code): $(tail -3 "$work/err")" >&2
+        return
+    fi
+    read -r id setup teardown passed failed < <(python3 -c '
+import json, sys
+r = json.load(open(sys.argv[1]))
+print(r["run_id"], r["setup_ms"], r["teardown_ms"], r["passed"], r["failed"])' "$work/r.json")
+    left=$(leftovers "$id")
+    rm -f "$work/r.json"
+    if [[ -n $record ]]; then
+        printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$n" "$b" $(((t1 - t0) / 1000000)) "$setup" "$teardown" \
+            "$after" "$passed" "$failed" "$left" >>"$results"
+    elif ((left > 0)); then
+        echo "scale: the warm-up ($b at $n) left $left things behind" >&2
+    fi
+}
+
+# Each size on its own, after a warm-up run that is not counted: a world
+# built right after a smaller one finds the kernel's caches cold and takes
+# longer (1000 containers after 300: ~20 %), so the first backend of a size
+# would otherwise pay for it. The backends' order turns each round.
+read -r -a order <<<"$backends"
+for n in $sizes; do
+    first=${order[0]}
+    if [[ $first != docker || $n -le $docker_max ]]; then
+        echo "scale: warm-up, $n containers, $first" >&2
+        measure "$n" "$first"
+    fi
+    for ((r = 1; r <= repeat; r++)); do
+        for ((k = 0; k < ${#order[@]}; k++)); do
+            b=${order[(k + r - 1) % ${#order[@]}]}
             if [[ $b == docker && $n -gt $docker_max ]]; then
                 echo "scale: docker skipped at $n containers (DOCKER_MAX=$docker_max)" >&2
                 continue
             fi
             echo "scale: round $r, $n containers, $b" >&2
-            t0=$(date +%s%N)
-            code=0
-            "$vswitch" run -q --backend "$b" --json "$work/r.json" "$work/s$n.toml" >/dev/null 2>"$work/err" || code=$?
-            t1=$(date +%s%N)
-            if [[ ! -s $work/r.json ]]; then
-                echo "scale: $b at $n: no report (exit $code): $(tail -3 "$work/err")" >&2
-                continue
-            fi
-            read -r id setup teardown passed failed < <(python3 -c '
-import json, sys
-r = json.load(open(sys.argv[1]))
-print(r["run_id"], r["setup_ms"], r["teardown_ms"], r["passed"], r["failed"])' "$work/r.json")
-            left=$(leftovers "$id")
-            printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$n" "$b" $(((t1 - t0) / 1000000)) "$setup" "$teardown" \
-                "$passed" "$failed" "$left" >>"$results"
-            rm -f "$work/r.json"
+            measure "$n" "$b" record
         done
     done
 done
@@ -101,14 +153,16 @@ import sys, statistics
 from collections import defaultdict
 rows = defaultdict(list)
 for line in open(sys.argv[1]):
-    n, b, wall, setup, teardown, passed, failed, left = line.split("\t")
-    rows[(int(n), b)].append((int(wall), int(setup), int(teardown), int(passed), int(failed), int(left)))
+    n, b, wall, setup, teardown, after, passed, failed, left = line.split("\t")
+    rows[(int(n), b)].append((int(wall), int(setup), int(teardown), int(after), int(passed), int(failed), int(left)))
 print(f"{'containers':>10} {'backend':<10} {'runs':>4} {'wall s':>7} {'set-up s':>8} {'teardown s':>10}"
-      f" {'ms/ctr':>7} {'set-up ms/ctr':>13} {'teardown ms/ctr':>15} {'checks':>7} {'leftovers':>9}")
+      f" {'settle s':>8} {'ms/ctr':>7} {'set-up ms/ctr':>13} {'teardown ms/ctr':>15} {'checks':>7} {'leftovers':>9}")
 for (n, b), rs in sorted(rows.items()):
     med = lambda i: statistics.median(r[i] for r in rs)
-    checks = f"{min(r[3] for r in rs)}/{max(r[3] + r[4] for r in rs)}"
+    checks = f"{min(r[4] for r in rs)}/{max(r[4] + r[5] for r in rs)}"
     print(f"{n:>10} {b:<10} {len(rs):>4} {med(0)/1000:>7.2f} {med(1)/1000:>8.2f} {med(2)/1000:>10.2f}"
-          f" {med(0)/n:>7.2f} {med(1)/n:>13.2f} {med(2)/n:>15.2f} {checks:>7} {max(r[5] for r in rs):>9}")
-print("(medians; wall = the whole `vswitch run` process: set-up, checks, teardown, exit)")
+          f" {med(3)/1000:>8.2f} {med(0)/n:>7.2f} {med(1)/n:>13.2f} {med(2)/n:>15.2f} {checks:>7} {max(r[6] for r in rs):>9}")
+print("(medians; wall = the whole `vswitch run` process: set-up, checks, teardown, exit;")
+print(" settle = how long the machine stayed busy after it, the kernel deleting namespaces;")
+print(" each run starts on an idle machine)")
 PY
