@@ -219,15 +219,7 @@ impl World {
         world.create_namespaces(plan, backend)?;
         tracing::debug!(
             ms = t.elapsed().as_millis() as u64,
-            "setup: namespaces created"
-        );
-        let t = std::time::Instant::now();
-        if backend != BackendKind::Docker {
-            world.write_etc_files(plan)?;
-        }
-        tracing::debug!(
-            ms = t.elapsed().as_millis() as u64,
-            "setup: /etc files written"
+            "setup: namespaces created, /etc files written"
         );
         progress("wiring the data path");
         let t = std::time::Instant::now();
@@ -294,39 +286,34 @@ impl World {
         self.nodes.replace(node, ns)
     }
 
+    /// Creates the world's namespaces with their `/etc` files (written by
+    /// the thread that creates each, while the others wait in the kernel).
     fn create_namespaces(&mut self, plan: &Plan, backend: BackendKind) -> Result<(), BuildError> {
         let names = namespace_names(self.nodes.run(), plan, backend);
         let provided = |node| backend == BackendKind::Docker && !docker::world_creates(plan, node);
-        self.nodes.create(plan, names, provided)
+        let etc = if backend == BackendKind::Docker {
+            HashMap::new()
+        } else {
+            etc_files(plan)
+        };
+        self.nodes.create(plan, names, provided, etc)
     }
 
-    /// resolv.conf and hosts as Docker writes them (DNS-2, DNS-20, DNS-21),
-    /// where `ip netns exec` and `vswitch exec` bind them.
+    /// Writes [`etc_files`] into the namespaces of a world whose backend
+    /// made them (Docker's containers), not the machines' it borrows.
     fn write_etc_files(&self, plan: &Plan) -> Result<(), BuildError> {
-        for (i, c) in plan.containers.iter().enumerate() {
-            // A container sharing another's namespace shares its files too.
-            if on_host_network(plan, i) || c.netns_of.is_some() {
-                continue;
+        for (node, files) in etc_files(plan) {
+            let ns = self.ns(node);
+            let what = match node {
+                Node::Machine(_) if !self.nodes.owns(ns) => continue,
+                Node::Machine(i) => format!("machine {}", plan.machines[i].name),
+                Node::Container(i) => format!("container {}", plan.containers[i].name),
+                Node::External(i) => format!("external {}", plan.externals[i].name),
+            };
+            for (file, content) in files {
+                ns.write_etc(file, &content)
+                    .map_err(BuildError::at(what.clone()))?;
             }
-            let ns = self.ns(Node::Container(i));
-            ns.write_etc("resolv.conf", &resolv_conf(plan, i))
-                .map_err(BuildError::at(format!("container {}", c.name)))?;
-            ns.write_etc("hosts", &hosts_file(plan, i))
-                .map_err(BuildError::at(format!("container {}", c.name)))?;
-            ns.write_etc("hostname", &hostname_file(plan, i))
-                .map_err(BuildError::at(format!("container {}", c.name)))?;
-        }
-        for (i, m) in plan.machines.iter().enumerate() {
-            let ns = self.ns(Node::Machine(i));
-            if !self.nodes.owns(ns) {
-                continue;
-            }
-            let mut r = String::new();
-            for ip in &m.resolvers {
-                r.push_str(&format!("nameserver {ip}\n"));
-            }
-            ns.write_etc("resolv.conf", &r)
-                .map_err(BuildError::at(format!("machine {}", m.name)))?;
         }
         Ok(())
     }
@@ -596,6 +583,35 @@ pub fn link_env(plan: &Plan, container: usize) -> Vec<(String, String)> {
 pub fn hostname_file(plan: &Plan, container: usize) -> String {
     let c = &plan.containers[plan.containers[container].netns_of.unwrap_or(container)];
     format!("{}\n", c.host_name())
+}
+
+/// resolv.conf, hosts and hostname as Docker writes them (DNS-2, DNS-20,
+/// DNS-21), for `/etc/netns/NS/` where `ip netns exec` and `vswitch exec`
+/// bind them: every container with a namespace of its own, and each
+/// machine's resolv.conf (its resolvers).
+fn etc_files(plan: &Plan) -> HashMap<Node, Vec<(&'static str, String)>> {
+    let mut etc = HashMap::new();
+    for (i, c) in plan.containers.iter().enumerate() {
+        // A container sharing another's namespace shares its files too.
+        if on_host_network(plan, i) || c.netns_of.is_some() {
+            continue;
+        }
+        let files = vec![
+            ("resolv.conf", resolv_conf(plan, i)),
+            ("hosts", hosts_file(plan, i)),
+            ("hostname", hostname_file(plan, i)),
+        ];
+        etc.insert(Node::Container(i), files);
+    }
+    for (i, m) in plan.machines.iter().enumerate() {
+        let r: String = m
+            .resolvers
+            .iter()
+            .map(|ip| format!("nameserver {ip}\n"))
+            .collect();
+        etc.insert(Node::Machine(i), vec![("resolv.conf", r)]);
+    }
+    etc
 }
 
 /// A container's resolv.conf: the embedded DNS on user-defined networks

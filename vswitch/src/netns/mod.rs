@@ -232,16 +232,22 @@ impl NetNs {
     /// Writes `/etc/netns/NAME/FILE` (e.g. `resolv.conf`), which `ip netns
     /// exec` and `vswitch exec` bind over `/etc/FILE`.
     pub fn write_etc(&self, file: &str, content: &str) -> Result<PathBuf, NetnsError> {
-        let dir = Path::new(NETNS_ETC_DIR).join(&self.name);
-        let path = dir.join(file);
-        fs::create_dir_all(&dir)
-            .and_then(|_| fs::write(&path, content))
-            .map_err(|source| NetnsError::Etc {
-                path: path.clone(),
-                source,
-            })?;
-        Ok(path)
+        write_etc(&self.name, file, content)
     }
+}
+
+/// [`NetNs::write_etc`] for namespace `name`, before its handle is open
+/// (from [`NetNs::create_with`]'s `init`).
+pub fn write_etc(name: &str, file: &str, content: &str) -> Result<PathBuf, NetnsError> {
+    let dir = Path::new(NETNS_ETC_DIR).join(name);
+    let path = dir.join(file);
+    fs::create_dir_all(&dir)
+        .and_then(|_| fs::write(&path, content))
+        .map_err(|source| NetnsError::Etc {
+            path: path.clone(),
+            source,
+        })?;
+    Ok(path)
 }
 
 impl AsFd for NetNs {
