@@ -162,6 +162,17 @@ for (n, b), rs in sorted(rows.items()):
     checks = f"{min(r[4] for r in rs)}/{max(r[4] + r[5] for r in rs)}"
     print(f"{n:>10} {b:<10} {len(rs):>4} {med(0)/1000:>7.2f} {med(1)/1000:>8.2f} {med(2)/1000:>10.2f}"
           f" {med(3)/1000:>8.2f} {med(0)/n:>7.2f} {med(1)/n:>13.2f} {med(2)/n:>15.2f} {checks:>7} {max(r[6] for r in rs):>9}")
+# Growth: a least-squares line through each backend's medians, wall
+# against containers (the fixed part is the process, the programs and the
+# checks' waits, 0.3 s of them for the isolation check's timeout).
+for b in sorted({b for (_, b) in rows}):
+    pts = [(n, statistics.median(r[0] for r in rs)) for (n, bb), rs in sorted(rows.items()) if bb == b]
+    if len(pts) < 2:
+        continue
+    mx = statistics.mean(n for n, _ in pts)
+    my = statistics.mean(w for _, w in pts)
+    slope = sum((n - mx) * (w - my) for n, w in pts) / sum((n - mx) ** 2 for n, _ in pts)
+    print(f"{b}: wall ≈ {(my - slope * mx)/1000:.2f} s + {slope:.2f} ms per container ({len(pts)} sizes)")
 print("(medians; wall = the whole `vswitch run` process: set-up, checks, teardown, exit;")
 print(" settle = how long the machine stayed busy after it, the kernel deleting namespaces;")
 print(" each run starts on an idle machine)")
