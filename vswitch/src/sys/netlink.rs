@@ -334,19 +334,36 @@ impl Netlink {
     /// IF clsact` does: the hooks that [`Netlink::filter_add_bpf_egress`]
     /// attaches to.
     pub fn qdisc_add_clsact(&mut self, ifindex: u32) -> Result<(), NetlinkError> {
+        self.qdisc_add_ingress_kind(ifindex, "clsact", None, &format!("ifindex {ifindex}"))
+    }
+
+    /// A qdisc of `kind` (`clsact` or `ingress`, whose parent and handle
+    /// are the same) on `ifindex`, with `attr` beside its kind.
+    fn qdisc_add_ingress_kind(
+        &mut self,
+        ifindex: u32,
+        kind: &'static str,
+        attr: Option<TcAttribute>,
+        on: &str,
+    ) -> Result<(), NetlinkError> {
         let mut msg = TcMessage::default();
         msg.header.index = ifindex as i32;
-        msg.header.parent = TcHandle::CLSACT;
+        msg.header.parent = TcHandle::INGRESS;
         msg.header.handle = TcHandle {
-            major: TcHandle::CLSACT.major,
+            major: TcHandle::INGRESS.major,
             minor: 0,
         };
-        msg.attributes.push(TcAttribute::Kind("clsact".into()));
+        msg.attributes.push(TcAttribute::Kind(kind.into()));
+        msg.attributes.extend(attr);
         self.ack(
             RouteNetlinkMessage::NewQueueDiscipline(msg),
             NLM_F_CREATE | NLM_F_EXCL,
-            "add clsact qdisc",
-            &format!("ifindex {ifindex}"),
+            if kind == "clsact" {
+                "add clsact qdisc"
+            } else {
+                "add ingress qdisc"
+            },
+            on,
         )
     }
 
@@ -390,22 +407,14 @@ impl Netlink {
         block: u32,
     ) -> Result<(), NetlinkError> {
         const TCA_INGRESS_BLOCK: u16 = 13;
-        let mut msg = TcMessage::default();
-        msg.header.index = ifindex as i32;
-        msg.header.parent = TcHandle::INGRESS;
-        msg.header.handle = TcHandle {
-            major: TcHandle::INGRESS.major,
-            minor: 0,
-        };
-        msg.attributes.push(TcAttribute::Kind("ingress".into()));
-        msg.attributes.push(TcAttribute::Other(DefaultNla::new(
+        let attr = TcAttribute::Other(DefaultNla::new(
             TCA_INGRESS_BLOCK,
             block.to_ne_bytes().to_vec(),
-        )));
-        self.ack(
-            RouteNetlinkMessage::NewQueueDiscipline(msg),
-            NLM_F_CREATE | NLM_F_EXCL,
-            "add ingress qdisc",
+        ));
+        self.qdisc_add_ingress_kind(
+            ifindex,
+            "ingress",
+            Some(attr),
             &format!("ifindex {ifindex} block {block}"),
         )
     }
