@@ -589,7 +589,7 @@ pub fn hostname_file(plan: &Plan, container: usize) -> String {
 /// DNS-21), for `/etc/netns/NS/` where `ip netns exec` and `vswitch exec`
 /// bind them: every container with a namespace of its own, and each
 /// machine's resolv.conf (its resolvers).
-fn etc_files(plan: &Plan) -> HashMap<Node, Vec<(&'static str, String)>> {
+fn etc_files(plan: &Plan) -> HashMap<Node, common::EtcFiles> {
     let mut etc = HashMap::new();
     for (i, c) in plan.containers.iter().enumerate() {
         // A container sharing another's namespace shares its files too.
