@@ -288,6 +288,31 @@ impl Tap {
         Ok(Some(len))
     }
 
+    /// Tests: [`Tap::read_packet`], waiting (in `poll`) for a frame until
+    /// `deadline`; `Ok(None)` once it has passed with none.
+    #[cfg(test)]
+    pub(crate) fn read_packet_until(
+        &self,
+        pkt: &mut Packet,
+        deadline: std::time::Instant,
+    ) -> io::Result<Option<usize>> {
+        loop {
+            if let Some(n) = self.read_packet(pkt)? {
+                return Ok(Some(n));
+            }
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return Ok(None);
+            }
+            let ms = u16::try_from(left.as_millis()).unwrap_or(u16::MAX);
+            let mut fds = [nix::poll::PollFd::new(
+                self.as_fd(),
+                nix::poll::PollFlags::POLLIN,
+            )];
+            nix::poll::poll(&mut fds, ms).map_err(io::Error::from)?;
+        }
+    }
+
     /// Writes `pkt` (its header and frame) with one syscall.
     pub fn write_packet(&self, pkt: &Packet) -> io::Result<()> {
         self.write_frame(&pkt.hdr, pkt.frame())

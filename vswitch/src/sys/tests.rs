@@ -67,39 +67,24 @@ fn pump<T>(
 ) -> Option<T> {
     let deadline = Instant::now() + timeout;
     let mut pkt = Packet::new();
-    loop {
-        match tap.read_packet(&mut pkt).expect("read tap") {
-            Some(_) => {
-                let f = pkt.frame();
-                if f.len() >= 42
-                    && ethertype(f) == ETH_ARP
-                    && f[21] == 1
-                    && f[38..42] == PEER_IP.octets()
-                {
-                    let mac: [u8; 6] = f[22..28].try_into().unwrap();
-                    let ip = Ipv4Addr::new(f[28], f[29], f[30], f[31]);
-                    tap.write_frame(&VnetHdr::default(), &arp_frame(2, mac, mac, ip))
-                        .expect("answer arp");
-                    continue;
-                }
-                if let Some(t) = want(&pkt.hdr, f) {
-                    return Some(t);
-                }
-            }
-            None => {
-                let left = deadline.saturating_duration_since(Instant::now());
-                if left.is_zero() {
-                    return None;
-                }
-                let ms = u16::try_from(left.as_millis()).unwrap_or(u16::MAX);
-                let mut fds = [nix::poll::PollFd::new(
-                    tap.as_fd(),
-                    nix::poll::PollFlags::POLLIN,
-                )];
-                nix::poll::poll(&mut fds, ms).expect("poll tap");
-            }
+    while tap
+        .read_packet_until(&mut pkt, deadline)
+        .expect("read tap")
+        .is_some()
+    {
+        let f = pkt.frame();
+        if f.len() >= 42 && ethertype(f) == ETH_ARP && f[21] == 1 && f[38..42] == PEER_IP.octets() {
+            let mac: [u8; 6] = f[22..28].try_into().unwrap();
+            let ip = Ipv4Addr::new(f[28], f[29], f[30], f[31]);
+            tap.write_frame(&VnetHdr::default(), &arp_frame(2, mac, mac, ip))
+                .expect("answer arp");
+            continue;
+        }
+        if let Some(t) = want(&pkt.hdr, f) {
+            return Some(t);
         }
     }
+    None
 }
 
 /// The one's-complement sum of the IPv4 pseudo header, folded, not inverted:

@@ -1052,7 +1052,6 @@ mod tests {
     fn ports_share_one_block_whose_classifier_runs_on_each() {
         use crate::engine::packet::{Packet, VnetHdr};
         use crate::sys::tap::{Tap, TapOptions};
-        use std::os::fd::AsFd;
         let Some(pair) = crate::probe::testnet::Pair::new("offload shared block") else {
             return;
         };
@@ -1086,23 +1085,10 @@ mod tests {
                     taps[from].write_frame(&VnetHdr::default(), &f).unwrap();
                     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
                     let mut pkt = Packet::new();
-                    loop {
-                        match taps[to].read_packet(&mut pkt).unwrap() {
-                            Some(_) if pkt.frame() == f.as_slice() => break,
-                            // The kernel's own (IPv6 router solicitations).
-                            Some(_) => continue,
-                            None => {
-                                let left =
-                                    deadline.saturating_duration_since(std::time::Instant::now());
-                                assert!(!left.is_zero(), "vt{from}'s frame never left by vt{to}");
-                                let ms = u16::try_from(left.as_millis()).unwrap_or(u16::MAX);
-                                let mut fds = [nix::poll::PollFd::new(
-                                    taps[to].as_fd(),
-                                    nix::poll::PollFlags::POLLIN,
-                                )];
-                                nix::poll::poll(&mut fds, ms).unwrap();
-                            }
-                        }
+                    // Past the kernel's own frames (IPv6 router solicitations).
+                    while pkt.frame() != f.as_slice() {
+                        let got = taps[to].read_packet_until(&mut pkt, deadline).unwrap();
+                        assert!(got.is_some(), "vt{from}'s frame never left by vt{to}");
                     }
                 }
                 (one.ports.index, two.ports.index, taps)
