@@ -334,15 +334,18 @@ impl Netlink {
     /// IF clsact` does: the hooks that [`Netlink::filter_add_bpf_egress`]
     /// attaches to.
     pub fn qdisc_add_clsact(&mut self, ifindex: u32) -> Result<(), NetlinkError> {
-        self.qdisc_add_ingress_kind(ifindex, "clsact", None, &format!("ifindex {ifindex}"))
+        let on = format!("ifindex {ifindex}");
+        self.qdisc_add_ingress_kind(ifindex, "clsact", "add clsact qdisc", None, &on)
     }
 
     /// A qdisc of `kind` (`clsact` or `ingress`, whose parent and handle
-    /// are the same) on `ifindex`, with `attr` beside its kind.
+    /// are the same) on `ifindex`, with `attr` beside its kind; `op` names
+    /// the request in an error.
     fn qdisc_add_ingress_kind(
         &mut self,
         ifindex: u32,
-        kind: &'static str,
+        kind: &str,
+        op: &'static str,
         attr: Option<TcAttribute>,
         on: &str,
     ) -> Result<(), NetlinkError> {
@@ -358,11 +361,7 @@ impl Netlink {
         self.ack(
             RouteNetlinkMessage::NewQueueDiscipline(msg),
             NLM_F_CREATE | NLM_F_EXCL,
-            if kind == "clsact" {
-                "add clsact qdisc"
-            } else {
-                "add ingress qdisc"
-            },
+            op,
             on,
         )
     }
@@ -414,6 +413,7 @@ impl Netlink {
         self.qdisc_add_ingress_kind(
             ifindex,
             "ingress",
+            "add ingress qdisc",
             Some(attr),
             &format!("ifindex {ifindex} block {block}"),
         )

@@ -464,8 +464,8 @@ pub struct MachinePath {
 /// qdisc; the classifier is added once, to the block, by the first
 /// ([`SharedBlock::bind`]). The kernel walks a list of every block bound
 /// in the system on each bind, so a private block per interface (a
-/// clsact qdisc brings two) makes wiring n ports O(n²): 1000 ports took
-/// 0.3 s longer than with the Linux bridge. A new index per machine path,
+/// clsact qdisc brings two) makes wiring n ports O(n²): 0.7 s of 4.3 s
+/// for a world of 1000 containers. A new index per machine path,
 /// so a path built again in the same namespace (a step) never binds to
 /// the block of one whose interfaces are still going.
 #[derive(Debug)]
