@@ -100,7 +100,6 @@ done
 # measure N BACKEND [RECORD]: one run, appended to the results when RECORD.
 measure() {
     local n=$1 b=$2 record=${3:-}
-    settle >/dev/null
     local t0 t1 code=0 after id setup teardown passed failed left
     t0=$(date +%s%N)
     "$vswitch" run -q --backend "$b" --json "$work/r.json" "$work/s$n.toml" >/dev/null 2>"$work/err" || code=$?
@@ -126,9 +125,11 @@ print(r["run_id"], r["setup_ms"], r["teardown_ms"], r["passed"], r["failed"])' "
 
 # Each size on its own, after a warm-up run that is not counted: a world
 # built right after a smaller one finds the kernel's caches cold and takes
-# longer (1000 containers after 300: ~20 %), so the first backend of a size
-# would otherwise pay for it. The backends' order turns each round.
+# longer, so the first backend of a size would otherwise pay for it. The
+# backends' order turns each round. Every run waits for the one before to
+# settle (in `measure`); the first for whatever ran before the script.
 read -r -a order <<<"$backends"
+settle >/dev/null
 for n in $sizes; do
     first=${order[0]}
     if [[ $first != docker || $n -le $docker_max ]]; then
